@@ -1,0 +1,251 @@
+//! The contract between the control plane and a data plane.
+//!
+//! A data plane receives one whole [`LbConfig`] per load balancer, versioned,
+//! and either serves it completely or refuses it; it never receives a diff.
+//! It acknowledges the version it serves and sends [`StatusReport`]s back:
+//! health transitions as they happen, counters periodically.
+//!
+//! This crate depends on the domain model only: never on the store or the API.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use statera_model::{
+    HealthMonitorType, HttpMethod, L7PolicyAction, L7RuleCompareType, L7RuleType, LbAlgorithm,
+    ListenerProtocol, PoolProtocol, SessionPersistenceType,
+};
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Everything one load balancer's data plane needs, whole.
+///
+/// Objects in PENDING_DELETE are already left out; disabled objects are
+/// present with `admin_state_up: false` so the data plane can report them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LbConfig {
+    pub lb_id: Uuid,
+    /// Strictly increasing per load balancer; a data plane acknowledges it.
+    pub version: u64,
+    pub admin_state_up: bool,
+    pub vip: Vip,
+    pub listeners: Vec<ListenerConfig>,
+    pub pools: Vec<PoolConfig>,
+}
+
+impl LbConfig {
+    pub fn pool(&self, id: Uuid) -> Option<&PoolConfig> {
+        self.pools.iter().find(|p| p.id == id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vip {
+    pub address: IpAddr,
+    pub port_id: Uuid,
+    pub subnet_id: Uuid,
+    pub network_id: Uuid,
+    /// The VIP port's MAC (used by network drivers that plug a real interface).
+    pub mac_address: String,
+    /// The subnet the VIP lives on, with its gateway: the members' router.
+    pub subnet_cidr: IpNet,
+    pub gateway: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenerConfig {
+    pub id: Uuid,
+    pub protocol: ListenerProtocol,
+    pub protocol_port: u16,
+    pub admin_state_up: bool,
+    /// `None` = the provider's default limit.
+    pub connection_limit: Option<u32>,
+    pub default_pool_id: Option<Uuid>,
+    pub timeouts: Timeouts,
+    pub insert_headers: InsertHeaders,
+    /// Empty = every source allowed.
+    pub allowed_cidrs: Vec<IpNet>,
+    /// Enabled policies in position order.
+    pub l7policies: Vec<L7PolicyConfig>,
+}
+
+/// Listener timeouts, in milliseconds as the API states them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub client_data_ms: u64,
+    pub member_connect_ms: u64,
+    pub member_data_ms: u64,
+    /// 0 = do not wait for data before choosing a member.
+    pub tcp_inspect_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsertHeaders {
+    pub x_forwarded_for: bool,
+    pub x_forwarded_port: bool,
+    pub x_forwarded_proto: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct L7PolicyConfig {
+    pub id: Uuid,
+    pub action: L7PolicyAction,
+    pub redirect_pool_id: Option<Uuid>,
+    pub redirect_url: Option<String>,
+    pub redirect_prefix: Option<String>,
+    pub redirect_http_code: Option<u16>,
+    /// Enabled rules only; all must match (AND).
+    pub rules: Vec<L7RuleConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct L7RuleConfig {
+    pub id: Uuid,
+    pub kind: L7RuleType,
+    pub compare_type: L7RuleCompareType,
+    pub key: Option<String>,
+    pub value: String,
+    pub invert: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolConfig {
+    pub id: Uuid,
+    pub protocol: PoolProtocol,
+    pub lb_algorithm: LbAlgorithm,
+    pub admin_state_up: bool,
+    pub session_persistence: Option<SessionPersistenceConfig>,
+    pub members: Vec<MemberConfig>,
+    pub health_monitor: Option<HealthMonitorConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionPersistenceConfig {
+    pub kind: SessionPersistenceType,
+    pub cookie_name: Option<String>,
+    /// Seconds (UDP pools).
+    pub persistence_timeout: Option<u64>,
+    pub persistence_granularity: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberConfig {
+    pub id: Uuid,
+    pub address: IpAddr,
+    pub protocol_port: u16,
+    /// 0–256; 0 takes no new connections.
+    pub weight: u16,
+    pub backup: bool,
+    pub admin_state_up: bool,
+    pub monitor_address: Option<IpAddr>,
+    pub monitor_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthMonitorConfig {
+    pub id: Uuid,
+    pub kind: HealthMonitorType,
+    pub admin_state_up: bool,
+    pub delay_s: u64,
+    pub timeout_s: u64,
+    /// Good probes to come back up.
+    pub rise: u32,
+    /// Failed probes to go down.
+    pub fall: u32,
+    pub http_method: Option<HttpMethod>,
+    pub url_path: Option<String>,
+    pub expected_codes: Option<String>,
+    pub http_version: Option<f64>,
+    pub domain_name: Option<String>,
+}
+
+/// What a data plane observed of one load balancer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub lb_id: Uuid,
+    /// The config version being served.
+    pub version: u64,
+    pub listeners: Vec<ListenerReport>,
+    pub pools: Vec<PoolReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenerReport {
+    pub id: Uuid,
+    pub state: ListenerState,
+    /// Cumulative since the data plane started serving this listener.
+    pub stats: Stats,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListenerState {
+    /// Accepting connections.
+    Open,
+    /// At its connection limit.
+    Full,
+    /// Disabled or failed to bind.
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolReport {
+    pub id: Uuid,
+    pub members: Vec<MemberReport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberReport {
+    pub id: Uuid,
+    pub health: MemberHealth,
+}
+
+/// A member as the data plane sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberHealth {
+    Up,
+    Down,
+    /// Weight 0: serves what it has, takes nothing new.
+    Drain,
+    /// admin_state_up false.
+    Maint,
+    /// No (enabled) health monitor.
+    NoCheck,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub active_connections: u64,
+    pub total_connections: u64,
+    pub request_errors: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    #[error("cannot bind {address}: {reason}")]
+    Bind { address: String, reason: String },
+    #[error("not supported by this provider: {0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a data plane sends its reports.
+pub type ReportSender = tokio::sync::mpsc::UnboundedSender<StatusReport>;
+
+/// A data plane: serves whole load balancer configurations.
+pub trait DataPlane: Send + Sync + 'static {
+    /// Serve `config` for its load balancer, replacing what was served before
+    /// without cutting established connections. Returns the version now served.
+    fn apply(&self, config: Arc<LbConfig>) -> BoxFuture<'_, Result<u64, DataPlaneError>>;
+
+    /// Stop serving a load balancer (its listeners drain) and forget it.
+    fn remove(&self, lb_id: Uuid) -> BoxFuture<'_, Result<(), DataPlaneError>>;
+
+    /// The current report for one load balancer, if it is served here.
+    fn report(&self, lb_id: Uuid) -> Option<StatusReport>;
+}
