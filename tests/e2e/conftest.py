@@ -1,0 +1,543 @@
+"""Fixtures for Statera's end-to-end tests: a real `statera serve`, the real `openstack` CLI,
+tiny HTTP backends, and bounded polling.
+
+Environment knobs (all optional):
+  STATERA_BIN       the statera binary (default: target/release/statera in the repo)
+  STATERA_ENDPOINT  use an already running server (e.g. http://127.0.0.1:9876) instead of
+                    starting one per test module; see tests/e2e/README.md
+  STATERA_CLI       the openstack CLI (default: .venv/bin/openstack, else `openstack` in PATH)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import http.server
+import ipaddress
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOG_KEEP_DIR = REPO_ROOT / "target" / "e2e-logs"
+
+SERVER_START_TIMEOUT = 20.0  # seconds until GET / must answer
+SERVER_STOP_TIMEOUT = 10.0  # seconds a SIGTERM gets before SIGKILL
+CLI_TIMEOUT = 90.0  # one `openstack` invocation (--wait polls forever on a stuck LB)
+ACTIVE_TIMEOUT = 30.0  # an LB must be ACTIVE again this long after a change
+POLL_INTERVAL = 0.2
+
+
+def _env_without_openstack_settings() -> dict[str, str]:
+    """The caller's environment minus OS_* variables, so a developer's own cloud settings never
+    leak into a test."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Ports and subnets
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def host_subnet_for_port(port: int) -> str:
+    """A /24 inside 127/8 that is distinct for every API port, so servers running side by side
+    (in this session or in parallel sessions) allocate VIPs from disjoint ranges.
+    127.150.0.0 .. 127.249.255.0: clear of 127.0.0.0/16 (127.0.0.1 and friends) and of
+    127.100.0.0/16 (the default host subnet a developer's own `statera serve` uses)."""
+    second = 150 + (port // 256) % 100
+    third = port % 256
+    return f"127.{second}.{third}.0/24"
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain HTTP against the API (for polling and for checks that bypass the clients)
+
+
+@dataclass
+class HttpResult:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body.decode() or "null")
+
+
+def http_request(
+    url: str,
+    method: str = "GET",
+    body=None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> HttpResult:
+    """One HTTP request; never raises for HTTP error statuses, never follows redirects."""
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=timeout)
+    try:
+        path = parsed.path or "/"
+        if parsed.query:
+            path += "?" + parsed.query
+        hdrs = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        return HttpResult(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+
+
+@dataclass
+class StateraServer:
+    endpoint: str  # e.g. http://127.0.0.1:40123 (no trailing slash)
+    data_dir: Path | None
+    host_subnet: str | None  # CIDR given with --host-subnet (None for an external server)
+    process: subprocess.Popen | None
+    log_path: Path | None
+    name: str = "statera"
+
+    @property
+    def port(self) -> int:
+        return urllib.parse.urlsplit(self.endpoint).port
+
+    def api(self, method: str, path: str, body=None, **kw) -> HttpResult:
+        return http_request(self.endpoint + path, method, body, headers={"X-Auth-Token": "e2e"}, **kw)
+
+    def log_tail(self, lines: int = 80) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return "(no log)"
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+_RUNNING: list[StateraServer] = []
+
+
+def statera_binary() -> Path:
+    path = Path(os.environ.get("STATERA_BIN", REPO_ROOT / "target" / "release" / "statera"))
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(
+            f"statera binary not found at {path}: build it with "
+            "`cargo build --release -p statera` (or set STATERA_BIN)",
+            pytrace=False,
+        )
+    return path
+
+
+def wait_until_answers(server: StateraServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last_error = "no attempt"
+    while time.monotonic() < deadline:
+        if server.process is not None and server.process.poll() is not None:
+            raise AssertionError(
+                f"statera exited with code {server.process.returncode} before answering GET /\n"
+                f"--- log tail ---\n{server.log_tail()}"
+            )
+        try:
+            r = http_request(server.endpoint + "/", timeout=2)
+            if r.status == 200:
+                return
+            last_error = f"GET / answered {r.status}"
+        except OSError as e:
+            last_error = repr(e)
+        time.sleep(POLL_INTERVAL)
+    raise AssertionError(
+        f"statera did not answer GET / within {timeout:.0f} s (last: {last_error})\n"
+        f"--- log tail ---\n{server.log_tail()}"
+    )
+
+
+def stop_server(server: StateraServer, timeout: float = SERVER_STOP_TIMEOUT) -> int | None:
+    """SIGTERM, wait, SIGKILL if needed. Returns the exit code, or None if it had to be killed."""
+    proc = server.process
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        return None
+
+
+_name_counter = itertools.count(1)
+
+
+@contextlib.contextmanager
+def start_statera(
+    data_dir: Path | None = None,
+    port: int | None = None,
+    extra_args: list[str] | None = None,
+):
+    """Start `statera serve` on a free port (or `port`) with its own data dir and a host subnet
+    derived from the port; yield a StateraServer; on exit stop it (SIGTERM, then SIGKILL after
+    SERVER_STOP_TIMEOUT) and remove the data dir unless it was passed in. The server's log is
+    copied to target/e2e-logs/. Fails the test if the server had to be killed.
+    Passing the same data_dir and port again restarts "the same" server."""
+    binary = statera_binary()
+    port = port or free_port()
+    subnet = host_subnet_for_port(port)
+    own_dir = data_dir is None
+    if own_dir:
+        data_dir = Path(tempfile.mkdtemp(prefix=f"statera-e2e-{port}-"))
+    name = f"statera-{os.getpid()}-{next(_name_counter)}-{port}"
+    log_path = data_dir / f"{name}.log"
+    args = [
+        str(binary),
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--data-dir",
+        str(data_dir / "data"),
+        "--host-subnet",
+        subnet,
+        *(extra_args or []),
+    ]
+    env = _env_without_openstack_settings()
+    env.setdefault("RUST_LOG", "info")
+    env.setdefault("RUST_BACKTRACE", "1")
+    log_file = open(log_path, "ab")
+    log_file.write(("$ " + " ".join(args) + "\n").encode())
+    log_file.flush()
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=data_dir,
+        env=env,
+    )
+    server = StateraServer(
+        endpoint=f"http://127.0.0.1:{port}",
+        data_dir=data_dir,
+        host_subnet=subnet,
+        process=proc,
+        log_path=log_path,
+        name=name,
+    )
+    _RUNNING.append(server)
+    killed = False
+    try:
+        wait_until_answers(server, SERVER_START_TIMEOUT)
+        yield server
+    finally:
+        code = stop_server(server)
+        killed = code is None
+        log_file.close()
+        _RUNNING.remove(server)
+        with contextlib.suppress(OSError):
+            LOG_KEEP_DIR.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log_path, LOG_KEEP_DIR / f"{name}.log")
+        if own_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    if killed:
+        raise AssertionError(
+            f"{name} did not exit within {SERVER_STOP_TIMEOUT:.0f} s of SIGTERM and was killed "
+            f"(log: target/e2e-logs/{name}.log)"
+        )
+
+
+@pytest.fixture(scope="module")
+def statera_server():
+    """One server per test module (or the external one named by STATERA_ENDPOINT)."""
+    external = os.environ.get("STATERA_ENDPOINT")
+    if external:
+        server = StateraServer(
+            endpoint=external.rstrip("/"), data_dir=None, host_subnet=None, process=None, log_path=None
+        )
+        wait_until_answers(server, SERVER_START_TIMEOUT)
+        yield server
+        return
+    with start_statera() as server:
+        yield server
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the tail of every running server's log to a failing test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for server in list(_RUNNING):
+            report.sections.append((f"{server.name} log (tail)", server.log_tail()))
+
+
+# ---------------------------------------------------------------------------------------------
+# The openstack CLI
+
+
+def openstack_cli_path() -> str:
+    explicit = os.environ.get("STATERA_CLI")
+    if explicit:
+        return explicit
+    venv_cli = REPO_ROOT / ".venv" / "bin" / "openstack"
+    if venv_cli.exists():
+        return str(venv_cli)
+    found = shutil.which("openstack")
+    if not found:
+        pytest.fail("openstack CLI not found: run scripts/test once to create .venv", pytrace=False)
+    return found
+
+
+@dataclass
+class CliResult:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    data: object = None  # parsed JSON when the command printed JSON
+
+    def describe(self) -> str:
+        return (
+            f"$ openstack {' '.join(self.args)}\n"
+            f"exit code {self.returncode}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+        )
+
+
+@dataclass
+class OpenStackCli:
+    """Runs the real `openstack` CLI against one endpoint with auth type `none`:
+    `openstack --os-auth-type none --os-endpoint URL ...`. With auth type none keystoneauth
+    uses URL for every service, so the network lookups (subnet names and ids) come to the same
+    server as the load-balancer calls."""
+
+    endpoint: str
+    executable: str = field(default_factory=openstack_cli_path)
+    history: list[CliResult] = field(default_factory=list)
+
+    def base_args(self) -> list[str]:
+        return ["--os-auth-type", "none", "--os-endpoint", self.endpoint]
+
+    def run(self, *args: str, expect_ok: bool = True, timeout: float = CLI_TIMEOUT) -> CliResult:
+        args = [str(a) for a in args]
+        cmd = [self.executable, *self.base_args(), *args]
+        try:
+            proc = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=_env_without_openstack_settings(),
+            )
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(
+                f"`openstack {' '.join(args)}` did not finish within {timeout:.0f} s "
+                f"(with --wait this means a resource stayed in PENDING_*)\n"
+                f"--- stdout ---\n{e.stdout}\n--- stderr ---\n{e.stderr}"
+            ) from None
+        result = CliResult(args, proc.returncode, proc.stdout, proc.stderr)
+        if proc.stdout.strip().startswith(("{", "[")):
+            try:
+                result.data = json.loads(proc.stdout)
+            except json.JSONDecodeError:
+                pass
+        self.history.append(result)
+        if expect_ok and proc.returncode != 0:
+            raise AssertionError("openstack CLI failed:\n" + result.describe())
+        if not expect_ok and proc.returncode == 0:
+            raise AssertionError("openstack CLI succeeded but a failure was expected:\n" + result.describe())
+        return result
+
+    def json(self, *args: str, timeout: float = CLI_TIMEOUT):
+        """Run a command that prints something with `-f json` and return the parsed JSON."""
+        result = self.run(*args, "-f", "json", timeout=timeout)
+        if result.data is None:
+            raise AssertionError("expected JSON output:\n" + result.describe())
+        return result.data
+
+
+@pytest.fixture(scope="module")
+def cli(statera_server) -> OpenStackCli:
+    return OpenStackCli(statera_server.endpoint)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends
+
+
+@dataclass
+class Backend:
+    name: str
+    host: str
+    port: int
+    requests: list[dict] = field(default_factory=list)  # {"method","path","headers"}
+    server: http.server.ThreadingHTTPServer | None = None
+    thread: threading.Thread | None = None
+
+    def paths(self) -> list[str]:
+        return [r["path"] for r in list(self.requests)]
+
+
+def _make_handler(backend: Backend):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # keep pytest output clean
+            pass
+
+        def _answer(self, with_body: bool):
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            backend.requests.append(
+                {"method": self.command, "path": self.path, "headers": dict(self.headers.items())}
+            )
+            body = backend.name.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Backend", backend.name)
+            self.end_headers()
+            if with_body:
+                self.wfile.write(body)
+
+        def do_GET(self):
+            self._answer(True)
+
+        def do_POST(self):
+            self._answer(True)
+
+        def do_HEAD(self):
+            self._answer(False)
+
+        def do_OPTIONS(self):
+            self._answer(True)
+
+    return Handler
+
+
+@contextlib.contextmanager
+def start_backends(*names: str, host: str = "127.0.0.1"):
+    """Start one small HTTP server per name on free ports of `host`; each answers every GET
+    with its own name as the body (and header X-Backend) and records what it received."""
+    backends: list[Backend] = []
+    try:
+        for name in names:
+            b = Backend(name=name, host=host, port=0)
+            srv = http.server.ThreadingHTTPServer((host, 0), _make_handler(b))
+            srv.daemon_threads = True
+            b.server = srv
+            b.port = srv.server_address[1]
+            b.thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+            b.thread.start()
+            backends.append(b)
+        yield backends
+    finally:
+        for b in backends:
+            b.server.shutdown()
+            b.server.server_close()
+            b.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def backends():
+    with start_backends("backend-a", "backend-b") as bs:
+        yield bs
+
+
+# ---------------------------------------------------------------------------------------------
+# Polling and traffic helpers
+
+
+def poll(fn, timeout: float, what, interval: float = POLL_INTERVAL):
+    """Call fn() until it returns a truthy value; return it. After `timeout` seconds fail with
+    `what` (a string, or a callable returning one, evaluated at that moment)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {text}")
+        time.sleep(interval)
+
+
+def wait_lb_active(server: StateraServer, lb_id: str, timeout: float = ACTIVE_TIMEOUT) -> dict:
+    """Poll GET /v2/lbaas/loadbalancers/{id} until provisioning_status is ACTIVE (fails at once
+    on ERROR), as every Octavia client does after each change."""
+    seen: list[str] = []
+
+    def check():
+        r = server.api("GET", f"/v2/lbaas/loadbalancers/{lb_id}")
+        assert r.status == 200, f"GET loadbalancer {lb_id} -> {r.status} {r.body[:500]!r}"
+        lb = r.json()["loadbalancer"]
+        status = lb["provisioning_status"]
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        assert status != "ERROR", f"load balancer {lb_id} went to ERROR (statuses seen: {seen})"
+        return lb if status == "ACTIVE" else None
+
+    return poll(check, timeout, lambda: f"load balancer {lb_id} to be ACTIVE (statuses seen: {seen})")
+
+
+def wait_gone(server: StateraServer, path: str, timeout: float = ACTIVE_TIMEOUT) -> None:
+    """Poll GET path until it answers 404."""
+    statuses: list[int] = []
+
+    def check():
+        r = server.api("GET", path)
+        statuses.append(r.status)
+        return r.status == 404
+
+    poll(check, timeout, lambda: f"GET {path} to answer 404 (last statuses: {statuses[-5:]})")
+
+
+def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> HttpResult:
+    return http_request(url, "GET", headers={"Accept": "*/*", **(headers or {})}, timeout=timeout)
+
+
+def wait_http_ok(url: str, timeout: float = 10.0) -> HttpResult:
+    """Poll a VIP URL until it answers 200. ACTIVE means the data plane acknowledged the config,
+    so the first request should already work: if it needed retries, a warning says so (shown in
+    pytest's summary) without failing the test; after `timeout` seconds it fails."""
+    last: list[str] = []
+    attempts = [0]
+
+    def check():
+        attempts[0] += 1
+        try:
+            r = http_get(url, timeout=2)
+        except OSError as e:
+            last[:] = [repr(e)]
+            return None
+        last[:] = [f"{r.status} {r.body[:200]!r}"]
+        return r if r.status == 200 else None
+
+    result = poll(check, timeout, lambda: f"{url} to answer 200 (last: {last})")
+    if attempts[0] > 1:
+        warnings.warn(f"{url} answered 200 only after {attempts[0]} attempts although the LB was ACTIVE")
+    return result
+
+
+def assert_in_subnet(address: str, cidr: str) -> None:
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(cidr), f"{address} is not in {cidr}"
