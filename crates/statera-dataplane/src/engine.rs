@@ -1,0 +1,257 @@
+//! The engine: applies whole configs, one load balancer at a time.
+
+use crate::health::Prober;
+use crate::listener::{self, AcceptTask};
+use crate::snapshot::{LbShared, Snapshot};
+use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSender, StatusReport};
+use statera_model::ListenerProtocol;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+/// How the engine behaves; [`Default`] is what production wants.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How long connections of a removed or disabled listener may run before
+    /// they are closed.
+    pub drain_timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            // Long enough for ordinary requests and downloads in flight to
+            // finish; short enough that a deleted load balancer is gone soon.
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The native data plane. Cheap to clone: clones share the same load
+/// balancers. When the last clone is dropped, every listener closes and its
+/// connections drain.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    report_tx: ReportSender,
+    options: EngineOptions,
+    /// Applies and removes are short and never await, so one plain lock
+    /// serialises them; the relay never takes it.
+    lbs: Mutex<HashMap<Uuid, LbRuntime>>,
+}
+
+/// One served load balancer: what tasks share, plus what only the engine
+/// touches (sockets and probers, whose handles stop them when dropped).
+#[derive(Debug)]
+struct LbRuntime {
+    shared: Arc<LbShared>,
+    sockets: HashMap<SocketAddr, AcceptTask>,
+    probers: HashMap<Uuid, Prober>,
+    drain_timeout: Duration,
+}
+
+impl Drop for LbRuntime {
+    fn drop(&mut self) {
+        // Dropping `sockets` closes them; established connections drain.
+        for view in self.shared.load().by_addr.values() {
+            view.life.drain(self.drain_timeout);
+        }
+    }
+}
+
+impl Engine {
+    /// An engine that sends its reports (after each apply, and on each member
+    /// health transition) to `report_tx`.
+    pub fn new(report_tx: ReportSender) -> Engine {
+        Engine::with_options(report_tx, EngineOptions::default())
+    }
+
+    pub fn with_options(report_tx: ReportSender, options: EngineOptions) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                report_tx,
+                options,
+                lbs: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn lbs(&self) -> MutexGuard<'_, HashMap<Uuid, LbRuntime>> {
+        // Nothing panics while holding the lock with the map half-updated:
+        // a poisoned map is still consistent.
+        self.inner.lbs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves `config`, all or nothing. Must run inside a tokio runtime.
+    fn apply_now(&self, config: Arc<LbConfig>) -> Result<u64, DataPlaneError> {
+        let mut lbs = self.lbs();
+        let current = lbs.get(&config.lb_id);
+        if let Some(current) = current {
+            let served = current.shared.load().config.version;
+            if config.version < served {
+                return Err(DataPlaneError::Other(format!(
+                    "load balancer {} is at version {served}; refusing older version {}",
+                    config.lb_id, config.version
+                )));
+            }
+        }
+
+        // 1. Decide, refusing what this engine cannot serve.
+        let served = served_listeners(&config)?;
+
+        // 2. Bind every address not bound yet. On error, what was bound here
+        //    is dropped (closed) and the current config keeps serving.
+        let mut fresh: Vec<(SocketAddr, TcpListener)> = Vec::new();
+        for (_, addr) in &served {
+            if current.is_some_and(|c| c.sockets.contains_key(addr)) {
+                continue;
+            }
+            let socket = listener::bind(*addr).map_err(|e| DataPlaneError::Bind {
+                address: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+            fresh.push((*addr, socket));
+        }
+
+        // 3. Publish one snapshot: from here on, new connections see it.
+        let version = config.version;
+        let lb_id = config.lb_id;
+        let runtime = match lbs.get_mut(&lb_id) {
+            Some(runtime) => {
+                let next = Snapshot::build(config, &served, Some(&runtime.shared.load()));
+                let prev = runtime.shared.publish(next);
+                for life in prev.ended_lives(&runtime.shared.load()) {
+                    life.drain(self.inner.options.drain_timeout);
+                }
+                runtime
+            }
+            None => {
+                let first = Snapshot::build(config, &served, None);
+                let shared = Arc::new(LbShared::new(first, self.inner.report_tx.clone()));
+                lbs.entry(lb_id).or_insert(LbRuntime {
+                    shared,
+                    sockets: HashMap::new(),
+                    probers: HashMap::new(),
+                    drain_timeout: self.inner.options.drain_timeout,
+                })
+            }
+        };
+
+        // 4. Start the new sockets, close the ones no listener uses any more.
+        for (addr, socket) in fresh {
+            let task = AcceptTask::spawn(socket, addr, runtime.shared.clone());
+            runtime.sockets.insert(addr, task);
+        }
+        runtime
+            .sockets
+            .retain(|addr, _| served.iter().any(|(_, a)| a == addr));
+
+        // 5. Probe the members that are monitored now, with their cells.
+        sync_probers(runtime);
+
+        tracing::info!(%lb_id, version, listeners = served.len(), "load balancer config applied");
+        runtime.shared.send_report();
+        Ok(version)
+    }
+
+    fn remove_now(&self, lb_id: Uuid) {
+        // Dropping the runtime closes its sockets, stops its probers and
+        // starts draining its connections.
+        if self.lbs().remove(&lb_id).is_some() {
+            tracing::info!(%lb_id, "load balancer removed");
+        }
+    }
+}
+
+/// The listeners `config` serves, as (index in `config.listeners`, address).
+fn served_listeners(config: &LbConfig) -> Result<Vec<(usize, SocketAddr)>, DataPlaneError> {
+    if !config.admin_state_up {
+        return Ok(Vec::new());
+    }
+    let mut served: Vec<(usize, SocketAddr)> = Vec::new();
+    for (index, listener) in config.listeners.iter().enumerate() {
+        if !listener.admin_state_up {
+            continue;
+        }
+        match listener.protocol {
+            ListenerProtocol::Tcp | ListenerProtocol::Http | ListenerProtocol::Https => {}
+            ListenerProtocol::TerminatedHttps => {
+                return Err(DataPlaneError::Unsupported(format!(
+                    "TERMINATED_HTTPS listeners are not yet served by the native data plane (listener {})",
+                    listener.id
+                )));
+            }
+            other => {
+                return Err(DataPlaneError::Unsupported(format!(
+                    "{other} listeners are not yet served by the native data plane (listener {})",
+                    listener.id
+                )));
+            }
+        }
+        let addr = SocketAddr::new(config.vip.address, listener.protocol_port);
+        if let Some((other, _)) = served.iter().find(|(_, a)| *a == addr) {
+            return Err(DataPlaneError::Other(format!(
+                "listeners {} and {} both use TCP port {}",
+                config.listeners[*other].id, listener.id, listener.protocol_port
+            )));
+        }
+        served.push((index, addr));
+    }
+    Ok(served)
+}
+
+/// Keeps one prober per probed member of the current snapshot: unchanged
+/// probers keep running, others are replaced or stopped.
+fn sync_probers(runtime: &mut LbRuntime) {
+    let snapshot = runtime.shared.load();
+    let mut wanted = HashMap::new();
+    for pool in snapshot.pools.values() {
+        for member in &pool.members {
+            if let Some((cell, spec)) = &member.health {
+                wanted.insert(member.id, (cell.clone(), spec.clone()));
+            }
+        }
+    }
+    runtime.probers.retain(|id, prober| {
+        wanted
+            .get(id)
+            .is_some_and(|(cell, spec)| *spec == prober.spec && Arc::ptr_eq(cell, &prober.cell))
+    });
+    for (id, (cell, spec)) in wanted {
+        if runtime.probers.contains_key(&id) {
+            continue;
+        }
+        let shared = Arc::downgrade(&runtime.shared);
+        let prober = Prober::spawn(spec, cell, move || {
+            if let Some(shared) = shared.upgrade() {
+                shared.send_report();
+            }
+        });
+        runtime.probers.insert(id, prober);
+    }
+}
+
+impl DataPlane for Engine {
+    fn apply(&self, config: Arc<LbConfig>) -> BoxFuture<'_, Result<u64, DataPlaneError>> {
+        Box::pin(async move { self.apply_now(config) })
+    }
+
+    fn remove(&self, lb_id: Uuid) -> BoxFuture<'_, Result<(), DataPlaneError>> {
+        Box::pin(async move {
+            self.remove_now(lb_id);
+            Ok(())
+        })
+    }
+
+    fn report(&self, lb_id: Uuid) -> Option<StatusReport> {
+        let shared = self.lbs().get(&lb_id)?.shared.clone();
+        Some(shared.load().report())
+    }
+}

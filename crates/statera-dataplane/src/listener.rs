@@ -1,0 +1,201 @@
+//! Listener sockets and listener lifetimes.
+//!
+//! Two things are kept apart on purpose:
+//!
+//! - a **socket** ([`AcceptTask`]) is keyed by its address (VIP : port). It is
+//!   bound once and kept across applies as long as some served listener uses
+//!   that address; for each connection it looks the address up in the current
+//!   snapshot to learn which listener, with which settings, serves it.
+//! - a **listener life** ([`ListenerLife`]) is keyed by the listener id. It
+//!   starts when the listener starts being served and ends when the listener
+//!   is removed or disabled: its connections are then *draining*, and are cut
+//!   at the drain deadline unless they finish first.
+//!
+//! Keying sockets by address lets a config replace listener A by listener B on
+//! the same port without a bind conflict: B takes over A's socket.
+
+use crate::relay;
+use crate::snapshot::LbShared;
+use crate::stats::ListenerStats;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+/// Kernel accept queue length. Connections over a listener's
+/// `connection_limit` wait here, so it is sized for bursts, like HAProxy's
+/// default backlog (its maxconn).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// How long to pause accepting after an accept error (typically out of file
+/// descriptors) before trying again, instead of spinning on the error.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Binds a listening TCP socket on `addr` the way a VIP needs it:
+/// `SO_REUSEADDR` (rebind while old connections sit in TIME_WAIT) and
+/// `IP_FREEBIND` (bind a VIP before the address is on an interface).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+        socket.set_freebind_ipv6(true)?;
+    } else {
+        socket.set_freebind(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Where a listener is in its life. Connections watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifeState {
+    Serving,
+    /// Removed or disabled: no new connections; established ones finish.
+    Draining,
+    /// The drain deadline passed: established connections are closed.
+    Cut,
+}
+
+#[derive(Debug)]
+pub struct ListenerLife {
+    state: watch::Sender<LifeState>,
+}
+
+impl ListenerLife {
+    pub fn new() -> Self {
+        ListenerLife {
+            state: watch::Sender::new(LifeState::Serving),
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<LifeState> {
+        self.state.subscribe()
+    }
+
+    /// Ends the listener's life: connections are told to drain now and cut
+    /// after `deadline`, unless they all finish first.
+    pub fn drain(self: &Arc<Self>, deadline: Duration) {
+        if *self.state.borrow() != LifeState::Serving {
+            return;
+        }
+        self.state.send_replace(LifeState::Draining);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime left to wait on (the engine is dropped at shutdown):
+            // nothing can drain, cut at once.
+            self.state.send_replace(LifeState::Cut);
+            return;
+        };
+        let life = self.clone();
+        runtime.spawn(async move {
+            tokio::select! {
+                // Every connection holds a receiver: all gone = all done.
+                () = life.state.closed() => {}
+                () = tokio::time::sleep(deadline) => {
+                    life.state.send_replace(LifeState::Cut);
+                }
+            }
+        });
+    }
+}
+
+/// One listener as a snapshot serves it.
+#[derive(Debug)]
+pub struct ListenerView {
+    /// Index of the listener in the snapshot's `config.listeners`.
+    pub index: usize,
+    pub stats: Arc<ListenerStats>,
+    /// `connection_limit` and the semaphore enforcing it; carried over to the
+    /// next snapshot while the limit is unchanged.
+    pub limiter: Option<(u32, Arc<Semaphore>)>,
+    pub life: Arc<ListenerLife>,
+}
+
+impl ListenerView {
+    /// Whether the listener is at its connection limit. Counted from the
+    /// active connections, not from the free slots: the accept loop holds the
+    /// next slot while it waits for a connection.
+    pub fn is_full(&self) -> bool {
+        self.limiter.as_ref().is_some_and(|(limit, _)| {
+            self.stats.active_connections.load(Ordering::Relaxed) >= u64::from(*limit)
+        })
+    }
+}
+
+/// The accept loop of one bound socket; dropping it closes the socket.
+/// Connections already accepted are separate tasks and keep running.
+#[derive(Debug)]
+pub struct AcceptTask {
+    task: JoinHandle<()>,
+}
+
+impl Drop for AcceptTask {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl AcceptTask {
+    pub fn spawn(listener: TcpListener, addr: SocketAddr, shared: Arc<LbShared>) -> AcceptTask {
+        AcceptTask {
+            task: tokio::spawn(accept_loop(listener, addr, shared)),
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<LbShared>) {
+    let mut changed = shared.subscribe_changes();
+    loop {
+        changed.borrow_and_update();
+        let Some(view) = shared.load().by_addr.get(&addr).cloned() else {
+            // Not served by the current snapshot: this task is about to be
+            // dropped by the apply that published it.
+            if changed.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        // Take a connection slot before accepting: over the limit, clients
+        // wait in the kernel's accept queue instead of being reset.
+        let permit = match &view.limiter {
+            None => None,
+            Some((_, sem)) => tokio::select! {
+                permit = sem.clone().acquire_owned() => match permit {
+                    Ok(permit) => Some(permit),
+                    Err(_closed) => return,
+                },
+                changed = changed.changed() => {
+                    if changed.is_err() { return; }
+                    continue;
+                }
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%addr, %error, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            changed = changed.changed() => {
+                if changed.is_err() { return; }
+                continue;
+            }
+        };
+        // Serve with the newest snapshot: a config published while we waited
+        // for the connection applies to it.
+        let snapshot = shared.load();
+        let Some(view) = snapshot.by_addr.get(&addr).cloned() else {
+            continue;
+        };
+        tokio::spawn(relay::serve(stream, peer, snapshot, view, permit));
+    }
+}

@@ -1,0 +1,331 @@
+//! One client connection: admission, member selection with bounded retries,
+//! and the byte relay.
+//!
+//! Every listener protocol served today (TCP, HTTP, HTTPS passthrough) is
+//! relayed at layer 4: bytes are copied as they come, the member sees the
+//! connection come from this host (the full-proxy source NAT of one-arm
+//! mode), and nothing is parsed. HTTP-aware proxying (X-Forwarded-*, L7
+//! policies, keep-alive pooling to members) comes with the HTTP engine; the
+//! only HTTP this module speaks is the `503` an HTTP listener answers when no
+//! member can take the connection.
+
+use crate::balance::PickContext;
+use crate::listener::{LifeState, ListenerView};
+use crate::snapshot::Snapshot;
+use crate::stats::ListenerStats;
+use ipnet::IpNet;
+use statera_config::{ListenerConfig, Timeouts};
+use statera_model::ListenerProtocol;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// Distinct members tried for one connection before giving up on it. Enough
+/// to step over a dead member or two that health checks have not caught yet,
+/// bounded so one client cannot walk a large pool.
+const MAX_CONNECT_ATTEMPTS: usize = 3;
+
+/// How long a refused HTTP client gets to take its `503` before the socket
+/// is closed.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Why a connection found no member.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the listener has no default pool")]
+    NoPool,
+    #[error("pool {0} has no member that takes new connections")]
+    NoUsableMember(Uuid),
+    #[error("{attempts} member(s) of pool {pool} failed, last {last}: {error}")]
+    AttemptsFailed {
+        pool: Uuid,
+        attempts: usize,
+        last: SocketAddr,
+        error: io::Error,
+    },
+}
+
+/// Serves one accepted connection to its end. `permit` is the listener's
+/// connection slot, if it has a limit; it is released when this returns.
+pub async fn serve(
+    client: TcpStream,
+    peer: SocketAddr,
+    snapshot: Arc<Snapshot>,
+    view: Arc<ListenerView>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let _permit = permit;
+    let mut life = view.life.subscribe();
+    if *life.borrow() != LifeState::Serving {
+        return;
+    }
+    let Some(listener) = snapshot.config.listeners.get(view.index) else {
+        return;
+    };
+    if !source_allowed(&listener.allowed_cidrs, peer.ip()) {
+        tracing::debug!(listener = %listener.id, %peer, "source not in allowed_cidrs");
+        return;
+    }
+    let stats = &view.stats;
+    let _active = stats.open_connection();
+    let _ = client.set_nodelay(true);
+    let member = match connect_member(&snapshot, listener, peer).await {
+        Ok(member) => member,
+        Err(error) => {
+            tracing::debug!(listener = %listener.id, %peer, %error, "no member for connection");
+            stats.request_errors.fetch_add(1, Ordering::Relaxed);
+            if listener.protocol == ListenerProtocol::Http {
+                refuse_http(client).await;
+            }
+            return;
+        }
+    };
+    let _ = member.set_nodelay(true);
+    let end = relay(client, member, &listener.timeouts, stats, &mut life).await;
+    tracing::debug!(listener = %listener.id, %peer, ?end, "connection closed");
+}
+
+fn source_allowed(allowed: &[IpNet], source: IpAddr) -> bool {
+    let source = source.to_canonical();
+    allowed.is_empty() || allowed.iter().any(|net| net.contains(&source))
+}
+
+/// Connects to a member of the listener's default pool, trying up to
+/// [`MAX_CONNECT_ATTEMPTS`] distinct members.
+async fn connect_member(
+    snapshot: &Snapshot,
+    listener: &ListenerConfig,
+    peer: SocketAddr,
+) -> Result<TcpStream, ConnectError> {
+    let pool = listener
+        .default_pool_id
+        .and_then(|id| snapshot.pools.get(&id))
+        .ok_or(ConnectError::NoPool)?;
+    let ctx = PickContext { client: peer };
+    let connect_timeout = millis(listener.timeouts.member_connect_ms);
+    let mut tried = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
+    let mut last_failure = None;
+    while tried.len() < MAX_CONNECT_ATTEMPTS {
+        let Some(i) = pool.select(&ctx, &tried) else {
+            break;
+        };
+        tried.push(i);
+        let addr = pool.members[i].addr;
+        let attempt = TcpStream::connect(addr);
+        let result = match connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+            None => attempt.await,
+        };
+        match result {
+            Ok(stream) => return Ok(stream),
+            Err(error) => {
+                tracing::debug!(member = %pool.members[i].id, %addr, %error, "member connect failed");
+                last_failure = Some((addr, error));
+            }
+        }
+    }
+    Err(match last_failure {
+        None => ConnectError::NoUsableMember(pool.id),
+        Some((last, error)) => ConnectError::AttemptsFailed {
+            pool: pool.id,
+            attempts: tried.len(),
+            last,
+            error,
+        },
+    })
+}
+
+/// A timeout in milliseconds as the API states it; 0 means none.
+fn millis(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// Answers an HTTP client that no member can serve, then closes.
+async fn refuse_http(mut client: TcpStream) {
+    const BODY: &str = "No server is available to handle this request.\n";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-cache\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        client.write_all(response.as_bytes()).await?;
+        client.shutdown().await?;
+        // Read what the client sent until it closes: closing with unread
+        // data makes the kernel send a reset, which can destroy the response
+        // before the client reads it.
+        let mut sink = [0u8; 4096];
+        while client.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    })
+    .await;
+}
+
+/// How a relayed connection ended (for the debug log).
+#[derive(Debug)]
+#[expect(dead_code, reason = "the fields are read through Debug, in the log")]
+enum RelayEnd {
+    Done { from_client: u64, from_member: u64 },
+    Error(io::Error),
+    IdleTimeout,
+    DrainDeadline,
+}
+
+async fn relay(
+    client: TcpStream,
+    member: TcpStream,
+    timeouts: &Timeouts,
+    stats: &ListenerStats,
+    life: &mut watch::Receiver<LifeState>,
+) -> RelayEnd {
+    let activity = Activity::new();
+    let mut client = Metered {
+        inner: client,
+        bytes: &stats.bytes_in,
+        last_read: &activity.client,
+        epoch: activity.epoch,
+    };
+    let mut member = Metered {
+        inner: member,
+        bytes: &stats.bytes_out,
+        last_read: &activity.member,
+        epoch: activity.epoch,
+    };
+    let idle = activity.idle(
+        millis(timeouts.client_data_ms),
+        millis(timeouts.member_data_ms),
+    );
+    let cut = async {
+        if life.wait_for(|s| *s == LifeState::Cut).await.is_err() {
+            // The listener's life cannot end any more: never cut.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut member) => match copied {
+            Ok((from_client, from_member)) => RelayEnd::Done { from_client, from_member },
+            Err(error) => RelayEnd::Error(error),
+        },
+        () = idle => RelayEnd::IdleTimeout,
+        () = cut => RelayEnd::DrainDeadline,
+    }
+}
+
+/// When each side last sent something, in milliseconds since `epoch`.
+struct Activity {
+    epoch: Instant,
+    client: AtomicU64,
+    member: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            epoch: Instant::now(),
+            client: AtomicU64::new(0),
+            member: AtomicU64::new(0),
+        }
+    }
+
+    /// Resolves when the connection is idle: the client has sent nothing for
+    /// `client_timeout` and the member nothing for `member_timeout`. Waiting
+    /// on one side alone is not idleness: a client quietly downloading, or a
+    /// member quietly receiving an upload, keeps the connection. A missing
+    /// timeout (0 in the config) means never idle.
+    async fn idle(&self, client_timeout: Option<Duration>, member_timeout: Option<Duration>) {
+        let (Some(client_timeout), Some(member_timeout)) = (client_timeout, member_timeout) else {
+            return std::future::pending().await;
+        };
+        loop {
+            let at = |last: &AtomicU64, timeout: Duration| {
+                self.epoch + Duration::from_millis(last.load(Ordering::Relaxed)) + timeout
+            };
+            let deadline = at(&self.client, client_timeout).max(at(&self.member, member_timeout));
+            if deadline <= Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A stream that counts the bytes read from it and notes when it last
+/// delivered any.
+struct Metered<'a, S> {
+    inner: S,
+    bytes: &'a AtomicU64,
+    last_read: &'a AtomicU64,
+    epoch: Instant,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        if read > 0 {
+            self.bytes.fetch_add(read, Ordering::Relaxed);
+            let now = self.epoch.elapsed().as_millis() as u64;
+            self.last_read.store(now, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_cidrs_filter_sources() {
+        let nets: Vec<IpNet> = vec!["127.10.0.0/16".parse().unwrap(), "::1/128".parse().unwrap()];
+        let table = [
+            ("127.10.3.4", true),
+            ("127.11.0.1", false),
+            ("::1", true),
+            // An IPv4 client on a dual-stack socket shows as v4-mapped v6.
+            ("::ffff:127.10.0.9", true),
+            ("::ffff:10.0.0.1", false),
+        ];
+        for (source, expected) in table {
+            assert_eq!(
+                source_allowed(&nets, source.parse().unwrap()),
+                expected,
+                "{source}"
+            );
+        }
+        assert!(source_allowed(&[], "10.1.2.3".parse().unwrap()));
+    }
+}

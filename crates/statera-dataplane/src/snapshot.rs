@@ -1,0 +1,225 @@
+//! The one immutable snapshot per load balancer, and what is shared with the
+//! tasks that serve it.
+//!
+//! A [`Snapshot`] is everything a connection needs, derived from one
+//! `LbConfig`: which listener serves which address, each listener's counters
+//! and connection limit, each pool's members and balancer. It is published
+//! whole through one `ArcSwap`, so a connection sees one config version from
+//! start to end, never half of two.
+//!
+//! Runtime state that must outlive a config (counters, connection slots,
+//! listener lives, balancer rotation, member health) is carried from the
+//! previous snapshot into the next by id when the snapshot is built.
+
+use crate::listener::{ListenerLife, ListenerView};
+use crate::pool::PoolRuntime;
+use crate::stats::ListenerStats;
+use arc_swap::ArcSwap;
+use statera_config::{
+    LbConfig, ListenerReport, ListenerState, MemberHealth, MemberReport, PoolReport, ReportSender,
+    StatusReport,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, watch};
+use uuid::Uuid;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: Arc<LbConfig>,
+    /// Index-aligned with `config.listeners`.
+    pub listeners: Vec<ListenerSlot>,
+    /// The served listeners by the address they are bound on.
+    pub by_addr: HashMap<SocketAddr, Arc<ListenerView>>,
+    pub pools: HashMap<Uuid, Arc<PoolRuntime>>,
+}
+
+/// Every listener of the config, served or not.
+#[derive(Debug)]
+pub struct ListenerSlot {
+    pub stats: Arc<ListenerStats>,
+    /// `Some` when the listener is served (enabled, on an enabled LB).
+    pub view: Option<Arc<ListenerView>>,
+}
+
+impl Snapshot {
+    /// The snapshot for `config`, serving the listeners in `served` (index in
+    /// `config.listeners`, address), carrying runtime state over from `prev`.
+    pub fn build(
+        config: Arc<LbConfig>,
+        served: &[(usize, SocketAddr)],
+        prev: Option<&Snapshot>,
+    ) -> Snapshot {
+        let prev_slot = |id: Uuid| -> Option<&ListenerSlot> {
+            let prev = prev?;
+            let i = prev.config.listeners.iter().position(|l| l.id == id)?;
+            prev.listeners.get(i)
+        };
+        let mut by_addr = HashMap::new();
+        let listeners = config
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(index, listener)| {
+                let prev = prev_slot(listener.id);
+                let stats = prev.map(|p| p.stats.clone()).unwrap_or_default();
+                let addr = served.iter().find(|(i, _)| *i == index).map(|(_, a)| *a);
+                let view = addr.map(|addr| {
+                    let prev_view = prev.and_then(|p| p.view.as_ref());
+                    let limiter = connection_limit(listener.connection_limit).map(|limit| {
+                        match prev_view.and_then(|v| v.limiter.as_ref()) {
+                            Some((prev_limit, sem)) if *prev_limit == limit => (limit, sem.clone()),
+                            _ => (limit, Arc::new(Semaphore::new(limit as usize))),
+                        }
+                    });
+                    let life = prev_view
+                        .map(|v| v.life.clone())
+                        .unwrap_or_else(|| Arc::new(ListenerLife::new()));
+                    let view = Arc::new(ListenerView {
+                        index,
+                        stats: stats.clone(),
+                        limiter,
+                        life,
+                    });
+                    by_addr.insert(addr, view.clone());
+                    view
+                });
+                ListenerSlot { stats, view }
+            })
+            .collect();
+        let pools = config
+            .pools
+            .iter()
+            .map(|pool| {
+                let prev = prev.and_then(|p| p.pools.get(&pool.id)).map(|p| &**p);
+                (pool.id, Arc::new(PoolRuntime::build(pool, prev)))
+            })
+            .collect();
+        Snapshot {
+            config,
+            listeners,
+            by_addr,
+            pools,
+        }
+    }
+
+    /// Lives of listeners served here and no longer served in `next`.
+    pub fn ended_lives(&self, next: &Snapshot) -> Vec<Arc<ListenerLife>> {
+        self.by_addr
+            .values()
+            .filter(|v| !next.by_addr.values().any(|n| Arc::ptr_eq(&n.life, &v.life)))
+            .map(|v| v.life.clone())
+            .collect()
+    }
+
+    pub fn report(&self) -> StatusReport {
+        let listeners = self
+            .config
+            .listeners
+            .iter()
+            .zip(&self.listeners)
+            .map(|(listener, slot)| ListenerReport {
+                id: listener.id,
+                state: match &slot.view {
+                    None => ListenerState::Down,
+                    Some(view) if view.is_full() => ListenerState::Full,
+                    Some(_) => ListenerState::Open,
+                },
+                stats: slot.stats.read(),
+            })
+            .collect();
+        let pools = self
+            .config
+            .pools
+            .iter()
+            .map(|pool| PoolReport {
+                id: pool.id,
+                members: pool
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, member)| {
+                        let probed = self
+                            .pools
+                            .get(&pool.id)
+                            .and_then(|p| p.members.get(i))
+                            .and_then(|m| m.health.as_ref());
+                        let health = if !member.admin_state_up {
+                            MemberHealth::Maint
+                        } else if member.weight == 0 {
+                            MemberHealth::Drain
+                        } else {
+                            match probed {
+                                None => MemberHealth::NoCheck,
+                                Some((cell, _)) if cell.is_up() => MemberHealth::Up,
+                                Some(_) => MemberHealth::Down,
+                            }
+                        };
+                        MemberReport {
+                            id: member.id,
+                            health,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        StatusReport {
+            lb_id: self.config.lb_id,
+            version: self.config.version,
+            listeners,
+            pools,
+        }
+    }
+}
+
+/// A listener's `connection_limit` as a number of slots: `None` (the
+/// provider's default) and `Some(0)` are unlimited, like HAProxy, where a
+/// `maxconn` of 0 means no per-frontend limit.
+fn connection_limit(limit: Option<u32>) -> Option<u32> {
+    limit.filter(|n| *n > 0)
+}
+
+/// What the engine shares with the tasks serving one load balancer.
+#[derive(Debug)]
+pub struct LbShared {
+    snapshot: ArcSwap<Snapshot>,
+    /// Bumped after each publish, so accept loops waiting for a connection
+    /// slot or a connection re-read the snapshot (a new connection limit).
+    changed: watch::Sender<u64>,
+    report_tx: ReportSender,
+}
+
+impl LbShared {
+    pub fn new(first: Snapshot, report_tx: ReportSender) -> LbShared {
+        let version = first.config.version;
+        LbShared {
+            snapshot: ArcSwap::from_pointee(first),
+            changed: watch::Sender::new(version),
+            report_tx,
+        }
+    }
+
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Publishes `next` (one swap: the whole new config at once) and returns
+    /// the snapshot it replaces.
+    pub fn publish(&self, next: Snapshot) -> Arc<Snapshot> {
+        let version = next.config.version;
+        let prev = self.snapshot.swap(Arc::new(next));
+        self.changed.send_replace(version);
+        prev
+    }
+
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Sends the current report to the control plane. A closed channel only
+    /// means nobody listens any more; serving goes on.
+    pub fn send_report(&self) {
+        let _ = self.report_tx.send(self.load().report());
+    }
+}

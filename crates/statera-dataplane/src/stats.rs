@@ -1,0 +1,50 @@
+//! Per-listener counters.
+//!
+//! One [`ListenerStats`] lives as long as its listener id stays in the load
+//! balancer's config: an apply that keeps the listener keeps the same counters,
+//! and connections still draining from an earlier config keep counting into
+//! them.
+
+use statera_config::Stats;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Bytes received from clients.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent to clients.
+    pub bytes_out: AtomicU64,
+    pub active_connections: AtomicU64,
+    pub total_connections: AtomicU64,
+    /// Connections that could not be served: no pool, no usable member, or
+    /// every member attempt failed.
+    pub request_errors: AtomicU64,
+}
+
+impl ListenerStats {
+    pub fn read(&self) -> Stats {
+        Stats {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            active_connections: self.active_connections.load(Ordering::Relaxed),
+            total_connections: self.total_connections.load(Ordering::Relaxed),
+            request_errors: self.request_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a new connection as total and active; active drops again when
+    /// the returned guard does.
+    pub fn open_connection(&self) -> ActiveGuard<'_> {
+        self.total_connections.fetch_add(1, Ordering::Relaxed);
+        self.active_connections.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(self)
+    }
+}
+
+pub struct ActiveGuard<'a>(&'a ListenerStats);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,314 @@
+//! Applying configs over time: listeners added, kept, removed; refusals that
+//! leave the served config alone; draining.
+
+use crate::support::*;
+use statera_config::{DataPlane, DataPlaneError, ListenerState};
+use statera_dataplane::EngineOptions;
+use statera_model::ListenerProtocol;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_listener_added_later_answers_and_the_first_keeps_working() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let web2 = Backend::start("web2").await;
+        let p1 = pool(vec![member(web1.addr, 1)]);
+        let p2 = pool(vec![member(web2.addr, 1)]);
+        let first = listener(ListenerProtocol::Http, 8080, Some(p1.id));
+        let mut config = lb(vip(10), vec![first.clone()], vec![p1, p2.clone()]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        // An idle connection to the first listener, open across the apply.
+        let mut held = LineClient::connect(addr(vip(10), 8080)).await.unwrap();
+        assert_eq!(held.ask("before").await.unwrap(), "web1 before");
+
+        config.version = 2;
+        config
+            .listeners
+            .push(listener(ListenerProtocol::Tcp, 8081, Some(p2.id)));
+        assert_eq!(h.apply(&config).await.unwrap(), 2);
+
+        assert_eq!(get(addr(vip(10), 8081)).await.unwrap().body, "web2");
+        assert_eq!(get(addr(vip(10), 8080)).await.unwrap().body, "web1");
+        assert_eq!(held.ask("after").await.unwrap(), "web1 after");
+        let report = h.report(config.lb_id);
+        assert_eq!(report.version, 2);
+        assert!(
+            report
+                .listeners
+                .iter()
+                .all(|l| l.state == ListenerState::Open)
+        );
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_removed_listener_stops_accepting() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let p = pool(vec![member(web1.addr, 1)]);
+        let kept = listener(ListenerProtocol::Http, 8080, Some(p.id));
+        let removed = listener(ListenerProtocol::Http, 8081, Some(p.id));
+        let mut config = lb(vip(11), vec![kept.clone(), removed], vec![p]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        assert_eq!(get(addr(vip(11), 8081)).await.unwrap().body, "web1");
+
+        config.version = 2;
+        config.listeners = vec![kept];
+        h.apply(&config).await.unwrap();
+        let refused = eventually(Duration::from_secs(2), async || {
+            connect_from(None, addr(vip(11), 8081)).await.is_err()
+        })
+        .await;
+        assert!(refused, "the removed listener still accepts");
+        assert_eq!(get(addr(vip(11), 8080)).await.unwrap().body, "web1");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_disabled_listener_is_down_and_closed() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let p = pool(vec![member(web1.addr, 1)]);
+        let l = listener(ListenerProtocol::Http, 8080, Some(p.id));
+        let mut config = lb(vip(12), vec![l], vec![p]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        assert_eq!(get(addr(vip(12), 8080)).await.unwrap().body, "web1");
+
+        config.version = 2;
+        config.listeners[0].admin_state_up = false;
+        h.apply(&config).await.unwrap();
+        assert_eq!(
+            h.report(config.lb_id).listeners[0].state,
+            ListenerState::Down
+        );
+        let refused = eventually(Duration::from_secs(2), async || {
+            connect_from(None, addr(vip(12), 8080)).await.is_err()
+        })
+        .await;
+        assert!(refused, "the disabled listener still accepts");
+
+        config.version = 3;
+        config.listeners[0].admin_state_up = true;
+        h.apply(&config).await.unwrap();
+        assert_eq!(get(addr(vip(12), 8080)).await.unwrap().body, "web1");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_long_lived_connection_survives_a_change_of_members() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let web2 = Backend::start("web2").await;
+        let mut p = pool(vec![member(web1.addr, 1)]);
+        let l = listener(ListenerProtocol::Tcp, 9000, Some(p.id));
+        let mut config = lb(vip(13), vec![l], vec![p.clone()]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        let mut client = LineClient::connect(addr(vip(13), 9000)).await.unwrap();
+        assert_eq!(client.ask("one").await.unwrap(), "web1 one");
+
+        p.members = vec![member(web2.addr, 1)];
+        config.pools = vec![p];
+        config.version = 2;
+        h.apply(&config).await.unwrap();
+
+        assert_eq!(client.ask("two").await.unwrap(), "web1 two");
+        assert_eq!(get(addr(vip(13), 9000)).await.unwrap().body, "web2");
+        assert_eq!(client.ask("three").await.unwrap(), "web1 three");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unbindable_apply_fails_and_the_previous_config_keeps_serving() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let web2 = Backend::start("web2").await;
+        // Someone else holds VIP:8081.
+        let squatter = tokio::net::TcpListener::bind(addr(vip(14), 8081))
+            .await
+            .unwrap();
+
+        let p1 = pool(vec![member(web1.addr, 1)]);
+        let p2 = pool(vec![member(web2.addr, 1)]);
+        let mut config = lb(
+            vip(14),
+            vec![listener(ListenerProtocol::Http, 8080, Some(p1.id))],
+            vec![p1, p2.clone()],
+        );
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+
+        // Version 2 points the first listener at web2 and adds one on the
+        // taken port: all or nothing, so nothing of it may be served.
+        let mut next = config.clone();
+        next.version = 2;
+        next.listeners[0].default_pool_id = Some(p2.id);
+        next.listeners
+            .push(listener(ListenerProtocol::Http, 8081, Some(p2.id)));
+        match h.apply(&next).await {
+            Err(DataPlaneError::Bind { address, .. }) => {
+                assert_eq!(address, addr(vip(14), 8081).to_string())
+            }
+            other => panic!("expected a bind error, got {other:?}"),
+        }
+        assert_eq!(h.report(config.lb_id).version, 1);
+        assert_eq!(get(addr(vip(14), 8080)).await.unwrap().body, "web1");
+
+        // Once the port is free, the same change applies.
+        drop(squatter);
+        config = next;
+        h.apply(&config).await.unwrap();
+        assert_eq!(get(addr(vip(14), 8080)).await.unwrap().body, "web2");
+        assert_eq!(get(addr(vip(14), 8081)).await.unwrap().body, "web2");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unsupported_listeners_are_refused_unless_disabled() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let p = pool(vec![member(web1.addr, 1)]);
+        let mut config = lb(
+            vip(15),
+            vec![listener(ListenerProtocol::Http, 8080, Some(p.id))],
+            vec![p],
+        );
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+
+        for protocol in [
+            ListenerProtocol::Udp,
+            ListenerProtocol::Sctp,
+            ListenerProtocol::Prometheus,
+            ListenerProtocol::TerminatedHttps,
+        ] {
+            let mut next = config.clone();
+            next.version = 2;
+            next.listeners.push(listener(protocol, 9000, None));
+            match h.apply(&next).await {
+                Err(DataPlaneError::Unsupported(message)) => assert!(
+                    message.contains(&format!(
+                        "{protocol} listeners are not yet served by the native data plane"
+                    )),
+                    "{message}"
+                ),
+                other => panic!("expected {protocol} to be unsupported, got {other:?}"),
+            }
+        }
+        assert_eq!(h.report(config.lb_id).version, 1);
+
+        let mut udp = listener(ListenerProtocol::Udp, 9000, None);
+        udp.admin_state_up = false;
+        config.version = 2;
+        config.listeners.push(udp);
+        h.apply(&config).await.unwrap();
+        let report = h.report(config.lb_id);
+        assert_eq!(report.listeners[0].state, ListenerState::Open);
+        assert_eq!(report.listeners[1].state, ListenerState::Down);
+        assert_eq!(get(addr(vip(15), 8080)).await.unwrap().body, "web1");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn remove_closes_listeners_and_forgets_the_load_balancer() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let p = pool(vec![member(web1.addr, 1)]);
+        let config = lb(
+            vip(16),
+            vec![listener(ListenerProtocol::Http, 8080, Some(p.id))],
+            vec![p],
+        );
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        assert_eq!(get(addr(vip(16), 8080)).await.unwrap().body, "web1");
+
+        h.engine.remove(config.lb_id).await.unwrap();
+        assert!(h.engine.report(config.lb_id).is_none());
+        let refused = eventually(Duration::from_secs(2), async || {
+            connect_from(None, addr(vip(16), 8080)).await.is_err()
+        })
+        .await;
+        assert!(refused, "a removed load balancer still accepts");
+        // Removing again is harmless.
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_of_a_removed_listener_drain_then_are_cut() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let p = pool(vec![member(web1.addr, 1)]);
+        let mut config = lb(
+            vip(17),
+            vec![listener(ListenerProtocol::Tcp, 9000, Some(p.id))],
+            vec![p],
+        );
+        let h = Harness::with_options(EngineOptions {
+            drain_timeout: Duration::from_millis(500),
+        });
+        h.apply(&config).await.unwrap();
+        let mut client = LineClient::connect(addr(vip(17), 9000)).await.unwrap();
+        assert_eq!(client.ask("one").await.unwrap(), "web1 one");
+
+        config.version = 2;
+        config.listeners.clear();
+        h.apply(&config).await.unwrap();
+        // Draining: still served...
+        assert_eq!(client.ask("two").await.unwrap(), "web1 two");
+        // ...until the deadline closes it.
+        let end = client.recv_within(Duration::from_secs(5)).await;
+        assert!(
+            matches!(end, Ok(None) | Err(_))
+                && !matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::TimedOut),
+            "expected the drain deadline to close the connection, got {end:?}"
+        );
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_disabled_load_balancer_serves_nothing() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let p = pool(vec![member(web1.addr, 1)]);
+        let mut config = lb(
+            vip(18),
+            vec![listener(ListenerProtocol::Http, 8080, Some(p.id))],
+            vec![p],
+        );
+        config.admin_state_up = false;
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        assert_eq!(
+            h.report(config.lb_id).listeners[0].state,
+            ListenerState::Down
+        );
+        assert!(connect_from(None, addr(vip(18), 8080)).await.is_err());
+
+        config.version = 2;
+        config.admin_state_up = true;
+        h.apply(&config).await.unwrap();
+        assert_eq!(get(addr(vip(18), 8080)).await.unwrap().body, "web1");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
