@@ -7,7 +7,7 @@ use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSende
 use statera_model::ListenerProtocol;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use uuid::Uuid;
@@ -42,9 +42,11 @@ pub struct Engine {
 struct Inner {
     report_tx: ReportSender,
     options: EngineOptions,
-    /// Applies and removes are short and never await, so one plain lock
-    /// serialises them; the relay never takes it.
-    lbs: Mutex<HashMap<Uuid, LbRuntime>>,
+    /// Serialises applies and removes (an async lock: they wait for closed
+    /// sockets to be released). The relay never takes it.
+    control: tokio::sync::Mutex<HashMap<Uuid, LbRuntime>>,
+    /// What `report` reads, without waiting for an apply in progress.
+    served: RwLock<HashMap<Uuid, Arc<LbShared>>>,
 }
 
 /// One served load balancer: what tasks share, plus what only the engine
@@ -78,20 +80,25 @@ impl Engine {
             inner: Arc::new(Inner {
                 report_tx,
                 options,
-                lbs: Mutex::new(HashMap::new()),
+                control: tokio::sync::Mutex::new(HashMap::new()),
+                served: RwLock::new(HashMap::new()),
             }),
         }
     }
 
-    fn lbs(&self) -> MutexGuard<'_, HashMap<Uuid, LbRuntime>> {
-        // Nothing panics while holding the lock with the map half-updated:
-        // a poisoned map is still consistent.
-        self.inner.lbs.lock().unwrap_or_else(|e| e.into_inner())
+    fn served(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Uuid, Arc<LbShared>>> {
+        // The map is only ever replaced entry by entry: a poisoned lock still
+        // holds a consistent map.
+        self.inner.served.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn served_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Uuid, Arc<LbShared>>> {
+        self.inner.served.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Serves `config`, all or nothing. Must run inside a tokio runtime.
-    fn apply_now(&self, config: Arc<LbConfig>) -> Result<u64, DataPlaneError> {
-        let mut lbs = self.lbs();
+    async fn apply_config(&self, config: Arc<LbConfig>) -> Result<u64, DataPlaneError> {
+        let mut lbs = self.inner.control.lock().await;
         let current = lbs.get(&config.lb_id);
         if let Some(current) = current {
             let served = current.shared.load().config.version;
@@ -135,6 +142,7 @@ impl Engine {
             None => {
                 let first = Snapshot::build(config, &served, None);
                 let shared = Arc::new(LbShared::new(first, self.inner.report_tx.clone()));
+                self.served_mut().insert(lb_id, shared.clone());
                 lbs.entry(lb_id).or_insert(LbRuntime {
                     shared,
                     sockets: HashMap::new(),
@@ -144,29 +152,49 @@ impl Engine {
             }
         };
 
-        // 4. Start the new sockets, close the ones no listener uses any more.
+        // 4. Start the new sockets; take out the ones no listener uses any more.
         for (addr, socket) in fresh {
             let task = AcceptTask::spawn(socket, addr, runtime.shared.clone());
             runtime.sockets.insert(addr, task);
         }
-        runtime
+        let unused: Vec<SocketAddr> = runtime
             .sockets
-            .retain(|addr, _| served.iter().any(|(_, a)| a == addr));
+            .keys()
+            .filter(|addr| !served.iter().any(|(_, a)| a == *addr))
+            .copied()
+            .collect();
+        let closing: Vec<AcceptTask> = unused
+            .iter()
+            .filter_map(|addr| runtime.sockets.remove(addr))
+            .collect();
 
         // 5. Probe the members that are monitored now, with their cells.
         sync_probers(runtime);
 
         tracing::info!(%lb_id, version, listeners = served.len(), "load balancer config applied");
         runtime.shared.send_report();
+
+        // 6. Return once the unused sockets are closed, so the next config
+        //    may bind their addresses again.
+        for socket in closing {
+            socket.close().await;
+        }
         Ok(version)
     }
 
-    fn remove_now(&self, lb_id: Uuid) {
-        // Dropping the runtime closes its sockets, stops its probers and
-        // starts draining its connections.
-        if self.lbs().remove(&lb_id).is_some() {
-            tracing::info!(%lb_id, "load balancer removed");
+    async fn remove_lb(&self, lb_id: Uuid) {
+        let mut lbs = self.inner.control.lock().await;
+        self.served_mut().remove(&lb_id);
+        let Some(mut runtime) = lbs.remove(&lb_id) else {
+            return;
+        };
+        for (_, socket) in runtime.sockets.drain() {
+            socket.close().await;
         }
+        // Dropping the runtime stops its probers and starts draining its
+        // connections.
+        drop(runtime);
+        tracing::info!(%lb_id, "load balancer removed");
     }
 }
 
@@ -240,18 +268,18 @@ fn sync_probers(runtime: &mut LbRuntime) {
 
 impl DataPlane for Engine {
     fn apply(&self, config: Arc<LbConfig>) -> BoxFuture<'_, Result<u64, DataPlaneError>> {
-        Box::pin(async move { self.apply_now(config) })
+        Box::pin(self.apply_config(config))
     }
 
     fn remove(&self, lb_id: Uuid) -> BoxFuture<'_, Result<(), DataPlaneError>> {
         Box::pin(async move {
-            self.remove_now(lb_id);
+            self.remove_lb(lb_id).await;
             Ok(())
         })
     }
 
     fn report(&self, lb_id: Uuid) -> Option<StatusReport> {
-        let shared = self.lbs().get(&lb_id)?.shared.clone();
+        let shared = self.served().get(&lb_id)?.clone();
         Some(shared.load().report())
     }
 }

@@ -147,6 +147,13 @@ impl AcceptTask {
             task: tokio::spawn(accept_loop(listener, addr, shared)),
         }
     }
+
+    /// Stops accepting and returns once the socket is closed, so its address
+    /// can be bound again at once (dropping only schedules the close).
+    pub async fn close(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
 }
 
 async fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<LbShared>) {

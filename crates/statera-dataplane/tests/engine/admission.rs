@@ -76,3 +76,46 @@ async fn sources_outside_allowed_cidrs_are_closed() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_waiting_client_keeps_its_place_across_an_apply_and_a_raised_limit_admits_it() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let p = pool(vec![member(web1.addr, 1)]);
+        let mut l = listener(ListenerProtocol::Tcp, 9000, Some(p.id));
+        l.connection_limit = Some(1);
+        let mut config = lb(vip(23), vec![l], vec![p.clone()]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+
+        let mut first = LineClient::connect(addr(vip(23), 9000)).await.unwrap();
+        assert_eq!(first.ask("a").await.unwrap(), "web1 a");
+        let mut second = LineClient::connect(addr(vip(23), 9000)).await.unwrap();
+        second.send("b").await.unwrap();
+
+        // An apply that keeps the listener keeps its socket: the waiting
+        // client stays queued on it and is not reset.
+        config.version = 2;
+        config
+            .listeners
+            .push(listener(ListenerProtocol::Tcp, 9001, Some(p.id)));
+        h.apply(&config).await.unwrap();
+        let early = second.recv_within(Duration::from_millis(300)).await;
+        assert!(
+            matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{early:?}"
+        );
+
+        // Raising the limit admits it while the first is still connected.
+        config.version = 3;
+        config.listeners[0].connection_limit = Some(2);
+        h.apply(&config).await.unwrap();
+        assert_eq!(
+            second.recv_within(IO_DEADLINE).await.unwrap().as_deref(),
+            Some("web1 b")
+        );
+        assert_eq!(first.ask("c").await.unwrap(), "web1 c");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
