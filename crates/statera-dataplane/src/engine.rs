@@ -4,7 +4,7 @@ use crate::health::Prober;
 use crate::listener::{self, AcceptTask};
 use crate::snapshot::{LbShared, Snapshot};
 use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSender, StatusReport};
-use statera_model::ListenerProtocol;
+use statera_model::{ListenerProtocol, PoolProtocol};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -222,6 +222,24 @@ fn served_listeners(config: &LbConfig) -> Result<Vec<(usize, SocketAddr)>, DataP
                     listener.id
                 )));
             }
+        }
+        // Refused rather than ignored: an ignored REJECT policy would let
+        // through what the user blocked.
+        if !listener.l7policies.is_empty() {
+            return Err(DataPlaneError::Unsupported(format!(
+                "L7 policies are not yet served by the native data plane (listener {})",
+                listener.id
+            )));
+        }
+        // Refused rather than ignored: members of these pools expect a PROXY
+        // header and would reject the bare connection.
+        if let Some(pool) = listener.default_pool_id.and_then(|id| config.pool(id))
+            && matches!(pool.protocol, PoolProtocol::Proxy | PoolProtocol::ProxyV2)
+        {
+            return Err(DataPlaneError::Unsupported(format!(
+                "{} pools (PROXY protocol to members) are not yet served by the native data plane (pool {})",
+                pool.protocol, pool.id
+            )));
         }
         let addr = SocketAddr::new(config.vip.address, listener.protocol_port);
         if let Some((other, _)) = served.iter().find(|(_, a)| *a == addr) {

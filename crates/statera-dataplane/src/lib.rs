@@ -46,15 +46,21 @@
 //! - Every served listener protocol (TCP, HTTP, HTTPS passthrough) is an L4
 //!   byte relay: no HTTP parsing, so no X-Forwarded-* headers, no L7
 //!   policies, no keep-alive pooling to members, no cookie persistence.
-//! - TERMINATED_HTTPS (TLS), UDP, SCTP and PROMETHEUS listeners are refused
-//!   with `Unsupported` when enabled.
+//!   `apply`, `remove` and the relay must run on a tokio runtime with I/O
+//!   and time enabled; `Engine::new` itself needs none.
+//! - Refused with `Unsupported` when on an enabled listener, rather than
+//!   served wrongly: TERMINATED_HTTPS (TLS), UDP, SCTP and PROMETHEUS
+//!   listeners; L7 policies (an ignored REJECT would let blocked traffic
+//!   through); PROXY and PROXYV2 default pools (members expect a header this
+//!   relay does not send yet).
+//! - Accepted but not honoured yet: `insert_headers` (members see the
+//!   connection come from this host, without X-Forwarded-*), session
+//!   persistence, `tcp_inspect_ms`.
 //! - Every algorithm is smooth weighted round robin; LEAST_CONNECTIONS,
-//!   SOURCE_IP and SOURCE_IP_PORT get their own balancers later. Session
-//!   persistence is ignored.
+//!   SOURCE_IP and SOURCE_IP_PORT get their own balancers later.
 //! - Health probes are TCP connects for every monitor type (no HTTP request,
 //!   TLS hello or ICMP yet); no passive health (failed connects do not count
 //!   against a member).
-//! - PROXY protocol to members (PROXY / PROXYV2 pools) is not sent yet.
 //! - Counters are reported when asked and after each apply, not on a timer.
 //! - A changed `connection_limit` takes a fresh set of slots: connections
 //!   admitted under the old limit do not count against the new one.

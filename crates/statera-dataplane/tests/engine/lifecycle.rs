@@ -2,10 +2,11 @@
 //! leave the served config alone; draining.
 
 use crate::support::*;
-use statera_config::{DataPlane, DataPlaneError, ListenerState};
+use statera_config::{DataPlane, DataPlaneError, L7PolicyConfig, ListenerState};
 use statera_dataplane::EngineOptions;
-use statera_model::ListenerProtocol;
+use statera_model::{L7PolicyAction, ListenerProtocol, PoolProtocol};
 use std::time::Duration;
+use uuid::Uuid;
 
 #[tokio::test]
 async fn a_listener_added_later_answers_and_the_first_keeps_working() {
@@ -208,6 +209,29 @@ async fn unsupported_listeners_are_refused_unless_disabled() {
                 other => panic!("expected {protocol} to be unsupported, got {other:?}"),
             }
         }
+        // What this relay cannot honour on a served listener is refused too.
+        let mut with_policy = config.clone();
+        with_policy.version = 2;
+        with_policy.listeners[0].l7policies.push(L7PolicyConfig {
+            id: Uuid::new_v4(),
+            action: L7PolicyAction::Reject,
+            redirect_pool_id: None,
+            redirect_url: None,
+            redirect_prefix: None,
+            redirect_http_code: None,
+            rules: Vec::new(),
+        });
+        assert!(matches!(
+            h.apply(&with_policy).await,
+            Err(DataPlaneError::Unsupported(m)) if m.contains("L7 policies are not yet served")
+        ));
+        let mut proxy_pool = config.clone();
+        proxy_pool.version = 2;
+        proxy_pool.pools[0].protocol = PoolProtocol::Proxy;
+        assert!(matches!(
+            h.apply(&proxy_pool).await,
+            Err(DataPlaneError::Unsupported(m)) if m.contains("PROXY pools")
+        ));
         assert_eq!(h.report(config.lb_id).version, 1);
 
         let mut udp = listener(ListenerProtocol::Udp, 9000, None);
