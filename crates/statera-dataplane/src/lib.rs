@@ -5,13 +5,16 @@
 //! drives it through [`statera_config::DataPlane`]: `apply` a whole
 //! `LbConfig` whenever a load balancer changes, `remove` it on delete,
 //! `report` to read its listeners' states and counters and its members'
-//! health.
+//! health. `apply` and `remove` must be awaited on a tokio runtime with I/O
+//! and time enabled (the engine spawns its tasks there); `Engine::new` needs
+//! no runtime.
 //!
 //! # Shape
 //!
-//! - **One snapshot per load balancer.** `apply` derives a snapshot (`snapshot.rs`) from
-//!   the config (which listener serves which address, connection slots,
-//!   counters, pools with their balancers and member health) and publishes it
+//! - **One snapshot per load balancer** (`snapshot.rs`). `apply` derives a
+//!   snapshot from the config (which listener serves which address,
+//!   connection slots, counters, pools with their balancers and member
+//!   health) and publishes it
 //!   with a single `ArcSwap` store. A connection takes the snapshot when it
 //!   is accepted and uses it to the end, so it never sees half of two
 //!   configs. State that must survive a config (counters, listener lives,
@@ -46,8 +49,6 @@
 //! - Every served listener protocol (TCP, HTTP, HTTPS passthrough) is an L4
 //!   byte relay: no HTTP parsing, so no X-Forwarded-* headers, no L7
 //!   policies, no keep-alive pooling to members, no cookie persistence.
-//!   `apply`, `remove` and the relay must run on a tokio runtime with I/O
-//!   and time enabled; `Engine::new` itself needs none.
 //! - Refused with `Unsupported` when on an enabled listener, rather than
 //!   served wrongly: TERMINATED_HTTPS (TLS), UDP, SCTP and PROMETHEUS
 //!   listeners; L7 policies (an ignored REJECT would let blocked traffic
