@@ -102,6 +102,7 @@ def http_request(
             data = json.dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
+        hdrs = {k: v for k, v in hdrs.items() if v is not None}
         conn.request(method, path, body=data, headers=hdrs)
         resp = conn.getresponse()
         return HttpResult(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
@@ -126,8 +127,10 @@ class StateraServer:
     def port(self) -> int:
         return urllib.parse.urlsplit(self.endpoint).port
 
-    def api(self, method: str, path: str, body=None, **kw) -> HttpResult:
-        return http_request(self.endpoint + path, method, body, headers={"X-Auth-Token": "e2e"}, **kw)
+    def api(self, method: str, path: str, body=None, headers: dict[str, str | None] | None = None, **kw) -> HttpResult:
+        """A request to the API with a token (noauth accepts any); a header given as None is
+        not sent."""
+        return http_request(self.endpoint + path, method, body, headers={"X-Auth-Token": "e2e", **(headers or {})}, **kw)
 
     def log_tail(self, lines: int = 80) -> str:
         if not self.log_path or not self.log_path.exists():

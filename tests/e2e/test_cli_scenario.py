@@ -57,7 +57,7 @@ def api_get(server, path):
 
 
 def test_01_discovery_and_host_subnet(statera_server, cli, state):
-    r = statera_server.api("GET", "/", headers={"X-Auth-Token": ""})
+    r = statera_server.api("GET", "/", headers={"X-Auth-Token": None})
     assert r.status == 200, f"GET / -> {r.status}"
     versions = r.json()["versions"]
     current = [v for v in versions if v.get("status") == "CURRENT"]
