@@ -1,14 +1,270 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Statera's HTTP API.
+//!
+//! - the Octavia v2 API ([`octavia`]) under both `/v2` and `/v2.0`, with and
+//!   without the `/lbaas` segment, as Octavia's controllers are mounted;
+//! - the Neutron subset load balancers stand on ([`neutron`]): networks,
+//!   subnets and ports with Neutron's envelopes and error shape;
+//! - version discovery at `/`.
+//!
+//! Handlers validate, check the caller's rights, and write one transaction to
+//! the store that moves objects into PENDING_* and records pending work. They
+//! never call a provider or a data plane: the controller does that.
+
+pub mod context;
+pub mod error;
+pub mod input;
+pub mod list;
+pub mod neutron;
+pub mod octavia;
+pub mod render;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use statera_store::Store;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub use context::RequestContext;
+pub use error::{ApiError, ApiResult};
+
+/// A provider (driver) users can name in `provider`.
+#[derive(Debug, Clone)]
+pub struct ProviderInfo {
+    pub name: String,
+    pub description: String,
+    /// Whether load balancers can be created with it in this deployment.
+    pub available: bool,
+    /// Accepted flavor metadata keys: (name, description).
+    pub flavor_capabilities: Vec<(String, String)>,
+    /// Accepted availability-zone metadata keys.
+    pub availability_zone_capabilities: Vec<(String, String)>,
+    /// Listener protocols this provider answers with 501.
+    pub unsupported_listener_protocols: Vec<statera_model::ListenerProtocol>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Deployment-wide quota defaults (−1 = unlimited).
+#[derive(Debug, Clone, Copy)]
+pub struct QuotaDefaults {
+    pub loadbalancer: i64,
+    pub listener: i64,
+    pub member: i64,
+    pub pool: i64,
+    pub healthmonitor: i64,
+    pub l7policy: i64,
+    pub l7rule: i64,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl Default for QuotaDefaults {
+    fn default() -> Self {
+        QuotaDefaults {
+            loadbalancer: -1,
+            listener: -1,
+            member: -1,
+            pool: -1,
+            healthmonitor: -1,
+            l7policy: -1,
+            l7rule: -1,
+        }
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// The project of requests that do not name one (noauth).
+    pub default_project_id: String,
+    pub pagination_max_limit: usize,
+    /// The provider of load balancers that name none.
+    pub default_provider: String,
+    pub providers: Vec<ProviderInfo>,
+    pub quota_defaults: QuotaDefaults,
+    /// Member addresses refused (Octavia: `reserved_ips`).
+    pub reserved_ips: Vec<IpAddr>,
+}
+
+impl ApiSettings {
+    pub fn provider(&self, name: &str) -> Option<&ProviderInfo> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub settings: Arc<ApiSettings>,
+}
+
+/// The whole API as one router (tests call it without a socket).
+pub fn app(state: AppState) -> Router {
+    let v2 = octavia::routes().merge(neutron::routes());
+    Router::new()
+        .route("/", get(versions))
+        .route("/v2", get(version_v2))
+        .route("/v2.0", get(version_v2))
+        .route("/v2/", get(version_v2))
+        .route("/v2.0/", get(version_v2))
+        .nest("/v2", v2.clone())
+        .nest("/v2.0", v2)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn(conventions))
+}
+
+/// Rewrites the request before routing: a `.json` suffix and a trailing
+/// slash are ignored, as Octavia does.
+pub fn normalize_path(mut req: Request) -> Request {
+    let path = req.uri().path();
+    let trimmed = path.strip_suffix(".json").unwrap_or(path);
+    let trimmed = if trimmed.len() > 1 {
+        trimmed.trim_end_matches('/')
+    } else {
+        trimmed
+    };
+    if trimmed.len() != path.len() {
+        let pq = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = pq.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    req
+}
+
+/// Transport conventions every route shares: the `Accept` check (406), and
+/// the `x-openstack-request-id` header on every response.
+async fn conventions(req: Request, next: Next) -> Response {
+    let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    let acceptable = match req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    {
+        None | Some("") => true,
+        Some(accept) => accept.split(',').any(|t| {
+            let t = t
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            t == "application/json" || t == "*/*" || t == "application/*" || t.is_empty()
+        }),
+    };
+    let mut response = if acceptable {
+        next.run(req).await
+    } else {
+        let body = json!({"errors": [{"status": 406, "title": "Not Acceptable",
+            "detail": "Only content type application/json is accepted.", "request_id": request_id}]});
+        (StatusCode::NOT_ACCEPTABLE, Json(body)).into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-openstack-request-id", v);
+    }
+    response
+}
+
+fn is_neutron_path(path: &str) -> bool {
+    let rest = path
+        .strip_prefix("/v2.0/")
+        .or_else(|| path.strip_prefix("/v2/"))
+        .unwrap_or("");
+    neutron::COLLECTIONS
+        .iter()
+        .any(|c| rest == *c || rest.starts_with(&format!("{c}/")))
+}
+
+async fn unknown_route(req: Request) -> ApiError {
+    let e = ApiError::new(StatusCode::NOT_FOUND, "The resource could not be found.");
+    if is_neutron_path(req.uri().path()) {
+        e.neutron("HTTPNotFound")
+    } else {
+        e
+    }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    let e = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "The method specified is not allowed for this resource.",
+    );
+    if is_neutron_path(req.uri().path()) {
+        e.neutron("HTTPMethodNotAllowed")
+    } else {
+        e
+    }
+}
+
+/// Octavia's API versions, oldest first; the last is CURRENT.
+pub const VERSIONS: &[(&str, &str)] = &[
+    ("v2.0", "2016-12-11T00:00:00Z"),
+    ("v2.1", "2018-04-20T00:00:00Z"),
+    ("v2.2", "2018-07-31T00:00:00Z"),
+    ("v2.3", "2018-12-18T00:00:00Z"),
+    ("v2.4", "2018-12-19T00:00:00Z"),
+    ("v2.5", "2019-01-21T00:00:00Z"),
+    ("v2.6", "2019-01-25T00:00:00Z"),
+    ("v2.7", "2018-01-25T12:00:00Z"),
+    ("v2.8", "2019-02-12T00:00:00Z"),
+    ("v2.9", "2019-03-04T00:00:00Z"),
+    ("v2.10", "2019-03-05T00:00:00Z"),
+    ("v2.11", "2019-06-24T00:00:00Z"),
+    ("v2.12", "2019-09-11T00:00:00Z"),
+    ("v2.13", "2019-09-13T00:00:00Z"),
+    ("v2.14", "2019-11-10T00:00:00Z"),
+    ("v2.15", "2020-03-10T00:00:00Z"),
+    ("v2.16", "2020-03-15T00:00:00Z"),
+    ("v2.17", "2020-04-29T00:00:00Z"),
+    ("v2.18", "2020-04-29T01:00:00Z"),
+    ("v2.19", "2020-05-12T00:00:00Z"),
+    ("v2.20", "2020-08-02T00:00:00Z"),
+    ("v2.21", "2020-09-03T00:00:00Z"),
+    ("v2.22", "2020-09-04T00:00:00Z"),
+    ("v2.23", "2020-09-07T00:00:00Z"),
+    ("v2.24", "2020-10-15T00:00:00Z"),
+    ("v2.25", "2021-10-02T00:00:00Z"),
+    ("v2.26", "2022-08-29T00:00:00Z"),
+    ("v2.27", "2023-05-05T00:00:00Z"),
+    ("v2.28", "2023-11-08T00:00:00Z"),
+    ("v2.29", "2024-10-15T00:00:00Z"),
+    ("v2.30", "2025-02-26T00:00:00Z"),
+];
+
+fn version_doc(base: &str, id: &str, updated: &str, current: bool) -> Value {
+    json!({
+        "id": id,
+        "status": if current { "CURRENT" } else { "SUPPORTED" },
+        "updated": updated,
+        "links": [{"href": format!("{base}/v2"), "rel": "self"}],
+    })
+}
+
+async fn versions(headers: axum::http::HeaderMap) -> Json<Value> {
+    let base = context::base_url(&headers);
+    let n = VERSIONS.len();
+    let list: Vec<Value> = VERSIONS
+        .iter()
+        .enumerate()
+        .map(|(i, (id, updated))| version_doc(&base, id, updated, i + 1 == n))
+        .collect();
+    Json(json!({"versions": list}))
+}
+
+/// `GET /v2` and `GET /v2.0`: a version object (Octavia's bare string crashes
+/// keystoneauth when an endpoint override ends in /v2.0).
+async fn version_v2(headers: axum::http::HeaderMap) -> Json<Value> {
+    let base = context::base_url(&headers);
+    let (id, updated) = VERSIONS[VERSIONS.len() - 1];
+    Json(json!({"version": version_doc(&base, id, updated, true)}))
 }

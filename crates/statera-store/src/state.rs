@@ -1,0 +1,339 @@
+//! The in-memory image of the store: one [`Table`] per object kind.
+
+use crate::ListenerStats;
+use imbl::{OrdMap, OrdSet};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use statera_model::*;
+use std::fmt::Display;
+use std::str::FromStr;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A kind of row the store keeps.
+pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    type Key: Ord + Clone + Display + FromStr + Send + Sync + 'static;
+    /// The SQL table (a constant, never user input).
+    const TABLE: &'static str;
+    fn key(&self) -> Self::Key;
+    /// The object this one belongs to, for [`Table::children`].
+    fn parent(&self) -> Option<Uuid>;
+    fn table(state: &State) -> &Table<Self>;
+    fn table_mut(state: &mut State) -> &mut Table<Self>;
+}
+
+/// All rows of one kind, with an index by parent. Cloning is O(1).
+#[derive(Clone)]
+pub struct Table<R: Record> {
+    rows: OrdMap<R::Key, Arc<R>>,
+    by_parent: OrdMap<Uuid, OrdSet<R::Key>>,
+}
+
+impl<R: Record> Default for Table<R> {
+    fn default() -> Self {
+        Table {
+            rows: OrdMap::new(),
+            by_parent: OrdMap::new(),
+        }
+    }
+}
+
+impl<R: Record> Table<R> {
+    pub fn get(&self, key: &R::Key) -> Option<&Arc<R>> {
+        self.rows.get(key)
+    }
+
+    pub fn contains(&self, key: &R::Key) -> bool {
+        self.rows.contains_key(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Every row, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<R>> {
+        self.rows.values()
+    }
+
+    /// The rows whose parent is `parent`, in key order.
+    pub fn children(&self, parent: Uuid) -> impl Iterator<Item = &Arc<R>> {
+        self.by_parent
+            .get(&parent)
+            .into_iter()
+            .flat_map(|keys| keys.iter())
+            .filter_map(|k| self.rows.get(k))
+    }
+
+    pub(crate) fn insert(&mut self, row: R) {
+        let key = row.key();
+        if let Some(old_parent) = self.rows.get(&key).and_then(|old| old.parent()) {
+            self.unindex(old_parent, &key);
+        }
+        if let Some(parent) = row.parent() {
+            self.by_parent
+                .entry(parent)
+                .or_default()
+                .insert(key.clone());
+        }
+        self.rows.insert(key, Arc::new(row));
+    }
+
+    pub(crate) fn remove(&mut self, key: &R::Key) -> Option<Arc<R>> {
+        let old = self.rows.remove(key)?;
+        if let Some(parent) = old.parent() {
+            self.unindex(parent, key);
+        }
+        Some(old)
+    }
+
+    fn unindex(&mut self, parent: Uuid, key: &R::Key) {
+        if let Some(keys) = self.by_parent.get_mut(&parent) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_parent.remove(&parent);
+            }
+        }
+    }
+}
+
+/// A unit of work the controller owes a load balancer, in commit order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingWork {
+    pub seq: u64,
+    pub lb_id: Uuid,
+}
+
+/// Everything the store holds. Cloning is O(1).
+#[derive(Clone, Default)]
+pub struct State {
+    pub loadbalancers: Table<LoadBalancer>,
+    pub listeners: Table<Listener>,
+    pub pools: Table<Pool>,
+    pub members: Table<Member>,
+    pub healthmonitors: Table<HealthMonitor>,
+    pub l7policies: Table<L7Policy>,
+    pub l7rules: Table<L7Rule>,
+    pub quotas: Table<Quota>,
+    pub flavors: Table<Flavor>,
+    pub flavor_profiles: Table<FlavorProfile>,
+    pub availability_zones: Table<AvailabilityZone>,
+    pub availability_zone_profiles: Table<AvailabilityZoneProfile>,
+    pub amphorae: Table<Amphora>,
+    pub networks: Table<Network>,
+    pub subnets: Table<Subnet>,
+    pub ports: Table<Port>,
+    pub listener_stats: Table<ListenerStats>,
+    pub pending_work: Table<PendingWork>,
+    pub(crate) next_seq: u64,
+}
+
+macro_rules! record {
+    ($ty:ty, $key:ty, $table:literal, $field:ident, |$r:ident| key = $k:expr, parent = $p:expr) => {
+        impl Record for $ty {
+            type Key = $key;
+            const TABLE: &'static str = $table;
+            fn key(&self) -> $key {
+                let $r = self;
+                $k
+            }
+            fn parent(&self) -> Option<Uuid> {
+                #[allow(unused_variables)]
+                let $r = self;
+                $p
+            }
+            fn table(state: &State) -> &Table<Self> {
+                &state.$field
+            }
+            fn table_mut(state: &mut State) -> &mut Table<Self> {
+                &mut state.$field
+            }
+        }
+    };
+}
+
+record!(
+    LoadBalancer,
+    Uuid,
+    "loadbalancers",
+    loadbalancers,
+    |r| key = r.id,
+    parent = None
+);
+record!(
+    Listener,
+    Uuid,
+    "listeners",
+    listeners,
+    |r| key = r.id,
+    parent = Some(r.loadbalancer_id)
+);
+record!(
+    Pool,
+    Uuid,
+    "pools",
+    pools,
+    |r| key = r.id,
+    parent = Some(r.loadbalancer_id)
+);
+record!(
+    Member,
+    Uuid,
+    "members",
+    members,
+    |r| key = r.id,
+    parent = Some(r.pool_id)
+);
+record!(
+    HealthMonitor,
+    Uuid,
+    "healthmonitors",
+    healthmonitors,
+    |r| key = r.id,
+    parent = Some(r.pool_id)
+);
+record!(
+    L7Policy,
+    Uuid,
+    "l7policies",
+    l7policies,
+    |r| key = r.id,
+    parent = Some(r.listener_id)
+);
+record!(
+    L7Rule,
+    Uuid,
+    "l7rules",
+    l7rules,
+    |r| key = r.id,
+    parent = Some(r.l7policy_id)
+);
+record!(
+    Quota,
+    String,
+    "quotas",
+    quotas,
+    |r| key = r.project_id.clone(),
+    parent = None
+);
+record!(
+    Flavor,
+    Uuid,
+    "flavors",
+    flavors,
+    |r| key = r.id,
+    parent = Some(r.flavor_profile_id)
+);
+record!(
+    FlavorProfile,
+    Uuid,
+    "flavor_profiles",
+    flavor_profiles,
+    |r| key = r.id,
+    parent = None
+);
+record!(
+    AvailabilityZone,
+    String,
+    "availability_zones",
+    availability_zones,
+    |r| key = r.name.clone(),
+    parent = Some(r.availability_zone_profile_id)
+);
+record!(
+    AvailabilityZoneProfile,
+    Uuid,
+    "availability_zone_profiles",
+    availability_zone_profiles,
+    |r| key = r.id,
+    parent = None
+);
+record!(
+    Amphora,
+    Uuid,
+    "amphorae",
+    amphorae,
+    |r| key = r.id,
+    parent = Some(r.loadbalancer_id)
+);
+record!(
+    Network,
+    Uuid,
+    "networks",
+    networks,
+    |r| key = r.id,
+    parent = None
+);
+record!(
+    Subnet,
+    Uuid,
+    "subnets",
+    subnets,
+    |r| key = r.id,
+    parent = Some(r.network_id)
+);
+record!(
+    Port,
+    Uuid,
+    "ports",
+    ports,
+    |r| key = r.id,
+    parent = Some(r.network_id)
+);
+record!(
+    ListenerStats,
+    Uuid,
+    "listener_stats",
+    listener_stats,
+    |r| key = r.listener_id,
+    parent = Some(r.loadbalancer_id)
+);
+record!(
+    PendingWork,
+    u64,
+    "pending_work",
+    pending_work,
+    |r| key = r.seq,
+    parent = Some(r.lb_id)
+);
+
+impl State {
+    pub fn get<R: Record>(&self, key: &R::Key) -> Option<&Arc<R>> {
+        R::table(self).get(key)
+    }
+
+    /// The load balancer that owns a pool.
+    pub fn pool_lb(&self, pool: &Pool) -> Option<&Arc<LoadBalancer>> {
+        self.loadbalancers.get(&pool.loadbalancer_id)
+    }
+
+    /// Listeners whose default pool is `pool_id`.
+    pub fn listeners_using_pool(
+        &self,
+        lb_id: Uuid,
+        pool_id: Uuid,
+    ) -> impl Iterator<Item = &Arc<Listener>> {
+        self.listeners
+            .children(lb_id)
+            .filter(move |l| l.default_pool_id == Some(pool_id))
+    }
+
+    /// The health monitor of a pool, if any.
+    pub fn pool_monitor(&self, pool_id: Uuid) -> Option<&Arc<HealthMonitor>> {
+        self.healthmonitors.children(pool_id).next()
+    }
+
+    /// The load balancers with pending work, oldest first, each once.
+    pub fn pending_lbs(&self) -> Vec<Uuid> {
+        let mut seen = std::collections::HashSet::new();
+        self.pending_work
+            .iter()
+            .filter(|w| seen.insert(w.lb_id))
+            .map(|w| w.lb_id)
+            .collect()
+    }
+}
