@@ -1,8 +1,369 @@
-//! Not yet written.
+//! `/availabilityzones` (keyed by **name**) and `/availabilityzoneprofiles`
+//! (Octavia v2.14). Same shape as flavors: a profile binds a provider to
+//! metadata (`availability_zone_data`, JSON text); a zone names a profile.
+//! Reading zones is open to every reader; everything else is admin work.
 
-use crate::AppState;
-use axum::Router;
+use super::flavors::{in_use, invalid_option, not_null};
+use super::loadbalancers::one;
+use super::providers::{enabled_provider, validate_metadata};
+use super::*;
+use crate::input::{Input, JsonBody, OctaviaJson};
+use crate::list::Object;
+use axum::Json;
+use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::{Value, json};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/availabilityzones", get(list).post(create))
+        .route(
+            "/availabilityzones/{name}",
+            get(show).put(update).delete(delete),
+        )
+        .route(
+            "/availabilityzoneprofiles",
+            get(list_profiles).post(create_profile),
+        )
+        .route(
+            "/availabilityzoneprofiles/{id}",
+            get(show_profile).put(update_profile).delete(delete_profile),
+        )
+}
+
+pub const AZ_ATTRS: &[&str] = &[
+    "name",
+    "description",
+    "enabled",
+    "availability_zone_profile_id",
+];
+
+pub fn render_az(z: &AvailabilityZone) -> Object {
+    let mut o = Object::new();
+    o.insert("name".into(), json!(z.name));
+    o.insert(
+        "description".into(),
+        json!(z.description.clone().unwrap_or_default()),
+    );
+    o.insert("enabled".into(), json!(z.enabled));
+    o.insert(
+        "availability_zone_profile_id".into(),
+        json!(z.availability_zone_profile_id),
+    );
+    o
+}
+
+pub const AZ_PROFILE_ATTRS: &[&str] = &["id", "name", "provider_name", "availability_zone_data"];
+
+pub fn render_profile(p: &AvailabilityZoneProfile) -> Object {
+    let mut o = Object::new();
+    o.insert("id".into(), json!(p.id));
+    o.insert("name".into(), json!(p.name));
+    o.insert("provider_name".into(), json!(p.provider_name));
+    o.insert(
+        "availability_zone_data".into(),
+        json!(p.availability_zone_data),
+    );
+    o
+}
+
+// ------------------------------------------------------ availability zones
+
+const AZ: &str = "Availability Zone";
+const AZ_PROFILE: &str = "Availability Zone Profile";
+
+fn zone(s: &State, name: &str) -> ApiResult<Arc<AvailabilityZone>> {
+    s.availability_zones
+        .get(&name.to_string())
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(AZ, name))
+}
+
+async fn list(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    ctx.check_read(&ctx.project_id)?;
+    let s = app.store.snapshot();
+    let items = s.availability_zones.iter().map(|z| render_az(z)).collect();
+    app.collection(
+        &ctx,
+        &uri,
+        "availability_zones",
+        Some("availability_zones_links"),
+        AZ_ATTRS,
+    )
+    .respond(items, &query(&uri))
+    .map(Json)
+}
+
+async fn show(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(name): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    ctx.check_read(&ctx.project_id)?;
+    let s = app.store.snapshot();
+    let z = zone(&s, &name)?;
+    Ok(Json(one("availability_zone", render_az(&z), &query(&uri))))
+}
+
+async fn create(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    JsonBody(body): OctaviaJson,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.check_admin()?;
+    let mut input = Input::from_envelope(body, "availability_zone")?;
+    let name = input.string("name", 255)?.required("name")?;
+    let description = input.string("description", 255)?.value();
+    let enabled = input.boolean("enabled")?.or(true);
+    let profile_id = input
+        .uuid("availability_zone_profile_id")?
+        .required("availability_zone_profile_id")?;
+    input.finish()?;
+    let z = app
+        .store
+        .write(|txn| {
+            let s = txn.state();
+            if s.availability_zones.contains(&name) {
+                return Err(ApiError::conflict(format!(
+                    "A availability zone of {name} already exists."
+                )));
+            }
+            if !s.availability_zone_profiles.contains(&profile_id) {
+                return Err(invalid_option(profile_id, "availability_zone_profile_id"));
+            }
+            let z = AvailabilityZone {
+                name,
+                description,
+                enabled,
+                availability_zone_profile_id: profile_id,
+            };
+            txn.put(z.clone())?;
+            Ok::<_, ApiError>(z)
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"availability_zone": render_az(&z)})),
+    ))
+}
+
+async fn update(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): OctaviaJson,
+) -> ApiResult<Json<Value>> {
+    ctx.check_admin()?;
+    let mut input = Input::from_envelope(body, "availability_zone")?;
+    let description = input.string("description", 255)?.update();
+    let enabled = input.boolean("enabled")?.update();
+    input.finish()?;
+    let z = app
+        .store
+        .write(|txn| {
+            let mut z = (*zone(txn.state(), &name)?).clone();
+            if let Some(v) = description {
+                z.description = v;
+            }
+            if let Some(v) = enabled {
+                z.enabled = v.unwrap_or(true);
+            }
+            txn.put(z.clone())?;
+            Ok::<_, ApiError>(z)
+        })
+        .await?;
+    Ok(Json(json!({"availability_zone": render_az(&z)})))
+}
+
+async fn delete(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    ctx.check_admin()?;
+    app.store
+        .write(|txn| {
+            let s = txn.state();
+            zone(s, &name)?;
+            if s.loadbalancers
+                .iter()
+                .any(|lb| lb.availability_zone.as_deref() == Some(name.as_str()))
+            {
+                return Err(in_use(AZ, &name));
+            }
+            txn.delete::<AvailabilityZone>(&name);
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --------------------------------------------- availability zone profiles
+
+fn profile(s: &State, raw: &str) -> ApiResult<Arc<AvailabilityZoneProfile>> {
+    let id = path_id(raw, AZ_PROFILE)?;
+    s.availability_zone_profiles
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(AZ_PROFILE, id))
+}
+
+/// `availability_zone_data` must be accepted by the profile's provider.
+fn validate_profile(app: &AppState, provider_name: &str, data: &str) -> ApiResult<()> {
+    let p = enabled_provider(app, provider_name)?;
+    validate_metadata(
+        "availability_zone_data",
+        provider_name,
+        data,
+        &p.availability_zone_capabilities,
+    )
+}
+
+async fn list_profiles(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    ctx.check_admin()?;
+    let s = app.store.snapshot();
+    let items = s
+        .availability_zone_profiles
+        .iter()
+        .map(|p| render_profile(p))
+        .collect();
+    app.collection(
+        &ctx,
+        &uri,
+        "availability_zone_profiles",
+        Some("availability_zone_profile_links"),
+        AZ_PROFILE_ATTRS,
+    )
+    .respond(items, &query(&uri))
+    .map(Json)
+}
+
+async fn show_profile(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    ctx.check_admin()?;
+    let s = app.store.snapshot();
+    let p = profile(&s, &id)?;
+    Ok(Json(one(
+        "availability_zone_profile",
+        render_profile(&p),
+        &query(&uri),
+    )))
+}
+
+async fn create_profile(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    JsonBody(body): OctaviaJson,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.check_admin()?;
+    let mut input = Input::from_envelope(body, "availability_zone_profile")?;
+    let name = input.string("name", 255)?.required("name")?;
+    let provider_name = input
+        .string("provider_name", 255)?
+        .required("provider_name")?;
+    let data = input
+        .string("availability_zone_data", 4096)?
+        .required("availability_zone_data")?;
+    input.finish()?;
+    validate_profile(&app, &provider_name, &data)?;
+    let p = AvailabilityZoneProfile {
+        id: Uuid::new_v4(),
+        name,
+        provider_name,
+        availability_zone_data: data,
+    };
+    app.store
+        .write(|txn| {
+            txn.put(p.clone())?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"availability_zone_profile": render_profile(&p)})),
+    ))
+}
+
+async fn update_profile(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): OctaviaJson,
+) -> ApiResult<Json<Value>> {
+    ctx.check_admin()?;
+    let id = path_id(&id, AZ_PROFILE)?;
+    let mut input = Input::from_envelope(body, "availability_zone_profile")?;
+    let name = not_null(input.string("name", 255)?, "name")?;
+    let provider_name = not_null(input.string("provider_name", 255)?, "provider_name")?;
+    let data = not_null(
+        input.string("availability_zone_data", 4096)?,
+        "availability_zone_data",
+    )?;
+    input.finish()?;
+    let p = app
+        .store
+        .write(|txn| {
+            let s = txn.state();
+            let mut p = (**s
+                .availability_zone_profiles
+                .get(&id)
+                .ok_or_else(|| ApiError::not_found(AZ_PROFILE, id))?)
+            .clone();
+            if provider_name.is_some() || data.is_some() {
+                if s.availability_zones.children(id).next().is_some() {
+                    return Err(in_use(AZ_PROFILE, id));
+                }
+                let provider_name = provider_name.unwrap_or_else(|| p.provider_name.clone());
+                let data = data.unwrap_or_else(|| p.availability_zone_data.clone());
+                validate_profile(&app, &provider_name, &data)?;
+                p.provider_name = provider_name;
+                p.availability_zone_data = data;
+            }
+            if let Some(name) = name {
+                p.name = name;
+            }
+            txn.put(p.clone())?;
+            Ok::<_, ApiError>(p)
+        })
+        .await?;
+    Ok(Json(
+        json!({"availability_zone_profile": render_profile(&p)}),
+    ))
+}
+
+async fn delete_profile(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    ctx.check_admin()?;
+    let id = path_id(&id, AZ_PROFILE)?;
+    app.store
+        .write(|txn| {
+            let s = txn.state();
+            if !s.availability_zone_profiles.contains(&id) {
+                return Err(ApiError::not_found(AZ_PROFILE, id));
+            }
+            if s.availability_zones.children(id).next().is_some() {
+                return Err(in_use(AZ_PROFILE, id));
+            }
+            txn.delete::<AvailabilityZoneProfile>(&id);
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

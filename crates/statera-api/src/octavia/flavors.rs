@@ -1,8 +1,375 @@
-//! Not yet written.
+//! `/flavors` and `/flavorprofiles` (Octavia v2.6).
+//!
+//! A flavor profile binds a provider to provider metadata (`flavor_data`,
+//! JSON text); a flavor names a profile for users. Reading flavors is open
+//! to every reader; everything else is admin work.
 
-use crate::AppState;
-use axum::Router;
+use super::loadbalancers::one;
+use super::providers::{enabled_provider, validate_metadata};
+use super::*;
+use crate::input::{Input, JsonBody, OctaviaJson, Opt};
+use crate::list::Object;
+use axum::Json;
+use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::{Value, json};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/flavors", get(list).post(create))
+        .route("/flavors/{id}", get(show).put(update).delete(delete))
+        .route("/flavorprofiles", get(list_profiles).post(create_profile))
+        .route(
+            "/flavorprofiles/{id}",
+            get(show_profile).put(update_profile).delete(delete_profile),
+        )
+}
+
+pub const FLAVOR_ATTRS: &[&str] = &["id", "name", "description", "enabled", "flavor_profile_id"];
+
+pub fn render_flavor(f: &Flavor) -> Object {
+    let mut o = Object::new();
+    o.insert("id".into(), json!(f.id));
+    o.insert("name".into(), json!(f.name));
+    o.insert(
+        "description".into(),
+        json!(f.description.clone().unwrap_or_default()),
+    );
+    o.insert("enabled".into(), json!(f.enabled));
+    o.insert("flavor_profile_id".into(), json!(f.flavor_profile_id));
+    o
+}
+
+pub const FLAVOR_PROFILE_ATTRS: &[&str] = &["id", "name", "provider_name", "flavor_data"];
+
+pub fn render_profile(p: &FlavorProfile) -> Object {
+    let mut o = Object::new();
+    o.insert("id".into(), json!(p.id));
+    o.insert("name".into(), json!(p.name));
+    o.insert("provider_name".into(), json!(p.provider_name));
+    o.insert("flavor_data".into(), json!(p.flavor_data));
+    o
+}
+
+/// A required attribute that a PUT may change but not clear.
+pub fn not_null<T>(v: Opt<T>, field: &str) -> ApiResult<Option<T>> {
+    match v {
+        Opt::Absent => Ok(None),
+        Opt::Null => Err(ApiError::missing_field(field)),
+        Opt::Set(v) => Ok(Some(v)),
+    }
+}
+
+/// `<value> is not a valid option for <option>` (Octavia's InvalidOption).
+pub fn invalid_option(value: impl std::fmt::Display, option: &str) -> ApiError {
+    ApiError::bad_request(format!("{value} is not a valid option for {option}"))
+}
+
+/// `<Object> <id> is in use and cannot be modified.` (Octavia's ObjectInUse).
+pub fn in_use(object: &str, id: impl std::fmt::Display) -> ApiError {
+    ApiError::conflict(format!("{object} {id} is in use and cannot be modified."))
+}
+
+// ---------------------------------------------------------------- flavors
+
+fn flavor(s: &State, raw: &str) -> ApiResult<Arc<Flavor>> {
+    let id = path_id(raw, "Flavor")?;
+    s.flavors
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("Flavor", id))
+}
+
+fn name_taken(s: &State, name: &str, except: Option<Uuid>) -> bool {
+    s.flavors
+        .iter()
+        .any(|f| f.name == name && Some(f.id) != except)
+}
+
+async fn list(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    ctx.check_read(&ctx.project_id)?;
+    let s = app.store.snapshot();
+    let items = s.flavors.iter().map(|f| render_flavor(f)).collect();
+    app.collection(&ctx, &uri, "flavors", Some("flavors_links"), FLAVOR_ATTRS)
+        .respond(items, &query(&uri))
+        .map(Json)
+}
+
+async fn show(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    ctx.check_read(&ctx.project_id)?;
+    let s = app.store.snapshot();
+    let f = flavor(&s, &id)?;
+    Ok(Json(one("flavor", render_flavor(&f), &query(&uri))))
+}
+
+async fn create(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    JsonBody(body): OctaviaJson,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.check_admin()?;
+    let mut input = Input::from_envelope(body, "flavor")?;
+    let name = input.string("name", 255)?.required("name")?;
+    let description = input.string("description", 255)?.value();
+    let enabled = input.boolean("enabled")?.or(true);
+    let flavor_profile_id = input
+        .uuid("flavor_profile_id")?
+        .required("flavor_profile_id")?;
+    input.finish()?;
+    let f = app
+        .store
+        .write(|txn| {
+            let s = txn.state();
+            if name_taken(s, &name, None) {
+                return Err(ApiError::conflict(format!(
+                    "A flavor of {name} already exists."
+                )));
+            }
+            if !s.flavor_profiles.contains(&flavor_profile_id) {
+                return Err(invalid_option(flavor_profile_id, "flavor_profile_id"));
+            }
+            let f = Flavor {
+                id: Uuid::new_v4(),
+                name,
+                description,
+                enabled,
+                flavor_profile_id,
+            };
+            txn.put(f.clone())?;
+            Ok::<_, ApiError>(f)
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"flavor": render_flavor(&f)})),
+    ))
+}
+
+async fn update(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): OctaviaJson,
+) -> ApiResult<Json<Value>> {
+    ctx.check_admin()?;
+    let id = path_id(&id, "Flavor")?;
+    let mut input = Input::from_envelope(body, "flavor")?;
+    let name = not_null(input.string("name", 255)?, "name")?;
+    let description = input.string("description", 255)?.update();
+    let enabled = input.boolean("enabled")?.update();
+    input.finish()?;
+    let f = app
+        .store
+        .write(|txn| {
+            let s = txn.state();
+            let mut f = (**s
+                .flavors
+                .get(&id)
+                .ok_or_else(|| ApiError::not_found("Flavor", id))?)
+            .clone();
+            if let Some(name) = name {
+                if name_taken(s, &name, Some(id)) {
+                    return Err(ApiError::conflict(format!(
+                        "A flavor of {name} already exists."
+                    )));
+                }
+                f.name = name;
+            }
+            if let Some(v) = description {
+                f.description = v;
+            }
+            if let Some(v) = enabled {
+                f.enabled = v.unwrap_or(true);
+            }
+            txn.put(f.clone())?;
+            Ok::<_, ApiError>(f)
+        })
+        .await?;
+    Ok(Json(json!({"flavor": render_flavor(&f)})))
+}
+
+async fn delete(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    ctx.check_admin()?;
+    let id = path_id(&id, "Flavor")?;
+    app.store
+        .write(|txn| {
+            let s = txn.state();
+            if !s.flavors.contains(&id) {
+                return Err(ApiError::not_found("Flavor", id));
+            }
+            if s.loadbalancers.iter().any(|lb| lb.flavor_id == Some(id)) {
+                return Err(in_use("Flavor", id));
+            }
+            txn.delete::<Flavor>(&id);
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------- flavor profiles
+
+fn profile(s: &State, raw: &str) -> ApiResult<Arc<FlavorProfile>> {
+    let id = path_id(raw, "Flavor profile")?;
+    s.flavor_profiles
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("Flavor profile", id))
+}
+
+/// `flavor_data` must be accepted by the profile's provider.
+fn validate_profile(app: &AppState, provider_name: &str, flavor_data: &str) -> ApiResult<()> {
+    let p = enabled_provider(app, provider_name)?;
+    validate_metadata(
+        "flavor_data",
+        provider_name,
+        flavor_data,
+        &p.flavor_capabilities,
+    )
+}
+
+async fn list_profiles(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    ctx.check_admin()?;
+    let s = app.store.snapshot();
+    let items = s
+        .flavor_profiles
+        .iter()
+        .map(|p| render_profile(p))
+        .collect();
+    app.collection(
+        &ctx,
+        &uri,
+        "flavorprofiles",
+        Some("flavorprofile_links"),
+        FLAVOR_PROFILE_ATTRS,
+    )
+    .respond(items, &query(&uri))
+    .map(Json)
+}
+
+async fn show_profile(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    ctx.check_admin()?;
+    let s = app.store.snapshot();
+    let p = profile(&s, &id)?;
+    Ok(Json(one("flavorprofile", render_profile(&p), &query(&uri))))
+}
+
+async fn create_profile(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    JsonBody(body): OctaviaJson,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.check_admin()?;
+    let mut input = Input::from_envelope(body, "flavorprofile")?;
+    let name = input.string("name", 255)?.required("name")?;
+    let provider_name = input
+        .string("provider_name", 255)?
+        .required("provider_name")?;
+    let flavor_data = input.string("flavor_data", 4096)?.required("flavor_data")?;
+    input.finish()?;
+    validate_profile(&app, &provider_name, &flavor_data)?;
+    let p = FlavorProfile {
+        id: Uuid::new_v4(),
+        name,
+        provider_name,
+        flavor_data,
+    };
+    app.store
+        .write(|txn| {
+            txn.put(p.clone())?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"flavorprofile": render_profile(&p)})),
+    ))
+}
+
+async fn update_profile(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): OctaviaJson,
+) -> ApiResult<Json<Value>> {
+    ctx.check_admin()?;
+    let id = path_id(&id, "Flavor profile")?;
+    let mut input = Input::from_envelope(body, "flavorprofile")?;
+    let name = not_null(input.string("name", 255)?, "name")?;
+    let provider_name = not_null(input.string("provider_name", 255)?, "provider_name")?;
+    let flavor_data = not_null(input.string("flavor_data", 4096)?, "flavor_data")?;
+    input.finish()?;
+    let p = app
+        .store
+        .write(|txn| {
+            let s = txn.state();
+            let mut p = (**s
+                .flavor_profiles
+                .get(&id)
+                .ok_or_else(|| ApiError::not_found("Flavor profile", id))?)
+            .clone();
+            if provider_name.is_some() || flavor_data.is_some() {
+                if s.flavors.children(id).next().is_some() {
+                    return Err(in_use("Flavor profile", id));
+                }
+                let provider_name = provider_name.unwrap_or_else(|| p.provider_name.clone());
+                let flavor_data = flavor_data.unwrap_or_else(|| p.flavor_data.clone());
+                validate_profile(&app, &provider_name, &flavor_data)?;
+                p.provider_name = provider_name;
+                p.flavor_data = flavor_data;
+            }
+            if let Some(name) = name {
+                p.name = name;
+            }
+            txn.put(p.clone())?;
+            Ok::<_, ApiError>(p)
+        })
+        .await?;
+    Ok(Json(json!({"flavorprofile": render_profile(&p)})))
+}
+
+async fn delete_profile(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    ctx.check_admin()?;
+    let id = path_id(&id, "Flavor profile")?;
+    app.store
+        .write(|txn| {
+            let s = txn.state();
+            if !s.flavor_profiles.contains(&id) {
+                return Err(ApiError::not_found("Flavor profile", id));
+            }
+            if s.flavors.children(id).next().is_some() {
+                return Err(in_use("Flavor profile", id));
+            }
+            txn.delete::<FlavorProfile>(&id);
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,8 +1,150 @@
-//! Not yet written.
+//! `/providers`: the provider drivers this deployment knows, and the flavor
+//! and availability-zone metadata keys each accepts.
 
-use crate::AppState;
-use axum::Router;
+use super::*;
+use crate::ProviderInfo;
+use crate::list::Object;
+use axum::Json;
+use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::routing::get;
+use serde_json::{Value, json};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/providers", get(list))
+        .route(
+            "/providers/{provider}/flavor_capabilities",
+            get(flavor_capabilities),
+        )
+        .route(
+            "/providers/{provider}/availability_zone_capabilities",
+            get(availability_zone_capabilities),
+        )
+}
+
+const ATTRS: &[&str] = &["name", "description"];
+
+fn name_description(name: &str, description: &str) -> Object {
+    let mut o = Object::new();
+    o.insert("name".into(), json!(name));
+    o.insert("description".into(), json!(description));
+    o
+}
+
+/// The provider `name` names, or 400 `Provider '<p>' is not enabled.`
+pub fn enabled_provider<'a>(app: &'a AppState, name: &str) -> ApiResult<&'a ProviderInfo> {
+    app.settings
+        .provider(name)
+        .ok_or_else(|| ApiError::bad_request(format!("Provider '{name}' is not enabled.")))
+}
+
+/// A list without links, in the deployment's order unless a sort is asked
+/// for, with `fields=` and the `name`/`description` filters.
+fn respond(
+    app: &AppState,
+    ctx: &RequestContext,
+    uri: &axum::http::Uri,
+    plural: &str,
+    items: Vec<Object>,
+) -> ApiResult<Json<Value>> {
+    let mut c = app.collection(ctx, uri, plural, None, ATTRS);
+    c.strict_filters = false;
+    let q = query(uri);
+    // The collection sorts by name when no sort is given; keep the
+    // configured order instead, as Octavia does.
+    let sorted = q.get("sort").is_some() || q.get("sort_key").is_some();
+    let order: Vec<String> = items
+        .iter()
+        .filter_map(|o| o.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let mut body = c.respond(items, &q)?;
+    if !sorted && let Some(Value::Array(list)) = body.get_mut(plural) {
+        list.sort_by_key(|o| {
+            o.get("name")
+                .and_then(Value::as_str)
+                .and_then(|n| order.iter().position(|x| x == n))
+                .unwrap_or(usize::MAX)
+        });
+    }
+    Ok(Json(body))
+}
+
+async fn list(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    ctx.check_read(&ctx.project_id)?;
+    let items = app
+        .settings
+        .providers
+        .iter()
+        .map(|p| name_description(&p.name, &p.description))
+        .collect();
+    respond(&app, &ctx, &uri, "providers", items)
+}
+
+async fn flavor_capabilities(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(provider): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    ctx.check_admin()?;
+    let p = enabled_provider(&app, &provider)?;
+    let items = p
+        .flavor_capabilities
+        .iter()
+        .map(|(n, d)| name_description(n, d))
+        .collect();
+    respond(&app, &ctx, &uri, "flavor_capabilities", items)
+}
+
+async fn availability_zone_capabilities(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(provider): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    ctx.check_admin()?;
+    let p = enabled_provider(&app, &provider)?;
+    let items = p
+        .availability_zone_capabilities
+        .iter()
+        .map(|(n, d)| name_description(n, d))
+        .collect();
+    respond(&app, &ctx, &uri, "availability_zone_capabilities", items)
+}
+
+/// Check provider metadata (`flavor_data`, `availability_zone_data`): JSON
+/// text that parses to an object whose keys are all in `capabilities`.
+/// Everything else is 400.
+pub fn validate_metadata(
+    field: &str,
+    provider: &str,
+    data: &str,
+    capabilities: &[(String, String)],
+) -> ApiResult<()> {
+    let parsed: Value = serde_json::from_str(data)
+        .map_err(|_| ApiError::bad_request(format!("{data} is not a valid option for {field}")))?;
+    let Value::Object(obj) = parsed else {
+        return Err(ApiError::bad_request(format!(
+            "Provider '{provider}' does not support a requested option: {data} is not of type 'object'"
+        )));
+    };
+    let unknown: Vec<&str> = obj
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !capabilities.iter().any(|(n, _)| n == k))
+        .collect();
+    if !unknown.is_empty() {
+        let quoted: Vec<String> = unknown.iter().map(|k| format!("'{k}'")).collect();
+        let verb = if unknown.len() == 1 { "was" } else { "were" };
+        return Err(ApiError::bad_request(format!(
+            "Provider '{provider}' does not support a requested option: \
+             Additional properties are not allowed ({} {verb} unexpected)",
+            quoted.join(", ")
+        )));
+    }
+    Ok(())
 }
