@@ -1,3 +1,37 @@
-fn main() {
-    println!("Hello, world!");
+//! `statera`: read the settings, build the parts, run them.
+
+mod serve;
+mod settings;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "statera",
+    version,
+    about = "Load balancing as a service: the Octavia v2 API with its own data plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process: API, controller, native data plane, SQLite store.
+    Serve(settings::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = settings::Settings::load(&args)?;
+            settings::init_logging(&settings.log);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(serve::run(settings))
+        }
+    }
 }

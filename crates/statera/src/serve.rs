@@ -1,0 +1,147 @@
+//! `statera serve`: the API, the controller and the native data plane in one
+//! process, over one SQLite store.
+
+use crate::settings::Settings;
+use anyhow::Context;
+use axum::ServiceExt;
+use axum::extract::Request;
+use statera_api::{ApiSettings, AppState, ProviderInfo, QuotaDefaults};
+use statera_config::DataPlane;
+use statera_controller::Controller;
+use statera_dataplane::Engine;
+use statera_model::ListenerProtocol;
+use statera_store::Store;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+fn providers() -> Vec<ProviderInfo> {
+    vec![
+        ProviderInfo {
+            name: "native".to_string(),
+            description: "Statera's own data plane, in process.".to_string(),
+            available: true,
+            flavor_capabilities: vec![(
+                "loadbalancer_topology".to_string(),
+                "The load balancer topology. One of: SINGLE - One data-plane instance per load balancer.".to_string(),
+            )],
+            availability_zone_capabilities: vec![(
+                "compute_zone".to_string(),
+                "The host or zone that serves the load balancer.".to_string(),
+            )],
+            unsupported_listener_protocols: vec![
+                ListenerProtocol::TerminatedHttps,
+                ListenerProtocol::Udp,
+                ListenerProtocol::Sctp,
+                ListenerProtocol::Prometheus,
+            ],
+        },
+        ProviderInfo {
+            name: "haproxy".to_string(),
+            description: "One HAProxy process per load balancer (not yet available in this deployment).".to_string(),
+            available: false,
+            flavor_capabilities: vec![(
+                "loadbalancer_topology".to_string(),
+                "The load balancer topology. One of: SINGLE - One HAProxy process per load balancer.".to_string(),
+            )],
+            availability_zone_capabilities: vec![(
+                "compute_zone".to_string(),
+                "The host or zone that serves the load balancer.".to_string(),
+            )],
+            unsupported_listener_protocols: vec![ListenerProtocol::Udp, ListenerProtocol::Sctp],
+        },
+    ]
+}
+
+/// Create the ready-made `host-net` network and `host-subnet` subnet if absent.
+async fn ensure_host_network(store: &Store, settings: &Settings) -> anyhow::Result<()> {
+    let (network, subnet) = statera_net::host::default_network(
+        &settings.api.default_project_id,
+        settings.network.host_subnet,
+        statera_model::now(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    store
+        .write(|txn| {
+            let s = txn.state();
+            if s.networks.iter().any(|n| n.name == network.name) {
+                return Ok(());
+            }
+            txn.put(network)?;
+            txn.put(subnet)?;
+            Ok::<_, statera_store::StoreError>(())
+        })
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let store = Arc::new(
+        Store::open(&settings.store.data_dir, settings.store.durability)
+            .await
+            .with_context(|| {
+                format!("opening the store in {}", settings.store.data_dir.display())
+            })?,
+    );
+    ensure_host_network(&store, &settings).await?;
+
+    let (report_tx, report_rx) = mpsc::unbounded_channel();
+    let engine: Arc<dyn DataPlane> = Arc::new(Engine::new(report_tx));
+    let mut planes = HashMap::new();
+    planes.insert("native".to_string(), engine);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let controller = Controller::new(store.clone(), planes, report_rx, host);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let controller = tokio::spawn(controller.run(stop_rx));
+
+    let q = settings.quotas;
+    let api_settings = ApiSettings {
+        default_project_id: settings.api.default_project_id.clone(),
+        pagination_max_limit: settings.api.pagination_max_limit,
+        default_provider: "native".to_string(),
+        providers: providers(),
+        quota_defaults: QuotaDefaults {
+            loadbalancer: q.loadbalancer,
+            listener: q.listener,
+            member: q.member,
+            pool: q.pool,
+            healthmonitor: q.healthmonitor,
+            l7policy: q.l7policy,
+            l7rule: q.l7rule,
+        },
+        reserved_ips: vec!["169.254.169.254".parse().expect("valid address")],
+    };
+    let router = statera_api::app(AppState {
+        store: store.clone(),
+        settings: Arc::new(api_settings),
+    });
+    let app = tower::Layer::layer(
+        &tower::util::MapRequestLayer::new(statera_api::normalize_path),
+        router,
+    );
+    let listener = tokio::net::TcpListener::bind(settings.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", settings.api.listen))?;
+    tracing::info!(listen = %settings.api.listen, data_dir = %settings.store.data_dir.display(), "statera serving");
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving the API")?;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = controller.await;
+    store.close().await;
+    Ok(())
+}

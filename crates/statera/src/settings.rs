@@ -1,0 +1,210 @@
+//! Settings: defaults, then a TOML file, then environment variables and flags.
+
+use anyhow::Context;
+use clap::Args;
+use ipnet::IpNet;
+use serde::Deserialize;
+use statera_store::Durability;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// A TOML settings file (see statera.example.toml).
+    #[arg(long, env = "STATERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address and port the API listens on.
+    #[arg(long, env = "STATERA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where the SQLite store lives.
+    #[arg(long, env = "STATERA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The subnet of the ready-made `host-net` network VIPs come from (inside 127.0.0.0/8).
+    #[arg(long, env = "STATERA_HOST_SUBNET")]
+    pub host_subnet: Option<IpNet>,
+    /// `full` (fsync every commit) or `normal` (survives a process crash, not a power loss).
+    #[arg(long, env = "STATERA_DURABILITY")]
+    pub durability: Option<String>,
+    /// `text` or `json`.
+    #[arg(long, env = "STATERA_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub api: ApiSection,
+    pub store: StoreSection,
+    pub network: NetworkSection,
+    pub quotas: QuotaSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    pub listen: SocketAddr,
+    /// The project of requests that name none (noauth).
+    pub default_project_id: String,
+    pub pagination_max_limit: usize,
+    pub auth_strategy: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSection {
+    pub driver: String,
+    pub host_subnet: IpNet,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaSection {
+    pub loadbalancer: i64,
+    pub listener: i64,
+    pub member: i64,
+    pub pool: i64,
+    pub healthmonitor: i64,
+    pub l7policy: i64,
+    pub l7rule: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    pub format: String,
+    /// A tracing filter (`info`, `statera=debug,…`); RUST_LOG wins when set.
+    pub level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            api: ApiSection::default(),
+            store: StoreSection::default(),
+            network: NetworkSection::default(),
+            quotas: QuotaSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen: "127.0.0.1:9876".parse().expect("valid default"),
+            default_project_id: "6c7f0b5e1d2a4c3b9e8f7a6d5c4b3a21".to_string(),
+            pagination_max_limit: 1000,
+            auth_strategy: "noauth".to_string(),
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            data_dir: PathBuf::from("./statera-data"),
+            durability: Durability::Full,
+        }
+    }
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            driver: "host".to_string(),
+            host_subnet: "127.100.0.0/16".parse().expect("valid default"),
+        }
+    }
+}
+
+impl Default for QuotaSection {
+    fn default() -> Self {
+        QuotaSection {
+            loadbalancer: -1,
+            listener: -1,
+            member: -1,
+            pool: -1,
+            healthmonitor: -1,
+            l7policy: -1,
+            l7rule: -1,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: "text".to_string(),
+            level: "info".to_string(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
+        let mut s = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        if let Some(v) = args.listen {
+            s.api.listen = v;
+        }
+        if let Some(v) = &args.data_dir {
+            s.store.data_dir = v.clone();
+        }
+        if let Some(v) = args.host_subnet {
+            s.network.host_subnet = v;
+        }
+        if let Some(v) = &args.durability {
+            s.store.durability = match v.as_str() {
+                "full" => Durability::Full,
+                "normal" => Durability::Normal,
+                other => anyhow::bail!("--durability must be full or normal, not {other}"),
+            };
+        }
+        if let Some(v) = &args.log_format {
+            s.log.format = v.clone();
+        }
+        if s.network.driver != "host" {
+            anyhow::bail!(
+                "network driver '{}' is not available (only 'host' is)",
+                s.network.driver
+            );
+        }
+        if s.api.auth_strategy != "noauth" {
+            anyhow::bail!(
+                "auth_strategy '{}' is not available (only 'noauth' is)",
+                s.api.auth_strategy
+            );
+        }
+        if !matches!(s.log.format.as_str(), "text" | "json") {
+            anyhow::bail!("log format must be text or json, not {}", s.log.format);
+        }
+        Ok(s)
+    }
+}
+
+pub fn init_logging(log: &LogSection) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
