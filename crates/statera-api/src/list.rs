@@ -76,6 +76,16 @@ const PAGING_KEYS: &[&str] = &[
 ];
 const TAG_KEYS: &[&str] = &["tags", "tags-any", "not-tags", "not-tags-any"];
 
+/// How the values of a filter key given more than once combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepeatedFilters {
+    /// Every value must match (Octavia: `?tags=a&tags=b` style conjunction).
+    #[default]
+    All,
+    /// Any value may match (Neutron: `?id=a&id=b` is a or b).
+    Any,
+}
+
 /// How one collection is shown.
 pub struct Collection<'a> {
     pub plural: &'a str,
@@ -146,8 +156,22 @@ impl Collection<'_> {
     }
 
     /// Filter, sort, page and trim `items` as `query` asks; the response body.
-    pub fn respond(&self, mut items: Vec<Object>, query: &Query) -> ApiResult<Value> {
-        // Filters.
+    /// A key given twice must match both values (Octavia).
+    pub fn respond(&self, items: Vec<Object>, query: &Query) -> ApiResult<Value> {
+        self.respond_with(items, query, RepeatedFilters::All)
+    }
+
+    /// As [`Collection::respond`], with `repeated` saying how values of a
+    /// filter key given more than once combine (`?id=a&id=b`: Octavia wants
+    /// both, Neutron either).
+    pub fn respond_with(
+        &self,
+        mut items: Vec<Object>,
+        query: &Query,
+        repeated: RepeatedFilters,
+    ) -> ApiResult<Value> {
+        // Filters: (query key, attribute looked in, accepted values).
+        let mut filters: Vec<(&str, String, Vec<&str>)> = Vec::new();
         for (key, want) in &query.pairs {
             if PAGING_KEYS.contains(&key.as_str())
                 || TAG_KEYS.contains(&key.as_str())
@@ -155,15 +179,28 @@ impl Collection<'_> {
             {
                 continue;
             }
-            if let Some(field) = self.filter_field(key) {
-                items.retain(|o| o.get(field).is_some_and(|v| matches_value(v, want)));
+            let target = if let Some(field) = self.filter_field(key) {
+                field.to_string()
             } else if let Some(list) = self.reference_list(key) {
-                items.retain(|o| o.get(&list).is_some_and(|v| matches_value(v, want)));
+                list
             } else if self.strict_filters {
                 return Err(ApiError::bad_request(
                     "One or more arguments are either duplicate or invalid",
                 ));
+            } else {
+                continue;
+            };
+            let same_key = filters.iter_mut().find(|(k, _, _)| *k == key.as_str());
+            match (repeated, same_key) {
+                (RepeatedFilters::Any, Some((_, _, values))) => values.push(want.as_str()),
+                _ => filters.push((key.as_str(), target, vec![want.as_str()])),
             }
+        }
+        for (_, target, values) in &filters {
+            items.retain(|o| {
+                o.get(target)
+                    .is_some_and(|v| values.iter().any(|want| matches_value(v, want)))
+            });
         }
         // Tag filters.
         let all = query.all("tags");
@@ -400,7 +437,8 @@ mod tests {
         let v = c
             .respond(items(), &Query::parse(Some("loadbalancer_id=lb1")))
             .unwrap();
-        assert_eq!(ids(&v), ["id1", "id0"]); // default sort by name
+        // Default order: created_at, then id (as Octavia); all created_at are equal here.
+        assert_eq!(ids(&v), ["id0", "id1"]);
         let v = c.respond(items(), &Query::parse(Some("tags=a,b"))).unwrap();
         assert_eq!(ids(&v), ["id1"]);
         let v = c
@@ -467,5 +505,30 @@ mod tests {
             .unwrap();
         let first = v["things"][0].as_object().unwrap();
         assert_eq!(first.len(), 2);
+    }
+
+    #[test]
+    fn repeated_filter_keys_and_or_or() {
+        let c = coll();
+        let q = Query::parse(Some("id=id1&id=id3&sort=id"));
+        // Octavia: both values must match, which no single object does.
+        assert!(ids(&c.respond(items(), &q).unwrap()).is_empty());
+        assert!(ids(&c.respond_with(items(), &q, RepeatedFilters::All).unwrap()).is_empty());
+        // Neutron: either value.
+        let v = c.respond_with(items(), &q, RepeatedFilters::Any).unwrap();
+        assert_eq!(ids(&v), ["id1", "id3"]);
+        // Different keys still combine with AND.
+        let q = Query::parse(Some("id=id1&id=id2&id=id3&admin_state_up=true&sort=id"));
+        let v = c.respond_with(items(), &q, RepeatedFilters::Any).unwrap();
+        assert_eq!(ids(&v), ["id2"]);
+        // Unknown keys: refused when strict, ignored otherwise.
+        let q = Query::parse(Some("bogus=1&id=id4"));
+        assert!(c.respond_with(items(), &q, RepeatedFilters::Any).is_err());
+        let lax = Collection {
+            strict_filters: false,
+            ..coll()
+        };
+        let v = lax.respond_with(items(), &q, RepeatedFilters::Any).unwrap();
+        assert_eq!(ids(&v), ["id4"]);
     }
 }
