@@ -1,10 +1,11 @@
 //! The engine: applies whole configs, one load balancer at a time.
 
 use crate::health::Prober;
+use crate::l7::Policies;
 use crate::listener::{self, AcceptTask};
-use crate::snapshot::{LbShared, Snapshot};
+use crate::snapshot::{LbShared, Served, Snapshot};
 use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSender, StatusReport};
-use statera_model::{ListenerProtocol, PoolProtocol};
+use statera_model::ListenerProtocol;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -116,7 +117,7 @@ impl Engine {
         // 2. Bind every address not bound yet. On error, what was bound here
         //    is dropped (closed) and the current config keeps serving.
         let mut fresh: Vec<(SocketAddr, TcpListener)> = Vec::new();
-        for (_, addr) in &served {
+        for Served { addr, .. } in &served {
             if current.is_some_and(|c| c.sockets.contains_key(addr)) {
                 continue;
             }
@@ -160,7 +161,7 @@ impl Engine {
         let unused: Vec<SocketAddr> = runtime
             .sockets
             .keys()
-            .filter(|addr| !served.iter().any(|(_, a)| a == *addr))
+            .filter(|addr| !served.iter().any(|s| s.addr == **addr))
             .copied()
             .collect();
         let closing: Vec<AcceptTask> = unused
@@ -198,12 +199,14 @@ impl Engine {
     }
 }
 
-/// The listeners `config` serves, as (index in `config.listeners`, address).
-fn served_listeners(config: &LbConfig) -> Result<Vec<(usize, SocketAddr)>, DataPlaneError> {
+/// The listeners `config` serves, with their compiled L7 policies; refuses
+/// what this engine cannot serve, and policies that do not compile (an
+/// invalid regex, a redirect to a pool that is not there).
+fn served_listeners(config: &LbConfig) -> Result<Vec<Served>, DataPlaneError> {
     if !config.admin_state_up {
         return Ok(Vec::new());
     }
-    let mut served: Vec<(usize, SocketAddr)> = Vec::new();
+    let mut served: Vec<Served> = Vec::new();
     for (index, listener) in config.listeners.iter().enumerate() {
         if !listener.admin_state_up {
             continue;
@@ -223,32 +226,29 @@ fn served_listeners(config: &LbConfig) -> Result<Vec<(usize, SocketAddr)>, DataP
                 )));
             }
         }
-        // Refused rather than ignored: an ignored REJECT policy would let
-        // through what the user blocked.
-        if !listener.l7policies.is_empty() {
+        // Refused rather than ignored: an ignored REJECT would let through
+        // what the user blocked. Octavia only accepts policies on HTTP-aware
+        // listeners anyway.
+        if !listener.l7policies.is_empty() && listener.protocol != ListenerProtocol::Http {
             return Err(DataPlaneError::Unsupported(format!(
-                "L7 policies are not yet served by the native data plane (listener {})",
-                listener.id
+                "L7 policies on a {} listener: only HTTP listeners evaluate them (listener {})",
+                listener.protocol, listener.id
             )));
         }
-        // Refused rather than ignored: members of these pools expect a PROXY
-        // header and would reject the bare connection.
-        if let Some(pool) = listener.default_pool_id.and_then(|id| config.pool(id))
-            && matches!(pool.protocol, PoolProtocol::Proxy | PoolProtocol::ProxyV2)
-        {
-            return Err(DataPlaneError::Unsupported(format!(
-                "{} pools (PROXY protocol to members) are not yet served by the native data plane (pool {})",
-                pool.protocol, pool.id
-            )));
-        }
+        let policies = Policies::compile(listener, config)
+            .map_err(|e| DataPlaneError::Other(format!("listener {}: {e}", listener.id)))?;
         let addr = SocketAddr::new(config.vip.address, listener.protocol_port);
-        if let Some((other, _)) = served.iter().find(|(_, a)| *a == addr) {
+        if let Some(other) = served.iter().find(|s| s.addr == addr) {
             return Err(DataPlaneError::Other(format!(
                 "listeners {} and {} both use TCP port {}",
-                config.listeners[*other].id, listener.id, listener.protocol_port
+                config.listeners[other.index].id, listener.id, listener.protocol_port
             )));
         }
-        served.push((index, addr));
+        served.push(Served {
+            index,
+            addr,
+            policies: Arc::new(policies),
+        });
     }
     Ok(served)
 }

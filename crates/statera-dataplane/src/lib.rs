@@ -20,7 +20,7 @@
 //!   configs. State that must survive a config (counters, listener lives,
 //!   balancer rotation, health) is carried into the next snapshot by id.
 //! - **All or nothing.** `apply` first refuses what it cannot serve
-//!   (`Unsupported`), then binds every new address (`Bind` on failure, with
+//!   (`Unsupported`) and L7 policies that do not compile (`Other`), then binds every new address (`Bind` on failure, with
 //!   what it bound closed again), and only then publishes. A refused config
 //!   leaves the previous one serving untouched.
 //! - **Listener lifecycle** (`listener.rs`). Sockets are keyed by address and
@@ -35,10 +35,31 @@
 //!   when no primary is left, not yet tried for this connection); a
 //!   `Balancer` picks one. A failed connect moves on to another member, at
 //!   most three attempts per connection.
-//! - **Relay** (`relay.rs`). Bytes are copied both ways with per-listener
-//!   counters and idle timeouts; `connection_limit` holds clients in the
-//!   kernel's accept queue instead of resetting them; `allowed_cidrs` closes
-//!   connections from other sources at once.
+//! - **Relay** (`relay.rs`). Every connection is admitted there:
+//!   `connection_limit` holds clients in the kernel's accept queue instead of
+//!   resetting them; `allowed_cidrs` closes connections from other sources at
+//!   once. TCP and HTTPS (passthrough) listeners are then relayed at layer 4:
+//!   bytes copied both ways with per-listener counters and idle timeouts.
+//! - **HTTP** (`http.rs`). HTTP listeners parse requests with hyper
+//!   (HTTP/1.1, keep-alive to clients): L7 policies decide per request, the
+//!   head is rewritten (hop-by-hop headers dropped, `X-Forwarded-For/-Port/
+//!   -Proto` per `insert_headers`), and the request goes to a member over a
+//!   keep-alive connection from that member's small idle set
+//!   (`upstream.rs`: bounded, closed after a few idle seconds). A failed
+//!   connect moves on to another member before the request leaves. The proxy
+//!   itself answers 400/431 (malformed or oversized head), 403 (REJECT),
+//!   3xx (redirects), 502 (member failed before its response head), 503 (no
+//!   member), 504 (member too slow); those 4xx/5xx, and responses cut by a
+//!   member failing mid-body, count in `request_errors`.
+//! - **L7 policies** (`l7.rs`). Compiled at apply (an invalid regex or a
+//!   missing redirect pool fails the apply); all rules of a policy must
+//!   match; REJECT outranks redirects, which outrank REDIRECT_TO_POOL, as in
+//!   Octavia's HAProxy provider; position orders policies of one rank.
+//! - **PROXY protocol** (`proxy_protocol.rs`). Members of PROXY / PROXYV2
+//!   pools get a v1 line / v2 header with the client's and the VIP's address
+//!   and port before any other byte, on L4 and HTTP listeners alike. Their
+//!   HTTP connections are kept per client connection, never shared between
+//!   clients (the header names one client).
 //! - **Health** (`health.rs`). Members of pools with an enabled health
 //!   monitor get a TCP connect prober honouring delay, timeout, rise and
 //!   fall; down members take no new connections, and each transition sends a
@@ -46,17 +67,19 @@
 //!
 //! # Not yet done
 //!
-//! - Every served listener protocol (TCP, HTTP, HTTPS passthrough) is an L4
-//!   byte relay: no HTTP parsing, so no X-Forwarded-* headers, no L7
-//!   policies, no keep-alive pooling to members, no cookie persistence.
 //! - Refused with `Unsupported` when on an enabled listener, rather than
 //!   served wrongly: TERMINATED_HTTPS (TLS), UDP, SCTP and PROMETHEUS
-//!   listeners; L7 policies (an ignored REJECT would let blocked traffic
-//!   through); PROXY and PROXYV2 default pools (members expect a header this
-//!   relay does not send yet).
-//! - Accepted but not honoured yet: `insert_headers` (members see the
-//!   connection come from this host, without X-Forwarded-*), session
-//!   persistence, `tcp_inspect_ms`.
+//!   listeners; L7 policies on a listener that is not HTTP.
+//! - HTTP listeners speak HTTP/1.x only: no HTTP/2 (h2c), no protocol
+//!   upgrades (WebSocket `Upgrade` is dropped, so WebSockets through an HTTP
+//!   listener do not work; a TCP listener relays them), no `CONNECT`.
+//! - A request carrying both `Content-Length` and `Transfer-Encoding` is
+//!   resolved the way hyper does (and RFC 9112 §6.1 allows): the chunked
+//!   framing wins, `Content-Length` is dropped, and the client connection is
+//!   closed after the response. It is forwarded, not refused with 400.
+//! - No header read timeout separate from `timeout_client_data` (a client
+//!   trickling a head byte by byte keeps its connection).
+//! - Accepted but not honoured yet: session persistence, `tcp_inspect_ms`.
 //! - Every algorithm is smooth weighted round robin; LEAST_CONNECTIONS,
 //!   SOURCE_IP and SOURCE_IP_PORT get their own balancers later.
 //! - Health probes are TCP connects for every monitor type (no HTTP request,
@@ -69,10 +92,15 @@
 mod balance;
 mod engine;
 mod health;
+mod http;
+mod io;
+mod l7;
 mod listener;
 mod pool;
+mod proxy_protocol;
 mod relay;
 mod snapshot;
 mod stats;
+mod upstream;
 
 pub use engine::{Engine, EngineOptions};

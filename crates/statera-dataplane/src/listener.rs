@@ -14,6 +14,7 @@
 //! Keying sockets by address lets a config replace listener A by listener B on
 //! the same port without a bind conflict: B takes over A's socket.
 
+use crate::l7::Policies;
 use crate::relay;
 use crate::snapshot::LbShared;
 use crate::stats::ListenerStats;
@@ -43,9 +44,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
-        socket.set_freebind_ipv6(true)?;
+        socket.set_freebind_v6(true)?;
     } else {
-        socket.set_freebind(true)?;
+        socket.set_freebind_v4(true)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -115,6 +116,8 @@ pub struct ListenerView {
     /// next snapshot while the limit is unchanged.
     pub limiter: Option<(u32, Arc<Semaphore>)>,
     pub life: Arc<ListenerLife>,
+    /// The listener's L7 policies, compiled (empty for L4 listeners).
+    pub policies: Arc<Policies>,
 }
 
 impl ListenerView {

@@ -1,9 +1,12 @@
-//! A pool as the relay sees it: its members' addresses, admin state, weights
-//! and health, and the balancer that picks among them.
+//! A pool as the relay sees it: its protocol, its members' addresses, admin
+//! state, weights, health and idle HTTP connections, and the balancer that
+//! picks among them.
 
 use crate::balance::{self, Balancer, PickContext};
 use crate::health::{HealthCell, ProbeSpec};
+use crate::upstream::IdleConns;
 use statera_config::PoolConfig;
+use statera_model::PoolProtocol;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -11,6 +14,8 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub struct PoolRuntime {
     pub id: Uuid,
+    /// PROXY and PROXYV2 pools get a PROXY header on each member connection.
+    pub protocol: PoolProtocol,
     pub admin_state_up: bool,
     /// Index-aligned with the pool's `members` in the config.
     pub members: Vec<MemberRuntime>,
@@ -35,6 +40,9 @@ pub struct MemberRuntime {
     pub admin_state_up: bool,
     /// `Some` when the member is probed: its health cell and probe.
     pub health: Option<(Arc<HealthCell>, ProbeSpec)>,
+    /// Idle HTTP keep-alive connections to the member, shared by every client
+    /// (unused for PROXY pools); carried over while the address is unchanged.
+    pub idle: Arc<IdleConns>,
 }
 
 impl MemberRuntime {
@@ -68,13 +76,23 @@ impl PoolRuntime {
                         .unwrap_or_else(|| Arc::new(HealthCell::new_up()));
                     (cell, spec)
                 });
+                let addr = SocketAddr::new(m.address, m.protocol_port);
+                // Connections opened for another protocol (a pool switched to
+                // or from PROXY) are not reused.
+                let idle = prev
+                    .filter(|p| p.protocol == config.protocol)
+                    .and_then(|p| p.members.iter().find(|pm| pm.id == m.id))
+                    .filter(|pm| pm.addr == addr)
+                    .map(|pm| pm.idle.clone())
+                    .unwrap_or_default();
                 MemberRuntime {
                     id: m.id,
-                    addr: SocketAddr::new(m.address, m.protocol_port),
+                    addr,
                     weight: m.weight,
                     backup: m.backup,
                     admin_state_up: m.admin_state_up,
                     health,
+                    idle,
                 }
             })
             .collect();
@@ -91,6 +109,7 @@ impl PoolRuntime {
         };
         PoolRuntime {
             id: config.id,
+            protocol: config.protocol,
             admin_state_up: config.admin_state_up,
             members,
             balancer,

@@ -1,18 +1,16 @@
-//! One client connection: admission, member selection with bounded retries,
-//! and the byte relay.
-//!
-//! Every listener protocol served today (TCP, HTTP, HTTPS passthrough) is
-//! relayed at layer 4: bytes are copied as they come, the member sees the
-//! connection come from this host (the full-proxy source NAT of one-arm
-//! mode), and nothing is parsed. HTTP-aware proxying (X-Forwarded-*, L7
-//! policies, keep-alive pooling to members) comes with the HTTP engine; the
-//! only HTTP this module speaks is the `503` an HTTP listener answers when no
-//! member can take the connection.
+//! One client connection: admission (drain state, `allowed_cidrs`,
+//! counters), then either the HTTP proxy (`http.rs`, for HTTP listeners) or
+//! the layer 4 relay here (TCP and HTTPS passthrough listeners): member
+//! selection with bounded retries, and bytes copied as they come. The member
+//! sees the connection come from this host (the full-proxy source NAT of
+//! one-arm mode); members of PROXY / PROXYV2 pools first get a PROXY header
+//! naming the client and the VIP.
 
 use crate::balance::PickContext;
 use crate::listener::{LifeState, ListenerView};
 use crate::snapshot::Snapshot;
 use crate::stats::ListenerStats;
+use crate::upstream;
 use ipnet::IpNet;
 use statera_config::{ListenerConfig, Timeouts};
 use statera_model::ListenerProtocol;
@@ -23,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
@@ -33,10 +31,6 @@ use uuid::Uuid;
 /// to step over a dead member or two that health checks have not caught yet,
 /// bounded so one client cannot walk a large pool.
 const MAX_CONNECT_ATTEMPTS: usize = 3;
-
-/// How long a refused HTTP client gets to take its `503` before the socket
-/// is closed.
-const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// Why a connection found no member.
 #[derive(Debug, thiserror::Error)]
@@ -78,18 +72,22 @@ pub async fn serve(
     let stats = &view.stats;
     let _active = stats.open_connection();
     let _ = client.set_nodelay(true);
-    let member = match connect_member(&snapshot, listener, peer).await {
+    if listener.protocol == ListenerProtocol::Http {
+        crate::http::serve(client, peer, snapshot.clone(), view.clone(), &mut life).await;
+        return;
+    }
+    let vip = match client.local_addr() {
+        Ok(vip) => vip,
+        Err(_) => return,
+    };
+    let member = match connect_member(&snapshot, listener, peer, vip).await {
         Ok(member) => member,
         Err(error) => {
             tracing::debug!(listener = %listener.id, %peer, %error, "no member for connection");
             stats.request_errors.fetch_add(1, Ordering::Relaxed);
-            if listener.protocol == ListenerProtocol::Http {
-                refuse_http(client).await;
-            }
             return;
         }
     };
-    let _ = member.set_nodelay(true);
     let end = relay(client, member, &listener.timeouts, stats, &mut life).await;
     tracing::debug!(listener = %listener.id, %peer, ?end, "connection closed");
 }
@@ -100,11 +98,14 @@ fn source_allowed(allowed: &[IpNet], source: IpAddr) -> bool {
 }
 
 /// Connects to a member of the listener's default pool, trying up to
-/// [`MAX_CONNECT_ATTEMPTS`] distinct members.
+/// [`MAX_CONNECT_ATTEMPTS`] distinct members, and sends the PROXY header
+/// first if the pool wants one (`peer` is the client, `vip` the address it
+/// connected to).
 async fn connect_member(
     snapshot: &Snapshot,
     listener: &ListenerConfig,
     peer: SocketAddr,
+    vip: SocketAddr,
 ) -> Result<TcpStream, ConnectError> {
     let pool = listener
         .default_pool_id
@@ -112,6 +113,7 @@ async fn connect_member(
         .ok_or(ConnectError::NoPool)?;
     let ctx = PickContext { client: peer };
     let connect_timeout = millis(listener.timeouts.member_connect_ms);
+    let proxy_header = upstream::proxy_header(pool.protocol, peer, vip);
     let mut tried = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
     let mut last_failure = None;
     while tried.len() < MAX_CONNECT_ATTEMPTS {
@@ -120,14 +122,7 @@ async fn connect_member(
         };
         tried.push(i);
         let addr = pool.members[i].addr;
-        let attempt = TcpStream::connect(addr);
-        let result = match connect_timeout {
-            Some(limit) => tokio::time::timeout(limit, attempt)
-                .await
-                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
-            None => attempt.await,
-        };
-        match result {
+        match upstream::connect(addr, connect_timeout, proxy_header.as_deref()).await {
             Ok(stream) => return Ok(stream),
             Err(error) => {
                 tracing::debug!(member = %pool.members[i].id, %addr, %error, "member connect failed");
@@ -147,28 +142,8 @@ async fn connect_member(
 }
 
 /// A timeout in milliseconds as the API states it; 0 means none.
-fn millis(ms: u64) -> Option<Duration> {
+pub fn millis(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
-}
-
-/// Answers an HTTP client that no member can serve, then closes.
-async fn refuse_http(mut client: TcpStream) {
-    const BODY: &str = "No server is available to handle this request.\n";
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-cache\r\n\r\n{BODY}",
-        BODY.len()
-    );
-    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-        client.write_all(response.as_bytes()).await?;
-        client.shutdown().await?;
-        // Read what the client sent until it closes: closing with unread
-        // data makes the kernel send a reset, which can destroy the response
-        // before the client reads it.
-        let mut sink = [0u8; 4096];
-        while client.read(&mut sink).await? > 0 {}
-        io::Result::Ok(())
-    })
-    .await;
 }
 
 /// How a relayed connection ended (for the debug log).

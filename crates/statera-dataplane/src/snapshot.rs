@@ -11,6 +11,7 @@
 //! listener lives, balancer rotation, member health) is carried from the
 //! previous snapshot into the next by id when the snapshot is built.
 
+use crate::l7::Policies;
 use crate::listener::{ListenerLife, ListenerView};
 use crate::pool::PoolRuntime;
 use crate::stats::ListenerStats;
@@ -24,6 +25,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, watch};
 use uuid::Uuid;
+
+/// A listener the engine decided to serve, with what was compiled for it.
+#[derive(Debug)]
+pub struct Served {
+    /// Index in `config.listeners`.
+    pub index: usize,
+    pub addr: SocketAddr,
+    pub policies: Arc<Policies>,
+}
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -44,13 +54,9 @@ pub struct ListenerSlot {
 }
 
 impl Snapshot {
-    /// The snapshot for `config`, serving the listeners in `served` (index in
-    /// `config.listeners`, address), carrying runtime state over from `prev`.
-    pub fn build(
-        config: Arc<LbConfig>,
-        served: &[(usize, SocketAddr)],
-        prev: Option<&Snapshot>,
-    ) -> Snapshot {
+    /// The snapshot for `config`, serving the listeners in `served`, carrying
+    /// runtime state over from `prev`.
+    pub fn build(config: Arc<LbConfig>, served: &[Served], prev: Option<&Snapshot>) -> Snapshot {
         let prev_slot = |id: Uuid| -> Option<&ListenerSlot> {
             let prev = prev?;
             let i = prev.config.listeners.iter().position(|l| l.id == id)?;
@@ -64,8 +70,8 @@ impl Snapshot {
             .map(|(index, listener)| {
                 let prev = prev_slot(listener.id);
                 let stats = prev.map(|p| p.stats.clone()).unwrap_or_default();
-                let addr = served.iter().find(|(i, _)| *i == index).map(|(_, a)| *a);
-                let view = addr.map(|addr| {
+                let served = served.iter().find(|s| s.index == index);
+                let view = served.map(|served| {
                     let prev_view = prev.and_then(|p| p.view.as_ref());
                     let limiter = connection_limit(listener.connection_limit).map(|limit| {
                         match prev_view.and_then(|v| v.limiter.as_ref()) {
@@ -81,8 +87,9 @@ impl Snapshot {
                         stats: stats.clone(),
                         limiter,
                         life,
+                        policies: served.policies.clone(),
                     });
-                    by_addr.insert(addr, view.clone());
+                    by_addr.insert(served.addr, view.clone());
                     view
                 });
                 ListenerSlot { stats, view }

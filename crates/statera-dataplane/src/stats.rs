@@ -16,8 +16,9 @@ pub struct ListenerStats {
     pub bytes_out: AtomicU64,
     pub active_connections: AtomicU64,
     pub total_connections: AtomicU64,
-    /// Connections that could not be served: no pool, no usable member, or
-    /// every member attempt failed.
+    /// L4 connections that could not be served (no pool, no usable member,
+    /// every member attempt failed), and HTTP requests answered with a 4xx or
+    /// 5xx by the proxy itself or cut because their member failed mid-body.
     pub request_errors: AtomicU64,
 }
 

@@ -2,9 +2,9 @@
 //! leave the served config alone; draining.
 
 use crate::support::*;
-use statera_config::{DataPlane, DataPlaneError, L7PolicyConfig, ListenerState};
+use statera_config::{DataPlane, DataPlaneError, L7PolicyConfig, L7RuleConfig, ListenerState};
 use statera_dataplane::EngineOptions;
-use statera_model::{L7PolicyAction, ListenerProtocol, PoolProtocol};
+use statera_model::{L7PolicyAction, L7RuleCompareType, L7RuleType, ListenerProtocol};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -15,7 +15,8 @@ async fn a_listener_added_later_answers_and_the_first_keeps_working() {
         let web2 = Backend::start("web2").await;
         let p1 = pool(vec![member(web1.addr, 1)]);
         let p2 = pool(vec![member(web2.addr, 1)]);
-        let first = listener(ListenerProtocol::Http, 8080, Some(p1.id));
+        // TCP: the held connection below speaks lines, not HTTP.
+        let first = listener(ListenerProtocol::Tcp, 8080, Some(p1.id));
         let mut config = lb(vip(10), vec![first.clone()], vec![p1, p2.clone()]);
         let h = Harness::new();
         h.apply(&config).await.unwrap();
@@ -209,28 +210,41 @@ async fn unsupported_listeners_are_refused_unless_disabled() {
                 other => panic!("expected {protocol} to be unsupported, got {other:?}"),
             }
         }
-        // What this relay cannot honour on a served listener is refused too.
-        let mut with_policy = config.clone();
-        with_policy.version = 2;
-        with_policy.listeners[0].l7policies.push(L7PolicyConfig {
+        // L7 policies only make sense on HTTP listeners: refused elsewhere.
+        let reject = L7PolicyConfig {
             id: Uuid::new_v4(),
             action: L7PolicyAction::Reject,
             redirect_pool_id: None,
             redirect_url: None,
             redirect_prefix: None,
             redirect_http_code: None,
-            rules: Vec::new(),
-        });
+            rules: vec![L7RuleConfig {
+                id: Uuid::new_v4(),
+                kind: L7RuleType::Path,
+                compare_type: L7RuleCompareType::Regex,
+                key: None,
+                value: "^/admin".into(),
+                invert: false,
+            }],
+        };
+        let mut on_tcp = config.clone();
+        on_tcp.version = 2;
+        let mut tcp = listener(ListenerProtocol::Tcp, 9000, None);
+        tcp.l7policies.push(reject.clone());
+        on_tcp.listeners.push(tcp);
         assert!(matches!(
-            h.apply(&with_policy).await,
-            Err(DataPlaneError::Unsupported(m)) if m.contains("L7 policies are not yet served")
+            h.apply(&on_tcp).await,
+            Err(DataPlaneError::Unsupported(m)) if m.contains("only HTTP listeners evaluate them")
         ));
-        let mut proxy_pool = config.clone();
-        proxy_pool.version = 2;
-        proxy_pool.pools[0].protocol = PoolProtocol::Proxy;
+        // A regex that does not compile fails the apply, not a request later.
+        let mut bad_regex = config.clone();
+        bad_regex.version = 2;
+        let mut broken = reject.clone();
+        broken.rules[0].value = "([a-z]".into();
+        bad_regex.listeners[0].l7policies.push(broken);
         assert!(matches!(
-            h.apply(&proxy_pool).await,
-            Err(DataPlaneError::Unsupported(m)) if m.contains("PROXY pools")
+            h.apply(&bad_regex).await,
+            Err(DataPlaneError::Other(m)) if m.contains("invalid regex")
         ));
         assert_eq!(h.report(config.lb_id).version, 1);
 

@@ -1,0 +1,571 @@
+//! HTTP listeners: one client connection, parsed with hyper (HTTP/1.1 with
+//! keep-alive), each request evaluated against the listener's L7 policies
+//! and forwarded to a member over a pooled keep-alive connection.
+//!
+//! Per request:
+//!
+//! 1. The L7 policies decide (`l7.rs`): 403, a redirect, another pool, or the
+//!    default pool.
+//! 2. The head is rewritten for the member: hop-by-hop headers dropped,
+//!    origin-form target, `X-Forwarded-For/-Port/-Proto` when the listener's
+//!    `insert_headers` ask for them.
+//! 3. A member is picked; an idle connection to it is reused, else one is
+//!    opened (a failed connect moves on to another member, at most
+//!    [`MAX_CONNECT_ATTEMPTS`] members: the request has not left yet, so a
+//!    retry is safe). A reused connection that turns out closed before the
+//!    request went out is not the member's fault: the request is tried again
+//!    on a fresh connection. So is a request without body and with an
+//!    idempotent method that a reused connection lost before any answer (the
+//!    member closed it as we sent).
+//! 4. The response streams back; once its body has been read to the end, the
+//!    member connection is parked for the next request.
+//!
+//! What the client gets from the proxy itself: `400` for a malformed request
+//! (hyper), `431` for a head over [`MAX_HEADER_SIZE`] (hyper), `403` REJECT,
+//! `3xx` redirects, `502` when the member fails before its response head is
+//! complete, `503` when no member takes the request, `504` when the member
+//! does not answer within the listener's `timeout_member_data`. Every 4xx and
+//! 5xx of the proxy counts in the listener's `request_errors`, and so does a
+//! response cut because its member failed mid-body (the client connection is
+//! closed then: the head is already out, a 502 can no longer be said).
+
+use crate::balance::PickContext;
+use crate::io::{Activity, HyperIo, Meter};
+use crate::l7::Decision;
+use crate::listener::{LifeState, ListenerView};
+use crate::pool::{MemberRuntime, PoolRuntime};
+use crate::snapshot::Snapshot;
+use crate::stats::ListenerStats;
+use crate::upstream::{self, IdleConns, Upstream};
+use bytes::Bytes;
+use http_body_util::{Either, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use statera_config::ListenerConfig;
+use statera_model::PoolProtocol;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Sleep;
+use uuid::Uuid;
+
+/// Distinct members tried for one request before giving up on it (as for L4
+/// connections).
+pub const MAX_CONNECT_ATTEMPTS: usize = 3;
+
+/// Largest request head (request line and headers) accepted; larger ones get
+/// `431`. HAProxy's default buffer (16 KiB) less its rewrite reserve allows
+/// about as much, so clients that work behind the reference work here.
+pub const MAX_HEADER_SIZE: usize = 15 * 1024;
+
+/// The body of a response to a client: relayed from a member, or written by
+/// the proxy.
+pub type ClientBody = Either<Relayed, Full<Bytes>>;
+
+/// Serves one HTTP client connection to its end.
+pub async fn serve(
+    client: TcpStream,
+    peer: SocketAddr,
+    snapshot: Arc<Snapshot>,
+    view: Arc<ListenerView>,
+    life: &mut watch::Receiver<LifeState>,
+) {
+    let Ok(vip) = client.local_addr() else {
+        return;
+    };
+    let Some(listener) = snapshot.config.listeners.get(view.index) else {
+        return;
+    };
+    let client_timeout = crate::relay::millis(listener.timeouts.client_data_ms);
+    let activity = Arc::new(Activity::new());
+    let io = HyperIo::metered(
+        client,
+        Meter {
+            stats: view.stats.clone(),
+            activity: activity.clone(),
+        },
+    );
+    let stats = view.stats.clone();
+    let conn = Arc::new(ClientConn {
+        snapshot: snapshot.clone(),
+        view,
+        peer,
+        vip,
+        activity: activity.clone(),
+        own_idle: Mutex::new(HashMap::new()),
+    });
+    let service = hyper::service::service_fn(move |request| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(conn.handle(request).await) }
+    });
+    let http = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .max_header_size(MAX_HEADER_SIZE)
+        .serve_connection(io, service);
+    tokio::pin!(http);
+    let idle = activity.idle(client_timeout);
+    tokio::pin!(idle);
+    let mut watching_life = true;
+    loop {
+        tokio::select! {
+            result = http.as_mut() => {
+                if let Err(error) = result {
+                    if error.is_parse() || error.is_parse_too_large() {
+                        // hyper answered 400 or 431 itself.
+                        stats.request_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::debug!(%peer, %error, "HTTP client connection ended");
+                }
+                return;
+            }
+            () = &mut idle => {
+                tracing::debug!(%peer, "HTTP client connection idle; closing");
+                return;
+            }
+            changed = life.changed(), if watching_life => {
+                if changed.is_err() {
+                    // The listener's life cannot end any more.
+                    watching_life = false;
+                    continue;
+                }
+                match *life.borrow_and_update() {
+                    LifeState::Serving => {}
+                    // Finish the request in flight, take no other, close.
+                    LifeState::Draining => http.as_mut().graceful_shutdown(),
+                    LifeState::Cut => return,
+                }
+            }
+        }
+    }
+}
+
+/// One client connection, as its requests see it.
+struct ClientConn {
+    snapshot: Arc<Snapshot>,
+    view: Arc<ListenerView>,
+    peer: SocketAddr,
+    /// The address the client connected to: VIP and listener port.
+    vip: SocketAddr,
+    activity: Arc<Activity>,
+    /// Idle member connections of PROXY pools, by member id: their PROXY
+    /// header names this client, so they serve no other client connection.
+    own_idle: Mutex<HashMap<Uuid, Arc<IdleConns>>>,
+}
+
+impl ClientConn {
+    fn listener(&self) -> &ListenerConfig {
+        &self.snapshot.config.listeners[self.view.index]
+    }
+
+    fn stats(&self) -> &ListenerStats {
+        &self.view.stats
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Response<ClientBody> {
+        let _waiting = self.activity.waiting();
+        let listener = self.listener();
+        let pool_id = match self.view.policies.decide(request.uri(), request.headers()) {
+            Decision::Reject => return self.proxy_error(StatusCode::FORBIDDEN),
+            Decision::Redirect { status, location } => return redirect(status, location),
+            Decision::Pool(id) => Some(id),
+            Decision::Default => listener.default_pool_id,
+        };
+        let Some(pool) = pool_id.and_then(|id| self.snapshot.pools.get(&id)) else {
+            return self.proxy_error(StatusCode::SERVICE_UNAVAILABLE);
+        };
+        let (mut parts, body) = request.into_parts();
+        let Some(target) = origin_form(&parts.uri) else {
+            // CONNECT's authority form: this is not a forward proxy.
+            return self.proxy_error(StatusCode::METHOD_NOT_ALLOWED);
+        };
+        if let Some(authority) = parts.uri.authority() {
+            // An absolute-form target's authority is the host (RFC 9112 §3.2.2).
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+        parts.uri = target;
+        parts.version = Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::EXPECT);
+        self.insert_forwarded(listener, &mut parts.headers);
+        self.forward(pool, parts, body).await
+    }
+
+    fn insert_forwarded(&self, listener: &ListenerConfig, headers: &mut HeaderMap) {
+        let insert = listener.insert_headers;
+        if insert.x_forwarded_for {
+            let client = self.peer.ip().to_canonical().to_string();
+            // Appended to what earlier proxies said, as one comma-separated
+            // line: applications that read only the first line still see
+            // the whole chain.
+            let earlier: Vec<&str> = headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let chain = if earlier.is_empty() {
+                client
+            } else {
+                format!("{}, {client}", earlier.join(", "))
+            };
+            if let Ok(value) = HeaderValue::from_str(&chain) {
+                headers.insert(X_FORWARDED_FOR, value);
+            }
+        }
+        if insert.x_forwarded_port {
+            headers.insert(X_FORWARDED_PORT, HeaderValue::from(listener.protocol_port));
+        }
+        if insert.x_forwarded_proto {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+    }
+
+    /// The idle connections a request to `member` of `pool` may use.
+    fn idle_for(&self, pool: &PoolRuntime, member: &MemberRuntime) -> Arc<IdleConns> {
+        if !matches!(pool.protocol, PoolProtocol::Proxy | PoolProtocol::ProxyV2) {
+            return member.idle.clone();
+        }
+        let mut own = self.own_idle.lock().unwrap_or_else(|e| e.into_inner());
+        own.entry(member.id).or_default().clone()
+    }
+
+    async fn forward(
+        &self,
+        pool: &PoolRuntime,
+        parts: hyper::http::request::Parts,
+        body: Incoming,
+    ) -> Response<ClientBody> {
+        let timeouts = self.listener().timeouts;
+        let connect_timeout = crate::relay::millis(timeouts.member_connect_ms);
+        let member_timeout = crate::relay::millis(timeouts.member_data_ms);
+        let proxy_header = upstream::proxy_header(pool.protocol, self.peer, self.vip);
+        // Without a body, an idempotent request can be sent again if a reused
+        // connection loses it; keep what it takes to rebuild it.
+        let replay = (body.is_end_stream() && is_idempotent(&parts.method)).then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            )
+        });
+        let mut request = Some(Request::from_parts(parts, Either::Left(body)));
+        let ctx = PickContext { client: self.peer };
+        let mut tried = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
+        'members: while tried.len() < MAX_CONNECT_ATTEMPTS {
+            let Some(i) = pool.select(&ctx, &tried) else {
+                break;
+            };
+            tried.push(i);
+            let member = &pool.members[i];
+            let idle = self.idle_for(pool, member);
+            let mut fresh_only = false;
+            loop {
+                let pooled = if fresh_only { None } else { idle.take() };
+                let reused = pooled.is_some();
+                let mut conn = match pooled {
+                    Some(conn) => conn,
+                    None => {
+                        match upstream::open(member.addr, connect_timeout, proxy_header.as_deref())
+                            .await
+                        {
+                            Ok(conn) => conn,
+                            Err(error) => {
+                                tracing::debug!(member = %member.id, addr = %member.addr, %error, "member connect failed");
+                                continue 'members;
+                            }
+                        }
+                    }
+                };
+                let Some(outgoing) = request.take() else {
+                    break 'members;
+                };
+                let sent = conn.sender.try_send_request(outgoing);
+                let result = match member_timeout {
+                    Some(limit) => match tokio::time::timeout(limit, sent).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            tracing::debug!(member = %member.id, "member did not answer in time");
+                            return self.proxy_error(StatusCode::GATEWAY_TIMEOUT);
+                        }
+                    },
+                    None => sent.await,
+                };
+                match result {
+                    Ok(response) => {
+                        return self.relay_response(response, conn, idle, member_timeout);
+                    }
+                    Err(mut failed) => {
+                        tracing::debug!(member = %member.id, error = %failed.error(), reused, "member request failed");
+                        if let Some(unsent) = failed.take_message() {
+                            // Nothing left: try again, on a fresh
+                            // connection if this one was reused, else on
+                            // another member.
+                            request = Some(unsent);
+                            if reused {
+                                continue;
+                            }
+                            continue 'members;
+                        }
+                        if reused && let Some((method, uri, headers)) = &replay {
+                            let mut again = Request::new(Either::Right(Empty::new()));
+                            *again.method_mut() = method.clone();
+                            *again.uri_mut() = uri.clone();
+                            *again.headers_mut() = headers.clone();
+                            request = Some(again);
+                            fresh_only = true;
+                            continue;
+                        }
+                        return self.proxy_error(StatusCode::BAD_GATEWAY);
+                    }
+                }
+            }
+        }
+        tracing::debug!(pool = %pool.id, tried = tried.len(), "no member took the request");
+        self.proxy_error(StatusCode::SERVICE_UNAVAILABLE)
+    }
+
+    fn relay_response(
+        &self,
+        response: Response<Incoming>,
+        conn: Upstream,
+        idle: Arc<IdleConns>,
+        member_timeout: Option<Duration>,
+    ) -> Response<ClientBody> {
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.version = Version::HTTP_11;
+        let body = Relayed {
+            inner: body,
+            timeout: member_timeout,
+            timer: None,
+            conn: Some((conn, idle)),
+            complete: false,
+            stats: self.view.stats.clone(),
+        };
+        Response::from_parts(parts, Either::Left(body))
+    }
+
+    /// A response from the proxy itself, counted as a request error.
+    fn proxy_error(&self, status: StatusCode) -> Response<ClientBody> {
+        self.stats().request_errors.fetch_add(1, Ordering::Relaxed);
+        proxy_response(status)
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// A short plain-text response from the proxy, like HAProxy's error pages.
+fn proxy_response(status: StatusCode) -> Response<ClientBody> {
+    let text = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(text))));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn redirect(status: StatusCode, location: HeaderValue) -> Response<ClientBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The target to send a member: path and query (origin form); `None` for
+/// an authority-form target (CONNECT).
+fn origin_form(uri: &Uri) -> Option<Uri> {
+    match (uri.scheme(), uri.authority()) {
+        (None, None) => Some(uri.clone()),
+        (None, Some(_)) => None,
+        (Some(_), _) => Some(match uri.path_and_query() {
+            Some(path) => Uri::from(path.clone()),
+            None => Uri::from_static("/"),
+        }),
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Removes the headers that describe one connection, not the message
+/// (RFC 9110 §7.6.1): those named by `Connection`, and the standard ones.
+/// Framing (`Transfer-Encoding`) is hyper's to set on each side.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// A member's response body on its way to the client: enforces the member
+/// data timeout between frames, counts a member failing mid-body as a
+/// request error, and parks the member connection once the body is complete.
+pub struct Relayed {
+    inner: Incoming,
+    timeout: Option<Duration>,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The connection the body comes from, and where it goes when done.
+    conn: Option<(Upstream, Arc<IdleConns>)>,
+    complete: bool,
+    stats: Arc<ListenerStats>,
+}
+
+impl Relayed {
+    fn fail(&mut self) {
+        // Dropping the connection closes it: it is mid-message.
+        self.conn = None;
+        self.stats.request_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Body for Relayed {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.timer = None;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                tracing::debug!(%error, "member failed mid-response");
+                this.fail();
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(None) => {
+                this.complete = true;
+                this.timer = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let Some(limit) = this.timeout else {
+                    return Poll::Pending;
+                };
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    tracing::debug!("member response body timed out");
+                    this.fail();
+                    return Poll::Ready(Some(Err("member data timeout".into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.complete || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Relayed {
+    fn drop(&mut self) {
+        // hyper may drop a body it knows is empty (HEAD, 204, length 0)
+        // without reading it: that is complete too.
+        if let Some((conn, idle)) = self.conn.take()
+            && (self.complete || self.inner.is_end_stream())
+        {
+            idle.park_when_ready(conn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "keep-alive"),
+            ("x-kept", "yes"),
+            ("content-length", "3"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["content-length", "x-kept"]);
+    }
+
+    #[test]
+    fn targets_become_origin_form() {
+        let table = [
+            ("/a?b=c", Some("/a?b=c")),
+            ("http://example.com:8080/x/y?z", Some("/x/y?z")),
+            ("http://example.com", Some("/")),
+            ("*", Some("*")),
+            ("example.com:443", None),
+        ];
+        for (target, expected) in table {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(
+                origin_form(&uri).map(|u| u.to_string()),
+                expected.map(str::to_string),
+                "{target}"
+            );
+        }
+    }
+}
