@@ -289,6 +289,23 @@ async fn quotas_show_update_list_delete() {
         .await;
     assert_eq!(v, json!({"quota": {"load_balancer": 4}}));
 
+    // Paging: the project is the marker; the next link leads on, and ends.
+    let (_, v) = api.get("/v2/lbaas/quotas?limit=1").await;
+    assert_eq!(v["quotas"].as_array().unwrap().len(), 1);
+    assert_eq!(v["quotas"][0]["project_id"], P1);
+    assert!(v["quotas"][0].get("id").is_none());
+    let next = v["quotas_links"][0]["href"].as_str().unwrap();
+    assert!(next.contains(&format!("marker={P1}")), "{next}");
+    let (st, v) = api
+        .get(&format!("/v2/lbaas/quotas?limit=1&marker={P1}"))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["quotas"][0]["project_id"], P2);
+    let (_, v) = api
+        .get(&format!("/v2/lbaas/quotas?limit=1&marker={P2}"))
+        .await;
+    assert_eq!(v["quotas"], json!([]));
+
     // DELETE resets to the defaults (202, no body) and drops the row.
     let (st, v) = api.delete(&format!("/v2/lbaas/quotas/{P1}")).await;
     assert_eq!(st, StatusCode::ACCEPTED);
@@ -1350,6 +1367,16 @@ async fn amphorae_admin_view() {
     }
     let (_, v) = api.get(&format!("/v2/octavia/amphorae/{ghost}")).await;
     assert_eq!(error(&v), format!("Amphora {ghost} not found."));
+
+    // A DELETED amphora is gone from the API.
+    let lb3 = api.put_lb(P1, None, None).await;
+    let a3 = put_amphora(&api, lb3, AmphoraStatus::Deleted).await;
+    let (st, _) = api.get(&format!("/v2/octavia/amphorae/{a3}")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, v) = api
+        .get(&format!("/v2/octavia/amphorae?loadbalancer_id={lb3}"))
+        .await;
+    assert_eq!(v["amphorae"], json!([]));
 
     // An amphora in ERROR can be deleted.
     let (st, _) = api.delete(&format!("/v2/octavia/amphorae/{a2}")).await;

@@ -76,6 +76,7 @@ fn amphora(s: &State, raw: &str) -> ApiResult<Arc<Amphora>> {
     let id = path_id(raw, "Amphora")?;
     s.amphorae
         .get(&id)
+        .filter(|a| a.status != AmphoraStatus::Deleted)
         .cloned()
         .ok_or_else(|| ApiError::not_found("Amphora", id))
 }
@@ -94,6 +95,7 @@ async fn list(
     let items = s
         .amphorae
         .iter()
+        .filter(|a| a.status != AmphoraStatus::Deleted)
         .map(|a| {
             let mut o = render_amphora(a);
             let project = s
@@ -111,10 +113,8 @@ async fn list(
         .collection(&ctx, &uri, "amphorae", Some("amphorae_links"), &attrs)
         .respond(items, &query(&uri))?;
     if let Some(Value::Array(list)) = body.get_mut("amphorae") {
-        for o in list {
-            if let Value::Object(o) = o {
-                o.remove(PROJECT_KEY);
-            }
+        for o in list.iter_mut().filter_map(Value::as_object_mut) {
+            o.remove(PROJECT_KEY);
         }
     }
     Ok(Json(body))

@@ -151,16 +151,33 @@ async fn list(
         Some(project)
     };
     let s = app.store.snapshot();
+    // Quotas have no id: the project stands in for it (as paging marker and
+    // tie-breaker) while the list is sorted and paged, and is dropped after.
     let items = s
         .quotas
         .iter()
         .filter(|quota| in_scope(&scope, &quota.project_id))
-        .map(|quota| Limits::of(quota).render(Some(&quota.project_id)))
+        .map(|quota| {
+            let mut o = Limits::of(quota).render(Some(&quota.project_id));
+            o.insert(MARKER_KEY.into(), json!(quota.project_id));
+            o
+        })
         .collect();
-    app.collection(&ctx, &uri, "quotas", Some("quotas_links"), QUOTA_ATTRS)
-        .respond(items, &q)
-        .map(Json)
+    let mut attrs = QUOTA_ATTRS.to_vec();
+    attrs.push(MARKER_KEY);
+    let mut body = app
+        .collection(&ctx, &uri, "quotas", Some("quotas_links"), &attrs)
+        .respond(items, &q)?;
+    if let Some(Value::Array(list)) = body.get_mut("quotas") {
+        for o in list.iter_mut().filter_map(Value::as_object_mut) {
+            o.remove(MARKER_KEY);
+        }
+    }
+    Ok(Json(body))
 }
+
+/// The key the collection pages by.
+const MARKER_KEY: &str = "id";
 
 async fn show(
     ctx: RequestContext,
