@@ -256,6 +256,15 @@ async fn quotas_show_update_list_delete() {
         assert_eq!(v["faultcode"], "Client");
     }
 
+    // A quota echoed back with its project is accepted (the path decides).
+    let (st, v) = api
+        .put(
+            &format!("/v2/lbaas/quotas/{P1}"),
+            json!({"quota": {"project_id": P1, "tenant_id": P1, "l7rule": 0}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+
     // The list shows raw values: unset limits stay null.
     api.put(
         &format!("/v2/lbaas/quotas/{P2}"),
@@ -553,6 +562,11 @@ async fn flavor_profiles_validate_provider_and_data() {
             json!({"name": "x", "provider_name": "native", "flavor_data": "{not json"}),
             "{not json is not a valid option for flavor_data",
         ),
+        // The JSON is checked before the provider, as Octavia does.
+        (
+            json!({"name": "x", "provider_name": "amphora", "flavor_data": "{not json"}),
+            "{not json is not a valid option for flavor_data",
+        ),
         (
             json!({"name": "x", "provider_name": "native", "flavor_data": "[1]"}),
             "Provider 'native' does not support a requested option: [1] is not of type 'object'",
@@ -646,10 +660,11 @@ async fn flavor_profiles_validate_provider_and_data() {
         .put(&path, json!({"flavorprofile": {"provider_name": "native"}}))
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "old data, new provider");
-    let (st, _) = api
+    let (st, v) = api
         .put(&path, json!({"flavorprofile": {"name": null}}))
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(error(&v), "None is not a valid option for name");
 
     // Admin only, reads included.
     for (method, p) in [

@@ -5,7 +5,7 @@
 
 use super::flavors::{in_use, invalid_option, not_null};
 use super::loadbalancers::one;
-use super::providers::{enabled_provider, validate_metadata};
+use super::providers::validate_metadata;
 use super::*;
 use crate::input::{Input, JsonBody, OctaviaJson};
 use crate::list::Object;
@@ -216,13 +216,9 @@ fn profile(s: &State, raw: &str) -> ApiResult<Arc<AvailabilityZoneProfile>> {
 
 /// `availability_zone_data` must be accepted by the profile's provider.
 fn validate_profile(app: &AppState, provider_name: &str, data: &str) -> ApiResult<()> {
-    let p = enabled_provider(app, provider_name)?;
-    validate_metadata(
-        "availability_zone_data",
-        provider_name,
-        data,
-        &p.availability_zone_capabilities,
-    )
+    validate_metadata(app, "availability_zone_data", provider_name, data, |p| {
+        &p.availability_zone_capabilities
+    })
 }
 
 async fn list_profiles(

@@ -5,7 +5,7 @@
 //! to every reader; everything else is admin work.
 
 use super::loadbalancers::one;
-use super::providers::{enabled_provider, validate_metadata};
+use super::providers::validate_metadata;
 use super::*;
 use crate::input::{Input, JsonBody, OctaviaJson, Opt};
 use crate::list::Object;
@@ -52,11 +52,12 @@ pub fn render_profile(p: &FlavorProfile) -> Object {
     o
 }
 
-/// A required attribute that a PUT may change but not clear.
+/// A required attribute that a PUT may change but not clear (null is
+/// `None is not a valid option for <field>`).
 pub fn not_null<T>(v: Opt<T>, field: &str) -> ApiResult<Option<T>> {
     match v {
         Opt::Absent => Ok(None),
-        Opt::Null => Err(ApiError::missing_field(field)),
+        Opt::Null => Err(invalid_option("None", field)),
         Opt::Set(v) => Ok(Some(v)),
     }
 }
@@ -233,13 +234,9 @@ fn profile(s: &State, raw: &str) -> ApiResult<Arc<FlavorProfile>> {
 
 /// `flavor_data` must be accepted by the profile's provider.
 fn validate_profile(app: &AppState, provider_name: &str, flavor_data: &str) -> ApiResult<()> {
-    let p = enabled_provider(app, provider_name)?;
-    validate_metadata(
-        "flavor_data",
-        provider_name,
-        flavor_data,
-        &p.flavor_capabilities,
-    )
+    validate_metadata(app, "flavor_data", provider_name, flavor_data, |p| {
+        &p.flavor_capabilities
+    })
 }
 
 async fn list_profiles(

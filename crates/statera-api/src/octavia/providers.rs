@@ -116,34 +116,39 @@ async fn availability_zone_capabilities(
     respond(&app, &ctx, &uri, "availability_zone_capabilities", items)
 }
 
-/// Check provider metadata (`flavor_data`, `availability_zone_data`): JSON
-/// text that parses to an object whose keys are all in `capabilities`.
-/// Everything else is 400.
+/// Check provider metadata (`flavor_data`, `availability_zone_data`), in
+/// Octavia's order: the text must parse as JSON (`<data> is not a valid
+/// option for <field>`), the provider must be enabled, and the provider must
+/// accept it: a JSON object whose keys are all among its `capabilities`.
+/// Every failure is 400.
 pub fn validate_metadata(
+    app: &AppState,
     field: &str,
     provider: &str,
     data: &str,
-    capabilities: &[(String, String)],
+    capabilities: fn(&ProviderInfo) -> &[(String, String)],
 ) -> ApiResult<()> {
     let parsed: Value = serde_json::from_str(data)
         .map_err(|_| ApiError::bad_request(format!("{data} is not a valid option for {field}")))?;
-    let Value::Object(obj) = parsed else {
-        return Err(ApiError::bad_request(format!(
-            "Provider '{provider}' does not support a requested option: {data} is not of type 'object'"
-        )));
+    let capabilities = capabilities(enabled_provider(app, provider)?);
+    let unsupported = |reason: String| {
+        ApiError::bad_request(format!(
+            "Provider '{provider}' does not support a requested option: {reason}"
+        ))
     };
-    let unknown: Vec<&str> = obj
+    let Value::Object(obj) = parsed else {
+        return Err(unsupported(format!("{data} is not of type 'object'")));
+    };
+    let unknown: Vec<String> = obj
         .keys()
-        .map(String::as_str)
-        .filter(|k| !capabilities.iter().any(|(n, _)| n == k))
+        .filter(|k| !capabilities.iter().any(|(n, _)| n == *k))
+        .map(|k| format!("'{k}'"))
         .collect();
     if !unknown.is_empty() {
-        let quoted: Vec<String> = unknown.iter().map(|k| format!("'{k}'")).collect();
         let verb = if unknown.len() == 1 { "was" } else { "were" };
-        return Err(ApiError::bad_request(format!(
-            "Provider '{provider}' does not support a requested option: \
-             Additional properties are not allowed ({} {verb} unexpected)",
-            quoted.join(", ")
+        return Err(unsupported(format!(
+            "Additional properties are not allowed ({} {verb} unexpected)",
+            unknown.join(", ")
         )));
     }
     Ok(())
