@@ -21,7 +21,7 @@
 //!    member connection is parked for the next request.
 //!
 //! What the client gets from the proxy itself: `400` for a malformed request
-//! (hyper), `431` for a head over [`MAX_HEADER_SIZE`] (hyper), `403` REJECT,
+//! (hyper) or an HTTP/1.1 request without exactly one `Host` (here), `431` for a head over [`MAX_HEADER_SIZE`] (hyper), `403` REJECT,
 //! `3xx` redirects, `502` when the member fails before its response head is
 //! complete, `503` when no member takes the request, `504` when the member
 //! does not answer within the listener's `timeout_member_data`. Every 4xx and
@@ -172,6 +172,12 @@ impl ClientConn {
     async fn handle(&self, request: Request<Incoming>) -> Response<ClientBody> {
         let _waiting = self.activity.waiting();
         let listener = self.listener();
+        if !host_is_unambiguous(&request) {
+            // RFC 9112 §3.2: 400 to an HTTP/1.1 request without exactly one
+            // Host. Two hosts could let an L7 rule judge one while the member
+            // serves the other.
+            return self.bad_request();
+        }
         let pool_id = match self.view.policies.decide(request.uri(), request.headers()) {
             Decision::Reject => return self.proxy_error(StatusCode::FORBIDDEN),
             Decision::Redirect { status, location } => return redirect(status, location),
@@ -354,6 +360,16 @@ impl ClientConn {
         Response::from_parts(parts, Either::Left(body))
     }
 
+    /// `400` and close: what follows a request we could not make sense of
+    /// cannot be trusted to be the next request.
+    fn bad_request(&self) -> Response<ClientBody> {
+        let mut response = self.proxy_error(StatusCode::BAD_REQUEST);
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
+
     /// A response from the proxy itself, counted as a request error.
     fn proxy_error(&self, status: StatusCode) -> Response<ClientBody> {
         self.stats().request_errors.fetch_add(1, Ordering::Relaxed);
@@ -400,6 +416,16 @@ fn origin_form(uri: &Uri) -> Option<Uri> {
             Some(path) => Uri::from(path.clone()),
             None => Uri::from_static("/"),
         }),
+    }
+}
+
+/// Whether the request names its host exactly once (HTTP/1.1), or at most
+/// once (HTTP/1.0, where Host is optional).
+fn host_is_unambiguous<B>(request: &Request<B>) -> bool {
+    let hosts = request.headers().get_all(header::HOST).iter().count();
+    match request.version() {
+        Version::HTTP_10 | Version::HTTP_09 => hosts <= 1,
+        _ => hosts == 1,
     }
 }
 

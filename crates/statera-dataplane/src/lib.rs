@@ -47,7 +47,8 @@
 //!   keep-alive connection from that member's small idle set
 //!   (`upstream.rs`: bounded, closed after a few idle seconds). A failed
 //!   connect moves on to another member before the request leaves. The proxy
-//!   itself answers 400/431 (malformed or oversized head), 403 (REJECT),
+//!   itself answers 400/431 (malformed or oversized head, not exactly one
+//!   `Host`), 403 (REJECT),
 //!   3xx (redirects), 502 (member failed before its response head), 503 (no
 //!   member), 504 (member too slow); those 4xx/5xx, and responses cut by a
 //!   member failing mid-body, count in `request_errors`.

@@ -220,6 +220,10 @@ impl IdleConns {
     /// response has been read to the end). A connection that does not become
     /// ready soon is dropped, which closes it.
     pub fn park_when_ready(self: &Arc<Self>, mut conn: Upstream) {
+        if conn.sender.is_ready() {
+            self.park(conn);
+            return;
+        }
         let idle = self.clone();
         tokio::spawn(async move {
             if let Ok(Ok(())) = tokio::time::timeout(IDLE_TIMEOUT, conn.sender.ready()).await {

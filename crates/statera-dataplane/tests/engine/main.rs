@@ -4,7 +4,11 @@
 
 mod admission;
 mod health;
+mod http;
+mod l7;
 mod lifecycle;
+mod proxy_protocol;
 mod relay;
 mod reports;
 mod support;
+mod support_http;
