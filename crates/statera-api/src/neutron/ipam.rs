@@ -35,11 +35,16 @@ fn next(ip: IpAddr) -> Option<IpAddr> {
 
 /// The first free address of the subnet's allocation pools.
 pub fn allocate(s: &State, subnet: &Subnet) -> Option<IpAddr> {
-    let used = used_addresses(s, subnet);
+    allocate_avoiding(subnet, &used_addresses(s, subnet))
+}
+
+/// The first address of the subnet's allocation pools that is neither in
+/// `taken` nor the gateway.
+pub fn allocate_avoiding(subnet: &Subnet, taken: &HashSet<IpAddr>) -> Option<IpAddr> {
     for pool in &subnet.allocation_pools {
         let mut ip = pool.start;
         loop {
-            if !used.contains(&ip) && Some(ip) != subnet.gateway_ip {
+            if !taken.contains(&ip) && Some(ip) != subnet.gateway_ip {
                 return Some(ip);
             }
             if ip == pool.end {

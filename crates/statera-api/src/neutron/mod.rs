@@ -1,15 +1,226 @@
 //! The Neutron subset load balancers stand on: networks, subnets (CIDR,
 //! gateway, allocation pools, IPAM) and ports, under `/v2.0` and `/v2` with
 //! Neutron's envelopes and `{"NeutronError": …}` errors.
+//!
+//! Every handler runs its body through [`neutron`], so whatever error it
+//! returns (input parsing, listing, the store) is rendered in Neutron's shape.
+//! Visibility follows Neutron: an object of another project that the caller
+//! may not see is 404, never 403; shared and external networks (and their
+//! subnets) are visible to every project.
 
 pub mod ipam;
+pub mod networks;
+pub mod ports;
+pub mod render;
+pub mod subnets;
 
 use crate::AppState;
+use crate::context::RequestContext;
+use crate::error::{ApiError, ApiResult, Style};
+use crate::input::Input;
+use crate::list::{Collection, Object, Query, RepeatedFilters, select_fields};
 use axum::Router;
+use axum::http::{StatusCode, Uri};
+use serde_json::{Value, json};
+use statera_model::*;
+use statera_store::State;
+use uuid::Uuid;
 
 /// The Neutron collections this API serves (for error shapes on unknown routes).
 pub const COLLECTIONS: &[&str] = &["networks", "subnets", "ports"];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(networks::routes())
+        .merge(subnets::routes())
+        .merge(ports::routes())
+}
+
+/// Render whatever error `r` holds in Neutron's shape (keeping a Neutron
+/// exception name already chosen, else the generic one of its status).
+pub(crate) fn neutron<T>(r: ApiResult<T>) -> ApiResult<T> {
+    r.map_err(|e| {
+        if e.style == Style::Neutron {
+            return e;
+        }
+        // Neutron names errors raised outside its resource logic after the
+        // HTTP status (webob's exception classes).
+        let kind = match e.status {
+            StatusCode::BAD_REQUEST => "HTTPBadRequest",
+            StatusCode::NOT_FOUND => "HTTPNotFound",
+            StatusCode::CONFLICT => "HTTPConflict",
+            StatusCode::FORBIDDEN => "HTTPForbidden",
+            StatusCode::PAYLOAD_TOO_LARGE => "HTTPRequestEntityTooLarge",
+            StatusCode::NOT_IMPLEMENTED => "HTTPNotImplemented",
+            _ => "HTTPInternalServerError",
+        };
+        e.neutron(kind)
+    })
+}
+
+/// [`neutron`] over a synchronous handler body.
+pub(crate) fn run<T>(body: impl FnOnce() -> ApiResult<T>) -> ApiResult<T> {
+    neutron(body())
+}
+
+/// `<Resource> <id> could not be found.` with Neutron's exception name.
+pub(crate) fn not_found(
+    resource: &str,
+    id: impl std::fmt::Display,
+    kind: &'static str,
+) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("{resource} {id} could not be found."),
+    )
+    .neutron(kind)
+}
+
+/// A path id: anything that is not a UUID names nothing (404).
+pub(crate) fn path_id(raw: &str, resource: &str, kind: &'static str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| not_found(resource, raw, kind))
+}
+
+/// Neutron's `InvalidInput` (400): `Invalid input for operation: …`.
+pub(crate) fn invalid_input(message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("Invalid input for operation: {message}")).neutron("InvalidInput")
+}
+
+/// A 400 about one attribute: `Invalid input for <field>. Reason: …`.
+pub(crate) fn invalid_field(field: &str, reason: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("Invalid input for {field}. Reason: {reason}."))
+        .neutron("HTTPBadRequest")
+}
+
+/// A 409 with Neutron's exception name.
+pub(crate) fn conflict(kind: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::conflict(message).neutron(kind)
+}
+
+/// `(rule:<action>) is disallowed by policy` (403).
+pub(crate) fn forbidden(action: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("(rule:{action}) is disallowed by policy"),
+    )
+    .neutron("PolicyNotAuthorized")
+}
+
+/// The object inside envelope `name`.
+pub(crate) fn envelope(body: Value, name: &str) -> ApiResult<Input> {
+    if !matches!(&body, Value::Object(o) if o.contains_key(name)) {
+        return Err(
+            ApiError::bad_request(format!("Unable to find '{name}' in request body"))
+                .neutron("HTTPBadRequest"),
+        );
+    }
+    Input::from_envelope(body, name).map_err(|e| e.neutron("HTTPBadRequest"))
+}
+
+/// Take an attribute Statera shows but does not model: accepted only when
+/// absent, null, or equal to what Statera always shows.
+pub(crate) fn only_default(
+    input: &mut Input,
+    key: &str,
+    accepted: impl Fn(&Value) -> bool,
+) -> ApiResult<()> {
+    match input.take(key).value() {
+        Some(v) if !accepted(&v) => Err(invalid_field(
+            key,
+            format!("Statera does not support the value {v} of {key}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the caller sees network `n`.
+pub(crate) fn network_visible(ctx: &RequestContext, n: &Network) -> bool {
+    ctx.can_read(&n.project_id) || n.shared || n.external
+}
+
+/// Whether the caller sees subnet `sub` (its own, or on a network everyone sees).
+pub(crate) fn subnet_visible(ctx: &RequestContext, s: &State, sub: &Subnet) -> bool {
+    ctx.can_read(&sub.project_id)
+        || s.networks
+            .get(&sub.network_id)
+            .is_some_and(|n| n.shared || n.external)
+}
+
+/// Whether the caller sees port `p` (its own, or on a network it owns).
+pub(crate) fn port_visible(ctx: &RequestContext, s: &State, p: &Port) -> bool {
+    ctx.can_read(&p.project_id)
+        || s.networks
+            .get(&p.network_id)
+            .is_some_and(|n| n.project_id == ctx.project_id && ctx.can_read(&n.project_id))
+}
+
+/// The network `id`, visible to the caller, else 404 `NetworkNotFound`.
+pub(crate) fn visible_network(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Network> {
+    s.networks
+        .get(&id)
+        .filter(|n| network_visible(ctx, n))
+        .map(|n| (**n).clone())
+        .ok_or_else(|| not_found("Network", id, "NetworkNotFound"))
+}
+
+/// The subnet `id`, visible to the caller, else 404 `SubnetNotFound`.
+pub(crate) fn visible_subnet(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Subnet> {
+    s.subnets
+        .get(&id)
+        .filter(|x| subnet_visible(ctx, s, x))
+        .map(|x| (**x).clone())
+        .ok_or_else(|| not_found("Subnet", id, "SubnetNotFound"))
+}
+
+/// The port `id`, visible to the caller, else 404 `PortNotFound`.
+pub(crate) fn visible_port(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Port> {
+    s.ports
+        .get(&id)
+        .filter(|p| port_visible(ctx, s, p))
+        .map(|p| (**p).clone())
+        .ok_or_else(|| not_found("Port", id, "PortNotFound"))
+}
+
+/// A Neutron list body: repeated filter keys OR'ed, unknown filters and the
+/// `ignored` keys (filters the caller applied itself) skipped,
+/// `<plural>_links` only when there are links.
+pub(crate) fn list_body(
+    app: &AppState,
+    ctx: &RequestContext,
+    uri: &Uri,
+    plural: &str,
+    attributes: &[&str],
+    ignored: &[&str],
+    items: Vec<Object>,
+) -> ApiResult<Value> {
+    let links_key = format!("{plural}_links");
+    let coll = Collection {
+        plural,
+        links_key: Some(&links_key),
+        attributes,
+        ignored,
+        url: format!("{}{}", ctx.base_url, uri.path()),
+        max_limit: app.settings.pagination_max_limit,
+        strict_filters: false,
+    };
+    let mut body = coll.respond_with(items, &Query::parse(uri.query()), RepeatedFilters::Any)?;
+    if let Value::Object(o) = &mut body
+        && o.get(&links_key)
+            .and_then(Value::as_array)
+            .is_some_and(|l| l.is_empty())
+    {
+        o.remove(&links_key);
+    }
+    Ok(body)
+}
+
+/// A single-object body, with `fields=` applied.
+pub(crate) fn one(envelope: &str, o: Object, uri: &Uri) -> Value {
+    let fields = Query::parse(uri.query()).all("fields");
+    let o = if fields.is_empty() {
+        o
+    } else {
+        select_fields(o, &fields)
+    };
+    json!({ envelope: o })
 }

@@ -1,0 +1,629 @@
+//! `/ports`: list, create, show, update, delete; fixed IPs (requested or
+//! allocated) and MAC addresses.
+
+use super::subnets::{held_addresses, is_host_address};
+use super::*;
+use crate::input::{JsonBody, NeutronJson, Opt};
+use axum::Json;
+use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::routing::get;
+use std::net::IpAddr;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ports", get(list).post(create))
+        .route("/ports/{id}", get(show).put(update).delete(delete))
+}
+
+// ---- MAC addresses --------------------------------------------------------
+
+/// A unicast MAC in `aa:bb:cc:dd:ee:ff` or `aa-bb-…` form, normalised to
+/// lower case with colons.
+pub(crate) fn parse_mac(raw: &str) -> ApiResult<String> {
+    let bad = || invalid_field("mac_address", format!("'{raw}' is not a valid MAC address"));
+    let parts: Vec<&str> = raw.trim().split([':', '-']).collect();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut bytes = [0u8; 6];
+    for (b, part) in bytes.iter_mut().zip(&parts) {
+        if part.len() != 2 {
+            return Err(bad());
+        }
+        *b = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    // All zeros, and multicast/broadcast addresses, name no interface.
+    if bytes == [0; 6] || bytes[0] & 1 == 1 {
+        return Err(bad());
+    }
+    Ok(bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
+fn mac_in_use(s: &State, network_id: Uuid, mac: &str, except: Option<Uuid>) -> bool {
+    s.ports
+        .children(network_id)
+        .any(|p| Some(p.id) != except && p.mac_address == mac)
+}
+
+// ---- fixed IPs ----------------------------------------------------------------
+
+/// One entry of a request's `fixed_ips`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FixedIpRequest {
+    pub subnet_id: Option<Uuid>,
+    pub ip_address: Option<IpAddr>,
+}
+
+fn fixed_ips_input(input: &mut Input) -> ApiResult<Opt<Vec<FixedIpRequest>>> {
+    let items = match input.list("fixed_ips")? {
+        Opt::Set(items) => items,
+        Opt::Null => return Ok(Opt::Null),
+        Opt::Absent => return Ok(Opt::Absent),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let mut f = Input::from_value(item, "fixed_ips")?;
+        let subnet_id = f.uuid("subnet_id")?.value();
+        let ip_address = f.ip("ip_address")?.value();
+        f.finish()?;
+        if subnet_id.is_none() && ip_address.is_none() {
+            return Err(invalid_field(
+                "fixed_ips",
+                "each entry needs a subnet_id or an ip_address",
+            ));
+        }
+        out.push(FixedIpRequest {
+            subnet_id,
+            ip_address,
+        });
+    }
+    Ok(Opt::Set(out))
+}
+
+/// Router interfaces may hold a subnet's gateway address; nothing else may.
+fn may_hold_gateway(device_owner: &str) -> bool {
+    device_owner.starts_with("network:router_interface")
+        || device_owner == "network:ha_router_replicated_interface"
+}
+
+fn exhausted(network_id: Uuid) -> ApiError {
+    conflict(
+        "IpAddressGenerationFailure",
+        format!("No more IP addresses available on network {network_id}."),
+    )
+}
+
+/// The fixed IPs a port of `network_id` gets for `requested` (`None`: the
+/// request named none). `port` is the port being updated, whose own
+/// addresses are not in the way and are kept for entries naming only their
+/// subnet.
+pub(crate) fn assign_fixed_ips(
+    s: &State,
+    network_id: Uuid,
+    port: Option<&Port>,
+    requested: Option<Vec<FixedIpRequest>>,
+    device_owner: &str,
+) -> ApiResult<Vec<FixedIp>> {
+    let except = port.map(|p| p.id);
+    let Some(requested) = requested else {
+        // One address from the first subnet (IPv4 first) with room.
+        let mut subs: Vec<&Subnet> = s.subnets.children(network_id).map(|x| &**x).collect();
+        if subs.is_empty() {
+            return Ok(Vec::new());
+        }
+        subs.sort_by_key(|x| (x.ip_version(), x.created_at, x.id));
+        for sub in subs {
+            if let Some(ip) = ipam::allocate_avoiding(sub, &held_addresses(s, sub, except)) {
+                return Ok(vec![FixedIp {
+                    subnet_id: sub.id,
+                    ip_address: ip,
+                }]);
+            }
+        }
+        return Err(exhausted(network_id));
+    };
+    // Resolve each entry's subnet.
+    let mut entries: Vec<(Subnet, Option<IpAddr>)> = Vec::with_capacity(requested.len());
+    for r in requested {
+        let sub = match (r.subnet_id, r.ip_address) {
+            (Some(sid), _) => {
+                let sub = s
+                    .subnets
+                    .get(&sid)
+                    .ok_or_else(|| not_found("Subnet", sid, "SubnetNotFound"))?;
+                if sub.network_id != network_id {
+                    return Err(invalid_input(format!(
+                        "Failed to create port on network {network_id}, because fixed_ips \
+                         included invalid subnet {sid}"
+                    )));
+                }
+                (**sub).clone()
+            }
+            (None, Some(ip)) => s
+                .subnets
+                .children(network_id)
+                .find(|x| is_host_address(&x.cidr, ip))
+                .map(|x| (**x).clone())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "IP address {ip} is not a valid IP for any of the subnets on the \
+                         specified network."
+                    ))
+                    .neutron("InvalidIpForNetwork")
+                })?,
+            (None, None) => {
+                return Err(invalid_field(
+                    "fixed_ips",
+                    "each entry needs a subnet_id or an ip_address",
+                ));
+            }
+        };
+        entries.push((sub, r.ip_address));
+    }
+    // Requested addresses first, so that allocation goes around them.
+    let mut chosen: Vec<FixedIp> = Vec::with_capacity(entries.len());
+    for (sub, ip) in &entries {
+        let Some(ip) = *ip else { continue };
+        if !is_host_address(&sub.cidr, ip) {
+            return Err(ApiError::bad_request(format!(
+                "IP address {ip} is not a valid IP for the specified subnet."
+            ))
+            .neutron("InvalidIpForSubnet"));
+        }
+        if chosen.iter().any(|f| f.ip_address == ip) {
+            return Err(invalid_input(format!("Duplicate IP address {ip}")));
+        }
+        if held_addresses(s, sub, except).contains(&ip) {
+            return Err(conflict(
+                "IpAddressAlreadyAllocated",
+                format!("IP address {ip} already allocated in subnet {}", sub.id),
+            ));
+        }
+        if sub.gateway_ip == Some(ip) && !may_hold_gateway(device_owner) {
+            return Err(conflict(
+                "IpAddressAlreadyAllocated",
+                format!(
+                    "IP address {ip} is the gateway of subnet {}; only a router interface \
+                     may hold it",
+                    sub.id
+                ),
+            ));
+        }
+        chosen.push(FixedIp {
+            subnet_id: sub.id,
+            ip_address: ip,
+        });
+    }
+    // Entries naming only a subnet: keep the port's address there, else allocate.
+    for (sub, ip) in &entries {
+        if ip.is_some() {
+            continue;
+        }
+        let kept = port.and_then(|p| {
+            p.fixed_ips
+                .iter()
+                .find(|f| f.subnet_id == sub.id && !chosen.contains(f))
+                .cloned()
+        });
+        let fixed = match kept {
+            Some(f) => f,
+            None => {
+                let mut taken = held_addresses(s, sub, except);
+                taken.extend(chosen.iter().map(|f| f.ip_address));
+                let ip =
+                    ipam::allocate_avoiding(sub, &taken).ok_or_else(|| exhausted(network_id))?;
+                FixedIp {
+                    subnet_id: sub.id,
+                    ip_address: ip,
+                }
+            }
+        };
+        chosen.push(fixed);
+    }
+    Ok(chosen)
+}
+
+// ---- load balancer ports ------------------------------------------------------
+
+/// The load balancer whose VIP port `p` is, if it is one.
+fn vip_owner(s: &State, p: &Port) -> Option<String> {
+    if let Some(lb) = s.loadbalancers.iter().find(|lb| lb.vip_port_id == p.id) {
+        return Some(lb.id.to_string());
+    }
+    (p.device_owner == ipam::VIP_DEVICE_OWNER).then(|| {
+        p.device_id
+            .strip_prefix("lb-")
+            .unwrap_or(&p.device_id)
+            .to_string()
+    })
+}
+
+fn vip_port_in_use(p: &Port, lb: &str) -> ApiError {
+    conflict(
+        "PortInUse",
+        format!(
+            "Port {} belongs to load balancer {lb} (it is its VIP port) and cannot be \
+             changed or deleted here; delete the load balancer instead.",
+            p.id
+        ),
+    )
+}
+
+// ---- request attributes ---------------------------------------------------------
+
+/// The attributes Statera shows with one fixed value.
+fn fixed_attributes(input: &mut Input) -> ApiResult<()> {
+    let empty_list = |v: &Value| v.as_array().is_some_and(|a| a.is_empty());
+    only_default(input, "binding:vnic_type", |v| v == "normal")?;
+    only_default(input, "binding:host_id", |v| v == "")?;
+    only_default(input, "binding:profile", |v| {
+        v.as_object().is_some_and(|o| o.is_empty())
+    })?;
+    only_default(input, "allowed_address_pairs", empty_list)?;
+    only_default(input, "extra_dhcp_opts", empty_list)?;
+    only_default(input, "port_security_enabled", |v| {
+        crate::input::parse_bool(v) == Some(true)
+    })?;
+    only_default(input, "qos_policy_id", |_| false)?;
+    Ok(())
+}
+
+/// An immutable attribute may be restated, not changed.
+fn unchanged(input: &mut Input, key: &str, current: &str) -> ApiResult<()> {
+    match input.take(key) {
+        Opt::Absent => Ok(()),
+        Opt::Set(v) if v.as_str().is_some_and(|s| s.eq_ignore_ascii_case(current)) => Ok(()),
+        _ => Err(
+            ApiError::bad_request(format!("Cannot update read-only attribute {key}"))
+                .neutron("HTTPBadRequest"),
+        ),
+    }
+}
+
+// ---- handlers -------------------------------------------------------------------
+
+async fn list(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    run(|| {
+        let s = app.store.snapshot();
+        let q = Query::parse(uri.query());
+        let wanted = FixedIpFilter::parse(&q)?;
+        let items = s
+            .ports
+            .iter()
+            .filter(|p| port_visible(&ctx, &s, p) && wanted.matches(p))
+            .map(|p| render::port(p))
+            .collect();
+        list_body(
+            &app,
+            &ctx,
+            &uri,
+            "ports",
+            render::PORT_ATTRS,
+            &["fixed_ips"],
+            items,
+        )
+        .map(Json)
+    })
+}
+
+/// `?fixed_ips=ip_address=…&fixed_ips=subnet_id=…` (what `openstack port
+/// list --fixed-ip` sends): values of one kind are alternatives, kinds combine.
+#[derive(Default)]
+struct FixedIpFilter {
+    ips: Vec<String>,
+    subnets: Vec<String>,
+    ip_substrings: Vec<String>,
+}
+
+impl FixedIpFilter {
+    fn parse(q: &Query) -> ApiResult<FixedIpFilter> {
+        let mut f = FixedIpFilter::default();
+        for (k, v) in &q.pairs {
+            if k != "fixed_ips" {
+                continue;
+            }
+            match v.split_once('=') {
+                Some(("ip_address", x)) => f.ips.push(x.to_string()),
+                Some(("subnet_id", x)) => f.subnets.push(x.to_string()),
+                Some(("ip_address_substr", x)) => f.ip_substrings.push(x.to_string()),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid fixed_ips filter '{v}': expected ip_address=, subnet_id= or \
+                         ip_address_substr="
+                    ))
+                    .neutron("HTTPBadRequest"));
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    fn matches(&self, p: &Port) -> bool {
+        let ips: Vec<String> = p
+            .fixed_ips
+            .iter()
+            .map(|f| f.ip_address.to_string())
+            .collect();
+        (self.ips.is_empty() || ips.iter().any(|i| self.ips.contains(i)))
+            && (self.subnets.is_empty()
+                || p.fixed_ips
+                    .iter()
+                    .any(|f| self.subnets.contains(&f.subnet_id.to_string())))
+            && (self.ip_substrings.is_empty()
+                || ips
+                    .iter()
+                    .any(|i| self.ip_substrings.iter().any(|x| i.contains(x.as_str()))))
+    }
+}
+
+async fn show(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    run(|| {
+        let s = app.store.snapshot();
+        let p = visible_port(&ctx, &s, path_id(&id, "Port", "PortNotFound")?)?;
+        Ok(Json(one("port", render::port(&p), &uri)))
+    })
+}
+
+async fn create(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    JsonBody(body): NeutronJson,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    neutron(create_port(ctx, app, body).await)
+}
+
+async fn create_port(
+    ctx: RequestContext,
+    app: AppState,
+    body: Value,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut input = envelope(body, "port")?;
+    let network_id = input.uuid("network_id")?.value().ok_or_else(|| {
+        ApiError::bad_request(
+            "Failed to parse request. Required attribute 'network_id' not specified",
+        )
+        .neutron("HTTPBadRequest")
+    })?;
+    let name = input.string("name", 255)?.value().unwrap_or_default();
+    let description = input
+        .string("description", 255)?
+        .value()
+        .unwrap_or_default();
+    let admin_state_up = input.boolean("admin_state_up")?.or(true);
+    let mac = match input.string("mac_address", 64)?.value() {
+        Some(m) => Some(parse_mac(&m)?),
+        None => None,
+    };
+    let fixed_ips = fixed_ips_input(&mut input)?.value();
+    let device_owner = input
+        .string("device_owner", 255)?
+        .value()
+        .unwrap_or_default();
+    let device_id = input.string("device_id", 255)?.value().unwrap_or_default();
+    let security_groups = input
+        .uuid_list("security_groups")?
+        .value()
+        .unwrap_or_default();
+    let tags = crate::octavia::tags(&mut input)?
+        .value()
+        .unwrap_or_default();
+    let project_id = input
+        .project_id()?
+        .unwrap_or_else(|| ctx.project_id.clone());
+    fixed_attributes(&mut input)?;
+    input.finish()?;
+    if !ctx.can_write(&project_id) {
+        return Err(forbidden("create_port"));
+    }
+    if device_owner == ipam::VIP_DEVICE_OWNER && !ctx.is_admin() {
+        return Err(forbidden("create_port:device_owner"));
+    }
+
+    let id = Uuid::new_v4();
+    app.store
+        .write(|txn| {
+            let s = txn.state();
+            let network = visible_network(&ctx, s, network_id)?;
+            if !network.shared && !ctx.is_admin() && network.project_id != project_id {
+                return Err(forbidden("create_port"));
+            }
+            let mac_address = match mac {
+                Some(m) => {
+                    if mac_in_use(s, network_id, &m, None) {
+                        return Err(conflict(
+                            "MacAddressInUse",
+                            format!(
+                                "Unable to complete operation for network {network_id}. \
+                                 The mac address {m} is in use."
+                            ),
+                        ));
+                    }
+                    m
+                }
+                None => loop {
+                    let m = ipam::new_mac();
+                    if !mac_in_use(s, network_id, &m, None) {
+                        break m;
+                    }
+                },
+            };
+            let fixed_ips = assign_fixed_ips(s, network_id, None, fixed_ips, &device_owner)?;
+            txn.put(Port {
+                id,
+                project_id,
+                network_id,
+                name,
+                description,
+                admin_state_up,
+                mac_address,
+                fixed_ips,
+                device_owner,
+                device_id,
+                security_groups,
+                tags,
+                created_at: now(),
+                updated_at: None,
+            })?;
+            Ok(())
+        })
+        .await?;
+    let s = app.store.snapshot();
+    let p = visible_port(&ctx, &s, id)?;
+    Ok((StatusCode::CREATED, Json(json!({"port": render::port(&p)}))))
+}
+
+async fn update(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): NeutronJson,
+) -> ApiResult<Json<Value>> {
+    neutron(update_port(ctx, app, id, body).await)
+}
+
+async fn update_port(
+    ctx: RequestContext,
+    app: AppState,
+    id: String,
+    body: Value,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(&id, "Port", "PortNotFound")?;
+    let mut input = envelope(body, "port")?;
+    let name = input.string("name", 255)?.update();
+    let description = input.string("description", 255)?.update();
+    let admin_state_up = input.boolean("admin_state_up")?.update();
+    let device_owner = input.string("device_owner", 255)?.update();
+    let device_id = input.string("device_id", 255)?.update();
+    let security_groups = input.uuid_list("security_groups")?.update();
+    let tags = crate::octavia::tags(&mut input)?.update();
+    let fixed_ips = fixed_ips_input(&mut input)?.update();
+    fixed_attributes(&mut input)?;
+    app.store
+        .write(|txn| {
+            let s = txn.state();
+            let old = visible_port(&ctx, s, id)?;
+            unchanged(&mut input, "network_id", &old.network_id.to_string())?;
+            unchanged(&mut input, "project_id", &old.project_id)?;
+            unchanged(&mut input, "tenant_id", &old.project_id)?;
+            unchanged(&mut input, "mac_address", &old.mac_address)?;
+            input.finish()?;
+            if !ctx.can_write(&old.project_id) {
+                return Err(forbidden("update_port"));
+            }
+            let mut p = old.clone();
+            if let Some(v) = name {
+                p.name = v.unwrap_or_default();
+            }
+            if let Some(v) = description {
+                p.description = v.unwrap_or_default();
+            }
+            if let Some(v) = admin_state_up {
+                p.admin_state_up = v.unwrap_or(true);
+            }
+            if let Some(v) = device_owner {
+                p.device_owner = v.unwrap_or_default();
+            }
+            if let Some(v) = device_id {
+                p.device_id = v.unwrap_or_default();
+            }
+            if let Some(v) = security_groups {
+                p.security_groups = v.unwrap_or_default();
+            }
+            if let Some(v) = tags {
+                p.tags = v.unwrap_or_default();
+            }
+            if let Some(v) = fixed_ips {
+                let requested = v.unwrap_or_default();
+                p.fixed_ips = assign_fixed_ips(
+                    s,
+                    p.network_id,
+                    Some(&old),
+                    Some(requested),
+                    &p.device_owner,
+                )?;
+            }
+            if let Some(lb) = vip_owner(s, &old)
+                && (p.fixed_ips != old.fixed_ips
+                    || p.device_owner != old.device_owner
+                    || p.device_id != old.device_id)
+            {
+                return Err(vip_port_in_use(&old, &lb));
+            }
+            if p.device_owner == ipam::VIP_DEVICE_OWNER
+                && old.device_owner != ipam::VIP_DEVICE_OWNER
+                && !ctx.is_admin()
+            {
+                return Err(forbidden("update_port:device_owner"));
+            }
+            p.updated_at = Some(now());
+            txn.put(p)?;
+            Ok(())
+        })
+        .await?;
+    let s = app.store.snapshot();
+    let p = visible_port(&ctx, &s, id)?;
+    Ok(Json(json!({"port": render::port(&p)})))
+}
+
+async fn delete(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    neutron(delete_port(ctx, app, id).await)
+}
+
+async fn delete_port(ctx: RequestContext, app: AppState, id: String) -> ApiResult<StatusCode> {
+    let id = path_id(&id, "Port", "PortNotFound")?;
+    app.store
+        .write(|txn| {
+            let s = txn.state();
+            let p = visible_port(&ctx, s, id)?;
+            if !ctx.can_write(&p.project_id) {
+                return Err(forbidden("delete_port"));
+            }
+            if let Some(lb) = vip_owner(s, &p) {
+                return Err(vip_port_in_use(&p, &lb));
+            }
+            txn.delete::<Port>(&id);
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_addresses() {
+        assert_eq!(parse_mac("FA:16:3E:00:11:22").unwrap(), "fa:16:3e:00:11:22");
+        assert_eq!(parse_mac("fa-16-3e-00-11-22").unwrap(), "fa:16:3e:00:11:22");
+        for bad in [
+            "",
+            "fa:16:3e:00:11",
+            "fa:16:3e:00:11:22:33",
+            "fa:16:3e:00:11:2",
+            "fa:16:3e:00:11:zz",
+            "00:00:00:00:00:00",
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+        ] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
+    }
+}
