@@ -21,7 +21,8 @@
 //!    member connection is parked for the next request.
 //!
 //! What the client gets from the proxy itself: `400` for a malformed request
-//! (hyper) or an HTTP/1.1 request without exactly one `Host` (here), `431` for a head over [`MAX_HEADER_SIZE`] (hyper), `403` REJECT,
+//! (hyper) or an HTTP/1.1 request without exactly one `Host` or with both
+//! `Content-Length` and `Transfer-Encoding` (here; always with a close), `431` for a head over [`MAX_HEADER_SIZE`] (hyper), `403` REJECT,
 //! `3xx` redirects, `502` when the member fails before its response head is
 //! complete, `503` when no member takes the request, `504` when the member
 //! does not answer within the listener's `timeout_member_data`. Every 4xx and
@@ -30,7 +31,7 @@
 //! closed then: the head is already out, a 502 can no longer be said).
 
 use crate::balance::PickContext;
-use crate::io::{Activity, HyperIo, Meter};
+use crate::io::{Activity, HyperIo, Meter, RawHeads};
 use crate::l7::Decision;
 use crate::listener::{LifeState, ListenerView};
 use crate::pool::{MemberRuntime, PoolRuntime};
@@ -86,12 +87,14 @@ pub async fn serve(
     };
     let client_timeout = crate::relay::millis(listener.timeouts.client_data_ms);
     let activity = Arc::new(Activity::new());
-    let io = HyperIo::metered(
+    let heads = Arc::new(RawHeads::new(MAX_HEADER_SIZE + 1024));
+    let io = HyperIo::client(
         client,
         Meter {
             stats: view.stats.clone(),
             activity: activity.clone(),
         },
+        heads.clone(),
     );
     let stats = view.stats.clone();
     let conn = Arc::new(ClientConn {
@@ -102,9 +105,19 @@ pub async fn serve(
         activity: activity.clone(),
         own_idle: Mutex::new(HashMap::new()),
     });
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(conn.handle(request).await) }
+        // Checked here, while hyper calls the service: `heads` still ends
+        // with this request's head (see `RawHeads`).
+        let ambiguous = request.headers().contains_key(header::TRANSFER_ENCODING)
+            && heads.last_has_content_length();
+        async move {
+            if ambiguous {
+                tracing::debug!(peer = %conn.peer, "request with Content-Length and Transfer-Encoding refused");
+                return Ok::<_, Infallible>(conn.bad_request());
+            }
+            Ok(conn.handle(request).await)
+        }
     });
     let http = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)

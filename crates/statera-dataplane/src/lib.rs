@@ -48,10 +48,11 @@
 //!   (`upstream.rs`: bounded, closed after a few idle seconds). A failed
 //!   connect moves on to another member before the request leaves. The proxy
 //!   itself answers 400/431 (malformed or oversized head, not exactly one
-//!   `Host`), 403 (REJECT),
-//!   3xx (redirects), 502 (member failed before its response head), 503 (no
-//!   member), 504 (member too slow); those 4xx/5xx, and responses cut by a
-//!   member failing mid-body, count in `request_errors`.
+//!   `Host`, both `Content-Length` and `Transfer-Encoding`, which hyper
+//!   would resolve silently: `io.rs` keeps the raw head to catch it), 403
+//!   (REJECT), 3xx (redirects), 502 (member failed before its response
+//!   head), 503 (no member), 504 (member too slow); those 4xx/5xx, and
+//!   responses cut by a member failing mid-body, count in `request_errors`.
 //! - **L7 policies** (`l7.rs`). Compiled at apply (an invalid regex or a
 //!   missing redirect pool fails the apply); all rules of a policy must
 //!   match; REJECT outranks redirects, which outrank REDIRECT_TO_POOL, as in
@@ -74,10 +75,6 @@
 //! - HTTP listeners speak HTTP/1.x only: no HTTP/2 (h2c), no protocol
 //!   upgrades (WebSocket `Upgrade` is dropped, so WebSockets through an HTTP
 //!   listener do not work; a TCP listener relays them), no `CONNECT`.
-//! - A request carrying both `Content-Length` and `Transfer-Encoding` is
-//!   resolved the way hyper does (and RFC 9112 §6.1 allows): the chunked
-//!   framing wins, `Content-Length` is dropped, and the client connection is
-//!   closed after the response. It is forwarded, not refused with 400.
 //! - No header read timeout separate from `timeout_client_data` (a client
 //!   trickling a head byte by byte keeps its connection).
 //! - Accepted but not honoured yet: session persistence, `tcp_inspect_ms`.

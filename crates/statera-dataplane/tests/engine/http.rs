@@ -155,6 +155,27 @@ async fn request_bodies_reach_the_member_whatever_their_framing() {
         assert_eq!(seen[0].header("content-length"), ["5"]);
         assert_eq!(seen[1].body, b"abcdefg");
         assert_eq!(seen[1].header("transfer-encoding"), ["chunked"]);
+
+        // A body that looks like header lines is not taken for a head: the
+        // chunked request after it is not mistaken for an ambiguous one.
+        let tricky = "Content-Length: 9\r\n\r\n";
+        client
+            .send(
+                format!(
+                    "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{tricky}",
+                    tricky.len()
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(client.reply().await.unwrap().status, 200);
+        client
+            .send(b"POST /d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(client.reply().await.unwrap().status, 200);
+        assert_eq!(web1.seen()[3].body, b"z");
         h.engine.remove(config.lb_id).await.unwrap();
     })
     .await;
@@ -321,6 +342,20 @@ async fn malformed_oversized_and_ambiguous_requests_are_refused_and_never_forwar
             (
                 "two different Content-Lengths",
                 "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde"
+                    .into(),
+                400,
+            ),
+            (
+                "Content-Length, then Transfer-Encoding (CL.TE smuggling)",
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"
+                    .into(),
+                400,
+            ),
+            (
+                "Transfer-Encoding, then Content-Length (TE.CL smuggling)",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+                 Content-Length: 4\r\n\r\n5c\r\nGPOST / HTTP/1.1\r\n\r\n0\r\n\r\n"
                     .into(),
                 400,
             ),
