@@ -77,6 +77,11 @@
 //!   listener do not work; a TCP listener relays them), no `CONNECT`.
 //! - No header read timeout separate from `timeout_client_data` (a client
 //!   trickling a head byte by byte keeps its connection).
+//! - A client that aborts in the middle of its request body is counted in
+//!   `request_errors` (as a 502 it never receives); HAProxy counts those
+//!   apart, as client aborts.
+//! - Member connection pools have fixed sizes (16 idle connections per
+//!   member, 3 s idle expiry), not configurable yet.
 //! - Accepted but not honoured yet: session persistence, `tcp_inspect_ms`.
 //! - Every algorithm is smooth weighted round robin; LEAST_CONNECTIONS,
 //!   SOURCE_IP and SOURCE_IP_PORT get their own balancers later.

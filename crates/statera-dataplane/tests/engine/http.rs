@@ -390,3 +390,55 @@ async fn malformed_oversized_and_ambiguous_requests_are_refused_and_never_forwar
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_client_is_closed_after_the_client_data_timeout() {
+    bounded(async {
+        let web1 = HttpMember::start("web1").await;
+        let p = pool(vec![member(web1.addr, 1)]);
+        let mut l = listener(ListenerProtocol::Http, 8080, Some(p.id));
+        l.timeouts.client_data_ms = 300;
+        let config = lb(vip(59), vec![l], vec![p]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+
+        let mut client = HttpClient::connect(addr(vip(59), 8080)).await;
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert_eq!(client.get("/", &[]).await.unwrap().status, 200);
+        }
+        let started = tokio::time::Instant::now();
+        assert!(client.is_closed().await);
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_removed_http_listener_closes_idle_keep_alive_connections_at_once() {
+    bounded(async {
+        let web1 = HttpMember::start("web1").await;
+        let p = pool(vec![member(web1.addr, 1)]);
+        let mut config = lb(
+            vip(60),
+            vec![listener(ListenerProtocol::Http, 8080, Some(p.id))],
+            vec![p],
+        );
+        // The drain deadline is far: closing idle connections must not wait
+        // for it.
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        let mut client = HttpClient::connect(addr(vip(60), 8080)).await;
+        assert_eq!(client.get("/", &[]).await.unwrap().status, 200);
+
+        config.version = 2;
+        config.listeners.clear();
+        h.apply(&config).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(client.is_closed().await);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
