@@ -839,3 +839,80 @@ async fn project_scoping() {
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     assert_neutron_error(&v, "InvalidSharedSetting");
 }
+
+#[tokio::test]
+async fn tag_subresource() {
+    let api = api().await;
+    let net = api.network("n").await;
+    let base = format!("/v2.0/networks/{net}/tags");
+    let (st, v) = api
+        .put(&base, json!({"tags": ["red", "blue", "red"]}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"tags": ["red", "blue"]}));
+    let (st, _) = api.call(Method::PUT, &format!("{base}/green"), None).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _) = api.get(&format!("{base}/green")).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, v) = api.get(&format!("/v2.0/networks/{net}")).await;
+    assert_eq!(v["network"]["tags"], json!(["red", "blue", "green"]));
+    let (_, v) = api.get("/v2.0/networks?tags=red,green").await;
+    assert_eq!(ids(&v, "networks"), [net.as_str()]);
+    let (_, v) = api.get("/v2.0/networks?not-tags-any=blue").await;
+    assert_eq!(v["networks"], json!([]));
+    assert_eq!(
+        api.delete(&format!("{base}/red")).await,
+        StatusCode::NO_CONTENT
+    );
+    let (st, v) = api.call(Method::DELETE, &format!("{base}/red"), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_neutron_error(&v, "TagNotFound");
+    assert_eq!(api.delete(&base).await, StatusCode::NO_CONTENT);
+    let (_, v) = api.get(&base).await;
+    assert_eq!(v, json!({"tags": []}));
+    // Subnets and ports too; unknown objects are 404 in their own words.
+    let sub = api.subnet(&net, "10.6.0.0/24", json!({})).await;
+    let (st, _) = api
+        .call(
+            Method::PUT,
+            &format!("/v2.0/subnets/{}/tags/x", sub["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, v) = api.get("/v2.0/ports/nope/tags").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_neutron_error(&v, "PortNotFound");
+}
+
+#[tokio::test]
+async fn extensions_and_stale_vip_ports() {
+    let api = api().await;
+    let (st, v) = api.get("/v2.0/extensions").await;
+    assert_eq!(st, StatusCode::OK);
+    let aliases: Vec<&str> = v["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["alias"].as_str().unwrap())
+        .collect();
+    assert!(aliases.contains(&"standard-attr-tag"), "{v}");
+    let (st, v) = api.get("/v2.0/extensions/external-net").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["extension"]["alias"], "external-net");
+    let (st, v) = api.get("/v2.0/extensions/l3").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_neutron_error(&v, "HTTPNotFound");
+    // An `Octavia` port whose load balancer does not exist can be deleted.
+    let net = api.network("n").await;
+    let (st, v) = api
+        .port(json!({"network_id": net, "device_owner": "Octavia",
+                     "device_id": "lb-8d3a3bd5-0c4f-4a4f-9d1c-0e8f3b4b6a01"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let port = v["port"]["id"].as_str().unwrap();
+    assert_eq!(
+        api.delete(&format!("/v2.0/ports/{port}")).await,
+        StatusCode::NO_CONTENT
+    );
+}

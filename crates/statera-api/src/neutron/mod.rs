@@ -13,6 +13,7 @@ pub mod networks;
 pub mod ports;
 pub mod render;
 pub mod subnets;
+pub mod tags;
 
 use crate::AppState;
 use crate::context::RequestContext;
@@ -27,13 +28,86 @@ use statera_store::State;
 use uuid::Uuid;
 
 /// The Neutron collections this API serves (for error shapes on unknown routes).
-pub const COLLECTIONS: &[&str] = &["networks", "subnets", "ports"];
+pub const COLLECTIONS: &[&str] = &["networks", "subnets", "ports", "extensions"];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(networks::routes())
         .merge(subnets::routes())
         .merge(ports::routes())
+        .merge(tags::routes())
+        .route("/extensions", axum::routing::get(extensions))
+        .route("/extensions/{alias}", axum::routing::get(extension))
+}
+
+/// The Neutron API extensions this subset implements: (alias, name, description).
+pub const EXTENSIONS: &[(&str, &str, &str)] = &[
+    (
+        "external-net",
+        "Neutron external network",
+        "Adds external network attribute to network resource.",
+    ),
+    (
+        "net-mtu",
+        "Network MTU",
+        "Provides MTU attribute for a network resource.",
+    ),
+    (
+        "project-id",
+        "project_id field enabled",
+        "Extension that indicates that project_id field is enabled.",
+    ),
+    (
+        "standard-attr-description",
+        "standard-attr-description",
+        "Extension to add descriptions to standard attributes",
+    ),
+    (
+        "standard-attr-timestamp",
+        "Resource timestamps",
+        "Adds created_at and updated_at fields to all Neutron resources that have \
+         Neutron standard attributes.",
+    ),
+    (
+        "standard-attr-tag",
+        "Tag support for resources with standard attribute: subnet, port, network",
+        "Enables to set tag on resources with standard attribute.",
+    ),
+    ("sorting", "Sorting support", "Enables sort feature."),
+    (
+        "pagination",
+        "Pagination support",
+        "Enables pagination feature.",
+    ),
+];
+
+fn extension_doc(alias: &str, name: &str, description: &str) -> Value {
+    json!({"alias": alias, "name": name, "description": description,
+           "updated": "2026-01-01T00:00:00-00:00", "links": []})
+}
+
+async fn extensions() -> axum::Json<Value> {
+    let list: Vec<Value> = EXTENSIONS
+        .iter()
+        .map(|(a, n, d)| extension_doc(a, n, d))
+        .collect();
+    axum::Json(json!({ "extensions": list }))
+}
+
+async fn extension(
+    axum::extract::Path(alias): axum::extract::Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    EXTENSIONS
+        .iter()
+        .find(|(a, _, _)| *a == alias)
+        .map(|(a, n, d)| axum::Json(json!({ "extension": extension_doc(a, n, d) })))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("Extension with alias {alias} does not exist"),
+            )
+            .neutron("HTTPNotFound")
+        })
 }
 
 /// Render whatever error `r` holds in Neutron's shape (keeping a Neutron

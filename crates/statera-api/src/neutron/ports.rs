@@ -229,20 +229,24 @@ pub(crate) fn assign_fixed_ips(
 
 // ---- load balancer ports ------------------------------------------------------
 
-/// The load balancer whose VIP port `p` is, if it is one.
-fn vip_owner(s: &State, p: &Port) -> Option<String> {
+/// The load balancer whose VIP port `p` is, if it is one: a load balancer
+/// names it as `vip_port_id`, or it is an `Octavia` port whose `device_id`
+/// names an existing load balancer. (An `Octavia` port whose load balancer
+/// is gone is an ordinary port again, so that it can be cleaned up.)
+fn vip_owner(s: &State, p: &Port) -> Option<Uuid> {
     if let Some(lb) = s.loadbalancers.iter().find(|lb| lb.vip_port_id == p.id) {
-        return Some(lb.id.to_string());
+        return Some(lb.id);
     }
-    (p.device_owner == ipam::VIP_DEVICE_OWNER).then(|| {
-        p.device_id
-            .strip_prefix("lb-")
-            .unwrap_or(&p.device_id)
-            .to_string()
-    })
+    if p.device_owner != ipam::VIP_DEVICE_OWNER {
+        return None;
+    }
+    let lb = p.device_id.strip_prefix("lb-").unwrap_or(&p.device_id);
+    Uuid::parse_str(lb)
+        .ok()
+        .filter(|id| s.loadbalancers.contains(id))
 }
 
-fn vip_port_in_use(p: &Port, lb: &str) -> ApiError {
+fn vip_port_in_use(p: &Port, lb: Uuid) -> ApiError {
     conflict(
         "PortInUse",
         format!(
@@ -560,7 +564,7 @@ async fn update_port(
                     || p.device_owner != old.device_owner
                     || p.device_id != old.device_id)
             {
-                return Err(vip_port_in_use(&old, &lb));
+                return Err(vip_port_in_use(&old, lb));
             }
             if p.device_owner == ipam::VIP_DEVICE_OWNER
                 && old.device_owner != ipam::VIP_DEVICE_OWNER
@@ -596,7 +600,7 @@ async fn delete_port(ctx: RequestContext, app: AppState, id: String) -> ApiResul
                 return Err(forbidden("delete_port"));
             }
             if let Some(lb) = vip_owner(s, &p) {
-                return Err(vip_port_in_use(&p, &lb));
+                return Err(vip_port_in_use(&p, lb));
             }
             txn.delete::<Port>(&id);
             Ok(())
