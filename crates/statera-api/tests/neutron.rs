@@ -916,3 +916,43 @@ async fn extensions_and_stale_vip_ports() {
         StatusCode::NO_CONTENT
     );
 }
+
+#[tokio::test]
+async fn member_subnets_are_in_use() {
+    let api = api().await;
+    let vip_net = api.network("vip").await;
+    let vip_sub = api.subnet(&vip_net, "10.10.0.0/24", json!({})).await;
+    let mem_net = api.network("members").await;
+    let mem_sub = api.subnet(&mem_net, "10.11.0.0/24", json!({})).await;
+    let (st, v) = api
+        .post(
+            "/v2/lbaas/loadbalancers",
+            json!({"loadbalancer": {"vip_subnet_id": vip_sub["id"], "pools": [{
+                "name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                "members": [{"address": "10.11.0.5", "protocol_port": 80,
+                             "subnet_id": mem_sub["id"]}]}]}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = api
+        .call(
+            Method::DELETE,
+            &format!("/v2.0/subnets/{}", mem_sub["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_neutron_error(&v, "SubnetInUse");
+    assert!(
+        v["NeutronError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("member"),
+        "{v}"
+    );
+    let (st, v) = api
+        .call(Method::DELETE, &format!("/v2.0/networks/{mem_net}"), None)
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_neutron_error(&v, "NetworkInUse");
+}

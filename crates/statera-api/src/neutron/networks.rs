@@ -247,6 +247,18 @@ async fn delete_network(ctx: RequestContext, app: AppState, id: String) -> ApiRe
                     ),
                 ));
             }
+            for sub in s.subnets.children(id) {
+                if let Some(user) = super::subnets::lb_user(&s, sub.id) {
+                    return Err(conflict(
+                        "NetworkInUse",
+                        format!(
+                            "Unable to complete operation on network {id}. \
+                             Its subnet {} is used by {user}.",
+                            sub.id
+                        ),
+                    ));
+                }
+            }
             for p in s.ports.children(id) {
                 txn.delete::<Port>(&p.id);
             }

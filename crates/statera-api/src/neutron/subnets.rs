@@ -606,6 +606,12 @@ async fn delete_subnet(ctx: RequestContext, app: AppState, id: String) -> ApiRes
                 .filter(|p| p.fixed_ips.iter().any(|f| f.subnet_id == id))
                 .map(|p| &**p)
                 .collect();
+            if let Some(user) = lb_user(&s, id) {
+                return Err(conflict(
+                    "SubnetInUse",
+                    format!("Unable to complete operation on subnet {id}: {user} uses it."),
+                ));
+            }
             if holders.iter().any(|p| p.device_owner != "network:dhcp") {
                 return Err(conflict(
                     "SubnetInUse",
@@ -627,6 +633,22 @@ async fn delete_subnet(ctx: RequestContext, app: AppState, id: String) -> ApiRes
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What of the load-balancing side uses subnet `id` (a VIP, an additional
+/// VIP, a member), if anything does.
+pub(crate) fn lb_user(s: &State, id: Uuid) -> Option<String> {
+    if let Some(lb) = s
+        .loadbalancers
+        .iter()
+        .find(|lb| lb.vip_subnet_id == id || lb.additional_vips.iter().any(|v| v.subnet_id == id))
+    {
+        return Some(format!("load balancer {}", lb.id));
+    }
+    s.members
+        .iter()
+        .find(|m| m.subnet_id == Some(id))
+        .map(|m| format!("member {} of pool {}", m.id, m.pool_id))
 }
 
 /// The addresses of `subnet` held by ports other than `except`.
