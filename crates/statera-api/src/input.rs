@@ -142,6 +142,30 @@ impl Input {
         }
     }
 
+    /// The object inside envelope `name`, refusing any other top-level key:
+    /// WSME checks the root type's attributes like any other object's
+    /// (`{"pool": {…}, "extra": 1}` is a 400 in Octavia).
+    pub fn from_root(body: Value, name: &str) -> ApiResult<Input> {
+        if let Value::Object(top) = &body {
+            let extra: Vec<&str> = top
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != name)
+                .collect();
+            if !extra.is_empty() && top.contains_key(name) {
+                return Err(ApiError::invalid_field(
+                    &format!("{name}_"),
+                    &body,
+                    format!(
+                        "Unknown attribute for argument {name}_: {}",
+                        extra.join(", ")
+                    ),
+                ));
+            }
+        }
+        Input::from_envelope(body, name)
+    }
+
     /// A nested object (a pool inside a fully populated load balancer, …).
     pub fn from_value(value: Value, name: &str) -> ApiResult<Input> {
         match value {

@@ -235,7 +235,7 @@ async fn create(
     AxState(app): AxState<AppState>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut input = Input::from_envelope(body, "healthmonitor")?;
+    let mut input = Input::from_root(body, "healthmonitor")?;
     let pool_id = input.uuid("pool_id")?.required("pool_id")?;
     let (kind, fields) = parse_create(&mut input)?;
     input.finish()?;
@@ -325,7 +325,7 @@ async fn update(
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
     let id = path_id(&id, "Health Monitor")?;
-    let mut input = Input::from_envelope(body, "healthmonitor")?;
+    let mut input = Input::from_root(body, "healthmonitor")?;
     let fields = MonitorFields::parse(&mut input)?;
     input.finish()?;
     let hm = app

@@ -293,7 +293,7 @@ async fn create(
     AxState(app): AxState<AppState>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut input = Input::from_envelope(body, "l7policy")?;
+    let mut input = Input::from_root(body, "l7policy")?;
     let listener_id = input.uuid("listener_id")?.required("listener_id")?;
     input.project_id()?;
     let action = input.enumeration("action", L7PolicyAction::ALL, |e| e.as_str())?;
@@ -416,7 +416,7 @@ async fn update(
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
     let id = path_id(&id, "L7 Policy")?;
-    let mut input = Input::from_envelope(body, "l7policy")?;
+    let mut input = Input::from_root(body, "l7policy")?;
     let fields = PolicyFields::parse(&mut input)?;
     input.finish()?;
     if fields.is_empty() {

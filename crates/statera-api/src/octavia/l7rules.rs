@@ -285,7 +285,7 @@ async fn create(
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let policy_id = path_id(&policy_id, "L7 Policy")?;
-    let mut input = Input::from_envelope(body, "rule")?;
+    let mut input = Input::from_root(body, "rule")?;
     let fields = RuleFields::parse_create(&mut input)?;
     input.finish()?;
     let rule = app
@@ -385,7 +385,7 @@ async fn update(
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
     let policy_id = path_id(&policy_id, "L7 Policy")?;
-    let mut input = Input::from_envelope(body, "rule")?;
+    let mut input = Input::from_root(body, "rule")?;
     let fields = RuleFields::parse(&mut input)?;
     input.finish()?;
     let rule = app

@@ -462,7 +462,7 @@ async fn create(
     AxState(app): AxState<AppState>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut input = Input::from_envelope(body, "listener")?;
+    let mut input = Input::from_root(body, "listener")?;
     let lb_id = input.uuid("loadbalancer_id")?.required("loadbalancer_id")?;
     let (protocol, port, _project, fields) = parse_create(&mut input)?;
     input.finish()?;
@@ -551,7 +551,7 @@ async fn update(
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
     let id = path_id(&id, "Listener")?;
-    let mut input = Input::from_envelope(body, "listener")?;
+    let mut input = Input::from_root(body, "listener")?;
     let fields = ListenerFields::parse(&mut input)?;
     input.finish()?;
     app.store

@@ -84,7 +84,7 @@ async fn create(
     AxState(app): AxState<AppState>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut input = Input::from_envelope(body, "loadbalancer")?;
+    let mut input = Input::from_root(body, "loadbalancer")?;
     let name = input.string("name", 255)?.value();
     let description = input.string("description", 255)?.value();
     let admin_state_up = input.boolean("admin_state_up")?.or(true);
@@ -237,7 +237,7 @@ async fn update(
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
     let id = path_id(&id, "Load Balancer")?;
-    let mut input = Input::from_envelope(body, "loadbalancer")?;
+    let mut input = Input::from_root(body, "loadbalancer")?;
     let name = input.string("name", 255)?.update();
     let description = input.string("description", 255)?.update();
     let admin_state_up = input.boolean("admin_state_up")?.update();

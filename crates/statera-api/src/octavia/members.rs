@@ -161,7 +161,7 @@ async fn create(
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let pool_id = path_id(&pool_id, "Pool")?;
-    let mut input = Input::from_envelope(body, "member")?;
+    let mut input = Input::from_root(body, "member")?;
     let new = parse_create(&mut input)?;
     input.finish()?;
     let member = app
@@ -275,7 +275,7 @@ async fn update(
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
     let pool_id = path_id(&pool_id, "Pool")?;
-    let mut input = Input::from_envelope(body, "member")?;
+    let mut input = Input::from_root(body, "member")?;
     let fields = MemberFields::parse(&mut input)?;
     input.finish()?;
     let member = app
@@ -336,6 +336,17 @@ async fn batch_update(
     let additive = query(&uri).flag("additive_only");
     let items = match body {
         Value::Object(mut o) => match o.remove("members") {
+            Some(Value::Array(_)) if !o.is_empty() => {
+                let extra: Vec<&str> = o.keys().map(String::as_str).collect();
+                return Err(ApiError::invalid_field(
+                    "members_",
+                    Value::Object(o.clone()),
+                    format!(
+                        "Unknown attribute for argument members_: {}",
+                        extra.join(", ")
+                    ),
+                ));
+            }
             Some(Value::Array(items)) => items,
             Some(other) => {
                 return Err(ApiError::invalid_field(

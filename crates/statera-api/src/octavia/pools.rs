@@ -261,13 +261,8 @@ pub fn validate(p: &Pool) -> ApiResult<()> {
             "A CA reference is required to specify a certificate revocation list.",
         ));
     }
-    if !p.tls_enabled
-        && (p.tls_ciphers.is_some() || p.tls_versions.is_some() || p.alpn_protocols.is_some())
-    {
-        return Err(ApiError::validation(
-            "TLS options (ciphers, versions, ALPN) require tls_enabled.",
-        ));
-    }
+    // TLS options without tls_enabled are kept, as Octavia does: they apply
+    // once re-encryption is turned on (and turning it off keeps them).
     Ok(())
 }
 
@@ -289,7 +284,7 @@ async fn create(
     AxState(app): AxState<AppState>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut input = Input::from_envelope(body, "pool")?;
+    let mut input = Input::from_root(body, "pool")?;
     let lb_id = input.uuid("loadbalancer_id")?.value();
     let listener_id = input.uuid("listener_id")?.value();
     let (protocol, fields) = parse_create(&mut input)?;
@@ -417,7 +412,7 @@ async fn update(
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
     let id = path_id(&id, "Pool")?;
-    let mut input = Input::from_envelope(body, "pool")?;
+    let mut input = Input::from_root(body, "pool")?;
     let fields = PoolFields::parse(&mut input)?;
     input.finish()?;
     app.store

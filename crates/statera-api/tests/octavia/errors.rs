@@ -359,3 +359,27 @@ async fn foreign_project_is_forbidden() {
     .await
     .expect(403);
 }
+
+#[tokio::test]
+async fn unknown_top_level_attributes_and_size_limit() {
+    let h = Harness::new().await;
+    let lb = h.lb().await;
+    // WSME checks the root object's attributes too.
+    h.post(
+        "/v2/lbaas/listeners",
+        json!({"listener": {"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}, "extra": 1}),
+    )
+    .await
+    .error(400, "extra");
+    h.put(
+        &format!("/v2/lbaas/loadbalancers/{lb}"),
+        json!({"loadbalancer": {"name": "x"}, "listener": {}}),
+    )
+    .await
+    .error(400, "listener");
+    assert_eq!(h.lb_status(&lb).await, "ACTIVE");
+    // Bodies above oslo's 114688-byte limit.
+    let big =
+        json!({"loadbalancer": {"vip_subnet_id": h.subnet_id, "description": "x".repeat(120_000)}});
+    h.post("/v2/lbaas/loadbalancers", big).await.expect(413);
+}

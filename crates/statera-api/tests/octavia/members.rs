@@ -331,6 +331,9 @@ async fn batch_update() {
     .await
     .error(400, "bogus");
     h.put(&path, json!({"member": []})).await.expect(400);
+    h.put(&path, json!({"members": [], "extra": 1}))
+        .await
+        .error(400, "extra");
     assert_eq!(h.lb_status(&lb).await, "ACTIVE");
 
     // Empty list: everything is deleted.

@@ -368,3 +368,32 @@ async fn pool_delete_takes_members_and_monitor() {
         .expect(404);
     assert_eq!(h.store.snapshot().members.iter().count(), 0);
 }
+
+#[tokio::test]
+async fn tls_can_be_turned_off_again() {
+    let h = Harness::new().await;
+    let lb = h.lb().await;
+    let r = post(&h, &lb, json!({"tls_enabled": true}))
+        .await
+        .expect(201);
+    let pid = id(&r.body["pool"]);
+    h.settle().await;
+    // Octavia keeps the TLS options of a pool that stops re-encrypting.
+    let r = h
+        .put(
+            &format!("/v2/lbaas/pools/{pid}"),
+            json!({"pool": {"tls_enabled": false}}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.body["pool"]["tls_enabled"], false);
+    h.settle().await;
+    // Octavia accepts TLS options without tls_enabled (they apply once it is on).
+    post(
+        &h,
+        &lb,
+        json!({"tls_versions": ["TLSv1.3"], "alpn_protocols": ["h2"]}),
+    )
+    .await
+    .expect(201);
+}

@@ -296,3 +296,40 @@ async fn every_child_change_locks_the_load_balancer() {
     }
     assert_eq!(h.lb_status(&lb).await, "ACTIVE");
 }
+
+#[tokio::test]
+async fn disabled_objects_are_offline_once_settled() {
+    let h = Harness::new().await;
+    let r = h
+        .post_lb(json!({"admin_state_up": false}))
+        .await
+        .expect(201);
+    let lb = id(&r.body["loadbalancer"]);
+    h.settle().await;
+    let r = h
+        .get(&format!("/v2/lbaas/loadbalancers/{lb}"))
+        .await
+        .expect(200);
+    assert_eq!(r.body["loadbalancer"]["operating_status"], "OFFLINE");
+    let r = h
+        .post(
+            "/v2/lbaas/listeners",
+            json!({"listener": {"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80, "admin_state_up": false}}),
+        )
+        .await
+        .expect(201);
+    let l = id(&r.body["listener"]);
+    h.settle().await;
+    let r = h.get(&format!("/v2/lbaas/listeners/{l}")).await.expect(200);
+    assert_eq!(r.body["listener"]["operating_status"], "OFFLINE");
+    // Cascade delete of a pending load balancer is refused.
+    h.put(
+        &format!("/v2/lbaas/loadbalancers/{lb}"),
+        json!({"loadbalancer": {}}),
+    )
+    .await
+    .expect(200);
+    h.delete(&format!("/v2/lbaas/loadbalancers/{lb}?cascade=true"))
+        .await
+        .error(409, "Invalid state PENDING_UPDATE");
+}
