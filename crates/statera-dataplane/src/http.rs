@@ -30,11 +30,11 @@
 //! response cut because its member failed mid-body (the client connection is
 //! closed then: the head is already out, a 502 can no longer be said).
 
-use crate::balance::PickContext;
 use crate::io::{Activity, HyperIo, Meter, RawHeads};
 use crate::l7::Decision;
 use crate::listener::{LifeState, ListenerView};
-use crate::pool::{MemberRuntime, PoolRuntime};
+use crate::persistence::Affinity;
+use crate::pool::{InFlight, MemberRuntime, PoolRuntime};
 use crate::snapshot::Snapshot;
 use crate::stats::ListenerStats;
 use crate::upstream::{self, IdleConns, Upstream};
@@ -216,7 +216,11 @@ impl ClientConn {
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::EXPECT);
         self.insert_forwarded(listener, &mut parts.headers);
-        self.forward(pool, parts, body).await
+        let affinity = pool.affinity(self.peer, Some(&parts.headers));
+        if let Some(persistence) = &pool.persistence {
+            persistence.strip_request(&mut parts.headers);
+        }
+        self.forward(pool, parts, body, affinity).await
     }
 
     fn insert_forwarded(&self, listener: &ListenerConfig, headers: &mut HeaderMap) {
@@ -262,6 +266,7 @@ impl ClientConn {
         pool: &PoolRuntime,
         parts: hyper::http::request::Parts,
         body: Incoming,
+        affinity: Affinity,
     ) -> Response<ClientBody> {
         let timeouts = self.listener().timeouts;
         let connect_timeout = crate::relay::millis(timeouts.member_connect_ms);
@@ -277,14 +282,15 @@ impl ClientConn {
             )
         });
         let mut request = Some(Request::from_parts(parts, Either::Left(body)));
-        let ctx = PickContext { client: self.peer };
         let mut tried = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
         'members: while tried.len() < MAX_CONNECT_ATTEMPTS {
-            let Some(i) = pool.select(&ctx, &tried) else {
+            let Some(i) = pool.select(self.peer, &affinity, &tried) else {
                 break;
             };
             tried.push(i);
             let member = &pool.members[i];
+            // Counted from the attempt to the end of the response body.
+            let in_flight = member.start();
             let idle = self.idle_for(pool, member);
             let mut fresh_only = false;
             loop {
@@ -319,8 +325,23 @@ impl ClientConn {
                     None => sent.await,
                 };
                 match result {
-                    Ok(response) => {
-                        return self.relay_response(response, conn, idle, member_timeout);
+                    Ok(mut response) => {
+                        pool.stick(&affinity, i);
+                        if let Some(persistence) = &pool.persistence {
+                            persistence.on_response(
+                                &affinity,
+                                member.id,
+                                response.headers_mut(),
+                                tokio::time::Instant::now(),
+                            );
+                        }
+                        return self.relay_response(
+                            response,
+                            conn,
+                            idle,
+                            member_timeout,
+                            in_flight,
+                        );
                     }
                     Err(mut failed) => {
                         tracing::debug!(member = %member.id, error = %failed.error(), reused, "member request failed");
@@ -358,6 +379,7 @@ impl ClientConn {
         conn: Upstream,
         idle: Arc<IdleConns>,
         member_timeout: Option<Duration>,
+        in_flight: InFlight,
     ) -> Response<ClientBody> {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -369,6 +391,7 @@ impl ClientConn {
             conn: Some((conn, idle)),
             complete: false,
             stats: self.view.stats.clone(),
+            _in_flight: in_flight,
         };
         Response::from_parts(parts, Either::Left(body))
     }
@@ -488,6 +511,8 @@ pub struct Relayed {
     conn: Option<(Upstream, Arc<IdleConns>)>,
     complete: bool,
     stats: Arc<ListenerStats>,
+    /// The request counts for its member until its response is over.
+    _in_flight: InFlight,
 }
 
 impl Relayed {

@@ -18,7 +18,8 @@
 //!   with a single `ArcSwap` store. A connection takes the snapshot when it
 //!   is accepted and uses it to the end, so it never sees half of two
 //!   configs. State that must survive a config (counters, listener lives,
-//!   balancer rotation, health) is carried into the next snapshot by id.
+//!   balancer rotation, health, members' in-flight counts, stick tables) is
+//!   carried into the next snapshot by id.
 //! - **All or nothing.** `apply` first refuses what it cannot serve
 //!   (`Unsupported`) and L7 policies that do not compile (`Other`), then binds every new address (`Bind` on failure, with
 //!   what it bound closed again), and only then publishes. A refused config
@@ -30,11 +31,26 @@
 //!   are cut at [`EngineOptions::drain_timeout`] (30 s by default). Sockets
 //!   are bound with `SO_REUSEADDR` and `IP_FREEBIND`, so a VIP can be bound
 //!   before its address is on an interface.
-//! - **Selection behind a trait** (`balance/`). The pool decides which
-//!   members are candidates (enabled, weight above 0, not down, backups only
-//!   when no primary is left, not yet tried for this connection); a
-//!   `Balancer` picks one. A failed connect moves on to another member, at
-//!   most three attempts per connection.
+//! - **Selection behind a trait** (`balance/`, one file per algorithm). The
+//!   pool decides which members are candidates (pool and member enabled,
+//!   weight above 0, not down, backups only when no primary is left, not yet
+//!   tried for this connection); a `Balancer` picks one: `ROUND_ROBIN` is
+//!   smooth weighted round robin, `LEAST_CONNECTIONS` minimises
+//!   `(in flight + 1) / weight` (connections for L4 listeners, requests for
+//!   HTTP ones; ties in rotation), `SOURCE_IP` / `SOURCE_IP_PORT` are
+//!   weighted rendezvous hashing of the client's IP / IP and port keyed on
+//!   member ids (a member leaving moves only its own clients). A failed
+//!   connect asks the same balancer again without the failed member, at
+//!   most three attempts per connection or request.
+//! - **Session persistence** (`persistence.rs`). `SOURCE_IP` (stick table
+//!   client IP → member, any listener), `HTTP_COOKIE` (the proxy's own
+//!   `SRV=<member id>` cookie, HTTP listeners) and `APP_COOKIE` (the
+//!   application cookie's values learnt from `Set-Cookie` and `Cookie`,
+//!   HTTP listeners). Tables are bounded (10k entries), entries expire after
+//!   `persistence_timeout` (default 30 min) without use and are refreshed by
+//!   use; they survive applies and lose entries of removed members. A
+//!   remembered member that cannot take the client gives way to the
+//!   algorithm, and the new member is remembered.
 //! - **Relay** (`relay.rs`). Every connection is admitted there:
 //!   `connection_limit` holds clients in the kernel's accept queue instead of
 //!   resetting them; `allowed_cidrs` closes connections from other sources at
@@ -82,9 +98,10 @@
 //!   apart, as client aborts.
 //! - Member connection pools have fixed sizes (16 idle connections per
 //!   member, 3 s idle expiry), not configurable yet.
-//! - Accepted but not honoured yet: session persistence, `tcp_inspect_ms`.
-//! - Every algorithm is smooth weighted round robin; LEAST_CONNECTIONS,
-//!   SOURCE_IP and SOURCE_IP_PORT get their own balancers later.
+//! - Accepted but not honoured yet: `tcp_inspect_ms`,
+//!   `persistence_granularity` (source IP persistence is per address, not
+//!   per subnet). Cookie persistence on a listener that is not HTTP does
+//!   nothing (there is no cookie to read), as in HAProxy's TCP mode.
 //! - Health probes are TCP connects for every monitor type (no HTTP request,
 //!   TLS hello or ICMP yet); no passive health (failed connects do not count
 //!   against a member).
@@ -99,6 +116,7 @@ mod http;
 mod io;
 mod l7;
 mod listener;
+mod persistence;
 mod pool;
 mod proxy_protocol;
 mod relay;

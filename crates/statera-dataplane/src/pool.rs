@@ -1,14 +1,17 @@
 //! A pool as the relay sees it: its protocol, its members' addresses, admin
-//! state, weights, health and idle HTTP connections, and the balancer that
-//! picks among them.
+//! state, weights, health, load and idle HTTP connections, the balancer that
+//! picks among them, and its session persistence.
 
-use crate::balance::{self, Balancer, PickContext};
+use crate::balance::{self, BalancedMember, Balancer, PickContext};
 use crate::health::{HealthCell, ProbeSpec};
+use crate::persistence::{Affinity, Persistence};
 use crate::upstream::IdleConns;
 use statera_config::PoolConfig;
 use statera_model::PoolProtocol;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use uuid::Uuid;
 
 #[derive(Debug)]
@@ -23,6 +26,8 @@ pub struct PoolRuntime {
     /// What `balancer` was built from: the balancer (and its rotation) is
     /// carried over to the next config when this is unchanged.
     balancer_key: BalancerKey,
+    /// `None` without session persistence.
+    pub persistence: Option<Arc<Persistence>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +48,30 @@ pub struct MemberRuntime {
     /// Idle HTTP keep-alive connections to the member, shared by every client
     /// (unused for PROXY pools); carried over while the address is unchanged.
     pub idle: Arc<IdleConns>,
+    /// Connections (L4) or requests (HTTP) in flight to the member, shared by
+    /// every config that has the member (by id), for `LEAST_CONNECTIONS`.
+    pub in_flight: Arc<AtomicU64>,
+}
+
+/// One connection or request counted in a member's `in_flight` until it is
+/// dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<AtomicU64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl MemberRuntime {
+    /// Counts one more connection or request in flight to the member, until
+    /// the returned guard is dropped.
+    pub fn start(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.in_flight.clone())
+    }
+
     /// Whether the member may take a new connection.
     pub fn takes_new_connections(&self) -> bool {
         self.admin_state_up
@@ -76,6 +102,10 @@ impl PoolRuntime {
                         .unwrap_or_else(|| Arc::new(HealthCell::new_up()));
                     (cell, spec)
                 });
+                let prev_member = prev.and_then(|p| p.members.iter().find(|pm| pm.id == m.id));
+                let in_flight = prev_member
+                    .map(|pm| pm.in_flight.clone())
+                    .unwrap_or_default();
                 let addr = SocketAddr::new(m.address, m.protocol_port);
                 // Connections opened for another protocol (a pool switched to
                 // or from PROXY) are not reused.
@@ -93,6 +123,7 @@ impl PoolRuntime {
                     admin_state_up: m.admin_state_up,
                     health,
                     idle,
+                    in_flight,
                 }
             })
             .collect();
@@ -103,10 +134,23 @@ impl PoolRuntime {
         let balancer = match prev {
             Some(p) if p.balancer_key == balancer_key => p.balancer.clone(),
             _ => {
-                let weights: Vec<u16> = config.members.iter().map(|m| m.weight).collect();
-                Arc::from(balance::for_algorithm(config.lb_algorithm, &weights))
+                let members: Vec<BalancedMember> = config
+                    .members
+                    .iter()
+                    .map(|m| BalancedMember {
+                        id: m.id,
+                        weight: m.weight,
+                    })
+                    .collect();
+                Arc::from(balance::for_algorithm(config.lb_algorithm, &members))
             }
         };
+        let member_ids: HashSet<Uuid> = config.members.iter().map(|m| m.id).collect();
+        let persistence = Persistence::build(
+            config.session_persistence.as_ref(),
+            prev.and_then(|p| p.persistence.as_ref()),
+            &member_ids,
+        );
         PoolRuntime {
             id: config.id,
             protocol: config.protocol,
@@ -114,16 +158,40 @@ impl PoolRuntime {
             members,
             balancer,
             balancer_key,
+            persistence,
         }
     }
 
-    /// Picks a member for a new connection, skipping the members in `tried`.
+    /// What a request or connection from `client` carries for the pool's
+    /// persistence (`headers`: the request's, on HTTP listeners).
+    pub fn affinity(&self, client: SocketAddr, headers: Option<&hyper::HeaderMap>) -> Affinity {
+        match &self.persistence {
+            Some(p) => p.affinity(client.ip(), headers, tokio::time::Instant::now()),
+            None => Affinity::default(),
+        }
+    }
+
+    /// Remembers that the client of `affinity` is served by member `i`.
+    pub fn stick(&self, affinity: &Affinity, i: usize) {
+        if let (Some(p), Some(member)) = (&self.persistence, self.members.get(i)) {
+            p.stick(affinity, member.id, tokio::time::Instant::now());
+        }
+    }
+
+    /// Picks a member for a new connection or request from `client`,
+    /// skipping the members in `tried`.
     ///
     /// Candidates are the members that take new connections; backup members
     /// only when no primary member is left (including primaries already tried
     /// for this connection: a primary that refused us a moment ago is as good
-    /// as down).
-    pub fn select(&self, ctx: &PickContext, tried: &[usize]) -> Option<usize> {
+    /// as down). The member persistence remembers wins if it is a candidate;
+    /// otherwise the balancer picks.
+    pub fn select(
+        &self,
+        client: SocketAddr,
+        affinity: &Affinity,
+        tried: &[usize],
+    ) -> Option<usize> {
         if !self.admin_state_up {
             return None;
         }
@@ -144,6 +212,20 @@ impl PoolRuntime {
         if candidates.is_empty() {
             return None;
         }
-        self.balancer.pick(&candidates, ctx)
+        if let Some(id) = affinity.remembered
+            && let Some(&i) = candidates.iter().find(|i| self.members[**i].id == id)
+        {
+            return Some(i);
+        }
+        let in_flight = |i: usize| {
+            self.members
+                .get(i)
+                .map_or(0, |m| m.in_flight.load(Ordering::Relaxed))
+        };
+        let ctx = PickContext {
+            client,
+            in_flight: &in_flight,
+        };
+        self.balancer.pick(&candidates, &ctx)
     }
 }

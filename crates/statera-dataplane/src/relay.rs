@@ -6,8 +6,8 @@
 //! one-arm mode); members of PROXY / PROXYV2 pools first get a PROXY header
 //! naming the client and the VIP.
 
-use crate::balance::PickContext;
 use crate::listener::{LifeState, ListenerView};
+use crate::pool::InFlight;
 use crate::snapshot::Snapshot;
 use crate::stats::ListenerStats;
 use crate::upstream;
@@ -80,7 +80,9 @@ pub async fn serve(
         Ok(vip) => vip,
         Err(_) => return,
     };
-    let member = match connect_member(&snapshot, listener, peer, vip).await {
+    // `_in_flight` is dropped before `_active`: a closed connection no longer
+    // counts for its member by the time the listener reports it closed.
+    let (member, _in_flight) = match connect_member(&snapshot, listener, peer, vip).await {
         Ok(member) => member,
         Err(error) => {
             tracing::debug!(listener = %listener.id, %peer, %error, "no member for connection");
@@ -100,30 +102,37 @@ fn source_allowed(allowed: &[IpNet], source: IpAddr) -> bool {
 /// Connects to a member of the listener's default pool, trying up to
 /// [`MAX_CONNECT_ATTEMPTS`] distinct members, and sends the PROXY header
 /// first if the pool wants one (`peer` is the client, `vip` the address it
-/// connected to).
+/// connected to). The connection counts in the member's `in_flight` while the
+/// returned guard lives; source IP persistence remembers the member.
 async fn connect_member(
     snapshot: &Snapshot,
     listener: &ListenerConfig,
     peer: SocketAddr,
     vip: SocketAddr,
-) -> Result<TcpStream, ConnectError> {
+) -> Result<(TcpStream, InFlight), ConnectError> {
     let pool = listener
         .default_pool_id
         .and_then(|id| snapshot.pools.get(&id))
         .ok_or(ConnectError::NoPool)?;
-    let ctx = PickContext { client: peer };
+    let affinity = pool.affinity(peer, None);
     let connect_timeout = millis(listener.timeouts.member_connect_ms);
     let proxy_header = upstream::proxy_header(pool.protocol, peer, vip);
     let mut tried = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
     let mut last_failure = None;
     while tried.len() < MAX_CONNECT_ATTEMPTS {
-        let Some(i) = pool.select(&ctx, &tried) else {
+        let Some(i) = pool.select(peer, &affinity, &tried) else {
             break;
         };
         tried.push(i);
-        let addr = pool.members[i].addr;
+        let member = &pool.members[i];
+        let addr = member.addr;
+        // Counted from the attempt on, so that concurrent picks see it.
+        let in_flight = member.start();
         match upstream::connect(addr, connect_timeout, proxy_header.as_deref()).await {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => {
+                pool.stick(&affinity, i);
+                return Ok((stream, in_flight));
+            }
             Err(error) => {
                 tracing::debug!(member = %pool.members[i].id, %addr, %error, "member connect failed");
                 last_failure = Some((addr, error));

@@ -31,7 +31,7 @@ impl SmoothWeightedRoundRobin {
 }
 
 impl Balancer for SmoothWeightedRoundRobin {
-    fn pick(&self, candidates: &[usize], _ctx: &PickContext) -> Option<usize> {
+    fn pick(&self, candidates: &[usize], _ctx: &PickContext<'_>) -> Option<usize> {
         // A poisoned lock only means another pick panicked mid-update; the
         // scores are still plain integers, so keep going with them.
         let mut scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
@@ -57,10 +57,8 @@ impl Balancer for SmoothWeightedRoundRobin {
 mod tests {
     use super::*;
 
-    fn ctx() -> PickContext {
-        PickContext {
-            client: "127.0.0.1:40000".parse().unwrap(),
-        }
+    fn ctx() -> PickContext<'static> {
+        crate::balance::testing::idle_ctx("127.0.0.1:40000".parse().unwrap())
     }
 
     fn sequence(weights: &[u16], candidates: &[usize], n: usize) -> Vec<usize> {
