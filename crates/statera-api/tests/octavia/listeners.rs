@@ -88,6 +88,13 @@ async fn create_show_list_update_delete() {
     assert_fields(&r.body["listener"], LISTENER_FIELDS);
     assert_eq!(r.body["listener"]["provisioning_status"], "ACTIVE");
     assert_eq!(h.lb_status(&lb).await, "ACTIVE");
+    // The data plane was handed a whole configuration with the listener.
+    {
+        let applied = h.plane.applied.lock().unwrap();
+        let cfg = applied.last().expect("a configuration was applied");
+        assert_eq!(cfg.lb_id.to_string(), lb);
+        assert!(cfg.listeners.iter().any(|x| x.id.to_string() == lid));
+    }
     // The LB lists it by reference.
     let r = h
         .get(&format!("/v2/lbaas/loadbalancers/{lb}"))

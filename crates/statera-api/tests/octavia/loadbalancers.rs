@@ -219,6 +219,7 @@ async fn provider_rules() {
     h.post_lb(json!({"availability_zone": "nowhere"}))
         .await
         .expect(400);
+    // Statera-specific: additional VIPs are not implemented yet (501).
     h.post_lb(json!({"additional_vips": [{"subnet_id": h.subnet_id}]}))
         .await
         .expect(501);
@@ -352,6 +353,15 @@ async fn delete_with_children_needs_cascade() {
         ] {
             h.get(&path).await.error(404, "not found");
         }
+        assert!(
+            h.plane
+                .removed
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|x| x.to_string() == lb),
+            "the data plane was told to remove the load balancer"
+        );
         let s = h.store.snapshot();
         assert_eq!(s.members.iter().count(), 0);
         assert_eq!(s.l7rules.iter().count(), 0);

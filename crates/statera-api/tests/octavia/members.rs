@@ -121,6 +121,7 @@ async fn create_show_list_update_delete() {
         ("subnet_id", json!(h.subnet_id)),
         ("project_id", json!(PROJECT)),
         ("pool_id", json!(p)),
+        ("request_sriov", json!(false)),
     ] {
         h.put(&path, json!({"member": {k: v}})).await.error(400, k);
     }
@@ -163,6 +164,10 @@ async fn validation() {
     )
     .await
     .error(400, "address");
+    // SR-IOV members need a flavor that allows them.
+    post(&h, &p, json!({"request_sriov": true}))
+        .await
+        .expect(400);
     post(&h, &p, json!({"address": "169.254.169.254"}))
         .await
         .error(400, "169.254.169.254");
