@@ -33,7 +33,7 @@ pub fn pool_status(admin_up: bool, members: &[OperatingStatus]) -> OperatingStat
         .iter()
         .filter(|m| matches!(m, O::Online | O::NoMonitor | O::Draining))
         .count();
-    if usable == 0 && members.iter().any(|m| *m == O::Error) {
+    if usable == 0 && members.contains(&O::Error) {
         O::Error
     } else if members.contains(&O::Error) {
         O::Degraded

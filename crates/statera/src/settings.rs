@@ -30,7 +30,7 @@ pub struct ServeArgs {
     pub log_format: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub api: ApiSection,
@@ -82,18 +82,6 @@ pub struct LogSection {
     pub format: String,
     /// A tracing filter (`info`, `statera=debug,…`); RUST_LOG wins when set.
     pub level: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            api: ApiSection::default(),
-            store: StoreSection::default(),
-            network: NetworkSection::default(),
-            quotas: QuotaSection::default(),
-            log: LogSection::default(),
-        }
-    }
 }
 
 impl Default for ApiSection {
