@@ -3,10 +3,12 @@
 //! backends, and is bounded in time.
 
 mod admission;
+mod balancing;
 mod health;
 mod http;
 mod l7;
 mod lifecycle;
+mod persistence;
 mod proxy_protocol;
 mod relay;
 mod reports;

@@ -322,3 +322,13 @@ pub fn listener_stats(report: &StatusReport, id: Uuid) -> statera_config::Stats 
         .expect("listener in report")
         .stats
 }
+
+/// Waits (bounded) until connecting to `addr` is refused: a stopped backend
+/// has closed its listening socket.
+pub async fn wait_refused(addr: SocketAddr) {
+    let refused = eventually(Duration::from_secs(5), async || {
+        TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    assert!(refused, "{addr} still accepts connections");
+}

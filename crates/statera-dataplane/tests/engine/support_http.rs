@@ -15,6 +15,9 @@ use tokio::task::JoinHandle;
 pub enum Behaviour {
     /// `200` with body = the member's name, keep-alive.
     Answer,
+    /// As `Answer`, and sets the application cookie
+    /// `JSESSIONID=<name>`.
+    SetsCookie,
     /// Reads the request, then closes without a byte of response.
     CloseWithoutAnswer,
     /// Sends a head announcing 100 bytes, 10 of them, then closes.
@@ -157,9 +160,14 @@ async fn serve_member(
                 body,
             });
             match behaviour {
-                Behaviour::Answer => {
+                Behaviour::Answer | Behaviour::SetsCookie => {
+                    let cookie = if behaviour == Behaviour::SetsCookie {
+                        format!("Set-Cookie: JSESSIONID={name}; Path=/; HttpOnly\r\n")
+                    } else {
+                        String::new()
+                    };
                     let response = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Member: {name}\r\n\r\n{name}",
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Member: {name}\r\n{cookie}\r\n{name}",
                         name.len()
                     );
                     write.write_all(response.as_bytes()).await?;
@@ -263,6 +271,16 @@ pub struct HttpReply {
 }
 
 impl HttpReply {
+    /// Every value of header `name` (case-insensitive), in order.
+    pub fn headers(&self, name: &str) -> Vec<&str> {
+        self.head
+            .split("\r\n")
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head
             .split("\r\n")
