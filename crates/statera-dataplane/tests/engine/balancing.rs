@@ -416,3 +416,52 @@ async fn weight_zero_drains_a_member_for_every_algorithm() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn least_connections_counts_http_requests_in_flight() {
+    bounded(async {
+        // A member that takes requests and never answers them.
+        let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stalled_addr = stalled.local_addr().unwrap();
+        let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = stalled.accept().await {
+                held.push(stream);
+                let _ = accepted_tx.send(());
+            }
+        });
+        let web2 = Backend::start("web2").await;
+        let p = with_algorithm(
+            pool(vec![member(stalled_addr, 1), member(web2.addr, 1)]),
+            LbAlgorithm::LeastConnections,
+        );
+        let config = lb(
+            vip(97),
+            vec![listener(ListenerProtocol::Http, 8080, Some(p.id))],
+            vec![p],
+        );
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        let to = addr(vip(97), 8080);
+
+        // The first request goes to the stalled member (first in turn) and
+        // stays in flight there...
+        let mut waiting = crate::support_http::HttpClient::connect(to).await;
+        waiting
+            .send(b"GET / HTTP/1.1\r\nHost: statera\r\n\r\n")
+            .await
+            .unwrap();
+        // Counted in flight from before the connect the member accepts.
+        accepted.recv().await.unwrap();
+        // ...so every request after it goes to web2, though nothing is in
+        // flight there between two requests.
+        for _ in 0..5 {
+            assert_eq!(get(to).await.unwrap().body, "web2");
+        }
+        drop(waiting);
+        holder.abort();
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}

@@ -367,3 +367,40 @@ async fn app_cookie_gives_way_to_a_dead_member_without_a_client_error() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn source_ip_entries_expire_after_the_persistence_timeout() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let web2 = Backend::start("web2").await;
+        let mut p = persistent(
+            pool(vec![member(web1.addr, 1), member(web2.addr, 1)]),
+            SessionPersistenceType::SourceIp,
+            None,
+        );
+        if let Some(sp) = &mut p.session_persistence {
+            sp.persistence_timeout = Some(1);
+        }
+        let config = lb(
+            vip(106),
+            vec![listener(ListenerProtocol::Tcp, 8080, Some(p.id))],
+            vec![p],
+        );
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        let to = addr(vip(106), 8080);
+        let client = Some(source(106, 1));
+
+        // Used within the timeout: kept (each use refreshes it).
+        for _ in 0..3 {
+            assert_eq!(get_from(client, to).await.unwrap().body, "web1");
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        }
+        // Idle past the timeout: forgotten; round robin's next turn is web2.
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        assert_eq!(get_from(client, to).await.unwrap().body, "web2");
+        assert_eq!(get_from(client, to).await.unwrap().body, "web2");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
