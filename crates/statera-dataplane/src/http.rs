@@ -9,7 +9,9 @@
 //! 2. The head is rewritten for the member: hop-by-hop headers dropped,
 //!    origin-form target, `X-Forwarded-For/-Port/-Proto` when the listener's
 //!    `insert_headers` ask for them.
-//! 3. A member is picked; an idle connection to it is reused, else one is
+//! 3. A member is picked (the one session persistence remembers, if it can
+//!    take the request; else the pool's algorithm's choice, counted in flight
+//!    until its response ends); an idle connection to it is reused, else one is
 //!    opened (a failed connect moves on to another member, at most
 //!    [`MAX_CONNECT_ATTEMPTS`] members: the request has not left yet, so a
 //!    retry is safe). A reused connection that turns out closed before the
@@ -17,8 +19,10 @@
 //!    on a fresh connection. So is a request without body and with an
 //!    idempotent method that a reused connection lost before any answer (the
 //!    member closed it as we sent).
-//! 4. The response streams back; once its body has been read to the end, the
-//!    member connection is parked for the next request.
+//! 4. The response streams back (with the persistence cookie when
+//!    `HTTP_COOKIE` inserts one; `APP_COOKIE` learns from its `Set-Cookie`);
+//!    once its body has been read to the end, the member connection is
+//!    parked for the next request.
 //!
 //! What the client gets from the proxy itself: `400` for a malformed request
 //! (hyper) or an HTTP/1.1 request without exactly one `Host` or with both

@@ -49,8 +49,9 @@
 //!   HTTP listeners). Tables are bounded (10k entries), entries expire after
 //!   `persistence_timeout` (default 30 min) without use and are refreshed by
 //!   use; they survive applies and lose entries of removed members. A
-//!   remembered member that cannot take the client gives way to the
-//!   algorithm, and the new member is remembered.
+//!   remembered member that cannot take the client (removed, disabled,
+//!   weight 0, down, a backup while a primary is usable, or its connect
+//!   fails) gives way to the algorithm, and the new member is remembered.
 //! - **Relay** (`relay.rs`). Every connection is admitted there:
 //!   `connection_limit` holds clients in the kernel's accept queue instead of
 //!   resetting them; `allowed_cidrs` closes connections from other sources at
@@ -102,6 +103,10 @@
 //!   `persistence_granularity` (source IP persistence is per address, not
 //!   per subnet). Cookie persistence on a listener that is not HTTP does
 //!   nothing (there is no cookie to read), as in HAProxy's TCP mode.
+//! - `HTTP_COOKIE` uses one cookie name (`SRV`) for every pool, as Octavia's
+//!   HAProxy provider does: a client whose requests alternate between pools
+//!   (L7 policies) is given a new cookie at each switch. `APP_COOKIE` entries
+//!   are not removed when the application deletes its cookie; they expire.
 //! - Health probes are TCP connects for every monitor type (no HTTP request,
 //!   TLS hello or ICMP yet); no passive health (failed connects do not count
 //!   against a member).
