@@ -127,6 +127,11 @@ impl Controller {
     async fn process(&mut self, lb_id: Uuid) -> Result<(), StoreError> {
         let s = self.store.snapshot();
         let seqs: Vec<u64> = s.pending_work.children(lb_id).map(|w| w.seq).collect();
+        let subjects: Vec<Uuid> = s
+            .pending_work
+            .children(lb_id)
+            .flat_map(|w| w.subjects.iter().copied())
+            .collect();
         let Some(lb) = s.loadbalancers.get(&lb_id).cloned() else {
             self.store.write(|txn| forget_work(txn, &seqs)).await?;
             return Ok(());
@@ -174,7 +179,7 @@ impl Controller {
                 tracing::error!(lb = %lb_id, %reason, "data plane refused the configuration");
                 self.store
                     .write(|txn| {
-                        fail(txn, lb_id)?;
+                        fail(txn, lb_id, &subjects)?;
                         forget_work(txn, &seqs)
                     })
                     .await?;
@@ -456,16 +461,16 @@ fn complete(txn: &mut Txn, lb_id: Uuid, served: u64, host: &str) -> Result<(), S
     Ok(())
 }
 
-/// The data plane refused: what was being created or deleted goes to ERROR,
-/// parents that were only locked go back to ACTIVE; a load balancer whose
-/// creation failed goes to ERROR.
-fn fail(txn: &mut Txn, lb_id: Uuid) -> Result<(), StoreError> {
+/// The data plane refused: the objects the change was about (its subjects,
+/// and anything being created or deleted) go to ERROR; parents that were
+/// only locked along go back to ACTIVE.
+fn fail(txn: &mut Txn, lb_id: Uuid, subjects: &[Uuid]) -> Result<(), StoreError> {
     let s: State = txn.state().clone();
     let Some(lb) = s.loadbalancers.get(&lb_id) else {
         return Ok(());
     };
-    let settle = |st: ProvisioningStatus| match st {
-        ProvisioningStatus::PendingUpdate => ProvisioningStatus::Active,
+    let settle = |id: Uuid, st: ProvisioningStatus| match st {
+        ProvisioningStatus::PendingUpdate if !subjects.contains(&id) => ProvisioningStatus::Active,
         other => statera_model::status::on_failure(other),
     };
     macro_rules! settle_all {
@@ -473,7 +478,7 @@ fn fail(txn: &mut Txn, lb_id: Uuid) -> Result<(), StoreError> {
             for o in $iter {
                 if o.provisioning_status.is_pending() {
                     let mut o = (**o).clone();
-                    o.provisioning_status = settle(o.provisioning_status);
+                    o.provisioning_status = settle(o.id, o.provisioning_status);
                     txn.put(o)?;
                 }
             }
@@ -492,11 +497,7 @@ fn fail(txn: &mut Txn, lb_id: Uuid) -> Result<(), StoreError> {
     }
     settle_all!(s.pools.children(lb_id));
     let mut lb = (**lb).clone();
-    lb.provisioning_status = if lb.provisioning_status == ProvisioningStatus::PendingCreate {
-        ProvisioningStatus::Error
-    } else {
-        ProvisioningStatus::Active
-    };
+    lb.provisioning_status = settle(lb.id, lb.provisioning_status);
     lb.operating_status = if lb.provisioning_status == ProvisioningStatus::Error {
         OperatingStatus::Error
     } else {

@@ -126,12 +126,16 @@ impl Txn {
         }
     }
 
-    /// Record that the controller owes load balancer `lb_id` work.
-    pub fn enqueue(&mut self, lb_id: Uuid) -> Result<(), StoreError> {
+    /// Record that the controller owes load balancer `lb_id` work about `subjects`.
+    pub fn enqueue(&mut self, lb_id: Uuid, subjects: &[Uuid]) -> Result<(), StoreError> {
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
         self.enqueued = true;
-        self.put(PendingWork { seq, lb_id })
+        self.put(PendingWork {
+            seq,
+            lb_id,
+            subjects: subjects.to_vec(),
+        })
     }
 
     /// Whether this transaction changed anything.

@@ -102,10 +102,14 @@ impl<R: Record> Table<R> {
 }
 
 /// A unit of work the controller owes a load balancer, in commit order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingWork {
     pub seq: u64,
     pub lb_id: Uuid,
+    /// The objects the change is about (not the parents only locked along):
+    /// they go to ERROR if the data plane refuses the change.
+    #[serde(default)]
+    pub subjects: Vec<Uuid>,
 }
 
 /// Everything the store holds. Cloning is O(1).

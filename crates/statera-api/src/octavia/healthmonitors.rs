@@ -255,7 +255,7 @@ async fn create(
             }
             let pool = pool_for_change(s, pool_id)?;
             check_quota(&app, s, &pool.project_id, QuotaKind::HealthMonitor, 1)?;
-            lock_lb(txn, pool.loadbalancer_id)?;
+            lock_lb(txn, pool.loadbalancer_id, &[h.id])?;
             touch_pool(txn, pool_id)?;
             txn.put(h.clone())?;
             Ok::<_, ApiError>(h)
@@ -342,7 +342,7 @@ async fn update(
             fields.apply(&mut h)?;
             validate(&h)?;
             let pool = pool_for_change(s, h.pool_id)?;
-            lock_lb(txn, pool.loadbalancer_id)?;
+            lock_lb(txn, pool.loadbalancer_id, &[h.id])?;
             touch_pool(txn, pool.id)?;
             h.provisioning_status = ProvisioningStatus::PendingUpdate;
             h.updated_at = Some(now());
@@ -369,7 +369,7 @@ async fn delete(
                 .ok_or_else(|| ApiError::not_found("Health Monitor", id))?;
             ctx.check_write(&old.project_id)?;
             let pool = pool_for_change(s, old.pool_id)?;
-            lock_lb(txn, pool.loadbalancer_id)?;
+            lock_lb(txn, pool.loadbalancer_id, &[id])?;
             touch_pool(txn, pool.id)?;
             let mut h = (*old).clone();
             h.provisioning_status = ProvisioningStatus::PendingDelete;

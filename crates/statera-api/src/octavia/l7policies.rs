@@ -335,7 +335,7 @@ async fn create(
                     p.id
                 )));
             }
-            lock_lb(txn, listener.loadbalancer_id)?;
+            lock_lb(txn, listener.loadbalancer_id, &[p.id])?;
             touch_listener(txn, listener.id)?;
             place(txn, &mut p, position)?;
             for nr in new_rules {
@@ -440,7 +440,7 @@ async fn update(
             let position = fields.position.clone();
             fields.apply(&mut p)?;
             validate(&app, s, &listener, &p, &[])?;
-            lock_lb(txn, listener.loadbalancer_id)?;
+            lock_lb(txn, listener.loadbalancer_id, &[p.id])?;
             touch_listener(txn, listener.id)?;
             if let Opt::Set(pos) = position {
                 place(txn, &mut p, Some(pos))?;
@@ -477,7 +477,7 @@ async fn delete(
                 .listeners
                 .get(&old.listener_id)
                 .ok_or_else(|| ApiError::not_found("Listener", old.listener_id))?;
-            lock_lb(txn, listener.loadbalancer_id)?;
+            lock_lb(txn, listener.loadbalancer_id, &[id])?;
             touch_listener(txn, listener.id)?;
             for r in s.l7rules.children(id) {
                 let mut r = (**r).clone();

@@ -268,8 +268,13 @@ fn policy_for_change(s: &State, id: Uuid) -> ApiResult<(Arc<L7Policy>, Arc<Liste
 }
 
 /// Lock what a rule change locks: LB, listener, policy → PENDING_UPDATE.
-fn lock_for_rule(txn: &mut Txn, policy: &L7Policy, listener: &Listener) -> ApiResult<()> {
-    lock_lb(txn, listener.loadbalancer_id)?;
+fn lock_for_rule(
+    txn: &mut Txn,
+    policy: &L7Policy,
+    listener: &Listener,
+    subject: Uuid,
+) -> ApiResult<()> {
+    lock_lb(txn, listener.loadbalancer_id, &[subject])?;
     touch_listener(txn, listener.id)?;
     let mut p = policy.clone();
     p.provisioning_status = ProvisioningStatus::PendingUpdate;
@@ -306,7 +311,7 @@ async fn create(
                 )));
             }
             check_quota(&app, s, &p.project_id, QuotaKind::L7Rule, 1)?;
-            lock_for_rule(txn, &p, &l)?;
+            lock_for_rule(txn, &p, &l, r.id)?;
             txn.put(r.clone())?;
             Ok::<_, ApiError>(r)
         })
@@ -398,7 +403,7 @@ async fn update(
             fields.apply(&mut r)?;
             validate(&r)?;
             let (p, l) = policy_for_change(s, policy_id)?;
-            lock_for_rule(txn, &p, &l)?;
+            lock_for_rule(txn, &p, &l, r.id)?;
             r.provisioning_status = ProvisioningStatus::PendingUpdate;
             r.updated_at = Some(now());
             txn.put(r.clone())?;
@@ -420,7 +425,7 @@ async fn delete(
             let old = rule_of(s, policy_id, &id)?;
             ctx.check_write(&old.project_id)?;
             let (p, l) = policy_for_change(s, policy_id)?;
-            lock_for_rule(txn, &p, &l)?;
+            lock_for_rule(txn, &p, &l, old.id)?;
             let mut r = (*old).clone();
             r.provisioning_status = ProvisioningStatus::PendingDelete;
             r.updated_at = Some(now());

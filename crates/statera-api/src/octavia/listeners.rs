@@ -476,7 +476,7 @@ async fn create(
             fields.apply(&mut l)?;
             validate(&app, s, &lb, &l, &[])?;
             check_quota(&app, s, &lb.project_id, QuotaKind::Listener, 1)?;
-            lock_lb(txn, lb.id)?;
+            lock_lb(txn, lb.id, &[l.id])?;
             let id = l.id;
             txn.put(l)?;
             Ok::<_, ApiError>(id)
@@ -567,7 +567,7 @@ async fn update(
             let mut l = (*old).clone();
             fields.apply(&mut l)?;
             validate(&app, s, &lb, &l, &[])?;
-            lock_lb(txn, lb.id)?;
+            lock_lb(txn, lb.id, &[l.id])?;
             l.provisioning_status = ProvisioningStatus::PendingUpdate;
             l.updated_at = Some(now());
             txn.put(l)?;
@@ -596,7 +596,7 @@ async fn delete(
                 .get(&id)
                 .ok_or_else(|| ApiError::not_found("Listener", id))?;
             ctx.check_write(&l.project_id)?;
-            lock_lb(txn, l.loadbalancer_id)?;
+            lock_lb(txn, l.loadbalancer_id, &[id])?;
             for p in s.l7policies.children(id) {
                 for r in s.l7rules.children(p.id) {
                     let mut r = (**r).clone();

@@ -216,7 +216,7 @@ async fn create(
             };
             txn.put(lb.clone())?;
             let nested = super::graph_input::create(&app, txn, &lb, graph)?;
-            txn.enqueue(lb_id)?;
+            txn.enqueue(lb_id, &[lb_id])?;
             Ok::<_, ApiError>(nested)
         })
         .await?;
@@ -277,7 +277,7 @@ async fn update(
             lb.provisioning_status = ProvisioningStatus::PendingUpdate;
             lb.updated_at = Some(now());
             txn.put(lb)?;
-            txn.enqueue(id)?;
+            txn.enqueue(id, &[id])?;
             Ok(())
         })
         .await?;
@@ -357,7 +357,7 @@ async fn delete(
                 )));
             }
             mark_tree_deleted(txn, id)?;
-            txn.enqueue(id)?;
+            txn.enqueue(id, &[id])?;
             Ok(())
         })
         .await?;
@@ -467,7 +467,7 @@ async fn failover(
             lb.provisioning_status = ProvisioningStatus::PendingUpdate;
             lb.updated_at = Some(now());
             txn.put(lb)?;
-            txn.enqueue(id)?;
+            txn.enqueue(id, &[id])?;
             Ok(())
         })
         .await?;

@@ -183,7 +183,7 @@ async fn create(
                 return Err(duplicate(m.address, m.protocol_port));
             }
             check_quota(&app, s, &pool.project_id, QuotaKind::Member, 1)?;
-            lock_lb(txn, pool.loadbalancer_id)?;
+            lock_lb(txn, pool.loadbalancer_id, &[m.id])?;
             touch_pool(txn, pool_id)?;
             txn.put(m.clone())?;
             Ok::<_, ApiError>(m)
@@ -289,7 +289,7 @@ async fn update(
             fields.apply(&mut m);
             m.provisioning_status = ProvisioningStatus::PendingUpdate;
             m.updated_at = Some(now());
-            lock_lb(txn, pool.loadbalancer_id)?;
+            lock_lb(txn, pool.loadbalancer_id, &[m.id])?;
             touch_pool(txn, pool_id)?;
             txn.put(m.clone())?;
             Ok::<_, ApiError>(m)
@@ -313,7 +313,7 @@ async fn delete(
             let mut m = (*old).clone();
             m.provisioning_status = ProvisioningStatus::PendingDelete;
             m.updated_at = Some(now());
-            lock_lb(txn, pool.loadbalancer_id)?;
+            lock_lb(txn, pool.loadbalancer_id, &[m.id])?;
             touch_pool(txn, pool_id)?;
             txn.put(m)?;
             Ok::<_, ApiError>(())
@@ -403,6 +403,7 @@ async fn batch_update(
             let pool = pool_for_change(&s, pool_id)?;
             let has_monitor = s.pool_monitor(pool_id).is_some();
             let mut creates = 0;
+            let mut subjects = Vec::new();
             for new in wanted {
                 match existing
                     .iter()
@@ -413,11 +414,13 @@ async fn batch_update(
                         new.fields.apply(&mut m);
                         m.provisioning_status = ProvisioningStatus::PendingUpdate;
                         m.updated_at = Some(now());
+                        subjects.push(m.id);
                         txn.put(m)?;
                     }
                     None => {
                         creates += 1;
                         let m = build(&app, &s, &pool, has_monitor, new)?;
+                        subjects.push(m.id);
                         txn.put(m)?;
                     }
                 }
@@ -427,6 +430,7 @@ async fn batch_update(
                 let mut m = (**m).clone();
                 m.provisioning_status = ProvisioningStatus::PendingDelete;
                 m.updated_at = Some(now());
+                subjects.push(m.id);
                 txn.put(m)?;
             }
             check_quota(
@@ -436,7 +440,7 @@ async fn batch_update(
                 QuotaKind::Member,
                 creates - deletes,
             )?;
-            lock_lb(txn, pool.loadbalancer_id)?;
+            lock_lb(txn, pool.loadbalancer_id, &subjects)?;
             touch_pool(txn, pool_id)?;
             Ok::<_, ApiError>(())
         })

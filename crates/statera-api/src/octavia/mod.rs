@@ -104,8 +104,9 @@ pub fn load_balancer(s: &State, id: Uuid) -> ApiResult<&Arc<LoadBalancer>> {
 
 /// Lock a load balancer for a change to one of its children: it must be
 /// ACTIVE (409 otherwise); it goes PENDING_UPDATE and the controller is owed
-/// work.
-pub fn lock_lb(txn: &mut Txn, lb_id: Uuid) -> ApiResult<()> {
+/// work about `subjects` (the objects the change is about, as opposed to
+/// parents only locked along).
+pub fn lock_lb(txn: &mut Txn, lb_id: Uuid, subjects: &[Uuid]) -> ApiResult<()> {
     let lb = load_balancer(txn.state(), lb_id)?;
     if !status::accepts_changes(lb.provisioning_status) {
         return Err(ApiError::immutable("Load Balancer", lb_id));
@@ -114,7 +115,7 @@ pub fn lock_lb(txn: &mut Txn, lb_id: Uuid) -> ApiResult<()> {
     lb.provisioning_status = ProvisioningStatus::PendingUpdate;
     lb.updated_at = Some(now());
     txn.put(lb)?;
-    txn.enqueue(lb_id)?;
+    txn.enqueue(lb_id, subjects)?;
     Ok(())
 }
 

@@ -337,7 +337,7 @@ async fn create(
                 }
             }
             check_quota(&app, s, &lb.project_id, QuotaKind::Pool, 1)?;
-            lock_lb(txn, lb.id)?;
+            lock_lb(txn, lb.id, &[p.id])?;
             let id = p.id;
             txn.put(p)?;
             if let Some(l) = listener {
@@ -427,7 +427,7 @@ async fn update(
             let mut p = (*old).clone();
             fields.apply(&mut p)?;
             validate(&p)?;
-            lock_lb(txn, p.loadbalancer_id)?;
+            lock_lb(txn, p.loadbalancer_id, &[p.id])?;
             p.provisioning_status = ProvisioningStatus::PendingUpdate;
             p.updated_at = Some(now());
             txn.put(p)?;
@@ -467,7 +467,7 @@ async fn delete(
                     pol.id
                 )));
             }
-            lock_lb(txn, p.loadbalancer_id)?;
+            lock_lb(txn, p.loadbalancer_id, &[id])?;
             for l in s.listeners_using_pool(p.loadbalancer_id, id) {
                 let mut l = (**l).clone();
                 l.default_pool_id = None;

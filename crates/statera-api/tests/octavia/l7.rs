@@ -597,7 +597,7 @@ async fn rule_changes_need_an_active_policy() {
 /// the changed object from a parent that was only locked (both are
 /// PENDING_UPDATE) and puts both back to ACTIVE.
 #[tokio::test]
-#[ignore = "controller: a refused update leaves the changed object ACTIVE, not ERROR (§4.3)"]
+
 async fn refused_update_marks_the_changed_object_error() {
     let h = Harness::new().await;
     let lb = h.lb().await;
