@@ -226,6 +226,7 @@ def start_statera(
     env = _env_without_openstack_settings()
     env.setdefault("RUST_LOG", "info")
     env.setdefault("RUST_BACKTRACE", "1")
+    env.setdefault("NO_COLOR", "1")
     log_file = open(log_path, "ab")
     log_file.write(("$ " + " ".join(args) + "\n").encode())
     log_file.flush()

@@ -328,8 +328,6 @@ def test_10_health_monitor(statera_server, cli, state, backends):
         return all(s == "ONLINE" for s in statuses.values()) and statuses
 
     poll(members_online, 20, lambda: f"members ONLINE (last: {state.get('last_member_statuses')})", 0.5)
-    for b in backends:
-        assert "/healthz" in b.paths(), f"{b.name} never received a health check: {b.paths()[-5:]}"
 
     # A member nobody listens on goes to ERROR and the pool to DEGRADED; traffic avoids it.
     dead_port = free_port()
@@ -352,6 +350,10 @@ def test_10_health_monitor(statera_server, cli, state, backends):
     wait_gone(statera_server, f"/v2/lbaas/pools/{pool_id}/members/{dead['id']}")
     poll(lambda: api_get(statera_server, f"/v2/lbaas/pools/{pool_id}")["pool"]["operating_status"] == "ONLINE",
          20, "the pool to be ONLINE again after removing the dead member", 0.5)
+
+    # An HTTP monitor probes with an HTTP request for url_path (a TCP connect is not enough).
+    for b in backends:
+        assert "/healthz" in b.paths(), f"{b.name} never received GET /healthz: {b.paths()[-5:]}"
 
 
 def test_11_l7_policy_and_rules(statera_server, cli, state):

@@ -206,8 +206,6 @@ def test_08_l7_policy_and_rules(conn, state):
     assert (found.id, found.action, found.position, found.rules) == (
         policy.id, "REDIRECT_TO_URL", 1, [{"id": rule.id}],
     )
-    assert [x.id for x in conn.load_balancer.l7_policies(listener_id=listener_id)] == [policy.id]
-    assert [x.id for x in conn.load_balancer.l7_rules(policy.id)] == [rule.id]
     got = conn.load_balancer.get_l7_rule(rule.id, policy.id)
     assert (got.type, got.compare_type, got.rule_value, got.invert) == ("PATH", "STARTS_WITH", "/api", False)
 
@@ -226,6 +224,10 @@ def test_08_l7_policy_and_rules(conn, state):
     wait_active(conn, lb_id)
     assert conn.load_balancer.get_l7_policy(policy.id).action == "REJECT"
     assert http_get(vip_url(state, "/v1/x")).status == 403
+
+    # Listing last, so a listing problem does not hide the traffic checks above.
+    assert [x.id for x in conn.load_balancer.l7_policies(listener_id=listener_id)] == [policy.id]
+    assert [x.id for x in conn.load_balancer.l7_rules(policy.id)] == [rule.id]
 
 
 def test_09_stats(conn, state):
