@@ -134,7 +134,10 @@ async fn snapshots_are_isolated_from_later_writes_and_index_follows_moves() {
     assert_eq!(after.subnets.children(a.id).count(), 0);
     assert_eq!(after.subnets.children(b.id).count(), 1);
     store
-        .write(|txn| Ok::<_, StoreError>(txn.delete::<Subnet>(&sub.id)))
+        .write(|txn| {
+            txn.delete::<Subnet>(&sub.id);
+            Ok::<_, StoreError>(())
+        })
         .await
         .unwrap();
     assert_eq!(store.snapshot().subnets.children(b.id).count(), 0);
