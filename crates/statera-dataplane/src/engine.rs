@@ -1,12 +1,12 @@
 //! The engine: applies whole configs, one load balancer at a time.
 
-use crate::health::Prober;
+use crate::health::{self, HealthOptions, ProbeKey, Registry};
 use crate::l7::Policies;
 use crate::listener::{self, AcceptTask};
-use crate::snapshot::{LbShared, Served, Snapshot};
+use crate::snapshot::{LbShared, Reporter, Served, Snapshot};
 use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSender, StatusReport};
 use statera_model::ListenerProtocol;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -19,6 +19,8 @@ pub struct EngineOptions {
     /// How long connections of a removed or disabled listener may run before
     /// they are closed.
     pub drain_timeout: Duration,
+    /// Slow start and passive health (see [`HealthOptions`]).
+    pub health: HealthOptions,
 }
 
 impl Default for EngineOptions {
@@ -27,6 +29,7 @@ impl Default for EngineOptions {
             // Long enough for ordinary requests and downloads in flight to
             // finish; short enough that a deleted load balancer is gone soon.
             drain_timeout: Duration::from_secs(30),
+            health: HealthOptions::default(),
         }
     }
 }
@@ -48,15 +51,18 @@ struct Inner {
     control: tokio::sync::Mutex<HashMap<Uuid, LbRuntime>>,
     /// What `report` reads, without waiting for an apply in progress.
     served: RwLock<HashMap<Uuid, Arc<LbShared>>>,
+    /// One prober per distinct probe, shared by every load balancer.
+    probes: Registry,
 }
 
 /// One served load balancer: what tasks share, plus what only the engine
-/// touches (sockets and probers, whose handles stop them when dropped).
+/// touches (sockets, whose handles stop them when dropped, and the probes
+/// it is subscribed to).
 #[derive(Debug)]
 struct LbRuntime {
     shared: Arc<LbShared>,
     sockets: HashMap<SocketAddr, AcceptTask>,
-    probers: HashMap<Uuid, Prober>,
+    probe_keys: HashSet<ProbeKey>,
     drain_timeout: Duration,
 }
 
@@ -83,8 +89,16 @@ impl Engine {
                 options,
                 control: tokio::sync::Mutex::new(HashMap::new()),
                 served: RwLock::new(HashMap::new()),
+                probes: Registry::default(),
             }),
         }
+    }
+
+    /// How many distinct health probes run (one per probe target and
+    /// settings, however many members share it), and how many probes they
+    /// have sent in all.
+    pub fn health_probes(&self) -> (usize, u64) {
+        self.inner.probes.counts()
     }
 
     fn served(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Uuid, Arc<LbShared>>> {
@@ -113,6 +127,7 @@ impl Engine {
 
         // 1. Decide, refusing what this engine cannot serve.
         let served = served_listeners(&config)?;
+        let plan = health::plan(&config)?;
 
         // 2. Bind every address not bound yet. On error, what was bound here
         //    is dropped (closed) and the current config keeps serving.
@@ -128,12 +143,32 @@ impl Engine {
             fresh.push((*addr, socket));
         }
 
-        // 3. Publish one snapshot: from here on, new connections see it.
+        // 3. Subscribe to the probes the config asks for (new ones start),
+        //    then publish one snapshot: from here on, new connections see it.
         let version = config.version;
         let lb_id = config.lb_id;
+        let options = self.inner.options.health;
         let runtime = match lbs.get_mut(&lb_id) {
             Some(runtime) => {
-                let next = Snapshot::build(config, &served, Some(&runtime.shared.load()));
+                let prev = runtime.shared.load();
+                let reporter = prev.reporter.clone();
+                // A member whose probe settings changed starts its new
+                // target in the state its old one was in, if it probes the
+                // same endpoint.
+                let initial = |member: Uuid| {
+                    let key = plan.get(&member)?;
+                    prev.pools
+                        .values()
+                        .flat_map(|p| &p.members)
+                        .find(|m| m.id == member)?
+                        .health
+                        .as_ref()
+                        .filter(|t| t.key.target == key.target)
+                        .map(|t| t.is_up())
+                };
+                let targets = self.inner.probes.acquire(lb_id, &reporter, &plan, initial);
+                let next =
+                    Snapshot::build(config, &served, Some(&prev), &targets, reporter, options);
                 let prev = runtime.shared.publish(next);
                 for life in prev.ended_lives(&runtime.shared.load()) {
                     life.drain(self.inner.options.drain_timeout);
@@ -141,13 +176,15 @@ impl Engine {
                 runtime
             }
             None => {
-                let first = Snapshot::build(config, &served, None);
-                let shared = Arc::new(LbShared::new(first, self.inner.report_tx.clone()));
+                let reporter = Arc::new(Reporter::default());
+                let targets = self.inner.probes.acquire(lb_id, &reporter, &plan, |_| None);
+                let first = Snapshot::build(config, &served, None, &targets, reporter, options);
+                let shared = LbShared::new(first, self.inner.report_tx.clone());
                 self.served_mut().insert(lb_id, shared.clone());
                 lbs.entry(lb_id).or_insert(LbRuntime {
                     shared,
                     sockets: HashMap::new(),
-                    probers: HashMap::new(),
+                    probe_keys: HashSet::new(),
                     drain_timeout: self.inner.options.drain_timeout,
                 })
             }
@@ -169,8 +206,11 @@ impl Engine {
             .filter_map(|addr| runtime.sockets.remove(addr))
             .collect();
 
-        // 5. Probe the members that are monitored now, with their cells.
-        sync_probers(runtime);
+        // 5. Let go of the probes the config no longer uses (a probe nobody
+        //    uses stops).
+        let unused = health::unused_keys(&runtime.probe_keys, &plan);
+        self.inner.probes.release(lb_id, &unused);
+        runtime.probe_keys = plan.into_values().collect();
 
         tracing::info!(%lb_id, version, listeners = served.len(), "load balancer config applied");
         runtime.shared.send_report();
@@ -192,8 +232,8 @@ impl Engine {
         for (_, socket) in runtime.sockets.drain() {
             socket.close().await;
         }
-        // Dropping the runtime stops its probers and starts draining its
-        // connections.
+        self.inner.probes.release(lb_id, &runtime.probe_keys);
+        // Dropping the runtime starts draining its connections.
         drop(runtime);
         tracing::info!(%lb_id, "load balancer removed");
     }
@@ -251,37 +291,6 @@ fn served_listeners(config: &LbConfig) -> Result<Vec<Served>, DataPlaneError> {
         });
     }
     Ok(served)
-}
-
-/// Keeps one prober per probed member of the current snapshot: unchanged
-/// probers keep running, others are replaced or stopped.
-fn sync_probers(runtime: &mut LbRuntime) {
-    let snapshot = runtime.shared.load();
-    let mut wanted = HashMap::new();
-    for pool in snapshot.pools.values() {
-        for member in &pool.members {
-            if let Some((cell, spec)) = &member.health {
-                wanted.insert(member.id, (cell.clone(), spec.clone()));
-            }
-        }
-    }
-    runtime.probers.retain(|id, prober| {
-        wanted
-            .get(id)
-            .is_some_and(|(cell, spec)| *spec == prober.spec && Arc::ptr_eq(cell, &prober.cell))
-    });
-    for (id, (cell, spec)) in wanted {
-        if runtime.probers.contains_key(&id) {
-            continue;
-        }
-        let shared = Arc::downgrade(&runtime.shared);
-        let prober = Prober::spawn(spec, cell, move || {
-            if let Some(shared) = shared.upgrade() {
-                shared.send_report();
-            }
-        });
-        runtime.probers.insert(id, prober);
-    }
 }
 
 impl DataPlane for Engine {

@@ -34,6 +34,7 @@
 //! response cut because its member failed mid-body (the client connection is
 //! closed then: the head is already out, a 502 can no longer be said).
 
+use crate::health::passive::Outcome;
 use crate::io::{Activity, HyperIo, Meter, RawHeads};
 use crate::l7::Decision;
 use crate::listener::{LifeState, ListenerView};
@@ -309,6 +310,7 @@ impl ClientConn {
                             Ok(conn) => conn,
                             Err(error) => {
                                 tracing::debug!(member = %member.id, addr = %member.addr, %error, "member connect failed");
+                                pool.observe(i, Outcome::Failure, &self.snapshot.reporter);
                                 continue 'members;
                             }
                         }
@@ -323,6 +325,7 @@ impl ClientConn {
                         Ok(result) => result,
                         Err(_) => {
                             tracing::debug!(member = %member.id, "member did not answer in time");
+                            pool.observe(i, Outcome::Failure, &self.snapshot.reporter);
                             return self.proxy_error(StatusCode::GATEWAY_TIMEOUT);
                         }
                     },
@@ -330,6 +333,12 @@ impl ClientConn {
                 };
                 match result {
                     Ok(mut response) => {
+                        let outcome = if response.status().is_server_error() {
+                            Outcome::Failure
+                        } else {
+                            Outcome::Success
+                        };
+                        pool.observe(i, outcome, &self.snapshot.reporter);
                         pool.stick(&affinity, i);
                         if let Some(persistence) = &pool.persistence {
                             persistence.on_response(
@@ -349,6 +358,11 @@ impl ClientConn {
                     }
                     Err(mut failed) => {
                         tracing::debug!(member = %member.id, error = %failed.error(), reused, "member request failed");
+                        if !reused {
+                            // A fresh connection lost: the member's doing
+                            // (a reused one may just have timed out idle).
+                            pool.observe(i, Outcome::Failure, &self.snapshot.reporter);
+                        }
                         if let Some(unsent) = failed.take_message() {
                             // Nothing left: try again, on a fresh
                             // connection if this one was reused, else on

@@ -33,8 +33,9 @@
 //!   before its address is on an interface.
 //! - **Selection behind a trait** (`balance/`, one file per algorithm). The
 //!   pool decides which members are candidates (pool and member enabled,
-//!   weight above 0, not down, backups only when no primary is left, not yet
-//!   tried for this connection); a `Balancer` picks one: `ROUND_ROBIN` is
+//!   weight above 0, not down, not ejected by passive health unless all
+//!   are, backups only when no primary is left, not yet tried for this
+//!   connection); a `Balancer` picks one: `ROUND_ROBIN` is
 //!   smooth weighted round robin, `LEAST_CONNECTIONS` minimises
 //!   `(in flight + 1) / weight` (connections for L4 listeners, requests for
 //!   HTTP ones; ties in rotation), `SOURCE_IP` / `SOURCE_IP_PORT` are
@@ -79,10 +80,32 @@
 //!   and port before any other byte, on L4 and HTTP listeners alike. Their
 //!   HTTP connections are kept per client connection, never shared between
 //!   clients (the header names one client).
-//! - **Health** (`health.rs`). Members of pools with an enabled health
-//!   monitor get a TCP connect prober honouring delay, timeout, rise and
-//!   fall; down members take no new connections, and each transition sends a
-//!   report.
+//! - **Health** (`health/`, one file per probe kind behind a `Probe`
+//!   trait). Active probes for every Octavia monitor type but SCTP (refused
+//!   with `Unsupported`): `HTTP`/`HTTPS` (method, path, `expected_codes` as
+//!   a code, a list or a range, HTTP/1.0 or 1.1, `domain_name` as Host; TLS
+//!   without certificate verification, like HAProxy's `check-ssl verify
+//!   none`), `TCP` (connect), `TLS-HELLO` (a full handshake), `PING` (ICMP
+//!   echo), `UDP-CONNECT` (a datagram; ICMP port unreachable is down, silence
+//!   is up). `delay`, `timeout`, `max_retries` (rise) and `max_retries_down`
+//!   (fall) as in HAProxy; `monitor_address`/`monitor_port` override the
+//!   target. One prober per distinct target and settings for the whole
+//!   engine, whatever number of pools and load balancers share it; probers
+//!   keep their state across applies and stop when nothing uses them; first
+//!   probes are spread over the delay by a hash of the target. Members start
+//!   up (HAProxy's behaviour: a new member serves at once) and one that comes
+//!   back is ramped in over 10 s (ROUND_ROBIN, LEAST_CONNECTIONS). A disabled
+//!   monitor probes nothing (members report `NoCheck`). Passive health
+//!   (`health/passive.rs`, beyond Octavia): 5 failures in a row in real
+//!   traffic (failed connects, lost requests, 5xx answers) eject a member
+//!   for 30 s, doubling up to 5 min, reset by a success; never the last
+//!   member that could serve; ejected members are reported `Down`. Every
+//!   transition (probe or ejection) sends a report at once.
+//!
+//!   `PING` needs an ICMP socket: an unprivileged datagram one when
+//!   `net.ipv4.ping_group_range` allows the process's group, else a raw one
+//!   (root / `CAP_NET_RAW`). When the kernel refuses both, one warning is
+//!   logged and PING-monitored members are reported down.
 //!
 //! # Not yet done
 //!
@@ -107,9 +130,13 @@
 //!   HAProxy provider does: a client whose requests alternate between pools
 //!   (L7 policies) is given a new cookie at each switch. `APP_COOKIE` entries
 //!   are not removed when the application deletes its cookie; they expire.
-//! - Health probes are TCP connects for every monitor type (no HTTP request,
-//!   TLS hello or ICMP yet); no passive health (failed connects do not count
-//!   against a member).
+//! - Health: SCTP monitors are refused. HTTPS and TLS-HELLO probes do not
+//!   offer ALPN (`alpn_protocols`) or a client certificate, and ignore the
+//!   pool's TLS settings. Passive health thresholds and slow start are
+//!   engine options ([`EngineOptions::health`]), not per pool. A client
+//!   connection keeps the snapshot it was accepted with: if a member's probe
+//!   settings change, its older keep-alive clients see the old probe's last
+//!   verdict until they reconnect.
 //! - Counters are reported when asked and after each apply, not on a timer.
 //! - A changed `connection_limit` takes a fresh set of slots: connections
 //!   admitted under the old limit do not count against the new one.
@@ -130,3 +157,4 @@ mod stats;
 mod upstream;
 
 pub use engine::{Engine, EngineOptions};
+pub use health::{HealthOptions, PassiveOptions};

@@ -1,18 +1,37 @@
 //! A pool as the relay sees it: its protocol, its members' addresses, admin
 //! state, weights, health, load and idle HTTP connections, the balancer that
 //! picks among them, and its session persistence.
+//!
+//! Health enters selection twice: a member whose probe target is down takes
+//! nothing new; a member that passive health ejected takes nothing new
+//! either, unless every member that could is ejected (then ejection is
+//! ignored: better to try than to refuse). A member back from either (its
+//! target came back up, its ejection ended) is ramped in over
+//! [`HealthOptions::slow_start`], like HAProxy's `slowstart`: while ramping,
+//! a pick of it by a ROUND_ROBIN or LEAST_CONNECTIONS balancer stands only
+//! for the ramp's fraction of picks (5 % at first, growing linearly to all),
+//! otherwise the balancer picks again without it. Hash-based algorithms
+//! (SOURCE_IP, SOURCE_IP_PORT) are not ramped, as in HAProxy, so clients keep
+//! their member.
 
 use crate::balance::{self, BalancedMember, Balancer, PickContext};
-use crate::health::{HealthCell, ProbeSpec};
+use crate::health::passive::{Outcome, Passive};
+use crate::health::{HealthOptions, Target};
 use crate::persistence::{Affinity, Persistence};
+use crate::snapshot::Reporter;
 use crate::upstream::IdleConns;
 use statera_config::PoolConfig;
-use statera_model::PoolProtocol;
-use std::collections::HashSet;
+use statera_model::{LbAlgorithm, PoolProtocol};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
 use uuid::Uuid;
+
+/// The smallest share of its picks a ramping member keeps.
+const RAMP_FLOOR: f64 = 0.05;
 
 #[derive(Debug)]
 pub struct PoolRuntime {
@@ -28,6 +47,9 @@ pub struct PoolRuntime {
     balancer_key: BalancerKey,
     /// `None` without session persistence.
     pub persistence: Option<Arc<Persistence>>,
+    /// Whether members coming back are ramped in (dynamic algorithms).
+    ramps: bool,
+    health: HealthOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +65,13 @@ pub struct MemberRuntime {
     pub weight: u16,
     pub backup: bool,
     pub admin_state_up: bool,
-    /// `Some` when the member is probed: its health cell and probe.
-    pub health: Option<(Arc<HealthCell>, ProbeSpec)>,
+    /// `Some` when the member is probed: its probe target (shared with every
+    /// member probed the same way).
+    pub health: Option<Arc<Target>>,
+    /// Passive health, carried over by member id.
+    pub passive: Arc<Passive>,
+    /// Picks of the member while it ramps in (spreads its admissions).
+    ramp_picks: AtomicU64,
     /// Idle HTTP keep-alive connections to the member, shared by every client
     /// (unused for PROXY pools); carried over while the address is unchanged.
     pub idle: Arc<IdleConns>,
@@ -72,36 +99,60 @@ impl MemberRuntime {
         InFlight(self.in_flight.clone())
     }
 
-    /// Whether the member may take a new connection.
+    /// Whether the member may take a new connection, passive health aside.
     pub fn takes_new_connections(&self) -> bool {
-        self.admin_state_up
-            && self.weight > 0
-            && self.health.as_ref().is_none_or(|(cell, _)| cell.is_up())
+        self.admin_state_up && self.weight > 0 && self.health.as_ref().is_none_or(|t| t.is_up())
+    }
+
+    /// The share of its picks the member takes now: below 1 while it ramps
+    /// in after coming back.
+    fn ramp(&self, slow_start: Duration, now: Instant) -> f64 {
+        if slow_start.is_zero() {
+            return 1.0;
+        }
+        let back = self
+            .health
+            .as_ref()
+            .and_then(|t| t.came_up())
+            .max(self.passive.returned(now));
+        let Some(back) = back else {
+            return 1.0;
+        };
+        let elapsed = now.saturating_duration_since(back);
+        if elapsed >= slow_start {
+            return 1.0;
+        }
+        (elapsed.as_secs_f64() / slow_start.as_secs_f64()).max(RAMP_FLOOR)
+    }
+
+    /// Whether this pick of a ramping member stands: the n-th pick stands
+    /// when the fractional part of n·φ is below `share`, which admits that
+    /// share of picks, evenly spread, without a random source.
+    fn admits(&self, share: f64) -> bool {
+        if share >= 1.0 {
+            return true;
+        }
+        let n = self.ramp_picks.fetch_add(1, Ordering::Relaxed);
+        const GOLDEN: f64 = 0.618_033_988_749_895;
+        (n as f64 * GOLDEN).fract() < share
     }
 }
 
 impl PoolRuntime {
     /// The runtime for `config`, carrying over from `prev` (the same pool in
-    /// the config served before) the balancer and the health of members whose
-    /// probe target did not change.
-    pub fn build(config: &PoolConfig, prev: Option<&PoolRuntime>) -> PoolRuntime {
-        let monitor = config.health_monitor.as_ref();
+    /// the config served before) the balancer and each member's load, idle
+    /// connections and passive health; `targets` are the probe targets of
+    /// probed members, by member id.
+    pub fn build(
+        config: &PoolConfig,
+        prev: Option<&PoolRuntime>,
+        targets: &HashMap<Uuid, Arc<Target>>,
+        health: HealthOptions,
+    ) -> PoolRuntime {
         let members: Vec<MemberRuntime> = config
             .members
             .iter()
             .map(|m| {
-                let spec = monitor
-                    .filter(|_| m.admin_state_up)
-                    .and_then(|hm| ProbeSpec::for_member(hm, m));
-                let health = spec.map(|spec| {
-                    let cell = prev
-                        .and_then(|p| p.members.iter().find(|pm| pm.id == m.id))
-                        .and_then(|pm| pm.health.as_ref())
-                        .filter(|(_, prev_spec)| prev_spec.target == spec.target)
-                        .map(|(cell, _)| cell.clone())
-                        .unwrap_or_else(|| Arc::new(HealthCell::new_up()));
-                    (cell, spec)
-                });
                 let prev_member = prev.and_then(|p| p.members.iter().find(|pm| pm.id == m.id));
                 let in_flight = prev_member
                     .map(|pm| pm.in_flight.clone())
@@ -111,9 +162,15 @@ impl PoolRuntime {
                 // or from PROXY) are not reused.
                 let idle = prev
                     .filter(|p| p.protocol == config.protocol)
-                    .and_then(|p| p.members.iter().find(|pm| pm.id == m.id))
+                    .and(prev_member)
                     .filter(|pm| pm.addr == addr)
                     .map(|pm| pm.idle.clone())
+                    .unwrap_or_default();
+                // What real traffic said of a member at another address says
+                // nothing of this one.
+                let passive = prev_member
+                    .filter(|pm| pm.addr == addr)
+                    .map(|pm| pm.passive.clone())
                     .unwrap_or_default();
                 MemberRuntime {
                     id: m.id,
@@ -121,7 +178,9 @@ impl PoolRuntime {
                     weight: m.weight,
                     backup: m.backup,
                     admin_state_up: m.admin_state_up,
-                    health,
+                    health: targets.get(&m.id).cloned(),
+                    passive,
+                    ramp_picks: AtomicU64::new(0),
                     idle,
                     in_flight,
                 }
@@ -159,7 +218,50 @@ impl PoolRuntime {
             balancer,
             balancer_key,
             persistence,
+            ramps: matches!(
+                config.lb_algorithm,
+                LbAlgorithm::RoundRobin | LbAlgorithm::LeastConnections
+            ),
+            health,
         }
+    }
+
+    /// Counts what one use of member `i` came to in passive health, and
+    /// ejects it when it has failed too often in a row, unless no other
+    /// member could take its traffic. An ejection is reported at once, and
+    /// again when it ends. Must run inside a tokio runtime.
+    pub fn observe(&self, i: usize, outcome: Outcome, reporter: &Arc<Reporter>) {
+        let Some(member) = self.members.get(i) else {
+            return;
+        };
+        let options = &self.health.passive;
+        let now = Instant::now();
+        if !member.passive.record(outcome, options, now) {
+            return;
+        }
+        let others = self.members.iter().enumerate().any(|(j, other)| {
+            j != i && other.takes_new_connections() && !other.passive.is_ejected(now)
+        });
+        if !others {
+            return;
+        }
+        let Some(length) = member.passive.eject(options, now) else {
+            return;
+        };
+        tracing::warn!(
+            pool = %self.id,
+            member = %member.id,
+            addr = %member.addr,
+            ejected_for = ?length,
+            "passive health: member failed {} times in a row; ejected",
+            options.consecutive_failures
+        );
+        reporter.send();
+        let reporter = reporter.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(length).await;
+            reporter.send();
+        });
     }
 
     /// What a request or connection from `client` carries for the pool's
@@ -181,11 +283,13 @@ impl PoolRuntime {
     /// Picks a member for a new connection or request from `client`,
     /// skipping the members in `tried`.
     ///
-    /// Candidates are the members that take new connections; backup members
-    /// only when no primary member is left (including primaries already tried
-    /// for this connection: a primary that refused us a moment ago is as good
-    /// as down). The member persistence remembers wins if it is a candidate;
-    /// otherwise the balancer picks.
+    /// Candidates are the members that take new connections and are not
+    /// ejected; backup members only when no primary member is left
+    /// (including primaries already tried for this connection: a primary that
+    /// refused us a moment ago is as good as down); ejected members only when
+    /// nothing else is left. The member persistence remembers wins if it is a
+    /// candidate; otherwise the balancer picks, and a member ramping in after
+    /// coming back may be passed over for its ramp's share of picks.
     pub fn select(
         &self,
         client: SocketAddr,
@@ -195,19 +299,26 @@ impl PoolRuntime {
         if !self.admin_state_up {
             return None;
         }
-        let usable = |backup: bool| -> Vec<usize> {
+        let now = Instant::now();
+        let usable = |backup: bool, ejected_too: bool| -> Vec<usize> {
             self.members
                 .iter()
                 .enumerate()
                 .filter(|(i, m)| {
-                    m.backup == backup && m.takes_new_connections() && !tried.contains(i)
+                    m.backup == backup
+                        && m.takes_new_connections()
+                        && !tried.contains(i)
+                        && (ejected_too || !m.passive.is_ejected(now))
                 })
                 .map(|(i, _)| i)
                 .collect()
         };
-        let mut candidates = usable(false);
-        if candidates.is_empty() {
-            candidates = usable(true);
+        let mut candidates = usable(false, false);
+        for (backup, ejected_too) in [(true, false), (false, true), (true, true)] {
+            if !candidates.is_empty() {
+                break;
+            }
+            candidates = usable(backup, ejected_too);
         }
         if candidates.is_empty() {
             return None;
@@ -226,6 +337,16 @@ impl PoolRuntime {
             client,
             in_flight: &in_flight,
         };
-        self.balancer.pick(&candidates, &ctx)
+        loop {
+            let i = self.balancer.pick(&candidates, &ctx)?;
+            if !self.ramps || candidates.len() == 1 {
+                return Some(i);
+            }
+            let member = &self.members[i];
+            if member.admits(member.ramp(self.health.slow_start, now)) {
+                return Some(i);
+            }
+            candidates.retain(|c| *c != i);
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! one-arm mode); members of PROXY / PROXYV2 pools first get a PROXY header
 //! naming the client and the VIP.
 
+use crate::health::passive::Outcome;
 use crate::listener::{LifeState, ListenerView};
 use crate::pool::InFlight;
 use crate::snapshot::Snapshot;
@@ -130,11 +131,13 @@ async fn connect_member(
         let in_flight = member.start();
         match upstream::connect(addr, connect_timeout, proxy_header.as_deref()).await {
             Ok(stream) => {
+                pool.observe(i, Outcome::Success, &snapshot.reporter);
                 pool.stick(&affinity, i);
                 return Ok((stream, in_flight));
             }
             Err(error) => {
                 tracing::debug!(member = %pool.members[i].id, %addr, %error, "member connect failed");
+                pool.observe(i, Outcome::Failure, &snapshot.reporter);
                 last_failure = Some((addr, error));
             }
         }

@@ -11,6 +11,7 @@
 //! listener lives, balancer rotation, member health) is carried from the
 //! previous snapshot into the next by id when the snapshot is built.
 
+use crate::health::{HealthOptions, Target};
 use crate::l7::Policies;
 use crate::listener::{ListenerLife, ListenerView};
 use crate::pool::PoolRuntime;
@@ -22,8 +23,9 @@ use statera_config::{
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 /// A listener the engine decided to serve, with what was compiled for it.
@@ -43,6 +45,9 @@ pub struct Snapshot {
     /// The served listeners by the address they are bound on.
     pub by_addr: HashMap<SocketAddr, Arc<ListenerView>>,
     pub pools: HashMap<Uuid, Arc<PoolRuntime>>,
+    /// Sends this load balancer's report (health transitions, passive
+    /// ejections); the same for every snapshot of the load balancer.
+    pub reporter: Arc<Reporter>,
 }
 
 /// Every listener of the config, served or not.
@@ -55,8 +60,16 @@ pub struct ListenerSlot {
 
 impl Snapshot {
     /// The snapshot for `config`, serving the listeners in `served`, carrying
-    /// runtime state over from `prev`.
-    pub fn build(config: Arc<LbConfig>, served: &[Served], prev: Option<&Snapshot>) -> Snapshot {
+    /// runtime state over from `prev`; `targets` are the probe targets of the
+    /// probed members (by member id).
+    pub fn build(
+        config: Arc<LbConfig>,
+        served: &[Served],
+        prev: Option<&Snapshot>,
+        targets: &HashMap<Uuid, Arc<Target>>,
+        reporter: Arc<Reporter>,
+        health: HealthOptions,
+    ) -> Snapshot {
         let prev_slot = |id: Uuid| -> Option<&ListenerSlot> {
             let prev = prev?;
             let i = prev.config.listeners.iter().position(|l| l.id == id)?;
@@ -100,7 +113,10 @@ impl Snapshot {
             .iter()
             .map(|pool| {
                 let prev = prev.and_then(|p| p.pools.get(&pool.id)).map(|p| &**p);
-                (pool.id, Arc::new(PoolRuntime::build(pool, prev)))
+                (
+                    pool.id,
+                    Arc::new(PoolRuntime::build(pool, prev, targets, health)),
+                )
             })
             .collect();
         Snapshot {
@@ -108,6 +124,7 @@ impl Snapshot {
             listeners,
             by_addr,
             pools,
+            reporter,
         }
     }
 
@@ -147,20 +164,22 @@ impl Snapshot {
                     .iter()
                     .enumerate()
                     .map(|(i, member)| {
-                        let probed = self
-                            .pools
-                            .get(&pool.id)
-                            .and_then(|p| p.members.get(i))
-                            .and_then(|m| m.health.as_ref());
+                        let runtime = self.pools.get(&pool.id).and_then(|p| p.members.get(i));
                         let health = if !member.admin_state_up {
                             MemberHealth::Maint
                         } else if member.weight == 0 {
                             MemberHealth::Drain
                         } else {
-                            match probed {
+                            match runtime {
                                 None => MemberHealth::NoCheck,
-                                Some((cell, _)) if cell.is_up() => MemberHealth::Up,
-                                Some(_) => MemberHealth::Down,
+                                Some(m) if m.passive.is_ejected(Instant::now()) => {
+                                    MemberHealth::Down
+                                }
+                                Some(m) => match &m.health {
+                                    None => MemberHealth::NoCheck,
+                                    Some(target) if target.is_up() => MemberHealth::Up,
+                                    Some(_) => MemberHealth::Down,
+                                },
                             }
                         };
                         MemberReport {
@@ -198,13 +217,17 @@ pub struct LbShared {
 }
 
 impl LbShared {
-    pub fn new(first: Snapshot, report_tx: ReportSender) -> LbShared {
+    /// Shares `first`; its reporter sends this load balancer's reports.
+    pub fn new(first: Snapshot, report_tx: ReportSender) -> Arc<LbShared> {
         let version = first.config.version;
-        LbShared {
+        let reporter = first.reporter.clone();
+        let shared = Arc::new(LbShared {
             snapshot: ArcSwap::from_pointee(first),
             changed: watch::Sender::new(version),
             report_tx,
-        }
+        });
+        let _ = reporter.shared.set(Arc::downgrade(&shared));
+        shared
     }
 
     pub fn load(&self) -> Arc<Snapshot> {
@@ -228,5 +251,22 @@ impl LbShared {
     /// means nobody listens any more; serving goes on.
     pub fn send_report(&self) {
         let _ = self.report_tx.send(self.load().report());
+    }
+}
+
+/// Sends the current report of one load balancer when something changed
+/// outside an apply: a probe target's transition, a passive ejection or
+/// return. Probers and the relay hold it without keeping the load balancer
+/// alive.
+#[derive(Debug, Default)]
+pub struct Reporter {
+    shared: OnceLock<Weak<LbShared>>,
+}
+
+impl Reporter {
+    pub fn send(&self) {
+        if let Some(shared) = self.shared.get().and_then(Weak::upgrade) {
+            shared.send_report();
+        }
     }
 }

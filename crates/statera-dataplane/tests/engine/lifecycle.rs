@@ -312,6 +312,7 @@ async fn connections_of_a_removed_listener_drain_then_are_cut() {
         );
         let h = Harness::with_options(EngineOptions {
             drain_timeout: Duration::from_millis(500),
+            ..EngineOptions::default()
         });
         h.apply(&config).await.unwrap();
         let mut client = LineClient::connect(addr(vip(17), 9000)).await.unwrap();
