@@ -350,3 +350,59 @@ impl PoolRuntime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member() -> MemberRuntime {
+        MemberRuntime {
+            id: Uuid::nil(),
+            addr: "127.0.0.1:80".parse().unwrap(),
+            weight: 1,
+            backup: false,
+            admin_state_up: true,
+            health: None,
+            passive: Arc::default(),
+            ramp_picks: AtomicU64::new(0),
+            idle: Arc::default(),
+            in_flight: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn a_ramping_member_takes_its_share_of_picks_evenly() {
+        for share in [0.05, 0.25, 0.5, 0.9] {
+            let m = member();
+            let admitted: Vec<bool> = (0..1000).map(|_| m.admits(share)).collect();
+            let n = admitted.iter().filter(|a| **a).count() as f64;
+            assert!((n / 1000.0 - share).abs() < 0.01, "{share}: {n}");
+            // Evenly: every window of 100 picks gets about its share.
+            for window in admitted.chunks(100) {
+                let k = window.iter().filter(|a| **a).count() as f64;
+                assert!((k / 100.0 - share).abs() <= 0.03, "{share}: {k} in 100");
+            }
+        }
+        assert!(member().admits(1.0));
+    }
+
+    #[tokio::test]
+    async fn the_ramp_grows_linearly_after_an_ejection_ends() {
+        let m = member();
+        let options = crate::health::PassiveOptions {
+            consecutive_failures: 1,
+            base_ejection: Duration::from_secs(1),
+            max_ejection: Duration::from_secs(1),
+        };
+        let start = Instant::now();
+        m.passive.eject(&options, start);
+        let slow = Duration::from_secs(10);
+        assert_eq!(m.ramp(slow, start), 1.0, "no ramp while ejected");
+        let back = start + Duration::from_secs(1);
+        assert_eq!(m.ramp(slow, back), RAMP_FLOOR);
+        let half = m.ramp(slow, back + Duration::from_secs(5));
+        assert!((half - 0.5).abs() < 1e-9, "{half}");
+        assert_eq!(m.ramp(slow, back + slow), 1.0);
+        assert_eq!(m.ramp(Duration::ZERO, back), 1.0);
+    }
+}

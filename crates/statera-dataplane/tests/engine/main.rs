@@ -5,6 +5,8 @@
 mod admission;
 mod balancing;
 mod health;
+mod health_monitors;
+mod health_passive;
 mod http;
 mod l7;
 mod lifecycle;
@@ -13,4 +15,5 @@ mod proxy_protocol;
 mod relay;
 mod reports;
 mod support;
+mod support_health;
 mod support_http;
