@@ -392,9 +392,9 @@ class Backend:
     name: str
     host: str
     port: int
-    requests: list[dict] = field(default_factory=list)  # {"method","path","headers"}
-    server: http.server.ThreadingHTTPServer | None = None
-    thread: threading.Thread | None = None
+    requests: list[dict] = field(default_factory=list, repr=False)  # {"method","path","headers"}
+    server: http.server.ThreadingHTTPServer | None = field(default=None, repr=False)
+    thread: threading.Thread | None = field(default=None, repr=False)
 
     def paths(self) -> list[str]:
         return [r["path"] for r in list(self.requests)]
