@@ -36,6 +36,9 @@
 //! comes at an offset within the first `delay` derived from a hash of its key
 //! ([`first_offset`]), so thousands of targets sharing one delay are spread
 //! over it instead of firing together, and a given target keeps its phase.
+//! Each transition sends every subscribed load balancer's report at once, so
+//! the control plane sees a member that died at most about
+//! `delay × fall + timeout` later.
 //!
 //! **New targets start up**, as HAProxy starts its servers: a new member
 //! takes traffic at once, and is taken out after `fall` failed probes (a dead
