@@ -166,9 +166,66 @@ impl Collection<'_> {
     /// both, Neutron either).
     pub fn respond_with(
         &self,
-        mut items: Vec<Object>,
+        items: Vec<Object>,
         query: &Query,
         repeated: RepeatedFilters,
+    ) -> ApiResult<Value> {
+        let rows = items.into_iter().map(|o| (o, ())).collect();
+        self.respond_rows(rows, query, repeated, |o, _| o)
+    }
+
+    /// Like [`Collection::respond`], but renders only the page: filtering and
+    /// sorting run on `summary(item)` when it has every attribute the query
+    /// needs (else on the full `render`), and `render` runs only for the
+    /// objects returned. This keeps a 100-item page cheap however many
+    /// objects exist.
+    pub fn respond_lazy<T>(
+        &self,
+        items: Vec<T>,
+        query: &Query,
+        summary: impl Fn(&T) -> Object,
+        render: impl Fn(&T) -> Object,
+    ) -> ApiResult<Value> {
+        let mut needed: Vec<String> = vec!["id".into(), "name".into(), "created_at".into()];
+        for (key, _) in &query.pairs {
+            if TAG_KEYS.contains(&key.as_str()) {
+                needed.push("tags".into());
+            } else if !PAGING_KEYS.contains(&key.as_str()) && !self.ignored.contains(&key.as_str())
+            {
+                needed.push(key.clone());
+            }
+        }
+        for (key, _) in self.sort_keys(query)? {
+            needed.push(key);
+        }
+        let light = items.first().is_none_or(|first| {
+            let s = summary(first);
+            needed.iter().all(|k| {
+                let looked_in = if self.attributes.contains(&k.as_str()) {
+                    Some(k.clone())
+                } else {
+                    self.reference_list(k)
+                };
+                looked_in.is_none_or(|a| s.contains_key(&a))
+            })
+        });
+        if light {
+            let rows = items.into_iter().map(|t| (summary(&t), t)).collect();
+            self.respond_rows(rows, query, RepeatedFilters::All, |_, t| render(&t))
+        } else {
+            let rows = items.into_iter().map(|t| (render(&t), ())).collect();
+            self.respond_rows(rows, query, RepeatedFilters::All, |o, _| o)
+        }
+    }
+
+    /// The one pipeline: filter and sort `rows` on their views, page them,
+    /// and turn each returned row into its response object with `finish`.
+    fn respond_rows<T>(
+        &self,
+        mut rows: Vec<(Object, T)>,
+        query: &Query,
+        repeated: RepeatedFilters,
+        finish: impl Fn(Object, T) -> Object,
     ) -> ApiResult<Value> {
         // Filters: (query key, attribute looked in, accepted values).
         let mut filters: Vec<(&str, String, Vec<&str>)> = Vec::new();
@@ -197,7 +254,7 @@ impl Collection<'_> {
             }
         }
         for (_, target, values) in &filters {
-            items.retain(|o| {
+            rows.retain(|(o, _)| {
                 o.get(target)
                     .is_some_and(|v| values.iter().any(|want| matches_value(v, want)))
             });
@@ -208,7 +265,7 @@ impl Collection<'_> {
         let not_all = query.all("not-tags");
         let not_any = query.all("not-tags-any");
         if !(all.is_empty() && any.is_empty() && not_all.is_empty() && not_any.is_empty()) {
-            items.retain(|o| {
+            rows.retain(|(o, _)| {
                 let t = tags_of(o);
                 let has = |x: &String| t.contains(&x.as_str());
                 (all.is_empty() || all.iter().all(has))
@@ -217,14 +274,21 @@ impl Collection<'_> {
                     && (not_any.is_empty() || !not_any.iter().any(has))
             });
         }
-        // Sorting.
+        // Sorting, on each row's sort key values taken once.
         let sort = self.sort_keys(query)?;
-        items.sort_by(|a, b| {
-            for (key, asc) in &sort {
-                let ord = compare(
-                    a.get(key).unwrap_or(&Value::Null),
-                    b.get(key).unwrap_or(&Value::Null),
-                );
+        let mut keyed: Vec<(Vec<Value>, (Object, T))> = rows
+            .into_iter()
+            .map(|row| {
+                let keys = sort
+                    .iter()
+                    .map(|(k, _)| row.0.get(k).cloned().unwrap_or(Value::Null))
+                    .collect();
+                (keys, row)
+            })
+            .collect();
+        keyed.sort_by(|(a, _), (b, _)| {
+            for (i, (_, asc)) in sort.iter().enumerate() {
+                let ord = compare(&a[i], &b[i]);
                 let ord = if *asc { ord } else { ord.reverse() };
                 if ord != Ordering::Equal {
                     return ord;
@@ -232,6 +296,7 @@ impl Collection<'_> {
             }
             Ordering::Equal
         });
+        let mut items: Vec<(Object, T)> = keyed.into_iter().map(|(_, row)| row).collect();
         // Paging.
         let limit = match query.get("limit") {
             None => self.max_limit,
@@ -256,12 +321,12 @@ impl Collection<'_> {
         } else {
             "name"
         };
-        let page: Vec<Object> = match marker {
+        let page: Vec<(Object, T)> = match marker {
             None => items.into_iter().take(limit).collect(),
             Some(m) => {
                 let pos = items
                     .iter()
-                    .position(|o| o.get(id_key).and_then(Value::as_str) == Some(m))
+                    .position(|(o, _)| o.get(id_key).and_then(Value::as_str) == Some(m))
                     .ok_or_else(|| {
                         ApiError::bad_request(format!(
                             "Supplied pagination marker '{m}' is not valid."
@@ -277,7 +342,7 @@ impl Collection<'_> {
         };
         let mut links = Vec::new();
         if self.links_key.is_some() {
-            let id_of = |o: &Object| {
+            let id_of = |(o, _): &(Object, T)| {
                 o.get(id_key)
                     .and_then(Value::as_str)
                     .unwrap_or_default()
@@ -311,7 +376,8 @@ impl Collection<'_> {
         let fields = query.all("fields");
         let page: Vec<Value> = page
             .into_iter()
-            .map(|o| {
+            .map(|(o, t)| {
+                let o = finish(o, t);
                 Value::Object(if fields.is_empty() {
                     o
                 } else {
@@ -530,5 +596,37 @@ mod tests {
         };
         let v = lax.respond_with(items(), &q, RepeatedFilters::Any).unwrap();
         assert_eq!(ids(&v), ["id4"]);
+    }
+    #[test]
+    fn lazy_listing_matches_eager_and_renders_only_the_page() {
+        use std::cell::Cell;
+        let c = coll();
+        let rendered = Cell::new(0);
+        let summary = |o: &Object| {
+            let mut s = Object::new();
+            for k in ["id", "name", "created_at", "tags"] {
+                s.insert(k.into(), o[k].clone());
+            }
+            s
+        };
+        let render = |o: &Object| {
+            rendered.set(rendered.get() + 1);
+            o.clone()
+        };
+        for q in [
+            "limit=2&sort=id",
+            "name=n1",
+            "tags=a&limit=3",
+            "weight=3",
+            "loadbalancer_id=lb2&sort=weight:desc",
+        ] {
+            let q = Query::parse(Some(q));
+            rendered.set(0);
+            let lazy = c.respond_lazy(items(), &q, summary, render).unwrap();
+            assert_eq!(lazy, c.respond(items(), &q).unwrap(), "{q:?}");
+            let page = lazy["things"].as_array().unwrap().len();
+            let needs_full = q.get("weight").is_some() || q.get("loadbalancer_id").is_some();
+            assert_eq!(rendered.get(), if needs_full { 5 } else { page }, "{q:?}");
+        }
     }
 }

@@ -143,7 +143,7 @@ pub fn listener(s: &State, l: &Listener) -> Object {
         "protocol_port": l.protocol_port,
         "connection_limit": l.connection_limit,
         "default_pool_id": l.default_pool_id,
-        "loadbalancers": [{"id": l.loadbalancer_id}],
+        "loadbalancers": json!([{"id": l.loadbalancer_id}]),
         "l7policies": policies.iter().map(|p| json!({"id": p.id})).collect::<Vec<_>>(),
         "insert_headers": l.insert_headers,
         "timeout_client_data": l.timeout_client_data,
@@ -222,7 +222,7 @@ pub fn pool(s: &State, p: &Pool) -> Object {
         "protocol": p.protocol,
         "lb_algorithm": p.lb_algorithm,
         "session_persistence": session_persistence(&p.session_persistence),
-        "loadbalancers": [{"id": p.loadbalancer_id}],
+        "loadbalancers": json!([{"id": p.loadbalancer_id}]),
         "listeners": refs(s.listeners_using_pool(p.loadbalancer_id, p.id), |l| l.id),
         "members": refs(s.members.children(p.id), |m| m.id),
         "healthmonitor_id": s.pool_monitor(p.id).map(|h| h.id),
@@ -414,4 +414,54 @@ pub fn l7rule(r: &L7Rule) -> Object {
         "admin_state_up": r.admin_state_up,
         "tags": r.tags,
     }))
+}
+
+/// The attributes every summary carries: enough to filter and sort the common
+/// way without rendering the whole object.
+macro_rules! summary {
+    ($o:expr, { $($k:literal : $v:expr),* $(,)? }) => {{
+        let o = $o;
+        obj(json!({
+            "id": o.id,
+            "name": text(&o.name),
+            "project_id": o.project_id,
+            "tenant_id": o.project_id,
+            "admin_state_up": o.admin_state_up,
+            "provisioning_status": o.provisioning_status,
+            "operating_status": o.operating_status,
+            "tags": o.tags,
+            "created_at": ts(&o.created_at),
+            "updated_at": opt_ts(&o.updated_at),
+            $($k: $v),*
+        }))
+    }};
+}
+
+pub fn loadbalancer_summary(lb: &LoadBalancer) -> Object {
+    summary!(lb, {
+        "vip_address": lb.vip_address.to_string(),
+        "vip_subnet_id": lb.vip_subnet_id,
+        "vip_network_id": lb.vip_network_id,
+        "vip_port_id": lb.vip_port_id,
+        "provider": lb.provider,
+        "flavor_id": lb.flavor_id,
+        "availability_zone": lb.availability_zone,
+    })
+}
+
+pub fn listener_summary(l: &Listener) -> Object {
+    summary!(l, {
+        "protocol": l.protocol,
+        "protocol_port": l.protocol_port,
+        "default_pool_id": l.default_pool_id,
+        "loadbalancers": json!([{"id": l.loadbalancer_id}]),
+    })
+}
+
+pub fn pool_summary(p: &Pool) -> Object {
+    summary!(p, {
+        "protocol": p.protocol,
+        "lb_algorithm": p.lb_algorithm,
+        "loadbalancers": json!([{"id": p.loadbalancer_id}]),
+    })
 }

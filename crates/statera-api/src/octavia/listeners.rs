@@ -516,8 +516,7 @@ async fn list(
         .listeners
         .iter()
         .filter(|l| in_scope(&scope, &l.project_id))
-        .map(|l| render::listener(&s, l))
-        .collect();
+        .collect::<Vec<_>>();
     app.collection(
         &ctx,
         &uri,
@@ -525,7 +524,12 @@ async fn list(
         Some("listeners_links"),
         render::LISTENER_ATTRS,
     )
-    .respond(items, &q)
+    .respond_lazy(
+        items,
+        &q,
+        |x| render::listener_summary(x),
+        |x| render::listener(&s, x),
+    )
     .map(Json)
 }
 

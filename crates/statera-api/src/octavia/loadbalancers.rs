@@ -33,8 +33,7 @@ async fn list(
         .loadbalancers
         .iter()
         .filter(|lb| in_scope(&scope, &lb.project_id))
-        .map(|lb| render::loadbalancer(&s, lb))
-        .collect();
+        .collect::<Vec<_>>();
     app.collection(
         &ctx,
         &uri,
@@ -42,7 +41,12 @@ async fn list(
         Some("loadbalancers_links"),
         render::LB_ATTRS,
     )
-    .respond(items, &q)
+    .respond_lazy(
+        items,
+        &q,
+        |x| render::loadbalancer_summary(x),
+        |x| render::loadbalancer(&s, x),
+    )
     .map(Json)
 }
 

@@ -383,10 +383,14 @@ async fn list(
         .pools
         .iter()
         .filter(|p| in_scope(&scope, &p.project_id))
-        .map(|p| render::pool(&s, p))
-        .collect();
+        .collect::<Vec<_>>();
     app.collection(&ctx, &uri, "pools", Some("pools_links"), render::POOL_ATTRS)
-        .respond(items, &q)
+        .respond_lazy(
+            items,
+            &q,
+            |x| render::pool_summary(x),
+            |x| render::pool(&s, x),
+        )
         .map(Json)
 }
 
