@@ -1,0 +1,819 @@
+use super::*;
+use statera_config::{
+    HealthMonitorConfig, InsertHeaders, L7PolicyConfig, L7RuleConfig, LbConfig, ListenerConfig,
+    MemberConfig, PoolConfig, SessionPersistenceConfig, Timeouts, Vip,
+};
+use statera_model::HttpMethod;
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+const LB: u128 = 0x10;
+const L1: u128 = 0x20;
+const L2: u128 = 0x21;
+const P1: u128 = 0x30;
+const P2: u128 = 0x31;
+const M1: u128 = 0x40;
+const M2: u128 = 0x41;
+
+fn options() -> RenderOptions {
+    RenderOptions {
+        stats_socket: PathBuf::from("/run/statera/lb/stats.sock"),
+        maxconn_cap: MAX_GLOBAL_MAXCONN,
+    }
+}
+
+fn listener(n: u128, protocol: ListenerProtocol, port: u16) -> ListenerConfig {
+    ListenerConfig {
+        id: id(n),
+        protocol,
+        protocol_port: port,
+        admin_state_up: true,
+        connection_limit: None,
+        default_pool_id: Some(id(P1)),
+        timeouts: Timeouts {
+            client_data_ms: 50_000,
+            member_connect_ms: 5_000,
+            member_data_ms: 50_000,
+            tcp_inspect_ms: 0,
+        },
+        insert_headers: InsertHeaders::default(),
+        allowed_cidrs: Vec::new(),
+        l7policies: Vec::new(),
+    }
+}
+
+fn member(n: u128, port: u16) -> MemberConfig {
+    MemberConfig {
+        id: id(n),
+        address: "10.0.0.5".parse().unwrap(),
+        protocol_port: port,
+        weight: 1,
+        backup: false,
+        admin_state_up: true,
+        monitor_address: None,
+        monitor_port: None,
+    }
+}
+
+fn pool(n: u128, protocol: PoolProtocol) -> PoolConfig {
+    PoolConfig {
+        id: id(n),
+        protocol,
+        lb_algorithm: LbAlgorithm::RoundRobin,
+        admin_state_up: true,
+        session_persistence: None,
+        members: vec![member(M1, 80), member(M2, 81)],
+        health_monitor: None,
+    }
+}
+
+fn monitor(kind: HealthMonitorType) -> HealthMonitorConfig {
+    HealthMonitorConfig {
+        id: id(0x50),
+        kind,
+        admin_state_up: true,
+        delay_s: 5,
+        timeout_s: 3,
+        rise: 2,
+        fall: 4,
+        http_method: None,
+        url_path: None,
+        expected_codes: None,
+        http_version: None,
+        domain_name: None,
+    }
+}
+
+fn config(listeners: Vec<ListenerConfig>, pools: Vec<PoolConfig>) -> LbConfig {
+    LbConfig {
+        lb_id: id(LB),
+        version: 1,
+        admin_state_up: true,
+        vip: Vip {
+            address: "192.0.2.10".parse().unwrap(),
+            port_id: id(1),
+            subnet_id: id(2),
+            network_id: id(3),
+            mac_address: "fa:16:3e:00:00:01".into(),
+            subnet_cidr: "192.0.2.0/24".parse().unwrap(),
+            gateway: None,
+        },
+        listeners,
+        pools,
+    }
+}
+
+fn http_lb() -> LbConfig {
+    config(
+        vec![listener(L1, ListenerProtocol::Http, 80)],
+        vec![pool(P1, PoolProtocol::Http)],
+    )
+}
+
+fn rendered(config: &LbConfig) -> String {
+    render(config, &options()).expect("renders")
+}
+
+/// The lines of one section (`frontend X` / `backend Y`), trimmed.
+fn section(text: &str, head: &str) -> Vec<String> {
+    let mut lines = text.lines().skip_while(|l| *l != head);
+    assert!(lines.next().is_some(), "no section {head:?} in:\n{text}");
+    lines
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+fn has(lines: &[String], line: &str) -> bool {
+    lines.iter().any(|l| l == line)
+}
+
+fn frontend(text: &str, n: u128) -> Vec<String> {
+    section(text, &format!("frontend {}", id(n)))
+}
+
+fn backend(text: &str, pool: u128, listener: u128) -> Vec<String> {
+    section(text, &format!("backend {}:{}", id(pool), id(listener)))
+}
+
+#[test]
+fn global_and_defaults() {
+    let text = rendered(&http_lb());
+    let global = section(&text, "global");
+    assert!(has(&global, "master-worker"));
+    assert!(has(&global, "maxconn 50000"));
+    assert!(has(
+        &global,
+        "stats socket /run/statera/lb/stats.sock mode 600 level admin expose-fd listeners"
+    ));
+    let defaults = section(&text, "defaults");
+    for line in ["retries 3", "option redispatch", "timeout connect 5s"] {
+        assert!(has(&defaults, line), "{line} in {defaults:?}");
+    }
+}
+
+#[test]
+fn global_maxconn_sums_listener_limits_with_caps() {
+    let mut a = listener(L1, ListenerProtocol::Http, 80);
+    a.connection_limit = Some(1000);
+    let b = listener(L2, ListenerProtocol::Tcp, 81);
+    let cfg = config(vec![a.clone(), b], vec![pool(P1, PoolProtocol::Http)]);
+    assert!(has(&section(&rendered(&cfg), "global"), "maxconn 51000"));
+
+    let mut big = Vec::new();
+    for i in 0..30 {
+        let mut l = listener(0x100 + i, ListenerProtocol::Tcp, 1000 + i as u16);
+        l.connection_limit = Some(50_000);
+        big.push(l);
+    }
+    let cfg = config(big, vec![pool(P1, PoolProtocol::Tcp)]);
+    assert!(has(&section(&rendered(&cfg), "global"), "maxconn 1000000"));
+
+    let limited = RenderOptions {
+        maxconn_cap: 9_000,
+        ..options()
+    };
+    let text = render(
+        &config(vec![a], vec![pool(P1, PoolProtocol::Http)]),
+        &limited,
+    )
+    .unwrap();
+    assert!(has(&section(&text, "global"), "maxconn 1000"));
+    let text = render(&http_lb(), &limited).unwrap();
+    assert!(has(&section(&text, "global"), "maxconn 9000"));
+}
+
+#[test]
+fn http_frontend() {
+    let mut cfg = http_lb();
+    let l = &mut cfg.listeners[0];
+    l.connection_limit = Some(200);
+    l.timeouts.client_data_ms = 12_000;
+    l.timeouts.tcp_inspect_ms = 300;
+    l.insert_headers = InsertHeaders {
+        x_forwarded_for: true,
+        x_forwarded_port: true,
+        x_forwarded_proto: true,
+    };
+    l.allowed_cidrs = vec![
+        "10.0.0.0/8".parse().unwrap(),
+        "192.168.1.0/24".parse().unwrap(),
+    ];
+    let text = rendered(&cfg);
+    let fe = frontend(&text, L1);
+    for line in [
+        "mode http",
+        "bind 192.0.2.10:80",
+        "maxconn 200",
+        "timeout client 12000ms",
+        "tcp-request inspect-delay 300ms",
+        "tcp-request connection reject if !{ src 10.0.0.0/8 192.168.1.0/24 }",
+        "option forwardfor",
+        "http-request set-header X-Forwarded-Port %[dst_port]",
+        "http-request set-header X-Forwarded-Proto http",
+        &format!("default_backend {}:{}", id(P1), id(L1)),
+    ] {
+        assert!(has(&fe, line), "{line:?} in {fe:?}");
+    }
+}
+
+#[test]
+fn tcp_and_https_frontends_are_tcp_mode_without_headers() {
+    for protocol in [ListenerProtocol::Tcp, ListenerProtocol::Https] {
+        let mut l = listener(L1, protocol, 443);
+        l.insert_headers.x_forwarded_for = true;
+        let cfg = config(vec![l], vec![pool(P1, PoolProtocol::Tcp)]);
+        let text = rendered(&cfg);
+        let fe = frontend(&text, L1);
+        assert!(has(&fe, "mode tcp"));
+        assert!(has(&fe, "maxconn 50000"));
+        assert!(
+            !fe.iter()
+                .any(|l| l.contains("forwardfor") || l.contains("inspect-delay"))
+        );
+        assert!(has(&backend(&text, P1, L1), "mode tcp"));
+    }
+}
+
+#[test]
+fn ipv6_vip_and_members_are_bracketed() {
+    let mut cfg = http_lb();
+    cfg.vip.address = "2001:db8::10".parse().unwrap();
+    cfg.pools[0].members[0].address = "2001:db8::5".parse().unwrap();
+    let text = rendered(&cfg);
+    assert!(has(&frontend(&text, L1), "bind [2001:db8::10]:80"));
+    assert!(
+        backend(&text, P1, L1)
+            .iter()
+            .any(|l| l.starts_with(&format!("server {} [2001:db8::5]:80 ", id(M1))))
+    );
+}
+
+#[test]
+fn disabled_things_are_left_out() {
+    let mut cfg = http_lb();
+    cfg.admin_state_up = false;
+    let text = rendered(&cfg);
+    assert!(!text.contains("frontend"));
+    assert!(!text.contains("backend "));
+
+    let mut cfg = config(
+        vec![
+            listener(L1, ListenerProtocol::Http, 80),
+            listener(L2, ListenerProtocol::Http, 81),
+        ],
+        vec![pool(P1, PoolProtocol::Http)],
+    );
+    cfg.listeners[1].admin_state_up = false;
+    let text = rendered(&cfg);
+    assert!(text.contains(&format!("frontend {}", id(L1))));
+    assert!(!text.contains(&id(L2).to_string()));
+
+    // A disabled default pool: no backend, no default_backend.
+    cfg.pools[0].admin_state_up = false;
+    let text = rendered(&cfg);
+    assert!(!text.contains("backend "));
+    assert!(
+        !frontend(&text, L1)
+            .iter()
+            .any(|l| l.starts_with("default_backend"))
+    );
+}
+
+#[test]
+fn datagram_and_unsupported_listeners_are_refused() {
+    let cfg = config(
+        vec![listener(L1, ListenerProtocol::Udp, 53)],
+        vec![pool(P1, PoolProtocol::Udp)],
+    );
+    match render(&cfg, &options()) {
+        Err(DataPlaneError::Unsupported(m)) => {
+            assert_eq!(m, "UDP listeners are not supported by the haproxy provider")
+        }
+        other => panic!("{other:?}"),
+    }
+    for protocol in [
+        ListenerProtocol::Sctp,
+        ListenerProtocol::TerminatedHttps,
+        ListenerProtocol::Prometheus,
+    ] {
+        let cfg = config(vec![listener(L1, protocol, 53)], vec![]);
+        assert!(matches!(
+            render(&cfg, &options()),
+            Err(DataPlaneError::Unsupported(_))
+        ));
+    }
+    // A disabled UDP listener is simply not served.
+    let mut cfg = config(
+        vec![listener(L1, ListenerProtocol::Udp, 53)],
+        vec![pool(P1, PoolProtocol::Udp)],
+    );
+    cfg.listeners[0].admin_state_up = false;
+    assert!(render(&cfg, &options()).is_ok());
+}
+
+#[test]
+fn two_listeners_on_one_port_are_refused() {
+    let cfg = config(
+        vec![
+            listener(L1, ListenerProtocol::Http, 80),
+            listener(L2, ListenerProtocol::Tcp, 80),
+        ],
+        vec![pool(P1, PoolProtocol::Http)],
+    );
+    assert!(matches!(
+        render(&cfg, &options()),
+        Err(DataPlaneError::Other(_))
+    ));
+}
+
+#[test]
+fn backend_basics_and_members() {
+    let mut cfg = http_lb();
+    cfg.listeners[0].connection_limit = Some(300);
+    cfg.listeners[0].timeouts.member_connect_ms = 1500;
+    cfg.listeners[0].timeouts.member_data_ms = 9000;
+    let p = &mut cfg.pools[0];
+    p.members[0].weight = 7;
+    p.members[1].backup = true;
+    p.members[1].admin_state_up = false;
+    let text = rendered(&cfg);
+    let be = backend(&text, P1, L1);
+    for line in [
+        "mode http",
+        "http-reuse safe",
+        "balance roundrobin",
+        "fullconn 300",
+        "timeout connect 1500ms",
+        "timeout server 9000ms",
+        "option allbackups",
+        &format!("server {} 10.0.0.5:80 weight 7", id(M1)),
+        &format!("server {} 10.0.0.5:81 weight 1 backup disabled", id(M2)),
+    ] {
+        assert!(has(&be, line), "{line:?} in {be:?}");
+    }
+}
+
+#[test]
+fn algorithms() {
+    for (algorithm, lines) in [
+        (LbAlgorithm::RoundRobin, vec!["balance roundrobin"]),
+        (LbAlgorithm::LeastConnections, vec!["balance leastconn"]),
+        (LbAlgorithm::SourceIp, vec!["balance source"]),
+        (
+            LbAlgorithm::SourceIpPort,
+            vec![
+                "tcp-request content set-var(txn.src_port) src_port",
+                "balance hash src,concat(:,txn.src_port)",
+            ],
+        ),
+    ] {
+        let mut cfg = http_lb();
+        cfg.pools[0].lb_algorithm = algorithm;
+        let be = backend(&rendered(&cfg), P1, L1);
+        for line in lines {
+            assert!(has(&be, line), "{algorithm}: {line:?} in {be:?}");
+        }
+    }
+}
+
+fn persistence(kind: SessionPersistenceType) -> SessionPersistenceConfig {
+    SessionPersistenceConfig {
+        kind,
+        cookie_name: Some("JSESSIONID".into()),
+        persistence_timeout: None,
+        persistence_granularity: None,
+    }
+}
+
+#[test]
+fn session_persistence() {
+    let mut cfg = http_lb();
+    cfg.pools[0].session_persistence = Some(persistence(SessionPersistenceType::SourceIp));
+    let be = backend(&rendered(&cfg), P1, L1);
+    assert!(has(&be, "stick-table type ipv6 size 10k expire 1800s"));
+    assert!(has(&be, "stick on src"));
+
+    cfg.pools[0].session_persistence = Some(persistence(SessionPersistenceType::HttpCookie));
+    let be = backend(&rendered(&cfg), P1, L1);
+    assert!(has(&be, "cookie SRV insert indirect nocache"));
+    assert!(has(
+        &be,
+        &format!("server {} 10.0.0.5:80 weight 1 cookie {}", id(M1), id(M1))
+    ));
+
+    let mut sp = persistence(SessionPersistenceType::AppCookie);
+    sp.persistence_timeout = Some(60);
+    cfg.pools[0].session_persistence = Some(sp);
+    let be = backend(&rendered(&cfg), P1, L1);
+    assert!(has(
+        &be,
+        "stick-table type string len 64 size 10k expire 60s"
+    ));
+    assert!(has(&be, "stick store-response res.cook(JSESSIONID)"));
+    assert!(has(&be, "stick match req.cook(JSESSIONID)"));
+
+    // Cookies mean nothing to a TCP listener.
+    let mut cfg = config(
+        vec![listener(L1, ListenerProtocol::Tcp, 80)],
+        vec![pool(P1, PoolProtocol::Http)],
+    );
+    cfg.pools[0].session_persistence = Some(persistence(SessionPersistenceType::HttpCookie));
+    let text = rendered(&cfg);
+    assert!(!text.contains("cookie"));
+
+    let mut cfg = http_lb();
+    let mut sp = persistence(SessionPersistenceType::AppCookie);
+    sp.cookie_name = Some("bad name".into());
+    cfg.pools[0].session_persistence = Some(sp);
+    assert!(render(&cfg, &options()).is_err());
+}
+
+#[test]
+fn proxy_protocol_pools() {
+    for (protocol, option) in [
+        (PoolProtocol::Proxy, "send-proxy"),
+        (PoolProtocol::ProxyV2, "send-proxy-v2"),
+    ] {
+        let cfg = config(
+            vec![listener(L1, ListenerProtocol::Http, 80)],
+            vec![pool(P1, protocol)],
+        );
+        let be = backend(&rendered(&cfg), P1, L1);
+        assert!(has(&be, "mode http"), "mode follows the listener");
+        assert!(!has(&be, "http-reuse safe"));
+        assert!(has(
+            &be,
+            &format!("server {} 10.0.0.5:80 weight 1 {option}", id(M1))
+        ));
+    }
+}
+
+#[test]
+fn tcp_health_monitor_with_monitor_address() {
+    let mut cfg = http_lb();
+    cfg.pools[0].health_monitor = Some(monitor(HealthMonitorType::Tcp));
+    cfg.pools[0].members[0].monitor_address = Some("10.0.0.9".parse().unwrap());
+    cfg.pools[0].members[0].monitor_port = Some(9000);
+    let be = backend(&rendered(&cfg), P1, L1);
+    assert!(has(&be, "timeout check 3s"));
+    assert!(!be.iter().any(|l| l.contains("httpchk")));
+    assert!(has(
+        &be,
+        &format!(
+            "server {} 10.0.0.5:80 weight 1 check inter 5s fall 4 rise 2 addr 10.0.0.9 port 9000",
+            id(M1)
+        )
+    ));
+}
+
+#[test]
+fn http_health_monitors() {
+    let mut hm = monitor(HealthMonitorType::Http);
+    let mut cfg = http_lb();
+    cfg.pools[0].health_monitor = Some(hm.clone());
+    let be = backend(&rendered(&cfg), P1, L1);
+    assert!(has(&be, "option httpchk GET \"/\""));
+    assert!(has(&be, "http-check expect rstatus ^(200)$"));
+
+    hm.kind = HealthMonitorType::Https;
+    hm.http_method = Some(HttpMethod::Head);
+    hm.url_path = Some("/health check".into());
+    assert!(
+        render(
+            &{
+                let mut c = http_lb();
+                c.pools[0].health_monitor = Some(hm.clone());
+                c
+            },
+            &options()
+        )
+        .is_err(),
+        "a path with a space cannot be sent"
+    );
+    hm.url_path = Some("/healthz".into());
+    hm.http_version = Some(1.1);
+    hm.domain_name = Some("app.example.com".into());
+    hm.expected_codes = Some("200-202,204".into());
+    cfg.pools[0].health_monitor = Some(hm.clone());
+    let be = backend(&rendered(&cfg), P1, L1);
+    assert!(has(&be, "option httpchk HEAD \"/healthz\" HTTP/1.1"));
+    assert!(has(&be, "http-check send hdr Host \"app.example.com\""));
+    assert!(has(&be, "http-check expect rstatus ^(200|201|202|204)$"));
+    assert!(
+        be.iter()
+            .any(|l| l.contains("check inter 5s fall 4 rise 2 check-ssl verify none"))
+    );
+
+    // HTTP/1.0: no Host header.
+    hm.http_version = Some(1.0);
+    cfg.pools[0].health_monitor = Some(hm);
+    let be = backend(&rendered(&cfg), P1, L1);
+    assert!(has(&be, "option httpchk HEAD \"/healthz\" HTTP/1.0"));
+    assert!(!be.iter().any(|l| l.contains("http-check send")));
+}
+
+#[test]
+fn tls_hello_ping_and_disabled_monitors() {
+    let mut cfg = http_lb();
+    cfg.pools[0].health_monitor = Some(monitor(HealthMonitorType::TlsHello));
+    let be = backend(&rendered(&cfg), P1, L1);
+    assert!(
+        be.iter()
+            .any(|l| l.ends_with("check inter 5s fall 4 rise 2 check-ssl verify none"))
+    );
+
+    cfg.pools[0].health_monitor = Some(monitor(HealthMonitorType::Ping));
+    match render(&cfg, &options()) {
+        Err(DataPlaneError::Unsupported(m)) => assert!(m.contains("external-check"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    for kind in [HealthMonitorType::UdpConnect, HealthMonitorType::Sctp] {
+        cfg.pools[0].health_monitor = Some(monitor(kind));
+        assert!(matches!(
+            render(&cfg, &options()),
+            Err(DataPlaneError::Unsupported(_))
+        ));
+    }
+
+    let mut hm = monitor(HealthMonitorType::Ping);
+    hm.admin_state_up = false;
+    cfg.pools[0].health_monitor = Some(hm);
+    let be = backend(&rendered(&cfg), P1, L1);
+    assert!(!be.iter().any(|l| l.contains("check")), "{be:?}");
+}
+
+#[test]
+fn expected_codes() {
+    assert_eq!(expected_codes_regex("200").unwrap(), "^(200)$");
+    assert_eq!(expected_codes_regex("200, 302").unwrap(), "^(200|302)$");
+    assert_eq!(
+        expected_codes_regex("200-203").unwrap(),
+        "^(200|201|202|203)$"
+    );
+    assert!(expected_codes_regex("abc").is_err());
+    assert!(expected_codes_regex("300-200").is_err());
+    assert!(expected_codes_regex("99").is_err());
+}
+
+fn rule(n: u128, kind: L7RuleType, compare: L7RuleCompareType, value: &str) -> L7RuleConfig {
+    L7RuleConfig {
+        id: id(n),
+        kind,
+        compare_type: compare,
+        key: None,
+        value: value.into(),
+        invert: false,
+    }
+}
+
+fn policy(n: u128, action: L7PolicyAction, rules: Vec<L7RuleConfig>) -> L7PolicyConfig {
+    L7PolicyConfig {
+        id: id(n),
+        action,
+        redirect_pool_id: None,
+        redirect_url: None,
+        redirect_prefix: None,
+        redirect_http_code: None,
+        rules,
+    }
+}
+
+#[test]
+fn acl_expressions() {
+    use L7RuleCompareType as C;
+    use L7RuleType as T;
+    let cases = [
+        (
+            T::HostName,
+            C::EqualTo,
+            None,
+            "a.example",
+            "req.hdr(host) -i -m str \"a.example\"",
+        ),
+        (T::Path, C::StartsWith, None, "/api", "path -m beg \"/api\""),
+        (
+            T::Path,
+            C::Regex,
+            None,
+            "^/v[0-9]+\\.x$",
+            "path -m reg \"^/v[0-9]+\\\\.x\\$\"",
+        ),
+        (T::FileType, C::EqualTo, None, "jpg", "path_end \"jpg\""),
+        (
+            T::FileType,
+            C::Regex,
+            None,
+            "jpe?g",
+            "path_end -m reg \"jpe?g\"",
+        ),
+        (
+            T::Header,
+            C::Contains,
+            Some("X-Env"),
+            "a b",
+            "req.hdr(X-Env) -m sub \"a b\"",
+        ),
+        (
+            T::Cookie,
+            C::EndsWith,
+            Some("sess"),
+            "x\"y",
+            "req.cook(sess) -m end \"x\\\"y\"",
+        ),
+        (T::SslConnHasCert, C::EqualTo, None, "True", "ssl_c_used"),
+        (
+            T::SslVerifyResult,
+            C::EqualTo,
+            None,
+            "0",
+            "ssl_c_verify eq 0",
+        ),
+        (
+            T::SslDnField,
+            C::EqualTo,
+            Some("CN"),
+            "alice",
+            "ssl_c_s_dn(CN) -m str \"alice\"",
+        ),
+    ];
+    for (kind, compare, key, value, expected) in cases {
+        let mut r = rule(1, kind, compare, value);
+        r.key = key.map(str::to_string);
+        assert_eq!(acl_expression(&r).unwrap(), expected);
+    }
+    let mut r = rule(1, T::Header, C::EqualTo, "v");
+    r.key = Some("X Bad".into());
+    assert!(acl_expression(&r).is_err());
+    assert!(acl_expression(&rule(1, T::SslVerifyResult, C::EqualTo, "x")).is_err());
+    assert!(acl_expression(&rule(1, T::Path, C::EqualTo, "a\nb")).is_err());
+}
+
+#[test]
+fn quoting() {
+    assert_eq!(quote("plain").unwrap(), "\"plain\"");
+    assert_eq!(quote("a b#c").unwrap(), "\"a b#c\"");
+    assert_eq!(quote("\\\"$HOME").unwrap(), "\"\\\\\\\"\\$HOME\"");
+    assert!(quote("tab\there").is_err());
+}
+
+#[test]
+fn l7_policies_render_in_haproxy_order() {
+    let mut cfg = config(
+        vec![listener(L1, ListenerProtocol::Http, 80)],
+        vec![pool(P1, PoolProtocol::Http), pool(P2, PoolProtocol::Http)],
+    );
+    let mut to_pool = policy(
+        0x61,
+        L7PolicyAction::RedirectToPool,
+        vec![rule(
+            0x71,
+            L7RuleType::Path,
+            L7RuleCompareType::StartsWith,
+            "/api",
+        )],
+    );
+    to_pool.redirect_pool_id = Some(id(P2));
+    let mut to_url = policy(
+        0x62,
+        L7PolicyAction::RedirectToUrl,
+        vec![rule(
+            0x72,
+            L7RuleType::Path,
+            L7RuleCompareType::EqualTo,
+            "/old",
+        )],
+    );
+    to_url.redirect_url = Some("https://new.example/x?a=1".into());
+    to_url.redirect_http_code = Some(301);
+    let mut prefix = policy(
+        0x63,
+        L7PolicyAction::RedirectPrefix,
+        vec![rule(
+            0x73,
+            L7RuleType::HostName,
+            L7RuleCompareType::EqualTo,
+            "legacy",
+        )],
+    );
+    prefix.redirect_prefix = Some("https://www.example".into());
+    let mut inverted = rule(
+        0x75,
+        L7RuleType::Path,
+        L7RuleCompareType::StartsWith,
+        "/public",
+    );
+    inverted.invert = true;
+    let reject = policy(
+        0x64,
+        L7PolicyAction::Reject,
+        vec![
+            rule(
+                0x74,
+                L7RuleType::HostName,
+                L7RuleCompareType::EndsWith,
+                ".internal",
+            ),
+            inverted,
+        ],
+    );
+    let empty = policy(0x65, L7PolicyAction::Reject, vec![]);
+    cfg.listeners[0].l7policies = vec![to_pool, to_url, prefix, reject, empty];
+    let text = rendered(&cfg);
+    let fe = frontend(&text, L1);
+    let actions: Vec<&String> = fe
+        .iter()
+        .filter(|l| {
+            l.starts_with("http-request deny")
+                || l.starts_with("redirect")
+                || l.starts_with("use_backend")
+                || l.starts_with("default_backend")
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            &format!("http-request deny if {} !{}", id(0x74), id(0x75)),
+            &format!(
+                "redirect code 301 location \"https://new.example/x?a=1\" if {}",
+                id(0x72)
+            ),
+            &format!(
+                "redirect code 302 prefix \"https://www.example\" if {}",
+                id(0x73)
+            ),
+            &format!("use_backend {}:{} if {}", id(P2), id(L1), id(0x71)),
+            &format!("default_backend {}:{}", id(P1), id(L1)),
+        ]
+    );
+    assert!(has(&fe, &format!("acl {} path -m beg \"/api\"", id(0x71))));
+    assert!(has(
+        &fe,
+        &format!("acl {} req.hdr(host) -i -m end \".internal\"", id(0x74))
+    ));
+    // Both pools get a backend for this listener.
+    assert!(has(&backend(&text, P2, L1), "balance roundrobin"));
+    assert!(has(&backend(&text, P1, L1), "balance roundrobin"));
+}
+
+#[test]
+fn redirect_to_a_disabled_pool_is_left_out() {
+    let mut cfg = config(
+        vec![listener(L1, ListenerProtocol::Http, 80)],
+        vec![pool(P1, PoolProtocol::Http), pool(P2, PoolProtocol::Http)],
+    );
+    cfg.pools[1].admin_state_up = false;
+    let mut to_pool = policy(
+        0x61,
+        L7PolicyAction::RedirectToPool,
+        vec![rule(
+            0x71,
+            L7RuleType::Path,
+            L7RuleCompareType::StartsWith,
+            "/api",
+        )],
+    );
+    to_pool.redirect_pool_id = Some(id(P2));
+    cfg.listeners[0].l7policies = vec![to_pool];
+    let text = rendered(&cfg);
+    assert!(!text.contains("use_backend"));
+    assert!(!text.contains(&format!("backend {}", id(P2))));
+}
+
+#[test]
+fn l7_policies_on_tcp_listeners_are_refused() {
+    let mut cfg = config(
+        vec![listener(L1, ListenerProtocol::Tcp, 80)],
+        vec![pool(P1, PoolProtocol::Tcp)],
+    );
+    cfg.listeners[0].l7policies = vec![policy(
+        0x61,
+        L7PolicyAction::Reject,
+        vec![rule(
+            0x71,
+            L7RuleType::Path,
+            L7RuleCompareType::StartsWith,
+            "/",
+        )],
+    )];
+    assert!(matches!(
+        render(&cfg, &options()),
+        Err(DataPlaneError::Unsupported(_))
+    ));
+}
+
+#[test]
+fn a_pool_shared_by_two_listeners_gets_two_backends() {
+    let cfg = config(
+        vec![
+            listener(L1, ListenerProtocol::Http, 80),
+            listener(L2, ListenerProtocol::Tcp, 8080),
+        ],
+        vec![pool(P1, PoolProtocol::Http)],
+    );
+    let text = rendered(&cfg);
+    assert!(has(&backend(&text, P1, L1), "mode http"));
+    assert!(has(&backend(&text, P1, L2), "mode tcp"));
+}
