@@ -236,6 +236,20 @@ async fn a_killed_haproxy_is_restarted_with_the_last_good_config() {
             .await;
         assert_eq!(report.version, 1);
 
+        // A dead worker takes its master down with it: restarted too.
+        let worker = worker_pids(&h.provider.lb_dir(lb).join("master.sock"))[0];
+        kill(worker, libc::SIGKILL);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while h.provider.restarts() < 2 || h.provider.master_pid(lb).await.is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not restarted after its worker died"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_ne!(h.provider.master_pid(lb).await, Some(new_pid));
+        assert_eq!(get(to).await.unwrap().body, "a");
+
         // A later apply still works on the restarted master.
         let b = Backend::start("b").await;
         let v2 = next(&cfg, |c| c.pools[0].members = vec![member(b.addr)]);
@@ -709,6 +723,51 @@ async fn disabled_members_are_maint_and_weight_zero_drains() {
         }
         assert_eq!(b.hits() + c.hits(), 0);
         h.provider.remove(lb).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_provider_takes_over_haproxy_left_by_an_earlier_run() {
+    let Some(h) = Harness::new() else { return };
+    bounded(async {
+        let a = Backend::start("a").await;
+        let cfg = http_lb(vip(9), 8080, vec![member(a.addr)]);
+        let lb = cfg.lb_id;
+        let provider = || {
+            let (tx, _) = tokio::sync::mpsc::unbounded_channel();
+            let mut options = statera_haproxy::HaproxyOptions::new(&h.dir);
+            options.poll_interval = Duration::from_millis(200);
+            options.stop_timeout = Duration::from_secs(5);
+            statera_haproxy::HaproxyProvider::new(options, tx)
+        };
+        let first = provider();
+        first.apply(Arc::new(cfg.clone())).await.unwrap();
+        let old_pid = first.master_pid(lb).await.unwrap();
+        let to = SocketAddr::new(vip(9), 8080);
+        assert_eq!(get(to).await.unwrap().body, "a");
+
+        // Statera stops (its HAProxy keeps serving) and starts again: a new
+        // provider on the same directory.
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(alive(old_pid));
+        assert_eq!(get(to).await.unwrap().body, "a");
+        let second = provider();
+        assert_eq!(second.apply(Arc::new(cfg)).await.unwrap(), 1);
+        let new_pid = second.master_pid(lb).await.unwrap();
+        assert_ne!(new_pid, old_pid);
+        let gone = async {
+            while alive(old_pid) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), gone)
+            .await
+            .expect("the earlier haproxy stops");
+        assert_eq!(get(to).await.unwrap().body, "a");
+        second.remove(lb).await.unwrap();
+        assert!(!alive(new_pid));
     })
     .await;
 }
