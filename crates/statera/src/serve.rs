@@ -9,13 +9,14 @@ use statera_api::{ApiSettings, AppState, ProviderInfo, QuotaDefaults};
 use statera_config::DataPlane;
 use statera_controller::Controller;
 use statera_dataplane::Engine;
+use statera_haproxy::{HaproxyOptions, HaproxyProvider};
 use statera_model::ListenerProtocol;
 use statera_store::Store;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
-fn providers() -> Vec<ProviderInfo> {
+fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
     vec![
         ProviderInfo {
             name: "native".to_string(),
@@ -38,8 +39,12 @@ fn providers() -> Vec<ProviderInfo> {
         },
         ProviderInfo {
             name: "haproxy".to_string(),
-            description: "One HAProxy process per load balancer (not yet available in this deployment).".to_string(),
-            available: false,
+            description: if haproxy_available {
+                "One HAProxy process per load balancer (the Neutron LBaaS HAProxy driver's model).".to_string()
+            } else {
+                "One HAProxy process per load balancer (unavailable here: no haproxy executable found).".to_string()
+            },
+            available: haproxy_available,
             flavor_capabilities: vec![(
                 "loadbalancer_topology".to_string(),
                 "The load balancer topology. One of: SINGLE - One HAProxy process per load balancer.".to_string(),
@@ -48,7 +53,12 @@ fn providers() -> Vec<ProviderInfo> {
                 "compute_zone".to_string(),
                 "The host or zone that serves the load balancer.".to_string(),
             )],
-            unsupported_listener_protocols: vec![ListenerProtocol::Udp, ListenerProtocol::Sctp],
+            unsupported_listener_protocols: vec![
+                ListenerProtocol::TerminatedHttps,
+                ListenerProtocol::Udp,
+                ListenerProtocol::Sctp,
+                ListenerProtocol::Prometheus,
+            ],
         },
     ]
 }
@@ -96,9 +106,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ensure_host_network(&store, &settings).await?;
 
     let (report_tx, report_rx) = mpsc::unbounded_channel();
-    let engine: Arc<dyn DataPlane> = Arc::new(Engine::new(report_tx));
+    let engine: Arc<dyn DataPlane> = Arc::new(Engine::new(report_tx.clone()));
     let mut planes = HashMap::new();
     planes.insert("native".to_string(), engine);
+    // The HAProxy provider, when the executable is there: one process per load
+    // balancer under <data-dir>/haproxy.
+    let haproxy = statera_haproxy::find_haproxy().map(|binary| {
+        let mut options = HaproxyOptions::new(settings.store.data_dir.join("haproxy"));
+        options.binary = binary;
+        options.stop_timeout = std::time::Duration::from_secs(5);
+        Arc::new(HaproxyProvider::new(options, report_tx))
+    });
+    if let Some(h) = &haproxy {
+        planes.insert("haproxy".to_string(), h.clone() as Arc<dyn DataPlane>);
+    } else {
+        tracing::warn!("no haproxy executable found: the haproxy provider is unavailable");
+    }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
@@ -111,7 +134,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         default_project_id: settings.api.default_project_id.clone(),
         pagination_max_limit: settings.api.pagination_max_limit,
         default_provider: "native".to_string(),
-        providers: providers(),
+        providers: providers(haproxy.is_some()),
         quota_defaults: QuotaDefaults {
             loadbalancer: q.loadbalancer,
             listener: q.listener,
@@ -142,6 +165,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = controller.await;
+    if let Some(h) = haproxy {
+        h.shutdown().await;
+    }
     store.close().await;
     Ok(())
 }
