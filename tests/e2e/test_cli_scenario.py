@@ -273,7 +273,7 @@ def test_08_traffic_with_source_ip_persistence(state, backends):
     # insert_headers X-Forwarded-For=true: the member sees the client's address.
     seen = [req for b in backends for req in b.requests if req["path"] == "/"]
     assert seen, "no backend received the proxied requests"
-    xff = {req["headers"].get("X-Forwarded-For") for req in seen}
+    xff = {next((v for k, v in req["headers"].items() if k.lower() == "x-forwarded-for"), None) for req in seen}
     assert xff == {"127.0.0.1"}, f"X-Forwarded-For seen by members: {xff}"
 
 

@@ -356,15 +356,16 @@ async fn list(
         .children(p.id)
         .map(|r| render::l7rule(r))
         .collect();
-    app.collection(
+    let mut c = app.collection(
         &ctx,
         &uri,
         "rules",
         Some("rules_links"),
         render::L7RULE_ATTRS,
-    )
-    .respond(items, &q)
-    .map(Json)
+    );
+    // openstacksdk adds `?l7policy_id=` (the policy of the path) when it lists rules.
+    c.ignored = &["l7policy_id"];
+    c.respond(items, &q).map(Json)
 }
 
 async fn show(
