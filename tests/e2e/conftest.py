@@ -387,12 +387,30 @@ def cli(statera_server) -> OpenStackCli:
 # Backends
 
 
+class Headers(dict):
+    """Request headers as a backend received them, looked up case-insensitively (HTTP header
+    names are; hyper sends them in lower case, Python's clients capitalised). Keys are stored in
+    lower case; the last value wins for a repeated header."""
+
+    def __init__(self, items=()):
+        super().__init__((k.lower(), v) for k, v in items)
+
+    def __getitem__(self, key):
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key):
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key, default=None):
+        return super().get(key.lower(), default)
+
+
 @dataclass
 class Backend:
     name: str
     host: str
     port: int
-    requests: list[dict] = field(default_factory=list, repr=False)  # {"method","path","headers"}
+    requests: list[dict] = field(default_factory=list, repr=False)  # {"method","path","headers": Headers}
     server: http.server.ThreadingHTTPServer | None = field(default=None, repr=False)
     thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -412,7 +430,7 @@ def _make_handler(backend: Backend):
             if length:
                 self.rfile.read(length)
             backend.requests.append(
-                {"method": self.command, "path": self.path, "headers": dict(self.headers.items())}
+                {"method": self.command, "path": self.path, "headers": Headers(self.headers.items())}
             )
             body = backend.name.encode()
             self.send_response(200)

@@ -468,6 +468,19 @@ def test_14_quotas(statera_server, cli, state):
     cli.json("loadbalancer", "quota", "list")  # must parse; content depends on quota rows
 
 
+def test_14b_quota_set_and_reset(statera_server, cli, state):
+    # `quota set|unset|reset <project>` resolve the project through the identity service (with
+    # auth none: GET /projects/<p>, then GET /projects?name=<p> on the same endpoint).
+    project_id = need(state, "project_id")
+    cli.run("loadbalancer", "quota", "set", "--loadbalancer", "7", "--member", "70", project_id)
+    shown = cli.json("loadbalancer", "quota", "show", project_id)
+    assert (shown["load_balancer"], shown["member"]) == (7, 70), shown
+    cli.run("loadbalancer", "quota", "unset", "--member", project_id)
+    assert cli.json("loadbalancer", "quota", "show", project_id)["member"] == -1
+    cli.run("loadbalancer", "quota", "reset", project_id)
+    assert cli.json("loadbalancer", "quota", "show", project_id)["load_balancer"] == -1
+
+
 def test_15_delete_with_children_needs_cascade(statera_server, cli, state):
     lb_id = need(state, "lb_id")
     failed = cli.run("loadbalancer", "delete", "lb-cli", expect_ok=False)

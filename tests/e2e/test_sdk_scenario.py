@@ -113,6 +113,13 @@ def test_03_listener(conn, state):
     assert (got.connection_limit, got.description, got.provisioning_status) == (5000, "sdk listener", "ACTIVE")
 
 
+def test_03b_listener_filter_named_like_the_sdk_attribute(conn, state):
+    # The SDK maps listeners(load_balancer_id=...) to ?load_balancer_id= (Octavia accepts model
+    # attribute names as filters; loadbalancer_id above is the API name).
+    lb_id, listener_id = need(state, "lb_id", "listener_id")
+    assert [x.id for x in conn.load_balancer.listeners(load_balancer_id=lb_id)] == [listener_id]
+
+
 def test_04_pool_with_cookie_persistence(conn, state):
     lb_id, listener_id = need(state, "lb_id", "listener_id")
     pool = conn.load_balancer.create_pool(
