@@ -12,6 +12,7 @@
 
 pub mod context;
 pub mod error;
+pub mod identity;
 pub mod input;
 pub mod list;
 pub mod neutron;
@@ -109,6 +110,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2.0/", get(version_v2))
         .nest("/v2", v2.clone())
         .nest("/v2.0", v2)
+        .merge(identity::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

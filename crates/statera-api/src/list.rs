@@ -150,6 +150,13 @@ impl Collection<'_> {
 
     /// The attribute a `<x>_id` filter looks in (`loadbalancer_id` → `loadbalancers`).
     fn reference_list(&self, key: &str) -> Option<String> {
+        // Octavia's model spells the load balancer reference `load_balancer_id`
+        // (openstacksdk sends it); the API spells it `loadbalancer_id`.
+        let key = if key == "load_balancer_id" {
+            "loadbalancer_id"
+        } else {
+            key
+        };
         let base = key.strip_suffix("_id")?;
         let plural = format!("{base}s");
         self.attributes.contains(&plural.as_str()).then_some(plural)
@@ -505,6 +512,14 @@ mod tests {
             .unwrap();
         // Default order: created_at, then id (as Octavia); all created_at are equal here.
         assert_eq!(ids(&v), ["id0", "id1"]);
+        let alias = c
+            .respond(items(), &Query::parse(Some("load_balancer_id=lb1")))
+            .unwrap();
+        assert_eq!(
+            ids(&alias),
+            ids(&v),
+            "load_balancer_id is Octavia's model spelling"
+        );
         let v = c.respond(items(), &Query::parse(Some("tags=a,b"))).unwrap();
         assert_eq!(ids(&v), ["id1"]);
         let v = c
