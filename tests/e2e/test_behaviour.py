@@ -168,17 +168,10 @@ def test_disabled_member_takes_nothing(statera_server, provider):
             assert set(members_of(lb.vip, port, 6)) == {"a", "off"}
 
 
-STALE_SNAPSHOT_BUG = (
-    "native: an HTTP client connection keeps routing with the configuration it was accepted "
-    "under for its whole life (the snapshot is taken per connection, snapshot.rs), so a kept-alive "
-    "client keeps sending requests to a member after it was disabled (admin_state_up false) and "
-    "after it was deleted, and never reaches a member added later; lib.rs mentions the snapshot "
-    "per connection only as a caveat for probe settings"
-)
 
 
 @pytest.mark.parametrize(
-    "provider", [pytest.param("native", marks=pytest.mark.xfail(strict=True, reason=STALE_SNAPSHOT_BUG)), "haproxy"],
+    "provider", ["native", "haproxy"],
     indirect=True,
 )
 def test_keepalive_client_follows_member_changes(statera_server, provider):

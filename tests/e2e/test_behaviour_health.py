@@ -138,17 +138,10 @@ def test_failover_under_load_has_no_client_visible_error(statera_server, provide
             poll(lambda: "b" in members_of(lb.vip, port, 4), 15, "b to serve again after its restart")
 
 
-KEEPALIVE_BUG = (
-    "haproxy provider: a reload closes every idle keep-alive client connection (the old worker's "
-    "soft-stop closes idle frontend connections at once), so a client's next request on its "
-    "connection gets no response (RemoteDisconnected) although nothing about its listener "
-    "changed; native keeps the connection. HAProxy 2.6's `option idle-close-on-response` would "
-    "keep such connections until their next request and answer it with Connection: close."
-)
 
 
 @pytest.mark.parametrize(
-    "provider", ["native", pytest.param("haproxy", marks=pytest.mark.xfail(strict=True, reason=KEEPALIVE_BUG))],
+    "provider", ["native", "haproxy"],
     indirect=True,
 )
 def test_idle_keepalive_connection_survives_a_configuration_change(statera_server, provider):
@@ -227,17 +220,10 @@ def test_reloads_under_load_fail_no_request_and_counters_only_grow(statera_serve
                        f"{kept.by_member} errors {kept.errors[:5]}; counters {samples[0]} -> {samples[-1]}")
             print(summary)
             assert fresh.errors == [], summary
-            if provider == "native":
-                assert kept.errors == [], summary
-            else:
-                # Known haproxy bug, recorded deterministically by
-                # test_idle_keepalive_connection_survives_a_configuration_change[haproxy]: the old
-                # worker closes idle keep-alive client connections when a reload soft-stops it, so
-                # a request sent on one just then is lost ("closed without response"). Only that
-                # kind of failure is tolerated here, and it is counted in the summary.
-                lost = [e for e in kept.errors
-                        if not any(k in e for k in ("RemoteDisconnected", "ConnectionResetError", "BrokenPipeError"))]
-                assert lost == [], summary
+            # Both keep their kept-alive clients: the haproxy provider renders
+            # `option idle-close-on-response`, so a reload's old worker answers the next
+            # request of an idle connection instead of closing it under the client.
+            assert kept.errors == [], summary
             assert fresh.ok > 100 and kept.ok > 100, summary
             assert {"a", "b", "c"} <= set(fresh.by_member) | set(kept.by_member), summary
             decreases = [(i, p, q) for i, (p, q) in enumerate(zip(samples, samples[1:]))
@@ -277,14 +263,6 @@ def test_stats_count_the_connections_served(statera_server, provider):
             assert _settled_total(lb, 250) == 250
 
 
-NATIVE_STATS_BUG = (
-    "native (with the controller): changes applied while traffic flows inflate the API's "
-    "counters many times over: 10 weight changes under a fresh-connection load of ~300-1000 "
-    "requests added 4,700-14,400 to total_connections (bytes likewise); without concurrent traffic "
-    "the count is exact. Likely a report whose counters are lower than the previous one (reports "
-    "out of order, or per-snapshot counters) being taken by the controller's record_stats as a "
-    "counter reset, which adds the whole cumulative value again"
-)
 HAPROXY_STATS_BUG = (
     "haproxy: with reloads under load total_connections is off in both directions (observed "
     "-44 %, -30 % and +13 % over 10 reloads): the loss is the documented 'counters of a worker "
@@ -296,8 +274,7 @@ HAPROXY_STATS_BUG = (
 
 @pytest.mark.parametrize(
     "provider",
-    [pytest.param("native", marks=pytest.mark.xfail(strict=True, reason=NATIVE_STATS_BUG)),
-     pytest.param("haproxy", marks=pytest.mark.xfail(strict=False, reason=HAPROXY_STATS_BUG))],
+    ["native", pytest.param("haproxy", marks=pytest.mark.xfail(strict=False, reason=HAPROXY_STATS_BUG))],
     indirect=True,
 )
 def test_stats_count_the_connections_served_while_changes_apply(statera_server, provider):

@@ -238,8 +238,18 @@ fn record_stats(
         if !txn.state().listeners.contains(&l.id) {
             continue;
         }
-        let prev = last.insert(l.id, l.stats).unwrap_or_default();
-        let delta = |now: u64, before: u64| if now >= before { now - before } else { now };
+        // Data planes keep their counters monotonic for as long as they run
+        // (and the controller starts afresh with them), so a lower reading is
+        // a stale report overtaken by a newer one: it adds nothing.
+        let prev = last.get(&l.id).copied().unwrap_or_default();
+        let seen = statera_config::Stats {
+            bytes_in: prev.bytes_in.max(l.stats.bytes_in),
+            bytes_out: prev.bytes_out.max(l.stats.bytes_out),
+            active_connections: l.stats.active_connections,
+            total_connections: prev.total_connections.max(l.stats.total_connections),
+            request_errors: prev.request_errors.max(l.stats.request_errors),
+        };
+        last.insert(l.id, seen);
         let mut st = txn
             .state()
             .listener_stats
@@ -251,10 +261,10 @@ fn record_stats(
                 ..Default::default()
             });
         let old = st;
-        st.bytes_in += delta(l.stats.bytes_in, prev.bytes_in);
-        st.bytes_out += delta(l.stats.bytes_out, prev.bytes_out);
-        st.total_connections += delta(l.stats.total_connections, prev.total_connections);
-        st.request_errors += delta(l.stats.request_errors, prev.request_errors);
+        st.bytes_in += seen.bytes_in - prev.bytes_in;
+        st.bytes_out += seen.bytes_out - prev.bytes_out;
+        st.total_connections += seen.total_connections - prev.total_connections;
+        st.request_errors += seen.request_errors - prev.request_errors;
         st.active_connections = l.stats.active_connections;
         if st != old {
             txn.put(st)?;

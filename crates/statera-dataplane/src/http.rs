@@ -40,7 +40,7 @@ use crate::l7::Decision;
 use crate::listener::{LifeState, ListenerView};
 use crate::persistence::Affinity;
 use crate::pool::{InFlight, MemberRuntime, PoolRuntime};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{LbShared, Snapshot};
 use crate::stats::ListenerStats;
 use crate::upstream::{self, IdleConns, Upstream};
 use bytes::Bytes;
@@ -48,7 +48,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use statera_config::ListenerConfig;
+use statera_config::{ListenerConfig, Timeouts};
 use statera_model::PoolProtocol;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -82,6 +82,7 @@ pub async fn serve(
     peer: SocketAddr,
     snapshot: Arc<Snapshot>,
     view: Arc<ListenerView>,
+    shared: Arc<LbShared>,
     life: &mut watch::Receiver<LifeState>,
 ) {
     let Ok(vip) = client.local_addr() else {
@@ -105,6 +106,7 @@ pub async fn serve(
     let conn = Arc::new(ClientConn {
         snapshot: snapshot.clone(),
         view,
+        shared,
         peer,
         vip,
         activity: activity.clone(),
@@ -167,8 +169,11 @@ pub async fn serve(
 
 /// One client connection, as its requests see it.
 struct ClientConn {
+    /// The snapshot and listener the connection was accepted with; its
+    /// requests use the newest ones instead while the listener is served.
     snapshot: Arc<Snapshot>,
     view: Arc<ListenerView>,
+    shared: Arc<LbShared>,
     peer: SocketAddr,
     /// The address the client connected to: VIP and listener port.
     vip: SocketAddr,
@@ -179,8 +184,17 @@ struct ClientConn {
 }
 
 impl ClientConn {
-    fn listener(&self) -> &ListenerConfig {
-        &self.snapshot.config.listeners[self.view.index]
+    /// The configuration a request on this connection follows: the newest
+    /// snapshot while it still serves this address (a keep-alive client sees
+    /// member and policy changes at its next request, as a new connection
+    /// would), else the one the connection started with (a removed listener
+    /// drains on its last configuration).
+    fn current(&self) -> (Arc<Snapshot>, Arc<ListenerView>) {
+        let newest = self.shared.load();
+        match newest.by_addr.get(&self.vip).cloned() {
+            Some(view) => (newest, view),
+            None => (self.snapshot.clone(), self.view.clone()),
+        }
     }
 
     fn stats(&self) -> &ListenerStats {
@@ -189,20 +203,21 @@ impl ClientConn {
 
     async fn handle(&self, request: Request<Incoming>) -> Response<ClientBody> {
         let _waiting = self.activity.waiting();
-        let listener = self.listener();
+        let (snapshot, view) = self.current();
+        let listener = &snapshot.config.listeners[view.index];
         if !host_is_unambiguous(&request) {
             // RFC 9112 §3.2: 400 to an HTTP/1.1 request without exactly one
             // Host. Two hosts could let an L7 rule judge one while the member
             // serves the other.
             return self.bad_request();
         }
-        let pool_id = match self.view.policies.decide(request.uri(), request.headers()) {
+        let pool_id = match view.policies.decide(request.uri(), request.headers()) {
             Decision::Reject => return self.proxy_error(StatusCode::FORBIDDEN),
             Decision::Redirect { status, location } => return redirect(status, location),
             Decision::Pool(id) => Some(id),
             Decision::Default => listener.default_pool_id,
         };
-        let Some(pool) = pool_id.and_then(|id| self.snapshot.pools.get(&id)) else {
+        let Some(pool) = pool_id.and_then(|id| snapshot.pools.get(&id)) else {
             return self.proxy_error(StatusCode::SERVICE_UNAVAILABLE);
         };
         let (mut parts, body) = request.into_parts();
@@ -225,7 +240,8 @@ impl ClientConn {
         if let Some(persistence) = &pool.persistence {
             persistence.strip_request(&mut parts.headers);
         }
-        self.forward(pool, parts, body, affinity).await
+        let timeouts = listener.timeouts;
+        self.forward(pool, timeouts, parts, body, affinity).await
     }
 
     fn insert_forwarded(&self, listener: &ListenerConfig, headers: &mut HeaderMap) {
@@ -269,11 +285,11 @@ impl ClientConn {
     async fn forward(
         &self,
         pool: &PoolRuntime,
+        timeouts: Timeouts,
         parts: hyper::http::request::Parts,
         body: Incoming,
         affinity: Affinity,
     ) -> Response<ClientBody> {
-        let timeouts = self.listener().timeouts;
         let connect_timeout = crate::relay::millis(timeouts.member_connect_ms);
         let member_timeout = crate::relay::millis(timeouts.member_data_ms);
         let proxy_header = upstream::proxy_header(pool.protocol, self.peer, self.vip);

@@ -206,6 +206,13 @@ async fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<LbShar
         let Some(view) = snapshot.by_addr.get(&addr).cloned() else {
             continue;
         };
-        tokio::spawn(relay::serve(stream, peer, snapshot, view, permit));
+        tokio::spawn(relay::serve(
+            stream,
+            peer,
+            snapshot,
+            view,
+            shared.clone(),
+            permit,
+        ));
     }
 }

@@ -56,6 +56,7 @@ pub async fn serve(
     peer: SocketAddr,
     snapshot: Arc<Snapshot>,
     view: Arc<ListenerView>,
+    shared: Arc<crate::snapshot::LbShared>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
     let _permit = permit;
@@ -74,7 +75,15 @@ pub async fn serve(
     let _active = stats.open_connection();
     let _ = client.set_nodelay(true);
     if listener.protocol == ListenerProtocol::Http {
-        crate::http::serve(client, peer, snapshot.clone(), view.clone(), &mut life).await;
+        crate::http::serve(
+            client,
+            peer,
+            snapshot.clone(),
+            view.clone(),
+            shared,
+            &mut life,
+        )
+        .await;
         return;
     }
     let vip = match client.local_addr() {

@@ -203,6 +203,10 @@ fn render_frontend(
     let _ = writeln!(out, "    mode {mode}");
     if mode == "http" {
         out.push_str("    option http-keep-alive\n");
+        // On a reload the old worker answers the next request of each idle
+        // keep-alive connection (with `Connection: close`) instead of closing
+        // it under the client, which would lose that request.
+        out.push_str("    option idle-close-on-response\n");
     }
     let _ = writeln!(
         out,
