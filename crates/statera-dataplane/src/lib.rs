@@ -15,9 +15,11 @@
 //!   snapshot from the config (which listener serves which address,
 //!   connection slots, counters, pools with their balancers and member
 //!   health) and publishes it
-//!   with a single `ArcSwap` store. A connection takes the snapshot when it
-//!   is accepted and uses it to the end, so it never sees half of two
-//!   configs. State that must survive a config (counters, listener lives,
+//!   with a single `ArcSwap` store. A TCP connection takes the snapshot when
+//!   it is accepted and uses it to the end; each request of an HTTP
+//!   keep-alive connection takes the newest snapshot that still serves its
+//!   address (a removed listener's connections drain on their last one), so
+//!   nothing ever sees half of two configs. State that must survive a config (counters, listener lives,
 //!   balancer rotation, health, members' in-flight counts, stick tables) is
 //!   carried into the next snapshot by id.
 //! - **All or nothing.** `apply` first refuses what it cannot serve
@@ -133,10 +135,7 @@
 //! - Health: SCTP monitors are refused. HTTPS and TLS-HELLO probes do not
 //!   offer ALPN (`alpn_protocols`) or a client certificate, and ignore the
 //!   pool's TLS settings. Passive health thresholds and slow start are
-//!   engine options ([`EngineOptions::health`]), not per pool. A client
-//!   connection keeps the snapshot it was accepted with: if a member's probe
-//!   settings change, its older keep-alive clients see the old probe's last
-//!   verdict until they reconnect.
+//!   engine options ([`EngineOptions::health`]), not per pool.
 //! - Counters are reported when asked and after each apply, not on a timer.
 //! - A changed `connection_limit` takes a fresh set of slots: connections
 //!   admitted under the old limit do not count against the new one.
