@@ -116,8 +116,7 @@ pub async fn serve(
         let conn = conn.clone();
         // Checked here, while hyper calls the service: `heads` still ends
         // with this request's head (see `RawHeads`).
-        let ambiguous = request.headers().contains_key(header::TRANSFER_ENCODING)
-            && heads.last_has_content_length();
+        let ambiguous = is_ambiguous(request.headers(), &heads);
         async move {
             if ambiguous {
                 tracing::debug!(peer = %conn.peer, "request with Content-Length and Transfer-Encoding refused");
@@ -165,6 +164,13 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// Whether a request whose head hyper just parsed (its headers here, its raw
+/// head the last of `heads`) had both `Content-Length` and
+/// `Transfer-Encoding`: the shape of request smuggling, refused with 400.
+pub(crate) fn is_ambiguous(headers: &HeaderMap, heads: &RawHeads) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING) && heads.last_has_content_length()
 }
 
 /// One client connection, as its requests see it.

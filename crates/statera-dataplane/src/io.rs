@@ -255,7 +255,7 @@ impl RawHeads {
 
     /// Notes that `pending` is about to be handed over and returns how much
     /// of it may go: up to and including the first blank line's end.
-    fn observe(&self, pending: &[u8]) -> usize {
+    pub(crate) fn observe(&self, pending: &[u8]) -> usize {
         let mut segments = self.lock();
         let mut state = segments.state;
         let mut cut = None;

@@ -142,6 +142,8 @@
 
 mod balance;
 mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod http;
 mod io;
