@@ -46,6 +46,8 @@ pub struct ProviderInfo {
     pub availability_zone_capabilities: Vec<(String, String)>,
     /// Listener protocols this provider answers with 501.
     pub unsupported_listener_protocols: Vec<statera_model::ListenerProtocol>,
+    /// Health monitor types this provider answers with 501.
+    pub unsupported_monitor_types: Vec<statera_model::HealthMonitorType>,
 }
 
 /// Deployment-wide quota defaults (−1 = unlimited).

@@ -30,6 +30,7 @@ async fn api() -> Api {
             flavor_capabilities: Vec::new(),
             availability_zone_capabilities: Vec::new(),
             unsupported_listener_protocols: Vec::new(),
+            unsupported_monitor_types: Vec::new(),
         }],
         quota_defaults: QuotaDefaults::default(),
         reserved_ips: Vec::new(),

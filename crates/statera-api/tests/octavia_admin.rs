@@ -42,6 +42,7 @@ fn providers() -> Vec<ProviderInfo> {
                 "The host or zone that serves the load balancer.".into(),
             )],
             unsupported_listener_protocols: vec![ListenerProtocol::Udp],
+            unsupported_monitor_types: Vec::new(),
         },
         ProviderInfo {
             name: "haproxy".into(),
@@ -59,6 +60,7 @@ fn providers() -> Vec<ProviderInfo> {
                 ("management_network".into(), "The network.".into()),
             ],
             unsupported_listener_protocols: vec![],
+            unsupported_monitor_types: Vec::new(),
         },
     ]
 }

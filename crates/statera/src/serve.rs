@@ -10,7 +10,7 @@ use statera_config::DataPlane;
 use statera_controller::Controller;
 use statera_dataplane::Engine;
 use statera_haproxy::{HaproxyOptions, HaproxyProvider};
-use statera_model::ListenerProtocol;
+use statera_model::{HealthMonitorType, ListenerProtocol};
 use statera_store::Store;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,8 +34,8 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
                 ListenerProtocol::TerminatedHttps,
                 ListenerProtocol::Udp,
                 ListenerProtocol::Sctp,
-                ListenerProtocol::Prometheus,
             ],
+            unsupported_monitor_types: vec![HealthMonitorType::Sctp],
         },
         ProviderInfo {
             name: "haproxy".to_string(),
@@ -58,6 +58,13 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
                 ListenerProtocol::Udp,
                 ListenerProtocol::Sctp,
                 ListenerProtocol::Prometheus,
+            ],
+            // PING needs an external-check script; UDP-CONNECT and SCTP checks
+            // belong to keepalived in Octavia's amphora.
+            unsupported_monitor_types: vec![
+                HealthMonitorType::Ping,
+                HealthMonitorType::UdpConnect,
+                HealthMonitorType::Sctp,
             ],
         },
     ]

@@ -250,6 +250,7 @@ async fn create(
                 .ok_or_else(|| ApiError::not_found("Pool", pool_id))?;
             ctx.check_write(&pool.project_id)?;
             let h = build(&pool, kind, fields)?;
+            check_monitor_supported(&app, load_balancer(s, pool.loadbalancer_id)?, kind)?;
             if s.pool_monitor(pool_id).is_some() {
                 return Err(ApiError::conflict("This pool already has a health monitor"));
             }

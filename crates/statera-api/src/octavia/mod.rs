@@ -273,3 +273,20 @@ pub fn check_quota(
 pub fn tags(input: &mut crate::input::Input) -> ApiResult<crate::input::Opt<Vec<String>>> {
     input.string_list("tags", 255)
 }
+
+/// 501 when the load balancer's provider cannot run monitors of `kind`.
+pub fn check_monitor_supported(
+    app: &AppState,
+    lb: &LoadBalancer,
+    kind: HealthMonitorType,
+) -> ApiResult<()> {
+    match app.settings.provider(&lb.provider) {
+        Some(info) if info.unsupported_monitor_types.contains(&kind) => {
+            Err(ApiError::not_implemented(format!(
+                "Provider '{}' does not support a requested option: {kind} health monitors",
+                lb.provider
+            )))
+        }
+        _ => Ok(()),
+    }
+}

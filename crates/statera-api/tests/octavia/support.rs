@@ -76,6 +76,7 @@ pub fn providers() -> Vec<ProviderInfo> {
                 ListenerProtocol::Sctp,
                 ListenerProtocol::Prometheus,
             ],
+            unsupported_monitor_types: vec![statera_model::HealthMonitorType::Sctp],
         },
         ProviderInfo {
             name: "haproxy".to_string(),
@@ -84,6 +85,11 @@ pub fn providers() -> Vec<ProviderInfo> {
             flavor_capabilities: vec![],
             availability_zone_capabilities: vec![],
             unsupported_listener_protocols: vec![ListenerProtocol::Udp, ListenerProtocol::Sctp],
+            unsupported_monitor_types: vec![
+                statera_model::HealthMonitorType::Ping,
+                statera_model::HealthMonitorType::UdpConnect,
+                statera_model::HealthMonitorType::Sctp,
+            ],
         },
     ]
 }
