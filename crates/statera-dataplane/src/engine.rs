@@ -252,7 +252,10 @@ fn served_listeners(config: &LbConfig) -> Result<Vec<Served>, DataPlaneError> {
             continue;
         }
         match listener.protocol {
-            ListenerProtocol::Tcp | ListenerProtocol::Http | ListenerProtocol::Https => {}
+            ListenerProtocol::Tcp
+            | ListenerProtocol::Http
+            | ListenerProtocol::Https
+            | ListenerProtocol::Prometheus => {}
             ListenerProtocol::TerminatedHttps => {
                 return Err(DataPlaneError::Unsupported(format!(
                     "TERMINATED_HTTPS listeners are not yet served by the native data plane (listener {})",

@@ -326,8 +326,13 @@ impl ClientConn {
                 let mut conn = match pooled {
                     Some(conn) => conn,
                     None => {
-                        match upstream::open(member.addr, connect_timeout, proxy_header.as_deref())
-                            .await
+                        match upstream::open(
+                            member.addr,
+                            connect_timeout,
+                            proxy_header.as_deref(),
+                            member.stats.clone(),
+                        )
+                        .await
                         {
                             Ok(conn) => conn,
                             Err(error) => {

@@ -95,6 +95,9 @@ pub struct Meter {
 pub struct HyperIo<S> {
     inner: S,
     meter: Option<Meter>,
+    /// On a member connection, the member's counters: reads count as its
+    /// `bytes_out`, writes as its `bytes_in`.
+    member: Option<Arc<ListenerStats>>,
     heads: Option<Arc<RawHeads>>,
     /// Bytes read from the socket; `scratch[start..end]` are not yet handed
     /// to hyper.
@@ -109,10 +112,19 @@ impl<S> HyperIo<S> {
         HyperIo {
             inner,
             meter: None,
+            member: None,
             heads: None,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             start: 0,
             end: 0,
+        }
+    }
+
+    /// A transport to a member, counted in the member's counters.
+    pub fn member(inner: S, stats: Arc<ListenerStats>) -> Self {
+        HyperIo {
+            member: Some(stats),
+            ..HyperIo::new(inner)
         }
     }
 
@@ -145,6 +157,9 @@ impl<S: AsyncRead + Unpin> Read for HyperIo<S> {
                 // End of stream: hand over nothing.
                 return Poll::Ready(Ok(()));
             }
+            if let Some(member) = &this.member {
+                member.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            }
             if let Some(meter) = &this.meter {
                 meter.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 meter.activity.touch();
@@ -164,6 +179,9 @@ impl<S: AsyncRead + Unpin> Read for HyperIo<S> {
 
 impl<S: AsyncWrite + Unpin> HyperIo<S> {
     fn wrote(&self, n: usize) {
+        if let Some(member) = &self.member {
+            member.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        }
         if let Some(meter) = &self.meter
             && n > 0
         {

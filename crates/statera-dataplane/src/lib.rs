@@ -73,6 +73,13 @@
 //!   (REJECT), 3xx (redirects), 502 (member failed before its response
 //!   head), 503 (no member), 504 (member too slow); those 4xx/5xx, and
 //!   responses cut by a member failing mid-body, count in `request_errors`.
+//! - **Metrics** (`metrics.rs`). A PROMETHEUS listener answers
+//!   `GET /metrics` (other paths 404) in the Prometheus text format, from
+//!   the newest snapshot: per listener (its report's counters), per member
+//!   (bytes toward and from it, connections or HTTP requests in flight and
+//!   sent, failed uses, `statera_member_up`) and per pool (sums over its
+//!   current members), labelled `loadbalancer`, `listener`, `pool`,
+//!   `member`. Member counters survive applies by member id.
 //! - **L7 policies** (`l7.rs`). Compiled at apply (an invalid regex or a
 //!   missing redirect pool fails the apply); all rules of a policy must
 //!   match; REJECT outranks redirects, which outrank REDIRECT_TO_POOL, as in
@@ -112,8 +119,8 @@
 //! # Not yet done
 //!
 //! - Refused with `Unsupported` when on an enabled listener, rather than
-//!   served wrongly: TERMINATED_HTTPS (TLS), UDP, SCTP and PROMETHEUS
-//!   listeners; L7 policies on a listener that is not HTTP.
+//!   served wrongly: TERMINATED_HTTPS (TLS), UDP and SCTP listeners; L7
+//!   policies on a listener that is not HTTP.
 //! - HTTP listeners speak HTTP/1.x only: no HTTP/2 (h2c), no protocol
 //!   upgrades (WebSocket `Upgrade` is dropped, so WebSockets through an HTTP
 //!   listener do not work; a TCP listener relays them), no `CONNECT`.
@@ -149,6 +156,7 @@ mod http;
 mod io;
 mod l7;
 mod listener;
+mod metrics;
 mod persistence;
 mod pool;
 mod proxy_protocol;

@@ -19,6 +19,7 @@ use crate::health::passive::{Outcome, Passive};
 use crate::health::{HealthOptions, Target};
 use crate::persistence::{Affinity, Persistence};
 use crate::snapshot::Reporter;
+use crate::stats::ListenerStats;
 use crate::upstream::IdleConns;
 use statera_config::PoolConfig;
 use statera_model::{LbAlgorithm, PoolProtocol};
@@ -78,6 +79,12 @@ pub struct MemberRuntime {
     /// Connections (L4) or requests (HTTP) in flight to the member, shared by
     /// every config that has the member (by id), for `LEAST_CONNECTIONS`.
     pub in_flight: Arc<AtomicU64>,
+    /// The member's counters (`active_connections` unused: `in_flight` is
+    /// that), carried over by member id: `bytes_in` toward the member,
+    /// `bytes_out` from it, `total_connections` connections (L4) or requests
+    /// (HTTP) sent to it, `request_errors` failed uses (passive health's
+    /// failures).
+    pub stats: Arc<ListenerStats>,
 }
 
 /// One connection or request counted in a member's `in_flight` until it is
@@ -95,6 +102,7 @@ impl MemberRuntime {
     /// Counts one more connection or request in flight to the member, until
     /// the returned guard is dropped.
     pub fn start(&self) -> InFlight {
+        self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.in_flight.clone())
     }
@@ -157,6 +165,7 @@ impl PoolRuntime {
                 let in_flight = prev_member
                     .map(|pm| pm.in_flight.clone())
                     .unwrap_or_default();
+                let stats = prev_member.map(|pm| pm.stats.clone()).unwrap_or_default();
                 let addr = SocketAddr::new(m.address, m.protocol_port);
                 // Connections opened for another protocol (a pool switched to
                 // or from PROXY) are not reused.
@@ -183,6 +192,7 @@ impl PoolRuntime {
                     ramp_picks: AtomicU64::new(0),
                     idle,
                     in_flight,
+                    stats,
                 }
             })
             .collect();
@@ -234,6 +244,9 @@ impl PoolRuntime {
         let Some(member) = self.members.get(i) else {
             return;
         };
+        if outcome == Outcome::Failure {
+            member.stats.request_errors.fetch_add(1, Ordering::Relaxed);
+        }
         let options = &self.health.passive;
         let now = Instant::now();
         if !member.passive.record(outcome, options, now) {
@@ -367,6 +380,7 @@ mod tests {
             ramp_picks: AtomicU64::new(0),
             idle: Arc::default(),
             in_flight: Arc::default(),
+            stats: Arc::default(),
         }
     }
 

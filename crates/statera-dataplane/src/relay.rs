@@ -74,6 +74,17 @@ pub async fn serve(
     let stats = &view.stats;
     let _active = stats.open_connection();
     let _ = client.set_nodelay(true);
+    if listener.protocol == ListenerProtocol::Prometheus {
+        crate::metrics::serve(
+            client,
+            view.clone(),
+            shared,
+            &mut life,
+            millis(listener.timeouts.client_data_ms),
+        )
+        .await;
+        return;
+    }
     if listener.protocol == ListenerProtocol::Http {
         crate::http::serve(
             client,
@@ -92,15 +103,24 @@ pub async fn serve(
     };
     // `_in_flight` is dropped before `_active`: a closed connection no longer
     // counts for its member by the time the listener reports it closed.
-    let (member, _in_flight) = match connect_member(&snapshot, listener, peer, vip).await {
-        Ok(member) => member,
-        Err(error) => {
-            tracing::debug!(listener = %listener.id, %peer, %error, "no member for connection");
-            stats.request_errors.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-    };
-    let end = relay(client, member, &listener.timeouts, stats, &mut life).await;
+    let (member, member_stats, _in_flight) =
+        match connect_member(&snapshot, listener, peer, vip).await {
+            Ok(member) => member,
+            Err(error) => {
+                tracing::debug!(listener = %listener.id, %peer, %error, "no member for connection");
+                stats.request_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+    let end = relay(
+        client,
+        member,
+        &listener.timeouts,
+        stats,
+        &member_stats,
+        &mut life,
+    )
+    .await;
     tracing::debug!(listener = %listener.id, %peer, ?end, "connection closed");
 }
 
@@ -119,7 +139,7 @@ async fn connect_member(
     listener: &ListenerConfig,
     peer: SocketAddr,
     vip: SocketAddr,
-) -> Result<(TcpStream, InFlight), ConnectError> {
+) -> Result<(TcpStream, Arc<ListenerStats>, InFlight), ConnectError> {
     let pool = listener
         .default_pool_id
         .and_then(|id| snapshot.pools.get(&id))
@@ -142,7 +162,7 @@ async fn connect_member(
             Ok(stream) => {
                 pool.observe(i, Outcome::Success, &snapshot.reporter);
                 pool.stick(&affinity, i);
-                return Ok((stream, in_flight));
+                return Ok((stream, member.stats.clone(), in_flight));
             }
             Err(error) => {
                 tracing::debug!(member = %pool.members[i].id, %addr, %error, "member connect failed");
@@ -182,18 +202,19 @@ async fn relay(
     member: TcpStream,
     timeouts: &Timeouts,
     stats: &ListenerStats,
+    member_stats: &ListenerStats,
     life: &mut watch::Receiver<LifeState>,
 ) -> RelayEnd {
     let activity = Activity::new();
     let mut client = Metered {
         inner: client,
-        bytes: &stats.bytes_in,
+        bytes: [&stats.bytes_in, &member_stats.bytes_in],
         last_read: &activity.client,
         epoch: activity.epoch,
     };
     let mut member = Metered {
         inner: member,
-        bytes: &stats.bytes_out,
+        bytes: [&stats.bytes_out, &member_stats.bytes_out],
         last_read: &activity.member,
         epoch: activity.epoch,
     };
@@ -259,7 +280,8 @@ impl Activity {
 /// delivered any.
 struct Metered<'a, S> {
     inner: S,
-    bytes: &'a AtomicU64,
+    /// The listener's counter and the member's.
+    bytes: [&'a AtomicU64; 2],
     last_read: &'a AtomicU64,
     epoch: Instant,
 }
@@ -274,7 +296,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         let read = (buf.filled().len() - before) as u64;
         if read > 0 {
-            self.bytes.fetch_add(read, Ordering::Relaxed);
+            for counter in self.bytes {
+                counter.fetch_add(read, Ordering::Relaxed);
+            }
             let now = self.epoch.elapsed().as_millis() as u64;
             self.last_read.store(now, Ordering::Relaxed);
         }

@@ -13,6 +13,7 @@
 
 use crate::io::HyperIo;
 use crate::proxy_protocol;
+use crate::stats::ListenerStats;
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
@@ -109,10 +110,11 @@ pub async fn open(
     addr: SocketAddr,
     connect_timeout: Option<Duration>,
     proxy_header: Option<&[u8]>,
+    stats: Arc<ListenerStats>,
 ) -> io::Result<Upstream> {
     let stream = connect(addr, connect_timeout, proxy_header).await?;
     let (sender, conn) = http1::Builder::new()
-        .handshake::<_, UpstreamBody>(HyperIo::new(stream))
+        .handshake::<_, UpstreamBody>(HyperIo::member(stream, stats))
         .await
         .map_err(io::Error::other)?;
     let state = Arc::new(ConnState {
@@ -287,7 +289,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), async {
             let (addr, accepted) = member().await;
             let idle = Arc::new(IdleConns::default());
-            let mut conn = open(addr, None, None).await.unwrap();
+            let mut conn = open(addr, None, None, Default::default()).await.unwrap();
             assert_eq!(get(&mut conn).await, "ok");
             idle.park_when_ready(conn);
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -194,7 +194,6 @@ async fn unsupported_listeners_are_refused_unless_disabled() {
         for protocol in [
             ListenerProtocol::Udp,
             ListenerProtocol::Sctp,
-            ListenerProtocol::Prometheus,
             ListenerProtocol::TerminatedHttps,
         ] {
             let mut next = config.clone();

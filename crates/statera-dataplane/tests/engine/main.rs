@@ -10,6 +10,7 @@ mod health_passive;
 mod http;
 mod l7;
 mod lifecycle;
+mod metrics;
 mod persistence;
 mod proxy_protocol;
 mod relay;
