@@ -4,13 +4,14 @@ use crate::health::{self, HealthOptions, ProbeKey, Registry};
 use crate::l7::Policies;
 use crate::listener::{self, AcceptTask};
 use crate::snapshot::{LbShared, Reporter, Served, Snapshot};
+use crate::udp::{self, UdpTask};
 use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSender, StatusReport};
 use statera_model::ListenerProtocol;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use uuid::Uuid;
 
 /// How the engine behaves; [`Default`] is what production wants.
@@ -62,6 +63,7 @@ struct Inner {
 struct LbRuntime {
     shared: Arc<LbShared>,
     sockets: HashMap<SocketAddr, AcceptTask>,
+    udp_sockets: HashMap<SocketAddr, UdpTask>,
     probe_keys: HashSet<ProbeKey>,
     drain_timeout: Duration,
 }
@@ -132,7 +134,19 @@ impl Engine {
         // 2. Bind every address not bound yet. On error, what was bound here
         //    is dropped (closed) and the current config keeps serving.
         let mut fresh: Vec<(SocketAddr, TcpListener)> = Vec::new();
-        for Served { addr, .. } in &served {
+        let mut fresh_udp: Vec<(SocketAddr, UdpSocket)> = Vec::new();
+        for Served { addr, udp, .. } in &served {
+            if *udp {
+                if current.is_some_and(|c| c.udp_sockets.contains_key(addr)) {
+                    continue;
+                }
+                let socket = udp::bind(*addr).map_err(|e| DataPlaneError::Bind {
+                    address: format!("{addr}/udp"),
+                    reason: e.to_string(),
+                })?;
+                fresh_udp.push((*addr, socket));
+                continue;
+            }
             if current.is_some_and(|c| c.sockets.contains_key(addr)) {
                 continue;
             }
@@ -184,6 +198,7 @@ impl Engine {
                 lbs.entry(lb_id).or_insert(LbRuntime {
                     shared,
                     sockets: HashMap::new(),
+                    udp_sockets: HashMap::new(),
                     probe_keys: HashSet::new(),
                     drain_timeout: self.inner.options.drain_timeout,
                 })
@@ -195,15 +210,29 @@ impl Engine {
             let task = AcceptTask::spawn(socket, addr, runtime.shared.clone());
             runtime.sockets.insert(addr, task);
         }
+        for (addr, socket) in fresh_udp {
+            let task = UdpTask::spawn(socket, addr, runtime.shared.clone());
+            runtime.udp_sockets.insert(addr, task);
+        }
         let unused: Vec<SocketAddr> = runtime
             .sockets
             .keys()
-            .filter(|addr| !served.iter().any(|s| s.addr == **addr))
+            .filter(|addr| !served.iter().any(|s| s.addr == **addr && !s.udp))
             .copied()
             .collect();
         let closing: Vec<AcceptTask> = unused
             .iter()
             .filter_map(|addr| runtime.sockets.remove(addr))
+            .collect();
+        let unused_udp: Vec<SocketAddr> = runtime
+            .udp_sockets
+            .keys()
+            .filter(|addr| !served.iter().any(|s| s.addr == **addr && s.udp))
+            .copied()
+            .collect();
+        let closing_udp: Vec<UdpTask> = unused_udp
+            .iter()
+            .filter_map(|addr| runtime.udp_sockets.remove(addr))
             .collect();
 
         // 5. Let go of the probes the config no longer uses (a probe nobody
@@ -220,6 +249,9 @@ impl Engine {
         for socket in closing {
             socket.close().await;
         }
+        for socket in closing_udp {
+            socket.close().await;
+        }
         Ok(version)
     }
 
@@ -230,6 +262,9 @@ impl Engine {
             return;
         };
         for (_, socket) in runtime.sockets.drain() {
+            socket.close().await;
+        }
+        for (_, socket) in runtime.udp_sockets.drain() {
             socket.close().await;
         }
         self.inner.probes.release(lb_id, &runtime.probe_keys);
@@ -255,7 +290,8 @@ fn served_listeners(config: &LbConfig) -> Result<Vec<Served>, DataPlaneError> {
             ListenerProtocol::Tcp
             | ListenerProtocol::Http
             | ListenerProtocol::Https
-            | ListenerProtocol::Prometheus => {}
+            | ListenerProtocol::Prometheus
+            | ListenerProtocol::Udp => {}
             ListenerProtocol::TerminatedHttps => {
                 return Err(DataPlaneError::Unsupported(format!(
                     "TERMINATED_HTTPS listeners are not yet served by the native data plane (listener {})",
@@ -281,16 +317,21 @@ fn served_listeners(config: &LbConfig) -> Result<Vec<Served>, DataPlaneError> {
         let policies = Policies::compile(listener, config)
             .map_err(|e| DataPlaneError::Other(format!("listener {}: {e}", listener.id)))?;
         let addr = SocketAddr::new(config.vip.address, listener.protocol_port);
-        if let Some(other) = served.iter().find(|s| s.addr == addr) {
+        let udp = listener.protocol == ListenerProtocol::Udp;
+        if let Some(other) = served.iter().find(|s| s.addr == addr && s.udp == udp) {
             return Err(DataPlaneError::Other(format!(
-                "listeners {} and {} both use TCP port {}",
-                config.listeners[other.index].id, listener.id, listener.protocol_port
+                "listeners {} and {} both use {} port {}",
+                config.listeners[other.index].id,
+                listener.id,
+                if udp { "UDP" } else { "TCP" },
+                listener.protocol_port
             )));
         }
         served.push(Served {
             index,
             addr,
             policies: Arc::new(policies),
+            udp,
         });
     }
     Ok(served)

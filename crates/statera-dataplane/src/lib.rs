@@ -60,6 +60,16 @@
 //!   resetting them; `allowed_cidrs` closes connections from other sources at
 //!   once. TCP and HTTPS (passthrough) listeners are then relayed at layer 4:
 //!   bytes copied both ways with per-listener counters and idle timeouts.
+//! - **UDP** (`udp.rs`). UDP listeners have their own datagram socket per
+//!   VIP:port (beside any TCP one on the same port). Sessions are keyed by
+//!   client address and port; a session's first datagram picks a member as
+//!   a TCP connection would (algorithm, `SOURCE_IP` persistence with
+//!   `persistence_timeout`), and the session gets its own UDP socket bound
+//!   on the VIP and connected to the member; replies reach the client from
+//!   VIP:port. Sessions end after `timeout_client_data` without a datagram
+//!   (30 s when 0) or when the member answers with ICMP unreachable (a
+//!   passive health failure; that client's next session avoids it). Each
+//!   session counts as a connection of its listener and member.
 //! - **HTTP** (`http.rs`). HTTP listeners parse requests with hyper
 //!   (HTTP/1.1, keep-alive to clients): L7 policies decide per request, the
 //!   head is rewritten (hop-by-hop headers dropped, `X-Forwarded-For/-Port/
@@ -119,8 +129,12 @@
 //! # Not yet done
 //!
 //! - Refused with `Unsupported` when on an enabled listener, rather than
-//!   served wrongly: TERMINATED_HTTPS (TLS), UDP and SCTP listeners; L7
+//!   served wrongly: TERMINATED_HTTPS (TLS) and SCTP listeners; L7
 //!   policies on a listener that is not HTTP.
+//! - UDP listeners: `connection_limit` is not applied to sessions (only a
+//!   fixed cap of 64k sessions per listener); removing or disabling one
+//!   ends its sessions at once (nothing drains); a member that drops
+//!   datagrams silently (no ICMP) keeps its sessions until they idle out.
 //! - HTTP listeners speak HTTP/1.x only: no HTTP/2 (h2c), no protocol
 //!   upgrades (WebSocket `Upgrade` is dropped, so WebSockets through an HTTP
 //!   listener do not work; a TCP listener relays them), no `CONNECT`.
@@ -163,6 +177,7 @@ mod proxy_protocol;
 mod relay;
 mod snapshot;
 mod stats;
+mod udp;
 mod upstream;
 
 pub use engine::{Engine, EngineOptions};

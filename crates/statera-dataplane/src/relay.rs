@@ -124,7 +124,7 @@ pub async fn serve(
     tracing::debug!(listener = %listener.id, %peer, ?end, "connection closed");
 }
 
-fn source_allowed(allowed: &[IpNet], source: IpAddr) -> bool {
+pub(crate) fn source_allowed(allowed: &[IpNet], source: IpAddr) -> bool {
     let source = source.to_canonical();
     allowed.is_empty() || allowed.iter().any(|net| net.contains(&source))
 }

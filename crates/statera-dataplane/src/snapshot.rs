@@ -35,6 +35,8 @@ pub struct Served {
     pub index: usize,
     pub addr: SocketAddr,
     pub policies: Arc<Policies>,
+    /// A UDP listener (its socket is a datagram one, apart from TCP ones).
+    pub udp: bool,
 }
 
 #[derive(Debug)]
@@ -44,6 +46,8 @@ pub struct Snapshot {
     pub listeners: Vec<ListenerSlot>,
     /// The served listeners by the address they are bound on.
     pub by_addr: HashMap<SocketAddr, Arc<ListenerView>>,
+    /// The served UDP listeners by the address they are bound on.
+    pub udp_by_addr: HashMap<SocketAddr, Arc<ListenerView>>,
     pub pools: HashMap<Uuid, Arc<PoolRuntime>>,
     /// Sends this load balancer's report (health transitions, passive
     /// ejections); the same for every snapshot of the load balancer.
@@ -76,6 +80,7 @@ impl Snapshot {
             prev.listeners.get(i)
         };
         let mut by_addr = HashMap::new();
+        let mut udp_by_addr = HashMap::new();
         let listeners = config
             .listeners
             .iter()
@@ -102,7 +107,11 @@ impl Snapshot {
                         life,
                         policies: served.policies.clone(),
                     });
-                    by_addr.insert(served.addr, view.clone());
+                    if served.udp {
+                        udp_by_addr.insert(served.addr, view.clone());
+                    } else {
+                        by_addr.insert(served.addr, view.clone());
+                    }
                     view
                 });
                 ListenerSlot { stats, view }
@@ -123,6 +132,7 @@ impl Snapshot {
             config,
             listeners,
             by_addr,
+            udp_by_addr,
             pools,
             reporter,
         }

@@ -32,7 +32,6 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
             )],
             unsupported_listener_protocols: vec![
                 ListenerProtocol::TerminatedHttps,
-                ListenerProtocol::Udp,
                 ListenerProtocol::Sctp,
             ],
             unsupported_monitor_types: vec![HealthMonitorType::Sctp],

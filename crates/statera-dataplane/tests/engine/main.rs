@@ -18,3 +18,4 @@ mod reports;
 mod support;
 mod support_health;
 mod support_http;
+mod udp;
