@@ -303,7 +303,7 @@ async fn open_session(
             idle,
             listener_stats: view.stats.clone(),
             member_stats: member.stats.clone(),
-            in_flight,
+            _in_flight: in_flight,
             snapshot: snapshot.clone(),
             pool: pool.id,
             member: member.id,
@@ -328,7 +328,7 @@ struct Replies {
     listener_stats: Arc<ListenerStats>,
     member_stats: Arc<ListenerStats>,
     /// Counts the session in the member's load until the task ends.
-    in_flight: InFlight,
+    _in_flight: InFlight,
     snapshot: Arc<Snapshot>,
     pool: Uuid,
     member: Uuid,
@@ -337,12 +337,8 @@ struct Replies {
 /// Relays the member's datagrams to the client until the session is idle
 /// for `idle` or the member refuses.
 async fn relay_replies(r: Replies) {
-    r.listener_stats
-        .total_connections
-        .fetch_add(1, Ordering::Relaxed);
-    r.listener_stats
-        .active_connections
-        .fetch_add(1, Ordering::Relaxed);
+    // Also when the task is aborted (the listener closed).
+    let _live = Live::new(r.listener_stats.clone(), r.state.clone());
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut answered = false;
     loop {
@@ -382,11 +378,25 @@ async fn relay_replies(r: Replies) {
             }
         }
     }
-    r.state.done.store(true, Ordering::Relaxed);
-    r.listener_stats
-        .active_connections
-        .fetch_sub(1, Ordering::Relaxed);
-    drop(r.in_flight);
+}
+
+/// A session counted as a connection of its listener (total and active)
+/// while it lives; marks it done when it ends.
+struct Live(Arc<ListenerStats>, Arc<SessionState>);
+
+impl Live {
+    fn new(stats: Arc<ListenerStats>, state: Arc<SessionState>) -> Live {
+        stats.total_connections.fetch_add(1, Ordering::Relaxed);
+        stats.active_connections.fetch_add(1, Ordering::Relaxed);
+        Live(stats, state)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.1.done.store(true, Ordering::Relaxed);
+        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn observe(r: &Replies, outcome: crate::health::passive::Outcome) {

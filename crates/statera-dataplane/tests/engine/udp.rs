@@ -120,6 +120,16 @@ async fn sessions_are_balanced_by_client_port_and_answered_from_the_vip() {
         assert_eq!(stats.active_connections, 4);
         assert_eq!(stats.bytes_in, 4 * "hello 0".len() as u64);
         assert_eq!(stats.bytes_out, 4 * "a hello 0".len() as u64);
+        // Disabled: the sessions end, and stop counting as active.
+        let mut disabled = config.clone();
+        disabled.version = 2;
+        disabled.listeners[0].admin_state_up = false;
+        h.apply(&disabled).await.unwrap();
+        let ended = eventually(Duration::from_secs(3), async || {
+            listener_stats(&h.report(config.lb_id), listener_id).active_connections == 0
+        })
+        .await;
+        assert!(ended, "sessions of a disabled listener still active");
         h.engine.remove(config.lb_id).await.unwrap();
         // The address is free again at once.
         UdpSocket::bind(to).await.expect("VIP port released");
