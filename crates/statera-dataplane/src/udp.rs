@@ -339,19 +339,24 @@ struct Replies {
 async fn relay_replies(r: Replies) {
     // Also when the task is aborted (the listener closed).
     let _live = Live::new(r.listener_stats.clone(), r.state.clone());
-    let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut answered = false;
     loop {
         let left = r.idle.saturating_sub(r.state.idle_for());
         if left.is_zero() {
             break;
         }
-        let received = tokio::select! {
-            received = r.upstream.recv(&mut buf) => received,
+        let ready = tokio::select! {
+            ready = r.upstream.readable() => ready,
             () = tokio::time::sleep(left) => continue,
         };
+        let received = match ready {
+            Ok(()) => receive_now(&r.upstream),
+            Err(error) => Err(error),
+        };
         match received {
-            Ok(n) => {
+            Ok(None) => continue,
+            Ok(Some(datagram)) => {
+                let n = datagram.len();
                 r.state.touch();
                 if !answered {
                     // A reply: the member serves (resets passive failures).
@@ -364,7 +369,7 @@ async fn relay_replies(r: Replies) {
                 let Some(socket) = r.socket.upgrade() else {
                     break;
                 };
-                if socket.send_to(&buf[..n], r.client).await.is_ok() {
+                if socket.send_to(&datagram, r.client).await.is_ok() {
                     r.listener_stats
                         .bytes_out
                         .fetch_add(n as u64, Ordering::Relaxed);
@@ -377,6 +382,17 @@ async fn relay_replies(r: Replies) {
                 break;
             }
         }
+    }
+}
+
+/// The datagram waiting on `socket`, if any. The full-size buffer lives on
+/// the stack of this call only, so an idle session holds no buffer.
+fn receive_now(socket: &UdpSocket) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = [0u8; MAX_DATAGRAM];
+    match socket.try_recv(&mut buf) {
+        Ok(n) => Ok(Some(buf[..n].to_vec())),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(error) => Err(error),
     }
 }
 
