@@ -69,7 +69,8 @@
 //!   VIP:port. Sessions end after `timeout_client_data` without a datagram
 //!   (30 s when 0) or when the member answers with ICMP unreachable (a
 //!   passive health failure; that client's next session avoids it). Each
-//!   session counts as a connection of its listener and member.
+//!   session counts as a connection of its listener and member, and
+//!   against `connection_limit`.
 //! - **HTTP** (`http.rs`). HTTP listeners parse requests with hyper
 //!   (HTTP/1.1, keep-alive to clients): L7 policies decide per request, the
 //!   head is rewritten (hop-by-hop headers dropped, `X-Forwarded-For/-Port/
@@ -131,8 +132,8 @@
 //! - Refused with `Unsupported` when on an enabled listener, rather than
 //!   served wrongly: TERMINATED_HTTPS (TLS) and SCTP listeners; L7
 //!   policies on a listener that is not HTTP.
-//! - UDP listeners: `connection_limit` is not applied to sessions (only a
-//!   fixed cap of 64k sessions per listener); removing or disabling one
+//! - UDP listeners: `connection_limit` bounds live sessions (and a fixed
+//!   cap of 64k), dropping new clients' datagrams over it; removing or disabling one
 //!   ends its sessions at once (nothing drains); a member that drops
 //!   datagrams silently (no ICMP) keeps its sessions until they idle out.
 //! - HTTP listeners speak HTTP/1.x only: no HTTP/2 (h2c), no protocol

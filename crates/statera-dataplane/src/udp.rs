@@ -12,6 +12,9 @@
 //! as a failed use of the member (passive health), and the client's next
 //! datagram starts a new session on another member.
 //!
+//! A listener's `connection_limit` bounds its live sessions: a datagram
+//! that would open one more is dropped and counted in `request_errors`.
+//!
 //! Counters: a session counts as a connection (total and active) of the
 //! listener and of its member; datagram payload bytes count as bytes in and
 //! out; a datagram no member can take counts in `request_errors`.
@@ -43,8 +46,9 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(30);
 /// Largest datagram relayed (the UDP maximum).
 const MAX_DATAGRAM: usize = 65_535;
 
-/// Sessions per listener at most; a new client over it is dropped (counted
-/// as a request error) until sessions expire.
+/// Sessions per listener at most (whatever `connection_limit` says); a new
+/// client over it is dropped (counted as a request error) until sessions
+/// expire.
 const MAX_SESSIONS: usize = 64 * 1024;
 
 /// How often ended sessions are swept from the table.
@@ -192,7 +196,9 @@ async fn serve(socket: Arc<UdpSocket>, addr: SocketAddr, shared: Arc<LbShared>) 
             }
             sessions.remove(&client);
         }
-        if sessions.len() >= MAX_SESSIONS {
+        // `connection_limit` counts sessions: a new client over it is
+        // dropped (UDP has no accept queue to wait in).
+        if sessions.len() >= MAX_SESSIONS || view.is_full() {
             view.stats.request_errors.fetch_add(1, Ordering::Relaxed);
             continue;
         }

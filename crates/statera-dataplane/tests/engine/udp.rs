@@ -238,3 +238,34 @@ async fn a_refusing_member_sends_the_next_session_elsewhere() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn connection_limit_bounds_live_sessions() {
+    bounded(async {
+        let a = UdpEcho::start("a").await;
+        let (mut config, listener_id) = udp_config(164, &[a.addr], 300);
+        config.listeners[0].connection_limit = Some(1);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        let to = addr(vip(164), 5353);
+        let first = client(to).await;
+        assert_eq!(ask(&first, "1", WAIT).await.as_deref(), Some("a"));
+        let second = client(to).await;
+        assert_eq!(ask(&second, "2", Duration::from_millis(100)).await, None);
+        assert_eq!(
+            listener_stats(&h.report(config.lb_id), listener_id).request_errors,
+            1
+        );
+        // Once the first session idles out, the second client gets in.
+        let mut answer = None;
+        for i in 0..10 {
+            answer = ask(&second, &format!("again {i}"), Duration::from_millis(200)).await;
+            if answer.is_some() {
+                break;
+            }
+        }
+        assert_eq!(answer.as_deref(), Some("a"));
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
