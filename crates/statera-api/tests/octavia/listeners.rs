@@ -396,11 +396,16 @@ async fn tls_rules() {
     )
     .await
     .error(501, "TERMINATED_HTTPS");
-    // Statera deliberately differs: UDP, SCTP and PROMETHEUS are 501 with the native provider.
-    for proto in ["UDP", "SCTP", "PROMETHEUS"] {
-        post(&h, &lb, json!({"protocol": proto, "protocol_port": 9100}))
+    // Statera deliberately differs: SCTP is 501 with the native provider.
+    post(&h, &lb, json!({"protocol": "SCTP", "protocol_port": 9100}))
+        .await
+        .expect(501);
+    // UDP and PROMETHEUS listeners are served by the native provider.
+    for (proto, port) in [("UDP", 9101), ("PROMETHEUS", 9102)] {
+        post(&h, &lb, json!({"protocol": proto, "protocol_port": port}))
             .await
-            .expect(501);
+            .expect(201);
+        h.settle().await;
     }
     assert_eq!(h.lb_status(&lb).await, "ACTIVE");
 }
@@ -410,8 +415,7 @@ async fn port_clash_is_a_conflict() {
     let h = Harness::new().await;
     let lb = h.lb().await;
     h.listener(&lb, "HTTP", 80).await;
-    // TCP/80 and HTTP/80 are both TCP-family. (TCP/80 + UDP/80 could coexist
-    // in Octavia, but UDP listeners are 501 with the native provider.)
+    // TCP/80 and HTTP/80 are both TCP-family; UDP/80 is another family.
     post(&h, &lb, json!({"protocol": "TCP"})).await.error(
         409,
         "Another Listener on this Load Balancer is already using protocol HTTP and protocol_port 80",
@@ -420,6 +424,8 @@ async fn port_clash_is_a_conflict() {
     post(&h, &lb, json!({"protocol": "HTTPS"}))
         .await
         .expect(409);
+    post(&h, &lb, json!({"protocol": "UDP"})).await.expect(201);
+    h.settle().await;
     // Another port, or the same port on another LB, is fine.
     post(&h, &lb, json!({"protocol": "TCP", "protocol_port": 81}))
         .await

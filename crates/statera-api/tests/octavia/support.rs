@@ -72,9 +72,7 @@ pub fn providers() -> Vec<ProviderInfo> {
             )],
             unsupported_listener_protocols: vec![
                 ListenerProtocol::TerminatedHttps,
-                ListenerProtocol::Udp,
                 ListenerProtocol::Sctp,
-                ListenerProtocol::Prometheus,
             ],
             unsupported_monitor_types: vec![statera_model::HealthMonitorType::Sctp],
         },
