@@ -1,7 +1,7 @@
 //! The Octavia API test suite for the core resources: load balancers,
 //! listeners, pools, members, health monitors, L7 policies and rules, listing,
 //! errors and the status model, checked against the reference of Octavia's
-//! real behaviour (/work/shared/reference/octavia-api.md). Statuses are
+//! real behaviour (shared/reference/octavia-api.md beside the repository). Statuses are
 //! settled by the real controller against a fake data plane.
 //!
 //! One test binary, a module per area, to keep link times down.
