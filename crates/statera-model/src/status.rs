@@ -49,6 +49,36 @@ pub fn admin_operating_status(admin_state_up: bool) -> OperatingStatus {
     }
 }
 
+/// The objects that carry a provisioning status.
+pub trait Provisioned {
+    fn provisioning_status(&self) -> ProvisioningStatus;
+    fn set_provisioning_status(&mut self, status: ProvisioningStatus);
+}
+
+macro_rules! provisioned {
+    ($($t:ty),*) => {$(
+        impl Provisioned for $t {
+            fn provisioning_status(&self) -> ProvisioningStatus {
+                self.provisioning_status
+            }
+            fn set_provisioning_status(&mut self, status: ProvisioningStatus) {
+                self.provisioning_status = status;
+            }
+        }
+    )*};
+}
+
+use crate::resources::*;
+provisioned!(
+    LoadBalancer,
+    Listener,
+    Pool,
+    Member,
+    HealthMonitor,
+    L7Policy,
+    L7Rule
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -479,15 +479,8 @@ async fn delete(
                 .ok_or_else(|| ApiError::not_found("Listener", old.listener_id))?;
             lock_lb(txn, listener.loadbalancer_id, &[id])?;
             touch_listener(txn, listener.id)?;
-            for r in s.l7rules.children(id) {
-                let mut r = (**r).clone();
-                r.provisioning_status = ProvisioningStatus::PendingDelete;
-                txn.put(r)?;
-            }
-            let mut p = (**old).clone();
-            p.provisioning_status = ProvisioningStatus::PendingDelete;
-            p.updated_at = Some(now());
-            txn.put(p)?;
+            mark_policy_deleted(txn, &s, id)?;
+            touch_updated::<L7Policy>(txn, &id, |p| p.updated_at = Some(now()))?;
             Ok::<_, ApiError>(())
         })
         .await?;

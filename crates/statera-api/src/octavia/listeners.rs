@@ -601,20 +601,8 @@ async fn delete(
                 .ok_or_else(|| ApiError::not_found("Listener", id))?;
             ctx.check_write(&l.project_id)?;
             lock_lb(txn, l.loadbalancer_id, &[id])?;
-            for p in s.l7policies.children(id) {
-                for r in s.l7rules.children(p.id) {
-                    let mut r = (**r).clone();
-                    r.provisioning_status = ProvisioningStatus::PendingDelete;
-                    txn.put(r)?;
-                }
-                let mut p = (**p).clone();
-                p.provisioning_status = ProvisioningStatus::PendingDelete;
-                txn.put(p)?;
-            }
-            let mut l = (**l).clone();
-            l.provisioning_status = ProvisioningStatus::PendingDelete;
-            l.updated_at = Some(now());
-            txn.put(l)?;
+            mark_listener_deleted(txn, &s, id)?;
+            touch_updated::<Listener>(txn, &id, |l| l.updated_at = Some(now()))?;
             Ok::<_, ApiError>(())
         })
         .await?;

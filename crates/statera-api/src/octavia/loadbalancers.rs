@@ -294,44 +294,14 @@ async fn update(
 /// Mark a load balancer and everything under it PENDING_DELETE.
 pub fn mark_tree_deleted(txn: &mut Txn, lb_id: Uuid) -> ApiResult<()> {
     let s = txn.state().clone();
-    let pending = |status: &mut ProvisioningStatus| *status = ProvisioningStatus::PendingDelete;
     for l in s.listeners.children(lb_id) {
-        for p in s.l7policies.children(l.id) {
-            for r in s.l7rules.children(p.id) {
-                let mut r = (**r).clone();
-                pending(&mut r.provisioning_status);
-                txn.put(r)?;
-            }
-            let mut p = (**p).clone();
-            pending(&mut p.provisioning_status);
-            txn.put(p)?;
-        }
-        let mut l = (**l).clone();
-        pending(&mut l.provisioning_status);
-        txn.put(l)?;
+        mark_listener_deleted(txn, &s, l.id)?;
     }
     for p in s.pools.children(lb_id) {
-        for m in s.members.children(p.id) {
-            let mut m = (**m).clone();
-            pending(&mut m.provisioning_status);
-            txn.put(m)?;
-        }
-        for h in s.healthmonitors.children(p.id) {
-            let mut h = (**h).clone();
-            pending(&mut h.provisioning_status);
-            txn.put(h)?;
-        }
-        let mut p = (**p).clone();
-        pending(&mut p.provisioning_status);
-        txn.put(p)?;
+        mark_pool_deleted(txn, &s, p.id)?;
     }
-    if let Some(lb) = s.loadbalancers.get(&lb_id) {
-        let mut lb = (**lb).clone();
-        pending(&mut lb.provisioning_status);
-        lb.updated_at = Some(now());
-        txn.put(lb)?;
-    }
-    Ok(())
+    mark_deleted(txn, s.loadbalancers.get(&lb_id).cloned().into_iter())?;
+    touch_updated::<LoadBalancer>(txn, &lb_id, |lb| lb.updated_at = Some(now()))
 }
 
 async fn delete(

@@ -290,3 +290,51 @@ pub fn check_monitor_supported(
         _ => Ok(()),
     }
 }
+
+/// Put every row of `rows` in PENDING_DELETE.
+fn mark_deleted<R: statera_store::Record + status::Provisioned>(
+    txn: &mut Txn,
+    rows: impl Iterator<Item = Arc<R>>,
+) -> ApiResult<()> {
+    for row in rows {
+        let mut row = (*row).clone();
+        row.set_provisioning_status(ProvisioningStatus::PendingDelete);
+        txn.put(row)?;
+    }
+    Ok(())
+}
+
+/// An L7 policy and its rules → PENDING_DELETE.
+pub fn mark_policy_deleted(txn: &mut Txn, s: &State, policy_id: Uuid) -> ApiResult<()> {
+    mark_deleted(txn, s.l7rules.children(policy_id).cloned())?;
+    mark_deleted(txn, s.l7policies.get(&policy_id).cloned().into_iter())
+}
+
+/// A listener, its policies and their rules → PENDING_DELETE.
+pub fn mark_listener_deleted(txn: &mut Txn, s: &State, listener_id: Uuid) -> ApiResult<()> {
+    for p in s.l7policies.children(listener_id) {
+        mark_policy_deleted(txn, s, p.id)?;
+    }
+    mark_deleted(txn, s.listeners.get(&listener_id).cloned().into_iter())
+}
+
+/// A pool, its members and its monitor → PENDING_DELETE.
+pub fn mark_pool_deleted(txn: &mut Txn, s: &State, pool_id: Uuid) -> ApiResult<()> {
+    mark_deleted(txn, s.members.children(pool_id).cloned())?;
+    mark_deleted(txn, s.healthmonitors.children(pool_id).cloned())?;
+    mark_deleted(txn, s.pools.get(&pool_id).cloned().into_iter())
+}
+
+/// Stamp `updated_at` on the object just marked (the one the user deleted).
+pub fn touch_updated<R: statera_store::Record>(
+    txn: &mut Txn,
+    key: &R::Key,
+    stamp: impl FnOnce(&mut R),
+) -> ApiResult<()> {
+    if let Some(row) = R::table(txn.state()).get(key) {
+        let mut row = (**row).clone();
+        stamp(&mut row);
+        txn.put(row)?;
+    }
+    Ok(())
+}

@@ -479,20 +479,8 @@ async fn delete(
                 l.updated_at = Some(now());
                 txn.put(l)?;
             }
-            for m in s.members.children(id) {
-                let mut m = (**m).clone();
-                m.provisioning_status = ProvisioningStatus::PendingDelete;
-                txn.put(m)?;
-            }
-            for h in s.healthmonitors.children(id) {
-                let mut h = (**h).clone();
-                h.provisioning_status = ProvisioningStatus::PendingDelete;
-                txn.put(h)?;
-            }
-            let mut p = (**p).clone();
-            p.provisioning_status = ProvisioningStatus::PendingDelete;
-            p.updated_at = Some(now());
-            txn.put(p)?;
+            mark_pool_deleted(txn, &s, id)?;
+            touch_updated::<Pool>(txn, &id, |p| p.updated_at = Some(now()))?;
             Ok::<_, ApiError>(())
         })
         .await?;
