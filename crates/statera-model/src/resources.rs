@@ -375,8 +375,149 @@ pub struct Port {
     pub device_id: String,
     #[serde(default)]
     pub security_groups: Vec<Uuid>,
+    /// Whether the port's security groups filter its traffic.
+    #[serde(default = "yes")]
+    pub port_security_enabled: bool,
     #[serde(default)]
     pub tags: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Device owners of the ports Statera creates itself.
+pub mod device_owner {
+    pub const ROUTER_INTERFACE: &str = "network:router_interface";
+    pub const ROUTER_GATEWAY: &str = "network:router_gateway";
+    pub const FLOATING_IP: &str = "network:floatingip";
+    pub const LOADBALANCER_VIP: &str = "Octavia";
+}
+
+/// A Neutron router. Its legs are ports: one `network:router_gateway` port on
+/// the external network (when it has a gateway) and one
+/// `network:router_interface` port per attached subnet, each with
+/// `device_id` = the router's id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Router {
+    pub id: Uuid,
+    pub project_id: String,
+    pub name: String,
+    pub description: String,
+    pub admin_state_up: bool,
+    pub external_gateway: Option<ExternalGateway>,
+    /// Extra routes (`routes`): destination via a next hop on an attached subnet.
+    #[serde(default)]
+    pub routes: Vec<HostRoute>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalGateway {
+    pub network_id: Uuid,
+    /// Source-NAT the attached subnets out of the gateway address.
+    pub enable_snat: bool,
+    /// The `network:router_gateway` port holding the gateway's addresses.
+    pub port_id: Uuid,
+}
+
+/// A floating IP: an address of an external network, optionally associated
+/// with a port whose subnet a router connects to that network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FloatingIp {
+    pub id: Uuid,
+    pub project_id: String,
+    pub description: String,
+    pub floating_network_id: Uuid,
+    pub floating_ip_address: IpAddr,
+    /// The `network:floatingip` port that holds the address in IPAM.
+    pub floating_port_id: Uuid,
+    pub port_id: Option<Uuid>,
+    pub fixed_ip_address: Option<IpAddr>,
+    /// The router that carries the translation (set while associated).
+    pub router_id: Option<Uuid>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    pub id: Uuid,
+    pub project_id: String,
+    pub name: String,
+    pub description: String,
+    pub stateful: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EtherType {
+    IPv4,
+    IPv6,
+}
+
+/// One rule of a security group: traffic it matches is allowed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecurityGroupRule {
+    pub id: Uuid,
+    pub project_id: String,
+    pub security_group_id: Uuid,
+    pub description: String,
+    pub direction: Direction,
+    pub ethertype: EtherType,
+    /// As the user gave it: a name (`tcp`, `udp`, `icmp`, …) or a number
+    /// (`"6"`); `None` = any. See [`SecurityGroupRule::protocol_number`].
+    pub protocol: Option<String>,
+    pub port_range_min: Option<u16>,
+    pub port_range_max: Option<u16>,
+    pub remote_ip_prefix: Option<IpNet>,
+    pub remote_group_id: Option<Uuid>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+impl SecurityGroupRule {
+    /// The IP protocol number of a protocol name or number Neutron accepts.
+    pub fn protocol_number(name: &str) -> Option<u8> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "icmp" => 1,
+            "igmp" => 2,
+            "tcp" => 6,
+            "egp" => 8,
+            "udp" => 17,
+            "ipv6-encap" => 41,
+            "ipv6-route" => 43,
+            "ipv6-frag" => 44,
+            "rsvp" => 46,
+            "gre" => 47,
+            "esp" => 50,
+            "ah" => 51,
+            "icmpv6" | "ipv6-icmp" => 58,
+            "ipv6-nonxt" => 59,
+            "ipv6-opts" => 60,
+            "ospf" => 89,
+            "pgm" => 113,
+            "vrrp" => 112,
+            "sctp" => 132,
+            "udplite" => 136,
+            n => n.parse().ok()?,
+        })
+    }
 }

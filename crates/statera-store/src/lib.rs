@@ -149,6 +149,9 @@ pub struct Store {
     state: ArcSwap<State>,
     writer: Mutex<()>,
     work: Notify,
+    /// Bumped after every committed change: followers of the whole state
+    /// (the network reconciler) wait on it.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -177,6 +180,7 @@ impl Store {
             state: ArcSwap::from_pointee(state),
             writer: Mutex::new(()),
             work: Notify::new(),
+            changes: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -208,7 +212,13 @@ impl Store {
         if txn.enqueued {
             self.work.notify_one();
         }
+        self.changes.send_modify(|n| *n += 1);
         Ok(out)
+    }
+
+    /// A receiver that sees a new value after every committed change.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Resolves when work may have been enqueued since the last call.
@@ -289,6 +299,10 @@ async fn load(pool: &SqlitePool) -> Result<State, StoreError> {
     load_table::<Network>(pool, &mut s).await?;
     load_table::<Subnet>(pool, &mut s).await?;
     load_table::<Port>(pool, &mut s).await?;
+    load_table::<Router>(pool, &mut s).await?;
+    load_table::<FloatingIp>(pool, &mut s).await?;
+    load_table::<SecurityGroup>(pool, &mut s).await?;
+    load_table::<SecurityGroupRule>(pool, &mut s).await?;
     load_table::<ListenerStats>(pool, &mut s).await?;
     load_table::<PendingWork>(pool, &mut s).await?;
     s.next_seq = s.pending_work.iter().map(|w| w.seq + 1).max().unwrap_or(1);

@@ -131,6 +131,10 @@ pub struct State {
     pub networks: Table<Network>,
     pub subnets: Table<Subnet>,
     pub ports: Table<Port>,
+    pub routers: Table<Router>,
+    pub floating_ips: Table<FloatingIp>,
+    pub security_groups: Table<SecurityGroup>,
+    pub security_group_rules: Table<SecurityGroupRule>,
     pub listener_stats: Table<ListenerStats>,
     pub pending_work: Table<PendingWork>,
     pub(crate) next_seq: u64,
@@ -287,6 +291,38 @@ record!(
     ports,
     |r| key = r.id,
     parent = Some(r.network_id)
+);
+record!(
+    Router,
+    Uuid,
+    "routers",
+    routers,
+    |r| key = r.id,
+    parent = None
+);
+record!(
+    FloatingIp,
+    Uuid,
+    "floating_ips",
+    floating_ips,
+    |r| key = r.id,
+    parent = None
+);
+record!(
+    SecurityGroup,
+    Uuid,
+    "security_groups",
+    security_groups,
+    |r| key = r.id,
+    parent = None
+);
+record!(
+    SecurityGroupRule,
+    Uuid,
+    "security_group_rules",
+    security_group_rules,
+    |r| key = r.id,
+    parent = Some(r.security_group_id)
 );
 record!(
     ListenerStats,

@@ -200,6 +200,7 @@ pub fn plug_vip(
         device_owner: VIP_DEVICE_OWNER.to_string(),
         device_id: format!("lb-{lb_id}"),
         security_groups: Vec::new(),
+        port_security_enabled: true,
         tags: Vec::new(),
         created_at: now,
         updated_at: None,

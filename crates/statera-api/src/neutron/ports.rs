@@ -477,6 +477,7 @@ async fn create_port(
                 device_owner,
                 device_id,
                 security_groups,
+                port_security_enabled: true,
                 tags,
                 created_at: now(),
                 updated_at: None,
