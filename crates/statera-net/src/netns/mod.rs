@@ -1,0 +1,591 @@
+//! The `netns` network driver: Neutron's picture built from Linux network
+//! namespaces, veth pairs and bridges on this host (needs root).
+//!
+//! ```text
+//!  ns <prefix>switch      one bridge brq<network id[..11]> per Neutron network
+//!        │ tap<port id[..11]>  (veth; the other end lives in the owner's namespace)
+//!  ns <prefix>lb-<lb id>      ONE leg vip-<port[..11]>: the VIP port's MAC and
+//!                             address, default route via the subnet gateway,
+//!                             nftables table "statera" (ingress filter)
+//!  ns <prefix>router-<id>     qg-<port[..11]> on the external network (+ floating
+//!                             IPs as /32), qr-<port[..11]> per attached subnet,
+//!                             ip_forward, nftables table "statera-nat"
+//! ```
+//!
+//! Keeping the bridges in a namespace of their own leaves the host's root
+//! namespace untouched. The driver is told what should exist ([`Desired`],
+//! computed by the controller from the store) and makes the kernel match: it
+//! remembers what it applied, so an unchanged object costs nothing, and a
+//! full pass ([`Driver::reconcile`] with `scan`) also removes what it finds
+//! in the kernel under its prefix that nothing wants (after a restart).
+
+pub mod exec;
+pub mod firewall;
+
+use firewall::{LbFilter, RouterNat};
+use ipnet::IpNet;
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use uuid::Uuid;
+
+/// How the driver names its kernel objects.
+#[derive(Debug, Clone)]
+pub struct Names {
+    prefix: String,
+}
+
+fn short(id: Uuid) -> String {
+    id.simple().to_string()[..11].to_string()
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Names {
+        Names {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The namespace holding every network's bridge.
+    pub fn switch(&self) -> String {
+        format!("{}switch", self.prefix)
+    }
+
+    pub fn lb(&self, lb_id: Uuid) -> String {
+        format!("{}lb-{lb_id}", self.prefix)
+    }
+
+    pub fn router(&self, router_id: Uuid) -> String {
+        format!("{}router-{router_id}", self.prefix)
+    }
+
+    /// A network's bridge (in the switch namespace), named as Neutron's
+    /// Linux bridge agent names it.
+    pub fn bridge(network_id: Uuid) -> String {
+        format!("brq{}", short(network_id))
+    }
+
+    /// A port's veth end on the bridge side.
+    pub fn tap(port_id: Uuid) -> String {
+        format!("tap{}", short(port_id))
+    }
+
+    pub fn vip_dev(port_id: Uuid) -> String {
+        format!("vip-{}", short(port_id))
+    }
+
+    pub fn gateway_dev(port_id: Uuid) -> String {
+        format!("qg-{}", short(port_id))
+    }
+
+    pub fn interface_dev(port_id: Uuid) -> String {
+        format!("qr-{}", short(port_id))
+    }
+}
+
+/// One port plugged into its network's bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leg {
+    pub port_id: Uuid,
+    pub network_id: Uuid,
+    /// The interface's name inside its namespace.
+    pub dev: String,
+    pub mac: String,
+    /// Each fixed IP with its subnet's prefix length.
+    pub addresses: Vec<IpNet>,
+    pub mtu: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub destination: IpNet,
+    pub via: IpAddr,
+}
+
+/// A load balancer's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbPlumbing {
+    pub lb_id: Uuid,
+    pub leg: Leg,
+    /// The default route via the subnet's gateway, then its host routes.
+    pub routes: Vec<Route>,
+    pub filter: LbFilter,
+}
+
+/// A router's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterPlumbing {
+    pub router_id: Uuid,
+    /// The gateway leg; its `addresses` include the floating IPs (as /32).
+    pub gateway: Option<Leg>,
+    pub interfaces: Vec<Leg>,
+    pub routes: Vec<Route>,
+    pub nat: Option<RouterNat>,
+}
+
+/// Everything the kernel should hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub networks: Vec<Uuid>,
+    pub lbs: Vec<LbPlumbing>,
+    pub routers: Vec<RouterPlumbing>,
+}
+
+#[derive(Debug, Default)]
+struct Applied {
+    switch: bool,
+    bridges: HashSet<Uuid>,
+    lbs: HashMap<Uuid, LbPlumbing>,
+    routers: HashMap<Uuid, RouterPlumbing>,
+}
+
+/// Kernel objects per kind, as found under the driver's prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    pub namespaces: Vec<String>,
+    /// Interfaces in the switch namespace (bridges and veth ends).
+    pub switch_links: Vec<String>,
+}
+
+pub struct Driver {
+    names: Names,
+    applied: Mutex<Applied>,
+}
+
+impl Driver {
+    pub fn new(prefix: &str) -> Driver {
+        Driver {
+            names: Names::new(prefix),
+            applied: Mutex::new(Applied::default()),
+        }
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    fn applied(&self) -> std::sync::MutexGuard<'_, Applied> {
+        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this host can run the driver (root, `ip` and `nft` present).
+    pub fn check_host() -> io::Result<()> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(io::Error::other(
+                "the netns network driver needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)",
+            ));
+        }
+        exec::ip(&["-V"])?;
+        let mut nft = std::process::Command::new("nft");
+        nft.arg("--version");
+        exec::run(nft, None)?;
+        Ok(())
+    }
+
+    fn ensure_switch(&self, applied: &mut Applied) -> io::Result<()> {
+        let sw = self.names.switch();
+        if !applied.switch || !exec::namespace_exists(&sw) {
+            exec::add_namespace(&sw)?;
+            applied.switch = true;
+            applied.bridges.clear();
+        }
+        Ok(())
+    }
+
+    fn ensure_bridge(&self, applied: &mut Applied, network_id: Uuid) -> io::Result<()> {
+        self.ensure_switch(applied)?;
+        if applied.bridges.contains(&network_id) {
+            return Ok(());
+        }
+        let sw = self.names.switch();
+        let br = Names::bridge(network_id);
+        let exists = exec::links(&sw)?.iter().any(|(n, _)| *n == br);
+        if !exists {
+            exec::ip_batch(
+                Some(&sw),
+                &[
+                    format!("link add {br} type bridge"),
+                    format!("link set {br} up"),
+                ],
+            )?;
+        }
+        applied.bridges.insert(network_id);
+        Ok(())
+    }
+
+    /// Plugs `leg` into namespace `ns` (created if missing): veth into the
+    /// bridge, MAC, MTU, addresses (extra ones removed), gratuitous ARP
+    /// when it comes up. Idempotent.
+    fn ensure_leg(&self, applied: &mut Applied, ns: &str, leg: &Leg) -> io::Result<()> {
+        self.ensure_bridge(applied, leg.network_id)?;
+        exec::add_namespace(ns)?;
+        let sw = self.names.switch();
+        let tap = Names::tap(leg.port_id);
+        let br = Names::bridge(leg.network_id);
+        let dev = &leg.dev;
+        let sw_links = exec::links(&sw)?;
+        let plugged = sw_links
+            .iter()
+            .any(|(n, m)| *n == tap && m.as_deref() == Some(br.as_str()));
+        let in_ns = exec::links(ns)?.iter().any(|(n, _)| n == dev);
+        if !plugged || !in_ns {
+            if sw_links.iter().any(|(n, _)| *n == tap) {
+                exec::ip(&["-n", &sw, "link", "del", &tap])?;
+            }
+            if in_ns {
+                exec::ip(&["-n", ns, "link", "del", dev])?;
+            }
+            exec::ip_batch(
+                Some(&sw),
+                &[
+                    format!("link add {tap} mtu {} type veth peer name {dev} netns {ns}", leg.mtu),
+                    format!("link set {tap} master {br}"),
+                    format!("link set {tap} up"),
+                ],
+            )?;
+        }
+        let mut lines = vec![
+            format!("link set {dev} address {}", leg.mac),
+            format!("link set {dev} mtu {}", leg.mtu),
+        ];
+        let current = addresses(ns, dev)?;
+        for a in &current {
+            if !leg.addresses.contains(a) {
+                lines.push(format!("addr del {a} dev {dev}"));
+            }
+        }
+        for a in &leg.addresses {
+            if !current.contains(a) {
+                let nodad = if a.addr().is_ipv6() { " nodad" } else { "" };
+                lines.push(format!("addr add {a} dev {dev}{nodad}"));
+            }
+        }
+        exec::ip_batch(Some(ns), &lines)?;
+        // Announce the address (gratuitous ARP) whenever the link comes up
+        // or its MAC changes: neighbours may remember another MAC for it.
+        exec::sysctl(ns, &format!("ipv4/conf/{dev}/arp_notify"), "1")?;
+        exec::ip_batch(Some(ns), &[format!("link set {dev} up")])?;
+        Ok(())
+    }
+
+    fn ensure_routes(ns: &str, routes: &[Route]) -> io::Result<()> {
+        let out = exec::ip(&["-n", ns, "-o", "route", "show", "proto", "static"])?;
+        let mut lines = Vec::new();
+        let wanted: HashSet<String> = routes
+            .iter()
+            .map(|r| {
+                if r.destination.prefix_len() == 0 {
+                    "default".to_string()
+                } else {
+                    r.destination.trunc().to_string()
+                }
+            })
+            .collect();
+        for line in out.lines() {
+            if let Some(dest) = line.split_whitespace().next()
+                && !wanted.contains(dest)
+            {
+                lines.push(format!("route del {dest} proto static"));
+            }
+        }
+        for r in routes {
+            let dest = if r.destination.prefix_len() == 0 {
+                "default".to_string()
+            } else {
+                r.destination.trunc().to_string()
+            };
+            lines.push(format!("route replace {dest} via {} proto static", r.via));
+        }
+        exec::ip_batch(Some(ns), &lines)
+    }
+
+    /// Makes `lb`'s namespace exist as described (before the data plane binds
+    /// its VIP there).
+    pub fn ensure_lb(&self, lb: &LbPlumbing) -> io::Result<()> {
+        let mut applied = self.applied();
+        self.ensure_lb_locked(&mut applied, lb)
+    }
+
+    fn ensure_lb_locked(&self, applied: &mut Applied, lb: &LbPlumbing) -> io::Result<()> {
+        let ns = self.names.lb(lb.lb_id);
+        if applied.lbs.get(&lb.lb_id) == Some(lb) && exec::namespace_exists(&ns) {
+            return Ok(());
+        }
+        let previous = applied.lbs.remove(&lb.lb_id);
+        if let Some(prev) = &previous
+            && prev.leg.port_id != lb.leg.port_id
+        {
+            self.remove_leg(&prev.leg);
+        }
+        self.ensure_leg(applied, &ns, &lb.leg)?;
+        Self::ensure_routes(&ns, &lb.routes)?;
+        if previous.as_ref().map(|p| &p.filter) != Some(&lb.filter) {
+            exec::nft(&ns, &lb.filter.ruleset())?;
+        }
+        applied.lbs.insert(lb.lb_id, lb.clone());
+        Ok(())
+    }
+
+    fn remove_leg(&self, leg: &Leg) {
+        let sw = self.names.switch();
+        let tap = Names::tap(leg.port_id);
+        if exec::namespace_exists(&sw) {
+            // Deleting one end of a veth deletes both.
+            let _ = exec::ip(&["-n", &sw, "link", "del", &tap]);
+        }
+    }
+
+    /// Removes a load balancer's leg and namespace.
+    pub fn remove_lb(&self, lb_id: Uuid) -> io::Result<()> {
+        let mut applied = self.applied();
+        if let Some(prev) = applied.lbs.remove(&lb_id) {
+            self.remove_leg(&prev.leg);
+        }
+        exec::delete_namespace(&self.names.lb(lb_id))
+    }
+
+    fn ensure_router_locked(&self, applied: &mut Applied, r: &RouterPlumbing) -> io::Result<()> {
+        let ns = self.names.router(r.router_id);
+        if applied.routers.get(&r.router_id) == Some(r) && exec::namespace_exists(&ns) {
+            return Ok(());
+        }
+        let previous = applied.routers.remove(&r.router_id);
+        exec::add_namespace(&ns)?;
+        exec::sysctl(&ns, "ipv4/ip_forward", "1")?;
+        let legs: Vec<&Leg> = r.gateway.iter().chain(r.interfaces.iter()).collect();
+        if let Some(prev) = &previous {
+            for old in prev.gateway.iter().chain(prev.interfaces.iter()) {
+                if !legs.iter().any(|l| l.port_id == old.port_id) {
+                    self.remove_leg(old);
+                }
+            }
+        }
+        for leg in &legs {
+            self.ensure_leg(applied, &ns, leg)?;
+        }
+        Self::ensure_routes(&ns, &r.routes)?;
+        let ruleset = match &r.nat {
+            Some(nat) => nat.ruleset(),
+            None => format!(
+                "table ip {t}\ndelete table ip {t}\n",
+                t = firewall::ROUTER_TABLE
+            ),
+        };
+        if previous.as_ref().map(|p| &p.nat) != Some(&r.nat) {
+            exec::nft(&ns, &ruleset)?;
+        }
+        applied.routers.insert(r.router_id, r.clone());
+        Ok(())
+    }
+
+    fn remove_router_locked(&self, applied: &mut Applied, router_id: Uuid) -> io::Result<()> {
+        if let Some(prev) = applied.routers.remove(&router_id) {
+            for leg in prev.gateway.iter().chain(prev.interfaces.iter()) {
+                self.remove_leg(leg);
+            }
+        }
+        exec::delete_namespace(&self.names.router(router_id))
+    }
+
+    /// Makes the kernel match `desired`: routers and load balancers not
+    /// wanted any more are removed, new or changed ones (re)built, bridges of
+    /// deleted networks removed. With `scan`, also removes objects under the
+    /// prefix this process did not create (left by a previous run).
+    /// Load balancers in `keep` are neither created nor removed here (the
+    /// controller owns their life).
+    pub fn reconcile(&self, desired: &Desired, keep: &HashSet<Uuid>, scan: bool) -> io::Result<()> {
+        let mut applied = self.applied();
+        let mut first_error: Option<io::Error> = None;
+        let mut note = |r: io::Result<()>, what: &str| {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "netns: {what}");
+                if first_error.is_none() {
+                    first_error = Some(e);
+                }
+            }
+        };
+        // 1. Remove what is no longer wanted.
+        let lb_ids: HashSet<Uuid> = desired.lbs.iter().map(|l| l.lb_id).collect();
+        let router_ids: HashSet<Uuid> = desired.routers.iter().map(|r| r.router_id).collect();
+        let stale_lbs: Vec<Uuid> = applied
+            .lbs
+            .keys()
+            .filter(|id| !lb_ids.contains(id) && !keep.contains(id))
+            .copied()
+            .collect();
+        for id in stale_lbs {
+            if let Some(prev) = applied.lbs.remove(&id) {
+                self.remove_leg(&prev.leg);
+            }
+            note(exec::delete_namespace(&self.names.lb(id)), "removing a load balancer namespace");
+        }
+        let stale_routers: Vec<Uuid> = applied
+            .routers
+            .keys()
+            .filter(|id| !router_ids.contains(id))
+            .copied()
+            .collect();
+        for id in stale_routers {
+            let r = self.remove_router_locked(&mut applied, id);
+            note(r, "removing a router namespace");
+        }
+        if scan {
+            let r = self.remove_orphans(&mut applied, desired, keep);
+            note(r, "removing orphaned kernel objects");
+        }
+        // 2. Build what is wanted.
+        if !desired.networks.is_empty() || !desired.lbs.is_empty() || !desired.routers.is_empty()
+        {
+            for net in &desired.networks {
+                let r = self.ensure_bridge(&mut applied, *net);
+                note(r, "creating a bridge");
+            }
+        }
+        for r in &desired.routers {
+            let res = self.ensure_router_locked(&mut applied, r);
+            note(res, "plumbing a router");
+        }
+        for lb in &desired.lbs {
+            let res = self.ensure_lb_locked(&mut applied, lb);
+            note(res, "plumbing a load balancer");
+        }
+        // 3. Bridges of networks that are gone (their ports went first).
+        let wanted: HashSet<Uuid> = desired.networks.iter().copied().collect();
+        let stale_bridges: Vec<Uuid> = applied
+            .bridges
+            .iter()
+            .filter(|n| !wanted.contains(n))
+            .copied()
+            .collect();
+        for net in stale_bridges {
+            applied.bridges.remove(&net);
+            let sw = self.names.switch();
+            let r = exec::ip(&["-n", &sw, "link", "del", &Names::bridge(net)]).map(|_| ());
+            note(r, "removing a bridge");
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn remove_orphans(
+        &self,
+        applied: &mut Applied,
+        desired: &Desired,
+        keep: &HashSet<Uuid>,
+    ) -> io::Result<()> {
+        let lb_ns: HashSet<String> = desired
+            .lbs
+            .iter()
+            .map(|l| l.lb_id)
+            .chain(keep.iter().copied())
+            .map(|id| self.names.lb(id))
+            .collect();
+        let router_ns: HashSet<String> = desired
+            .routers
+            .iter()
+            .map(|r| self.names.router(r.router_id))
+            .collect();
+        let lb_prefix = format!("{}lb-", self.names.prefix);
+        let router_prefix = format!("{}router-", self.names.prefix);
+        for ns in exec::list_namespaces()? {
+            let orphan = (ns.starts_with(&lb_prefix) && !lb_ns.contains(&ns))
+                || (ns.starts_with(&router_prefix) && !router_ns.contains(&ns));
+            if orphan {
+                tracing::info!(namespace = %ns, "netns: removing an orphaned namespace");
+                exec::delete_namespace(&ns)?;
+            }
+        }
+        let sw = self.names.switch();
+        if !exec::namespace_exists(&sw) {
+            return Ok(());
+        }
+        let taps: HashSet<String> = desired
+            .lbs
+            .iter()
+            .map(|l| &l.leg)
+            .chain(
+                desired
+                    .routers
+                    .iter()
+                    .flat_map(|r| r.gateway.iter().chain(r.interfaces.iter())),
+            )
+            .map(|l| Names::tap(l.port_id))
+            .collect();
+        let keep_taps: HashSet<String> = applied
+            .lbs
+            .iter()
+            .filter(|(id, _)| keep.contains(id))
+            .map(|(_, l)| Names::tap(l.leg.port_id))
+            .collect();
+        let bridges: HashSet<String> = desired.networks.iter().map(|n| Names::bridge(*n)).collect();
+        for (name, _) in exec::links(&sw)? {
+            let orphan = (name.starts_with("tap")
+                && !taps.contains(&name)
+                && !keep_taps.contains(&name))
+                || (name.starts_with("brq") && !bridges.contains(&name));
+            if orphan {
+                tracing::info!(interface = %name, "netns: removing an orphaned interface");
+                exec::ip(&["-n", &sw, "link", "del", &name])?;
+            }
+        }
+        applied.bridges.retain(|n| desired.networks.contains(n));
+        Ok(())
+    }
+
+    /// Removes everything under the prefix (the switch namespace included).
+    pub fn teardown(&self) -> io::Result<()> {
+        let mut applied = self.applied();
+        *applied = Applied::default();
+        for ns in exec::list_namespaces()? {
+            if ns.starts_with(&self.names.prefix) && ns != self.names.switch() {
+                exec::delete_namespace(&ns)?;
+            }
+        }
+        exec::delete_namespace(&self.names.switch())
+    }
+
+    /// What exists in the kernel under this driver's prefix.
+    pub fn inventory(&self) -> io::Result<Inventory> {
+        let mut namespaces: Vec<String> = exec::list_namespaces()?
+            .into_iter()
+            .filter(|n| n.starts_with(&self.names.prefix))
+            .collect();
+        namespaces.sort();
+        let sw = self.names.switch();
+        let mut switch_links = if exec::namespace_exists(&sw) {
+            exec::links(&sw)?
+                .into_iter()
+                .map(|(n, _)| n)
+                .filter(|n| n != "lo")
+                .collect()
+        } else {
+            Vec::new()
+        };
+        switch_links.sort();
+        Ok(Inventory {
+            namespaces,
+            switch_links,
+        })
+    }
+}
+
+/// The global addresses on `dev` in `ns`.
+fn addresses(ns: &str, dev: &str) -> io::Result<Vec<IpNet>> {
+    let out = exec::ip(&["-n", ns, "-o", "addr", "show", "dev", dev, "scope", "global"])?;
+    Ok(out
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let i = words.iter().position(|w| *w == "inet" || *w == "inet6")?;
+            words.get(i + 1)?.parse().ok()
+        })
+        .collect())
+}
