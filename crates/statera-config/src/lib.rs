@@ -51,6 +51,10 @@ pub struct Vip {
     /// The subnet the VIP lives on, with its gateway: the members' router.
     pub subnet_cidr: IpNet,
     pub gateway: Option<IpAddr>,
+    /// The network namespace the VIP lives in (the `netns` network driver);
+    /// `None`: this host's own namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,6 +12,9 @@
 //! VIPs serve again after a restart.
 
 pub mod config;
+pub mod network;
+
+pub use network::NetnsNetwork;
 pub mod status;
 
 use statera_config::{DataPlane, LbConfig, StatusReport};
@@ -35,6 +38,8 @@ pub struct Controller {
     last_counters: HashMap<Uuid, statera_config::Stats>,
     /// Name of this host, shown as the amphora's compute_id.
     host: String,
+    /// The `netns` network driver, when enabled.
+    network: Option<Arc<NetnsNetwork>>,
 }
 
 impl Controller {
@@ -50,12 +55,37 @@ impl Controller {
             reports,
             last_counters: HashMap::new(),
             host,
+            network: None,
+        }
+    }
+
+    /// Plugs load balancers into namespaces with the `netns` driver.
+    pub fn with_network(mut self, network: Arc<NetnsNetwork>) -> Controller {
+        self.network = Some(network);
+        self
+    }
+
+    /// `lb`'s config, placed in its namespace (netns driver).
+    fn build(&self, s: &State, lb: &LoadBalancer, version: u64) -> LbConfig {
+        let mut cfg = config::build(s, lb, version);
+        cfg.vip.namespace = self.network.as_ref().and_then(|n| n.namespace_for(s, lb));
+        cfg
+    }
+
+    /// Makes the kernel hold `cfg`'s namespace before a data plane binds in it.
+    async fn plug(&self, cfg: &LbConfig) -> Result<(), String> {
+        match (&self.network, &cfg.vip.namespace) {
+            (Some(network), Some(_)) => network.plug(&self.store, cfg.lb_id).await,
+            _ => Ok(()),
         }
     }
 
     /// Re-apply every settled load balancer's last configuration (after a
     /// restart). Pending ones are left to the work queue.
     pub async fn restore(&mut self) {
+        if let Some(network) = &self.network {
+            network.reconcile(&self.store, true).await;
+        }
         let s = self.store.snapshot();
         for lb in s.loadbalancers.iter() {
             if lb.provisioning_status.is_pending() {
@@ -65,7 +95,11 @@ impl Controller {
                 tracing::error!(lb = %lb.id, provider = %lb.provider, "no data plane for provider");
                 continue;
             };
-            let cfg = config::build(&s, lb, lb.config_version.max(1));
+            let cfg = self.build(&s, lb, lb.config_version.max(1));
+            if let Err(e) = self.plug(&cfg).await {
+                tracing::error!(lb = %lb.id, error = %e, "cannot restore");
+                continue;
+            }
             match plane.apply(Arc::new(cfg)).await {
                 Ok(v) => tracing::info!(lb = %lb.id, version = v, "restored"),
                 Err(e) => tracing::error!(lb = %lb.id, error = %e, "cannot restore"),
@@ -143,6 +177,9 @@ impl Controller {
             {
                 tracing::warn!(lb = %lb_id, error = %e, "data plane could not remove the load balancer");
             }
+            if let Some(network) = &self.network {
+                network.unplug(lb_id).await;
+            }
             self.store
                 .write(|txn| {
                     delete_tree(txn, lb_id)?;
@@ -156,9 +193,12 @@ impl Controller {
             return Ok(());
         }
         let version = lb.config_version + 1;
-        let cfg = Arc::new(config::build(&s, &lb, version));
+        let cfg = Arc::new(self.build(&s, &lb, version));
         let result = match &plane {
-            Some(plane) => plane.apply(cfg.clone()).await.map_err(|e| e.to_string()),
+            Some(plane) => match self.plug(&cfg).await {
+                Ok(()) => plane.apply(cfg.clone()).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            },
             None => Err(format!("no data plane for provider '{}'", lb.provider)),
         };
         let host = self.host.clone();

@@ -177,6 +177,7 @@ fn config(lb: usize) -> LbConfig {
             mac_address: "fa:16:3e:00:00:01".into(),
             subnet_cidr: "127.104.0.0/16".parse().unwrap(),
             gateway: None,
+            namespace: None,
         },
         listeners: Vec::new(),
         pools,

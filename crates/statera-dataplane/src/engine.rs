@@ -4,6 +4,7 @@ use crate::health::{self, HealthOptions, ProbeKey, Registry};
 use crate::l7::Policies;
 use crate::listener::{self, AcceptTask};
 use crate::snapshot::{LbShared, Reporter, Served, Snapshot};
+use crate::sockets::Netns;
 use crate::udp::{self, UdpTask};
 use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSender, StatusReport};
 use statera_model::ListenerProtocol;
@@ -133,6 +134,7 @@ impl Engine {
 
         // 2. Bind every address not bound yet. On error, what was bound here
         //    is dropped (closed) and the current config keeps serving.
+        let netns: Netns = config.vip.namespace.as_deref().map(Arc::from);
         let mut fresh: Vec<(SocketAddr, TcpListener)> = Vec::new();
         let mut fresh_udp: Vec<(SocketAddr, UdpSocket)> = Vec::new();
         for Served { addr, udp, .. } in &served {
@@ -140,7 +142,7 @@ impl Engine {
                 if current.is_some_and(|c| c.udp_sockets.contains_key(addr)) {
                     continue;
                 }
-                let socket = udp::bind(*addr).map_err(|e| DataPlaneError::Bind {
+                let socket = udp::bind(&netns, *addr).map_err(|e| DataPlaneError::Bind {
                     address: format!("{addr}/udp"),
                     reason: e.to_string(),
                 })?;
@@ -150,7 +152,7 @@ impl Engine {
             if current.is_some_and(|c| c.sockets.contains_key(addr)) {
                 continue;
             }
-            let socket = listener::bind(*addr).map_err(|e| DataPlaneError::Bind {
+            let socket = listener::bind(&netns, *addr).map_err(|e| DataPlaneError::Bind {
                 address: addr.to_string(),
                 reason: e.to_string(),
             })?;

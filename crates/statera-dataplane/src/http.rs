@@ -327,6 +327,7 @@ impl ClientConn {
                     Some(conn) => conn,
                     None => {
                         match upstream::open(
+                            &self.snapshot.netns,
                             member.addr,
                             connect_timeout,
                             proxy_header.as_deref(),

@@ -439,6 +439,7 @@ mod tests {
                 mac_address: String::new(),
                 subnet_cidr: "127.0.0.0/8".parse().unwrap(),
                 gateway: None,
+                namespace: None,
             },
             listeners: vec![listener.clone()],
             pools,

@@ -177,6 +177,7 @@ mod pool;
 mod proxy_protocol;
 mod relay;
 mod snapshot;
+mod sockets;
 mod stats;
 mod udp;
 mod upstream;

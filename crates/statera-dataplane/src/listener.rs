@@ -17,8 +17,9 @@
 use crate::l7::Policies;
 use crate::relay;
 use crate::snapshot::LbShared;
+use crate::sockets::{Netns, new_socket};
 use crate::stats::ListenerStats;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, Type};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -39,8 +40,13 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// Binds a listening TCP socket on `addr` the way a VIP needs it:
 /// `SO_REUSEADDR` (rebind while old connections sit in TIME_WAIT) and
 /// `IP_FREEBIND` (bind a VIP before the address is on an interface).
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+pub fn bind(netns: &Netns, addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = new_socket(
+        netns,
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;

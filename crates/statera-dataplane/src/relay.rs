@@ -158,7 +158,14 @@ async fn connect_member(
         let addr = member.addr;
         // Counted from the attempt on, so that concurrent picks see it.
         let in_flight = member.start();
-        match upstream::connect(addr, connect_timeout, proxy_header.as_deref()).await {
+        match upstream::connect(
+            &snapshot.netns,
+            addr,
+            connect_timeout,
+            proxy_header.as_deref(),
+        )
+        .await
+        {
             Ok(stream) => {
                 pool.observe(i, Outcome::Success, &snapshot.reporter);
                 pool.stick(&affinity, i);

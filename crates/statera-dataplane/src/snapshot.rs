@@ -15,6 +15,7 @@ use crate::health::{HealthOptions, Target};
 use crate::l7::Policies;
 use crate::listener::{ListenerLife, ListenerView};
 use crate::pool::PoolRuntime;
+use crate::sockets::Netns;
 use crate::stats::ListenerStats;
 use arc_swap::ArcSwap;
 use statera_config::{
@@ -52,6 +53,8 @@ pub struct Snapshot {
     /// Sends this load balancer's report (health transitions, passive
     /// ejections); the same for every snapshot of the load balancer.
     pub reporter: Arc<Reporter>,
+    /// Where this load balancer's sockets are created.
+    pub netns: Netns,
 }
 
 /// Every listener of the config, served or not.
@@ -128,7 +131,9 @@ impl Snapshot {
                 )
             })
             .collect();
+        let netns: Netns = config.vip.namespace.as_deref().map(Arc::from);
         Snapshot {
+            netns,
             config,
             listeners,
             by_addr,

@@ -26,8 +26,9 @@
 use crate::listener::ListenerView;
 use crate::pool::InFlight;
 use crate::snapshot::{LbShared, Snapshot};
+use crate::sockets::{Netns, new_socket};
 use crate::stats::ListenerStats;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, Type};
 use statera_model::ListenerProtocol;
 use std::collections::HashMap;
 use std::io;
@@ -57,8 +58,13 @@ const SWEEP: Duration = Duration::from_secs(1);
 /// Binds the listener's UDP socket on `addr` (`IP_FREEBIND`, like TCP
 /// listeners; no `SO_REUSEADDR`, which for UDP would let two sockets share
 /// the address).
-pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+pub fn bind(netns: &Netns, addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = new_socket(
+        netns,
+        Domain::for_address(addr),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
         socket.set_freebind_v6(true)?;
@@ -72,9 +78,9 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 /// A member-side socket: bound on the VIP (an ephemeral port), connected to
 /// `member`.
-fn member_socket(vip: SocketAddr, member: SocketAddr) -> io::Result<UdpSocket> {
+fn member_socket(netns: &Netns, vip: SocketAddr, member: SocketAddr) -> io::Result<UdpSocket> {
     let local = SocketAddr::new(vip.ip(), 0);
-    let socket = bind(local)?;
+    let socket = bind(netns, local)?;
     let std = socket.into_std()?;
     std.connect(member)?;
     UdpSocket::from_std(std)
@@ -269,7 +275,7 @@ async fn open_session(
         let i = pool.select(client, &affinity, &tried)?;
         tried.push(i);
         let member = &pool.members[i];
-        let upstream = match member_socket(vip, member.addr) {
+        let upstream = match member_socket(&snapshot.netns, vip, member.addr) {
             Ok(upstream) => Arc::new(upstream),
             Err(error) => {
                 tracing::warn!(%vip, member = %member.addr, %error, "UDP member socket failed");

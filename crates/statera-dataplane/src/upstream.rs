@@ -13,6 +13,7 @@
 
 use crate::io::HyperIo;
 use crate::proxy_protocol;
+use crate::sockets::{Netns, connect_tcp};
 use crate::stats::ListenerStats;
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
@@ -53,12 +54,13 @@ const CLOSED: u64 = u64::MAX;
 /// Opens a TCP connection to `addr` within `timeout` (`None`: no limit) and
 /// sends `proxy_header` first when given.
 pub async fn connect(
+    netns: &Netns,
     addr: SocketAddr,
     timeout: Option<Duration>,
     proxy_header: Option<&[u8]>,
 ) -> io::Result<TcpStream> {
     let open = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = connect_tcp(netns, addr).await?;
         let _ = stream.set_nodelay(true);
         if let Some(header) = proxy_header {
             stream.write_all(header).await?;
@@ -111,12 +113,13 @@ impl ConnState {
 /// Opens an HTTP/1.1 connection to `addr` (after the PROXY header, if any)
 /// and starts its driver task.
 pub async fn open(
+    netns: &Netns,
     addr: SocketAddr,
     connect_timeout: Option<Duration>,
     proxy_header: Option<&[u8]>,
     stats: Arc<ListenerStats>,
 ) -> io::Result<Upstream> {
-    let stream = connect(addr, connect_timeout, proxy_header).await?;
+    let stream = connect(netns, addr, connect_timeout, proxy_header).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake::<_, UpstreamBody>(HyperIo::member(stream, stats))
         .await
@@ -293,7 +296,9 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), async {
             let (addr, accepted) = member().await;
             let idle = Arc::new(IdleConns::default());
-            let mut conn = open(addr, None, None, Default::default()).await.unwrap();
+            let mut conn = open(&None, addr, None, None, Default::default())
+                .await
+                .unwrap();
             assert_eq!(get(&mut conn).await, "ok");
             idle.park_when_ready(conn);
             tokio::time::sleep(Duration::from_millis(50)).await;

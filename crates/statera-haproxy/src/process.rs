@@ -186,13 +186,20 @@ enum Outcome {
 impl Master {
     /// Starts `haproxy -W` on `paths.config` and waits until the master says
     /// the first worker loaded. On failure the process is gone.
+    /// In the `netns` network driver's namespace `namespace`, when given.
     pub async fn start(
         binary: &Path,
+        namespace: Option<&str>,
         paths: &Paths,
         lb_id: Uuid,
         deadline: Duration,
     ) -> Result<Master, LoadError> {
-        let mut command = Command::new(binary);
+        let mut command = match namespace {
+            None => Command::new(binary),
+            Some(ns) => Command::from(statera_net::netns::exec::command_in(ns, binary).map_err(
+                |e| LoadError::new(format!("cannot enter network namespace {ns}: {e}")),
+            )?),
+        };
         command
             .arg("-W")
             .arg("-f")

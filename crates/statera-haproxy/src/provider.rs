@@ -283,6 +283,7 @@ impl Lb {
                 run.counters.all_gone();
                 match Master::start(
                     &inner.options.binary,
+                    run.config.vip.namespace.as_deref(),
                     paths,
                     self.id,
                     inner.options.load_timeout,
@@ -486,6 +487,7 @@ async fn watch(inner: Weak<Inner>, lb: Arc<Lb>) {
         if run.master.is_none() {
             match Master::start(
                 &inner.options.binary,
+                run.config.vip.namespace.as_deref(),
                 &lb.paths,
                 lb.id,
                 inner.options.load_timeout,

@@ -7,7 +7,7 @@ use axum::ServiceExt;
 use axum::extract::Request;
 use statera_api::{ApiSettings, AppState, ProviderInfo, QuotaDefaults};
 use statera_config::DataPlane;
-use statera_controller::Controller;
+use statera_controller::{Controller, NetnsNetwork};
 use statera_dataplane::Engine;
 use statera_haproxy::{HaproxyOptions, HaproxyProvider};
 use statera_model::{HealthMonitorType, ListenerProtocol};
@@ -131,8 +131,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let controller = Controller::new(store.clone(), planes, report_rx, host);
+    let mut controller = Controller::new(store.clone(), planes, report_rx, host);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut network_task = None;
+    if settings.network.driver == "netns" {
+        let network = Arc::new(
+            NetnsNetwork::new(&settings.network.namespace_prefix)
+                .context("starting the netns network driver")?,
+        );
+        tracing::info!(prefix = %settings.network.namespace_prefix, "network driver: netns");
+        controller = controller.with_network(network.clone());
+        network_task = Some(tokio::spawn(network.run(store.clone(), stop_rx.clone())));
+    }
     let controller = tokio::spawn(controller.run(stop_rx));
 
     let q = settings.quotas;
@@ -171,6 +181,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = controller.await;
+    if let Some(task) = network_task {
+        let _ = task.await;
+    }
     if let Some(h) = haproxy {
         h.shutdown().await;
     }

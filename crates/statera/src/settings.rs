@@ -22,6 +22,13 @@ pub struct ServeArgs {
     /// The subnet of the ready-made `host-net` network VIPs come from (inside 127.0.0.0/8).
     #[arg(long, env = "STATERA_HOST_SUBNET")]
     pub host_subnet: Option<IpNet>,
+    /// `host` (VIPs on this host's loopback range) or `netns` (one network
+    /// namespace per load balancer on real tenant networks; needs root).
+    #[arg(long, env = "STATERA_NETWORK_DRIVER")]
+    pub network_driver: Option<String>,
+    /// Prefix of every namespace the netns driver creates.
+    #[arg(long, env = "STATERA_NAMESPACE_PREFIX")]
+    pub namespace_prefix: Option<String>,
     /// `full` (fsync every commit) or `normal` (survives a process crash, not a power loss).
     #[arg(long, env = "STATERA_DURABILITY")]
     pub durability: Option<String>,
@@ -62,6 +69,8 @@ pub struct StoreSection {
 pub struct NetworkSection {
     pub driver: String,
     pub host_subnet: IpNet,
+    /// netns driver: every namespace it creates starts with this.
+    pub namespace_prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -109,6 +118,7 @@ impl Default for NetworkSection {
         NetworkSection {
             driver: "host".to_string(),
             host_subnet: "127.100.0.0/16".parse().expect("valid default"),
+            namespace_prefix: "statera-".to_string(),
         }
     }
 }
@@ -155,6 +165,12 @@ impl Settings {
         if let Some(v) = args.host_subnet {
             s.network.host_subnet = v;
         }
+        if let Some(v) = &args.network_driver {
+            s.network.driver = v.clone();
+        }
+        if let Some(v) = &args.namespace_prefix {
+            s.network.namespace_prefix = v.clone();
+        }
         if let Some(v) = &args.durability {
             s.store.durability = match v.as_str() {
                 "full" => Durability::Full,
@@ -165,10 +181,21 @@ impl Settings {
         if let Some(v) = &args.log_format {
             s.log.format = v.clone();
         }
-        if s.network.driver != "host" {
+        if !matches!(s.network.driver.as_str(), "host" | "netns") {
             anyhow::bail!(
-                "network driver '{}' is not available (only 'host' is)",
+                "network driver '{}' is not available (host or netns)",
                 s.network.driver
+            );
+        }
+        let prefix = &s.network.namespace_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 40
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            anyhow::bail!(
+                "namespace_prefix must be 1-40 letters, digits, '-' or '_', not '{prefix}'"
             );
         }
         if s.api.auth_strategy != "noauth" {

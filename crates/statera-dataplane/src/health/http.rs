@@ -9,12 +9,12 @@
 
 use super::codes::ExpectedCodes;
 use super::{Probe, tls, within};
+use crate::sockets::Netns;
 use statera_config::BoxFuture;
 use statera_model::HttpMethod;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// What an HTTP(S) probe sends and accepts (part of the probe key).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -106,13 +106,18 @@ fn status_code(line: &[u8]) -> Option<u16> {
 }
 
 impl Probe for HttpProbe {
-    fn check(&self, target: SocketAddr, timeout: Duration) -> BoxFuture<'_, Result<(), String>> {
+    fn check(
+        &self,
+        target: SocketAddr,
+        netns: Netns,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(within(timeout, async move {
             if self.check.tls {
-                let stream = tls::handshake(target, self.check.sni.as_deref()).await?;
+                let stream = tls::handshake(&netns, target, self.check.sni.as_deref()).await?;
                 self.exchange(stream).await
             } else {
-                let stream = TcpStream::connect(target)
+                let stream = crate::sockets::connect_tcp(&netns, target)
                     .await
                     .map_err(|e| format!("connect: {e}"))?;
                 let _ = stream.set_nodelay(true);

@@ -62,6 +62,7 @@ mod tls;
 mod udp;
 
 use crate::snapshot::Reporter;
+use crate::sockets::Netns;
 use codes::ExpectedCodes;
 use statera_config::{BoxFuture, DataPlaneError, LbConfig, MemberConfig};
 use statera_model::{HealthMonitorType, HttpMethod};
@@ -101,7 +102,12 @@ impl Default for HealthOptions {
 pub trait Probe: Send + Sync + std::fmt::Debug {
     /// Probes `target` once; `Err` says why it failed (for the debug log).
     /// Ends within about `timeout`.
-    fn check(&self, target: SocketAddr, timeout: Duration) -> BoxFuture<'_, Result<(), String>>;
+    fn check(
+        &self,
+        target: SocketAddr,
+        netns: Netns,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), String>>;
 }
 
 /// Runs `probe` for at most `timeout`; running out of time is a failure.
@@ -141,6 +147,9 @@ impl ProbeKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProbeKey {
     pub target: SocketAddr,
+    /// The namespace probes leave from (two load balancers in different
+    /// namespaces may have members at the same address).
+    pub netns: Netns,
     pub kind: ProbeKind,
     pub delay: Duration,
     pub timeout: Duration,
@@ -156,6 +165,7 @@ pub type Plan = HashMap<Uuid, ProbeKey>;
 /// monitor (`Unsupported`), malformed `expected_codes` (`Other`).
 pub fn plan(config: &LbConfig) -> Result<Plan, DataPlaneError> {
     let mut plan = Plan::new();
+    let netns: Netns = config.vip.namespace.as_deref().map(Arc::from);
     for pool in &config.pools {
         let Some(monitor) = pool.health_monitor.as_ref().filter(|m| m.admin_state_up) else {
             continue;
@@ -200,6 +210,7 @@ pub fn plan(config: &LbConfig) -> Result<Plan, DataPlaneError> {
                 member.id,
                 ProbeKey {
                     target,
+                    netns: netns.clone(),
                     kind,
                     // Octavia's minimum delay and timeout are 1 s; guard
                     // against 0 anyway so a bad config cannot spin a prober.
@@ -425,7 +436,12 @@ async fn run(target: Weak<Target>, probe: Arc<dyn Probe>, key: ProbeKey) {
         // A probe that overruns its own timeout fails (a grace of 100 ms
         // lets probes that handle their timeout say why).
         let limit = key.timeout + Duration::from_millis(100);
-        let result = match tokio::time::timeout(limit, probe.check(key.target, key.timeout)).await {
+        let result = match tokio::time::timeout(
+            limit,
+            probe.check(key.target, key.netns.clone(), key.timeout),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err("probe overran its timeout".into()),
         };
@@ -464,6 +480,7 @@ mod tests {
     fn key(target: SocketAddr, delay: Duration) -> ProbeKey {
         ProbeKey {
             target,
+            netns: None,
             kind: ProbeKind::Tcp,
             delay,
             timeout: Duration::from_secs(1),

@@ -10,6 +10,7 @@
 //! one warning says why, once per process.
 
 use super::{Probe, within};
+use crate::sockets::{Netns, new_socket};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use statera_config::BoxFuture;
 use std::io::{self, ErrorKind};
@@ -40,10 +41,15 @@ impl PingProbe {
 }
 
 impl Probe for PingProbe {
-    fn check(&self, target: SocketAddr, timeout: Duration) -> BoxFuture<'_, Result<(), String>> {
+    fn check(
+        &self,
+        target: SocketAddr,
+        netns: Netns,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), String>> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         Box::pin(within(timeout, async move {
-            echo(target.ip(), self.ident, seq)
+            echo(&netns, target.ip(), self.ident, seq)
                 .await
                 .map_err(|e| format!("ICMP echo: {e}"))
         }))
@@ -58,7 +64,7 @@ enum Kind {
     Raw,
 }
 
-fn open(ip: IpAddr) -> io::Result<(Socket, Kind)> {
+fn open(netns: &Netns, ip: IpAddr) -> io::Result<(Socket, Kind)> {
     let (domain, protocol) = match ip {
         IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
         IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
@@ -69,12 +75,12 @@ fn open(ip: IpAddr) -> io::Result<(Socket, Kind)> {
             ErrorKind::PermissionDenied | ErrorKind::Unsupported
         ) || e.raw_os_error() == Some(1) // EPERM
     };
-    let dgram_error = match Socket::new(domain, Type::DGRAM, Some(protocol)) {
+    let dgram_error = match new_socket(netns, domain, Type::DGRAM, Some(protocol)) {
         Ok(socket) => return Ok((socket, Kind::Datagram)),
         Err(e) if refused(&e) => e,
         Err(e) => return Err(e),
     };
-    match Socket::new(domain, Type::RAW, Some(protocol)) {
+    match new_socket(netns, domain, Type::RAW, Some(protocol)) {
         Ok(socket) => Ok((socket, Kind::Raw)),
         Err(raw_error) if refused(&raw_error) => {
             static WARNED: AtomicBool = AtomicBool::new(false);
@@ -97,8 +103,8 @@ fn open(ip: IpAddr) -> io::Result<(Socket, Kind)> {
     }
 }
 
-async fn echo(ip: IpAddr, ident: u16, seq: u16) -> io::Result<()> {
-    let (socket, kind) = open(ip)?;
+async fn echo(netns: &Netns, ip: IpAddr, ident: u16, seq: u16) -> io::Result<()> {
+    let (socket, kind) = open(netns, ip)?;
     socket.set_nonblocking(true)?;
     socket.connect(&SockAddr::from(SocketAddr::new(ip, 0)))?;
     let v6 = ip.is_ipv6();

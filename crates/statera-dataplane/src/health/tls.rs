@@ -8,6 +8,7 @@
 //! (ring).
 
 use super::{Probe, within};
+use crate::sockets::Netns;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -25,9 +26,14 @@ use tokio_rustls::client::TlsStream;
 pub struct TlsHelloProbe;
 
 impl Probe for TlsHelloProbe {
-    fn check(&self, target: SocketAddr, timeout: Duration) -> BoxFuture<'_, Result<(), String>> {
+    fn check(
+        &self,
+        target: SocketAddr,
+        netns: Netns,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(within(timeout, async move {
-            let mut stream = handshake(target, None).await?;
+            let mut stream = handshake(&netns, target, None).await?;
             // A polite close_notify; the verdict is already in.
             let _ = stream.shutdown().await;
             Ok(())
@@ -38,10 +44,11 @@ impl Probe for TlsHelloProbe {
 /// Connects to `target` and completes a TLS handshake, naming `sni` when
 /// given (no SNI otherwise: the server name is the target's IP address).
 pub async fn handshake(
+    netns: &Netns,
     target: SocketAddr,
     sni: Option<&str>,
 ) -> Result<TlsStream<TcpStream>, String> {
-    let tcp = TcpStream::connect(target)
+    let tcp = crate::sockets::connect_tcp(netns, target)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);

@@ -8,24 +8,28 @@
 //! when the member is up.
 
 use super::Probe;
+use crate::sockets::Netns;
 use statera_config::BoxFuture;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
-use tokio::net::UdpSocket;
 
 #[derive(Debug)]
 pub struct UdpProbe;
 
 impl Probe for UdpProbe {
-    fn check(&self, target: SocketAddr, timeout: Duration) -> BoxFuture<'_, Result<(), String>> {
+    fn check(
+        &self,
+        target: SocketAddr,
+        netns: Netns,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let local: IpAddr = match target {
                 SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
                 SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
             };
-            let socket = UdpSocket::bind((local, 0))
-                .await
+            let socket = crate::udp::bind(&netns, SocketAddr::new(local, 0))
                 .map_err(|e| format!("bind: {e}"))?;
             socket
                 .connect(target)

@@ -262,6 +262,7 @@ pub fn lb(vip: IpAddr, listeners: Vec<ListenerConfig>, pools: Vec<PoolConfig>) -
             mac_address: "fa:16:3e:00:00:01".into(),
             subnet_cidr: "127.101.0.0/16".parse().unwrap(),
             gateway: None,
+            namespace: None,
         },
         listeners,
         pools,

@@ -99,6 +99,7 @@ fn config(listeners: Vec<ListenerConfig>, pools: Vec<PoolConfig>) -> LbConfig {
             mac_address: "fa:16:3e:00:00:01".into(),
             subnet_cidr: "192.0.2.0/24".parse().unwrap(),
             gateway: None,
+            namespace: None,
         },
         listeners,
         pools,

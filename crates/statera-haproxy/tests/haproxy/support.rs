@@ -324,6 +324,7 @@ pub fn http_lb(vip: IpAddr, port: u16, members: Vec<MemberConfig>) -> LbConfig {
             mac_address: "fa:16:3e:00:00:01".into(),
             subnet_cidr: "127.0.0.0/8".parse().unwrap(),
             gateway: None,
+            namespace: None,
         },
         listeners: vec![ListenerConfig {
             id: Uuid::new_v4(),

@@ -156,10 +156,7 @@ pub fn run(mut cmd: Command, stdin: Option<&str>) -> io::Result<String> {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot run {:?}: {e}", cmd.get_program()),
-        )
+        io::Error::new(e.kind(), format!("cannot run {:?}: {e}", cmd.get_program()))
     })?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(text.as_bytes())?;

@@ -134,12 +134,8 @@ impl LbFilter {
                         .map(|l| l.port)
                         .collect();
                     if !ports.is_empty() {
-                        let _ = writeln!(
-                            r,
-                            "    {} dport {} accept",
-                            proto_name(proto),
-                            set(&ports)
-                        );
+                        let _ =
+                            writeln!(r, "    {} dport {} accept", proto_name(proto), set(&ports));
                     }
                 }
             }
@@ -231,13 +227,19 @@ impl RouterNat {
         let _ = writeln!(r, "delete table ip {t}");
         let _ = writeln!(r, "table ip {t} {{");
         let _ = writeln!(r, "  chain prerouting {{");
-        let _ = writeln!(r, "    type nat hook prerouting priority dstnat; policy accept;");
+        let _ = writeln!(
+            r,
+            "    type nat hook prerouting priority dstnat; policy accept;"
+        );
         for f in self.floating.iter().filter(|f| f.floating_ip.is_ipv4()) {
             let _ = writeln!(r, "    ip daddr {} dnat to {}", f.floating_ip, f.fixed_ip);
         }
         let _ = writeln!(r, "  }}");
         let _ = writeln!(r, "  chain postrouting {{");
-        let _ = writeln!(r, "    type nat hook postrouting priority srcnat; policy accept;");
+        let _ = writeln!(
+            r,
+            "    type nat hook postrouting priority srcnat; policy accept;"
+        );
         for f in self.floating.iter().filter(|f| f.floating_ip.is_ipv4()) {
             let _ = writeln!(
                 r,

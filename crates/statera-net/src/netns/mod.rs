@@ -244,7 +244,10 @@ impl Driver {
             exec::ip_batch(
                 Some(&sw),
                 &[
-                    format!("link add {tap} mtu {} type veth peer name {dev} netns {ns}", leg.mtu),
+                    format!(
+                        "link add {tap} mtu {} type veth peer name {dev} netns {ns}",
+                        leg.mtu
+                    ),
                     format!("link set {tap} master {br}"),
                     format!("link set {tap} up"),
                 ],
@@ -423,7 +426,10 @@ impl Driver {
             if let Some(prev) = applied.lbs.remove(&id) {
                 self.remove_leg(&prev.leg);
             }
-            note(exec::delete_namespace(&self.names.lb(id)), "removing a load balancer namespace");
+            note(
+                exec::delete_namespace(&self.names.lb(id)),
+                "removing a load balancer namespace",
+            );
         }
         let stale_routers: Vec<Uuid> = applied
             .routers
@@ -440,8 +446,7 @@ impl Driver {
             note(r, "removing orphaned kernel objects");
         }
         // 2. Build what is wanted.
-        if !desired.networks.is_empty() || !desired.lbs.is_empty() || !desired.routers.is_empty()
-        {
+        if !desired.networks.is_empty() || !desired.lbs.is_empty() || !desired.routers.is_empty() {
             for net in &desired.networks {
                 let r = self.ensure_bridge(&mut applied, *net);
                 note(r, "creating a bridge");
@@ -527,10 +532,9 @@ impl Driver {
             .collect();
         let bridges: HashSet<String> = desired.networks.iter().map(|n| Names::bridge(*n)).collect();
         for (name, _) in exec::links(&sw)? {
-            let orphan = (name.starts_with("tap")
-                && !taps.contains(&name)
-                && !keep_taps.contains(&name))
-                || (name.starts_with("brq") && !bridges.contains(&name));
+            let orphan =
+                (name.starts_with("tap") && !taps.contains(&name) && !keep_taps.contains(&name))
+                    || (name.starts_with("brq") && !bridges.contains(&name));
             if orphan {
                 tracing::info!(interface = %name, "netns: removing an orphaned interface");
                 exec::ip(&["-n", &sw, "link", "del", &name])?;
@@ -579,7 +583,9 @@ impl Driver {
 
 /// The global addresses on `dev` in `ns`.
 fn addresses(ns: &str, dev: &str) -> io::Result<Vec<IpNet>> {
-    let out = exec::ip(&["-n", ns, "-o", "addr", "show", "dev", dev, "scope", "global"])?;
+    let out = exec::ip(&[
+        "-n", ns, "-o", "addr", "show", "dev", dev, "scope", "global",
+    ])?;
     Ok(out
         .lines()
         .filter_map(|line| {
