@@ -1,6 +1,7 @@
 //! The Neutron subset load balancers stand on: networks, subnets (CIDR,
-//! gateway, allocation pools, IPAM) and ports, under `/v2.0` and `/v2` with
-//! Neutron's envelopes and `{"NeutronError": …}` errors.
+//! gateway, allocation pools, IPAM), ports, routers (gateways, interfaces,
+//! extra routes), floating IPs and security groups, under `/v2.0` and `/v2`
+//! with Neutron's envelopes and `{"NeutronError": …}` errors.
 //!
 //! Every handler runs its body through [`neutron`], so whatever error it
 //! returns (input parsing, listing, the store) is rendered in Neutron's shape.
@@ -8,10 +9,13 @@
 //! may not see is 404, never 403; shared and external networks (and their
 //! subnets) are visible to every project.
 
+pub mod floatingips;
 pub mod ipam;
 pub mod networks;
 pub mod ports;
 pub mod render;
+pub mod routers;
+pub mod security_groups;
 pub mod subnets;
 pub mod tags;
 
@@ -23,18 +27,31 @@ use crate::list::{Collection, Object, Query, RepeatedFilters, select_fields};
 use axum::Router;
 use axum::http::{StatusCode, Uri};
 use serde_json::{Value, json};
+use statera_model::Router as L3Router;
 use statera_model::*;
 use statera_store::State;
 use uuid::Uuid;
 
 /// The Neutron collections this API serves (for error shapes on unknown routes).
-pub const COLLECTIONS: &[&str] = &["networks", "subnets", "ports", "extensions"];
+pub const COLLECTIONS: &[&str] = &[
+    "networks",
+    "subnets",
+    "ports",
+    "routers",
+    "floatingips",
+    "security-groups",
+    "security-group-rules",
+    "extensions",
+];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(networks::routes())
         .merge(subnets::routes())
         .merge(ports::routes())
+        .merge(routers::routes())
+        .merge(floatingips::routes())
+        .merge(security_groups::routes())
         .merge(tags::routes())
         .route("/extensions", axum::routing::get(extensions))
         .route("/extensions/{alias}", axum::routing::get(extension))
@@ -70,9 +87,43 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ),
     (
         "standard-attr-tag",
-        "Tag support for resources with standard attribute: subnet, port, network",
+        "Tag support for resources with standard attribute: subnet, port, network, router, \
+         floatingip, security_group",
         "Enables to set tag on resources with standard attribute.",
     ),
+    (
+        "router",
+        "Neutron L3 Router",
+        "Router abstraction for basic L3 forwarding between L2 Neutron networks and access \
+         to external networks via a NAT gateway.",
+    ),
+    (
+        "ext-gw-mode",
+        "Neutron L3 Configurable external gateway mode",
+        "Extension of the router abstraction for specifying whether SNAT should occur on \
+         the external gateway",
+    ),
+    (
+        "extraroute",
+        "Neutron Extra Route",
+        "Extra routes configuration for L3 router",
+    ),
+    (
+        "fip-port-details",
+        "Floating IP Port Details Extension",
+        "Add port_details attribute to Floating IP resource",
+    ),
+    (
+        "security-group",
+        "security-group",
+        "The security groups extension.",
+    ),
+    (
+        "stateful-security-group",
+        "Stateful security group",
+        "Indicates if the security group is stateful or not",
+    ),
+    ("port-security", "Port Security", "Provides port security"),
     ("sorting", "Sorting support", "Enables sort feature."),
     (
         "pagination",
@@ -297,4 +348,83 @@ pub(crate) fn one(envelope: &str, o: Object, uri: &Uri) -> Value {
         select_fields(o, &fields)
     };
     json!({ envelope: o })
+}
+
+/// Neutron's generic `BadRequest` (400): `Bad <resource> request: <msg>.`
+pub(crate) fn bad_request(resource: &str, msg: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("Bad {resource} request: {msg}.")).neutron("BadRequest")
+}
+
+/// `Failed to parse request. Required attribute '<field>' not specified` (400).
+pub(crate) fn required_attribute<T>(v: crate::input::Opt<T>, field: &str) -> ApiResult<T> {
+    v.value().ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Failed to parse request. Required attribute '{field}' not specified"
+        ))
+        .neutron("HTTPBadRequest")
+    })
+}
+
+/// The router `id`, visible to the caller, else 404 `RouterNotFound`.
+pub(crate) fn visible_router(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<L3Router> {
+    s.routers
+        .get(&id)
+        .filter(|r| ctx.can_read(&r.project_id))
+        .map(|r| (**r).clone())
+        .ok_or_else(|| router_not_found(id))
+}
+
+/// The floating IP `id`, visible to the caller, else 404 `FloatingIPNotFound`.
+pub(crate) fn visible_floating_ip(
+    ctx: &RequestContext,
+    s: &State,
+    id: Uuid,
+) -> ApiResult<FloatingIp> {
+    s.floating_ips
+        .get(&id)
+        .filter(|f| ctx.can_read(&f.project_id))
+        .map(|f| (**f).clone())
+        .ok_or_else(|| floating_ip_not_found(id))
+}
+
+pub(crate) fn floating_ip_not_found(id: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("Floating IP {id} could not be found"),
+    )
+    .neutron("FloatingIPNotFound")
+}
+
+pub(crate) fn security_group_not_found(id: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("Security group {id} does not exist"),
+    )
+    .neutron("SecurityGroupNotFound")
+}
+
+/// The security group `id`, visible to the caller, else 404 `SecurityGroupNotFound`.
+pub(crate) fn visible_security_group(
+    ctx: &RequestContext,
+    s: &State,
+    id: Uuid,
+) -> ApiResult<SecurityGroup> {
+    s.security_groups
+        .get(&id)
+        .filter(|g| ctx.can_read(&g.project_id))
+        .map(|g| (**g).clone())
+        .ok_or_else(|| security_group_not_found(id))
+}
+
+/// A path id: anything that is not a UUID names nothing (the 404 of `missing`).
+pub(crate) fn path_uuid(raw: &str, missing: impl FnOnce(String) -> ApiError) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| missing(raw.to_string()))
+}
+
+pub(crate) fn router_not_found(id: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("Router {id} could not be found"),
+    )
+    .neutron("RouterNotFound")
 }

@@ -203,6 +203,20 @@ async fn update_network(
                 if v != n.external && !ctx.is_admin() {
                     return Err(forbidden("update_network:router:external"));
                 }
+                let gateways = s.routers.iter().any(|r| {
+                    r.external_gateway
+                        .as_ref()
+                        .is_some_and(|g| g.network_id == id)
+                }) || s.floating_ips.iter().any(|f| f.floating_network_id == id);
+                if n.external && !v && gateways {
+                    return Err(conflict(
+                        "ExternalNetworkInUse",
+                        format!(
+                            "External network {id} cannot be updated to be made non-external, \
+                             since it has existing gateway ports."
+                        ),
+                    ));
+                }
                 n.external = v;
             }
             if let Some(v) = mtu {

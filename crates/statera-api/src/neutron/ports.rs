@@ -1,5 +1,6 @@
 //! `/ports`: list, create, show, update, delete; fixed IPs (requested or
-//! allocated) and MAC addresses.
+//! allocated), MAC addresses, security groups and port security. Ports that
+//! routers and floating IPs own are changed through those APIs only.
 
 use super::subnets::{held_addresses, is_host_address};
 use super::*;
@@ -49,6 +50,45 @@ fn mac_in_use(s: &State, network_id: Uuid, mac: &str, except: Option<Uuid>) -> b
         .any(|p| Some(p.id) != except && p.mac_address == mac)
 }
 
+/// A MAC no port of `network_id` has.
+fn free_mac(s: &State, network_id: Uuid) -> String {
+    loop {
+        let m = ipam::new_mac();
+        if !mac_in_use(s, network_id, &m, None) {
+            break m;
+        }
+    }
+}
+
+/// A port Statera makes for a router or a floating IP (Neutron gives them no
+/// name and, for gateway and floating IP ports, no project).
+pub(crate) fn service_port(
+    s: &State,
+    network_id: Uuid,
+    project_id: &str,
+    device_owner: &str,
+    device_id: Uuid,
+    fixed_ips: Vec<FixedIp>,
+) -> Port {
+    Port {
+        id: Uuid::new_v4(),
+        project_id: project_id.to_string(),
+        network_id,
+        name: String::new(),
+        description: String::new(),
+        admin_state_up: true,
+        mac_address: free_mac(s, network_id),
+        fixed_ips,
+        device_owner: device_owner.to_string(),
+        device_id: device_id.to_string(),
+        security_groups: Vec::new(),
+        port_security_enabled: false,
+        tags: Vec::new(),
+        created_at: now(),
+        updated_at: None,
+    }
+}
+
 // ---- fixed IPs ----------------------------------------------------------------
 
 /// One entry of a request's `fixed_ips`.
@@ -59,20 +99,25 @@ pub(crate) struct FixedIpRequest {
 }
 
 fn fixed_ips_input(input: &mut Input) -> ApiResult<Opt<Vec<FixedIpRequest>>> {
-    let items = match input.list("fixed_ips")? {
+    fixed_ip_list(input, "fixed_ips")
+}
+
+/// A list of `{subnet_id, ip_address}` entries under `key`.
+pub(crate) fn fixed_ip_list(input: &mut Input, key: &str) -> ApiResult<Opt<Vec<FixedIpRequest>>> {
+    let items = match input.list(key)? {
         Opt::Set(items) => items,
         Opt::Null => return Ok(Opt::Null),
         Opt::Absent => return Ok(Opt::Absent),
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        let mut f = Input::from_value(item, "fixed_ips")?;
+        let mut f = Input::from_value(item, key)?;
         let subnet_id = f.uuid("subnet_id")?.value();
         let ip_address = f.ip("ip_address")?.value();
         f.finish()?;
         if subnet_id.is_none() && ip_address.is_none() {
             return Err(invalid_field(
-                "fixed_ips",
+                key,
                 "each entry needs a subnet_id or an ip_address",
             ));
         }
@@ -257,6 +302,95 @@ fn vip_port_in_use(p: &Port, lb: Uuid) -> ApiError {
     )
 }
 
+// ---- router and floating IP ports ---------------------------------------------------
+
+/// The router or floating IP that owns port `p`, if it is one of theirs and
+/// its owner exists (a leftover whose owner is gone is an ordinary port).
+pub(crate) fn l3_owner(s: &State, p: &Port) -> Option<Uuid> {
+    let id = Uuid::parse_str(&p.device_id).ok()?;
+    match p.device_owner.as_str() {
+        device_owner::ROUTER_INTERFACE | device_owner::ROUTER_GATEWAY => {
+            s.routers.contains(&id).then_some(id)
+        }
+        device_owner::FLOATING_IP => s.floating_ips.contains(&id).then_some(id),
+        _ => None,
+    }
+}
+
+fn l3_port_in_use(p: &Port) -> ApiError {
+    conflict(
+        "L3PortInUse",
+        format!(
+            "Port {} has owner {} and therefore cannot be deleted directly via the port API.",
+            p.id, p.device_owner
+        ),
+    )
+}
+
+fn l3_port_locked(p: &Port, owner: Uuid) -> ApiError {
+    conflict(
+        "PortInUse",
+        format!(
+            "Port {} belongs to {} {owner} ({}): its addresses, device_owner and device_id \
+             change through the router and floating IP APIs only.",
+            p.id,
+            if p.device_owner == device_owner::FLOATING_IP {
+                "floating IP"
+            } else {
+                "router"
+            },
+            p.device_owner
+        ),
+    )
+}
+
+/// The port API may not make a port a leg of an existing router or the
+/// holder of an existing floating IP (add_router_interface does that).
+fn check_not_claiming_l3(s: &State, p: &Port) -> ApiResult<()> {
+    match l3_owner(s, p) {
+        Some(owner) => Err(bad_request(
+            "port",
+            format!(
+                "device_owner {} with device_id {owner} is managed by the router and \
+                 floating IP APIs",
+                p.device_owner
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+// ---- security groups -------------------------------------------------------------------
+
+/// The groups a port of `project_id` asks for: each must exist and be the
+/// port project's (an admin may use any), duplicates are dropped.
+fn port_groups(
+    ctx: &RequestContext,
+    s: &State,
+    project_id: &str,
+    ids: Vec<Uuid>,
+) -> ApiResult<Vec<Uuid>> {
+    let mut out: Vec<Uuid> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let g = visible_security_group(ctx, s, id)?;
+        if g.project_id != project_id && !ctx.is_admin() {
+            return Err(security_group_not_found(id));
+        }
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+fn security_needs_port_security_and_ip() -> ApiError {
+    ApiError::bad_request(
+        "Port security must be enabled and port must have an IP address in order to use \
+         security groups.",
+    )
+    .neutron("PortSecurityAndIPRequiredForSecurityGroups")
+}
+
 // ---- request attributes ---------------------------------------------------------
 
 /// The attributes Statera shows with one fixed value.
@@ -269,9 +403,6 @@ fn fixed_attributes(input: &mut Input) -> ApiResult<()> {
     })?;
     only_default(input, "allowed_address_pairs", empty_list)?;
     only_default(input, "extra_dhcp_opts", empty_list)?;
-    only_default(input, "port_security_enabled", |v| {
-        crate::input::parse_bool(v) == Some(true)
-    })?;
     only_default(input, "qos_policy_id", |_| false)?;
     Ok(())
 }
@@ -421,6 +552,7 @@ async fn create_port(
         .uuid_list("security_groups")?
         .value()
         .unwrap_or_default();
+    let port_security_enabled = input.boolean("port_security_enabled")?.or(true);
     let tags = crate::octavia::tags(&mut input)?
         .value()
         .unwrap_or_default();
@@ -457,15 +589,14 @@ async fn create_port(
                     }
                     m
                 }
-                None => loop {
-                    let m = ipam::new_mac();
-                    if !mac_in_use(s, network_id, &m, None) {
-                        break m;
-                    }
-                },
+                None => free_mac(s, network_id),
             };
+            let security_groups = port_groups(&ctx, s, &project_id, security_groups)?;
             let fixed_ips = assign_fixed_ips(s, network_id, None, fixed_ips, &device_owner)?;
-            txn.put(Port {
+            if !security_groups.is_empty() && (!port_security_enabled || fixed_ips.is_empty()) {
+                return Err(security_needs_port_security_and_ip());
+            }
+            let port = Port {
                 id,
                 project_id,
                 network_id,
@@ -477,11 +608,13 @@ async fn create_port(
                 device_owner,
                 device_id,
                 security_groups,
-                port_security_enabled: true,
+                port_security_enabled,
                 tags,
                 created_at: now(),
                 updated_at: None,
-            })?;
+            };
+            check_not_claiming_l3(s, &port)?;
+            txn.put(port)?;
             Ok(())
         })
         .await?;
@@ -513,6 +646,7 @@ async fn update_port(
     let device_owner = input.string("device_owner", 255)?.update();
     let device_id = input.string("device_id", 255)?.update();
     let security_groups = input.uuid_list("security_groups")?.update();
+    let port_security_enabled = input.boolean("port_security_enabled")?.update();
     let tags = crate::octavia::tags(&mut input)?.update();
     let fixed_ips = fixed_ips_input(&mut input)?.update();
     fixed_attributes(&mut input)?;
@@ -544,8 +678,12 @@ async fn update_port(
             if let Some(v) = device_id {
                 p.device_id = v.unwrap_or_default();
             }
+            let groups_given = security_groups.is_some();
             if let Some(v) = security_groups {
-                p.security_groups = v.unwrap_or_default();
+                p.security_groups = port_groups(&ctx, s, &p.project_id, v.unwrap_or_default())?;
+            }
+            if let Some(v) = port_security_enabled {
+                p.port_security_enabled = v.unwrap_or(true);
             }
             if let Some(v) = tags {
                 p.tags = v.unwrap_or_default();
@@ -560,12 +698,49 @@ async fn update_port(
                     &p.device_owner,
                 )?;
             }
+            let moved = p.fixed_ips != old.fixed_ips
+                || p.device_owner != old.device_owner
+                || p.device_id != old.device_id;
             if let Some(lb) = vip_owner(s, &old)
-                && (p.fixed_ips != old.fixed_ips
-                    || p.device_owner != old.device_owner
-                    || p.device_id != old.device_id)
+                && moved
             {
                 return Err(vip_port_in_use(&old, lb));
+            }
+            if let Some(owner) = l3_owner(s, &old)
+                && moved
+            {
+                return Err(l3_port_locked(&old, owner));
+            }
+            if p.device_owner != old.device_owner || p.device_id != old.device_id {
+                check_not_claiming_l3(s, &p)?;
+            }
+            if !p.security_groups.is_empty() && (!p.port_security_enabled || p.fixed_ips.is_empty())
+            {
+                return Err(if groups_given {
+                    security_needs_port_security_and_ip()
+                } else {
+                    conflict(
+                        "PortSecurityPortHasSecurityGroup",
+                        "Port has security group associated. Cannot disable port security or \
+                         IP address until security group is removed.",
+                    )
+                });
+            }
+            // A fixed IP a floating IP translates to stays until the
+            // floating IP lets go of it.
+            for f in super::floatingips::of_port(s, id) {
+                if let Some(ip) = f.fixed_ip_address
+                    && !p.fixed_ips.iter().any(|x| x.ip_address == ip)
+                {
+                    return Err(conflict(
+                        "PortInUse",
+                        format!(
+                            "Fixed IP {ip} of port {id} is associated with floating IP {} ({}); \
+                             disassociate it first.",
+                            f.floating_ip_address, f.id
+                        ),
+                    ));
+                }
             }
             if p.device_owner == ipam::VIP_DEVICE_OWNER
                 && old.device_owner != ipam::VIP_DEVICE_OWNER
@@ -603,6 +778,11 @@ async fn delete_port(ctx: RequestContext, app: AppState, id: String) -> ApiResul
             if let Some(lb) = vip_owner(s, &p) {
                 return Err(vip_port_in_use(&p, lb));
             }
+            if l3_owner(s, &p).is_some() {
+                return Err(l3_port_in_use(&p));
+            }
+            // Neutron lets go of the floating IPs associated with the port.
+            super::floatingips::disassociate_port(txn, id)?;
             txn.delete::<Port>(&id);
             Ok(())
         })

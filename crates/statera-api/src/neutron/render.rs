@@ -1,5 +1,6 @@
-//! How networks, subnets and ports look on the wire (Neutron's field sets),
-//! and the attribute lists that filters and sort keys are checked against.
+//! How networks, subnets, ports, routers, floating IPs and security groups
+//! look on the wire (Neutron's field sets), and the attribute lists that
+//! filters and sort keys are checked against.
 
 use crate::list::Object;
 use serde_json::{Value, json};
@@ -212,11 +213,228 @@ pub fn port(p: &Port) -> Object {
         "binding:vif_details": {},
         "allowed_address_pairs": [],
         "extra_dhcp_opts": [],
-        "port_security_enabled": true,
+        "port_security_enabled": p.port_security_enabled,
         "qos_policy_id": null,
         "ip_allocation": "immediate",
         "created_at": ts(&p.created_at),
         "updated_at": updated(&p.created_at, &p.updated_at),
+        "revision_number": 0,
+    }))
+}
+
+fn fixed_ips(p: &Port) -> Vec<Value> {
+    p.fixed_ips
+        .iter()
+        .map(|f| json!({"subnet_id": f.subnet_id, "ip_address": f.ip_address.to_string()}))
+        .collect()
+}
+
+pub const ROUTER_ATTRS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "admin_state_up",
+    "status",
+    "external_gateway_info",
+    "routes",
+    "project_id",
+    "tenant_id",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    "availability_zones",
+    "availability_zone_hints",
+    "flavor_id",
+];
+
+/// `external_gateway_info`: null without a gateway, else the network, the
+/// SNAT flag and the gateway port's addresses.
+pub fn gateway_info(s: &State, r: &Router) -> Value {
+    match &r.external_gateway {
+        None => Value::Null,
+        Some(g) => json!({
+            "network_id": g.network_id,
+            "enable_snat": g.enable_snat,
+            "external_fixed_ips": s.ports.get(&g.port_id).map(|p| fixed_ips(p)).unwrap_or_default(),
+        }),
+    }
+}
+
+pub fn router(s: &State, r: &Router) -> Object {
+    obj(json!({
+        "id": r.id,
+        "name": r.name,
+        "description": r.description,
+        "admin_state_up": r.admin_state_up,
+        "status": "ACTIVE",
+        "external_gateway_info": gateway_info(s, r),
+        "routes": r.routes.iter().map(|x| json!({
+            "destination": x.destination.to_string(), "nexthop": x.nexthop.to_string(),
+        })).collect::<Vec<_>>(),
+        "project_id": r.project_id,
+        "tenant_id": r.project_id,
+        "tags": r.tags,
+        "created_at": ts(&r.created_at),
+        "updated_at": updated(&r.created_at, &r.updated_at),
+        "revision_number": 0,
+        "availability_zones": [],
+        "availability_zone_hints": [],
+        "flavor_id": null,
+    }))
+}
+
+pub const FLOATINGIP_ATTRS: &[&str] = &[
+    "id",
+    "floating_ip_address",
+    "floating_network_id",
+    "router_id",
+    "port_id",
+    "fixed_ip_address",
+    "status",
+    "description",
+    "project_id",
+    "tenant_id",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    "port_details",
+    "qos_policy_id",
+    "dns_domain",
+    "dns_name",
+    "port_forwardings",
+];
+
+/// The port a floating IP is associated with, if it still exists.
+pub fn fip_port<'a>(s: &'a State, f: &FloatingIp) -> Option<&'a Port> {
+    f.port_id.and_then(|id| s.ports.get(&id)).map(|p| &**p)
+}
+
+pub fn floating_ip(s: &State, f: &FloatingIp) -> Object {
+    // An association whose port is gone (a load balancer deleted with its
+    // VIP port) shows as no association.
+    let port = fip_port(s, f);
+    let associated = port.is_some();
+    obj(json!({
+        "id": f.id,
+        "floating_ip_address": f.floating_ip_address.to_string(),
+        "floating_network_id": f.floating_network_id,
+        "router_id": if associated { f.router_id } else { None },
+        "port_id": port.map(|p| p.id),
+        "fixed_ip_address": if associated { f.fixed_ip_address.map(|a| a.to_string()) } else { None },
+        "status": if associated { "ACTIVE" } else { "DOWN" },
+        "description": f.description,
+        "project_id": f.project_id,
+        "tenant_id": f.project_id,
+        "tags": f.tags,
+        "created_at": ts(&f.created_at),
+        "updated_at": updated(&f.created_at, &f.updated_at),
+        "revision_number": 0,
+        "port_details": port.map(|p| json!({
+            "name": p.name,
+            "network_id": p.network_id,
+            "mac_address": p.mac_address,
+            "admin_state_up": p.admin_state_up,
+            "status": port_status(p),
+            "device_id": p.device_id,
+            "device_owner": p.device_owner,
+        })),
+        "qos_policy_id": null,
+        "dns_domain": "",
+        "dns_name": "",
+        "port_forwardings": [],
+    }))
+}
+
+pub const SECURITY_GROUP_ATTRS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "stateful",
+    "shared",
+    "security_group_rules",
+    "project_id",
+    "tenant_id",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+];
+
+/// A group's rules, oldest first.
+pub fn group_rules(s: &State, group_id: uuid::Uuid) -> Vec<std::sync::Arc<SecurityGroupRule>> {
+    let mut rules: Vec<_> = s.security_group_rules.children(group_id).cloned().collect();
+    rules.sort_by_key(|r| (r.created_at, r.id));
+    rules
+}
+
+pub fn security_group(s: &State, g: &SecurityGroup) -> Object {
+    obj(json!({
+        "id": g.id,
+        "name": g.name,
+        "description": g.description,
+        "stateful": g.stateful,
+        "shared": false,
+        "security_group_rules": group_rules(s, g.id)
+            .iter()
+            .map(|r| Value::Object(security_group_rule(r)))
+            .collect::<Vec<_>>(),
+        "project_id": g.project_id,
+        "tenant_id": g.project_id,
+        "tags": g.tags,
+        "created_at": ts(&g.created_at),
+        "updated_at": updated(&g.created_at, &g.updated_at),
+        "revision_number": 0,
+    }))
+}
+
+pub const SECURITY_GROUP_RULE_ATTRS: &[&str] = &[
+    "id",
+    "security_group_id",
+    "direction",
+    "ethertype",
+    "protocol",
+    "port_range_min",
+    "port_range_max",
+    "remote_ip_prefix",
+    "remote_group_id",
+    "remote_address_group_id",
+    "normalized_cidr",
+    "description",
+    "belongs_to_default_sg",
+    "project_id",
+    "tenant_id",
+    "created_at",
+    "updated_at",
+    "revision_number",
+];
+
+pub fn security_group_rule(r: &SecurityGroupRule) -> Object {
+    obj(json!({
+        "id": r.id,
+        "security_group_id": r.security_group_id,
+        "direction": match r.direction {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        },
+        "ethertype": match r.ethertype {
+            EtherType::IPv4 => "IPv4",
+            EtherType::IPv6 => "IPv6",
+        },
+        "protocol": r.protocol,
+        "port_range_min": r.port_range_min,
+        "port_range_max": r.port_range_max,
+        "remote_ip_prefix": r.remote_ip_prefix.map(|n| n.to_string()),
+        "remote_group_id": r.remote_group_id,
+        "remote_address_group_id": null,
+        "normalized_cidr": r.remote_ip_prefix.map(|n| n.trunc().to_string()),
+        "description": r.description,
+        "belongs_to_default_sg": false,
+        "project_id": r.project_id,
+        "tenant_id": r.project_id,
+        "created_at": ts(&r.created_at),
+        "updated_at": updated(&r.created_at, &r.updated_at),
         "revision_number": 0,
     }))
 }

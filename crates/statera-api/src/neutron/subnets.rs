@@ -233,27 +233,33 @@ fn nameservers_input(input: &mut Input) -> ApiResult<Opt<Vec<IpAddr>>> {
 }
 
 fn routes_input(input: &mut Input) -> ApiResult<Opt<Vec<HostRoute>>> {
-    let items = match input.list("host_routes")? {
+    route_list(input, "host_routes")
+}
+
+/// A list of `{destination, nexthop}` routes under `key` (subnet host
+/// routes, router extra routes).
+pub(crate) fn route_list(input: &mut Input, key: &str) -> ApiResult<Opt<Vec<HostRoute>>> {
+    let items = match input.list(key)? {
         Opt::Set(items) => items,
         Opt::Null => return Ok(Opt::Null),
         Opt::Absent => return Ok(Opt::Absent),
     };
     let mut out: Vec<HostRoute> = Vec::with_capacity(items.len());
     for item in items {
-        let mut r = Input::from_value(item, "host_routes")?;
+        let mut r = Input::from_value(item, key)?;
         let destination = r.string("destination", 64)?.value();
         let nexthop = r.ip("nexthop")?.value();
         r.finish()?;
         let (Some(destination), Some(nexthop)) = (destination, nexthop) else {
             return Err(invalid_field(
-                "host_routes",
+                key,
                 "each route needs a destination and a nexthop",
             ));
         };
         let destination = IpNet::from_str(destination.trim())
             .map_err(|_| {
                 invalid_field(
-                    "host_routes",
+                    key,
                     format!("'{destination}' is not a valid destination CIDR"),
                 )
             })?
@@ -264,7 +270,7 @@ fn routes_input(input: &mut Input) -> ApiResult<Opt<Vec<HostRoute>>> {
         };
         if out.contains(&route) {
             return Err(invalid_field(
-                "host_routes",
+                key,
                 format!("Duplicate hostroute '{destination} via {nexthop}'"),
             ));
         }

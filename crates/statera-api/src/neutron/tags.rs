@@ -1,5 +1,6 @@
 //! Neutron's tag sub-resource, `/<resources>/{id}/tags[/{tag}]`, which the
-//! `openstack network|subnet|port create|set --tag` commands use.
+//! `openstack network|subnet|port|router|floating ip|security group
+//! create|set --tag` commands use.
 
 use super::*;
 use crate::input::{JsonBody, NeutronJson};
@@ -75,6 +76,63 @@ impl Tagged for Port {
     }
 }
 
+impl Tagged for L3Router {
+    const COLLECTION: &'static str = "routers";
+    fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
+        visible_router(ctx, s, id)
+    }
+    fn not_found(raw: &str) -> ApiError {
+        router_not_found(raw)
+    }
+    fn project_id(&self) -> &str {
+        &self.project_id
+    }
+    fn tags_mut(&mut self) -> &mut Vec<String> {
+        &mut self.tags
+    }
+    fn touch(&mut self) {
+        self.updated_at = Some(now());
+    }
+}
+
+impl Tagged for FloatingIp {
+    const COLLECTION: &'static str = "floatingips";
+    fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
+        visible_floating_ip(ctx, s, id)
+    }
+    fn not_found(raw: &str) -> ApiError {
+        floating_ip_not_found(raw)
+    }
+    fn project_id(&self) -> &str {
+        &self.project_id
+    }
+    fn tags_mut(&mut self) -> &mut Vec<String> {
+        &mut self.tags
+    }
+    fn touch(&mut self) {
+        self.updated_at = Some(now());
+    }
+}
+
+impl Tagged for SecurityGroup {
+    const COLLECTION: &'static str = "security-groups";
+    fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
+        visible_security_group(ctx, s, id)
+    }
+    fn not_found(raw: &str) -> ApiError {
+        security_group_not_found(raw)
+    }
+    fn project_id(&self) -> &str {
+        &self.project_id
+    }
+    fn tags_mut(&mut self) -> &mut Vec<String> {
+        &mut self.tags
+    }
+    fn touch(&mut self) {
+        self.updated_at = Some(now());
+    }
+}
+
 pub fn routes() -> Router<AppState> {
     fn one_kind<T: Tagged>() -> Router<AppState> {
         let base = format!("/{}/{{id}}/tags", T::COLLECTION);
@@ -89,6 +147,9 @@ pub fn routes() -> Router<AppState> {
         .merge(one_kind::<Network>())
         .merge(one_kind::<Subnet>())
         .merge(one_kind::<Port>())
+        .merge(one_kind::<L3Router>())
+        .merge(one_kind::<FloatingIp>())
+        .merge(one_kind::<SecurityGroup>())
 }
 
 fn id_of<T: Tagged>(raw: &str) -> ApiResult<Uuid> {
