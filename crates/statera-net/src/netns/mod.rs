@@ -474,6 +474,16 @@ impl Driver {
             let r = exec::ip(&["-n", &sw, "link", "del", &Names::bridge(net)]).map(|_| ());
             note(r, "removing a bridge");
         }
+        // 4. Nothing wanted at all: the switch namespace goes too.
+        let nothing = desired.networks.is_empty() && desired.lbs.is_empty();
+        if nothing && desired.routers.is_empty() && applied.lbs.is_empty() && keep.is_empty() {
+            let sw = self.names.switch();
+            if exec::namespace_exists(&sw) {
+                note(exec::delete_namespace(&sw), "removing the switch namespace");
+            }
+            applied.switch = false;
+            applied.bridges.clear();
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
