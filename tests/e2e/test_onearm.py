@@ -134,7 +134,7 @@ class Topology:
 def capture(ns: str, dev: str, path: Path):
     """tcpdump on `dev` in `ns` while the block runs (bounded: 20,000 packets)."""
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-n", "-U", "-c", "20000", "-w", str(path), "tcp"],
+        ["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-n", "--immediate-mode", "-U", "-c", "20000", "-w", str(path), "tcp"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -146,7 +146,7 @@ fn one_arm_topology_and_teardown() {
 
         // The LB namespace holds lo and exactly one leg.
         let links = exec::links(&names.lb(lb_id)).unwrap();
-        let mut link_names: Vec<String> = links.into_iter().map(|(n, _)| n).collect();
+        let mut link_names: Vec<String> = links.into_iter().map(|l| l.name).collect();
         link_names.sort();
         assert_eq!(link_names, vec!["lo".to_string(), Names::vip_dev(vip_port)]);
 
@@ -222,6 +222,11 @@ fn one_arm_topology_and_teardown() {
             "{inv:?}"
         );
         assert!(!inv.switch_links.contains(&Names::tap(qg)), "{inv:?}");
+        // What others plugged into the bridges (a VM's port) is left alone.
+        assert!(
+            inv.switch_links.contains(&"tapclient".to_string()),
+            "{inv:?}"
+        );
     }));
     let _ = exec::ip(&["-n", &names.switch(), "link", "del", "tapclient"]);
     let _ = exec::ip(&["-n", &names.switch(), "link", "del", "tapweb1"]);

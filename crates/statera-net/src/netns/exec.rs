@@ -237,8 +237,17 @@ pub fn delete_namespace(ns: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// The interface names in `ns`, with their bridge (master) if any.
-pub fn links(ns: &str) -> io::Result<Vec<(String, Option<String>)>> {
+/// An interface as `ip link` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    /// The bridge it is a port of.
+    pub master: Option<String>,
+    pub alias: Option<String>,
+}
+
+/// The interfaces in `ns`.
+pub fn links(ns: &str) -> io::Result<Vec<Link>> {
     let out = ip(&["-n", ns, "-o", "link", "show"])?;
     Ok(out
         .lines()
@@ -249,11 +258,17 @@ pub fn links(ns: &str) -> io::Result<Vec<(String, Option<String>)>> {
             let name = parts.next()?.trim_end_matches(':');
             let name = name.split('@').next()?.to_string();
             let words: Vec<&str> = line.split_whitespace().collect();
-            let master = words
-                .windows(2)
-                .find(|w| w[0] == "master")
-                .map(|w| w[1].to_string());
-            Some((name, master))
+            let after = |key: &str| {
+                words
+                    .windows(2)
+                    .find(|w| w[0] == key)
+                    .map(|w| w[1].to_string())
+            };
+            Some(Link {
+                name,
+                master: after("master"),
+                alias: after("alias"),
+            })
         })
         .collect())
 }

@@ -30,6 +30,10 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use uuid::Uuid;
 
+/// The alias the driver gives the interfaces it creates in the switch
+/// namespace: an orphan scan only ever removes interfaces carrying it.
+pub const OWN_ALIAS: &str = "statera";
+
 /// How the driver names its kernel objects.
 #[derive(Debug, Clone)]
 pub struct Names {
@@ -205,12 +209,13 @@ impl Driver {
         }
         let sw = self.names.switch();
         let br = Names::bridge(network_id);
-        let exists = exec::links(&sw)?.iter().any(|(n, _)| *n == br);
+        let exists = exec::links(&sw)?.iter().any(|l| l.name == br);
         if !exists {
             exec::ip_batch(
                 Some(&sw),
                 &[
                     format!("link add {br} type bridge"),
+                    format!("link set {br} alias {OWN_ALIAS}"),
                     format!("link set {br} up"),
                 ],
             )?;
@@ -232,10 +237,10 @@ impl Driver {
         let sw_links = exec::links(&sw)?;
         let plugged = sw_links
             .iter()
-            .any(|(n, m)| *n == tap && m.as_deref() == Some(br.as_str()));
-        let in_ns = exec::links(ns)?.iter().any(|(n, _)| n == dev);
+            .any(|l| l.name == tap && l.master.as_deref() == Some(br.as_str()));
+        let in_ns = exec::links(ns)?.iter().any(|l| l.name == *dev);
         if !plugged || !in_ns {
-            if sw_links.iter().any(|(n, _)| *n == tap) {
+            if sw_links.iter().any(|l| l.name == tap) {
                 exec::ip(&["-n", &sw, "link", "del", &tap])?;
             }
             if in_ns {
@@ -248,6 +253,7 @@ impl Driver {
                         "link add {tap} mtu {} type veth peer name {dev} netns {ns}",
                         leg.mtu
                     ),
+                    format!("link set {tap} alias {OWN_ALIAS}"),
                     format!("link set {tap} master {br}"),
                     format!("link set {tap} up"),
                 ],
@@ -541,7 +547,13 @@ impl Driver {
             .map(|(_, l)| Names::tap(l.leg.port_id))
             .collect();
         let bridges: HashSet<String> = desired.networks.iter().map(|n| Names::bridge(*n)).collect();
-        for (name, _) in exec::links(&sw)? {
+        // Only what the driver made (marked with its alias): the switch also
+        // holds the veths of ports others plug (a hypervisor's VMs, tests).
+        for link in exec::links(&sw)? {
+            if link.alias.as_deref() != Some(OWN_ALIAS) {
+                continue;
+            }
+            let name = link.name;
             let orphan =
                 (name.starts_with("tap") && !taps.contains(&name) && !keep_taps.contains(&name))
                     || (name.starts_with("brq") && !bridges.contains(&name));
@@ -577,7 +589,7 @@ impl Driver {
         let mut switch_links = if exec::namespace_exists(&sw) {
             exec::links(&sw)?
                 .into_iter()
-                .map(|(n, _)| n)
+                .map(|l| l.name)
                 .filter(|n| n != "lo")
                 .collect()
         } else {
