@@ -503,6 +503,39 @@ fn f_api_never_settles_a_status() {
     );
 }
 
+#[test]
+fn h_only_statera_net_enters_a_namespace() {
+    let root = workspace_root();
+    let net_dir = root.join("crates/statera-net");
+    let this_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/architecture.rs");
+    // setns(2), unshare(2), or `ip netns exec` spelled out in a command.
+    let enter = Regex::new(r"\b(setns|unshare)\s*\(|CLONE_NEWNET").unwrap();
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+    let mut violations = Vec::new();
+    for f in files
+        .iter()
+        .filter(|f| !f.starts_with(&net_dir) && **f != this_file)
+    {
+        let lx = lexed(f);
+        for (i, l) in lx.code_lines.iter().enumerate() {
+            if enter.is_match(l) {
+                violations.push(format!("  {}:{}: {}", rel(f), i + 1, l.trim()));
+            }
+        }
+        for (line, s) in &lx.strings {
+            if s.contains("netns exec") {
+                violations.push(format!("  {}:{line}: runs `ip netns exec`", rel(f)));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "architecture rule (h: only crates/statera-net enters a network namespace) violated:\n{}",
+        violations.join("\n")
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The checks' own tools
 
