@@ -24,8 +24,9 @@ What it does, every step bounded in time, all traffic on 127.0.0.0/8:
   every target; medians over the rounds. Rows: small responses over keep-alive (req/s, p99), a
   new connection per request (`Connection: close`, req/s), 64 KiB and 1 MiB responses (MiB/s
   from wrk's Transfer/sec), 1 MiB through the TCP listener (L4, MiB/s); and the proxy's CPU time
-  (utime + stime from /proc) per request or per MiB during those runs, and the connections the
-  proxy opened to the backends (nginx's stub_status) per 1,000 requests;
+  (utime + stime from /proc) and context switches (voluntary + involuntary, all threads) per
+  request or per MiB during those runs, and the connections the proxy opened to the backends
+  (nginx's stub_status) per 1,000 requests;
 * with --profile ROWS: one more run per proxy and row under `perf record -g`, and the top of
   `perf report` (by DSO, then by symbol) in the output.
 
@@ -104,6 +105,25 @@ def cpu_ticks(pid: int) -> int:
     except OSError:
         return 0
     return int(fields[11]) + int(fields[12])
+
+
+def ctx_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of process `pid` so far, summed over its
+    current threads (/proc/<pid>/task/*/status)."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
 
 
 def fd_count(pid: int) -> int:
@@ -535,6 +555,7 @@ def run_wrk(args, target, row, duration, workdir, procs, nginx=None):
     pids = target.pids_fn()
     a0 = nginx.accepts() if nginx else None
     c0 = target.cpu_ticks(pids)
+    x0 = sum(ctx_switches(p) for p in pids)
     out_path = os.path.join(workdir, "wrk.out")
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -547,6 +568,7 @@ def run_wrk(args, target, row, duration, workdir, procs, nginx=None):
         finally:
             procs.remove(proc)
     c1 = target.cpu_ticks(pids)
+    x1 = sum(ctx_switches(p) for p in pids)
     a1 = nginx.accepts() if nginx else None
     with open(out_path) as f:
         text = f.read()
@@ -554,6 +576,7 @@ def run_wrk(args, target, row, duration, workdir, procs, nginx=None):
         raise RuntimeError(f"wrk failed ({proc.returncode}): {' '.join(cmd)}\n{text}")
     r = parse_wrk(text)
     r["cpu_s"] = (c1 - c0) / os.sysconf("SC_CLK_TCK") if pids else None
+    r["ctx"] = x1 - x0 if pids else None
     r["mib"] = r["mibps"] * duration
     # Connections the backends accepted during the run (minus the status request before it).
     r["backend_conns"] = a1 - a0 - 1 if a0 is not None and a1 is not None else None
@@ -724,6 +747,19 @@ def report(info, args, rows, results, mem, profiles):
         w(f"| proxy {unit}, {label} | {fmt(c['native'], 1 if metric == 'rps' else 2)} | "
           f"{fmt(c['haproxy'], 1 if metric == 'rps' else 2)} | {fmt(q, 2)}× | | "
           f"lower is better |")
+    for row in rows:
+        key, label, _, _, _, metric = row
+        r = results[key]
+        c = {}
+        for t in ("native", "haproxy"):
+            if metric == "rps":
+                c[t] = med([x["ctx"] / x["requests"] for x in r[t] if x["requests"]])
+            else:
+                c[t] = med([x["ctx"] / x["mib"] for x in r[t] if x["mib"]])
+        unit = "per request" if metric == "rps" else "per MiB"
+        q = ratio(c["native"], c["haproxy"])
+        w(f"| proxy context switches {unit}, {label} | {fmt(c['native'], 2)} | "
+          f"{fmt(c['haproxy'], 2)} | {fmt(q, 2)}× | | lower is better |")
     if mem:
         mn, mh = mem["native"], mem["haproxy"]
         q = ratio(mn["delta_kib"], mh["delta_kib"])

@@ -7,6 +7,13 @@
 //! On the client side it also keeps [`RawHeads`]: the raw bytes of the last
 //! request head hyper parsed, for the one check hyper makes impossible on
 //! the parsed request (see `RawHeads`).
+//!
+//! Reads go straight into hyper's own read buffer (as `TokioIo` does): no
+//! buffer of our own per connection, and no copy. hyper sizes that buffer
+//! to what the connection reads (8 KiB up to ~400 KiB, adaptively), so a
+//! large response from a member arrives in large chunks. The one buffer
+//! here, `held`, exists only while a client read took bytes past the end of
+//! a request head (see `RawHeads`), and is freed once hyper has them.
 
 use crate::stats::ListenerStats;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -18,11 +25,6 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-
-/// Bytes read from the socket per call. hyper asks for up to its own buffer's
-/// free space; this is the most handed over at once, sized like a typical
-/// socket read (and HAProxy's default buffer).
-const READ_CHUNK: usize = 16 * 1024;
 
 /// What a client connection has been doing, for its idle timeout.
 #[derive(Debug)]
@@ -99,11 +101,11 @@ pub struct HyperIo<S> {
     /// `bytes_out`, writes as its `bytes_in`.
     member: Option<Arc<ListenerStats>>,
     heads: Option<Arc<RawHeads>>,
-    /// Bytes read from the socket; `scratch[start..end]` are not yet handed
-    /// to hyper.
-    scratch: Box<[u8]>,
+    /// Client side: bytes a read took past the end of a request head;
+    /// `held[start..]` are not yet handed to hyper. Empty, and unallocated,
+    /// otherwise.
+    held: Vec<u8>,
     start: usize,
-    end: usize,
 }
 
 impl<S> HyperIo<S> {
@@ -114,9 +116,8 @@ impl<S> HyperIo<S> {
             meter: None,
             member: None,
             heads: None,
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            held: Vec::new(),
             start: 0,
-            end: 0,
         }
     }
 
@@ -139,6 +140,19 @@ impl<S> HyperIo<S> {
     }
 }
 
+impl<S> HyperIo<S> {
+    /// Counts `n` bytes read from the socket.
+    fn read_counted(&self, n: usize) {
+        if let Some(member) = &self.member {
+            member.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if let Some(meter) = &self.meter {
+            meter.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            meter.activity.touch();
+        }
+    }
+}
+
 impl<S: AsyncRead + Unpin> Read for HyperIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -146,33 +160,51 @@ impl<S: AsyncRead + Unpin> Read for HyperIo<S> {
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        // Read into our own (initialised) buffer and copy: filling hyper's
-        // uninitialised cursor directly takes `unsafe`, which this crate
-        // does without.
-        if this.start == this.end {
-            let mut read = tokio::io::ReadBuf::new(&mut this.scratch[..]);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
-            let n = read.filled().len();
-            if n == 0 {
-                // End of stream: hand over nothing.
-                return Poll::Ready(Ok(()));
+        if this.start < this.held.len() {
+            // What an earlier read took past a head's end goes first.
+            let pending = &this.held[this.start..];
+            let mut give = pending.len().min(buf.remaining());
+            if let Some(heads) = &this.heads {
+                give = heads.observe(&pending[..give]);
             }
-            if let Some(member) = &this.member {
-                member.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            buf.put_slice(&pending[..give]);
+            this.start += give;
+            if this.start == this.held.len() {
+                // Free it: an idle connection keeps no buffer.
+                this.held = Vec::new();
+                this.start = 0;
             }
-            if let Some(meter) = &this.meter {
-                meter.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                meter.activity.touch();
-            }
-            (this.start, this.end) = (0, n);
+            return Poll::Ready(Ok(()));
         }
-        let mut give = (this.end - this.start).min(buf.remaining());
-        let pending = &this.scratch[this.start..this.start + give];
-        if let Some(heads) = &this.heads {
-            give = heads.observe(pending);
+        // Read straight into hyper's buffer, then hand over what may go.
+        //
+        // SAFETY: `as_mut` requires that no initialised byte of the cursor
+        // be de-initialised. The slice only goes into a tokio `ReadBuf`,
+        // through which an `AsyncRead` can only write initialised bytes
+        // (tokio's contract for `ReadBuf::uninit`); nothing else writes it.
+        let unfilled = unsafe { buf.as_mut() };
+        let mut read = tokio::io::ReadBuf::uninit(unfilled);
+        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+        let filled = read.filled();
+        let n = filled.len();
+        if n == 0 {
+            // End of stream: hand over nothing.
+            return Poll::Ready(Ok(()));
         }
-        buf.put_slice(&this.scratch[this.start..this.start + give]);
-        this.start += give;
+        let give = match &this.heads {
+            Some(heads) => heads.observe(filled),
+            None => n,
+        };
+        if give < n {
+            // Past a head's end: kept for the next call (see `RawHeads`).
+            this.held = filled[give..].to_vec();
+            this.start = 0;
+        }
+        this.read_counted(n);
+        // SAFETY: `advance` requires the `give` bytes to be initialised:
+        // they are the first `give <= n` bytes of the cursor's unfilled
+        // part, which the read above filled (`read.filled()`).
+        unsafe { buf.advance(give) };
         Poll::Ready(Ok(()))
     }
 }
@@ -382,6 +414,71 @@ mod tests {
         assert_eq!(heads.observe(b"GET / HTTP/1.1\r\nHost: a\r\n\r"), 26);
         assert_eq!(heads.observe(b"\nnext"), 1);
         assert_eq!(heads.lock().last, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+
+    /// Reads through `io` with hyper's cursor, `cap` bytes at most per call,
+    /// until the end of the stream; returns what each call handed over.
+    fn read_all<S: AsyncRead + Unpin>(io: &mut HyperIo<S>, cap: usize) -> Vec<String> {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut delivered = Vec::new();
+        loop {
+            let mut storage = vec![std::mem::MaybeUninit::<u8>::uninit(); cap];
+            let mut buf = hyper::rt::ReadBuf::uninit(&mut storage);
+            let Poll::Ready(result) = Pin::new(&mut *io).poll_read(&mut cx, buf.unfilled()) else {
+                panic!("a slice is always ready");
+            };
+            result.unwrap();
+            if buf.filled().is_empty() {
+                return delivered;
+            }
+            delivered.push(String::from_utf8(buf.filled().to_vec()).unwrap());
+        }
+    }
+
+    #[test]
+    fn client_reads_stop_at_each_head_and_keep_no_buffer() {
+        let stream: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbodyGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let stats = Arc::new(ListenerStats::default());
+        let meter = Meter {
+            stats: stats.clone(),
+            activity: Arc::new(Activity::new()),
+        };
+        let heads = Arc::new(RawHeads::new(1024));
+        let mut io = HyperIo::client(stream, meter, heads.clone());
+        assert_eq!(
+            read_all(&mut io, 8192),
+            [
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n",
+                "bodyGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            ]
+        );
+        assert_eq!(heads.lock().last, b"bodyGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(io.held.capacity(), 0, "nothing held once handed over");
+        assert_eq!(stats.bytes_in.load(Ordering::Relaxed), stream.len() as u64);
+
+        // A cursor smaller than what is held takes it in pieces.
+        let heads = Arc::new(RawHeads::new(1024));
+        let meter = Meter {
+            stats: Arc::new(ListenerStats::default()),
+            activity: Arc::new(Activity::new()),
+        };
+        let mut io = HyperIo::client(stream, meter, heads);
+        let pieces = read_all(&mut io, 16);
+        assert_eq!(pieces.concat().as_bytes(), stream);
+        assert!(pieces.iter().all(|p| p.len() <= 16));
+    }
+
+    #[test]
+    fn member_reads_hand_over_everything() {
+        let stream: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\n\n";
+        let stats = Arc::new(ListenerStats::default());
+        let mut io = HyperIo::member(stream, stats.clone());
+        assert_eq!(
+            read_all(&mut io, 8192),
+            [String::from_utf8(stream.to_vec()).unwrap()]
+        );
+        assert_eq!(stats.bytes_out.load(Ordering::Relaxed), stream.len() as u64);
     }
 
     #[test]
