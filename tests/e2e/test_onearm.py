@@ -272,8 +272,9 @@ def test_00_topology(env):
 
     def members_online():
         tree = api(env, "GET", f"/v2/lbaas/loadbalancers/{lb['id']}/status")
-        pools = tree["statuses"]["loadbalancer"]["listeners"][0]["pools"]
-        return all(m["operating_status"] == "ONLINE" for p in pools for m in p["members"] if p["name"] == "web")
+        pools = [p for listener in tree["statuses"]["loadbalancer"]["listeners"] for p in listener["pools"]]
+        web = [m for p in pools if p["name"] == "web" for m in p["members"]]
+        return len(web) == 3 and all(m["operating_status"] == "ONLINE" for m in web)
 
     poll(members_online, 20, "the members to be ONLINE")
 
@@ -350,11 +351,12 @@ def test_06_dead_member_down_and_back(env):
 
     def status():
         tree = api(env, "GET", f"/v2/lbaas/loadbalancers/{lb}/status")
-        for p in tree["statuses"]["loadbalancer"]["listeners"][0]["pools"]:
-            for m in p["members"]:
-                if m["id"] == member:
-                    return m["operating_status"]
-        return None
+        for listener in tree["statuses"]["loadbalancer"]["listeners"]:
+            for p in listener["pools"]:
+                for m in p["members"]:
+                    if m["id"] == member:
+                        return m["operating_status"]
+        raise AssertionError(f"member {member} is not in the status tree: {tree}")
 
     topo.stop_backend("web2")
     started = time.monotonic()
@@ -461,6 +463,9 @@ def test_11_teardown_leaves_nothing(env):
     cli.run("loadbalancer", "delete", "--cascade", "--wait", "lb1")
     poll(lambda: not ns_exists(lb_ns), 10, "the load balancer namespace to go")
     assert f"tap{short(vip_port)}" not in switch_links(topo)
+    # Its floating IP is disassociated (the port is gone), as Neutron does.
+    fip = api(env, "GET", f"/v2.0/floatingips/{st['fip']}")["floatingip"]
+    assert fip["port_id"] is None and fip["fixed_ip_address"] is None and fip["status"] == "DOWN", fip
 
     # Then everything else, the way a tenant tears down: the test's own hosts first.
     topo.cleanup()

@@ -352,6 +352,16 @@ fn release_vip_port(txn: &mut Txn, s: &State, lb: &LoadBalancer) -> Result<(), S
     };
     if port.name == format!("octavia-lb-{}", lb.id) {
         txn.delete::<Port>(&port.id);
+        // Floating IPs on the VIP are disassociated, as Neutron does when a
+        // port goes (the network driver drops their NAT).
+        for fip in s.floating_ips.iter().filter(|f| f.port_id == Some(port.id)) {
+            let mut f = (**fip).clone();
+            f.port_id = None;
+            f.fixed_ip_address = None;
+            f.router_id = None;
+            f.updated_at = Some(now());
+            txn.put(f)?;
+        }
     } else {
         let mut p = (**port).clone();
         p.device_owner.clear();

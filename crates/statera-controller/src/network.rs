@@ -247,7 +247,7 @@ fn router_plumbing(s: &State, router: &Router) -> RouterPlumbing {
 }
 
 /// Everything the kernel should hold for `s`, and the load balancers whose
-/// life the controller owns right now (being deleted).
+/// plumbing the controller owns right now (those with pending work).
 pub fn desired(s: &State) -> (Desired, HashSet<Uuid>) {
     let networks = s
         .networks
@@ -258,7 +258,11 @@ pub fn desired(s: &State) -> (Desired, HashSet<Uuid>) {
     let mut keep = HashSet::new();
     let mut lbs = Vec::new();
     for lb in s.loadbalancers.iter() {
-        if lb.provisioning_status == ProvisioningStatus::PendingDelete {
+        // A load balancer with pending work is the controller's to plug
+        // (before its provider applies) or unplug; a pass here would only
+        // make the controller wait for the lock (a burst of creates would
+        // all be plugged by one long pass before the first is applied).
+        if lb.provisioning_status.is_pending() {
             keep.insert(lb.id);
             continue;
         }

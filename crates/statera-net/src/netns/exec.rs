@@ -222,10 +222,20 @@ pub fn namespace_exists(ns: &str) -> bool {
 
 /// Creates the namespace `ns` (with `lo` up) if it does not exist.
 pub fn add_namespace(ns: &str) -> io::Result<()> {
-    if !namespace_exists(ns) {
-        ip(&["netns", "add", ns])?;
+    if ensure_namespace(ns)? {
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
     }
-    ip(&["-n", ns, "link", "set", "lo", "up"]).map(|_| ())
+    Ok(())
+}
+
+/// Creates the namespace `ns` if it does not exist; says whether it did
+/// (`lo` is still down in a new one).
+pub fn ensure_namespace(ns: &str) -> io::Result<bool> {
+    if namespace_exists(ns) {
+        return Ok(false);
+    }
+    ip(&["netns", "add", ns])?;
+    Ok(true)
 }
 
 /// Deletes the namespace `ns` if it exists, stopping its thread first.

@@ -224,46 +224,69 @@ impl Driver {
         Ok(())
     }
 
-    /// Plugs `leg` into namespace `ns` (created if missing): veth into the
-    /// bridge, MAC, MTU, addresses (extra ones removed), gratuitous ARP
-    /// when it comes up. Idempotent.
-    fn ensure_leg(&self, applied: &mut Applied, ns: &str, leg: &Leg) -> io::Result<()> {
+    /// Plugs `leg` into namespace `ns`: the veth into the bridge (made here,
+    /// in the switch), and the lines that set it up inside `ns` (MAC, MTU,
+    /// addresses with extra ones removed, up), for the caller to run in one
+    /// batch with its routes. `fresh`: `ns` was just created, so nothing of
+    /// the leg can exist in it yet and nothing needs to be listed.
+    fn plug_leg(
+        &self,
+        applied: &mut Applied,
+        ns: &str,
+        leg: &Leg,
+        fresh: bool,
+    ) -> io::Result<Vec<String>> {
         self.ensure_bridge(applied, leg.network_id)?;
-        exec::add_namespace(ns)?;
         let sw = self.names.switch();
         let tap = Names::tap(leg.port_id);
         let br = Names::bridge(leg.network_id);
         let dev = &leg.dev;
-        let sw_links = exec::links(&sw)?;
-        let plugged = sw_links
-            .iter()
-            .any(|l| l.name == tap && l.master.as_deref() == Some(br.as_str()));
-        let in_ns = exec::links(ns)?.iter().any(|l| l.name == *dev);
-        if !plugged || !in_ns {
-            if sw_links.iter().any(|l| l.name == tap) {
-                exec::ip(&["-n", &sw, "link", "del", &tap])?;
+        let mut make_veth = fresh;
+        let mut current = Vec::new();
+        if !fresh {
+            let sw_links = exec::links(&sw)?;
+            let plugged = sw_links
+                .iter()
+                .any(|l| l.name == tap && l.master.as_deref() == Some(br.as_str()));
+            let in_ns = exec::links(ns)?.iter().any(|l| l.name == *dev);
+            if plugged && in_ns {
+                current = addresses(ns, dev)?;
+            } else {
+                if sw_links.iter().any(|l| l.name == tap) {
+                    exec::ip(&["-n", &sw, "link", "del", &tap])?;
+                }
+                if in_ns {
+                    exec::ip(&["-n", ns, "link", "del", dev])?;
+                }
+                make_veth = true;
             }
-            if in_ns {
-                exec::ip(&["-n", ns, "link", "del", dev])?;
+        }
+        if make_veth {
+            let create = [
+                format!(
+                    "link add {tap} mtu {} type veth peer name {dev} netns {ns}",
+                    leg.mtu
+                ),
+                format!("link set {tap} alias {OWN_ALIAS}"),
+                format!("link set {tap} master {br}"),
+                format!("link set {tap} up"),
+            ];
+            if let Err(e) = exec::ip_batch(Some(&sw), &create) {
+                // A tap left by a namespace that was deleted while something
+                // still held it open: take it out and try once more.
+                let _ = exec::ip(&["-n", &sw, "link", "del", &tap]);
+                exec::ip_batch(Some(&sw), &create).map_err(|_| e)?;
             }
-            exec::ip_batch(
-                Some(&sw),
-                &[
-                    format!(
-                        "link add {tap} mtu {} type veth peer name {dev} netns {ns}",
-                        leg.mtu
-                    ),
-                    format!("link set {tap} alias {OWN_ALIAS}"),
-                    format!("link set {tap} master {br}"),
-                    format!("link set {tap} up"),
-                ],
-            )?;
+            // Announce the address (gratuitous ARP) when the link comes up
+            // and whenever its MAC changes: neighbours may remember another
+            // MAC for it. (A thread call, not a process.)
+            exec::sysctl(ns, &format!("ipv4/conf/{dev}/arp_notify"), "1")?;
         }
         let mut lines = vec![
+            "link set lo up".to_string(),
             format!("link set {dev} address {}", leg.mac),
             format!("link set {dev} mtu {}", leg.mtu),
         ];
-        let current = addresses(ns, dev)?;
         for a in &current {
             if !leg.addresses.contains(a) {
                 lines.push(format!("addr del {a} dev {dev}"));
@@ -275,43 +298,40 @@ impl Driver {
                 lines.push(format!("addr add {a} dev {dev}{nodad}"));
             }
         }
-        exec::ip_batch(Some(ns), &lines)?;
-        // Announce the address (gratuitous ARP) whenever the link comes up
-        // or its MAC changes: neighbours may remember another MAC for it.
-        exec::sysctl(ns, &format!("ipv4/conf/{dev}/arp_notify"), "1")?;
-        exec::ip_batch(Some(ns), &[format!("link set {dev} up")])?;
-        Ok(())
+        lines.push(format!("link set {dev} up"));
+        Ok(lines)
     }
 
-    fn ensure_routes(ns: &str, routes: &[Route]) -> io::Result<()> {
-        let out = exec::ip(&["-n", ns, "-o", "route", "show", "proto", "static"])?;
-        let mut lines = Vec::new();
-        let wanted: HashSet<String> = routes
-            .iter()
-            .map(|r| {
-                if r.destination.prefix_len() == 0 {
-                    "default".to_string()
-                } else {
-                    r.destination.trunc().to_string()
-                }
-            })
-            .collect();
-        for line in out.lines() {
-            if let Some(dest) = line.split_whitespace().next()
-                && !wanted.contains(dest)
-            {
-                lines.push(format!("route del {dest} proto static"));
-            }
-        }
-        for r in routes {
-            let dest = if r.destination.prefix_len() == 0 {
+    /// The lines that make `ns`'s static routes exactly `routes` (listing
+    /// what is there unless the namespace is `fresh`).
+    fn route_lines(ns: &str, routes: &[Route], fresh: bool) -> io::Result<Vec<String>> {
+        let name = |r: &Route| {
+            if r.destination.prefix_len() == 0 {
                 "default".to_string()
             } else {
                 r.destination.trunc().to_string()
-            };
-            lines.push(format!("route replace {dest} via {} proto static", r.via));
+            }
+        };
+        let mut lines = Vec::new();
+        if !fresh {
+            let out = exec::ip(&["-n", ns, "-o", "route", "show", "proto", "static"])?;
+            let wanted: HashSet<String> = routes.iter().map(name).collect();
+            for line in out.lines() {
+                if let Some(dest) = line.split_whitespace().next()
+                    && !wanted.contains(dest)
+                {
+                    lines.push(format!("route del {dest} proto static"));
+                }
+            }
         }
-        exec::ip_batch(Some(ns), &lines)
+        for r in routes {
+            lines.push(format!(
+                "route replace {} via {} proto static",
+                name(r),
+                r.via
+            ));
+        }
+        Ok(lines)
     }
 
     /// Makes `lb`'s namespace exist as described (before the data plane binds
@@ -323,17 +343,25 @@ impl Driver {
 
     fn ensure_lb_locked(&self, applied: &mut Applied, lb: &LbPlumbing) -> io::Result<()> {
         let ns = self.names.lb(lb.lb_id);
-        if applied.lbs.get(&lb.lb_id) == Some(lb) && exec::namespace_exists(&ns) {
+        let exists = exec::namespace_exists(&ns);
+        if exists && applied.lbs.get(&lb.lb_id) == Some(lb) {
             return Ok(());
         }
-        let previous = applied.lbs.remove(&lb.lb_id);
+        let previous = applied.lbs.remove(&lb.lb_id).filter(|_| exists);
         if let Some(prev) = &previous
             && prev.leg.port_id != lb.leg.port_id
         {
             self.remove_leg(&prev.leg);
         }
-        self.ensure_leg(applied, &ns, &lb.leg)?;
-        Self::ensure_routes(&ns, &lb.routes)?;
+        let fresh = exec::ensure_namespace(&ns)?;
+        let mut lines = Vec::new();
+        if previous.as_ref().map(|p| &p.leg) != Some(&lb.leg) {
+            lines = self.plug_leg(applied, &ns, &lb.leg, fresh)?;
+        }
+        if previous.as_ref().map(|p| &p.routes) != Some(&lb.routes) {
+            lines.extend(Self::route_lines(&ns, &lb.routes, fresh)?);
+        }
+        exec::ip_batch(Some(&ns), &lines)?;
         if previous.as_ref().map(|p| &p.filter) != Some(&lb.filter) {
             exec::nft(&ns, &lb.filter.ruleset())?;
         }
@@ -361,24 +389,33 @@ impl Driver {
 
     fn ensure_router_locked(&self, applied: &mut Applied, r: &RouterPlumbing) -> io::Result<()> {
         let ns = self.names.router(r.router_id);
-        if applied.routers.get(&r.router_id) == Some(r) && exec::namespace_exists(&ns) {
+        let exists = exec::namespace_exists(&ns);
+        if exists && applied.routers.get(&r.router_id) == Some(r) {
             return Ok(());
         }
-        let previous = applied.routers.remove(&r.router_id);
-        exec::add_namespace(&ns)?;
-        exec::sysctl(&ns, "ipv4/ip_forward", "1")?;
+        let previous = applied.routers.remove(&r.router_id).filter(|_| exists);
+        let fresh = exec::ensure_namespace(&ns)?;
+        if fresh {
+            exec::sysctl(&ns, "ipv4/ip_forward", "1")?;
+        }
         let legs: Vec<&Leg> = r.gateway.iter().chain(r.interfaces.iter()).collect();
+        let mut old_legs: Vec<&Leg> = Vec::new();
         if let Some(prev) = &previous {
-            for old in prev.gateway.iter().chain(prev.interfaces.iter()) {
+            old_legs.extend(prev.gateway.iter().chain(prev.interfaces.iter()));
+            for old in &old_legs {
                 if !legs.iter().any(|l| l.port_id == old.port_id) {
                     self.remove_leg(old);
                 }
             }
         }
+        let mut lines = Vec::new();
         for leg in &legs {
-            self.ensure_leg(applied, &ns, leg)?;
+            if !old_legs.contains(leg) {
+                lines.extend(self.plug_leg(applied, &ns, leg, fresh)?);
+            }
         }
-        Self::ensure_routes(&ns, &r.routes)?;
+        lines.extend(Self::route_lines(&ns, &r.routes, fresh)?);
+        exec::ip_batch(Some(&ns), &lines)?;
         let ruleset = match &r.nat {
             Some(nat) => nat.ruleset(),
             None => format!(
