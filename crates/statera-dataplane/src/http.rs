@@ -252,24 +252,10 @@ impl ClientConn {
 
     fn insert_forwarded(&self, listener: &ListenerConfig, headers: &mut HeaderMap) {
         let insert = listener.insert_headers;
-        if insert.x_forwarded_for {
-            let client = self.peer.ip().to_canonical().to_string();
-            // Appended to what earlier proxies said, as one comma-separated
-            // line: applications that read only the first line still see
-            // the whole chain.
-            let earlier: Vec<&str> = headers
-                .get_all(X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            let chain = if earlier.is_empty() {
-                client
-            } else {
-                format!("{}, {client}", earlier.join(", "))
-            };
-            if let Ok(value) = HeaderValue::from_str(&chain) {
-                headers.insert(X_FORWARDED_FOR, value);
-            }
+        if insert.x_forwarded_for
+            && let Some(value) = forwarded_for(headers, self.peer.ip())
+        {
+            headers.insert(X_FORWARDED_FOR, value);
         }
         if insert.x_forwarded_port {
             headers.insert(X_FORWARDED_PORT, HeaderValue::from(listener.protocol_port));
@@ -300,14 +286,10 @@ impl ClientConn {
         let member_timeout = crate::relay::millis(timeouts.member_data_ms);
         let proxy_header = upstream::proxy_header(pool.protocol, self.peer, self.vip);
         // Without a body, an idempotent request can be sent again if a reused
-        // connection loses it; keep what it takes to rebuild it.
-        let replay = (body.is_end_stream() && is_idempotent(&parts.method)).then(|| {
-            (
-                parts.method.clone(),
-                parts.uri.clone(),
-                parts.headers.clone(),
-            )
-        });
+        // connection loses it: what it takes to rebuild it is kept when it
+        // goes out on a reused connection (a fresh one never replays).
+        let replayable = body.is_end_stream() && is_idempotent(&parts.method);
+        let mut replay: Option<(Method, Uri, HeaderMap)> = None;
         let mut request = Some(Request::from_parts(parts, Either::Left(body)));
         let mut tried = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
         'members: while tried.len() < MAX_CONNECT_ATTEMPTS {
@@ -347,6 +329,13 @@ impl ClientConn {
                 let Some(outgoing) = request.take() else {
                     break 'members;
                 };
+                if reused && replayable && replay.is_none() {
+                    replay = Some((
+                        outgoing.method().clone(),
+                        outgoing.uri().clone(),
+                        outgoing.headers().clone(),
+                    ));
+                }
                 let sent = conn.sender.try_send_request(outgoing);
                 let result = match member_timeout {
                     Some(limit) => match tokio::time::timeout(limit, sent).await {
@@ -460,6 +449,28 @@ impl ClientConn {
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The X-Forwarded-For value for a request from `client`: appended to what
+/// earlier proxies said, as one comma-separated line (applications that
+/// read only the first line still see the whole chain). Written into one
+/// buffer, which becomes the value without another copy.
+fn forwarded_for(headers: &HeaderMap, client: std::net::IpAddr) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    let mut line = Vec::with_capacity(48);
+    for earlier in headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        line.extend_from_slice(earlier.as_bytes());
+        line.extend_from_slice(b", ");
+    }
+    // Writing to a Vec cannot fail.
+    let _ = write!(line, "{}", client.to_canonical());
+    HeaderValue::from_maybe_shared(Bytes::from(line)).ok()
+}
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -522,28 +533,35 @@ fn is_idempotent(method: &Method) -> bool {
 /// (RFC 9110 §7.6.1): those named by `Connection`, and the standard ones.
 /// Framing (`Transfer-Encoding`) is hyper's to set on each side.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
+    const HOP_BY_HOP: [HeaderName; 8] = [
         header::CONNECTION,
         header::TE,
         header::TRAILER,
         header::TRANSFER_ENCODING,
         header::UPGRADE,
         header::PROXY_AUTHENTICATE,
-    ] {
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+    ];
+    // Most messages have none of them: one pass over the names, no lookup.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
 }
 
 /// A member's response body on its way to the client: enforces the member
@@ -658,6 +676,42 @@ mod tests {
         let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["content-length", "x-kept"]);
+    }
+
+    #[test]
+    fn forwarded_for_appends_to_earlier_proxies() {
+        let v4: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let v6: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        assert_eq!(forwarded_for(&headers, v4).unwrap(), "192.0.2.7");
+        assert_eq!(forwarded_for(&headers, mapped).unwrap(), "192.0.2.7");
+        assert_eq!(forwarded_for(&headers, v6).unwrap(), "2001:db8::1");
+        headers.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("10.0.0.1, 10.0.0.2"),
+        );
+        headers.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.3"));
+        // A value that is not visible ASCII is left out, as before.
+        headers.append(X_FORWARDED_FOR, HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(
+            forwarded_for(&headers, v4).unwrap(),
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7"
+        );
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_left_alone() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("a"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        let before = headers.clone();
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers, before);
+        // Only Keep-Alive: removed too.
+        headers.insert(KEEP_ALIVE, HeaderValue::from_static("timeout=5"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers, before);
     }
 
     #[test]

@@ -6,6 +6,8 @@ use crate::support_http::*;
 use statera_config::{DataPlane, InsertHeaders};
 use statera_model::ListenerProtocol;
 use std::net::IpAddr;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[tokio::test]
@@ -410,6 +412,123 @@ async fn an_idle_keep_alive_client_is_closed_after_the_client_data_timeout() {
         let started = tokio::time::Instant::now();
         assert!(client.is_closed().await);
         assert!(started.elapsed() >= Duration::from_millis(250));
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_client_data_timeout_or_at_removal() {
+    bounded(async {
+        let web1 = HttpMember::start("web1").await;
+        let p = pool(vec![member(web1.addr, 1)]);
+        let mut l = listener(ListenerProtocol::Http, 8080, Some(p.id));
+        l.timeouts.client_data_ms = 300;
+        let mut config = lb(vip(165), vec![l], vec![p]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+
+        // Connected, nothing sent: closed at the timeout, not before.
+        let started = tokio::time::Instant::now();
+        let mut silent = HttpClient::connect(addr(vip(165), 8080)).await;
+        assert!(silent.is_closed().await);
+        assert!(started.elapsed() >= Duration::from_millis(250));
+
+        // A silent client that then asks is served as usual.
+        let mut late = HttpClient::connect(addr(vip(165), 8080)).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(late.get("/", &[]).await.unwrap().status, 200);
+
+        // A silent client of a removed listener is closed at once.
+        config.listeners[0].timeouts.client_data_ms = 60_000;
+        config.version = 2;
+        h.apply(&config).await.unwrap();
+        let mut silent = HttpClient::connect(addr(vip(165), 8080)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        config.version = 3;
+        config.listeners.clear();
+        h.apply(&config).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(silent.is_closed().await);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+/// A member whose first connection answers one request, then reads the
+/// next and closes without a word (a member closing a keep-alive connection
+/// just as the proxy reuses it); its other connections answer every request.
+/// Returns its address and the request heads its other connections got.
+async fn member_losing_the_second_request() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        let mut connection = 0;
+        while let Ok((stream, _)) = listener.accept().await {
+            let (first, seen) = (connection == 0, seen.clone());
+            connection += 1;
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = tokio::io::BufReader::new(read).lines();
+                let (mut head, mut requests) = (String::new(), 0);
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if !line.is_empty() {
+                        head.push_str(&line.to_ascii_lowercase());
+                        head.push('\n');
+                        continue;
+                    }
+                    requests += 1;
+                    if first && requests == 2 {
+                        return;
+                    }
+                    if !first {
+                        seen.lock().unwrap().push(std::mem::take(&mut head));
+                    }
+                    head.clear();
+                    let _ = write
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+#[tokio::test]
+async fn a_get_lost_by_a_reused_member_connection_is_sent_again_on_a_fresh_one() {
+    bounded(async {
+        let (member_addr, heads) = member_losing_the_second_request().await;
+        let p = pool(vec![member(member_addr, 1)]);
+        let mut l = listener(ListenerProtocol::Http, 8080, Some(p.id));
+        l.insert_headers = InsertHeaders {
+            x_forwarded_for: true,
+            ..Default::default()
+        };
+        let config = lb(vip(166), vec![l], vec![p]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+
+        let mut client = HttpClient::connect(addr(vip(166), 8080)).await;
+        assert_eq!(client.get("/one", &[]).await.unwrap().status, 200);
+        // The member connection is parked before the next request takes it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let reply = client.get("/two", &[("x-test", "1")]).await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body_text(), "ok");
+        let heads = heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        // Sent again whole: the same target and the rewritten headers.
+        assert!(heads[0].starts_with("get /two http/1.1\n"), "{heads:?}");
+        assert!(heads[0].contains("x-test: 1\n"), "{heads:?}");
+        assert!(
+            heads[0].contains("x-forwarded-for: 127.0.0.1\n"),
+            "{heads:?}"
+        );
         h.engine.remove(config.lb_id).await.unwrap();
     })
     .await;
