@@ -408,10 +408,15 @@ def test_08_negative_control_dnat_without_snat(env):
     )
     subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, check=True)
     cli.json("floating", "ip", "create", "--floating-ip-address", FIP_DNAT, "--port", port["id"], "ext")
+    # The router's translation for the new floating IP is in place (the reconciler follows the
+    # API), so a failure below is the missing SNAT's, not a missing DNAT's.
+    poll(
+        lambda: FIP_DNAT in run("ip", "netns", "exec", topo.router_ns(router), "nft", "list", "table", "ip", "statera-nat").stdout,
+        10,
+        "the router to translate the second floating IP",
+    )
     pcap = topo.workdir / "negative.pcap"
     with capture(topo.router_ns(router), qr_dev, pcap):
-        # Give the router's NAT a moment (the reconciler follows the API).
-        time.sleep(1)
         failed = topo.client_get(f"http://{FIP_DNAT}/", timeout=3)
     assert failed.returncode != 0, failed.stdout
     assert count_packets(pcap, f"src host {MEMBERS['web1']} and dst host {CLIENT_IP}") > 0
