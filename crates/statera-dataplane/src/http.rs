@@ -111,6 +111,7 @@ pub async fn serve(
         vip,
         activity: activity.clone(),
         own_idle: Mutex::new(HashMap::new()),
+        member_timer: Mutex::new(None),
     });
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let conn = conn.clone();
@@ -187,6 +188,11 @@ struct ClientConn {
     /// Idle member connections of PROXY pools, by member id: their PROXY
     /// header names this client, so they serve no other client connection.
     own_idle: Mutex<HashMap<Uuid, Arc<IdleConns>>>,
+    /// The timer of the member data timeout while a request waits for its
+    /// response head, kept between requests: moving its deadline later
+    /// only updates it in place, where a new timer per request would be
+    /// inserted into tokio's timer wheel and removed again each time.
+    member_timer: Mutex<Option<Pin<Box<Sleep>>>>,
 }
 
 impl ClientConn {
@@ -291,12 +297,14 @@ impl ClientConn {
         let replayable = body.is_end_stream() && is_idempotent(&parts.method);
         let mut replay: Option<(Method, Uri, HeaderMap)> = None;
         let mut request = Some(Request::from_parts(parts, Either::Left(body)));
-        let mut tried = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
-        'members: while tried.len() < MAX_CONNECT_ATTEMPTS {
-            let Some(i) = pool.select(self.peer, &affinity, &tried) else {
+        let mut tried = [0; MAX_CONNECT_ATTEMPTS];
+        let mut attempts = 0;
+        'members: while attempts < MAX_CONNECT_ATTEMPTS {
+            let Some(i) = pool.select(self.peer, &affinity, &tried[..attempts]) else {
                 break;
             };
-            tried.push(i);
+            tried[attempts] = i;
+            attempts += 1;
             let member = &pool.members[i];
             // Counted from the attempt to the end of the response body.
             let in_flight = member.start();
@@ -338,9 +346,9 @@ impl ClientConn {
                 }
                 let sent = conn.sender.try_send_request(outgoing);
                 let result = match member_timeout {
-                    Some(limit) => match tokio::time::timeout(limit, sent).await {
-                        Ok(result) => result,
-                        Err(_) => {
+                    Some(limit) => match self.within(limit, sent).await {
+                        Some(result) => result,
+                        None => {
                             tracing::debug!(member = %member.id, "member did not answer in time");
                             pool.observe(i, Outcome::Failure, &self.snapshot.reporter);
                             return self.proxy_error(StatusCode::GATEWAY_TIMEOUT);
@@ -404,8 +412,35 @@ impl ClientConn {
                 }
             }
         }
-        tracing::debug!(pool = %pool.id, tried = tried.len(), "no member took the request");
+        tracing::debug!(pool = %pool.id, tried = attempts, "no member took the request");
         self.proxy_error(StatusCode::SERVICE_UNAVAILABLE)
+    }
+
+    /// `future`'s output if it comes within `limit` (polled first, as
+    /// `tokio::time::timeout` does), on the connection's reused timer.
+    async fn within<F: Future>(&self, limit: Duration, future: F) -> Option<F::Output> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let taken = self
+            .member_timer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let mut timer = match taken {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let output = tokio::select! {
+            biased;
+            output = future => Some(output),
+            () = timer.as_mut() => None,
+        };
+        // Dropped instead if this request is dropped meanwhile: the next
+        // one makes a new timer.
+        *self.member_timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(timer);
+        output
     }
 
     fn relay_response(
@@ -458,17 +493,29 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 /// buffer, which becomes the value without another copy.
 fn forwarded_for(headers: &HeaderMap, client: std::net::IpAddr) -> Option<HeaderValue> {
     use std::io::Write as _;
-    let mut line = Vec::with_capacity(48);
-    for earlier in headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
+    // The address is written on the stack first, so that the line is
+    // allocated at its exact size: `Bytes` then takes it over as it is,
+    // where a spare capacity would cost it a second allocation.
+    let mut ip = [0u8; 64];
+    let ip_len = {
+        let mut out = &mut ip[..];
+        // An IP address is at most 45 characters: this cannot fail.
+        let _ = write!(out, "{}", client.to_canonical());
+        64 - out.len()
+    };
+    let earlier = || {
+        headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+    };
+    let len = earlier().map(|v| v.len() + 2).sum::<usize>() + ip_len;
+    let mut line = Vec::with_capacity(len);
+    for earlier in earlier() {
         line.extend_from_slice(earlier.as_bytes());
         line.extend_from_slice(b", ");
     }
-    // Writing to a Vec cannot fail.
-    let _ = write!(line, "{}", client.to_canonical());
+    line.extend_from_slice(&ip[..ip_len]);
     HeaderValue::from_maybe_shared(Bytes::from(line)).ok()
 }
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
@@ -548,12 +595,22 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     if headers.contains_key(header::CONNECTION) {
+        // Only the names that are present and not removed below anyway
+        // (`Connection: keep-alive`, `close`: none), so the usual message
+        // builds nothing here.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|token| {
+                headers.contains_key(*token)
+                    && !HOP_BY_HOP
+                        .iter()
+                        .any(|h| h.as_str().eq_ignore_ascii_case(token))
+            })
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);

@@ -271,6 +271,10 @@ impl<S: AsyncWrite + Unpin> Write for HyperIo<S> {
 /// hyper has parsed a head and calls the service, which it does before
 /// reading further, the last such segment therefore ends with exactly that
 /// head, and [`RawHeads::last_has_content_length`] can look at its lines.
+/// Largest buffer [`RawHeads`] keeps for the next head (most heads are a few
+/// hundred bytes).
+const REUSED_SEGMENT: usize = 2048;
+
 #[derive(Debug)]
 pub struct RawHeads {
     inner: Mutex<Segments>,
@@ -335,8 +339,15 @@ impl RawHeads {
             segments.current.drain(..len - self.limit);
         }
         if cut.is_some() {
-            let done = std::mem::take(&mut segments.current);
-            segments.last = done;
+            // The two buffers trade places, so the next head is collected
+            // into the last one's memory instead of a new allocation (unless
+            // that was a large head: its memory is let go).
+            let segments = &mut *segments;
+            std::mem::swap(&mut segments.current, &mut segments.last);
+            segments.current.clear();
+            if segments.current.capacity() > REUSED_SEGMENT {
+                segments.current = Vec::new();
+            }
             let len = segments.last.len();
             if len > self.limit {
                 segments.last.drain(..len - self.limit);

@@ -313,31 +313,35 @@ impl PoolRuntime {
             return None;
         }
         let now = Instant::now();
-        let usable = |backup: bool, ejected_too: bool| -> Vec<usize> {
-            self.members
-                .iter()
-                .enumerate()
-                .filter(|(i, m)| {
-                    m.backup == backup
-                        && m.takes_new_connections()
-                        && !tried.contains(i)
-                        && (ejected_too || !m.passive.is_ejected(now))
-                })
-                .map(|(i, _)| i)
-                .collect()
+        let usable = |backup: bool, ejected_too: bool| {
+            Candidates::collect(
+                self.members
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, m)| {
+                        m.backup == backup
+                            && m.takes_new_connections()
+                            && !tried.contains(i)
+                            && (ejected_too || !m.passive.is_ejected(now))
+                    })
+                    .map(|(i, _)| i),
+            )
         };
         let mut candidates = usable(false, false);
         for (backup, ejected_too) in [(true, false), (false, true), (true, true)] {
-            if !candidates.is_empty() {
+            if !candidates.as_slice().is_empty() {
                 break;
             }
             candidates = usable(backup, ejected_too);
         }
-        if candidates.is_empty() {
+        if candidates.as_slice().is_empty() {
             return None;
         }
         if let Some(id) = affinity.remembered
-            && let Some(&i) = candidates.iter().find(|i| self.members[**i].id == id)
+            && let Some(&i) = candidates
+                .as_slice()
+                .iter()
+                .find(|i| self.members[**i].id == id)
         {
             return Some(i);
         }
@@ -351,15 +355,67 @@ impl PoolRuntime {
             in_flight: &in_flight,
         };
         loop {
-            let i = self.balancer.pick(&candidates, &ctx)?;
-            if !self.ramps || candidates.len() == 1 {
+            let i = self.balancer.pick(candidates.as_slice(), &ctx)?;
+            if !self.ramps || candidates.as_slice().len() == 1 {
                 return Some(i);
             }
             let member = &self.members[i];
             if member.admits(member.ramp(self.health.slow_start, now)) {
                 return Some(i);
             }
-            candidates.retain(|c| *c != i);
+            candidates.remove(i);
+        }
+    }
+}
+
+/// Candidates a pool of up to this many members keeps inline.
+const INLINE_CANDIDATES: usize = 16;
+
+/// Member indices, in the pool's order: inline for pools of up to
+/// [`INLINE_CANDIDATES`] members, so picking a member for a request
+/// allocates nothing; on the heap beyond.
+enum Candidates {
+    Inline {
+        indices: [usize; INLINE_CANDIDATES],
+        len: usize,
+    },
+    Heap(Vec<usize>),
+}
+
+impl Candidates {
+    fn collect(mut iter: impl Iterator<Item = usize>) -> Self {
+        let mut indices = [0; INLINE_CANDIDATES];
+        let mut len = 0;
+        while let Some(i) = iter.next() {
+            if len == INLINE_CANDIDATES {
+                let mut all = indices.to_vec();
+                all.push(i);
+                all.extend(iter);
+                return Candidates::Heap(all);
+            }
+            indices[len] = i;
+            len += 1;
+        }
+        Candidates::Inline { indices, len }
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        match self {
+            Candidates::Inline { indices, len } => &indices[..*len],
+            Candidates::Heap(all) => all,
+        }
+    }
+
+    /// Removes `i`, keeping the order of the others.
+    fn remove(&mut self, i: usize) {
+        match self {
+            Candidates::Inline { indices, len } => {
+                if let Some(at) = indices[..*len].iter().position(|c| *c == i) {
+                    indices.copy_within(at + 1..*len, at);
+                    *len -= 1;
+                }
+            }
+            Candidates::Heap(all) => all.retain(|c| *c != i),
         }
     }
 }
@@ -381,6 +437,25 @@ mod tests {
             idle: Arc::default(),
             in_flight: Arc::default(),
             stats: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn candidates_keep_their_order_inline_and_beyond() {
+        for n in [0, 1, 3, INLINE_CANDIDATES, INLINE_CANDIDATES + 1, 40] {
+            let all: Vec<usize> = (0..n).map(|i| i * 2).collect();
+            let mut candidates = Candidates::collect(all.iter().copied());
+            assert_eq!(candidates.as_slice(), &all[..]);
+            assert_eq!(
+                matches!(candidates, Candidates::Inline { .. }),
+                n <= INLINE_CANDIDATES
+            );
+            let mut expected = all.clone();
+            for gone in [2, 0, 7, 1000, 30] {
+                candidates.remove(gone);
+                expected.retain(|c| *c != gone);
+                assert_eq!(candidates.as_slice(), &expected[..]);
+            }
         }
     }
 

@@ -316,6 +316,53 @@ async fn a_silent_member_is_504_after_the_member_data_timeout() {
     .await;
 }
 
+#[tokio::test]
+async fn the_member_data_timeout_holds_for_each_request_of_a_connection() {
+    bounded(async {
+        // Answers the first request it reads, then goes silent.
+        let member_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let member_addr = member_listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut held = Vec::new();
+            let mut answered = false;
+            while let Ok((mut stream, _)) = member_listener.accept().await {
+                if !answered {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            break;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                    answered = true;
+                }
+                held.push(stream);
+            }
+        });
+        let p = pool(vec![member(member_addr, 1)]);
+        let mut l = listener(ListenerProtocol::Http, 8080, Some(p.id));
+        l.timeouts.member_data_ms = 300;
+        let config = lb(vip(61), vec![l.clone()], vec![p]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+
+        let mut client = HttpClient::connect(addr(vip(61), 8080)).await;
+        assert_eq!(client.get("/", &[]).await.unwrap().status, 200);
+        // The same client connection, right away: its timer starts over.
+        let started = tokio::time::Instant::now();
+        assert_eq!(client.get("/", &[]).await.unwrap().status, 504);
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        hold.abort();
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
 /// Requests the proxy must refuse itself: answered with `status`, the
 /// connection closed, nothing forwarded.
 #[tokio::test]
