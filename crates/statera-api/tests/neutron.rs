@@ -1,49 +1,14 @@
 //! The Neutron subset over the whole router: networks, subnets, ports, their
 //! listing semantics and Neutron's error shape.
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+mod neutron_support;
+
+use axum::http::{Method, StatusCode};
+use neutron_support::{Api, api};
 use serde_json::{Value, json};
-use statera_api::{ApiSettings, AppState, ProviderInfo, QuotaDefaults};
-use statera_store::{Durability, Store};
-use std::sync::Arc;
-use tower::ServiceExt;
 
-struct Api {
-    router: Router,
-    _dir: tempfile::TempDir,
-}
-
-async fn api() -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Durability::Normal).await.unwrap();
-    let settings = ApiSettings {
-        default_project_id: "p1".into(),
-        pagination_max_limit: 1000,
-        default_provider: "native".into(),
-        providers: vec![ProviderInfo {
-            name: "native".into(),
-            description: "native".into(),
-            available: true,
-            flavor_capabilities: Vec::new(),
-            availability_zone_capabilities: Vec::new(),
-            unsupported_listener_protocols: Vec::new(),
-            unsupported_monitor_types: Vec::new(),
-        }],
-        quota_defaults: QuotaDefaults::default(),
-        reserved_ips: Vec::new(),
-    };
-    let router = statera_api::app(AppState {
-        store: Arc::new(store),
-        settings: Arc::new(settings),
-    });
-    Api { router, _dir: dir }
-}
-
+/// The helpers only these tests use.
 impl Api {
-    /// A request as `project` with `roles` (None: the noauth admin default).
     async fn call_as(
         &self,
         method: Method,
@@ -51,50 +16,12 @@ impl Api {
         body: Option<&str>,
         auth: Option<(&str, &str)>,
     ) -> (StatusCode, Value) {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "api.test");
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        if let Some((project, roles)) = auth {
-            req = req.header("x-project-id", project).header("x-roles", roles);
-        }
-        let req = req
-            .body(Body::from(body.unwrap_or_default().to_string()))
-            .unwrap();
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
-        };
-        (status, value)
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let body = body.map(|b| b.to_string());
-        self.call_as(method, path, body.as_deref(), None).await
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, Some(body)).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::PUT, path, Some(body)).await
+        self.send(method, path, body.map(str::to_string), auth)
+            .await
     }
 
     async fn delete(&self, path: &str) -> StatusCode {
-        self.call(Method::DELETE, path, None).await.0
+        self.send(Method::DELETE, path, None, None).await.0
     }
 
     async fn network(&self, name: &str) -> String {

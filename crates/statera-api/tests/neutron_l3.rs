@@ -3,46 +3,11 @@
 //! groups and rules, port security. Every refusal is checked for its status,
 //! its Neutron exception name, and for leaving the store as it was.
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+mod neutron_support;
+
+use axum::http::{Method, StatusCode};
+use neutron_support::{Api, api};
 use serde_json::{Value, json};
-use statera_api::{ApiSettings, AppState, ProviderInfo, QuotaDefaults};
-use statera_store::{Durability, Store};
-use std::sync::Arc;
-use tower::ServiceExt;
-
-struct Api {
-    router: Router,
-    _dir: tempfile::TempDir,
-}
-
-async fn api() -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Durability::Normal).await.unwrap();
-    let settings = ApiSettings {
-        default_project_id: "p1".into(),
-        pagination_max_limit: 1000,
-        default_provider: "native".into(),
-        providers: vec![ProviderInfo {
-            name: "native".into(),
-            description: "native".into(),
-            available: true,
-            flavor_capabilities: Vec::new(),
-            availability_zone_capabilities: Vec::new(),
-            unsupported_listener_protocols: Vec::new(),
-            unsupported_monitor_types: Vec::new(),
-        }],
-        quota_defaults: QuotaDefaults::default(),
-        reserved_ips: Vec::new(),
-    };
-    let router = statera_api::app(AppState {
-        store: Arc::new(store),
-        settings: Arc::new(settings),
-    });
-    Api { router, _dir: dir }
-}
 
 type Who = Option<(&'static str, &'static str)>;
 
@@ -50,6 +15,7 @@ fn member(project: &'static str) -> Who {
     Some((project, "member,reader"))
 }
 
+/// The helpers only these tests use.
 impl Api {
     /// A request as `auth` = (project, roles) (None: the noauth admin default).
     async fn call_as(
@@ -59,41 +25,8 @@ impl Api {
         body: Option<Value>,
         auth: Who,
     ) -> (StatusCode, Value) {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "api.test");
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        if let Some((project, roles)) = auth {
-            req = req.header("x-project-id", project).header("x-roles", roles);
-        }
-        let req = req
-            .body(Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
-            .unwrap();
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
-        };
-        (status, value)
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call_as(Method::GET, path, None, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call_as(Method::POST, path, Some(body), None).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call_as(Method::PUT, path, Some(body), None).await
+        self.send(method, path, body.map(|b| b.to_string()), auth)
+            .await
     }
 
     async fn delete(&self, path: &str) -> (StatusCode, Value) {
