@@ -649,6 +649,9 @@ def profile(args, target, row, workdir, procs):
     finally:
         stop_pid(perf, 30, signal.SIGINT)
         procs.remove(perf)
+    if args.keep_profiles:
+        os.makedirs(args.keep_profiles, exist_ok=True)
+        shutil.copy(data, os.path.join(args.keep_profiles, os.path.basename(data)))
     try:
         rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
                               "--sort", "dso,symbol", "-g", "none", "--percent-limit", "1"],
@@ -836,6 +839,8 @@ def main():
     p.add_argument("--profile", default="",
                    help="comma-separated rows to profile after the rounds: one extra wrk run "
                         "per target under `perf record -g` (needs perf)")
+    p.add_argument("--keep-profiles", default="", metavar="DIR",
+                   help="copy the perf.data files of --profile into DIR (for perf report -i)")
     p.add_argument("--output", help="also write the markdown to this file")
     p.add_argument("--tmpdir", help="where the temporary dir goes (default: $TMPDIR or /tmp)")
     argv = sys.argv[1:]

@@ -92,6 +92,9 @@ pub async fn serve(
         return;
     };
     let client_timeout = crate::relay::millis(listener.timeouts.client_data_ms);
+    if !first_byte(&client, client_timeout, life).await {
+        return;
+    }
     let activity = Arc::new(Activity::new());
     let heads = Arc::new(RawHeads::new(MAX_HEADER_SIZE + 1024));
     let io = HyperIo::client(
@@ -126,11 +129,13 @@ pub async fn serve(
             Ok(conn.handle(request).await)
         }
     });
-    let http = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .max_header_size(MAX_HEADER_SIZE)
-        .serve_connection(io, service);
-    tokio::pin!(http);
+    // Boxed: the task of a connection that never sends a byte stays small.
+    let mut http = Box::pin(
+        hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .max_header_size(MAX_HEADER_SIZE)
+            .serve_connection(io, service),
+    );
     let idle = activity.idle(client_timeout);
     tokio::pin!(idle);
     let mut watching_life = true;
@@ -161,6 +166,51 @@ pub async fn serve(
                     // Finish the request in flight, take no other, close.
                     LifeState::Draining => http.as_mut().graceful_shutdown(),
                     LifeState::Cut => return,
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the client sends its first byte (or closes): `false` when
+/// the connection should end instead, because the client stayed silent for
+/// the client data timeout or the listener is draining or cut meanwhile.
+///
+/// Nothing of hyper's exists before this returns `true`: its connection
+/// allocates an 8 KiB write buffer when made and an 8 KiB read buffer before
+/// its first read, which 10,000 silent connections would hold for nothing.
+async fn first_byte(
+    client: &TcpStream,
+    timeout: Option<Duration>,
+    life: &mut watch::Receiver<LifeState>,
+) -> bool {
+    let deadline = timeout.map(|limit| tokio::time::Instant::now() + limit);
+    let silent_too_long = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(silent_too_long);
+    let mut byte = [0u8; 1];
+    let mut watching_life = true;
+    loop {
+        tokio::select! {
+            // A peek, not `readable()`: tokio reports a freshly registered
+            // socket readable before anything arrived.
+            peeked = client.peek(&mut byte) => return peeked.is_ok(),
+            () = &mut silent_too_long => {
+                tracing::debug!("HTTP client connection silent; closing");
+                return false;
+            }
+            changed = life.changed(), if watching_life => {
+                if changed.is_err() {
+                    watching_life = false;
+                    continue;
+                }
+                if *life.borrow_and_update() != LifeState::Serving {
+                    // No request is in flight: nothing to finish.
+                    return false;
                 }
             }
         }

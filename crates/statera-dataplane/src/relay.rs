@@ -75,13 +75,13 @@ pub async fn serve(
     let _active = stats.open_connection();
     let _ = client.set_nodelay(true);
     if listener.protocol == ListenerProtocol::Prometheus {
-        crate::metrics::serve(
+        Box::pin(crate::metrics::serve(
             client,
             view.clone(),
             shared,
             &mut life,
             millis(listener.timeouts.client_data_ms),
-        )
+        ))
         .await;
         return;
     }
@@ -97,6 +97,25 @@ pub async fn serve(
         .await;
         return;
     }
+    // Boxed, as the HTTP path boxes hyper's connection: the task of every
+    // connection is as large as its largest state, so this one stays small
+    // while an HTTP client sends nothing (see `http::first_byte`).
+    Box::pin(serve_tcp(
+        client, peer, &snapshot, listener, stats, &mut life,
+    ))
+    .await;
+}
+
+/// Serves one TCP (or HTTPS passthrough) connection: a member connection,
+/// then bytes both ways until either side is done.
+async fn serve_tcp(
+    client: TcpStream,
+    peer: SocketAddr,
+    snapshot: &Snapshot,
+    listener: &ListenerConfig,
+    stats: &ListenerStats,
+    life: &mut watch::Receiver<LifeState>,
+) {
     let vip = match client.local_addr() {
         Ok(vip) => vip,
         Err(_) => return,
@@ -104,7 +123,7 @@ pub async fn serve(
     // `_in_flight` is dropped before `_active`: a closed connection no longer
     // counts for its member by the time the listener reports it closed.
     let (member, member_stats, _in_flight) =
-        match connect_member(&snapshot, listener, peer, vip).await {
+        match connect_member(snapshot, listener, peer, vip).await {
             Ok(member) => member,
             Err(error) => {
                 tracing::debug!(listener = %listener.id, %peer, %error, "no member for connection");
@@ -118,7 +137,7 @@ pub async fn serve(
         &listener.timeouts,
         stats,
         &member_stats,
-        &mut life,
+        life,
     )
     .await;
     tracing::debug!(listener = %listener.id, %peer, ?end, "connection closed");
