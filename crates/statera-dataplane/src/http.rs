@@ -111,6 +111,7 @@ pub async fn serve(
         view,
         shared,
         peer,
+        peer_value: address_value(peer.ip()),
         vip,
         activity: activity.clone(),
         own_idle: Mutex::new(HashMap::new()),
@@ -232,6 +233,8 @@ struct ClientConn {
     view: Arc<ListenerView>,
     shared: Arc<LbShared>,
     peer: SocketAddr,
+    /// `peer`'s address as X-Forwarded-For names it.
+    peer_value: HeaderValue,
     /// The address the client connected to: VIP and listener port.
     vip: SocketAddr,
     activity: Arc<Activity>,
@@ -309,7 +312,7 @@ impl ClientConn {
     fn insert_forwarded(&self, listener: &ListenerConfig, headers: &mut HeaderMap) {
         let insert = listener.insert_headers;
         if insert.x_forwarded_for
-            && let Some(value) = forwarded_for(headers, self.peer.ip())
+            && let Some(value) = forwarded_for(headers, &self.peer_value)
         {
             headers.insert(X_FORWARDED_FOR, value);
         }
@@ -395,6 +398,7 @@ impl ClientConn {
                     ));
                 }
                 let sent = conn.sender.try_send_request(outgoing);
+                let sent = conn.drive(sent);
                 let result = match member_timeout {
                     Some(limit) => match self.within(limit, sent).await {
                         Some(result) => result,
@@ -537,35 +541,38 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The X-Forwarded-For value for a request from `client`: appended to what
-/// earlier proxies said, as one comma-separated line (applications that
-/// read only the first line still see the whole chain). Written into one
-/// buffer, which becomes the value without another copy.
-fn forwarded_for(headers: &HeaderMap, client: std::net::IpAddr) -> Option<HeaderValue> {
-    use std::io::Write as _;
-    // The address is written on the stack first, so that the line is
-    // allocated at its exact size: `Bytes` then takes it over as it is,
-    // where a spare capacity would cost it a second allocation.
-    let mut ip = [0u8; 64];
-    let ip_len = {
-        let mut out = &mut ip[..];
-        // An IP address is at most 45 characters: this cannot fail.
-        let _ = write!(out, "{}", client.to_canonical());
-        64 - out.len()
-    };
+/// A client address as a header value (IPv4-mapped IPv6 shown as IPv4):
+/// made once per client connection, cloned into each request's
+/// X-Forwarded-For (a reference count, where formatting the address costs a
+/// `fmt` pass and an allocation per request).
+fn address_value(client: std::net::IpAddr) -> HeaderValue {
+    HeaderValue::from_maybe_shared(Bytes::from(client.to_canonical().to_string()))
+        .expect("an IP address is a valid header value")
+}
+
+/// The X-Forwarded-For value for a request from the client at `client` (see
+/// [`address_value`]): appended to what earlier proxies said, as one
+/// comma-separated line (applications that read only the first line still
+/// see the whole chain).
+fn forwarded_for(headers: &HeaderMap, client: &HeaderValue) -> Option<HeaderValue> {
     let earlier = || {
         headers
             .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
     };
-    let len = earlier().map(|v| v.len() + 2).sum::<usize>() + ip_len;
+    if earlier().next().is_none() {
+        return Some(client.clone());
+    }
+    // Allocated at its exact size: `Bytes` then takes it over as it is,
+    // where a spare capacity would cost it a second allocation.
+    let len = earlier().map(|v| v.len() + 2).sum::<usize>() + client.len();
     let mut line = Vec::with_capacity(len);
     for earlier in earlier() {
         line.extend_from_slice(earlier.as_bytes());
         line.extend_from_slice(b", ");
     }
-    line.extend_from_slice(&ip[..ip_len]);
+    line.extend_from_slice(client.as_bytes());
     HeaderValue::from_maybe_shared(Bytes::from(line)).ok()
 }
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
@@ -703,6 +710,11 @@ impl Body for Relayed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
+        // The member connection is driven here, in the client's task, while
+        // its response body is relayed: it has no task of its own.
+        if let Some((conn, _)) = this.conn.as_mut() {
+            conn.poll_conn(cx);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.timer = None;
@@ -751,7 +763,7 @@ impl Drop for Relayed {
         if let Some((conn, idle)) = self.conn.take()
             && (self.complete || self.inner.is_end_stream())
         {
-            idle.park_when_ready(conn);
+            idle.park(conn);
         }
     }
 }
@@ -787,13 +799,13 @@ mod tests {
 
     #[test]
     fn forwarded_for_appends_to_earlier_proxies() {
-        let v4: std::net::IpAddr = "192.0.2.7".parse().unwrap();
-        let mapped: std::net::IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        let v6: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let v4 = address_value("192.0.2.7".parse().unwrap());
+        let mapped = address_value("::ffff:192.0.2.7".parse().unwrap());
+        let v6 = address_value("2001:db8::1".parse().unwrap());
         let mut headers = HeaderMap::new();
-        assert_eq!(forwarded_for(&headers, v4).unwrap(), "192.0.2.7");
-        assert_eq!(forwarded_for(&headers, mapped).unwrap(), "192.0.2.7");
-        assert_eq!(forwarded_for(&headers, v6).unwrap(), "2001:db8::1");
+        assert_eq!(forwarded_for(&headers, &v4).unwrap(), "192.0.2.7");
+        assert_eq!(forwarded_for(&headers, &mapped).unwrap(), "192.0.2.7");
+        assert_eq!(forwarded_for(&headers, &v6).unwrap(), "2001:db8::1");
         headers.append(
             X_FORWARDED_FOR,
             HeaderValue::from_static("10.0.0.1, 10.0.0.2"),
@@ -802,7 +814,7 @@ mod tests {
         // A value that is not visible ASCII is left out, as before.
         headers.append(X_FORWARDED_FOR, HeaderValue::from_bytes(b"\xff").unwrap());
         assert_eq!(
-            forwarded_for(&headers, v4).unwrap(),
+            forwarded_for(&headers, &v4).unwrap(),
             "10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7"
         );
     }

@@ -6,8 +6,7 @@
 //! snapshot to the next while the member keeps its id and address. A
 //! connection goes back into it only once its response has been read to the
 //! end and hyper says it can take another request; it is taken out newest
-//! first (the warmest socket), and closed by its own driver task after
-//! [`IDLE_TIMEOUT`] unused. Members of PROXY pools never share connections
+//! first (the warmest socket), and closed after [`IDLE_TIMEOUT`] unused. Members of PROXY pools never share connections
 //! between clients: the header names one client, so their idle sets belong to
 //! the client connection instead of the member (see `http.rs`).
 
@@ -21,8 +20,10 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -45,11 +46,6 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// 64 keep-alive clients over 2 members reopened a member connection for
 /// ~16 % of requests (bench/dataplane, 2026-11-21), HAProxy for 0.1 %.
 const MAX_IDLE_PER_MEMBER: usize = 256;
-
-/// `parked_at` value of a connection in use.
-const IN_USE: u64 = 0;
-/// `parked_at` value of a connection its driver has closed.
-const CLOSED: u64 = u64::MAX;
 
 /// Opens a TCP connection to `addr` within `timeout` (`None`: no limit) and
 /// sends `proxy_header` first when given.
@@ -91,27 +87,65 @@ pub fn proxy_header(
 }
 
 /// One HTTP/1.1 connection to a member, in use by one request.
+///
+/// It has no task of its own: whoever holds it drives it ([`Upstream::drive`],
+/// and the response body's relay, `http::Relayed`), so a request and its
+/// member connection are polled in the client connection's task. A
+/// connection of its own task would cost two task wake-ups per request
+/// (request in, response out), often across worker threads.
 pub struct Upstream {
     pub sender: http1::SendRequest<UpstreamBody>,
-    state: Arc<ConnState>,
+    /// `None` once hyper's connection future has returned (closed, failed):
+    /// dropping it drops hyper's dispatcher, which fails whatever waits on it.
+    conn: Option<Pin<Box<MemberConn>>>,
+    /// When it was parked last.
+    parked_at: Instant,
 }
 
-/// Shared between a connection's handle and its driver task.
-#[derive(Debug)]
-struct ConnState {
-    epoch: Instant,
-    /// [`IN_USE`], [`CLOSED`], or when it was parked (ms since `epoch`, + 1).
-    parked_at: AtomicU64,
-}
+type MemberConn = http1::Connection<HyperIo<TcpStream>, UpstreamBody>;
 
-impl ConnState {
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
+impl Upstream {
+    /// Reads and writes whatever is due on the connection (the request going
+    /// out, the response coming in); registers `cx` for what comes next.
+    pub fn poll_conn(&mut self, cx: &mut Context<'_>) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            if let Err(error) = result {
+                tracing::debug!(%error, "member connection ended");
+            }
+            self.conn = None;
+        }
+    }
+
+    /// `future` (a request sent with `sender`, a body being read), with the
+    /// connection driven while it waits.
+    pub async fn drive<F: Future>(&mut self, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            self.poll_conn(cx);
+            future.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_none() || self.sender.is_closed()
+    }
+
+    /// Whether it can take another request now. Drives it once first,
+    /// without a waker (nobody waits on an idle connection): a member that
+    /// closed it is noticed here, and a response read to its end lets hyper
+    /// say it is ready.
+    fn ready_for_reuse(&mut self) -> bool {
+        self.poll_conn(&mut Context::from_waker(std::task::Waker::noop()));
+        !self.is_closed() && self.sender.is_ready()
     }
 }
 
-/// Opens an HTTP/1.1 connection to `addr` (after the PROXY header, if any)
-/// and starts its driver task.
+/// Opens an HTTP/1.1 connection to `addr` (after the PROXY header, if any).
 pub async fn open(
     netns: &Netns,
     addr: SocketAddr,
@@ -124,59 +158,23 @@ pub async fn open(
         .handshake::<_, UpstreamBody>(HyperIo::member(stream, stats))
         .await
         .map_err(io::Error::other)?;
-    let state = Arc::new(ConnState {
-        epoch: Instant::now(),
-        parked_at: AtomicU64::new(IN_USE),
-    });
-    tokio::spawn(drive(conn, state.clone()));
-    Ok(Upstream { sender, state })
-}
-
-/// Runs a connection until it closes, or until it has been parked unused for
-/// [`IDLE_TIMEOUT`]; then it is closed (whoever holds its handle then sees
-/// it closed).
-async fn drive(conn: http1::Connection<HyperIo<TcpStream>, UpstreamBody>, state: Arc<ConnState>) {
-    let idle_ms = IDLE_TIMEOUT.as_millis() as u64;
-    tokio::pin!(conn);
-    loop {
-        let parked_at = state.parked_at.load(Ordering::Acquire);
-        let wait = match parked_at {
-            IN_USE => IDLE_TIMEOUT,
-            CLOSED => return,
-            at => {
-                let expires = at + idle_ms;
-                let now = state.now();
-                if now >= expires {
-                    // Claim it before closing, so nobody takes it meanwhile.
-                    if state
-                        .parked_at
-                        .compare_exchange(at, CLOSED, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
-                        return;
-                    }
-                    continue;
-                }
-                Duration::from_millis(expires - now)
-            }
-        };
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "member connection ended");
-                }
-                state.parked_at.store(CLOSED, Ordering::Release);
-                return;
-            }
-            () = tokio::time::sleep(wait) => {}
-        }
-    }
+    Ok(Upstream {
+        sender,
+        conn: Some(Box::pin(conn)),
+        parked_at: Instant::now(),
+    })
 }
 
 /// A member's (or, for PROXY pools, a client connection's) idle connections.
+///
+/// Nothing polls a parked connection: one closed by its member is found out
+/// when taken (and dropped then). While any are parked, a reaper task closes
+/// those unused for [`IDLE_TIMEOUT`]; `take` never hands out one that old.
 #[derive(Default)]
 pub struct IdleConns {
     conns: Mutex<Vec<Upstream>>,
+    /// Whether a reaper task is running for this set.
+    reaping: AtomicBool,
 }
 
 impl std::fmt::Debug for IdleConns {
@@ -189,56 +187,60 @@ impl std::fmt::Debug for IdleConns {
 
 impl IdleConns {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Upstream>> {
-        // Held only for a push or a pop: a poisoned list is still a list.
+        // Held only for a push, a pop or a sweep: a poisoned list is still a
+        // list.
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The most recently parked connection that is still open, if any.
+    /// The most recently parked connection that is still open and ready, if
+    /// any. Those found closed or too old are dropped on the way.
     pub fn take(&self) -> Option<Upstream> {
         loop {
-            let conn = self.lock().pop()?;
-            let at = conn.state.parked_at.load(Ordering::Acquire);
-            if at == IN_USE || at == CLOSED || conn.sender.is_closed() {
-                continue;
-            }
-            if conn
-                .state
-                .parked_at
-                .compare_exchange(at, IN_USE, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
+            let mut conn = self.lock().pop()?;
+            if conn.parked_at.elapsed() < IDLE_TIMEOUT && conn.ready_for_reuse() {
                 return Some(conn);
             }
         }
     }
 
-    fn park(&self, conn: Upstream) {
-        conn.state
-            .parked_at
-            .store(conn.state.now(), Ordering::Release);
-        let mut conns = self.lock();
-        conns.retain(|c| c.state.parked_at.load(Ordering::Acquire) != CLOSED);
-        if conns.len() >= MAX_IDLE_PER_MEMBER {
-            // Dropping the oldest handle closes its connection.
-            conns.remove(0);
-        }
-        conns.push(conn);
-    }
-
-    /// Parks `conn` once hyper says it can take the next request (its
-    /// response has been read to the end). A connection that does not become
-    /// ready soon is dropped, which closes it.
-    pub fn park_when_ready(self: &Arc<Self>, mut conn: Upstream) {
-        if conn.sender.is_ready() {
-            self.park(conn);
+    /// Keeps `conn`, whose response has been read to its end, for the next
+    /// request (if hyper agrees it can take one).
+    pub fn park(self: &Arc<Self>, mut conn: Upstream) {
+        if !conn.ready_for_reuse() {
             return;
         }
-        let idle = self.clone();
-        tokio::spawn(async move {
-            if let Ok(Ok(())) = tokio::time::timeout(IDLE_TIMEOUT, conn.sender.ready()).await {
-                idle.park(conn);
+        conn.parked_at = Instant::now();
+        {
+            let mut conns = self.lock();
+            if conns.len() >= MAX_IDLE_PER_MEMBER {
+                // Dropping the oldest closes it.
+                conns.remove(0);
             }
-        });
+            conns.push(conn);
+        }
+        if !self.reaping.swap(true, Ordering::AcqRel) {
+            tokio::spawn(reap(Arc::downgrade(self)));
+        }
+    }
+
+    /// Drops the connections parked for [`IDLE_TIMEOUT`] or longer; returns
+    /// when the oldest left expires, `None` when none is left (and the
+    /// reaper stops: the next `park` starts another).
+    fn sweep(&self) -> Option<Instant> {
+        let mut conns = self.lock();
+        // Oldest first: parked in order.
+        let expired = conns
+            .iter()
+            .take_while(|c| c.parked_at.elapsed() >= IDLE_TIMEOUT)
+            .count();
+        conns.drain(..expired);
+        match conns.first() {
+            Some(oldest) => Some(oldest.parked_at + IDLE_TIMEOUT),
+            None => {
+                self.reaping.store(false, Ordering::Release);
+                None
+            }
+        }
     }
 
     #[cfg(test)]
@@ -247,10 +249,27 @@ impl IdleConns {
     }
 }
 
+/// Closes `idle`'s connections as they pass [`IDLE_TIMEOUT`] unused, until
+/// none is left or the set itself is gone.
+async fn reap(idle: std::sync::Weak<IdleConns>) {
+    let mut next = Instant::now() + IDLE_TIMEOUT;
+    loop {
+        tokio::time::sleep_until(next).await;
+        let Some(idle) = idle.upgrade() else {
+            return;
+        };
+        match idle.sweep() {
+            Some(at) => next = at,
+            None => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+    use std::sync::atomic::AtomicU64;
     use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio::net::TcpListener;
 
@@ -286,9 +305,10 @@ mod tests {
             .header("host", "m")
             .body(Either::Right(Empty::new()))
             .unwrap();
-        let response = conn.sender.send_request(request).await.unwrap();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        String::from_utf8(body.to_vec()).unwrap()
+        let sent = conn.sender.try_send_request(request);
+        let response = conn.drive(sent).await.unwrap();
+        let body = conn.drive(response.into_body().collect()).await.unwrap();
+        String::from_utf8(body.to_bytes().to_vec()).unwrap()
     }
 
     #[tokio::test]
@@ -300,18 +320,56 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(get(&mut conn).await, "ok");
-            idle.park_when_ready(conn);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            idle.park(conn);
             assert_eq!(idle.len(), 1);
 
             let mut again = idle.take().expect("the parked connection");
             assert_eq!(get(&mut again).await, "ok");
             assert_eq!(accepted.load(Ordering::Relaxed), 1, "one connection only");
-            idle.park_when_ready(again);
+            idle.park(again);
 
-            // Unused past the idle timeout: closed by its driver, not handed out.
+            // Unused past the idle timeout: closed by the reaper, not handed out.
             tokio::time::sleep(IDLE_TIMEOUT + Duration::from_millis(300)).await;
+            assert_eq!(idle.len(), 0);
             assert!(idle.take().is_none());
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_its_member_closed_is_not_handed_out() {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            // A member that answers one request per connection, then closes it
+            // (without saying so in the response).
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(async move {
+                        let (read, mut write) = stream.into_split();
+                        let mut lines = BufReader::new(read).lines();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if line.is_empty() {
+                                let _ = write
+                                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                                    .await;
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+            let idle = Arc::new(IdleConns::default());
+            let mut conn = open(&None, addr, None, None, Default::default())
+                .await
+                .unwrap();
+            assert_eq!(get(&mut conn).await, "ok");
+            idle.park(conn);
+            // The member's FIN arrives while nothing polls the parked connection.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(idle.take().is_none(), "a closed connection was handed out");
+            assert_eq!(idle.len(), 0);
         })
         .await
         .unwrap();
