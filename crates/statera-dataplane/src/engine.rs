@@ -4,7 +4,6 @@ use crate::health::{self, HealthOptions, ProbeKey, Registry};
 use crate::l7::Policies;
 use crate::listener::{self, AcceptTask};
 use crate::snapshot::{LbShared, Reporter, Served, Snapshot};
-use crate::sockets::Netns;
 use crate::udp::{self, UdpTask};
 use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSender, StatusReport};
 use statera_model::ListenerProtocol;
@@ -134,7 +133,7 @@ impl Engine {
 
         // 2. Bind every address not bound yet. On error, what was bound here
         //    is dropped (closed) and the current config keeps serving.
-        let netns: Netns = config.vip.namespace.as_deref().map(Arc::from);
+        let netns = crate::sockets::netns_of(&config);
         let mut fresh: Vec<(SocketAddr, TcpListener)> = Vec::new();
         let mut fresh_udp: Vec<(SocketAddr, UdpSocket)> = Vec::new();
         for Served { addr, udp, .. } in &served {

@@ -131,7 +131,7 @@ impl Snapshot {
                 )
             })
             .collect();
-        let netns: Netns = config.vip.namespace.as_deref().map(Arc::from);
+        let netns = crate::sockets::netns_of(&config);
         Snapshot {
             netns,
             config,

@@ -14,6 +14,11 @@ use tokio::net::{TcpSocket, TcpStream};
 /// this process's own.
 pub type Netns = Option<Arc<str>>;
 
+/// The namespace `config`'s sockets belong to.
+pub fn netns_of(config: &statera_config::LbConfig) -> Netns {
+    config.vip.namespace.as_deref().map(Arc::from)
+}
+
 /// A new socket in `netns`.
 pub fn new_socket(
     netns: &Netns,

@@ -165,7 +165,7 @@ pub type Plan = HashMap<Uuid, ProbeKey>;
 /// monitor (`Unsupported`), malformed `expected_codes` (`Other`).
 pub fn plan(config: &LbConfig) -> Result<Plan, DataPlaneError> {
     let mut plan = Plan::new();
-    let netns: Netns = config.vip.namespace.as_deref().map(Arc::from);
+    let netns = crate::sockets::netns_of(config);
     for pool in &config.pools {
         let Some(monitor) = pool.health_monitor.as_ref().filter(|m| m.admin_state_up) else {
             continue;
