@@ -273,10 +273,11 @@ mod tests {
     use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio::net::TcpListener;
 
-    /// A member answering every request on a connection with `200 ok` and
-    /// reporting, per accepted connection, nothing: tests count connections
-    /// through the accept loop.
-    async fn member() -> (SocketAddr, Arc<AtomicU64>) {
+    /// A member answering requests with `200 ok` (every request of a
+    /// connection, or with `one_per_connection` only the first, closing the
+    /// connection after it without saying so); returns its address and the
+    /// count of connections it accepted.
+    async fn member(one_per_connection: bool) -> (SocketAddr, Arc<AtomicU64>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicU64::new(0));
@@ -292,6 +293,9 @@ mod tests {
                             let _ = write
                                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                                 .await;
+                            if one_per_connection {
+                                return;
+                            }
                         }
                     }
                 });
@@ -314,7 +318,7 @@ mod tests {
     #[tokio::test]
     async fn a_parked_connection_is_reused_then_expires() {
         tokio::time::timeout(Duration::from_secs(10), async {
-            let (addr, accepted) = member().await;
+            let (addr, accepted) = member(false).await;
             let idle = Arc::new(IdleConns::default());
             let mut conn = open(&None, addr, None, None, Default::default())
                 .await
@@ -340,26 +344,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_its_member_closed_is_not_handed_out() {
         tokio::time::timeout(Duration::from_secs(10), async {
-            // A member that answers one request per connection, then closes it
-            // (without saying so in the response).
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(async move {
-                        let (read, mut write) = stream.into_split();
-                        let mut lines = BufReader::new(read).lines();
-                        while let Ok(Some(line)) = lines.next_line().await {
-                            if line.is_empty() {
-                                let _ = write
-                                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                                    .await;
-                                return;
-                            }
-                        }
-                    });
-                }
-            });
+            let (addr, _) = member(true).await;
             let idle = Arc::new(IdleConns::default());
             let mut conn = open(&None, addr, None, None, Default::default())
                 .await
