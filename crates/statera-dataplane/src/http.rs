@@ -1,80 +1,98 @@
-//! HTTP listeners: one client connection, parsed with hyper (HTTP/1.1 with
-//! keep-alive), each request evaluated against the listener's L7 policies
-//! and forwarded to a member over a pooled keep-alive connection.
+//! HTTP listeners: one client connection (HTTP/1.1 with keep-alive, or
+//! HTTP/1.0), each request evaluated against the listener's L7 policies and
+//! forwarded to a member over a pooled keep-alive connection.
+//!
+//! Heads are forwarded as the bytes they arrived as (`h1.rs` finds where
+//! they end and what they ask for, in place): the proxy writes the member a
+//! head made of the client's own lines, less what must not cross it, plus
+//! what it adds; a response head comes back the same way. Nothing is parsed
+//! into header maps, encoded again or allocated per header unless an L7
+//! policy or cookie persistence needs the headers as a map. Bodies stream
+//! through as they come, their framing checked on the way (`h1::Chunked`).
 //!
 //! Per request:
 //!
 //! 1. The L7 policies decide (`l7.rs`): 403, a redirect, another pool, or the
 //!    default pool.
-//! 2. The head is rewritten for the member: hop-by-hop headers dropped,
-//!    origin-form target, `X-Forwarded-For/-Port/-Proto` when the listener's
-//!    `insert_headers` ask for them.
+//! 2. The head is rewritten for the member: hop-by-hop headers (and those the
+//!    `Connection` header names) and `Expect` dropped, origin-form target,
+//!    `Host` from an absolute-form target, `X-Forwarded-For/-Port/-Proto`
+//!    when the listener's `insert_headers` ask for them, the framing stated
+//!    once (`Content-Length` or `Transfer-Encoding: chunked`).
 //! 3. A member is picked (the one session persistence remembers, if it can
 //!    take the request; else the pool's algorithm's choice, counted in flight
 //!    until its response ends); an idle connection to it is reused, else one is
 //!    opened (a failed connect moves on to another member, at most
 //!    [`MAX_CONNECT_ATTEMPTS`] members: the request has not left yet, so a
-//!    retry is safe). A reused connection that turns out closed before the
-//!    request went out is not the member's fault: the request is tried again
-//!    on a fresh connection. So is a request without body and with an
-//!    idempotent method that a reused connection lost before any answer (the
-//!    member closed it as we sent).
+//!    retry is safe). A request without body and with an idempotent method
+//!    that a reused connection lost before any answer (the member closed it
+//!    as we sent) is sent again on a fresh connection.
 //! 4. The response streams back (with the persistence cookie when
 //!    `HTTP_COOKIE` inserts one; `APP_COOKIE` learns from its `Set-Cookie`);
-//!    once its body has been read to the end, the member connection is
-//!    parked for the next request.
+//!    once its body has been relayed to the end, the member connection is
+//!    parked for the next request. A chunked response to an HTTP/1.0 client
+//!    has its coding taken off and the connection closed at its end.
 //!
-//! What the client gets from the proxy itself: `400` for a malformed request
-//! (hyper) or an HTTP/1.1 request without exactly one `Host` or with both
-//! `Content-Length` and `Transfer-Encoding` (here; always with a close), `431` for a head over [`MAX_HEADER_SIZE`] (hyper), `403` REJECT,
-//! `3xx` redirects, `502` when the member fails before its response head is
-//! complete, `503` when no member takes the request, `504` when the member
-//! does not answer within the listener's `timeout_member_data`. Every 4xx and
-//! 5xx of the proxy counts in the listener's `request_errors`, and so does a
-//! response cut because its member failed mid-body (the client connection is
-//! closed then: the head is already out, a 502 can no longer be said).
+//! What the client gets from the proxy itself: `400` for a malformed request,
+//! an HTTP/1.1 request without exactly one `Host`, ambiguous framing (both
+//! `Content-Length` and `Transfer-Encoding`, differing lengths, a coding
+//! that does not end in `chunked`, a malformed chunked body: see
+//! `h1::parse_request`), always with a close; `431` for a head over
+//! [`MAX_HEADER_SIZE`]; `403` REJECT, `3xx` redirects, `405` for CONNECT,
+//! `502` when the member fails before its response head is complete, `503`
+//! when no member takes the request, `504` when the member does not answer
+//! within the listener's `timeout_member_data`. Every 4xx and 5xx of the
+//! proxy counts in the listener's `request_errors`, and so does a response
+//! cut because its member failed mid-body (the client connection is closed
+//! then: the head is already out, a 502 can no longer be said).
+//!
+//! Timeouts: a request head must arrive whole within the listener's
+//! `timeout_client_data` of the proxy starting to wait for it (so an idle
+//! keep-alive client and one sending its head byte by byte are both cut), and
+//! every read of a request body and every write to the client must progress
+//! within it; the member must answer within `timeout_member_data` and its body
+//! must progress within it.
 
+use crate::h1::{self, Chunked, Framing, Head, Refusal};
 use crate::health::passive::Outcome;
-use crate::io::{Activity, HyperIo, Meter, RawHeads};
 use crate::l7::Decision;
 use crate::listener::{LifeState, ListenerView};
-use crate::persistence::Affinity;
-use crate::pool::{InFlight, MemberRuntime, PoolRuntime};
+use crate::persistence::{Affinity, Persistence};
+use crate::pool::{MemberRuntime, PoolRuntime};
 use crate::snapshot::{LbShared, Snapshot};
-use crate::stats::ListenerStats;
 use crate::upstream::{self, IdleConns, Upstream};
-use bytes::Bytes;
-use http_body_util::{Either, Empty, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use statera_config::{ListenerConfig, Timeouts};
+use hyper::{StatusCode, Uri};
 use statera_model::PoolProtocol;
 use std::collections::HashMap;
-use std::convert::Infallible;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use uuid::Uuid;
+
+pub use crate::h1::MAX_HEADER_SIZE;
 
 /// Distinct members tried for one request before giving up on it (as for L4
 /// connections).
 pub const MAX_CONNECT_ATTEMPTS: usize = 3;
 
-/// Largest request head (request line and headers) accepted; larger ones get
-/// `431`. HAProxy's default buffer (16 KiB) less its rewrite reserve allows
-/// about as much, so clients that work behind the reference work here.
-pub const MAX_HEADER_SIZE: usize = 15 * 1024;
+/// How long, and for how many bytes, a connection the proxy closes keeps
+/// reading what the client still sends (see `ClientConn::linger`).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
 
-/// The body of a response to a client: relayed from a member, or written by
-/// the proxy.
-pub type ClientBody = Either<Relayed, Full<Bytes>>;
+/// What a client connection's read buffer starts at (a head is usually a few
+/// hundred bytes; it grows up to a head's limit, and bodies stream through
+/// it).
+const CLIENT_BUFFER: usize = 4 * 1024;
 
 /// Serves one HTTP client connection to its end.
 pub async fn serve(
@@ -95,91 +113,30 @@ pub async fn serve(
     if !first_byte(&client, client_timeout, life).await {
         return;
     }
-    let activity = Arc::new(Activity::new());
-    let heads = Arc::new(RawHeads::new(MAX_HEADER_SIZE + 1024));
-    let io = HyperIo::client(
+    let conn = ClientConn {
         client,
-        Meter {
-            stats: view.stats.clone(),
-            activity: activity.clone(),
-        },
-        heads.clone(),
-    );
-    let stats = view.stats.clone();
-    let conn = Arc::new(ClientConn {
-        snapshot: snapshot.clone(),
+        buf: Vec::with_capacity(CLIENT_BUFFER),
+        out: Vec::with_capacity(1024),
+        peer,
+        peer_text: peer.ip().to_canonical().to_string(),
+        vip,
+        snapshot,
         view,
         shared,
-        peer,
-        peer_value: address_value(peer.ip()),
-        vip,
-        activity: activity.clone(),
-        own_idle: Mutex::new(HashMap::new()),
-        member_timer: Mutex::new(None),
-    });
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let conn = conn.clone();
-        // Checked here, while hyper calls the service: `heads` still ends
-        // with this request's head (see `RawHeads`).
-        let ambiguous = is_ambiguous(request.headers(), &heads);
-        async move {
-            if ambiguous {
-                tracing::debug!(peer = %conn.peer, "request with Content-Length and Transfer-Encoding refused");
-                return Ok::<_, Infallible>(conn.bad_request());
-            }
-            Ok(conn.handle(request).await)
-        }
-    });
+        own_idle: HashMap::new(),
+        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        client_timeout,
+    };
     // Boxed: the task of a connection that never sends a byte stays small.
-    let mut http = Box::pin(
-        hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            .max_header_size(MAX_HEADER_SIZE)
-            .serve_connection(io, service),
-    );
-    let idle = activity.idle(client_timeout);
-    tokio::pin!(idle);
-    let mut watching_life = true;
-    loop {
-        tokio::select! {
-            result = http.as_mut() => {
-                if let Err(error) = result {
-                    if error.is_parse() || error.is_parse_too_large() {
-                        // hyper answered 400 or 431 itself.
-                        stats.request_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    tracing::debug!(%peer, %error, "HTTP client connection ended");
-                }
-                return;
-            }
-            () = &mut idle => {
-                tracing::debug!(%peer, "HTTP client connection idle; closing");
-                return;
-            }
-            changed = life.changed(), if watching_life => {
-                if changed.is_err() {
-                    // The listener's life cannot end any more.
-                    watching_life = false;
-                    continue;
-                }
-                match *life.borrow_and_update() {
-                    LifeState::Serving => {}
-                    // Finish the request in flight, take no other, close.
-                    LifeState::Draining => http.as_mut().graceful_shutdown(),
-                    LifeState::Cut => return,
-                }
-            }
-        }
-    }
+    Box::pin(conn.run(life)).await;
 }
 
 /// Waits until the client sends its first byte (or closes): `false` when
 /// the connection should end instead, because the client stayed silent for
 /// the client data timeout or the listener is draining or cut meanwhile.
 ///
-/// Nothing of hyper's exists before this returns `true`: its connection
-/// allocates an 8 KiB write buffer when made and an 8 KiB read buffer before
-/// its first read, which 10,000 silent connections would hold for nothing.
+/// No buffer exists before this returns `true`: 10,000 silent connections
+/// hold only their sockets and these small tasks.
 async fn first_byte(
     client: &TcpStream,
     timeout: Option<Duration>,
@@ -218,37 +175,101 @@ async fn first_byte(
     }
 }
 
-/// Whether a request whose head hyper just parsed (its headers here, its raw
-/// head the last of `heads`) had both `Content-Length` and
-/// `Transfer-Encoding`: the shape of request smuggling, refused with 400.
-pub(crate) fn is_ambiguous(headers: &HeaderMap, heads: &RawHeads) -> bool {
-    headers.contains_key(header::TRANSFER_ENCODING) && heads.last_has_content_length()
-}
-
-/// One client connection, as its requests see it.
+/// One client connection and what its requests share.
 struct ClientConn {
+    client: TcpStream,
+    /// What was read from the client and not yet forwarded: a head (at the
+    /// start), the part of its body that came with it, maybe the next
+    /// request.
+    buf: Vec<u8>,
+    /// Where heads are written, for the member or for the client.
+    out: Vec<u8>,
+    peer: SocketAddr,
+    /// `peer`'s address as X-Forwarded-For names it (IPv4-mapped IPv6 shown
+    /// as IPv4).
+    peer_text: String,
+    /// The address the client connected to: VIP and listener port.
+    vip: SocketAddr,
     /// The snapshot and listener the connection was accepted with; its
     /// requests use the newest ones instead while the listener is served.
     snapshot: Arc<Snapshot>,
     view: Arc<ListenerView>,
     shared: Arc<LbShared>,
-    peer: SocketAddr,
-    /// `peer`'s address as X-Forwarded-For names it.
-    peer_value: HeaderValue,
-    /// The address the client connected to: VIP and listener port.
-    vip: SocketAddr,
-    activity: Arc<Activity>,
     /// Idle member connections of PROXY pools, by member id: their PROXY
     /// header names this client, so they serve no other client connection.
-    own_idle: Mutex<HashMap<Uuid, Arc<IdleConns>>>,
-    /// The timer of the member data timeout while a request waits for its
-    /// response head, kept between requests: moving its deadline later
-    /// only updates it in place, where a new timer per request would be
-    /// inserted into tokio's timer wheel and removed again each time.
-    member_timer: Mutex<Option<Pin<Box<Sleep>>>>,
+    own_idle: HashMap<Uuid, Arc<IdleConns>>,
+    /// The one timer of the connection, moved to each wait's deadline: a
+    /// deadline moved later is updated in place, where a new timer per wait
+    /// would be inserted into tokio's timer wheel and removed again.
+    timer: Pin<Box<Sleep>>,
+    client_timeout: Option<Duration>,
 }
 
+/// How waiting for a request head ended, other than with a head.
+enum NoHead {
+    /// Closed, silent too long, or the listener stopped: close quietly.
+    Close,
+    /// Refused: answer with this status and close.
+    Refused(Refusal),
+}
+
+/// Why a member gave no usable response head.
+enum MemberFailure {
+    /// The connection ended (or failed) before any byte of a response.
+    Lost,
+    /// It ended or failed after part of one, or sent something that is
+    /// not an HTTP/1 response head.
+    Broken,
+    /// No response head within the member data timeout.
+    TimedOut,
+}
+
+/// What became of a request: whether the client connection can take another.
+type Keep = bool;
+
 impl ClientConn {
+    async fn run(mut self, life: &mut watch::Receiver<LifeState>) {
+        let mut stop = Stop::new(life.clone());
+        loop {
+            let head = match self.read_head(&mut stop).await {
+                Ok(head) => head,
+                Err(NoHead::Close) => return,
+                Err(NoHead::Refused(refusal)) => {
+                    let status = match refusal {
+                        Refusal::BadRequest(why) => {
+                            tracing::debug!(peer = %self.peer, why, "request refused");
+                            StatusCode::BAD_REQUEST
+                        }
+                        Refusal::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    };
+                    self.proxy_error(status, true).await;
+                    return;
+                }
+            };
+            let keep = {
+                let mut exchange = std::pin::pin!(self.exchange(head));
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(keep) = exchange.as_mut().poll(cx) {
+                        return Poll::Ready(keep);
+                    }
+                    // Draining lets the request finish; cut ends it.
+                    loop {
+                        match stop.poll_next(cx) {
+                            Poll::Ready(LifeState::Cut) => return Poll::Ready(false),
+                            Poll::Ready(_) => continue,
+                            Poll::Pending => return Poll::Pending,
+                        }
+                    }
+                })
+                .await
+            };
+            if !keep || stop.draining {
+                // Draining: the request in flight is done; take no other.
+                return;
+            }
+        }
+    }
+
     /// The configuration a request on this connection follows: the newest
     /// snapshot while it still serves this address (a keep-alive client sees
     /// member and policy changes at its next request, as a new connection
@@ -262,98 +283,196 @@ impl ClientConn {
         }
     }
 
-    fn stats(&self) -> &ListenerStats {
-        &self.view.stats
-    }
-
-    async fn handle(&self, request: Request<Incoming>) -> Response<ClientBody> {
-        let _waiting = self.activity.waiting();
-        let (snapshot, view) = self.current();
-        let listener = &snapshot.config.listeners[view.index];
-        if !host_is_unambiguous(&request) {
-            // RFC 9112 §3.2: 400 to an HTTP/1.1 request without exactly one
-            // Host. Two hosts could let an L7 rule judge one while the member
-            // serves the other.
-            return self.bad_request();
-        }
-        let pool_id = match view.policies.decide(request.uri(), request.headers()) {
-            Decision::Reject => return self.proxy_error(StatusCode::FORBIDDEN),
-            Decision::Redirect { status, location } => return redirect(status, location),
-            Decision::Pool(id) => Some(id),
-            Decision::Default => listener.default_pool_id,
-        };
-        let Some(pool) = pool_id.and_then(|id| snapshot.pools.get(&id)) else {
-            return self.proxy_error(StatusCode::SERVICE_UNAVAILABLE);
-        };
-        let (mut parts, body) = request.into_parts();
-        let Some(target) = origin_form(&parts.uri) else {
-            // CONNECT's authority form: this is not a forward proxy.
-            return self.proxy_error(StatusCode::METHOD_NOT_ALLOWED);
-        };
-        if let Some(authority) = parts.uri.authority() {
-            // An absolute-form target's authority is the host (RFC 9112 §3.2.2).
-            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                parts.headers.insert(header::HOST, host);
+    /// Reads until `buf` starts with a whole request head, within the client
+    /// data timeout (from the moment it has to wait). A draining or cut
+    /// listener ends the wait while no request has begun.
+    async fn read_head(&mut self, stop: &mut Stop) -> Result<Head, NoHead> {
+        let mut armed = false;
+        loop {
+            if !self.buf.is_empty() {
+                match h1::parse_request(&self.buf) {
+                    Ok(Some(head)) => return Ok(head),
+                    Ok(None) => {}
+                    Err(refusal) => return Err(NoHead::Refused(refusal)),
+                }
+            }
+            reserve(&mut self.buf, CLIENT_BUFFER);
+            let timer = &mut self.timer;
+            let limit = self.client_timeout;
+            let mut read = std::pin::pin!(self.client.read_buf(&mut self.buf));
+            let event = std::future::poll_fn(|cx| {
+                if let Poll::Ready(read) = read.as_mut().poll(cx) {
+                    return Poll::Ready(HeadEvent::Read(read));
+                }
+                if let Some(limit) = limit {
+                    if !armed {
+                        timer.as_mut().reset(Instant::now() + limit);
+                        armed = true;
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(HeadEvent::TimedOut);
+                    }
+                }
+                stop.poll_next(cx).map(HeadEvent::Life)
+            })
+            .await;
+            match event {
+                HeadEvent::Read(Ok(0) | Err(_)) => return Err(NoHead::Close),
+                HeadEvent::Read(Ok(n)) => {
+                    self.view
+                        .stats
+                        .bytes_in
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                HeadEvent::TimedOut => {
+                    tracing::debug!(peer = %self.peer, "HTTP client idle or too slow; closing");
+                    return Err(NoHead::Close);
+                }
+                HeadEvent::Life(state) => {
+                    if state == LifeState::Cut || self.buf.is_empty() {
+                        return Err(NoHead::Close);
+                    }
+                }
             }
         }
-        parts.uri = target;
-        parts.version = Version::HTTP_11;
-        strip_hop_by_hop(&mut parts.headers);
-        parts.headers.remove(header::EXPECT);
-        self.insert_forwarded(listener, &mut parts.headers);
-        let affinity = pool.affinity(self.peer, Some(&parts.headers));
-        if let Some(persistence) = &pool.persistence {
-            persistence.strip_request(&mut parts.headers);
-        }
-        let timeouts = listener.timeouts;
-        self.forward(pool, timeouts, parts, body, affinity).await
     }
 
-    fn insert_forwarded(&self, listener: &ListenerConfig, headers: &mut HeaderMap) {
-        let insert = listener.insert_headers;
-        if insert.x_forwarded_for
-            && let Some(value) = forwarded_for(headers, &self.peer_value)
+    /// Serves the request whose head starts `buf`.
+    async fn exchange(&mut self, head: Head) -> Keep {
+        let (snapshot, view) = self.current();
+        let listener = &snapshot.config.listeners[view.index];
+        let buf = &self.buf[..head.len];
+        let method = &buf[head.method.clone()];
+        let Some(target) = Target::of(&buf[head.target.clone()]) else {
+            // CONNECT's authority form: this is not a forward proxy.
+            return self.refuse(&head, StatusCode::METHOD_NOT_ALLOWED).await;
+        };
+        let policies = &view.policies;
+        // Headers as a map only for what reads them that way.
+        let mut map = None;
+        if !policies.is_empty() {
+            map = Some(header_map(buf, &head));
+        }
+        let pool_id = if policies.is_empty() {
+            listener.default_pool_id
+        } else {
+            let Ok(uri) = Uri::try_from(&buf[head.target.clone()]) else {
+                return self.refuse(&head, StatusCode::BAD_REQUEST).await;
+            };
+            match policies.decide(&uri, map.as_ref().expect("made above")) {
+                Decision::Reject => return self.refuse(&head, StatusCode::FORBIDDEN).await,
+                Decision::Redirect { status, location } => {
+                    let keep = head.keep_alive && head.framing() == Framing::Empty;
+                    if keep {
+                        self.consume(head.len);
+                    }
+                    self.respond(status, Some(&location), !keep).await;
+                    return keep;
+                }
+                Decision::Pool(id) => Some(id),
+                Decision::Default => listener.default_pool_id,
+            }
+        };
+        let Some(pool) = pool_id.and_then(|id| snapshot.pools.get(&id)).cloned() else {
+            return self.refuse(&head, StatusCode::SERVICE_UNAVAILABLE).await;
+        };
+        let cookies = matches!(
+            pool.persistence.as_deref(),
+            Some(Persistence::HttpCookie | Persistence::AppCookie { .. })
+        );
+        if cookies && map.is_none() {
+            map = Some(header_map(buf, &head));
+        }
+        let affinity = pool.affinity(self.peer, map.as_ref());
+        let mut strip_cookie = false;
+        if let (Some(persistence @ Persistence::HttpCookie), Some(map)) =
+            (pool.persistence.as_deref(), map.as_mut())
         {
-            headers.insert(X_FORWARDED_FOR, value);
+            persistence.strip_request(map);
+            strip_cookie = true;
         }
-        if insert.x_forwarded_port {
-            headers.insert(X_FORWARDED_PORT, HeaderValue::from(listener.protocol_port));
-        }
-        if insert.x_forwarded_proto {
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        }
+        let idempotent = matches!(
+            method,
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+        );
+        let to_head = method == b"HEAD";
+        write_request_head(
+            &mut self.out,
+            buf,
+            &head,
+            &target,
+            RequestEdits {
+                forwarded_for: listener
+                    .insert_headers
+                    .x_forwarded_for
+                    .then_some(&*self.peer_text),
+                forwarded_port: listener
+                    .insert_headers
+                    .x_forwarded_port
+                    .then_some(listener.protocol_port),
+                forwarded_proto: listener.insert_headers.x_forwarded_proto,
+                cookies: if strip_cookie { map.as_ref() } else { None },
+            },
+        );
+        let timeouts = listener.timeouts;
+        let exchange = Exchange {
+            head,
+            affinity,
+            idempotent,
+            to_head,
+            connect_timeout: crate::relay::millis(timeouts.member_connect_ms),
+            member_timeout: crate::relay::millis(timeouts.member_data_ms),
+        };
+        drop(snapshot);
+        self.forward(&pool, exchange).await
     }
 
     /// The idle connections a request to `member` of `pool` may use.
-    fn idle_for(&self, pool: &PoolRuntime, member: &MemberRuntime) -> Arc<IdleConns> {
+    fn idle_for(&mut self, pool: &PoolRuntime, member: &MemberRuntime) -> Arc<IdleConns> {
         if !matches!(pool.protocol, PoolProtocol::Proxy | PoolProtocol::ProxyV2) {
             return member.idle.clone();
         }
-        let mut own = self.own_idle.lock().unwrap_or_else(|e| e.into_inner());
-        own.entry(member.id).or_default().clone()
+        self.own_idle.entry(member.id).or_default().clone()
     }
 
-    async fn forward(
-        &self,
-        pool: &PoolRuntime,
-        timeouts: Timeouts,
-        parts: hyper::http::request::Parts,
-        body: Incoming,
-        affinity: Affinity,
-    ) -> Response<ClientBody> {
-        let connect_timeout = crate::relay::millis(timeouts.member_connect_ms);
-        let member_timeout = crate::relay::millis(timeouts.member_data_ms);
+    /// Sends the request (its head in `out`, its body in `buf` and still
+    /// coming) to a member and relays the response.
+    async fn forward(&mut self, pool: &PoolRuntime, x: Exchange) -> Keep {
+        // The part of the body that came with the head, and whether it is
+        // all of it.
+        let mut chunked = Chunked::default();
+        let (body_end, complete) = match x.head.framing() {
+            Framing::Empty | Framing::UntilClose => (x.head.len, true),
+            Framing::Length(n) => {
+                let available = (self.buf.len() - x.head.len) as u64;
+                let end = x.head.len + available.min(n) as usize;
+                (end, available >= n)
+            }
+            Framing::Chunked => match chunked.scan(&self.buf[x.head.len..], |_| {}) {
+                Ok(n) => (x.head.len + n, chunked.is_done()),
+                Err(_) => return self.refuse_closing(StatusCode::BAD_REQUEST).await,
+            },
+        };
+        if complete {
+            // The whole request goes out in one write.
+            self.out.extend_from_slice(&self.buf[x.head.len..body_end]);
+        } else if x.head.expect_continue {
+            // We forward without Expect; the client waits for our word.
+            if self
+                .write_client(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        let replayable = complete && x.head.framing() == Framing::Empty && x.idempotent;
         let proxy_header = upstream::proxy_header(pool.protocol, self.peer, self.vip);
-        // Without a body, an idempotent request can be sent again if a reused
-        // connection loses it: what it takes to rebuild it is kept when it
-        // goes out on a reused connection (a fresh one never replays).
-        let replayable = body.is_end_stream() && is_idempotent(&parts.method);
-        let mut replay: Option<(Method, Uri, HeaderMap)> = None;
-        let mut request = Some(Request::from_parts(parts, Either::Left(body)));
+        let reporter = self.snapshot.reporter.clone();
         let mut tried = [0; MAX_CONNECT_ATTEMPTS];
         let mut attempts = 0;
         'members: while attempts < MAX_CONNECT_ATTEMPTS {
-            let Some(i) = pool.select(self.peer, &affinity, &tried[..attempts]) else {
+            let Some(i) = pool.select(self.peer, &x.affinity, &tried[..attempts]) else {
                 break;
             };
             tried[attempts] = i;
@@ -366,489 +485,1016 @@ impl ClientConn {
             loop {
                 let pooled = if fresh_only { None } else { idle.take() };
                 let reused = pooled.is_some();
-                let mut conn = match pooled {
-                    Some(conn) => conn,
-                    None => {
-                        match upstream::open(
-                            &self.snapshot.netns,
-                            member.addr,
-                            connect_timeout,
-                            proxy_header.as_deref(),
-                            member.stats.clone(),
-                        )
-                        .await
-                        {
-                            Ok(conn) => conn,
-                            Err(error) => {
-                                tracing::debug!(member = %member.id, addr = %member.addr, %error, "member connect failed");
-                                pool.observe(i, Outcome::Failure, &self.snapshot.reporter);
-                                continue 'members;
-                            }
-                        }
-                    }
-                };
-                let Some(outgoing) = request.take() else {
-                    break 'members;
-                };
-                if reused && replayable && replay.is_none() {
-                    replay = Some((
-                        outgoing.method().clone(),
-                        outgoing.uri().clone(),
-                        outgoing.headers().clone(),
-                    ));
-                }
-                let sent = conn.sender.try_send_request(outgoing);
-                let sent = conn.drive(sent);
-                let result = match member_timeout {
-                    Some(limit) => match self.within(limit, sent).await {
-                        Some(result) => result,
-                        None => {
-                            tracing::debug!(member = %member.id, "member did not answer in time");
-                            pool.observe(i, Outcome::Failure, &self.snapshot.reporter);
-                            return self.proxy_error(StatusCode::GATEWAY_TIMEOUT);
-                        }
-                    },
-                    None => sent.await,
-                };
-                match result {
-                    Ok(mut response) => {
-                        let outcome = if response.status().is_server_error() {
-                            Outcome::Failure
-                        } else {
-                            Outcome::Success
-                        };
-                        pool.observe(i, outcome, &self.snapshot.reporter);
-                        pool.stick(&affinity, i);
-                        if let Some(persistence) = &pool.persistence {
-                            persistence.on_response(
-                                &affinity,
-                                member.id,
-                                response.headers_mut(),
-                                tokio::time::Instant::now(),
-                            );
-                        }
-                        return self.relay_response(
-                            response,
-                            conn,
-                            idle,
-                            member_timeout,
-                            in_flight,
-                        );
-                    }
-                    Err(mut failed) => {
-                        tracing::debug!(member = %member.id, error = %failed.error(), reused, "member request failed");
-                        if !reused {
-                            // A fresh connection lost: the member's doing
-                            // (a reused one may just have timed out idle).
-                            pool.observe(i, Outcome::Failure, &self.snapshot.reporter);
-                        }
-                        if let Some(unsent) = failed.take_message() {
-                            // Nothing left: try again, on a fresh
-                            // connection if this one was reused, else on
-                            // another member.
-                            request = Some(unsent);
-                            if reused {
-                                continue;
-                            }
+                let mut up = match pooled {
+                    Some(up) => up,
+                    None => match upstream::open(
+                        &self.snapshot.netns,
+                        member.addr,
+                        x.connect_timeout,
+                        proxy_header.as_deref(),
+                        member.stats.clone(),
+                    )
+                    .await
+                    {
+                        Ok(up) => up,
+                        Err(error) => {
+                            tracing::debug!(member = %member.id, addr = %member.addr, %error, "member connect failed");
+                            pool.observe(i, Outcome::Failure, &reporter);
                             continue 'members;
                         }
-                        if reused && let Some((method, uri, headers)) = &replay {
-                            let mut again = Request::new(Either::Right(Empty::new()));
-                            *again.method_mut() = method.clone();
-                            *again.uri_mut() = uri.clone();
-                            *again.headers_mut() = headers.clone();
-                            request = Some(again);
-                            fresh_only = true;
-                            continue;
+                    },
+                };
+                let sent = if complete {
+                    self.send_whole(&mut up, &x).await
+                } else {
+                    self.send_streaming(&mut up, &x, body_end, chunked.clone())
+                        .await
+                };
+                let (response, request_complete) = match sent {
+                    Ok(sent) => {
+                        if complete {
+                            self.consume(body_end);
                         }
-                        return self.proxy_error(StatusCode::BAD_GATEWAY);
+                        sent
                     }
+                    Err(None) => return false,
+                    Err(Some(failure)) => {
+                        match failure {
+                            MemberFailure::Lost if reused && replayable => {
+                                // The member closed the idle connection as
+                                // we sent: not its fault, and the request
+                                // can go again.
+                                tracing::debug!(member = %member.id, "request lost by a reused connection; sending again");
+                                fresh_only = true;
+                                continue;
+                            }
+                            MemberFailure::TimedOut => {
+                                tracing::debug!(member = %member.id, "member did not answer in time");
+                                pool.observe(i, Outcome::Failure, &reporter);
+                                return self
+                                    .error_after_send(
+                                        &x,
+                                        complete,
+                                        body_end,
+                                        StatusCode::GATEWAY_TIMEOUT,
+                                    )
+                                    .await;
+                            }
+                            MemberFailure::Lost | MemberFailure::Broken => {
+                                tracing::debug!(member = %member.id, reused, "member request failed");
+                                if !reused {
+                                    // A fresh connection lost: the member's
+                                    // doing (a reused one may just have
+                                    // timed out idle).
+                                    pool.observe(i, Outcome::Failure, &reporter);
+                                }
+                                return self
+                                    .error_after_send(
+                                        &x,
+                                        complete,
+                                        body_end,
+                                        StatusCode::BAD_GATEWAY,
+                                    )
+                                    .await;
+                            }
+                        }
+                    }
+                };
+                let outcome = if response.status >= 500 {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                };
+                pool.observe(i, outcome, &reporter);
+                pool.stick(&x.affinity, i);
+                let (keep, reusable) = self
+                    .relay_response(&mut up, response, pool, member.id, &x, request_complete)
+                    .await;
+                drop(in_flight);
+                if reusable {
+                    idle.park(up);
                 }
+                return keep;
             }
         }
         tracing::debug!(pool = %pool.id, tried = attempts, "no member took the request");
-        self.proxy_error(StatusCode::SERVICE_UNAVAILABLE)
+        if complete {
+            self.consume(body_end);
+        }
+        let keep = complete && x.head.keep_alive;
+        self.proxy_error(StatusCode::SERVICE_UNAVAILABLE, !keep)
+            .await;
+        keep
     }
 
-    /// `future`'s output if it comes within `limit` (polled first, as
-    /// `tokio::time::timeout` does), on the connection's reused timer.
-    async fn within<F: Future>(&self, limit: Duration, future: F) -> Option<F::Output> {
-        let deadline = tokio::time::Instant::now() + limit;
-        let taken = self
-            .member_timer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let mut timer = match taken {
-            Some(mut timer) => {
-                timer.as_mut().reset(deadline);
-                timer
+    /// Sends a request whose body is all in `buf` (head and body are in
+    /// `out`) and reads the response head.
+    async fn send_whole(
+        &mut self,
+        up: &mut Upstream,
+        x: &Exchange,
+    ) -> Result<(Head, bool), Option<MemberFailure>> {
+        if up.write_all(&self.out).await.is_err() {
+            return Err(Some(MemberFailure::Lost));
+        }
+        let read = read_response_head(up, x.to_head);
+        match timed(&mut self.timer, x.member_timeout, read).await {
+            Some(Ok(head)) => Ok((head, true)),
+            Some(Err(failure)) => Err(Some(failure)),
+            None => Err(Some(MemberFailure::TimedOut)),
+        }
+    }
+
+    /// Sends a request whose body is still coming: the head and what `buf`
+    /// has of the body first, then the rest as the client sends it, while
+    /// watching for the response head (a member may answer before it has
+    /// read the whole body). `Err(None)`: the client failed; nothing more
+    /// can be said to it.
+    async fn send_streaming(
+        &mut self,
+        up: &mut Upstream,
+        x: &Exchange,
+        body_end: usize,
+        chunked: Chunked,
+    ) -> Result<(Head, bool), Option<MemberFailure>> {
+        let mut first = std::mem::take(&mut self.out);
+        first.extend_from_slice(&self.buf[x.head.len..body_end]);
+        let written = up.write_all(&first).await;
+        first.clear();
+        self.out = first;
+        if written.is_err() {
+            return Err(Some(MemberFailure::Lost));
+        }
+        let remaining = match x.head.framing() {
+            Framing::Length(n) => n - (body_end - x.head.len) as u64,
+            _ => 0,
+        };
+        self.buf.clear();
+        let framing = x.head.framing();
+        let Upstream {
+            stream, buf, stats, ..
+        } = up;
+        let stats: &crate::stats::ListenerStats = stats;
+        let (mut member_read, mut member_write) = stream.split();
+        let mut pumped: Option<Result<usize, PumpError>> = None;
+        let waited = {
+            let mut pump = std::pin::pin!(pump_body(
+                &mut self.client,
+                &mut self.buf,
+                &mut member_write,
+                Body {
+                    remaining,
+                    chunked: (framing == Framing::Chunked).then_some(chunked),
+                },
+                self.client_timeout,
+                &self.view.stats,
+                stats,
+            ));
+            let mut read = std::pin::pin!(read_head_from(&mut member_read, buf, stats, x.to_head));
+            timed(&mut self.timer, x.member_timeout, async {
+                loop {
+                    tokio::select! {
+                        biased;
+                        head = &mut read => return head,
+                        result = &mut pump, if pumped.is_none() => {
+                            let client_failed = matches!(result, Err(PumpError::Client));
+                            pumped = Some(result);
+                            if client_failed {
+                                return Err(MemberFailure::Lost);
+                            }
+                        }
+                    }
+                }
+            })
+            .await
+        };
+        let request_complete = match pumped {
+            Some(Ok(end)) => {
+                self.consume_to(end);
+                true
             }
-            None => Box::pin(tokio::time::sleep_until(deadline)),
+            Some(Err(PumpError::Client)) => return Err(None),
+            _ => false,
         };
-        let output = tokio::select! {
-            biased;
-            output = future => Some(output),
-            () = timer.as_mut() => None,
-        };
-        // Dropped instead if this request is dropped meanwhile: the next
-        // one makes a new timer.
-        *self.member_timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(timer);
-        output
+        match waited {
+            Some(Ok(head)) => Ok((head, request_complete)),
+            Some(Err(failure)) if request_complete => Err(Some(failure)),
+            // The body did not get through: nothing can be sent again.
+            Some(Err(_)) => Err(Some(MemberFailure::Broken)),
+            None => Err(Some(MemberFailure::TimedOut)),
+        }
     }
 
-    fn relay_response(
-        &self,
-        response: Response<Incoming>,
-        conn: Upstream,
-        idle: Arc<IdleConns>,
+    /// Relays a member's response (its head parsed from `conn.buf`) to the
+    /// client; also says whether the member connection can take another
+    /// request.
+    async fn relay_response(
+        &mut self,
+        conn: &mut Upstream,
+        response: Head,
+        pool: &PoolRuntime,
+        member: Uuid,
+        x: &Exchange,
+        request_complete: bool,
+    ) -> (Keep, bool) {
+        let mut map = None;
+        if let Some(persistence) = pool.persistence.as_deref()
+            && !matches!(persistence, Persistence::SourceIp(_))
+        {
+            let mut headers = header_map(&conn.buf, &response);
+            persistence.on_response(&x.affinity, member, &mut headers, Instant::now());
+            map = Some(headers);
+        }
+        let framing = response.framing();
+        let dechunk = framing == Framing::Chunked && x.head.minor == 0;
+        let close =
+            !x.head.keep_alive || !request_complete || framing == Framing::UntilClose || dechunk;
+        write_response_head(
+            &mut self.out,
+            &conn.buf,
+            &response,
+            map.as_ref(),
+            close,
+            x.head.minor,
+        );
+        conn.buf.drain(..response.len);
+        let relayed = self
+            .relay_body(conn, framing, dechunk, x.member_timeout)
+            .await;
+        if relayed.is_ok() && !request_complete {
+            // The member answered before the whole body came: the rest of
+            // it is still on its way from the client.
+            self.linger().await;
+        }
+        match relayed {
+            Ok(()) => (
+                !close,
+                response.keep_alive && request_complete && conn.buf.is_empty(),
+            ),
+            Err(Side::Member) => {
+                tracing::debug!("member failed mid-response");
+                self.view
+                    .stats
+                    .request_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                (false, false)
+            }
+            Err(Side::Client) => (false, false),
+        }
+    }
+
+    /// Sends the head in `out` and the body that follows it in `up.buf`
+    /// (and from the member after that) to the client.
+    async fn relay_body(
+        &mut self,
+        up: &mut Upstream,
+        framing: Framing,
+        dechunk: bool,
         member_timeout: Option<Duration>,
-        in_flight: InFlight,
-    ) -> Response<ClientBody> {
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        parts.version = Version::HTTP_11;
-        let body = Relayed {
-            inner: body,
-            timeout: member_timeout,
-            timer: None,
-            conn: Some((conn, idle)),
-            complete: false,
-            stats: self.view.stats.clone(),
-            _in_flight: in_flight,
+    ) -> Result<(), Side> {
+        let mut remaining = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
         };
-        Response::from_parts(parts, Either::Left(body))
+        let mut chunked = Chunked::default();
+        let mut data = Vec::new();
+        loop {
+            // What of `up.buf` is this body, and whether the body ends there.
+            let (take, done) = match framing {
+                Framing::Empty => (0, true),
+                Framing::Length(_) => {
+                    let take = (up.buf.len() as u64).min(remaining);
+                    remaining -= take;
+                    (take as usize, remaining == 0)
+                }
+                Framing::Chunked => {
+                    data.clear();
+                    let n = chunked
+                        .scan(&up.buf, |range| data.push(range))
+                        .map_err(|_| Side::Member)?;
+                    (n, chunked.is_done())
+                }
+                Framing::UntilClose => (up.buf.len(), false),
+            };
+            let head = std::mem::take(&mut self.out);
+            let wrote = if dechunk {
+                let mut parts: Vec<IoSlice<'_>> = Vec::with_capacity(data.len() + 1);
+                parts.push(IoSlice::new(&head));
+                parts.extend(data.iter().map(|r| IoSlice::new(&up.buf[r.clone()])));
+                self.write_client_parts(&mut parts).await
+            } else {
+                self.write_client_pair(&head, &up.buf[..take]).await
+            };
+            self.out = head;
+            self.out.clear();
+            wrote.map_err(|_| Side::Client)?;
+            up.buf.drain(..take);
+            if done {
+                return Ok(());
+            }
+            if !up.buf.is_empty() {
+                // Bytes past the end of a body that has not ended: cannot be.
+                return Err(Side::Member);
+            }
+            let expected = matches!(framing, Framing::Length(_)).then_some(remaining);
+            match timed(&mut self.timer, member_timeout, up.read_more(expected)).await {
+                Some(Ok(0)) if framing == Framing::UntilClose => return Ok(()),
+                Some(Ok(0)) | Some(Err(_)) => return Err(Side::Member),
+                Some(Ok(_)) => {}
+                None => {
+                    tracing::debug!("member response body timed out");
+                    return Err(Side::Member);
+                }
+            }
+        }
     }
 
-    /// `400` and close: what follows a request we could not make sense of
-    /// cannot be trusted to be the next request.
-    fn bad_request(&self) -> Response<ClientBody> {
-        let mut response = self.proxy_error(StatusCode::BAD_REQUEST);
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        response
+    /// After a request went (at least partly) to a member that failed:
+    /// `status` to the client, which may go on only if its request was
+    /// read whole.
+    async fn error_after_send(
+        &mut self,
+        x: &Exchange,
+        complete: bool,
+        body_end: usize,
+        status: StatusCode,
+    ) -> Keep {
+        let keep = complete && x.head.keep_alive;
+        if complete {
+            self.consume(body_end);
+        }
+        self.proxy_error(status, !keep).await;
+        keep
+    }
+
+    /// Drops the first `end` bytes of `buf`: a request that is done with.
+    fn consume(&mut self, end: usize) {
+        self.buf.drain(..end);
+    }
+
+    fn consume_to(&mut self, end: usize) {
+        self.buf.drain(..end.min(self.buf.len()));
+    }
+
+    /// A response of the proxy's own to a request whose body was not read:
+    /// the connection goes on only if it had none.
+    async fn refuse(&mut self, head: &Head, status: StatusCode) -> Keep {
+        if head.framing() != Framing::Empty || !head.keep_alive {
+            return self.refuse_closing(status).await;
+        }
+        self.consume(head.len);
+        self.proxy_error(status, false).await;
+        true
+    }
+
+    async fn refuse_closing(&mut self, status: StatusCode) -> Keep {
+        self.proxy_error(status, true).await;
+        false
     }
 
     /// A response from the proxy itself, counted as a request error.
-    fn proxy_error(&self, status: StatusCode) -> Response<ClientBody> {
-        self.stats().request_errors.fetch_add(1, Ordering::Relaxed);
-        proxy_response(status)
+    async fn proxy_error(&mut self, status: StatusCode, close: bool) {
+        self.view
+            .stats
+            .request_errors
+            .fetch_add(1, Ordering::Relaxed);
+        self.respond(status, None, close).await;
+    }
+
+    /// Writes a short response of the proxy's own (plain text like
+    /// HAProxy's error pages, or a redirect to `location`).
+    async fn respond(&mut self, status: StatusCode, location: Option<&HeaderValue>, close: bool) {
+        use std::io::Write as _;
+        let reason = status.canonical_reason().unwrap_or("");
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", status.as_u16());
+        out.extend_from_slice(b"cache-control: no-cache\r\n");
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        match location {
+            Some(location) => {
+                out.extend_from_slice(b"location: ");
+                out.extend_from_slice(location.as_bytes());
+                out.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+            }
+            None => {
+                let text = format!("{} {reason}\n", status.as_u16());
+                let _ = write!(
+                    out,
+                    "content-type: text/plain\r\ncontent-length: {}\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        }
+        let _ = self.write_client(&out).await;
+        out.clear();
+        self.out = out;
+        if close {
+            self.linger().await;
+        }
+    }
+
+    /// Ends a connection the proxy closes while the client may still be
+    /// sending (a refused head, an unread body): our side is shut first,
+    /// then what the client still sends is read and dropped for a moment,
+    /// so closing does not reset the connection and lose the response we
+    /// just wrote. Bounded in time and bytes.
+    async fn linger(&mut self) {
+        if self.client.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut sink = [0u8; 4096];
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            match tokio::time::timeout_at(deadline, self.client.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => dropped += n,
+                _ => return,
+            }
+        }
+    }
+
+    async fn write_client(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_client_pair(bytes, &[]).await
+    }
+
+    /// Writes `a` then `b` to the client (one system call when it takes
+    /// them), each write within the client data timeout.
+    async fn write_client_pair(&mut self, a: &[u8], b: &[u8]) -> io::Result<()> {
+        let mut parts = [IoSlice::new(a), IoSlice::new(b)];
+        let skip = usize::from(a.is_empty()) + usize::from(a.is_empty() && b.is_empty());
+        self.write_client_parts(&mut parts[skip..]).await
+    }
+
+    async fn write_client_parts(&mut self, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+        while !parts.is_empty() {
+            let write = self.client.write_vectored(parts);
+            let n = match timed(&mut self.timer, self.client_timeout, write).await {
+                Some(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Some(result) => result?,
+                None => return Err(io::ErrorKind::TimedOut.into()),
+            };
+            self.view
+                .stats
+                .bytes_out
+                .fetch_add(n as u64, Ordering::Relaxed);
+            IoSlice::advance_slices(&mut parts, n);
+        }
+        Ok(())
     }
 }
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// A client address as a header value (IPv4-mapped IPv6 shown as IPv4):
-/// made once per client connection, cloned into each request's
-/// X-Forwarded-For (a reference count, where formatting the address costs a
-/// `fmt` pass and an allocation per request).
-fn address_value(client: std::net::IpAddr) -> HeaderValue {
-    HeaderValue::from_maybe_shared(Bytes::from(client.to_canonical().to_string()))
-        .expect("an IP address is a valid header value")
+/// Which side of a relay failed.
+enum Side {
+    Client,
+    Member,
 }
 
-/// The X-Forwarded-For value for a request from the client at `client` (see
-/// [`address_value`]): appended to what earlier proxies said, as one
-/// comma-separated line (applications that read only the first line still
-/// see the whole chain).
-fn forwarded_for(headers: &HeaderMap, client: &HeaderValue) -> Option<HeaderValue> {
-    let earlier = || {
-        headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+/// What a request is, once decided, for its way to a member and back.
+struct Exchange {
+    head: Head,
+    affinity: Affinity,
+    idempotent: bool,
+    to_head: bool,
+    connect_timeout: Option<Duration>,
+    member_timeout: Option<Duration>,
+}
+
+/// What ended a wait for a request head.
+enum HeadEvent {
+    Read(io::Result<usize>),
+    TimedOut,
+    Life(LifeState),
+}
+
+/// The listener's life as one client connection follows it: one wait on
+/// the listener's state, registered once per connection (not once per
+/// request), that resolves when it moves to draining, then to cut.
+struct Stop {
+    next: Pin<Box<dyn Future<Output = (LifeState, watch::Receiver<LifeState>)> + Send>>,
+    /// The listener is draining: the request in flight is the last.
+    draining: bool,
+}
+
+impl Stop {
+    fn new(life: watch::Receiver<LifeState>) -> Stop {
+        Stop {
+            next: Box::pin(next_stop(life, LifeState::Serving)),
+            draining: false,
+        }
+    }
+
+    /// Ready with the new state when the listener starts draining or is cut.
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<LifeState> {
+        let (state, life) = std::task::ready!(self.next.as_mut().poll(cx));
+        if state == LifeState::Draining {
+            self.draining = true;
+            self.next = Box::pin(next_stop(life, LifeState::Draining));
+        } else {
+            self.next = Box::pin(std::future::pending());
+        }
+        Poll::Ready(state)
+    }
+}
+
+/// Resolves with the listener's state once it is neither serving nor `from`.
+async fn next_stop(
+    mut life: watch::Receiver<LifeState>,
+    from: LifeState,
+) -> (LifeState, watch::Receiver<LifeState>) {
+    loop {
+        let state = *life.borrow_and_update();
+        if state != LifeState::Serving && state != from {
+            return (state, life);
+        }
+        if life.changed().await.is_err() {
+            // The listener's life cannot change any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// `future`'s output if it comes within `limit` (`None`: no limit), on the
+/// connection's timer. A future that is ready at once (most writes, a
+/// response already in) costs the timer nothing: it is armed only when the
+/// future has to wait.
+async fn timed<F: Future>(
+    timer: &mut Pin<Box<Sleep>>,
+    limit: Option<Duration>,
+    future: F,
+) -> Option<F::Output> {
+    let Some(limit) = limit else {
+        return Some(future.await);
     };
-    if earlier().next().is_none() {
-        return Some(client.clone());
-    }
-    // Allocated at its exact size: `Bytes` then takes it over as it is,
-    // where a spare capacity would cost it a second allocation.
-    let len = earlier().map(|v| v.len() + 2).sum::<usize>() + client.len();
-    let mut line = Vec::with_capacity(len);
-    for earlier in earlier() {
-        line.extend_from_slice(earlier.as_bytes());
-        line.extend_from_slice(b", ");
-    }
-    line.extend_from_slice(client.as_bytes());
-    HeaderValue::from_maybe_shared(Bytes::from(line)).ok()
-}
-const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// A short plain-text response from the proxy, like HAProxy's error pages.
-fn proxy_response(status: StatusCode) -> Response<ClientBody> {
-    let text = format!(
-        "{} {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(text))));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
-}
-
-fn redirect(status: StatusCode, location: HeaderValue) -> Response<ClientBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::LOCATION, location);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
-}
-
-/// The target to send a member: path and query (origin form); `None` for
-/// an authority-form target (CONNECT).
-fn origin_form(uri: &Uri) -> Option<Uri> {
-    match (uri.scheme(), uri.authority()) {
-        (None, None) => Some(uri.clone()),
-        (None, Some(_)) => None,
-        (Some(_), _) => Some(match uri.path_and_query() {
-            Some(path) => Uri::from(path.clone()),
-            None => Uri::from_static("/"),
-        }),
-    }
-}
-
-/// Whether the request names its host exactly once (HTTP/1.1), or at most
-/// once (HTTP/1.0, where Host is optional).
-fn host_is_unambiguous<B>(request: &Request<B>) -> bool {
-    let hosts = request.headers().get_all(header::HOST).iter().count();
-    match request.version() {
-        Version::HTTP_10 | Version::HTTP_09 => hosts <= 1,
-        _ => hosts == 1,
-    }
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-/// Removes the headers that describe one connection, not the message
-/// (RFC 9110 §7.6.1): those named by `Connection`, and the standard ones.
-/// Framing (`Transfer-Encoding`) is hyper's to set on each side.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    const HOP_BY_HOP: [HeaderName; 8] = [
-        header::CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-    ];
-    // Most messages have none of them: one pass over the names, no lookup.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        return;
-    }
-    if headers.contains_key(header::CONNECTION) {
-        // Only the names that are present and not removed below anyway
-        // (`Connection: keep-alive`, `close`: none), so the usual message
-        // builds nothing here.
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|token| {
-                headers.contains_key(*token)
-                    && !HOP_BY_HOP
-                        .iter()
-                        .any(|h| h.as_str().eq_ignore_ascii_case(token))
-            })
-            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
+    let mut future = std::pin::pin!(future);
+    let mut armed = false;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
         }
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
-
-/// A member's response body on its way to the client: enforces the member
-/// data timeout between frames, counts a member failing mid-body as a
-/// request error, and parks the member connection once the body is complete.
-pub struct Relayed {
-    inner: Incoming,
-    timeout: Option<Duration>,
-    timer: Option<Pin<Box<Sleep>>>,
-    /// The connection the body comes from, and where it goes when done.
-    conn: Option<(Upstream, Arc<IdleConns>)>,
-    complete: bool,
-    stats: Arc<ListenerStats>,
-    /// The request counts for its member until its response is over.
-    _in_flight: InFlight,
-}
-
-impl Relayed {
-    fn fail(&mut self) {
-        // Dropping the connection closes it: it is mid-message.
-        self.conn = None;
-        self.stats.request_errors.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl Body for Relayed {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        // The member connection is driven here, in the client's task, while
-        // its response body is relayed: it has no task of its own.
-        if let Some((conn, _)) = this.conn.as_mut() {
-            conn.poll_conn(cx);
+        if !armed {
+            timer.as_mut().reset(Instant::now() + limit);
+            armed = true;
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.timer = None;
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(error))) => {
-                tracing::debug!(%error, "member failed mid-response");
-                this.fail();
-                Poll::Ready(Some(Err(error.into())))
-            }
-            Poll::Ready(None) => {
-                this.complete = true;
-                this.timer = None;
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                let Some(limit) = this.timeout else {
-                    return Poll::Pending;
-                };
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    tracing::debug!("member response body timed out");
-                    this.fail();
-                    return Poll::Ready(Some(Err("member data timeout".into())));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Makes room for at least `want` more bytes in `buf` when it has little.
+fn reserve(buf: &mut Vec<u8>, want: usize) {
+    if buf.capacity() - buf.len() < want / 4 {
+        buf.reserve(want);
+    }
+}
+
+/// Reads a response head from the member into `up.buf` (1xx interim
+/// responses are read and dropped: the client was never asked to expect
+/// one).
+async fn read_response_head(up: &mut Upstream, to_head: bool) -> Result<Head, MemberFailure> {
+    let Upstream {
+        stream, buf, stats, ..
+    } = up;
+    read_head_from(stream, buf, stats, to_head).await
+}
+
+async fn read_head_from<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    buf: &mut Vec<u8>,
+    stats: &crate::stats::ListenerStats,
+    to_head: bool,
+) -> Result<Head, MemberFailure> {
+    loop {
+        if !buf.is_empty() {
+            match h1::parse_response(buf, to_head) {
+                Ok(Some(head)) if head.status == 101 => {
+                    tracing::debug!("member switched protocols unasked");
+                    return Err(MemberFailure::Broken);
                 }
-                Poll::Pending
+                Ok(Some(head)) if head.status < 200 => {
+                    buf.drain(..head.len);
+                    continue;
+                }
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::debug!(why, "member sent no HTTP/1 response head");
+                    return Err(MemberFailure::Broken);
+                }
+            }
+        }
+        reserve(buf, upstream::READ_BUFFER);
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) if buf.is_empty() => return Err(MemberFailure::Lost),
+            Ok(0) | Err(_) => return Err(MemberFailure::Broken),
+            Ok(n) => {
+                stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
             }
         }
     }
+}
 
-    fn is_end_stream(&self) -> bool {
-        self.complete || self.inner.is_end_stream()
-    }
+/// What is left of a request body that did not all come with its head.
+struct Body {
+    /// `Content-Length` bodies: bytes still to come.
+    remaining: u64,
+    /// Chunked bodies: where the scan is.
+    chunked: Option<Chunked>,
+}
 
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+enum PumpError {
+    Client,
+    Member,
+}
+
+/// Copies the rest of a request body from the client to the member (`buf`
+/// is empty: what came with the head was sent). Returns where the body ended
+/// in `buf` (bytes after it are the client's next request).
+async fn pump_body<W: AsyncWrite + Unpin>(
+    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    member: &mut W,
+    mut body: Body,
+    client_timeout: Option<Duration>,
+    client_stats: &crate::stats::ListenerStats,
+    member_stats: &crate::stats::ListenerStats,
+) -> Result<usize, PumpError> {
+    let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
+    loop {
+        buf.clear();
+        reserve(buf, upstream::READ_BUFFER);
+        match timed(&mut timer, client_timeout, client.read_buf(buf)).await {
+            Some(Ok(0)) | Some(Err(_)) | None => return Err(PumpError::Client),
+            Some(Ok(n)) => {
+                client_stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        let (take, done) = match &mut body.chunked {
+            Some(chunked) => {
+                let n = chunked.scan(buf, |_| {}).map_err(|_| PumpError::Client)?;
+                (n, chunked.is_done())
+            }
+            None => {
+                let take = (buf.len() as u64).min(body.remaining);
+                body.remaining -= take;
+                (take as usize, body.remaining == 0)
+            }
+        };
+        member
+            .write_all(&buf[..take])
+            .await
+            .map_err(|_| PumpError::Member)?;
+        member_stats
+            .bytes_in
+            .fetch_add(take as u64, Ordering::Relaxed);
+        if done {
+            return Ok(take);
+        }
     }
 }
 
-impl Drop for Relayed {
-    fn drop(&mut self) {
-        // hyper may drop a body it knows is empty (HEAD, 204, length 0)
-        // without reading it: that is complete too.
-        if let Some((conn, idle)) = self.conn.take()
-            && (self.complete || self.inner.is_end_stream())
-        {
-            idle.park(conn);
+/// The target of a request, as the member gets it.
+struct Target<'b> {
+    /// Origin form (or `*`), after a `/` when `slash`: an absolute-form
+    /// target's path may be empty (`http://host?q` is `/?q`).
+    slash: bool,
+    path: &'b [u8],
+    /// The authority of an absolute-form target: the request's host.
+    authority: Option<&'b [u8]>,
+}
+
+impl<'b> Target<'b> {
+    /// `None` for an authority-form target (CONNECT's).
+    fn of(target: &'b [u8]) -> Option<Target<'b>> {
+        if target.starts_with(b"/") || target == b"*" {
+            return Some(Target {
+                slash: false,
+                path: target,
+                authority: None,
+            });
+        }
+        let scheme_end = target.windows(3).position(|w| w == b"://")?;
+        let rest = &target[scheme_end + 3..];
+        let authority_end = rest
+            .iter()
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
+        let path = &rest[authority_end..];
+        let authority = &rest[..authority_end];
+        // userinfo is not part of the host.
+        let host = authority
+            .iter()
+            .rposition(|b| *b == b'@')
+            .map_or(authority, |at| &authority[at + 1..]);
+        Some(Target {
+            slash: !path.starts_with(b"/"),
+            path,
+            authority: (!host.is_empty()).then_some(host),
+        })
+    }
+}
+
+/// Header lines a proxy never forwards: they describe one connection, not
+/// the message (RFC 9110 §7.6.1), or (`Expect`) ask something of this hop.
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 9] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"expect",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Whether the message's `Connection` headers name `name` (a header to
+/// drop with them).
+fn named_by_connection(buf: &[u8], head: &Head, name: &[u8]) -> bool {
+    head.connection_names
+        && head
+            .values(buf, "connection")
+            .flat_map(h1::tokens)
+            .any(|token| token.eq_ignore_ascii_case(name))
+}
+
+/// What the proxy changes in a request head besides hop-by-hop headers.
+struct RequestEdits<'a> {
+    /// The client's address, for X-Forwarded-For.
+    forwarded_for: Option<&'a str>,
+    forwarded_port: Option<u16>,
+    forwarded_proto: bool,
+    /// The `Cookie` headers to send instead of the client's (the proxy's
+    /// own cookie taken out).
+    cookies: Option<&'a HeaderMap>,
+}
+
+/// Writes the head a member gets for the request `head` (in `buf`).
+fn write_request_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &Head,
+    target: &Target<'_>,
+    edits: RequestEdits<'_>,
+) {
+    out.clear();
+    out.extend_from_slice(&buf[head.method.clone()]);
+    out.push(b' ');
+    if target.slash {
+        out.push(b'/');
+    }
+    out.extend_from_slice(target.path);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut earlier_forwarded = 0;
+    for field in &head.fields {
+        let name = &buf[field.name.clone()];
+        let value = &buf[field.value.clone()];
+        let skip = is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"content-length")
+            || (target.authority.is_some() && name.eq_ignore_ascii_case(b"host"))
+            || (edits.forwarded_for.is_some() && name.eq_ignore_ascii_case(b"x-forwarded-for"))
+            || (edits.forwarded_port.is_some() && name.eq_ignore_ascii_case(b"x-forwarded-port"))
+            || (edits.forwarded_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
+            || (edits.cookies.is_some() && name.eq_ignore_ascii_case(b"cookie"))
+            || named_by_connection(buf, head, name);
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            earlier_forwarded += 1;
+        }
+        if !skip {
+            line(out, name, value);
         }
     }
+    if let Some(authority) = target.authority {
+        line(out, b"Host", authority);
+    }
+    if let Some(cookies) = edits.cookies {
+        for value in cookies.get_all(header::COOKIE) {
+            line(out, b"Cookie", value.as_bytes());
+        }
+    }
+    if let Some(client) = edits.forwarded_for {
+        // Appended to what earlier proxies said, as one comma-separated line
+        // (applications that read only the first line still see the chain).
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        if earlier_forwarded > 0 {
+            for value in head.values(buf, "x-forwarded-for") {
+                out.extend_from_slice(value);
+                out.extend_from_slice(b", ");
+            }
+        }
+        out.extend_from_slice(client.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(port) = edits.forwarded_port {
+        use std::io::Write as _;
+        let _ = write!(out, "X-Forwarded-Port: {port}\r\n");
+    }
+    if edits.forwarded_proto {
+        out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+    }
+    match head.framing() {
+        Framing::Length(n) => {
+            use std::io::Write as _;
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Empty | Framing::UntilClose => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the head the client gets for the member's response `head` (in
+/// `buf`, or its headers from `map` when persistence rewrote them).
+fn write_response_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &Head,
+    map: Option<&HeaderMap>,
+    close: bool,
+    client_minor: u8,
+) {
+    use std::io::Write as _;
+    out.clear();
+    let _ = write!(out, "HTTP/1.1 {:03} ", head.status);
+    out.extend_from_slice(&buf[head.reason.clone()]);
+    out.extend_from_slice(b"\r\n");
+    let chunked = head.framing() == Framing::Chunked;
+    let keep = |name: &[u8]| {
+        !(is_hop_by_hop(name)
+            || (chunked && name.eq_ignore_ascii_case(b"content-length"))
+            || named_by_connection(buf, head, name))
+    };
+    match map {
+        Some(map) => {
+            for (name, value) in map {
+                if keep(name.as_str().as_bytes()) {
+                    line(out, name.as_str().as_bytes(), value.as_bytes());
+                }
+            }
+        }
+        None => {
+            for field in &head.fields {
+                let name = &buf[field.name.clone()];
+                if keep(name) {
+                    line(out, name, &buf[field.value.clone()]);
+                }
+            }
+        }
+    }
+    if chunked && client_minor == 1 {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client_minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The head's headers as a map (for L7 rules and cookie persistence); lines
+/// that are not valid names or values are left out.
+fn header_map(buf: &[u8], head: &Head) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(head.fields.len());
+    for field in &head.fields {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&buf[field.name.clone()]),
+            HeaderValue::from_bytes(&buf[field.value.clone()]),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn forwarded(raw: &str, target: &str, edits: RequestEdits<'_>) -> String {
+        let head = h1::parse_request(raw.as_bytes()).unwrap().unwrap();
+        let target = Target::of(target.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        write_request_head(&mut out, raw.as_bytes(), &head, &target, edits);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn no_edits() -> RequestEdits<'static> {
+        RequestEdits {
+            forwarded_for: None,
+            forwarded_port: None,
+            forwarded_proto: false,
+            cookies: None,
+        }
+    }
+
     #[test]
     fn hop_by_hop_headers_are_removed() {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
-            ("connection", "keep-alive, X-Private"),
-            ("x-private", "1"),
-            ("keep-alive", "timeout=5"),
-            ("transfer-encoding", "chunked"),
-            ("te", "trailers"),
-            ("upgrade", "websocket"),
-            ("proxy-connection", "keep-alive"),
-            ("x-kept", "yes"),
-            ("content-length", "3"),
-        ] {
-            headers.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
-        strip_hop_by_hop(&mut headers);
-        let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
-        left.sort();
-        assert_eq!(left, ["content-length", "x-kept"]);
+        let raw = "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Private\r\nX-Private: 1\r\n\
+                   Keep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: websocket\r\n\
+                   Proxy-Connection: keep-alive\r\nExpect: 100-continue\r\nX-Kept: yes\r\n\r\n";
+        assert_eq!(
+            forwarded(raw, "/", no_edits()),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Kept: yes\r\n\r\n"
+        );
     }
 
     #[test]
     fn forwarded_for_appends_to_earlier_proxies() {
-        let v4 = address_value("192.0.2.7".parse().unwrap());
-        let mapped = address_value("::ffff:192.0.2.7".parse().unwrap());
-        let v6 = address_value("2001:db8::1".parse().unwrap());
-        let mut headers = HeaderMap::new();
-        assert_eq!(forwarded_for(&headers, &v4).unwrap(), "192.0.2.7");
-        assert_eq!(forwarded_for(&headers, &mapped).unwrap(), "192.0.2.7");
-        assert_eq!(forwarded_for(&headers, &v6).unwrap(), "2001:db8::1");
-        headers.append(
-            X_FORWARDED_FOR,
-            HeaderValue::from_static("10.0.0.1, 10.0.0.2"),
-        );
-        headers.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.3"));
-        // A value that is not visible ASCII is left out, as before.
-        headers.append(X_FORWARDED_FOR, HeaderValue::from_bytes(b"\xff").unwrap());
+        let raw = "GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2\r\n\
+                   X-Forwarded-Proto: https\r\nX-Forwarded-For: 10.0.0.3\r\n\r\n";
+        let edits = RequestEdits {
+            forwarded_for: Some("192.0.2.7"),
+            forwarded_port: Some(8080),
+            forwarded_proto: true,
+            cookies: None,
+        };
         assert_eq!(
-            forwarded_for(&headers, &v4).unwrap(),
-            "10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7"
+            forwarded(raw, "/x", edits),
+            "GET /x HTTP/1.1\r\nHost: a\r\n\
+             X-Forwarded-For: 10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7\r\n\
+             X-Forwarded-Port: 8080\r\nX-Forwarded-Proto: http\r\n\r\n"
         );
     }
 
     #[test]
-    fn messages_without_hop_by_hop_headers_are_left_alone() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("a"));
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
-        let before = headers.clone();
-        strip_hop_by_hop(&mut headers);
-        assert_eq!(headers, before);
-        // Only Keep-Alive: removed too.
-        headers.insert(KEEP_ALIVE, HeaderValue::from_static("timeout=5"));
-        strip_hop_by_hop(&mut headers);
-        assert_eq!(headers, before);
+    fn framing_is_stated_once() {
+        let raw = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(
+            forwarded(raw, "/", no_edits()),
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
+        );
+        let raw = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        assert_eq!(
+            forwarded(raw, "/", no_edits()),
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
     }
 
     #[test]
     fn targets_become_origin_form() {
-        let table = [
-            ("/a?b=c", Some("/a?b=c")),
-            ("http://example.com:8080/x/y?z", Some("/x/y?z")),
-            ("http://example.com", Some("/")),
-            ("*", Some("*")),
+        type Expected = Option<(&'static str, Option<&'static str>)>;
+        let table: [(&str, Expected); 6] = [
+            ("/a?b=c", Some(("/a?b=c", None))),
+            (
+                "http://example.com:8080/x/y?z",
+                Some(("/x/y?z", Some("example.com:8080"))),
+            ),
+            ("http://example.com", Some(("/", Some("example.com")))),
+            ("http://u@example.com?q", Some(("/?q", Some("example.com")))),
+            ("*", Some(("*", None))),
             ("example.com:443", None),
         ];
         for (target, expected) in table {
-            let uri: Uri = target.parse().unwrap();
-            assert_eq!(
-                origin_form(&uri).map(|u| u.to_string()),
-                expected.map(str::to_string),
-                "{target}"
-            );
+            let got = Target::of(target.as_bytes()).map(|t| {
+                let slash = if t.slash { "/" } else { "" };
+                (
+                    format!("{slash}{}", String::from_utf8(t.path.to_vec()).unwrap()),
+                    t.authority.map(|a| String::from_utf8(a.to_vec()).unwrap()),
+                )
+            });
+            let expected = expected.map(|(p, a)| (p.to_string(), a.map(str::to_string)));
+            assert_eq!(got, expected, "{target}");
         }
+    }
+
+    #[test]
+    fn response_heads_keep_their_lines_and_state_the_connection() {
+        let raw =
+            "HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
+        let head = h1::parse_response(raw.as_bytes(), false).unwrap().unwrap();
+        let mut out = Vec::new();
+        write_response_head(&mut out, raw.as_bytes(), &head, None, false, 1);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\n"
+        );
+        write_response_head(&mut out, raw.as_bytes(), &head, None, true, 0);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+        );
+        let raw = "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
+        let head = h1::parse_response(raw.as_bytes(), false).unwrap().unwrap();
+        write_response_head(&mut out, raw.as_bytes(), &head, None, false, 1);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
     }
 }

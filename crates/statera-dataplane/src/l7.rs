@@ -140,6 +140,11 @@ impl Policies {
         Ok(Policies { policies })
     }
 
+    /// Whether there is no policy (every request goes to the default pool).
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
     /// What the request with this URI and these headers gets.
     ///
     /// Like HAProxy, the action type outranks the position: the first

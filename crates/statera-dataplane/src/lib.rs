@@ -71,19 +71,24 @@
 //!   passive health failure; that client's next session avoids it). Each
 //!   session counts as a connection of its listener and member, and
 //!   against `connection_limit`.
-//! - **HTTP** (`http.rs`). HTTP listeners parse requests with hyper
-//!   (HTTP/1.1, keep-alive to clients): L7 policies decide per request, the
-//!   head is rewritten (hop-by-hop headers dropped, `X-Forwarded-For/-Port/
-//!   -Proto` per `insert_headers`), and the request goes to a member over a
-//!   keep-alive connection from that member's small idle set
+//! - **HTTP** (`http.rs` over `h1.rs`). HTTP listeners speak HTTP/1.1 and
+//!   1.0 with keep-alive (and pipelining) to clients, with no HTTP library
+//!   in between: heads are parsed in place (`httparse`, byte ranges into the
+//!   read buffer) and forwarded as the bytes they arrived as, less what must
+//!   not cross the proxy (hop-by-hop headers, `Expect`) plus what it adds
+//!   (`X-Forwarded-For/-Port/-Proto` per `insert_headers`, the framing
+//!   stated once); bodies stream through with their framing checked
+//!   (`h1::Chunked`). Header maps are built only for L7 policies and cookie
+//!   persistence. L7 policies decide per request, and the request goes to a
+//!   member over a keep-alive connection from that member's idle set
 //!   (`upstream.rs`: bounded, closed after a few idle seconds). A failed
 //!   connect moves on to another member before the request leaves. The proxy
 //!   itself answers 400/431 (malformed or oversized head, not exactly one
-//!   `Host`, both `Content-Length` and `Transfer-Encoding`, which hyper
-//!   would resolve silently: `io.rs` keeps the raw head to catch it), 403
-//!   (REJECT), 3xx (redirects), 502 (member failed before its response
-//!   head), 503 (no member), 504 (member too slow); those 4xx/5xx, and
-//!   responses cut by a member failing mid-body, count in `request_errors`.
+//!   `Host`, both `Content-Length` and `Transfer-Encoding`, differing
+//!   lengths, a malformed chunked body), 403 (REJECT), 3xx (redirects), 405
+//!   (CONNECT), 502 (member failed before its response head), 503 (no
+//!   member), 504 (member too slow); those 4xx/5xx, and responses cut by a
+//!   member failing mid-body, count in `request_errors`.
 //! - **Metrics** (`metrics.rs`). A PROMETHEUS listener answers
 //!   `GET /metrics` (other paths 404) in the Prometheus text format, from
 //!   the newest snapshot: per listener (its report's counters), per member
@@ -139,12 +144,14 @@
 //! - HTTP listeners speak HTTP/1.x only: no HTTP/2 (h2c), no protocol
 //!   upgrades (WebSocket `Upgrade` is dropped, so WebSockets through an HTTP
 //!   listener do not work; a TCP listener relays them), no `CONNECT`.
-//! - No header read timeout separate from `timeout_client_data` (a client
-//!   trickling a head byte by byte keeps its connection).
-//! - A client that aborts in the middle of its request body is counted in
-//!   `request_errors` (as a 502 it never receives); HAProxy counts those
-//!   apart, as client aborts.
-//! - Member connection pools have fixed sizes (16 idle connections per
+//! - No header read timeout separate from `timeout_client_data`: a request
+//!   head must arrive whole within it (so a client trickling a head byte by
+//!   byte is cut there, like an idle keep-alive client).
+//! - A client that aborts in the middle of its request body just ends its
+//!   connection (and the member connection the body was going to); it is
+//!   not counted in `request_errors` (HAProxy counts those apart, as client
+//!   aborts).
+//! - Member connection pools have fixed sizes (256 idle connections per
 //!   member, 3 s idle expiry), not configurable yet.
 //! - Accepted but not honoured yet: `tcp_inspect_ms`,
 //!   `persistence_granularity` (source IP persistence is per address, not
@@ -166,6 +173,7 @@ mod balance;
 mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
+mod h1;
 mod health;
 mod http;
 mod io;

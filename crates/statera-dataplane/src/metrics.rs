@@ -10,7 +10,7 @@
 //! `# HELP`/`# TYPE` per family with its series together, label values
 //! escaped (`\\`, `\"`, `\n`).
 
-use crate::io::{Activity, HyperIo, Meter, RawHeads};
+use crate::io::{Activity, HyperIo, Meter};
 use crate::listener::{LifeState, ListenerView};
 use crate::snapshot::{LbShared, Snapshot};
 use bytes::Bytes;
@@ -40,13 +40,12 @@ pub async fn serve(
     client_timeout: Option<Duration>,
 ) {
     let activity = Arc::new(Activity::new());
-    let io = HyperIo::client(
+    let io = HyperIo::new(
         client,
         Meter {
             stats: view.stats.clone(),
             activity: activity.clone(),
         },
-        Arc::new(RawHeads::new(crate::http::MAX_HEADER_SIZE + 1024)),
     );
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let response = respond(&request, &shared.load());

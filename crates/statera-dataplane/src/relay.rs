@@ -97,7 +97,7 @@ pub async fn serve(
         .await;
         return;
     }
-    // Boxed, as the HTTP path boxes hyper's connection: the task of every
+    // Boxed, as the HTTP path boxes its connection state: the task of every
     // connection is as large as its largest state, so this one stays small
     // while an HTTP client sends nothing (see `http::first_byte`).
     Box::pin(serve_tcp(

@@ -5,33 +5,23 @@
 //! Each member has its own small idle set ([`IdleConns`]), carried from one
 //! snapshot to the next while the member keeps its id and address. A
 //! connection goes back into it only once its response has been read to the
-//! end and hyper says it can take another request; it is taken out newest
+//! end and the member left it open; it is taken out newest
 //! first (the warmest socket), and closed after [`IDLE_TIMEOUT`] unused. Members of PROXY pools never share connections
 //! between clients: the header names one client, so their idle sets belong to
 //! the client connection instead of the member (see `http.rs`).
 
-use crate::io::HyperIo;
 use crate::proxy_protocol;
 use crate::sockets::{Netns, connect_tcp};
 use crate::stats::ListenerStats;
-use bytes::Bytes;
-use http_body_util::{Either, Empty};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-
-/// The body of a request to a member: the client's body, or nothing (a
-/// request replayed on a fresh connection never has a body).
-pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 
 /// How long an unused keep-alive connection to a member is kept. Shorter
 /// than the keep-alive timeouts of common servers (Apache, Node.js: 5 s) so
@@ -86,62 +76,88 @@ pub fn proxy_header(
     Some(proxy_protocol::header(version, client, vip))
 }
 
-/// One HTTP/1.1 connection to a member, in use by one request.
+/// One HTTP/1.1 connection to a member, in use by one request or parked.
 ///
-/// It has no task of its own: whoever holds it drives it ([`Upstream::drive`],
-/// and the response body's relay, `http::Relayed`), so a request and its
-/// member connection are polled in the client connection's task. A
-/// connection of its own task would cost two task wake-ups per request
-/// (request in, response out), often across worker threads.
+/// No task of its own and no HTTP library in between: the client
+/// connection's task writes the request's bytes to it and reads the
+/// response from it (`http.rs`). `buf` holds what was read from the member
+/// and not yet relayed.
 pub struct Upstream {
-    pub sender: http1::SendRequest<UpstreamBody>,
-    /// `None` once hyper's connection future has returned (closed, failed):
-    /// dropping it drops hyper's dispatcher, which fails whatever waits on it.
-    conn: Option<Pin<Box<MemberConn>>>,
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+    /// The member's counters: reads count as its `bytes_out`, writes as its
+    /// `bytes_in`.
+    pub stats: Arc<ListenerStats>,
+    /// The room the next read of a body of unknown length gets.
+    read_size: usize,
     /// When it was parked last.
     parked_at: Instant,
 }
 
-type MemberConn = http1::Connection<HyperIo<TcpStream>, UpstreamBody>;
+/// What a member connection's read buffer starts at; it grows to what a
+/// body needs (up to [`MAX_READ_BUFFER`]), so a large response moves in
+/// large reads. A parked connection keeps at most [`KEPT_BUFFER`].
+pub const READ_BUFFER: usize = 8 * 1024;
+pub const MAX_READ_BUFFER: usize = 256 * 1024;
+const KEPT_BUFFER: usize = 64 * 1024;
 
 impl Upstream {
-    /// Reads and writes whatever is due on the connection (the request going
-    /// out, the response coming in); registers `cx` for what comes next.
-    pub fn poll_conn(&mut self, cx: &mut Context<'_>) {
-        let Some(conn) = self.conn.as_mut() else {
-            return;
+    /// Reads what the member sent next into `buf` (after what is there);
+    /// `Ok(0)` at its end.
+    ///
+    /// `expected`: how many bytes the message still has, when its length is
+    /// known: the read makes room for them (up to [`MAX_READ_BUFFER`]), so a
+    /// large body moves in few large reads. Otherwise the room follows what
+    /// reads on this connection have found: it doubles each time a read
+    /// fills it.
+    pub async fn read_more(&mut self, expected: Option<u64>) -> io::Result<usize> {
+        let want = match expected {
+            Some(n) => usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .clamp(1024, MAX_READ_BUFFER),
+            None => self.read_size,
         };
-        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-            if let Err(error) = result {
-                tracing::debug!(%error, "member connection ended");
-            }
-            self.conn = None;
+        let spare = self.buf.capacity() - self.buf.len();
+        if spare < want {
+            self.buf.reserve(want);
         }
+        let room = self.buf.capacity() - self.buf.len();
+        let n = self.stream.read_buf(&mut self.buf).await?;
+        if n == room && self.read_size < MAX_READ_BUFFER {
+            self.read_size *= 2;
+        }
+        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 
-    /// `future` (a request sent with `sender`, a body being read), with the
-    /// connection driven while it waits.
-    pub async fn drive<F: Future>(&mut self, future: F) -> F::Output {
-        let mut future = std::pin::pin!(future);
-        std::future::poll_fn(|cx| {
-            self.poll_conn(cx);
-            future.as_mut().poll(cx)
-        })
-        .await
+    /// Writes all of `bytes` to the member.
+    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stats
+            .bytes_in
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
-    /// Whether the connection has ended.
-    pub fn is_closed(&self) -> bool {
-        self.conn.is_none() || self.sender.is_closed()
-    }
-
-    /// Whether it can take another request now. Drives it once first,
-    /// without a waker (nobody waits on an idle connection): a member that
-    /// closed it is noticed here, and a response read to its end lets hyper
-    /// say it is ready.
+    /// Whether it can take another request: nothing unread is left, and
+    /// the member has not closed it (or sent anything) meanwhile. Costs no
+    /// system call unless the socket was marked readable since its last
+    /// read, which a parked connection only is when its member closed it.
     fn ready_for_reuse(&mut self) -> bool {
-        self.poll_conn(&mut Context::from_waker(std::task::Waker::noop()));
-        !self.is_closed() && self.sender.is_ready()
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readable: the member's close (or stray bytes), unless the
+            // mark is left from a read that filled its buffer exactly.
+            Poll::Ready(Ok(())) => matches!(
+                self.stream.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+        }
     }
 }
 
@@ -154,13 +170,11 @@ pub async fn open(
     stats: Arc<ListenerStats>,
 ) -> io::Result<Upstream> {
     let stream = connect(netns, addr, connect_timeout, proxy_header).await?;
-    let (sender, conn) = http1::Builder::new()
-        .handshake::<_, UpstreamBody>(HyperIo::member(stream, stats))
-        .await
-        .map_err(io::Error::other)?;
     Ok(Upstream {
-        sender,
-        conn: Some(Box::pin(conn)),
+        stream,
+        buf: Vec::new(),
+        stats,
+        read_size: READ_BUFFER,
         parked_at: Instant::now(),
     })
 }
@@ -204,10 +218,14 @@ impl IdleConns {
     }
 
     /// Keeps `conn`, whose response has been read to its end, for the next
-    /// request (if hyper agrees it can take one).
+    /// request (if the member left it open and sent nothing more).
     pub fn park(self: &Arc<Self>, mut conn: Upstream) {
         if !conn.ready_for_reuse() {
             return;
+        }
+        if conn.buf.capacity() > KEPT_BUFFER {
+            // A large response grew it: not kept while idle.
+            conn.buf = Vec::new();
         }
         conn.parked_at = Instant::now();
         {
@@ -268,7 +286,6 @@ async fn reap(idle: std::sync::Weak<IdleConns>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
     use std::sync::atomic::AtomicU64;
     use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio::net::TcpListener;
@@ -305,14 +322,23 @@ mod tests {
     }
 
     async fn get(conn: &mut Upstream) -> String {
-        let request = hyper::Request::get("/")
-            .header("host", "m")
-            .body(Either::Right(Empty::new()))
+        conn.write_all(b"GET / HTTP/1.1\r\nhost: m\r\n\r\n")
+            .await
             .unwrap();
-        let sent = conn.sender.try_send_request(request);
-        let response = conn.drive(sent).await.unwrap();
-        let body = conn.drive(response.into_body().collect()).await.unwrap();
-        String::from_utf8(body.to_bytes().to_vec()).unwrap()
+        loop {
+            if let Some(head) = crate::h1::parse_response(&conn.buf, false).unwrap() {
+                let crate::h1::Framing::Length(n) = head.framing() else {
+                    panic!("unexpected framing");
+                };
+                let end = head.len + n as usize;
+                if conn.buf.len() >= end {
+                    let body = String::from_utf8(conn.buf[head.len..end].to_vec()).unwrap();
+                    conn.buf.drain(..end);
+                    return body;
+                }
+            }
+            assert!(conn.read_more(None).await.unwrap() > 0, "member closed");
+        }
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
-//! The client-side request head handling: the raw head tracker that catches
-//! `Content-Length` + `Transfer-Encoding` (at several read boundaries), then
-//! a whole connection of these bytes through the proxy's transport and
-//! hyper's HTTP/1 server. Must never panic or hang.
+//! The HTTP proxy's request handling on raw bytes: heads parsed in place
+//! (never taken whole from a prefix, never accepted with both
+//! `Content-Length` and `Transfer-Encoding`), bodies delimited by their
+//! framing, chunked bodies ending at the same byte whatever the read sizes.
+//! Must never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

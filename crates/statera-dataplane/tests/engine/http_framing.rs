@@ -1,0 +1,249 @@
+//! HTTP message framing through the proxy, with members that answer with
+//! fixed bytes: chunked responses to HTTP/1.0 clients, responses delimited by
+//! the member's close, pipelined requests, `Expect: 100-continue`, and a
+//! member answering before the request body is all there.
+
+use crate::support::*;
+use crate::support_http::*;
+use statera_config::DataPlane;
+use statera_model::ListenerProtocol;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A member that reads each request head (and a `Content-Length` body, unless
+/// `early`) and answers `response`, then closes the connection if `close`.
+/// `early`: answers as soon as the head is in, without reading the body.
+/// Returns its address and the heads it saw.
+async fn raw_member(
+    response: &'static [u8],
+    close: bool,
+    early: bool,
+) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let heads = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let heads = heads.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    heads.lock().unwrap().push(head);
+                    buf.drain(..end);
+                    if !early {
+                        while buf.len() < length {
+                            let mut chunk = [0u8; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..length);
+                    }
+                    if stream.write_all(response).await.is_err() || close || early {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+async fn serve_one(n: u8, member_addr: SocketAddr) -> (Harness, statera_config::LbConfig) {
+    let p = pool(vec![member(member_addr, 1)]);
+    let l = listener(ListenerProtocol::Http, 8080, Some(p.id));
+    let config = lb(vip(n), vec![l], vec![p]);
+    let h = Harness::new();
+    h.apply(&config).await.unwrap();
+    (h, config)
+}
+
+/// Everything the proxy sends on `client` until it closes.
+async fn read_to_close(client: &mut tokio::net::TcpStream) -> String {
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut all))
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[tokio::test]
+async fn a_chunked_response_reaches_an_http_1_0_client_without_its_coding() {
+    bounded(async {
+        let (web, _) = raw_member(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            false,
+            false,
+        )
+        .await;
+        let (h, config) = serve_one(170, web).await;
+        let mut client = connect_from(None, addr(vip(170), 8080)).await.unwrap();
+        client.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let all = read_to_close(&mut client).await;
+        let (head, body) = all.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{head}");
+        assert!(head.contains("Connection: close"), "{head}");
+        assert_eq!(body, "hello world");
+
+        // An HTTP/1.1 client gets the chunks as they are, and keeps its connection.
+        let mut client = HttpClient::connect(addr(vip(170), 8080)).await;
+        for _ in 0..2 {
+            let reply = client.get("/", &[]).await.unwrap();
+            assert_eq!(reply.header("transfer-encoding"), Some("chunked"));
+            assert_eq!(reply.body_text(), "hello world");
+        }
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_response_ended_by_the_members_close_reaches_the_client_whole() {
+    bounded(async {
+        let (web, _) = raw_member(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", true, false).await;
+        let (h, config) = serve_one(171, web).await;
+        let mut client = connect_from(None, addr(vip(171), 8080)).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let all = read_to_close(&mut client).await;
+        assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
+        assert!(all.contains("Connection: close\r\n"), "{all}");
+        assert!(all.ends_with("\r\n\r\nuntil the end"), "{all}");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    bounded(async {
+        let web1 = HttpMember::start("web1").await;
+        let (h, config) = serve_one(172, web1.addr).await;
+        let mut client = HttpClient::connect(addr(vip(172), 8080)).await;
+        client
+            .send(
+                b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n\
+                  POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
+                  GET /3 HTTP/1.1\r\nHost: x\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(client.reply().await.unwrap().status, 200);
+        }
+        let lines: Vec<String> = web1
+            .seen()
+            .iter()
+            .map(|s| s.request_line().to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            ["GET /1 HTTP/1.1", "POST /2 HTTP/1.1", "GET /3 HTTP/1.1"]
+        );
+        assert_eq!(web1.seen()[1].body, b"abc");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_by_the_proxy() {
+    bounded(async {
+        let web1 = HttpMember::start("web1").await;
+        let (h, config) = serve_one(173, web1.addr).await;
+        let mut client = connect_from(None, addr(vip(173), 8080)).await.unwrap();
+        client
+            .write_all(
+                b"PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let mut got = vec![0u8; interim.len()];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, interim);
+        client.write_all(b"hello").await.unwrap();
+        let mut rest = Vec::new();
+        while !String::from_utf8_lossy(&rest).ends_with("web1") {
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                n > 0,
+                "closed before the response: {}",
+                String::from_utf8_lossy(&rest)
+            );
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        assert!(rest.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        let seen = web1.seen();
+        assert_eq!(seen[0].body, b"hello");
+        assert!(
+            seen[0].header("expect").is_empty(),
+            "Expect went to the member"
+        );
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_member_answering_before_the_body_is_in_is_relayed_and_the_client_closed() {
+    bounded(async {
+        let (web, heads) = raw_member(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!",
+            false,
+            true,
+        )
+        .await;
+        let (h, config) = serve_one(174, web).await;
+        let mut client = connect_from(None, addr(vip(174), 8080)).await.unwrap();
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nfirst bytes")
+            .await
+            .unwrap();
+        let all = read_to_close(&mut client).await;
+        assert!(
+            all.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+            "{all}"
+        );
+        assert!(all.contains("Connection: close\r\n"), "{all}");
+        assert!(all.ends_with("big!"), "{all}");
+        assert_eq!(heads.lock().unwrap().len(), 1);
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
