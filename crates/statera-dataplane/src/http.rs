@@ -110,6 +110,9 @@ pub async fn serve(
         return;
     };
     let client_timeout = crate::relay::millis(listener.timeouts.client_data_ms);
+    // The first head, like every other, must be in within one client
+    // timeout of the proxy starting to wait for it: the connection's start.
+    let first_deadline = client_timeout.map(|limit| Instant::now() + limit);
     if !first_byte(&client, client_timeout, life).await {
         return;
     }
@@ -126,6 +129,8 @@ pub async fn serve(
         own_idle: HashMap::new(),
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         client_timeout,
+        first_deadline,
+        life: life.clone(),
     };
     // Boxed: the task of a connection that never sends a byte stays small.
     Box::pin(conn.run(life)).await;
@@ -203,6 +208,10 @@ struct ClientConn {
     /// would be inserted into tokio's timer wheel and removed again.
     timer: Pin<Box<Sleep>>,
     client_timeout: Option<Duration>,
+    /// When the first request head is due (set until it is read).
+    first_deadline: Option<Instant>,
+    /// The listener's life, to tell a response that it is the last.
+    life: watch::Receiver<LifeState>,
 }
 
 /// How waiting for a request head ended, other than with a head.
@@ -222,6 +231,15 @@ enum MemberFailure {
     Broken,
     /// No response head within the member data timeout.
     TimedOut,
+}
+
+/// Why a request did not get a response head from its member.
+enum SendError {
+    Member(MemberFailure),
+    /// The client went away (or stalled past its timeout) mid-body.
+    ClientGone,
+    /// The client's chunked body turned out malformed mid-way.
+    MalformedBody,
 }
 
 /// What became of a request: whether the client connection can take another.
@@ -270,6 +288,16 @@ impl ClientConn {
         }
     }
 
+    /// Whether the listener has stopped taking requests: the response in
+    /// flight is the connection's last. (No lock unless the listener's state
+    /// ever changed.)
+    fn draining(&self) -> bool {
+        match self.life.has_changed() {
+            Ok(false) => false,
+            _ => *self.life.borrow() != LifeState::Serving,
+        }
+    }
+
     /// The configuration a request on this connection follows: the newest
     /// snapshot while it still serves this address (a keep-alive client sees
     /// member and policy changes at its next request, as a new connection
@@ -288,6 +316,7 @@ impl ClientConn {
     /// listener ends the wait while no request has begun.
     async fn read_head(&mut self, stop: &mut Stop) -> Result<Head, NoHead> {
         let mut armed = false;
+        let first_deadline = self.first_deadline.take();
         loop {
             if !self.buf.is_empty() {
                 match h1::parse_request(&self.buf) {
@@ -306,7 +335,9 @@ impl ClientConn {
                 }
                 if let Some(limit) = limit {
                     if !armed {
-                        timer.as_mut().reset(Instant::now() + limit);
+                        timer
+                            .as_mut()
+                            .reset(first_deadline.unwrap_or_else(|| Instant::now() + limit));
                         armed = true;
                     }
                     if timer.as_mut().poll(cx).is_ready() {
@@ -456,7 +487,7 @@ impl ClientConn {
         if complete {
             // The whole request goes out in one write.
             self.out.extend_from_slice(&self.buf[x.head.len..body_end]);
-        } else if x.head.expect_continue {
+        } else if x.head.expect_continue && x.head.minor == 1 {
             // We forward without Expect; the client waits for our word.
             if self
                 .write_client(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -517,8 +548,12 @@ impl ClientConn {
                         }
                         sent
                     }
-                    Err(None) => return false,
-                    Err(Some(failure)) => {
+                    Err(SendError::ClientGone) => return false,
+                    Err(SendError::MalformedBody) => {
+                        tracing::debug!(peer = %self.peer, "malformed chunked request body");
+                        return self.refuse_closing(StatusCode::BAD_REQUEST).await;
+                    }
+                    Err(SendError::Member(failure)) => {
                         match failure {
                             MemberFailure::Lost if reused && replayable => {
                                 // The member closed the idle connection as
@@ -593,15 +628,15 @@ impl ClientConn {
         &mut self,
         up: &mut Upstream,
         x: &Exchange,
-    ) -> Result<(Head, bool), Option<MemberFailure>> {
+    ) -> Result<(Head, bool), SendError> {
         if up.write_all(&self.out).await.is_err() {
-            return Err(Some(MemberFailure::Lost));
+            return Err(SendError::Member(MemberFailure::Lost));
         }
         let read = read_response_head(up, x.to_head);
         match timed(&mut self.timer, x.member_timeout, read).await {
             Some(Ok(head)) => Ok((head, true)),
-            Some(Err(failure)) => Err(Some(failure)),
-            None => Err(Some(MemberFailure::TimedOut)),
+            Some(Err(failure)) => Err(SendError::Member(failure)),
+            None => Err(SendError::Member(MemberFailure::TimedOut)),
         }
     }
 
@@ -616,14 +651,14 @@ impl ClientConn {
         x: &Exchange,
         body_end: usize,
         chunked: Chunked,
-    ) -> Result<(Head, bool), Option<MemberFailure>> {
+    ) -> Result<(Head, bool), SendError> {
         let mut first = std::mem::take(&mut self.out);
         first.extend_from_slice(&self.buf[x.head.len..body_end]);
         let written = up.write_all(&first).await;
         first.clear();
         self.out = first;
         if written.is_err() {
-            return Err(Some(MemberFailure::Lost));
+            return Err(SendError::Member(MemberFailure::Lost));
         }
         let remaining = match x.head.framing() {
             Framing::Length(n) => n - (body_end - x.head.len) as u64,
@@ -651,37 +686,40 @@ impl ClientConn {
                 stats,
             ));
             let mut read = std::pin::pin!(read_head_from(&mut member_read, buf, stats, x.to_head));
-            timed(&mut self.timer, x.member_timeout, async {
-                loop {
-                    tokio::select! {
-                        biased;
-                        head = &mut read => return head,
-                        result = &mut pump, if pumped.is_none() => {
-                            let client_failed = matches!(result, Err(PumpError::Client));
-                            pumped = Some(result);
-                            if client_failed {
-                                return Err(MemberFailure::Lost);
-                            }
-                        }
-                    }
+            // While the body is coming, the client's timeout governs (each
+            // of its reads); the member's starts once the body is through:
+            // a slow client is not a slow member.
+            let early = tokio::select! {
+                biased;
+                head = &mut read => Some(head),
+                result = &mut pump => {
+                    pumped = Some(result);
+                    None
                 }
-            })
-            .await
+            };
+            match early {
+                Some(head) => Some(head),
+                None if matches!(pumped, Some(Err(PumpError::Client | PumpError::Malformed))) => {
+                    Some(Err(MemberFailure::Lost))
+                }
+                None => timed(&mut self.timer, x.member_timeout, &mut read).await,
+            }
         };
         let request_complete = match pumped {
             Some(Ok(end)) => {
                 self.consume_to(end);
                 true
             }
-            Some(Err(PumpError::Client)) => return Err(None),
+            Some(Err(PumpError::Client)) => return Err(SendError::ClientGone),
+            Some(Err(PumpError::Malformed)) => return Err(SendError::MalformedBody),
             _ => false,
         };
         match waited {
             Some(Ok(head)) => Ok((head, request_complete)),
-            Some(Err(failure)) if request_complete => Err(Some(failure)),
+            Some(Err(failure)) if request_complete => Err(SendError::Member(failure)),
             // The body did not get through: nothing can be sent again.
-            Some(Err(_)) => Err(Some(MemberFailure::Broken)),
-            None => Err(Some(MemberFailure::TimedOut)),
+            Some(Err(_)) => Err(SendError::Member(MemberFailure::Broken)),
+            None => Err(SendError::Member(MemberFailure::TimedOut)),
         }
     }
 
@@ -707,8 +745,11 @@ impl ClientConn {
         }
         let framing = response.framing();
         let dechunk = framing == Framing::Chunked && x.head.minor == 0;
-        let close =
-            !x.head.keep_alive || !request_complete || framing == Framing::UntilClose || dechunk;
+        let close = !x.head.keep_alive
+            || !request_complete
+            || framing == Framing::UntilClose
+            || dechunk
+            || self.draining();
         write_response_head(
             &mut self.out,
             &conn.buf,
@@ -737,6 +778,12 @@ impl ClientConn {
                     .stats
                     .request_errors
                     .fetch_add(1, Ordering::Relaxed);
+                (false, false)
+            }
+            Err(Side::MemberBeforeHead) => {
+                tracing::debug!("member sent a malformed body");
+                self.out.clear();
+                self.proxy_error(StatusCode::BAD_GATEWAY, true).await;
                 (false, false)
             }
             Err(Side::Client) => (false, false),
@@ -771,7 +818,13 @@ impl ClientConn {
                     data.clear();
                     let n = chunked
                         .scan(&up.buf, |range| data.push(range))
-                        .map_err(|_| Side::Member)?;
+                        .map_err(|_| {
+                            if self.out.is_empty() {
+                                Side::Member
+                            } else {
+                                Side::MemberBeforeHead
+                            }
+                        })?;
                     (n, chunked.is_done())
                 }
                 Framing::UntilClose => (up.buf.len(), false),
@@ -870,7 +923,7 @@ impl ClientConn {
         out.clear();
         let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", status.as_u16());
         out.extend_from_slice(b"cache-control: no-cache\r\n");
-        if close {
+        if close || self.draining() {
             out.extend_from_slice(b"connection: close\r\n");
         }
         match location {
@@ -929,6 +982,10 @@ impl ClientConn {
     }
 
     async fn write_client_parts(&mut self, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+        // Empty parts (a read of chunk framing only, taken off for an
+        // HTTP/1.0 client) write nothing; leading ones would make the write
+        // look like a closed socket.
+        IoSlice::advance_slices(&mut parts, 0);
         while !parts.is_empty() {
             let write = self.client.write_vectored(parts);
             let n = match timed(&mut self.timer, self.client_timeout, write).await {
@@ -949,7 +1006,11 @@ impl ClientConn {
 /// Which side of a relay failed.
 enum Side {
     Client,
+    /// The member, after the response head went to the client.
     Member,
+    /// The member, before anything went to the client (a body malformed
+    /// from its first bytes): the client can still be told 502.
+    MemberBeforeHead,
 }
 
 /// What a request is, once decided, for its way to a member and back.
@@ -1076,6 +1137,10 @@ async fn read_head_from<R: AsyncRead + Unpin>(
                     tracing::debug!("member switched protocols unasked");
                     return Err(MemberFailure::Broken);
                 }
+                Ok(Some(head)) if head.status < 100 => {
+                    tracing::debug!(status = head.status, "member sent an invalid status");
+                    return Err(MemberFailure::Broken);
+                }
                 Ok(Some(head)) if head.status < 200 => {
                     buf.drain(..head.len);
                     continue;
@@ -1108,7 +1173,10 @@ struct Body {
 }
 
 enum PumpError {
+    /// The client ended, failed, or was silent past its timeout.
     Client,
+    /// The client's chunked body is malformed.
+    Malformed,
     Member,
 }
 
@@ -1136,7 +1204,9 @@ async fn pump_body<W: AsyncWrite + Unpin>(
         }
         let (take, done) = match &mut body.chunked {
             Some(chunked) => {
-                let n = chunked.scan(buf, |_| {}).map_err(|_| PumpError::Client)?;
+                let n = chunked
+                    .scan(buf, |_| {})
+                    .map_err(|_| PumpError::Malformed)?;
                 (n, chunked.is_done())
             }
             None => {
@@ -1254,6 +1324,7 @@ fn write_request_head(
     out.extend_from_slice(target.path);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut earlier_forwarded = 0;
+    let mut had_length = false;
     for field in &head.fields {
         let name = &buf[field.name.clone()];
         let value = &buf[field.value.clone()];
@@ -1268,6 +1339,7 @@ fn write_request_head(
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             earlier_forwarded += 1;
         }
+        had_length |= name.eq_ignore_ascii_case(b"content-length");
         if !skip {
             line(out, name, value);
         }
@@ -1306,6 +1378,9 @@ fn write_request_head(
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        // `Content-Length: 0` said so (a POST without body): some members
+        // want a length on every POST or PUT.
+        Framing::Empty if had_length => out.extend_from_slice(b"Content-Length: 0\r\n"),
         Framing::Empty | Framing::UntilClose => {}
     }
     out.extend_from_slice(b"\r\n");
@@ -1326,10 +1401,12 @@ fn write_response_head(
     let _ = write!(out, "HTTP/1.1 {:03} ", head.status);
     out.extend_from_slice(&buf[head.reason.clone()]);
     out.extend_from_slice(b"\r\n");
-    let chunked = head.framing() == Framing::Chunked;
+    // The framing is stated here, from what was parsed, never taken from
+    // the member's lines (which its `Connection` header could name away):
+    // only a bodiless response (to HEAD, 204, 304) keeps its own length.
     let keep = |name: &[u8]| {
         !(is_hop_by_hop(name)
-            || (chunked && name.eq_ignore_ascii_case(b"content-length"))
+            || (!head.bodiless && name.eq_ignore_ascii_case(b"content-length"))
             || named_by_connection(buf, head, name))
     };
     match map {
@@ -1349,8 +1426,15 @@ fn write_response_head(
             }
         }
     }
-    if chunked && client_minor == 1 {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    match head.framing() {
+        Framing::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        Framing::Empty if !head.bodiless => out.extend_from_slice(b"Content-Length: 0\r\n"),
+        Framing::Chunked if client_minor == 1 => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        _ => {}
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -1439,6 +1523,11 @@ mod tests {
             forwarded(raw, "/", no_edits()),
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
         );
+        let raw = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            forwarded(raw, "/", no_edits()),
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+        );
         let raw = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
         assert_eq!(
             forwarded(raw, "/", no_edits()),
@@ -1483,6 +1572,32 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&out),
             "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\n"
+        );
+        // A length the member's Connection header names is stated all the same.
+        let named = "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\nok";
+        let named_head = h1::parse_response(named.as_bytes(), false)
+            .unwrap()
+            .unwrap();
+        write_response_head(&mut out, named.as_bytes(), &named_head, None, false, 1);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+        );
+        // The answer to HEAD keeps the member's length; an empty body says 0.
+        let to_head = h1::parse_response(raw.as_bytes(), true).unwrap().unwrap();
+        write_response_head(&mut out, raw.as_bytes(), &to_head, None, false, 1);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\n"
+        );
+        let empty = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let empty_head = h1::parse_response(empty.as_bytes(), false)
+            .unwrap()
+            .unwrap();
+        write_response_head(&mut out, empty.as_bytes(), &empty_head, None, false, 1);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
         );
         write_response_head(&mut out, raw.as_bytes(), &head, None, true, 0);
         assert_eq!(

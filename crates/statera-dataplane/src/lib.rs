@@ -186,6 +186,7 @@ mod proxy_protocol;
 mod relay;
 mod snapshot;
 mod sockets;
+mod splice;
 mod stats;
 mod udp;
 mod upstream;

@@ -17,12 +17,9 @@ use statera_config::{ListenerConfig, Timeouts};
 use statera_model::ListenerProtocol;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
@@ -232,14 +229,12 @@ async fn relay(
     life: &mut watch::Receiver<LifeState>,
 ) -> RelayEnd {
     let activity = Activity::new();
-    let mut client = Metered {
-        inner: client,
+    let from_client = crate::splice::Meter {
         bytes: [&stats.bytes_in, &member_stats.bytes_in],
         last_read: &activity.client,
         epoch: activity.epoch,
     };
-    let mut member = Metered {
-        inner: member,
+    let from_member = crate::splice::Meter {
         bytes: [&stats.bytes_out, &member_stats.bytes_out],
         last_read: &activity.member,
         epoch: activity.epoch,
@@ -255,7 +250,7 @@ async fn relay(
         }
     };
     tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut client, &mut member) => match copied {
+        copied = crate::splice::relay(&client, &member, from_client, from_member) => match copied {
             Ok((from_client, from_member)) => RelayEnd::Done { from_client, from_member },
             Err(error) => RelayEnd::Error(error),
         },
@@ -299,54 +294,6 @@ impl Activity {
             }
             tokio::time::sleep_until(deadline).await;
         }
-    }
-}
-
-/// A stream that counts the bytes read from it and notes when it last
-/// delivered any.
-struct Metered<'a, S> {
-    inner: S,
-    /// The listener's counter and the member's.
-    bytes: [&'a AtomicU64; 2],
-    last_read: &'a AtomicU64,
-    epoch: Instant,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = (buf.filled().len() - before) as u64;
-        if read > 0 {
-            for counter in self.bytes {
-                counter.fetch_add(read, Ordering::Relaxed);
-            }
-            let now = self.epoch.elapsed().as_millis() as u64;
-            self.last_read.store(now, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<'_, S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -1,7 +1,9 @@
 //! HTTP message framing through the proxy, with members that answer with
 //! fixed bytes: chunked responses to HTTP/1.0 clients, responses delimited by
 //! the member's close, pipelined requests, `Expect: 100-continue`, and a
-//! member answering before the request body is all there.
+//! member answering before the request body is all there; members that send
+//! their response in pieces, slow and stalled request bodies, and lengths a
+//! member tries to hide.
 
 use crate::support::*;
 use crate::support_http::*;
@@ -243,6 +245,271 @@ async fn a_member_answering_before_the_body_is_in_is_relayed_and_the_client_clos
         assert!(all.contains("Connection: close\r\n"), "{all}");
         assert!(all.ends_with("big!"), "{all}");
         assert_eq!(heads.lock().unwrap().len(), 1);
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+/// A member that reads one request head (and a Content-Length body), then
+/// writes `pieces` one by one, sleeping 50 ms between them, then keeps the
+/// connection open for a while.
+async fn scripted_member(pieces: &'static [&'static [u8]]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let end = loop {
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                while buf.len() < end + length {
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                for piece in pieces {
+                    if stream.write_all(piece).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn serve_with(
+    n: u8,
+    member_addr: SocketAddr,
+    tweak: impl FnOnce(&mut statera_config::ListenerConfig),
+) -> (Harness, statera_config::LbConfig, uuid::Uuid) {
+    let p = pool(vec![member(member_addr, 1)]);
+    let mut l = listener(ListenerProtocol::Http, 8080, Some(p.id));
+    tweak(&mut l);
+    let id = l.id;
+    let config = lb(vip(n), vec![l], vec![p]);
+    let h = Harness::new();
+    h.apply(&config).await.unwrap();
+    (h, config, id)
+}
+
+async fn read_all(client: &mut tokio::net::TcpStream) -> String {
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut all)).await;
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// HTTP/1.0 de-chunking writes an empty IoSlice when a read holds
+/// only chunk framing -> WriteZero -> the response is cut (silently, since
+/// the 1.0 response is close-delimited).
+#[tokio::test]
+async fn chunk_framing_read_alone_does_not_cut_a_response_to_http_1_0() {
+    bounded(async {
+        let web = scripted_member(&[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"5\r\n",
+            b"hello",
+            b"\r\n",
+            b"6\r\n world\r\n",
+            b"0\r\n\r\n",
+        ])
+        .await;
+        let (h, config, _) = serve_with(175, web, |_| {}).await;
+        let mut client = connect_from(None, addr(vip(175), 8080)).await.unwrap();
+        client.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let all = read_all(&mut client).await;
+        let body = all.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        assert_eq!(body, "hello world", "whole response: {all:?}");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+/// timeout_member_data runs while the client is still (slowly but
+/// steadily) uploading the body: 504 (and a passive-health failure).
+#[tokio::test]
+async fn a_slow_but_steady_upload_is_not_a_member_timeout() {
+    bounded(async {
+        let web = HttpMember::start("web").await;
+        let (h, config, _) = serve_with(176, web.addr, |l| {
+            l.timeouts.member_data_ms = 500;
+            l.timeouts.client_data_ms = 5_000;
+        })
+        .await;
+        let mut client = HttpClient::connect(addr(vip(176), 8080)).await;
+        client
+            .send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if client.send(b"x").await.is_err() {
+                break;
+            }
+        }
+        let reply = client.reply().await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body_text());
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+/// a malformed chunk that arrives after the head's read is not
+/// answered 400 (nor counted): the connection just closes.
+#[tokio::test]
+async fn a_malformed_chunk_later_in_the_body_is_400() {
+    bounded(async {
+        let web = HttpMember::start("web").await;
+        let (h, config, l) = serve_with(177, web.addr, |_| {}).await;
+        let mut client = connect_from(None, addr(vip(177), 8080)).await.unwrap();
+        client
+            .write_all(
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client.write_all(b"zz\r\n").await.unwrap();
+        let all = read_all(&mut client).await;
+        let errors = listener_stats(&h.report(config.lb_id), l).request_errors;
+        assert!(
+            all.starts_with("HTTP/1.1 400"),
+            "got {all:?}, request_errors {errors}"
+        );
+        assert_eq!(errors, 1);
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+/// a response framed by Content-Length loses it when the member's
+/// Connection header names it; the client keeps a keep-alive connection with
+/// an undelimited response.
+#[tokio::test]
+async fn a_response_length_named_by_connection_is_still_stated() {
+    bounded(async {
+        let web = scripted_member(&[
+            b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\nok",
+        ])
+        .await;
+        let (h, config, _) = serve_with(178, web, |_| {}).await;
+        let mut client = connect_from(None, addr(vip(178), 8080)).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(2), client.read(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        let head = String::from_utf8_lossy(&got[..n]).to_ascii_lowercase();
+        assert!(
+            head.contains("content-length: 2") || head.contains("connection: close"),
+            "undelimited keep-alive response: {head:?}"
+        );
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+/// the first request head may take up to twice
+/// timeout_client_data (first_byte's wait, then read_head's own).
+#[tokio::test]
+async fn the_first_head_is_bounded_by_one_client_timeout() {
+    bounded(async {
+        let web = HttpMember::start("web").await;
+        let (h, config, _) = serve_with(179, web.addr, |l| l.timeouts.client_data_ms = 400).await;
+        let mut client = HttpClient::connect(addr(vip(179), 8080)).await;
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        client.send(b"G").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        // 700 ms after the connection opened, well past 400 ms.
+        let _ = client.send(b"ET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            client.reply().await.is_err(),
+            "a head that took 700 ms was served with a 400 ms timeout"
+        );
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+/// clients that stall in their
+/// request body make healthy members fail passive health and get ejected.
+#[tokio::test]
+async fn stalled_client_bodies_do_not_eject_healthy_members() {
+    bounded(async {
+        let a = HttpMember::start("a").await;
+        let b = HttpMember::start("b").await;
+        let ma = member(a.addr, 1);
+        let mb = member(b.addr, 1);
+        let p = pool(vec![ma.clone(), mb.clone()]);
+        let mut l = listener(ListenerProtocol::Http, 8080, Some(p.id));
+        l.timeouts.member_data_ms = 200;
+        l.timeouts.client_data_ms = 5_000;
+        let config = lb(vip(180), vec![l], vec![p]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..10 {
+            let mut c = HttpClient::connect(addr(vip(180), 8080)).await;
+            c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nx")
+                .await
+                .unwrap();
+            clients.push(c);
+        }
+        for c in &mut clients {
+            let _ = c.reply().await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let report = h.report(config.lb_id);
+        let ha = crate::support_health::health(&report, ma.id);
+        let hb = crate::support_health::health(&report, mb.id);
+        assert!(
+            ha != statera_config::MemberHealth::Down && hb != statera_config::MemberHealth::Down,
+            "healthy member ejected by stalled clients: a {ha:?}, b {hb:?}"
+        );
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+/// a POST with `Content-Length: 0` reaches the member without any
+/// Content-Length (members that require one answer 411).
+#[tokio::test]
+async fn a_post_with_an_empty_body_keeps_its_length() {
+    bounded(async {
+        let web = HttpMember::start("web").await;
+        let (h, config, _) = serve_with(181, web.addr, |_| {}).await;
+        let mut client = HttpClient::connect(addr(vip(181), 8080)).await;
+        client
+            .send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(client.reply().await.unwrap().status, 200);
+        let seen = web.seen();
+        assert_eq!(seen[0].header("content-length"), ["0"], "{}", seen[0].head);
         h.engine.remove(config.lb_id).await.unwrap();
     })
     .await;

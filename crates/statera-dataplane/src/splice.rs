@@ -1,0 +1,256 @@
+//! Layer 4 relaying without copying through user space: bytes go from one
+//! socket into a pipe and from the pipe into the other socket with
+//! splice(2), so the kernel moves page references instead of the proxy
+//! copying every byte out and back in. The pipe of a direction is made only
+//! when its first bytes arrive (an idle connection holds none), and a
+//! direction that cannot get one (out of file descriptors) copies through a
+//! small buffer instead.
+
+use rustix::pipe::{PipeFlags, SpliceFlags};
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Bytes asked of one splice: a pipe's default capacity (16 pages) holds
+/// this much.
+const CHUNK: usize = 64 * 1024;
+
+/// Buffer of a direction that has no pipe.
+const FALLBACK_BUFFER: usize = 16 * 1024;
+
+/// What one direction counts: its bytes into each counter, and when it last
+/// moved any (milliseconds since `epoch`) for the idle timeout.
+pub struct Meter<'a> {
+    pub bytes: [&'a AtomicU64; 2],
+    pub last_read: &'a AtomicU64,
+    pub epoch: Instant,
+}
+
+impl Meter<'_> {
+    fn moved(&self, n: usize) {
+        for counter in self.bytes {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_read.store(now, Ordering::Relaxed);
+    }
+}
+
+/// Relays both ways between `client` and `member` until both directions
+/// have ended (each end of stream is passed on as a write shutdown, as
+/// `tokio::io::copy_bidirectional` does) or one fails. Returns the bytes
+/// moved from the client and from the member.
+pub async fn relay(
+    client: &TcpStream,
+    member: &TcpStream,
+    from_client: Meter<'_>,
+    from_member: Meter<'_>,
+) -> io::Result<(u64, u64)> {
+    tokio::try_join!(
+        one_way(client, member, from_client),
+        one_way(member, client, from_member)
+    )
+}
+
+/// How a direction moves its bytes.
+enum Path {
+    /// Not chosen yet: no byte has come.
+    None,
+    /// A pipe (read end, write end) and the bytes in it.
+    Pipe(OwnedFd, OwnedFd, usize),
+    /// A buffer and the bytes in it not yet written (`start..end`).
+    Buffer(Box<[u8]>, usize, usize),
+}
+
+/// Moves bytes from `from` to `to` until `from` ends, then shuts `to`'s
+/// sending side.
+async fn one_way(from: &TcpStream, to: &TcpStream, meter: Meter<'_>) -> io::Result<u64> {
+    let mut path = Path::None;
+    let mut total = 0u64;
+    loop {
+        // Fill: whatever `from` has, into the pipe or the buffer.
+        if path.is_empty() {
+            from.readable().await?;
+            if matches!(path, Path::None) {
+                path = Path::new();
+            }
+            let read = from.try_io(Interest::READABLE, || path.fill(from));
+            match read {
+                Ok(0) => {
+                    // End of stream: pass it on.
+                    socket2::SockRef::from(to).shutdown(Shutdown::Write)?;
+                    return Ok(total);
+                }
+                Ok(n) => {
+                    total += n as u64;
+                    meter.moved(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        // Drain: what was taken, into `to`.
+        to.writable().await?;
+        match to.try_io(Interest::WRITABLE, || path.drain(to)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Path {
+    /// A pipe if one can be had, else a buffer.
+    fn new() -> Path {
+        match rustix::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) {
+            Ok((read, write)) => Path::Pipe(read, write, 0),
+            Err(error) => {
+                tracing::debug!(%error, "no pipe for a relay; copying through a buffer");
+                Path::Buffer(vec![0; FALLBACK_BUFFER].into_boxed_slice(), 0, 0)
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Path::None => true,
+            Path::Pipe(_, _, held) => *held == 0,
+            Path::Buffer(_, start, end) => start == end,
+        }
+    }
+
+    /// Takes what `from` has (the path is empty); `Ok(0)` at its end.
+    fn fill(&mut self, from: &TcpStream) -> io::Result<usize> {
+        match self {
+            Path::None => Ok(0),
+            Path::Pipe(_, write, held) => {
+                let n = rustix::pipe::splice(
+                    from.as_fd(),
+                    None,
+                    write.as_fd(),
+                    None,
+                    CHUNK,
+                    SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+                )?;
+                *held = n;
+                Ok(n)
+            }
+            Path::Buffer(buf, start, end) => {
+                let n = from.try_read(buf)?;
+                (*start, *end) = (0, n);
+                Ok(n)
+            }
+        }
+    }
+
+    /// Gives `to` what the path holds (as much as it takes).
+    fn drain(&mut self, to: &TcpStream) -> io::Result<usize> {
+        match self {
+            Path::None => Ok(0),
+            Path::Pipe(read, _, held) => {
+                let n = rustix::pipe::splice(
+                    read.as_fd(),
+                    None,
+                    to.as_fd(),
+                    None,
+                    *held,
+                    SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+                )?;
+                *held -= n;
+                Ok(n)
+            }
+            Path::Buffer(buf, start, end) => {
+                let n = to.try_write(&buf[*start..*end])?;
+                *start += n;
+                Ok(n)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A connected pair of loopback sockets.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (connected, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (connected.unwrap(), accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn both_directions_arrive_whole_and_ends_are_passed_on() {
+        tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            // client_end <-> client | proxy | member <-> member_end
+            let (mut client_end, client) = pair().await;
+            let (member, mut member_end) = pair().await;
+            let counters: [AtomicU64; 4] = Default::default();
+            let last: [AtomicU64; 2] = Default::default();
+            let epoch = Instant::now();
+            let relay = relay(
+                &client,
+                &member,
+                Meter {
+                    bytes: [&counters[0], &counters[1]],
+                    last_read: &last[0],
+                    epoch,
+                },
+                Meter {
+                    bytes: [&counters[2], &counters[3]],
+                    last_read: &last[1],
+                    epoch,
+                },
+            );
+            let upload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+            let download: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+            let client_side = async {
+                client_end.write_all(&upload).await.unwrap();
+                client_end.shutdown().await.unwrap();
+                let mut got = Vec::new();
+                client_end.read_to_end(&mut got).await.unwrap();
+                got
+            };
+            let member_side = async {
+                let mut got = vec![0; upload.len()];
+                member_end.read_exact(&mut got).await.unwrap();
+                member_end.write_all(&download).await.unwrap();
+                member_end.shutdown().await.unwrap();
+                let mut rest = Vec::new();
+                member_end.read_to_end(&mut rest).await.unwrap();
+                assert!(
+                    rest.is_empty(),
+                    "the client's end of stream reached the member"
+                );
+                got
+            };
+            let (moved, downloaded, uploaded) = tokio::join!(relay, client_side, member_side);
+            assert_eq!(uploaded, upload);
+            assert_eq!(downloaded, download);
+            let (up, down) = moved.unwrap();
+            assert_eq!((up, down), (upload.len() as u64, download.len() as u64));
+            assert_eq!(counters[1].load(Ordering::Relaxed), up);
+            assert_eq!(counters[3].load(Ordering::Relaxed), down);
+        })
+        .await
+        .unwrap();
+    }
+
+    #[test]
+    fn a_buffer_path_fills_and_drains_like_a_pipe() {
+        let mut path = Path::Buffer(vec![0; 8].into_boxed_slice(), 0, 0);
+        assert!(path.is_empty());
+        if let Path::Buffer(_, start, end) = &mut path {
+            *end = 5;
+            *start = 2;
+        }
+        assert!(!path.is_empty());
+    }
+}
