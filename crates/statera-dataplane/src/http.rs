@@ -84,6 +84,10 @@ pub use crate::h1::MAX_HEADER_SIZE;
 /// connections).
 pub const MAX_CONNECT_ATTEMPTS: usize = 3;
 
+/// A response body with at least this much left once its first read went
+/// out moves by splice(2) instead of through the read buffer.
+const SPLICE_MIN: u64 = 64 * 1024;
+
 /// How long, and for how many bytes, a connection the proxy closes keeps
 /// reading what the client still sends (see `ClientConn::linger`).
 const LINGER: Duration = Duration::from_secs(1);
@@ -849,6 +853,12 @@ impl ClientConn {
                 // Bytes past the end of a body that has not ended: cannot be.
                 return Err(Side::Member);
             }
+            if matches!(framing, Framing::Length(_))
+                && remaining >= SPLICE_MIN
+                && let Ok(pipe) = crate::splice::Pipe::new()
+            {
+                return self.splice_body(up, pipe, remaining, member_timeout).await;
+            }
             let expected = matches!(framing, Framing::Length(_)).then_some(remaining);
             match timed(&mut self.timer, member_timeout, up.read_more(expected)).await {
                 Some(Ok(0)) if framing == Framing::UntilClose => return Ok(()),
@@ -858,6 +868,61 @@ impl ClientConn {
                     tracing::debug!("member response body timed out");
                     return Err(Side::Member);
                 }
+            }
+        }
+    }
+
+    /// Moves the last `remaining` bytes of a response body from the member
+    /// to the client through `pipe` (splice(2): the bytes never enter the
+    /// proxy's memory); each wait for the member within its data timeout,
+    /// for the client within the client's.
+    async fn splice_body(
+        &mut self,
+        up: &mut Upstream,
+        mut pipe: crate::splice::Pipe,
+        mut remaining: u64,
+        member_timeout: Option<Duration>,
+    ) -> Result<(), Side> {
+        use tokio::io::Interest;
+        loop {
+            if pipe.held() == 0 {
+                if remaining == 0 {
+                    return Ok(());
+                }
+                let max = usize::try_from(remaining).unwrap_or(usize::MAX);
+                match timed(&mut self.timer, member_timeout, up.stream.readable()).await {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) | None => return Err(Side::Member),
+                }
+                match up
+                    .stream
+                    .try_io(Interest::READABLE, || pipe.fill(&up.stream, max))
+                {
+                    Ok(0) => return Err(Side::Member),
+                    Ok(n) => {
+                        remaining -= n as u64;
+                        up.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(_) => return Err(Side::Member),
+                }
+            }
+            match timed(&mut self.timer, self.client_timeout, self.client.writable()).await {
+                Some(Ok(())) => {}
+                Some(Err(_)) | None => return Err(Side::Client),
+            }
+            match self
+                .client
+                .try_io(Interest::WRITABLE, || pipe.drain(&self.client))
+            {
+                Ok(n) => {
+                    self.view
+                        .stats
+                        .bytes_out
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(Side::Client),
             }
         }
     }

@@ -1,10 +1,11 @@
-//! Layer 4 relaying without copying through user space: bytes go from one
+//! Relaying without copying through user space: bytes go from one
 //! socket into a pipe and from the pipe into the other socket with
 //! splice(2), so the kernel moves page references instead of the proxy
 //! copying every byte out and back in. The pipe of a direction is made only
 //! when its first bytes arrive (an idle connection holds none), and a
 //! direction that cannot get one (out of file descriptors) copies through a
-//! small buffer instead.
+//! small buffer instead. The HTTP proxy moves large response bodies the
+//! same way ([`Pipe`], `http.rs`).
 
 use rustix::pipe::{PipeFlags, SpliceFlags};
 use std::io;
@@ -56,12 +57,64 @@ pub async fn relay(
     )
 }
 
+/// A pipe that bytes cross between two sockets, and how many are in it.
+pub struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    held: usize,
+}
+
+impl Pipe {
+    pub fn new() -> io::Result<Pipe> {
+        let (read, write) = rustix::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
+        Ok(Pipe {
+            read,
+            write,
+            held: 0,
+        })
+    }
+
+    /// Bytes taken from one socket and not yet given to the other.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Takes up to `max` bytes from `from` (the pipe is empty); `Ok(0)` at
+    /// its end. Meant for `from.try_io(Interest::READABLE, …)`.
+    pub fn fill(&mut self, from: &TcpStream, max: usize) -> io::Result<usize> {
+        let n = rustix::pipe::splice(
+            from.as_fd(),
+            None,
+            self.write.as_fd(),
+            None,
+            max.min(CHUNK),
+            SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+        )?;
+        self.held = n;
+        Ok(n)
+    }
+
+    /// Gives `to` what the pipe holds (as much as it takes). Meant for
+    /// `to.try_io(Interest::WRITABLE, …)`.
+    pub fn drain(&mut self, to: &TcpStream) -> io::Result<usize> {
+        let n = rustix::pipe::splice(
+            self.read.as_fd(),
+            None,
+            to.as_fd(),
+            None,
+            self.held,
+            SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+        )?;
+        self.held -= n;
+        Ok(n)
+    }
+}
+
 /// How a direction moves its bytes.
 enum Path {
     /// Not chosen yet: no byte has come.
     None,
-    /// A pipe (read end, write end) and the bytes in it.
-    Pipe(OwnedFd, OwnedFd, usize),
+    Pipe(Pipe),
     /// A buffer and the bytes in it not yet written (`start..end`).
     Buffer(Box<[u8]>, usize, usize),
 }
@@ -106,8 +159,8 @@ async fn one_way(from: &TcpStream, to: &TcpStream, meter: Meter<'_>) -> io::Resu
 impl Path {
     /// A pipe if one can be had, else a buffer.
     fn new() -> Path {
-        match rustix::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) {
-            Ok((read, write)) => Path::Pipe(read, write, 0),
+        match Pipe::new() {
+            Ok(pipe) => Path::Pipe(pipe),
             Err(error) => {
                 tracing::debug!(%error, "no pipe for a relay; copying through a buffer");
                 Path::Buffer(vec![0; FALLBACK_BUFFER].into_boxed_slice(), 0, 0)
@@ -118,7 +171,7 @@ impl Path {
     fn is_empty(&self) -> bool {
         match self {
             Path::None => true,
-            Path::Pipe(_, _, held) => *held == 0,
+            Path::Pipe(pipe) => pipe.held == 0,
             Path::Buffer(_, start, end) => start == end,
         }
     }
@@ -127,18 +180,7 @@ impl Path {
     fn fill(&mut self, from: &TcpStream) -> io::Result<usize> {
         match self {
             Path::None => Ok(0),
-            Path::Pipe(_, write, held) => {
-                let n = rustix::pipe::splice(
-                    from.as_fd(),
-                    None,
-                    write.as_fd(),
-                    None,
-                    CHUNK,
-                    SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
-                )?;
-                *held = n;
-                Ok(n)
-            }
+            Path::Pipe(pipe) => pipe.fill(from, CHUNK),
             Path::Buffer(buf, start, end) => {
                 let n = from.try_read(buf)?;
                 (*start, *end) = (0, n);
@@ -151,18 +193,7 @@ impl Path {
     fn drain(&mut self, to: &TcpStream) -> io::Result<usize> {
         match self {
             Path::None => Ok(0),
-            Path::Pipe(read, _, held) => {
-                let n = rustix::pipe::splice(
-                    read.as_fd(),
-                    None,
-                    to.as_fd(),
-                    None,
-                    *held,
-                    SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
-                )?;
-                *held -= n;
-                Ok(n)
-            }
+            Path::Pipe(pipe) => pipe.drain(to),
             Path::Buffer(buf, start, end) => {
                 let n = to.try_write(&buf[*start..*end])?;
                 *start += n;

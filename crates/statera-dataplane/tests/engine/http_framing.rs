@@ -514,3 +514,33 @@ async fn a_post_with_an_empty_body_keeps_its_length() {
     })
     .await;
 }
+
+/// A large response body (moved by splice past its first read) arrives
+/// whole, byte for byte, and the connections on both sides stay usable.
+#[tokio::test]
+async fn a_large_body_arrives_whole_and_both_connections_go_on() {
+    bounded(async {
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut response =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        response.extend_from_slice(&body);
+        let response: &'static [u8] = Box::leak(response.into_boxed_slice());
+        let (web, heads) = raw_member(response, false, false).await;
+        let (h, config) = serve_one(182, web).await;
+        let mut client = HttpClient::connect(addr(vip(182), 8080)).await;
+        for _ in 0..3 {
+            let reply = client.get("/big", &[]).await.unwrap();
+            assert_eq!(reply.status, 200);
+            assert!(
+                reply.body == body,
+                "body differs ({} bytes)",
+                reply.body.len()
+            );
+        }
+        assert_eq!(heads.lock().unwrap().len(), 3);
+        let stats = listener_stats(&h.report(config.lb_id), config.listeners[0].id);
+        assert!(stats.bytes_out >= 3 * body.len() as u64, "{stats:?}");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
