@@ -1629,52 +1629,62 @@ mod tests {
 
     #[test]
     fn response_heads_keep_their_lines_and_state_the_connection() {
-        let raw =
+        let ok =
             "HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
-        let head = h1::parse_response(raw.as_bytes(), false).unwrap().unwrap();
+        // (member's head, answers HEAD, proxy closes, client's minor version, client's head)
+        let table = [
+            (
+                ok,
+                false,
+                false,
+                1,
+                "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\n",
+            ),
+            // A length the member's Connection header names is stated all the same.
+            (
+                "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\nok",
+                false,
+                false,
+                1,
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+            ),
+            // The answer to HEAD keeps the member's length; an empty body says 0.
+            (
+                ok,
+                true,
+                false,
+                1,
+                "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\n",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                false,
+                false,
+                1,
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            (
+                ok,
+                false,
+                true,
+                0,
+                "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n",
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
+                false,
+                false,
+                1,
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ),
+        ];
         let mut out = Vec::new();
-        write_response_head(&mut out, raw.as_bytes(), &head, None, false, 1);
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\n"
-        );
-        // A length the member's Connection header names is stated all the same.
-        let named = "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\nok";
-        let named_head = h1::parse_response(named.as_bytes(), false)
-            .unwrap()
-            .unwrap();
-        write_response_head(&mut out, named.as_bytes(), &named_head, None, false, 1);
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
-        );
-        // The answer to HEAD keeps the member's length; an empty body says 0.
-        let to_head = h1::parse_response(raw.as_bytes(), true).unwrap().unwrap();
-        write_response_head(&mut out, raw.as_bytes(), &to_head, None, false, 1);
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\n"
-        );
-        let empty = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-        let empty_head = h1::parse_response(empty.as_bytes(), false)
-            .unwrap()
-            .unwrap();
-        write_response_head(&mut out, empty.as_bytes(), &empty_head, None, false, 1);
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-        );
-        write_response_head(&mut out, raw.as_bytes(), &head, None, true, 0);
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
-        );
-        let raw = "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
-        let head = h1::parse_response(raw.as_bytes(), false).unwrap().unwrap();
-        write_response_head(&mut out, raw.as_bytes(), &head, None, false, 1);
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        );
+        for (raw, to_head, close, minor, expected) in table {
+            let head = h1::parse_response(raw.as_bytes(), to_head)
+                .unwrap()
+                .unwrap();
+            write_response_head(&mut out, raw.as_bytes(), &head, None, close, minor);
+            assert_eq!(String::from_utf8_lossy(&out), expected, "{raw:?}");
+        }
     }
 }

@@ -59,7 +59,10 @@
 //!   `connection_limit` holds clients in the kernel's accept queue instead of
 //!   resetting them; `allowed_cidrs` closes connections from other sources at
 //!   once. TCP and HTTPS (passthrough) listeners are then relayed at layer 4:
-//!   bytes copied both ways with per-listener counters and idle timeouts.
+//!   bytes moved both ways by splice(2) through a pipe per direction
+//!   (`splice.rs`: made when the first bytes come, so an idle connection
+//!   holds none; a small buffer when no pipe can be had), with per-listener
+//!   counters and idle timeouts.
 //! - **UDP** (`udp.rs`). UDP listeners have their own datagram socket per
 //!   VIP:port (beside any TCP one on the same port). Sessions are keyed by
 //!   client address and port; a session's first datagram picks a member as

@@ -11,7 +11,7 @@ use rustix::pipe::{PipeFlags, SpliceFlags};
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -22,6 +22,47 @@ const CHUNK: usize = 64 * 1024;
 
 /// Buffer of a direction that has no pipe.
 const FALLBACK_BUFFER: usize = 16 * 1024;
+
+/// Pipes open at once, at most, in the whole process (each is two file
+/// descriptors, and the kernel counts a pipe's capacity against the user's
+/// pipe pages whether it holds data or not: past `pipe-user-pages-soft`,
+/// 64 MiB by default, new pipes would get one page each). Over it, relays
+/// copy through buffers. HAProxy bounds its pipes the same way
+/// (`maxpipes`).
+pub const MAX_PIPES: usize = 512;
+
+static PIPES: Budget = Budget::new(MAX_PIPES);
+
+/// A count of things in use with a ceiling.
+struct Budget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    const fn new(max: usize) -> Budget {
+        Budget {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Takes one, unless all are taken.
+    fn take(&self) -> bool {
+        if self.used.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.used.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn give_back(&self) {
+        self.used.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How long a relay direction keeps its pipe or buffer without bytes.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What one direction counts: its bytes into each counter, and when it last
 /// moved any (milliseconds since `epoch`) for the idle timeout.
@@ -65,13 +106,23 @@ pub struct Pipe {
 }
 
 impl Pipe {
+    /// A new pipe, unless [`MAX_PIPES`] are open already (or the system
+    /// refuses one).
     pub fn new() -> io::Result<Pipe> {
-        let (read, write) = rustix::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
-        Ok(Pipe {
-            read,
-            write,
-            held: 0,
-        })
+        if !PIPES.take() {
+            return Err(io::Error::other("too many pipes open"));
+        }
+        match rustix::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) {
+            Ok((read, write)) => Ok(Pipe {
+                read,
+                write,
+                held: 0,
+            }),
+            Err(error) => {
+                PIPES.give_back();
+                Err(error.into())
+            }
+        }
     }
 
     /// Bytes taken from one socket and not yet given to the other.
@@ -110,6 +161,12 @@ impl Pipe {
     }
 }
 
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        PIPES.give_back();
+    }
+}
+
 /// How a direction moves its bytes.
 enum Path {
     /// Not chosen yet: no byte has come.
@@ -127,7 +184,20 @@ async fn one_way(from: &TcpStream, to: &TcpStream, meter: Meter<'_>) -> io::Resu
     loop {
         // Fill: whatever `from` has, into the pipe or the buffer.
         if path.is_empty() {
-            from.readable().await?;
+            if matches!(path, Path::None) {
+                from.readable().await?;
+            } else {
+                // A direction quiet for a while gives its pipe (or buffer)
+                // back: pipes are few (see `MAX_PIPES`), idle connections many.
+                tokio::select! {
+                    biased;
+                    ready = from.readable() => ready?,
+                    () = tokio::time::sleep(IDLE_RELEASE) => {
+                        path = Path::None;
+                        continue;
+                    }
+                }
+            }
             if matches!(path, Path::None) {
                 path = Path::new();
             }
@@ -272,6 +342,17 @@ mod tests {
         })
         .await
         .unwrap();
+    }
+
+    #[test]
+    fn budgets_have_a_ceiling_and_take_back() {
+        let budget = Budget::new(3);
+        assert!((0..3).all(|_| budget.take()));
+        assert!(!budget.take(), "one past the ceiling");
+        assert!(!budget.take());
+        budget.give_back();
+        assert!(budget.take());
+        assert_eq!(budget.used.load(Ordering::Relaxed), 3);
     }
 
     #[test]

@@ -16,11 +16,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// A member that reads each request head (and a `Content-Length` body, unless
-/// `early`) and answers `response`, then closes the connection if `close`.
-/// `early`: answers as soon as the head is in, without reading the body.
-/// Returns its address and the heads it saw.
+/// `early`) and answers with the bytes of `pieces`, written one by one 50 ms
+/// apart (so each arrives in a read of its own), then closes the connection
+/// if `close`. `early`: answers as soon as the head is in, without reading
+/// the body, and closes. Returns its address and the heads it saw.
 async fn raw_member(
-    response: &'static [u8],
+    pieces: &'static [&'static [u8]],
     close: bool,
     early: bool,
 ) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
@@ -65,7 +66,15 @@ async fn raw_member(
                         }
                         buf.drain(..length);
                     }
-                    if stream.write_all(response).await.is_err() || close || early {
+                    for (i, piece) in pieces.iter().enumerate() {
+                        if i > 0 {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        if stream.write_all(piece).await.is_err() {
+                            return;
+                        }
+                    }
+                    if close || early {
                         return;
                     }
                 }
@@ -98,7 +107,7 @@ async fn read_to_close(client: &mut tokio::net::TcpStream) -> String {
 async fn a_chunked_response_reaches_an_http_1_0_client_without_its_coding() {
     bounded(async {
         let (web, _) = raw_member(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"],
             false,
             false,
         )
@@ -128,7 +137,7 @@ async fn a_chunked_response_reaches_an_http_1_0_client_without_its_coding() {
 #[tokio::test]
 async fn a_response_ended_by_the_members_close_reaches_the_client_whole() {
     bounded(async {
-        let (web, _) = raw_member(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", true, false).await;
+        let (web, _) = raw_member(&[b"HTTP/1.1 200 OK\r\n\r\nuntil the end"], true, false).await;
         let (h, config) = serve_one(171, web).await;
         let mut client = connect_from(None, addr(vip(171), 8080)).await.unwrap();
         client
@@ -226,7 +235,7 @@ async fn expect_100_continue_is_answered_by_the_proxy() {
 async fn a_member_answering_before_the_body_is_in_is_relayed_and_the_client_closed() {
     bounded(async {
         let (web, heads) = raw_member(
-            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!",
+            &[b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!"],
             false,
             true,
         )
@@ -248,54 +257,6 @@ async fn a_member_answering_before_the_body_is_in_is_relayed_and_the_client_clos
         h.engine.remove(config.lb_id).await.unwrap();
     })
     .await;
-}
-
-/// A member that reads one request head (and a Content-Length body), then
-/// writes `pieces` one by one, sleeping 50 ms between them, then keeps the
-/// connection open for a while.
-async fn scripted_member(pieces: &'static [&'static [u8]]) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let end = loop {
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break end + 4;
-                    }
-                    let mut chunk = [0u8; 4096];
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                while buf.len() < end + length {
-                    let mut chunk = [0u8; 4096];
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                for piece in pieces {
-                    if stream.write_all(piece).await.is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                tokio::time::sleep(Duration::from_secs(3)).await;
-            });
-        }
-    });
-    addr
 }
 
 async fn serve_with(
@@ -325,15 +286,20 @@ async fn read_all(client: &mut tokio::net::TcpStream) -> String {
 #[tokio::test]
 async fn chunk_framing_read_alone_does_not_cut_a_response_to_http_1_0() {
     bounded(async {
-        let web = scripted_member(&[
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"5\r\n",
-            b"hello",
-            b"\r\n",
-            b"6\r\n world\r\n",
-            b"0\r\n\r\n",
-        ])
-        .await;
+        let web = raw_member(
+            &[
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"5\r\n",
+                b"hello",
+                b"\r\n",
+                b"6\r\n world\r\n",
+                b"0\r\n\r\n",
+            ],
+            false,
+            false,
+        )
+        .await
+        .0;
         let (h, config, _) = serve_with(175, web, |_| {}).await;
         let mut client = connect_from(None, addr(vip(175), 8080)).await.unwrap();
         client.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
@@ -408,10 +374,13 @@ async fn a_malformed_chunk_later_in_the_body_is_400() {
 #[tokio::test]
 async fn a_response_length_named_by_connection_is_still_stated() {
     bounded(async {
-        let web = scripted_member(&[
-            b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\nok",
-        ])
-        .await;
+        let web = raw_member(
+            &[b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\nok"],
+            false,
+            false,
+        )
+        .await
+        .0;
         let (h, config, _) = serve_with(178, web, |_| {}).await;
         let mut client = connect_from(None, addr(vip(178), 8080)).await.unwrap();
         client
@@ -525,7 +494,7 @@ async fn a_large_body_arrives_whole_and_both_connections_go_on() {
             format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
         response.extend_from_slice(&body);
         let response: &'static [u8] = Box::leak(response.into_boxed_slice());
-        let (web, heads) = raw_member(response, false, false).await;
+        let (web, heads) = raw_member(Box::leak(Box::new([response])), false, false).await;
         let (h, config) = serve_one(182, web).await;
         let mut client = HttpClient::connect(addr(vip(182), 8080)).await;
         for _ in 0..3 {
