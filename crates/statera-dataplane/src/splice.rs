@@ -16,9 +16,9 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// Bytes asked of one splice: a pipe's default capacity (16 pages) holds
-/// this much.
-const CHUNK: usize = 64 * 1024;
+/// Bytes asked of one splice, and the capacity pipes are given (the
+/// default is 16 pages, 64 KiB): fewer, larger moves for bulk transfers.
+const CHUNK: usize = 256 * 1024;
 
 /// Buffer of a direction that has no pipe.
 const FALLBACK_BUFFER: usize = 16 * 1024;
@@ -26,10 +26,11 @@ const FALLBACK_BUFFER: usize = 16 * 1024;
 /// Pipes open at once, at most, in the whole process (each is two file
 /// descriptors, and the kernel counts a pipe's capacity against the user's
 /// pipe pages whether it holds data or not: past `pipe-user-pages-soft`,
-/// 64 MiB by default, new pipes would get one page each). Over it, relays
+/// 64 MiB by default, new pipes would get one page each; 256 pipes of
+/// [`CHUNK`] are that much). Over it, relays
 /// copy through buffers. HAProxy bounds its pipes the same way
 /// (`maxpipes`).
-pub const MAX_PIPES: usize = 512;
+pub const MAX_PIPES: usize = 256;
 
 static PIPES: Budget = Budget::new(MAX_PIPES);
 
@@ -113,11 +114,15 @@ impl Pipe {
             return Err(io::Error::other("too many pipes open"));
         }
         match rustix::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) {
-            Ok((read, write)) => Ok(Pipe {
-                read,
-                write,
-                held: 0,
-            }),
+            Ok((read, write)) => {
+                // Best effort: a pipe keeps its default size if refused.
+                let _ = rustix::pipe::fcntl_setpipe_size(&write, CHUNK);
+                Ok(Pipe {
+                    read,
+                    write,
+                    held: 0,
+                })
+            }
             Err(error) => {
                 PIPES.give_back();
                 Err(error.into())
