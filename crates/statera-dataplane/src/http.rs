@@ -558,7 +558,7 @@ impl ClientConn {
                         return self.refuse_closing(StatusCode::BAD_REQUEST).await;
                     }
                     Err(SendError::Member(failure)) => {
-                        match failure {
+                        let status = match failure {
                             MemberFailure::Lost if reused && replayable => {
                                 // The member closed the idle connection as
                                 // we sent: not its fault, and the request
@@ -570,14 +570,7 @@ impl ClientConn {
                             MemberFailure::TimedOut => {
                                 tracing::debug!(member = %member.id, "member did not answer in time");
                                 pool.observe(i, Outcome::Failure, &reporter);
-                                return self
-                                    .error_after_send(
-                                        &x,
-                                        complete,
-                                        body_end,
-                                        StatusCode::GATEWAY_TIMEOUT,
-                                    )
-                                    .await;
+                                StatusCode::GATEWAY_TIMEOUT
                             }
                             MemberFailure::Lost | MemberFailure::Broken => {
                                 tracing::debug!(member = %member.id, reused, "member request failed");
@@ -587,16 +580,10 @@ impl ClientConn {
                                     // timed out idle).
                                     pool.observe(i, Outcome::Failure, &reporter);
                                 }
-                                return self
-                                    .error_after_send(
-                                        &x,
-                                        complete,
-                                        body_end,
-                                        StatusCode::BAD_GATEWAY,
-                                    )
-                                    .await;
+                                StatusCode::BAD_GATEWAY
                             }
-                        }
+                        };
+                        return self.error_after_send(&x, complete, body_end, status).await;
                     }
                 };
                 let outcome = if response.status >= 500 {
@@ -711,7 +698,7 @@ impl ClientConn {
         };
         let request_complete = match pumped {
             Some(Ok(end)) => {
-                self.consume_to(end);
+                self.consume(end);
                 true
             }
             Some(Err(PumpError::Client)) => return Err(SendError::ClientGone),
@@ -945,12 +932,9 @@ impl ClientConn {
         keep
     }
 
-    /// Drops the first `end` bytes of `buf`: a request that is done with.
+    /// Drops the first `end` bytes of `buf` (at most all of it): a request
+    /// that is done with.
     fn consume(&mut self, end: usize) {
-        self.buf.drain(..end);
-    }
-
-    fn consume_to(&mut self, end: usize) {
         self.buf.drain(..end.min(self.buf.len()));
     }
 
