@@ -198,12 +198,15 @@ def start_statera(
     data_dir: Path | None = None,
     port: int | None = None,
     extra_args: list[str] | None = None,
+    wrapper: list[str] | None = None,
 ):
     """Start `statera serve` on a free port (or `port`) with its own data dir and a host subnet
     derived from the port; yield a StateraServer; on exit stop it (SIGTERM, then SIGKILL after
     SERVER_STOP_TIMEOUT) and remove the data dir unless it was passed in. The server's log is
     copied to target/e2e-logs/. Fails the test if the server had to be killed.
-    Passing the same data_dir and port again restarts "the same" server."""
+    Passing the same data_dir and port again restarts "the same" server.
+    `wrapper` is a command that execs the server (e.g. setpriv to drop privileges): it must
+    exec, not fork, so that signals reach statera itself."""
     binary = statera_binary()
     port = port or free_port()
     subnet = host_subnet_for_port(port)
@@ -213,6 +216,7 @@ def start_statera(
     name = f"statera-{os.getpid()}-{next(_name_counter)}-{port}"
     log_path = data_dir / f"{name}.log"
     args = [
+        *(wrapper or []),
         str(binary),
         "serve",
         "--listen",
@@ -285,9 +289,17 @@ def statera_server():
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Attach the tail of every running server's log to a failing test's report."""
+    """Attach the tail of every running server's log to a failing test's report.
+
+    A missing prerequisite is a skip on a developer's machine and a failure under CI: there
+    (CI=true) `scripts/test` installs every prerequisite and runs as root, so a test that skips
+    (other than an expected failure) hides a broken setup."""
     outcome = yield
     report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where every prerequisite must be present: {reason}"
     if report.failed:
         for server in list(_RUNNING):
             report.sections.append((f"{server.name} log (tail)", server.log_tail()))
@@ -563,3 +575,4 @@ def wait_http_ok(url: str, timeout: float = 10.0) -> HttpResult:
 
 def assert_in_subnet(address: str, cidr: str) -> None:
     assert ipaddress.ip_address(address) in ipaddress.ip_network(cidr), f"{address} is not in {cidr}"
+

@@ -33,6 +33,15 @@ pub async fn bounded<F: Future<Output = ()>>(body: F) {
         .expect("test exceeded its deadline");
 }
 
+/// A prerequisite is missing: on a developer's machine say so and skip; under CI (`CI=true`),
+/// where `scripts/test` installs every prerequisite, fail.
+pub fn skip_or_fail(reason: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("prerequisite missing under CI=true: {reason}");
+    }
+    println!("SKIPPED: {reason}");
+}
+
 /// A provider on a private directory, or `None` (with the reason printed)
 /// when HAProxy is not installed.
 pub struct Harness {
@@ -44,7 +53,7 @@ pub struct Harness {
 impl Harness {
     pub fn new() -> Option<Harness> {
         let Some(binary) = statera_haproxy::find_haproxy() else {
-            println!("SKIPPED: haproxy is not installed (apt-get install haproxy)");
+            skip_or_fail("haproxy is not installed (apt-get install haproxy)");
             return None;
         };
         // Short: socket paths must fit in 107 bytes.
