@@ -771,3 +771,80 @@ async fn a_new_provider_takes_over_haproxy_left_by_an_earlier_run() {
     })
     .await;
 }
+
+/// Path and host rules hold against the spellings that name the same
+/// resource (issue 12): `//admin`, `/%61dmin`, `/./admin`, `/x/../admin`
+/// and a host with a port, a trailing dot or another case are all caught,
+/// `/ADMIN` is another path; members get the normalised target, and see the
+/// VIP as the source of the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_and_host_rules_are_not_bypassed_and_members_see_the_vip() {
+    let Some(h) = Harness::new() else { return };
+    use statera_config::{L7PolicyConfig, L7RuleConfig};
+    use statera_model::{L7PolicyAction, L7RuleCompareType, L7RuleType};
+    bounded(async {
+        let a = Backend::start("a").await;
+        let mut cfg = http_lb(vip(10), 8080, vec![member(a.addr)]);
+        let reject = |kind, compare_type, value: &str| L7PolicyConfig {
+            id: uuid::Uuid::new_v4(),
+            action: L7PolicyAction::Reject,
+            redirect_pool_id: None,
+            redirect_url: None,
+            redirect_prefix: None,
+            redirect_http_code: None,
+            rules: vec![L7RuleConfig {
+                id: uuid::Uuid::new_v4(),
+                kind,
+                compare_type,
+                key: None,
+                value: value.into(),
+                invert: false,
+            }],
+        };
+        cfg.listeners[0].l7policies = vec![
+            reject(L7RuleType::Path, L7RuleCompareType::StartsWith, "/admin"),
+            reject(
+                L7RuleType::HostName,
+                L7RuleCompareType::EqualTo,
+                "admin.example",
+            ),
+        ];
+        let lb = cfg.lb_id;
+        h.provider.apply(Arc::new(cfg)).await.unwrap();
+        let to = SocketAddr::new(vip(10), 8080);
+        // (path, host, status, the request line the member got)
+        let table = [
+            ("/admin", "x", 403, None),
+            ("//admin", "x", 403, None),
+            ("/%61dmin", "x", 403, None),
+            ("/./admin", "x", 403, None),
+            ("/x/../admin", "x", 403, None),
+            ("/x/%2e%2e/admin/", "x", 403, None),
+            // Not an escape: refused, not half-decoded into `/%61dmin`.
+            ("/%%36%31dmin", "x", 400, None),
+            ("/", "admin.example", 403, None),
+            ("/", "admin.example:80", 403, None),
+            ("/", "ADMIN.Example.:8080", 403, None),
+            ("/ADMIN", "x", 200, Some("GET /ADMIN HTTP/1.1")),
+            ("/public", "x", 200, Some("GET /public HTTP/1.1")),
+            (
+                "/a//b/./%7eme?q=%2f",
+                "x",
+                200,
+                Some("GET /a/b/~me?q=%2F HTTP/1.1"),
+            ),
+            ("/", "other.example:80", 200, Some("GET / HTTP/1.1")),
+        ];
+        for (path, host, status, line) in table {
+            let reply = get_path(to, path, host).await.unwrap();
+            assert_eq!(reply.status, status, "{path} Host: {host}");
+            if let Some(line) = line {
+                let (peer, seen) = a.requests.lock().unwrap().last().cloned().unwrap();
+                assert_eq!(seen, line, "{path}");
+                assert_eq!(peer, vip(10), "the member sees the VIP as the source");
+            }
+        }
+        h.provider.remove(lb).await.unwrap();
+    })
+    .await;
+}
