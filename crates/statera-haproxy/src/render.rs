@@ -543,7 +543,15 @@ fn render_backend(
         // Members see the VIP as the source (`statera_config::member_source`),
         // health checks included.
         if let Some(source) = statera_config::member_source(vip, member.address) {
-            let _ = write!(line, " source {}", plain_addr(source));
+            // An IPv6 source needs its brackets (`source ::1` is refused).
+            match source {
+                IpAddr::V4(v4) => {
+                    let _ = write!(line, " source {v4}");
+                }
+                IpAddr::V6(v6) => {
+                    let _ = write!(line, " source [{v6}]");
+                }
+            }
         }
         let _ = writeln!(out, "    {line}");
     }

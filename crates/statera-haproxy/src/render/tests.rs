@@ -889,7 +889,7 @@ fn members_are_reached_from_the_vip_when_it_can_be_their_source() {
         // A loopback source cannot leave the host.
         ("127.0.0.5", "10.0.0.5", None),
         ("192.0.2.10", "2001:db8::5", None),
-        ("2001:db8::10", "2001:db8::5", Some("2001:db8::10")),
+        ("2001:db8::10", "2001:db8::5", Some("[2001:db8::10]")),
     ];
     for (vip, member, source) in cases {
         let mut cfg = http_lb();

@@ -576,11 +576,23 @@ async fn a_config_using_every_feature_passes_haproxy_check() {
     cfg.listeners.push(tcp);
     cfg.pools.extend(extra);
     let _ = pool;
+    haproxy_check(&h, &cfg, "check");
+    // The same on IPv6 (the members' `source` needs its brackets).
+    cfg.vip.address = "::1".parse().unwrap();
+    for pool in &mut cfg.pools {
+        for member in &mut pool.members {
+            member.address = "::1".parse().unwrap();
+        }
+    }
+    haproxy_check(&h, &cfg, "check6");
+}
 
-    let dir = h.dir.join("check");
+/// `haproxy -c` on `cfg` rendered into `h.dir/<name>`: valid, no warning.
+fn haproxy_check(h: &Harness, cfg: &statera_config::LbConfig, name: &str) {
+    let dir = h.dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let text = render(
-        &cfg,
+        cfg,
         &RenderOptions {
             stats_socket: dir.join("stats.sock"),
             maxconn_cap: 5000,
