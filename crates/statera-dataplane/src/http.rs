@@ -1652,6 +1652,27 @@ mod tests {
     }
 
     #[test]
+    fn connection_cannot_name_away_what_the_request_needs() {
+        // Host names the resource; the framing is stated by the proxy.
+        let raw = "POST /x HTTP/1.1\r\nHost: a\r\nConnection: host, content-length, x-p\r\n\
+                   X-P: 1\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(
+            forwarded(raw, "/x", no_edits()),
+            "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"
+        );
+        // HTTP/1.0 without a host stays HTTP/1.0 (and asks to keep the
+        // member connection); with a Host it goes as HTTP/1.1.
+        assert_eq!(
+            forwarded("GET / HTTP/1.0\r\n\r\n", "/", no_edits()),
+            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        );
+        assert_eq!(
+            forwarded("GET / HTTP/1.0\r\nHost: a\r\n\r\n", "/", no_edits()),
+            "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn forwarded_for_appends_to_earlier_proxies() {
         let raw = "GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2\r\n\
                    X-Forwarded-Proto: https\r\nX-Forwarded-For: 10.0.0.3\r\n\r\n";
