@@ -274,7 +274,7 @@ mod tests {
             let mut data = Vec::new();
             for _ in 0..(next() % 24) {
                 let r = next();
-                if r % 4 == 0 {
+                if r.is_multiple_of(4) {
                     data.push((r >> 8) as u8);
                 } else {
                     data.extend_from_slice(pieces[(r >> 8) as usize % pieces.len()]);
