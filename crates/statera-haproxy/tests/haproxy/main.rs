@@ -860,3 +860,45 @@ async fn path_and_host_rules_are_not_bypassed_and_members_see_the_vip() {
     })
     .await;
 }
+
+/// What HAProxy does with the requests issue 12 found the native engine
+/// mangling, which the native engine now matches or refuses more narrowly:
+/// an HTTP/1.0 request without Host goes to the member as HTTP/1.0, a
+/// `Connection: host` leaves Host in place, and a request coded with
+/// anything besides chunked is refused (422; native forwards it intact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_host_or_with_codings_as_haproxy_treats_them() {
+    let Some(h) = Harness::new() else { return };
+    bounded(async {
+        let a = Backend::start("a").await;
+        let cfg = http_lb(vip(11), 8080, vec![member(a.addr)]);
+        let lb = cfg.lb_id;
+        h.provider.apply(Arc::new(cfg)).await.unwrap();
+        let to = SocketAddr::new(vip(11), 8080);
+        let exchange = |raw: &'static [u8]| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(to).await.unwrap();
+            stream.write_all(raw).await.unwrap();
+            let mut reply = Vec::new();
+            tokio::time::timeout(IO_DEADLINE, stream.read_to_end(&mut reply))
+                .await
+                .expect("HAProxy closes")
+                .unwrap();
+            String::from_utf8_lossy(&reply).into_owned()
+        };
+        let reply = exchange(b"GET /old HTTP/1.0\r\n\r\n").await;
+        assert!(reply.contains(" 200 "), "{reply}");
+        let seen = a.requests.lock().unwrap().last().cloned().unwrap().1;
+        assert_eq!(seen, "GET /old HTTP/1.0");
+        let reply =
+            exchange(b"GET /named HTTP/1.1\r\nHost: h\r\nConnection: host, close\r\n\r\n").await;
+        assert!(reply.contains(" 200 "), "{reply}");
+        let reply = exchange(
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 422 "), "{reply}");
+        h.provider.remove(lb).await.unwrap();
+    })
+    .await;
+}
