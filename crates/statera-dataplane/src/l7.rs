@@ -949,6 +949,33 @@ mod tests {
         }
         let (uri, headers) = request("/ADMIN", &[]);
         assert_eq!(policies.decide(&uri, None, &headers), Decision::Default);
+        // Every compare type reads the same normalised path.
+        for (compare, value) in [
+            (C::EqualTo, "/admin/users"),
+            (C::EndsWith, "admin/users"),
+            (C::Contains, "/admin/"),
+            (C::Regex, "^/admin/users$"),
+        ] {
+            let policies = compile(vec![policy(
+                L7PolicyAction::Reject,
+                vec![rule(T::Path, compare, None, value, false)],
+            )])
+            .unwrap();
+            for target in [
+                "//admin//users",
+                "/%61dmin/us%65rs",
+                "/x/.././admin/./users",
+            ] {
+                let normalized = normalize_target(target.as_bytes()).unwrap().unwrap();
+                let normalized = std::str::from_utf8(&normalized).unwrap();
+                let (uri, headers) = request(target, &[]);
+                assert_eq!(
+                    policies.decide(&uri, Some(normalized), &headers),
+                    Decision::Reject,
+                    "{compare:?} {value} on {target}"
+                );
+            }
+        }
         let hosts_only = compile(vec![policy(
             L7PolicyAction::Reject,
             vec![rule(T::HostName, C::EqualTo, None, "a.test", false)],
