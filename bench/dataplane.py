@@ -23,7 +23,10 @@ What it does, every step bounded in time, all traffic on 127.0.0.0/8:
   (native, haproxy, direct, native, haproxy, direct, …) for several rounds, the same wrk load for
   every target; medians over the rounds. Rows: small responses over keep-alive (req/s, p99), a
   new connection per request (`Connection: close`, req/s), 64 KiB and 1 MiB responses (MiB/s
-  from wrk's Transfer/sec), 1 MiB through the TCP listener (L4, MiB/s); and the proxy's CPU time
+  from wrk's Transfer/sec), 1 MiB through the TCP listener (L4, MiB/s), small responses over
+  one keep-alive connection from a member with Nagle on that writes head and body in two sends
+  (Python's http.server on another listener, port 8081: what a delayed ACK on the proxy's member
+  connection costs, req/s); and the proxy's CPU time
   (utime + stime from /proc) and context switches (voluntary + involuntary, all threads) per
   request or per MiB during those runs, and the connections the proxy opened to the backends
   (nginx's stub_status) per 1,000 requests;
@@ -55,6 +58,7 @@ import time
 HOST_SUBNET = "127.190.0.0/24"
 HTTP_PORT = 8080  # unprivileged listener ports, so the benchmark needs no capability
 TCP_PORT = 9090
+NAGLE_PORT = 8081
 SMALL_BYTES = 100
 WANT_NOFILE = 65536  # raised to this when the process may (root); else the hard limit is used
 GOAL = 1.0
@@ -68,6 +72,9 @@ ROWS = [
     ("64k", "64 KiB responses, keep-alive", "/64k", [], "http", "mibps"),
     ("1m", "1 MiB responses, keep-alive", "/1m", [], "http", "mibps"),
     ("tcp", "L4: 1 MiB responses through the TCP listener", "/1m", [], "tcp", "mibps"),
+    # One connection: with many, the member's per-response stall hides behind concurrency.
+    ("nagle", "small responses from a member with Nagle on, head and body in two sends "
+     "(Python http.server), 1 keep-alive connection", "/small", ["-t1", "-c1"], "nagle", "rps"),
 ]
 TARGETS = ("native", "haproxy", "direct")
 
@@ -311,6 +318,43 @@ class Nginx:
         self.log.close()
 
 
+# A member with Nagle on that writes its head and body in two sends, as Python's http.server
+# (and many small frameworks) does: it holds the body until the proxy acknowledges the head.
+NAGLE_MEMBER = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+BODY = b"x" * 99 + b"\\n"
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+class NagleMember:
+    def __init__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-c", NAGLE_MEMBER, str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + 10
+        while True:
+            r = http_get("127.0.0.1", self.port, "/small")
+            if r and r[0] == 200 and len(r[2]) == SMALL_BYTES:
+                break
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError("the Nagle member did not serve")
+            time.sleep(0.05)
+
+    def stop(self):
+        stop_pid(self.proc, 5)
+
+
 # --------------------------------------------------------------------------------------------
 # The server under test.
 
@@ -446,7 +490,7 @@ def haproxy_threads(pids):
     return best
 
 
-def lb_body(name, provider, subnet_id, ports):
+def lb_body(name, provider, subnet_id, ports, nagle_port):
     members = [{"address": "127.0.0.1", "protocol_port": p} for p in ports]
     return {"loadbalancer": {
         "name": name, "vip_subnet_id": subnet_id, "provider": provider,
@@ -456,19 +500,24 @@ def lb_body(name, provider, subnet_id, ports):
              "default_pool": {"name": f"{name}-http-pool"}},
             {"name": f"{name}-tcp", "protocol": "TCP", "protocol_port": TCP_PORT,
              "default_pool": {"name": f"{name}-tcp-pool"}},
+            {"name": f"{name}-nagle", "protocol": "HTTP", "protocol_port": NAGLE_PORT,
+             "default_pool": {"name": f"{name}-nagle-pool"}},
         ],
         "pools": [
             {"name": f"{name}-http-pool", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
              "members": members},
             {"name": f"{name}-tcp-pool", "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN",
              "members": members},
+            {"name": f"{name}-nagle-pool", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+             "members": [{"address": "127.0.0.1", "protocol_port": nagle_port}]},
         ],
     }}
 
 
-def create_lb(srv, provider, ports):
+def create_lb(srv, provider, ports, nagle_port):
     status, body = srv.api.request("POST", "/v2/lbaas/loadbalancers",
-                                   lb_body(f"dp-{provider}", provider, srv.subnet_id, ports))
+                                   lb_body(f"dp-{provider}", provider, srv.subnet_id, ports,
+                                           nagle_port))
     expect(status, body, (201,), f"create ({provider})")
     lb = body["loadbalancer"]
     end = time.monotonic() + 60
@@ -484,7 +533,7 @@ def create_lb(srv, provider, ports):
     vip = lb["vip_address"]
     # Every listener answers, round robin reaches the backend, X-Forwarded-For is inserted.
     end = time.monotonic() + 20
-    for port in (HTTP_PORT, TCP_PORT):
+    for port in (HTTP_PORT, TCP_PORT, NAGLE_PORT):
         while True:
             r = http_get(vip, port, "/small")
             if r and r[0] == 200 and len(r[2]) == SMALL_BYTES:
@@ -537,10 +586,10 @@ def parse_wrk(text):
 
 
 class Target:
-    def __init__(self, name, host, http_port, tcp_port, pids_fn):
+    def __init__(self, name, host, http_port, tcp_port, pids_fn, nagle_port=NAGLE_PORT):
         self.name = name
         self.host = host
-        self.ports = {"http": http_port, "tcp": tcp_port}
+        self.ports = {"http": http_port, "tcp": tcp_port, "nagle": nagle_port}
         self.pids_fn = pids_fn  # the proxy's processes (empty for direct)
 
     def cpu_ticks(self, pids):
@@ -705,7 +754,7 @@ def report(info, args, rows, results, mem, profiles):
     w(f"RLIMIT_NOFILE: {info['nofile']}  ")
     w(f"Load average (1/5/15 min) at start: {info['load_start']}, at end: {info['load_end']}")
     w("")
-    w("| row | Statera (native) | HAProxy | Statera / HAProxy | direct to nginx | goal |")
+    w("| row | Statera (native) | HAProxy | Statera / HAProxy | direct to the backend | goal |")
     w("|---|---|---|---|---|---|")
 
     def goal_text(ratio, higher_better):
@@ -881,7 +930,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = tempfile.mkdtemp(prefix="sdp-", dir=args.tmpdir)
     procs = []
-    nginx = srv = None
+    nginx = srv = nagle = None
     results = {r[0]: {t: [] for t in TARGETS} for r in ROWS}
     mem = None
     profiles = {}
@@ -891,10 +940,11 @@ def main():
         binary = os.path.join(workdir, "statera")
         log("starting nginx and statera serve")
         nginx = Nginx(workdir)
+        nagle = NagleMember()
         srv = Server(binary, workdir)
         lbs = {}
         for provider in ("native", "haproxy"):
-            lbs[provider] = create_lb(srv, provider, nginx.ports)
+            lbs[provider] = create_lb(srv, provider, nginx.ports, nagle.port)
             log(f"  {provider}: load balancer {lbs[provider][0]} ACTIVE on {lbs[provider][1]}")
         ha_lb = lbs["haproxy"][0]
         if not srv.haproxy_pids(ha_lb):
@@ -904,7 +954,8 @@ def main():
                              lambda: [srv.proc.pid]),
             "haproxy": Target("haproxy", lbs["haproxy"][1], HTTP_PORT, TCP_PORT,
                               lambda: srv.haproxy_pids(ha_lb)),
-            "direct": Target("direct", "127.0.0.1", nginx.ports[0], nginx.ports[0], lambda: []),
+            "direct": Target("direct", "127.0.0.1", nginx.ports[0], nginx.ports[0], lambda: [],
+                             nagle.port),
         }
         info["haproxy_threads"] = haproxy_threads(srv.haproxy_pids(ha_lb))
         # HAProxy accepts at most its global maxconn, which the provider derives from the hard
@@ -960,6 +1011,8 @@ def main():
             srv.stop()
         if nginx is not None:
             nginx.stop()
+        if nagle is not None:
+            nagle.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     info["load_end"] = loadavg()

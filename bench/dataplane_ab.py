@@ -10,9 +10,9 @@ subnet, 127.191.0.0/24 and 127.192.0.0/24), the same native load balancer on eac
 against A and B alternately (A B, B A, A B, ...), and prints per round and as medians the req/s
 (or MiB/s) and the proxy's CPU time per request (or per MiB), with B/A per round.
 
-Reuses bench/dataplane.py's pieces (nginx, server, load balancer, wrk run); same needs (nginx,
-wrk, haproxy for the server's provider list), every process stopped and the temporary dir removed
-at the end.
+Reuses bench/dataplane.py's pieces (nginx, the Nagle member, server, load balancer, wrk run);
+same needs (nginx, wrk, haproxy for the server's provider list), every process stopped and the
+temporary dir removed at the end.
 """
 
 import argparse
@@ -43,14 +43,15 @@ def main():
     if not rows:
         sys.exit(f"unknown row {args.row}")
     row = rows[0]
-    per_request = row[0] in ("small", "close")
+    per_request = row[5] == "rps"
     unit = "req/s" if per_request else "MiB/s"
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = tempfile.mkdtemp(prefix="sdpab-")
-    procs, servers, nginx = [], [], None
+    procs, servers, nginx, nagle = [], [], None, None
     try:
         nginx = dp.Nginx(workdir)
+        nagle = dp.NagleMember()
         targets = {}
         for name, binary in (("A", args.a), ("B", args.b)):
             dp.HOST_SUBNET = SUBNETS[name]
@@ -59,7 +60,7 @@ def main():
             shutil.copy2(binary, os.path.join(wd, "statera"))
             srv = dp.Server(os.path.join(wd, "statera"), wd)
             servers.append(srv)
-            _, vip = dp.create_lb(srv, "native", nginx.ports)
+            _, vip = dp.create_lb(srv, "native", nginx.ports, nagle.port)
             pid = srv.proc.pid
             targets[name] = dp.Target(name, vip, dp.HTTP_PORT, dp.TCP_PORT, lambda pid=pid: [pid])
         for t in targets.values():
@@ -97,6 +98,8 @@ def main():
             srv.stop()
         if nginx:
             nginx.stop()
+        if nagle:
+            nagle.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

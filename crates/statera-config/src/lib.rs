@@ -57,6 +57,22 @@ pub struct Vip {
     pub namespace: Option<String>,
 }
 
+/// The address a data plane's connections to a member at `member` leave
+/// from, for a load balancer whose VIP is `vip`: the VIP itself when it is
+/// of the member's family, so members see the load balancer's address (as
+/// in one-arm mode) rather than whatever the kernel picks (`127.0.0.1` with
+/// the host network driver). A loopback VIP cannot be the source of a
+/// packet that leaves the host, so from a loopback VIP only loopback members
+/// are reached that way; for others the kernel chooses (`None`). Both
+/// providers follow this rule (native: a bind before connect; haproxy: the
+/// server's `source`).
+pub fn member_source(vip: IpAddr, member: IpAddr) -> Option<IpAddr> {
+    let (vip, member) = (vip.to_canonical(), member.to_canonical());
+    let same_family = vip.is_ipv4() == member.is_ipv4();
+    (same_family && !vip.is_unspecified() && (!vip.is_loopback() || member.is_loopback()))
+        .then_some(vip)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListenerConfig {
     pub id: Uuid,

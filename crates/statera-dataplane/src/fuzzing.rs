@@ -1,6 +1,6 @@
 //! Entry points for the fuzz targets (`fuzz/`) and their in-crate test: the
 //! HTTP proxy's request handling (`h1.rs`: heads parsed in place, framing,
-//! chunked bodies) driven from plain bytes, as one client connection's
+//! chunked bodies; the target as L7 rules normalise it) driven from plain bytes, as one client connection's
 //! stream of requests. Not an API.
 
 use crate::h1::{self, Chunked, Framing, Refusal};
@@ -109,6 +109,36 @@ fn check_head(buf: &[u8], head: &h1::Head) {
         assert_eq!(head.minor, 1, "Transfer-Encoding in HTTP/1.0 accepted");
         assert_eq!(head.framing(), Framing::Chunked);
     }
+    check_normalized(&buf[head.target.clone()]);
+}
+
+/// What an L7 rule sees of a target (`l7::normalize_target`) is normal: a
+/// second pass changes nothing, and its path has no empty, `.` or `..`
+/// segment and no escaped unreserved character.
+pub fn check_normalized(target: &[u8]) {
+    let Ok(Some(normal)) = crate::l7::normalize_target(target) else {
+        return;
+    };
+    assert!(normal.starts_with(b"/"), "{normal:?}");
+    assert_eq!(
+        crate::l7::normalize_target(&normal),
+        Ok(None),
+        "normalising {:?} twice changes it",
+        String::from_utf8_lossy(target)
+    );
+    let path_end = normal
+        .iter()
+        .position(|b| *b == b'?')
+        .unwrap_or(normal.len());
+    let segments: Vec<&[u8]> = normal[1..path_end].split(|b| *b == b'/').collect();
+    let last = segments.len() - 1;
+    for (i, segment) in segments.iter().enumerate() {
+        assert!(
+            !matches!(*segment, b"." | b"..") && (i == last || !segment.is_empty()),
+            "{:?} has a dot or empty segment",
+            String::from_utf8_lossy(&normal)
+        );
+    }
 }
 
 /// A few prefix lengths of a head of `len` bytes (all of them for a short
@@ -210,16 +240,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pseudo_random_inputs_keep_the_invariants() {
-        // xorshift64*: deterministic, no dependency.
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
+    /// xorshift64*: deterministic, no dependency.
+    fn random(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
             state ^= state >> 12;
             state ^= state << 25;
             state ^= state >> 27;
             state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        };
+        }
+    }
+
+    #[test]
+    fn pseudo_random_inputs_keep_the_invariants() {
+        let mut next = random(0x9e37_79b9_7f4a_7c15);
         let pieces: [&[u8]; 14] = [
             b"GET / HTTP/1.1",
             b"POST /x HTTP/1.0",
@@ -240,13 +274,28 @@ mod tests {
             let mut data = Vec::new();
             for _ in 0..(next() % 24) {
                 let r = next();
-                if r % 4 == 0 {
+                if r.is_multiple_of(4) {
                     data.push((r >> 8) as u8);
                 } else {
                     data.extend_from_slice(pieces[(r >> 8) as usize % pieces.len()]);
                 }
             }
             check_request_head(&data);
+        }
+    }
+
+    #[test]
+    fn pseudo_random_targets_normalise_once() {
+        let mut next = random(0x2545_f491_4f6c_dd1d);
+        let pieces: [&[u8]; 12] = [
+            b"/", b"//", b".", b"..", b"%2e", b"%2E", b"%61", b"%2f", b"%", b"a", b"?", b"%7e",
+        ];
+        for _ in 0..20_000 {
+            let mut target = b"/".to_vec();
+            for _ in 0..(next() % 12) {
+                target.extend_from_slice(pieces[(next() >> 8) as usize % pieces.len()]);
+            }
+            check_normalized(&target);
         }
     }
 }

@@ -68,6 +68,11 @@ pub struct Head {
     /// A `Connection` header names a header besides `close` and
     /// `keep-alive`: one more hop-by-hop header to drop.
     pub connection_names: bool,
+    /// `Transfer-Encoding` names a coding besides `chunked` (`gzip,
+    /// chunked`): the header's values must reach the recipient as they are.
+    pub codings: bool,
+    /// Request: has a `Host` line.
+    pub has_host: bool,
     /// Request: `Expect: 100-continue`.
     pub expect_continue: bool,
     /// Response: has no body whatever its headers say (the answer to HEAD,
@@ -140,6 +145,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Head>, Refusal> {
     if info.hosts != 1 && (minor == 1 || info.hosts > 1) {
         return Err(Refusal::BadRequest("not exactly one Host"));
     }
+    head.has_host = info.hosts == 1;
     head.framing = Some(match (info.length, info.transfer) {
         (Err(()), _) | (_, Transfer::Invalid) => {
             return Err(Refusal::BadRequest("invalid framing"));
@@ -265,6 +271,7 @@ fn fields(buf: &[u8], headers: &[httparse::Header<'_>], head: &mut Head) -> Fiel
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 info.transfer = merge_transfer(info.transfer, value);
+                head.codings |= tokens(value).any(|t| !t.eq_ignore_ascii_case(b"chunked"));
             }
             _ => {}
         }
@@ -560,10 +567,11 @@ mod tests {
             Framing::Length(3)
         );
         let chunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
-        assert_eq!(
-            request(chunked).unwrap().unwrap().framing(),
-            Framing::Chunked
-        );
+        let head = request(chunked).unwrap().unwrap();
+        assert_eq!(head.framing(), Framing::Chunked);
+        assert!(head.codings);
+        let plain = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n";
+        assert!(!request(plain).unwrap().unwrap().codings);
     }
 
     #[test]

@@ -378,11 +378,27 @@ impl ClientConn {
         let listener = &snapshot.config.listeners[view.index];
         let buf = &self.buf[..head.len];
         let method = &buf[head.method.clone()];
-        let Some(target) = Target::of(&buf[head.target.clone()]) else {
+        let Some(mut target) = Target::of(&buf[head.target.clone()]) else {
             // CONNECT's authority form: this is not a forward proxy.
             return self.refuse(&head, StatusCode::METHOD_NOT_ALLOWED).await;
         };
         let policies = &view.policies;
+        // A rule reads the path: rules see, and the member gets, the
+        // normalised target (`l7::normalize_target`; nothing allocated when
+        // it is normal already).
+        let normalized = if policies.normalizes_paths() {
+            match target.normalized() {
+                Ok(normalized) => normalized,
+                // `%` not followed by two hex digits: not a URI.
+                Err(_) => return self.refuse(&head, StatusCode::BAD_REQUEST).await,
+            }
+        } else {
+            None
+        };
+        if let Some(normalized) = &normalized {
+            target.slash = false;
+            target.path = normalized;
+        }
         // Headers as a map only for what reads them that way.
         let mut map = None;
         if !policies.is_empty() {
@@ -394,7 +410,12 @@ impl ClientConn {
             let Ok(uri) = Uri::try_from(&buf[head.target.clone()]) else {
                 return self.refuse(&head, StatusCode::BAD_REQUEST).await;
             };
-            match policies.decide(&uri, map.as_ref().expect("made above")) {
+            // Normalised targets are made of the request's own bytes, which
+            // parsed as a URI: ASCII.
+            let normalized = normalized
+                .as_deref()
+                .and_then(|n| std::str::from_utf8(n).ok());
+            match policies.decide(&uri, normalized, map.as_ref().expect("made above")) {
                 Decision::Reject => return self.refuse(&head, StatusCode::FORBIDDEN).await,
                 Decision::Redirect { status, location } => {
                     let keep = head.keep_alive && head.framing() == Framing::Empty;
@@ -524,6 +545,7 @@ impl ClientConn {
                     Some(up) => up,
                     None => match upstream::open(
                         &self.snapshot.netns,
+                        statera_config::member_source(self.vip.ip(), member.addr.ip()),
                         member.addr,
                         x.connect_timeout,
                         proxy_header.as_deref(),
@@ -735,6 +757,15 @@ impl ClientConn {
             map = Some(headers);
         }
         let framing = response.framing();
+        if response.codings && x.head.minor == 0 {
+            // Transfer codings besides chunked (`gzip, chunked`) cannot be
+            // said to an HTTP/1.0 client, and taking them off is not the
+            // proxy's to do: refused rather than delivered as another body.
+            tracing::debug!("transfer-coded response to an HTTP/1.0 client");
+            self.out.clear();
+            self.proxy_error(StatusCode::BAD_GATEWAY, true).await;
+            return (false, false);
+        }
         let dechunk = framing == Framing::Chunked && x.head.minor == 0;
         let close = !x.head.keep_alive
             || !request_complete
@@ -847,6 +878,8 @@ impl ClientConn {
                 return self.splice_body(up, pipe, remaining, member_timeout).await;
             }
             let expected = matches!(framing, Framing::Length(_)).then_some(remaining);
+            // The rest may wait for our ACK of what came (see `ack_now`).
+            up.ack_now();
             match timed(&mut self.timer, member_timeout, up.read_more(expected)).await {
                 Some(Ok(0)) if framing == Framing::UntilClose => return Ok(()),
                 Some(Ok(0)) | Some(Err(_)) => return Err(Side::Member),
@@ -877,6 +910,7 @@ impl ClientConn {
                     return Ok(());
                 }
                 let max = usize::try_from(remaining).unwrap_or(usize::MAX);
+                up.ack_now();
                 match timed(&mut self.timer, member_timeout, up.stream.readable()).await {
                     Some(Ok(())) => {}
                     Some(Err(_)) | None => return Err(Side::Member),
@@ -1173,7 +1207,7 @@ async fn read_response_head(up: &mut Upstream, to_head: bool) -> Result<Head, Me
     read_head_from(stream, buf, stats, to_head).await
 }
 
-async fn read_head_from<R: AsyncRead + Unpin>(
+async fn read_head_from<R: MemberRead>(
     stream: &mut R,
     buf: &mut Vec<u8>,
     stats: &crate::stats::ListenerStats,
@@ -1195,7 +1229,8 @@ async fn read_head_from<R: AsyncRead + Unpin>(
                     continue;
                 }
                 Ok(Some(head)) => return Ok(head),
-                Ok(None) => {}
+                // Part of a head: the rest may wait for our ACK.
+                Ok(None) => upstream::ack_now(stream.socket()),
                 Err(why) => {
                     tracing::debug!(why, "member sent no HTTP/1 response head");
                     return Err(MemberFailure::Broken);
@@ -1210,6 +1245,23 @@ async fn read_head_from<R: AsyncRead + Unpin>(
                 stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// A member connection, or its read half, to read a response from.
+trait MemberRead: AsyncRead + Unpin {
+    fn socket(&self) -> &TcpStream;
+}
+
+impl MemberRead for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl MemberRead for tokio::net::tcp::ReadHalf<'_> {
+    fn socket(&self) -> &TcpStream {
+        self.as_ref()
     }
 }
 
@@ -1288,6 +1340,21 @@ struct Target<'b> {
 }
 
 impl<'b> Target<'b> {
+    /// The target's origin form normalised (`l7::normalize_target`), when
+    /// that changes it.
+    fn normalized(&self) -> Result<Option<Vec<u8>>, crate::l7::InvalidEscape> {
+        if self.slash {
+            // An absolute-form target without a path: `/` then the query.
+            let mut origin = Vec::with_capacity(self.path.len() + 1);
+            origin.push(b'/');
+            origin.extend_from_slice(self.path);
+            return Ok(Some(
+                crate::l7::normalize_target(&origin)?.unwrap_or(origin),
+            ));
+        }
+        crate::l7::normalize_target(self.path)
+    }
+
     /// `None` for an authority-form target (CONNECT's).
     fn of(target: &'b [u8]) -> Option<Target<'b>> {
         if target.starts_with(b"/") || target == b"*" {
@@ -1371,20 +1438,32 @@ fn write_request_head(
         out.push(b'/');
     }
     out.extend_from_slice(target.path);
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // An HTTP/1.0 request without a host (no Host, origin form) goes as
+    // HTTP/1.0, as HAProxy sends it: the member gets the request the client
+    // made, where HTTP/1.1 would require a Host that nobody named.
+    let hostless = head.minor == 0 && target.authority.is_none() && !head.has_host;
+    if hostless {
+        out.extend_from_slice(b" HTTP/1.0\r\n");
+    } else {
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+    }
     let mut earlier_forwarded = 0;
     let mut had_length = false;
     for field in &head.fields {
         let name = &buf[field.name.clone()];
         let value = &buf[field.value.clone()];
+        let host = name.eq_ignore_ascii_case(b"host");
         let skip = is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(b"content-length")
-            || (target.authority.is_some() && name.eq_ignore_ascii_case(b"host"))
+            || (target.authority.is_some() && host)
             || (edits.forwarded_for.is_some() && name.eq_ignore_ascii_case(b"x-forwarded-for"))
             || (edits.forwarded_port.is_some() && name.eq_ignore_ascii_case(b"x-forwarded-port"))
             || (edits.forwarded_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
             || (edits.cookies.is_some() && name.eq_ignore_ascii_case(b"cookie"))
-            || named_by_connection(buf, head, name);
+            // `Connection: host` cannot make the host hop-by-hop: it names
+            // the resource (RFC 9110 §7.6.1: end-to-end fields are never
+            // connection options).
+            || (!host && named_by_connection(buf, head, name));
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             earlier_forwarded += 1;
         }
@@ -1395,6 +1474,10 @@ fn write_request_head(
     }
     if let Some(authority) = target.authority {
         line(out, b"Host", authority);
+    }
+    if hostless {
+        // HTTP/1.0 closes by default: ask to keep the member connection.
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     if let Some(cookies) = edits.cookies {
         for value in cookies.get_all(header::COOKIE) {
@@ -1426,7 +1509,7 @@ fn write_request_head(
             use std::io::Write as _;
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
-        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Chunked => transfer_encoding(out, buf, head),
         // `Content-Length: 0` said so (a POST without body): some members
         // want a length on every POST or PUT.
         Framing::Empty if had_length => out.extend_from_slice(b"Content-Length: 0\r\n"),
@@ -1480,15 +1563,36 @@ fn write_response_head(
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
         Framing::Empty if !head.bodiless => out.extend_from_slice(b"Content-Length: 0\r\n"),
-        Framing::Chunked if client_minor == 1 => {
-            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-        }
+        Framing::Chunked if client_minor == 1 => transfer_encoding(out, buf, head),
+        // Delimited by the close, after codings (`Transfer-Encoding: gzip`):
+        // the client must know them. (An HTTP/1.0 client cannot: such a
+        // response never gets here, see `relay_response`.)
+        Framing::UntilClose if head.codings => transfer_encoding(out, buf, head),
         _ => {}
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if client_minor == 0 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `Transfer-Encoding` line of a chunked message: `chunked`, or, when
+/// the sender applied other codings too (`gzip, chunked`), its own values
+/// as they were (the body is forwarded with its codings: only the chunked
+/// framing is checked on the way, never taken off for an HTTP/1.1 peer).
+fn transfer_encoding(out: &mut Vec<u8>, buf: &[u8], head: &Head) {
+    if !head.codings {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        return;
+    }
+    out.extend_from_slice(b"Transfer-Encoding: ");
+    for (i, value) in head.values(buf, "transfer-encoding").enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(value);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -1548,6 +1652,27 @@ mod tests {
     }
 
     #[test]
+    fn connection_cannot_name_away_what_the_request_needs() {
+        // Host names the resource; the framing is stated by the proxy.
+        let raw = "POST /x HTTP/1.1\r\nHost: a\r\nConnection: host, content-length, x-p\r\n\
+                   X-P: 1\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(
+            forwarded(raw, "/x", no_edits()),
+            "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"
+        );
+        // HTTP/1.0 without a host stays HTTP/1.0 (and asks to keep the
+        // member connection); with a Host it goes as HTTP/1.1.
+        assert_eq!(
+            forwarded("GET / HTTP/1.0\r\n\r\n", "/", no_edits()),
+            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        );
+        assert_eq!(
+            forwarded("GET / HTTP/1.0\r\nHost: a\r\n\r\n", "/", no_edits()),
+            "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn forwarded_for_appends_to_earlier_proxies() {
         let raw = "GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2\r\n\
                    X-Forwarded-Proto: https\r\nX-Forwarded-For: 10.0.0.3\r\n\r\n";
@@ -1577,7 +1702,13 @@ mod tests {
             forwarded(raw, "/", no_edits()),
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
         );
-        let raw = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        // Codings besides chunked are kept as the client sent them.
+        let raw = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            forwarded(raw, "/", no_edits()),
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        );
+        let raw = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n";
         assert_eq!(
             forwarded(raw, "/", no_edits()),
             "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"

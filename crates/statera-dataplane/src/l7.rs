@@ -12,15 +12,21 @@
 //!   it. A policy without rules never matches (Octavia does not render such a
 //!   policy at all);
 //! - `HOST_NAME` compares the request's host (the absolute URI's authority,
-//!   else the `Host` header) without its port, case-insensitively; `PATH` the
-//!   path without the query; `FILE_TYPE` the extension of the path's last
+//!   else the `Host` header) without its port and without one trailing dot
+//!   (`Admin.Example.:80` is `admin.example`; `[::1]:80` is `[::1]`),
+//!   case-insensitively; `PATH` the path without the query; `FILE_TYPE` the extension of the path's last
 //!   segment (without the dot); `HEADER` every value of the header named by
 //!   `key`; `COOKIE` the value of the cookie named by `key`. A missing header,
 //!   cookie or extension matches nothing (so an inverted rule on it matches).
 //!   Only the host is case-insensitive, as in HAProxy's rules;
 //! - `SSL_*` rules test the client's TLS certificate: on plain HTTP there is
 //!   none, so the rule's own test is false (and an inverted one is true);
-//! - `REGEX` is an unanchored search, like HAProxy's `-m reg`.
+//! - `REGEX` is an unanchored search, like HAProxy's `-m reg`;
+//! - when a listener has a `PATH` or `FILE_TYPE` rule, the request target is
+//!   normalised first ([`normalize_target`]) and rules see, and the member
+//!   gets, the normalised target, so `//admin`, `/%61dmin`, `/./admin` and
+//!   `/x/../admin` are all `/admin`. The haproxy provider renders the same
+//!   steps as `http-request normalize-uri` lines.
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{StatusCode, Uri};
@@ -53,6 +59,8 @@ pub enum Decision {
 #[derive(Debug, Default)]
 pub struct Policies {
     policies: Vec<Policy>,
+    /// Some rule reads the path: requests are normalised first.
+    normalizes_paths: bool,
 }
 
 #[derive(Debug)]
@@ -136,8 +144,15 @@ impl Policies {
             .map(|policy| {
                 compile_policy(policy, config).map_err(|e| format!("L7 policy {}: {e}", policy.id))
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Policies { policies })
+            .collect::<Result<Vec<Policy>, _>>()?;
+        let normalizes_paths = policies
+            .iter()
+            .flat_map(|p| &p.rules)
+            .any(|r| matches!(r.subject, Subject::Path | Subject::FileType));
+        Ok(Policies {
+            policies,
+            normalizes_paths,
+        })
     }
 
     /// Whether there is no policy (every request goes to the default pool).
@@ -145,7 +160,16 @@ impl Policies {
         self.policies.is_empty()
     }
 
-    /// What the request with this URI and these headers gets.
+    /// Whether requests must have their target normalised
+    /// ([`normalize_target`]) before [`Policies::decide`] and forwarding: a
+    /// rule reads the path.
+    pub fn normalizes_paths(&self) -> bool {
+        self.normalizes_paths
+    }
+
+    /// What the request with this URI and these headers gets. `normalized`:
+    /// the target's origin form after [`normalize_target`] when that changed
+    /// it (rules and redirects then use it instead of `uri`'s path).
     ///
     /// Like HAProxy, the action type outranks the position: the first
     /// matching REJECT wins over any redirect, and the first matching
@@ -156,11 +180,11 @@ impl Policies {
     /// evaluates them in that order whatever their order in the file; clients
     /// of the API rely on the reference's behaviour, so this engine does the
     /// same. Position only orders policies of the same rank.
-    pub fn decide(&self, uri: &Uri, headers: &HeaderMap) -> Decision {
+    pub fn decide(&self, uri: &Uri, normalized: Option<&str>, headers: &HeaderMap) -> Decision {
         if self.policies.is_empty() {
             return Decision::Default;
         }
-        let request = RequestView::new(uri, headers);
+        let request = RequestView::new(uri, normalized, headers);
         for rank in [Rank::Reject, Rank::Redirect, Rank::Pool] {
             let matched = self
                 .policies
@@ -177,7 +201,8 @@ impl Policies {
                     location: location.clone(),
                 },
                 Action::RedirectPrefix(status, prefix) => {
-                    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                    let path = normalized
+                        .unwrap_or_else(|| uri.path_and_query().map_or("/", |p| p.as_str()));
                     match HeaderValue::try_from(format!("{prefix}{path}")) {
                         Ok(location) => Decision::Redirect {
                             status: *status,
@@ -322,7 +347,7 @@ struct RequestView<'a> {
 }
 
 impl<'a> RequestView<'a> {
-    fn new(uri: &'a Uri, headers: &'a HeaderMap) -> Self {
+    fn new(uri: &'a Uri, normalized: Option<&'a str>, headers: &'a HeaderMap) -> Self {
         let host = match uri.host() {
             Some(host) => Some(host),
             None => headers
@@ -330,15 +355,24 @@ impl<'a> RequestView<'a> {
                 .and_then(|h| h.to_str().ok())
                 .map(strip_port),
         };
+        let path = match normalized {
+            Some(target) => target.split_once('?').map_or(target, |(path, _)| path),
+            None => uri.path(),
+        };
         RequestView {
-            host: host.map(|h| h.to_ascii_lowercase()),
-            path: uri.path(),
+            host: host.map(|h| {
+                // A fully qualified name's root dot names the same host.
+                let h = h.strip_suffix('.').unwrap_or(h);
+                h.to_ascii_lowercase()
+            }),
+            path,
             headers,
         }
     }
 }
 
-/// `example.com:8080` → `example.com`, `[::1]:80` → `[::1]`.
+/// `example.com:8080` → `example.com`, `[::1]:80` → `[::1]` (as HAProxy's
+/// `host_only`).
 fn strip_port(host: &str) -> &str {
     let host = host.trim();
     if host.starts_with('[') {
@@ -350,6 +384,125 @@ fn strip_port(host: &str) -> &str {
     match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
+    }
+}
+
+/// The request target `target` (origin form: a path, maybe a query)
+/// normalised the way RFC 3986 §6.2.2 allows, in the order the haproxy
+/// provider renders as `http-request normalize-uri` steps:
+///
+/// 1. percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) are
+///    decoded and the hex digits of every other `%XX` are uppercased, in the
+///    whole target (path and query), as HAProxy's `percent-decode-unreserved
+///    strict` and `percent-to-uppercase strict` do. A `%` not followed by
+///    two hex digits makes the target invalid ([`InvalidEscape`]: the
+///    request is refused with 400): left as it is, `/%%36%31dmin` would
+///    become `/%61dmin`, which a member decodes to `/admin`;
+/// 2. in the path only: runs of `/` become one (`path-merge-slashes`),
+///    then dot segments are removed (RFC 3986 §5.2.4: `path-strip-dot` then
+///    `path-strip-dotdot full`, so `..` above the root is dropped).
+///
+/// Case is kept (`/ADMIN` is not `/admin`), and so are encoded reserved
+/// characters (`%2F` stays: decoding it would change the path's segments).
+/// `Ok(None)` when the target is already normal (or not origin form): the
+/// common case costs one pass over the bytes and no allocation.
+pub fn normalize_target(target: &[u8]) -> Result<Option<Vec<u8>>, InvalidEscape> {
+    if !target.starts_with(b"/") || is_normal(target) {
+        return Ok(None);
+    }
+    let mut decoded = Vec::with_capacity(target.len());
+    let mut i = 0;
+    while i < target.len() {
+        let b = target[i];
+        if b == b'%' {
+            let (Some(hi), Some(lo)) = (
+                target.get(i + 1).copied().and_then(hex_value),
+                target.get(i + 2).copied().and_then(hex_value),
+            ) else {
+                return Err(InvalidEscape);
+            };
+            let byte = hi << 4 | lo;
+            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                decoded.push(byte);
+            } else {
+                decoded.extend_from_slice(&[b'%', target[i + 1].to_ascii_uppercase()]);
+                decoded.push(target[i + 2].to_ascii_uppercase());
+            }
+            i += 3;
+            continue;
+        }
+        decoded.push(b);
+        i += 1;
+    }
+    let path_end = decoded
+        .iter()
+        .position(|b| *b == b'?')
+        .unwrap_or(decoded.len());
+    let (path, query) = decoded.split_at(path_end);
+    // Segments after the leading '/': empty ones (runs of '/') merged away,
+    // '.' dropped, '..' dropping the one before it.
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in path[1..].split(|b| *b == b'/') {
+        trailing_slash = matches!(segment, b"" | b"." | b"..");
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                kept.pop();
+            }
+            _ => kept.push(segment),
+        }
+    }
+    let mut out = Vec::with_capacity(decoded.len());
+    for segment in &kept {
+        out.push(b'/');
+        out.extend_from_slice(segment);
+    }
+    if trailing_slash || kept.is_empty() {
+        out.push(b'/');
+    }
+    out.extend_from_slice(query);
+    Ok((out != target).then_some(out))
+}
+
+/// A request target with a `%` not followed by two hex digits: not a URI
+/// (RFC 3986 §2.1), refused where targets are normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidEscape;
+
+/// Whether `target` (starting with '/') has nothing [`normalize_target`]
+/// would change: no `%` at all, and no empty, `.` or `..` segment in its
+/// path.
+fn is_normal(target: &[u8]) -> bool {
+    if target.contains(&b'%') {
+        return false;
+    }
+    let path_end = target
+        .iter()
+        .position(|b| *b == b'?')
+        .unwrap_or(target.len());
+    let path = &target[..path_end];
+    // Each segment starts after a '/': look at what follows it.
+    let mut at = 0;
+    while let Some(slash) = path[at..].iter().position(|b| *b == b'/') {
+        let rest = &path[at + slash + 1..];
+        let segment = rest.split(|b| *b == b'/').next().unwrap_or(b"");
+        let last = segment.len() == rest.len();
+        // An empty last segment is a trailing slash: normal.
+        if (segment.is_empty() && !last) || segment == b"." || segment == b".." {
+            return false;
+        }
+        at += slash + 1;
+    }
+    true
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -526,6 +679,19 @@ mod tests {
                 &[("host", "[::1]:80")],
                 true,
             ),
+            // A fully qualified name's root dot is the same host; one only.
+            (
+                "HOST_NAME EQUAL_TO admin.example",
+                "/",
+                &[("host", "Admin.Example.:80")],
+                true,
+            ),
+            (
+                "HOST_NAME EQUAL_TO admin.example",
+                "/",
+                &[("host", "admin.example..")],
+                false,
+            ),
             // PATH: case-sensitive, without the query.
             ("PATH EQUAL_TO /api/v1", "/api/v1?x=1", &[], true),
             ("PATH EQUAL_TO /API/v1", "/api/v1", &[], false),
@@ -590,7 +756,7 @@ mod tests {
         for (spec, target, headers, expected) in table {
             let r = compile_rule(&parse_rule(spec)).unwrap();
             let (uri, headers) = request(target, headers);
-            let view = RequestView::new(&uri, &headers);
+            let view = RequestView::new(&uri, None, &headers);
             assert_eq!(r.matches(&view), *expected, "{spec} on {target}");
         }
     }
@@ -614,7 +780,7 @@ mod tests {
         .unwrap();
         let decide = |target: &str, headers: &[(&str, &str)]| {
             let (uri, headers) = request(target, headers);
-            policies.decide(&uri, &headers)
+            policies.decide(&uri, None, &headers)
         };
         assert_eq!(decide("/admin/x", &[]), Decision::Reject);
         assert_eq!(decide("/admin/x", &[("x-admin", "1")]), Decision::Default);
@@ -635,7 +801,7 @@ mod tests {
         let policies = compile(vec![to_a, to_b, to_url, prefix, reject]).unwrap();
         let decide = |target: &str| {
             let (uri, headers) = request(target, &[]);
-            policies.decide(&uri, &headers)
+            policies.decide(&uri, None, &headers)
         };
         assert_eq!(decide("/x"), Decision::Pool(pool_a));
         assert_eq!(
@@ -656,7 +822,7 @@ mod tests {
         let policies = compile(vec![prefix]).unwrap();
         let (uri, headers) = request("/a/b?c=d&e", &[]);
         assert_eq!(
-            policies.decide(&uri, &headers),
+            policies.decide(&uri, None, &headers),
             Decision::Redirect {
                 status: StatusCode::PERMANENT_REDIRECT,
                 location: HeaderValue::from_static("https://new.example.com/a/b?c=d&e"),
@@ -691,6 +857,131 @@ mod tests {
             vec![rule(T::Header, C::EqualTo, None, "x", false)],
         );
         assert!(compile(vec![no_key]).is_err());
+    }
+
+    /// What the haproxy provider's `normalize-uri` steps make of each
+    /// target (checked against HAProxy 2.6 with the same steps).
+    #[test]
+    fn targets_are_normalised_as_haproxy_does() {
+        let table = [
+            ("//admin", "/admin"),
+            ("/%61dmin", "/admin"),
+            ("/./admin", "/admin"),
+            ("/x/../admin", "/admin"),
+            ("/ADMIN", "/ADMIN"),
+            ("/../admin", "/admin"),
+            ("/x/../../admin", "/admin"),
+            ("/x/..%2fadmin", "/x/..%2Fadmin"),
+            ("/%2e%2e/admin", "/admin"),
+            ("/x/%2E%2e/admin", "/admin"),
+            ("/a?x=%61dmin//..///", "/a?x=admin//..///"),
+            ("/adm%69n/", "/admin/"),
+            ("/%2561dmin", "/%2561dmin"),
+            ("/%7euser", "/~user"),
+            ("/b/./c/../d//e/%2f%7e", "/b/d/e/%2F~"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/a/b/../", "/a/"),
+            ("/..", "/"),
+            ("/.", "/"),
+            ("/a/..", "/"),
+            ("/a/./../b", "/b"),
+            ("/a//../b", "/b"),
+            ("/a/b/../../../c", "/c"),
+            ("/%41%5a%7E%2d%5f%2e%30%39", "/AZ~-_.09"),
+            ("/%c3%a9", "/%C3%A9"),
+            ("/a/b/..?q=/../", "/a/?q=/../"),
+            ("/a//b?x=%2f%61", "/a/b?x=%2Fa"),
+            ("//", "/"),
+            ("/./", "/"),
+            ("/a/...//b", "/a/.../b"),
+            ("/a/b/.%2e", "/a/"),
+        ];
+        for (target, expected) in table {
+            let got = normalize_target(target.as_bytes())
+                .unwrap()
+                .map(|n| String::from_utf8(n).unwrap())
+                .unwrap_or_else(|| target.to_string());
+            assert_eq!(got, expected, "{target}");
+        }
+        // Already normal: nothing to do, nothing allocated.
+        for target in [
+            "/",
+            "/admin",
+            "/a/b/",
+            "/a.b/.c/..d?x=//../",
+            "/x?q=%2F",
+            "*",
+        ] {
+            if !target.contains('%') {
+                assert!(is_normal(target.as_bytes()) || target == "*", "{target}");
+            }
+            assert_eq!(normalize_target(target.as_bytes()), Ok(None), "{target}");
+        }
+        // An escape that is not one is refused (as HAProxy's `strict`):
+        // `/%%36%31dmin` left half-decoded would be `/%61dmin`.
+        for target in ["/%zz", "/a%", "/a%2", "/%%36%31dmin", "/q?x=%4g"] {
+            assert_eq!(
+                normalize_target(target.as_bytes()),
+                Err(InvalidEscape),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_rules_match_the_normalised_target() {
+        let policies = compile(vec![policy(
+            L7PolicyAction::Reject,
+            vec![path_rule("/admin")],
+        )])
+        .unwrap();
+        assert!(policies.normalizes_paths());
+        for target in ["//admin", "/%61dmin", "/./admin", "/x/../admin"] {
+            let normalized = normalize_target(target.as_bytes()).unwrap().unwrap();
+            let normalized = std::str::from_utf8(&normalized).unwrap();
+            let (uri, headers) = request(target, &[]);
+            assert_eq!(
+                policies.decide(&uri, Some(normalized), &headers),
+                Decision::Reject,
+                "{target}"
+            );
+        }
+        let (uri, headers) = request("/ADMIN", &[]);
+        assert_eq!(policies.decide(&uri, None, &headers), Decision::Default);
+        // Every compare type reads the same normalised path.
+        for (compare, value) in [
+            (C::EqualTo, "/admin/users"),
+            (C::EndsWith, "admin/users"),
+            (C::Contains, "/admin/"),
+            (C::Regex, "^/admin/users$"),
+        ] {
+            let policies = compile(vec![policy(
+                L7PolicyAction::Reject,
+                vec![rule(T::Path, compare, None, value, false)],
+            )])
+            .unwrap();
+            for target in [
+                "//admin//users",
+                "/%61dmin/us%65rs",
+                "/x/.././admin/./users",
+            ] {
+                let normalized = normalize_target(target.as_bytes()).unwrap().unwrap();
+                let normalized = std::str::from_utf8(&normalized).unwrap();
+                let (uri, headers) = request(target, &[]);
+                assert_eq!(
+                    policies.decide(&uri, Some(normalized), &headers),
+                    Decision::Reject,
+                    "{compare:?} {value} on {target}"
+                );
+            }
+        }
+        let hosts_only = compile(vec![policy(
+            L7PolicyAction::Reject,
+            vec![rule(T::HostName, C::EqualTo, None, "a.test", false)],
+        )])
+        .unwrap();
+        assert!(!hosts_only.normalizes_paths());
     }
 
     #[test]

@@ -84,8 +84,15 @@
 //!   (`h1::Chunked`). Header maps are built only for L7 policies and cookie
 //!   persistence. L7 policies decide per request, and the request goes to a
 //!   member over a keep-alive connection from that member's idle set
-//!   (`upstream.rs`: bounded, closed after a few idle seconds). A failed
-//!   connect moves on to another member before the request leaves. The proxy
+//!   (`upstream.rs`: bounded, closed after a few idle seconds; connections
+//!   leave from the VIP when it is of the member's family, see
+//!   `statera_config::member_source`, and every wait for more of a response
+//!   first sends our pending ACK, `TCP_QUICKACK`, so a member with Nagle on
+//!   is not held ~40 ms per response). A failed
+//!   connect moves on to another member before the request leaves. An
+//!   HTTP/1.0 request without a host goes to the member as HTTP/1.0;
+//!   transfer codings besides chunked are forwarded as they are (502 to an
+//!   HTTP/1.0 client, which cannot be told of them). The proxy
 //!   itself answers 400/431 (malformed or oversized head, not exactly one
 //!   `Host`, both `Content-Length` and `Transfer-Encoding`, differing
 //!   lengths, a malformed chunked body), 403 (REJECT), 3xx (redirects), 405
@@ -102,7 +109,11 @@
 //! - **L7 policies** (`l7.rs`). Compiled at apply (an invalid regex or a
 //!   missing redirect pool fails the apply); all rules of a policy must
 //!   match; REJECT outranks redirects, which outrank REDIRECT_TO_POOL, as in
-//!   Octavia's HAProxy provider; position orders policies of one rank.
+//!   Octavia's HAProxy provider; position orders policies of one rank. Hosts
+//!   are compared without port or trailing dot; when a rule reads the path,
+//!   the target is normalised first (`l7::normalize_target`: unreserved
+//!   escapes decoded, slashes merged, dot segments removed) and forwarded
+//!   so.
 //! - **PROXY protocol** (`proxy_protocol.rs`). Members of PROXY / PROXYV2
 //!   pools get a v1 line / v2 header with the client's and the VIP's address
 //!   and port before any other byte, on L4 and HTTP listeners alike. Their

@@ -176,6 +176,7 @@ async fn connect_member(
         let in_flight = member.start();
         match upstream::connect(
             &snapshot.netns,
+            statera_config::member_source(vip.ip(), addr.ip()),
             addr,
             connect_timeout,
             proxy_header.as_deref(),

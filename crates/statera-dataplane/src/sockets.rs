@@ -6,7 +6,7 @@
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -49,5 +49,52 @@ pub async fn connect_tcp(netns: &Netns, addr: SocketAddr) -> io::Result<TcpStrea
                 .connect(addr)
                 .await
         }
+    }
+}
+
+/// A TCP connection to `addr`, from `netns`, leaving from `source` when
+/// given. The source's port is chosen at connect (`IP_BIND_ADDRESS_NO_PORT`),
+/// so connections from one source to different members do not share one
+/// ephemeral port range. A source that cannot be bound (not, or no longer,
+/// an address of this host) leaves the choice to the kernel.
+pub async fn connect_tcp_from(
+    netns: &Netns,
+    source: Option<IpAddr>,
+    addr: SocketAddr,
+) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return connect_tcp(netns, addr).await;
+    };
+    let socket = new_socket(netns, Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    let bound = bind_address_no_port(&socket)
+        .and_then(|()| socket.bind(&SocketAddr::new(source, 0).into()));
+    if let Err(error) = bound {
+        tracing::debug!(%source, %error, "member connection not bound to the VIP");
+        return connect_tcp(netns, addr).await;
+    }
+    TcpSocket::from_std_stream(socket.into())
+        .connect(addr)
+        .await
+}
+
+fn bind_address_no_port(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt(2) reads `size_of::<c_int>()` bytes from a live
+    // c_int on an open socket; no memory is kept.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }

@@ -94,8 +94,8 @@ pub async fn relay(
     from_member: Meter<'_>,
 ) -> io::Result<(u64, u64)> {
     tokio::try_join!(
-        one_way(client, member, from_client),
-        one_way(member, client, from_member)
+        one_way(client, member, from_client, false),
+        one_way(member, client, from_member, true)
     )
 }
 
@@ -182,8 +182,15 @@ enum Path {
 }
 
 /// Moves bytes from `from` to `to` until `from` ends, then shuts `to`'s
-/// sending side.
-async fn one_way(from: &TcpStream, to: &TcpStream, meter: Meter<'_>) -> io::Result<u64> {
+/// sending side. `ack_now`: `from` is a member, whose every read is
+/// acknowledged at once (`upstream::ack_now`: no delayed-ACK stall behind a
+/// member's Nagle).
+async fn one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    meter: Meter<'_>,
+    ack_now: bool,
+) -> io::Result<u64> {
     let mut path = Path::None;
     let mut total = 0u64;
     loop {
@@ -216,6 +223,9 @@ async fn one_way(from: &TcpStream, to: &TcpStream, meter: Meter<'_>) -> io::Resu
                 Ok(n) => {
                     total += n as u64;
                     meter.moved(n);
+                    if ack_now {
+                        crate::upstream::ack_now(from);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),

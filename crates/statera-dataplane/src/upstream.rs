@@ -11,10 +11,10 @@
 //! the client connection instead of the member (see `http.rs`).
 
 use crate::proxy_protocol;
-use crate::sockets::{Netns, connect_tcp};
+use crate::sockets::{Netns, connect_tcp_from};
 use crate::stats::ListenerStats;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -37,16 +37,31 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// ~16 % of requests (bench/dataplane, 2026-11-21), HAProxy for 0.1 %.
 const MAX_IDLE_PER_MEMBER: usize = 256;
 
-/// Opens a TCP connection to `addr` within `timeout` (`None`: no limit) and
-/// sends `proxy_header` first when given.
+/// Sends the member our ACK of what it sent now, rather than after the
+/// delayed-ACK timer (~40 ms): called whenever the proxy has read part of
+/// a response and waits for more. A member with Nagle on (Python's
+/// `http.server`, many small frameworks) that writes its head and body in
+/// two sends holds the body until its head is acknowledged; a kept-alive
+/// connection's ACKs are delayed (the kernel expects to piggyback them on
+/// our next request), so each response would wait out the timer.
+/// `TCP_QUICKACK` sends a pending ACK at once and is not sticky, hence set
+/// before each wait. Best effort.
+pub fn ack_now(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
+}
+
+/// Opens a TCP connection to `addr` (from `source` when given, see
+/// `statera_config::member_source`) within `timeout` (`None`: no limit) and sends
+/// `proxy_header` first when given.
 pub async fn connect(
     netns: &Netns,
+    source: Option<IpAddr>,
     addr: SocketAddr,
     timeout: Option<Duration>,
     proxy_header: Option<&[u8]>,
 ) -> io::Result<TcpStream> {
     let open = async {
-        let mut stream = connect_tcp(netns, addr).await?;
+        let mut stream = connect_tcp_from(netns, source, addr).await?;
         let _ = stream.set_nodelay(true);
         if let Some(header) = proxy_header {
             stream.write_all(header).await?;
@@ -139,6 +154,11 @@ impl Upstream {
         Ok(())
     }
 
+    /// See [`ack_now`].
+    pub fn ack_now(&self) {
+        ack_now(&self.stream);
+    }
+
     /// Whether it can take another request: nothing unread is left, and
     /// the member has not closed it (or sent anything) meanwhile. Costs no
     /// system call unless the socket was marked readable since its last
@@ -164,12 +184,13 @@ impl Upstream {
 /// Opens an HTTP/1.1 connection to `addr` (after the PROXY header, if any).
 pub async fn open(
     netns: &Netns,
+    source: Option<IpAddr>,
     addr: SocketAddr,
     connect_timeout: Option<Duration>,
     proxy_header: Option<&[u8]>,
     stats: Arc<ListenerStats>,
 ) -> io::Result<Upstream> {
-    let stream = connect(netns, addr, connect_timeout, proxy_header).await?;
+    let stream = connect(netns, source, addr, connect_timeout, proxy_header).await?;
     Ok(Upstream {
         stream,
         buf: Vec::new(),
@@ -346,7 +367,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), async {
             let (addr, accepted) = member(false).await;
             let idle = Arc::new(IdleConns::default());
-            let mut conn = open(&None, addr, None, None, Default::default())
+            let mut conn = open(&None, None, addr, None, None, Default::default())
                 .await
                 .unwrap();
             assert_eq!(get(&mut conn).await, "ok");
@@ -372,7 +393,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), async {
             let (addr, _) = member(true).await;
             let idle = Arc::new(IdleConns::default());
-            let mut conn = open(&None, addr, None, None, Default::default())
+            let mut conn = open(&None, None, addr, None, None, Default::default())
                 .await
                 .unwrap();
             assert_eq!(get(&mut conn).await, "ok");

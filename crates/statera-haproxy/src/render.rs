@@ -45,13 +45,20 @@ pub fn render(config: &LbConfig, options: &RenderOptions) -> Result<String, Data
     let served = served_listeners(config)?;
     let mut out = String::new();
     render_global(&mut out, &served, options);
+    if served.iter().any(|l| normalizes_paths(l)) {
+        // `http-request normalize-uri` is experimental in HAProxy 2.6 (its
+        // syntax may change in later releases; the steps rendered are the
+        // ones 2.4 to 3.x share).
+        out.truncate(out.trim_end().len());
+        out.push_str("\n    expose-experimental-directives\n\n");
+    }
     render_defaults(&mut out);
     for listener in &served {
         render_frontend(&mut out, config, listener)?;
     }
     for listener in &served {
         for pool in pools_of(config, listener) {
-            render_backend(&mut out, listener, pool)?;
+            render_backend(&mut out, config.vip.address, listener, pool)?;
         }
     }
     Ok(out)
@@ -245,6 +252,9 @@ fn render_frontend(
             out.push_str("    http-request set-header X-Forwarded-Proto http\n");
         }
     }
+    if normalizes_paths(listener) {
+        render_normalize(out);
+    }
     render_policies(out, config, listener)?;
     if let Some(pool) = listener
         .default_pool_id
@@ -259,6 +269,37 @@ fn render_frontend(
     }
     out.push('\n');
     Ok(())
+}
+
+/// Whether an L7 rule of `listener` (of a policy that is rendered: one with
+/// rules) reads the path: then requests are normalised before the rules.
+fn normalizes_paths(listener: &ListenerConfig) -> bool {
+    listener.protocol == ListenerProtocol::Http
+        && listener
+            .l7policies
+            .iter()
+            .flat_map(|p| &p.rules)
+            .any(|r| matches!(r.kind, L7RuleType::Path | L7RuleType::FileType))
+}
+
+/// The request target normalised before the rules read it, so `//admin`,
+/// `/%61dmin`, `/./admin` and `/x/../admin` are all `/admin` (the member
+/// gets the normalised target too). The same steps, in the same order, as
+/// the native data plane's `l7::normalize_target`: unreserved characters
+/// decoded and other escapes uppercased (whole target; `strict`: a `%` that
+/// is not an escape is 400), then, in the path,
+/// slashes merged, `.` segments removed, `..` segments removed with the one
+/// before them (`full`: also above the root).
+fn render_normalize(out: &mut String) {
+    for step in [
+        "percent-decode-unreserved strict",
+        "percent-to-uppercase strict",
+        "path-merge-slashes",
+        "path-strip-dot",
+        "path-strip-dotdot full",
+    ] {
+        let _ = writeln!(out, "    http-request normalize-uri {step}");
+    }
 }
 
 /// L7 policies: one ACL per rule (named by the rule's id), then the actions
@@ -374,7 +415,12 @@ pub fn acl_expression(rule: &L7RuleConfig) -> Result<String, DataPlaneError> {
         }
     };
     Ok(match rule.kind {
-        L7RuleType::HostName => format!("req.hdr(host) -i {m} {value}"),
+        // The host without its port (`host_only`, which knows `[v6]:port`)
+        // and without one trailing dot (`admin.example.` is the same host),
+        // as the native data plane compares it.
+        L7RuleType::HostName => {
+            format!("req.hdr(host),host_only,regsub(\"\\.\\$\",\"\") -i {m} {value}")
+        }
         L7RuleType::Path => format!("path {m} {value}"),
         L7RuleType::FileType => match rule.compare_type {
             // "ends with the extension", as Octavia renders it.
@@ -420,6 +466,7 @@ pub fn quote(value: &str) -> Result<String, DataPlaneError> {
 
 fn render_backend(
     out: &mut String,
+    vip: IpAddr,
     listener: &ListenerConfig,
     pool: &PoolConfig,
 ) -> Result<(), DataPlaneError> {
@@ -492,7 +539,21 @@ fn render_backend(
             .as_ref()
             .is_some_and(|sp| sp.kind == SessionPersistenceType::HttpCookie);
     for member in &pool.members {
-        let _ = writeln!(out, "    {}", server_line(member, monitor, cookies, proxy));
+        let mut line = server_line(member, monitor, cookies, proxy);
+        // Members see the VIP as the source (`statera_config::member_source`),
+        // health checks included.
+        if let Some(source) = statera_config::member_source(vip, member.address) {
+            // An IPv6 source needs its brackets (`source ::1` is refused).
+            match source {
+                IpAddr::V4(v4) => {
+                    let _ = write!(line, " source {v4}");
+                }
+                IpAddr::V6(v6) => {
+                    let _ = write!(line, " source [{v6}]");
+                }
+            }
+        }
+        let _ = writeln!(out, "    {line}");
     }
     out.push('\n');
     Ok(())

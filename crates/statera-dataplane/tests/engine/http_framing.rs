@@ -513,3 +513,103 @@ async fn a_large_body_arrives_whole_and_both_connections_go_on() {
     })
     .await;
 }
+
+/// An HTTP/1.0 request without Host reaches the member as the HTTP/1.0
+/// request it is (HTTP/1.1 would need a Host nobody named), and a
+/// `Connection` header naming Host does not take the Host away (issue 12).
+#[tokio::test]
+async fn requests_without_host_or_naming_it_in_connection_reach_the_member_valid() {
+    bounded(async {
+        let web = HttpMember::start("web").await;
+        let (h, config) = serve_one(201, web.addr).await;
+        let mut client = HttpClient::connect(addr(vip(201), 8080)).await;
+        client
+            .send(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(client.reply().await.unwrap().body_text(), "web");
+        client
+            .send(b"GET /b HTTP/1.1\r\nHost: h.example\r\nConnection: host, x-private\r\nX-Private: 1\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(client.reply().await.unwrap().body_text(), "web");
+        client
+            .send(b"GET /c HTTP/1.0\r\nHost: h.example\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(client.reply().await.unwrap().body_text(), "web");
+        let seen = web.seen();
+        assert_eq!(seen[0].request_line(), "GET /a HTTP/1.0");
+        assert!(seen[0].header("host").is_empty());
+        assert_eq!(seen[0].header("connection"), ["keep-alive"]);
+        assert_eq!(seen[1].request_line(), "GET /b HTTP/1.1");
+        assert_eq!(seen[1].header("host"), ["h.example"]);
+        assert!(seen[1].header("x-private").is_empty());
+        assert_eq!(seen[2].request_line(), "GET /c HTTP/1.1");
+        assert_eq!(seen[2].header("host"), ["h.example"]);
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+/// Transfer codings besides chunked are never dropped (issue 12): a
+/// request's `gzip, chunked` reaches the member as it is, so does a
+/// response's to an HTTP/1.1 client (and a response coded without chunked,
+/// delimited by its close); an HTTP/1.0 client, which cannot be told of
+/// codings, gets 502 rather than a body it would misread.
+#[tokio::test]
+async fn transfer_codings_besides_chunked_are_forwarded_intact() {
+    bounded(async {
+        let web = HttpMember::start("web").await;
+        let (h, config) = serve_one(202, web.addr).await;
+        let mut client = HttpClient::connect(addr(vip(202), 8080)).await;
+        client
+            .send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(client.reply().await.unwrap().status, 200);
+        let seen = web.seen();
+        assert_eq!(seen[0].header("transfer-encoding"), ["gzip, chunked"]);
+        assert_eq!(seen[0].body, b"abc");
+        h.engine.remove(config.lb_id).await.unwrap();
+
+        let (coded, _) = raw_member(
+            &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"],
+            false,
+            false,
+        )
+        .await;
+        let (h, config) = serve_one(203, coded).await;
+        let mut client = HttpClient::connect(addr(vip(203), 8080)).await;
+        for _ in 0..2 {
+            let reply = client.get("/", &[]).await.unwrap();
+            assert_eq!(reply.header("transfer-encoding"), Some("gzip, chunked"));
+            assert_eq!(reply.body_text(), "abc");
+        }
+        let mut old = connect_from(None, addr(vip(203), 8080)).await.unwrap();
+        old.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let all = read_to_close(&mut old).await;
+        assert!(all.starts_with("HTTP/1.1 502 "), "{all}");
+        h.engine.remove(config.lb_id).await.unwrap();
+
+        let (until_close, _) = raw_member(
+            &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzipped"],
+            true,
+            false,
+        )
+        .await;
+        let (h, config) = serve_one(204, until_close).await;
+        let mut client = connect_from(None, addr(vip(204), 8080)).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let all = read_to_close(&mut client).await;
+        let (head, body) = all.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("Transfer-Encoding: gzip\r\n"), "{head}");
+        assert!(head.contains("Connection: close"), "{head}");
+        assert_eq!(body, "zipped");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}

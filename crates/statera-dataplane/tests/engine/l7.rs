@@ -259,3 +259,58 @@ async fn each_action_and_rule_type_as_clients_see_them() {
     })
     .await;
 }
+
+/// Path and host rules hold against the spellings that name the same
+/// resource (issue 12): `//admin`, `/%61dmin`, `/./admin`, `/x/../admin`
+/// and a host with a port, a trailing dot or another case are all caught,
+/// `/ADMIN` is another path; the member gets the normalised target. The
+/// haproxy provider's test of the same name checks the same table.
+#[tokio::test]
+async fn path_and_host_rules_are_not_bypassed() {
+    bounded(async {
+        let web = HttpMember::start("web").await;
+        let p = pool(vec![member(web.addr, 1)]);
+        let mut l = listener(ListenerProtocol::Http, 8080, Some(p.id));
+        l.l7policies = vec![
+            policy(Act::Reject, &["PATH STARTS_WITH /admin"], p.id),
+            policy(Act::Reject, &["HOST_NAME EQUAL_TO admin.example"], p.id),
+        ];
+        let config = lb(vip(200), vec![l], vec![p]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        let mut client = HttpClient::connect(addr(vip(200), 8080)).await;
+        // (path, host, status, the request line the member got)
+        let table = [
+            ("/admin", "x", 403, None),
+            ("//admin", "x", 403, None),
+            ("/%61dmin", "x", 403, None),
+            ("/./admin", "x", 403, None),
+            ("/x/../admin", "x", 403, None),
+            ("/x/%2e%2e/admin/", "x", 403, None),
+            // Not an escape: refused, not half-decoded into `/%61dmin`.
+            ("/%%36%31dmin", "x", 400, None),
+            ("/", "admin.example", 403, None),
+            ("/", "admin.example:80", 403, None),
+            ("/", "ADMIN.Example.:8080", 403, None),
+            ("/ADMIN", "x", 200, Some("GET /ADMIN HTTP/1.1")),
+            ("/public", "x", 200, Some("GET /public HTTP/1.1")),
+            (
+                "/a//b/./%7eme?q=%2f",
+                "x",
+                200,
+                Some("GET /a/b/~me?q=%2F HTTP/1.1"),
+            ),
+            ("/", "other.example:80", 200, Some("GET / HTTP/1.1")),
+        ];
+        for (path, host, status, line) in table {
+            let reply = client.get(path, &[("Host", host)]).await.unwrap();
+            assert_eq!(reply.status, status, "{path} Host: {host}");
+            if let Some(line) = line {
+                let seen = web.seen().last().cloned().unwrap();
+                assert_eq!(seen.request_line(), line, "{path}");
+            }
+        }
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}

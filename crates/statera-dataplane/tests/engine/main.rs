@@ -11,6 +11,7 @@ mod http;
 mod http_framing;
 mod l7;
 mod lifecycle;
+mod member_sockets;
 mod metrics;
 mod persistence;
 mod proxy_protocol;

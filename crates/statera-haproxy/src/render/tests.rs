@@ -350,8 +350,11 @@ fn backend_basics_and_members() {
         "timeout connect 1500ms",
         "timeout server 9000ms",
         "option allbackups",
-        &format!("server {} 10.0.0.5:80 weight 7", id(M1)),
-        &format!("server {} 10.0.0.5:81 weight 1 backup disabled", id(M2)),
+        &format!("server {} 10.0.0.5:80 weight 7 source 192.0.2.10", id(M1)),
+        &format!(
+            "server {} 10.0.0.5:81 weight 1 backup disabled source 192.0.2.10",
+            id(M2)
+        ),
     ] {
         assert!(has(&be, line), "{line:?} in {be:?}");
     }
@@ -402,7 +405,11 @@ fn session_persistence() {
     assert!(has(&be, "cookie SRV insert indirect nocache"));
     assert!(has(
         &be,
-        &format!("server {} 10.0.0.5:80 weight 1 cookie {}", id(M1), id(M1))
+        &format!(
+            "server {} 10.0.0.5:80 weight 1 cookie {} source 192.0.2.10",
+            id(M1),
+            id(M1)
+        )
     ));
 
     let mut sp = persistence(SessionPersistenceType::AppCookie);
@@ -447,7 +454,10 @@ fn proxy_protocol_pools() {
         assert!(!has(&be, "http-reuse safe"));
         assert!(has(
             &be,
-            &format!("server {} 10.0.0.5:80 weight 1 {option}", id(M1))
+            &format!(
+                "server {} 10.0.0.5:80 weight 1 {option} source 192.0.2.10",
+                id(M1)
+            )
         ));
     }
 }
@@ -464,7 +474,7 @@ fn tcp_health_monitor_with_monitor_address() {
     assert!(has(
         &be,
         &format!(
-            "server {} 10.0.0.5:80 weight 1 check inter 5s fall 4 rise 2 addr 10.0.0.9 port 9000",
+            "server {} 10.0.0.5:80 weight 1 check inter 5s fall 4 rise 2 addr 10.0.0.9 port 9000 source 192.0.2.10",
             id(M1)
         )
     ));
@@ -521,10 +531,9 @@ fn tls_hello_ping_and_disabled_monitors() {
     let mut cfg = http_lb();
     cfg.pools[0].health_monitor = Some(monitor(HealthMonitorType::TlsHello));
     let be = backend(&rendered(&cfg), P1, L1);
-    assert!(
-        be.iter()
-            .any(|l| l.ends_with("check inter 5s fall 4 rise 2 check-ssl verify none"))
-    );
+    assert!(be.iter().any(|l| {
+        l.ends_with("check inter 5s fall 4 rise 2 check-ssl verify none source 192.0.2.10")
+    }));
 
     cfg.pools[0].health_monitor = Some(monitor(HealthMonitorType::Ping));
     match render(&cfg, &options()) {
@@ -592,7 +601,7 @@ fn acl_expressions() {
             C::EqualTo,
             None,
             "a.example",
-            "req.hdr(host) -i -m str \"a.example\"",
+            "req.hdr(host),host_only,regsub(\"\\.\\$\",\"\") -i -m str \"a.example\"",
         ),
         (T::Path, C::StartsWith, None, "/api", "path -m beg \"/api\""),
         (
@@ -752,7 +761,10 @@ fn l7_policies_render_in_haproxy_order() {
     assert!(has(&fe, &format!("acl {} path -m beg \"/api\"", id(0x71))));
     assert!(has(
         &fe,
-        &format!("acl {} req.hdr(host) -i -m end \".internal\"", id(0x74))
+        &format!(
+            "acl {} req.hdr(host),host_only,regsub(\"\\.\\$\",\"\") -i -m end \".internal\"",
+            id(0x74)
+        )
     ));
     // Both pools get a backend for this listener.
     assert!(has(&backend(&text, P2, L1), "balance roundrobin"));
@@ -817,4 +829,77 @@ fn a_pool_shared_by_two_listeners_gets_two_backends() {
     let text = rendered(&cfg);
     assert!(has(&backend(&text, P1, L1), "mode http"));
     assert!(has(&backend(&text, P1, L2), "mode tcp"));
+}
+
+#[test]
+fn path_rules_normalise_requests_first_and_host_rules_do_not() {
+    let mut cfg = http_lb();
+    cfg.listeners[0].l7policies = vec![policy(
+        0x61,
+        L7PolicyAction::Reject,
+        vec![rule(
+            0x71,
+            L7RuleType::HostName,
+            L7RuleCompareType::EqualTo,
+            "admin.example",
+        )],
+    )];
+    let text = rendered(&cfg);
+    assert!(!text.contains("normalize-uri"));
+    assert!(!text.contains("expose-experimental-directives"));
+
+    cfg.listeners[0].l7policies[0].rules.push(rule(
+        0x72,
+        L7RuleType::Path,
+        L7RuleCompareType::StartsWith,
+        "/admin",
+    ));
+    let text = rendered(&cfg);
+    assert!(has(
+        &section(&text, "global"),
+        "expose-experimental-directives"
+    ));
+    let fe = frontend(&text, L1);
+    let steps: Vec<&String> = fe.iter().filter(|l| l.contains("normalize-uri")).collect();
+    assert_eq!(
+        steps,
+        [
+            "http-request normalize-uri percent-decode-unreserved strict",
+            "http-request normalize-uri percent-to-uppercase strict",
+            "http-request normalize-uri path-merge-slashes",
+            "http-request normalize-uri path-strip-dot",
+            "http-request normalize-uri path-strip-dotdot full",
+        ]
+    );
+    // Before the rules that read the path.
+    let first_step = fe.iter().position(|l| l.contains("normalize-uri")).unwrap();
+    let deny = fe
+        .iter()
+        .position(|l| l.starts_with("http-request deny"))
+        .unwrap();
+    assert!(first_step < deny);
+}
+
+#[test]
+fn members_are_reached_from_the_vip_when_it_can_be_their_source() {
+    // (VIP, member, source rendered)
+    let cases = [
+        ("192.0.2.10", "10.0.0.5", Some("192.0.2.10")),
+        ("127.0.0.5", "127.0.0.1", Some("127.0.0.5")),
+        // A loopback source cannot leave the host.
+        ("127.0.0.5", "10.0.0.5", None),
+        ("192.0.2.10", "2001:db8::5", None),
+        ("2001:db8::10", "2001:db8::5", Some("[2001:db8::10]")),
+    ];
+    for (vip, member, source) in cases {
+        let mut cfg = http_lb();
+        cfg.vip.address = vip.parse().unwrap();
+        cfg.pools[0].members[0].address = member.parse().unwrap();
+        let be = backend(&rendered(&cfg), P1, L1);
+        let line = be.iter().find(|l| l.starts_with("server ")).unwrap();
+        match source {
+            Some(source) => assert!(line.ends_with(&format!(" source {source}")), "{line}"),
+            None => assert!(!line.contains(" source "), "{line}"),
+        }
+    }
 }

@@ -576,11 +576,23 @@ async fn a_config_using_every_feature_passes_haproxy_check() {
     cfg.listeners.push(tcp);
     cfg.pools.extend(extra);
     let _ = pool;
+    haproxy_check(&h, &cfg, "check");
+    // The same on IPv6 (the members' `source` needs its brackets).
+    cfg.vip.address = "::1".parse().unwrap();
+    for pool in &mut cfg.pools {
+        for member in &mut pool.members {
+            member.address = "::1".parse().unwrap();
+        }
+    }
+    haproxy_check(&h, &cfg, "check6");
+}
 
-    let dir = h.dir.join("check");
+/// `haproxy -c` on `cfg` rendered into `h.dir/<name>`: valid, no warning.
+fn haproxy_check(h: &Harness, cfg: &statera_config::LbConfig, name: &str) {
+    let dir = h.dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let text = render(
-        &cfg,
+        cfg,
         &RenderOptions {
             stats_socket: dir.join("stats.sock"),
             maxconn_cap: 5000,
@@ -768,6 +780,125 @@ async fn a_new_provider_takes_over_haproxy_left_by_an_earlier_run() {
         assert_eq!(get(to).await.unwrap().body, "a");
         second.remove(lb).await.unwrap();
         assert!(!alive(new_pid));
+    })
+    .await;
+}
+
+/// Path and host rules hold against the spellings that name the same
+/// resource (issue 12): `//admin`, `/%61dmin`, `/./admin`, `/x/../admin`
+/// and a host with a port, a trailing dot or another case are all caught,
+/// `/ADMIN` is another path; members get the normalised target, and see the
+/// VIP as the source of the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_and_host_rules_are_not_bypassed_and_members_see_the_vip() {
+    let Some(h) = Harness::new() else { return };
+    use statera_config::{L7PolicyConfig, L7RuleConfig};
+    use statera_model::{L7PolicyAction, L7RuleCompareType, L7RuleType};
+    bounded(async {
+        let a = Backend::start("a").await;
+        let mut cfg = http_lb(vip(10), 8080, vec![member(a.addr)]);
+        let reject = |kind, compare_type, value: &str| L7PolicyConfig {
+            id: uuid::Uuid::new_v4(),
+            action: L7PolicyAction::Reject,
+            redirect_pool_id: None,
+            redirect_url: None,
+            redirect_prefix: None,
+            redirect_http_code: None,
+            rules: vec![L7RuleConfig {
+                id: uuid::Uuid::new_v4(),
+                kind,
+                compare_type,
+                key: None,
+                value: value.into(),
+                invert: false,
+            }],
+        };
+        cfg.listeners[0].l7policies = vec![
+            reject(L7RuleType::Path, L7RuleCompareType::StartsWith, "/admin"),
+            reject(
+                L7RuleType::HostName,
+                L7RuleCompareType::EqualTo,
+                "admin.example",
+            ),
+        ];
+        let lb = cfg.lb_id;
+        h.provider.apply(Arc::new(cfg)).await.unwrap();
+        let to = SocketAddr::new(vip(10), 8080);
+        // (path, host, status, the request line the member got)
+        let table = [
+            ("/admin", "x", 403, None),
+            ("//admin", "x", 403, None),
+            ("/%61dmin", "x", 403, None),
+            ("/./admin", "x", 403, None),
+            ("/x/../admin", "x", 403, None),
+            ("/x/%2e%2e/admin/", "x", 403, None),
+            // Not an escape: refused, not half-decoded into `/%61dmin`.
+            ("/%%36%31dmin", "x", 400, None),
+            ("/", "admin.example", 403, None),
+            ("/", "admin.example:80", 403, None),
+            ("/", "ADMIN.Example.:8080", 403, None),
+            ("/ADMIN", "x", 200, Some("GET /ADMIN HTTP/1.1")),
+            ("/public", "x", 200, Some("GET /public HTTP/1.1")),
+            (
+                "/a//b/./%7eme?q=%2f",
+                "x",
+                200,
+                Some("GET /a/b/~me?q=%2F HTTP/1.1"),
+            ),
+            ("/", "other.example:80", 200, Some("GET / HTTP/1.1")),
+        ];
+        for (path, host, status, line) in table {
+            let reply = get_path(to, path, host).await.unwrap();
+            assert_eq!(reply.status, status, "{path} Host: {host}");
+            if let Some(line) = line {
+                let (peer, seen) = a.requests.lock().unwrap().last().cloned().unwrap();
+                assert_eq!(seen, line, "{path}");
+                assert_eq!(peer, vip(10), "the member sees the VIP as the source");
+            }
+        }
+        h.provider.remove(lb).await.unwrap();
+    })
+    .await;
+}
+
+/// What HAProxy does with the requests issue 12 found the native engine
+/// mangling, which the native engine now matches or refuses more narrowly:
+/// an HTTP/1.0 request without Host goes to the member as HTTP/1.0, a
+/// `Connection: host` leaves Host in place, and a request coded with
+/// anything besides chunked is refused (422; native forwards it intact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_host_or_with_codings_as_haproxy_treats_them() {
+    let Some(h) = Harness::new() else { return };
+    bounded(async {
+        let a = Backend::start("a").await;
+        let cfg = http_lb(vip(11), 8080, vec![member(a.addr)]);
+        let lb = cfg.lb_id;
+        h.provider.apply(Arc::new(cfg)).await.unwrap();
+        let to = SocketAddr::new(vip(11), 8080);
+        let exchange = |raw: &'static [u8]| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(to).await.unwrap();
+            stream.write_all(raw).await.unwrap();
+            let mut reply = Vec::new();
+            tokio::time::timeout(IO_DEADLINE, stream.read_to_end(&mut reply))
+                .await
+                .expect("HAProxy closes")
+                .unwrap();
+            String::from_utf8_lossy(&reply).into_owned()
+        };
+        let reply = exchange(b"GET /old HTTP/1.0\r\n\r\n").await;
+        assert!(reply.contains(" 200 "), "{reply}");
+        let seen = a.requests.lock().unwrap().last().cloned().unwrap().1;
+        assert_eq!(seen, "GET /old HTTP/1.0");
+        let reply =
+            exchange(b"GET /named HTTP/1.1\r\nHost: h\r\nConnection: host, close\r\n\r\n").await;
+        assert!(reply.contains(" 200 "), "{reply}");
+        let reply = exchange(
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 422 "), "{reply}");
+        h.provider.remove(lb).await.unwrap();
     })
     .await;
 }

@@ -152,11 +152,16 @@ pub fn worker_pids(master_socket: &std::path::Path) -> Vec<u32> {
         .collect()
 }
 
+/// Request lines a [`Backend`] got, each with the address it came from.
+pub type Requests = Arc<Mutex<Vec<(IpAddr, String)>>>;
+
 /// A tiny HTTP backend on 127.0.0.1: answers every request with its name
-/// (and closes), remembering each request's X-Forwarded-For.
+/// (and closes), remembering each request's X-Forwarded-For, and its
+/// request line and the address it came from.
 pub struct Backend {
     pub addr: SocketAddr,
     pub forwarded_for: Arc<Mutex<Vec<String>>>,
+    pub requests: Requests,
     pub hits: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
@@ -172,17 +177,20 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let forwarded_for = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(Mutex::new(Vec::new()));
         let hits = Arc::new(AtomicUsize::new(0));
-        let (xff, count) = (forwarded_for.clone(), hits.clone());
+        let (xff, seen, count) = (forwarded_for.clone(), requests.clone(), hits.clone());
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                connections.spawn(serve(stream, name, xff.clone(), count.clone()));
+            while let Ok((stream, peer)) = listener.accept().await {
+                let seen = (peer.ip(), seen.clone());
+                connections.spawn(serve(stream, name, xff.clone(), seen, count.clone()));
             }
         });
         Backend {
             addr,
             forwarded_for,
+            requests,
             hits,
             task,
         }
@@ -202,6 +210,7 @@ async fn serve(
     mut stream: TcpStream,
     name: &'static str,
     xff: Arc<Mutex<Vec<String>>>,
+    (peer, seen): (IpAddr, Requests),
     hits: Arc<AtomicUsize>,
 ) {
     let mut head = Vec::new();
@@ -219,6 +228,8 @@ async fn serve(
         }
     }
     let head = String::from_utf8_lossy(&head);
+    let request_line = head.lines().next().unwrap_or("").to_string();
+    seen.lock().unwrap().push((peer, request_line));
     if let Some(value) = head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.eq_ignore_ascii_case("x-forwarded-for")
