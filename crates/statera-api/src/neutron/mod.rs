@@ -279,6 +279,76 @@ pub(crate) fn port_visible(ctx: &RequestContext, s: &State, p: &Port) -> bool {
             .is_some_and(|n| n.project_id == ctx.project_id && ctx.can_read(&n.project_id))
 }
 
+/// Whether the caller may use objects of `project_id` in references of its
+/// own requests: Neutron's owner-or-admin rule. Unlike reading, Octavia's
+/// observer roles give no such right.
+pub(crate) fn owns(ctx: &RequestContext, project_id: &str) -> bool {
+    ctx.is_admin() || project_id == ctx.project_id
+}
+
+/// The network `id` if the caller may put something on it: its own, a
+/// shared one, or an external one (as Neutron shows them to everyone).
+pub(crate) fn usable_network(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Network> {
+    s.networks
+        .get(&id)
+        .filter(|n| owns(ctx, &n.project_id) || n.shared || n.external)
+        .map(|n| (**n).clone())
+}
+
+/// The subnet `id` if the caller may put something on it (its own, or on a
+/// network it may use).
+pub(crate) fn usable_subnet(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Subnet> {
+    s.subnets
+        .get(&id)
+        .filter(|x| {
+            owns(ctx, &x.project_id)
+                || s.networks
+                    .get(&x.network_id)
+                    .is_some_and(|n| owns(ctx, &n.project_id) || n.shared || n.external)
+        })
+        .map(|x| (**x).clone())
+}
+
+/// The port `id` if the caller may use it: its own, or on a network it owns.
+pub(crate) fn usable_port(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Port> {
+    s.ports
+        .get(&id)
+        .filter(|p| {
+            owns(ctx, &p.project_id)
+                || s.networks
+                    .get(&p.network_id)
+                    .is_some_and(|n| owns(ctx, &n.project_id))
+        })
+        .map(|p| (**p).clone())
+}
+
+/// The security group `id` if the caller may use it (its own).
+pub(crate) fn usable_security_group(
+    ctx: &RequestContext,
+    s: &State,
+    id: Uuid,
+) -> Option<SecurityGroup> {
+    s.security_groups
+        .get(&id)
+        .filter(|g| owns(ctx, &g.project_id))
+        .map(|g| (**g).clone())
+}
+
+/// An id to show the caller in an error about an object of `project_id`:
+/// the id when the caller may read that object, else a phrase that reveals
+/// nothing of another project's objects.
+pub(crate) fn shown_id(
+    ctx: &RequestContext,
+    project_id: &str,
+    id: impl std::fmt::Display,
+) -> String {
+    if ctx.can_read(project_id) {
+        id.to_string()
+    } else {
+        "(an object of another project)".to_string()
+    }
+}
+
 /// The network `id`, visible to the caller, else 404 `NetworkNotFound`.
 pub(crate) fn visible_network(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Network> {
     s.networks
