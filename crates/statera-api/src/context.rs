@@ -45,6 +45,14 @@ impl RequestContext {
                 .any(|r| self.has_role(r)))
     }
 
+    /// Neutron's read rule on an object of `project_id`: an admin, or a
+    /// reading role in that very project. Octavia's global observer role
+    /// means nothing to Neutron (it would otherwise let a project see, and
+    /// then name, every project's networks, subnets and ports).
+    pub fn can_read_neutron(&self, project_id: &str) -> bool {
+        self.is_admin() || (project_id == self.project_id && self.can_read(project_id))
+    }
+
     /// `load-balancer:write` on an object of `project_id`.
     pub fn can_write(&self, project_id: &str) -> bool {
         self.is_admin()

@@ -953,3 +953,54 @@ async fn conflicts_do_not_name_another_projects_objects() {
     let r = r.error(409, "already in use");
     assert!(r.text.contains(&a_lb_id), "{}", r.text);
 }
+
+/// Octavia's global observer role reads every project's load balancers, and
+/// gives nothing on the Neutron side: B with it still cannot see, or name,
+/// A's network objects.
+#[tokio::test]
+async fn the_octavia_observer_role_gives_nothing_in_neutron() {
+    let h = Harness::new().await;
+    let a = objects(&h, Who::Member(A), "10.1.0.0/24", 80).await;
+    let b_router = create(&h, Who::Member(B), "/v2.0/routers", "router", json!({})).await;
+    let hdrs = [
+        ("x-project-id", B),
+        ("x-roles", "member,load-balancer_global_observer"),
+    ];
+    let call = |method: &'static str, path: String, body: Option<Value>| {
+        let h = &h;
+        async move {
+            h.raw(method, &path, &hdrs, body.map(|b| b.to_string()))
+                .await
+        }
+    };
+    call("GET", format!("/v2/lbaas/loadbalancers/{}", a.lb), None)
+        .await
+        .expect(200);
+    for path in [
+        format!("/v2.0/networks/{}", a.network),
+        format!("/v2.0/subnets/{}", a.subnet),
+        format!("/v2.0/ports/{}", a.port),
+        format!("/v2.0/security-groups/{}", a.sg),
+        format!("/v2.0/routers/{}", a.router),
+    ] {
+        call("GET", path, None).await.expect(404);
+    }
+    let listed = call("GET", "/v2.0/networks".to_string(), None)
+        .await
+        .expect(200);
+    assert!(!listed.text.contains(&a.network), "{}", listed.text);
+    call(
+        "PUT",
+        format!("/v2.0/routers/{b_router}/add_router_interface"),
+        Some(json!({"subnet_id": a.subnet})),
+    )
+    .await
+    .expect(404);
+    call(
+        "POST",
+        "/v2/lbaas/loadbalancers".to_string(),
+        Some(json!({"loadbalancer": {"vip_subnet_id": a.subnet}})),
+    )
+    .await
+    .error(400, "not found");
+}

@@ -280,7 +280,7 @@ async fn list(
         let items = s
             .floating_ips
             .iter()
-            .filter(|f| ctx.can_read(&f.project_id))
+            .filter(|f| ctx.can_read_neutron(&f.project_id))
             .map(|f| render::floating_ip(&s, f))
             .collect();
         list_body(

@@ -260,12 +260,12 @@ pub(crate) fn only_default(
 
 /// Whether the caller sees network `n`.
 pub(crate) fn network_visible(ctx: &RequestContext, n: &Network) -> bool {
-    ctx.can_read(&n.project_id) || n.shared || n.external
+    ctx.can_read_neutron(&n.project_id) || n.shared || n.external
 }
 
 /// Whether the caller sees subnet `sub` (its own, or on a network everyone sees).
 pub(crate) fn subnet_visible(ctx: &RequestContext, s: &State, sub: &Subnet) -> bool {
-    ctx.can_read(&sub.project_id)
+    ctx.can_read_neutron(&sub.project_id)
         || s.networks
             .get(&sub.network_id)
             .is_some_and(|n| n.shared || n.external)
@@ -273,10 +273,10 @@ pub(crate) fn subnet_visible(ctx: &RequestContext, s: &State, sub: &Subnet) -> b
 
 /// Whether the caller sees port `p` (its own, or on a network it owns).
 pub(crate) fn port_visible(ctx: &RequestContext, s: &State, p: &Port) -> bool {
-    ctx.can_read(&p.project_id)
+    ctx.can_read_neutron(&p.project_id)
         || s.networks
             .get(&p.network_id)
-            .is_some_and(|n| n.project_id == ctx.project_id && ctx.can_read(&n.project_id))
+            .is_some_and(|n| n.project_id == ctx.project_id && ctx.can_read_neutron(&n.project_id))
 }
 
 /// Whether the caller may use objects of `project_id` in references of its
@@ -342,7 +342,7 @@ pub(crate) fn shown_id(
     project_id: &str,
     id: impl std::fmt::Display,
 ) -> String {
-    if ctx.can_read(project_id) {
+    if ctx.can_read_neutron(project_id) {
         id.to_string()
     } else {
         "(an object of another project)".to_string()
@@ -439,7 +439,7 @@ pub(crate) fn required_attribute<T>(v: crate::input::Opt<T>, field: &str) -> Api
 pub(crate) fn visible_router(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<L3Router> {
     s.routers
         .get(&id)
-        .filter(|r| ctx.can_read(&r.project_id))
+        .filter(|r| ctx.can_read_neutron(&r.project_id))
         .map(|r| (**r).clone())
         .ok_or_else(|| router_not_found(id))
 }
@@ -452,7 +452,7 @@ pub(crate) fn visible_floating_ip(
 ) -> ApiResult<FloatingIp> {
     s.floating_ips
         .get(&id)
-        .filter(|f| ctx.can_read(&f.project_id))
+        .filter(|f| ctx.can_read_neutron(&f.project_id))
         .map(|f| (**f).clone())
         .ok_or_else(|| floating_ip_not_found(id))
 }
@@ -481,7 +481,7 @@ pub(crate) fn visible_security_group(
 ) -> ApiResult<SecurityGroup> {
     s.security_groups
         .get(&id)
-        .filter(|g| ctx.can_read(&g.project_id))
+        .filter(|g| ctx.can_read_neutron(&g.project_id))
         .map(|g| (**g).clone())
         .ok_or_else(|| security_group_not_found(id))
 }

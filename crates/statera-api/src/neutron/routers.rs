@@ -381,7 +381,7 @@ async fn list(
         let items = s
             .routers
             .iter()
-            .filter(|r| ctx.can_read(&r.project_id))
+            .filter(|r| ctx.can_read_neutron(&r.project_id))
             .map(|r| render::router(&s, r))
             .collect();
         list_body(
