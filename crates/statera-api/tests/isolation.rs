@@ -270,6 +270,25 @@ async fn every_reference_is_checked_for_the_caller() {
     )
     .await;
 
+    let az_profile = create(
+        &h,
+        Who::Admin,
+        "/v2/lbaas/availabilityzoneprofiles",
+        "availability_zone_profile",
+        json!({"name": "azp", "provider_name": "native", "availability_zone_data": "{}"}),
+    )
+    .await;
+    send(
+        &h,
+        Who::Admin,
+        "POST",
+        "/v2/lbaas/availabilityzones",
+        Some(json!({"availability_zone": {"name": "az-off",
+            "availability_zone_profile_id": az_profile, "enabled": false}})),
+    )
+    .await
+    .expect(201);
+
     // Leaked: the request builders below borrow them for the whole test.
     let leak = |x: String| -> &'static str { Box::leak(x.into_boxed_str()) };
     let host_subnet = leak(h.subnet_id.to_string());
@@ -341,6 +360,9 @@ async fn every_reference_is_checked_for_the_caller() {
         row("POST /v2/lbaas/loadbalancers", lbs, "flavor_id (disabled; flavors are global)",
             [None, None, visible(&disabled_flavor, 400)], 400,
             move |id, _| json!({"loadbalancer": {"vip_subnet_id": host_subnet, "flavor_id": id}})),
+        row("POST /v2/lbaas/loadbalancers", lbs, "availability_zone (disabled; zones are global)",
+            [None, None, visible("az-off", 400)], 400,
+            move |id, _| json!({"loadbalancer": {"vip_subnet_id": host_subnet, "availability_zone": id}})),
         // ---- Neutron ----
         row("POST /v2.0/subnets", "/v2.0/subnets", "network_id",
             [hidden(&a.network, 404), visible(shared_net, 403), hidden(&admin.network, 404)], 404,
