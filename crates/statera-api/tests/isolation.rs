@@ -377,7 +377,7 @@ async fn every_reference_is_checked_for_the_caller() {
             [hidden(&a.sg, 404), None, hidden(&admin.sg, 404)], 404,
             |id, _| json!({"port": {"network_id": b.network, "security_groups": [id]}})),
         row("PUT /v2.0/routers/{id}/add_router_interface", format!("/v2.0/routers/{}/add_router_interface", b.router), "subnet_id",
-            [hidden(&a.subnet, 404), visible(&shared_subnet, 200), hidden(&admin.subnet, 404)], 404,
+            [hidden(&a.subnet, 404), visible(&shared_subnet, 400), hidden(&admin.subnet, 404)], 404,
             |id, _| json!({"subnet_id": id})),
         row("PUT /v2.0/routers/{id}/add_router_interface", format!("/v2.0/routers/{}/add_router_interface", b.router), "port_id",
             [hidden(&a.port, 404), hidden(&shared_port, 404), hidden(&admin.port, 404)], 404,

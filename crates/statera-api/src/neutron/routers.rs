@@ -673,6 +673,17 @@ async fn add_interface_inner(
                 }
                 (Some(sid), None) => {
                     let sub = visible_subnet(&ctx, &s, sid)?;
+                    // As Neutron: a subnet of a shared or external network
+                    // (seen, not owned) takes no router interface.
+                    if !owns(&ctx, &sub.project_id) {
+                        return Err(bad_request(
+                            "router",
+                            format!(
+                                "Cannot add interface to router because subnet {sid} is not \
+                                 owned by project making the request"
+                            ),
+                        ));
+                    }
                     let Some(gateway) = sub.gateway_ip else {
                         return Err(bad_request(
                             "router",
