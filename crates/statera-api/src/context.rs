@@ -2,8 +2,9 @@
 //!
 //! For now authentication is `noauth` (any token is accepted, as Octavia's
 //! noauth strategy does): the project comes from `X-Project-Id` (or the
-//! configured default) and the roles from `X-Roles` (default: admin, as in
-//! Octavia's noauth mode). Real identity (Keystone tokens) will fill the same
+//! configured default) and the roles from `X-Roles` (when the header is
+//! absent: admin, as in Octavia's noauth mode; when present, exactly the roles
+//! it lists, so an empty one gives no rights). Real identity (Keystone tokens) will fill the same
 //! context; the policy checks below are the seam for RBAC.
 
 use crate::AppState;
@@ -42,6 +43,14 @@ impl RequestContext {
                 ]
                 .iter()
                 .any(|r| self.has_role(r)))
+    }
+
+    /// Neutron's read rule on an object of `project_id`: an admin, or a
+    /// reading role in that very project. Octavia's global observer role
+    /// means nothing to Neutron (it would otherwise let a project see, and
+    /// then name, every project's networks, subnets and ports).
+    pub fn can_read_neutron(&self, project_id: &str) -> bool {
+        self.is_admin() || (project_id == self.project_id && self.can_read(project_id))
     }
 
     /// `load-balancer:write` on an object of `project_id`.
@@ -116,8 +125,10 @@ impl FromRequestParts<AppState> for RequestContext {
             .or_else(|| header(h, "x-tenant-id"))
             .map(str::to_string)
             .unwrap_or_else(|| state.settings.default_project_id.clone());
-        let roles = match header(h, "x-roles") {
-            Some(r) => r
+        // A present but empty `X-Roles` means no roles at all: only a request
+        // without the header gets the noauth default.
+        let roles = match h.get("x-roles") {
+            Some(r) => String::from_utf8_lossy(r.as_bytes())
                 .split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())

@@ -27,7 +27,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use statera_store::Store;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 pub use context::RequestContext;
@@ -85,8 +85,15 @@ pub struct ApiSettings {
     pub default_provider: String,
     pub providers: Vec<ProviderInfo>,
     pub quota_defaults: QuotaDefaults,
-    /// Member addresses refused (Octavia: `reserved_ips`).
+    /// Member and monitor addresses refused (Octavia: `reserved_ips`).
     pub reserved_ips: Vec<IpAddr>,
+    /// Which subnets' addresses are the host's own (decided by the network
+    /// driver): an address held on one of them is refused on all the others.
+    pub host_address_space: statera_model::addressing::HostAddressSpace,
+    /// Sockets Statera itself listens on that are not a load balancer's
+    /// listener (the API): no member or monitor may point at them. An
+    /// unspecified address stands for every address of this host.
+    pub own_sockets: Vec<SocketAddr>,
 }
 
 impl ApiSettings {

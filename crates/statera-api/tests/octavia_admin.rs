@@ -78,6 +78,8 @@ async fn api() -> Api {
             ..QuotaDefaults::default()
         },
         reserved_ips: vec![],
+        host_address_space: Default::default(),
+        own_sockets: vec![],
     };
     let app = statera_api::app(AppState {
         store: store.clone(),

@@ -39,7 +39,11 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// Binds a listening TCP socket on `addr` the way a VIP needs it:
 /// `SO_REUSEADDR` (rebind while old connections sit in TIME_WAIT) and
-/// `IP_FREEBIND` (bind a VIP before the address is on an interface).
+/// `IP_FREEBIND` (bind a VIP before the address is on an interface). Never
+/// `SO_REUSEPORT`: a listening socket belongs to one load balancer, and a
+/// second one (another project's) on the same address and port must fail to
+/// bind rather than share its connections. A listener handed from one
+/// config to the next keeps its socket instead (sockets are kept by address).
 pub fn bind(netns: &Netns, addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = new_socket(
         netns,

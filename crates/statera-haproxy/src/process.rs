@@ -207,7 +207,15 @@ impl Master {
             .arg("-p")
             .arg(&paths.pid_file)
             .arg("-S")
-            .arg(&paths.master_socket)
+            .arg(&paths.master_socket);
+        // A HAProxy left by an earlier run still holds the listening sockets
+        // and nothing else may bind them (`noreuseport`): the new one takes
+        // them from its stats socket (`expose-fd listeners`), as a reload
+        // does, and the caller then soft-stops the old one.
+        if stale_master(paths).is_some() {
+            command.arg("-x").arg(&paths.stats_socket);
+        }
+        command
             .current_dir(&paths.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

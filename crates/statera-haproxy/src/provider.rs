@@ -204,9 +204,9 @@ impl HaproxyProvider {
                 return Err(e);
             }
             if let Some(pid) = stale {
-                // HAProxy from an earlier run of Statera: both bind with
-                // SO_REUSEPORT, so the new one serves before the old one is
-                // told to finish.
+                // HAProxy from an earlier run of Statera: the new one took
+                // its listening sockets (`-x`, see `Master::start`), so it
+                // serves before the old one is told to finish.
                 tracing::info!(lb = %lb_id, pid, "stopping the haproxy left by an earlier run");
                 process::stop_stale(pid, inner.options.stop_timeout).await;
             }

@@ -150,6 +150,12 @@ fn connection_limit(listener: &ListenerConfig) -> u32 {
         .unwrap_or(DEFAULT_CONNECTION_LIMIT)
 }
 
+/// `noreuseport`: a listening socket is never shared with another process.
+/// HAProxy otherwise binds with `SO_REUSEPORT`, and a second load balancer
+/// (another project's) on the same address and port would silently take
+/// half of the connections. Reloads stay seamless without it: the new worker
+/// takes the old one's sockets themselves (the stats socket's `expose-fd
+/// listeners`, which the master uses on reload) instead of binding again.
 fn render_global(out: &mut String, served: &[&ListenerConfig], options: &RenderOptions) {
     let sum: u64 = if served.is_empty() {
         u64::from(DEFAULT_CONNECTION_LIMIT)
@@ -163,6 +169,7 @@ fn render_global(out: &mut String, served: &[&ListenerConfig], options: &RenderO
         "# Rendered by statera-haproxy; rewritten on every apply.\n\
          global\n    \
          master-worker\n    \
+         noreuseport\n    \
          maxconn {maxconn}\n    \
          stats socket {} mode 600 level admin expose-fd listeners\n    \
          stats timeout 30s\n\n",

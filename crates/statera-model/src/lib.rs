@@ -6,6 +6,7 @@
 //! the serde derives here describe how the store keeps an object, not how the
 //! API shows it.
 
+pub mod addressing;
 pub mod enums;
 pub mod resources;
 pub mod status;

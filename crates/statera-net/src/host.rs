@@ -11,10 +11,7 @@ pub const SUBNET_NAME: &str = "host-subnet";
 /// Whether the data plane can listen on addresses of `cidr` without any
 /// kernel configuration (the loopback range).
 pub fn is_bindable_without_setup(cidr: &IpNet) -> bool {
-    match cidr {
-        IpNet::V4(n) => n.network().is_loopback() && n.broadcast().is_loopback(),
-        IpNet::V6(n) => n.prefix_len() == 128 && n.network().is_loopback(),
-    }
+    statera_model::addressing::is_loopback_subnet(cidr)
 }
 
 fn offset(ip: IpAddr, by: i128) -> Option<IpAddr> {

@@ -10,6 +10,7 @@ use statera_config::DataPlane;
 use statera_controller::{Controller, NetnsNetwork};
 use statera_dataplane::Engine;
 use statera_haproxy::{HaproxyOptions, HaproxyProvider};
+use statera_model::addressing::HostAddressSpace;
 use statera_model::{HealthMonitorType, ListenerProtocol};
 use statera_store::Store;
 use std::collections::HashMap;
@@ -145,6 +146,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let controller = tokio::spawn(controller.run(stop_rx));
 
+    let listener = tokio::net::TcpListener::bind(settings.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", settings.api.listen))?;
     let q = settings.quotas;
     let api_settings = ApiSettings {
         default_project_id: settings.api.default_project_id.clone(),
@@ -160,7 +164,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             l7policy: q.l7policy,
             l7rule: q.l7rule,
         },
-        reserved_ips: vec!["169.254.169.254".parse().expect("valid address")],
+        reserved_ips: settings.network.reserved_ips.clone(),
+        host_address_space: if settings.network.driver == "netns" {
+            HostAddressSpace::LoopbackSubnets
+        } else {
+            HostAddressSpace::AllSubnets
+        },
+        own_sockets: vec![listener.local_addr().unwrap_or(settings.api.listen)],
     };
     let router = statera_api::app(AppState {
         store: store.clone(),
@@ -170,9 +180,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &tower::util::MapRequestLayer::new(statera_api::normalize_path),
         router,
     );
-    let listener = tokio::net::TcpListener::bind(settings.api.listen)
-        .await
-        .with_context(|| format!("binding the API to {}", settings.api.listen))?;
     tracing::info!(listen = %settings.api.listen, data_dir = %settings.store.data_dir.display(), "statera serving");
     axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())

@@ -5,7 +5,7 @@ use clap::Args;
 use ipnet::IpNet;
 use serde::Deserialize;
 use statera_store::Durability;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Default)]
@@ -71,6 +71,9 @@ pub struct NetworkSection {
     pub host_subnet: IpNet,
     /// netns driver: every namespace it creates starts with this.
     pub namespace_prefix: String,
+    /// Addresses no member or health monitor may point at (Octavia's
+    /// `[networking] reserved_ips`).
+    pub reserved_ips: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -119,6 +122,7 @@ impl Default for NetworkSection {
             driver: "host".to_string(),
             host_subnet: "127.100.0.0/16".parse().expect("valid default"),
             namespace_prefix: "statera-".to_string(),
+            reserved_ips: vec!["169.254.169.254".parse().expect("valid default")],
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::input::{JsonBody, NeutronJson, Opt};
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::routing::get;
+use statera_model::addressing::HostAddressSpace;
 use statera_store::{StoreError, Txn};
 use std::net::IpAddr;
 
@@ -195,6 +196,7 @@ fn exhausted(network_id: Uuid) -> ApiError {
 /// subnets.
 fn allocate(
     s: &State,
+    space: HostAddressSpace,
     network_id: Uuid,
     subnet_id: Option<Uuid>,
     address: Option<IpAddr>,
@@ -220,6 +222,7 @@ fn allocate(
     if address.is_some() || subnet_id.is_some() {
         let fixed = assign_fixed_ips(
             s,
+            space,
             network_id,
             None,
             Some(vec![FixedIpRequest {
@@ -255,7 +258,7 @@ fn allocate(
         .collect();
     subs.sort_by_key(|x| (x.created_at, x.id));
     for sub in subs {
-        if let Some(ip) = ipam::allocate_avoiding(sub, &held_addresses(s, sub, None)) {
+        if let Some(ip) = ipam::allocate_avoiding(sub, &held_addresses(s, space, sub, None)) {
             return Ok(FixedIp {
                 subnet_id: sub.id,
                 ip_address: ip,
@@ -277,7 +280,7 @@ async fn list(
         let items = s
             .floating_ips
             .iter()
-            .filter(|f| ctx.can_read(&f.project_id))
+            .filter(|f| ctx.can_read_neutron(&f.project_id))
             .map(|f| render::floating_ip(&s, f))
             .collect();
         list_body(
@@ -368,7 +371,13 @@ async fn create_fip(
                     format!("Network {network_id} is not a valid external network"),
                 ));
             }
-            let held = allocate(s, network_id, subnet_id, address)?;
+            let held = allocate(
+                s,
+                app.settings.host_address_space,
+                network_id,
+                subnet_id,
+                address,
+            )?;
             let port = service_port(
                 s,
                 network_id,

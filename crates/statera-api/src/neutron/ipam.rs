@@ -1,7 +1,11 @@
 //! IP address management: which addresses of a subnet are taken, handing out
 //! free ones, and the VIP port of a load balancer.
 
+use super::subnets::held_addresses;
+use super::{usable_network, usable_port, usable_subnet};
+use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
+use statera_model::addressing::HostAddressSpace;
 use statera_model::*;
 use statera_store::{State, Txn};
 use std::collections::HashSet;
@@ -16,14 +20,10 @@ pub fn vip_port_name(lb_id: Uuid) -> String {
     format!("octavia-lb-{lb_id}")
 }
 
-/// Addresses of `subnet_id` held by ports.
-pub fn used_addresses(s: &State, subnet: &Subnet) -> HashSet<IpAddr> {
-    s.ports
-        .children(subnet.network_id)
-        .flat_map(|p| p.fixed_ips.iter())
-        .filter(|f| f.subnet_id == subnet.id)
-        .map(|f| f.ip_address)
-        .collect()
+/// Addresses of `subnet` held by ports (on every overlapping subnet of the
+/// host's own address space too: see [`held_addresses`]).
+pub fn used_addresses(s: &State, space: HostAddressSpace, subnet: &Subnet) -> HashSet<IpAddr> {
+    held_addresses(s, space, subnet, None)
 }
 
 fn next(ip: IpAddr) -> Option<IpAddr> {
@@ -34,8 +34,8 @@ fn next(ip: IpAddr) -> Option<IpAddr> {
 }
 
 /// The first free address of the subnet's allocation pools.
-pub fn allocate(s: &State, subnet: &Subnet) -> Option<IpAddr> {
-    allocate_avoiding(subnet, &used_addresses(s, subnet))
+pub fn allocate(s: &State, space: HostAddressSpace, subnet: &Subnet) -> Option<IpAddr> {
+    allocate_avoiding(subnet, &used_addresses(s, space, subnet))
 }
 
 /// The first address of the subnet's allocation pools that is neither in
@@ -70,16 +70,21 @@ pub struct VipInfo {
     pub network_id: Uuid,
 }
 
-fn subnet(s: &State, id: Uuid) -> ApiResult<Subnet> {
-    s.subnets
-        .get(&id)
-        .map(|x| (**x).clone())
-        .ok_or_else(|| ApiError::validation(format!("Subnet {id} not found.")))
+/// The subnet `id` if the caller may use it; a subnet it may not use is
+/// answered exactly as a missing one.
+fn subnet(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Subnet> {
+    usable_subnet(ctx, s, id).ok_or_else(|| ApiError::validation(format!("Subnet {id} not found.")))
 }
 
-/// Find or create the VIP port of load balancer `lb_id` from what the user gave.
+/// Find or create the VIP port of load balancer `lb_id` from what the user
+/// gave. Every object named must be one the caller may use (its own, a
+/// shared or external network's, or any for an admin); others are answered
+/// exactly as missing ones.
+#[allow(clippy::too_many_arguments)]
 pub fn plug_vip(
     txn: &mut Txn,
+    ctx: &RequestContext,
+    space: HostAddressSpace,
     project_id: &str,
     lb_id: Uuid,
     subnet_id: Option<Uuid>,
@@ -89,16 +94,23 @@ pub fn plug_vip(
 ) -> ApiResult<VipInfo> {
     let s = txn.state();
     if let Some(pid) = port_id {
-        let port = s
-            .ports
-            .get(&pid)
-            .cloned()
+        let port = usable_port(ctx, s, pid)
             .ok_or_else(|| ApiError::validation(format!("Port {pid} not found.")))?;
         if !port.device_id.is_empty() {
-            return Err(ApiError::conflict(format!(
-                "Port {pid} is already in use by {}.",
-                port.device_id
-            )));
+            // The device is named only when the caller may see what it is.
+            let shown = port
+                .device_id
+                .strip_prefix("lb-")
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .and_then(|id| s.loadbalancers.get(&id))
+                .map_or(ctx.can_read(&port.project_id), |lb| {
+                    ctx.can_read(&lb.project_id)
+                });
+            return Err(ApiError::conflict(if shown {
+                format!("Port {pid} is already in use by {}.", port.device_id)
+            } else {
+                format!("Port {pid} is already in use.")
+            }));
         }
         if network_id.is_some_and(|n| n != port.network_id) {
             return Err(ApiError::validation(
@@ -118,7 +130,7 @@ pub fn plug_vip(
                     "Port {pid} has no fixed IP matching the requested VIP."
                 ))
             })?;
-        let mut port = (*port).clone();
+        let mut port = port;
         port.device_owner = VIP_DEVICE_OWNER.to_string();
         port.device_id = format!("lb-{lb_id}");
         port.updated_at = Some(now());
@@ -132,7 +144,7 @@ pub fn plug_vip(
     }
     let sub = match (subnet_id, network_id) {
         (Some(sid), net) => {
-            let sub = subnet(s, sid)?;
+            let sub = subnet(ctx, s, sid)?;
             if net.is_some_and(|n| n != sub.network_id) {
                 return Err(ApiError::validation(format!(
                     "Subnet {sid} is not on network {}.",
@@ -142,7 +154,7 @@ pub fn plug_vip(
             sub
         }
         (None, Some(nid)) => {
-            if !s.networks.contains(&nid) {
+            if usable_network(ctx, s, nid).is_none() {
                 return Err(ApiError::validation(format!("Network {nid} not found.")));
             }
             let mut subs: Vec<_> = s.subnets.children(nid).collect();
@@ -169,7 +181,7 @@ pub fn plug_vip(
                     sub.id, sub.cidr
                 )));
             }
-            if used_addresses(s, &sub).contains(&a) || sub.gateway_ip == Some(a) {
+            if used_addresses(s, space, &sub).contains(&a) || sub.gateway_ip == Some(a) {
                 return Err(ApiError::conflict(format!(
                     "IP address {a} already allocated in subnet {}",
                     sub.id
@@ -177,7 +189,7 @@ pub fn plug_vip(
             }
             a
         }
-        None => allocate(s, &sub).ok_or_else(|| {
+        None => allocate(s, space, &sub).ok_or_else(|| {
             ApiError::conflict(format!(
                 "No more IP addresses available on network {}.",
                 sub.network_id

@@ -260,12 +260,12 @@ pub(crate) fn only_default(
 
 /// Whether the caller sees network `n`.
 pub(crate) fn network_visible(ctx: &RequestContext, n: &Network) -> bool {
-    ctx.can_read(&n.project_id) || n.shared || n.external
+    ctx.can_read_neutron(&n.project_id) || n.shared || n.external
 }
 
 /// Whether the caller sees subnet `sub` (its own, or on a network everyone sees).
 pub(crate) fn subnet_visible(ctx: &RequestContext, s: &State, sub: &Subnet) -> bool {
-    ctx.can_read(&sub.project_id)
+    ctx.can_read_neutron(&sub.project_id)
         || s.networks
             .get(&sub.network_id)
             .is_some_and(|n| n.shared || n.external)
@@ -273,10 +273,80 @@ pub(crate) fn subnet_visible(ctx: &RequestContext, s: &State, sub: &Subnet) -> b
 
 /// Whether the caller sees port `p` (its own, or on a network it owns).
 pub(crate) fn port_visible(ctx: &RequestContext, s: &State, p: &Port) -> bool {
-    ctx.can_read(&p.project_id)
+    ctx.can_read_neutron(&p.project_id)
         || s.networks
             .get(&p.network_id)
-            .is_some_and(|n| n.project_id == ctx.project_id && ctx.can_read(&n.project_id))
+            .is_some_and(|n| n.project_id == ctx.project_id && ctx.can_read_neutron(&n.project_id))
+}
+
+/// Whether the caller may use objects of `project_id` in references of its
+/// own requests: Neutron's owner-or-admin rule. Unlike reading, Octavia's
+/// observer roles give no such right.
+pub(crate) fn owns(ctx: &RequestContext, project_id: &str) -> bool {
+    ctx.is_admin() || project_id == ctx.project_id
+}
+
+/// The network `id` if the caller may put something on it: its own, a
+/// shared one, or an external one (as Neutron shows them to everyone).
+pub(crate) fn usable_network(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Network> {
+    s.networks
+        .get(&id)
+        .filter(|n| owns(ctx, &n.project_id) || n.shared || n.external)
+        .map(|n| (**n).clone())
+}
+
+/// The subnet `id` if the caller may put something on it (its own, or on a
+/// network it may use).
+pub(crate) fn usable_subnet(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Subnet> {
+    s.subnets
+        .get(&id)
+        .filter(|x| {
+            owns(ctx, &x.project_id)
+                || s.networks
+                    .get(&x.network_id)
+                    .is_some_and(|n| owns(ctx, &n.project_id) || n.shared || n.external)
+        })
+        .map(|x| (**x).clone())
+}
+
+/// The port `id` if the caller may use it: its own, or on a network it owns.
+pub(crate) fn usable_port(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Port> {
+    s.ports
+        .get(&id)
+        .filter(|p| {
+            owns(ctx, &p.project_id)
+                || s.networks
+                    .get(&p.network_id)
+                    .is_some_and(|n| owns(ctx, &n.project_id))
+        })
+        .map(|p| (**p).clone())
+}
+
+/// The security group `id` if the caller may use it (its own).
+pub(crate) fn usable_security_group(
+    ctx: &RequestContext,
+    s: &State,
+    id: Uuid,
+) -> Option<SecurityGroup> {
+    s.security_groups
+        .get(&id)
+        .filter(|g| owns(ctx, &g.project_id))
+        .map(|g| (**g).clone())
+}
+
+/// An id to show the caller in an error about an object of `project_id`:
+/// the id when the caller may read that object, else a phrase that reveals
+/// nothing of another project's objects.
+pub(crate) fn shown_id(
+    ctx: &RequestContext,
+    project_id: &str,
+    id: impl std::fmt::Display,
+) -> String {
+    if ctx.can_read_neutron(project_id) {
+        id.to_string()
+    } else {
+        "(an object of another project)".to_string()
+    }
 }
 
 /// The network `id`, visible to the caller, else 404 `NetworkNotFound`.
@@ -369,7 +439,7 @@ pub(crate) fn required_attribute<T>(v: crate::input::Opt<T>, field: &str) -> Api
 pub(crate) fn visible_router(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<L3Router> {
     s.routers
         .get(&id)
-        .filter(|r| ctx.can_read(&r.project_id))
+        .filter(|r| ctx.can_read_neutron(&r.project_id))
         .map(|r| (**r).clone())
         .ok_or_else(|| router_not_found(id))
 }
@@ -382,7 +452,7 @@ pub(crate) fn visible_floating_ip(
 ) -> ApiResult<FloatingIp> {
     s.floating_ips
         .get(&id)
-        .filter(|f| ctx.can_read(&f.project_id))
+        .filter(|f| ctx.can_read_neutron(&f.project_id))
         .map(|f| (**f).clone())
         .ok_or_else(|| floating_ip_not_found(id))
 }
@@ -411,7 +481,7 @@ pub(crate) fn visible_security_group(
 ) -> ApiResult<SecurityGroup> {
     s.security_groups
         .get(&id)
-        .filter(|g| ctx.can_read(&g.project_id))
+        .filter(|g| ctx.can_read_neutron(&g.project_id))
         .map(|g| (**g).clone())
         .ok_or_else(|| security_group_not_found(id))
 }

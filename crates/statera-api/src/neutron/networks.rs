@@ -262,7 +262,7 @@ async fn delete_network(ctx: RequestContext, app: AppState, id: String) -> ApiRe
                 ));
             }
             for sub in s.subnets.children(id) {
-                if let Some(user) = super::subnets::lb_user(&s, sub.id) {
+                if let Some(user) = super::subnets::lb_user(&ctx, &s, sub.id) {
                     return Err(conflict(
                         "NetworkInUse",
                         format!(

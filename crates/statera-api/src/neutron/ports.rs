@@ -8,6 +8,7 @@ use crate::input::{JsonBody, NeutronJson, Opt};
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::routing::get;
+use statera_model::addressing::HostAddressSpace;
 use std::net::IpAddr;
 
 pub fn routes() -> Router<AppState> {
@@ -102,6 +103,20 @@ fn fixed_ips_input(input: &mut Input) -> ApiResult<Opt<Vec<FixedIpRequest>>> {
     fixed_ip_list(input, "fixed_ips")
 }
 
+/// Every subnet the request names must be one the caller sees: another
+/// project's is answered exactly as a missing one (before any check that
+/// would tell where it is).
+fn check_requested_subnets(
+    ctx: &RequestContext,
+    s: &State,
+    requested: Option<&Vec<FixedIpRequest>>,
+) -> ApiResult<()> {
+    for sid in requested.into_iter().flatten().filter_map(|r| r.subnet_id) {
+        visible_subnet(ctx, s, sid)?;
+    }
+    Ok(())
+}
+
 /// A list of `{subnet_id, ip_address}` entries under `key`.
 pub(crate) fn fixed_ip_list(input: &mut Input, key: &str) -> ApiResult<Opt<Vec<FixedIpRequest>>> {
     let items = match input.list(key)? {
@@ -148,6 +163,7 @@ fn exhausted(network_id: Uuid) -> ApiError {
 /// subnet.
 pub(crate) fn assign_fixed_ips(
     s: &State,
+    space: HostAddressSpace,
     network_id: Uuid,
     port: Option<&Port>,
     requested: Option<Vec<FixedIpRequest>>,
@@ -162,7 +178,7 @@ pub(crate) fn assign_fixed_ips(
         }
         subs.sort_by_key(|x| (x.ip_version(), x.created_at, x.id));
         for sub in subs {
-            if let Some(ip) = ipam::allocate_avoiding(sub, &held_addresses(s, sub, except)) {
+            if let Some(ip) = ipam::allocate_avoiding(sub, &held_addresses(s, space, sub, except)) {
                 return Ok(vec![FixedIp {
                     subnet_id: sub.id,
                     ip_address: ip,
@@ -222,7 +238,7 @@ pub(crate) fn assign_fixed_ips(
         if chosen.iter().any(|f| f.ip_address == ip) {
             return Err(invalid_input(format!("Duplicate IP address {ip}")));
         }
-        if held_addresses(s, sub, except).contains(&ip) {
+        if held_addresses(s, space, sub, except).contains(&ip) {
             return Err(conflict(
                 "IpAddressAlreadyAllocated",
                 format!("IP address {ip} already allocated in subnet {}", sub.id),
@@ -257,7 +273,7 @@ pub(crate) fn assign_fixed_ips(
         let fixed = match kept {
             Some(f) => f,
             None => {
-                let mut taken = held_addresses(s, sub, except);
+                let mut taken = held_addresses(s, space, sub, except);
                 taken.extend(chosen.iter().map(|f| f.ip_address));
                 let ip =
                     ipam::allocate_avoiding(sub, &taken).ok_or_else(|| exhausted(network_id))?;
@@ -291,7 +307,11 @@ fn vip_owner(s: &State, p: &Port) -> Option<Uuid> {
         .filter(|id| s.loadbalancers.contains(id))
 }
 
-fn vip_port_in_use(p: &Port, lb: Uuid) -> ApiError {
+fn vip_port_in_use(ctx: &RequestContext, s: &State, p: &Port, lb: Uuid) -> ApiError {
+    let lb = match s.loadbalancers.get(&lb) {
+        Some(x) => shown_id(ctx, &x.project_id, lb),
+        None => lb.to_string(),
+    };
     conflict(
         "PortInUse",
         format!(
@@ -327,7 +347,14 @@ fn l3_port_in_use(p: &Port) -> ApiError {
     )
 }
 
-fn l3_port_locked(p: &Port, owner: Uuid) -> ApiError {
+fn l3_port_locked(ctx: &RequestContext, s: &State, p: &Port, owner: Uuid) -> ApiError {
+    let project = s
+        .routers
+        .get(&owner)
+        .map(|r| r.project_id.clone())
+        .or_else(|| s.floating_ips.get(&owner).map(|f| f.project_id.clone()))
+        .unwrap_or_default();
+    let owner = shown_id(ctx, &project, owner);
     conflict(
         "PortInUse",
         format!(
@@ -592,7 +619,15 @@ async fn create_port(
                 None => free_mac(s, network_id),
             };
             let security_groups = port_groups(&ctx, s, &project_id, security_groups)?;
-            let fixed_ips = assign_fixed_ips(s, network_id, None, fixed_ips, &device_owner)?;
+            check_requested_subnets(&ctx, s, fixed_ips.as_ref())?;
+            let fixed_ips = assign_fixed_ips(
+                s,
+                app.settings.host_address_space,
+                network_id,
+                None,
+                fixed_ips,
+                &device_owner,
+            )?;
             if !security_groups.is_empty() && (!port_security_enabled || fixed_ips.is_empty()) {
                 return Err(security_needs_port_security_and_ip());
             }
@@ -690,8 +725,10 @@ async fn update_port(
             }
             if let Some(v) = fixed_ips {
                 let requested = v.unwrap_or_default();
+                check_requested_subnets(&ctx, s, Some(&requested))?;
                 p.fixed_ips = assign_fixed_ips(
                     s,
+                    app.settings.host_address_space,
                     p.network_id,
                     Some(&old),
                     Some(requested),
@@ -704,12 +741,12 @@ async fn update_port(
             if let Some(lb) = vip_owner(s, &old)
                 && moved
             {
-                return Err(vip_port_in_use(&old, lb));
+                return Err(vip_port_in_use(&ctx, s, &old, lb));
             }
             if let Some(owner) = l3_owner(s, &old)
                 && moved
             {
-                return Err(l3_port_locked(&old, owner));
+                return Err(l3_port_locked(&ctx, s, &old, owner));
             }
             if p.device_owner != old.device_owner || p.device_id != old.device_id {
                 check_not_claiming_l3(s, &p)?;
@@ -737,7 +774,8 @@ async fn update_port(
                         format!(
                             "Fixed IP {ip} of port {id} is associated with floating IP {} ({}); \
                              disassociate it first.",
-                            f.floating_ip_address, f.id
+                            f.floating_ip_address,
+                            shown_id(&ctx, &f.project_id, f.id)
                         ),
                     ));
                 }
@@ -776,7 +814,7 @@ async fn delete_port(ctx: RequestContext, app: AppState, id: String) -> ApiResul
                 return Err(forbidden("delete_port"));
             }
             if let Some(lb) = vip_owner(s, &p) {
-                return Err(vip_port_in_use(&p, lb));
+                return Err(vip_port_in_use(&ctx, s, &p, lb));
             }
             if l3_owner(s, &p).is_some() {
                 return Err(l3_port_in_use(&p));

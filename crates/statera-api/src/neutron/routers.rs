@@ -14,6 +14,7 @@ use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::routing::{get, put};
 use ipnet::IpNet;
+use statera_model::addressing::HostAddressSpace;
 use statera_store::Txn;
 
 /// Neutron's default `max_routes`.
@@ -196,6 +197,7 @@ fn gateway_needed_by_fips(s: &State, r: &L3Router) -> ApiResult<()> {
 fn apply_gateway(
     txn: &mut Txn,
     ctx: &RequestContext,
+    space: HostAddressSpace,
     r: &mut L3Router,
     req: Option<GatewayRequest>,
 ) -> ApiResult<()> {
@@ -234,6 +236,7 @@ fn apply_gateway(
                 let mut port = (**port).clone();
                 let fixed = assign_fixed_ips(
                     &s,
+                    space,
                     port.network_id,
                     Some(&port),
                     Some(requested),
@@ -257,6 +260,7 @@ fn apply_gateway(
             let s = txn.state().clone();
             let fixed = assign_fixed_ips(
                 &s,
+                space,
                 network.id,
                 None,
                 req.fixed_ips,
@@ -377,7 +381,7 @@ async fn list(
         let items = s
             .routers
             .iter()
-            .filter(|r| ctx.can_read(&r.project_id))
+            .filter(|r| ctx.can_read_neutron(&r.project_id))
             .map(|r| render::router(&s, r))
             .collect();
         list_body(
@@ -466,7 +470,7 @@ async fn create_router(
     app.store
         .write(|txn| {
             if gateway.is_some() {
-                apply_gateway(txn, &ctx, &mut r, gateway)?;
+                apply_gateway(txn, &ctx, app.settings.host_address_space, &mut r, gateway)?;
             }
             txn.put(r)?;
             Ok::<(), ApiError>(())
@@ -540,7 +544,7 @@ async fn update_router(
                 r.routes = v;
             }
             if let Opt::Set(g) = gateway {
-                apply_gateway(txn, &ctx, &mut r, g)?;
+                apply_gateway(txn, &ctx, app.settings.host_address_space, &mut r, g)?;
             }
             if let Some(v) = tags {
                 r.tags = v.unwrap_or_default();
@@ -669,6 +673,17 @@ async fn add_interface_inner(
                 }
                 (Some(sid), None) => {
                     let sub = visible_subnet(&ctx, &s, sid)?;
+                    // As Neutron: a subnet of a shared or external network
+                    // (seen, not owned) takes no router interface.
+                    if !owns(&ctx, &sub.project_id) {
+                        return Err(bad_request(
+                            "router",
+                            format!(
+                                "Cannot add interface to router because subnet {sid} is not \
+                                 owned by project making the request"
+                            ),
+                        ));
+                    }
                     let Some(gateway) = sub.gateway_ip else {
                         return Err(bad_request(
                             "router",
@@ -678,6 +693,7 @@ async fn add_interface_inner(
                     check_new_leg(&s, &r, &sub)?;
                     let fixed = assign_fixed_ips(
                         &s,
+                        app.settings.host_address_space,
                         sub.network_id,
                         None,
                         Some(vec![FixedIpRequest {

@@ -46,10 +46,10 @@ fn visible_rule(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Security
 }
 
 fn rule_visible(ctx: &RequestContext, s: &State, r: &SecurityGroupRule) -> bool {
-    ctx.can_read(&r.project_id)
+    ctx.can_read_neutron(&r.project_id)
         || s.security_groups
             .get(&r.security_group_id)
-            .is_some_and(|g| ctx.can_read(&g.project_id))
+            .is_some_and(|g| ctx.can_read_neutron(&g.project_id))
 }
 
 /// The ports that use group `id`.
@@ -363,7 +363,7 @@ async fn list_groups(
         let items = s
             .security_groups
             .iter()
-            .filter(|g| ctx.can_read(&g.project_id))
+            .filter(|g| ctx.can_read_neutron(&g.project_id))
             .map(|g| render::security_group(&s, g))
             .collect();
         list_body(

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::routing::get;
 use ipnet::IpNet;
+use statera_model::addressing::{HostAddressSpace, host_reserved_overlap, overlaps};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -426,6 +427,14 @@ async fn create_subnet(
     if !ctx.can_write(&project_id) {
         return Err(forbidden("create_subnet"));
     }
+    if !ctx.is_admin()
+        && let Some(reserved) = host_reserved_overlap(&cidr)
+    {
+        return Err(invalid_input(format!(
+            "Requested subnet with cidr: {cidr} overlaps the host-reserved range {reserved}; \
+             only an administrator may create subnets there."
+        )));
+    }
 
     let id = Uuid::new_v4();
     app.store
@@ -612,7 +621,7 @@ async fn delete_subnet(ctx: RequestContext, app: AppState, id: String) -> ApiRes
                 .filter(|p| p.fixed_ips.iter().any(|f| f.subnet_id == id))
                 .map(|p| &**p)
                 .collect();
-            if let Some(user) = lb_user(&s, id) {
+            if let Some(user) = lb_user(&ctx, &s, id) {
                 return Err(conflict(
                     "SubnetInUse",
                     format!("Unable to complete operation on subnet {id}: {user} uses it."),
@@ -643,29 +652,57 @@ async fn delete_subnet(ctx: RequestContext, app: AppState, id: String) -> ApiRes
 
 /// What of the load-balancing side uses subnet `id` (a VIP, an additional
 /// VIP, a member), if anything does.
-pub(crate) fn lb_user(s: &State, id: Uuid) -> Option<String> {
+/// Ids of another project's objects are not shown.
+pub(crate) fn lb_user(ctx: &RequestContext, s: &State, id: Uuid) -> Option<String> {
     if let Some(lb) = s
         .loadbalancers
         .iter()
         .find(|lb| lb.vip_subnet_id == id || lb.additional_vips.iter().any(|v| v.subnet_id == id))
     {
-        return Some(format!("load balancer {}", lb.id));
+        return Some(if ctx.can_read(&lb.project_id) {
+            format!("load balancer {}", lb.id)
+        } else {
+            "a load balancer of another project".to_string()
+        });
     }
-    s.members
-        .iter()
-        .find(|m| m.subnet_id == Some(id))
-        .map(|m| format!("member {} of pool {}", m.id, m.pool_id))
+    s.members.iter().find(|m| m.subnet_id == Some(id)).map(|m| {
+        if ctx.can_read(&m.project_id) {
+            format!("member {} of pool {}", m.id, m.pool_id)
+        } else {
+            "a member of another project".to_string()
+        }
+    })
 }
 
-/// The addresses of `subnet` held by ports other than `except`.
-pub(crate) fn held_addresses(s: &State, subnet: &Subnet, except: Option<Uuid>) -> HashSet<IpAddr> {
-    s.ports
-        .children(subnet.network_id)
-        .filter(|p| Some(p.id) != except)
-        .flat_map(|p| p.fixed_ips.iter())
-        .filter(|f| f.subnet_id == subnet.id)
-        .map(|f| f.ip_address)
-        .collect()
+/// The addresses of `subnet` held by ports other than `except`. On a subnet
+/// in the host's own address space (`space`), also every address held on
+/// another such subnet that overlaps it, whatever its network or project:
+/// there, one address is one kernel socket address, and two load balancers
+/// on it would share or steal each other's traffic.
+pub(crate) fn held_addresses(
+    s: &State,
+    space: HostAddressSpace,
+    subnet: &Subnet,
+    except: Option<Uuid>,
+) -> HashSet<IpAddr> {
+    let on = |sub: &Subnet| {
+        s.ports
+            .children(sub.network_id)
+            .filter(|p| Some(p.id) != except)
+            .flat_map(|p| p.fixed_ips.iter())
+            .filter(|f| f.subnet_id == sub.id)
+            .map(|f| f.ip_address)
+            .collect::<Vec<_>>()
+    };
+    let mut held: HashSet<IpAddr> = on(subnet).into_iter().collect();
+    if space.holds(&subnet.cidr) {
+        for other in s.subnets.iter().filter(|o| {
+            o.id != subnet.id && space.holds(&o.cidr) && overlaps(&o.cidr, &subnet.cidr)
+        }) {
+            held.extend(on(other));
+        }
+    }
+    held
 }
 
 #[cfg(test)]

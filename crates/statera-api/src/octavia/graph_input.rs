@@ -183,6 +183,7 @@ pub fn parse(listeners: Vec<Value>, pools: Vec<Value>) -> ApiResult<Option<Graph
 /// Create every object of `graph` under `lb`, all PENDING_CREATE.
 pub fn create(
     app: &AppState,
+    ctx: &RequestContext,
     txn: &mut Txn,
     lb: &LoadBalancer,
     graph: Option<Graph>,
@@ -205,7 +206,7 @@ pub fn create(
         let has_monitor = new_monitors.iter().any(|h| h.pool_id == p.id);
         let mut seen = std::collections::HashSet::new();
         for nm in gp.members {
-            let m = members::build(app, &s, &p, has_monitor, nm)?;
+            let m = members::build(app, ctx, &s, &p, has_monitor, nm)?;
             if !seen.insert((m.address, m.protocol_port)) {
                 return Err(ApiError::conflict(format!(
                     "Another member on this pool is already using ip {} on protocol_port {}",

@@ -72,6 +72,19 @@ async fn show(
     )))
 }
 
+/// Every security group in `vip_sg_ids` must be one the caller may use (its
+/// own; any for an admin); another project's is answered as a missing one.
+fn check_vip_sg_ids(ctx: &RequestContext, s: &State, ids: &[Uuid]) -> ApiResult<()> {
+    for id in ids {
+        if crate::neutron::usable_security_group(ctx, s, *id).is_none() {
+            return Err(ApiError::validation(format!(
+                "Security group {id} not found."
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A single-object body, with `fields=` applied.
 pub fn one(envelope: &str, o: crate::list::Object, q: &Query) -> Value {
     let fields = q.all("fields");
@@ -185,8 +198,11 @@ async fn create(
                 }
             }
             check_quota(&app, s, &project_id, QuotaKind::LoadBalancer, 1)?;
+            check_vip_sg_ids(&ctx, s, &vip_sg_ids)?;
             let vip = ipam::plug_vip(
                 txn,
+                &ctx,
+                app.settings.host_address_space,
                 &project_id,
                 lb_id,
                 vip_subnet_id,
@@ -219,7 +235,7 @@ async fn create(
                 config_version: 0,
             };
             txn.put(lb.clone())?;
-            let nested = super::graph_input::create(&app, txn, &lb, graph)?;
+            let nested = super::graph_input::create(&app, &ctx, txn, &lb, graph)?;
             txn.enqueue(lb_id, &[lb_id])?;
             Ok::<_, ApiError>(nested)
         })
@@ -273,7 +289,9 @@ async fn update(
                 lb.vip_qos_policy_id = v;
             }
             if let Some(v) = vip_sg_ids {
-                lb.vip_sg_ids = v.unwrap_or_default();
+                let v = v.unwrap_or_default();
+                check_vip_sg_ids(&ctx, txn.state(), &v)?;
+                lb.vip_sg_ids = v;
             }
             if let Some(v) = tags {
                 lb.tags = v.unwrap_or_default();

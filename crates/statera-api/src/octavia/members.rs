@@ -8,6 +8,7 @@ use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};
+use statera_model::addressing::canonical;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
@@ -105,19 +106,15 @@ pub fn parse_create(input: &mut Input) -> ApiResult<NewMember> {
 /// without the pool's other members.
 pub fn build(
     app: &AppState,
+    ctx: &RequestContext,
     s: &State,
     pool: &Pool,
     has_monitor: bool,
     new: NewMember,
 ) -> ApiResult<Member> {
-    if app.settings.reserved_ips.contains(&new.address) {
-        return Err(ApiError::validation(format!(
-            "The member address {} is reserved.",
-            new.address
-        )));
-    }
+    // Another project's subnet is answered exactly as a missing one.
     if let Some(sid) = new.subnet_id
-        && !s.subnets.contains(&sid)
+        && crate::neutron::usable_subnet(ctx, s, sid).is_none()
     {
         return Err(ApiError::validation(format!("Subnet {sid} not found.")));
     }
@@ -145,7 +142,60 @@ pub fn build(
         updated_at: None,
     };
     new.fields.apply(&mut m);
+    check_targets(app, &m)?;
     Ok(m)
+}
+
+/// Where a member and its health checks may point: never at an address of
+/// Octavia's `reserved_ips`, the unspecified address (which reaches this
+/// host), or a socket Statera itself listens on (its API), whether given as
+/// `address`/`protocol_port` or `monitor_address`/`monitor_port`.
+/// Addresses are compared as the kernel routes them (`::ffff:a.b.c.d` is
+/// `a.b.c.d`); the member keeps its address exactly as sent.
+pub fn check_targets(app: &AppState, m: &Member) -> ApiResult<()> {
+    check_address(app, m.address, "member address")?;
+    if let Some(a) = m.monitor_address {
+        check_address(app, a, "member monitor_address")?;
+    }
+    check_socket(app, m.address, m.protocol_port, "member address")?;
+    let probe = (
+        m.monitor_address.unwrap_or(m.address),
+        m.monitor_port.unwrap_or(m.protocol_port),
+    );
+    if probe != (m.address, m.protocol_port) {
+        check_socket(app, probe.0, probe.1, "member monitor_address")?;
+    }
+    Ok(())
+}
+
+fn check_address(app: &AppState, ip: IpAddr, option: &str) -> ApiResult<()> {
+    let c = canonical(ip);
+    if c.is_unspecified() || app.settings.reserved_ips.iter().any(|r| canonical(*r) == c) {
+        return Err(super::flavors::invalid_option(ip, option));
+    }
+    Ok(())
+}
+
+fn check_socket(app: &AppState, ip: IpAddr, port: u16, option: &str) -> ApiResult<()> {
+    let c = canonical(ip);
+    let own = app.settings.own_sockets.iter().any(|s| {
+        s.port() == port
+            && (canonical(s.ip()) == c || (s.ip().is_unspecified() && is_local_address(c)))
+    });
+    if own {
+        return Err(ApiError::bad_request(format!(
+            "{} is not a valid option for {option}: the load-balancing service itself \
+             listens there",
+            std::net::SocketAddr::new(ip, port)
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `ip` is an address of this host: loopback, or one a socket can
+/// be bound to here (binding a non-local address fails).
+fn is_local_address(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
 fn duplicate(address: IpAddr, port: u16) -> ApiError {
@@ -175,7 +225,7 @@ async fn create(
                 .ok_or_else(|| ApiError::not_found("Pool", pool_id))?;
             ctx.check_write(&pool.project_id)?;
             let pool = pool_for_change(s, pool_id)?;
-            let m = build(&app, s, &pool, s.pool_monitor(pool_id).is_some(), new)?;
+            let m = build(&app, &ctx, s, &pool, s.pool_monitor(pool_id).is_some(), new)?;
             if s.members
                 .children(pool_id)
                 .any(|o| o.address == m.address && o.protocol_port == m.protocol_port)
@@ -287,6 +337,7 @@ async fn update(
             let pool = pool_for_change(s, pool_id)?;
             let mut m = (*old).clone();
             fields.apply(&mut m);
+            check_targets(&app, &m)?;
             m.provisioning_status = ProvisioningStatus::PendingUpdate;
             m.updated_at = Some(now());
             lock_lb(txn, pool.loadbalancer_id, &[m.id])?;
@@ -412,6 +463,7 @@ async fn batch_update(
                     Some(old) => {
                         let mut m = (**old).clone();
                         new.fields.apply(&mut m);
+                        check_targets(&app, &m)?;
                         m.provisioning_status = ProvisioningStatus::PendingUpdate;
                         m.updated_at = Some(now());
                         subjects.push(m.id);
@@ -419,7 +471,7 @@ async fn batch_update(
                     }
                     None => {
                         creates += 1;
-                        let m = build(&app, &s, &pool, has_monitor, new)?;
+                        let m = build(&app, &ctx, &s, &pool, has_monitor, new)?;
                         subjects.push(m.id);
                         txn.put(m)?;
                     }

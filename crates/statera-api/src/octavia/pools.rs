@@ -299,12 +299,17 @@ async fn create(
         .write(|txn| {
             let s = txn.state();
             let listener = match listener_id {
-                Some(lid) => Some(
-                    s.listeners
+                Some(lid) => {
+                    let l = s
+                        .listeners
                         .get(&lid)
                         .cloned()
-                        .ok_or_else(|| ApiError::not_found("Listener", lid))?,
-                ),
+                        .ok_or_else(|| ApiError::not_found("Listener", lid))?;
+                    // Before comparing it with the load balancer, so that
+                    // another project's listener says nothing about itself.
+                    ctx.check_write(&l.project_id)?;
+                    Some(l)
+                }
                 None => None,
             };
             let lb_id = match (lb_id, &listener) {

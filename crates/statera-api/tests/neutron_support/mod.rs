@@ -37,6 +37,8 @@ pub async fn api() -> Api {
         }],
         quota_defaults: QuotaDefaults::default(),
         reserved_ips: Vec::new(),
+        host_address_space: Default::default(),
+        own_sockets: Vec::new(),
     };
     let router = statera_api::app(AppState {
         store: Arc::new(store),

@@ -22,6 +22,8 @@ use uuid::Uuid;
 
 pub const PROJECT: &str = "e3cd678b11784734bc366148aa37580e";
 pub const OTHER_PROJECT: &str = "0f4c5a6b7d8e4f90a1b2c3d4e5f60718";
+/// The API's own listening socket as the harness tells the API.
+pub const API_SOCKET: &str = "127.0.0.1:9876";
 
 /// A data plane that serves whatever it is given, unless told to refuse.
 #[derive(Default)]
@@ -164,6 +166,11 @@ impl Harness {
     }
 
     pub async fn with_quotas(quota_defaults: QuotaDefaults) -> Harness {
+        Harness::with_settings(|s| s.quota_defaults = quota_defaults).await
+    }
+
+    /// A harness whose API settings `change` adjusts (from the defaults below).
+    pub async fn with_settings(change: impl FnOnce(&mut ApiSettings)) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(
             Store::open(dir.path(), Durability::Normal)
@@ -185,14 +192,17 @@ impl Harness {
             })
             .await
             .expect("write host network");
-        let settings = ApiSettings {
+        let mut settings = ApiSettings {
             default_project_id: PROJECT.to_string(),
             pagination_max_limit: 1000,
             default_provider: "native".to_string(),
             providers: providers(),
-            quota_defaults,
+            quota_defaults: QuotaDefaults::default(),
             reserved_ips: vec!["169.254.169.254".parse().unwrap()],
+            host_address_space: Default::default(),
+            own_sockets: vec![API_SOCKET.parse().unwrap()],
         };
+        change(&mut settings);
         let router = statera_api::app(AppState {
             store: store.clone(),
             settings: Arc::new(settings),

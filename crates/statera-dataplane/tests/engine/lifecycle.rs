@@ -426,3 +426,66 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     })
     .await;
 }
+
+/// Issue #12 item 1: no listening socket is ever shared between two load
+/// balancers. The engine binds without SO_REUSEPORT, so a second load
+/// balancer on an address and port another one serves (another project's,
+/// say) is refused with a bind error, and so is a bind next to an outside
+/// socket that asked for SO_REUSEPORT (as HAProxy does by default).
+#[tokio::test]
+async fn two_load_balancers_never_share_a_listening_socket() {
+    bounded(async {
+        let web1 = Backend::start("web1").await;
+        let web2 = Backend::start("web2").await;
+        let h = Harness::new();
+        let p1 = pool(vec![member(web1.addr, 1)]);
+        let first = lb(
+            vip(240),
+            vec![listener(ListenerProtocol::Http, 8080, Some(p1.id))],
+            vec![p1],
+        );
+        h.apply(&first).await.unwrap();
+        let p2 = pool(vec![member(web2.addr, 1)]);
+        let second = lb(
+            vip(240),
+            vec![listener(ListenerProtocol::Http, 8080, Some(p2.id))],
+            vec![p2],
+        );
+        match h.apply(&second).await {
+            Err(DataPlaneError::Bind { address, .. }) => {
+                assert_eq!(address, addr(vip(240), 8080).to_string())
+            }
+            other => panic!("expected a bind error, got {other:?}"),
+        }
+        for _ in 0..10 {
+            assert_eq!(get(addr(vip(240), 8080)).await.unwrap().body, "web1");
+        }
+
+        // An outside listener with SO_REUSEPORT on another port: the engine
+        // does not join it.
+        let outside = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        outside.set_reuse_port(true).unwrap();
+        outside.bind(&addr(vip(240), 8081).into()).unwrap();
+        outside.listen(16).unwrap();
+        let p3 = pool(vec![member(web2.addr, 1)]);
+        let third = lb(
+            vip(240),
+            vec![listener(ListenerProtocol::Http, 8081, Some(p3.id))],
+            vec![p3],
+        );
+        assert!(matches!(
+            h.apply(&third).await,
+            Err(DataPlaneError::Bind { .. })
+        ));
+        drop(outside);
+        h.engine.remove(first.lb_id).await.unwrap();
+        let _ = h.engine.remove(second.lb_id).await;
+        let _ = h.engine.remove(third.lb_id).await;
+    })
+    .await;
+}

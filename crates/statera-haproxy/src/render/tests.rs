@@ -144,6 +144,8 @@ fn global_and_defaults() {
     let text = rendered(&http_lb());
     let global = section(&text, "global");
     assert!(has(&global, "master-worker"));
+    // No listening socket is ever shared with another load balancer's HAProxy.
+    assert!(has(&global, "noreuseport"));
     assert!(has(&global, "maxconn 50000"));
     assert!(has(
         &global,

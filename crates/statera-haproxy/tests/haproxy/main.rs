@@ -784,6 +784,7 @@ async fn a_new_provider_takes_over_haproxy_left_by_an_earlier_run() {
     .await;
 }
 
+<<<<<<< HEAD
 /// Path and host rules hold against the spellings that name the same
 /// resource (issue 12): `//admin`, `/%61dmin`, `/./admin`, `/x/../admin`
 /// and a host with a port, a trailing dot or another case are all caught,
@@ -899,6 +900,39 @@ async fn requests_without_host_or_with_codings_as_haproxy_treats_them() {
         .await;
         assert!(reply.starts_with("HTTP/1.1 422 "), "{reply}");
         h.provider.remove(lb).await.unwrap();
+=======
+/// Issue #12 item 1: HAProxy binds with SO_REUSEPORT unless told not to, so
+/// a second load balancer (another project's) on the same address and port
+/// used to start fine and take about half of the first one's connections.
+/// Now the second is refused and every request still reaches the first; the
+/// first still reloads (its sockets are handed over, not bound again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_load_balancer_cannot_share_a_listening_socket() {
+    let Some(h) = Harness::new() else { return };
+    bounded(async {
+        let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+        let first = http_lb(vip(10), 8080, vec![member(a.addr)]);
+        let second = http_lb(vip(10), 8080, vec![member(b.addr)]);
+        h.provider.apply(Arc::new(first.clone())).await.unwrap();
+        let refused = h.provider.apply(Arc::new(second.clone())).await;
+        assert!(
+            refused.is_err(),
+            "a second HAProxy bound the first one's address and port"
+        );
+        let to = SocketAddr::new(vip(10), 8080);
+        for _ in 0..20 {
+            assert_eq!(get(to).await.unwrap().body, "a");
+        }
+        assert_eq!(b.hits(), 0);
+        // The first one reloads with the same socket and keeps serving.
+        let v2 = next(&first, |c| c.pools[0].members[0].weight = 2);
+        assert_eq!(h.provider.apply(v2).await.unwrap(), 2);
+        for _ in 0..5 {
+            assert_eq!(get(to).await.unwrap().body, "a");
+        }
+        let _ = h.provider.remove(second.lb_id).await;
+        h.provider.remove(first.lb_id).await.unwrap();
+>>>>>>> isolation
     })
     .await;
 }
