@@ -784,7 +784,6 @@ async fn a_new_provider_takes_over_haproxy_left_by_an_earlier_run() {
     .await;
 }
 
-<<<<<<< HEAD
 /// Path and host rules hold against the spellings that name the same
 /// resource (issue 12): `//admin`, `/%61dmin`, `/./admin`, `/x/../admin`
 /// and a host with a port, a trailing dot or another case are all caught,
@@ -900,7 +899,10 @@ async fn requests_without_host_or_with_codings_as_haproxy_treats_them() {
         .await;
         assert!(reply.starts_with("HTTP/1.1 422 "), "{reply}");
         h.provider.remove(lb).await.unwrap();
-=======
+    })
+    .await;
+}
+
 /// Issue #12 item 1: HAProxy binds with SO_REUSEPORT unless told not to, so
 /// a second load balancer (another project's) on the same address and port
 /// used to start fine and take about half of the first one's connections.
@@ -932,7 +934,6 @@ async fn a_second_load_balancer_cannot_share_a_listening_socket() {
         }
         let _ = h.provider.remove(second.lb_id).await;
         h.provider.remove(first.lb_id).await.unwrap();
->>>>>>> isolation
     })
     .await;
 }
