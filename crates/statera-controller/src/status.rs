@@ -2,8 +2,8 @@
 
 use statera_config::{ListenerState, MemberHealth, StatusReport};
 use statera_model::*;
-use statera_store::{StoreError, Txn};
-use std::collections::HashMap;
+use statera_store::{State, StoreError, Txn};
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 pub use statera_model::status::admin_operating_status;
@@ -42,17 +42,58 @@ pub fn pool_status(admin_up: bool, members: &[OperatingStatus]) -> OperatingStat
     }
 }
 
+/// The pools of load balancer `lb` that serve traffic: those an enabled
+/// listener reaches (as its default pool or through one of its L7 policies)
+/// on an enabled load balancer. Octavia renders only these into HAProxy's
+/// configuration, so only these are in an amphora's health message; every
+/// other pool of the load balancer is OFFLINE (`heartbeat_udp.py`, the
+/// "potential offline pools").
+pub fn served_pools(s: &State, lb: &LoadBalancer) -> HashSet<Uuid> {
+    let mut served = HashSet::new();
+    if !lb.admin_state_up {
+        return served;
+    }
+    for l in s.listeners.children(lb.id) {
+        if !l.admin_state_up || l.provisioning_status == ProvisioningStatus::PendingDelete {
+            continue;
+        }
+        served.extend(l.default_pool_id);
+        for p in s.l7policies.children(l.id) {
+            if p.provisioning_status != ProvisioningStatus::PendingDelete {
+                served.extend(p.redirect_pool_id);
+            }
+        }
+    }
+    served
+}
+
 /// Write the operating statuses `r` implies, only where they change.
 pub fn apply_report(txn: &mut Txn, r: &StatusReport) -> Result<(), StoreError> {
     let s = txn.state().clone();
     let Some(lb) = s.loadbalancers.get(&r.lb_id) else {
         return Ok(());
     };
+    let served = served_pools(&s, lb);
     let mut pool_status_by_id: HashMap<Uuid, OperatingStatus> = HashMap::new();
+    // Pools no listener serves (or the report leaves out) are OFFLINE.
+    for pool in s.pools.children(lb.id) {
+        if (served.contains(&pool.id) && r.pools.iter().any(|pr| pr.id == pool.id))
+            || pool.operating_status == OperatingStatus::Offline
+            || pool.provisioning_status.is_pending()
+        {
+            continue;
+        }
+        let mut p = (**pool).clone();
+        p.operating_status = OperatingStatus::Offline;
+        txn.put(p)?;
+    }
     for pr in &r.pools {
         let Some(pool) = s.pools.get(&pr.id) else {
             continue;
         };
+        if !served.contains(&pool.id) {
+            continue;
+        }
         let mut statuses = Vec::new();
         for mr in &pr.members {
             let Some(m) = s.members.get(&mr.id) else {

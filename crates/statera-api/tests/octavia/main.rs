@@ -8,6 +8,7 @@
 
 mod support;
 
+mod compat;
 mod errors;
 mod healthmonitors;
 mod l7;
@@ -17,3 +18,4 @@ mod loadbalancers;
 mod members;
 mod pools;
 mod status;
+mod wire;
