@@ -12,6 +12,8 @@
 
 pub mod context;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod input;
 pub mod list;

@@ -10,6 +10,7 @@ mod support;
 
 mod compat;
 mod errors;
+mod fuzz;
 mod healthmonitors;
 mod l7;
 mod listeners;
