@@ -19,8 +19,12 @@ pub fn member_status(h: MemberHealth) -> OperatingStatus {
     }
 }
 
-/// A pool's status from its members': ERROR when no member can take traffic,
-/// DEGRADED when some are in ERROR, ONLINE otherwise.
+/// A served pool's status from its members' (backups included), as Octavia
+/// reads HAProxy's backend: the backend is UP while some server carries
+/// weight (a member ONLINE or NO_MONITOR; a draining member has weight 0, a
+/// disabled one none) or when it has no server at all, else DOWN → ERROR; an
+/// UP backend with a member in ERROR is DEGRADED. A disabled pool is not in
+/// the configuration: OFFLINE.
 pub fn pool_status(admin_up: bool, members: &[OperatingStatus]) -> OperatingStatus {
     use OperatingStatus as O;
     if !admin_up {
@@ -29,11 +33,10 @@ pub fn pool_status(admin_up: bool, members: &[OperatingStatus]) -> OperatingStat
     if members.is_empty() {
         return O::Online;
     }
-    let usable = members
+    if !members
         .iter()
-        .filter(|m| matches!(m, O::Online | O::NoMonitor | O::Draining))
-        .count();
-    if usable == 0 && members.contains(&O::Error) {
+        .any(|m| matches!(m, O::Online | O::NoMonitor))
+    {
         O::Error
     } else if members.contains(&O::Error) {
         O::Degraded
@@ -100,9 +103,7 @@ pub fn apply_report(txn: &mut Txn, r: &StatusReport) -> Result<(), StoreError> {
                 continue;
             };
             let st = member_status(mr.health);
-            if !m.backup {
-                statuses.push(st);
-            }
+            statuses.push(st);
             if m.operating_status != st && !m.provisioning_status.is_pending() {
                 let mut m = (**m).clone();
                 m.operating_status = st;
@@ -171,7 +172,14 @@ mod tests {
         assert_eq!(pool_status(true, &[O::Error, O::Error]), O::Error);
         assert_eq!(pool_status(true, &[O::NoMonitor]), O::Online);
         assert_eq!(pool_status(false, &[O::Online]), O::Offline);
+        // HAProxy shows a backend without servers UP.
         assert_eq!(pool_status(true, &[]), O::Online);
+        // No server carrying weight: the backend is DOWN.
+        assert_eq!(pool_status(true, &[O::Offline]), O::Error);
+        assert_eq!(pool_status(true, &[O::Draining, O::Offline]), O::Error);
+        assert_eq!(pool_status(true, &[O::Draining, O::Online]), O::Online);
+        // A backup serving while the others are down.
+        assert_eq!(pool_status(true, &[O::Error, O::Online]), O::Degraded);
     }
 
     #[test]
