@@ -33,16 +33,16 @@ impl<S: Send + Sync, const NEUTRON: bool> FromRequest<S> for JsonBody<NEUTRON> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             let status = e.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(status, "Request Entity Too Large").in_style(style)
+                crate::styled(ApiError::new(status, "Request Entity Too Large"), style)
             } else {
                 ApiError::bad_request(format!("Cannot read the request body: {e}")).in_style(style)
             }
         })?;
         if bytes.len() > MAX_BODY_BYTES {
-            return Err(
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
-                    .in_style(style),
-            );
+            return Err(crate::styled(
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+                style,
+            ));
         }
         let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
             ApiError::bad_request("Request is not in valid JSON format").in_style(style)
@@ -310,6 +310,22 @@ impl Input {
             Opt::Set(s) => IpAddr::from_str(s.trim()).map(Opt::Set).map_err(|_| {
                 ApiError::invalid_field(key, &s, "Value should be IPv4 or IPv6 format")
             }),
+            Opt::Null => Ok(Opt::Null),
+            Opt::Absent => Ok(Opt::Absent),
+        }
+    }
+
+    /// An address and, when it is not in canonical form, its text as sent
+    /// (Octavia keeps member addresses as the request wrote them).
+    pub fn ip_as_sent(&mut self, key: &str) -> ApiResult<Opt<(IpAddr, Option<String>)>> {
+        match self.string_like(key)? {
+            Opt::Set(s) => {
+                let text = s.trim();
+                let ip = IpAddr::from_str(text).map_err(|_| {
+                    ApiError::invalid_field(key, &s, "Value should be IPv4 or IPv6 format")
+                })?;
+                Ok(Opt::Set((ip, statera_model::as_sent(ip, text))))
+            }
             Opt::Null => Ok(Opt::Null),
             Opt::Absent => Ok(Opt::Absent),
         }

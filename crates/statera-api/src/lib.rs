@@ -12,12 +12,15 @@
 
 pub mod context;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod input;
 pub mod list;
 pub mod neutron;
 pub mod octavia;
 pub mod render;
+pub mod wire;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
@@ -96,9 +99,55 @@ pub struct ApiSettings {
     pub own_sockets: Vec<SocketAddr>,
 }
 
+/// Octavia's names of its default provider (`[api_settings]
+/// enabled_provider_drivers` by default): clients, flavor profiles and
+/// tooling written for Octavia name it. Here both name the deployment's
+/// default provider (`default_provider`, the native engine under `statera
+/// serve`), unless a provider of that very name exists. A load balancer keeps
+/// the name it was created with, as Octavia stores the driver name asked for
+/// (`octavia` stays `octavia`); the controller maps it to the same data plane.
+pub const DEFAULT_PROVIDER_ALIASES: &[(&str, &str)] = &[
+    (
+        "amphora",
+        "Octavia's default provider name; here Statera's default provider.",
+    ),
+    (
+        "octavia",
+        "Deprecated alias of the Octavia Amphora driver; here Statera's default provider.",
+    ),
+];
+
 impl ApiSettings {
+    /// The provider `name` names: one of `providers`, or an alias of the
+    /// default provider ([`DEFAULT_PROVIDER_ALIASES`]).
     pub fn provider(&self, name: &str) -> Option<&ProviderInfo> {
-        self.providers.iter().find(|p| p.name == name)
+        self.providers.iter().find(|p| p.name == name).or_else(|| {
+            DEFAULT_PROVIDER_ALIASES
+                .iter()
+                .any(|(a, _)| *a == name)
+                .then(|| {
+                    self.providers
+                        .iter()
+                        .find(|p| p.name == self.default_provider)
+                })
+                .flatten()
+        })
+    }
+
+    /// Every provider name a request may use, with its description: the
+    /// providers, then the aliases of the default provider.
+    pub fn provider_names(&self) -> Vec<(String, String)> {
+        let mut names: Vec<(String, String)> = self
+            .providers
+            .iter()
+            .map(|p| (p.name.clone(), p.description.clone()))
+            .collect();
+        for (alias, description) in DEFAULT_PROVIDER_ALIASES {
+            if !names.iter().any(|(n, _)| n == alias) && self.provider(alias).is_some() {
+                names.push((alias.to_string(), description.to_string()));
+            }
+        }
+        names
     }
 }
 
@@ -152,10 +201,32 @@ pub fn normalize_path(mut req: Request) -> Request {
     req
 }
 
-/// Transport conventions every route shares: the `Accept` check (406), and
-/// the `x-openstack-request-id` header on every response.
+/// The longest request target the API reads (eventlet's, under Octavia and
+/// Neutron: 8 KiB); longer is 414 in the route's error shape.
+pub const MAX_URI_BYTES: usize = 8192;
+
+/// The most header bytes (names and values) a request may carry; more is 431
+/// in the route's error shape. hyper's own limits lie above these (see
+/// [`wire`]) so that this check, not hyper, answers.
+pub const MAX_HEADER_BYTES: usize = 65_536;
+
+/// Transport conventions every route shares: the URI and header limits (414,
+/// 431), the `Accept` check (406), every error in the route's own shape
+/// (including axum's rejections: undecodable paths, bodies over the limit),
+/// and the `x-openstack-request-id` header on every response.
 async fn conventions(req: Request, next: Next) -> Response {
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    let style = style_of_path(req.uri().path());
+    let uri_len = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().len())
+        .unwrap_or(0);
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
     let acceptable = match req
         .headers()
         .get("accept")
@@ -173,8 +244,26 @@ async fn conventions(req: Request, next: Next) -> Response {
             t == "application/json" || t == "*/*" || t == "application/*" || t.is_empty()
         }),
     };
-    let mut response = if acceptable {
-        next.run(req).await
+    let mut response = if uri_len > MAX_URI_BYTES {
+        styled(
+            ApiError::new(
+                StatusCode::URI_TOO_LONG,
+                format!("The request URI is longer than {MAX_URI_BYTES} bytes."),
+            ),
+            style,
+        )
+        .into_response()
+    } else if header_bytes > MAX_HEADER_BYTES {
+        styled(
+            ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("The request headers are larger than {MAX_HEADER_BYTES} bytes."),
+            ),
+            style,
+        )
+        .into_response()
+    } else if acceptable {
+        shape_error(next.run(req).await, style).await
     } else {
         let body = json!({"errors": [{"status": 406, "title": "Not Acceptable",
             "detail": "Only content type application/json is accepted.", "request_id": request_id}]});
@@ -184,6 +273,54 @@ async fn conventions(req: Request, next: Next) -> Response {
         response.headers_mut().insert("x-openstack-request-id", v);
     }
     response
+}
+
+/// The error shape of the routes under `path`.
+pub fn style_of_path(path: &str) -> error::Style {
+    if is_neutron_path(path) {
+        error::Style::Neutron
+    } else {
+        error::Style::Octavia
+    }
+}
+
+/// `e` in `style` (on Neutron routes with webob's exception name of its status).
+pub fn styled(e: ApiError, style: error::Style) -> ApiError {
+    match style {
+        error::Style::Neutron => neutron::neutron_error(e),
+        error::Style::Octavia => e,
+    }
+}
+
+/// An error response that is not JSON (axum's rejections answer in plain
+/// text: a path parameter that does not decode, a body over the limit, …)
+/// becomes the same error in the route's shape, its text as the message.
+async fn shape_error(response: Response, style: error::Style) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejection texts are short; anything unreadable falls back to the
+    // status's own phrase.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_string());
+    let mut out = styled(ApiError::new(status, text), style).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != axum::http::header::CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 fn is_neutron_path(path: &str) -> bool {

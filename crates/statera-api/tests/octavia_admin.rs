@@ -443,7 +443,11 @@ async fn providers_and_capabilities() {
     let api = api().await;
     let (st, v) = api.get("/v2/lbaas/providers").await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(names(&v, "providers"), ["native", "haproxy"]);
+    // Octavia's names of its default provider name the default provider here.
+    assert_eq!(
+        names(&v, "providers"),
+        ["native", "haproxy", "amphora", "octavia"]
+    );
     assert_eq!(v.as_object().unwrap().len(), 1, "no links key: {v}");
     assert_eq!(
         v["providers"][0],
@@ -452,7 +456,7 @@ async fn providers_and_capabilities() {
     let (_, v) = api.get("/v2.0/lbaas/providers?fields=name").await;
     assert_eq!(
         v["providers"],
-        json!([{"name": "native"}, {"name": "haproxy"}])
+        json!([{"name": "native"}, {"name": "haproxy"}, {"name": "amphora"}, {"name": "octavia"}])
     );
     // Any reader may list providers.
     let (st, _) = api
@@ -505,12 +509,12 @@ async fn providers_and_capabilities() {
     );
 
     for path in [
-        "/v2/lbaas/providers/amphora/flavor_capabilities",
-        "/v2/lbaas/providers/amphora/availability_zone_capabilities",
+        "/v2/lbaas/providers/vmware/flavor_capabilities",
+        "/v2/lbaas/providers/vmware/availability_zone_capabilities",
     ] {
         let (st, v) = api.get(path).await;
         assert_eq!(st, StatusCode::BAD_REQUEST);
-        assert_eq!(error(&v), "Provider 'amphora' is not enabled.");
+        assert_eq!(error(&v), "Provider 'vmware' is not enabled.");
         // Admin only, checked before the provider.
         let (st, _) = api.call("GET", path, MEMBER_P2, None).await;
         assert_eq!(st, StatusCode::FORBIDDEN);
@@ -559,8 +563,8 @@ async fn flavor_profiles_validate_provider_and_data() {
 
     let cases = [
         (
-            json!({"name": "x", "provider_name": "amphora", "flavor_data": "{}"}),
-            "Provider 'amphora' is not enabled.",
+            json!({"name": "x", "provider_name": "vmware", "flavor_data": "{}"}),
+            "Provider 'vmware' is not enabled.",
         ),
         (
             json!({"name": "x", "provider_name": "native", "flavor_data": "{not json"}),
@@ -568,7 +572,7 @@ async fn flavor_profiles_validate_provider_and_data() {
         ),
         // The JSON is checked before the provider, as Octavia does.
         (
-            json!({"name": "x", "provider_name": "amphora", "flavor_data": "{not json"}),
+            json!({"name": "x", "provider_name": "vmware", "flavor_data": "{not json"}),
             "{not json is not a valid option for flavor_data",
         ),
         (
@@ -604,7 +608,13 @@ async fn flavor_profiles_validate_provider_and_data() {
         let (st, v) = api
             .post("/v2/lbaas/flavorprofiles", json!({ "flavorprofile": body }))
             .await;
-        assert_eq!(st, StatusCode::BAD_REQUEST, "{body} -> {v}");
+        // What the provider refuses is Octavia's ProviderUnsupportedOptionError (501).
+        let expected = if message.contains("does not support a requested option") {
+            StatusCode::NOT_IMPLEMENTED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(st, expected, "{body} -> {v}");
         if !message.is_empty() {
             assert_eq!(error(&v), message);
         }
@@ -649,7 +659,7 @@ async fn flavor_profiles_validate_provider_and_data() {
             json!({"flavorprofile": {"flavor_data": "{\"compute_flavor\": \"m1\"}"}}),
         )
         .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(st, StatusCode::NOT_IMPLEMENTED, "{v}");
     let (st, v) = api
         .put(
             &path,
@@ -663,7 +673,7 @@ async fn flavor_profiles_validate_provider_and_data() {
     let (st, _) = api
         .put(&path, json!({"flavorprofile": {"provider_name": "native"}}))
         .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "old data, new provider");
+    assert_eq!(st, StatusCode::NOT_IMPLEMENTED, "old data, new provider");
     let (st, v) = api
         .put(&path, json!({"flavorprofile": {"name": null}}))
         .await;
@@ -915,11 +925,11 @@ async fn availability_zones_by_name() {
         v["availability_zone_profile"]["availability_zone_data"],
         "{\"compute_zone\": \"rack1\"}"
     );
-    for (data, provider) in [
-        ("{\"management_network\": \"n\"}", "native"),
-        ("not json", "native"),
-        ("\"a string\"", "native"),
-        ("{}", "octavia"),
+    for (data, provider, expected) in [
+        ("{\"volume\": \"n\"}", "native", StatusCode::NOT_IMPLEMENTED),
+        ("not json", "native", StatusCode::BAD_REQUEST),
+        ("\"a string\"", "native", StatusCode::NOT_IMPLEMENTED),
+        ("{}", "vmware", StatusCode::BAD_REQUEST),
     ] {
         let (st, v) = api
             .post(
@@ -928,7 +938,7 @@ async fn availability_zones_by_name() {
                        "availability_zone_data": data}}),
             )
             .await;
-        assert_eq!(st, StatusCode::BAD_REQUEST, "{data} -> {v}");
+        assert_eq!(st, expected, "{data} -> {v}");
     }
     let (st, v) = api.get("/v2/lbaas/availabilityzoneprofiles").await;
     assert_eq!(st, StatusCode::OK);

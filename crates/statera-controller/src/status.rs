@@ -2,8 +2,8 @@
 
 use statera_config::{ListenerState, MemberHealth, StatusReport};
 use statera_model::*;
-use statera_store::{StoreError, Txn};
-use std::collections::HashMap;
+use statera_store::{State, StoreError, Txn};
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 pub use statera_model::status::admin_operating_status;
@@ -19,8 +19,12 @@ pub fn member_status(h: MemberHealth) -> OperatingStatus {
     }
 }
 
-/// A pool's status from its members': ERROR when no member can take traffic,
-/// DEGRADED when some are in ERROR, ONLINE otherwise.
+/// A served pool's status from its members' (backups included), as Octavia
+/// reads HAProxy's backend: the backend is UP while some server carries
+/// weight (a member ONLINE or NO_MONITOR; a draining member has weight 0, a
+/// disabled one none) or when it has no server at all, else DOWN → ERROR; an
+/// UP backend with a member in ERROR is DEGRADED. A disabled pool is not in
+/// the configuration: OFFLINE.
 pub fn pool_status(admin_up: bool, members: &[OperatingStatus]) -> OperatingStatus {
     use OperatingStatus as O;
     if !admin_up {
@@ -29,11 +33,10 @@ pub fn pool_status(admin_up: bool, members: &[OperatingStatus]) -> OperatingStat
     if members.is_empty() {
         return O::Online;
     }
-    let usable = members
+    if !members
         .iter()
-        .filter(|m| matches!(m, O::Online | O::NoMonitor | O::Draining))
-        .count();
-    if usable == 0 && members.contains(&O::Error) {
+        .any(|m| matches!(m, O::Online | O::NoMonitor))
+    {
         O::Error
     } else if members.contains(&O::Error) {
         O::Degraded
@@ -42,26 +45,65 @@ pub fn pool_status(admin_up: bool, members: &[OperatingStatus]) -> OperatingStat
     }
 }
 
+/// The pools of load balancer `lb` that serve traffic: those an enabled
+/// listener reaches (as its default pool or through one of its L7 policies)
+/// on an enabled load balancer. Octavia renders only these into HAProxy's
+/// configuration, so only these are in an amphora's health message; every
+/// other pool of the load balancer is OFFLINE (`heartbeat_udp.py`, the
+/// "potential offline pools").
+pub fn served_pools(s: &State, lb: &LoadBalancer) -> HashSet<Uuid> {
+    let mut served = HashSet::new();
+    if !lb.admin_state_up {
+        return served;
+    }
+    for l in s.listeners.children(lb.id) {
+        if !l.admin_state_up || l.provisioning_status == ProvisioningStatus::PendingDelete {
+            continue;
+        }
+        served.extend(l.default_pool_id);
+        for p in s.l7policies.children(l.id) {
+            if p.provisioning_status != ProvisioningStatus::PendingDelete {
+                served.extend(p.redirect_pool_id);
+            }
+        }
+    }
+    served
+}
+
 /// Write the operating statuses `r` implies, only where they change.
 pub fn apply_report(txn: &mut Txn, r: &StatusReport) -> Result<(), StoreError> {
     let s = txn.state().clone();
     let Some(lb) = s.loadbalancers.get(&r.lb_id) else {
         return Ok(());
     };
+    let served = served_pools(&s, lb);
     let mut pool_status_by_id: HashMap<Uuid, OperatingStatus> = HashMap::new();
+    // Pools no listener serves (or the report leaves out) are OFFLINE.
+    for pool in s.pools.children(lb.id) {
+        if (served.contains(&pool.id) && r.pools.iter().any(|pr| pr.id == pool.id))
+            || pool.operating_status == OperatingStatus::Offline
+            || pool.provisioning_status.is_pending()
+        {
+            continue;
+        }
+        let mut p = (**pool).clone();
+        p.operating_status = OperatingStatus::Offline;
+        txn.put(p)?;
+    }
     for pr in &r.pools {
         let Some(pool) = s.pools.get(&pr.id) else {
             continue;
         };
+        if !served.contains(&pool.id) {
+            continue;
+        }
         let mut statuses = Vec::new();
         for mr in &pr.members {
             let Some(m) = s.members.get(&mr.id) else {
                 continue;
             };
             let st = member_status(mr.health);
-            if !m.backup {
-                statuses.push(st);
-            }
+            statuses.push(st);
             if m.operating_status != st && !m.provisioning_status.is_pending() {
                 let mut m = (**m).clone();
                 m.operating_status = st;
@@ -130,7 +172,14 @@ mod tests {
         assert_eq!(pool_status(true, &[O::Error, O::Error]), O::Error);
         assert_eq!(pool_status(true, &[O::NoMonitor]), O::Online);
         assert_eq!(pool_status(false, &[O::Online]), O::Offline);
+        // HAProxy shows a backend without servers UP.
         assert_eq!(pool_status(true, &[]), O::Online);
+        // No server carrying weight: the backend is DOWN.
+        assert_eq!(pool_status(true, &[O::Offline]), O::Error);
+        assert_eq!(pool_status(true, &[O::Draining, O::Offline]), O::Error);
+        assert_eq!(pool_status(true, &[O::Draining, O::Online]), O::Online);
+        // A backup serving while the others are down.
+        assert_eq!(pool_status(true, &[O::Error, O::Online]), O::Degraded);
     }
 
     #[test]

@@ -158,6 +158,37 @@ pub struct Member {
     pub tags: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
+    /// `address` as the request wrote it, when that differs from its
+    /// canonical form (`2001:db8:0:0:0:0:0:1`): Octavia shows it as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_as_sent: Option<String>,
+    /// `monitor_address` as sent, when that differs from its canonical form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_address_as_sent: Option<String>,
+}
+
+impl Member {
+    /// The address as Octavia shows it: as the request wrote it.
+    pub fn address_text(&self) -> String {
+        self.address_as_sent
+            .clone()
+            .unwrap_or_else(|| self.address.to_string())
+    }
+
+    /// The monitor address as the request wrote it.
+    pub fn monitor_address_text(&self) -> Option<String> {
+        self.monitor_address.map(|a| {
+            self.monitor_address_as_sent
+                .clone()
+                .unwrap_or_else(|| a.to_string())
+        })
+    }
+}
+
+/// The text of an address as sent, kept only when it is not the canonical
+/// form (so most rows carry nothing extra).
+pub fn as_sent(address: IpAddr, text: &str) -> Option<String> {
+    (address.to_string() != text).then(|| text.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

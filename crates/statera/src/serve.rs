@@ -27,10 +27,8 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
                 "loadbalancer_topology".to_string(),
                 "The load balancer topology. One of: SINGLE - One data-plane instance per load balancer.".to_string(),
             )],
-            availability_zone_capabilities: vec![(
-                "compute_zone".to_string(),
-                "The host or zone that serves the load balancer.".to_string(),
-            )],
+            availability_zone_capabilities:
+                statera_api::octavia::providers::octavia_availability_zone_capabilities(),
             unsupported_listener_protocols: vec![
                 ListenerProtocol::TerminatedHttps,
                 ListenerProtocol::Sctp,
@@ -49,10 +47,8 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
                 "loadbalancer_topology".to_string(),
                 "The load balancer topology. One of: SINGLE - One HAProxy process per load balancer.".to_string(),
             )],
-            availability_zone_capabilities: vec![(
-                "compute_zone".to_string(),
-                "The host or zone that serves the load balancer.".to_string(),
-            )],
+            availability_zone_capabilities:
+                statera_api::octavia::providers::octavia_availability_zone_capabilities(),
             unsupported_listener_protocols: vec![
                 ListenerProtocol::TerminatedHttps,
                 ListenerProtocol::Udp,
@@ -115,6 +111,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (report_tx, report_rx) = mpsc::unbounded_channel();
     let engine: Arc<dyn DataPlane> = Arc::new(Engine::new(report_tx.clone()));
     let mut planes = HashMap::new();
+    // Octavia's names of its default provider serve load balancers on the
+    // default provider (statera_api::DEFAULT_PROVIDER_ALIASES).
+    for (alias, _) in statera_api::DEFAULT_PROVIDER_ALIASES {
+        planes.insert(alias.to_string(), engine.clone());
+    }
     planes.insert("native".to_string(), engine);
     // The HAProxy provider, when the executable is there: one process per load
     // balancer under <data-dir>/haproxy.
@@ -181,6 +182,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         router,
     );
     tracing::info!(listen = %settings.api.listen, data_dir = %settings.store.data_dir.display(), "statera serving");
+    // hyper's own answers to unparsable requests (400, 414, 431) get the
+    // API's error body (statera_api::wire).
+    let listener = statera_api::wire::ShapedListener(listener);
     axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -16,6 +16,7 @@ pub mod ports;
 pub mod render;
 pub mod routers;
 pub mod security_groups;
+pub mod subnetpools;
 pub mod subnets;
 pub mod tags;
 
@@ -41,6 +42,7 @@ pub const COLLECTIONS: &[&str] = &[
     "floatingips",
     "security-groups",
     "security-group-rules",
+    "subnetpools",
     "extensions",
 ];
 
@@ -48,6 +50,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(networks::routes())
         .merge(subnets::routes())
+        .merge(subnetpools::routes())
         .merge(ports::routes())
         .merge(routers::routes())
         .merge(floatingips::routes())
@@ -164,23 +167,35 @@ async fn extension(
 /// Render whatever error `r` holds in Neutron's shape (keeping a Neutron
 /// exception name already chosen, else the generic one of its status).
 pub(crate) fn neutron<T>(r: ApiResult<T>) -> ApiResult<T> {
-    r.map_err(|e| {
-        if e.style == Style::Neutron {
-            return e;
-        }
-        // Neutron names errors raised outside its resource logic after the
-        // HTTP status (webob's exception classes).
-        let kind = match e.status {
-            StatusCode::BAD_REQUEST => "HTTPBadRequest",
-            StatusCode::NOT_FOUND => "HTTPNotFound",
-            StatusCode::CONFLICT => "HTTPConflict",
-            StatusCode::FORBIDDEN => "HTTPForbidden",
-            StatusCode::PAYLOAD_TOO_LARGE => "HTTPRequestEntityTooLarge",
-            StatusCode::NOT_IMPLEMENTED => "HTTPNotImplemented",
-            _ => "HTTPInternalServerError",
-        };
-        e.neutron(kind)
-    })
+    r.map_err(neutron_error)
+}
+
+/// `e` in Neutron's shape: a Neutron exception name already chosen is kept,
+/// else webob's exception class of its status.
+pub(crate) fn neutron_error(e: ApiError) -> ApiError {
+    if e.style == Style::Neutron {
+        return e;
+    }
+    // Neutron names errors raised outside its resource logic after the
+    // HTTP status (webob's exception classes).
+    let kind = match e.status {
+        StatusCode::BAD_REQUEST => "HTTPBadRequest",
+        StatusCode::NOT_FOUND => "HTTPNotFound",
+        StatusCode::CONFLICT => "HTTPConflict",
+        StatusCode::FORBIDDEN => "HTTPForbidden",
+        StatusCode::METHOD_NOT_ALLOWED => "HTTPMethodNotAllowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "HTTPRequestEntityTooLarge",
+        StatusCode::URI_TOO_LONG => "HTTPRequestURITooLong",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "HTTPRequestHeaderFieldsTooLarge",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "HTTPUnsupportedMediaType",
+        StatusCode::LENGTH_REQUIRED => "HTTPLengthRequired",
+        StatusCode::REQUEST_TIMEOUT => "HTTPRequestTimeout",
+        StatusCode::NOT_IMPLEMENTED => "HTTPNotImplemented",
+        StatusCode::SERVICE_UNAVAILABLE => "HTTPServiceUnavailable",
+        s if s.is_client_error() => "HTTPClientError",
+        _ => "HTTPInternalServerError",
+    };
+    e.neutron(kind)
 }
 
 /// [`neutron`] over a synchronous handler body.

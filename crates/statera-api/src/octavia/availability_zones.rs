@@ -119,6 +119,15 @@ async fn create(
     ctx.check_admin()?;
     let mut input = Input::from_envelope(body, "availability_zone")?;
     let name = input.string("name", 255)?.required("name")?;
+    // A zone is addressed by its name in the path: a zone named "" could
+    // never be shown, updated or deleted again.
+    if name.is_empty() {
+        return Err(ApiError::invalid_field(
+            "name",
+            &name,
+            "Value should have a minimum character requirement of 1",
+        ));
+    }
     let description = input.string("description", 255)?.value();
     let enabled = input.boolean("enabled")?.or(true);
     let profile_id = input
@@ -214,11 +223,65 @@ fn profile(s: &State, raw: &str) -> ApiResult<Arc<AvailabilityZoneProfile>> {
         .ok_or_else(|| ApiError::not_found(AZ_PROFILE, id))
 }
 
-/// `availability_zone_data` must be accepted by the profile's provider.
-fn validate_profile(app: &AppState, provider_name: &str, data: &str) -> ApiResult<()> {
-    validate_metadata(app, "availability_zone_data", provider_name, data, |p| {
+/// `availability_zone_data` must be accepted by the profile's provider, and
+/// the networks it names (`management_network`, `valid_vip_networks`) must
+/// exist, as Octavia's amphora driver checks. Returns the parsed data.
+///
+/// What the keys mean here: `compute_zone` (and `volume_zone`) are labels
+/// only — every load balancer runs on this host; `management_network` is
+/// checked and otherwise unused — Statera's controller reaches its data
+/// planes in process, with no management network; `valid_vip_networks` is
+/// enforced: a load balancer created in the zone must have its VIP on one of
+/// them ([`check_vip_network`]).
+pub fn validate_profile(
+    app: &AppState,
+    s: &State,
+    provider_name: &str,
+    data: &str,
+) -> ApiResult<serde_json::Map<String, Value>> {
+    let obj = validate_metadata(app, "availability_zone_data", provider_name, data, |p| {
         &p.availability_zone_capabilities
-    })
+    })?;
+    let mut networks: Vec<&str> = obj
+        .get("valid_vip_networks")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    networks.extend(obj.get("management_network").and_then(Value::as_str));
+    for n in networks {
+        let known = Uuid::parse_str(n).is_ok_and(|id| s.networks.contains(&id));
+        if !known {
+            return Err(ApiError::validation(format!("Network {n} not found.")));
+        }
+    }
+    Ok(obj)
+}
+
+/// A load balancer in zone `az` must have its VIP on one of the zone's
+/// `valid_vip_networks` when the zone's profile names any (Octavia's
+/// `network_allowed_by_config`).
+pub fn check_vip_network(s: &State, az: &AvailabilityZone, vip_network: Uuid) -> ApiResult<()> {
+    let Some(profile) = s
+        .availability_zone_profiles
+        .get(&az.availability_zone_profile_id)
+    else {
+        return Ok(());
+    };
+    let data: Value = serde_json::from_str(&profile.availability_zone_data).unwrap_or(Value::Null);
+    let Some(valid) = data.get("valid_vip_networks").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    if valid.is_empty()
+        || valid
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|n| Uuid::parse_str(n).is_ok_and(|id| id == vip_network))
+    {
+        return Ok(());
+    }
+    Err(ApiError::validation(
+        "Supplied VIP network_id is not allowed by the configuration of this deployment.",
+    ))
 }
 
 async fn list_profiles(
@@ -275,7 +338,6 @@ async fn create_profile(
         .string("availability_zone_data", 4096)?
         .required("availability_zone_data")?;
     input.finish()?;
-    validate_profile(&app, &provider_name, &data)?;
     let p = AvailabilityZoneProfile {
         id: Uuid::new_v4(),
         name,
@@ -284,6 +346,12 @@ async fn create_profile(
     };
     app.store
         .write(|txn| {
+            validate_profile(
+                &app,
+                txn.state(),
+                &p.provider_name,
+                &p.availability_zone_data,
+            )?;
             txn.put(p.clone())?;
             Ok::<_, ApiError>(())
         })
@@ -325,7 +393,7 @@ async fn update_profile(
                 }
                 let provider_name = provider_name.unwrap_or_else(|| p.provider_name.clone());
                 let data = data.unwrap_or_else(|| p.availability_zone_data.clone());
-                validate_profile(&app, &provider_name, &data)?;
+                validate_profile(&app, s, &provider_name, &data)?;
                 p.provider_name = provider_name;
                 p.availability_zone_data = data;
             }

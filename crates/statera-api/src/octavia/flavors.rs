@@ -232,11 +232,13 @@ fn profile(s: &State, raw: &str) -> ApiResult<Arc<FlavorProfile>> {
         .ok_or_else(|| ApiError::not_found("Flavor profile", id))
 }
 
-/// `flavor_data` must be accepted by the profile's provider.
-fn validate_profile(app: &AppState, provider_name: &str, flavor_data: &str) -> ApiResult<()> {
+/// `flavor_data` must be accepted by the profile's provider (checked again
+/// when a load balancer is created with the flavor, as Octavia does).
+pub fn validate_profile(app: &AppState, provider_name: &str, flavor_data: &str) -> ApiResult<()> {
     validate_metadata(app, "flavor_data", provider_name, flavor_data, |p| {
         &p.flavor_capabilities
     })
+    .map(drop)
 }
 
 async fn list_profiles(

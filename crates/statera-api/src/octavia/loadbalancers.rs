@@ -182,6 +182,14 @@ async fn create(
                 }
                 Some(_) => {}
             }
+            // The provider must still accept the flavor's metadata (501 for
+            // what it cannot build, e.g. ACTIVE_STANDBY), as Octavia checks.
+            if let Some(profile) = flavor_id
+                .and_then(|f| s.flavors.get(&f))
+                .and_then(|f| s.flavor_profiles.get(&f.flavor_profile_id))
+            {
+                super::flavors::validate_profile(&app, &provider, &profile.flavor_data)?;
+            }
             if let Some(az) = &availability_zone {
                 match s.availability_zones.get(az) {
                     None => {
@@ -210,6 +218,12 @@ async fn create(
                 vip_port_id,
                 vip_address,
             )?;
+            if let Some(z) = availability_zone
+                .as_ref()
+                .and_then(|az| txn.state().availability_zones.get(az))
+            {
+                super::availability_zones::check_vip_network(txn.state(), z, vip.network_id)?;
+            }
             let now = now();
             let lb = LoadBalancer {
                 id: lb_id,
@@ -399,7 +413,7 @@ async fn status_tree(
             "provisioning_status": p.provisioning_status, "operating_status": p.operating_status,
             "members": s.members.children(p.id).map(|m| json!({
                 "id": m.id, "name": name(&m.name), "operating_status": m.operating_status,
-                "provisioning_status": m.provisioning_status, "address": m.address.to_string(),
+                "provisioning_status": m.provisioning_status, "address": m.address_text(),
                 "protocol_port": m.protocol_port,
             })).collect::<Vec<_>>(),
         });

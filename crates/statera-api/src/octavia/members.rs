@@ -30,7 +30,7 @@ pub struct MemberFields {
     admin_state_up: Opt<bool>,
     weight: Opt<i64>,
     backup: Opt<bool>,
-    monitor_address: Opt<IpAddr>,
+    monitor_address: Opt<(IpAddr, Option<String>)>,
     monitor_port: Opt<i64>,
     tags: Opt<Vec<String>>,
 }
@@ -42,7 +42,7 @@ impl MemberFields {
             admin_state_up: input.boolean("admin_state_up")?,
             weight: input.int("weight", 0, 256)?,
             backup: input.boolean("backup")?,
-            monitor_address: input.ip("monitor_address")?,
+            monitor_address: input.ip_as_sent("monitor_address")?,
             monitor_port: input.int("monitor_port", 1, 65535)?,
             tags: tags(input)?,
         })
@@ -62,7 +62,8 @@ impl MemberFields {
             m.backup = v.unwrap_or(false);
         }
         if let Some(v) = self.monitor_address.update() {
-            m.monitor_address = v;
+            m.monitor_address = v.as_ref().map(|(ip, _)| *ip);
+            m.monitor_address_as_sent = v.and_then(|(_, text)| text);
         }
         if let Some(v) = self.monitor_port.update() {
             m.monitor_port = v.map(|p| p as u16);
@@ -76,13 +77,15 @@ impl MemberFields {
 /// A member create body, parsed.
 pub struct NewMember {
     pub address: IpAddr,
+    /// `address` as sent, when not canonical.
+    pub address_as_sent: Option<String>,
     pub protocol_port: u16,
     pub subnet_id: Option<Uuid>,
     pub fields: MemberFields,
 }
 
 pub fn parse_create(input: &mut Input) -> ApiResult<NewMember> {
-    let address = input.ip("address")?.required("address")?;
+    let (address, address_as_sent) = input.ip_as_sent("address")?.required("address")?;
     let protocol_port = input
         .int("protocol_port", 1, 65535)?
         .required("protocol_port")? as u16;
@@ -96,6 +99,7 @@ pub fn parse_create(input: &mut Input) -> ApiResult<NewMember> {
     let fields = MemberFields::parse(input)?;
     Ok(NewMember {
         address,
+        address_as_sent,
         protocol_port,
         subnet_id,
         fields,
@@ -140,6 +144,8 @@ pub fn build(
         tags: Vec::new(),
         created_at: now(),
         updated_at: None,
+        address_as_sent: new.address_as_sent,
+        monitor_address_as_sent: None,
     };
     new.fields.apply(&mut m);
     check_targets(app, &m)?;

@@ -8,7 +8,9 @@
 
 mod support;
 
+mod compat;
 mod errors;
+mod fuzz;
 mod healthmonitors;
 mod l7;
 mod listeners;
@@ -17,3 +19,4 @@ mod loadbalancers;
 mod members;
 mod pools;
 mod status;
+mod wire;

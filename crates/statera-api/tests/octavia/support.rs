@@ -68,10 +68,8 @@ pub fn providers() -> Vec<ProviderInfo> {
                 "loadbalancer_topology".to_string(),
                 "The load balancer topology.".to_string(),
             )],
-            availability_zone_capabilities: vec![(
-                "compute_zone".to_string(),
-                "The host or zone that serves the load balancer.".to_string(),
-            )],
+            availability_zone_capabilities:
+                statera_api::octavia::providers::octavia_availability_zone_capabilities(),
             unsupported_listener_protocols: vec![
                 ListenerProtocol::TerminatedHttps,
                 ListenerProtocol::Sctp,
@@ -210,6 +208,9 @@ impl Harness {
         let plane = Arc::new(FakePlane::default());
         let mut planes: HashMap<String, Arc<dyn DataPlane>> = HashMap::new();
         planes.insert("native".to_string(), plane.clone());
+        for (alias, _) in statera_api::DEFAULT_PROVIDER_ALIASES {
+            planes.insert(alias.to_string(), plane.clone());
+        }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let controller = Controller::new(store.clone(), planes, rx, "test-host".to_string());
         Harness {
