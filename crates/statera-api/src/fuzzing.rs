@@ -116,6 +116,8 @@ impl Fuzzer {
             providers: providers(),
             quota_defaults: QuotaDefaults::default(),
             reserved_ips: vec!["169.254.169.254".parse().expect("address")],
+            host_address_space: Default::default(),
+            own_sockets: vec!["127.0.0.1:9876".parse().expect("socket address")],
         };
         let app = crate::app(AppState {
             store: store.clone(),
