@@ -13,6 +13,7 @@
 
 use crate::health::{HealthOptions, Target};
 use crate::l7::Policies;
+use crate::limits::LbAdmission;
 use crate::listener::{ListenerLife, ListenerView};
 use crate::pool::PoolRuntime;
 use crate::sockets::Netns;
@@ -229,17 +230,26 @@ pub struct LbShared {
     /// slot or a connection re-read the snapshot (a new connection limit).
     changed: watch::Sender<u64>,
     report_tx: ReportSender,
+    /// The load balancer's connection ceiling and refusals; lives as long as
+    /// the load balancer is served, across snapshots.
+    admission: Arc<LbAdmission>,
 }
 
 impl LbShared {
-    /// Shares `first`; its reporter sends this load balancer's reports.
-    pub fn new(first: Snapshot, report_tx: ReportSender) -> Arc<LbShared> {
+    /// Shares `first`; its reporter sends this load balancer's reports;
+    /// `admission` holds its connections under their ceilings.
+    pub fn new(
+        first: Snapshot,
+        report_tx: ReportSender,
+        admission: Arc<LbAdmission>,
+    ) -> Arc<LbShared> {
         let version = first.config.version;
         let reporter = first.reporter.clone();
         let shared = Arc::new(LbShared {
             snapshot: ArcSwap::from_pointee(first),
             changed: watch::Sender::new(version),
             report_tx,
+            admission,
         });
         let _ = reporter.shared.set(Arc::downgrade(&shared));
         shared
@@ -256,6 +266,10 @@ impl LbShared {
         let prev = self.snapshot.swap(Arc::new(next));
         self.changed.send_replace(version);
         prev
+    }
+
+    pub fn admission(&self) -> &Arc<LbAdmission> {
+        &self.admission
     }
 
     pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
