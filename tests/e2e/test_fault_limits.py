@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import re
+import resource
 import socket
 import struct
 import time
@@ -130,7 +131,17 @@ def _sink():
         sink.close()
 
 
+def _raise_own_nofile(need: int) -> None:
+    """This process holds the flood's client sockets: make room for them (a CI runner's soft
+    limit is often 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        require(hard >= need, f"the test needs {need} descriptors; the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
 def test_one_tenant_cannot_exhaust_the_descriptor_table():
+    _raise_own_nofile(4 * FLOOD)
     sockets: list[socket.socket] = []
     with start_statera(nofile=NOFILE) as server, _sink() as sink, start_backends("other-lb") as (other,):
         try:
@@ -186,6 +197,11 @@ def test_one_tenant_cannot_exhaust_the_descriptor_table():
 
             stats = poll(counted, 20, f"listener stats to count {reset} refusals")
             assert stats["active_connections"] == ceiling, stats
+            # While it holds its ceiling the listener shows it (HAProxy's FULL): DEGRADED.
+            def listener_status():
+                return server.api("GET", f"/v2/lbaas/listeners/{listener_a['id']}").json()["listener"]["operating_status"]
+
+            poll(lambda: listener_status() == "DEGRADED", 20, "the flooded listener to be DEGRADED")
             assert "connections refused" in server.log_path.read_text(), server.log_tail()
 
             # Once the flood is gone, A takes connections again. (A relay whose client left
@@ -204,6 +220,7 @@ def test_one_tenant_cannot_exhaust_the_descriptor_table():
                     return False  # reset: the ceiling's places are not all back yet
 
             poll(admits_again, 10, "the flooded load balancer to take connections again")
+            poll(lambda: listener_status() == "ONLINE", 20, "the listener to be ONLINE again")
         finally:
             for s in sockets:
                 s.close()

@@ -372,6 +372,6 @@ impl DataPlane for Engine {
 
     fn report(&self, lb_id: Uuid) -> Option<StatusReport> {
         let shared = self.served().get(&lb_id)?.clone();
-        Some(shared.load().report())
+        Some(shared.report())
     }
 }

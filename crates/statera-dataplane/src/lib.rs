@@ -69,7 +69,8 @@
 //!   derived by `statera serve` from the descriptor budget,
 //!   [`FdBudget::plan`]); past either it is reset at once and counted
 //!   (the listener's `request_errors` and refused connections,
-//!   [`Engine::connections`], a log line at most every 10 s). Accept loops
+//!   [`Engine::connections`], a log line at most every 10 s; the listeners
+//!   report FULL while a ceiling is held). Accept loops
 //!   pause on `EMFILE`/`ENFILE` (5 ms doubling to 1 s) and never stop.
 //! - **UDP** (`udp.rs`). UDP listeners have their own datagram socket per
 //!   VIP:port (beside any TCP one on the same port). Sessions are keyed by

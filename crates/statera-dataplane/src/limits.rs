@@ -242,6 +242,13 @@ impl LbAdmission {
         }
     }
 
+    /// Whether a new connection would be refused now (the load balancer's
+    /// ceiling or the process's is held).
+    pub fn is_full(&self) -> bool {
+        let held = |g: &Gauge| g.used.load(Ordering::Relaxed) >= g.max;
+        held(&self.lb) || held(&self.engine.total)
+    }
+
     /// Connections of this load balancer refused since it was first served.
     pub fn refused_total(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)

@@ -276,10 +276,25 @@ impl LbShared {
         self.changed.subscribe()
     }
 
+    /// The current report. While the load balancer (or the process) holds
+    /// its connection ceiling, its open listeners report FULL, as
+    /// listeners at their own `connection_limit` do.
+    pub fn report(&self) -> StatusReport {
+        let mut report = self.load().report();
+        if self.admission.is_full() {
+            for listener in &mut report.listeners {
+                if listener.state == ListenerState::Open {
+                    listener.state = ListenerState::Full;
+                }
+            }
+        }
+        report
+    }
+
     /// Sends the current report to the control plane. A closed channel only
     /// means nobody listens any more; serving goes on.
     pub fn send_report(&self) {
-        let _ = self.report_tx.send(self.load().report());
+        let _ = self.report_tx.send(self.report());
     }
 }
 

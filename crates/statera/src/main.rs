@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
             tracing::info!(
                 soft_before = nofile.soft_before,
                 soft = nofile.soft,
-                hard = ?nofile.hard,
+                hard = %nofile.hard.map_or("unlimited".to_string(), |h| h.to_string()),
                 "descriptor limit (RLIMIT_NOFILE) raised to the hard limit"
             );
             let runtime = tokio::runtime::Builder::new_multi_thread()

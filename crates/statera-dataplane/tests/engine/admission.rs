@@ -180,6 +180,12 @@ async fn connections_past_the_ceilings_are_refused_and_counted() {
             "served past the process's ceiling"
         );
         assert_eq!(h.engine.connections(), (3, 5));
+        // Both load balancers' listeners report FULL (operating status DEGRADED).
+        for config in [&a, &b] {
+            for listener in h.report(config.lb_id).listeners {
+                assert_eq!(listener.state, ListenerState::Full);
+            }
+        }
 
         // Counted where the operator reads them: the listeners' request errors.
         let report = h.report(a.lb_id);
