@@ -308,3 +308,52 @@ pub fn init_logging(log: &LogSection) {
         builder.init();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_have_defaults_flags_and_checks() {
+        let s = Settings::load(&ServeArgs::default()).unwrap();
+        assert_eq!(
+            (
+                s.api.max_connections,
+                s.api.header_timeout_ms,
+                s.api.body_timeout_ms,
+                s.api.idle_timeout_ms
+            ),
+            (0, 10_000, 30_000, 60_000)
+        );
+        assert_eq!(
+            (s.limits.reserved_fds, s.limits.lb_max_connections),
+            (0, 50_000)
+        );
+        let args = ServeArgs {
+            api_max_connections: Some(8),
+            api_body_timeout_ms: Some(1500),
+            lb_max_connections: Some(100),
+            ..ServeArgs::default()
+        };
+        let s = Settings::load(&args).unwrap();
+        assert_eq!(
+            (
+                s.api.max_connections,
+                s.api.body_timeout_ms,
+                s.limits.lb_max_connections
+            ),
+            (8, 1500, 100)
+        );
+        let zero = ServeArgs {
+            api_header_timeout_ms: Some(0),
+            ..ServeArgs::default()
+        };
+        let e = Settings::load(&zero).unwrap_err().to_string();
+        assert!(e.contains("header_timeout_ms"), "{e}");
+        let zero = ServeArgs {
+            lb_max_connections: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(Settings::load(&zero).is_err());
+    }
+}
