@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import re
+import selectors
 import resource
 import socket
 import struct
@@ -416,3 +417,37 @@ def test_connection_limit_holds(slow_server):
     finally:
         for s in held:
             s.close()
+
+
+def test_a_flood_of_half_sent_heads_is_bounded():
+    """The issue's slow-loris at a smaller scale: 300 half-sent heads against 100 connections
+    and a 1 s header timeout are all closed in rounds (100 at a time, ~1 s each), and the API
+    answers once they are gone; none is held longer than its rounds."""
+    heads, limit, header_ms = 300, 100, 1000
+    _raise_own_nofile(4 * heads)
+    args = ["--api-header-timeout-ms", str(header_ms), "--api-max-connections", str(limit)]
+    socks: list[socket.socket] = []
+    with start_statera(extra_args=args) as server, selectors.DefaultSelector() as sel:
+        try:
+            start = time.monotonic()
+            for _ in range(heads):
+                s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                s.sendall(b"GET /v2/lbaas/loadbalancers HTTP/1.1\r\nHost: x\r\n")
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ)
+                socks.append(s)
+            rounds = -(-heads // limit)
+            bound = rounds * header_ms / 1000 + 2 * MARGIN
+            open_ = set(socks)
+            while open_ and time.monotonic() - start < bound:
+                for key, _ in sel.select(timeout=0.1):
+                    if _state(key.fileobj) != "open":
+                        sel.unregister(key.fileobj)
+                        open_.discard(key.fileobj)
+            elapsed = time.monotonic() - start
+            assert not open_, f"{len(open_)} of {heads} half-sent heads still open after {elapsed:.1f} s"
+            assert elapsed >= (rounds - 1) * header_ms / 1000, f"{elapsed:.1f} s: the connection limit did not hold"
+            assert server.api("GET", "/v2/lbaas/loadbalancers", timeout=5).status == 200
+        finally:
+            for s in socks:
+                s.close()
