@@ -17,6 +17,7 @@ import ipaddress
 import itertools
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -199,12 +200,14 @@ def start_statera(
     port: int | None = None,
     extra_args: list[str] | None = None,
     wrapper: list[str] | None = None,
+    nofile: int | None = None,
 ):
     """Start `statera serve` on a free port (or `port`) with its own data dir and a host subnet
     derived from the port; yield a StateraServer; on exit stop it (SIGTERM, then SIGKILL after
     SERVER_STOP_TIMEOUT) and remove the data dir unless it was passed in. The server's log is
     copied to target/e2e-logs/. Fails the test if the server had to be killed.
-    Passing the same data_dir and port again restarts "the same" server.
+    Passing the same data_dir and port again restarts "the same" server. `nofile` sets the
+    child's RLIMIT_NOFILE (soft and hard) before it starts.
     `wrapper` is a command that execs the server (e.g. setpriv to drop privileges): it must
     exec, not fork, so that signals reach statera itself."""
     binary = statera_binary()
@@ -241,6 +244,7 @@ def start_statera(
         stderr=subprocess.STDOUT,
         cwd=data_dir,
         env=env,
+        preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None,
     )
     server = StateraServer(
         endpoint=f"http://127.0.0.1:{port}",

@@ -323,7 +323,9 @@ async fn shape_error(response: Response, style: error::Style) -> Response {
     out
 }
 
-fn is_neutron_path(path: &str) -> bool {
+/// Whether `path` is one of the Neutron routes (whose errors take Neutron's
+/// shape); the server uses it for the errors it answers before routing.
+pub fn is_neutron_path(path: &str) -> bool {
     let rest = path
         .strip_prefix("/v2.0/")
         .or_else(|| path.strip_prefix("/v2/"))

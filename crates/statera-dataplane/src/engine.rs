@@ -2,6 +2,7 @@
 
 use crate::health::{self, HealthOptions, ProbeKey, Registry};
 use crate::l7::Policies;
+use crate::limits::{ConnectionLimits, EngineAdmission};
 use crate::listener::{self, AcceptTask};
 use crate::snapshot::{LbShared, Reporter, Served, Snapshot};
 use crate::udp::{self, UdpTask};
@@ -22,6 +23,10 @@ pub struct EngineOptions {
     pub drain_timeout: Duration,
     /// Slow start and passive health (see [`HealthOptions`]).
     pub health: HealthOptions,
+    /// Connection ceilings, per load balancer and for all together
+    /// (`limits.rs`; unbounded by default, `statera serve` derives them from
+    /// the descriptor budget).
+    pub limits: ConnectionLimits,
 }
 
 impl Default for EngineOptions {
@@ -31,6 +36,7 @@ impl Default for EngineOptions {
             // finish; short enough that a deleted load balancer is gone soon.
             drain_timeout: Duration::from_secs(30),
             health: HealthOptions::default(),
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -54,6 +60,8 @@ struct Inner {
     served: RwLock<HashMap<Uuid, Arc<LbShared>>>,
     /// One prober per distinct probe, shared by every load balancer.
     probes: Registry,
+    /// The process-wide connection ceiling and refusal count.
+    admission: Arc<EngineAdmission>,
 }
 
 /// One served load balancer: what tasks share, plus what only the engine
@@ -88,6 +96,7 @@ impl Engine {
         Engine {
             inner: Arc::new(Inner {
                 report_tx,
+                admission: EngineAdmission::new(options.limits),
                 options,
                 control: tokio::sync::Mutex::new(HashMap::new()),
                 served: RwLock::new(HashMap::new()),
@@ -101,6 +110,13 @@ impl Engine {
     /// have sent in all.
     pub fn health_probes(&self) -> (usize, u64) {
         self.inner.probes.counts()
+    }
+
+    /// Connections refused at a ceiling (a load balancer's or the
+    /// process's) since the engine started, and connections held now.
+    pub fn connections(&self) -> (u64, u64) {
+        let a = &self.inner.admission;
+        (a.refused(), a.in_use())
     }
 
     fn served(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Uuid, Arc<LbShared>>> {
@@ -194,7 +210,11 @@ impl Engine {
                 let reporter = Arc::new(Reporter::default());
                 let targets = self.inner.probes.acquire(lb_id, &reporter, &plan, |_| None);
                 let first = Snapshot::build(config, &served, None, &targets, reporter, options);
-                let shared = LbShared::new(first, self.inner.report_tx.clone());
+                let shared = LbShared::new(
+                    first,
+                    self.inner.report_tx.clone(),
+                    self.inner.admission.for_lb(lb_id),
+                );
                 self.served_mut().insert(lb_id, shared.clone());
                 lbs.entry(lb_id).or_insert(LbRuntime {
                     shared,
@@ -352,6 +372,6 @@ impl DataPlane for Engine {
 
     fn report(&self, lb_id: Uuid) -> Option<StatusReport> {
         let shared = self.served().get(&lb_id)?.clone();
-        Some(shared.load().report())
+        Some(shared.report())
     }
 }

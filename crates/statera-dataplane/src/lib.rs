@@ -63,6 +63,15 @@
 //!   (`splice.rs`: made when the first bytes come, so an idle connection
 //!   holds none; a small buffer when no pipe can be had), with per-listener
 //!   counters and idle timeouts.
+//! - **Limits** (`limits.rs`). Beside each listener's `connection_limit`,
+//!   every connection and UDP session takes a slot under its load
+//!   balancer's ceiling and the process's ([`EngineOptions::limits`],
+//!   derived by `statera serve` from the descriptor budget,
+//!   [`FdBudget::plan`]); past either it is reset at once and counted
+//!   (the listener's `request_errors` and refused connections,
+//!   [`Engine::connections`], a log line at most every 10 s; the listeners
+//!   report FULL while a ceiling is held). Accept loops
+//!   pause on `EMFILE`/`ENFILE` (5 ms doubling to 1 s) and never stop.
 //! - **UDP** (`udp.rs`). UDP listeners have their own datagram socket per
 //!   VIP:port (beside any TCP one on the same port). Sessions are keyed by
 //!   client address and port; a session's first datagram picks a member as
@@ -192,6 +201,7 @@ mod health;
 mod http;
 mod io;
 mod l7;
+mod limits;
 mod listener;
 mod metrics;
 mod persistence;
@@ -207,3 +217,4 @@ mod upstream;
 
 pub use engine::{Engine, EngineOptions};
 pub use health::{HealthOptions, PassiveOptions};
+pub use limits::{AcceptBackoff, ConnectionLimits, FdBudget};

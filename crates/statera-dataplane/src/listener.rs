@@ -15,6 +15,7 @@
 //! the same port without a bind conflict: B takes over A's socket.
 
 use crate::l7::Policies;
+use crate::limits::{AcceptBackoff, Slot};
 use crate::relay;
 use crate::snapshot::LbShared;
 use crate::sockets::{Netns, new_socket};
@@ -25,17 +26,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 /// Kernel accept queue length. Connections over a listener's
 /// `connection_limit` wait here, so it is sized for bursts, like HAProxy's
 /// default backlog (its maxconn).
 const LISTEN_BACKLOG: i32 = 1024;
-
-/// How long to pause accepting after an accept error (typically out of file
-/// descriptors) before trying again, instead of spinning on the error.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// Binds a listening TCP socket on `addr` the way a VIP needs it:
 /// `SO_REUSEADDR` (rebind while old connections sit in TIME_WAIT) and
@@ -171,6 +168,7 @@ impl AcceptTask {
 
 async fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<LbShared>) {
     let mut changed = shared.subscribe_changes();
+    let mut backoff = AcceptBackoff::default();
     loop {
         changed.borrow_and_update();
         let Some(view) = shared.load().by_addr.get(&addr).cloned() else {
@@ -198,10 +196,15 @@ async fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<LbShar
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    backoff.succeeded();
+                    accepted
+                }
                 Err(error) => {
-                    tracing::warn!(%addr, %error, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    // Out of descriptors: pause (growing) rather than spin
+                    // on the connection still queued; never give up.
+                    let pause = backoff.failed("load balancer listener", addr, &error);
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
             },
@@ -216,13 +219,40 @@ async fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<LbShar
         let Some(view) = snapshot.by_addr.get(&addr).cloned() else {
             continue;
         };
+        // The load balancer's and the process's ceilings: past either, the
+        // connection is reset at once and counted.
+        let slot = match shared.admission().admit() {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let _ = stream.set_zero_linger();
+                drop(stream);
+                view.stats.refuse_connection();
+                let listener_id = snapshot.config.listeners.get(view.index).map(|l| l.id);
+                shared
+                    .admission()
+                    .refused(addr, listener_id.unwrap_or_default(), refusal);
+                continue;
+            }
+        };
         tokio::spawn(relay::serve(
             stream,
             peer,
             snapshot,
             view,
             shared.clone(),
-            permit,
+            Admitted {
+                _permit: permit,
+                _slot: slot,
+            },
         ));
     }
+}
+
+/// What an accepted connection holds until it ends: its listener's
+/// `connection_limit` slot (if it has a limit) and its place under the load
+/// balancer's and the process's ceilings.
+#[derive(Debug)]
+pub struct Admitted {
+    pub _permit: Option<OwnedSemaphorePermit>,
+    pub _slot: Slot,
 }

@@ -157,7 +157,7 @@ struct Counters {
 /// Renders the load balancer's counters.
 ///
 /// - listener: bytes from/to clients, active and total connections, request
-///   errors (as in the status report);
+///   errors (as in the status report), connections refused at a ceiling;
 /// - member: bytes toward/from the member, connections (L4) or requests
 ///   (HTTP) in flight and sent in all, failed uses, and `up` (1 when the
 ///   member takes traffic as far as health goes: up or unchecked);
@@ -175,7 +175,19 @@ pub fn render(snapshot: &Snapshot) -> String {
             family.series.push((labels.clone(), value));
         }
     };
+    let mut refused = Family::new(
+        "statera_listener_refused_connections_total",
+        "counter",
+        "Connections refused because the load balancer (or the whole process) held its connection ceiling; also in request errors.",
+    );
     for (listener, slot) in snapshot.config.listeners.iter().zip(&snapshot.listeners) {
+        refused.series.push((
+            vec![
+                ("loadbalancer", lb.clone()),
+                ("listener", listener.id.to_string()),
+            ],
+            slot.stats.refused_connections.load(Ordering::Relaxed),
+        ));
         let stats = slot.stats.read();
         push(
             0,
@@ -248,6 +260,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         family.render(&mut out);
     }
     up.render(&mut out);
+    refused.render(&mut out);
     out
 }
 

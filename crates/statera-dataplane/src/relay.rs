@@ -7,7 +7,7 @@
 //! naming the client and the VIP.
 
 use crate::health::passive::Outcome;
-use crate::listener::{LifeState, ListenerView};
+use crate::listener::{Admitted, LifeState, ListenerView};
 use crate::pool::InFlight;
 use crate::snapshot::Snapshot;
 use crate::stats::ListenerStats;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -46,17 +46,18 @@ pub enum ConnectError {
     },
 }
 
-/// Serves one accepted connection to its end. `permit` is the listener's
-/// connection slot, if it has a limit; it is released when this returns.
+/// Serves one accepted connection to its end. `admitted` holds the
+/// listener's connection slot, if it has a limit, and the connection's place
+/// under the load balancer's ceiling; both are released when this returns.
 pub async fn serve(
     client: TcpStream,
     peer: SocketAddr,
     snapshot: Arc<Snapshot>,
     view: Arc<ListenerView>,
     shared: Arc<crate::snapshot::LbShared>,
-    permit: Option<OwnedSemaphorePermit>,
+    admitted: Admitted,
 ) {
-    let _permit = permit;
+    let _admitted = admitted;
     let mut life = view.life.subscribe();
     if *life.borrow() != LifeState::Serving {
         return;

@@ -13,6 +13,7 @@
 
 use crate::health::{HealthOptions, Target};
 use crate::l7::Policies;
+use crate::limits::LbAdmission;
 use crate::listener::{ListenerLife, ListenerView};
 use crate::pool::PoolRuntime;
 use crate::sockets::Netns;
@@ -229,17 +230,26 @@ pub struct LbShared {
     /// slot or a connection re-read the snapshot (a new connection limit).
     changed: watch::Sender<u64>,
     report_tx: ReportSender,
+    /// The load balancer's connection ceiling and refusals; lives as long as
+    /// the load balancer is served, across snapshots.
+    admission: Arc<LbAdmission>,
 }
 
 impl LbShared {
-    /// Shares `first`; its reporter sends this load balancer's reports.
-    pub fn new(first: Snapshot, report_tx: ReportSender) -> Arc<LbShared> {
+    /// Shares `first`; its reporter sends this load balancer's reports;
+    /// `admission` holds its connections under their ceilings.
+    pub fn new(
+        first: Snapshot,
+        report_tx: ReportSender,
+        admission: Arc<LbAdmission>,
+    ) -> Arc<LbShared> {
         let version = first.config.version;
         let reporter = first.reporter.clone();
         let shared = Arc::new(LbShared {
             snapshot: ArcSwap::from_pointee(first),
             changed: watch::Sender::new(version),
             report_tx,
+            admission,
         });
         let _ = reporter.shared.set(Arc::downgrade(&shared));
         shared
@@ -258,14 +268,33 @@ impl LbShared {
         prev
     }
 
+    pub fn admission(&self) -> &Arc<LbAdmission> {
+        &self.admission
+    }
+
     pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// The current report. While the load balancer (or the process) holds
+    /// its connection ceiling, its open listeners report FULL, as
+    /// listeners at their own `connection_limit` do.
+    pub fn report(&self) -> StatusReport {
+        let mut report = self.load().report();
+        if self.admission.is_full() {
+            for listener in &mut report.listeners {
+                if listener.state == ListenerState::Open {
+                    listener.state = ListenerState::Full;
+                }
+            }
+        }
+        report
     }
 
     /// Sends the current report to the control plane. A closed channel only
     /// means nobody listens any more; serving goes on.
     pub fn send_report(&self) {
-        let _ = self.report_tx.send(self.load().report());
+        let _ = self.report_tx.send(self.report());
     }
 }
 

@@ -20,6 +20,10 @@ pub struct ListenerStats {
     /// every member attempt failed), and HTTP requests answered with a 4xx or
     /// 5xx by the proxy itself or cut because their member failed mid-body.
     pub request_errors: AtomicU64,
+    /// Connections (and UDP sessions) refused because the load balancer or
+    /// the process held its connection ceiling (`limits.rs`); each is in
+    /// `request_errors` too, which is what Octavia's listener stats show.
+    pub refused_connections: AtomicU64,
 }
 
 impl ListenerStats {
@@ -35,6 +39,12 @@ impl ListenerStats {
 
     /// Counts a new connection as total and active; active drops again when
     /// the returned guard does.
+    /// Counts a connection refused at a ceiling.
+    pub fn refuse_connection(&self) {
+        self.refused_connections.fetch_add(1, Ordering::Relaxed);
+        self.request_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn open_connection(&self) -> ActiveGuard<'_> {
         self.total_connections.fetch_add(1, Ordering::Relaxed);
         self.active_connections.fetch_add(1, Ordering::Relaxed);

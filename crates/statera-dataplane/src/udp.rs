@@ -23,6 +23,7 @@
 //! every session's task: closing the listener ends its sessions at once (UDP
 //! has nothing to drain) and releases the address.
 
+use crate::limits::Slot;
 use crate::listener::ListenerView;
 use crate::pool::InFlight;
 use crate::snapshot::{LbShared, Snapshot};
@@ -208,8 +209,18 @@ async fn serve(socket: Arc<UdpSocket>, addr: SocketAddr, shared: Arc<LbShared>) 
             view.stats.request_errors.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        // A session holds a socket: it counts under the load balancer's and
+        // the process's connection ceilings.
+        let slot = match shared.admission().admit() {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                view.stats.refuse_connection();
+                shared.admission().refused(addr, listener.id, refusal);
+                continue;
+            }
+        };
         match open_session(
-            &snapshot, &view, &socket, addr, client, data, avoid, &mut tasks,
+            &snapshot, &view, &socket, addr, client, data, avoid, &mut tasks, slot,
         )
         .await
         {
@@ -262,6 +273,7 @@ async fn open_session(
     data: &[u8],
     avoid: Option<Uuid>,
     tasks: &mut JoinSet<()>,
+    slot: Slot,
 ) -> Option<Session> {
     let listener = snapshot.config.listeners.get(view.index)?;
     let pool = snapshot.pools.get(&listener.default_pool_id?)?;
@@ -319,6 +331,7 @@ async fn open_session(
             snapshot: snapshot.clone(),
             pool: pool.id,
             member: member.id,
+            _slot: slot,
         }));
         return Some(Session {
             upstream,
@@ -344,6 +357,8 @@ struct Replies {
     snapshot: Arc<Snapshot>,
     pool: Uuid,
     member: Uuid,
+    /// The session's place under the connection ceilings.
+    _slot: Slot,
 }
 
 /// Relays the member's datagrams to the client until the session is idle

@@ -13,7 +13,9 @@
 //!   haproxy.cfg following the field mapping of Octavia's amphora driver:
 //!   `global` (master-worker, an admin stats socket in the load balancer's
 //!   directory, `maxconn` = the sum of the listeners' limits, 50 000 for
-//!   none, capped at 1 000 000 and at what the file-descriptor limit allows),
+//!   none, capped at 1 000 000, at what the file-descriptor limit allows and
+//!   at the load balancer's ceiling, [`HaproxyOptions::lb_max_connections`],
+//!   which caps each frontend's `maxconn` too),
 //!   `defaults` (retries 3, redispatch, timeouts), one `frontend
 //!   <listener_id>` per enabled listener (bind VIP:port, `mode http` for
 //!   HTTP, `mode tcp` for TCP and HTTPS passthrough, maxconn, client and

@@ -32,6 +32,12 @@ pub struct HaproxyOptions {
     /// How long a removed load balancer's connections may drain before
     /// HAProxy is terminated.
     pub stop_timeout: Duration,
+    /// The most connections one load balancer may hold (its global
+    /// `maxconn`, and the cap of every listener's): `statera serve` gives the
+    /// native engine's per-load-balancer ceiling, so a listener's
+    /// `connection_limit` of -1 means the same on both providers. `None`:
+    /// only HAProxy's own bounds.
+    pub lb_max_connections: Option<u32>,
 }
 
 impl HaproxyOptions {
@@ -44,6 +50,7 @@ impl HaproxyOptions {
             poll_interval: Duration::from_secs(2),
             load_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(30),
+            lb_max_connections: None,
         }
     }
 }
@@ -98,7 +105,8 @@ impl HaproxyProvider {
     pub fn new(options: HaproxyOptions, report_tx: ReportSender) -> HaproxyProvider {
         HaproxyProvider {
             inner: Arc::new(Inner {
-                maxconn_cap: process::maxconn_cap(),
+                maxconn_cap: process::maxconn_cap()
+                    .min(options.lb_max_connections.unwrap_or(u32::MAX)),
                 options,
                 report_tx,
                 lbs: tokio::sync::Mutex::new(HashMap::new()),

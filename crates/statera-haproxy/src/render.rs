@@ -34,9 +34,11 @@ pub struct RenderOptions {
     /// The stats socket (admin level: the provider reads `show stat` and
     /// HAProxy hands listening sockets over through it on reload).
     pub stats_socket: PathBuf,
-    /// Upper bound for the global `maxconn` besides [`MAX_GLOBAL_MAXCONN`]:
-    /// HAProxy refuses to start when `2 × maxconn` file descriptors do not
-    /// fit under the process's hard `RLIMIT_NOFILE`.
+    /// Upper bound for the global `maxconn` besides [`MAX_GLOBAL_MAXCONN`],
+    /// and for every frontend's: the load balancer's connection ceiling
+    /// (the native engine's rule, from Statera's descriptor budget), and at
+    /// most what fits under the hard `RLIMIT_NOFILE` (HAProxy refuses to
+    /// start when `2 × maxconn` descriptors do not).
     pub maxconn_cap: u32,
 }
 
@@ -54,11 +56,11 @@ pub fn render(config: &LbConfig, options: &RenderOptions) -> Result<String, Data
     }
     render_defaults(&mut out);
     for listener in &served {
-        render_frontend(&mut out, config, listener)?;
+        render_frontend(&mut out, config, listener, options)?;
     }
     for listener in &served {
         for pool in pools_of(config, listener) {
-            render_backend(&mut out, config.vip.address, listener, pool)?;
+            render_backend(&mut out, config.vip.address, listener, pool, options)?;
         }
     }
     Ok(out)
@@ -144,10 +146,13 @@ pub fn backend_name(pool: Uuid, listener: Uuid) -> String {
     format!("{pool}:{listener}")
 }
 
-fn connection_limit(listener: &ListenerConfig) -> u32 {
+/// A listener's `maxconn`: its `connection_limit` (the default for none),
+/// never above the load balancer's ceiling.
+fn connection_limit(listener: &ListenerConfig, options: &RenderOptions) -> u32 {
     listener
         .connection_limit
         .unwrap_or(DEFAULT_CONNECTION_LIMIT)
+        .min(options.maxconn_cap.max(1))
 }
 
 /// `noreuseport`: a listening socket is never shared with another process.
@@ -160,7 +165,10 @@ fn render_global(out: &mut String, served: &[&ListenerConfig], options: &RenderO
     let sum: u64 = if served.is_empty() {
         u64::from(DEFAULT_CONNECTION_LIMIT)
     } else {
-        served.iter().map(|l| u64::from(connection_limit(l))).sum()
+        served
+            .iter()
+            .map(|l| u64::from(connection_limit(l, options)))
+            .sum()
     };
     let cap = MAX_GLOBAL_MAXCONN.min(options.maxconn_cap.max(1));
     let maxconn = sum.min(u64::from(cap));
@@ -210,6 +218,7 @@ fn render_frontend(
     out: &mut String,
     config: &LbConfig,
     listener: &ListenerConfig,
+    options: &RenderOptions,
 ) -> Result<(), DataPlaneError> {
     let mode = mode(listener);
     let t = &listener.timeouts;
@@ -227,7 +236,7 @@ fn render_frontend(
         "    bind {}",
         socket_addr(SocketAddr::new(config.vip.address, listener.protocol_port))
     );
-    let _ = writeln!(out, "    maxconn {}", connection_limit(listener));
+    let _ = writeln!(out, "    maxconn {}", connection_limit(listener, options));
     let _ = writeln!(out, "    timeout client {}ms", t.client_data_ms);
     if t.tcp_inspect_ms > 0 {
         let _ = writeln!(out, "    tcp-request inspect-delay {}ms", t.tcp_inspect_ms);
@@ -476,6 +485,7 @@ fn render_backend(
     vip: IpAddr,
     listener: &ListenerConfig,
     pool: &PoolConfig,
+    options: &RenderOptions,
 ) -> Result<(), DataPlaneError> {
     let mode = mode(listener);
     let t = &listener.timeouts;
@@ -530,7 +540,7 @@ fn render_backend(
             _ => {}
         }
     }
-    let _ = writeln!(out, "    fullconn {}", connection_limit(listener));
+    let _ = writeln!(out, "    fullconn {}", connection_limit(listener, options));
     let _ = writeln!(out, "    timeout connect {}ms", t.member_connect_ms);
     let _ = writeln!(out, "    timeout server {}ms", t.member_data_ms);
     let monitor = pool.health_monitor.as_ref().filter(|hm| hm.admin_state_up);

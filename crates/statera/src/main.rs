@@ -1,5 +1,7 @@
 //! `statera`: read the settings, build the parts, run them.
 
+mod api_server;
+mod limits;
 mod serve;
 mod settings;
 
@@ -28,10 +30,17 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let settings = settings::Settings::load(&args)?;
             settings::init_logging(&settings.log);
+            let nofile = limits::raise_nofile();
+            tracing::info!(
+                soft_before = nofile.soft_before,
+                soft = nofile.soft,
+                hard = %nofile.hard.map_or("unlimited".to_string(), |h| h.to_string()),
+                "descriptor limit (RLIMIT_NOFILE) raised to the hard limit"
+            );
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(serve::run(settings))
+            runtime.block_on(serve::run(settings, nofile.soft))
         }
     }
 }

@@ -1,14 +1,13 @@
 //! `statera serve`: the API, the controller and the native data plane in one
 //! process, over one SQLite store.
 
+use crate::api_server::{self, ServerLimits};
 use crate::settings::Settings;
 use anyhow::Context;
-use axum::ServiceExt;
-use axum::extract::Request;
 use statera_api::{ApiSettings, AppState, ProviderInfo, QuotaDefaults};
 use statera_config::DataPlane;
 use statera_controller::{Controller, NetnsNetwork};
-use statera_dataplane::Engine;
+use statera_dataplane::{Engine, EngineOptions, FdBudget};
 use statera_haproxy::{HaproxyOptions, HaproxyProvider};
 use statera_model::addressing::HostAddressSpace;
 use statera_model::{HealthMonitorType, ListenerProtocol};
@@ -98,7 +97,30 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+/// Shares out the descriptor table (`nofile` descriptors) and logs how.
+fn fd_budget(settings: &Settings, nofile: u64) -> anyhow::Result<FdBudget> {
+    let nonzero = |n: u64| (n > 0).then_some(n);
+    let budget = FdBudget::plan(
+        nofile,
+        nonzero(settings.api.max_connections),
+        nonzero(settings.limits.reserved_fds),
+        u64::from(settings.limits.lb_max_connections),
+    )
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        nofile,
+        api_connections = budget.api_connections,
+        control_reserve = budget.control_reserve,
+        pipe_reserve = budget.pipe_reserve,
+        lb_connections_total = budget.connections.total.unwrap_or(u64::MAX),
+        lb_connections_each = budget.connections.per_lb.unwrap_or(u64::MAX),
+        "descriptor budget"
+    );
+    Ok(budget)
+}
+
+pub async fn run(settings: Settings, nofile: u64) -> anyhow::Result<()> {
+    let budget = fd_budget(&settings, nofile)?;
     let store = Arc::new(
         Store::open(&settings.store.data_dir, settings.store.durability)
             .await
@@ -109,7 +131,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ensure_host_network(&store, &settings).await?;
 
     let (report_tx, report_rx) = mpsc::unbounded_channel();
-    let engine: Arc<dyn DataPlane> = Arc::new(Engine::new(report_tx.clone()));
+    let engine: Arc<dyn DataPlane> = Arc::new(Engine::with_options(
+        report_tx.clone(),
+        EngineOptions {
+            limits: budget.connections,
+            ..EngineOptions::default()
+        },
+    ));
+    let per_lb = budget
+        .connections
+        .per_lb
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     let mut planes = HashMap::new();
     // Octavia's names of its default provider serve load balancers on the
     // default provider (statera_api::DEFAULT_PROVIDER_ALIASES).
@@ -123,6 +155,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let mut options = HaproxyOptions::new(settings.store.data_dir.join("haproxy"));
         options.binary = binary;
         options.stop_timeout = std::time::Duration::from_secs(5);
+        options.lb_max_connections = per_lb;
         Arc::new(HaproxyProvider::new(options, report_tx))
     });
     if let Some(h) = &haproxy {
@@ -182,13 +215,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         router,
     );
     tracing::info!(listen = %settings.api.listen, data_dir = %settings.store.data_dir.display(), "statera serving");
-    // hyper's own answers to unparsable requests (400, 414, 431) get the
-    // API's error body (statera_api::wire).
-    let listener = statera_api::wire::ShapedListener(listener);
-    axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the API")?;
+    let ms = std::time::Duration::from_millis;
+    let limits = ServerLimits {
+        max_connections: usize::try_from(budget.api_connections).unwrap_or(usize::MAX),
+        header_timeout: ms(settings.api.header_timeout_ms),
+        body_timeout: ms(settings.api.body_timeout_ms),
+        idle_timeout: ms(settings.api.idle_timeout_ms),
+    };
+    api_server::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = controller.await;

@@ -35,6 +35,28 @@ pub struct ServeArgs {
     /// `text` or `json`.
     #[arg(long, env = "STATERA_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Connections the API serves at once (more wait in the accept queue);
+    /// 0 = from the descriptor budget.
+    #[arg(long, env = "STATERA_API_MAX_CONNECTIONS")]
+    pub api_max_connections: Option<u64>,
+    /// Milliseconds a client has to send a whole request head.
+    #[arg(long, env = "STATERA_API_HEADER_TIMEOUT_MS")]
+    pub api_header_timeout_ms: Option<u64>,
+    /// Milliseconds a client has to send a whole request body.
+    #[arg(long, env = "STATERA_API_BODY_TIMEOUT_MS")]
+    pub api_body_timeout_ms: Option<u64>,
+    /// Milliseconds a keep-alive connection may wait for its next request
+    /// (and a client may take to read a response).
+    #[arg(long, env = "STATERA_API_IDLE_TIMEOUT_MS")]
+    pub api_idle_timeout_ms: Option<u64>,
+    /// Descriptors kept for the control plane (SQLite, HAProxy control
+    /// sockets, health probes, namespace helpers); 0 = from the limit.
+    #[arg(long, env = "STATERA_RESERVED_FDS")]
+    pub reserved_fds: Option<u64>,
+    /// The most connections one load balancer may hold (over all its
+    /// listeners), whatever its listeners' `connection_limit`s say.
+    #[arg(long, env = "STATERA_LB_MAX_CONNECTIONS")]
+    pub lb_max_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -45,6 +67,7 @@ pub struct Settings {
     pub network: NetworkSection,
     pub quotas: QuotaSection,
     pub log: LogSection,
+    pub limits: LimitsSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +78,34 @@ pub struct ApiSection {
     pub default_project_id: String,
     pub pagination_max_limit: usize,
     pub auth_strategy: String,
+    /// Connections served at once; 0 = from the descriptor budget.
+    pub max_connections: u64,
+    /// A request head must arrive whole within this.
+    pub header_timeout_ms: u64,
+    /// A request body must arrive whole within this (else 408).
+    pub body_timeout_ms: u64,
+    /// A keep-alive connection waits this long for its next request.
+    pub idle_timeout_ms: u64,
+}
+
+/// How the process's descriptors are shared out (see `FdBudget`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Descriptors kept for the control plane; 0 = from the limit.
+    pub reserved_fds: u64,
+    /// The most connections one load balancer may hold.
+    pub lb_max_connections: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            reserved_fds: 0,
+            // Octavia's default connection limit for a listener of -1.
+            lb_max_connections: 50_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +154,10 @@ impl Default for ApiSection {
             default_project_id: "6c7f0b5e1d2a4c3b9e8f7a6d5c4b3a21".to_string(),
             pagination_max_limit: 1000,
             auth_strategy: "noauth".to_string(),
+            max_connections: 0,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
         }
     }
 }
@@ -185,6 +240,36 @@ impl Settings {
         if let Some(v) = &args.log_format {
             s.log.format = v.clone();
         }
+        if let Some(v) = args.api_max_connections {
+            s.api.max_connections = v;
+        }
+        if let Some(v) = args.api_header_timeout_ms {
+            s.api.header_timeout_ms = v;
+        }
+        if let Some(v) = args.api_body_timeout_ms {
+            s.api.body_timeout_ms = v;
+        }
+        if let Some(v) = args.api_idle_timeout_ms {
+            s.api.idle_timeout_ms = v;
+        }
+        if let Some(v) = args.reserved_fds {
+            s.limits.reserved_fds = v;
+        }
+        if let Some(v) = args.lb_max_connections {
+            s.limits.lb_max_connections = v;
+        }
+        for (name, ms) in [
+            ("header_timeout_ms", s.api.header_timeout_ms),
+            ("body_timeout_ms", s.api.body_timeout_ms),
+            ("idle_timeout_ms", s.api.idle_timeout_ms),
+        ] {
+            if ms == 0 {
+                anyhow::bail!("api.{name} must be above 0");
+            }
+        }
+        if s.limits.lb_max_connections == 0 {
+            anyhow::bail!("limits.lb_max_connections must be above 0");
+        }
         if !matches!(s.network.driver.as_str(), "host" | "netns") {
             anyhow::bail!(
                 "network driver '{}' is not available (host or netns)",
@@ -225,5 +310,54 @@ pub fn init_logging(log: &LogSection) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_have_defaults_flags_and_checks() {
+        let s = Settings::load(&ServeArgs::default()).unwrap();
+        assert_eq!(
+            (
+                s.api.max_connections,
+                s.api.header_timeout_ms,
+                s.api.body_timeout_ms,
+                s.api.idle_timeout_ms
+            ),
+            (0, 10_000, 30_000, 60_000)
+        );
+        assert_eq!(
+            (s.limits.reserved_fds, s.limits.lb_max_connections),
+            (0, 50_000)
+        );
+        let args = ServeArgs {
+            api_max_connections: Some(8),
+            api_body_timeout_ms: Some(1500),
+            lb_max_connections: Some(100),
+            ..ServeArgs::default()
+        };
+        let s = Settings::load(&args).unwrap();
+        assert_eq!(
+            (
+                s.api.max_connections,
+                s.api.body_timeout_ms,
+                s.limits.lb_max_connections
+            ),
+            (8, 1500, 100)
+        );
+        let zero = ServeArgs {
+            api_header_timeout_ms: Some(0),
+            ..ServeArgs::default()
+        };
+        let e = Settings::load(&zero).unwrap_err().to_string();
+        assert!(e.contains("header_timeout_ms"), "{e}");
+        let zero = ServeArgs {
+            lb_max_connections: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(Settings::load(&zero).is_err());
     }
 }

@@ -269,3 +269,34 @@ async fn connection_limit_bounds_live_sessions() {
     })
     .await;
 }
+
+/// A UDP session holds a socket: sessions count under the load balancer's
+/// ceiling like TCP connections, and a new client past it is dropped and
+/// counted.
+#[tokio::test]
+async fn sessions_count_under_the_load_balancers_ceiling() {
+    bounded(async {
+        let a = UdpEcho::start("a").await;
+        let (config, listener_id) = udp_config(233, &[a.addr], 50_000);
+        let h = Harness::with_options(statera_dataplane::EngineOptions {
+            limits: statera_dataplane::ConnectionLimits {
+                total: None,
+                per_lb: Some(2),
+            },
+            ..Default::default()
+        });
+        h.apply(&config).await.unwrap();
+        let to = addr(vip(233), 5353);
+        let (c1, c2, c3) = (client(to).await, client(to).await, client(to).await);
+        assert_eq!(ask(&c1, "one", WAIT).await.as_deref(), Some("a"));
+        assert_eq!(ask(&c2, "two", WAIT).await.as_deref(), Some("a"));
+        assert_eq!(ask(&c3, "three", Duration::from_millis(300)).await, None);
+        // The sessions in place go on.
+        assert_eq!(ask(&c1, "again", WAIT).await.as_deref(), Some("a"));
+        let stats = listener_stats(&h.report(config.lb_id), listener_id);
+        assert_eq!((stats.active_connections, stats.request_errors), (2, 1));
+        assert_eq!(h.engine.connections(), (1, 2));
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}

@@ -188,6 +188,31 @@ fn global_maxconn_sums_listener_limits_with_caps() {
     assert!(has(&section(&text, "global"), "maxconn 9000"));
 }
 
+/// The load balancer's ceiling caps every listener's `maxconn` too, a
+/// listener without a limit (Octavia's -1) and an explicit one above it
+/// alike; limits under it stay.
+#[test]
+fn the_lb_ceiling_caps_each_listener() {
+    let mut small = listener(L1, ListenerProtocol::Http, 80);
+    small.connection_limit = Some(100);
+    let mut big = listener(L2, ListenerProtocol::Tcp, 81);
+    big.connection_limit = Some(1_000_000);
+    let unlimited = listener(0x22, ListenerProtocol::Tcp, 82);
+    let cfg = config(
+        vec![small, big, unlimited],
+        vec![pool(P1, PoolProtocol::Http)],
+    );
+    let ceiling = RenderOptions {
+        maxconn_cap: 3_991,
+        ..options()
+    };
+    let text = render(&cfg, &ceiling).unwrap();
+    assert!(has(&frontend(&text, L1), "maxconn 100"));
+    assert!(has(&frontend(&text, L2), "maxconn 3991"));
+    assert!(has(&frontend(&text, 0x22), "maxconn 3991"));
+    assert!(has(&section(&text, "global"), "maxconn 3991"));
+}
+
 #[test]
 fn http_frontend() {
     let mut cfg = http_lb();
