@@ -177,6 +177,7 @@ pub(crate) fn neutron<T>(r: ApiResult<T>) -> ApiResult<T> {
             StatusCode::FORBIDDEN => "HTTPForbidden",
             StatusCode::PAYLOAD_TOO_LARGE => "HTTPRequestEntityTooLarge",
             StatusCode::NOT_IMPLEMENTED => "HTTPNotImplemented",
+            StatusCode::SERVICE_UNAVAILABLE => "HTTPServiceUnavailable",
             _ => "HTTPInternalServerError",
         };
         e.neutron(kind)
