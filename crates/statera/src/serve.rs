@@ -101,7 +101,11 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
+    // Absolute from here on: paths under it go into HAProxy's configuration
+    // (its stats socket), which HAProxy reads from another directory.
+    settings.store.data_dir = std::path::absolute(&settings.store.data_dir)
+        .with_context(|| format!("resolving {}", settings.store.data_dir.display()))?;
     let store = Arc::new(
         Store::open(&settings.store.data_dir, settings.store.durability)
             .await
