@@ -20,8 +20,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct HaproxyOptions {
     /// Each load balancer gets `<base_dir>/<lb_id>/` (haproxy.cfg, pid file,
-    /// stats socket, master socket). Unix socket paths are limited to 107
-    /// bytes, so keep this short (e.g. `<data-dir>/haproxy`).
+    /// stats socket, master socket); HAProxy runs in that directory and
+    /// names its sockets relative to it, so the path may be of any length.
     pub base_dir: PathBuf,
     /// The `haproxy` executable (≥ 2.6).
     pub binary: PathBuf,
@@ -162,9 +162,8 @@ impl HaproxyProvider {
         let inner = &self.inner;
         let lb_id = config.lb_id;
         let paths = Paths::new(&inner.options.base_dir, lb_id);
-        paths.check().map_err(DataPlaneError::Other)?;
         let options = RenderOptions {
-            stats_socket: paths.stats_socket.clone(),
+            stats_socket: Paths::stats_socket_for_haproxy(),
             maxconn_cap: inner.maxconn_cap,
         };
         // 1. Render: refuses what HAProxy cannot serve here.

@@ -798,14 +798,25 @@ async fn a_relative_base_directory_serves() {
         let a = Backend::start("a").await;
         let cfg = http_lb(vip(10), 8080, vec![member(a.addr)]);
         let lb = cfg.lb_id;
-        // The harness's directory as a path relative to the current one
-        // (`statera serve` keeps its data in `./statera-data` by default).
+        // A directory deep enough that its sockets' absolute paths exceed
+        // what HAProxy (97 bytes) and `sun_path` (107) take, named relative
+        // to the current one (`statera serve` keeps its data in
+        // `./statera-data` by default).
+        let mut deep = h.dir.clone();
+        while deep
+            .join(lb.to_string())
+            .join("master.sock")
+            .as_os_str()
+            .len()
+            <= 120
+        {
+            deep = deep.join("a-deep-directory");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
         let cwd = std::env::current_dir().unwrap();
         let up = "../".repeat(cwd.components().count() - 1);
-        let relative = std::path::PathBuf::from(format!(
-            "{up}{}",
-            h.dir.strip_prefix("/").unwrap().display()
-        ));
+        let relative =
+            std::path::PathBuf::from(format!("{up}{}", deep.strip_prefix("/").unwrap().display()));
         assert!(relative.is_relative());
         let provider = provider_on(&relative, statera_haproxy::find_haproxy().unwrap());
         assert_eq!(provider.apply(Arc::new(cfg)).await.unwrap(), 1);
