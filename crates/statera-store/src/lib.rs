@@ -286,12 +286,23 @@ impl Store {
         E: From<StoreError>,
     {
         let mut writer = self.inner.writer.clone().lock_owned().await;
-        if let Some(unsettled) = writer.take() {
-            // Reading back is harmless to abandon; publishing is synchronous.
-            self.inner
-                .settle(&mut writer, unsettled)
-                .await
-                .map_err(E::from)?;
+        if writer.is_some() {
+            // In a task of its own too: an earlier failed commit is settled
+            // whole, or stays unsettled, whatever the caller does.
+            let inner = self.inner.clone();
+            let (guard, settled) = tokio::spawn(async move {
+                let unsettled = writer.take().expect("checked above");
+                let settled = inner.settle(&mut writer, unsettled).await;
+                (writer, settled)
+            })
+            .await
+            .map_err(|e| {
+                E::from(StoreError::Unsettled {
+                    reason: format!("the settling task ended abnormally: {e}"),
+                })
+            })?;
+            writer = guard;
+            settled.map_err(E::from)?;
         }
         let mut txn = Txn {
             state: (**self.inner.state.load()).clone(),
