@@ -33,6 +33,7 @@ impl ApiError {
             StatusCode::FORBIDDEN => "Forbidden",
             StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
             StatusCode::NOT_IMPLEMENTED => "NotImplemented",
+            StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
             _ => "ServerError",
         };
         ApiError {
@@ -112,9 +113,24 @@ impl ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// A write the database refused (disk full, I/O failing) changed nothing
+    /// and may be retried: 503. Anything else is a fault of the server: 500.
     fn from(e: StoreError) -> ApiError {
         tracing::error!(error = %e, "store failure");
-        ApiError::internal(format!("The store failed: {e}"))
+        if e.is_disk_full() {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database cannot take writes: the disk under the data directory is full. \
+                 Nothing was changed; retry when space has been freed.",
+            )
+        } else if e.is_unavailable() {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("The database cannot take writes right now ({e}). Retry later."),
+            )
+        } else {
+            ApiError::internal(format!("The store failed: {e}"))
+        }
     }
 }
 
@@ -131,5 +147,61 @@ impl IntoResponse for ApiError {
             }),
         };
         (self.status, axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn render(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_503_in_octavia_and_neutron_shapes() {
+        let full = || StoreError::WriteFailed {
+            reason: "database or disk is full".into(),
+            disk_full: true,
+        };
+        let (status, body) = render(ApiError::from(full())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["faultcode"], "Server");
+        assert!(body["debuginfo"].is_null());
+        let fault = body["faultstring"].as_str().unwrap();
+        assert!(
+            fault.contains("disk") && fault.contains("Nothing was changed"),
+            "{fault}"
+        );
+
+        let neutron: ApiResult<()> = crate::neutron::neutron(Err(ApiError::from(full())));
+        let (status, body) = render(neutron.unwrap_err()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["NeutronError"]["type"], "HTTPServiceUnavailable");
+        assert!(
+            body["NeutronError"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("disk")
+        );
+
+        // A write that failed for another reason the database gave is 503 too;
+        // a corrupt row is the server's fault: 500.
+        let (status, _) = render(ApiError::from(StoreError::Unsettled {
+            reason: "cannot open".into(),
+        }))
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, _) = render(ApiError::from(StoreError::Corrupt {
+            table: "networks",
+            id: "x".into(),
+            reason: "bad".into(),
+        }))
+        .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

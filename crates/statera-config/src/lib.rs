@@ -244,8 +244,17 @@ pub struct Stats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataPlaneError {
+    /// A listening socket could not be bound (address in use, no
+    /// permission, address not on this host). The rest of the config was
+    /// fine: the controller may serve it without that listener where the
+    /// listener is not what the change is about (a restore).
     #[error("cannot bind {address}: {reason}")]
-    Bind { address: String, reason: String },
+    Bind {
+        address: String,
+        reason: String,
+        /// The listener whose socket it was, when known.
+        listener: Option<Uuid>,
+    },
     #[error("not supported by this provider: {0}")]
     Unsupported(String),
     #[error("{0}")]

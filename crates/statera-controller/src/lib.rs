@@ -9,7 +9,15 @@
 //! statistics, writing only what changed.
 //!
 //! At start it re-applies every load balancer's configuration, so the same
-//! VIPs serve again after a restart.
+//! VIPs serve again after a restart: every provider's load balancers
+//! independently of the others', several at a time. A listener whose socket
+//! cannot be bound then (port taken, no permission) is left out, so its
+//! siblings serve; it shows operating_status ERROR (the log says why) and is
+//! tried again periodically and with every change to its load balancer.
+//!
+//! A write of the controller's own that the store refuses (disk full) is not
+//! lost: pending work stays pending and is processed again, and status and
+//! counters are derived again from the next reports.
 
 pub mod config;
 pub mod network;
@@ -17,17 +25,28 @@ pub mod network;
 pub use network::NetnsNetwork;
 pub mod status;
 
-use statera_config::{DataPlane, LbConfig, StatusReport};
+use statera_config::{
+    DataPlane, DataPlaneError, LbConfig, ListenerReport, ListenerState, StatusReport,
+};
 use statera_model::*;
 use statera_store::{ListenerStats, PendingWork, State, Store, StoreError, Txn};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 /// How often counters are collected from the data planes.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often listeners left out for a failed bind are tried again.
+pub const UNBOUND_RETRY_INTERVAL: Duration = Duration::from_secs(15);
+/// How many load balancers of one provider are restored at a time.
+pub const RESTORE_PARALLELISM: usize = 8;
+
+/// Listeners (by id) left out of what a load balancer serves because their
+/// socket could not be bound, with the reason.
+pub type Unbound = HashMap<Uuid, String>;
 
 pub struct Controller {
     store: Arc<Store>,
@@ -40,6 +59,8 @@ pub struct Controller {
     host: String,
     /// The `netns` network driver, when enabled.
     network: Option<Arc<NetnsNetwork>>,
+    /// Per load balancer, the listeners it is served without.
+    unbound: HashMap<Uuid, Unbound>,
 }
 
 impl Controller {
@@ -56,6 +77,7 @@ impl Controller {
             last_counters: HashMap::new(),
             host,
             network: None,
+            unbound: HashMap::new(),
         }
     }
 
@@ -72,37 +94,97 @@ impl Controller {
         cfg
     }
 
-    /// Makes the kernel hold `cfg`'s namespace before a data plane binds in it.
-    async fn plug(&self, cfg: &LbConfig) -> Result<(), String> {
-        match (&self.network, &cfg.vip.namespace) {
-            (Some(network), Some(_)) => network.plug(&self.store, cfg.lb_id).await,
-            _ => Ok(()),
+    /// The listeners `lb_id` is served without (a failed bind), with why.
+    pub fn unbound(&self, lb_id: Uuid) -> Option<&Unbound> {
+        self.unbound.get(&lb_id)
+    }
+
+    fn set_unbound(&mut self, lb_id: Uuid, left_out: Unbound) {
+        if left_out.is_empty() {
+            self.unbound.remove(&lb_id);
+        } else {
+            self.unbound.insert(lb_id, left_out);
         }
     }
 
     /// Re-apply every settled load balancer's last configuration (after a
     /// restart). Pending ones are left to the work queue.
+    ///
+    /// Each provider's load balancers are restored independently of the
+    /// other providers' (the native engine's in milliseconds does not wait
+    /// for HAProxy processes starting), [`RESTORE_PARALLELISM`] at a time.
+    /// A listener that cannot bind is left out (see [`apply_leaving_out`]).
     pub async fn restore(&mut self) {
         if let Some(network) = &self.network {
             network.reconcile(&self.store, true).await;
         }
         let s = self.store.snapshot();
+        let mut by_provider: HashMap<&str, Vec<LbConfig>> = HashMap::new();
         for lb in s.loadbalancers.iter() {
             if lb.provisioning_status.is_pending() {
                 continue;
             }
-            let Some(plane) = self.planes.get(&lb.provider) else {
+            if !self.planes.contains_key(&lb.provider) {
                 tracing::error!(lb = %lb.id, provider = %lb.provider, "no data plane for provider");
+                continue;
+            }
+            let cfg = self.build(&s, lb, lb.config_version.max(1));
+            by_provider.entry(&lb.provider).or_default().push(cfg);
+        }
+        let mut providers = JoinSet::new();
+        for (provider, configs) in by_provider {
+            let plane = self.planes[provider].clone();
+            let (network, store) = (self.network.clone(), self.store.clone());
+            providers.spawn(restore_provider(plane, configs, network, store));
+        }
+        while let Some(done) = providers.join_next().await {
+            match done {
+                Ok(restored) => {
+                    for (lb_id, left_out) in restored {
+                        self.set_unbound(lb_id, left_out);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "a restore task failed"),
+            }
+        }
+    }
+
+    /// Tries again the listeners left out for a failed bind: a load
+    /// balancer's whole configuration is applied again at its version.
+    pub async fn retry_unbound(&mut self) {
+        let s = self.store.snapshot();
+        let lbs: Vec<Uuid> = self.unbound.keys().copied().collect();
+        for lb_id in lbs {
+            let Some(lb) = s.loadbalancers.get(&lb_id) else {
+                self.unbound.remove(&lb_id);
+                continue;
+            };
+            // A change in progress applies the whole configuration anyway.
+            if lb.provisioning_status.is_pending() {
+                continue;
+            }
+            let Some(plane) = self.planes.get(&lb.provider).cloned() else {
                 continue;
             };
             let cfg = self.build(&s, lb, lb.config_version.max(1));
-            if let Err(e) = self.plug(&cfg).await {
-                tracing::error!(lb = %lb.id, error = %e, "cannot restore");
-                continue;
+            match apply_leaving_out(plane.as_ref(), cfg, |_| true).await {
+                Ok((_, left_out)) => {
+                    let bound: Vec<Uuid> = self.unbound[&lb_id]
+                        .keys()
+                        .filter(|l| !left_out.contains_key(l))
+                        .copied()
+                        .collect();
+                    for listener in bound {
+                        tracing::info!(lb = %lb_id, %listener, "listener bound: serving it again");
+                    }
+                    self.set_unbound(lb_id, left_out);
+                }
+                Err(e) => {
+                    tracing::warn!(lb = %lb_id, error = %e, "retrying the unbound listeners failed")
+                }
             }
-            match plane.apply(Arc::new(cfg)).await {
-                Ok(v) => tracing::info!(lb = %lb.id, version = v, "restored"),
-                Err(e) => tracing::error!(lb = %lb.id, error = %e, "cannot restore"),
+            if let Some(report) = plane.report(lb_id) {
+                self.ingest(vec![report]).await;
             }
         }
     }
@@ -111,6 +193,8 @@ impl Controller {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         self.restore().await;
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
+        let mut unbound_tick = tokio::time::interval(UNBOUND_RETRY_INTERVAL);
+        unbound_tick.tick().await;
         loop {
             self.drain_work().await;
             tokio::select! {
@@ -123,6 +207,7 @@ impl Controller {
                     self.ingest(batch).await;
                 }
                 _ = stats_tick.tick() => self.collect().await,
+                _ = unbound_tick.tick(), if !self.unbound.is_empty() => self.retry_unbound().await,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
@@ -180,6 +265,7 @@ impl Controller {
             if let Some(network) = &self.network {
                 network.unplug(lb_id).await;
             }
+            self.unbound.remove(&lb_id);
             self.store
                 .write(|txn| {
                     delete_tree(txn, lb_id)?;
@@ -193,17 +279,29 @@ impl Controller {
             return Ok(());
         }
         let version = lb.config_version + 1;
-        let cfg = Arc::new(self.build(&s, &lb, version));
+        let cfg = self.build(&s, &lb, version);
+        // A listener that already was ACTIVE and is not what this change is
+        // about (one left out at restore) does not block the change; one the
+        // change creates or modifies does, as any refusal.
+        let may_leave_out = |id: Uuid| {
+            !subjects.contains(&id)
+                && s.listeners
+                    .get(&id)
+                    .is_some_and(|l| !l.provisioning_status.is_pending())
+        };
         let result = match &plane {
-            Some(plane) => match self.plug(&cfg).await {
-                Ok(()) => plane.apply(cfg.clone()).await.map_err(|e| e.to_string()),
+            Some(plane) => match plug(self.network.as_ref(), &self.store, &cfg).await {
+                Ok(()) => apply_leaving_out(plane.as_ref(), cfg, may_leave_out)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             },
             None => Err(format!("no data plane for provider '{}'", lb.provider)),
         };
         let host = self.host.clone();
         match result {
-            Ok(served) => {
+            Ok((served, left_out)) => {
+                self.set_unbound(lb_id, left_out);
                 self.store
                     .write(|txn| {
                         complete(txn, lb_id, served, &host)?;
@@ -243,20 +341,135 @@ impl Controller {
     }
 
     /// Write the statuses and counters of `reports`, only what changed.
-    pub async fn ingest(&mut self, reports: Vec<StatusReport>) {
-        let last = &mut self.last_counters;
+    ///
+    /// A listener left out for a failed bind is reported down (operating
+    /// status ERROR) whatever its data plane says. When the store refuses
+    /// the write, nothing of it counts as recorded: the counters' deltas are
+    /// taken again from the same point with the next reports.
+    pub async fn ingest(&mut self, mut reports: Vec<StatusReport>) {
+        for r in &mut reports {
+            if let Some(unbound) = self.unbound.get(&r.lb_id) {
+                mark_unbound(r, unbound);
+            }
+        }
+        let mut last = self.last_counters.clone();
         let res = self
             .store
             .write(|txn| {
                 for r in &reports {
                     status::apply_report(txn, r)?;
-                    record_stats(txn, r, last)?;
+                    record_stats(txn, r, &mut last)?;
                 }
                 Ok::<_, StoreError>(())
             })
             .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "cannot record status reports");
+        match res {
+            Ok(()) => self.last_counters = last,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record status reports; the next reports carry them")
+            }
+        }
+    }
+}
+
+/// Makes the kernel hold `cfg`'s namespace before a data plane binds in it.
+async fn plug(
+    network: Option<&Arc<NetnsNetwork>>,
+    store: &Store,
+    cfg: &LbConfig,
+) -> Result<(), String> {
+    match (network, &cfg.vip.namespace) {
+        (Some(network), Some(_)) => network.plug(store, cfg.lb_id).await,
+        _ => Ok(()),
+    }
+}
+
+/// Applies `cfg`; when a listener's socket cannot be bound and
+/// `may_leave_out` allows it, applies it again without that listener (and
+/// so on). Returns the version served and the listeners left out, with why.
+/// Other refusals, and a bind failure of a listener that may not be left
+/// out, refuse the whole configuration as before.
+pub async fn apply_leaving_out(
+    plane: &dyn DataPlane,
+    mut cfg: LbConfig,
+    may_leave_out: impl Fn(Uuid) -> bool,
+) -> Result<(u64, Unbound), DataPlaneError> {
+    let mut left_out = Unbound::new();
+    loop {
+        match plane.apply(Arc::new(cfg.clone())).await {
+            Ok(version) => return Ok((version, left_out)),
+            Err(DataPlaneError::Bind {
+                address,
+                reason,
+                listener: Some(id),
+            }) if may_leave_out(id) && cfg.listeners.iter().any(|l| l.id == id) => {
+                tracing::error!(
+                    lb = %cfg.lb_id, listener = %id, %address, %reason,
+                    "the listener cannot bind: its load balancer is served without it \
+                     (operating_status ERROR) and it is tried again later"
+                );
+                left_out.insert(id, format!("cannot bind {address}: {reason}"));
+                cfg.listeners.retain(|l| l.id != id);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One provider's share of a restore, [`RESTORE_PARALLELISM`] at a time;
+/// each load balancer's listeners left out, by load balancer.
+async fn restore_provider(
+    plane: Arc<dyn DataPlane>,
+    configs: Vec<LbConfig>,
+    network: Option<Arc<NetnsNetwork>>,
+    store: Arc<Store>,
+) -> Vec<(Uuid, Unbound)> {
+    let slots = Arc::new(Semaphore::new(RESTORE_PARALLELISM));
+    let mut tasks = JoinSet::new();
+    for cfg in configs {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (plane, network, store) = (plane.clone(), network.clone(), store.clone());
+        tasks.spawn(async move {
+            let _slot = slot;
+            let lb_id = cfg.lb_id;
+            if let Err(e) = plug(network.as_ref(), &store, &cfg).await {
+                tracing::error!(lb = %lb_id, error = %e, "cannot restore");
+                return (lb_id, Unbound::new());
+            }
+            match apply_leaving_out(plane.as_ref(), cfg, |_| true).await {
+                Ok((version, left_out)) => {
+                    tracing::info!(lb = %lb_id, version, unbound = left_out.len(), "restored");
+                    (lb_id, left_out)
+                }
+                Err(e) => {
+                    tracing::error!(lb = %lb_id, error = %e, "cannot restore");
+                    (lb_id, Unbound::new())
+                }
+            }
+        });
+    }
+    let mut restored = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(one) => restored.push(one),
+            Err(e) => tracing::error!(error = %e, "a restore task failed"),
+        }
+    }
+    restored
+}
+
+/// `r` with every listener of `unbound` down.
+fn mark_unbound(r: &mut StatusReport, unbound: &Unbound) {
+    for id in unbound.keys() {
+        match r.listeners.iter_mut().find(|l| l.id == *id) {
+            Some(l) => l.state = ListenerState::Down,
+            None => r.listeners.push(ListenerReport {
+                id: *id,
+                state: ListenerState::Down,
+                stats: statera_config::Stats::default(),
+            }),
         }
     }
 }

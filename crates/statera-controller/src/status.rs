@@ -147,6 +147,9 @@ pub fn apply_report(txn: &mut Txn, r: &StatusReport) -> Result<(), StoreError> {
         .values()
         .any(|p| *p == OperatingStatus::Degraded)
         || listener_statuses.contains(&OperatingStatus::Degraded)
+        // An enabled listener that does not serve (its socket could not be
+        // bound): the load balancer serves only in part.
+        || listener_statuses.contains(&OperatingStatus::Error)
     {
         OperatingStatus::Degraded
     } else {

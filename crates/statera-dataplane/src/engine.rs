@@ -152,7 +152,11 @@ impl Engine {
         let netns = crate::sockets::netns_of(&config);
         let mut fresh: Vec<(SocketAddr, TcpListener)> = Vec::new();
         let mut fresh_udp: Vec<(SocketAddr, UdpSocket)> = Vec::new();
-        for Served { addr, udp, .. } in &served {
+        for Served {
+            addr, udp, index, ..
+        } in &served
+        {
+            let listener = Some(config.listeners[*index].id);
             if *udp {
                 if current.is_some_and(|c| c.udp_sockets.contains_key(addr)) {
                     continue;
@@ -160,6 +164,7 @@ impl Engine {
                 let socket = udp::bind(&netns, *addr).map_err(|e| DataPlaneError::Bind {
                     address: format!("{addr}/udp"),
                     reason: e.to_string(),
+                    listener,
                 })?;
                 fresh_udp.push((*addr, socket));
                 continue;
@@ -170,6 +175,7 @@ impl Engine {
             let socket = listener::bind(&netns, *addr).map_err(|e| DataPlaneError::Bind {
                 address: addr.to_string(),
                 reason: e.to_string(),
+                listener,
             })?;
             fresh.push((*addr, socket));
         }

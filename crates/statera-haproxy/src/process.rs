@@ -35,6 +35,12 @@ use uuid::Uuid;
 
 /// The longest path a Unix socket address holds (`sun_path`, with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
+/// The sockets' names in the load balancer's directory. HAProxy runs in
+/// that directory and is given them relative to it (`unix@<name>`): it
+/// refuses socket paths over 97 bytes, which an absolute path under a data
+/// directory easily exceeds.
+const STATS_SOCKET: &str = "stats.sock";
+const MASTER_SOCKET: &str = "master.sock";
 /// How many of the master's last stderr lines are kept for error messages.
 const KEPT_LINES: usize = 64;
 
@@ -60,24 +66,16 @@ impl Paths {
             config: dir.join("haproxy.cfg"),
             candidate: dir.join("haproxy.cfg.new"),
             pid_file: dir.join("haproxy.pid"),
-            stats_socket: dir.join("stats.sock"),
-            master_socket: dir.join("master.sock"),
+            stats_socket: dir.join(STATS_SOCKET),
+            master_socket: dir.join(MASTER_SOCKET),
             dir,
         }
     }
 
-    /// Unix socket paths must fit in `sun_path`.
-    pub fn check(&self) -> Result<(), String> {
-        for socket in [&self.stats_socket, &self.master_socket] {
-            if socket.as_os_str().len() > MAX_SOCKET_PATH {
-                return Err(format!(
-                    "socket path {} is longer than {MAX_SOCKET_PATH} bytes: choose a shorter \
-                     base directory for the haproxy provider",
-                    socket.display()
-                ));
-            }
-        }
-        Ok(())
+    /// The stats socket as HAProxy's configuration names it: relative to
+    /// the directory HAProxy runs in.
+    pub fn stats_socket_for_haproxy() -> PathBuf {
+        PathBuf::from(format!("unix@{STATS_SOCKET}"))
     }
 }
 
@@ -123,7 +121,7 @@ fn alerts<'a>(lines: impl Iterator<Item = &'a str>) -> Option<String> {
 /// non-interactive mode: the answer ends when HAProxy closes.
 pub async fn cli(socket: &Path, command: &str, deadline: Duration) -> io::Result<String> {
     tokio::time::timeout(deadline, async {
-        let mut stream = UnixStream::connect(socket).await?;
+        let mut stream = connect(socket).await?;
         stream.write_all(format!("{command}\n").as_bytes()).await?;
         stream.shutdown().await?;
         let mut answer = String::new();
@@ -132,6 +130,25 @@ pub async fn cli(socket: &Path, command: &str, deadline: Duration) -> io::Result
     })
     .await
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("{command:?} timed out")))?
+}
+
+/// Connects to the Unix socket at `path`, however long: a path that does
+/// not fit in `sun_path` is reached through its directory's descriptor
+/// (`/proc/self/fd/<fd>/<name>`).
+pub async fn connect(path: &Path) -> io::Result<UnixStream> {
+    if path.as_os_str().len() <= MAX_SOCKET_PATH {
+        return UnixStream::connect(path).await;
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return UnixStream::connect(path).await;
+    };
+    let dir = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+        .join(name);
+    let stream = UnixStream::connect(&short).await;
+    drop(dir);
+    stream
 }
 
 /// Why a (re)load failed.
@@ -207,13 +224,14 @@ impl Master {
             .arg("-p")
             .arg(&paths.pid_file)
             .arg("-S")
-            .arg(&paths.master_socket);
+            .arg(format!("unix@{MASTER_SOCKET}"));
         // A HAProxy left by an earlier run still holds the listening sockets
         // and nothing else may bind them (`noreuseport`): the new one takes
         // them from its stats socket (`expose-fd listeners`), as a reload
-        // does, and the caller then soft-stops the old one.
+        // does, and the caller then soft-stops the old one. The path is
+        // relative to HAProxy's directory, like the sockets.
         if stale_master(paths).is_some() {
-            command.arg("-x").arg(&paths.stats_socket);
+            command.arg("-x").arg(STATS_SOCKET);
         }
         command
             .current_dir(&paths.dir)
@@ -499,15 +517,31 @@ mod tests {
         assert_eq!(alerts("[NOTICE] fine".lines()), None);
     }
 
-    #[test]
-    fn socket_paths_must_fit() {
-        let id = Uuid::nil();
-        assert!(
-            Paths::new(Path::new("/var/lib/statera/haproxy"), id)
-                .check()
-                .is_ok()
-        );
-        let long = "/x".repeat(40);
-        assert!(Paths::new(Path::new(&long), id).check().is_err());
+    #[tokio::test]
+    async fn sockets_are_reached_however_long_their_path() {
+        let base = tempfile_dir();
+        let mut dir = base.clone();
+        while dir.as_os_str().len() <= MAX_SOCKET_PATH {
+            dir = dir.join("a-long-directory-name");
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(STATS_SOCKET);
+        // Bound the same way: through the directory's descriptor.
+        let handle = std::fs::File::open(&dir).unwrap();
+        let short = Path::new("/proc/self/fd")
+            .join(std::os::fd::AsRawFd::as_raw_fd(&handle).to_string())
+            .join(STATS_SOCKET);
+        let listener = tokio::net::UnixListener::bind(&short).unwrap();
+        assert!(path.as_os_str().len() > MAX_SOCKET_PATH);
+        let (client, accepted) = tokio::join!(connect(&path), listener.accept());
+        client.unwrap();
+        accepted.unwrap();
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sthx-unit-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }

@@ -20,8 +20,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct HaproxyOptions {
     /// Each load balancer gets `<base_dir>/<lb_id>/` (haproxy.cfg, pid file,
-    /// stats socket, master socket). Unix socket paths are limited to 107
-    /// bytes, so keep this short (e.g. `<data-dir>/haproxy`).
+    /// stats socket, master socket); HAProxy runs in that directory and
+    /// names its sockets relative to it, so the path may be of any length.
     pub base_dir: PathBuf,
     /// The `haproxy` executable (≥ 2.6).
     pub binary: PathBuf,
@@ -102,7 +102,16 @@ impl HaproxyProvider {
     /// member's health or a listener's state changes) to `report_tx`. Needs
     /// no runtime; `apply` and `remove` must be awaited on a tokio runtime
     /// with I/O, time and process support.
-    pub fn new(options: HaproxyOptions, report_tx: ReportSender) -> HaproxyProvider {
+    ///
+    /// A relative `base_dir` (or `binary` path) is resolved against the
+    /// current directory now: HAProxy runs in the load balancer's directory
+    /// and would read a relative path in its configuration (the stats
+    /// socket) relative to that, or as an address.
+    pub fn new(mut options: HaproxyOptions, report_tx: ReportSender) -> HaproxyProvider {
+        options.base_dir = absolute(options.base_dir);
+        if options.binary.components().count() > 1 {
+            options.binary = absolute(options.binary);
+        }
         HaproxyProvider {
             inner: Arc::new(Inner {
                 maxconn_cap: process::maxconn_cap()
@@ -154,21 +163,46 @@ impl HaproxyProvider {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Applies are serialised per load balancer (its `run` lock), not over
+    /// the provider: the map of load balancers is locked only to look one up
+    /// or add one, so one HAProxy (re)loading never holds up another.
     async fn apply_config(&self, config: Arc<LbConfig>) -> Result<u64, DataPlaneError> {
         let inner = &self.inner;
-        let mut lbs = inner.lbs.lock().await;
         let lb_id = config.lb_id;
         let paths = Paths::new(&inner.options.base_dir, lb_id);
-        paths.check().map_err(DataPlaneError::Other)?;
         let options = RenderOptions {
-            stats_socket: paths.stats_socket.clone(),
+            stats_socket: Paths::stats_socket_for_haproxy(),
             maxconn_cap: inner.maxconn_cap,
         };
         // 1. Render: refuses what HAProxy cannot serve here.
         let text = render::render(&config, &options)?;
 
-        if let Some(lb) = lbs.get(&lb_id).cloned() {
-            let mut run = lb.run.lock().await;
+        let lb = {
+            let mut lbs = inner.lbs.lock().await;
+            lbs.entry(lb_id)
+                .or_insert_with(|| {
+                    Arc::new(Lb {
+                        id: lb_id,
+                        paths: paths.clone(),
+                        run: tokio::sync::Mutex::new(Run {
+                            config: config.clone(),
+                            text: String::new(),
+                            master: None,
+                            counters: Counters::default(),
+                            removed: false,
+                        }),
+                        watcher: std::sync::Mutex::new(None),
+                    })
+                })
+                .clone()
+        };
+        let mut run = lb.run.lock().await;
+        if run.removed {
+            return Err(DataPlaneError::Other(format!(
+                "load balancer {lb_id} was removed while this configuration waited"
+            )));
+        }
+        if !run.text.is_empty() {
             let served = run.config.version;
             if config.version < served {
                 return Err(DataPlaneError::Other(format!(
@@ -177,7 +211,9 @@ impl HaproxyProvider {
                 )));
             }
             if text != run.text || !run.master.as_ref().is_some_and(Master::is_running) {
-                lb.load(inner, &mut run, &text).await?;
+                lb.load(inner, &mut run, &text)
+                    .await
+                    .map_err(|e| name_listener(e, &config))?;
             }
             run.config = config.clone();
             lb.poll(inner, &mut run, true).await;
@@ -186,51 +222,51 @@ impl HaproxyProvider {
         }
 
         // A new load balancer (for this provider instance).
-        std::fs::create_dir_all(&paths.dir).map_err(|e| {
-            DataPlaneError::Other(format!("cannot create {}: {e}", paths.dir.display()))
-        })?;
         let stale = process::stale_master(&paths);
-        let lb = Arc::new(Lb {
-            id: lb_id,
-            paths: paths.clone(),
-            run: tokio::sync::Mutex::new(Run {
-                config: config.clone(),
-                text: String::new(),
-                master: None,
-                counters: Counters::default(),
-                removed: false,
-            }),
-            watcher: std::sync::Mutex::new(None),
-        });
-        {
-            let mut run = lb.run.lock().await;
-            if let Err(e) = lb.load(inner, &mut run, &text).await {
-                drop(run);
-                if stale.is_none() {
-                    let _ = std::fs::remove_dir_all(&paths.dir);
-                }
-                return Err(e);
+        let started = match std::fs::create_dir_all(&paths.dir) {
+            Err(e) => Err(DataPlaneError::Other(format!(
+                "cannot create {}: {e}",
+                paths.dir.display()
+            ))),
+            Ok(()) => {
+                run.config = config.clone();
+                lb.load(inner, &mut run, &text)
+                    .await
+                    .map_err(|e| name_listener(e, &config))
             }
-            if let Some(pid) = stale {
-                // HAProxy from an earlier run of Statera: the new one took
-                // its listening sockets (`-x`, see `Master::start`), so it
-                // serves before the old one is told to finish.
-                tracing::info!(lb = %lb_id, pid, "stopping the haproxy left by an earlier run");
-                process::stop_stale(pid, inner.options.stop_timeout).await;
+        };
+        if let Err(e) = started {
+            // Forget it, unless an apply that came after already replaced it.
+            run.removed = true;
+            drop(run);
+            let mut lbs = inner.lbs.lock().await;
+            if lbs.get(&lb_id).is_some_and(|l| Arc::ptr_eq(l, &lb)) {
+                lbs.remove(&lb_id);
             }
-            lb.poll(inner, &mut run, true).await;
+            if stale.is_none() {
+                let _ = std::fs::remove_dir_all(&paths.dir);
+            }
+            return Err(e);
         }
+        if let Some(pid) = stale {
+            // HAProxy from an earlier run of Statera: the new one took its
+            // listening sockets (`-x`, see `Master::start`) and serves
+            // already; the old one is told to finish, in the background.
+            tracing::info!(lb = %lb_id, pid, "stopping the haproxy left by an earlier run");
+            tokio::spawn(process::stop_stale(pid, inner.options.stop_timeout));
+        }
+        lb.poll(inner, &mut run, true).await;
+        drop(run);
         let watcher = tokio::spawn(watch(Arc::downgrade(inner), lb.clone()));
         *lb.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watcher);
-        lbs.insert(lb_id, lb);
         tracing::info!(lb = %lb_id, version = config.version, "haproxy serves the configuration");
         Ok(config.version)
     }
 
     async fn remove_lb(&self, lb_id: Uuid) -> Result<(), DataPlaneError> {
-        let mut lbs = self.inner.lbs.lock().await;
+        let removed = self.inner.lbs.lock().await.remove(&lb_id);
         self.reports_mut().remove(&lb_id);
-        let Some(lb) = lbs.remove(&lb_id) else {
+        let Some(lb) = removed else {
             // Perhaps left by an earlier run.
             let paths = Paths::new(&self.inner.options.base_dir, lb_id);
             if let Some(pid) = process::stale_master(&paths) {
@@ -438,9 +474,48 @@ impl Lb {
     }
 }
 
+/// `path` made absolute: resolved (`..` and links) when it exists, else
+/// joined to the current directory; as given if neither can be done.
+fn absolute(path: PathBuf) -> PathBuf {
+    std::fs::canonicalize(&path)
+        .or_else(|_| std::path::absolute(&path))
+        .unwrap_or(path)
+}
+
+/// Names the listener of a bind failure: the one of `config` on the port
+/// HAProxy could not bind (one VIP per load balancer, so the port decides).
+fn name_listener(error: DataPlaneError, config: &LbConfig) -> DataPlaneError {
+    match error {
+        DataPlaneError::Bind {
+            address,
+            reason,
+            listener: None,
+        } => {
+            let port = address
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok());
+            let listener = config
+                .listeners
+                .iter()
+                .find(|l| Some(l.protocol_port) == port)
+                .map(|l| l.id);
+            DataPlaneError::Bind {
+                address,
+                reason,
+                listener,
+            }
+        }
+        other => other,
+    }
+}
+
 fn load_error(error: LoadError) -> DataPlaneError {
     match error.bind {
-        Some((address, reason)) => DataPlaneError::Bind { address, reason },
+        Some((address, reason)) => DataPlaneError::Bind {
+            address,
+            reason,
+            listener: None,
+        },
         None => DataPlaneError::Other(format!("haproxy could not load: {}", error.message)),
     }
 }

@@ -143,3 +143,32 @@ async fn snapshots_are_isolated_from_later_writes_and_index_follows_moves() {
     assert_eq!(store.snapshot().subnets.children(b.id).count(), 0);
     assert!(store.snapshot().subnets.is_empty());
 }
+
+#[tokio::test]
+async fn a_write_whose_caller_gives_up_is_in_memory_exactly_when_it_is_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Durability::Full).await.unwrap();
+    let rows: Vec<Network> = (0..200).map(|i| network(&format!("n{i}"))).collect();
+    // The caller stops waiting as soon as the write has to wait (for its commit).
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::ZERO,
+        store.write(|txn| {
+            for n in rows {
+                txn.put(n)?;
+            }
+            Ok::<_, StoreError>(())
+        }),
+    )
+    .await;
+    assert!(
+        abandoned.is_err(),
+        "the caller gave up before the commit ended"
+    );
+    // The next writer waits for whatever the abandoned one left to finish.
+    store.write(|_| Ok::<_, StoreError>(())).await.unwrap();
+    let in_memory = store.snapshot().networks.len();
+    store.close().await;
+    let reopened = Store::open(dir.path(), Durability::Full).await.unwrap();
+    assert_eq!(reopened.snapshot().networks.len(), in_memory);
+    assert_eq!(in_memory, 200, "the commit ran to its end");
+}

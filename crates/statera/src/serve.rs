@@ -119,8 +119,12 @@ fn fd_budget(settings: &Settings, nofile: u64) -> anyhow::Result<FdBudget> {
     Ok(budget)
 }
 
-pub async fn run(settings: Settings, nofile: u64) -> anyhow::Result<()> {
+pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
     let budget = fd_budget(&settings, nofile)?;
+    // Absolute from here on: paths under it go into HAProxy's configuration
+    // (its stats socket), which HAProxy reads from another directory.
+    settings.store.data_dir = std::path::absolute(&settings.store.data_dir)
+        .with_context(|| format!("resolving {}", settings.store.data_dir.display()))?;
     let store = Arc::new(
         Store::open(&settings.store.data_dir, settings.store.durability)
             .await

@@ -159,8 +159,15 @@ async fn an_unbindable_apply_fails_and_the_previous_config_keeps_serving() {
         next.listeners
             .push(listener(ListenerProtocol::Http, 8081, Some(p2.id)));
         match h.apply(&next).await {
-            Err(DataPlaneError::Bind { address, .. }) => {
-                assert_eq!(address, addr(vip(14), 8081).to_string())
+            Err(DataPlaneError::Bind {
+                address, listener, ..
+            }) => {
+                assert_eq!(address, addr(vip(14), 8081).to_string());
+                assert_eq!(
+                    listener,
+                    Some(next.listeners[1].id),
+                    "the error names the listener"
+                );
             }
             other => panic!("expected a bind error, got {other:?}"),
         }

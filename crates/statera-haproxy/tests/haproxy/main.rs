@@ -363,10 +363,16 @@ async fn a_config_haproxy_refuses_leaves_the_old_one_serving() {
             second.protocol_port = 8081;
             c.listeners.push(second);
         });
+        let second = bad.listeners[1].id;
         match h.provider.apply(bad).await {
-            Err(DataPlaneError::Bind { address, reason }) => {
+            Err(DataPlaneError::Bind {
+                address,
+                reason,
+                listener,
+            }) => {
                 assert_eq!(address, "127.112.5.1:8081");
                 assert!(reason.contains("in use"), "{reason}");
+                assert_eq!(listener, Some(second), "the error names the listener");
             }
             other => panic!("{other:?}"),
         }
@@ -861,6 +867,68 @@ async fn path_and_host_rules_are_not_bypassed_and_members_see_the_vip() {
     .await;
 }
 
+/// A provider on `dir` with the harness's timings, running `binary`.
+fn provider_on(
+    dir: &std::path::Path,
+    binary: std::path::PathBuf,
+) -> statera_haproxy::HaproxyProvider {
+    let (tx, _) = tokio::sync::mpsc::unbounded_channel();
+    let mut options = statera_haproxy::HaproxyOptions::new(dir);
+    options.binary = binary;
+    options.poll_interval = Duration::from_millis(200);
+    options.stop_timeout = Duration::from_secs(5);
+    statera_haproxy::HaproxyProvider::new(options, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_base_directory_serves() {
+    let Some(h) = Harness::new() else { return };
+    bounded(async {
+        let a = Backend::start("a").await;
+        let cfg = http_lb(vip(10), 8080, vec![member(a.addr)]);
+        let lb = cfg.lb_id;
+        // A directory deep enough that its sockets' absolute paths exceed
+        // what HAProxy (97 bytes) and `sun_path` (107) take, named relative
+        // to the current one (`statera serve` keeps its data in
+        // `./statera-data` by default).
+        let mut deep = h.dir.clone();
+        while deep
+            .join(lb.to_string())
+            .join("master.sock")
+            .as_os_str()
+            .len()
+            <= 120
+        {
+            deep = deep.join("a-deep-directory");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let up = "../".repeat(cwd.components().count() - 1);
+        let relative =
+            std::path::PathBuf::from(format!("{up}{}", deep.strip_prefix("/").unwrap().display()));
+        assert!(relative.is_relative());
+        let provider = provider_on(&relative, statera_haproxy::find_haproxy().unwrap());
+        assert_eq!(provider.apply(Arc::new(cfg)).await.unwrap(), 1);
+        let to = SocketAddr::new(vip(10), 8080);
+        assert_eq!(get(to).await.unwrap().body, "a");
+        // The stats socket answers: the request is counted.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while provider
+            .report(lb)
+            .is_none_or(|r| r.listeners[0].stats.total_connections == 0)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                provider.report(lb)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        provider.remove(lb).await.unwrap();
+    })
+    .await;
+}
+
 /// What HAProxy does with the requests issue 12 found the native engine
 /// mangling, which the native engine now matches or refuses more narrowly:
 /// an HTTP/1.0 request without Host goes to the member as HTTP/1.0, a
@@ -934,6 +1002,48 @@ async fn a_second_load_balancer_cannot_share_a_listening_socket() {
         }
         let _ = h.provider.remove(second.lb_id).await;
         h.provider.remove(first.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_load_does_not_hold_up_another_load_balancer() {
+    let Some(h) = Harness::new() else { return };
+    bounded(async {
+        let a = Backend::start("a").await;
+        let slow = http_lb(vip(11), 8080, vec![member(a.addr)]);
+        let fast = http_lb(vip(12), 8080, vec![member(a.addr)]);
+        // HAProxy, slowed down by 4 s when checking the slow load
+        // balancer's configuration.
+        let script = h.dir.join("slow-haproxy");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncase \"$*\" in \"-c -f \"*{}*) sleep 4;; esac\nexec {} \"$@\"\n",
+                slow.lb_id,
+                statera_haproxy::find_haproxy().unwrap().display()
+            ),
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&script, perms).unwrap();
+        let provider = provider_on(&h.dir, script);
+
+        let p = provider.clone();
+        let (slow_id, fast_id) = (slow.lb_id, fast.lb_id);
+        let slow_apply = tokio::spawn(async move { p.apply(Arc::new(slow)).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(provider.apply(Arc::new(fast)).await.unwrap(), 1);
+        assert!(
+            !slow_apply.is_finished(),
+            "the second load balancer is served while the first one still loads"
+        );
+        assert_eq!(get(SocketAddr::new(vip(12), 8080)).await.unwrap().body, "a");
+        assert_eq!(slow_apply.await.unwrap().unwrap(), 1);
+        assert_eq!(get(SocketAddr::new(vip(11), 8080)).await.unwrap().body, "a");
+        provider.remove(slow_id).await.unwrap();
+        provider.remove(fast_id).await.unwrap();
     })
     .await;
 }
