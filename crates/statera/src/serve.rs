@@ -121,8 +121,8 @@ fn fd_budget(settings: &Settings, nofile: u64) -> anyhow::Result<FdBudget> {
 
 pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
     let budget = fd_budget(&settings, nofile)?;
-    // Absolute from here on: paths under it go into HAProxy's configuration
-    // (its stats socket), which HAProxy reads from another directory.
+    // Absolute from here on: HAProxy runs in its load balancer's directory
+    // under it, and is given paths under it (its configuration file).
     settings.store.data_dir = std::path::absolute(&settings.store.data_dir)
         .with_context(|| format!("resolving {}", settings.store.data_dir.display()))?;
     let store = Arc::new(
