@@ -302,6 +302,25 @@ async fn every_reference_is_checked_for_the_caller() {
         "/v2/lbaas/healthmonitors",
     );
     let b_members = format!("/v2/lbaas/pools/{}/members", b.pool);
+    // A member B has, which the batch update below names by address and port.
+    let b_member = create(
+        &h,
+        Who::Member(B),
+        &b_members,
+        "member",
+        json!({"address": "10.8.0.1", "protocol_port": 82}),
+    )
+    .await;
+    // B's own port on the shared network (the port is B's, the network not).
+    let b_shared_port = create(
+        &h,
+        Who::Member(B),
+        "/v2.0/ports",
+        "port",
+        json!({"network_id": shared_net}),
+    )
+    .await;
+    let shared_ip = |n: u32| format!("10.3.0.{}", 100 + n % 100);
 
     #[rustfmt::skip]
     let rows = vec![
@@ -327,6 +346,9 @@ async fn every_reference_is_checked_for_the_caller() {
         row("PUT /v2/lbaas/pools/{id}/members", format!("{b_members}?additive_only=true"), "subnet_id",
             [hidden(&a.subnet, 400), visible(&shared_subnet, 202), hidden(&admin.subnet, 400)], 400,
             move |id, n| json!({"members": [{"address": member_address(n), "protocol_port": 81, "subnet_id": id}]})),
+        row("PUT /v2/lbaas/pools/{id}/members", format!("{b_members}?additive_only=true"), "subnet_id (an existing member)",
+            [hidden(&a.subnet, 400), visible(&shared_subnet, 202), hidden(&admin.subnet, 400)], 400,
+            |id, _| json!({"members": [{"address": "10.8.0.1", "protocol_port": 82, "subnet_id": id}]})),
         // ---- Octavia: parents and siblings (another project's parent is
         // 403 and a missing one 404, as in Octavia; a sibling that must be
         // on the same load balancer is 404 like a missing one) ----
@@ -373,6 +395,26 @@ async fn every_reference_is_checked_for_the_caller() {
         row("POST /v2.0/ports", "/v2.0/ports", "fixed_ips[].subnet_id",
             [hidden(&a.subnet, 404), visible(&shared_subnet, 201), hidden(&admin.subnet, 404)], 404,
             move |id, _| json!({"port": {"network_id": shared_net, "fixed_ips": [{"subnet_id": id}]}})),
+        // Neutron's admin_or_network_owner attributes: on a network the
+        // caller does not own (a shared one), 403 PolicyNotAuthorized.
+        row("POST /v2.0/ports", "/v2.0/ports", "network_id, with fixed_ips[].ip_address",
+            [hidden(&a.network, 404), visible(shared_net, 403), hidden(&admin.network, 404)], 404,
+            move |id, n| json!({"port": {"network_id": id, "fixed_ips": [{"ip_address": shared_ip(n)}]}})),
+        row("POST /v2.0/ports", "/v2.0/ports", "network_id, with device_owner network:router_interface",
+            [hidden(&a.network, 404), visible(shared_net, 403), hidden(&admin.network, 404)], 404,
+            |id, _| json!({"port": {"network_id": id, "device_owner": "network:router_interface"}})),
+        row("POST /v2.0/ports", "/v2.0/ports", "network_id, with mac_address",
+            [hidden(&a.network, 404), visible(shared_net, 403), hidden(&admin.network, 404)], 404,
+            |id, n| json!({"port": {"network_id": id, "mac_address": format!("fa:16:3e:00:01:{:02x}", n % 256)}})),
+        row("POST /v2.0/ports", "/v2.0/ports", "network_id, with port_security_enabled",
+            [hidden(&a.network, 404), visible(shared_net, 403), hidden(&admin.network, 404)], 404,
+            |id, _| json!({"port": {"network_id": id, "port_security_enabled": false}})),
+        row("PUT /v2.0/ports/{id}", "/v2.0/ports/{ref}", "fixed_ips[].ip_address (shared: B's port on the shared network)",
+            [hidden(&a.port, 404), visible(&b_shared_port, 403), hidden(&admin.port, 404)], 404,
+            move |_, n| json!({"port": {"fixed_ips": [{"ip_address": shared_ip(n)}]}})),
+        row("PUT /v2.0/ports/{id}", "/v2.0/ports/{ref}", "device_owner network:router_interface (shared: B's port on the shared network)",
+            [hidden(&a.port, 404), visible(&b_shared_port, 403), hidden(&admin.port, 404)], 404,
+            |_, _| json!({"port": {"device_owner": "network:router_interface"}})),
         row("POST /v2.0/ports", "/v2.0/ports", "security_groups",
             [hidden(&a.sg, 404), None, hidden(&admin.sg, 404)], 404,
             |id, _| json!({"port": {"network_id": b.network, "security_groups": [id]}})),
@@ -464,6 +506,24 @@ async fn every_reference_is_checked_for_the_caller() {
     assert!(
         doc.contains(&table),
         "docs/API.md does not carry the isolation table as the suite measured it:\n{table}"
+    );
+
+    // The batch update gave B's existing member the subnet named (as
+    // Octavia), and only the usable one.
+    let m = send(
+        &h,
+        Who::Member(B),
+        "GET",
+        &format!("{b_members}/{b_member}"),
+        None,
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        m.body["member"]["subnet_id"].as_str(),
+        Some(shared_subnet.as_str()),
+        "{}",
+        m.text
     );
 
     // A's port still belongs to nobody (B never made it a VIP).
@@ -1025,4 +1085,237 @@ async fn the_octavia_observer_role_gives_nothing_in_neutron() {
     )
     .await
     .error(400, "not found");
+}
+
+// ---- Neutron's port attribute policies; special addresses ------------------------
+
+/// The 403 Neutron gives for attribute `rule`.
+fn policy_refusal(r: Resp, rule: &str) {
+    let r = r.expect(403);
+    assert_eq!(
+        r.body["NeutronError"]["type"], "PolicyNotAuthorized",
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        message(&r),
+        format!("(rule:{rule}) is disallowed by policy"),
+        "{}",
+        r.text
+    );
+}
+
+/// B (role member) cannot take the gateway of the administrator's shared
+/// host subnet: not by a router-interface port, not by naming the address,
+/// not by updating its own port, not through its router. On its own network
+/// the same requests are its own business.
+#[tokio::test]
+async fn a_tenant_takes_no_gateway_or_network_attribute_on_a_shared_network() {
+    let h = Harness::new().await;
+    let (host_net, host_subnet) = (h.network_id.to_string(), h.subnet_id.to_string());
+    let gateway = "127.170.0.1";
+    let router_port = json!({"port": {"network_id": host_net,
+        "device_owner": "network:router_interface",
+        "fixed_ips": [{"subnet_id": host_subnet, "ip_address": gateway}]}});
+    policy_refusal(
+        as_b(&h, "POST", "/v2.0/ports", router_port.clone()).await,
+        "create_port:device_owner",
+    );
+    policy_refusal(
+        as_b(
+            &h,
+            "POST",
+            "/v2.0/ports",
+            json!({"port": {"network_id": host_net, "fixed_ips": [{"ip_address": "127.170.0.77"}]}}),
+        )
+        .await,
+        "create_port:fixed_ips:ip_address",
+    );
+    // Naming only the subnet stays allowed (rule:shared).
+    let port = create(
+        &h,
+        Who::Member(B),
+        "/v2.0/ports",
+        "port",
+        json!({"network_id": host_net, "fixed_ips": [{"subnet_id": host_subnet}]}),
+    )
+    .await;
+    let port_path = format!("/v2.0/ports/{port}");
+    policy_refusal(
+        as_b(
+            &h,
+            "PUT",
+            &port_path,
+            json!({"port": {"device_owner": "network:router_interface",
+                "fixed_ips": [{"subnet_id": host_subnet, "ip_address": gateway}]}}),
+        )
+        .await,
+        "update_port:device_owner",
+    );
+    policy_refusal(
+        as_b(
+            &h,
+            "PUT",
+            &port_path,
+            json!({"port": {"fixed_ips": [{"ip_address": gateway}]}}),
+        )
+        .await,
+        "update_port:fixed_ips:ip_address",
+    );
+    policy_refusal(
+        as_b(
+            &h,
+            "PUT",
+            &port_path,
+            json!({"port": {"port_security_enabled": false}}),
+        )
+        .await,
+        "update_port:port_security_enabled",
+    );
+    // A device owner outside network:* is anyone's to set.
+    as_b(
+        &h,
+        "PUT",
+        &port_path,
+        json!({"port": {"device_owner": "compute:nova"}}),
+    )
+    .await
+    .expect(200);
+    // B's router cannot take the shared subnet through B's own port either
+    // (as by subnet), nor through the administrator's port.
+    let b_router = create(&h, Who::Member(B), "/v2.0/routers", "router", json!({})).await;
+    let add = format!("/v2.0/routers/{b_router}/add_router_interface");
+    // The same answer as naming the subnet.
+    let by_port = as_b(&h, "PUT", &add, json!({"port_id": port}))
+        .await
+        .expect(400);
+    let by_subnet = as_b(&h, "PUT", &add, json!({"subnet_id": host_subnet}))
+        .await
+        .expect(400);
+    assert_eq!(by_port.body, by_subnet.body);
+    assert!(
+        message(&by_port).contains(&format!(
+            "Cannot add interface to router because subnet {host_subnet} is not owned by \
+             project making the request"
+        )),
+        "{}",
+        by_port.text
+    );
+    // Nothing of B's holds the gateway: the administrator's router takes it.
+    let admin_router = create(&h, Who::Admin, "/v2.0/routers", "router", json!({})).await;
+    send(
+        &h,
+        Who::Admin,
+        "PUT",
+        &format!("/v2.0/routers/{admin_router}/add_router_interface"),
+        Some(json!({"subnet_id": host_subnet})),
+    )
+    .await
+    .expect(200);
+    // The administrator may set these attributes on its network.
+    send(
+        &h,
+        Who::Admin,
+        "POST",
+        "/v2.0/ports",
+        Some(
+            json!({"port": {"network_id": host_net, "mac_address": "fa:16:3e:00:02:01",
+            "port_security_enabled": false, "fixed_ips": [{"ip_address": "127.170.0.78"}]}}),
+        ),
+    )
+    .await
+    .expect(201);
+
+    // On B's own network, B is the network owner: all of it is allowed.
+    let net = create(&h, Who::Member(B), "/v2.0/networks", "network", json!({})).await;
+    let sub = create(
+        &h,
+        Who::Member(B),
+        "/v2.0/subnets",
+        "subnet",
+        json!({"network_id": net, "cidr": "10.50.0.0/24", "ip_version": 4}),
+    )
+    .await;
+    as_b(
+        &h,
+        "POST",
+        "/v2.0/ports",
+        json!({"port": {"network_id": net, "device_owner": "network:router_interface",
+            "fixed_ips": [{"subnet_id": sub, "ip_address": "10.50.0.1"}]}}),
+    )
+    .await
+    .expect(201);
+    let own = create(
+        &h,
+        Who::Member(B),
+        "/v2.0/ports",
+        "port",
+        json!({"network_id": net, "mac_address": "fa:16:3e:00:02:02",
+            "port_security_enabled": false, "fixed_ips": [{"ip_address": "10.50.0.9"}]}),
+    )
+    .await;
+    as_b(
+        &h,
+        "PUT",
+        &format!("/v2.0/ports/{own}"),
+        json!({"port": {"fixed_ips": [{"ip_address": "10.50.0.10"}], "port_security_enabled": true}}),
+    )
+    .await
+    .expect(200);
+}
+
+/// A VIP is a host address of its subnet: the network and broadcast
+/// addresses are refused as the port API refuses them, through the subnet
+/// and through the network.
+#[tokio::test]
+async fn a_vip_is_never_a_subnets_network_or_broadcast_address() {
+    let h = Harness::new().await;
+    let lbs = "/v2/lbaas/loadbalancers";
+    for address in ["127.170.0.255", "127.170.0.0"] {
+        as_b(
+            &h,
+            "POST",
+            lbs,
+            json!({"loadbalancer": {"vip_subnet_id": h.subnet_id, "vip_address": address}}),
+        )
+        .await
+        .error(
+            400,
+            &format!("vip_address {address} is not a usable host address of subnet"),
+        );
+        as_b(
+            &h,
+            "POST",
+            lbs,
+            json!({"loadbalancer": {"vip_network_id": h.network_id, "vip_address": address}}),
+        )
+        .await
+        .expect(400);
+        // The port API agrees.
+        let r = send(
+            &h,
+            Who::Admin,
+            "POST",
+            "/v2.0/ports",
+            Some(json!({"port": {"network_id": h.network_id,
+                "fixed_ips": [{"subnet_id": h.subnet_id, "ip_address": address}]}})),
+        )
+        .await
+        .expect(400);
+        assert_eq!(
+            r.body["NeutronError"]["type"], "InvalidIpForSubnet",
+            "{}",
+            r.text
+        );
+    }
+    // The last host address is an ordinary VIP.
+    let r = as_b(
+        &h,
+        "POST",
+        lbs,
+        json!({"loadbalancer": {"vip_subnet_id": h.subnet_id, "vip_address": "127.170.0.254"}}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(r.body["loadbalancer"]["vip_address"], "127.170.0.254");
 }

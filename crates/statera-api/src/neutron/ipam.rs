@@ -1,7 +1,7 @@
 //! IP address management: which addresses of a subnet are taken, handing out
 //! free ones, and the VIP port of a load balancer.
 
-use super::subnets::held_addresses;
+use super::subnets::{held_addresses, is_host_address};
 use super::{usable_network, usable_port, usable_subnet};
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
@@ -161,7 +161,7 @@ pub fn plug_vip(
             subs.sort_by_key(|x| (x.ip_version(), x.created_at));
             let first = subs
                 .iter()
-                .find(|x| address.is_none_or(|a| x.cidr.contains(&a)))
+                .find(|x| address.is_none_or(|a| is_host_address(&x.cidr, a)))
                 .ok_or_else(|| {
                     ApiError::validation(format!("Network {nid} has no subnet for the VIP."))
                 })?;
@@ -175,9 +175,17 @@ pub fn plug_vip(
     };
     let ip = match address {
         Some(a) => {
+            // Its network and broadcast addresses are in the subnet but
+            // are no address a port may hold (the port API's rule).
             if !sub.cidr.contains(&a) {
                 return Err(ApiError::validation(format!(
                     "vip_address {a} is not in subnet {} ({}).",
+                    sub.id, sub.cidr
+                )));
+            }
+            if !is_host_address(&sub.cidr, a) {
+                return Err(ApiError::validation(format!(
+                    "vip_address {a} is not a usable host address of subnet {} ({}).",
                     sub.id, sub.cidr
                 )));
             }

@@ -418,6 +418,55 @@ fn security_needs_port_security_and_ip() -> ApiError {
     .neutron("PortSecurityAndIPRequiredForSecurityGroups")
 }
 
+// ---- attribute policies ------------------------------------------------------------
+
+/// Neutron's attribute rules for ports (`rule:admin_or_network_owner`): on a
+/// network the caller neither administers nor owns (a shared one), it may
+/// not give a `network:*` device owner, a MAC address, an explicit fixed IP
+/// address or port security; naming only a subnet stays allowed. `action`
+/// is `create_port` or `update_port`; `requested` lists the attributes the
+/// request sets (device owner: the new value).
+fn check_attribute_policy(
+    ctx: &RequestContext,
+    network: &Network,
+    action: &str,
+    requested: AttributePolicy<'_>,
+) -> ApiResult<()> {
+    if owns(ctx, &network.project_id) {
+        return Ok(());
+    }
+    let refused = if requested
+        .device_owner
+        .is_some_and(|o| o.starts_with("network:"))
+    {
+        Some("device_owner")
+    } else if requested.mac_address {
+        Some("mac_address")
+    } else if requested
+        .fixed_ips
+        .is_some_and(|f| f.iter().any(|r| r.ip_address.is_some()))
+    {
+        Some("fixed_ips:ip_address")
+    } else if requested.port_security_enabled {
+        Some("port_security_enabled")
+    } else {
+        None
+    };
+    match refused {
+        Some(attr) => Err(forbidden(&format!("{action}:{attr}"))),
+        None => Ok(()),
+    }
+}
+
+/// What a port request sets, for [`check_attribute_policy`].
+#[derive(Default, Clone, Copy)]
+struct AttributePolicy<'a> {
+    device_owner: Option<&'a str>,
+    mac_address: bool,
+    fixed_ips: Option<&'a Vec<FixedIpRequest>>,
+    port_security_enabled: bool,
+}
+
 // ---- request attributes ---------------------------------------------------------
 
 /// The attributes Statera shows with one fixed value.
@@ -579,7 +628,8 @@ async fn create_port(
         .uuid_list("security_groups")?
         .value()
         .unwrap_or_default();
-    let port_security_enabled = input.boolean("port_security_enabled")?.or(true);
+    let port_security = input.boolean("port_security_enabled")?.value();
+    let port_security_enabled = port_security.unwrap_or(true);
     let tags = crate::octavia::tags(&mut input)?
         .value()
         .unwrap_or_default();
@@ -603,6 +653,17 @@ async fn create_port(
             if !network.shared && !ctx.is_admin() && network.project_id != project_id {
                 return Err(forbidden("create_port"));
             }
+            check_attribute_policy(
+                &ctx,
+                &network,
+                "create_port",
+                AttributePolicy {
+                    device_owner: Some(&device_owner),
+                    mac_address: mac.is_some(),
+                    fixed_ips: fixed_ips.as_ref(),
+                    port_security_enabled: port_security.is_some(),
+                },
+            )?;
             let mac_address = match mac {
                 Some(m) => {
                     if mac_in_use(s, network_id, &m, None) {
@@ -696,6 +757,19 @@ async fn update_port(
             input.finish()?;
             if !ctx.can_write(&old.project_id) {
                 return Err(forbidden("update_port"));
+            }
+            if let Some(network) = s.networks.get(&old.network_id) {
+                check_attribute_policy(
+                    &ctx,
+                    network,
+                    "update_port",
+                    AttributePolicy {
+                        device_owner: device_owner.as_ref().map(|v| v.as_deref().unwrap_or("")),
+                        mac_address: false,
+                        fixed_ips: fixed_ips.as_ref().and_then(|v| v.as_ref()),
+                        port_security_enabled: port_security_enabled.is_some(),
+                    },
+                )?;
             }
             let mut p = old.clone();
             if let Some(v) = name {

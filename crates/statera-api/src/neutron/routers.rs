@@ -642,6 +642,22 @@ async fn add_interface(
     neutron(add_interface_inner(ctx, app, id, body).await)
 }
 
+/// As Neutron: a subnet of a shared or external network (seen, not owned)
+/// takes no router interface, whether named directly or through a port.
+fn check_subnet_owned(ctx: &RequestContext, sub: &Subnet) -> ApiResult<()> {
+    if owns(ctx, &sub.project_id) {
+        return Ok(());
+    }
+    Err(bad_request(
+        "router",
+        format!(
+            "Cannot add interface to router because subnet {} is not owned by project \
+             making the request",
+            sub.id
+        ),
+    ))
+}
+
 async fn add_interface_inner(
     ctx: RequestContext,
     app: AppState,
@@ -673,17 +689,7 @@ async fn add_interface_inner(
                 }
                 (Some(sid), None) => {
                     let sub = visible_subnet(&ctx, &s, sid)?;
-                    // As Neutron: a subnet of a shared or external network
-                    // (seen, not owned) takes no router interface.
-                    if !owns(&ctx, &sub.project_id) {
-                        return Err(bad_request(
-                            "router",
-                            format!(
-                                "Cannot add interface to router because subnet {sid} is not \
-                                 owned by project making the request"
-                            ),
-                        ));
-                    }
+                    check_subnet_owned(&ctx, &sub)?;
                     let Some(gateway) = sub.gateway_ip else {
                         return Err(bad_request(
                             "router",
@@ -713,6 +719,11 @@ async fn add_interface_inner(
                 }
                 (None, Some(pid)) => {
                     let mut port = visible_port(&ctx, &s, pid)?;
+                    // Only the caller's own port (another's, even one seen
+                    // on the caller's network, is answered as missing).
+                    if !ctx.can_write(&port.project_id) {
+                        return Err(not_found("Port", pid, "PortNotFound"));
+                    }
                     if !port.device_id.is_empty() {
                         return Err(conflict(
                             "PortInUse",
@@ -744,6 +755,7 @@ async fn add_interface_inner(
                         ));
                     }
                     for sub in &subs {
+                        check_subnet_owned(&ctx, sub)?;
                         check_new_leg(&s, &r, sub)?;
                     }
                     port.device_owner = device_owner::ROUTER_INTERFACE.to_string();

@@ -106,6 +106,17 @@ pub fn parse_create(input: &mut Input) -> ApiResult<NewMember> {
     })
 }
 
+/// A member's `subnet_id` must be one the caller may use: another
+/// project's is answered exactly as a missing one.
+fn check_subnet(ctx: &RequestContext, s: &State, subnet_id: Option<Uuid>) -> ApiResult<()> {
+    match subnet_id {
+        Some(sid) if crate::neutron::usable_subnet(ctx, s, sid).is_none() => {
+            Err(ApiError::validation(format!("Subnet {sid} not found.")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Build a member of `pool` from a create body, checking what can be checked
 /// without the pool's other members.
 pub fn build(
@@ -116,12 +127,7 @@ pub fn build(
     has_monitor: bool,
     new: NewMember,
 ) -> ApiResult<Member> {
-    // Another project's subnet is answered exactly as a missing one.
-    if let Some(sid) = new.subnet_id
-        && crate::neutron::usable_subnet(ctx, s, sid).is_none()
-    {
-        return Err(ApiError::validation(format!("Subnet {sid} not found.")));
-    }
+    check_subnet(ctx, s, new.subnet_id)?;
     let mut m = Member {
         id: Uuid::new_v4(),
         project_id: pool.project_id.clone(),
@@ -467,7 +473,14 @@ async fn batch_update(
                     .find(|m| m.address == new.address && m.protocol_port == new.protocol_port)
                 {
                     Some(old) => {
+                        // As Octavia: every listed member's subnet is
+                        // checked, and a listed member that exists (same
+                        // address and port) takes the subnet given.
+                        check_subnet(&ctx, &s, new.subnet_id)?;
                         let mut m = (**old).clone();
+                        if new.subnet_id.is_some() {
+                            m.subnet_id = new.subnet_id;
+                        }
                         new.fields.apply(&mut m);
                         check_targets(&app, &m)?;
                         m.provisioning_status = ProvisioningStatus::PendingUpdate;
