@@ -1236,15 +1236,46 @@ async fn a_tenant_takes_no_gateway_or_network_attribute_on_a_shared_network() {
         json!({"network_id": net, "cidr": "10.50.0.0/24", "ip_version": 4}),
     )
     .await;
+    let gateway_port = create(
+        &h,
+        Who::Member(B),
+        "/v2.0/ports",
+        "port",
+        json!({"network_id": net, "device_owner": "network:router_interface",
+            "fixed_ips": [{"subnet_id": sub, "ip_address": "10.50.0.1"}]}),
+    )
+    .await;
+    // Only a router interface holds a gateway: the port cannot stop being
+    // one while it keeps the address, nor become a VIP.
+    let r = as_b(
+        &h,
+        "PUT",
+        &format!("/v2.0/ports/{gateway_port}"),
+        json!({"port": {"device_owner": ""}}),
+    )
+    .await
+    .expect(409);
+    assert_eq!(
+        r.body["NeutronError"]["type"], "IpAddressAlreadyAllocated",
+        "{}",
+        r.text
+    );
     as_b(
         &h,
         "POST",
-        "/v2.0/ports",
-        json!({"port": {"network_id": net, "device_owner": "network:router_interface",
-            "fixed_ips": [{"subnet_id": sub, "ip_address": "10.50.0.1"}]}}),
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_port_id": gateway_port}}),
     )
     .await
-    .expect(201);
+    .error(409, "10.50.0.1 already allocated");
+    as_b(
+        &h,
+        "PUT",
+        &format!("/v2.0/ports/{gateway_port}"),
+        json!({"port": {"device_owner": "", "fixed_ips": [{"ip_address": "10.50.0.2"}]}}),
+    )
+    .await
+    .expect(200);
     let own = create(
         &h,
         Who::Member(B),

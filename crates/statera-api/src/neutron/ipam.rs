@@ -130,6 +130,16 @@ pub fn plug_vip(
                     "Port {pid} has no fixed IP matching the requested VIP."
                 ))
             })?;
+        // A subnet's gateway is a router's, never a VIP.
+        if s.subnets
+            .get(&fixed.subnet_id)
+            .is_some_and(|sub| sub.gateway_ip == Some(fixed.ip_address))
+        {
+            return Err(ApiError::conflict(format!(
+                "IP address {} already allocated in subnet {}",
+                fixed.ip_address, fixed.subnet_id
+            )));
+        }
         let mut port = port;
         port.device_owner = VIP_DEVICE_OWNER.to_string();
         port.device_id = format!("lb-{lb_id}");

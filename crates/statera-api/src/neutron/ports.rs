@@ -150,6 +150,32 @@ fn may_hold_gateway(device_owner: &str) -> bool {
         || device_owner == "network:ha_router_replicated_interface"
 }
 
+/// The answer for a gateway address on a port that is no router interface.
+fn gateway_reserved(ip: IpAddr, subnet_id: Uuid) -> ApiError {
+    conflict(
+        "IpAddressAlreadyAllocated",
+        format!(
+            "IP address {ip} is the gateway of subnet {subnet_id}; only a router interface may \
+             hold it"
+        ),
+    )
+}
+
+/// A port that stops being a router interface may not keep a gateway.
+fn check_no_gateway(s: &State, p: &Port) -> ApiResult<()> {
+    if may_hold_gateway(&p.device_owner) {
+        return Ok(());
+    }
+    match p.fixed_ips.iter().find(|f| {
+        s.subnets
+            .get(&f.subnet_id)
+            .is_some_and(|sub| sub.gateway_ip == Some(f.ip_address))
+    }) {
+        Some(f) => Err(gateway_reserved(f.ip_address, f.subnet_id)),
+        None => Ok(()),
+    }
+}
+
 fn exhausted(network_id: Uuid) -> ApiError {
     conflict(
         "IpAddressGenerationFailure",
@@ -245,14 +271,7 @@ pub(crate) fn assign_fixed_ips(
             ));
         }
         if sub.gateway_ip == Some(ip) && !may_hold_gateway(device_owner) {
-            return Err(conflict(
-                "IpAddressAlreadyAllocated",
-                format!(
-                    "IP address {ip} is the gateway of subnet {}; only a router interface \
-                     may hold it",
-                    sub.id
-                ),
-            ));
+            return Err(gateway_reserved(ip, sub.id));
         }
         chosen.push(FixedIp {
             subnet_id: sub.id,
@@ -824,6 +843,9 @@ async fn update_port(
             }
             if p.device_owner != old.device_owner || p.device_id != old.device_id {
                 check_not_claiming_l3(s, &p)?;
+            }
+            if p.device_owner != old.device_owner {
+                check_no_gateway(s, &p)?;
             }
             if !p.security_groups.is_empty() && (!p.port_security_enabled || p.fixed_ips.is_empty())
             {
