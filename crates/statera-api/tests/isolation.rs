@@ -1245,6 +1245,36 @@ async fn a_tenant_takes_no_gateway_or_network_attribute_on_a_shared_network() {
             "fixed_ips": [{"subnet_id": sub, "ip_address": "10.50.0.1"}]}),
     )
     .await;
+    // A port B sees on its network but does not own (the administrator's)
+    // is no port B may make a router interface: answered as a missing one.
+    let admins = create(
+        &h,
+        Who::Admin,
+        "/v2.0/ports",
+        "port",
+        json!({"network_id": net}),
+    )
+    .await;
+    send(
+        &h,
+        Who::Member(B),
+        "GET",
+        &format!("/v2.0/ports/{admins}"),
+        None,
+    )
+    .await
+    .expect(200);
+    let foreign = as_b(&h, "PUT", &add, json!({"port_id": admins}))
+        .await
+        .expect(404);
+    let missing_id = Uuid::new_v4().to_string();
+    let missing = as_b(&h, "PUT", &add, json!({"port_id": missing_id}))
+        .await
+        .expect(404);
+    assert_eq!(
+        message(&foreign).replace(&admins, "<id>"),
+        message(&missing).replace(&missing_id, "<id>")
+    );
     // Only a router interface holds a gateway: the port cannot stop being
     // one while it keeps the address, nor become a VIP.
     let r = as_b(
@@ -1272,7 +1302,7 @@ async fn a_tenant_takes_no_gateway_or_network_attribute_on_a_shared_network() {
         &h,
         "PUT",
         &format!("/v2.0/ports/{gateway_port}"),
-        json!({"port": {"device_owner": "", "fixed_ips": [{"ip_address": "10.50.0.2"}]}}),
+        json!({"port": {"device_owner": "", "fixed_ips": [{"ip_address": "10.50.0.20"}]}}),
     )
     .await
     .expect(200);
