@@ -382,3 +382,34 @@ async fn floating_ip_quota() {
         "Quota exceeded for resources: ['floatingip'].",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_cannot_overshoot_the_quota() {
+    let api = Arc::new(api_with(|s| s.neutron.quotas.port = 3).await);
+    let net = api.b_network().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let api = api.clone();
+        let net = net.clone();
+        tasks.spawn(async move {
+            api.as_b(
+                Method::POST,
+                "/v2.0/ports",
+                json!({"port": {"network_id": net}}),
+            )
+            .await
+        });
+    }
+    let mut created = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (st, v) = r.unwrap();
+        match st {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT => over(&v, "port"),
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert_eq!(created, 3);
+    let (_, v) = api.send(Method::GET, "/v2.0/ports", None, Some(B)).await;
+    assert_eq!(v["ports"].as_array().unwrap().len(), 3, "{v}");
+}
