@@ -118,6 +118,7 @@ impl Fuzzer {
             reserved_ips: vec!["169.254.169.254".parse().expect("address")],
             host_address_space: Default::default(),
             own_sockets: vec!["127.0.0.1:9876".parse().expect("socket address")],
+            neutron: Default::default(),
         };
         let app = crate::app(AppState {
             store: store.clone(),

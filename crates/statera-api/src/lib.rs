@@ -97,6 +97,9 @@ pub struct ApiSettings {
     /// listener (the API): no member or monitor may point at them. An
     /// unspecified address stands for every address of this host.
     pub own_sockets: Vec<SocketAddr>,
+    /// Neutron quotas, `max_fixed_ips_per_port`, the host's interface
+    /// addresses.
+    pub neutron: neutron::quotas::NeutronSettings,
 }
 
 /// Octavia's names of its default provider (`[api_settings]

@@ -80,6 +80,7 @@ async fn api() -> Api {
         reserved_ips: vec![],
         host_address_space: Default::default(),
         own_sockets: vec![],
+        neutron: Default::default(),
     };
     let app = statera_api::app(AppState {
         store: store.clone(),

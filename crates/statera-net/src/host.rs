@@ -102,3 +102,55 @@ mod tests {
         );
     }
 }
+
+/// Every IPv4 and IPv6 address configured on this host's interfaces (in the
+/// caller's network namespace), read with `getifaddrs(3)` at each call, so
+/// addresses added after start are seen. The API refuses tenant subnets over
+/// them under the host driver.
+pub fn interface_addresses() -> std::io::Result<Vec<IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we own and free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not freed yet.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family says its size.
+            match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
+                libc::AF_INET => {
+                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                    out.push(IpAddr::V4(u32::from_be(sin.sin_addr.s_addr).into()));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                    out.push(IpAddr::V6(sin6.sin6_addr.s6_addr.into()));
+                }
+                _ => {}
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod interface_tests {
+    use super::*;
+
+    #[test]
+    fn interface_addresses_include_loopback() {
+        let addresses = interface_addresses().expect("getifaddrs");
+        assert!(
+            addresses.contains(&IpAddr::from([127, 0, 0, 1])),
+            "127.0.0.1 missing from {addresses:?}"
+        );
+    }
+}

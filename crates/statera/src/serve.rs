@@ -209,6 +209,9 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
             HostAddressSpace::AllSubnets
         },
         own_sockets: vec![listener.local_addr().unwrap_or(settings.api.listen)],
+        neutron: settings
+            .neutron
+            .api_settings(Arc::new(statera_net::host::interface_addresses)),
     };
     let router = statera_api::app(AppState {
         store: store.clone(),

@@ -66,6 +66,7 @@ pub struct Settings {
     pub store: StoreSection,
     pub network: NetworkSection,
     pub quotas: QuotaSection,
+    pub neutron: NeutronSection,
     pub log: LogSection,
     pub limits: LimitsSection,
 }
@@ -137,6 +138,39 @@ pub struct QuotaSection {
     pub healthmonitor: i64,
     pub l7policy: i64,
     pub l7rule: i64,
+}
+
+/// The Neutron side's limits (Neutron's `max_fixed_ips_per_port` and
+/// `[quotas] quota_*`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NeutronSection {
+    pub max_fixed_ips_per_port: usize,
+    /// Neutron objects per project; -1 = unlimited. Defaults are Neutron's.
+    pub quotas: statera_api::neutron::quotas::NeutronQuotas,
+}
+
+impl Default for NeutronSection {
+    fn default() -> Self {
+        NeutronSection {
+            max_fixed_ips_per_port: statera_api::neutron::quotas::MAX_FIXED_IPS_PER_PORT,
+            quotas: Default::default(),
+        }
+    }
+}
+
+impl NeutronSection {
+    /// What the API enforces, with `reader` for the host's interface addresses.
+    pub fn api_settings(
+        &self,
+        reader: statera_api::neutron::quotas::HostAddressReader,
+    ) -> statera_api::neutron::quotas::NeutronSettings {
+        statera_api::neutron::quotas::NeutronSettings {
+            quotas: self.quotas,
+            max_fixed_ips_per_port: self.max_fixed_ips_per_port,
+            host_interface_addresses: reader,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -359,5 +393,27 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(Settings::load(&zero).is_err());
+    }
+
+    #[test]
+    fn example_file_parses_with_neutron_defaults() {
+        let s: Settings =
+            toml::from_str(include_str!("../../../statera.example.toml")).expect("example parses");
+        assert_eq!(s.neutron.max_fixed_ips_per_port, 5);
+        let q = s.neutron.quotas;
+        assert_eq!(
+            (
+                q.network,
+                q.subnet,
+                q.port,
+                q.router,
+                q.floatingip,
+                q.security_group,
+                q.security_group_rule
+            ),
+            (100, 100, 500, 10, 50, 10, 100)
+        );
+        let s: Settings = toml::from_str("[neutron.quotas]\nport = 3\n").expect("parses");
+        assert_eq!((s.neutron.quotas.port, s.neutron.quotas.network), (3, 100));
     }
 }

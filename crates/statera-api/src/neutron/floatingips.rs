@@ -371,6 +371,7 @@ async fn create_fip(
                     format!("Network {network_id} is not a valid external network"),
                 ));
             }
+            super::quotas::check(&app, s, &project_id, super::quotas::Resource::FloatingIp, 1)?;
             let held = allocate(
                 s,
                 app.settings.host_address_space,

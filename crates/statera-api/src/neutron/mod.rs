@@ -13,6 +13,7 @@ pub mod floatingips;
 pub mod ipam;
 pub mod networks;
 pub mod ports;
+pub mod quotas;
 pub mod render;
 pub mod routers;
 pub mod security_groups;

@@ -129,7 +129,20 @@ async fn create_network(
         updated_at: None,
     };
     let id = n.id;
-    app.store.write(|txn| txn.put(n)).await?;
+    app.store
+        .write(|txn| {
+            let project = n.project_id.clone();
+            super::quotas::check(
+                &app,
+                txn.state(),
+                &project,
+                super::quotas::Resource::Network,
+                1,
+            )?;
+            txn.put(n)?;
+            Ok::<(), ApiError>(())
+        })
+        .await?;
     let s = app.store.snapshot();
     let n = visible_network(&ctx, &s, id)?;
     Ok((

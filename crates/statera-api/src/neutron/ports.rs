@@ -660,6 +660,10 @@ async fn create_port(
     if !ctx.can_write(&project_id) {
         return Err(forbidden("create_port"));
     }
+    if let Some(f) = &fixed_ips {
+        super::quotas::check_fixed_ips_count(&app, &device_owner, f.len())?;
+        super::quotas::check_port_addresses(&app, &ctx, f.iter().filter_map(|r| r.ip_address))?;
+    }
     if device_owner == ipam::VIP_DEVICE_OWNER && !ctx.is_admin() {
         return Err(forbidden("create_port:device_owner"));
     }
@@ -699,6 +703,7 @@ async fn create_port(
                 None => free_mac(s, network_id),
             };
             let security_groups = port_groups(&ctx, s, &project_id, security_groups)?;
+            super::quotas::check(&app, s, &project_id, super::quotas::Resource::Port, 1)?;
             check_requested_subnets(&ctx, s, fixed_ips.as_ref())?;
             let fixed_ips = assign_fixed_ips(
                 s,
@@ -765,6 +770,9 @@ async fn update_port(
     let tags = crate::octavia::tags(&mut input)?.update();
     let fixed_ips = fixed_ips_input(&mut input)?.update();
     fixed_attributes(&mut input)?;
+    if let Some(Some(f)) = &fixed_ips {
+        super::quotas::check_port_addresses(&app, &ctx, f.iter().filter_map(|r| r.ip_address))?;
+    }
     app.store
         .write(|txn| {
             let s = txn.state();
@@ -818,6 +826,7 @@ async fn update_port(
             }
             if let Some(v) = fixed_ips {
                 let requested = v.unwrap_or_default();
+                super::quotas::check_fixed_ips_count(&app, &p.device_owner, requested.len())?;
                 check_requested_subnets(&ctx, s, Some(&requested))?;
                 p.fixed_ips = assign_fixed_ips(
                     s,

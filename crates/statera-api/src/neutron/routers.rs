@@ -469,6 +469,13 @@ async fn create_router(
     let id = r.id;
     app.store
         .write(|txn| {
+            super::quotas::check(
+                &app,
+                txn.state(),
+                &r.project_id,
+                super::quotas::Resource::Router,
+                1,
+            )?;
             if gateway.is_some() {
                 apply_gateway(txn, &ctx, app.settings.host_address_space, &mut r, gateway)?;
             }

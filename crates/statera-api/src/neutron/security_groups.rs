@@ -439,6 +439,13 @@ async fn create_group_inner(
     let id = g.id;
     app.store
         .write(|txn| {
+            super::quotas::check(
+                &app,
+                txn.state(),
+                &g.project_id,
+                super::quotas::Resource::SecurityGroup,
+                1,
+            )?;
             for r in default_rules(&g) {
                 txn.put(r)?;
             }
@@ -677,6 +684,13 @@ async fn create_rule_inner(
                     ),
                 ));
             }
+            super::quotas::check(
+                &app,
+                s,
+                &rule.project_id,
+                super::quotas::Resource::SecurityGroupRule,
+                1,
+            )?;
             txn.put(rule)?;
             Ok(())
         })

@@ -435,6 +435,7 @@ async fn create_subnet(
              only an administrator may create subnets there."
         )));
     }
+    super::quotas::check_host_interfaces(&app, &ctx, &cidr)?;
 
     let id = Uuid::new_v4();
     app.store
@@ -455,6 +456,7 @@ async fn create_subnet(
                     other.id, other.cidr
                 )));
             }
+            super::quotas::check(&app, s, &project_id, super::quotas::Resource::Subnet, 1)?;
             txn.put(Subnet {
                 id,
                 project_id,

@@ -134,6 +134,11 @@ async fn create(
         ));
     }
     let graph = super::graph_input::parse(listeners, pools)?;
+    if let Some(ip) = crate::neutron::quotas::requested_host_address(&app, &ctx, vip_address)? {
+        return Err(ApiError::validation(format!(
+            "vip_address {ip} is an address of this host; only an administrator may use it."
+        )));
+    }
 
     let lb_id = Uuid::new_v4();
     let created = app
@@ -207,6 +212,18 @@ async fn create(
             }
             check_quota(&app, s, &project_id, QuotaKind::LoadBalancer, 1)?;
             check_vip_sg_ids(&ctx, s, &vip_sg_ids)?;
+            if vip_port_id.is_none() {
+                // The VIP port Statera creates is the project's, as Octavia's is:
+                // it counts against the project's Neutron port quota.
+                crate::neutron::quotas::check(
+                    &app,
+                    s,
+                    &project_id,
+                    crate::neutron::quotas::Resource::Port,
+                    1,
+                )
+                .map_err(|e| ApiError::conflict(e.message))?;
+            }
             let vip = ipam::plug_vip(
                 txn,
                 &ctx,

@@ -20,6 +20,11 @@ pub struct Api {
 
 /// The API over an empty store (default project `p1`, one provider).
 pub async fn api() -> Api {
+    api_with(|_| {}).await
+}
+
+/// [`api`] with `change` applied to its settings.
+pub async fn api_with(change: impl FnOnce(&mut ApiSettings)) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Durability::Normal).await.unwrap();
     let settings = ApiSettings {
@@ -39,7 +44,10 @@ pub async fn api() -> Api {
         reserved_ips: Vec::new(),
         host_address_space: Default::default(),
         own_sockets: Vec::new(),
+        neutron: Default::default(),
     };
+    let mut settings = settings;
+    change(&mut settings);
     let router = statera_api::app(AppState {
         store: Arc::new(store),
         settings: Arc::new(settings),

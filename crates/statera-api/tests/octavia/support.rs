@@ -199,6 +199,7 @@ impl Harness {
             reserved_ips: vec!["169.254.169.254".parse().unwrap()],
             host_address_space: Default::default(),
             own_sockets: vec![API_SOCKET.parse().unwrap()],
+            neutron: Default::default(),
         };
         change(&mut settings);
         let router = statera_api::app(AppState {

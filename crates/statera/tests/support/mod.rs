@@ -82,6 +82,7 @@ impl Api {
             reserved_ips: vec![],
             host_address_space: Default::default(),
             own_sockets: vec![],
+            neutron: Default::default(),
         };
         let router = statera_api::app(AppState {
             store: store.clone(),
