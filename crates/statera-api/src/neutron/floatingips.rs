@@ -7,13 +7,12 @@
 //! fixed IP's subnet; the router carries the translation (`router_id`).
 
 use super::ports::{FixedIpRequest, assign_fixed_ips, service_port};
-use super::subnets::held_addresses;
+use super::subnets::{AddressSpace, held_addresses};
 use super::*;
 use crate::input::{JsonBody, NeutronJson, Opt};
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::routing::get;
-use statera_model::addressing::HostAddressSpace;
 use statera_store::{StoreError, Txn};
 use std::net::IpAddr;
 
@@ -196,7 +195,7 @@ fn exhausted(network_id: Uuid) -> ApiError {
 /// subnets.
 fn allocate(
     s: &State,
-    space: HostAddressSpace,
+    space: &AddressSpace,
     network_id: Uuid,
     subnet_id: Option<Uuid>,
     address: Option<IpAddr>,
@@ -258,7 +257,9 @@ fn allocate(
         .collect();
     subs.sort_by_key(|x| (x.created_at, x.id));
     for sub in subs {
-        if let Some(ip) = ipam::allocate_avoiding(sub, &held_addresses(s, space, sub, None)) {
+        if let Some(ip) =
+            ipam::allocate_avoiding(sub, &space.avoid(held_addresses(s, space, sub, None)))
+        {
             return Ok(FixedIp {
                 subnet_id: sub.id,
                 ip_address: ip,
@@ -374,7 +375,7 @@ async fn create_fip(
             super::quotas::check(&app, s, &project_id, super::quotas::Resource::FloatingIp, 1)?;
             let held = allocate(
                 s,
-                app.settings.host_address_space,
+                &super::quotas::address_space(&app)?,
                 network_id,
                 subnet_id,
                 address,

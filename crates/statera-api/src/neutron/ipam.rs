@@ -1,11 +1,10 @@
 //! IP address management: which addresses of a subnet are taken, handing out
 //! free ones, and the VIP port of a load balancer.
 
-use super::subnets::{held_addresses, is_host_address};
+use super::subnets::{AddressSpace, held_addresses, is_host_address};
 use super::{usable_network, usable_port, usable_subnet};
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
-use statera_model::addressing::HostAddressSpace;
 use statera_model::*;
 use statera_store::{State, Txn};
 use std::collections::HashSet;
@@ -22,7 +21,7 @@ pub fn vip_port_name(lb_id: Uuid) -> String {
 
 /// Addresses of `subnet` held by ports (on every overlapping subnet of the
 /// host's own address space too: see [`held_addresses`]).
-pub fn used_addresses(s: &State, space: HostAddressSpace, subnet: &Subnet) -> HashSet<IpAddr> {
+pub fn used_addresses(s: &State, space: &AddressSpace, subnet: &Subnet) -> HashSet<IpAddr> {
     held_addresses(s, space, subnet, None)
 }
 
@@ -34,8 +33,8 @@ fn next(ip: IpAddr) -> Option<IpAddr> {
 }
 
 /// The first free address of the subnet's allocation pools.
-pub fn allocate(s: &State, space: HostAddressSpace, subnet: &Subnet) -> Option<IpAddr> {
-    allocate_avoiding(subnet, &used_addresses(s, space, subnet))
+pub fn allocate(s: &State, space: &AddressSpace, subnet: &Subnet) -> Option<IpAddr> {
+    allocate_avoiding(subnet, &space.avoid(used_addresses(s, space, subnet)))
 }
 
 /// The first address of the subnet's allocation pools that is neither in
@@ -84,7 +83,7 @@ fn subnet(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Subnet> {
 pub fn plug_vip(
     txn: &mut Txn,
     ctx: &RequestContext,
-    space: HostAddressSpace,
+    space: &AddressSpace,
     project_id: &str,
     lb_id: Uuid,
     subnet_id: Option<Uuid>,

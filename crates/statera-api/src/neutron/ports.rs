@@ -2,13 +2,12 @@
 //! allocated), MAC addresses, security groups and port security. Ports that
 //! routers and floating IPs own are changed through those APIs only.
 
-use super::subnets::{held_addresses, is_host_address};
+use super::subnets::{AddressSpace, held_addresses, is_host_address};
 use super::*;
 use crate::input::{JsonBody, NeutronJson, Opt};
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::routing::get;
-use statera_model::addressing::HostAddressSpace;
 use std::net::IpAddr;
 
 pub fn routes() -> Router<AppState> {
@@ -189,7 +188,7 @@ fn exhausted(network_id: Uuid) -> ApiError {
 /// subnet.
 pub(crate) fn assign_fixed_ips(
     s: &State,
-    space: HostAddressSpace,
+    space: &AddressSpace,
     network_id: Uuid,
     port: Option<&Port>,
     requested: Option<Vec<FixedIpRequest>>,
@@ -204,7 +203,9 @@ pub(crate) fn assign_fixed_ips(
         }
         subs.sort_by_key(|x| (x.ip_version(), x.created_at, x.id));
         for sub in subs {
-            if let Some(ip) = ipam::allocate_avoiding(sub, &held_addresses(s, space, sub, except)) {
+            if let Some(ip) =
+                ipam::allocate_avoiding(sub, &space.avoid(held_addresses(s, space, sub, except)))
+            {
                 return Ok(vec![FixedIp {
                     subnet_id: sub.id,
                     ip_address: ip,
@@ -292,7 +293,7 @@ pub(crate) fn assign_fixed_ips(
         let fixed = match kept {
             Some(f) => f,
             None => {
-                let mut taken = held_addresses(s, space, sub, except);
+                let mut taken = space.avoid(held_addresses(s, space, sub, except));
                 taken.extend(chosen.iter().map(|f| f.ip_address));
                 let ip =
                     ipam::allocate_avoiding(sub, &taken).ok_or_else(|| exhausted(network_id))?;
@@ -707,7 +708,7 @@ async fn create_port(
             check_requested_subnets(&ctx, s, fixed_ips.as_ref())?;
             let fixed_ips = assign_fixed_ips(
                 s,
-                app.settings.host_address_space,
+                &super::quotas::address_space(&app)?,
                 network_id,
                 None,
                 fixed_ips,
@@ -830,7 +831,7 @@ async fn update_port(
                 check_requested_subnets(&ctx, s, Some(&requested))?;
                 p.fixed_ips = assign_fixed_ips(
                     s,
-                    app.settings.host_address_space,
+                    &super::quotas::address_space(&app)?,
                     p.network_id,
                     Some(&old),
                     Some(requested),

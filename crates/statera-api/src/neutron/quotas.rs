@@ -193,6 +193,21 @@ fn read_host_addresses(app: &AppState) -> ApiResult<Vec<IpAddr>> {
     })
 }
 
+/// The address space requests allocate in, with the host's interface
+/// addresses under the host driver (read now: interfaces change).
+pub fn address_space(app: &AppState) -> ApiResult<super::subnets::AddressSpace> {
+    let kind = app.settings.host_address_space;
+    let host = if kind == HostAddressSpace::AllSubnets {
+        read_host_addresses(app)?
+            .into_iter()
+            .map(statera_model::addressing::canonical)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(super::subnets::AddressSpace { kind, host })
+}
+
 /// Under the host driver, the first of `requested` (addresses a non-admin
 /// asks for by value: a VIP, a port's fixed IP) configured on a host
 /// interface. Such a subnet can only be an admin's (see

@@ -8,13 +8,13 @@
 
 use super::floatingips::associated;
 use super::ports::{FixedIpRequest, assign_fixed_ips, fixed_ip_list, service_port};
+use super::subnets::AddressSpace;
 use super::*;
 use crate::input::{JsonBody, NeutronJson, Opt};
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::routing::{get, put};
 use ipnet::IpNet;
-use statera_model::addressing::HostAddressSpace;
 use statera_store::Txn;
 
 /// Neutron's default `max_routes`.
@@ -197,7 +197,7 @@ fn gateway_needed_by_fips(s: &State, r: &L3Router) -> ApiResult<()> {
 fn apply_gateway(
     txn: &mut Txn,
     ctx: &RequestContext,
-    space: HostAddressSpace,
+    space: &AddressSpace,
     r: &mut L3Router,
     req: Option<GatewayRequest>,
 ) -> ApiResult<()> {
@@ -477,7 +477,13 @@ async fn create_router(
                 1,
             )?;
             if gateway.is_some() {
-                apply_gateway(txn, &ctx, app.settings.host_address_space, &mut r, gateway)?;
+                apply_gateway(
+                    txn,
+                    &ctx,
+                    &super::quotas::address_space(&app)?,
+                    &mut r,
+                    gateway,
+                )?;
             }
             txn.put(r)?;
             Ok::<(), ApiError>(())
@@ -551,7 +557,7 @@ async fn update_router(
                 r.routes = v;
             }
             if let Opt::Set(g) = gateway {
-                apply_gateway(txn, &ctx, app.settings.host_address_space, &mut r, g)?;
+                apply_gateway(txn, &ctx, &super::quotas::address_space(&app)?, &mut r, g)?;
             }
             if let Some(v) = tags {
                 r.tags = v.unwrap_or_default();
@@ -706,7 +712,7 @@ async fn add_interface_inner(
                     check_new_leg(&s, &r, &sub)?;
                     let fixed = assign_fixed_ips(
                         &s,
-                        app.settings.host_address_space,
+                        &super::quotas::address_space(&app)?,
                         sub.network_id,
                         None,
                         Some(vec![FixedIpRequest {

@@ -676,6 +676,30 @@ pub(crate) fn lb_user(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Strin
     })
 }
 
+/// Where a request allocates addresses: which subnets share the host's own
+/// kernel addresses (the network driver decides), and the addresses the
+/// host's interfaces hold, which are never handed out by allocation under
+/// the host driver (a load balancer given one would bind the host's own
+/// address). Asking for one by value is an admin's right (see
+/// `quotas::check_port_addresses`).
+#[derive(Debug, Clone, Default)]
+pub struct AddressSpace {
+    pub kind: HostAddressSpace,
+    pub host: Vec<IpAddr>,
+}
+
+impl AddressSpace {
+    pub fn holds(&self, cidr: &IpNet) -> bool {
+        self.kind.holds(cidr)
+    }
+
+    /// `taken` plus the host's own addresses: what allocation must avoid.
+    pub fn avoid(&self, mut taken: HashSet<IpAddr>) -> HashSet<IpAddr> {
+        taken.extend(self.host.iter().copied());
+        taken
+    }
+}
+
 /// The addresses of `subnet` held by ports other than `except`. On a subnet
 /// in the host's own address space (`space`), also every address held on
 /// another such subnet that overlaps it, whatever its network or project:
@@ -683,7 +707,7 @@ pub(crate) fn lb_user(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Strin
 /// on it would share or steal each other's traffic.
 pub(crate) fn held_addresses(
     s: &State,
-    space: HostAddressSpace,
+    space: &AddressSpace,
     subnet: &Subnet,
     except: Option<Uuid>,
 ) -> HashSet<IpAddr> {

@@ -227,7 +227,7 @@ async fn create(
             let vip = ipam::plug_vip(
                 txn,
                 &ctx,
-                app.settings.host_address_space,
+                &crate::neutron::quotas::address_space(&app)?,
                 &project_id,
                 lb_id,
                 vip_subnet_id,
