@@ -827,6 +827,10 @@ impl ClientConn {
         };
         let mut chunked = Chunked::default();
         let mut data = Vec::new();
+        // Whether the last read was small (at first: whether the head came
+        // with little or none of the body): then the rest may wait behind
+        // the member's Nagle for our ACK (see `upstream::ack_now`).
+        let mut small = up.buf.len() < upstream::SMALL_READ;
         loop {
             // What of `up.buf` is this body, and whether the body ends there.
             let (take, done) = match framing {
@@ -878,12 +882,13 @@ impl ClientConn {
                 return self.splice_body(up, pipe, remaining, member_timeout).await;
             }
             let expected = matches!(framing, Framing::Length(_)).then_some(remaining);
-            // The rest may wait for our ACK of what came (see `ack_now`).
-            up.ack_now();
+            if small {
+                up.ack_now();
+            }
             match timed(&mut self.timer, member_timeout, up.read_more(expected)).await {
                 Some(Ok(0)) if framing == Framing::UntilClose => return Ok(()),
                 Some(Ok(0)) | Some(Err(_)) => return Err(Side::Member),
-                Some(Ok(_)) => {}
+                Some(Ok(n)) => small = n < upstream::SMALL_READ,
                 None => {
                     tracing::debug!("member response body timed out");
                     return Err(Side::Member);
@@ -904,13 +909,18 @@ impl ClientConn {
         member_timeout: Option<Duration>,
     ) -> Result<(), Side> {
         use tokio::io::Interest;
+        // Only large bodies come here; a small read is still acknowledged at
+        // once (see `upstream::SMALL_READ`).
+        let mut small = false;
         loop {
             if pipe.held() == 0 {
                 if remaining == 0 {
                     return Ok(());
                 }
                 let max = usize::try_from(remaining).unwrap_or(usize::MAX);
-                up.ack_now();
+                if small {
+                    up.ack_now();
+                }
                 match timed(&mut self.timer, member_timeout, up.stream.readable()).await {
                     Some(Ok(())) => {}
                     Some(Err(_)) | None => return Err(Side::Member),
@@ -921,6 +931,7 @@ impl ClientConn {
                 {
                     Ok(0) => return Err(Side::Member),
                     Ok(n) => {
+                        small = n < upstream::SMALL_READ;
                         remaining -= n as u64;
                         up.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                     }
