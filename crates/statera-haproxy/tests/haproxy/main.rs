@@ -802,7 +802,7 @@ async fn path_and_host_rules_are_not_bypassed_and_members_see_the_vip() {
     use statera_model::{L7PolicyAction, L7RuleCompareType, L7RuleType};
     bounded(async {
         let a = Backend::start("a").await;
-        let mut cfg = http_lb(vip(10), 8080, vec![member(a.addr)]);
+        let mut cfg = http_lb(vip(13), 8080, vec![member(a.addr)]);
         let reject = |kind, compare_type, value: &str| L7PolicyConfig {
             id: uuid::Uuid::new_v4(),
             action: L7PolicyAction::Reject,
@@ -829,7 +829,7 @@ async fn path_and_host_rules_are_not_bypassed_and_members_see_the_vip() {
         ];
         let lb = cfg.lb_id;
         h.provider.apply(Arc::new(cfg)).await.unwrap();
-        let to = SocketAddr::new(vip(10), 8080);
+        let to = SocketAddr::new(vip(13), 8080);
         // (path, host, status, the request line the member got)
         let table = [
             ("/admin", "x", 403, None),
@@ -859,7 +859,7 @@ async fn path_and_host_rules_are_not_bypassed_and_members_see_the_vip() {
             if let Some(line) = line {
                 let (peer, seen) = a.requests.lock().unwrap().last().cloned().unwrap();
                 assert_eq!(seen, line, "{path}");
-                assert_eq!(peer, vip(10), "the member sees the VIP as the source");
+                assert_eq!(peer, vip(13), "the member sees the VIP as the source");
             }
         }
         h.provider.remove(lb).await.unwrap();
@@ -885,7 +885,7 @@ async fn a_relative_base_directory_serves() {
     let Some(h) = Harness::new() else { return };
     bounded(async {
         let a = Backend::start("a").await;
-        let cfg = http_lb(vip(10), 8080, vec![member(a.addr)]);
+        let cfg = http_lb(vip(14), 8080, vec![member(a.addr)]);
         let lb = cfg.lb_id;
         // A directory deep enough that its sockets' absolute paths exceed
         // what HAProxy (97 bytes) and `sun_path` (107) take, named relative
@@ -909,7 +909,7 @@ async fn a_relative_base_directory_serves() {
         assert!(relative.is_relative());
         let provider = provider_on(&relative, statera_haproxy::find_haproxy().unwrap());
         assert_eq!(provider.apply(Arc::new(cfg)).await.unwrap(), 1);
-        let to = SocketAddr::new(vip(10), 8080);
+        let to = SocketAddr::new(vip(14), 8080);
         assert_eq!(get(to).await.unwrap().body, "a");
         // The stats socket answers: the request is counted.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -939,10 +939,10 @@ async fn requests_without_host_or_with_codings_as_haproxy_treats_them() {
     let Some(h) = Harness::new() else { return };
     bounded(async {
         let a = Backend::start("a").await;
-        let cfg = http_lb(vip(11), 8080, vec![member(a.addr)]);
+        let cfg = http_lb(vip(15), 8080, vec![member(a.addr)]);
         let lb = cfg.lb_id;
         h.provider.apply(Arc::new(cfg)).await.unwrap();
-        let to = SocketAddr::new(vip(11), 8080);
+        let to = SocketAddr::new(vip(15), 8080);
         let exchange = |raw: &'static [u8]| async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut stream = tokio::net::TcpStream::connect(to).await.unwrap();
