@@ -283,7 +283,7 @@ class Server:
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", f"127.0.0.1:{self.port}",
              "--data-dir", os.path.join(self.dir, "data"), "--host-subnet", HOST_SUBNET,
-             "--durability", durability],
+             "--durability", durability, "--auth", "noauth", "--noauth-default-roles", "admin,member,reader"],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.api = Api(self.port)
         deadline = time.monotonic() + 30

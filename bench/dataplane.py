@@ -410,7 +410,8 @@ class Server:
         env.setdefault("RUST_LOG", "warn")
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
-             "--host-subnet", HOST_SUBNET, "--durability", "normal"],
+             "--host-subnet", HOST_SUBNET, "--durability", "normal",
+             "--auth", "noauth", "--noauth-default-roles", "admin,member,reader"],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.api = Api(self.port)
         deadline = time.monotonic() + 30

@@ -367,7 +367,7 @@ class Scenario:
             [self.args.binary, "serve", "--listen", f"127.0.0.1:{self.port}",
              "--data-dir", os.path.join(self.dir, "data"), "--host-subnet", "127.231.0.0/24",
              "--network-driver", "netns", "--namespace-prefix", self.prefix,
-             "--durability", "normal"],
+             "--durability", "normal", "--auth", "noauth", "--noauth-default-roles", "admin,member,reader"],
             stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
             cwd=self.dir)
         deadline = time.monotonic() + 30

@@ -142,6 +142,10 @@ class StateraServer:
 
 _RUNNING: list[StateraServer] = []
 
+# The lab configuration most tests run under: noauth, and a request without X-Roles is an admin
+# of the default project (tests that exercise identity pass their own `auth_args`).
+LAB_AUTH_ARGS = ["--auth", "noauth", "--noauth-default-roles", "admin,member,reader"]
+
 
 def statera_binary() -> Path:
     path = Path(os.environ.get("STATERA_BIN", REPO_ROOT / "target" / "release" / "statera"))
@@ -201,6 +205,7 @@ def start_statera(
     extra_args: list[str] | None = None,
     wrapper: list[str] | None = None,
     nofile: int | None = None,
+    auth_args: list[str] | None = None,
 ):
     """Start `statera serve` on a free port (or `port`) with its own data dir and a host subnet
     derived from the port; yield a StateraServer; on exit stop it (SIGTERM, then SIGKILL after
@@ -209,7 +214,7 @@ def start_statera(
     Passing the same data_dir and port again restarts "the same" server. `nofile` sets the
     child's RLIMIT_NOFILE (soft and hard) before it starts.
     `wrapper` is a command that execs the server (e.g. setpriv to drop privileges): it must
-    exec, not fork, so that signals reach statera itself."""
+    exec, not fork, so that signals reach statera itself. `auth_args` replace LAB_AUTH_ARGS."""
     binary = statera_binary()
     port = port or free_port()
     subnet = host_subnet_for_port(port)
@@ -228,6 +233,7 @@ def start_statera(
         str(data_dir / "data"),
         "--host-subnet",
         subnet,
+        *(LAB_AUTH_ARGS if auth_args is None else auth_args),
         *(extra_args or []),
     ]
     env = _env_without_openstack_settings()

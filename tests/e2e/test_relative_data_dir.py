@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (
+    LAB_AUTH_ARGS,
     StateraServer,
     _env_without_openstack_settings,
     free_port,
@@ -52,7 +53,8 @@ def test_haproxy_serves_with_the_default_relative_data_dir():
     log = open(log_path, "ab")
     # No --data-dir: the default, relative to the working directory.
     proc = subprocess.Popen(
-        [str(statera_binary()), "serve", "--listen", f"127.0.0.1:{port}", "--host-subnet", host_subnet_for_port(port)],
+        [str(statera_binary()), "serve", "--listen", f"127.0.0.1:{port}", "--host-subnet", host_subnet_for_port(port),
+         *LAB_AUTH_ARGS],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

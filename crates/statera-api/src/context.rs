@@ -1,22 +1,26 @@
 //! Who is asking: the request context every handler receives.
 //!
-//! For now authentication is `noauth` (any token is accepted, as Octavia's
-//! noauth strategy does): the project comes from `X-Project-Id` (or the
-//! configured default) and the roles from `X-Roles` (when the header is
-//! absent: admin, as in Octavia's noauth mode; when present, exactly the roles
-//! it lists, so an empty one gives no rights). Real identity (Keystone tokens) will fill the same
-//! context; the policy checks below are the seam for RBAC.
+//! The deployment's [`Authenticator`](statera_identity::Authenticator) turns
+//! the request's headers into a [`Caller`] (a built-in or external Keystone
+//! token, or `noauth`'s headers); a request it refuses is answered 401 in
+//! Keystone's shape before any handler runs. The policy checks below are the
+//! seam for RBAC.
 
 use crate::AppState;
 use crate::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use statera_identity::{AuthError, Caller};
 
 #[derive(Debug, Clone)]
 pub struct RequestContext {
+    /// The caller's project (`caller.project_id`, or "" when the call is not
+    /// project-scoped).
     pub project_id: String,
+    /// The caller's roles (`caller.roles`).
     pub roles: Vec<String>,
+    pub caller: Caller,
     /// Scheme and authority the client used, for links (`http://host:9876`).
     pub base_url: String,
 }
@@ -120,29 +124,29 @@ impl FromRequestParts<AppState> for RequestContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let h = &parts.headers;
-        let project_id = header(h, "x-project-id")
-            .or_else(|| header(h, "x-tenant-id"))
-            .map(str::to_string)
-            .unwrap_or_else(|| state.settings.default_project_id.clone());
-        // A present but empty `X-Roles` means no roles at all: only a request
-        // without the header gets the noauth default.
-        let roles = match h.get("x-roles") {
-            Some(r) => String::from_utf8_lossy(r.as_bytes())
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            None => vec![
-                "admin".to_string(),
-                "member".to_string(),
-                "reader".to_string(),
-            ],
+        let base_url = base_url(&parts.headers);
+        let style = crate::style_of_path(parts.uri.path());
+        let caller = match state.auth.authenticate(&parts.headers).await {
+            Ok(caller) => caller,
+            Err(e @ AuthError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "identity service unavailable");
+                return Err(crate::styled(
+                    ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                    style,
+                ));
+            }
+            Err(e) => {
+                if let AuthError::Invalid(reason) = &e {
+                    tracing::info!(%reason, "token refused");
+                }
+                return Err(ApiError::unauthorized(state.auth.identity_uri(&base_url)));
+            }
         };
         Ok(RequestContext {
-            project_id,
-            roles,
-            base_url: base_url(h),
+            project_id: caller.project().to_string(),
+            roles: caller.roles.clone(),
+            caller,
+            base_url,
         })
     }
 }

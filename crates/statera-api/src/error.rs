@@ -1,6 +1,9 @@
 //! One error type for every route, rendered in the shape the route's clients
 //! expect: Octavia's `faultcode/faultstring/debuginfo`, or Neutron's
-//! `{"NeutronError": {type, message, detail}}` on Neutron routes.
+//! `{"NeutronError": {type, message, detail}}` on Neutron routes, or
+//! Keystone's `{"error": {code, title, message}}` for authentication failures
+//! (as keystonemiddleware answers in front of Octavia and Neutron) and on the
+//! identity routes.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +14,7 @@ use statera_store::StoreError;
 pub enum Style {
     Octavia,
     Neutron,
+    Keystone,
 }
 
 #[derive(Debug, Clone)]
@@ -20,6 +24,8 @@ pub struct ApiError {
     /// Neutron's exception class name (`NetworkNotFound`, `BadRequest`, …).
     pub neutron_type: &'static str,
     pub style: Style,
+    /// `WWW-Authenticate` for a 401: where to get a token.
+    pub www_authenticate: Option<String>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -41,6 +47,7 @@ impl ApiError {
             message: message.into(),
             neutron_type,
             style: Style::Octavia,
+            www_authenticate: None,
         }
     }
 
@@ -82,6 +89,18 @@ impl ApiError {
             StatusCode::FORBIDDEN,
             "Policy does not allow this request to be performed.",
         )
+    }
+
+    /// 401 in Keystone's shape, whatever route was asked (keystonemiddleware
+    /// answers before the service sees the request).
+    pub fn unauthorized(identity_uri: Option<String>) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires authentication.",
+        )
+        .in_style(Style::Keystone);
+        e.www_authenticate = identity_uri.map(|uri| format!("Keystone uri=\"{uri}\""));
+        e
     }
 
     pub fn not_implemented(message: impl Into<String>) -> ApiError {
@@ -145,8 +164,23 @@ impl IntoResponse for ApiError {
             Style::Neutron => json!({
                 "NeutronError": {"type": self.neutron_type, "message": self.message, "detail": ""}
             }),
+            Style::Keystone => json!({
+                "error": {
+                    "code": self.status.as_u16(),
+                    "title": self.status.canonical_reason().unwrap_or("Error"),
+                    "message": self.message,
+                }
+            }),
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(v) = self
+            .www_authenticate
+            .and_then(|v| axum::http::HeaderValue::from_str(&v).ok())
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, v);
+        }
+        resp
     }
 }
 

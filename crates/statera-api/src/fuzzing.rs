@@ -120,10 +120,7 @@ impl Fuzzer {
             own_sockets: vec!["127.0.0.1:9876".parse().expect("socket address")],
             neutron: Default::default(),
         };
-        let app = crate::app(AppState {
-            store: store.clone(),
-            settings: Arc::new(settings),
-        });
+        let app = crate::app(AppState::lab(store.clone(), settings));
         let mut f = Fuzzer {
             app,
             store,
@@ -364,6 +361,16 @@ pub fn check_error_shape(path: &str, status: StatusCode, body: &Value) -> Result
             };
             if o["faultcode"] != code || !o["faultstring"].is_string() {
                 return Err("Octavia error fields".into());
+            }
+        }
+        crate::error::Style::Keystone => {
+            let e = o
+                .get("error")
+                .filter(|_| o.len() == 1)
+                .ok_or("not a Keystone error")?;
+            if e["code"] != status.as_u16() || !e["title"].is_string() || !e["message"].is_string()
+            {
+                return Err("Keystone error fields".into());
             }
         }
         crate::error::Style::Neutron => {

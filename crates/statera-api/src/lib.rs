@@ -16,6 +16,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod identity;
 pub mod input;
+pub mod keystone;
 pub mod list;
 pub mod neutron;
 pub mod octavia;
@@ -158,6 +159,24 @@ impl ApiSettings {
 pub struct AppState {
     pub store: Arc<Store>,
     pub settings: Arc<ApiSettings>,
+    /// Who is calling: the deployment's auth mode.
+    pub auth: Arc<dyn statera_identity::Authenticator>,
+}
+
+impl AppState {
+    /// State for tests and tools: `noauth`, and a caller without headers is
+    /// an admin of `settings.default_project_id` (a lab's configuration).
+    pub fn lab(store: Arc<Store>, settings: ApiSettings) -> AppState {
+        let auth = Arc::new(statera_identity::NoAuth {
+            default_project_id: settings.default_project_id.clone(),
+            default_roles: vec!["admin".into(), "member".into(), "reader".into()],
+        });
+        AppState {
+            store,
+            settings: Arc::new(settings),
+            auth,
+        }
+    }
 }
 
 /// The whole API as one router (tests call it without a socket).
@@ -172,6 +191,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/v2", v2.clone())
         .nest("/v2.0", v2)
         .merge(identity::routes())
+        .merge(keystone::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -282,15 +302,23 @@ async fn conventions(req: Request, next: Next) -> Response {
 pub fn style_of_path(path: &str) -> error::Style {
     if is_neutron_path(path) {
         error::Style::Neutron
+    } else if is_identity_path(path) {
+        error::Style::Keystone
     } else {
         error::Style::Octavia
     }
+}
+
+/// The identity (Keystone v3) routes.
+pub fn is_identity_path(path: &str) -> bool {
+    path == "/v3" || path.starts_with("/v3/")
 }
 
 /// `e` in `style` (on Neutron routes with webob's exception name of its status).
 pub fn styled(e: ApiError, style: error::Style) -> ApiError {
     match style {
         error::Style::Neutron => neutron::neutron_error(e),
+        error::Style::Keystone => e.in_style(error::Style::Keystone),
         error::Style::Octavia => e,
     }
 }

@@ -82,10 +82,7 @@ async fn api() -> Api {
         own_sockets: vec![],
         neutron: Default::default(),
     };
-    let app = statera_api::app(AppState {
-        store: store.clone(),
-        settings: Arc::new(settings),
-    });
+    let app = statera_api::app(AppState::lab(store.clone(), settings));
     Api {
         app,
         store,

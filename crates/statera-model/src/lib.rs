@@ -8,6 +8,7 @@
 
 pub mod addressing;
 pub mod enums;
+pub mod identity;
 pub mod resources;
 pub mod status;
 

@@ -528,6 +528,17 @@ async fn load(pool: &SqlitePool) -> Result<State, StoreError> {
     load_table::<SecurityGroup>(pool, &mut s).await?;
     load_table::<SecurityGroupRule>(pool, &mut s).await?;
     load_table::<ListenerStats>(pool, &mut s).await?;
+    load_table::<identity::Domain>(pool, &mut s).await?;
+    load_table::<identity::Project>(pool, &mut s).await?;
+    load_table::<identity::User>(pool, &mut s).await?;
+    load_table::<identity::Group>(pool, &mut s).await?;
+    load_table::<identity::Role>(pool, &mut s).await?;
+    load_table::<identity::RoleAssignment>(pool, &mut s).await?;
+    load_table::<identity::ApplicationCredential>(pool, &mut s).await?;
+    load_table::<identity::CatalogService>(pool, &mut s).await?;
+    load_table::<identity::CatalogEndpoint>(pool, &mut s).await?;
+    load_table::<identity::Region>(pool, &mut s).await?;
+    load_table::<identity::Revocation>(pool, &mut s).await?;
     load_table::<PendingWork>(pool, &mut s).await?;
     s.next_seq = s.pending_work.iter().map(|w| w.seq + 1).max().unwrap_or(1);
     Ok(s)

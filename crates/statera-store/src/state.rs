@@ -136,6 +136,17 @@ pub struct State {
     pub security_groups: Table<SecurityGroup>,
     pub security_group_rules: Table<SecurityGroupRule>,
     pub listener_stats: Table<ListenerStats>,
+    pub domains: Table<identity::Domain>,
+    pub projects: Table<identity::Project>,
+    pub users: Table<identity::User>,
+    pub groups: Table<identity::Group>,
+    pub roles: Table<identity::Role>,
+    pub role_assignments: Table<identity::RoleAssignment>,
+    pub application_credentials: Table<identity::ApplicationCredential>,
+    pub catalog_services: Table<identity::CatalogService>,
+    pub catalog_endpoints: Table<identity::CatalogEndpoint>,
+    pub regions: Table<identity::Region>,
+    pub revocations: Table<identity::Revocation>,
     pub pending_work: Table<PendingWork>,
     pub(crate) next_seq: u64,
 }
@@ -331,6 +342,94 @@ record!(
     listener_stats,
     |r| key = r.listener_id,
     parent = Some(r.loadbalancer_id)
+);
+record!(
+    identity::Domain,
+    String,
+    "domains",
+    domains,
+    |r| key = r.id.clone(),
+    parent = None
+);
+record!(
+    identity::Project,
+    String,
+    "projects",
+    projects,
+    |r| key = r.id.clone(),
+    parent = None
+);
+record!(
+    identity::User,
+    String,
+    "users",
+    users,
+    |r| key = r.id.clone(),
+    parent = None
+);
+record!(
+    identity::Group,
+    String,
+    "groups",
+    groups,
+    |r| key = r.id.clone(),
+    parent = None
+);
+record!(
+    identity::Role,
+    String,
+    "roles",
+    roles,
+    |r| key = r.id.clone(),
+    parent = None
+);
+record!(
+    identity::RoleAssignment,
+    String,
+    "role_assignments",
+    role_assignments,
+    |r| key = r.id.clone(),
+    parent = None
+);
+record!(
+    identity::ApplicationCredential,
+    String,
+    "application_credentials",
+    application_credentials,
+    |r| key = r.id.clone(),
+    parent = None
+);
+record!(
+    identity::CatalogService,
+    String,
+    "catalog_services",
+    catalog_services,
+    |r| key = r.id.clone(),
+    parent = None
+);
+record!(
+    identity::CatalogEndpoint,
+    String,
+    "catalog_endpoints",
+    catalog_endpoints,
+    |r| key = r.id.clone(),
+    parent = None
+);
+record!(
+    identity::Region,
+    String,
+    "regions",
+    regions,
+    |r| key = r.id.clone(),
+    parent = None
+);
+record!(
+    identity::Revocation,
+    String,
+    "revocations",
+    revocations,
+    |r| key = r.id.clone(),
+    parent = None
 );
 record!(
     PendingWork,

@@ -213,9 +213,15 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
             .neutron
             .api_settings(Arc::new(statera_net::host::interface_addresses)),
     };
+    let auth: Arc<dyn statera_identity::Authenticator> = Arc::new(statera_identity::NoAuth {
+        default_project_id: settings.api.default_project_id.clone(),
+        default_roles: settings.auth.noauth.default_roles.clone(),
+    });
+    tracing::info!(mode = auth.mode().as_str(), "authentication");
     let router = statera_api::app(AppState {
         store: store.clone(),
         settings: Arc::new(api_settings),
+        auth,
     });
     let app = tower::Layer::layer(
         &tower::util::MapRequestLayer::new(statera_api::normalize_path),

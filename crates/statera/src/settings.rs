@@ -10,6 +10,15 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
+    /// How requests are authenticated: `builtin` (Statera is its own
+    /// Keystone), `keystone` (tokens validated by an external Keystone) or
+    /// `noauth` (labs: project and roles from X-Project-Id / X-Roles).
+    #[arg(long, env = "STATERA_AUTH")]
+    pub auth: Option<String>,
+    /// noauth: the roles of a request without an X-Roles header
+    /// (comma-separated; none by default, so such a caller is not an admin).
+    #[arg(long, env = "STATERA_NOAUTH_DEFAULT_ROLES")]
+    pub noauth_default_roles: Option<String>,
     /// A TOML settings file (see statera.example.toml).
     #[arg(long, env = "STATERA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -69,6 +78,32 @@ pub struct Settings {
     pub neutron: NeutronSection,
     pub log: LogSection,
     pub limits: LimitsSection,
+    pub auth: AuthSection,
+}
+
+/// How requests are authenticated (`statera_identity::AuthMode`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// `builtin`, `keystone` or `noauth`.
+    pub mode: String,
+    pub noauth: NoAuthSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoAuthSection {
+    /// The roles of a request without an `X-Roles` header.
+    pub default_roles: Vec<String>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            mode: "noauth".to_string(),
+            noauth: NoAuthSection::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,7 +113,6 @@ pub struct ApiSection {
     /// The project of requests that name none (noauth).
     pub default_project_id: String,
     pub pagination_max_limit: usize,
-    pub auth_strategy: String,
     /// Connections served at once; 0 = from the descriptor budget.
     pub max_connections: u64,
     /// A request head must arrive whole within this.
@@ -187,7 +221,6 @@ impl Default for ApiSection {
             listen: "127.0.0.1:9876".parse().expect("valid default"),
             default_project_id: "6c7f0b5e1d2a4c3b9e8f7a6d5c4b3a21".to_string(),
             pagination_max_limit: 1000,
-            auth_strategy: "noauth".to_string(),
             max_connections: 0,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
@@ -321,10 +354,18 @@ impl Settings {
                 "namespace_prefix must be 1-40 letters, digits, '-' or '_', not '{prefix}'"
             );
         }
-        if s.api.auth_strategy != "noauth" {
+        if let Some(v) = &args.auth {
+            s.auth.mode = v.clone();
+        }
+        if let Some(v) = &args.noauth_default_roles {
+            s.auth.noauth.default_roles = statera_identity::split_roles(v);
+        }
+        if statera_identity::AuthMode::parse(&s.auth.mode)
+            != Some(statera_identity::AuthMode::NoAuth)
+        {
             anyhow::bail!(
-                "auth_strategy '{}' is not available (only 'noauth' is)",
-                s.api.auth_strategy
+                "auth mode '{}' is not available (only 'noauth' is)",
+                s.auth.mode
             );
         }
         if !matches!(s.log.format.as_str(), "text" | "json") {

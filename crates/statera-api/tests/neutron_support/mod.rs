@@ -48,10 +48,7 @@ pub async fn api_with(change: impl FnOnce(&mut ApiSettings)) -> Api {
     };
     let mut settings = settings;
     change(&mut settings);
-    let router = statera_api::app(AppState {
-        store: Arc::new(store),
-        settings: Arc::new(settings),
-    });
+    let router = statera_api::app(AppState::lab(Arc::new(store), settings));
     Api { router, _dir: dir }
 }
 

@@ -202,10 +202,7 @@ impl Harness {
             neutron: Default::default(),
         };
         change(&mut settings);
-        let router = statera_api::app(AppState {
-            store: store.clone(),
-            settings: Arc::new(settings),
-        });
+        let router = statera_api::app(AppState::lab(store.clone(), settings));
         let plane = Arc::new(FakePlane::default());
         let mut planes: HashMap<String, Arc<dyn DataPlane>> = HashMap::new();
         planes.insert("native".to_string(), plane.clone());

@@ -84,10 +84,7 @@ impl Api {
             own_sockets: vec![],
             neutron: Default::default(),
         };
-        let router = statera_api::app(AppState {
-            store: store.clone(),
-            settings: Arc::new(settings),
-        });
+        let router = statera_api::app(AppState::lab(store.clone(), settings));
         Api {
             store,
             router,
