@@ -396,9 +396,6 @@ const STATERA: &[(&str, &str)] = &[
     // A port with Octavia's VIP device owner is made by the load-balancer
     // API; a tenant may not forge one.
     ("statera:port:vip_device_owner", "rule:context_is_admin"),
-    // Addresses of the host's own networks (host address space) and the
-    // Neutron quota exemptions follow the cloud admin.
-    ("statera:host_address_space", "rule:context_is_admin"),
 ];
 
 /// Every default rule: (service, name, check string).

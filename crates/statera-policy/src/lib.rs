@@ -175,6 +175,24 @@ impl Enforcer {
         self.rules.contains_key(rule)
     }
 
+    /// The effective rules as `statera policy list` prints them: one
+    /// `"name": "check string"` line per rule, by name, an overridden one
+    /// followed by `  # overridden` (the output is itself a policy file).
+    pub fn listing(&self) -> String {
+        let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+        let mut out = String::new();
+        for r in self.rules.values() {
+            out.push_str(&quote(&r.name));
+            out.push_str(": ");
+            out.push_str(&quote(&r.check_str));
+            if r.overridden {
+                out.push_str("  # overridden");
+            }
+            out.push('\n');
+        }
+        out
+    }
+
     /// The effective rules, by name.
     pub fn rules(&self) -> impl Iterator<Item = &Rule> {
         self.rules.values()

@@ -222,3 +222,20 @@ fn every_octavia_api_rule_is_defined() {
         assert!(e.knows(base), "{base}");
     }
 }
+
+#[test]
+fn the_listing_is_a_policy_file_of_the_effective_rules() {
+    let e = Enforcer::load(Some(&fixture("legacy-owner-or-admin.yaml"))).unwrap();
+    let listing = e.listing();
+    assert!(listing.contains("\"load-balancer:read\": \"rule:admin_or_owner\"  # overridden\n"));
+    assert!(
+        listing.contains(
+            "\"os_load-balancer_api:loadbalancer:get_one\": \"rule:load-balancer:read\"\n"
+        )
+    );
+    let parsed = statera_policy::parse_file(&listing).unwrap();
+    assert_eq!(parsed.len(), e.rules().count());
+    for ((name, check), rule) in parsed.iter().zip(e.rules()) {
+        assert_eq!((name, check), (&rule.name, &rule.check_str));
+    }
+}
