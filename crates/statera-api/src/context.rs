@@ -3,8 +3,11 @@
 //! The deployment's [`Authenticator`](statera_identity::Authenticator) turns
 //! the request's headers into a [`Caller`] (a built-in or external Keystone
 //! token, or `noauth`'s headers); a request it refuses is answered 401 in
-//! Keystone's shape before any handler runs. The policy checks below are the
-//! seam for RBAC.
+//! Keystone's shape before any handler runs. Handlers then authorize by
+//! rule name (`os_load-balancer_api:loadbalancer:get_one`, `create_port`, …)
+//! through [`RequestContext::authorize`] / [`RequestContext::allowed`],
+//! which ask the deployment's [`Enforcer`] (Octavia's and Neutron's defaults,
+//! overridden by the operator's policy file).
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -12,6 +15,8 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use statera_identity::{AuthError, Caller};
+use statera_policy::{Credentials, Enforcer, Target};
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -23,83 +28,70 @@ pub struct RequestContext {
     pub caller: Caller,
     /// Scheme and authority the client used, for links (`http://host:9876`).
     pub base_url: String,
+    /// The deployment's effective policy.
+    policy: Arc<Enforcer>,
+    /// The caller as the policy sees it (computed once per request).
+    creds: Credentials,
+}
+
+/// A policy target of one project (`{"project_id": …}`, as Octavia builds it).
+pub fn project_target(project_id: &str) -> Target {
+    let mut t = Target::new();
+    t.insert("project_id".into(), project_id.into());
+    t.insert("tenant_id".into(), project_id.into());
+    t
 }
 
 impl RequestContext {
+    /// A context for `caller` under `policy` (the extractor below builds it
+    /// from the request; tools and tests may build one directly).
+    pub fn new(caller: Caller, policy: Arc<Enforcer>, base_url: String) -> RequestContext {
+        let creds = policy.credentials(&caller);
+        RequestContext {
+            project_id: caller.project().to_string(),
+            roles: caller.roles.clone(),
+            caller,
+            base_url,
+            policy,
+            creds,
+        }
+    }
+
+    /// Whether the policy rule `rule` allows the caller on an object of
+    /// `project_id`.
+    pub fn allowed(&self, rule: &str, project_id: &str) -> bool {
+        self.allowed_on(rule, &project_target(project_id))
+    }
+
+    /// Whether `rule` allows the caller on `target` (Neutron's rules read
+    /// more than the project: `network:project_id`, `shared`, …).
+    pub fn allowed_on(&self, rule: &str, target: &Target) -> bool {
+        debug_assert!(self.policy.knows(rule), "unknown policy rule {rule}");
+        self.policy.enforce(rule, target, &self.creds)
+    }
+
+    /// [`RequestContext::allowed`], or 403 in the API's shape.
+    pub fn authorize(&self, rule: &str, project_id: &str) -> Result<(), ApiError> {
+        if self.allowed(rule, project_id) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+
+    /// The cloud admin (`context_is_admin`, what oslo calls `is_admin`).
+    pub fn is_admin(&self) -> bool {
+        self.creds
+            .values
+            .get("is_admin")
+            .is_some_and(|v| v == "True")
+    }
+
+    /// Whether the caller holds `role` (roles compare case-insensitively).
+    /// Handlers authorize by rule name instead; this is for the identity
+    /// API's own checks.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r.eq_ignore_ascii_case(role))
-    }
-
-    pub fn is_admin(&self) -> bool {
-        self.has_role("admin") || self.has_role("load-balancer_admin")
-    }
-
-    /// `load-balancer:read` on an object of `project_id`.
-    pub fn can_read(&self, project_id: &str) -> bool {
-        self.is_admin()
-            || self.has_role("load-balancer_global_observer")
-            || (project_id == self.project_id
-                && [
-                    "reader",
-                    "member",
-                    "load-balancer_observer",
-                    "load-balancer_member",
-                ]
-                .iter()
-                .any(|r| self.has_role(r)))
-    }
-
-    /// Neutron's read rule on an object of `project_id`: an admin, or a
-    /// reading role in that very project. Octavia's global observer role
-    /// means nothing to Neutron (it would otherwise let a project see, and
-    /// then name, every project's networks, subnets and ports).
-    pub fn can_read_neutron(&self, project_id: &str) -> bool {
-        self.is_admin() || (project_id == self.project_id && self.can_read(project_id))
-    }
-
-    /// `load-balancer:write` on an object of `project_id`.
-    pub fn can_write(&self, project_id: &str) -> bool {
-        self.is_admin()
-            || (project_id == self.project_id
-                && (self.has_role("member") || self.has_role("load-balancer_member")))
-    }
-
-    /// Whether a list may span every project.
-    pub fn can_read_global(&self) -> bool {
-        self.is_admin() || self.has_role("load-balancer_global_observer")
-    }
-
-    pub fn check_read(&self, project_id: &str) -> Result<(), ApiError> {
-        if self.can_read(project_id) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
-    }
-
-    pub fn check_write(&self, project_id: &str) -> Result<(), ApiError> {
-        if self.can_write(project_id) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
-    }
-
-    pub fn check_admin(&self) -> Result<(), ApiError> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
-    }
-
-    /// Quota administration (`load-balancer:quota-admin`).
-    pub fn check_quota_admin(&self) -> Result<(), ApiError> {
-        if self.is_admin() || self.has_role("load-balancer_quota_admin") {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
     }
 }
 
@@ -142,11 +134,6 @@ impl FromRequestParts<AppState> for RequestContext {
                 return Err(ApiError::unauthorized(state.auth.identity_uri(&base_url)));
             }
         };
-        Ok(RequestContext {
-            project_id: caller.project().to_string(),
-            roles: caller.roles.clone(),
-            caller,
-            base_url,
-        })
+        Ok(RequestContext::new(caller, state.policy.clone(), base_url))
     }
 }

@@ -161,6 +161,8 @@ pub struct AppState {
     pub settings: Arc<ApiSettings>,
     /// Who is calling: the deployment's auth mode.
     pub auth: Arc<dyn statera_identity::Authenticator>,
+    /// What callers may do: the effective policy rules.
+    pub policy: Arc<statera_policy::Enforcer>,
 }
 
 impl AppState {
@@ -175,6 +177,7 @@ impl AppState {
             store,
             settings: Arc::new(settings),
             auth,
+            policy: Arc::new(statera_policy::Enforcer::defaults()),
         }
     }
 }

@@ -21,7 +21,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run everything in one process: API, controller, native data plane, SQLite store.
-    Serve(settings::ServeArgs),
+    Serve(Box<settings::ServeArgs>),
+    /// The authorization policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print the effective rules (`"name": "check string"`, one per line,
+    /// YAML a policy file may start from); overridden ones are marked.
+    List {
+        /// The operator's policy file to apply over the defaults.
+        #[arg(long, env = "STATERA_POLICY_FILE")]
+        policy_file: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +55,11 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(serve::run(settings, nofile.soft))
+        }
+        Command::Policy(PolicyCommand::List { policy_file }) => {
+            let enforcer = statera_policy::Enforcer::load(policy_file.as_deref())?;
+            print!("{}", enforcer.listing());
+            Ok(())
         }
     }
 }

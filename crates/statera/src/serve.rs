@@ -121,6 +121,11 @@ fn fd_budget(settings: &Settings, nofile: u64) -> anyhow::Result<FdBudget> {
 
 pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
     let budget = fd_budget(&settings, nofile)?;
+    // Refuse a bad policy before anything starts.
+    let policy = Arc::new(
+        statera_policy::Enforcer::load(settings.auth.policy_file.as_deref())
+            .context("loading the policy")?,
+    );
     // Absolute from here on: HAProxy runs in its load balancer's directory
     // under it, and is given paths under it (its configuration file).
     settings.store.data_dir = std::path::absolute(&settings.store.data_dir)
@@ -222,6 +227,7 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         store: store.clone(),
         settings: Arc::new(api_settings),
         auth,
+        policy,
     });
     let app = tower::Layer::layer(
         &tower::util::MapRequestLayer::new(statera_api::normalize_path),

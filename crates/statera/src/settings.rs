@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// (comma-separated; none by default, so such a caller is not an admin).
     #[arg(long, env = "STATERA_NOAUTH_DEFAULT_ROLES")]
     pub noauth_default_roles: Option<String>,
+    /// An oslo.policy file (YAML or JSON, `"rule": "check string"`) whose
+    /// rules override Octavia's and Neutron's defaults.
+    #[arg(long, env = "STATERA_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
     /// A TOML settings file (see statera.example.toml).
     #[arg(long, env = "STATERA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -87,6 +91,8 @@ pub struct Settings {
 pub struct AuthSection {
     /// `builtin`, `keystone` or `noauth`.
     pub mode: String,
+    /// The operator's policy file (overrides of the default rules).
+    pub policy_file: Option<PathBuf>,
     pub noauth: NoAuthSection,
 }
 
@@ -101,6 +107,7 @@ impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
             mode: "noauth".to_string(),
+            policy_file: None,
             noauth: NoAuthSection::default(),
         }
     }
@@ -356,6 +363,9 @@ impl Settings {
         }
         if let Some(v) = &args.auth {
             s.auth.mode = v.clone();
+        }
+        if let Some(v) = &args.policy_file {
+            s.auth.policy_file = Some(v.clone());
         }
         if let Some(v) = &args.noauth_default_roles {
             s.auth.noauth.default_roles = statera_identity::split_roles(v);

@@ -281,7 +281,7 @@ async fn list(
         let items = s
             .floating_ips
             .iter()
-            .filter(|f| ctx.can_read_neutron(&f.project_id))
+            .filter(|f| ctx.allowed("get_floatingip", &f.project_id))
             .map(|f| render::floating_ip(&s, f))
             .collect();
         list_body(
@@ -349,10 +349,10 @@ async fn create_fip(
         .unwrap_or_else(|| ctx.project_id.clone());
     fixed_attributes(&mut input)?;
     input.finish()?;
-    if !ctx.can_write(&project_id) {
+    if !ctx.allowed("create_floatingip", &project_id) {
         return Err(forbidden("create_floatingip"));
     }
-    if address.is_some() && !ctx.is_admin() {
+    if address.is_some() && !ctx.allowed("create_floatingip:floating_ip_address", &project_id) {
         return Err(forbidden("create_floatingip:floating_ip_address"));
     }
     if fixed_ip.is_some() && port_id.is_none() {
@@ -472,7 +472,7 @@ async fn update_fip(
             unchanged(&mut input, "project_id", &f.project_id)?;
             unchanged(&mut input, "tenant_id", &f.project_id)?;
             input.finish()?;
-            if !ctx.can_write(&f.project_id) {
+            if !ctx.allowed("update_floatingip", &f.project_id) {
                 return Err(forbidden("update_floatingip"));
             }
             match port_id {
@@ -518,7 +518,7 @@ async fn delete(
             app.store
                 .write(|txn| {
                     let f = visible_floating_ip(&ctx, txn.state(), id)?;
-                    if !ctx.can_write(&f.project_id) {
+                    if !ctx.allowed("delete_floatingip", &f.project_id) {
                         return Err(forbidden("delete_floatingip"));
                     }
                     txn.delete::<Port>(&f.floating_port_id);

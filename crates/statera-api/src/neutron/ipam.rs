@@ -12,6 +12,9 @@ use std::net::IpAddr;
 use uuid::Uuid;
 
 /// The device_owner of ports Statera creates for VIPs.
+/// Octavia's read rule on a load balancer (naming a port's device).
+const LB_GET_ONE: &str = "os_load-balancer_api:loadbalancer:get_one";
+
 pub const VIP_DEVICE_OWNER: &str = "Octavia";
 
 /// The name of the VIP port Statera creates for load balancer `lb_id`.
@@ -102,8 +105,8 @@ pub fn plug_vip(
                 .strip_prefix("lb-")
                 .and_then(|id| Uuid::parse_str(id).ok())
                 .and_then(|id| s.loadbalancers.get(&id))
-                .map_or(ctx.can_read(&port.project_id), |lb| {
-                    ctx.can_read(&lb.project_id)
+                .map_or(ctx.allowed(LB_GET_ONE, &port.project_id), |lb| {
+                    ctx.allowed(LB_GET_ONE, &lb.project_id)
                 });
             return Err(ApiError::conflict(if shown {
                 format!("Port {pid} is already in use by {}.", port.device_id)

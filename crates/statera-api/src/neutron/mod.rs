@@ -22,7 +22,7 @@ pub mod subnets;
 pub mod tags;
 
 use crate::AppState;
-use crate::context::RequestContext;
+use crate::context::{RequestContext, project_target};
 use crate::error::{ApiError, ApiResult, Style};
 use crate::input::Input;
 use crate::list::{Collection, Object, Query, RepeatedFilters, select_fields};
@@ -31,6 +31,7 @@ use axum::http::{StatusCode, Uri};
 use serde_json::{Value, json};
 use statera_model::Router as L3Router;
 use statera_model::*;
+use statera_policy::Target;
 use statera_store::State;
 use uuid::Uuid;
 
@@ -274,32 +275,72 @@ pub(crate) fn only_default(
     }
 }
 
-/// Whether the caller sees network `n`.
+fn py_bool(b: bool) -> String {
+    if b { "True" } else { "False" }.to_string()
+}
+
+/// The policy target of an object of `project_id` on network `n`: the
+/// object's project, the network's (`network:project_id`) and the
+/// network's `shared` / `router:external` (Neutron's field checks).
+pub(crate) fn network_target(project_id: &str, n: &Network) -> Target {
+    let mut t = project_target(project_id);
+    t.insert("network:project_id".into(), n.project_id.clone());
+    t.insert("network:tenant_id".into(), n.project_id.clone());
+    t.insert("shared".into(), py_bool(n.shared));
+    t.insert("router:external".into(), py_bool(n.external));
+    t
+}
+
+/// A subnet's policy target (Statera shows a network owner no other
+/// project's subnets: `network:project_id` is left out, so Neutron's
+/// network-owner alternatives of the subnet rules do not apply).
+pub(crate) fn subnet_target(s: &State, sub: &Subnet) -> Target {
+    let mut t = project_target(&sub.project_id);
+    if let Some(n) = s.networks.get(&sub.network_id) {
+        t.insert("shared".into(), py_bool(n.shared));
+        t.insert("router:external".into(), py_bool(n.external));
+    }
+    t
+}
+
+/// Whether a create `rule` allows the caller to create an object for
+/// `project_id` in that project's own tree (its own network, its own
+/// security group): asked before the parent is looked up, since Neutron
+/// refuses a non-admin naming another project whatever the parent.
+pub(crate) fn may_create(ctx: &RequestContext, rule: &str, project_id: &str) -> bool {
+    let mut t = project_target(project_id);
+    for key in ["network:project_id", "security_group:project_id"] {
+        t.insert(key.into(), project_id.into());
+    }
+    ctx.allowed_on(rule, &t)
+}
+
+/// Whether the caller sees network `n` (`get_network`).
 pub(crate) fn network_visible(ctx: &RequestContext, n: &Network) -> bool {
-    ctx.can_read_neutron(&n.project_id) || n.shared || n.external
+    ctx.allowed_on("get_network", &network_target(&n.project_id, n))
 }
 
-/// Whether the caller sees subnet `sub` (its own, or on a network everyone sees).
+/// Whether the caller sees subnet `sub` (`get_subnet`: its own, or on a
+/// network everyone sees).
 pub(crate) fn subnet_visible(ctx: &RequestContext, s: &State, sub: &Subnet) -> bool {
-    ctx.can_read_neutron(&sub.project_id)
-        || s.networks
-            .get(&sub.network_id)
-            .is_some_and(|n| n.shared || n.external)
+    ctx.allowed_on("get_subnet", &subnet_target(s, sub))
 }
 
-/// Whether the caller sees port `p` (its own, or on a network it owns).
+/// Whether the caller sees port `p` (`get_port`: its own, or on a network
+/// it owns).
 pub(crate) fn port_visible(ctx: &RequestContext, s: &State, p: &Port) -> bool {
-    ctx.can_read_neutron(&p.project_id)
-        || s.networks
-            .get(&p.network_id)
-            .is_some_and(|n| n.project_id == ctx.project_id && ctx.can_read_neutron(&n.project_id))
+    let mut t = project_target(&p.project_id);
+    if let Some(n) = s.networks.get(&p.network_id) {
+        t.insert("network:project_id".into(), n.project_id.clone());
+    }
+    ctx.allowed_on("get_port", &t)
 }
 
 /// Whether the caller may use objects of `project_id` in references of its
-/// own requests: Neutron's owner-or-admin rule. Unlike reading, Octavia's
+/// own requests: Neutron's `admin_or_owner` rule. Unlike reading, Octavia's
 /// observer roles give no such right.
 pub(crate) fn owns(ctx: &RequestContext, project_id: &str) -> bool {
-    ctx.is_admin() || project_id == ctx.project_id
+    ctx.allowed("admin_or_owner", project_id)
 }
 
 /// The network `id` if the caller may put something on it: its own, a
@@ -358,7 +399,7 @@ pub(crate) fn shown_id(
     project_id: &str,
     id: impl std::fmt::Display,
 ) -> String {
-    if ctx.can_read_neutron(project_id) {
+    if ctx.allowed("admin_or_owner", project_id) {
         id.to_string()
     } else {
         "(an object of another project)".to_string()
@@ -455,7 +496,7 @@ pub(crate) fn required_attribute<T>(v: crate::input::Opt<T>, field: &str) -> Api
 pub(crate) fn visible_router(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<L3Router> {
     s.routers
         .get(&id)
-        .filter(|r| ctx.can_read_neutron(&r.project_id))
+        .filter(|r| ctx.allowed("get_router", &r.project_id))
         .map(|r| (**r).clone())
         .ok_or_else(|| router_not_found(id))
 }
@@ -468,7 +509,7 @@ pub(crate) fn visible_floating_ip(
 ) -> ApiResult<FloatingIp> {
     s.floating_ips
         .get(&id)
-        .filter(|f| ctx.can_read_neutron(&f.project_id))
+        .filter(|f| ctx.allowed("get_floatingip", &f.project_id))
         .map(|f| (**f).clone())
         .ok_or_else(|| floating_ip_not_found(id))
 }
@@ -497,7 +538,7 @@ pub(crate) fn visible_security_group(
 ) -> ApiResult<SecurityGroup> {
     s.security_groups
         .get(&id)
-        .filter(|g| ctx.can_read_neutron(&g.project_id))
+        .filter(|g| ctx.allowed("get_security_group", &g.project_id))
         .map(|g| (**g).clone())
         .ok_or_else(|| security_group_not_found(id))
 }

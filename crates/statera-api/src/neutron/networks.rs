@@ -106,13 +106,13 @@ async fn create_network(
         .unwrap_or_else(|| ctx.project_id.clone());
     fixed_attributes(&mut input)?;
     input.finish()?;
-    if !ctx.can_write(&project_id) {
+    if !ctx.allowed("create_network", &project_id) {
         return Err(forbidden("create_network"));
     }
-    if shared && !ctx.is_admin() {
+    if shared && !ctx.allowed("create_network:shared", &project_id) {
         return Err(forbidden("create_network:shared"));
     }
-    if external && !ctx.is_admin() {
+    if external && !ctx.allowed("create_network:router:external", &project_id) {
         return Err(forbidden("create_network:router:external"));
     }
     let n = Network {
@@ -181,7 +181,7 @@ async fn update_network(
         .write(|txn| {
             let s = txn.state();
             let mut n = visible_network(&ctx, s, id)?;
-            if !ctx.can_write(&n.project_id) {
+            if !ctx.allowed("update_network", &n.project_id) {
                 return Err(forbidden("update_network"));
             }
             if let Some(v) = name {
@@ -195,7 +195,7 @@ async fn update_network(
             }
             if let Some(v) = shared {
                 let v = v.unwrap_or(false);
-                if v != n.shared && !ctx.is_admin() {
+                if v != n.shared && !ctx.allowed("update_network:shared", &n.project_id) {
                     return Err(forbidden("update_network:shared"));
                 }
                 let foreign = s.ports.children(id).any(|p| p.project_id != n.project_id)
@@ -213,7 +213,8 @@ async fn update_network(
             }
             if let Some(v) = external {
                 let v = v.unwrap_or(false);
-                if v != n.external && !ctx.is_admin() {
+                if v != n.external && !ctx.allowed("update_network:router:external", &n.project_id)
+                {
                     return Err(forbidden("update_network:router:external"));
                 }
                 let gateways = s.routers.iter().any(|r| {
@@ -262,7 +263,7 @@ async fn delete_network(ctx: RequestContext, app: AppState, id: String) -> ApiRe
         .write(|txn| {
             let s = txn.state().clone();
             let n = visible_network(&ctx, &s, id)?;
-            if !ctx.can_write(&n.project_id) {
+            if !ctx.allowed("delete_network", &n.project_id) {
                 return Err(forbidden("delete_network"));
             }
             if s.ports.children(id).any(|p| !auto_deleted(p)) {

@@ -440,42 +440,46 @@ fn security_needs_port_security_and_ip() -> ApiError {
 
 // ---- attribute policies ------------------------------------------------------------
 
-/// Neutron's attribute rules for ports (`rule:admin_or_network_owner`): on a
-/// network the caller neither administers nor owns (a shared one), it may
-/// not give a `network:*` device owner, a MAC address, an explicit fixed IP
-/// address or port security; naming only a subnet stays allowed. `action`
-/// is `create_port` or `update_port`; `requested` lists the attributes the
-/// request sets (device owner: the new value).
+/// Neutron's attribute rules for ports, by name (`create_port:device_owner`,
+/// `:mac_address`, `:fixed_ips:ip_address`, `:port_security_enabled`, and
+/// the `update_port:` ones): by default, on a network the caller neither
+/// administers nor owns (a shared one), it may not give a `network:*`
+/// device owner, a MAC address, an explicit fixed IP address or port
+/// security; naming only a subnet stays allowed. `action` is `create_port`
+/// or `update_port`; `requested` lists the attributes the request sets
+/// (device owner: the new value) on a port of `project_id`.
 fn check_attribute_policy(
     ctx: &RequestContext,
     network: &Network,
+    project_id: &str,
     action: &str,
     requested: AttributePolicy<'_>,
 ) -> ApiResult<()> {
-    if owns(ctx, &network.project_id) {
-        return Ok(());
+    let mut target = super::network_target(project_id, network);
+    let mut asked: Vec<&str> = Vec::new();
+    if let Some(owner) = requested.device_owner {
+        target.insert("device_owner".into(), owner.to_string());
+        asked.push("device_owner");
     }
-    let refused = if requested
-        .device_owner
-        .is_some_and(|o| o.starts_with("network:"))
-    {
-        Some("device_owner")
-    } else if requested.mac_address {
-        Some("mac_address")
-    } else if requested
+    if requested.mac_address {
+        asked.push("mac_address");
+    }
+    if requested
         .fixed_ips
         .is_some_and(|f| f.iter().any(|r| r.ip_address.is_some()))
     {
-        Some("fixed_ips:ip_address")
-    } else if requested.port_security_enabled {
-        Some("port_security_enabled")
-    } else {
-        None
-    };
-    match refused {
-        Some(attr) => Err(forbidden(&format!("{action}:{attr}"))),
-        None => Ok(()),
+        asked.push("fixed_ips:ip_address");
     }
+    if requested.port_security_enabled {
+        asked.push("port_security_enabled");
+    }
+    for attr in asked {
+        let rule = format!("{action}:{attr}");
+        if !ctx.allowed_on(&rule, &target) {
+            return Err(forbidden(&rule));
+        }
+    }
+    Ok(())
 }
 
 /// What a port request sets, for [`check_attribute_policy`].
@@ -658,14 +662,16 @@ async fn create_port(
         .unwrap_or_else(|| ctx.project_id.clone());
     fixed_attributes(&mut input)?;
     input.finish()?;
-    if !ctx.can_write(&project_id) {
+    if !super::may_create(&ctx, "create_port", &project_id) {
         return Err(forbidden("create_port"));
     }
     if let Some(f) = &fixed_ips {
         super::quotas::check_fixed_ips_count(&app, &device_owner, f.len())?;
         super::quotas::check_port_addresses(&app, &ctx, f.iter().filter_map(|r| r.ip_address))?;
     }
-    if device_owner == ipam::VIP_DEVICE_OWNER && !ctx.is_admin() {
+    if device_owner == ipam::VIP_DEVICE_OWNER
+        && !ctx.allowed("statera:port:vip_device_owner", &project_id)
+    {
         return Err(forbidden("create_port:device_owner"));
     }
 
@@ -674,12 +680,13 @@ async fn create_port(
         .write(|txn| {
             let s = txn.state();
             let network = visible_network(&ctx, s, network_id)?;
-            if !network.shared && !ctx.is_admin() && network.project_id != project_id {
+            if !ctx.allowed_on("create_port", &super::network_target(&project_id, &network)) {
                 return Err(forbidden("create_port"));
             }
             check_attribute_policy(
                 &ctx,
                 &network,
+                &project_id,
                 "create_port",
                 AttributePolicy {
                     device_owner: Some(&device_owner),
@@ -783,13 +790,14 @@ async fn update_port(
             unchanged(&mut input, "tenant_id", &old.project_id)?;
             unchanged(&mut input, "mac_address", &old.mac_address)?;
             input.finish()?;
-            if !ctx.can_write(&old.project_id) {
+            if !ctx.allowed("update_port", &old.project_id) {
                 return Err(forbidden("update_port"));
             }
             if let Some(network) = s.networks.get(&old.network_id) {
                 check_attribute_policy(
                     &ctx,
                     network,
+                    &old.project_id,
                     "update_port",
                     AttributePolicy {
                         device_owner: device_owner.as_ref().map(|v| v.as_deref().unwrap_or("")),
@@ -888,7 +896,7 @@ async fn update_port(
             }
             if p.device_owner == ipam::VIP_DEVICE_OWNER
                 && old.device_owner != ipam::VIP_DEVICE_OWNER
-                && !ctx.is_admin()
+                && !ctx.allowed("statera:port:vip_device_owner", &p.project_id)
             {
                 return Err(forbidden("update_port:device_owner"));
             }
@@ -916,7 +924,7 @@ async fn delete_port(ctx: RequestContext, app: AppState, id: String) -> ApiResul
         .write(|txn| {
             let s = txn.state();
             let p = visible_port(&ctx, s, id)?;
-            if !ctx.can_write(&p.project_id) {
+            if !ctx.allowed("delete_port", &p.project_id) {
                 return Err(forbidden("delete_port"));
             }
             if let Some(lb) = vip_owner(s, &p) {

@@ -219,10 +219,20 @@ fn apply_gateway(
         ));
     }
     let enable_snat = req.enable_snat.unwrap_or(true);
-    if !enable_snat && !ctx.is_admin() {
+    if !enable_snat
+        && !ctx.allowed(
+            "update_router:external_gateway_info:enable_snat",
+            &r.project_id,
+        )
+    {
         return Err(forbidden("update_router:external_gateway_info:enable_snat"));
     }
-    if req.fixed_ips.is_some() && !ctx.is_admin() {
+    if req.fixed_ips.is_some()
+        && !ctx.allowed(
+            "update_router:external_gateway_info:external_fixed_ips",
+            &r.project_id,
+        )
+    {
         return Err(forbidden(
             "update_router:external_gateway_info:external_fixed_ips",
         ));
@@ -381,7 +391,7 @@ async fn list(
         let items = s
             .routers
             .iter()
-            .filter(|r| ctx.can_read_neutron(&r.project_id))
+            .filter(|r| ctx.allowed("get_router", &r.project_id))
             .map(|r| render::router(&s, r))
             .collect();
         list_body(
@@ -451,7 +461,7 @@ async fn create_router(
         .unwrap_or_else(|| ctx.project_id.clone());
     fixed_attributes(&mut input)?;
     input.finish()?;
-    if !ctx.can_write(&project_id) {
+    if !ctx.allowed("create_router", &project_id) {
         return Err(forbidden("create_router"));
     }
     let mut r = L3Router {
@@ -539,7 +549,7 @@ async fn update_router(
             unchanged(&mut input, "project_id", &r.project_id)?;
             unchanged(&mut input, "tenant_id", &r.project_id)?;
             input.finish()?;
-            if !ctx.can_write(&r.project_id) {
+            if !ctx.allowed("update_router", &r.project_id) {
                 return Err(forbidden("update_router"));
             }
             if let Some(v) = name {
@@ -584,7 +594,7 @@ async fn delete(
                 .write(|txn| {
                     let s = txn.state().clone();
                     let r = visible_router(&ctx, &s, id)?;
-                    if !ctx.can_write(&r.project_id) {
+                    if !ctx.allowed("delete_router", &r.project_id) {
                         return Err(forbidden("delete_router"));
                     }
                     if !interfaces(&s, id).is_empty() {
@@ -684,7 +694,7 @@ async fn add_interface_inner(
         .write(|txn| {
             let s = txn.state().clone();
             let r = visible_router(&ctx, &s, id)?;
-            if !ctx.can_write(&r.project_id) {
+            if !ctx.allowed("add_router_interface", &r.project_id) {
                 return Err(forbidden("add_router_interface"));
             }
             let port = match (subnet_id, port_id) {
@@ -734,7 +744,7 @@ async fn add_interface_inner(
                     let mut port = visible_port(&ctx, &s, pid)?;
                     // Only the caller's own port (another's, even one seen
                     // on the caller's network, is answered as missing).
-                    if !ctx.can_write(&port.project_id) {
+                    if !ctx.allowed("update_port", &port.project_id) {
                         return Err(not_found("Port", pid, "PortNotFound"));
                     }
                     if !port.device_id.is_empty() {
@@ -824,7 +834,7 @@ async fn remove_interface_inner(
         .write(|txn| {
             let s = txn.state().clone();
             let r = visible_router(&ctx, &s, id)?;
-            if !ctx.can_write(&r.project_id) {
+            if !ctx.allowed("remove_router_interface", &r.project_id) {
                 return Err(forbidden("remove_router_interface"));
             }
             let legs = interfaces(&s, id);

@@ -45,11 +45,21 @@ fn visible_rule(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Security
         .ok_or_else(|| rule_not_found(id))
 }
 
+/// A rule's policy target: its project and its group's
+/// (`security_group:project_id`).
+fn rule_target(s: &State, r: &SecurityGroupRule) -> Target {
+    let mut t = project_target(&r.project_id);
+    let owner = s
+        .security_groups
+        .get(&r.security_group_id)
+        .map_or(r.project_id.as_str(), |g| g.project_id.as_str());
+    t.insert("security_group:project_id".into(), owner.to_string());
+    t
+}
+
+/// `get_security_group_rule` (the group's owner reads its rules).
 fn rule_visible(ctx: &RequestContext, s: &State, r: &SecurityGroupRule) -> bool {
-    ctx.can_read_neutron(&r.project_id)
-        || s.security_groups
-            .get(&r.security_group_id)
-            .is_some_and(|g| ctx.can_read_neutron(&g.project_id))
+    ctx.allowed_on("get_security_group_rule", &rule_target(s, r))
 }
 
 /// The ports that use group `id`.
@@ -363,7 +373,7 @@ async fn list_groups(
         let items = s
             .security_groups
             .iter()
-            .filter(|g| ctx.can_read_neutron(&g.project_id))
+            .filter(|g| ctx.allowed("get_security_group", &g.project_id))
             .map(|g| render::security_group(&s, g))
             .collect();
         list_body(
@@ -423,7 +433,7 @@ async fn create_group_inner(
         .project_id()?
         .unwrap_or_else(|| ctx.project_id.clone());
     input.finish()?;
-    if !ctx.can_write(&project_id) {
+    if !ctx.allowed("create_security_group", &project_id) {
         return Err(forbidden("create_security_group"));
     }
     let g = SecurityGroup {
@@ -487,7 +497,7 @@ async fn update_group_inner(
         .write(|txn| {
             let s = txn.state();
             let mut g = visible_security_group(&ctx, s, id)?;
-            if !ctx.can_write(&g.project_id) {
+            if !ctx.allowed("update_security_group", &g.project_id) {
                 return Err(forbidden("update_security_group"));
             }
             if let Some(v) = name {
@@ -542,7 +552,7 @@ async fn delete_group_inner(
         .write(|txn| {
             let s = txn.state().clone();
             let g = visible_security_group(&ctx, &s, id)?;
-            if !ctx.can_write(&g.project_id) {
+            if !ctx.allowed("delete_security_group", &g.project_id) {
                 return Err(forbidden("delete_security_group"));
             }
             if ports_using(&s, id).next().is_some() {
@@ -644,7 +654,11 @@ async fn create_rule_inner(
         .write(|txn| {
             let s = txn.state();
             let g = visible_security_group(&ctx, s, group_id)?;
-            if !ctx.can_write(&g.project_id)
+            let mut target = project_target(project_id.as_deref().unwrap_or(&g.project_id));
+            target.insert("security_group:project_id".into(), g.project_id.clone());
+            // Neutron: the group's owner adds rules; only an admin names
+            // another project for the rule.
+            if !ctx.allowed_on("create_security_group_rule", &target)
                 || project_id
                     .as_ref()
                     .is_some_and(|p| *p != g.project_id && !ctx.is_admin())
@@ -715,12 +729,7 @@ async fn delete_rule(
                 .write(|txn| {
                     let s = txn.state();
                     let r = visible_rule(&ctx, s, id)?;
-                    let owner = s
-                        .security_groups
-                        .get(&r.security_group_id)
-                        .map(|g| g.project_id.clone())
-                        .unwrap_or(r.project_id);
-                    if !ctx.can_write(&owner) {
+                    if !ctx.allowed_on("delete_security_group_rule", &rule_target(s, &r)) {
                         return Err(forbidden("delete_security_group_rule"));
                     }
                     txn.delete::<SecurityGroupRule>(&id);

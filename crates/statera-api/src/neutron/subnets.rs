@@ -424,7 +424,7 @@ async fn create_subnet(
         _ => default_pools(&cidr, gateway_ip),
     };
     check_routes(&cidr, &host_routes)?;
-    if !ctx.can_write(&project_id) {
+    if !super::may_create(&ctx, "create_subnet", &project_id) {
         return Err(forbidden("create_subnet"));
     }
     if !ctx.is_admin()
@@ -442,7 +442,10 @@ async fn create_subnet(
         .write(|txn| {
             let s = txn.state();
             let network = visible_network(&ctx, s, network_id)?;
-            if !ctx.is_admin() && network.project_id != project_id {
+            if !ctx.allowed_on(
+                "create_subnet",
+                &super::network_target(&project_id, &network),
+            ) {
                 return Err(forbidden("create_subnet"));
             }
             if let Some(other) = s
@@ -537,7 +540,7 @@ async fn update_subnet(
             unchanged(&mut input, "project_id", &sub.project_id)?;
             unchanged(&mut input, "tenant_id", &sub.project_id)?;
             input.finish()?;
-            if !ctx.can_write(&sub.project_id) {
+            if !ctx.allowed_on("update_subnet", &super::subnet_target(s, &sub)) {
                 return Err(forbidden("update_subnet"));
             }
             if let Some(v) = name {
@@ -614,7 +617,7 @@ async fn delete_subnet(ctx: RequestContext, app: AppState, id: String) -> ApiRes
         .write(|txn| {
             let s = txn.state().clone();
             let sub = visible_subnet(&ctx, &s, id)?;
-            if !ctx.can_write(&sub.project_id) {
+            if !ctx.allowed_on("delete_subnet", &super::subnet_target(&s, &sub)) {
                 return Err(forbidden("delete_subnet"));
             }
             let holders: Vec<&Port> = s
@@ -661,14 +664,16 @@ pub(crate) fn lb_user(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Strin
         .iter()
         .find(|lb| lb.vip_subnet_id == id || lb.additional_vips.iter().any(|v| v.subnet_id == id))
     {
-        return Some(if ctx.can_read(&lb.project_id) {
-            format!("load balancer {}", lb.id)
-        } else {
-            "a load balancer of another project".to_string()
-        });
+        return Some(
+            if ctx.allowed("os_load-balancer_api:loadbalancer:get_one", &lb.project_id) {
+                format!("load balancer {}", lb.id)
+            } else {
+                "a load balancer of another project".to_string()
+            },
+        );
     }
     s.members.iter().find(|m| m.subnet_id == Some(id)).map(|m| {
-        if ctx.can_read(&m.project_id) {
+        if ctx.allowed("os_load-balancer_api:member:get_one", &m.project_id) {
             format!("member {} of pool {}", m.id, m.pool_id)
         } else {
             "a member of another project".to_string()

@@ -12,6 +12,8 @@ use statera_store::{Record, Txn};
 /// A Neutron resource with tags.
 pub(crate) trait Tagged: Record<Key = Uuid> {
     const COLLECTION: &'static str;
+    /// Neutron's resource name in policy rules (`update_network`, …).
+    const SINGULAR: &'static str;
     fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self>;
     fn not_found(raw: &str) -> ApiError;
     fn project_id(&self) -> &str;
@@ -21,6 +23,7 @@ pub(crate) trait Tagged: Record<Key = Uuid> {
 
 impl Tagged for Network {
     const COLLECTION: &'static str = "networks";
+    const SINGULAR: &'static str = "network";
     fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
         visible_network(ctx, s, id)
     }
@@ -40,6 +43,7 @@ impl Tagged for Network {
 
 impl Tagged for Subnet {
     const COLLECTION: &'static str = "subnets";
+    const SINGULAR: &'static str = "subnet";
     fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
         visible_subnet(ctx, s, id)
     }
@@ -59,6 +63,7 @@ impl Tagged for Subnet {
 
 impl Tagged for Port {
     const COLLECTION: &'static str = "ports";
+    const SINGULAR: &'static str = "port";
     fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
         visible_port(ctx, s, id)
     }
@@ -78,6 +83,7 @@ impl Tagged for Port {
 
 impl Tagged for L3Router {
     const COLLECTION: &'static str = "routers";
+    const SINGULAR: &'static str = "router";
     fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
         visible_router(ctx, s, id)
     }
@@ -97,6 +103,7 @@ impl Tagged for L3Router {
 
 impl Tagged for FloatingIp {
     const COLLECTION: &'static str = "floatingips";
+    const SINGULAR: &'static str = "floatingip";
     fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
         visible_floating_ip(ctx, s, id)
     }
@@ -116,6 +123,7 @@ impl Tagged for FloatingIp {
 
 impl Tagged for SecurityGroup {
     const COLLECTION: &'static str = "security-groups";
+    const SINGULAR: &'static str = "security_group";
     fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
         visible_security_group(ctx, s, id)
     }
@@ -184,7 +192,7 @@ async fn change<T: Tagged>(
     app.store
         .write(|txn: &mut Txn| {
             let mut o = T::visible(ctx, txn.state(), id)?;
-            if !ctx.can_write(o.project_id()) {
+            if !ctx.allowed(&format!("update_{}", T::SINGULAR), o.project_id()) {
                 return Err(forbidden(&format!("update_{}:tags", T::COLLECTION)));
             }
             f(o.tags_mut())?;

@@ -90,7 +90,7 @@ async fn list(
     AxState(app): AxState<AppState>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize("os_load-balancer_api:amphora:get_all", &ctx.project_id)?;
     let s = app.store.snapshot();
     let items = s
         .amphorae
@@ -126,7 +126,7 @@ async fn show(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize("os_load-balancer_api:amphora:get_one", &ctx.project_id)?;
     let s = app.store.snapshot();
     let a = amphora(&s, &id)?;
     Ok(Json(one("amphora", render_amphora(&a), &query(&uri))))
@@ -138,7 +138,7 @@ async fn delete(
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.check_admin()?;
+    ctx.authorize("os_load-balancer_api:amphora:delete", &ctx.project_id)?;
     app.store
         .write(|txn| {
             let a = amphora(txn.state(), &id)?;
@@ -159,7 +159,7 @@ async fn failover(
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.check_admin()?;
+    ctx.authorize("os_load-balancer_api:amphora:put_failover", &ctx.project_id)?;
     app.store
         .write(|txn| {
             let a = amphora(txn.state(), &id)?;
@@ -176,7 +176,7 @@ async fn config(
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.check_admin()?;
+    ctx.authorize("os_load-balancer_api:amphora:put_config", &ctx.project_id)?;
     amphora(&app.store.snapshot(), &id)?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -187,7 +187,7 @@ async fn stats(
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize("os_load-balancer_api:amphora:get_stats", &ctx.project_id)?;
     let s = app.store.snapshot();
     let a = amphora(&s, &id)?;
     let items: Vec<Value> = s

@@ -85,7 +85,10 @@ async fn list(
     AxState(app): AxState<AppState>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_read(&ctx.project_id)?;
+    ctx.authorize(
+        "os_load-balancer_api:availability-zone:get_all",
+        &ctx.project_id,
+    )?;
     let s = app.store.snapshot();
     let items = s.availability_zones.iter().map(|z| render_az(z)).collect();
     app.collection(
@@ -105,7 +108,10 @@ async fn show(
     Path(name): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_read(&ctx.project_id)?;
+    ctx.authorize(
+        "os_load-balancer_api:availability-zone:get_one",
+        &ctx.project_id,
+    )?;
     let s = app.store.snapshot();
     let z = zone(&s, &name)?;
     Ok(Json(one("availability_zone", render_az(&z), &query(&uri))))
@@ -116,7 +122,10 @@ async fn create(
     AxState(app): AxState<AppState>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:availability-zone:post",
+        &ctx.project_id,
+    )?;
     let mut input = Input::from_envelope(body, "availability_zone")?;
     let name = input.string("name", 255)?.required("name")?;
     // A zone is addressed by its name in the path: a zone named "" could
@@ -168,7 +177,10 @@ async fn update(
     Path(name): Path<String>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:availability-zone:put",
+        &ctx.project_id,
+    )?;
     let mut input = Input::from_envelope(body, "availability_zone")?;
     let description = input.string("description", 255)?.update();
     let enabled = input.boolean("enabled")?.update();
@@ -195,7 +207,10 @@ async fn delete(
     AxState(app): AxState<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:availability-zone:delete",
+        &ctx.project_id,
+    )?;
     app.store
         .write(|txn| {
             let s = txn.state();
@@ -289,7 +304,10 @@ async fn list_profiles(
     AxState(app): AxState<AppState>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:availability-zone-profile:get_all",
+        &ctx.project_id,
+    )?;
     let s = app.store.snapshot();
     let items = s
         .availability_zone_profiles
@@ -313,7 +331,10 @@ async fn show_profile(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:availability-zone-profile:get_one",
+        &ctx.project_id,
+    )?;
     let s = app.store.snapshot();
     let p = profile(&s, &id)?;
     Ok(Json(one(
@@ -328,7 +349,10 @@ async fn create_profile(
     AxState(app): AxState<AppState>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:availability-zone-profile:post",
+        &ctx.project_id,
+    )?;
     let mut input = Input::from_envelope(body, "availability_zone_profile")?;
     let name = input.string("name", 255)?.required("name")?;
     let provider_name = input
@@ -368,7 +392,10 @@ async fn update_profile(
     Path(id): Path<String>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:availability-zone-profile:put",
+        &ctx.project_id,
+    )?;
     let id = path_id(&id, AZ_PROFILE)?;
     let mut input = Input::from_envelope(body, "availability_zone_profile")?;
     let name = not_null(input.string("name", 255)?, "name")?;
@@ -414,7 +441,10 @@ async fn delete_profile(
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:availability-zone-profile:delete",
+        &ctx.project_id,
+    )?;
     let id = path_id(&id, AZ_PROFILE)?;
     app.store
         .write(|txn| {

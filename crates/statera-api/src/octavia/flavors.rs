@@ -93,7 +93,7 @@ async fn list(
     AxState(app): AxState<AppState>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_read(&ctx.project_id)?;
+    ctx.authorize("os_load-balancer_api:flavor:get_all", &ctx.project_id)?;
     let s = app.store.snapshot();
     let items = s.flavors.iter().map(|f| render_flavor(f)).collect();
     app.collection(&ctx, &uri, "flavors", Some("flavors_links"), FLAVOR_ATTRS)
@@ -107,7 +107,7 @@ async fn show(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_read(&ctx.project_id)?;
+    ctx.authorize("os_load-balancer_api:flavor:get_one", &ctx.project_id)?;
     let s = app.store.snapshot();
     let f = flavor(&s, &id)?;
     Ok(Json(one("flavor", render_flavor(&f), &query(&uri))))
@@ -118,7 +118,7 @@ async fn create(
     AxState(app): AxState<AppState>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    ctx.check_admin()?;
+    ctx.authorize("os_load-balancer_api:flavor:post", &ctx.project_id)?;
     let mut input = Input::from_envelope(body, "flavor")?;
     let name = input.string("name", 255)?.required("name")?;
     let description = input.string("description", 255)?.value();
@@ -162,7 +162,7 @@ async fn update(
     Path(id): Path<String>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize("os_load-balancer_api:flavor:put", &ctx.project_id)?;
     let id = path_id(&id, "Flavor")?;
     let mut input = Input::from_envelope(body, "flavor")?;
     let name = not_null(input.string("name", 255)?, "name")?;
@@ -204,7 +204,7 @@ async fn delete(
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.check_admin()?;
+    ctx.authorize("os_load-balancer_api:flavor:delete", &ctx.project_id)?;
     let id = path_id(&id, "Flavor")?;
     app.store
         .write(|txn| {
@@ -246,7 +246,10 @@ async fn list_profiles(
     AxState(app): AxState<AppState>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:flavor-profile:get_all",
+        &ctx.project_id,
+    )?;
     let s = app.store.snapshot();
     let items = s
         .flavor_profiles
@@ -270,7 +273,10 @@ async fn show_profile(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:flavor-profile:get_one",
+        &ctx.project_id,
+    )?;
     let s = app.store.snapshot();
     let p = profile(&s, &id)?;
     Ok(Json(one("flavorprofile", render_profile(&p), &query(&uri))))
@@ -281,7 +287,7 @@ async fn create_profile(
     AxState(app): AxState<AppState>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    ctx.check_admin()?;
+    ctx.authorize("os_load-balancer_api:flavor-profile:post", &ctx.project_id)?;
     let mut input = Input::from_envelope(body, "flavorprofile")?;
     let name = input.string("name", 255)?.required("name")?;
     let provider_name = input
@@ -314,7 +320,7 @@ async fn update_profile(
     Path(id): Path<String>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize("os_load-balancer_api:flavor-profile:put", &ctx.project_id)?;
     let id = path_id(&id, "Flavor profile")?;
     let mut input = Input::from_envelope(body, "flavorprofile")?;
     let name = not_null(input.string("name", 255)?, "name")?;
@@ -355,7 +361,10 @@ async fn delete_profile(
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:flavor-profile:delete",
+        &ctx.project_id,
+    )?;
     let id = path_id(&id, "Flavor profile")?;
     app.store
         .write(|txn| {

@@ -248,7 +248,7 @@ async fn create(
                 .get(&pool_id)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("Pool", pool_id))?;
-            ctx.check_write(&pool.project_id)?;
+            ctx.authorize("os_load-balancer_api:healthmonitor:post", &pool.project_id)?;
             let h = build(&pool, kind, fields)?;
             check_monitor_supported(&app, load_balancer(s, pool.loadbalancer_id)?, kind)?;
             if s.pool_monitor(pool_id).is_some() {
@@ -268,14 +268,19 @@ async fn create(
     ))
 }
 
-fn readable(ctx: &RequestContext, s: &State, raw: &str) -> ApiResult<Arc<HealthMonitor>> {
+fn readable(
+    ctx: &RequestContext,
+    s: &State,
+    raw: &str,
+    rule: &str,
+) -> ApiResult<Arc<HealthMonitor>> {
     let id = path_id(raw, "Health Monitor")?;
     let h = s
         .healthmonitors
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("Health Monitor", id))?;
-    ctx.check_read(&h.project_id)?;
+    ctx.authorize(rule, &h.project_id)?;
     Ok(h)
 }
 
@@ -285,7 +290,7 @@ async fn list(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let q = query(&uri);
-    let scope = list_scope(&ctx, &q)?;
+    let scope = list_scope(&ctx, &q, "healthmonitor")?;
     let s = app.store.snapshot();
     let items = s
         .healthmonitors
@@ -311,7 +316,7 @@ async fn show(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let s = app.store.snapshot();
-    let h = readable(&ctx, &s, &id)?;
+    let h = readable(&ctx, &s, &id, "os_load-balancer_api:healthmonitor:get_one")?;
     Ok(Json(loadbalancers::one(
         "healthmonitor",
         render::healthmonitor(&h),
@@ -338,7 +343,7 @@ async fn update(
                 .get(&id)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("Health Monitor", id))?;
-            ctx.check_write(&old.project_id)?;
+            ctx.authorize("os_load-balancer_api:healthmonitor:put", &old.project_id)?;
             let mut h = (*old).clone();
             fields.apply(&mut h)?;
             validate(&h)?;
@@ -368,7 +373,7 @@ async fn delete(
                 .get(&id)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("Health Monitor", id))?;
-            ctx.check_write(&old.project_id)?;
+            ctx.authorize("os_load-balancer_api:healthmonitor:delete", &old.project_id)?;
             let pool = pool_for_change(s, old.pool_id)?;
             lock_lb(txn, pool.loadbalancer_id, &[id])?;
             touch_pool(txn, pool.id)?;

@@ -316,7 +316,7 @@ async fn create(
                 .get(&listener_id)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("Listener", listener_id))?;
-            ctx.check_write(&listener.project_id)?;
+            ctx.authorize("os_load-balancer_api:l7policy:post", &listener.project_id)?;
             let mut p = new_policy(&listener, action);
             let position = fields.position.clone().value();
             fields.apply(&mut p)?;
@@ -358,14 +358,14 @@ async fn create(
     ))
 }
 
-fn readable(ctx: &RequestContext, s: &State, raw: &str) -> ApiResult<Arc<L7Policy>> {
+fn readable(ctx: &RequestContext, s: &State, raw: &str, rule: &str) -> ApiResult<Arc<L7Policy>> {
     let id = path_id(raw, "L7 Policy")?;
     let p = s
         .l7policies
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("L7 Policy", id))?;
-    ctx.check_read(&p.project_id)?;
+    ctx.authorize(rule, &p.project_id)?;
     Ok(p)
 }
 
@@ -375,7 +375,7 @@ async fn list(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let q = query(&uri);
-    let scope = list_scope(&ctx, &q)?;
+    let scope = list_scope(&ctx, &q, "l7policy")?;
     let s = app.store.snapshot();
     let items = s
         .l7policies
@@ -401,7 +401,7 @@ async fn show(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let s = app.store.snapshot();
-    let p = readable(&ctx, &s, &id)?;
+    let p = readable(&ctx, &s, &id, "os_load-balancer_api:l7policy:get_one")?;
     Ok(Json(loadbalancers::one(
         "l7policy",
         render::l7policy(&s, &p),
@@ -430,7 +430,7 @@ async fn update(
                 .get(&id)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("L7 Policy", id))?;
-            ctx.check_write(&old.project_id)?;
+            ctx.authorize("os_load-balancer_api:l7policy:put", &old.project_id)?;
             let listener = s
                 .listeners
                 .get(&old.listener_id)
@@ -472,7 +472,7 @@ async fn delete(
                 .l7policies
                 .get(&id)
                 .ok_or_else(|| ApiError::not_found("L7 Policy", id))?;
-            ctx.check_write(&old.project_id)?;
+            ctx.authorize("os_load-balancer_api:l7policy:delete", &old.project_id)?;
             let listener = s
                 .listeners
                 .get(&old.listener_id)

@@ -302,7 +302,7 @@ async fn create(
                 .get(&policy_id)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("L7 Policy", policy_id))?;
-            ctx.check_write(&p.project_id)?;
+            ctx.authorize("os_load-balancer_api:l7rule:post", &p.project_id)?;
             let r = build(&p, fields)?;
             let (p, l) = policy_for_change(s, policy_id)?;
             if s.l7rules.children(policy_id).count() >= MAX_RULES {
@@ -322,14 +322,19 @@ async fn create(
     ))
 }
 
-fn readable_policy(ctx: &RequestContext, s: &State, raw: &str) -> ApiResult<Arc<L7Policy>> {
+fn readable_policy(
+    ctx: &RequestContext,
+    s: &State,
+    raw: &str,
+    rule: &str,
+) -> ApiResult<Arc<L7Policy>> {
     let id = path_id(raw, "L7 Policy")?;
     let p = s
         .l7policies
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("L7 Policy", id))?;
-    ctx.check_read(&p.project_id)?;
+    ctx.authorize(rule, &p.project_id)?;
     Ok(p)
 }
 
@@ -350,7 +355,7 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let q = query(&uri);
     let s = app.store.snapshot();
-    let p = readable_policy(&ctx, &s, &policy_id)?;
+    let p = readable_policy(&ctx, &s, &policy_id, "os_load-balancer_api:l7rule:get_all")?;
     let items = s
         .l7rules
         .children(p.id)
@@ -375,7 +380,7 @@ async fn show(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let s = app.store.snapshot();
-    let p = readable_policy(&ctx, &s, &policy_id)?;
+    let p = readable_policy(&ctx, &s, &policy_id, "os_load-balancer_api:l7rule:get_one")?;
     let r = rule_of(&s, p.id, &id)?;
     Ok(Json(loadbalancers::one(
         "rule",
@@ -399,7 +404,7 @@ async fn update(
         .write(|txn| {
             let s = txn.state();
             let old = rule_of(s, policy_id, &id)?;
-            ctx.check_write(&old.project_id)?;
+            ctx.authorize("os_load-balancer_api:l7rule:put", &old.project_id)?;
             let mut r = (*old).clone();
             fields.apply(&mut r)?;
             validate(&r)?;
@@ -424,7 +429,7 @@ async fn delete(
         .write(|txn| {
             let s = txn.state();
             let old = rule_of(s, policy_id, &id)?;
-            ctx.check_write(&old.project_id)?;
+            ctx.authorize("os_load-balancer_api:l7rule:delete", &old.project_id)?;
             let (p, l) = policy_for_change(s, policy_id)?;
             lock_for_rule(txn, &p, &l, old.id)?;
             let mut r = (*old).clone();

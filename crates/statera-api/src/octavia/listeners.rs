@@ -471,7 +471,7 @@ async fn create(
         .write(|txn| {
             let s = txn.state();
             let lb = load_balancer(s, lb_id)?.clone();
-            ctx.check_write(&lb.project_id)?;
+            ctx.authorize("os_load-balancer_api:listener:post", &lb.project_id)?;
             let mut l = new_listener(&lb, protocol, port);
             fields.apply(&mut l)?;
             validate(&app, s, &lb, &l, &[])?;
@@ -493,14 +493,14 @@ async fn create(
     ))
 }
 
-fn readable(ctx: &RequestContext, s: &State, raw: &str) -> ApiResult<Arc<Listener>> {
+fn readable(ctx: &RequestContext, s: &State, raw: &str, rule: &str) -> ApiResult<Arc<Listener>> {
     let id = path_id(raw, "Listener")?;
     let l = s
         .listeners
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("Listener", id))?;
-    ctx.check_read(&l.project_id)?;
+    ctx.authorize(rule, &l.project_id)?;
     Ok(l)
 }
 
@@ -510,7 +510,7 @@ async fn list(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let q = query(&uri);
-    let scope = list_scope(&ctx, &q)?;
+    let scope = list_scope(&ctx, &q, "listener")?;
     let s = app.store.snapshot();
     let items = s
         .listeners
@@ -540,7 +540,7 @@ async fn show(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let s = app.store.snapshot();
-    let l = readable(&ctx, &s, &id)?;
+    let l = readable(&ctx, &s, &id, "os_load-balancer_api:listener:get_one")?;
     Ok(Json(loadbalancers::one(
         "listener",
         render::listener(&s, &l),
@@ -566,7 +566,7 @@ async fn update(
                 .get(&id)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("Listener", id))?;
-            ctx.check_write(&old.project_id)?;
+            ctx.authorize("os_load-balancer_api:listener:put", &old.project_id)?;
             let lb = load_balancer(s, old.loadbalancer_id)?.clone();
             let mut l = (*old).clone();
             fields.apply(&mut l)?;
@@ -599,7 +599,7 @@ async fn delete(
                 .listeners
                 .get(&id)
                 .ok_or_else(|| ApiError::not_found("Listener", id))?;
-            ctx.check_write(&l.project_id)?;
+            ctx.authorize("os_load-balancer_api:listener:delete", &l.project_id)?;
             lock_lb(txn, l.loadbalancer_id, &[id])?;
             mark_listener_deleted(txn, &s, id)?;
             touch_updated::<Listener>(txn, &id, |l| l.updated_at = Some(now()))?;
@@ -615,7 +615,7 @@ async fn stats(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let s = app.store.snapshot();
-    let l = readable(&ctx, &s, &id)?;
+    let l = readable(&ctx, &s, &id, "os_load-balancer_api:listener:get_stats")?;
     Ok(Json(loadbalancers::stats_body(
         s.listener_stats.get(&l.id).map(|x| **x).into_iter(),
     )))

@@ -27,7 +27,7 @@ async fn list(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let q = query(&uri);
-    let scope = list_scope(&ctx, &q)?;
+    let scope = list_scope(&ctx, &q, "loadbalancer")?;
     let s = app.store.snapshot();
     let items = s
         .loadbalancers
@@ -51,9 +51,14 @@ async fn list(
 }
 
 /// The load balancer `raw` names, readable by the caller.
-fn readable(ctx: &RequestContext, s: &State, raw: &str) -> ApiResult<Arc<LoadBalancer>> {
+fn readable(
+    ctx: &RequestContext,
+    s: &State,
+    raw: &str,
+    rule: &str,
+) -> ApiResult<Arc<LoadBalancer>> {
     let lb = load_balancer(s, path_id(raw, "Load Balancer")?)?.clone();
-    ctx.check_read(&lb.project_id)?;
+    ctx.authorize(rule, &lb.project_id)?;
     Ok(lb)
 }
 
@@ -64,7 +69,7 @@ async fn show(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let s = app.store.snapshot();
-    let lb = readable(&ctx, &s, &id)?;
+    let lb = readable(&ctx, &s, &id, "os_load-balancer_api:loadbalancer:get_one")?;
     Ok(Json(one(
         "loadbalancer",
         render::loadbalancer(&s, &lb),
@@ -122,7 +127,7 @@ async fn create(
     let listeners = input.list("listeners")?.value().unwrap_or_default();
     let pools = input.list("pools")?.value().unwrap_or_default();
     input.finish()?;
-    ctx.check_write(&project_id)?;
+    ctx.authorize("os_load-balancer_api:loadbalancer:post", &project_id)?;
     if vip_subnet_id.is_none() && vip_network_id.is_none() && vip_port_id.is_none() {
         return Err(ApiError::validation(
             "VIP must contain one of: vip_port_id, vip_network_id, vip_subnet_id.",
@@ -299,7 +304,7 @@ async fn update(
     app.store
         .write(|txn| {
             let lb = load_balancer(txn.state(), id)?;
-            ctx.check_write(&lb.project_id)?;
+            ctx.authorize("os_load-balancer_api:loadbalancer:put", &lb.project_id)?;
             if !status::accepts_changes(lb.provisioning_status) {
                 return Err(ApiError::conflict(format!(
                     "Invalid state {} of loadbalancer resource {id}",
@@ -365,7 +370,7 @@ async fn delete(
         .write(|txn| {
             let s = txn.state();
             let lb = load_balancer(s, id)?;
-            ctx.check_write(&lb.project_id)?;
+            ctx.authorize("os_load-balancer_api:loadbalancer:delete", &lb.project_id)?;
             if !status::accepts_delete(lb.provisioning_status) {
                 return Err(ApiError::conflict(format!(
                     "Invalid state {} of loadbalancer resource {id}",
@@ -409,7 +414,7 @@ async fn stats(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let s = app.store.snapshot();
-    let lb = readable(&ctx, &s, &id)?;
+    let lb = readable(&ctx, &s, &id, "os_load-balancer_api:loadbalancer:get_stats")?;
     Ok(Json(stats_body(
         s.listener_stats.children(lb.id).map(|x| **x),
     )))
@@ -421,7 +426,12 @@ async fn status_tree(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let s = app.store.snapshot();
-    let lb = readable(&ctx, &s, &id)?;
+    let lb = readable(
+        &ctx,
+        &s,
+        &id,
+        "os_load-balancer_api:loadbalancer:get_status",
+    )?;
     let name = |n: &Option<String>| n.clone().unwrap_or_default();
     let pool_tree = |pid: Uuid| -> Option<Value> {
         let p = s.pools.get(&pid)?;
@@ -476,7 +486,14 @@ async fn failover(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = path_id(&id, "Load Balancer")?;
-    ctx.check_admin()?;
+    let owner = app
+        .store
+        .snapshot()
+        .loadbalancers
+        .get(&id)
+        .map(|lb| lb.project_id.clone())
+        .unwrap_or_default();
+    ctx.authorize("os_load-balancer_api:loadbalancer:put_failover", &owner)?;
     app.store
         .write(|txn| {
             let lb = load_balancer(txn.state(), id)?;

@@ -235,7 +235,7 @@ async fn create(
                 .get(&pool_id)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("Pool", pool_id))?;
-            ctx.check_write(&pool.project_id)?;
+            ctx.authorize("os_load-balancer_api:member:post", &pool.project_id)?;
             let pool = pool_for_change(s, pool_id)?;
             let m = build(&app, &ctx, s, &pool, s.pool_monitor(pool_id).is_some(), new)?;
             if s.members
@@ -257,14 +257,14 @@ async fn create(
     ))
 }
 
-fn readable_pool(ctx: &RequestContext, s: &State, raw: &str) -> ApiResult<Arc<Pool>> {
+fn readable_pool(ctx: &RequestContext, s: &State, raw: &str, rule: &str) -> ApiResult<Arc<Pool>> {
     let id = path_id(raw, "Pool")?;
     let p = s
         .pools
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("Pool", id))?;
-    ctx.check_read(&p.project_id)?;
+    ctx.authorize(rule, &p.project_id)?;
     Ok(p)
 }
 
@@ -285,7 +285,7 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let q = query(&uri);
     let s = app.store.snapshot();
-    let pool = readable_pool(&ctx, &s, &pool_id)?;
+    let pool = readable_pool(&ctx, &s, &pool_id, "os_load-balancer_api:member:get_all")?;
     let items = s
         .members
         .children(pool.id)
@@ -321,7 +321,7 @@ async fn show(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let s = app.store.snapshot();
-    let pool = readable_pool(&ctx, &s, &pool_id)?;
+    let pool = readable_pool(&ctx, &s, &pool_id, "os_load-balancer_api:member:get_one")?;
     let m = member_of(&s, pool.id, &id)?;
     Ok(Json(loadbalancers::one(
         "member",
@@ -345,7 +345,7 @@ async fn update(
         .write(|txn| {
             let s = txn.state();
             let old = member_of(s, pool_id, &id)?;
-            ctx.check_write(&old.project_id)?;
+            ctx.authorize("os_load-balancer_api:member:put", &old.project_id)?;
             let pool = pool_for_change(s, pool_id)?;
             let mut m = (*old).clone();
             fields.apply(&mut m);
@@ -371,7 +371,7 @@ async fn delete(
         .write(|txn| {
             let s = txn.state();
             let old = member_of(s, pool_id, &id)?;
-            ctx.check_write(&old.project_id)?;
+            ctx.authorize("os_load-balancer_api:member:delete", &old.project_id)?;
             let pool = pool_for_change(s, pool_id)?;
             let mut m = (*old).clone();
             m.provisioning_status = ProvisioningStatus::PendingDelete;
@@ -450,7 +450,12 @@ async fn batch_update(
                 .get(&pool_id)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("Pool", pool_id))?;
-            ctx.check_write(&pool.project_id)?;
+            // Octavia checks post, put and (unless additive only) delete.
+            ctx.authorize("os_load-balancer_api:member:post", &pool.project_id)?;
+            ctx.authorize("os_load-balancer_api:member:put", &pool.project_id)?;
+            if !additive {
+                ctx.authorize("os_load-balancer_api:member:delete", &pool.project_id)?;
+            }
             let existing: Vec<Arc<Member>> = s.members.children(pool_id).cloned().collect();
             let to_delete: Vec<&Arc<Member>> = if additive {
                 Vec::new()

@@ -73,17 +73,28 @@ impl AppState {
     }
 }
 
-/// Which projects' objects a list shows: `None` = all (admin / global
-/// observer), else the one project (asking for another is 403).
-pub fn list_scope(ctx: &RequestContext, query: &Query) -> ApiResult<Option<String>> {
-    if ctx.can_read_global() {
+/// Which projects' objects a list of `resource` (`loadbalancer`, …) shows:
+/// `None` = all (`os_load-balancer_api:RESOURCE:get_all-global`), else the
+/// one project, which `…:get_all` must allow (asking for another is 403).
+pub fn list_scope(
+    ctx: &RequestContext,
+    query: &Query,
+    resource: &str,
+) -> ApiResult<Option<String>> {
+    if ctx.allowed(
+        &format!("os_load-balancer_api:{resource}:get_all-global"),
+        "",
+    ) {
         return Ok(None);
     }
     let project = query
         .get("project_id")
         .unwrap_or(&ctx.project_id)
         .to_string();
-    ctx.check_read(&project)?;
+    ctx.authorize(
+        &format!("os_load-balancer_api:{resource}:get_all"),
+        &project,
+    )?;
     Ok(Some(project))
 }
 

@@ -307,7 +307,7 @@ async fn create(
                         .ok_or_else(|| ApiError::not_found("Listener", lid))?;
                     // Before comparing it with the load balancer, so that
                     // another project's listener says nothing about itself.
-                    ctx.check_write(&l.project_id)?;
+                    ctx.authorize("os_load-balancer_api:pool:post", &l.project_id)?;
                     Some(l)
                 }
                 None => None,
@@ -323,7 +323,7 @@ async fn create(
                 (None, None) => unreachable!("checked above"),
             };
             let lb = load_balancer(s, lb_id)?.clone();
-            ctx.check_write(&lb.project_id)?;
+            ctx.authorize("os_load-balancer_api:pool:post", &lb.project_id)?;
             let mut p = new_pool(&lb, protocol, LbAlgorithm::RoundRobin);
             fields.apply(&mut p)?;
             validate(&p)?;
@@ -365,14 +365,14 @@ async fn create(
     ))
 }
 
-fn readable(ctx: &RequestContext, s: &State, raw: &str) -> ApiResult<Arc<Pool>> {
+fn readable(ctx: &RequestContext, s: &State, raw: &str, rule: &str) -> ApiResult<Arc<Pool>> {
     let id = path_id(raw, "Pool")?;
     let p = s
         .pools
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("Pool", id))?;
-    ctx.check_read(&p.project_id)?;
+    ctx.authorize(rule, &p.project_id)?;
     Ok(p)
 }
 
@@ -382,7 +382,7 @@ async fn list(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let q = query(&uri);
-    let scope = list_scope(&ctx, &q)?;
+    let scope = list_scope(&ctx, &q, "pool")?;
     let s = app.store.snapshot();
     let items = s
         .pools
@@ -406,7 +406,7 @@ async fn show(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let s = app.store.snapshot();
-    let p = readable(&ctx, &s, &id)?;
+    let p = readable(&ctx, &s, &id, "os_load-balancer_api:pool:get_one")?;
     Ok(Json(loadbalancers::one(
         "pool",
         render::pool(&s, &p),
@@ -432,7 +432,7 @@ async fn update(
                 .get(&id)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("Pool", id))?;
-            ctx.check_write(&old.project_id)?;
+            ctx.authorize("os_load-balancer_api:pool:put", &old.project_id)?;
             let mut p = (*old).clone();
             fields.apply(&mut p)?;
             validate(&p)?;
@@ -465,7 +465,7 @@ async fn delete(
                 .pools
                 .get(&id)
                 .ok_or_else(|| ApiError::not_found("Pool", id))?;
-            ctx.check_write(&p.project_id)?;
+            ctx.authorize("os_load-balancer_api:pool:delete", &p.project_id)?;
             if let Some(pol) = s
                 .l7policies
                 .iter()

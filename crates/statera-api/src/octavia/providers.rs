@@ -74,7 +74,7 @@ async fn list(
     AxState(app): AxState<AppState>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_read(&ctx.project_id)?;
+    ctx.authorize("os_load-balancer_api:provider:get_all", &ctx.project_id)?;
     let items = app
         .settings
         .provider_names()
@@ -90,7 +90,10 @@ async fn flavor_capabilities(
     Path(provider): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:provider-flavor:get_all",
+        &ctx.project_id,
+    )?;
     let p = enabled_provider(&app, &provider)?;
     let items = p
         .flavor_capabilities
@@ -106,7 +109,10 @@ async fn availability_zone_capabilities(
     Path(provider): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.check_admin()?;
+    ctx.authorize(
+        "os_load-balancer_api:provider-availability-zone:get_all",
+        &ctx.project_id,
+    )?;
     let p = enabled_provider(&app, &provider)?;
     let items = p
         .availability_zone_capabilities

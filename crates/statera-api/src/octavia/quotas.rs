@@ -123,17 +123,11 @@ pub fn effective(app: &AppState, s: &State, project_id: &str) -> Limits {
         .effective(&app.settings.quota_defaults)
 }
 
-fn is_quota_admin(ctx: &RequestContext) -> bool {
-    ctx.check_quota_admin().is_ok()
-}
+const QUOTA: &str = "os_load-balancer_api:quota:";
 
-/// `read-quota` on `project_id`.
-fn check_read_quota(ctx: &RequestContext, project_id: &str) -> ApiResult<()> {
-    if ctx.can_read(project_id) || is_quota_admin(ctx) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden())
-    }
+/// The quota rule `action` (`get_one`, `put`, …) on `project_id`.
+fn authorize_quota(ctx: &RequestContext, action: &str, project_id: &str) -> ApiResult<()> {
+    ctx.authorize(&format!("{QUOTA}{action}"), project_id)
 }
 
 async fn list(
@@ -142,12 +136,13 @@ async fn list(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
     let q = query(&uri);
-    // `read-quota-global`: global observers, quota admins and admins see all.
-    let scope = if ctx.can_read_global() || is_quota_admin(&ctx) {
+    // `get_all-global` (read-quota-global): global observers, quota admins
+    // and admins see all.
+    let scope = if ctx.allowed(&format!("{QUOTA}get_all-global"), "") {
         None
     } else {
         let project = q.get("project_id").unwrap_or(&ctx.project_id).to_string();
-        check_read_quota(&ctx, &project)?;
+        authorize_quota(&ctx, "get_all", &project)?;
         Some(project)
     };
     let s = app.store.snapshot();
@@ -185,7 +180,7 @@ async fn show(
     Path(project_id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    check_read_quota(&ctx, &project_id)?;
+    authorize_quota(&ctx, "get_one", &project_id)?;
     let s = app.store.snapshot();
     let o = effective(&app, &s, &project_id).render(Some(&project_id));
     Ok(Json(super::loadbalancers::one("quota", o, &query(&uri))))
@@ -198,7 +193,7 @@ async fn project_defaults(
     Path(project_id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    check_read_quota(&ctx, &project_id)?;
+    authorize_quota(&ctx, "get_defaults", &project_id)?;
     let o = Limits::defaults(&app.settings.quota_defaults).render(None);
     Ok(Json(super::loadbalancers::one("quota", o, &query(&uri))))
 }
@@ -210,7 +205,7 @@ async fn defaults(
     AxState(app): AxState<AppState>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    check_read_quota(&ctx, &ctx.project_id)?;
+    authorize_quota(&ctx, "get_defaults", &ctx.project_id)?;
     let o = Limits::defaults(&app.settings.quota_defaults).render(None);
     Ok(Json(super::loadbalancers::one("quota", o, &query(&uri))))
 }
@@ -241,7 +236,7 @@ async fn update(
     Path(project_id): Path<String>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    ctx.check_quota_admin()?;
+    authorize_quota(&ctx, "put", &project_id)?;
     let mut input = Input::from_envelope(body, "quota")?;
     let loadbalancer = limit(&mut input, "loadbalancer", Some("load_balancer"))?;
     let listener = limit(&mut input, "listener", None)?;
@@ -291,7 +286,7 @@ async fn delete(
     AxState(app): AxState<AppState>,
     Path(project_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.check_quota_admin()?;
+    authorize_quota(&ctx, "delete", &project_id)?;
     app.store
         .write(|txn| {
             txn.delete::<Quota>(&project_id);

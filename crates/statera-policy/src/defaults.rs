@@ -1,0 +1,425 @@
+//! The default rules, by the names Octavia and Neutron give them.
+//!
+//! Octavia's current defaults accept both the Keystone default roles
+//! (`reader`/`member`/`admin`, owner checks on the project) and Octavia's own
+//! `load-balancer_*` roles: Octavia declares the latter as the deprecated
+//! alternative of each base rule, and oslo.policy accepts either while new
+//! defaults are not enforced. Each base rule below is that union written out.
+//!
+//! One process serves both APIs, so both rule sets live in one namespace;
+//! their names do not collide except `context_is_admin`, which both read (an
+//! `admin` or `load-balancer_admin` is the cloud admin for both, as before).
+//! Rules named `statera:*` are Statera's own (no Octavia/Neutron name exists).
+
+/// Which API a default rule belongs to (for `statera policy list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    Common,
+    Octavia,
+    Neutron,
+    Statera,
+}
+
+const LB: &str = "os_load-balancer_api";
+
+/// Octavia's base rules (what every API rule refers to).
+const OCTAVIA_BASE: &[(&str, &str)] = &[
+    (
+        "project-member",
+        "role:member and project_id:%(project_id)s",
+    ),
+    (
+        "project-reader",
+        "role:reader and project_id:%(project_id)s",
+    ),
+    ("service", "role:service"),
+    ("load-balancer:owner", "project_id:%(project_id)s"),
+    (
+        "load-balancer:admin",
+        "is_admin:True or role:admin or role:load-balancer_admin",
+    ),
+    (
+        "load-balancer:global_observer",
+        "role:admin or role:load-balancer_global_observer",
+    ),
+    (
+        "load-balancer:member_and_owner",
+        "rule:project-member or (role:load-balancer_member and rule:load-balancer:owner)",
+    ),
+    (
+        "load-balancer:observer_and_owner",
+        "rule:project-reader or (role:load-balancer_observer and rule:load-balancer:owner)",
+    ),
+    (
+        "load-balancer:quota-admin",
+        "role:admin or role:load-balancer_quota_admin",
+    ),
+    (
+        "load-balancer:read",
+        "rule:load-balancer:observer_and_owner or rule:load-balancer:global_observer \
+         or rule:load-balancer:member_and_owner or rule:load-balancer:admin",
+    ),
+    (
+        "load-balancer:read-global",
+        "rule:load-balancer:global_observer or rule:load-balancer:admin",
+    ),
+    (
+        "load-balancer:write",
+        "rule:load-balancer:member_and_owner or rule:load-balancer:admin",
+    ),
+    (
+        "load-balancer:read-quota",
+        "rule:load-balancer:observer_and_owner or rule:load-balancer:global_observer \
+         or rule:load-balancer:member_and_owner or rule:load-balancer:quota-admin \
+         or rule:load-balancer:admin",
+    ),
+    (
+        "load-balancer:read-quota-global",
+        "rule:load-balancer:global_observer or rule:load-balancer:quota-admin \
+         or rule:load-balancer:admin",
+    ),
+    (
+        "load-balancer:write-quota",
+        "rule:load-balancer:quota-admin or rule:load-balancer:admin",
+    ),
+];
+
+const READ: &str = "rule:load-balancer:read";
+const READ_GLOBAL: &str = "rule:load-balancer:read-global";
+const WRITE: &str = "rule:load-balancer:write";
+const ADMIN: &str = "rule:load-balancer:admin";
+const READ_QUOTA: &str = "rule:load-balancer:read-quota";
+const READ_QUOTA_GLOBAL: &str = "rule:load-balancer:read-quota-global";
+const WRITE_QUOTA: &str = "rule:load-balancer:write-quota";
+
+/// Octavia's API rules: (resource, action, base rule).
+const OCTAVIA_API: &[(&str, &str, &str)] = &[
+    ("loadbalancer", "get_all", READ),
+    ("loadbalancer", "get_all-global", READ_GLOBAL),
+    ("loadbalancer", "post", WRITE),
+    ("loadbalancer", "post:vip_sg_ids", WRITE),
+    ("loadbalancer", "get_one", READ),
+    ("loadbalancer", "put", WRITE),
+    ("loadbalancer", "put:vip_sg_ids", WRITE),
+    ("loadbalancer", "delete", WRITE),
+    ("loadbalancer", "get_stats", READ),
+    ("loadbalancer", "get_status", READ),
+    ("loadbalancer", "put_failover", ADMIN),
+    ("listener", "get_all", READ),
+    ("listener", "get_all-global", READ_GLOBAL),
+    ("listener", "post", WRITE),
+    ("listener", "get_one", READ),
+    ("listener", "put", WRITE),
+    ("listener", "delete", WRITE),
+    ("listener", "get_stats", READ),
+    ("pool", "get_all", READ),
+    ("pool", "get_all-global", READ_GLOBAL),
+    ("pool", "post", WRITE),
+    ("pool", "get_one", READ),
+    ("pool", "put", WRITE),
+    ("pool", "delete", WRITE),
+    (
+        "member",
+        "get_all",
+        "rule:load-balancer:read or rule:service",
+    ),
+    ("member", "post", WRITE),
+    ("member", "get_one", READ),
+    ("member", "put", WRITE),
+    ("member", "delete", WRITE),
+    ("healthmonitor", "get_all", READ),
+    ("healthmonitor", "get_all-global", READ_GLOBAL),
+    ("healthmonitor", "post", WRITE),
+    ("healthmonitor", "get_one", READ),
+    ("healthmonitor", "put", WRITE),
+    ("healthmonitor", "delete", WRITE),
+    ("l7policy", "get_all", READ),
+    ("l7policy", "get_all-global", READ_GLOBAL),
+    ("l7policy", "post", WRITE),
+    ("l7policy", "get_one", READ),
+    ("l7policy", "put", WRITE),
+    ("l7policy", "delete", WRITE),
+    ("l7rule", "get_all", READ),
+    ("l7rule", "post", WRITE),
+    ("l7rule", "get_one", READ),
+    ("l7rule", "put", WRITE),
+    ("l7rule", "delete", WRITE),
+    ("quota", "get_all", READ_QUOTA),
+    ("quota", "get_all-global", READ_QUOTA_GLOBAL),
+    ("quota", "get_one", READ_QUOTA),
+    ("quota", "put", WRITE_QUOTA),
+    ("quota", "delete", WRITE_QUOTA),
+    ("quota", "get_defaults", READ_QUOTA),
+    ("provider", "get_all", READ),
+    ("provider-flavor", "get_all", ADMIN),
+    ("provider-availability-zone", "get_all", ADMIN),
+    ("flavor", "get_all", READ),
+    ("flavor", "post", ADMIN),
+    ("flavor", "put", ADMIN),
+    ("flavor", "get_one", READ),
+    ("flavor", "delete", ADMIN),
+    ("flavor-profile", "get_all", ADMIN),
+    ("flavor-profile", "post", ADMIN),
+    ("flavor-profile", "put", ADMIN),
+    ("flavor-profile", "get_one", ADMIN),
+    ("flavor-profile", "delete", ADMIN),
+    ("availability-zone", "get_all", READ),
+    ("availability-zone", "post", ADMIN),
+    ("availability-zone", "put", ADMIN),
+    ("availability-zone", "get_one", READ),
+    ("availability-zone", "delete", ADMIN),
+    ("availability-zone-profile", "get_all", ADMIN),
+    ("availability-zone-profile", "post", ADMIN),
+    ("availability-zone-profile", "put", ADMIN),
+    ("availability-zone-profile", "get_one", ADMIN),
+    ("availability-zone-profile", "delete", ADMIN),
+    ("amphora", "get_all", ADMIN),
+    ("amphora", "get_one", ADMIN),
+    ("amphora", "delete", ADMIN),
+    ("amphora", "put_config", ADMIN),
+    ("amphora", "put_failover", ADMIN),
+    ("amphora", "get_stats", ADMIN),
+];
+
+// Neutron's building blocks (neutron-lib writes them inline into each rule).
+const N_ADMIN: &str = "rule:context_is_admin";
+const N_ADMIN_OR_SERVICE: &str = "rule:context_is_admin or rule:service_api";
+const N_PROJECT_MEMBER: &str = "role:member and project_id:%(project_id)s";
+const N_PROJECT_READER: &str = "role:reader and project_id:%(project_id)s";
+const N_ADMIN_OR_PROJECT_MEMBER: &str =
+    "rule:context_is_admin or (role:member and project_id:%(project_id)s)";
+const N_ADMIN_OR_PROJECT_READER: &str =
+    "rule:context_is_admin or (role:reader and project_id:%(project_id)s)";
+const N_ADMIN_OR_PROJECT_MANAGER: &str =
+    "rule:context_is_admin or (role:manager and project_id:%(project_id)s)";
+const N_NET_OWNER_MEMBER: &str = "role:member and rule:network_owner";
+const N_NET_OWNER_READER: &str = "role:reader and rule:network_owner";
+const N_SG_OWNER_MEMBER: &str = "rule:context_is_admin or (role:member and rule:sg_owner)";
+const N_SG_OWNER_READER: &str = "rule:context_is_admin or (role:reader and rule:sg_owner)";
+
+fn neutron() -> Vec<(String, String)> {
+    let or = |parts: &[&str]| {
+        parts
+            .iter()
+            .map(|p| format!("({p})"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let admin_or_net_owner_member = or(&[N_ADMIN, N_NET_OWNER_MEMBER]);
+    let admin_or_net_owner_reader = or(&[N_ADMIN, N_NET_OWNER_READER]);
+    let port_attr = or(&[N_ADMIN_OR_SERVICE, N_NET_OWNER_MEMBER]);
+    let rules: Vec<(&str, String)> = vec![
+        ("service_api", "role:service".into()),
+        ("owner", "project_id:%(project_id)s".into()),
+        (
+            "admin_or_owner",
+            "rule:context_is_admin or rule:owner".into(),
+        ),
+        ("network_owner", "project_id:%(network:project_id)s".into()),
+        (
+            "sg_owner",
+            "project_id:%(security_group:project_id)s".into(),
+        ),
+        ("admin_only", "rule:context_is_admin".into()),
+        ("shared", "field:networks:shared=True".into()),
+        ("external", "field:networks:router:external=True".into()),
+        (
+            "network_device",
+            "field:port:device_owner=~^network:".into(),
+        ),
+        ("shared_subnetpools", "field:subnetpools:shared=True".into()),
+        ("default", "rule:admin_or_owner".into()),
+        // networks
+        ("create_network", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        ("create_network:shared", N_ADMIN.into()),
+        ("create_network:router:external", N_ADMIN.into()),
+        (
+            "get_network",
+            or(&[
+                N_ADMIN_OR_PROJECT_READER,
+                "rule:service_api",
+                "rule:shared",
+                "rule:external",
+            ]),
+        ),
+        ("update_network", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        ("update_network:shared", N_ADMIN.into()),
+        ("update_network:router:external", N_ADMIN.into()),
+        ("delete_network", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        // subnets
+        ("create_subnet", admin_or_net_owner_member.clone()),
+        (
+            "get_subnet",
+            or(&[
+                N_PROJECT_READER,
+                "rule:shared",
+                "rule:external",
+                &admin_or_net_owner_reader,
+                "rule:service_api",
+            ]),
+        ),
+        (
+            "update_subnet",
+            or(&[N_PROJECT_MEMBER, &admin_or_net_owner_member]),
+        ),
+        (
+            "delete_subnet",
+            or(&[N_PROJECT_MEMBER, &admin_or_net_owner_member]),
+        ),
+        // subnet pools
+        ("create_subnetpool", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        ("create_subnetpool:shared", N_ADMIN.into()),
+        (
+            "get_subnetpool",
+            or(&[N_ADMIN_OR_PROJECT_READER, "rule:shared_subnetpools"]),
+        ),
+        ("update_subnetpool", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        ("delete_subnetpool", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        // ports
+        (
+            "create_port",
+            or(&[N_ADMIN_OR_SERVICE, N_NET_OWNER_MEMBER, "rule:shared"]),
+        ),
+        (
+            "create_port:device_owner",
+            or(&[
+                "not rule:network_device",
+                N_ADMIN_OR_SERVICE,
+                N_NET_OWNER_MEMBER,
+            ]),
+        ),
+        ("create_port:mac_address", port_attr.clone()),
+        (
+            "create_port:fixed_ips",
+            or(&[N_ADMIN_OR_SERVICE, N_NET_OWNER_MEMBER, "rule:shared"]),
+        ),
+        ("create_port:fixed_ips:ip_address", port_attr.clone()),
+        (
+            "create_port:fixed_ips:subnet_id",
+            or(&[N_ADMIN_OR_SERVICE, N_NET_OWNER_MEMBER, "rule:shared"]),
+        ),
+        ("create_port:port_security_enabled", port_attr.clone()),
+        (
+            "get_port",
+            or(&[N_ADMIN_OR_SERVICE, N_NET_OWNER_READER, N_PROJECT_READER]),
+        ),
+        ("update_port", or(&[N_ADMIN_OR_SERVICE, N_PROJECT_MEMBER])),
+        (
+            "update_port:device_owner",
+            or(&[
+                "not rule:network_device",
+                N_ADMIN_OR_SERVICE,
+                N_NET_OWNER_MEMBER,
+            ]),
+        ),
+        (
+            "update_port:mac_address",
+            or(&[N_ADMIN_OR_SERVICE, "role:manager and rule:network_owner"]),
+        ),
+        ("update_port:fixed_ips", port_attr.clone()),
+        ("update_port:fixed_ips:ip_address", port_attr.clone()),
+        (
+            "update_port:fixed_ips:subnet_id",
+            or(&[N_ADMIN_OR_SERVICE, N_NET_OWNER_MEMBER, "rule:shared"]),
+        ),
+        ("update_port:port_security_enabled", port_attr),
+        (
+            "delete_port",
+            or(&[N_ADMIN_OR_SERVICE, N_NET_OWNER_MEMBER, N_PROJECT_MEMBER]),
+        ),
+        // routers
+        ("create_router", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        (
+            "create_router:external_gateway_info",
+            N_ADMIN_OR_PROJECT_MEMBER.into(),
+        ),
+        (
+            "create_router:external_gateway_info:network_id",
+            N_ADMIN_OR_PROJECT_MEMBER.into(),
+        ),
+        (
+            "create_router:external_gateway_info:enable_snat",
+            N_ADMIN.into(),
+        ),
+        (
+            "create_router:external_gateway_info:external_fixed_ips",
+            N_ADMIN.into(),
+        ),
+        ("get_router", N_ADMIN_OR_PROJECT_READER.into()),
+        ("update_router", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        (
+            "update_router:external_gateway_info",
+            N_ADMIN_OR_PROJECT_MEMBER.into(),
+        ),
+        (
+            "update_router:external_gateway_info:network_id",
+            N_ADMIN_OR_PROJECT_MEMBER.into(),
+        ),
+        (
+            "update_router:external_gateway_info:enable_snat",
+            N_ADMIN.into(),
+        ),
+        (
+            "update_router:external_gateway_info:external_fixed_ips",
+            N_ADMIN.into(),
+        ),
+        ("delete_router", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        ("add_router_interface", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        ("remove_router_interface", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        // floating IPs
+        ("create_floatingip", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        (
+            "create_floatingip:floating_ip_address",
+            N_ADMIN_OR_PROJECT_MANAGER.into(),
+        ),
+        ("get_floatingip", N_ADMIN_OR_PROJECT_READER.into()),
+        ("update_floatingip", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        ("delete_floatingip", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        // security groups and rules
+        ("create_security_group", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        ("get_security_group", N_ADMIN_OR_PROJECT_READER.into()),
+        ("update_security_group", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        ("delete_security_group", N_ADMIN_OR_PROJECT_MEMBER.into()),
+        ("create_security_group_rule", N_SG_OWNER_MEMBER.into()),
+        ("get_security_group_rule", N_SG_OWNER_READER.into()),
+        ("delete_security_group_rule", N_SG_OWNER_MEMBER.into()),
+        // quotas
+        ("get_quota", N_ADMIN_OR_PROJECT_MANAGER.into()),
+        ("update_quota", N_ADMIN.into()),
+        ("delete_quota", N_ADMIN.into()),
+    ];
+    rules.into_iter().map(|(n, c)| (n.to_string(), c)).collect()
+}
+
+/// Statera's own rules, for decisions neither API names.
+const STATERA: &[(&str, &str)] = &[
+    // A port with Octavia's VIP device owner is made by the load-balancer
+    // API; a tenant may not forge one.
+    ("statera:port:vip_device_owner", "rule:context_is_admin"),
+];
+
+/// Every default rule: (service, name, check string).
+pub fn all() -> Vec<(Service, String, String)> {
+    let mut out = vec![(
+        Service::Common,
+        "context_is_admin".to_string(),
+        "role:admin or role:load-balancer_admin".to_string(),
+    )];
+    out.extend(
+        OCTAVIA_BASE
+            .iter()
+            .map(|(n, c)| (Service::Octavia, n.to_string(), c.to_string())),
+    );
+    out.extend(
+        OCTAVIA_API
+            .iter()
+            .map(|(res, act, c)| (Service::Octavia, format!("{LB}:{res}:{act}"), c.to_string())),
+    );
+    out.extend(neutron().into_iter().map(|(n, c)| (Service::Neutron, n, c)));
+    out.extend(
+        STATERA
+            .iter()
+            .map(|(n, c)| (Service::Statera, n.to_string(), c.to_string())),
+    );
+    out
+}
