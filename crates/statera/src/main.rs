@@ -1,6 +1,7 @@
 //! `statera`: read the settings, build the parts, run them.
 
 mod api_server;
+mod identity;
 mod limits;
 mod serve;
 mod settings;
@@ -21,7 +22,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run everything in one process: API, controller, native data plane, SQLite store.
-    Serve(settings::ServeArgs),
+    Serve(Box<settings::ServeArgs>),
+    /// Create the built-in identity service's first objects (the `admin`
+    /// user and project, the roles, the catalog) and `<data-dir>/clouds.yaml`,
+    /// idempotently, like `keystone-manage bootstrap`. Run it while `statera
+    /// serve` is stopped (`serve` does it by itself on a fresh store).
+    Bootstrap(identity::BootstrapArgs),
+    /// The built-in identity service's token keys (`<data-dir>/token-keys`).
+    TokenKeys {
+        #[command(subcommand)]
+        command: identity::TokenKeysCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +53,10 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(serve::run(settings, nofile.soft))
         }
+        Command::Bootstrap(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(identity::run_bootstrap(args)),
+        Command::TokenKeys { command } => identity::run_token_keys(command),
     }
 }
