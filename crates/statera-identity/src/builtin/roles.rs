@@ -3,7 +3,7 @@
 //! the project's domain and parent projects, then every role those imply
 //! (admin ⇒ member ⇒ reader).
 
-use statera_model::identity::{Actor, AssignmentTarget, Role};
+use statera_model::identity::{Actor, AssignmentTarget, Role, RoleAssignment};
 use statera_store::State;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -29,10 +29,29 @@ fn actors(state: &State, user_id: &str) -> Vec<Actor> {
     out
 }
 
+/// Every assignment of `user_id` and its groups (one pass over the table).
+fn assignments_of(state: &State, user_id: &str) -> Vec<Arc<RoleAssignment>> {
+    let actors = actors(state, user_id);
+    state
+        .role_assignments
+        .iter()
+        .filter(|a| actors.contains(&a.actor))
+        .cloned()
+        .collect()
+}
+
 /// The role ids assigned to `user_id` on `target` (direct, through groups,
 /// inherited), before implications.
 fn assigned(state: &State, user_id: &str, target: Target<'_>) -> BTreeSet<String> {
-    let actors = actors(state, user_id);
+    assigned_in(state, &assignments_of(state, user_id), target)
+}
+
+/// The role ids `mine` (a user's assignments) give on `target`.
+fn assigned_in(
+    state: &State,
+    mine: &[Arc<RoleAssignment>],
+    target: Target<'_>,
+) -> BTreeSet<String> {
     // (target, whether only inherited grants on it count)
     let mut targets: Vec<(AssignmentTarget, bool)> = Vec::new();
     match target {
@@ -60,10 +79,7 @@ fn assigned(state: &State, user_id: &str, target: Target<'_>) -> BTreeSet<String
         Target::Domain(id) => targets.push((AssignmentTarget::Domain(id.to_string()), false)),
         Target::System => targets.push((AssignmentTarget::System("all".to_string()), false)),
     }
-    state
-        .role_assignments
-        .iter()
-        .filter(|a| actors.contains(&a.actor))
+    mine.iter()
         .filter(|a| {
             targets
                 .iter()
@@ -104,22 +120,24 @@ pub fn effective(state: &State, user_id: &str, target: Target<'_>) -> Vec<Arc<Ro
 
 /// The enabled projects (in enabled domains) where `user_id` has a role.
 pub fn projects_of(state: &State, user_id: &str) -> Vec<Arc<statera_model::identity::Project>> {
+    let mine = assignments_of(state, user_id);
     state
         .projects
         .iter()
         .filter(|p| p.enabled && domain_enabled(state, &p.domain_id))
-        .filter(|p| !assigned(state, user_id, Target::Project(&p.id)).is_empty())
+        .filter(|p| !assigned_in(state, &mine, Target::Project(&p.id)).is_empty())
         .cloned()
         .collect()
 }
 
 /// The enabled domains where `user_id` has a role.
 pub fn domains_of(state: &State, user_id: &str) -> Vec<Arc<statera_model::identity::Domain>> {
+    let mine = assignments_of(state, user_id);
     state
         .domains
         .iter()
         .filter(|d| d.enabled)
-        .filter(|d| !assigned(state, user_id, Target::Domain(&d.id)).is_empty())
+        .filter(|d| !assigned_in(state, &mine, Target::Domain(&d.id)).is_empty())
         .cloned()
         .collect()
 }
