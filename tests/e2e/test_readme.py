@@ -2,7 +2,8 @@
 
 The first shell block under "## Quick start" is taken from README.md and run with bash, with
 only what must differ on a shared test machine substituted: the API's address, the two web
-servers' ports and their directories. Statera runs without privileges (as `nobody` when the
+servers' ports and their directories, and the path of the clouds.yaml the server wrote (the
+default auth mode, builtin, bootstraps it). Statera runs without privileges (as `nobody` when the
 tests run as root), so a Quick start that needs root (a listener on port 80, say) fails here.
 """
 
@@ -30,7 +31,7 @@ def quick_start_block() -> str:
 
 def test_quick_start_runs_as_written_without_privileges():
     script = quick_start_block()
-    for needle in ("127.0.0.1:9876", " 8081 ", " 8082 ", "/tmp/w1", "/tmp/w2", "--protocol-port"):
+    for needle in ("./statera-data/clouds.yaml", " 8081 ", " 8082 ", "/tmp/w1", "/tmp/w2", "--protocol-port"):
         assert needle in script, f"the Quick start changed shape ({needle!r} is gone): update this test"
     work = Path(tempfile.mkdtemp(prefix="statera-readme-"))
     wrapper = None
@@ -51,9 +52,13 @@ def test_quick_start_runs_as_written_without_privileges():
 
 
 def run_quick_start(script: str, work: Path, data: Path, wrapper: list[str] | None, web1: int, web2: int) -> None:
-    with start_statera(data_dir=data, wrapper=wrapper) as server:
+    # The default auth mode (builtin): the server bootstraps itself and writes clouds.yaml.
+    with start_statera(data_dir=data, wrapper=wrapper, auth_args=[]) as server:
+        clouds = data / "data" / "clouds.yaml"
+        assert clouds.is_file(), "statera serve did not write clouds.yaml on a fresh store"
         script = (
-            script.replace("127.0.0.1:9876", server.endpoint.removeprefix("http://"))
+            script.replace("./statera-data/clouds.yaml", str(clouds))
+            .replace("127.0.0.1:9876", server.endpoint.removeprefix("http://"))
             .replace(" 8081 ", f" {web1} ")
             .replace(" 8082 ", f" {web2} ")
             .replace("/tmp/w1", str(work / "w1"))

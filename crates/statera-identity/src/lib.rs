@@ -10,6 +10,7 @@
 //!
 //! Each produces a [`Caller`]; policy reads nothing else.
 
+pub mod builtin;
 pub mod password;
 
 use http::HeaderMap;
@@ -81,6 +82,11 @@ pub trait Authenticator: Send + Sync + 'static {
     /// Where a client gets a token (`WWW-Authenticate: Keystone uri=…` on a
     /// 401), given the scheme and authority the client used for this request.
     fn identity_uri(&self, _base_url: &str) -> Option<String> {
+        None
+    }
+    /// The built-in Keystone, when this is it (its `/v3/auth` routes answer
+    /// only then).
+    fn builtin(&self) -> Option<&builtin::Builtin> {
         None
     }
 }

@@ -1,6 +1,7 @@
 //! `statera`: read the settings, build the parts, run them.
 
 mod api_server;
+mod identity;
 mod limits;
 mod serve;
 mod settings;
@@ -25,6 +26,16 @@ enum Command {
     /// The authorization policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Create the built-in identity service's first objects (the `admin`
+    /// user and project, the roles, the catalog) and `<data-dir>/clouds.yaml`,
+    /// idempotently, like `keystone-manage bootstrap`. Run it while `statera
+    /// serve` is stopped (`serve` does it by itself on a fresh store).
+    Bootstrap(identity::BootstrapArgs),
+    /// The built-in identity service's token keys (`<data-dir>/token-keys`).
+    TokenKeys {
+        #[command(subcommand)]
+        command: identity::TokenKeysCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -61,5 +72,10 @@ fn main() -> anyhow::Result<()> {
             print!("{}", enforcer.listing());
             Ok(())
         }
+        Command::Bootstrap(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(identity::run_bootstrap(args)),
+        Command::TokenKeys { command } => identity::run_token_keys(command),
     }
 }

@@ -218,10 +218,17 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
             .neutron
             .api_settings(Arc::new(statera_net::host::interface_addresses)),
     };
-    let auth: Arc<dyn statera_identity::Authenticator> = Arc::new(statera_identity::NoAuth {
-        default_project_id: settings.api.default_project_id.clone(),
-        default_roles: settings.auth.noauth.default_roles.clone(),
-    });
+    let auth: Arc<dyn statera_identity::Authenticator> =
+        match statera_identity::AuthMode::parse(&settings.auth.mode) {
+            Some(statera_identity::AuthMode::Builtin) => {
+                let listen = listener.local_addr().unwrap_or(settings.api.listen);
+                Arc::new(crate::identity::start_builtin(&store, &settings, listen).await?)
+            }
+            _ => Arc::new(statera_identity::NoAuth {
+                default_project_id: settings.api.default_project_id.clone(),
+                default_roles: settings.auth.noauth.default_roles.clone(),
+            }),
+        };
     tracing::info!(mode = auth.mode().as_str(), "authentication");
     let router = statera_api::app(AppState {
         store: store.clone(),

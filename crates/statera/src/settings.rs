@@ -94,6 +94,62 @@ pub struct AuthSection {
     /// The operator's policy file (overrides of the default rules).
     pub policy_file: Option<PathBuf>,
     pub noauth: NoAuthSection,
+    pub builtin: BuiltinSection,
+}
+
+/// `[auth.builtin]`: Statera as its own Keystone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuiltinSection {
+    /// Seconds a token is valid (Keystone's `[token] expiration`).
+    pub token_expiration_s: u64,
+    /// The URL clients reach the API at (catalog endpoints, clouds.yaml);
+    /// default: `http://` + the listen address (127.0.0.1 for 0.0.0.0).
+    pub public_url: Option<String>,
+    /// Failed password authentications in a row that lock a user (0 = never).
+    pub lockout_failure_attempts: u32,
+    /// Seconds a locked user stays locked.
+    pub lockout_duration_s: u64,
+    /// Token keys kept by `statera token-keys rotate`, the staged one included.
+    pub max_active_keys: usize,
+}
+
+impl Default for BuiltinSection {
+    fn default() -> Self {
+        let d = statera_identity::builtin::BuiltinSettings::default();
+        BuiltinSection {
+            token_expiration_s: d.token_expiration_s,
+            public_url: None,
+            lockout_failure_attempts: d.lockout_failure_attempts,
+            lockout_duration_s: d.lockout_duration_s,
+            max_active_keys: d.max_active_keys,
+        }
+    }
+}
+
+impl BuiltinSection {
+    pub fn identity_settings(&self) -> statera_identity::builtin::BuiltinSettings {
+        statera_identity::builtin::BuiltinSettings {
+            token_expiration_s: self.token_expiration_s,
+            lockout_failure_attempts: self.lockout_failure_attempts,
+            lockout_duration_s: self.lockout_duration_s,
+            max_active_keys: self.max_active_keys,
+            ..Default::default()
+        }
+    }
+
+    /// `public_url`, or the one the API's listen address gives.
+    pub fn public_url(&self, listen: SocketAddr) -> String {
+        if let Some(u) = &self.public_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let ip = match listen.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, listen.port()))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -106,9 +162,10 @@ pub struct NoAuthSection {
 impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
-            mode: "noauth".to_string(),
+            mode: "builtin".to_string(),
             policy_file: None,
             noauth: NoAuthSection::default(),
+            builtin: BuiltinSection::default(),
         }
     }
 }
@@ -370,13 +427,26 @@ impl Settings {
         if let Some(v) = &args.noauth_default_roles {
             s.auth.noauth.default_roles = statera_identity::split_roles(v);
         }
-        if statera_identity::AuthMode::parse(&s.auth.mode)
-            != Some(statera_identity::AuthMode::NoAuth)
-        {
-            anyhow::bail!(
-                "auth mode '{}' is not available (only 'noauth' is)",
+        match statera_identity::AuthMode::parse(&s.auth.mode) {
+            Some(statera_identity::AuthMode::NoAuth | statera_identity::AuthMode::Builtin) => {}
+            _ => anyhow::bail!(
+                "auth mode '{}' is not available (builtin or noauth)",
                 s.auth.mode
+            ),
+        }
+        let b = &s.auth.builtin;
+        if b.token_expiration_s == 0 {
+            anyhow::bail!("auth.builtin.token_expiration_s must be above 0");
+        }
+        if b.max_active_keys < 2 {
+            anyhow::bail!(
+                "auth.builtin.max_active_keys must be at least 2 (a staged and a primary key)"
             );
+        }
+        if let Some(u) = &b.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            anyhow::bail!("auth.builtin.public_url must start with http:// or https://, not '{u}'");
         }
         if !matches!(s.log.format.as_str(), "text" | "json") {
             anyhow::bail!("log format must be text or json, not {}", s.log.format);
@@ -447,9 +517,54 @@ mod tests {
     }
 
     #[test]
+    fn auth_defaults_to_builtin_with_keystones_defaults_and_checks() {
+        let s = Settings::load(&ServeArgs::default()).unwrap();
+        assert_eq!(s.auth.mode, "builtin");
+        let b = &s.auth.builtin;
+        assert_eq!(
+            (
+                b.token_expiration_s,
+                b.lockout_failure_attempts,
+                b.lockout_duration_s,
+                b.max_active_keys
+            ),
+            (3600, 6, 1800, 3)
+        );
+        assert_eq!(
+            b.public_url("0.0.0.0:9876".parse().unwrap()),
+            "http://127.0.0.1:9876"
+        );
+        assert_eq!(
+            b.public_url("[::]:9876".parse().unwrap()),
+            "http://[::1]:9876"
+        );
+        let noauth = ServeArgs {
+            auth: Some("noauth".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(Settings::load(&noauth).unwrap().auth.mode, "noauth");
+        let bad = ServeArgs {
+            auth: Some("ldap".into()),
+            ..ServeArgs::default()
+        };
+        assert!(Settings::load(&bad).is_err());
+        let s: Settings = toml::from_str(
+            "[auth.builtin]\npublic_url = \"https://lb.example.net/\"\nmax_active_keys = 5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.auth.builtin.public_url("127.0.0.1:1".parse().unwrap()),
+            "https://lb.example.net"
+        );
+        assert_eq!(s.auth.builtin.max_active_keys, 5);
+    }
+
+    #[test]
     fn example_file_parses_with_neutron_defaults() {
         let s: Settings =
             toml::from_str(include_str!("../../../statera.example.toml")).expect("example parses");
+        assert_eq!(s.auth.mode, "builtin");
+        assert_eq!(s.auth.builtin.max_active_keys, 3);
         assert_eq!(s.neutron.max_fixed_ips_per_port, 5);
         let q = s.neutron.quotas;
         assert_eq!(

@@ -1,0 +1,619 @@
+//! The built-in Keystone over HTTP: `/v3` discovery, `POST/GET/HEAD/DELETE
+//! /v3/auth/tokens` (password, token rescoping, application credentials;
+//! project, domain, system and unscoped), the `/v3/auth/*` lists, and the 401
+//! in Keystone's shape an Octavia route answers to a missing, malformed,
+//! expired or revoked token.
+
+#[path = "octavia/support.rs"]
+mod support;
+
+use serde_json::{Value, json};
+use statera_api::{ApiSettings, AppState};
+use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap};
+use statera_identity::builtin::{Builtin, BuiltinSettings, key_repository};
+use statera_model::identity::*;
+use std::sync::Arc;
+use support::*;
+
+const ADMIN_PW: &str = "admin-pw-for-tests";
+const UNAUTHORIZED: &str = "The request you have made requires authentication.";
+
+struct Ks {
+    h: Harness,
+    _keys: tempfile::TempDir,
+}
+
+async fn ks_with(settings: BuiltinSettings) -> Ks {
+    let mut api: Option<ApiSettings> = None;
+    let mut h = Harness::with_settings(|s| api = Some(s.clone())).await;
+    bootstrap(
+        &h.store,
+        &BootstrapOptions {
+            admin_password: Some(ADMIN_PW.into()),
+            public_url: "http://statera.test:9876".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let auth = Builtin::new(h.store.clone(), key_repository(keys.path()), settings).unwrap();
+    h.router = statera_api::app(AppState {
+        store: h.store.clone(),
+        settings: Arc::new(api.unwrap()),
+        auth: Arc::new(auth),
+    });
+    Ks { h, _keys: keys }
+}
+
+async fn ks() -> Ks {
+    ks_with(BuiltinSettings::default()).await
+}
+
+fn password_body(user: &str, pw: &str, scope: Value) -> Value {
+    let mut auth = json!({"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "domain": {"name": "Default"}, "password": pw}}}});
+    if !scope.is_null() {
+        auth["scope"] = scope;
+    }
+    json!({ "auth": auth })
+}
+
+fn admin_project_scope() -> Value {
+    json!({"project": {"name": "admin", "domain": {"id": "default"}}})
+}
+
+impl Ks {
+    async fn post_tokens(&self, body: Value) -> Resp {
+        self.h
+            .raw("POST", "/v3/auth/tokens", &[], Some(body.to_string()))
+            .await
+    }
+
+    /// A token for the admin with `scope`.
+    async fn token(&self, scope: Value) -> (String, Value) {
+        let r = self
+            .post_tokens(password_body("admin", ADMIN_PW, scope))
+            .await
+            .expect(201);
+        let t = r.headers["x-subject-token"].to_str().unwrap().to_string();
+        (t, r.body)
+    }
+
+    async fn with_token(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        subject: Option<&str>,
+    ) -> Resp {
+        let mut headers = vec![("x-auth-token", token)];
+        if let Some(s) = subject {
+            headers.push(("x-subject-token", s));
+        }
+        self.h.raw(method, path, &headers, None).await
+    }
+}
+
+fn assert_keystone_401(r: &Resp) {
+    assert_eq!(r.status.as_u16(), 401, "{}", r.text);
+    assert_eq!(
+        r.body,
+        json!({"error": {"code": 401, "title": "Unauthorized", "message": UNAUTHORIZED}})
+    );
+    assert_eq!(
+        r.headers["www-authenticate"],
+        "Keystone uri=\"http://statera.test:9876/v3\""
+    );
+}
+
+#[tokio::test]
+async fn discovery_and_password_tokens_in_every_scope() {
+    let k = ks().await;
+    let r = k.h.get("/v3").await.expect(200);
+    assert_eq!(r.body["version"]["id"], "v3.14");
+    assert_eq!(
+        r.body["version"]["links"][0]["href"],
+        "http://statera.test:9876/v3/"
+    );
+    // Octavia's discovery stays at `/`.
+    assert!(k.h.get("/").await.expect(200).body["versions"].is_array());
+
+    let (token, body) = k.token(admin_project_scope()).await;
+    assert!(token.len() < 200);
+    let t = &body["token"];
+    assert_eq!(t["methods"], json!(["password"]));
+    assert_eq!(t["user"]["name"], "admin");
+    assert_eq!(
+        t["user"]["domain"],
+        json!({"id": "default", "name": "Default"})
+    );
+    assert!(t["user"]["password_expires_at"].is_null());
+    assert_eq!(t["project"]["name"], "admin");
+    assert_eq!(t["project"]["domain"]["name"], "Default");
+    assert_eq!(t["is_domain"], false);
+    let mut roles: Vec<&str> = t["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    roles.sort();
+    assert_eq!(roles, vec!["admin", "member", "reader"]);
+    assert_eq!(t["audit_ids"].as_array().unwrap().len(), 1);
+    assert!(t["expires_at"].as_str().unwrap().ends_with('Z'));
+    let types: Vec<&str> = t["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.len(), 3);
+    for kind in ["identity", "load-balancer", "network"] {
+        assert!(types.contains(&kind), "{types:?}");
+    }
+    let lb = t["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "load-balancer")
+        .unwrap();
+    assert_eq!(lb["endpoints"][0]["url"], "http://statera.test:9876");
+    assert_eq!(lb["endpoints"][0]["interface"], "public");
+    assert_eq!(lb["endpoints"][0]["region"], "RegionOne");
+
+    // ?nocatalog
+    let r =
+        k.h.raw(
+            "POST",
+            "/v3/auth/tokens?nocatalog",
+            &[],
+            Some(password_body("admin", ADMIN_PW, admin_project_scope()).to_string()),
+        )
+        .await
+        .expect(201);
+    assert!(r.body["token"].get("catalog").is_none());
+
+    // Horizon's "unscoped" string, and no scope at all (the default project).
+    let (_, body) = k.token(json!("unscoped")).await;
+    assert!(body["token"].get("project").is_none() && body["token"].get("roles").is_none());
+    let (_, body) = k.token(Value::Null).await;
+    assert_eq!(body["token"]["project"]["name"], "admin");
+
+    // System scope.
+    let (_, body) = k.token(json!({"system": {"all": true}})).await;
+    assert_eq!(body["token"]["system"], json!({"all": true}));
+    assert!(body["token"].get("project").is_none());
+
+    // Domain scope: refused without a role on the domain, given with one.
+    let domain = json!({"domain": {"name": "Default"}});
+    let r = k
+        .post_tokens(password_body("admin", ADMIN_PW, domain.clone()))
+        .await;
+    assert_keystone_401(&r);
+    let admin_id =
+        k.h.store
+            .snapshot()
+            .users
+            .iter()
+            .find(|u| u.name == "admin")
+            .unwrap()
+            .id
+            .clone();
+    let reader =
+        k.h.store
+            .snapshot()
+            .roles
+            .iter()
+            .find(|r| r.name == "reader")
+            .unwrap()
+            .id
+            .clone();
+    k.h.store
+        .write(|txn| {
+            txn.put(RoleAssignment::new(
+                Actor::User(admin_id.clone()),
+                AssignmentTarget::Domain("default".into()),
+                reader,
+                false,
+            ))
+        })
+        .await
+        .unwrap();
+    let (_, body) = k.token(domain).await;
+    assert_eq!(
+        body["token"]["domain"],
+        json!({"id": "default", "name": "Default"})
+    );
+    assert_eq!(body["token"]["roles"][0]["name"], "reader");
+    // By user id too.
+    let r = k
+        .post_tokens(json!({"auth": {"identity": {"methods": ["password"],
+            "password": {"user": {"id": admin_id, "password": ADMIN_PW}}}, "scope": admin_project_scope()}}))
+        .await;
+    r.expect(201);
+}
+
+#[tokio::test]
+async fn rescoping_validation_and_revocation() {
+    let k = ks().await;
+    let (unscoped, _) = k.token(json!("unscoped")).await;
+    // Rescope with the token method (Horizon does after login).
+    let r = k
+        .post_tokens(
+            json!({"auth": {"identity": {"methods": ["token"], "token": {"id": unscoped}},
+            "scope": admin_project_scope()}}),
+        )
+        .await
+        .expect(201);
+    let scoped = r.headers["x-subject-token"].to_str().unwrap().to_string();
+    assert_eq!(r.body["token"]["methods"], json!(["password", "token"]));
+    assert_eq!(r.body["token"]["audit_ids"].as_array().unwrap().len(), 2);
+
+    // A user validates its own token; GET and HEAD.
+    let r = k
+        .with_token("GET", "/v3/auth/tokens", &scoped, Some(&unscoped))
+        .await
+        .expect(200);
+    assert_eq!(r.headers["x-subject-token"], unscoped.as_str());
+    assert_eq!(r.body["token"]["user"]["name"], "admin");
+    k.with_token("HEAD", "/v3/auth/tokens", &scoped, Some(&unscoped))
+        .await
+        .expect(200);
+    // An invalid subject: 404, Keystone's message.
+    let r = k
+        .with_token("GET", "/v3/auth/tokens", &scoped, Some("gAAAAAbogus"))
+        .await
+        .expect(404);
+    assert_eq!(
+        r.body["error"]["message"],
+        "Could not find token: gAAAAAbogus."
+    );
+    k.with_token("HEAD", "/v3/auth/tokens", &scoped, Some("gAAAAAbogus"))
+        .await
+        .expect(404);
+    // Without a valid caller token: 401.
+    assert_keystone_401(
+        &k.with_token("GET", "/v3/auth/tokens", "nope", Some(&scoped))
+            .await,
+    );
+
+    // The scoped token works on an Octavia route and creates in its project.
+    let r = k
+        .with_token("GET", "/v2/lbaas/loadbalancers", &scoped, None)
+        .await
+        .expect(200);
+    assert_eq!(r.body["loadbalancers"], json!([]));
+
+    // Revoke the unscoped parent: the rescoped child goes with it.
+    k.with_token("DELETE", "/v3/auth/tokens", &scoped, Some(&unscoped))
+        .await
+        .expect(204);
+    let (fresh, _) = k.token(admin_project_scope()).await;
+    k.with_token("HEAD", "/v3/auth/tokens", &fresh, Some(&unscoped))
+        .await
+        .expect(404);
+    k.with_token("HEAD", "/v3/auth/tokens", &fresh, Some(&scoped))
+        .await
+        .expect(404);
+    assert_keystone_401(
+        &k.with_token("GET", "/v2/lbaas/loadbalancers", &scoped, None)
+            .await,
+    );
+    k.with_token("GET", "/v2/lbaas/loadbalancers", &fresh, None)
+        .await
+        .expect(200);
+    // A revoked token cannot be rescoped.
+    assert_keystone_401(
+        &k.post_tokens(
+            json!({"auth": {"identity": {"methods": ["token"], "token": {"id": unscoped}}}}),
+        )
+        .await,
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_user_look_the_same_and_lockout_slows_brute_force() {
+    let k = ks_with(BuiltinSettings {
+        lockout_failure_attempts: 3,
+        ..BuiltinSettings::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let wrong = k
+        .post_tokens(password_body("admin", "wrong", admin_project_scope()))
+        .await;
+    let wrong_time = started.elapsed();
+    let started = std::time::Instant::now();
+    let unknown = k
+        .post_tokens(password_body("nobody", "wrong", admin_project_scope()))
+        .await;
+    let unknown_time = started.elapsed();
+    assert_keystone_401(&wrong);
+    assert_keystone_401(&unknown);
+    assert_eq!(wrong.text, unknown.text);
+    // Both cost one password check (argon2, tens of ms): neither is an
+    // order of magnitude faster than the other.
+    let (a, b) = (wrong_time.as_secs_f64(), unknown_time.as_secs_f64());
+    assert!(
+        a.max(b) / a.min(b) < 5.0,
+        "wrong {a:.4}s vs unknown {b:.4}s"
+    );
+
+    // Two more failures lock the admin; then the right password is refused
+    // too, with the same answer.
+    let admin = || {
+        k.h.store
+            .snapshot()
+            .users
+            .iter()
+            .find(|u| u.name == "admin")
+            .unwrap()
+            .clone()
+    };
+    for n in 2..=3 {
+        assert_keystone_401(
+            &k.post_tokens(password_body("admin", "wrong", admin_project_scope()))
+                .await,
+        );
+        for _ in 0..200 {
+            if admin().failed_auth_count >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(admin().failed_auth_count, n);
+    }
+    let locked = k
+        .post_tokens(password_body("admin", ADMIN_PW, admin_project_scope()))
+        .await;
+    assert_keystone_401(&locked);
+    assert_eq!(locked.text, wrong.text);
+    assert!(admin().last_failed_auth_at.is_some());
+}
+
+#[tokio::test]
+async fn octavia_routes_answer_401_in_keystones_shape_for_missing_bad_expired_and_revoked_tokens() {
+    let k = ks_with(BuiltinSettings {
+        token_expiration_s: 2,
+        ..BuiltinSettings::default()
+    })
+    .await;
+    let (token, _) = k.token(admin_project_scope()).await;
+    let (to_revoke, _) = k.token(admin_project_scope()).await;
+    k.with_token("DELETE", "/v3/auth/tokens", &token, Some(&to_revoke))
+        .await
+        .expect(204);
+    for path in [
+        "/v2/lbaas/loadbalancers",
+        "/v2.0/networks",
+        "/v3/auth/projects",
+    ] {
+        assert_keystone_401(&k.h.get(path).await);
+        assert_keystone_401(&k.with_token("GET", path, "not-a-token", None).await);
+        assert_keystone_401(&k.with_token("GET", path, &to_revoke, None).await);
+        k.with_token("GET", path, &token, None).await.expect(200);
+    }
+    let lb =
+        k.h.raw(
+            "POST",
+            "/v2/lbaas/loadbalancers",
+            &[("x-auth-token", &token)],
+            Some(json!({"loadbalancer": {"vip_subnet_id": k.h.subnet_id}}).to_string()),
+        )
+        .await
+        .expect(201);
+    let admin_project =
+        k.h.store
+            .snapshot()
+            .projects
+            .iter()
+            .find(|p| p.name == "admin")
+            .unwrap()
+            .id
+            .clone();
+    assert_eq!(
+        lb.body["loadbalancer"]["project_id"],
+        admin_project.as_str()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_keystone_401(
+        &k.with_token("GET", "/v2/lbaas/loadbalancers", &token, None)
+            .await,
+    );
+}
+
+#[tokio::test]
+async fn auth_lists_user_projects_and_application_credentials() {
+    let k = ks().await;
+    let (token, body) = k.token(admin_project_scope()).await;
+    let admin_id = body["token"]["user"]["id"].as_str().unwrap().to_string();
+    let admin_project = body["token"]["project"]["id"].as_str().unwrap().to_string();
+    let r = k
+        .with_token("GET", "/v3/auth/projects", &token, None)
+        .await
+        .expect(200);
+    let names: Vec<&str> = r.body["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["admin"]);
+    let r = k
+        .with_token(
+            "GET",
+            &format!("/v3/users/{admin_id}/projects"),
+            &token,
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.body["projects"][0]["id"], admin_project.as_str());
+    let r = k
+        .with_token("GET", "/v3/auth/system", &token, None)
+        .await
+        .expect(200);
+    assert_eq!(r.body["system"], json!([{"all": true}]));
+    let r = k
+        .with_token("GET", "/v3/auth/catalog", &token, None)
+        .await
+        .expect(200);
+    assert_eq!(r.body["catalog"].as_array().unwrap().len(), 3);
+    k.with_token("GET", "/v3/auth/domains", &token, None)
+        .await
+        .expect(200);
+    let (unscoped, _) = k.token(json!("unscoped")).await;
+    k.with_token("GET", "/v3/auth/catalog", &unscoped, None)
+        .await
+        .expect(403);
+
+    // A member of another project: its own projects only; not the admin's.
+    let (uid, pid) = (new_id(), new_id());
+    let member =
+        k.h.store
+            .snapshot()
+            .roles
+            .iter()
+            .find(|r| r.name == "member")
+            .unwrap()
+            .id
+            .clone();
+    let hash = statera_identity::password::hash("pw-dave");
+    let secret_hash = statera_identity::password::hash("dave-app");
+    let cred_id = new_id();
+    let now = statera_model::now();
+    k.h.store
+        .write(|txn| {
+            txn.put(User {
+                id: uid.clone(),
+                name: "dave".into(),
+                domain_id: "default".into(),
+                enabled: true,
+                password_hash: Some(hash),
+                default_project_id: Some(pid.clone()),
+                description: String::new(),
+                email: None,
+                extra: Default::default(),
+                options: Default::default(),
+                password_expires_at: None,
+                failed_auth_count: 0,
+                last_failed_auth_at: None,
+                created_at: now,
+            })?;
+            txn.put(Project {
+                id: pid.clone(),
+                name: "dave-p".into(),
+                domain_id: "default".into(),
+                description: String::new(),
+                enabled: true,
+                parent_id: Some("default".into()),
+                tags: vec![],
+                options: Default::default(),
+                created_at: now,
+            })?;
+            txn.put(RoleAssignment::new(
+                Actor::User(uid.clone()),
+                AssignmentTarget::Project(pid.clone()),
+                member.clone(),
+                false,
+            ))?;
+            txn.put(ApplicationCredential {
+                id: cred_id.clone(),
+                name: "dave-ci".into(),
+                description: String::new(),
+                user_id: uid.clone(),
+                project_id: pid.clone(),
+                secret_hash,
+                role_ids: vec![member],
+                expires_at: None,
+                unrestricted: false,
+                created_at: now,
+            })
+        })
+        .await
+        .unwrap();
+    let r = k
+        .post_tokens(password_body("dave", "pw-dave", Value::Null))
+        .await
+        .expect(201);
+    let dave = r.headers["x-subject-token"].to_str().unwrap().to_string();
+    assert_eq!(r.body["token"]["project"]["name"], "dave-p");
+    k.with_token(
+        "GET",
+        &format!("/v3/users/{admin_id}/projects"),
+        &dave,
+        None,
+    )
+    .await
+    .expect(403);
+    // Dave may not validate the admin's token; the admin may validate Dave's.
+    k.with_token("GET", "/v3/auth/tokens", &dave, Some(&token))
+        .await
+        .expect(403);
+    k.with_token("GET", "/v3/auth/tokens", &token, Some(&dave))
+        .await
+        .expect(200);
+    // Dave cannot scope to the admin project.
+    assert_keystone_401(
+        &k.post_tokens(password_body("dave", "pw-dave", admin_project_scope()))
+            .await,
+    );
+    // The application credential, by name and user.
+    let r = k
+        .post_tokens(
+            json!({"auth": {"identity": {"methods": ["application_credential"],
+            "application_credential": {"name": "dave-ci", "secret": "dave-app",
+                "user": {"name": "dave", "domain": {"id": "default"}}}}}}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(
+        r.body["token"]["application_credential"]["id"],
+        cred_id.as_str()
+    );
+    assert_eq!(r.body["token"]["project"]["id"], pid.as_str());
+    assert_eq!(
+        r.body["token"]["methods"],
+        json!(["application_credential"])
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400_and_other_auth_modes_have_no_v3_auth() {
+    let k = ks().await;
+    for body in [
+        "not json".to_string(),
+        json!({}).to_string(),
+        json!({"auth": {}}).to_string(),
+        json!({"auth": {"identity": {"methods": ["password"]}}}).to_string(),
+        json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"password": "x"}}}}})
+            .to_string(),
+        json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin",
+            "domain": {"name": "Default"}, "password": "x"}}}, "scope": {"system": {"all": false}}}})
+        .to_string(),
+    ] {
+        let r = k.h.raw("POST", "/v3/auth/tokens", &[], Some(body.clone())).await;
+        assert_eq!(r.status.as_u16(), 400, "{body}: {}", r.text);
+        assert_eq!(r.body["error"]["code"], 400, "{body}: {}", r.text);
+        assert_eq!(r.body["error"]["title"], "Bad Request");
+    }
+    let r =
+        k.h.raw(
+            "POST",
+            "/v3/auth/tokens",
+            &[],
+            Some(json!({"auth": {"identity": {"methods": ["totp"], "totp": {}}}}).to_string()),
+        )
+        .await
+        .expect(401);
+    assert_eq!(r.body["error"]["code"], 401);
+
+    // noauth: no built-in Keystone behind /v3/auth.
+    let lab = Harness::new().await;
+    let r = lab
+        .post("/v3/auth/tokens", password_body("admin", "x", Value::Null))
+        .await
+        .expect(404);
+    assert_eq!(r.body["error"]["code"], 404);
+    lab.get("/v3").await.expect(404);
+}

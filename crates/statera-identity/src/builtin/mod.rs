@@ -1,0 +1,813 @@
+//! `builtin`: Statera is its own Keystone.
+//!
+//! Tokens are issued and validated here ([`Builtin`]); users, projects, roles
+//! and the catalog live in the store. A token is a signed payload
+//! ([`token`]) under keys kept in `<data-dir>/token-keys/` ([`keys`]), so a
+//! restart keeps every token valid and `statera token-keys rotate` rotates
+//! the keys as `keystone-manage fernet_rotate` does. Validation reads the
+//! store's in-memory image: signature, expiry, revocations, the user and the
+//! scope still enabled, and the roles computed from the current assignments
+//! ([`roles`]), so a removed role or a disabled user takes effect at once.
+
+pub mod bootstrap;
+pub mod keys;
+pub mod roles;
+pub mod token;
+
+use crate::{AuthError, AuthFuture, AuthMode, Authenticator, password};
+use chrono::{DateTime, NaiveDateTime};
+use keys::{KeyRepository, KeySet};
+use statera_model::identity::{
+    ApplicationCredential, Caller, DEFAULT_DOMAIN_ID, Domain, Project, Revocation, Role, User,
+    new_id,
+};
+use statera_store::{State, Store, StoreError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use token::{Payload, Scope};
+
+/// `[auth.builtin]`.
+#[derive(Debug, Clone)]
+pub struct BuiltinSettings {
+    /// How long a token is valid (Keystone's `[token] expiration`).
+    pub token_expiration_s: u64,
+    /// Failed password authentications in a row that lock a user (0 = never;
+    /// Keystone's `[security_compliance] lockout_failure_attempts`).
+    pub lockout_failure_attempts: u32,
+    /// How long a locked user stays locked.
+    pub lockout_duration_s: u64,
+    /// Token keys kept by a rotation, the staged one included.
+    pub max_active_keys: usize,
+    /// Password checks (argon2, CPU-heavy) run at once; more wait.
+    pub concurrent_password_checks: usize,
+}
+
+impl Default for BuiltinSettings {
+    fn default() -> Self {
+        BuiltinSettings {
+            token_expiration_s: 3600,
+            lockout_failure_attempts: 6,
+            lockout_duration_s: 1800,
+            max_active_keys: 3,
+            concurrent_password_checks: 2,
+        }
+    }
+}
+
+/// The token key repository of a data directory.
+pub fn key_repository(data_dir: &std::path::Path) -> KeyRepository {
+    KeyRepository::new(data_dir.join("token-keys"))
+}
+
+/// A valid token, with everything it stands for as the store has it now.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub payload: Payload,
+    pub user: Arc<User>,
+    pub user_domain: Arc<Domain>,
+    pub project: Option<Arc<Project>>,
+    pub project_domain: Option<Arc<Domain>>,
+    pub domain: Option<Arc<Domain>>,
+    /// Effective roles on the scope (implied ones included), by name.
+    pub roles: Vec<Arc<Role>>,
+    pub application_credential: Option<Arc<ApplicationCredential>>,
+}
+
+fn micros_to_time(us: i64) -> NaiveDateTime {
+    DateTime::from_timestamp_micros(us)
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+impl TokenInfo {
+    pub fn issued_at(&self) -> NaiveDateTime {
+        micros_to_time(self.payload.issued_at)
+    }
+
+    pub fn expires_at(&self) -> NaiveDateTime {
+        micros_to_time(self.payload.expires_at)
+    }
+
+    pub fn audit_ids(&self) -> Vec<String> {
+        self.payload
+            .audit_ids
+            .iter()
+            .map(token::audit_id_text)
+            .collect()
+    }
+
+    pub fn methods(&self) -> Vec<&'static str> {
+        token::method_names(self.payload.methods)
+    }
+
+    pub fn is_system(&self) -> bool {
+        self.payload.scope == Scope::System
+    }
+
+    /// Keystone's `is_admin_project`: the token is scoped to the cloud admin
+    /// project (`admin` in the default domain, as bootstrap makes it).
+    pub fn is_admin_project(&self) -> bool {
+        self.project
+            .as_ref()
+            .is_some_and(|p| p.name == "admin" && p.domain_id == DEFAULT_DOMAIN_ID)
+    }
+
+    pub fn caller(&self) -> Caller {
+        Caller {
+            user_id: Some(self.user.id.clone()),
+            user_name: Some(self.user.name.clone()),
+            user_domain_id: Some(self.user.domain_id.clone()),
+            project_id: self.project.as_ref().map(|p| p.id.clone()),
+            project_name: self.project.as_ref().map(|p| p.name.clone()),
+            project_domain_id: self.project.as_ref().map(|p| p.domain_id.clone()),
+            domain_id: self.domain.as_ref().map(|d| d.id.clone()),
+            system_scope: self.is_system().then(|| "all".to_string()),
+            roles: self
+                .roles
+                .iter()
+                .map(|r| r.name.to_ascii_lowercase())
+                .collect(),
+            is_admin_project: self.is_admin_project(),
+            audit_id: self.audit_ids().into_iter().next(),
+        }
+    }
+}
+
+/// A user named in an authentication request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    Id(String),
+    Name { name: String, domain: DomainRef },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainRef {
+    Id(String),
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectRef {
+    Id(String),
+    Name { name: String, domain: DomainRef },
+}
+
+/// How the caller proves who it is (`identity.methods`; one method).
+#[derive(Debug, Clone)]
+pub enum Method {
+    Password {
+        user: UserRef,
+        password: String,
+    },
+    Token {
+        token: String,
+    },
+    ApplicationCredential {
+        id: Option<String>,
+        name: Option<String>,
+        user: Option<UserRef>,
+        secret: String,
+    },
+}
+
+/// The scope asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeRequest {
+    /// None given: the user's default project if it has a role there, else
+    /// unscoped (Keystone).
+    Default,
+    /// `"scope": "unscoped"` (Horizon sends it).
+    Unscoped,
+    Project(ProjectRef),
+    Domain(DomainRef),
+    System,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    pub method: Method,
+    pub scope: ScopeRequest,
+}
+
+/// Why no token was issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The request is malformed (400, Keystone's ValidationError).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Wrong credentials, a locked or disabled user, a scope without a role:
+    /// 401 with Keystone's one message (the reason is for the log only).
+    #[error("The request you have made requires authentication.")]
+    Unauthorized(String),
+    /// The store could not record the attempt.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct LoadedKeys {
+    keys: Arc<KeySet>,
+    mtime: Option<SystemTime>,
+    checked: Instant,
+}
+
+/// The built-in Keystone's authenticator and token issuer.
+pub struct Builtin {
+    store: Arc<Store>,
+    repo: KeyRepository,
+    keys: RwLock<LoadedKeys>,
+    settings: BuiltinSettings,
+    hashing: Arc<tokio::sync::Semaphore>,
+}
+
+/// How often the key repository is looked at for a rotation (its mtime).
+const KEY_RECHECK: Duration = Duration::from_secs(1);
+
+fn dir_mtime(repo: &KeyRepository) -> Option<SystemTime> {
+    std::fs::metadata(repo.dir())
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+impl Builtin {
+    /// The authenticator over `store`, with the keys of `repo` (created if
+    /// the repository is empty).
+    pub fn new(
+        store: Arc<Store>,
+        repo: KeyRepository,
+        settings: BuiltinSettings,
+    ) -> Result<Builtin, keys::KeyError> {
+        repo.setup()?;
+        let keys = repo.load()?;
+        let mtime = dir_mtime(&repo);
+        Ok(Builtin {
+            store,
+            keys: RwLock::new(LoadedKeys {
+                keys: Arc::new(keys),
+                mtime,
+                checked: Instant::now(),
+            }),
+            repo,
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                settings.concurrent_password_checks.max(1),
+            )),
+            settings,
+        })
+    }
+
+    pub fn settings(&self) -> &BuiltinSettings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The current keys; re-read when the repository changed (a rotation by
+    /// `statera token-keys rotate` while the server runs).
+    fn keys(&self) -> Arc<KeySet> {
+        {
+            let k = self.keys.read().expect("key lock");
+            if k.checked.elapsed() < KEY_RECHECK {
+                return k.keys.clone();
+            }
+        }
+        let mut k = self.keys.write().expect("key lock");
+        if k.checked.elapsed() >= KEY_RECHECK {
+            k.checked = Instant::now();
+            let mtime = dir_mtime(&self.repo);
+            if mtime != k.mtime {
+                match self.repo.load() {
+                    Ok(keys) => {
+                        tracing::info!(keys = ?keys.numbers(), "token keys reloaded");
+                        k.keys = Arc::new(keys);
+                        k.mtime = mtime;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "token keys not reloaded"),
+                }
+            }
+        }
+        k.keys.clone()
+    }
+
+    /// The token `token` stands for, if it is valid now.
+    pub fn validate(&self, token: &str) -> Result<TokenInfo, String> {
+        let keys = self.keys();
+        let payload = token::open(keys.all(), token)?;
+        if now_micros() >= payload.expires_at {
+            return Err("token expired".into());
+        }
+        let state = self.store.snapshot();
+        let info = resolve(&state, payload)?;
+        if let Some(r) = revoked_by(&state, &info) {
+            return Err(format!("token revoked ({})", r.id));
+        }
+        Ok(info)
+    }
+
+    /// Sign `payload` with the primary key.
+    fn seal(&self, payload: &Payload) -> String {
+        token::seal(self.keys().primary(), payload)
+    }
+
+    /// Verify `secret` against `phc` on the blocking pool, at most
+    /// `concurrent_password_checks` at once.
+    async fn verify(&self, secret: String, phc: Option<String>) -> bool {
+        let permit = self.hashing.clone().acquire_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            match phc {
+                Some(phc) => password::verify(&secret, &phc),
+                None => {
+                    // The same work as a real check, for the same time.
+                    password::verify(&secret, password::decoy());
+                    false
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    fn locked(&self, user: &User) -> bool {
+        let limit = self.settings.lockout_failure_attempts;
+        limit > 0
+            && user.failed_auth_count >= limit
+            && user.last_failed_auth_at.is_some_and(|t| {
+                t.and_utc().timestamp() + self.settings.lockout_duration_s as i64
+                    > chrono::Utc::now().timestamp()
+            })
+    }
+
+    /// Count a failed password for `user_id`, after the answer (so that a
+    /// wrong password answers in the time an unknown user does).
+    fn record_failure(&self, user_id: String) {
+        if self.settings.lockout_failure_attempts == 0 {
+            return;
+        }
+        let store = self.store.clone();
+        let duration = self.settings.lockout_duration_s as i64;
+        let limit = self.settings.lockout_failure_attempts;
+        tokio::spawn(async move {
+            let r = store
+                .write(|txn| {
+                    let Some(user) = txn.state().users.get(&user_id).cloned() else {
+                        return Ok(());
+                    };
+                    let mut user = (*user).clone();
+                    let now = statera_model::now();
+                    let stale = user
+                        .last_failed_auth_at
+                        .is_none_or(|t| (now - t).num_seconds() >= duration);
+                    user.failed_auth_count = if stale {
+                        1
+                    } else {
+                        user.failed_auth_count.saturating_add(1)
+                    };
+                    user.last_failed_auth_at = Some(now);
+                    if user.failed_auth_count == limit {
+                        tracing::warn!(user_id = %user.id, "user locked after {limit} failed authentications");
+                    }
+                    txn.put(user)
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "a failed authentication was not recorded");
+            }
+        });
+    }
+
+    async fn clear_failures(&self, user: &User) -> Result<(), StoreError> {
+        if user.failed_auth_count == 0 {
+            return Ok(());
+        }
+        let id = user.id.clone();
+        self.store
+            .write(|txn| {
+                if let Some(u) = txn.state().users.get(&id).cloned() {
+                    let mut u = (*u).clone();
+                    u.failed_auth_count = 0;
+                    u.last_failed_auth_at = None;
+                    txn.put(u)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// `POST /v3/auth/tokens`: a new token and what it stands for.
+    pub async fn issue(&self, req: AuthRequest) -> Result<(String, TokenInfo), IssueError> {
+        let now = now_micros();
+        let expires = now + (self.settings.token_expiration_s as i64).saturating_mul(1_000_000);
+        let state = self.store.snapshot();
+        let unauthorized = |why: String| IssueError::Unauthorized(why);
+        let (payload_base, scope_req) = match req.method {
+            Method::Password { user, password } => {
+                let found = find_user(&state, &user);
+                let Some(found) = found else {
+                    self.verify(password, None).await;
+                    return Err(unauthorized(format!("unknown user {user:?}")));
+                };
+                if self.locked(&found) {
+                    self.verify(password, None).await;
+                    return Err(unauthorized(format!("user {} is locked", found.id)));
+                }
+                if !self.verify(password, found.password_hash.clone()).await {
+                    self.record_failure(found.id.clone());
+                    return Err(unauthorized(format!(
+                        "wrong password for user {}",
+                        found.id
+                    )));
+                }
+                self.clear_failures(&found).await?;
+                if found
+                    .password_expires_at
+                    .is_some_and(|t| t.and_utc().timestamp_micros() <= now)
+                {
+                    return Err(unauthorized(format!(
+                        "the password of user {} has expired",
+                        found.id
+                    )));
+                }
+                let scope = req.scope;
+                (
+                    Payload {
+                        methods: token::METHOD_PASSWORD,
+                        user_id: found.id.clone(),
+                        scope: Scope::Unscoped,
+                        issued_at: now,
+                        expires_at: expires,
+                        audit_ids: vec![token::new_audit_id()],
+                        application_credential_id: None,
+                    },
+                    scope,
+                )
+            }
+            Method::Token { token } => {
+                let old = self.validate(&token).map_err(unauthorized)?;
+                if old.application_credential.is_some() {
+                    return Err(unauthorized(
+                        "a token from an application credential cannot be rescoped".into(),
+                    ));
+                }
+                let chain = *old
+                    .payload
+                    .audit_ids
+                    .last()
+                    .expect("a token has an audit id");
+                (
+                    Payload {
+                        methods: old.payload.methods | token::METHOD_TOKEN,
+                        user_id: old.user.id.clone(),
+                        scope: Scope::Unscoped,
+                        issued_at: now,
+                        // A rescoped token lives no longer than its parent.
+                        expires_at: old.payload.expires_at.min(expires),
+                        audit_ids: vec![token::new_audit_id(), chain],
+                        application_credential_id: None,
+                    },
+                    req.scope,
+                )
+            }
+            Method::ApplicationCredential {
+                id,
+                name,
+                user,
+                secret,
+            } => {
+                let cred = match (&id, &name) {
+                    (Some(id), _) => state.application_credentials.get(id).cloned(),
+                    (None, Some(name)) => {
+                        let user = user.as_ref().ok_or_else(|| {
+                            IssueError::BadRequest(
+                                "Expecting to find user in application_credential.".into(),
+                            )
+                        })?;
+                        find_user(&state, user).and_then(|u| {
+                            state
+                                .application_credentials
+                                .iter()
+                                .find(|c| c.user_id == u.id && c.name == *name)
+                                .cloned()
+                        })
+                    }
+                    (None, None) => {
+                        return Err(IssueError::BadRequest(
+                            "Expecting to find id or name in application_credential.".into(),
+                        ));
+                    }
+                };
+                let Some(cred) = cred else {
+                    self.verify(secret, None).await;
+                    return Err(unauthorized("unknown application credential".into()));
+                };
+                if !self.verify(secret, Some(cred.secret_hash.clone())).await {
+                    return Err(unauthorized(format!(
+                        "wrong secret for application credential {}",
+                        cred.id
+                    )));
+                }
+                if cred
+                    .expires_at
+                    .is_some_and(|t| t.and_utc().timestamp_micros() <= now)
+                {
+                    return Err(unauthorized(format!(
+                        "application credential {} has expired",
+                        cred.id
+                    )));
+                }
+                let explicit = match &req.scope {
+                    ScopeRequest::Default => None,
+                    ScopeRequest::Project(p) => Some(p),
+                    _ => {
+                        return Err(unauthorized(
+                            "an application credential is scoped to its project only".into(),
+                        ));
+                    }
+                };
+                if let Some(p) = explicit
+                    && find_project(&state, p).map(|p| p.id.clone())
+                        != Some(cred.project_id.clone())
+                {
+                    return Err(unauthorized(
+                        "an application credential is scoped to its project only".into(),
+                    ));
+                }
+                (
+                    Payload {
+                        methods: token::METHOD_APPLICATION_CREDENTIAL,
+                        user_id: cred.user_id.clone(),
+                        scope: Scope::Project(cred.project_id.clone()),
+                        issued_at: now,
+                        expires_at: cred
+                            .expires_at
+                            .map(|t| t.and_utc().timestamp_micros().min(expires))
+                            .unwrap_or(expires),
+                        audit_ids: vec![token::new_audit_id()],
+                        application_credential_id: Some(cred.id.clone()),
+                    },
+                    ScopeRequest::Default,
+                )
+            }
+        };
+        let mut payload = payload_base;
+        if payload.application_credential_id.is_none() {
+            payload.scope = match scope_req {
+                ScopeRequest::Unscoped => Scope::Unscoped,
+                ScopeRequest::System => Scope::System,
+                ScopeRequest::Project(p) => Scope::Project(
+                    find_project(&state, &p)
+                        .ok_or_else(|| unauthorized(format!("no project {p:?}")))?
+                        .id
+                        .clone(),
+                ),
+                ScopeRequest::Domain(d) => Scope::Domain(
+                    find_domain(&state, &d)
+                        .ok_or_else(|| unauthorized(format!("no domain {d:?}")))?
+                        .id
+                        .clone(),
+                ),
+                ScopeRequest::Default => {
+                    // The default project when the user has a role there.
+                    let default = state
+                        .users
+                        .get(&payload.user_id)
+                        .and_then(|u| u.default_project_id.clone());
+                    match default {
+                        Some(p)
+                            if resolve(
+                                &state,
+                                Payload {
+                                    scope: Scope::Project(p.clone()),
+                                    ..payload.clone()
+                                },
+                            )
+                            .is_ok() =>
+                        {
+                            Scope::Project(p)
+                        }
+                        _ => Scope::Unscoped,
+                    }
+                }
+            };
+        }
+        let info = resolve(&state, payload).map_err(unauthorized)?;
+        let text = self.seal(&info.payload);
+        Ok((text, info))
+    }
+
+    /// Revoke `info`'s token and every token rescoped from it (`DELETE
+    /// /v3/auth/tokens`); expired revocations are dropped on the way.
+    pub async fn revoke(&self, info: &TokenInfo) -> Result<(), StoreError> {
+        let audit = info.audit_ids().into_iter().next();
+        let row = Revocation {
+            id: new_id(),
+            audit_id: audit,
+            user_id: None,
+            project_id: None,
+            domain_id: None,
+            application_credential_id: None,
+            issued_before: micros_to_time(now_micros()),
+            expires_at: info.expires_at(),
+        };
+        self.store
+            .write(|txn| {
+                let now = statera_model::now();
+                let expired: Vec<String> = txn
+                    .state()
+                    .revocations
+                    .iter()
+                    .filter(|r| r.expires_at < now)
+                    .map(|r| r.id.clone())
+                    .collect();
+                for id in expired {
+                    txn.delete::<Revocation>(&id);
+                }
+                txn.put(row)
+            })
+            .await
+    }
+}
+
+fn find_domain(state: &State, d: &DomainRef) -> Option<Arc<Domain>> {
+    match d {
+        DomainRef::Id(id) => state.domains.get(id).cloned(),
+        DomainRef::Name(name) => state.domains.iter().find(|x| x.name == *name).cloned(),
+    }
+}
+
+fn find_user(state: &State, u: &UserRef) -> Option<Arc<User>> {
+    match u {
+        UserRef::Id(id) => state.users.get(id).cloned(),
+        UserRef::Name { name, domain } => {
+            let domain = find_domain(state, domain)?;
+            state
+                .users
+                .iter()
+                .find(|x| x.domain_id == domain.id && x.name == *name)
+                .cloned()
+        }
+    }
+}
+
+fn find_project(state: &State, p: &ProjectRef) -> Option<Arc<Project>> {
+    match p {
+        ProjectRef::Id(id) => state.projects.get(id).cloned(),
+        ProjectRef::Name { name, domain } => {
+            let domain = find_domain(state, domain)?;
+            state
+                .projects
+                .iter()
+                .find(|x| x.domain_id == domain.id && x.name == *name)
+                .cloned()
+        }
+    }
+}
+
+fn enabled_domain(state: &State, id: &str) -> Result<Arc<Domain>, String> {
+    let d = state
+        .domains
+        .get(&id.to_string())
+        .cloned()
+        .ok_or_else(|| format!("domain {id} not found"))?;
+    if !d.enabled {
+        return Err(format!("domain {id} is disabled"));
+    }
+    Ok(d)
+}
+
+/// What `payload` stands for in `state`, if its user and scope are still
+/// there, enabled, and it has a role on the scope.
+fn resolve(state: &State, payload: Payload) -> Result<TokenInfo, String> {
+    let user = state
+        .users
+        .get(&payload.user_id)
+        .cloned()
+        .ok_or_else(|| format!("user {} not found", payload.user_id))?;
+    if !user.enabled {
+        return Err(format!("user {} is disabled", user.id));
+    }
+    let user_domain = enabled_domain(state, &user.domain_id)?;
+    let (mut project, mut project_domain, mut domain) = (None, None, None);
+    let mut roles = match &payload.scope {
+        Scope::Unscoped => Vec::new(),
+        Scope::Project(id) => {
+            let p = state
+                .projects
+                .get(id)
+                .cloned()
+                .ok_or_else(|| format!("project {id} not found"))?;
+            if !p.enabled {
+                return Err(format!("project {id} is disabled"));
+            }
+            project_domain = Some(enabled_domain(state, &p.domain_id)?);
+            project = Some(p);
+            roles::effective(state, &user.id, roles::Target::Project(id))
+        }
+        Scope::Domain(id) => {
+            domain = Some(enabled_domain(state, id)?);
+            roles::effective(state, &user.id, roles::Target::Domain(id))
+        }
+        Scope::System => roles::effective(state, &user.id, roles::Target::System),
+    };
+    let mut application_credential = None;
+    if let Some(cred_id) = &payload.application_credential_id {
+        let cred = state
+            .application_credentials
+            .get(cred_id)
+            .cloned()
+            .ok_or_else(|| format!("application credential {cred_id} not found"))?;
+        if cred.user_id != user.id || payload.scope != Scope::Project(cred.project_id.clone()) {
+            return Err(format!(
+                "application credential {cred_id} is not this token's"
+            ));
+        }
+        if cred
+            .expires_at
+            .is_some_and(|t| t.and_utc().timestamp_micros() <= now_micros())
+        {
+            return Err(format!("application credential {cred_id} has expired"));
+        }
+        // Only the delegated roles (and what they imply) that the user still has.
+        let delegated = roles::with_implied(state, cred.role_ids.iter().cloned());
+        roles.retain(|r| delegated.iter().any(|d| d.id == r.id));
+        application_credential = Some(cred);
+    }
+    if payload.scope != Scope::Unscoped && roles.is_empty() {
+        return Err(format!(
+            "user {} has no role on the token's scope {:?}",
+            user.id, payload.scope
+        ));
+    }
+    Ok(TokenInfo {
+        payload,
+        user,
+        user_domain,
+        project,
+        project_domain,
+        domain,
+        roles,
+        application_credential,
+    })
+}
+
+/// The revocation that matches `info`, if any: every field it sets matches
+/// the token, and the token was issued at or before its `issued_before`.
+fn revoked_by<'s>(state: &'s State, info: &TokenInfo) -> Option<&'s Arc<Revocation>> {
+    let issued = info.payload.issued_at;
+    let audit = info.audit_ids();
+    let scope_project = info.project.as_ref().map(|p| p.id.as_str());
+    let domains: Vec<&str> = [
+        Some(info.user.domain_id.as_str()),
+        info.project.as_ref().map(|p| p.domain_id.as_str()),
+        info.domain.as_ref().map(|d| d.id.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    state.revocations.iter().find(|r| {
+        let any = r.audit_id.is_some()
+            || r.user_id.is_some()
+            || r.project_id.is_some()
+            || r.domain_id.is_some()
+            || r.application_credential_id.is_some();
+        any && issued <= r.issued_before.and_utc().timestamp_micros()
+            && r.audit_id.as_ref().is_none_or(|a| audit.contains(a))
+            && r.user_id.as_ref().is_none_or(|u| *u == info.user.id)
+            && r.project_id
+                .as_deref()
+                .is_none_or(|p| Some(p) == scope_project)
+            && r.domain_id.as_deref().is_none_or(|d| domains.contains(&d))
+            && r.application_credential_id
+                .as_deref()
+                .is_none_or(|c| info.payload.application_credential_id.as_deref() == Some(c))
+    })
+}
+
+impl Authenticator for Builtin {
+    fn mode(&self) -> AuthMode {
+        AuthMode::Builtin
+    }
+
+    fn authenticate<'a>(&'a self, headers: &'a http::HeaderMap) -> AuthFuture<'a> {
+        let result = match crate::header(headers, "x-auth-token") {
+            None => Err(AuthError::Missing),
+            Some(t) => self
+                .validate(t)
+                .map(|info| info.caller())
+                .map_err(AuthError::Invalid),
+        };
+        Box::pin(async move { result })
+    }
+
+    fn identity_uri(&self, base_url: &str) -> Option<String> {
+        Some(format!("{base_url}/v3"))
+    }
+
+    fn builtin(&self) -> Option<&Builtin> {
+        Some(self)
+    }
+}

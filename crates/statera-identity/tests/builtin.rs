@@ -1,0 +1,576 @@
+//! The built-in Keystone's tokens against a real store: issue, validate,
+//! tamper, expiry, key rotation, revocation, role and enablement changes,
+//! application credentials, lockout.
+
+use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap};
+use statera_identity::builtin::{
+    AuthRequest, Builtin, BuiltinSettings, DomainRef, IssueError, Method, ProjectRef, ScopeRequest,
+    UserRef, key_repository,
+};
+use statera_identity::password;
+use statera_model::identity::*;
+use statera_store::{Durability, Store};
+use std::sync::Arc;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    store: Arc<Store>,
+    auth: Builtin,
+    admin_password: String,
+}
+
+async fn env_with(settings: BuiltinSettings) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = Arc::new(Store::open(&data, Durability::Normal).await.unwrap());
+    let out = bootstrap(
+        &store,
+        &BootstrapOptions {
+            admin_password: Some("s3cret-admin".into()),
+            public_url: "http://127.0.0.1:1".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(out.created_admin);
+    let auth = Builtin::new(store.clone(), key_repository(&data), settings).unwrap();
+    Env {
+        _dir: dir,
+        data,
+        store,
+        auth,
+        admin_password: "s3cret-admin".into(),
+    }
+}
+
+async fn env() -> Env {
+    env_with(BuiltinSettings::default()).await
+}
+
+fn by_name(user: &str) -> UserRef {
+    UserRef::Name {
+        name: user.into(),
+        domain: DomainRef::Name("Default".into()),
+    }
+}
+
+fn password(user: &str, pw: &str, scope: ScopeRequest) -> AuthRequest {
+    AuthRequest {
+        method: Method::Password {
+            user: by_name(user),
+            password: pw.into(),
+        },
+        scope,
+    }
+}
+
+fn project(name: &str) -> ScopeRequest {
+    ScopeRequest::Project(ProjectRef::Name {
+        name: name.into(),
+        domain: DomainRef::Id(DEFAULT_DOMAIN_ID.into()),
+    })
+}
+
+fn role_id(store: &Store, name: &str) -> String {
+    store
+        .snapshot()
+        .roles
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap()
+        .id
+        .clone()
+}
+
+/// A user `name` (password `pw`) and a project `name-p` where it has `role`.
+async fn user_with_role(store: &Store, name: &str, pw: &str, role: &str) -> (String, String) {
+    let (uid, pid) = (new_id(), new_id());
+    let rid = role_id(store, role);
+    let hash = password::hash(pw);
+    let now = statera_model::now();
+    store
+        .write(|txn| {
+            txn.put(User {
+                id: uid.clone(),
+                name: name.into(),
+                domain_id: DEFAULT_DOMAIN_ID.into(),
+                enabled: true,
+                password_hash: Some(hash),
+                default_project_id: None,
+                description: String::new(),
+                email: None,
+                extra: Default::default(),
+                options: Default::default(),
+                password_expires_at: None,
+                failed_auth_count: 0,
+                last_failed_auth_at: None,
+                created_at: now,
+            })?;
+            txn.put(Project {
+                id: pid.clone(),
+                name: format!("{name}-p"),
+                domain_id: DEFAULT_DOMAIN_ID.into(),
+                description: String::new(),
+                enabled: true,
+                parent_id: Some(DEFAULT_DOMAIN_ID.into()),
+                tags: vec![],
+                options: Default::default(),
+                created_at: now,
+            })?;
+            txn.put(RoleAssignment::new(
+                Actor::User(uid.clone()),
+                AssignmentTarget::Project(pid.clone()),
+                rid,
+                false,
+            ))
+        })
+        .await
+        .unwrap();
+    (uid, pid)
+}
+
+#[tokio::test]
+async fn a_password_token_roundtrips_with_implied_roles_and_survives_a_restart() {
+    let e = env().await;
+    let (token, info) = e
+        .auth
+        .issue(password("admin", &e.admin_password, project("admin")))
+        .await
+        .unwrap();
+    let caller = e.auth.validate(&token).unwrap().caller();
+    assert_eq!(
+        caller.project_id,
+        info.project.as_ref().map(|p| p.id.clone())
+    );
+    assert_eq!(caller.roles, vec!["admin", "member", "reader"]);
+    assert!(caller.is_admin_project);
+    assert_eq!(caller.audit_id.as_ref().unwrap().len(), 22);
+    assert!(token.len() < 200, "{}", token.len());
+    // Another authenticator over the same keys (a restart) accepts it.
+    let again = Builtin::new(
+        e.store.clone(),
+        key_repository(&e.data),
+        BuiltinSettings::default(),
+    )
+    .unwrap();
+    assert_eq!(again.validate(&token).unwrap().caller(), caller);
+    // No scope asked: the admin's default project.
+    let (_, info) = e
+        .auth
+        .issue(password("admin", &e.admin_password, ScopeRequest::Default))
+        .await
+        .unwrap();
+    assert_eq!(info.project.unwrap().name, "admin");
+    // Unscoped, domain, system.
+    let (t, info) = e
+        .auth
+        .issue(password("admin", &e.admin_password, ScopeRequest::Unscoped))
+        .await
+        .unwrap();
+    assert!(info.roles.is_empty() && info.project.is_none());
+    assert!(e.auth.validate(&t).unwrap().caller().project_id.is_none());
+    let (_, info) = e
+        .auth
+        .issue(password("admin", &e.admin_password, ScopeRequest::System))
+        .await
+        .unwrap();
+    assert_eq!(info.caller().system_scope.as_deref(), Some("all"));
+    // The admin has no role on the default domain: refused.
+    let r = e
+        .auth
+        .issue(password(
+            "admin",
+            &e.admin_password,
+            ScopeRequest::Domain(DomainRef::Name("Default".into())),
+        ))
+        .await;
+    assert!(matches!(r, Err(IssueError::Unauthorized(_))), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_tampered_foreign_or_expired_token_is_refused() {
+    let e = env_with(BuiltinSettings {
+        token_expiration_s: 2,
+        ..BuiltinSettings::default()
+    })
+    .await;
+    let (token, _) = e
+        .auth
+        .issue(password("admin", &e.admin_password, project("admin")))
+        .await
+        .unwrap();
+    assert!(e.auth.validate(&token).is_ok());
+    let mut chars: Vec<char> = token.chars().collect();
+    chars[10] = if chars[10] == 'A' { 'B' } else { 'A' };
+    let tampered: String = chars.into_iter().collect();
+    assert!(e.auth.validate(&tampered).is_err());
+    // Signed by another deployment's keys.
+    let other = env().await;
+    let (foreign, _) = other
+        .auth
+        .issue(password("admin", &other.admin_password, project("admin")))
+        .await
+        .unwrap();
+    assert!(e.auth.validate(&foreign).unwrap_err().contains("signature"));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(e.auth.validate(&token).unwrap_err().contains("expired"));
+}
+
+#[tokio::test]
+async fn rotation_keeps_old_tokens_until_their_key_is_dropped() {
+    let e = env().await;
+    let issue = || {
+        e.auth
+            .issue(password("admin", &e.admin_password, project("admin")))
+    };
+    let (t1, _) = issue().await.unwrap();
+    let repo = key_repository(&e.data);
+    assert_eq!(repo.rotate(3).unwrap(), vec![2, 1, 0]);
+    // The running authenticator sees the rotation within a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (t2, _) = issue().await.unwrap();
+    assert!(e.auth.validate(&t1).is_ok(), "key 1 is still a secondary");
+    assert!(e.auth.validate(&t2).is_ok());
+    assert_eq!(repo.rotate(3).unwrap(), vec![3, 2, 0]);
+    let restarted = Builtin::new(e.store.clone(), repo, BuiltinSettings::default()).unwrap();
+    assert!(restarted.validate(&t1).is_err(), "key 1 was dropped");
+    assert!(restarted.validate(&t2).is_ok(), "key 2 is a secondary now");
+}
+
+#[tokio::test]
+async fn revocation_covers_the_token_and_its_rescoped_children_only() {
+    let e = env().await;
+    let (unscoped, _) = e
+        .auth
+        .issue(password("admin", &e.admin_password, ScopeRequest::Unscoped))
+        .await
+        .unwrap();
+    let rescope = |t: String| AuthRequest {
+        method: Method::Token { token: t },
+        scope: project("admin"),
+    };
+    let (child, info) = e.auth.issue(rescope(unscoped.clone())).await.unwrap();
+    assert_eq!(info.methods(), vec!["password", "token"]);
+    let parent_audit = e.auth.validate(&unscoped).unwrap().audit_ids()[0].clone();
+    assert_eq!(info.audit_ids()[1], parent_audit, "the audit chain is kept");
+    let (other, _) = e
+        .auth
+        .issue(password("admin", &e.admin_password, project("admin")))
+        .await
+        .unwrap();
+    e.auth
+        .revoke(&e.auth.validate(&unscoped).unwrap())
+        .await
+        .unwrap();
+    assert!(e.auth.validate(&unscoped).unwrap_err().contains("revoked"));
+    assert!(e.auth.validate(&child).unwrap_err().contains("revoked"));
+    assert!(e.auth.validate(&other).is_ok());
+    assert!(e.auth.issue(rescope(unscoped)).await.is_err());
+}
+
+#[tokio::test]
+async fn removed_roles_and_disabled_users_or_projects_take_effect_at_once() {
+    let e = env().await;
+    let (uid, pid) = user_with_role(&e.store, "alice", "pw-alice", "member").await;
+    let (token, _) = e
+        .auth
+        .issue(password("alice", "pw-alice", project("alice-p")))
+        .await
+        .unwrap();
+    assert_eq!(
+        e.auth.validate(&token).unwrap().caller().roles,
+        vec!["member", "reader"]
+    );
+    // A group's role and a domain-inherited role add up.
+    let gid = new_id();
+    let observer = role_id(&e.store, "load-balancer_observer");
+    let quota = role_id(&e.store, "load-balancer_quota_admin");
+    e.store
+        .write(|txn| {
+            txn.put(Group {
+                id: gid.clone(),
+                name: "g".into(),
+                domain_id: DEFAULT_DOMAIN_ID.into(),
+                description: String::new(),
+                members: vec![uid.clone()],
+                created_at: statera_model::now(),
+            })?;
+            txn.put(RoleAssignment::new(
+                Actor::Group(gid.clone()),
+                AssignmentTarget::Project(pid.clone()),
+                observer,
+                false,
+            ))?;
+            txn.put(RoleAssignment::new(
+                Actor::User(uid.clone()),
+                AssignmentTarget::Domain(DEFAULT_DOMAIN_ID.into()),
+                quota,
+                true,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        e.auth.validate(&token).unwrap().caller().roles,
+        vec![
+            "load-balancer_observer",
+            "load-balancer_quota_admin",
+            "member",
+            "reader"
+        ]
+    );
+    // Every role gone: the project-scoped token is refused.
+    let keys: Vec<String> = e
+        .store
+        .snapshot()
+        .role_assignments
+        .iter()
+        .filter(|a| a.actor == Actor::User(uid.clone()) || a.actor == Actor::Group(gid.clone()))
+        .map(|a| a.id.clone())
+        .collect();
+    e.store
+        .write(|txn| {
+            for k in &keys {
+                txn.delete::<RoleAssignment>(k);
+            }
+            Ok::<_, statera_store::StoreError>(())
+        })
+        .await
+        .unwrap();
+    assert!(e.auth.validate(&token).unwrap_err().contains("no role"));
+    // The admin's token: refused once its project, then its user, is disabled.
+    let (admin, _) = e
+        .auth
+        .issue(password("admin", &e.admin_password, project("admin")))
+        .await
+        .unwrap();
+    let admin_project = e.auth.validate(&admin).unwrap().project.unwrap();
+    let mut p = (*admin_project).clone();
+    p.enabled = false;
+    e.store.write(|txn| txn.put(p)).await.unwrap();
+    assert!(e.auth.validate(&admin).unwrap_err().contains("disabled"));
+    let (unscoped, _) = e
+        .auth
+        .issue(password("admin", &e.admin_password, ScopeRequest::Unscoped))
+        .await
+        .unwrap();
+    let admin_user = e.auth.validate(&unscoped).unwrap().user;
+    let mut u = (*admin_user).clone();
+    u.enabled = false;
+    e.store.write(|txn| txn.put(u)).await.unwrap();
+    assert!(e.auth.validate(&unscoped).unwrap_err().contains("disabled"));
+}
+
+#[tokio::test]
+async fn an_application_credential_carries_its_delegated_roles_only() {
+    let e = env().await;
+    let (uid, pid) = user_with_role(&e.store, "bob", "pw-bob", "member").await;
+    let reader = role_id(&e.store, "reader");
+    let cred_id = new_id();
+    let secret_hash = password::hash("app-secret");
+    e.store
+        .write(|txn| {
+            txn.put(ApplicationCredential {
+                id: cred_id.clone(),
+                name: "ci".into(),
+                description: String::new(),
+                user_id: uid.clone(),
+                project_id: pid.clone(),
+                secret_hash,
+                role_ids: vec![reader],
+                expires_at: None,
+                unrestricted: false,
+                created_at: statera_model::now(),
+            })
+        })
+        .await
+        .unwrap();
+    let by_id = |secret: &str| AuthRequest {
+        method: Method::ApplicationCredential {
+            id: Some(cred_id.clone()),
+            name: None,
+            user: None,
+            secret: secret.into(),
+        },
+        scope: ScopeRequest::Default,
+    };
+    assert!(matches!(
+        e.auth.issue(by_id("wrong")).await,
+        Err(IssueError::Unauthorized(_))
+    ));
+    let (token, info) = e.auth.issue(by_id("app-secret")).await.unwrap();
+    assert_eq!(info.methods(), vec!["application_credential"]);
+    let caller = e.auth.validate(&token).unwrap().caller();
+    assert_eq!(caller.roles, vec!["reader"]);
+    assert_eq!(caller.project_id.as_deref(), Some(pid.as_str()));
+    // By name and user.
+    let (_, info) = e
+        .auth
+        .issue(AuthRequest {
+            method: Method::ApplicationCredential {
+                id: None,
+                name: Some("ci".into()),
+                user: Some(UserRef::Id(uid.clone())),
+                secret: "app-secret".into(),
+            },
+            scope: ScopeRequest::Default,
+        })
+        .await
+        .unwrap();
+    assert_eq!(info.application_credential.unwrap().id, cred_id);
+    // Not rescopable; gone with the credential.
+    assert!(
+        e.auth
+            .issue(AuthRequest {
+                method: Method::Token {
+                    token: token.clone()
+                },
+                scope: ScopeRequest::Unscoped,
+            })
+            .await
+            .is_err()
+    );
+    e.store
+        .write(|txn| {
+            txn.delete::<ApplicationCredential>(&cred_id);
+            Ok::<_, statera_store::StoreError>(())
+        })
+        .await
+        .unwrap();
+    assert!(e.auth.validate(&token).is_err());
+}
+
+#[tokio::test]
+async fn lockout_after_repeated_failures_refuses_even_the_right_password() {
+    let e = env_with(BuiltinSettings {
+        lockout_failure_attempts: 3,
+        ..BuiltinSettings::default()
+    })
+    .await;
+    let (uid, _) = user_with_role(&e.store, "carol", "pw-carol", "member").await;
+    // An unknown user and a wrong password fail alike.
+    let unknown = e
+        .auth
+        .issue(password("nobody", "x", ScopeRequest::Unscoped))
+        .await
+        .unwrap_err();
+    let wrong = e
+        .auth
+        .issue(password("carol", "x", ScopeRequest::Unscoped))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.to_string(), wrong.to_string());
+    // Failures are recorded after the answer: wait for each (bounded).
+    let failures = || {
+        e.store
+            .snapshot()
+            .users
+            .get(&uid)
+            .unwrap()
+            .failed_auth_count
+    };
+    let wait_for = |n: u32| async move {
+        for _ in 0..200 {
+            if failures() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("failure {n} not recorded");
+    };
+    wait_for(1).await;
+    // A success in between resets the count.
+    e.auth
+        .issue(password("carol", "pw-carol", ScopeRequest::Unscoped))
+        .await
+        .unwrap();
+    assert_eq!(failures(), 0);
+    for n in 1..=3 {
+        assert!(
+            e.auth
+                .issue(password("carol", "bad", ScopeRequest::Unscoped))
+                .await
+                .is_err()
+        );
+        wait_for(n).await;
+    }
+    let locked = e
+        .auth
+        .issue(password("carol", "pw-carol", ScopeRequest::Unscoped))
+        .await
+        .unwrap_err();
+    assert_eq!(locked.to_string(), wrong.to_string());
+    assert!(matches!(locked, IssueError::Unauthorized(ref why) if why.contains("locked")));
+    assert!(
+        e.store
+            .snapshot()
+            .users
+            .get(&uid)
+            .unwrap()
+            .last_failed_auth_at
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn bootstrap_is_idempotent_and_keeps_the_password_unless_given() {
+    let e = env().await;
+    let before = e.store.snapshot();
+    let out = bootstrap(
+        &e.store,
+        &BootstrapOptions {
+            admin_password: None,
+            public_url: "http://127.0.0.1:1".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!out.created_admin && out.admin_password.is_none());
+    let after = e.store.snapshot();
+    assert_eq!(before.users.len(), after.users.len());
+    assert_eq!(before.roles.len(), after.roles.len());
+    assert_eq!(before.role_assignments.len(), after.role_assignments.len());
+    assert_eq!(after.catalog_endpoints.len(), 3);
+    assert!(
+        e.auth
+            .issue(password("admin", &e.admin_password, project("admin")))
+            .await
+            .is_ok()
+    );
+    // A new password and a new public URL.
+    bootstrap(
+        &e.store,
+        &BootstrapOptions {
+            admin_password: Some("new-pw".into()),
+            public_url: "http://127.0.0.1:2/".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        e.auth
+            .issue(password("admin", &e.admin_password, project("admin")))
+            .await
+            .is_err()
+    );
+    assert!(
+        e.auth
+            .issue(password("admin", "new-pw", project("admin")))
+            .await
+            .is_ok()
+    );
+    let urls: Vec<String> = e
+        .store
+        .snapshot()
+        .catalog_endpoints
+        .iter()
+        .map(|x| x.url.clone())
+        .collect();
+    assert_eq!(urls.len(), 3);
+    assert!(
+        urls.iter().all(|u| u.starts_with("http://127.0.0.1:2")),
+        "{urls:?}"
+    );
+    assert!(urls.contains(&"http://127.0.0.1:2/v3".to_string()));
+}
