@@ -9,7 +9,7 @@ mod support;
 
 use serde_json::{Value, json};
 use statera_api::{ApiSettings, AppState};
-use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap};
+use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap, new_project, new_user};
 use statera_identity::builtin::{Builtin, BuiltinSettings, key_repository};
 use statera_model::identity::*;
 use std::sync::Arc;
@@ -468,7 +468,6 @@ async fn auth_lists_user_projects_and_application_credentials() {
         .expect(403);
 
     // A member of another project: its own projects only; not the admin's.
-    let (uid, pid) = (new_id(), new_id());
     let member =
         k.h.store
             .snapshot()
@@ -478,39 +477,23 @@ async fn auth_lists_user_projects_and_application_credentials() {
             .unwrap()
             .id
             .clone();
-    let hash = statera_identity::password::hash("pw-dave");
+    let project = new_project("dave-p", "default");
+    let user = User {
+        default_project_id: Some(project.id.clone()),
+        ..new_user(
+            "dave",
+            "default",
+            Some(statera_identity::password::hash("pw-dave")),
+        )
+    };
+    let (uid, pid) = (user.id.clone(), project.id.clone());
     let secret_hash = statera_identity::password::hash("dave-app");
     let cred_id = new_id();
     let now = statera_model::now();
     k.h.store
         .write(|txn| {
-            txn.put(User {
-                id: uid.clone(),
-                name: "dave".into(),
-                domain_id: "default".into(),
-                enabled: true,
-                password_hash: Some(hash),
-                default_project_id: Some(pid.clone()),
-                description: String::new(),
-                email: None,
-                extra: Default::default(),
-                options: Default::default(),
-                password_expires_at: None,
-                failed_auth_count: 0,
-                last_failed_auth_at: None,
-                created_at: now,
-            })?;
-            txn.put(Project {
-                id: pid.clone(),
-                name: "dave-p".into(),
-                domain_id: "default".into(),
-                description: String::new(),
-                enabled: true,
-                parent_id: Some("default".into()),
-                tags: vec![],
-                options: Default::default(),
-                created_at: now,
-            })?;
+            txn.put(user)?;
+            txn.put(project)?;
             txn.put(RoleAssignment::new(
                 Actor::User(uid.clone()),
                 AssignmentTarget::Project(pid.clone()),
