@@ -9,7 +9,7 @@ mod support;
 
 use serde_json::{Value, json};
 use statera_api::{ApiSettings, AppState};
-use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap};
+use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap, new_project, new_user};
 use statera_identity::builtin::{Builtin, BuiltinSettings, key_repository};
 use statera_model::identity::*;
 use std::sync::Arc;
@@ -468,7 +468,6 @@ async fn auth_lists_user_projects_and_application_credentials() {
         .expect(403);
 
     // A member of another project: its own projects only; not the admin's.
-    let (uid, pid) = (new_id(), new_id());
     let member =
         k.h.store
             .snapshot()
@@ -478,39 +477,23 @@ async fn auth_lists_user_projects_and_application_credentials() {
             .unwrap()
             .id
             .clone();
-    let hash = statera_identity::password::hash("pw-dave");
+    let project = new_project("dave-p", "default");
+    let user = User {
+        default_project_id: Some(project.id.clone()),
+        ..new_user(
+            "dave",
+            "default",
+            Some(statera_identity::password::hash("pw-dave")),
+        )
+    };
+    let (uid, pid) = (user.id.clone(), project.id.clone());
     let secret_hash = statera_identity::password::hash("dave-app");
     let cred_id = new_id();
     let now = statera_model::now();
     k.h.store
         .write(|txn| {
-            txn.put(User {
-                id: uid.clone(),
-                name: "dave".into(),
-                domain_id: "default".into(),
-                enabled: true,
-                password_hash: Some(hash),
-                default_project_id: Some(pid.clone()),
-                description: String::new(),
-                email: None,
-                extra: Default::default(),
-                options: Default::default(),
-                password_expires_at: None,
-                failed_auth_count: 0,
-                last_failed_auth_at: None,
-                created_at: now,
-            })?;
-            txn.put(Project {
-                id: pid.clone(),
-                name: "dave-p".into(),
-                domain_id: "default".into(),
-                description: String::new(),
-                enabled: true,
-                parent_id: Some("default".into()),
-                tags: vec![],
-                options: Default::default(),
-                created_at: now,
-            })?;
+            txn.put(user)?;
+            txn.put(project)?;
             txn.put(RoleAssignment::new(
                 Actor::User(uid.clone()),
                 AssignmentTarget::Project(pid.clone()),
@@ -616,4 +599,73 @@ async fn malformed_requests_are_400_and_other_auth_modes_have_no_v3_auth() {
         .expect(404);
     assert_eq!(r.body["error"]["code"], 404);
     lab.get("/v3").await.expect(404);
+}
+
+/// What Horizon (django_openstack_auth) sends at login and on every page.
+#[tokio::test]
+async fn horizons_login_sequence_works() {
+    let k = ks().await;
+    // 1. Password, `"scope": "unscoped"` as a string.
+    let (unscoped, body) = k.token(json!("unscoped")).await;
+    let user_id = body["token"]["user"]["id"].as_str().unwrap().to_string();
+    assert_eq!(body["token"]["user"]["domain"]["name"], "Default");
+    // 2. A domain-scoped request: the admin has no role on the domain (as after
+    //    keystone-manage bootstrap), so 401, which Horizon tolerates.
+    assert_keystone_401(
+        &k.post_tokens(
+            json!({"auth": {"identity": {"methods": ["token"], "token": {"id": unscoped}},
+            "scope": {"domain": {"name": "Default"}}}}),
+        )
+        .await,
+    );
+    // 3. The projects the user may pick, with the unscoped token.
+    let r = k
+        .with_token(
+            "GET",
+            &format!("/v3/users/{user_id}/projects"),
+            &unscoped,
+            None,
+        )
+        .await
+        .expect(200);
+    let project = r.body["projects"][0]["id"].as_str().unwrap().to_string();
+    let r = k
+        .with_token("GET", "/v3/auth/projects", &unscoped, None)
+        .await
+        .expect(200);
+    assert_eq!(r.body["projects"][0]["id"], project.as_str());
+    // 4. Rescoping to it by id: catalog, roles, project and the user's domain.
+    let r = k
+        .post_tokens(
+            json!({"auth": {"identity": {"methods": ["token"], "token": {"id": unscoped}},
+            "scope": {"project": {"id": project}}}}),
+        )
+        .await
+        .expect(201);
+    let t = &r.body["token"];
+    assert_eq!(t["project"]["id"], project.as_str());
+    assert_eq!(t["user"]["domain"]["id"], "default");
+    assert_eq!(t["catalog"].as_array().unwrap().len(), 3);
+    assert!(!t["roles"].as_array().unwrap().is_empty());
+    let scoped = r.headers["x-subject-token"].to_str().unwrap().to_string();
+    // 5. Every page: the user's projects again, and the load balancers.
+    k.with_token(
+        "GET",
+        &format!("/v3/users/{user_id}/projects"),
+        &scoped,
+        None,
+    )
+    .await
+    .expect(200);
+    k.with_token("GET", "/v2/lbaas/loadbalancers", &scoped, None)
+        .await
+        .expect(200);
+    // Logout revokes the token.
+    k.with_token("DELETE", "/v3/auth/tokens", &scoped, Some(&scoped))
+        .await
+        .expect(204);
+    assert_keystone_401(
+        &k.with_token("GET", "/v2/lbaas/loadbalancers", &scoped, None)
+            .await,
+    );
 }

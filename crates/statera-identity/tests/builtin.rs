@@ -2,7 +2,7 @@
 //! tamper, expiry, key rotation, revocation, role and enablement changes,
 //! application credentials, lockout.
 
-use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap};
+use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap, new_project, new_user};
 use statera_identity::builtin::{
     AuthRequest, Builtin, BuiltinSettings, DomainRef, IssueError, Method, ProjectRef, ScopeRequest,
     UserRef, key_repository,
@@ -85,39 +85,14 @@ fn role_id(store: &Store, name: &str) -> String {
 
 /// A user `name` (password `pw`) and a project `name-p` where it has `role`.
 async fn user_with_role(store: &Store, name: &str, pw: &str, role: &str) -> (String, String) {
-    let (uid, pid) = (new_id(), new_id());
     let rid = role_id(store, role);
-    let hash = password::hash(pw);
-    let now = statera_model::now();
+    let user = new_user(name, DEFAULT_DOMAIN_ID, Some(password::hash(pw)));
+    let project = new_project(&format!("{name}-p"), DEFAULT_DOMAIN_ID);
+    let (uid, pid) = (user.id.clone(), project.id.clone());
     store
         .write(|txn| {
-            txn.put(User {
-                id: uid.clone(),
-                name: name.into(),
-                domain_id: DEFAULT_DOMAIN_ID.into(),
-                enabled: true,
-                password_hash: Some(hash),
-                default_project_id: None,
-                description: String::new(),
-                email: None,
-                extra: Default::default(),
-                options: Default::default(),
-                password_expires_at: None,
-                failed_auth_count: 0,
-                last_failed_auth_at: None,
-                created_at: now,
-            })?;
-            txn.put(Project {
-                id: pid.clone(),
-                name: format!("{name}-p"),
-                domain_id: DEFAULT_DOMAIN_ID.into(),
-                description: String::new(),
-                enabled: true,
-                parent_id: Some(DEFAULT_DOMAIN_ID.into()),
-                tags: vec![],
-                options: Default::default(),
-                created_at: now,
-            })?;
+            txn.put(user)?;
+            txn.put(project)?;
             txn.put(RoleAssignment::new(
                 Actor::User(uid.clone()),
                 AssignmentTarget::Project(pid.clone()),

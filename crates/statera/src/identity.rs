@@ -63,6 +63,30 @@ pub async fn start_builtin(
                 p = path.display()
             );
         }
+    } else {
+        // A data directory moved to another address keeps its old catalog:
+        // clients would be sent there. Say so (bootstrap rewrites it).
+        let expected = format!("{public_url}/v3");
+        let state = store.snapshot();
+        let identity = state
+            .catalog_services
+            .iter()
+            .find(|s| s.kind == "identity")
+            .and_then(|s| {
+                state
+                    .catalog_endpoints
+                    .iter()
+                    .find(|e| e.service_id == s.id && e.interface == "public")
+                    .map(|e| e.url.clone())
+            });
+        if let Some(url) = identity.filter(|u| *u != expected) {
+            tracing::warn!(
+                catalog = %url,
+                public_url = %public_url,
+                "the catalog's identity endpoint is not this server's public URL: clients will be \
+                 sent there; `statera bootstrap --public-url {public_url}` (server stopped) updates it"
+            );
+        }
     }
     Builtin::new(
         store.clone(),

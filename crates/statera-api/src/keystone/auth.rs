@@ -479,8 +479,16 @@ fn project_json(base: &str, p: &Project) -> Value {
     })
 }
 
-fn links(base: &str, uri: &axum::http::Uri) -> Value {
-    json!({"self": format!("{base}{}", uri.path()), "previous": null, "next": null})
+/// Keystone's list envelope: `{key: items, "links": {self, previous, next}}`.
+fn listed(
+    key: &str,
+    items: Vec<Value>,
+    ctx: &RequestContext,
+    uri: &axum::http::Uri,
+) -> Json<Value> {
+    let links =
+        json!({"self": format!("{}{}", ctx.base_url, uri.path()), "previous": null, "next": null});
+    Json(json!({ key: items, "links": links }))
 }
 
 fn projects_answer(
@@ -494,7 +502,7 @@ fn projects_answer(
         .iter()
         .map(|p| project_json(&ctx.base_url, p))
         .collect();
-    Json(json!({"projects": projects, "links": links(&ctx.base_url, uri)}))
+    listed("projects", projects, ctx, uri)
 }
 
 fn caller_user(ctx: &RequestContext) -> Result<&str, ApiError> {
@@ -554,9 +562,7 @@ async fn auth_domains(
             })
         })
         .collect();
-    Ok(Json(
-        json!({"domains": domains, "links": links(&ctx.base_url, &uri)}),
-    ))
+    Ok(listed("domains", domains, &ctx, &uri))
 }
 
 /// `GET /v3/auth/system`: `[{"all": true}]` when the user has a role on the
@@ -580,9 +586,7 @@ async fn auth_system(
     } else {
         vec![]
     };
-    Ok(Json(
-        json!({"system": system, "links": links(&ctx.base_url, &uri)}),
-    ))
+    Ok(listed("system", system, &ctx, &uri))
 }
 
 /// `GET /v3/auth/catalog`: a scoped token's catalog (an unscoped token has
@@ -598,7 +602,5 @@ async fn auth_catalog(
         return Err(forbidden("identity:get_auth_catalog"));
     }
     let snapshot: Arc<StoreState> = state.store.snapshot();
-    Ok(Json(
-        json!({"catalog": catalog(&snapshot), "links": links(&ctx.base_url, &uri)}),
-    ))
+    Ok(listed("catalog", catalog(&snapshot), &ctx, &uri))
 }

@@ -56,6 +56,41 @@ pub struct BootstrapOutcome {
     pub admin_password: Option<String>,
 }
 
+/// A new enabled user of `domain_id` (a fresh id, no failures recorded).
+pub fn new_user(name: &str, domain_id: &str, password_hash: Option<String>) -> User {
+    User {
+        id: new_id(),
+        name: name.to_string(),
+        domain_id: domain_id.to_string(),
+        enabled: true,
+        password_hash,
+        default_project_id: None,
+        description: String::new(),
+        email: None,
+        extra: Default::default(),
+        options: Default::default(),
+        password_expires_at: None,
+        failed_auth_count: 0,
+        last_failed_auth_at: None,
+        created_at: statera_model::now(),
+    }
+}
+
+/// A new enabled top-level project of `domain_id` (a fresh id).
+pub fn new_project(name: &str, domain_id: &str) -> Project {
+    Project {
+        id: new_id(),
+        name: name.to_string(),
+        domain_id: domain_id.to_string(),
+        description: String::new(),
+        enabled: true,
+        parent_id: Some(domain_id.to_string()),
+        tags: Vec::new(),
+        options: Default::default(),
+        created_at: statera_model::now(),
+    }
+}
+
 fn ensure_domain(txn: &mut Txn) -> Result<(), StoreError> {
     if txn
         .state()
@@ -85,18 +120,12 @@ fn ensure_project(txn: &mut Txn, name: &str) -> Result<String, StoreError> {
     {
         return Ok(p.id.clone());
     }
-    let id = new_id();
-    txn.put(Project {
-        id: id.clone(),
-        name: name.to_string(),
-        domain_id: DEFAULT_DOMAIN_ID.to_string(),
+    let project = Project {
         description: format!("Bootstrap project: {name}"),
-        enabled: true,
-        parent_id: Some(DEFAULT_DOMAIN_ID.to_string()),
-        tags: Vec::new(),
-        options: Default::default(),
-        created_at: statera_model::now(),
-    })?;
+        ..new_project(name, DEFAULT_DOMAIN_ID)
+    };
+    let id = project.id.clone();
+    txn.put(project)?;
     Ok(id)
 }
 
@@ -270,23 +299,12 @@ pub async fn bootstrap(
                     (u.id.clone(), false)
                 }
                 None => {
-                    let id = new_id();
-                    txn.put(User {
-                        id: id.clone(),
-                        name: ADMIN.to_string(),
-                        domain_id: DEFAULT_DOMAIN_ID.to_string(),
-                        enabled: true,
-                        password_hash: hash.clone(),
+                    let user = User {
                         default_project_id: Some(admin_project.clone()),
-                        description: String::new(),
-                        email: None,
-                        extra: Default::default(),
-                        options: Default::default(),
-                        password_expires_at: None,
-                        failed_auth_count: 0,
-                        last_failed_auth_at: None,
-                        created_at: statera_model::now(),
-                    })?;
+                        ..new_user(ADMIN, DEFAULT_DOMAIN_ID, hash.clone())
+                    };
+                    let id = user.id.clone();
+                    txn.put(user)?;
                     (id, true)
                 }
             };
