@@ -10,6 +10,7 @@
 //!
 //! Each produces a [`Caller`]; policy reads nothing else.
 
+pub mod keystone;
 pub mod password;
 
 use http::HeaderMap;

@@ -213,10 +213,24 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
             .neutron
             .api_settings(Arc::new(statera_net::host::interface_addresses)),
     };
-    let auth: Arc<dyn statera_identity::Authenticator> = Arc::new(statera_identity::NoAuth {
-        default_project_id: settings.api.default_project_id.clone(),
-        default_roles: settings.auth.noauth.default_roles.clone(),
-    });
+    let auth: Arc<dyn statera_identity::Authenticator> =
+        match statera_identity::AuthMode::parse(&settings.auth.mode) {
+            Some(statera_identity::AuthMode::Keystone) => {
+                let keystone =
+                    statera_identity::keystone::Keystone::new(settings.auth.keystone.config())
+                        .map_err(anyhow::Error::msg)?;
+                tracing::info!(
+                    auth_url = %keystone.config().auth_url,
+                    cache_seconds = keystone.config().cache_seconds,
+                    "tokens validated by an external Keystone"
+                );
+                Arc::new(keystone)
+            }
+            _ => Arc::new(statera_identity::NoAuth {
+                default_project_id: settings.api.default_project_id.clone(),
+                default_roles: settings.auth.noauth.default_roles.clone(),
+            }),
+        };
     tracing::info!(mode = auth.mode().as_str(), "authentication");
     let router = statera_api::app(AppState {
         store: store.clone(),

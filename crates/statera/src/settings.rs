@@ -88,6 +88,67 @@ pub struct AuthSection {
     /// `builtin`, `keystone` or `noauth`.
     pub mode: String,
     pub noauth: NoAuthSection,
+    pub keystone: KeystoneSection,
+}
+
+/// `keystone` mode: the external Keystone and Statera's service user there
+/// (keystonemiddleware's `[keystone_authtoken]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeystoneSection {
+    /// Keystone's identity v3 endpoint (`http://keystone:5000/v3`); http only.
+    pub auth_url: String,
+    pub username: String,
+    /// Also `STATERA_KEYSTONE_PASSWORD`, which wins.
+    pub password: String,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    /// Seconds a validated token is trusted without asking Keystone (a
+    /// revoked token is refused at the latest this long after); 0 = no cache.
+    pub cache_seconds: u64,
+    /// The most tokens cached.
+    pub cache_entries: usize,
+    /// Each request to Keystone must finish within this.
+    pub timeout_ms: u64,
+    /// Where a 401 sends clients (`WWW-Authenticate`); `auth_url` if empty.
+    pub www_authenticate_uri: String,
+}
+
+impl Default for KeystoneSection {
+    fn default() -> Self {
+        use statera_identity::keystone::KeystoneConfig as K;
+        KeystoneSection {
+            auth_url: String::new(),
+            username: String::new(),
+            password: String::new(),
+            project_name: String::new(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+            cache_seconds: K::DEFAULT_CACHE_SECONDS,
+            cache_entries: K::DEFAULT_CACHE_ENTRIES,
+            timeout_ms: K::DEFAULT_TIMEOUT_MS,
+            www_authenticate_uri: String::new(),
+        }
+    }
+}
+
+impl KeystoneSection {
+    pub fn config(&self) -> statera_identity::keystone::KeystoneConfig {
+        statera_identity::keystone::KeystoneConfig {
+            auth_url: self.auth_url.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            user_domain_name: self.user_domain_name.clone(),
+            project_name: self.project_name.clone(),
+            project_domain_name: self.project_domain_name.clone(),
+            cache_seconds: self.cache_seconds,
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            www_authenticate_uri: Some(self.www_authenticate_uri.clone())
+                .filter(|u| !u.trim().is_empty()),
+            cache_entries: self.cache_entries,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -102,6 +163,7 @@ impl Default for AuthSection {
         AuthSection {
             mode: "noauth".to_string(),
             noauth: NoAuthSection::default(),
+            keystone: KeystoneSection::default(),
         }
     }
 }
@@ -360,13 +422,20 @@ impl Settings {
         if let Some(v) = &args.noauth_default_roles {
             s.auth.noauth.default_roles = statera_identity::split_roles(v);
         }
-        if statera_identity::AuthMode::parse(&s.auth.mode)
-            != Some(statera_identity::AuthMode::NoAuth)
-        {
-            anyhow::bail!(
-                "auth mode '{}' is not available (only 'noauth' is)",
+        if let Ok(v) = std::env::var("STATERA_KEYSTONE_PASSWORD") {
+            s.auth.keystone.password = v;
+        }
+        match statera_identity::AuthMode::parse(&s.auth.mode) {
+            Some(statera_identity::AuthMode::NoAuth) => {}
+            Some(statera_identity::AuthMode::Keystone) => {
+                // Checked now so a missing setting stops the start.
+                statera_identity::keystone::Keystone::new(s.auth.keystone.config())
+                    .map_err(anyhow::Error::msg)?;
+            }
+            _ => anyhow::bail!(
+                "auth mode '{}' is not available (noauth or keystone)",
                 s.auth.mode
-            );
+            ),
         }
         if !matches!(s.log.format.as_str(), "text" | "json") {
             anyhow::bail!("log format must be text or json, not {}", s.log.format);
@@ -434,6 +503,40 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(Settings::load(&zero).is_err());
+    }
+
+    #[test]
+    fn keystone_mode_needs_its_settings_and_says_which() {
+        let dir = std::env::temp_dir().join(format!("statera-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("keystone.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Settings::load(&ServeArgs {
+                config: Some(file.clone()),
+                ..ServeArgs::default()
+            })
+        };
+        let e = load("[auth]\nmode = \"keystone\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[auth.keystone] auth_url is required"), "{e}");
+        let e = load("[auth]\nmode = \"keystone\"\n[auth.keystone]\nauth_url = \"http://127.0.0.1:5000\"\nusername = \"statera\"\npassword = \"p\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("project_name is required"), "{e}");
+        let e = load("[auth]\nmode = \"keystone\"\n[auth.keystone]\nauth_url = \"https://k:5000/v3\"\nusername = \"s\"\npassword = \"p\"\nproject_name = \"service\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only http"), "{e}");
+        let s = load("[auth]\nmode = \"keystone\"\n[auth.keystone]\nauth_url = \"http://127.0.0.1:5000\"\nusername = \"s\"\npassword = \"p\"\nproject_name = \"service\"\ncache_seconds = 0\n")
+            .unwrap();
+        let k = s.auth.keystone.config();
+        assert_eq!(
+            (k.cache_seconds, k.user_domain_name.as_str()),
+            (0, "Default")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
