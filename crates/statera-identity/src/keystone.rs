@@ -22,16 +22,18 @@
 //! not a flood on Keystone. Concurrent validations of one token share one
 //! request. `cache_seconds = 0` disables the cache.
 //!
-//! The client speaks plain HTTP only (no TLS): Keystone is expected on a
-//! trusted network or behind a local TLS-terminating proxy.
+//! The client speaks HTTP/1.1, plain or over TLS (rustls with ring; the CAs
+//! of `cafile`, else the system bundle).
 
 use crate::{AuthError, AuthFuture, AuthMode, Authenticator, Caller};
 use blake2::{Blake2b, Digest, digest::consts::U32};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -57,6 +59,9 @@ pub struct KeystoneConfig {
     pub www_authenticate_uri: Option<String>,
     /// The most tokens the cache holds.
     pub cache_entries: usize,
+    /// For an https `auth_url`: the CAs (PEM) Keystone's certificate must
+    /// chain to; the system bundle if unset.
+    pub cafile: Option<PathBuf>,
 }
 
 impl KeystoneConfig {
@@ -142,7 +147,7 @@ impl Keystone {
         } else {
             format!("{trimmed}/v3")
         };
-        let base = Endpoint::parse(&config.auth_url)?;
+        let base = Endpoint::parse(&config.auth_url, config.cafile.as_deref())?;
         let cache = TokenCache::new(config.cache_entries);
         Ok(Arc::new(Keystone {
             config,
@@ -371,15 +376,6 @@ impl Keystone {
                 url: self.config.auth_url.clone(),
                 reason,
             };
-            let stream = tokio::net::TcpStream::connect((self.base.host.as_str(), self.base.port))
-                .await
-                .map_err(|e| transport(e.to_string()))?;
-            let _ = stream.set_nodelay(true);
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .map_err(|e| transport(e.to_string()))?;
-            let conn = tokio::spawn(conn);
             let mut req = Request::builder()
                 .method(method)
                 .uri(&url)
@@ -393,17 +389,22 @@ impl Keystone {
             let req = req
                 .body(Full::new(body.unwrap_or_default()))
                 .map_err(|e| transport(e.to_string()))?;
-            let resp = sender
-                .send_request(req)
+            let stream = tokio::net::TcpStream::connect((self.base.host.as_str(), self.base.port))
                 .await
                 .map_err(|e| transport(e.to_string()))?;
+            let _ = stream.set_nodelay(true);
+            let resp = match &self.base.tls {
+                None => exchange(stream, req).await,
+                Some((connector, name)) => {
+                    let tls = connector
+                        .connect(name.clone(), stream)
+                        .await
+                        .map_err(|e| transport(format!("TLS: {e}")))?;
+                    exchange(tls, req).await
+                }
+            }
+            .map_err(transport)?;
             let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| transport(e.to_string()))?
-                .to_bytes();
-            conn.abort();
             Ok((parts.status, parts.headers, body))
         };
         match tokio::time::timeout(self.config.timeout, exchange).await {
@@ -429,8 +430,28 @@ impl Keystone {
 /// A caller and how long its token has left (when the token says).
 type Validated = Result<(Caller, Option<Duration>), AuthError>;
 
+/// One request on a fresh connection (plain or TLS); the whole body read.
+async fn exchange<IO>(io: IO, req: Request<Full<Bytes>>) -> Result<http::Response<Bytes>, String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = resp.into_parts();
+    let body = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    conn.abort();
+    Ok(http::Response::from_parts(parts, body))
+}
+
 /// The parts of `auth_url` a request needs.
-#[derive(Debug)]
 struct Endpoint {
     host: String,
     port: u16,
@@ -438,17 +459,14 @@ struct Endpoint {
     authority: String,
     /// The path up to and including `/v3`, without a trailing slash.
     path: String,
+    /// For an https `auth_url`: the TLS client and the name the certificate must carry.
+    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
 }
 
 impl Endpoint {
-    fn parse(auth_url: &str) -> Result<Endpoint, String> {
+    fn parse(auth_url: &str, cafile: Option<&Path>) -> Result<Endpoint, String> {
         let url = url::Url::parse(auth_url)
             .map_err(|e| format!("[auth.keystone] auth_url '{auth_url}': {e}"))?;
-        if url.scheme() != "http" {
-            return Err(format!(
-                "[auth.keystone] auth_url '{auth_url}': only http is supported (put a TLS proxy on this host in front of an https Keystone)"
-            ));
-        }
         let host = url
             .host_str()
             .ok_or_else(|| format!("[auth.keystone] auth_url '{auth_url}' has no host"))?
@@ -458,13 +476,52 @@ impl Endpoint {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
+        let tls = match url.scheme() {
+            "http" => None,
+            "https" => {
+                let name = ServerName::try_from(bare.clone())
+                    .map_err(|e| format!("[auth.keystone] auth_url '{auth_url}': {e}"))?;
+                Some((tls_connector(cafile)?, name))
+            }
+            other => {
+                return Err(format!(
+                    "[auth.keystone] auth_url '{auth_url}': http or https, not {other}"
+                ));
+            }
+        };
         Ok(Endpoint {
             authority: format!("{host}:{port}"),
             host: bare,
             port,
             path: url.path().trim_end_matches('/').to_string(),
+            tls,
         })
     }
+}
+
+/// The system's CA bundle (Debian's), used when no `cafile` is configured.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A TLS client (rustls with ring, the graph's one provider) trusting the
+/// CAs of `cafile` (PEM), or of the system bundle.
+fn tls_connector(cafile: Option<&Path>) -> Result<tokio_rustls::TlsConnector, String> {
+    let path = cafile.unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
+    let err = |e: String| format!("[auth.keystone] cafile {}: {e}", path.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))? {
+        let cert = cert.map_err(|e| err(e.to_string()))?;
+        roots.add(cert).map_err(|e| err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("no certificate in it".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// How long until an ISO 8601 instant (`2026-12-06T15:08:10.000000Z`);

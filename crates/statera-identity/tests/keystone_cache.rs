@@ -149,6 +149,40 @@ impl Drop for Served {
 }
 
 async fn serve(fake: Arc<FakeKeystone>, port: u16) -> Served {
+    serve_with(fake, port, None).await
+}
+
+/// The test certificate for 127.0.0.1 and the CA that signed it (made once
+/// with the openssl CLI, in tests/fixtures).
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(fixture("keystone-cert.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixture("keystone-key.pem")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+async fn serve_with(
+    fake: Arc<FakeKeystone>,
+    port: u16,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Served {
     let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let f = fake.clone();
@@ -159,14 +193,27 @@ async fn serve(fake: Arc<FakeKeystone>, port: u16) -> Served {
                 return;
             };
             let f = f.clone();
+            let tls = tls.clone();
             conns.spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let f = f.clone();
                     async move { Ok::<_, std::convert::Infallible>(f.answer(req).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                            .await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                .await;
+                        }
+                    }
+                }
             });
         }
     });
@@ -185,6 +232,7 @@ fn config(port: u16, cache_seconds: u64) -> KeystoneConfig {
         timeout: Duration::from_millis(1000),
         www_authenticate_uri: None,
         cache_entries: 100,
+        cafile: None,
     }
 }
 
@@ -371,4 +419,37 @@ async fn a_refused_service_token_is_replaced_and_wrong_credentials_are_unavailab
     let k = Keystone::new(cfg).unwrap();
     let e = k.validate("tok-s").await.unwrap_err();
     assert!(matches!(e, AuthError::Unavailable(_)), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_keystone_trusts_the_configured_ca_only() {
+    let served = serve_with(Arc::new(FakeKeystone::default()), 0, Some(tls_acceptor())).await;
+    served.fake.add("tok-t", "p1", &["member"], 3600);
+    let mut cfg = config(served.port, 300);
+    cfg.auth_url = format!("https://127.0.0.1:{}/identity/v3", served.port);
+    cfg.cafile = Some(fixture("ca.pem"));
+    let k = Keystone::new(cfg.clone()).unwrap();
+    let c = k.validate("tok-t").await.unwrap();
+    assert_eq!(c.project_id.as_deref(), Some("p1"));
+    // Another CA (the server's own certificate is not a CA): the handshake
+    // fails, which is Keystone unavailable (503), not the caller's fault.
+    cfg.cafile = Some(fixture("keystone-cert.pem"));
+    let k = Keystone::new(cfg.clone()).unwrap();
+    let e = k.validate("tok-t").await.unwrap_err();
+    assert!(
+        matches!(&e, AuthError::Unavailable(m) if m.contains("TLS")),
+        "{e:?}"
+    );
+    // Plain http to the TLS port is no answer either.
+    cfg.auth_url = format!("http://127.0.0.1:{}/identity/v3", served.port);
+    let k = Keystone::new(cfg.clone()).unwrap();
+    assert!(matches!(
+        k.validate("tok-t").await,
+        Err(AuthError::Unavailable(_))
+    ));
+    // A CA file that is not there stops the start.
+    cfg.auth_url = format!("https://127.0.0.1:{}/v3", served.port);
+    cfg.cafile = Some(fixture("missing.pem"));
+    let e = Keystone::new(cfg).err().unwrap();
+    assert!(e.contains("cafile") && e.contains("missing.pem"), "{e}");
 }

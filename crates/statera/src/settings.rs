@@ -113,6 +113,8 @@ pub struct KeystoneSection {
     pub timeout_ms: u64,
     /// Where a 401 sends clients (`WWW-Authenticate`); `auth_url` if empty.
     pub www_authenticate_uri: String,
+    /// For an https `auth_url`: the CA bundle (PEM) to trust; the system's if empty.
+    pub cafile: String,
 }
 
 impl Default for KeystoneSection {
@@ -129,6 +131,7 @@ impl Default for KeystoneSection {
             cache_entries: K::DEFAULT_CACHE_ENTRIES,
             timeout_ms: K::DEFAULT_TIMEOUT_MS,
             www_authenticate_uri: String::new(),
+            cafile: String::new(),
         }
     }
 }
@@ -147,6 +150,7 @@ impl KeystoneSection {
             www_authenticate_uri: Some(self.www_authenticate_uri.clone())
                 .filter(|u| !u.trim().is_empty()),
             cache_entries: self.cache_entries,
+            cafile: Some(PathBuf::from(&self.cafile)).filter(|p| !p.as_os_str().is_empty()),
         }
     }
 }
@@ -525,10 +529,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("project_name is required"), "{e}");
-        let e = load("[auth]\nmode = \"keystone\"\n[auth.keystone]\nauth_url = \"https://k:5000/v3\"\nusername = \"s\"\npassword = \"p\"\nproject_name = \"service\"\n")
+        let e = load("[auth]\nmode = \"keystone\"\n[auth.keystone]\nauth_url = \"https://k:5000/v3\"\nusername = \"s\"\npassword = \"p\"\nproject_name = \"service\"\ncafile = \"/nonexistent/ca.pem\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("only http"), "{e}");
+        assert!(e.contains("cafile /nonexistent/ca.pem"), "{e}");
         let s = load("[auth]\nmode = \"keystone\"\n[auth.keystone]\nauth_url = \"http://127.0.0.1:5000\"\nusername = \"s\"\npassword = \"p\"\nproject_name = \"service\"\ncache_seconds = 0\n")
             .unwrap();
         let k = s.auth.keystone.config();
