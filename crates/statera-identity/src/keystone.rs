@@ -371,7 +371,7 @@ impl Keystone {
         body: Option<Bytes>,
     ) -> Result<(StatusCode, HeaderMap, Bytes), KeystoneError> {
         let url = format!("{}{}", self.base.path, path_and_query);
-        let exchange = async {
+        let attempt = async {
             let transport = |reason: String| KeystoneError::Transport {
                 url: self.config.auth_url.clone(),
                 reason,
@@ -407,7 +407,7 @@ impl Keystone {
             let (parts, body) = resp.into_parts();
             Ok((parts.status, parts.headers, body))
         };
-        match tokio::time::timeout(self.config.timeout, exchange).await {
+        match tokio::time::timeout(self.config.timeout, attempt).await {
             Ok(r) => {
                 if let Ok((s, _, _)) = &r
                     && s.is_server_error()

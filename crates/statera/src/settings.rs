@@ -96,7 +96,7 @@ pub struct AuthSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KeystoneSection {
-    /// Keystone's identity v3 endpoint (`http://keystone:5000/v3`); http only.
+    /// Keystone's identity v3 endpoint (`http://keystone:5000/v3`), http or https.
     pub auth_url: String,
     pub username: String,
     /// Also `STATERA_KEYSTONE_PASSWORD`, which wins.
