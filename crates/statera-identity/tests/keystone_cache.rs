@@ -453,3 +453,34 @@ async fn https_to_keystone_trusts_the_configured_ca_only() {
     let e = Keystone::new(cfg).err().unwrap();
     assert!(e.contains("cafile") && e.contains("missing.pem"), "{e}");
 }
+
+/// The goal: a cached validation costs microseconds, not a round trip.
+/// Prints both figures (`cargo test -p statera-identity --release --test
+/// keystone_cache cached -- --nocapture`); the bound is loose for debug builds
+/// on a busy machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_validation_costs_microseconds_not_a_round_trip() {
+    let (s, cached) = setup(300).await;
+    s.fake.add("tok-b", "p1", &["member"], 3600);
+    let headers = with_token("tok-b");
+    cached.authenticate(&headers).await.unwrap();
+    let n = 20_000u32;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        cached.authenticate(&headers).await.unwrap();
+    }
+    let per_cached = started.elapsed() / n;
+    let uncached = Keystone::new(config(s.port, 0)).unwrap();
+    let m = 50u32;
+    let started = std::time::Instant::now();
+    for _ in 0..m {
+        uncached.authenticate(&headers).await.unwrap();
+    }
+    let per_round_trip = started.elapsed() / m;
+    println!("cached validation: {per_cached:?}; asking Keystone: {per_round_trip:?}");
+    assert!(per_cached < Duration::from_micros(100), "{per_cached:?}");
+    assert!(
+        per_cached * 5 < per_round_trip,
+        "{per_cached:?} vs {per_round_trip:?}"
+    );
+}
