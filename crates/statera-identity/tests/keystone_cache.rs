@@ -30,6 +30,8 @@ struct FakeKeystone {
     delay_ms: AtomicU64,
     /// Answer 500 to everything.
     broken: std::sync::atomic::AtomicBool,
+    /// Seconds a service token lives (3600 when 0).
+    service_ttl: std::sync::atomic::AtomicI64,
 }
 
 impl FakeKeystone {
@@ -94,7 +96,11 @@ impl FakeKeystone {
                 let n = self.service_auths.fetch_add(1, Ordering::SeqCst) + 1;
                 let token = format!("svc-{n}");
                 *self.service_token.lock().unwrap() = token.clone();
-                let body = serde_json::json!({"token": {"expires_at": expires(3600)}});
+                let ttl = match self.service_ttl.load(Ordering::SeqCst) {
+                    0 => 3600,
+                    t => t,
+                };
+                let body = serde_json::json!({"token": {"expires_at": expires(ttl)}});
                 reply(
                     StatusCode::CREATED,
                     &[("x-subject-token", token)],
@@ -483,4 +489,21 @@ async fn a_cached_validation_costs_microseconds_not_a_round_trip() {
         per_cached * 5 < per_round_trip,
         "{per_cached:?} vs {per_round_trip:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_token_is_renewed_before_it_expires() {
+    let (s, k) = setup(0).await;
+    s.fake.add("tok-x", "p1", &["member"], 3600);
+    // Renewed 60 s before expiry: a 61 s token is due for renewal after ~1 s.
+    s.fake.service_ttl.store(61, Ordering::SeqCst);
+    k.validate("tok-x").await.unwrap();
+    k.validate("tok-x").await.unwrap();
+    assert_eq!(s.fake.service_auths.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s.fake.service_ttl.store(0, Ordering::SeqCst);
+    k.validate("tok-x").await.unwrap();
+    assert_eq!(s.fake.service_auths.load(Ordering::SeqCst), 2);
+    k.validate("tok-x").await.unwrap();
+    assert_eq!(s.fake.service_auths.load(Ordering::SeqCst), 2);
 }
