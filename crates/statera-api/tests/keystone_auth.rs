@@ -41,6 +41,7 @@ async fn ks_with(settings: BuiltinSettings) -> Ks {
         store: h.store.clone(),
         settings: Arc::new(api.unwrap()),
         auth: Arc::new(auth),
+        policy: Arc::new(statera_policy::Enforcer::defaults()),
     });
     Ks { h, _keys: keys }
 }

@@ -11,6 +11,7 @@
 //! Each produces a [`Caller`]; policy reads nothing else.
 
 pub mod builtin;
+pub mod keystone;
 pub mod password;
 
 use http::HeaderMap;

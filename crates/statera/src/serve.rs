@@ -224,6 +224,17 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
                 let listen = listener.local_addr().unwrap_or(settings.api.listen);
                 Arc::new(crate::identity::start_builtin(&store, &settings, listen).await?)
             }
+            Some(statera_identity::AuthMode::Keystone) => {
+                let keystone =
+                    statera_identity::keystone::Keystone::new(settings.auth.keystone.config())
+                        .map_err(anyhow::Error::msg)?;
+                tracing::info!(
+                    auth_url = %keystone.config().auth_url,
+                    cache_seconds = keystone.config().cache_seconds,
+                    "tokens validated by an external Keystone"
+                );
+                Arc::new(keystone)
+            }
             _ => Arc::new(statera_identity::NoAuth {
                 default_project_id: settings.api.default_project_id.clone(),
                 default_roles: settings.auth.noauth.default_roles.clone(),

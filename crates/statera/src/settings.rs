@@ -95,6 +95,7 @@ pub struct AuthSection {
     pub policy_file: Option<PathBuf>,
     pub noauth: NoAuthSection,
     pub builtin: BuiltinSection,
+    pub keystone: KeystoneSection,
 }
 
 /// `[auth.builtin]`: Statera as its own Keystone.
@@ -152,6 +153,70 @@ impl BuiltinSection {
     }
 }
 
+/// `keystone` mode: the external Keystone and Statera's service user there
+/// (keystonemiddleware's `[keystone_authtoken]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeystoneSection {
+    /// Keystone's identity v3 endpoint (`http://keystone:5000/v3`), http or https.
+    pub auth_url: String,
+    pub username: String,
+    /// Also `STATERA_KEYSTONE_PASSWORD`, which wins.
+    pub password: String,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    /// Seconds a validated token is trusted without asking Keystone (a
+    /// revoked token is refused at the latest this long after); 0 = no cache.
+    pub cache_seconds: u64,
+    /// The most tokens cached.
+    pub cache_entries: usize,
+    /// Each request to Keystone must finish within this.
+    pub timeout_ms: u64,
+    /// Where a 401 sends clients (`WWW-Authenticate`); `auth_url` if empty.
+    pub www_authenticate_uri: String,
+    /// For an https `auth_url`: the CA bundle (PEM) to trust; the system's if empty.
+    pub cafile: String,
+}
+
+impl Default for KeystoneSection {
+    fn default() -> Self {
+        use statera_identity::keystone::KeystoneConfig as K;
+        KeystoneSection {
+            auth_url: String::new(),
+            username: String::new(),
+            password: String::new(),
+            project_name: String::new(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+            cache_seconds: K::DEFAULT_CACHE_SECONDS,
+            cache_entries: K::DEFAULT_CACHE_ENTRIES,
+            timeout_ms: K::DEFAULT_TIMEOUT_MS,
+            www_authenticate_uri: String::new(),
+            cafile: String::new(),
+        }
+    }
+}
+
+impl KeystoneSection {
+    pub fn config(&self) -> statera_identity::keystone::KeystoneConfig {
+        statera_identity::keystone::KeystoneConfig {
+            auth_url: self.auth_url.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            user_domain_name: self.user_domain_name.clone(),
+            project_name: self.project_name.clone(),
+            project_domain_name: self.project_domain_name.clone(),
+            cache_seconds: self.cache_seconds,
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            www_authenticate_uri: Some(self.www_authenticate_uri.clone())
+                .filter(|u| !u.trim().is_empty()),
+            cache_entries: self.cache_entries,
+            cafile: Some(PathBuf::from(&self.cafile)).filter(|p| !p.as_os_str().is_empty()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NoAuthSection {
@@ -166,6 +231,7 @@ impl Default for AuthSection {
             policy_file: None,
             noauth: NoAuthSection::default(),
             builtin: BuiltinSection::default(),
+            keystone: KeystoneSection::default(),
         }
     }
 }
@@ -427,10 +493,18 @@ impl Settings {
         if let Some(v) = &args.noauth_default_roles {
             s.auth.noauth.default_roles = statera_identity::split_roles(v);
         }
+        if let Ok(v) = std::env::var("STATERA_KEYSTONE_PASSWORD") {
+            s.auth.keystone.password = v;
+        }
         match statera_identity::AuthMode::parse(&s.auth.mode) {
             Some(statera_identity::AuthMode::NoAuth | statera_identity::AuthMode::Builtin) => {}
-            _ => anyhow::bail!(
-                "auth mode '{}' is not available (builtin or noauth)",
+            Some(statera_identity::AuthMode::Keystone) => {
+                // Checked now so a missing setting stops the start.
+                statera_identity::keystone::Keystone::new(s.auth.keystone.config())
+                    .map_err(anyhow::Error::msg)?;
+            }
+            None => anyhow::bail!(
+                "auth mode '{}' is not available (builtin, keystone or noauth)",
                 s.auth.mode
             ),
         }
@@ -557,6 +631,40 @@ mod tests {
             "https://lb.example.net"
         );
         assert_eq!(s.auth.builtin.max_active_keys, 5);
+    }
+
+    #[test]
+    fn keystone_mode_needs_its_settings_and_says_which() {
+        let dir = std::env::temp_dir().join(format!("statera-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("keystone.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Settings::load(&ServeArgs {
+                config: Some(file.clone()),
+                ..ServeArgs::default()
+            })
+        };
+        let e = load("[auth]\nmode = \"keystone\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[auth.keystone] auth_url is required"), "{e}");
+        let e = load("[auth]\nmode = \"keystone\"\n[auth.keystone]\nauth_url = \"http://127.0.0.1:5000\"\nusername = \"statera\"\npassword = \"p\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("project_name is required"), "{e}");
+        let e = load("[auth]\nmode = \"keystone\"\n[auth.keystone]\nauth_url = \"https://k:5000/v3\"\nusername = \"s\"\npassword = \"p\"\nproject_name = \"service\"\ncafile = \"/nonexistent/ca.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cafile /nonexistent/ca.pem"), "{e}");
+        let s = load("[auth]\nmode = \"keystone\"\n[auth.keystone]\nauth_url = \"http://127.0.0.1:5000\"\nusername = \"s\"\npassword = \"p\"\nproject_name = \"service\"\ncache_seconds = 0\n")
+            .unwrap();
+        let k = s.auth.keystone.config();
+        assert_eq!(
+            (k.cache_seconds, k.user_domain_name.as_str()),
+            (0, "Default")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
