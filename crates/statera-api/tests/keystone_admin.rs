@@ -320,7 +320,8 @@ async fn projects_have_keystones_shape_filters_hierarchy_and_cascade() {
     .await
     .error(
         409,
-        "Conflict occurred attempting to store project - Duplicate entry",
+        "Conflict occurred attempting to store project - Duplicate entry found with name WEB \
+         at domain ID default.",
     );
     h.call(
         "POST",
@@ -667,7 +668,7 @@ async fn roles_imply_roles_without_cycles() {
         .error(400, "cycle");
     h.call("PUT", &format!("/v3/roles/{member}/implies/{admin}"), None)
         .await
-        .error(400, "cannot be an implied role");
+        .error(403, "cannot be an implied roles");
     h.call("HEAD", &format!("/v3/roles/{admin}/implies/{member}"), None)
         .await
         .expect(204);
@@ -930,7 +931,13 @@ async fn grants_and_effective_role_assignments_expand_groups_inheritance_and_imp
         None,
     )
     .await
-    .error(404, "Could not find role assignment");
+    .error(
+        404,
+        &format!(
+            "Could not find role assignment with role: {member}, user or group: {alice}, \
+             project, domain, or system: {p}."
+        ),
+    );
     assert!(
         h.revocations()
             .iter()
@@ -1010,7 +1017,18 @@ async fn application_credentials_belong_to_their_user_and_show_the_secret_once()
         body(json!({"name": "x", "roles": [{"name": "admin"}]})),
     )
     .await
-    .error(404, "Could not find role assignment");
+    .error(
+        400,
+        "Cannot create an application credential with unassigned role",
+    );
+    h.raw(
+        "POST",
+        &path,
+        &as_alice,
+        body(json!({"name": "x", "roles": [{"id": "nope"}]})),
+    )
+    .await
+    .error(404, "Could not find role: nope.");
     h.raw("POST", &path, &as_alice, body(json!({"name": "ci"})))
         .await
         .error(409, "Duplicate entry");
@@ -1030,7 +1048,10 @@ async fn application_credentials_belong_to_their_user_and_show_the_secret_once()
     ];
     h.raw("POST", &path, &as_bob, body(json!({"name": "steal"})))
         .await
-        .error(403, "identity:create_application_credential");
+        .error(
+            403,
+            "Cannot create an application credential for another user.",
+        );
     h.call(
         "POST",
         &path,

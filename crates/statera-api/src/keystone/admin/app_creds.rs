@@ -99,11 +99,17 @@ async fn create(
     Path(user): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(
+    if !allowed(
         &ctx,
         "identity:create_application_credential",
         Target::user(&user),
-    )?;
+    ) {
+        return Err(kerr(
+            StatusCode::FORBIDDEN,
+            "You are not authorized to perform the requested action: Cannot create an \
+             application credential for another user.",
+        ));
+    }
     let obj = envelope(&body, "application_credential")?;
     only(
         &obj,
@@ -170,25 +176,32 @@ async fn create(
         let role_ids: Vec<String> = match &requested {
             None => held.iter().map(|r| r.id.clone()).collect(),
             Some(asked) => {
-                let mut ids = Vec::new();
+                // Named roles, then what they imply; every one must be on
+                // the caller's token (no escalation through a credential).
+                let mut ids: Vec<String> = Vec::new();
                 for (id, name) in asked {
-                    let found = held.iter().find(|r| {
-                        id.as_deref().is_some_and(|i| i == r.id)
-                            || (id.is_none()
-                                && name
-                                    .as_deref()
-                                    .is_some_and(|n| n.eq_ignore_ascii_case(&r.name)))
-                    });
-                    let Some(r) = found else {
-                        let what = id.clone().or_else(|| name.clone()).unwrap_or_default();
-                        return Err(not_found(
-                            "role assignment",
-                            &format!("role {what} for user {user} on project {project_id}"),
-                        ));
+                    let role = match (id, name) {
+                        (Some(i), _) => s.roles.get(i).ok_or_else(|| not_found("role", i))?,
+                        (None, Some(n)) => s
+                            .roles
+                            .iter()
+                            .find(|r| r.domain_id.is_none() && r.name.eq_ignore_ascii_case(n))
+                            .ok_or_else(|| not_found("role", n))?,
+                        (None, None) => unreachable!("checked by requested_roles"),
                     };
-                    if !ids.contains(&r.id) {
-                        ids.push(r.id.clone());
+                    for r in std::iter::once(role.id.clone())
+                        .chain(super::roles::implied_closure(s, &role.id))
+                    {
+                        if !ids.contains(&r) {
+                            ids.push(r);
+                        }
                     }
+                }
+                if ids.iter().any(|i| !held.iter().any(|h| &h.id == i)) {
+                    return Err(bad_request(
+                        "Invalid application credential: Cannot create an application \
+                         credential with unassigned role",
+                    ));
                 }
                 ids
             }

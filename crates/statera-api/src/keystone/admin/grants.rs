@@ -107,8 +107,13 @@ fn check_refs(state: &StoreState, g: &Grant) -> ApiResult<()> {
                 AssignmentTarget::System(_) => None,
             };
             if target_domain.as_deref() != Some(rd.as_str()) {
+                let target = match &g.target {
+                    AssignmentTarget::Project(p) => format!("Project {p}"),
+                    AssignmentTarget::Domain(d) => format!("Domain {d}"),
+                    AssignmentTarget::System(_) => "The system".to_string(),
+                };
                 return Err(forbidden(format!(
-                    "Domain specific roles are not supported in the V3 API outside their domain: role {r} belongs to domain {rd}."
+                    "{target} must be in the same domain as the role {r} being assigned."
                 )));
             }
         }
@@ -118,18 +123,20 @@ fn check_refs(state: &StoreState, g: &Grant) -> ApiResult<()> {
 
 fn grant_not_found(g: &Grant) -> ApiError {
     let role = g.role_id.as_deref().unwrap_or("");
-    let (kind, id) = match &g.actor {
-        Actor::User(u) => ("user", u),
-        Actor::Group(x) => ("group", x),
+    let actor = match &g.actor {
+        Actor::User(id) | Actor::Group(id) => id,
     };
     let target = match &g.target {
-        AssignmentTarget::Project(p) => format!("project {p}"),
-        AssignmentTarget::Domain(d) => format!("domain {d}"),
-        AssignmentTarget::System(_) => "the system".to_string(),
+        AssignmentTarget::Project(id)
+        | AssignmentTarget::Domain(id)
+        | AssignmentTarget::System(id) => id,
     };
     kerr(
         StatusCode::NOT_FOUND,
-        format!("Could not find role assignment with role: {role}, {kind}: {id}, on {target}."),
+        format!(
+            "Could not find role assignment with role: {role}, user or group: {actor}, \
+             project, domain, or system: {target}."
+        ),
     )
 }
 

@@ -67,7 +67,7 @@ async fn create(
             return Err(not_found("domain", &g.domain_id));
         }
         if name_taken(txn, &g.domain_id, &g.name, "") {
-            return Err(duplicate("group", &g.name));
+            return Err(duplicate_in("group", &g.name, &g.domain_id));
         }
         txn.put(g.clone())?;
         Ok(g)
@@ -133,7 +133,7 @@ async fn update(
         .clone();
         if let Some(n) = name {
             if name_taken(txn, &g.domain_id, &n, &g.id) {
-                return Err(duplicate("group", &n));
+                return Err(duplicate_in("group", &n, &g.domain_id));
             }
             g.name = n;
         }

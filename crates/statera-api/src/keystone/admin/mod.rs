@@ -211,7 +211,19 @@ pub fn not_found(kind: &str, id: &str) -> ApiError {
     )
 }
 
-/// 409 for a name taken in its domain (or by the same owner).
+/// 409 for a name taken in a domain (`... with name <name> at domain ID <d>.`).
+pub fn duplicate_in(kind: &str, name: &str, domain_id: &str) -> ApiError {
+    kerr(
+        StatusCode::CONFLICT,
+        format!(
+            "Conflict occurred attempting to store {kind} - Duplicate entry found with name \
+             {name} at domain ID {domain_id}."
+        ),
+    )
+}
+
+/// 409 for a name taken (`Conflict occurred attempting to store <kind> -
+/// Duplicate entry found with name <name>.`).
 pub fn duplicate(kind: &str, name: &str) -> ApiError {
     kerr(
         StatusCode::CONFLICT,

@@ -106,7 +106,7 @@ async fn create(
             p.parent_id = Some(parent.id.clone());
         }
         if name_taken(txn, &p.domain_id, &p.name, "") {
-            return Err(duplicate("project", &p.name));
+            return Err(duplicate_in("project", &p.name, &p.domain_id));
         }
         txn.put(p.clone())?;
         Ok(p)
@@ -199,7 +199,7 @@ async fn update(
         .clone();
         if let Some(n) = name {
             if name_taken(txn, &p.domain_id, &n, &p.id) {
-                return Err(duplicate("project", &n));
+                return Err(duplicate_in("project", &n, &p.domain_id));
             }
             p.name = n;
         }

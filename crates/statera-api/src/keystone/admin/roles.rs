@@ -299,12 +299,12 @@ async fn create_implied(
     authorize(&ctx, "identity:create_implied_role", Target::default())?;
     let (p, i) = write(&state, |txn| {
         let (mut p, i) = lookup_pair(txn.state(), &prior, &implied)?;
-        // Keystone's `[assignment] prohibited_implied_role` (admin), and
-        // domain-specific roles are never implied.
-        if i.name.eq_ignore_ascii_case("admin") || i.domain_id.is_some() {
-            return Err(bad_request(format!(
-                "{implied} cannot be an implied roles."
-            )));
+        // Keystone's `[assignment] prohibited_implied_role` (admin).
+        if i.name.eq_ignore_ascii_case("admin") {
+            return Err(forbidden(format!("{implied} cannot be an implied roles.")));
+        }
+        if p.domain_id.is_none() && i.domain_id.is_some() {
+            return Err(forbidden("Global role cannot imply a domain-specific role"));
         }
         if prior == implied || implied_closure(txn.state(), &implied).contains(&prior) {
             return Err(bad_request(format!(

@@ -136,7 +136,7 @@ async fn create(
             return Err(not_found("project", p));
         }
         if name_taken(txn, &u.domain_id, &u.name, "") {
-            return Err(duplicate("user", &u.name));
+            return Err(duplicate_in("user", &u.name, &u.domain_id));
         }
         u.options.retain(|_, v| !v.is_null());
         txn.put(u.clone())?;
@@ -216,7 +216,7 @@ async fn update(
         .clone();
         if let Some(n) = name {
             if name_taken(txn, &u.domain_id, &n, &u.id) {
-                return Err(duplicate("user", &n));
+                return Err(duplicate_in("user", &n, &u.domain_id));
             }
             u.name = n;
         }
