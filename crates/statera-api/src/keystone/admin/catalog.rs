@@ -5,31 +5,37 @@
 //! with endpoints (its own or its sub-regions') cannot be deleted.
 
 use super::*;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use bytes::Bytes;
 use statera_model::identity::{CatalogEndpoint, CatalogService, Region, new_id};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v3/services", get(list_services).post(create_service))
+        .route(
+            "/v3/services",
+            get(list::<CatalogService>).post(create_service),
+        )
         .route(
             "/v3/services/{id}",
-            get(show_service)
+            get(show::<CatalogService>)
                 .patch(update_service)
                 .delete(delete_service),
         )
-        .route("/v3/endpoints", get(list_endpoints).post(create_endpoint))
+        .route(
+            "/v3/endpoints",
+            get(list::<CatalogEndpoint>).post(create_endpoint),
+        )
         .route(
             "/v3/endpoints/{id}",
-            get(show_endpoint)
+            get(show::<CatalogEndpoint>)
                 .patch(update_endpoint)
                 .delete(delete_endpoint),
         )
-        .route("/v3/regions", get(list_regions).post(create_region))
+        .route("/v3/regions", get(list::<Region>).post(create_region))
         .route(
             "/v3/regions/{id}",
-            get(show_region)
+            get(show::<Region>)
                 .put(put_region)
                 .patch(update_region)
                 .delete(delete_region),
@@ -41,6 +47,20 @@ const URL_MAX: usize = 225;
 const INTERFACES: &[&str] = &["public", "internal", "admin"];
 
 // ---------------------------------------------------------------- services
+
+impl AdminResource for CatalogService {
+    const KIND: &'static str = "service";
+    const PLURAL: &'static str = "services";
+    const GET: &'static str = "identity:get_service";
+    const LIST: &'static str = "identity:list_services";
+    const FILTERS: &'static [&'static str] = &["type", "name"];
+    fn render(ctx: &RequestContext, s: &Self) -> Value {
+        render_service(ctx, s)
+    }
+    fn sort_key(&self) -> String {
+        format!("{}\0{}", self.kind, self.name)
+    }
+}
 
 pub fn render_service(ctx: &RequestContext, s: &CatalogService) -> Value {
     with_self(
@@ -93,40 +113,6 @@ async fn create_service(
     ))
 }
 
-async fn list_services(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:list_services", Target::default())?;
-    let q = crate::list::Query::parse(uri.query());
-    let snap = state.store.snapshot();
-    let mut items: Vec<&CatalogService> = snap
-        .catalog_services
-        .iter()
-        .map(|s| s.as_ref())
-        .filter(|s| q.get("type").is_none_or(|t| s.kind == t))
-        .filter(|s| q.get("name").is_none_or(|n| s.name == n))
-        .collect();
-    items.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-    let items = items.into_iter().map(|s| render_service(&ctx, s)).collect();
-    Ok(collection(&ctx, "services", &uri, items))
-}
-
-async fn show_service(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:get_service", Target::default())?;
-    let snap = state.store.snapshot();
-    let s = snap
-        .catalog_services
-        .get(&id)
-        .ok_or_else(|| not_found("service", &id))?;
-    Ok(one(StatusCode::OK, "service", render_service(&ctx, s)))
-}
-
 async fn update_service(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -141,12 +127,7 @@ async fn update_service(
     let description = description_field(&obj)?;
     let enabled = bool_field(&obj, "enabled")?;
     let s = write(&state, |txn| {
-        let mut s = (**txn
-            .state()
-            .catalog_services
-            .get(&id)
-            .ok_or_else(|| not_found("service", &id))?)
-        .clone();
+        let mut s = fetch::<CatalogService>(txn.state(), &id)?;
         if let Some(k) = kind {
             s.kind = k;
         }
@@ -173,9 +154,7 @@ async fn delete_service(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:delete_service", Target::default())?;
     write(&state, |txn| {
-        if !txn.state().catalog_services.contains(&id) {
-            return Err(not_found("service", &id));
-        }
+        fetch::<CatalogService>(txn.state(), &id)?;
         let endpoints: Vec<String> = txn
             .state()
             .catalog_endpoints
@@ -194,6 +173,20 @@ async fn delete_service(
 }
 
 // ---------------------------------------------------------------- endpoints
+
+impl AdminResource for CatalogEndpoint {
+    const KIND: &'static str = "endpoint";
+    const PLURAL: &'static str = "endpoints";
+    const GET: &'static str = "identity:get_endpoint";
+    const LIST: &'static str = "identity:list_endpoints";
+    const FILTERS: &'static [&'static str] = &["interface", "service_id", "region_id"];
+    fn render(ctx: &RequestContext, e: &Self) -> Value {
+        render_endpoint(ctx, e)
+    }
+    fn sort_key(&self) -> String {
+        format!("{}\0{}", self.service_id, self.interface)
+    }
+}
 
 pub fn render_endpoint(ctx: &RequestContext, e: &CatalogEndpoint) -> Value {
     with_self(
@@ -294,47 +287,6 @@ async fn create_endpoint(
     ))
 }
 
-async fn list_endpoints(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:list_endpoints", Target::default())?;
-    let q = crate::list::Query::parse(uri.query());
-    let snap = state.store.snapshot();
-    let mut items: Vec<&CatalogEndpoint> = snap
-        .catalog_endpoints
-        .iter()
-        .map(|e| e.as_ref())
-        .filter(|e| q.get("interface").is_none_or(|i| e.interface == i))
-        .filter(|e| q.get("service_id").is_none_or(|s| e.service_id == s))
-        .filter(|e| {
-            q.get("region_id")
-                .is_none_or(|r| e.region_id.as_deref() == Some(r))
-        })
-        .collect();
-    items.sort_by(|a, b| (&a.service_id, &a.interface).cmp(&(&b.service_id, &b.interface)));
-    let items = items
-        .into_iter()
-        .map(|e| render_endpoint(&ctx, e))
-        .collect();
-    Ok(collection(&ctx, "endpoints", &uri, items))
-}
-
-async fn show_endpoint(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:get_endpoint", Target::default())?;
-    let snap = state.store.snapshot();
-    let e = snap
-        .catalog_endpoints
-        .get(&id)
-        .ok_or_else(|| not_found("endpoint", &id))?;
-    Ok(one(StatusCode::OK, "endpoint", render_endpoint(&ctx, e)))
-}
-
 async fn update_endpoint(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -350,12 +302,7 @@ async fn update_endpoint(
     let region = region_field(&obj)?;
     let enabled = bool_field(&obj, "enabled")?;
     let e = write(&state, |txn| {
-        let mut e = (**txn
-            .state()
-            .catalog_endpoints
-            .get(&id)
-            .ok_or_else(|| not_found("endpoint", &id))?)
-        .clone();
+        let mut e = fetch::<CatalogEndpoint>(txn.state(), &id)?;
         if let Some(s) = service_id {
             e.service_id = s;
         }
@@ -386,9 +333,7 @@ async fn delete_endpoint(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:delete_endpoint", Target::default())?;
     write(&state, |txn| {
-        if !txn.state().catalog_endpoints.contains(&id) {
-            return Err(not_found("endpoint", &id));
-        }
+        fetch::<CatalogEndpoint>(txn.state(), &id)?;
         txn.delete::<CatalogEndpoint>(&id);
         Ok(())
     })
@@ -397,6 +342,20 @@ async fn delete_endpoint(
 }
 
 // ---------------------------------------------------------------- regions
+
+impl AdminResource for Region {
+    const KIND: &'static str = "region";
+    const PLURAL: &'static str = "regions";
+    const GET: &'static str = "identity:get_region";
+    const LIST: &'static str = "identity:list_regions";
+    const FILTERS: &'static [&'static str] = &["parent_region_id"];
+    fn render(ctx: &RequestContext, r: &Self) -> Value {
+        render_region(ctx, r)
+    }
+    fn sort_key(&self) -> String {
+        self.id.clone()
+    }
+}
 
 pub fn render_region(ctx: &RequestContext, r: &Region) -> Value {
     with_self(
@@ -506,42 +465,6 @@ async fn put_region(
     Ok(one(StatusCode::CREATED, "region", render_region(&ctx, &r)))
 }
 
-async fn list_regions(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:list_regions", Target::default())?;
-    let q = crate::list::Query::parse(uri.query());
-    let snap = state.store.snapshot();
-    let mut items: Vec<&Region> = snap
-        .regions
-        .iter()
-        .map(|r| r.as_ref())
-        .filter(|r| {
-            q.get("parent_region_id")
-                .is_none_or(|p| r.parent_region_id.as_deref() == Some(p))
-        })
-        .collect();
-    items.sort_by(|a, b| a.id.cmp(&b.id));
-    let items = items.into_iter().map(|r| render_region(&ctx, r)).collect();
-    Ok(collection(&ctx, "regions", &uri, items))
-}
-
-async fn show_region(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:get_region", Target::default())?;
-    let snap = state.store.snapshot();
-    let r = snap
-        .regions
-        .get(&id)
-        .ok_or_else(|| not_found("region", &id))?;
-    Ok(one(StatusCode::OK, "region", render_region(&ctx, r)))
-}
-
 async fn update_region(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -554,12 +477,7 @@ async fn update_region(
     let description = description_field(&obj)?;
     let parent = opt_str(&obj, "parent_region_id", 255, true)?;
     let r = write(&state, |txn| {
-        let mut r = (**txn
-            .state()
-            .regions
-            .get(&id)
-            .ok_or_else(|| not_found("region", &id))?)
-        .clone();
+        let mut r = fetch::<Region>(txn.state(), &id)?;
         if let Some(d) = description {
             r.description = d;
         }
@@ -590,9 +508,7 @@ async fn delete_region(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:delete_region", Target::default())?;
     write(&state, |txn| {
-        if !txn.state().regions.contains(&id) {
-            return Err(not_found("region", &id));
-        }
+        fetch::<Region>(txn.state(), &id)?;
         // The region and every region below it.
         let mut doomed = vec![id.clone()];
         let mut i = 0;

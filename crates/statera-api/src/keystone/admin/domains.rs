@@ -3,7 +3,7 @@
 //! assignments go with it, and its tokens are revoked).
 
 use super::*;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use bytes::Bytes;
 use statera_model::identity::{
@@ -12,8 +12,25 @@ use statera_model::identity::{
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v3/domains", get(list).post(create))
-        .route("/v3/domains/{id}", get(show).patch(update).delete(delete))
+        .route("/v3/domains", get(list::<Domain>).post(create))
+        .route(
+            "/v3/domains/{id}",
+            get(show::<Domain>).patch(update).delete(delete),
+        )
+}
+
+impl AdminResource for Domain {
+    const KIND: &'static str = "domain";
+    const PLURAL: &'static str = "domains";
+    const GET: &'static str = "identity:get_domain";
+    const LIST: &'static str = "identity:list_domains";
+    const FILTERS: &'static [&'static str] = &["name", "enabled"];
+    fn render(ctx: &RequestContext, d: &Self) -> Value {
+        render(ctx, d)
+    }
+    fn sort_key(&self) -> String {
+        self.name.clone()
+    }
 }
 
 pub fn render(ctx: &RequestContext, d: &Domain) -> Value {
@@ -99,41 +116,6 @@ async fn create(
     Ok(one(StatusCode::CREATED, "domain", render(&ctx, &d)))
 }
 
-async fn list(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:list_domains", Target::default())?;
-    let q = crate::list::Query::parse(uri.query());
-    let enabled = q.get("enabled").map(query_bool);
-    let snap = state.store.snapshot();
-    let mut items: Vec<&Domain> = snap
-        .domains
-        .iter()
-        .map(|d| d.as_ref())
-        .filter(|d| q.get("name").is_none_or(|n| d.name == n))
-        .filter(|d| enabled.is_none_or(|e| e == Some(d.enabled)))
-        .collect();
-    items.sort_by(|a, b| a.name.cmp(&b.name));
-    let items = items.into_iter().map(|d| render(&ctx, d)).collect();
-    Ok(collection(&ctx, "domains", &uri, items))
-}
-
-async fn show(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:get_domain", Target::default())?;
-    let snap = state.store.snapshot();
-    let d = snap
-        .domains
-        .get(&id)
-        .ok_or_else(|| not_found("domain", &id))?;
-    Ok(one(StatusCode::OK, "domain", render(&ctx, d)))
-}
-
 async fn update(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -157,12 +139,7 @@ async fn update(
     let tags = tags_field(&obj)?;
     let options = options_field(&obj)?;
     let d = write(&state, |txn| {
-        let mut d = (**txn
-            .state()
-            .domains
-            .get(&id)
-            .ok_or_else(|| not_found("domain", &id))?)
-        .clone();
+        let mut d = fetch::<Domain>(txn.state(), &id)?;
         if let Some(n) = name {
             if name_taken(txn, &n, &d.id) {
                 return Err(duplicate("domain", &n));
@@ -200,12 +177,7 @@ async fn delete(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:delete_domain", Target::default())?;
     write(&state, |txn| {
-        let d = txn
-            .state()
-            .domains
-            .get(&id)
-            .ok_or_else(|| not_found("domain", &id))?
-            .clone();
+        let d = fetch::<Domain>(txn.state(), &id)?;
         if d.enabled {
             return Err(forbidden(
                 "Cannot delete a domain that is enabled, please disable it first.",

@@ -10,13 +10,30 @@ use statera_model::identity::{Actor, Group, new_id};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v3/groups", get(list).post(create))
-        .route("/v3/groups/{id}", get(show).patch(update).delete(delete))
+        .route("/v3/groups", get(list::<Group>).post(create))
+        .route(
+            "/v3/groups/{id}",
+            get(show::<Group>).patch(update).delete(delete),
+        )
         .route("/v3/groups/{id}/users", get(members))
         .route(
             "/v3/groups/{id}/users/{user}",
             get(check_member).put(add_member).delete(remove_member),
         )
+}
+
+impl AdminResource for Group {
+    const KIND: &'static str = "group";
+    const PLURAL: &'static str = "groups";
+    const GET: &'static str = "identity:get_group";
+    const LIST: &'static str = "identity:list_groups";
+    const FILTERS: &'static [&'static str] = &["name", "domain_id"];
+    fn render(ctx: &RequestContext, g: &Self) -> Value {
+        render(ctx, g)
+    }
+    fn sort_key(&self) -> String {
+        self.name.clone()
+    }
 }
 
 pub fn render(ctx: &RequestContext, g: &Group) -> Value {
@@ -76,40 +93,6 @@ async fn create(
     Ok(one(StatusCode::CREATED, "group", render(&ctx, &g)))
 }
 
-async fn list(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:list_groups", Target::default())?;
-    let q = crate::list::Query::parse(uri.query());
-    let snap = state.store.snapshot();
-    let mut items: Vec<&Group> = snap
-        .groups
-        .iter()
-        .map(|g| g.as_ref())
-        .filter(|g| q.get("name").is_none_or(|n| g.name == n))
-        .filter(|g| q.get("domain_id").is_none_or(|d| g.domain_id == d))
-        .collect();
-    items.sort_by(|a, b| a.name.cmp(&b.name));
-    let items = items.into_iter().map(|g| render(&ctx, g)).collect();
-    Ok(collection(&ctx, "groups", &uri, items))
-}
-
-async fn show(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:get_group", Target::default())?;
-    let snap = state.store.snapshot();
-    let g = snap
-        .groups
-        .get(&id)
-        .ok_or_else(|| not_found("group", &id))?;
-    Ok(one(StatusCode::OK, "group", render(&ctx, g)))
-}
-
 async fn update(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -125,12 +108,7 @@ async fn update(
     let name = name_field(&obj, false)?;
     let description = description_field(&obj)?;
     let g = write(&state, |txn| {
-        let mut g = (**txn
-            .state()
-            .groups
-            .get(&id)
-            .ok_or_else(|| not_found("group", &id))?)
-        .clone();
+        let mut g = fetch::<Group>(txn.state(), &id)?;
         if let Some(n) = name {
             if name_taken(txn, &g.domain_id, &n, &g.id) {
                 return Err(duplicate_in("group", &n, &g.domain_id));
@@ -154,12 +132,7 @@ async fn delete(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:delete_group", Target::default())?;
     write(&state, |txn| {
-        let g = txn
-            .state()
-            .groups
-            .get(&id)
-            .ok_or_else(|| not_found("group", &id))?
-            .clone();
+        let g = fetch::<Group>(txn.state(), &id)?;
         delete_assignments(txn, |a| matches!(&a.actor, Actor::Group(x) if x == &id));
         txn.delete::<Group>(&id);
         // Its members lose what the group gave them.
@@ -223,12 +196,7 @@ async fn add_member(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:add_user_to_group", Target::default())?;
     write(&state, |txn| {
-        let mut g = (**txn
-            .state()
-            .groups
-            .get(&id)
-            .ok_or_else(|| not_found("group", &id))?)
-        .clone();
+        let mut g = fetch::<Group>(txn.state(), &id)?;
         if !txn.state().users.contains(&user) {
             return Err(not_found("user", &user));
         }
@@ -249,12 +217,7 @@ async fn remove_member(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:remove_user_from_group", Target::default())?;
     write(&state, |txn| {
-        let mut g = (**txn
-            .state()
-            .groups
-            .get(&id)
-            .ok_or_else(|| not_found("group", &id))?)
-        .clone();
+        let mut g = fetch::<Group>(txn.state(), &id)?;
         if !txn.state().users.contains(&user) {
             return Err(not_found("user", &user));
         }

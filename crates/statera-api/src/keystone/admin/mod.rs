@@ -27,7 +27,7 @@ use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 use statera_model::Timestamp;
 use statera_model::identity::Revocation;
-use statera_store::Txn;
+use statera_store::{Record, State as StoreState, Txn};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -165,6 +165,10 @@ fn is_self(ctx: &RequestContext, target: &Target) -> bool {
 /// Whether `ctx` may do `action` on `target` ([`POLICY`]); an unknown action
 /// needs an admin.
 pub fn allowed(ctx: &RequestContext, action: &str, target: Target) -> bool {
+    debug_assert!(
+        POLICY.iter().any(|(name, _)| *name == action),
+        "{action} is not in POLICY"
+    );
     let rule = POLICY
         .iter()
         .find(|(name, _)| *name == action)
@@ -457,6 +461,91 @@ pub fn no_content() -> Response {
 /// Keystone's timestamp format (`2026-01-02T03:04:05.000000Z`).
 pub fn timestamp(t: &Timestamp) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+// ---------------------------------------------------------------- resources
+
+/// What the generic `show` and `list` need to know of a top-level identity
+/// record. Creates, updates and deletes stay per resource: their checks and
+/// cascades differ.
+pub trait AdminResource: Record<Key = String> {
+    /// The singular name: the envelope key and the kind in `Could not find`.
+    const KIND: &'static str;
+    const PLURAL: &'static str;
+    const GET: &'static str;
+    const LIST: &'static str;
+    /// Query keys compared with the rendered attribute of the same name.
+    const FILTERS: &'static [&'static str];
+    fn render(ctx: &RequestContext, r: &Self) -> Value;
+    fn sort_key(&self) -> String;
+    /// What the read policy is about.
+    fn target(_id: &str) -> Target<'_> {
+        Target::default()
+    }
+    /// Whether a list shows `r` whatever the filters (roles: only global
+    /// roles unless `domain_id` is asked).
+    fn listed(_q: &crate::list::Query, _r: &Self) -> bool {
+        true
+    }
+}
+
+/// A copy of the record `id`, or Keystone's 404.
+pub fn fetch<R: AdminResource>(state: &StoreState, id: &str) -> ApiResult<R> {
+    R::table(state)
+        .get(&id.to_string())
+        .map(|r| (**r).clone())
+        .ok_or_else(|| not_found(R::KIND, id))
+}
+
+/// Whether a rendered object matches the query's filters: a string equals,
+/// a boolean parses equal, a list holds every value asked (`tags`).
+fn matches_filters(obj: &Value, q: &crate::list::Query, filters: &[&str]) -> bool {
+    filters.iter().all(|f| match q.get(f) {
+        None => true,
+        Some(want) => match &obj[*f] {
+            Value::String(s) => s == want,
+            Value::Bool(b) => query_bool(want) == Some(*b),
+            Value::Array(items) => q
+                .all(f)
+                .iter()
+                .all(|t| items.iter().any(|i| i.as_str() == Some(t.as_str()))),
+            _ => false,
+        },
+    })
+}
+
+/// `GET /v3/<plural>/{id}`.
+pub async fn show<R: AdminResource>(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    ctx: RequestContext,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<Response> {
+    authorize(&ctx, R::GET, R::target(&id))?;
+    let r = fetch::<R>(&state.store.snapshot(), &id)?;
+    Ok(one(StatusCode::OK, R::KIND, R::render(&ctx, &r)))
+}
+
+/// `GET /v3/<plural>` with `R::FILTERS`, sorted by `R::sort_key`.
+pub async fn list<R: AdminResource>(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    ctx: RequestContext,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> ApiResult<Response> {
+    authorize(&ctx, R::LIST, Target::default())?;
+    let q = crate::list::Query::parse(uri.query());
+    let snap = state.store.snapshot();
+    let mut rows: Vec<&R> = R::table(&snap)
+        .iter()
+        .map(|r| r.as_ref())
+        .filter(|r| R::listed(&q, r))
+        .collect();
+    rows.sort_by_key(|r| r.sort_key());
+    let items = rows
+        .into_iter()
+        .map(|r| R::render(&ctx, r))
+        .filter(|v| matches_filters(v, &q, R::FILTERS))
+        .collect();
+    Ok(collection(&ctx, R::PLURAL, &uri, items))
 }
 
 // ---------------------------------------------------------------- revocations

@@ -14,8 +14,35 @@ use statera_model::identity::{ApplicationCredential, AssignmentTarget, Project, 
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v3/projects", get(list).post(create))
-        .route("/v3/projects/{id}", get(show).patch(update).delete(delete))
+        .route("/v3/projects", get(list_projects).post(create))
+        .route(
+            "/v3/projects/{id}",
+            get(show_project).patch(update).delete(delete),
+        )
+}
+
+impl AdminResource for Project {
+    const KIND: &'static str = "project";
+    const PLURAL: &'static str = "projects";
+    const GET: &'static str = "identity:get_project";
+    const LIST: &'static str = "identity:list_projects";
+    const FILTERS: &'static [&'static str] = &[
+        "name",
+        "domain_id",
+        "enabled",
+        "parent_id",
+        "is_domain",
+        "tags",
+    ];
+    fn render(ctx: &RequestContext, p: &Self) -> Value {
+        render(ctx, p)
+    }
+    fn sort_key(&self) -> String {
+        self.name.clone()
+    }
+    fn target(id: &str) -> Target<'_> {
+        Target::project(id)
+    }
 }
 
 pub fn render(ctx: &RequestContext, p: &Project) -> Value {
@@ -115,57 +142,27 @@ async fn create(
     Ok(one(StatusCode::CREATED, "project", render(&ctx, &p)))
 }
 
-async fn list(
-    State(state): State<AppState>,
+/// Under `noauth`, the lab's lookups; otherwise the registry.
+async fn list_projects(
+    state: State<AppState>,
     ctx: RequestContext,
     uri: OriginalUri,
 ) -> ApiResult<Response> {
     if state.auth.mode() == AuthMode::NoAuth {
         return Ok(crate::identity::list(uri).await.into_response());
     }
-    let OriginalUri(uri) = uri;
-    authorize(&ctx, "identity:list_projects", Target::default())?;
-    let q = crate::list::Query::parse(uri.query());
-    let enabled = q.get("enabled").map(query_bool);
-    let tags = q.all("tags");
-    let snap = state.store.snapshot();
-    let mut items: Vec<&Project> = snap
-        .projects
-        .iter()
-        .map(|p| p.as_ref())
-        .filter(|p| q.get("name").is_none_or(|n| p.name == n))
-        .filter(|p| q.get("domain_id").is_none_or(|d| p.domain_id == d))
-        .filter(|p| {
-            q.get("parent_id")
-                .is_none_or(|d| p.parent_id.as_deref().unwrap_or(&p.domain_id) == d)
-        })
-        .filter(|p| enabled.is_none_or(|e| e == Some(p.enabled)))
-        .filter(|_| {
-            q.get("is_domain")
-                .is_none_or(|v| query_bool(v) == Some(false))
-        })
-        .filter(|p| tags.iter().all(|t| p.tags.contains(t)))
-        .collect();
-    items.sort_by(|a, b| a.name.cmp(&b.name));
-    let items = items.into_iter().map(|p| render(&ctx, p)).collect();
-    Ok(collection(&ctx, "projects", &uri, items))
+    list::<Project>(state, ctx, uri).await
 }
 
-async fn show(
-    State(state): State<AppState>,
+async fn show_project(
+    state: State<AppState>,
     ctx: RequestContext,
-    Path(id): Path<String>,
+    id: Path<String>,
 ) -> ApiResult<Response> {
     if state.auth.mode() == AuthMode::NoAuth {
-        return Ok(crate::identity::show(Path(id)).await.into_response());
+        return Ok(crate::identity::show(id).await.into_response());
     }
-    authorize(&ctx, "identity:get_project", Target::project(&id))?;
-    let snap = state.store.snapshot();
-    let p = snap
-        .projects
-        .get(&id)
-        .ok_or_else(|| not_found("project", &id))?;
-    Ok(one(StatusCode::OK, "project", render(&ctx, p)))
+    show::<Project>(state, ctx, id).await
 }
 
 async fn update(
@@ -191,12 +188,7 @@ async fn update(
     let tags = tags_field(&obj)?;
     let options = options_field(&obj)?;
     let p = write(&state, |txn| {
-        let mut p = (**txn
-            .state()
-            .projects
-            .get(&id)
-            .ok_or_else(|| not_found("project", &id))?)
-        .clone();
+        let mut p = fetch::<Project>(txn.state(), &id)?;
         if let Some(n) = name {
             if name_taken(txn, &p.domain_id, &n, &p.id) {
                 return Err(duplicate_in("project", &n, &p.domain_id));
@@ -234,9 +226,7 @@ async fn delete(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:delete_project", Target::project(&id))?;
     write(&state, |txn| {
-        if !txn.state().projects.contains(&id) {
-            return Err(not_found("project", &id));
-        }
+        fetch::<Project>(txn.state(), &id)?;
         if txn
             .state()
             .projects

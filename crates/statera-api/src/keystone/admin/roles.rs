@@ -4,7 +4,7 @@
 //! `GET /v3/roles/{prior}/implies`, `GET /v3/role_inferences`.
 
 use super::*;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use bytes::Bytes;
 use statera_model::identity::{Actor, Role, new_id};
@@ -12,8 +12,11 @@ use statera_store::State as StoreState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v3/roles", get(list).post(create))
-        .route("/v3/roles/{id}", get(show).patch(update).delete(delete))
+        .route("/v3/roles", get(list::<Role>).post(create))
+        .route(
+            "/v3/roles/{id}",
+            get(show::<Role>).patch(update).delete(delete),
+        )
         .route("/v3/roles/{id}/implies", get(list_implied))
         .route(
             "/v3/roles/{id}/implies/{implied}",
@@ -23,6 +26,24 @@ pub fn routes() -> Router<AppState> {
                 .delete(delete_implied),
         )
         .route("/v3/role_inferences", get(inferences))
+}
+
+impl AdminResource for Role {
+    const KIND: &'static str = "role";
+    const PLURAL: &'static str = "roles";
+    const GET: &'static str = "identity:get_role";
+    const LIST: &'static str = "identity:list_roles";
+    const FILTERS: &'static [&'static str] = &["name", "domain_id"];
+    fn render(ctx: &RequestContext, r: &Self) -> Value {
+        render(ctx, r)
+    }
+    fn sort_key(&self) -> String {
+        self.name.clone()
+    }
+    /// Without `domain_id` the global roles are listed (Keystone).
+    fn listed(q: &crate::list::Query, r: &Self) -> bool {
+        q.get("domain_id").is_some() || r.domain_id.is_none()
+    }
 }
 
 pub fn render(ctx: &RequestContext, r: &Role) -> Value {
@@ -108,39 +129,6 @@ async fn create(
     Ok(one(StatusCode::CREATED, "role", render(&ctx, &r)))
 }
 
-async fn list(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:list_roles", Target::default())?;
-    let q = crate::list::Query::parse(uri.query());
-    let snap = state.store.snapshot();
-    // Without `domain_id` the global roles are listed (Keystone).
-    let domain = q.get("domain_id");
-    let mut items: Vec<&Role> = snap
-        .roles
-        .iter()
-        .map(|r| r.as_ref())
-        .filter(|r| q.get("name").is_none_or(|n| r.name == n))
-        .filter(|r| r.domain_id.as_deref() == domain)
-        .collect();
-    items.sort_by(|a, b| a.name.cmp(&b.name));
-    let items = items.into_iter().map(|r| render(&ctx, r)).collect();
-    Ok(collection(&ctx, "roles", &uri, items))
-}
-
-async fn show(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:get_role", Target::default())?;
-    let snap = state.store.snapshot();
-    let r = snap.roles.get(&id).ok_or_else(|| not_found("role", &id))?;
-    Ok(one(StatusCode::OK, "role", render(&ctx, r)))
-}
-
 async fn update(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -157,12 +145,7 @@ async fn update(
     let description = description_field(&obj)?;
     let options = options_field(&obj)?;
     let r = write(&state, |txn| {
-        let mut r = (**txn
-            .state()
-            .roles
-            .get(&id)
-            .ok_or_else(|| not_found("role", &id))?)
-        .clone();
+        let mut r = fetch::<Role>(txn.state(), &id)?;
         if let Some(n) = name {
             if name_taken(txn, r.domain_id.as_deref(), &n, &r.id) {
                 return Err(duplicate("role", &n));
@@ -190,9 +173,7 @@ async fn delete(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:delete_role", Target::default())?;
     write(&state, |txn| {
-        if !txn.state().roles.contains(&id) {
-            return Err(not_found("role", &id));
-        }
+        fetch::<Role>(txn.state(), &id)?;
         let holders: Vec<String> = txn
             .state()
             .role_assignments

@@ -13,8 +13,11 @@ use statera_model::identity::{Actor, ApplicationCredential, Group, User, new_id}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v3/users", get(list).post(create))
-        .route("/v3/users/{id}", get(show).patch(update).delete(delete))
+        .route("/v3/users", get(list::<User>).post(create))
+        .route(
+            "/v3/users/{id}",
+            get(show::<User>).patch(update).delete(delete),
+        )
         .route("/v3/users/{id}/password", post(change_password))
         .route("/v3/users/{id}/groups", get(groups_of))
         .route("/v3/users/{id}/projects", get(projects_of))
@@ -35,6 +38,23 @@ const KNOWN: &[&str] = &[
     "links",
     "password_expires_at",
 ];
+
+impl AdminResource for User {
+    const KIND: &'static str = "user";
+    const PLURAL: &'static str = "users";
+    const GET: &'static str = "identity:get_user";
+    const LIST: &'static str = "identity:list_users";
+    const FILTERS: &'static [&'static str] = &["name", "domain_id", "enabled"];
+    fn render(ctx: &RequestContext, u: &Self) -> Value {
+        render(ctx, u)
+    }
+    fn sort_key(&self) -> String {
+        self.name.clone()
+    }
+    fn target(id: &str) -> Target<'_> {
+        Target::user(id)
+    }
+}
 
 pub fn render(ctx: &RequestContext, u: &User) -> Value {
     let mut v = json!({
@@ -146,39 +166,6 @@ async fn create(
     Ok(one(StatusCode::CREATED, "user", render(&ctx, &u)))
 }
 
-async fn list(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:list_users", Target::default())?;
-    let q = crate::list::Query::parse(uri.query());
-    let enabled = q.get("enabled").map(query_bool);
-    let snap = state.store.snapshot();
-    let mut items: Vec<&User> = snap
-        .users
-        .iter()
-        .map(|u| u.as_ref())
-        .filter(|u| q.get("name").is_none_or(|n| u.name == n))
-        .filter(|u| q.get("domain_id").is_none_or(|d| u.domain_id == d))
-        .filter(|u| enabled.is_none_or(|e| e == Some(u.enabled)))
-        .collect();
-    items.sort_by(|a, b| a.name.cmp(&b.name));
-    let items = items.into_iter().map(|u| render(&ctx, u)).collect();
-    Ok(collection(&ctx, "users", &uri, items))
-}
-
-async fn show(
-    State(state): State<AppState>,
-    ctx: RequestContext,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    authorize(&ctx, "identity:get_user", Target::user(&id))?;
-    let snap = state.store.snapshot();
-    let u = snap.users.get(&id).ok_or_else(|| not_found("user", &id))?;
-    Ok(one(StatusCode::OK, "user", render(&ctx, u)))
-}
-
 async fn update(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -208,12 +195,7 @@ async fn update(
         None => None,
     };
     let u = write(&state, |txn| {
-        let mut u = (**txn
-            .state()
-            .users
-            .get(&id)
-            .ok_or_else(|| not_found("user", &id))?)
-        .clone();
+        let mut u = fetch::<User>(txn.state(), &id)?;
         if let Some(n) = name {
             if name_taken(txn, &u.domain_id, &n, &u.id) {
                 return Err(duplicate_in("user", &n, &u.domain_id));
@@ -276,9 +258,7 @@ async fn delete(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:delete_user", Target::user(&id))?;
     write(&state, |txn| {
-        if !txn.state().users.contains(&id) {
-            return Err(not_found("user", &id));
-        }
+        fetch::<User>(txn.state(), &id)?;
         delete_assignments(txn, |a| matches!(&a.actor, Actor::User(u) if u == &id));
         let groups: Vec<Group> = txn
             .state()
@@ -343,12 +323,7 @@ async fn change_password(
     }
     let new_hash = hash_secret(new).await?;
     write(&state, |txn| {
-        let mut u = (**txn
-            .state()
-            .users
-            .get(&id)
-            .ok_or_else(|| not_found("user", &id))?)
-        .clone();
+        let mut u = fetch::<User>(txn.state(), &id)?;
         u.password_hash = Some(new_hash);
         u.failed_auth_count = 0;
         txn.put(u)?;
