@@ -340,10 +340,24 @@ async fn projects_have_keystones_shape_filters_hierarchy_and_cascade() {
     h.call(
         "POST",
         "/v3/projects",
-        Some(json!({"project": {"name": "x".repeat(256)}})),
+        Some(json!({"project": {"name": "x".repeat(65)}})),
     )
     .await
     .error(400, "too long");
+    // Keystone would keep an unknown attribute as an extra; here it is refused, not dropped.
+    h.call(
+        "POST",
+        "/v3/projects",
+        Some(json!({"project": {"name": "x", "colour": "red"}})),
+    )
+    .await
+    .error(400, "'colour' was unexpected");
+    let tagged = h.get("/v3/projects?tags=a,b").await.expect(200);
+    assert_eq!(names(&tagged.body, "projects"), ["web"]);
+    let tagged = h.get("/v3/projects?tags=a,c").await.expect(200);
+    assert_eq!(names(&tagged.body, "projects"), Vec::<String>::new());
+    let disabled = h.get("/v3/projects?enabled=false").await.expect(200);
+    assert_eq!(names(&disabled.body, "projects"), Vec::<String>::new());
 
     let by_parent = h
         .get(&format!("/v3/projects?parent_id={pid}"))

@@ -137,7 +137,7 @@ async fn create(
             "Application credentials are created with a project-scoped token.",
         ));
     };
-    let name = name_field(&obj, true)?.unwrap_or_default();
+    let name = name_field(&obj, true, NAME_MAX)?.unwrap_or_default();
     let description = description_field(&obj)?.unwrap_or_default();
     let unrestricted = bool_field(&obj, "unrestricted")?.unwrap_or(false);
     let expires_at = match opt_str(&obj, "expires_at", 64, true)?.flatten() {

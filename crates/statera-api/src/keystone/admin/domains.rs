@@ -72,7 +72,7 @@ async fn create(
     authorize(&ctx, "identity:create_domain", Target::default())?;
     let obj = envelope(&body, "domain")?;
     only(&obj, FIELDS)?;
-    let name = name_field(&obj, true)?.unwrap_or_default();
+    let name = name_field(&obj, true, PROJECT_NAME_MAX)?.unwrap_or_default();
     let id = match opt_str(&obj, "explicit_domain_id", 64, false)? {
         Some(Some(id))
             if !id.is_empty()
@@ -133,7 +133,7 @@ async fn update(
     {
         return Err(bad_request("Cannot change Domain ID."));
     }
-    let name = name_field(&obj, false)?;
+    let name = name_field(&obj, false, PROJECT_NAME_MAX)?;
     let description = description_field(&obj)?;
     let enabled = bool_field(&obj, "enabled")?;
     let tags = tags_field(&obj)?;

@@ -66,7 +66,7 @@ async fn create(
     only(&obj, &["name", "domain_id", "description"])?;
     let g = Group {
         id: new_id(),
-        name: name_field(&obj, true)?.unwrap_or_default(),
+        name: name_field(&obj, true, NAME_MAX)?.unwrap_or_default(),
         domain_id: opt_str(&obj, "domain_id", 64, false)?
             .flatten()
             .unwrap_or_else(|| {
@@ -105,7 +105,7 @@ async fn update(
         return Err(bad_request("Update of `domain_id` is not allowed."));
     }
     only(&obj, &["name", "description"])?;
-    let name = name_field(&obj, false)?;
+    let name = name_field(&obj, false, NAME_MAX)?;
     let description = description_field(&obj)?;
     let g = write(&state, |txn| {
         let mut g = fetch::<Group>(txn.state(), &id)?;

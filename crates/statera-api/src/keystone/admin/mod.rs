@@ -283,8 +283,10 @@ pub async fn verify_secret(secret: String, phc: String) -> bool {
 
 pub type Object = Map<String, Value>;
 
-/// The longest name Keystone's schemas take.
+/// The longest name of a user, group, role or service (Keystone's schemas).
 pub const NAME_MAX: usize = 255;
+/// The longest name of a project or domain (Keystone's `_name_properties`).
+pub const PROJECT_NAME_MAX: usize = 64;
 /// The longest password Keystone takes (`[identity] max_password_length`).
 pub const PASSWORD_MAX: usize = 4096;
 /// The longest description accepted (Keystone's column is TEXT; bounded here).
@@ -343,9 +345,10 @@ pub fn opt_str(
     }
 }
 
-/// A name: a non-empty (after trimming), bounded string.
-pub fn name_field(obj: &Object, required: bool) -> ApiResult<Option<String>> {
-    match opt_str(obj, "name", NAME_MAX, false)? {
+/// A name: a non-empty (after trimming) string of at most `max` characters
+/// (Keystone: 64 for projects and domains, 255 for users, groups, roles).
+pub fn name_field(obj: &Object, required: bool, max: usize) -> ApiResult<Option<String>> {
+    match opt_str(obj, "name", max, false)? {
         None if required => Err(invalid("name", "'name' is a required property")),
         None => Ok(None),
         Some(Some(s)) if s.trim().is_empty() => {

@@ -63,6 +63,19 @@ pub fn render(ctx: &RequestContext, p: &Project) -> Value {
     )
 }
 
+/// The attributes a project has here. Keystone keeps any other as an extra;
+/// Statera has nowhere to keep them and refuses them rather than drop them.
+const FIELDS: &[&str] = &[
+    "name",
+    "domain_id",
+    "description",
+    "enabled",
+    "parent_id",
+    "is_domain",
+    "tags",
+    "options",
+];
+
 fn name_taken(txn: &Txn, domain_id: &str, name: &str, except: &str) -> bool {
     txn.state()
         .projects
@@ -77,12 +90,13 @@ async fn create(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:create_project", Target::default())?;
     let obj = envelope(&body, "project")?;
+    only(&obj, FIELDS)?;
     if bool_field(&obj, "is_domain")? == Some(true) {
         return Err(bad_request(
             "Projects acting as domains are not supported: create a domain instead.",
         ));
     }
-    let name = name_field(&obj, true)?.unwrap_or_default();
+    let name = name_field(&obj, true, PROJECT_NAME_MAX)?.unwrap_or_default();
     let domain_id = opt_str(&obj, "domain_id", 64, true)?.flatten();
     let parent_id = opt_str(&obj, "parent_id", 64, true)?.flatten();
     let mut p = Project {
@@ -182,7 +196,8 @@ async fn update(
     if obj.contains_key("is_domain") {
         return Err(bad_request("Update of `is_domain` is not allowed."));
     }
-    let name = name_field(&obj, false)?;
+    only(&obj, FIELDS)?;
+    let name = name_field(&obj, false, PROJECT_NAME_MAX)?;
     let description = description_field(&obj)?;
     let enabled = bool_field(&obj, "enabled")?;
     let tags = tags_field(&obj)?;

@@ -106,7 +106,7 @@ async fn create(
     only(&obj, &["name", "domain_id", "description", "options"])?;
     let r = Role {
         id: new_id(),
-        name: name_field(&obj, true)?.unwrap_or_default(),
+        name: name_field(&obj, true, NAME_MAX)?.unwrap_or_default(),
         domain_id: opt_str(&obj, "domain_id", 64, true)?.flatten(),
         description: description_field(&obj)?.unwrap_or_default(),
         implies: Vec::new(),
@@ -141,7 +141,7 @@ async fn update(
         return Err(bad_request("Update of `domain_id` is not allowed."));
     }
     only(&obj, &["name", "description", "options"])?;
-    let name = name_field(&obj, false)?;
+    let name = name_field(&obj, false, NAME_MAX)?;
     let description = description_field(&obj)?;
     let options = options_field(&obj)?;
     let r = write(&state, |txn| {

@@ -114,7 +114,7 @@ async fn create(
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:create_user", Target::default())?;
     let obj = envelope(&body, "user")?;
-    let name = name_field(&obj, true)?.unwrap_or_default();
+    let name = name_field(&obj, true, NAME_MAX)?.unwrap_or_default();
     let domain_id = opt_str(&obj, "domain_id", 64, false)?
         .flatten()
         .unwrap_or_else(|| {
@@ -182,7 +182,7 @@ async fn update(
     if obj.contains_key("domain_id") {
         return Err(bad_request("Update of `domain_id` is not allowed."));
     }
-    let name = name_field(&obj, false)?;
+    let name = name_field(&obj, false, NAME_MAX)?;
     let description = description_field(&obj)?;
     let enabled = bool_field(&obj, "enabled")?;
     let default_project_id = opt_str(&obj, "default_project_id", 64, true)?;
