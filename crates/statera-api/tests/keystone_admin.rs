@@ -1320,3 +1320,251 @@ async fn bad_bodies_get_keystones_400_never_a_500() {
     assert_eq!(h.store.snapshot().projects.len(), 0);
     assert_eq!(h.store.snapshot().domains.len(), 1);
 }
+
+/// Every create and update route, every attribute, every wrong-typed or
+/// oversized value: never a 5xx, every error in Keystone's shape, and an
+/// answered error leaves the store as it was. Bounded: a fixed corpus.
+#[tokio::test]
+async fn no_body_gets_a_500_and_a_refused_one_changes_nothing() {
+    let h = H::new().await;
+    let p = h
+        .id_of("/v3/projects", "project", json!({"name": "p"}))
+        .await;
+    let u = h.id_of("/v3/users", "user", json!({"name": "u"})).await;
+    let g = h.id_of("/v3/groups", "group", json!({"name": "g"})).await;
+    let r = h.id_of("/v3/roles", "role", json!({"name": "r"})).await;
+    let s = h
+        .id_of("/v3/services", "service", json!({"type": "t"}))
+        .await;
+    h.create("/v3/regions", "region", json!({"id": "R"})).await;
+    let e = h
+        .id_of(
+            "/v3/endpoints",
+            "endpoint",
+            json!({"service_id": s, "interface": "public", "url": "http://x"}),
+        )
+        .await;
+    let long = "x".repeat(70_000);
+    let bad_values = [
+        json!(null),
+        json!(1),
+        json!(-1.5),
+        json!(true),
+        json!([]),
+        json!(["a", 1]),
+        json!({}),
+        json!(""),
+        json!(" "),
+        json!(long),
+        json!("a/b,c"),
+    ];
+    let routes: Vec<(&str, String, &str, Vec<&str>)> = vec![
+        (
+            "POST",
+            "/v3/domains".into(),
+            "domain",
+            vec![
+                "name",
+                "description",
+                "enabled",
+                "tags",
+                "options",
+                "explicit_domain_id",
+            ],
+        ),
+        (
+            "PATCH",
+            "/v3/domains/default".into(),
+            "domain",
+            vec!["name", "description", "enabled", "tags", "options", "id"],
+        ),
+        (
+            "POST",
+            "/v3/projects".into(),
+            "project",
+            vec![
+                "name",
+                "domain_id",
+                "parent_id",
+                "description",
+                "enabled",
+                "tags",
+                "is_domain",
+                "options",
+            ],
+        ),
+        (
+            "PATCH",
+            format!("/v3/projects/{p}"),
+            "project",
+            vec!["name", "description", "enabled", "tags", "options"],
+        ),
+        (
+            "POST",
+            "/v3/users".into(),
+            "user",
+            vec![
+                "name",
+                "domain_id",
+                "password",
+                "enabled",
+                "default_project_id",
+                "email",
+                "description",
+                "options",
+            ],
+        ),
+        (
+            "PATCH",
+            format!("/v3/users/{u}"),
+            "user",
+            vec![
+                "name",
+                "password",
+                "enabled",
+                "default_project_id",
+                "email",
+                "description",
+                "id",
+            ],
+        ),
+        (
+            "POST",
+            format!("/v3/users/{u}/password"),
+            "user",
+            vec!["password", "original_password"],
+        ),
+        (
+            "POST",
+            "/v3/groups".into(),
+            "group",
+            vec!["name", "domain_id", "description"],
+        ),
+        (
+            "PATCH",
+            format!("/v3/groups/{g}"),
+            "group",
+            vec!["name", "description"],
+        ),
+        (
+            "POST",
+            "/v3/roles".into(),
+            "role",
+            vec!["name", "domain_id", "description", "options"],
+        ),
+        (
+            "PATCH",
+            format!("/v3/roles/{r}"),
+            "role",
+            vec!["name", "description", "options"],
+        ),
+        (
+            "POST",
+            "/v3/services".into(),
+            "service",
+            vec!["type", "name", "description", "enabled"],
+        ),
+        (
+            "PATCH",
+            format!("/v3/services/{s}"),
+            "service",
+            vec!["type", "name", "description", "enabled"],
+        ),
+        (
+            "POST",
+            "/v3/endpoints".into(),
+            "endpoint",
+            vec![
+                "service_id",
+                "interface",
+                "url",
+                "region_id",
+                "region",
+                "enabled",
+            ],
+        ),
+        (
+            "PATCH",
+            format!("/v3/endpoints/{e}"),
+            "endpoint",
+            vec!["service_id", "interface", "url", "region_id", "enabled"],
+        ),
+        (
+            "POST",
+            "/v3/regions".into(),
+            "region",
+            vec!["id", "description", "parent_region_id"],
+        ),
+        (
+            "PATCH",
+            "/v3/regions/R".into(),
+            "region",
+            vec!["description", "parent_region_id"],
+        ),
+        (
+            "POST",
+            format!("/v3/users/{u}/application_credentials"),
+            "application_credential",
+            vec![
+                "name",
+                "secret",
+                "expires_at",
+                "roles",
+                "unrestricted",
+                "access_rules",
+            ],
+        ),
+    ];
+    let rows = |h: &H| {
+        let s = h.store.snapshot();
+        (
+            s.domains.len(),
+            s.projects.len(),
+            s.users.len(),
+            s.groups.len(),
+            s.roles.len(),
+            s.catalog_services.len(),
+            s.catalog_endpoints.len(),
+            s.regions.len(),
+        )
+    };
+    let mut sent = 0;
+    for (method, path, key, fields) in &routes {
+        for field in fields {
+            for bad in &bad_values {
+                let before = rows(&h);
+                let revocations = h.store.snapshot().revocations.len();
+                let body = json!({ *key: { *field: bad } }).to_string();
+                let resp = h
+                    .raw(
+                        method,
+                        path,
+                        &[
+                            ("x-user-id", &u),
+                            ("x-project-id", &p),
+                            ("x-roles", "admin"),
+                        ],
+                        Some(body.clone()),
+                    )
+                    .await;
+                sent += 1;
+                assert!(
+                    resp.status.as_u16() < 500,
+                    "{method} {path} {body:.200}: {}",
+                    resp.text
+                );
+                if resp.status.as_u16() >= 400 {
+                    let code = resp.status.as_u16();
+                    resp.error(code, "");
+                    assert_eq!(
+                        rows(&h),
+                        before,
+                        "{method} {path} {body:.200} changed the store"
+                    );
+                    assert_eq!(h.store.snapshot().revocations.len(), revocations);
+                }
+            }
+        }
+    }
+    assert!(sent > 900, "{sent}");
+}
