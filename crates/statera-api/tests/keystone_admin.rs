@@ -376,6 +376,22 @@ async fn projects_have_keystones_shape_filters_hierarchy_and_cascade() {
     )
     .await
     .error(400, "domain_id");
+    // The hierarchy is disabled from below and enabled from above (Keystone).
+    let cid0 = child["id"].as_str().unwrap().to_string();
+    h.call(
+        "PATCH",
+        &format!("/v3/projects/{pid}"),
+        Some(json!({"project": {"enabled": false}})),
+    )
+    .await
+    .error(403, "since its subtree contains enabled projects");
+    h.call(
+        "PATCH",
+        &format!("/v3/projects/{cid0}"),
+        Some(json!({"project": {"enabled": false}})),
+    )
+    .await
+    .expect(200);
     let upd = h
         .call(
             "PATCH",
@@ -384,6 +400,40 @@ async fn projects_have_keystones_shape_filters_hierarchy_and_cascade() {
         )
         .await
         .expect(200);
+    h.call(
+        "PATCH",
+        &format!("/v3/projects/{cid0}"),
+        Some(json!({"project": {"enabled": true}})),
+    )
+    .await
+    .error(403, "since it has disabled parents");
+    h.call(
+        "POST",
+        "/v3/projects",
+        Some(json!({"project": {"name": "late", "parent_id": pid}})),
+    )
+    .await
+    .error(400, "branch containing a disabled project");
+    // At most five levels below the domain.
+    let mut parent = h
+        .id_of("/v3/projects", "project", json!({"name": "l1"}))
+        .await;
+    for level in 2..=5 {
+        parent = h
+            .id_of(
+                "/v3/projects",
+                "project",
+                json!({"name": format!("l{level}"), "parent_id": parent}),
+            )
+            .await;
+    }
+    h.call(
+        "POST",
+        "/v3/projects",
+        Some(json!({"project": {"name": "l6", "parent_id": parent}})),
+    )
+    .await
+    .error(403, "Max hierarchy depth reached");
     assert_eq!(upd.body["project"]["name"], "web2");
     assert!(
         h.revocations()

@@ -76,6 +76,26 @@ const FIELDS: &[&str] = &[
     "options",
 ];
 
+/// Keystone's `max_project_tree_depth` (projects below a domain).
+const MAX_DEPTH: usize = 5;
+
+/// `id` and the projects above it, nearest first (bounded against loops).
+fn ancestors(state: &StoreState, id: &str) -> Vec<Project> {
+    let mut out: Vec<Project> = Vec::new();
+    let mut at = Some(id.to_string());
+    while let Some(pid) = at {
+        let Some(p) = state.projects.get(&pid) else {
+            break;
+        };
+        if out.iter().any(|o| o.id == p.id) || out.len() > 64 {
+            break;
+        }
+        at = p.parent_id.clone();
+        out.push((**p).clone());
+    }
+    out
+}
+
 fn name_taken(txn: &Txn, domain_id: &str, name: &str, except: &str) -> bool {
     txn.state()
         .projects
@@ -140,9 +160,24 @@ async fn create(
         }
         if let Some(parent) = &parent {
             if parent.domain_id != p.domain_id {
-                return Err(bad_request(
-                    "Cannot create project, the parent is in a different domain.",
-                ));
+                return Err(bad_request(format!(
+                    "Cannot create project, since it specifies its domain_id {}, but specifies \
+                     a parent in a different domain ({}).",
+                    p.domain_id, parent.domain_id
+                )));
+            }
+            let branch = ancestors(txn.state(), &parent.id);
+            if let Some(off) = branch.iter().find(|a| !a.enabled) {
+                return Err(bad_request(format!(
+                    "cannot create a project in a branch containing a disabled project: {}",
+                    off.id
+                )));
+            }
+            if branch.len() + 1 > MAX_DEPTH {
+                return Err(forbidden(format!(
+                    "Max hierarchy depth reached for {} branch.",
+                    parent.id
+                )));
             }
             p.parent_id = Some(parent.id.clone());
         }
@@ -222,8 +257,30 @@ async fn update(
         }
         if let Some(e) = enabled {
             if p.enabled && !e {
+                let s = txn.state();
+                if s.projects
+                    .iter()
+                    .any(|c| c.enabled && ancestors(s, &c.id).iter().skip(1).any(|a| a.id == p.id))
+                {
+                    return Err(forbidden(format!(
+                        "Cannot disable project {} since its subtree contains enabled projects.",
+                        p.id
+                    )));
+                }
                 let pid = p.id.clone();
                 revoke(txn, |r| r.project_id = Some(pid))?;
+            }
+            if !p.enabled
+                && e
+                && ancestors(txn.state(), &p.id)
+                    .iter()
+                    .skip(1)
+                    .any(|a| !a.enabled)
+            {
+                return Err(forbidden(format!(
+                    "Cannot enable project {} since it has disabled parents",
+                    p.id
+                )));
             }
             p.enabled = e;
         }

@@ -179,11 +179,19 @@ async fn delete(
             .role_assignments
             .iter()
             .filter(|a| a.role_id == id)
-            .filter_map(|a| match &a.actor {
-                Actor::User(u) => Some(u.clone()),
-                Actor::Group(_) => None,
+            .flat_map(|a| match &a.actor {
+                Actor::User(u) => vec![u.clone()],
+                Actor::Group(g) => txn
+                    .state()
+                    .groups
+                    .get(g)
+                    .map(|g| g.members.clone())
+                    .unwrap_or_default(),
             })
             .collect();
+        let mut holders = holders;
+        holders.sort();
+        holders.dedup();
         delete_assignments(txn, |a| a.role_id == id);
         let priors: Vec<Role> = txn
             .state()
