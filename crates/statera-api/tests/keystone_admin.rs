@@ -1618,3 +1618,22 @@ async fn no_body_gets_a_500_and_a_refused_one_changes_nothing() {
     }
     assert!(sent > 900, "{sent}");
 }
+
+/// Names are unique per domain however requests interleave: the check runs
+/// inside the write that stores the record.
+#[tokio::test]
+async fn concurrent_creates_of_one_name_store_one_record() {
+    let h = H::new().await;
+    let post = |name: &'static str| {
+        h.call(
+            "POST",
+            "/v3/users",
+            Some(json!({"user": {"name": name, "password": "pw"}})),
+        )
+    };
+    let (a, b, c, d) = tokio::join!(post("same"), post("same"), post("SAME"), post("same"));
+    let mut codes: Vec<u16> = [a, b, c, d].iter().map(|r| r.status.as_u16()).collect();
+    codes.sort();
+    assert_eq!(codes, [201, 409, 409, 409]);
+    assert_eq!(h.store.snapshot().users.len(), 1);
+}
