@@ -17,7 +17,7 @@ failed fails too.
 from __future__ import annotations
 
 import pytest
-from conftest import OpenStackCli
+from conftest import OpenStackCli, http_get
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,10 @@ def state():
 
 @pytest.fixture(scope="module")
 def ks(statera_server) -> OpenStackCli:
+    # The CLI starts with version discovery at /v3; without it nothing below can run.
+    discovery = http_get(statera_server.endpoint + "/v3")
+    if discovery.status != 200:
+        pytest.fail(f"GET /v3 (identity version discovery) answered {discovery.status}", pytrace=False)
     return OpenStackCli(statera_server.endpoint + "/v3")
 
 
