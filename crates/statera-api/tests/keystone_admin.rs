@@ -949,6 +949,38 @@ async fn grants_and_effective_role_assignments_expand_groups_inheritance_and_imp
             .contains("OS-INHERIT")
     );
 
+    // A grant inherited from a project lands on the projects below it, not on it.
+    let carol = h.id_of("/v3/users", "user", json!({"name": "carol"})).await;
+    h.call(
+        "PUT",
+        &format!("/v3/OS-INHERIT/projects/{p}/users/{carol}/roles/{reader}/inherited_to_projects"),
+        None,
+    )
+    .await
+    .expect(204);
+    let eff = h
+        .get(&format!("/v3/role_assignments?effective&user.id={carol}"))
+        .await
+        .expect(200);
+    let rows = eff.body["role_assignments"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{}", eff.text);
+    assert_eq!(rows[0]["scope"]["project"]["id"], sub.as_str());
+    assert!(rows[0]["scope"].get("OS-INHERIT:inherited_to").is_none());
+    assert_eq!(
+        names(
+            &h.get(&format!("/v3/users/{carol}/projects")).await.body,
+            "projects"
+        ),
+        ["sub"]
+    );
+    h.call(
+        "DELETE",
+        &format!("/v3/OS-INHERIT/projects/{p}/users/{carol}/roles/{reader}/inherited_to_projects"),
+        None,
+    )
+    .await
+    .expect(204);
+
     // Effective, for bob on p: reader through the group, with the membership link.
     let eff = h
         .get(&format!(
