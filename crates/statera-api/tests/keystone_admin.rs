@@ -286,6 +286,11 @@ async fn domains_are_created_listed_updated_and_deleted_only_when_disabled() {
             .iter()
             .any(|r| r.domain_id.as_deref() == Some(id.as_str()))
     );
+    assert!(
+        h.revocations()
+            .iter()
+            .any(|r| r.project_id.as_deref() == Some(p.as_str()))
+    );
 }
 
 #[tokio::test]

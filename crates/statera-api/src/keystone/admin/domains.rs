@@ -243,6 +243,14 @@ async fn delete(
         }
         txn.delete::<Domain>(&id);
         revoke(txn, |r| r.domain_id = Some(id.clone()))?;
+        // Tokens of its projects and users are revoked one by one too, so that
+        // no reading of the domain revocation is needed to refuse them.
+        for p in projects {
+            revoke(txn, |r| r.project_id = Some(p))?;
+        }
+        for u in users {
+            revoke(txn, |r| r.user_id = Some(u))?;
+        }
         Ok(())
     })
     .await?;
