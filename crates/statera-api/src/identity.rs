@@ -4,7 +4,9 @@
 //!
 //! Under `noauth` projects are whatever callers say they are, so a project
 //! id or name is answered as a project of that id and name in the default
-//! domain. Real identity (tokens, a project registry) replaces this later.
+//! domain. The same two lookups under `/v3` are routed by
+//! [`crate::keystone::admin::projects`], which answers with these under
+//! `noauth` and with the built-in Keystone's projects otherwise.
 
 use crate::AppState;
 use crate::list::Query;
@@ -18,8 +20,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/projects", get(list))
         .route("/projects/{id}", get(show))
-        .route("/v3/projects", get(list))
-        .route("/v3/projects/{id}", get(show))
 }
 
 fn project(id: &str) -> Value {
@@ -44,7 +44,7 @@ fn error(code: u16, title: &str, message: String) -> (StatusCode, Json<Value>) {
     )
 }
 
-async fn show(Path(id): Path<String>) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+pub async fn show(Path(id): Path<String>) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
     if id.is_empty() || id.len() > 64 {
         return Err(error(
             404,
@@ -55,7 +55,7 @@ async fn show(Path(id): Path<String>) -> Result<Json<Value>, (StatusCode, Json<V
     Ok(Json(json!({"project": project(&id)})))
 }
 
-async fn list(OriginalUri(uri): OriginalUri) -> Json<Value> {
+pub async fn list(OriginalUri(uri): OriginalUri) -> Json<Value> {
     let q = Query::parse(uri.query());
     let projects: Vec<Value> = match q.get("name").or_else(|| q.get("id")) {
         Some(name) if !name.is_empty() && name.len() <= 64 => vec![project(name)],

@@ -1,5 +1,6 @@
 //! `/v3` discovery and `/v3/auth/*`: tokens, scopes, the catalog, and
-//! `GET /v3/users/{id}/projects` (Horizon asks it on every page).
+//! (`GET /v3/users/{id}/projects`, which Horizon asks on every page, is the
+//! admin API's: `keystone/admin/users.rs`).
 //!
 //! Every route here answers only when the deployment's authenticator is the
 //! built-in Keystone (auth mode `builtin`); otherwise 404. Token issue and
@@ -9,7 +10,7 @@
 use crate::error::Style;
 use crate::{ApiError, AppState, RequestContext};
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,7 +33,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v3/auth/domains", get(auth_domains))
         .route("/v3/auth/system", get(auth_system))
         .route("/v3/auth/catalog", get(auth_catalog))
-        .route("/v3/users/{id}/projects", get(user_projects))
 }
 
 fn keystone_error(status: StatusCode, message: impl Into<String>) -> ApiError {
@@ -521,26 +521,6 @@ async fn auth_projects(
     builtin(&state)?;
     let user = caller_user(&ctx)?.to_string();
     Ok(projects_answer(&state, &ctx, &uri, &user))
-}
-
-/// `GET /v3/users/{id}/projects`: the user itself or an admin.
-async fn user_projects(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    Path(id): Path<String>,
-    ctx: RequestContext,
-) -> Result<Json<Value>, ApiError> {
-    builtin(&state)?;
-    if ctx.caller.user_id.as_deref() != Some(id.as_str()) && !ctx.has_role("admin") {
-        return Err(forbidden("identity:list_user_projects"));
-    }
-    if state.store.snapshot().users.get(&id).is_none() {
-        return Err(keystone_error(
-            StatusCode::NOT_FOUND,
-            format!("Could not find user: {id}."),
-        ));
-    }
-    Ok(projects_answer(&state, &ctx, &uri, &id))
 }
 
 /// `GET /v3/auth/domains`.

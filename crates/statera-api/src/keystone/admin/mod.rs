@@ -1,9 +1,589 @@
-//! The identity admin API: domains, projects, users, groups, roles, role
-//! assignments, application credentials, services, endpoints, regions.
+//! The identity admin API of the built-in Keystone: domains, projects, users,
+//! groups, roles (and implied roles), grants and role assignments,
+//! application credentials, and the catalog (services, endpoints, regions).
+//!
+//! Shapes follow Keystone v3: `{"<kind>": {..., "links": {"self": ...}}}`,
+//! lists with `links: {self, next, previous}`, 201 on create, 204 on delete,
+//! errors as `{"error": {code, title, message}}`. Every mutation is one
+//! `store.write` that validates inside it: a refused request changes nothing.
+//!
+//! Authorization is Keystone's default policy in spirit, kept in one table
+//! ([`POLICY`]) so that it can move into the general policy engine.
 
-use crate::AppState;
-use axum::Router;
+pub mod app_creds;
+pub mod catalog;
+pub mod domains;
+pub mod grants;
+pub mod groups;
+pub mod projects;
+pub mod roles;
+pub mod users;
+
+use crate::error::{ApiError, ApiResult, Style};
+use crate::{AppState, RequestContext};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use statera_model::Timestamp;
+use statera_model::identity::Revocation;
+use statera_store::{Record, State as StoreState, Txn};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(domains::routes())
+        .merge(projects::routes())
+        .merge(users::routes())
+        .merge(groups::routes())
+        .merge(roles::routes())
+        .merge(grants::routes())
+        .merge(app_creds::routes())
+        .merge(catalog::routes())
+}
+
+// ---------------------------------------------------------------- policy
+
+/// Who may do an identity action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The `admin` role (system or project admin: Keystone's `admin_required`).
+    Admin,
+    /// An admin, or `reader` (or `member`) on the system scope.
+    SystemReader,
+    /// A system reader, or the target user itself.
+    ReaderOrSelf,
+    /// A system reader, or a caller scoped to the target project.
+    ReaderOrOwnProject,
+    /// The target user itself only (application credentials, own password);
+    /// an admin may read and delete as well.
+    OwnerOrAdmin,
+    /// The target user itself, nobody else (changing one's own password).
+    SelfOnly,
+}
+
+/// Keystone's policy names and the rule each has here.
+pub const POLICY: &[(&str, Rule)] = &[
+    ("identity:get_domain", Rule::SystemReader),
+    ("identity:list_domains", Rule::SystemReader),
+    ("identity:create_domain", Rule::Admin),
+    ("identity:update_domain", Rule::Admin),
+    ("identity:delete_domain", Rule::Admin),
+    ("identity:get_project", Rule::ReaderOrOwnProject),
+    ("identity:list_projects", Rule::SystemReader),
+    ("identity:list_user_projects", Rule::ReaderOrSelf),
+    ("identity:create_project", Rule::Admin),
+    ("identity:update_project", Rule::Admin),
+    ("identity:delete_project", Rule::Admin),
+    ("identity:get_user", Rule::ReaderOrSelf),
+    ("identity:list_users", Rule::SystemReader),
+    ("identity:create_user", Rule::Admin),
+    ("identity:update_user", Rule::Admin),
+    ("identity:delete_user", Rule::Admin),
+    ("identity:change_password", Rule::SelfOnly),
+    ("identity:list_groups_for_user", Rule::ReaderOrSelf),
+    ("identity:get_group", Rule::SystemReader),
+    ("identity:list_groups", Rule::SystemReader),
+    ("identity:list_users_in_group", Rule::SystemReader),
+    ("identity:check_user_in_group", Rule::SystemReader),
+    ("identity:create_group", Rule::Admin),
+    ("identity:update_group", Rule::Admin),
+    ("identity:delete_group", Rule::Admin),
+    ("identity:add_user_to_group", Rule::Admin),
+    ("identity:remove_user_from_group", Rule::Admin),
+    ("identity:get_role", Rule::SystemReader),
+    ("identity:list_roles", Rule::SystemReader),
+    ("identity:create_role", Rule::Admin),
+    ("identity:update_role", Rule::Admin),
+    ("identity:delete_role", Rule::Admin),
+    ("identity:get_implied_role", Rule::SystemReader),
+    ("identity:list_implied_roles", Rule::SystemReader),
+    ("identity:list_role_inference_rules", Rule::SystemReader),
+    ("identity:create_implied_role", Rule::Admin),
+    ("identity:delete_implied_role", Rule::Admin),
+    ("identity:check_grant", Rule::SystemReader),
+    ("identity:list_grants", Rule::SystemReader),
+    ("identity:create_grant", Rule::Admin),
+    ("identity:revoke_grant", Rule::Admin),
+    ("identity:list_role_assignments", Rule::SystemReader),
+    ("identity:get_application_credential", Rule::OwnerOrAdmin),
+    ("identity:list_application_credentials", Rule::OwnerOrAdmin),
+    ("identity:create_application_credential", Rule::SelfOnly),
+    ("identity:delete_application_credential", Rule::OwnerOrAdmin),
+    ("identity:get_service", Rule::SystemReader),
+    ("identity:list_services", Rule::SystemReader),
+    ("identity:create_service", Rule::Admin),
+    ("identity:update_service", Rule::Admin),
+    ("identity:delete_service", Rule::Admin),
+    ("identity:get_endpoint", Rule::SystemReader),
+    ("identity:list_endpoints", Rule::SystemReader),
+    ("identity:create_endpoint", Rule::Admin),
+    ("identity:update_endpoint", Rule::Admin),
+    ("identity:delete_endpoint", Rule::Admin),
+    ("identity:get_region", Rule::SystemReader),
+    ("identity:list_regions", Rule::SystemReader),
+    ("identity:create_region", Rule::Admin),
+    ("identity:update_region", Rule::Admin),
+    ("identity:delete_region", Rule::Admin),
+];
+
+/// What an action is about, for the self and own-project rules.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Target<'a> {
+    pub user_id: Option<&'a str>,
+    pub project_id: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    pub fn user(id: &'a str) -> Self {
+        Target {
+            user_id: Some(id),
+            project_id: None,
+        }
+    }
+    pub fn project(id: &'a str) -> Self {
+        Target {
+            user_id: None,
+            project_id: Some(id),
+        }
+    }
+}
+
+fn is_admin(ctx: &RequestContext) -> bool {
+    ctx.caller.has_role("admin")
+}
+
+fn is_system_reader(ctx: &RequestContext) -> bool {
+    is_admin(ctx)
+        || (ctx.caller.system_scope.is_some()
+            && (ctx.caller.has_role("reader") || ctx.caller.has_role("member")))
+}
+
+fn is_self(ctx: &RequestContext, target: &Target) -> bool {
+    matches!((ctx.caller.user_id.as_deref(), target.user_id), (Some(a), Some(b)) if a == b)
+}
+
+/// Whether `ctx` may do `action` on `target` ([`POLICY`]); an unknown action
+/// needs an admin.
+pub fn allowed(ctx: &RequestContext, action: &str, target: Target) -> bool {
+    debug_assert!(
+        POLICY.iter().any(|(name, _)| *name == action),
+        "{action} is not in POLICY"
+    );
+    let rule = POLICY
+        .iter()
+        .find(|(name, _)| *name == action)
+        .map(|(_, r)| *r)
+        .unwrap_or(Rule::Admin);
+    match rule {
+        Rule::Admin => is_admin(ctx),
+        Rule::SystemReader => is_system_reader(ctx),
+        Rule::ReaderOrSelf => is_system_reader(ctx) || is_self(ctx, &target),
+        Rule::ReaderOrOwnProject => {
+            is_system_reader(ctx)
+                || matches!((ctx.caller.project_id.as_deref(), target.project_id),
+                    (Some(a), Some(b)) if a == b)
+        }
+        Rule::OwnerOrAdmin => is_admin(ctx) || is_self(ctx, &target),
+        Rule::SelfOnly => is_self(ctx, &target),
+    }
+}
+
+/// [`allowed`], or Keystone's 403.
+pub fn authorize(ctx: &RequestContext, action: &str, target: Target) -> ApiResult<()> {
+    if allowed(ctx, action, target) {
+        Ok(())
+    } else {
+        Err(kerr(
+            StatusCode::FORBIDDEN,
+            format!("You are not authorized to perform the requested action: {action}."),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------- errors
+
+/// An error in Keystone's shape.
+pub fn kerr(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(status, message).in_style(Style::Keystone)
+}
+
+/// `Could not find <kind>: <id>.` (404)
+pub fn not_found(kind: &str, id: &str) -> ApiError {
+    kerr(
+        StatusCode::NOT_FOUND,
+        format!("Could not find {kind}: {id}."),
+    )
+}
+
+/// 409 for a name taken in a domain (`... with name <name> at domain ID <d>.`).
+pub fn duplicate_in(kind: &str, name: &str, domain_id: &str) -> ApiError {
+    kerr(
+        StatusCode::CONFLICT,
+        format!(
+            "Conflict occurred attempting to store {kind} - Duplicate entry found with name \
+             {name} at domain ID {domain_id}."
+        ),
+    )
+}
+
+/// 409 for a name taken (`Conflict occurred attempting to store <kind> -
+/// Duplicate entry found with name <name>.`).
+pub fn duplicate(kind: &str, name: &str) -> ApiError {
+    kerr(
+        StatusCode::CONFLICT,
+        format!(
+            "Conflict occurred attempting to store {kind} - Duplicate entry found with name {name}."
+        ),
+    )
+}
+
+/// Keystone's schema validation failure (400).
+pub fn invalid(field: &str, reason: impl std::fmt::Display) -> ApiError {
+    kerr(
+        StatusCode::BAD_REQUEST,
+        format!("Invalid input for field '{field}': {reason}"),
+    )
+}
+
+/// 400 with a message of its own.
+pub fn bad_request(message: impl Into<String>) -> ApiError {
+    kerr(StatusCode::BAD_REQUEST, message)
+}
+
+/// 403 that is not about policy (`ForbiddenNotSecurity`).
+pub fn forbidden(message: impl Into<String>) -> ApiError {
+    kerr(StatusCode::FORBIDDEN, message)
+}
+
+/// Any error in Keystone's shape (store failures arrive in Octavia's).
+pub fn ks(e: ApiError) -> ApiError {
+    e.in_style(Style::Keystone)
+}
+
+/// One transaction; every error it returns in Keystone's shape.
+pub async fn write<T>(state: &AppState, f: impl FnOnce(&mut Txn) -> ApiResult<T>) -> ApiResult<T> {
+    state.store.write(f).await.map_err(ks)
+}
+
+/// Hash a password or secret off the async runtime (argon2 costs tens of ms).
+pub async fn hash_secret(secret: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || statera_identity::password::hash(&secret))
+        .await
+        .map_err(|e| ks(ApiError::internal(format!("hashing failed: {e}"))))
+}
+
+/// Verify a secret off the async runtime.
+pub async fn verify_secret(secret: String, phc: String) -> bool {
+    tokio::task::spawn_blocking(move || statera_identity::password::verify(&secret, &phc))
+        .await
+        .unwrap_or(false)
+}
+
+// ---------------------------------------------------------------- bodies
+
+pub type Object = Map<String, Value>;
+
+/// The longest name of a user, group, role or service (Keystone's schemas).
+pub const NAME_MAX: usize = 255;
+/// The longest name of a project or domain (Keystone's `_name_properties`).
+pub const PROJECT_NAME_MAX: usize = 64;
+/// The longest password Keystone takes (`[identity] max_password_length`).
+pub const PASSWORD_MAX: usize = 4096;
+/// The longest description accepted (Keystone's column is TEXT; bounded here).
+pub const DESCRIPTION_MAX: usize = 65_535;
+/// How long a token can live at most: a revocation is kept that long.
+pub const REVOCATION_KEEP: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// The object under `key` in a JSON body.
+pub fn envelope(body: &[u8], key: &str) -> ApiResult<Object> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        bad_request(format!(
+            "The request body is not valid JSON ({e}). The server could not comply with the \
+             request since it is either malformed or otherwise incorrect."
+        ))
+    })?;
+    match v {
+        Value::Object(mut m) => match m.remove(key) {
+            Some(Value::Object(o)) => Ok(o),
+            Some(other) => Err(invalid(key, format!("{other} is not of type 'object'"))),
+            None => Err(invalid(key, format!("'{key}' is a required property"))),
+        },
+        other => Err(invalid(key, format!("{other} is not of type 'object'"))),
+    }
+}
+
+/// Refuse attributes outside `allowed` (Keystone's `additionalProperties: false`).
+pub fn only(obj: &Object, allowed: &[&str]) -> ApiResult<()> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(invalid(
+            k,
+            format!("Additional properties are not allowed ('{k}' was unexpected)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A string attribute: absent → `None`; `null` → refused unless `nullable`
+/// (then `Some(None)`); bounded to `max` characters.
+pub fn opt_str(
+    obj: &Object,
+    field: &str,
+    max: usize,
+    nullable: bool,
+) -> ApiResult<Option<Option<String>>> {
+    match obj.get(field) {
+        None => Ok(None),
+        Some(Value::Null) if nullable => Ok(Some(None)),
+        Some(Value::String(s)) => {
+            if s.chars().count() > max {
+                Err(invalid(field, format!("'{s}' is too long")))
+            } else {
+                Ok(Some(Some(s.clone())))
+            }
+        }
+        Some(other) => Err(invalid(field, format!("{other} is not of type 'string'"))),
+    }
+}
+
+/// A name: a non-empty (after trimming) string of at most `max` characters
+/// (Keystone: 64 for projects and domains, 255 for users, groups, roles).
+pub fn name_field(obj: &Object, required: bool, max: usize) -> ApiResult<Option<String>> {
+    match opt_str(obj, "name", max, false)? {
+        None if required => Err(invalid("name", "'name' is a required property")),
+        None => Ok(None),
+        Some(Some(s)) if s.trim().is_empty() => {
+            Err(invalid("name", format!("'{s}' does not match '[\\S]+'")))
+        }
+        Some(s) => Ok(s),
+    }
+}
+
+/// The description: a string or null (stored as "").
+pub fn description_field(obj: &Object) -> ApiResult<Option<String>> {
+    Ok(opt_str(obj, "description", DESCRIPTION_MAX, true)?.map(Option::unwrap_or_default))
+}
+
+/// A boolean attribute.
+pub fn bool_field(obj: &Object, field: &str) -> ApiResult<Option<bool>> {
+    match obj.get(field) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(invalid(field, format!("{other} is not of type 'boolean'"))),
+    }
+}
+
+/// Keystone's tags: at most 80, each 1-255 characters without `/` or `,`.
+pub fn tags_field(obj: &Object) -> ApiResult<Option<Vec<String>>> {
+    match obj.get("tags") {
+        None => Ok(None),
+        Some(Value::Array(items)) => {
+            if items.len() > 80 {
+                return Err(invalid("tags", "has more than 80 items"));
+            }
+            let mut out = Vec::new();
+            for t in items {
+                match t {
+                    Value::String(s)
+                        if !s.is_empty()
+                            && s.chars().count() <= 255
+                            && !s.contains('/')
+                            && !s.contains(',') =>
+                    {
+                        if !out.contains(s) {
+                            out.push(s.clone())
+                        }
+                    }
+                    other => {
+                        return Err(invalid(
+                            "tags",
+                            format!("{other} is not a valid tag (1-255 characters, no '/' or ',')"),
+                        ));
+                    }
+                }
+            }
+            Ok(Some(out))
+        }
+        Some(other) => Err(invalid("tags", format!("{other} is not of type 'array'"))),
+    }
+}
+
+/// Keystone's resource options: an object (kept as given).
+pub fn options_field(obj: &Object) -> ApiResult<Option<std::collections::BTreeMap<String, Value>>> {
+    match obj.get("options") {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m.clone().into_iter().collect())),
+        Some(other) => Err(invalid(
+            "options",
+            format!("{other} is not of type 'object'"),
+        )),
+    }
+}
+
+/// A boolean query filter (`?enabled=false`).
+pub fn query_bool(value: &str) -> Option<bool> {
+    crate::input::parse_bool_str(value)
+}
+
+// ---------------------------------------------------------------- rendering
+
+/// `<base>/v3/<path>`.
+pub fn link(ctx: &RequestContext, path: &str) -> String {
+    format!("{}/v3/{path}", ctx.base_url)
+}
+
+/// `{"links": {"self": ...}}` added to `obj`.
+pub fn with_self(ctx: &RequestContext, mut obj: Value, path: &str) -> Value {
+    obj["links"] = json!({"self": link(ctx, path)});
+    obj
+}
+
+/// A collection: `{"<plural>": [...], "links": {self, next, previous}}`.
+pub fn collection(
+    ctx: &RequestContext,
+    plural: &str,
+    uri: &axum::http::Uri,
+    items: Vec<Value>,
+) -> Response {
+    let self_link = match uri.query() {
+        Some(q) => format!("{}{}?{q}", ctx.base_url, uri.path()),
+        None => format!("{}{}", ctx.base_url, uri.path()),
+    };
+    Json(json!({plural: items, "links": {"self": self_link, "next": null, "previous": null}}))
+        .into_response()
+}
+
+/// `{"<key>": obj}` with `status`.
+pub fn one(status: StatusCode, key: &str, obj: Value) -> Response {
+    (status, Json(json!({ key: obj }))).into_response()
+}
+
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Keystone's timestamp format (`2026-01-02T03:04:05.000000Z`).
+pub fn timestamp(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+// ---------------------------------------------------------------- resources
+
+/// What the generic `show` and `list` need to know of a top-level identity
+/// record. Creates, updates and deletes stay per resource: their checks and
+/// cascades differ.
+pub trait AdminResource: Record<Key = String> {
+    /// The singular name: the envelope key and the kind in `Could not find`.
+    const KIND: &'static str;
+    const PLURAL: &'static str;
+    const GET: &'static str;
+    const LIST: &'static str;
+    /// Query keys compared with the rendered attribute of the same name.
+    const FILTERS: &'static [&'static str];
+    fn render(ctx: &RequestContext, r: &Self) -> Value;
+    fn sort_key(&self) -> String;
+    /// What the read policy is about.
+    fn target(_id: &str) -> Target<'_> {
+        Target::default()
+    }
+    /// Whether a list shows `r` whatever the filters (roles: only global
+    /// roles unless `domain_id` is asked).
+    fn listed(_q: &crate::list::Query, _r: &Self) -> bool {
+        true
+    }
+}
+
+/// A copy of the record `id`, or Keystone's 404.
+pub fn fetch<R: AdminResource>(state: &StoreState, id: &str) -> ApiResult<R> {
+    R::table(state)
+        .get(&id.to_string())
+        .map(|r| (**r).clone())
+        .ok_or_else(|| not_found(R::KIND, id))
+}
+
+/// Whether a rendered object matches the query's filters: a string equals,
+/// a boolean parses equal, a list holds every value asked (`tags`).
+fn matches_filters(obj: &Value, q: &crate::list::Query, filters: &[&str]) -> bool {
+    filters.iter().all(|f| match q.get(f) {
+        None => true,
+        Some(want) => match &obj[*f] {
+            Value::String(s) => s == want,
+            Value::Bool(b) => query_bool(want) == Some(*b),
+            Value::Array(items) => q
+                .all(f)
+                .iter()
+                .all(|t| items.iter().any(|i| i.as_str() == Some(t.as_str()))),
+            _ => false,
+        },
+    })
+}
+
+/// `GET /v3/<plural>/{id}`.
+pub async fn show<R: AdminResource>(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    ctx: RequestContext,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<Response> {
+    authorize(&ctx, R::GET, R::target(&id))?;
+    let r = fetch::<R>(&state.store.snapshot(), &id)?;
+    Ok(one(StatusCode::OK, R::KIND, R::render(&ctx, &r)))
+}
+
+/// `GET /v3/<plural>` with `R::FILTERS`, sorted by `R::sort_key`.
+pub async fn list<R: AdminResource>(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    ctx: RequestContext,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> ApiResult<Response> {
+    authorize(&ctx, R::LIST, Target::default())?;
+    let q = crate::list::Query::parse(uri.query());
+    let snap = state.store.snapshot();
+    let mut rows: Vec<&R> = R::table(&snap)
+        .iter()
+        .map(|r| r.as_ref())
+        .filter(|r| R::listed(&q, r))
+        .collect();
+    rows.sort_by_key(|r| r.sort_key());
+    let items = rows
+        .into_iter()
+        .map(|r| R::render(&ctx, r))
+        .filter(|v| matches_filters(v, &q, R::FILTERS))
+        .collect();
+    Ok(collection(&ctx, R::PLURAL, &uri, items))
+}
+
+// ---------------------------------------------------------------- revocations
+
+/// A revocation of every token matching the given subject, issued until now.
+pub fn revoke(txn: &mut Txn, fill: impl FnOnce(&mut Revocation)) -> ApiResult<()> {
+    let now = chrono::Utc::now().naive_utc();
+    let mut r = Revocation {
+        id: statera_model::identity::new_id(),
+        audit_id: None,
+        user_id: None,
+        project_id: None,
+        domain_id: None,
+        application_credential_id: None,
+        issued_before: now,
+        expires_at: now + REVOCATION_KEEP,
+    };
+    fill(&mut r);
+    txn.put(r)?;
+    Ok(())
+}
+
+/// Remove every role assignment `matches` selects.
+pub fn delete_assignments(
+    txn: &mut Txn,
+    matches: impl Fn(&statera_model::identity::RoleAssignment) -> bool,
+) {
+    let doomed: Vec<String> = txn
+        .state()
+        .role_assignments
+        .iter()
+        .filter(|a| matches(a))
+        .map(|a| a.id.clone())
+        .collect();
+    for id in doomed {
+        txn.delete::<statera_model::identity::RoleAssignment>(&id);
+    }
 }
