@@ -158,883 +158,159 @@ fn none(_: &World, _: u32) -> Option<Value> {
     None
 }
 
+/// The five routes of a collection (`GET` list, `POST`, and `GET`/`PUT`/
+/// `DELETE` of one object), in that order; `kinds` in the same order, `put`
+/// `None` where the collection has no update.
+#[allow(clippy::too_many_arguments)]
+fn crud(
+    out: &mut Vec<Route>,
+    collection: &str,
+    coll: impl Fn(&World) -> String + Send + Sync + Clone + 'static,
+    item: impl Fn(&World) -> String + Send + Sync + Clone + 'static,
+    post: Body,
+    put: Option<Body>,
+    kinds: [Kind; 5],
+) {
+    // Availability zones are named by their name.
+    let key = if collection.ends_with("/availabilityzones") {
+        "name"
+    } else {
+        "id"
+    };
+    let one = format!("{collection}/{{{key}}}");
+    out.push(route("GET", collection, coll.clone(), none, kinds[0]));
+    out.push(route("POST", collection, coll, post, kinds[1]));
+    out.push(route("GET", &one, item.clone(), none, kinds[2]));
+    if let Some(put) = put {
+        out.push(route("PUT", &one, item.clone(), put, kinds[3]));
+    }
+    out.push(route("DELETE", &one, item, none, kinds[4]));
+}
+
 /// Every Octavia and Neutron route.
+#[rustfmt::skip]
 fn routes() -> Vec<Route> {
     use Kind::*;
-    const LB: &str = "/v2/lbaas";
-    let mut r = vec![
-        // ---- Octavia ----
-        route(
-            "GET",
-            "/v2/lbaas/loadbalancers",
-            |_| format!("{LB}/loadbalancers"),
-            none,
-            OList,
-        ),
-        route(
-            "POST",
-            "/v2/lbaas/loadbalancers",
-            |_| format!("{LB}/loadbalancers"),
-            |_, _| {
-                Some(
-                    json!({"loadbalancer": {"vip_subnet_id": HOST_SUBNET.get().unwrap(), "project_id": A}}),
-                )
-            },
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/loadbalancers/{id}",
-            |w| format!("{LB}/loadbalancers/{}", w.lb),
-            none,
-            ORead,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/loadbalancers/{id}",
-            |w| format!("{LB}/loadbalancers/{}", w.lb),
-            |_, _| Some(json!({"loadbalancer": {"description": "x"}})),
-            OWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/loadbalancers/{id}?cascade=true",
-            |w| format!("{LB}/loadbalancers/{}?cascade=true", w.lb),
-            none,
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/loadbalancers/{id}/stats",
-            |w| format!("{LB}/loadbalancers/{}/stats", w.lb),
-            none,
-            ORead,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/loadbalancers/{id}/status",
-            |w| format!("{LB}/loadbalancers/{}/status", w.lb),
-            none,
-            ORead,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/loadbalancers/{id}/statuses",
-            |w| format!("{LB}/loadbalancers/{}/statuses", w.lb),
-            none,
-            ORead,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/loadbalancers/{id}/failover",
-            |w| format!("{LB}/loadbalancers/{}/failover", w.lb),
-            none,
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/listeners",
-            |_| format!("{LB}/listeners"),
-            none,
-            OList,
-        ),
-        route(
-            "POST",
-            "/v2/lbaas/listeners",
-            |_| format!("{LB}/listeners"),
-            |w, n| {
-                Some(
-                    json!({"listener": {"loadbalancer_id": w.lb, "protocol": "HTTP", "protocol_port": 20000 + n}}),
-                )
-            },
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/listeners/{id}",
-            |w| format!("{LB}/listeners/{}", w.listener),
-            none,
-            ORead,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/listeners/{id}",
-            |w| format!("{LB}/listeners/{}", w.listener),
-            |_, _| Some(json!({"listener": {"description": "x"}})),
-            OWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/listeners/{id}",
-            |w| format!("{LB}/listeners/{}", w.listener),
-            none,
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/listeners/{id}/stats",
-            |w| format!("{LB}/listeners/{}/stats", w.listener),
-            none,
-            ORead,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/pools",
-            |_| format!("{LB}/pools"),
-            none,
-            OList,
-        ),
-        route(
-            "POST",
-            "/v2/lbaas/pools",
-            |_| format!("{LB}/pools"),
-            |w, _| {
-                Some(
-                    json!({"pool": {"loadbalancer_id": w.lb, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}}),
-                )
-            },
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/pools/{id}",
-            |w| format!("{LB}/pools/{}", w.pool),
-            none,
-            ORead,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/pools/{id}",
-            |w| format!("{LB}/pools/{}", w.pool),
-            |_, _| Some(json!({"pool": {"description": "x"}})),
-            OWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/pools/{id}",
-            |w| format!("{LB}/pools/{}", w.pool),
-            none,
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/pools/{pool_id}/members",
-            |w| format!("{LB}/pools/{}/members", w.pool),
-            none,
-            ORead,
-        ),
-        route(
-            "POST",
-            "/v2/lbaas/pools/{pool_id}/members",
-            |w| format!("{LB}/pools/{}/members", w.pool),
-            |_, n| Some(json!({"member": {"address": "192.0.2.10", "protocol_port": 10000 + n}})),
-            OWrite,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/pools/{pool_id}/members",
-            |w| format!("{LB}/pools/{}/members", w.pool),
-            |_, _| Some(json!({"members": []})),
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/pools/{pool_id}/members/{id}",
-            |w| format!("{LB}/pools/{}/members/{}", w.pool, w.member),
-            none,
-            ORead,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/pools/{pool_id}/members/{id}",
-            |w| format!("{LB}/pools/{}/members/{}", w.pool, w.member),
-            |_, _| Some(json!({"member": {"weight": 2}})),
-            OWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/pools/{pool_id}/members/{id}",
-            |w| format!("{LB}/pools/{}/members/{}", w.pool, w.member),
-            none,
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/healthmonitors",
-            |_| format!("{LB}/healthmonitors"),
-            none,
-            OList,
-        ),
-        route(
-            "POST",
-            "/v2/lbaas/healthmonitors",
-            |_| format!("{LB}/healthmonitors"),
-            |w, _| {
-                Some(
-                    json!({"healthmonitor": {"pool_id": w.pool2, "type": "TCP", "delay": 5, "timeout": 3, "max_retries": 3}}),
-                )
-            },
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/healthmonitors/{id}",
-            |w| format!("{LB}/healthmonitors/{}", w.hm),
-            none,
-            ORead,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/healthmonitors/{id}",
-            |w| format!("{LB}/healthmonitors/{}", w.hm),
-            |_, _| Some(json!({"healthmonitor": {"delay": 6}})),
-            OWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/healthmonitors/{id}",
-            |w| format!("{LB}/healthmonitors/{}", w.hm),
-            none,
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/l7policies",
-            |_| format!("{LB}/l7policies"),
-            none,
-            OList,
-        ),
-        route(
-            "POST",
-            "/v2/lbaas/l7policies",
-            |_| format!("{LB}/l7policies"),
-            |w, _| Some(json!({"l7policy": {"listener_id": w.listener, "action": "REJECT"}})),
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/l7policies/{id}",
-            |w| format!("{LB}/l7policies/{}", w.l7policy),
-            none,
-            ORead,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/l7policies/{id}",
-            |w| format!("{LB}/l7policies/{}", w.l7policy),
-            |_, _| Some(json!({"l7policy": {"description": "x"}})),
-            OWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/l7policies/{id}",
-            |w| format!("{LB}/l7policies/{}", w.l7policy),
-            none,
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/l7policies/{policy_id}/rules",
-            |w| format!("{LB}/l7policies/{}/rules", w.l7policy),
-            none,
-            ORead,
-        ),
-        route(
-            "POST",
-            "/v2/lbaas/l7policies/{policy_id}/rules",
-            |w| format!("{LB}/l7policies/{}/rules", w.l7policy),
-            |_, _| {
-                Some(
-                    json!({"rule": {"type": "PATH", "compare_type": "STARTS_WITH", "value": "/y"}}),
-                )
-            },
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/l7policies/{policy_id}/rules/{id}",
-            |w| format!("{LB}/l7policies/{}/rules/{}", w.l7policy, w.l7rule),
-            none,
-            ORead,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/l7policies/{policy_id}/rules/{id}",
-            |w| format!("{LB}/l7policies/{}/rules/{}", w.l7policy, w.l7rule),
-            |_, _| Some(json!({"rule": {"value": "/z"}})),
-            OWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/l7policies/{policy_id}/rules/{id}",
-            |w| format!("{LB}/l7policies/{}/rules/{}", w.l7policy, w.l7rule),
-            none,
-            OWrite,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/quotas",
-            |_| format!("{LB}/quotas"),
-            none,
-            OList,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/quotas/defaults",
-            |_| format!("{LB}/quotas/defaults"),
-            none,
-            OSelf,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/quotas/{project_id}",
-            |_| format!("{LB}/quotas/{A}"),
-            none,
-            ORead,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/quotas/{project_id}",
-            |_| format!("{LB}/quotas/{A}"),
-            |_, _| Some(json!({"quota": {"load_balancer": -1}})),
-            OAdmin,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/quotas/{project_id}",
-            |_| format!("{LB}/quotas/{A}"),
-            none,
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/quotas/{project_id}/default",
-            |_| format!("{LB}/quotas/{A}/default"),
-            none,
-            ORead,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/providers",
-            |_| format!("{LB}/providers"),
-            none,
-            OSelf,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/providers/{provider}/flavor_capabilities",
-            |_| format!("{LB}/providers/native/flavor_capabilities"),
-            none,
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/providers/{provider}/availability_zone_capabilities",
-            |_| format!("{LB}/providers/native/availability_zone_capabilities"),
-            none,
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/flavors",
-            |_| format!("{LB}/flavors"),
-            none,
-            OSelf,
-        ),
-        route(
-            "POST",
-            "/v2/lbaas/flavors",
-            |_| format!("{LB}/flavors"),
-            |w, n| {
-                Some(
-                    json!({"flavor": {"name": format!("f{n}"), "flavor_profile_id": w.flavor_profile}}),
-                )
-            },
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/flavors/{id}",
-            |w| format!("{LB}/flavors/{}", w.flavor),
-            none,
-            OSelf,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/flavors/{id}",
-            |w| format!("{LB}/flavors/{}", w.flavor),
-            |_, _| Some(json!({"flavor": {"description": "x"}})),
-            OAdmin,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/flavors/{id}",
-            |w| format!("{LB}/flavors/{}", w.flavor),
-            none,
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/flavorprofiles",
-            |_| format!("{LB}/flavorprofiles"),
-            none,
-            OAdmin,
-        ),
-        route(
-            "POST",
-            "/v2/lbaas/flavorprofiles",
-            |_| format!("{LB}/flavorprofiles"),
-            |_, n| {
-                Some(
-                    json!({"flavorprofile": {"name": format!("fp{n}"), "provider_name": "native", "flavor_data": "{}"}}),
-                )
-            },
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/flavorprofiles/{id}",
-            |w| format!("{LB}/flavorprofiles/{}", w.flavor_profile),
-            none,
-            OAdmin,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/flavorprofiles/{id}",
-            |w| format!("{LB}/flavorprofiles/{}", w.flavor_profile),
-            |_, n| Some(json!({"flavorprofile": {"name": format!("fq{n}")}})),
-            OAdmin,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/flavorprofiles/{id}",
-            |w| format!("{LB}/flavorprofiles/{}", w.flavor_profile),
-            none,
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/availabilityzones",
-            |_| format!("{LB}/availabilityzones"),
-            none,
-            OSelf,
-        ),
-        route(
-            "POST",
-            "/v2/lbaas/availabilityzones",
-            |_| format!("{LB}/availabilityzones"),
-            |w, n| {
-                Some(
-                    json!({"availability_zone": {"name": format!("az{n}"), "availability_zone_profile_id": w.az_profile}}),
-                )
-            },
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/availabilityzones/{name}",
-            |w| format!("{LB}/availabilityzones/{}", w.az),
-            none,
-            OSelf,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/availabilityzones/{name}",
-            |w| format!("{LB}/availabilityzones/{}", w.az),
-            |_, _| Some(json!({"availability_zone": {"description": "x"}})),
-            OAdmin,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/availabilityzones/{name}",
-            |w| format!("{LB}/availabilityzones/{}", w.az),
-            none,
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/availabilityzoneprofiles",
-            |_| format!("{LB}/availabilityzoneprofiles"),
-            none,
-            OAdmin,
-        ),
-        route(
-            "POST",
-            "/v2/lbaas/availabilityzoneprofiles",
-            |_| format!("{LB}/availabilityzoneprofiles"),
-            |_, n| {
-                Some(
-                    json!({"availability_zone_profile": {"name": format!("azp{n}"), "provider_name": "native", "availability_zone_data": "{}"}}),
-                )
-            },
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/lbaas/availabilityzoneprofiles/{id}",
-            |w| format!("{LB}/availabilityzoneprofiles/{}", w.az_profile),
-            none,
-            OAdmin,
-        ),
-        route(
-            "PUT",
-            "/v2/lbaas/availabilityzoneprofiles/{id}",
-            |w| format!("{LB}/availabilityzoneprofiles/{}", w.az_profile),
-            |_, n| Some(json!({"availability_zone_profile": {"name": format!("azq{n}")}})),
-            OAdmin,
-        ),
-        route(
-            "DELETE",
-            "/v2/lbaas/availabilityzoneprofiles/{id}",
-            |w| format!("{LB}/availabilityzoneprofiles/{}", w.az_profile),
-            none,
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/octavia/amphorae",
-            |_| "/v2/octavia/amphorae".into(),
-            none,
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/octavia/amphorae/{id}",
-            |w| format!("/v2/octavia/amphorae/{}", w.amphora),
-            none,
-            OAdmin,
-        ),
-        route(
-            "DELETE",
-            "/v2/octavia/amphorae/{id}",
-            |w| format!("/v2/octavia/amphorae/{}", w.amphora),
-            none,
-            OAdmin,
-        ),
-        route(
-            "PUT",
-            "/v2/octavia/amphorae/{id}/failover",
-            |w| format!("/v2/octavia/amphorae/{}/failover", w.amphora),
-            none,
-            OAdmin,
-        ),
-        route(
-            "PUT",
-            "/v2/octavia/amphorae/{id}/config",
-            |w| format!("/v2/octavia/amphorae/{}/config", w.amphora),
-            none,
-            OAdmin,
-        ),
-        route(
-            "GET",
-            "/v2/octavia/amphorae/{id}/stats",
-            |w| format!("/v2/octavia/amphorae/{}/stats", w.amphora),
-            none,
-            OAdmin,
-        ),
-        // ---- Neutron ----
-        route(
-            "GET",
-            "/v2.0/networks",
-            |_| "/v2.0/networks".into(),
-            none,
-            NList,
-        ),
-        route(
-            "POST",
-            "/v2.0/networks",
-            |_| "/v2.0/networks".into(),
-            |_, _| Some(json!({"network": {"name": "n", "project_id": A}})),
-            NCreate,
-        ),
-        route(
-            "GET",
-            "/v2.0/networks/{id}",
-            |w| format!("/v2.0/networks/{}", w.network),
-            none,
-            NRead,
-        ),
-        route(
-            "PUT",
-            "/v2.0/networks/{id}",
-            |w| format!("/v2.0/networks/{}", w.network),
-            |_, _| Some(json!({"network": {"name": "m"}})),
-            NWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2.0/networks/{id}",
-            |w| format!("/v2.0/networks/{}", w.network),
-            none,
-            NWrite,
-        ),
-        route(
-            "GET",
-            "/v2.0/subnets",
-            |_| "/v2.0/subnets".into(),
-            none,
-            NList,
-        ),
-        route(
-            "POST",
-            "/v2.0/subnets",
-            |_| "/v2.0/subnets".into(),
-            |w, n| {
-                Some(json!({"subnet": {"network_id": w.network, "ip_version": 4,
-                "cidr": format!("10.{}.{}.0/24", 100 + n / 256, n % 256)}}))
-            },
-            NChild,
-        ),
-        route(
-            "GET",
-            "/v2.0/subnets/{id}",
-            |w| format!("/v2.0/subnets/{}", w.subnet),
-            none,
-            NRead,
-        ),
-        route(
-            "PUT",
-            "/v2.0/subnets/{id}",
-            |w| format!("/v2.0/subnets/{}", w.subnet),
-            |_, _| Some(json!({"subnet": {"name": "m"}})),
-            NWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2.0/subnets/{id}",
-            |w| format!("/v2.0/subnets/{}", w.subnet),
-            none,
-            NWrite,
-        ),
-        route(
-            "GET",
-            "/v2.0/subnetpools",
-            |_| "/v2.0/subnetpools".into(),
-            none,
-            NList,
-        ),
-        route(
-            "GET",
-            "/v2.0/subnetpools/{id}",
-            |_| format!("/v2.0/subnetpools/{}", uuid::Uuid::nil()),
-            none,
-            Missing,
-        ),
-        route("GET", "/v2.0/ports", |_| "/v2.0/ports".into(), none, NList),
-        route(
-            "POST",
-            "/v2.0/ports",
-            |_| "/v2.0/ports".into(),
-            |w, _| Some(json!({"port": {"network_id": w.network}})),
-            NChild,
-        ),
-        route(
-            "GET",
-            "/v2.0/ports/{id}",
-            |w| format!("/v2.0/ports/{}", w.port),
-            none,
-            NRead,
-        ),
-        route(
-            "PUT",
-            "/v2.0/ports/{id}",
-            |w| format!("/v2.0/ports/{}", w.port),
-            |_, _| Some(json!({"port": {"name": "m"}})),
-            NWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2.0/ports/{id}",
-            |w| format!("/v2.0/ports/{}", w.port),
-            none,
-            NWrite,
-        ),
-        route(
-            "GET",
-            "/v2.0/routers",
-            |_| "/v2.0/routers".into(),
-            none,
-            NList,
-        ),
-        route(
-            "POST",
-            "/v2.0/routers",
-            |_| "/v2.0/routers".into(),
-            |_, _| Some(json!({"router": {"name": "r", "project_id": A}})),
-            NCreate,
-        ),
-        route(
-            "GET",
-            "/v2.0/routers/{id}",
-            |w| format!("/v2.0/routers/{}", w.router),
-            none,
-            NRead,
-        ),
-        route(
-            "PUT",
-            "/v2.0/routers/{id}",
-            |w| format!("/v2.0/routers/{}", w.router),
-            |_, _| Some(json!({"router": {"name": "m"}})),
-            NWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2.0/routers/{id}",
-            |w| format!("/v2.0/routers/{}", w.router),
-            none,
-            NWrite,
-        ),
-        route(
-            "PUT",
-            "/v2.0/routers/{id}/add_router_interface",
-            |w| format!("/v2.0/routers/{}/add_router_interface", w.router),
-            |w, _| Some(json!({"subnet_id": w.subnet})),
-            NWrite,
-        ),
-        route(
-            "PUT",
-            "/v2.0/routers/{id}/remove_router_interface",
-            |w| format!("/v2.0/routers/{}/remove_router_interface", w.router),
-            |w, _| Some(json!({"subnet_id": w.subnet2})),
-            NWrite,
-        ),
-        route(
-            "GET",
-            "/v2.0/floatingips",
-            |_| "/v2.0/floatingips".into(),
-            none,
-            NList,
-        ),
-        route(
-            "POST",
-            "/v2.0/floatingips",
-            |_| "/v2.0/floatingips".into(),
-            |w, _| {
-                Some(json!({"floatingip": {"floating_network_id": w.external, "project_id": A}}))
-            },
-            NCreate,
-        ),
-        route(
-            "GET",
-            "/v2.0/floatingips/{id}",
-            |w| format!("/v2.0/floatingips/{}", w.fip),
-            none,
-            NRead,
-        ),
-        route(
-            "PUT",
-            "/v2.0/floatingips/{id}",
-            |w| format!("/v2.0/floatingips/{}", w.fip),
-            |_, _| Some(json!({"floatingip": {"description": "x"}})),
-            NWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2.0/floatingips/{id}",
-            |w| format!("/v2.0/floatingips/{}", w.fip),
-            none,
-            NWrite,
-        ),
-        route(
-            "GET",
-            "/v2.0/security-groups",
-            |_| "/v2.0/security-groups".into(),
-            none,
-            NList,
-        ),
-        route(
-            "POST",
-            "/v2.0/security-groups",
-            |_| "/v2.0/security-groups".into(),
-            |_, _| Some(json!({"security_group": {"name": "g", "project_id": A}})),
-            NCreate,
-        ),
-        route(
-            "GET",
-            "/v2.0/security-groups/{id}",
-            |w| format!("/v2.0/security-groups/{}", w.sg),
-            none,
-            NRead,
-        ),
-        route(
-            "PUT",
-            "/v2.0/security-groups/{id}",
-            |w| format!("/v2.0/security-groups/{}", w.sg),
-            |_, _| Some(json!({"security_group": {"description": "x"}})),
-            NWrite,
-        ),
-        route(
-            "DELETE",
-            "/v2.0/security-groups/{id}",
-            |w| format!("/v2.0/security-groups/{}", w.sg),
-            none,
-            NWrite,
-        ),
-        route(
-            "GET",
-            "/v2.0/security-group-rules",
-            |_| "/v2.0/security-group-rules".into(),
-            none,
-            NList,
-        ),
-        route(
-            "POST",
-            "/v2.0/security-group-rules",
-            |_| "/v2.0/security-group-rules".into(),
-            |w, n| {
-                Some(
-                    json!({"security_group_rule": {"security_group_id": w.sg, "direction": "ingress",
-                "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 1000 + n, "port_range_max": 1000 + n}}),
-                )
-            },
-            NChild,
-        ),
-        route(
-            "GET",
-            "/v2.0/security-group-rules/{id}",
-            |w| format!("/v2.0/security-group-rules/{}", w.sg_rule),
-            none,
-            NRead,
-        ),
-        route(
-            "DELETE",
-            "/v2.0/security-group-rules/{id}",
-            |w| format!("/v2.0/security-group-rules/{}", w.sg_rule),
-            none,
-            NWrite,
-        ),
-        route(
-            "GET",
-            "/v2.0/extensions",
-            |_| "/v2.0/extensions".into(),
-            none,
-            NList,
-        ),
-    ];
-    for c in [
-        "networks",
-        "subnets",
-        "ports",
-        "routers",
-        "floatingips",
-        "security-groups",
+    const OBJ: [Kind; 5] = [OList, OWrite, ORead, OWrite, OWrite];
+    const CHILD: [Kind; 5] = [ORead, OWrite, ORead, OWrite, OWrite];
+    const GLOBAL: [Kind; 5] = [OSelf, OAdmin, OSelf, OAdmin, OAdmin];
+    const ADMIN: [Kind; 5] = [OAdmin; 5];
+    const NOWN: [Kind; 5] = [NList, NCreate, NRead, NWrite, NWrite];
+    const NCHILD: [Kind; 5] = [NList, NChild, NRead, NWrite, NWrite];
+    let lb = |p: &str| format!("/v2/lbaas{p}");
+    let mut r = Vec::new();
+    // ---- Octavia ----
+    let r_ = &mut r;
+    r_.push(route("GET", "/v2/lbaas/loadbalancers", move |_| lb("/loadbalancers"), none, OList));
+    r_.push(route("POST", "/v2/lbaas/loadbalancers", move |_| lb("/loadbalancers"),
+        |_, _| Some(json!({"loadbalancer": {"vip_subnet_id": HOST_SUBNET.get().unwrap(), "project_id": A}})), OWrite));
+    for (m, tail, body, kind) in [
+        ("GET", "", none as Body, ORead),
+        ("PUT", "", (|_, _| Some(json!({"loadbalancer": {"description": "x"}}))) as Body, OWrite),
+        ("DELETE", "?cascade=true", none, OWrite),
+        ("GET", "/stats", none, ORead),
+        ("GET", "/status", none, ORead),
+        ("GET", "/statuses", none, ORead),
+        ("PUT", "/failover", none, OAdmin),
     ] {
+        r_.push(route(m, &format!("/v2/lbaas/loadbalancers/{{id}}{tail}"),
+            move |w| lb(&format!("/loadbalancers/{}{tail}", w.lb)), body, kind));
+    }
+    crud(r_, "/v2/lbaas/listeners", move |_| lb("/listeners"), move |w| lb(&format!("/listeners/{}", w.listener)),
+        |w, n| Some(json!({"listener": {"loadbalancer_id": w.lb, "protocol": "HTTP", "protocol_port": 20000 + n}})),
+        Some(|_, _| Some(json!({"listener": {"description": "x"}}))), OBJ);
+    r_.push(route("GET", "/v2/lbaas/listeners/{id}/stats", move |w| lb(&format!("/listeners/{}/stats", w.listener)), none, ORead));
+    crud(r_, "/v2/lbaas/pools", move |_| lb("/pools"), move |w| lb(&format!("/pools/{}", w.pool)),
+        |w, _| Some(json!({"pool": {"loadbalancer_id": w.lb, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}})),
+        Some(|_, _| Some(json!({"pool": {"description": "x"}}))), OBJ);
+    crud(r_, "/v2/lbaas/pools/{pool_id}/members", move |w| lb(&format!("/pools/{}/members", w.pool)),
+        move |w| lb(&format!("/pools/{}/members/{}", w.pool, w.member)),
+        |_, n| Some(json!({"member": {"address": "192.0.2.10", "protocol_port": 10000 + n}})),
+        Some(|_, _| Some(json!({"member": {"weight": 2}}))), CHILD);
+    r_.push(route("PUT", "/v2/lbaas/pools/{pool_id}/members", move |w| lb(&format!("/pools/{}/members", w.pool)),
+        |_, _| Some(json!({"members": []})), OWrite));
+    crud(r_, "/v2/lbaas/healthmonitors", move |_| lb("/healthmonitors"), move |w| lb(&format!("/healthmonitors/{}", w.hm)),
+        |w, _| Some(json!({"healthmonitor": {"pool_id": w.pool2, "type": "TCP", "delay": 5, "timeout": 3, "max_retries": 3}})),
+        Some(|_, _| Some(json!({"healthmonitor": {"delay": 6}}))), OBJ);
+    crud(r_, "/v2/lbaas/l7policies", move |_| lb("/l7policies"), move |w| lb(&format!("/l7policies/{}", w.l7policy)),
+        |w, _| Some(json!({"l7policy": {"listener_id": w.listener, "action": "REJECT"}})),
+        Some(|_, _| Some(json!({"l7policy": {"description": "x"}}))), OBJ);
+    crud(r_, "/v2/lbaas/l7policies/{policy_id}/rules", move |w| lb(&format!("/l7policies/{}/rules", w.l7policy)),
+        move |w| lb(&format!("/l7policies/{}/rules/{}", w.l7policy, w.l7rule)),
+        |_, _| Some(json!({"rule": {"type": "PATH", "compare_type": "STARTS_WITH", "value": "/y"}})),
+        Some(|_, _| Some(json!({"rule": {"value": "/z"}}))), CHILD);
+    r_.push(route("GET", "/v2/lbaas/quotas", move |_| lb("/quotas"), none, OList));
+    r_.push(route("GET", "/v2/lbaas/quotas/defaults", move |_| lb("/quotas/defaults"), none, OSelf));
+    r_.push(route("GET", "/v2/lbaas/quotas/{project_id}", move |_| lb(&format!("/quotas/{A}")), none, ORead));
+    r_.push(route("PUT", "/v2/lbaas/quotas/{project_id}", move |_| lb(&format!("/quotas/{A}")),
+        |_, _| Some(json!({"quota": {"load_balancer": -1}})), OAdmin));
+    r_.push(route("DELETE", "/v2/lbaas/quotas/{project_id}", move |_| lb(&format!("/quotas/{A}")), none, OAdmin));
+    r_.push(route("GET", "/v2/lbaas/quotas/{project_id}/default", move |_| lb(&format!("/quotas/{A}/default")), none, ORead));
+    r_.push(route("GET", "/v2/lbaas/providers", move |_| lb("/providers"), none, OSelf));
+    for caps in ["flavor_capabilities", "availability_zone_capabilities"] {
+        r_.push(route("GET", &format!("/v2/lbaas/providers/{{provider}}/{caps}"),
+            move |_| lb(&format!("/providers/native/{caps}")), none, OAdmin));
+    }
+    crud(r_, "/v2/lbaas/flavors", move |_| lb("/flavors"), move |w| lb(&format!("/flavors/{}", w.flavor)),
+        |w, n| Some(json!({"flavor": {"name": format!("f{n}"), "flavor_profile_id": w.flavor_profile}})),
+        Some(|_, _| Some(json!({"flavor": {"description": "x"}}))), GLOBAL);
+    crud(r_, "/v2/lbaas/flavorprofiles", move |_| lb("/flavorprofiles"), move |w| lb(&format!("/flavorprofiles/{}", w.flavor_profile)),
+        |_, n| Some(json!({"flavorprofile": {"name": format!("fp{n}"), "provider_name": "native", "flavor_data": "{}"}})),
+        Some(|_, n| Some(json!({"flavorprofile": {"name": format!("fq{n}")}}))), ADMIN);
+    crud(r_, "/v2/lbaas/availabilityzones", move |_| lb("/availabilityzones"), move |w| lb(&format!("/availabilityzones/{}", w.az)),
+        |w, n| Some(json!({"availability_zone": {"name": format!("az{n}"), "availability_zone_profile_id": w.az_profile}})),
+        Some(|_, _| Some(json!({"availability_zone": {"description": "x"}}))), GLOBAL);
+    crud(r_, "/v2/lbaas/availabilityzoneprofiles", move |_| lb("/availabilityzoneprofiles"),
+        move |w| lb(&format!("/availabilityzoneprofiles/{}", w.az_profile)),
+        |_, n| Some(json!({"availability_zone_profile": {"name": format!("azp{n}"), "provider_name": "native", "availability_zone_data": "{}"}})),
+        Some(|_, n| Some(json!({"availability_zone_profile": {"name": format!("azq{n}")}}))), ADMIN);
+    r_.push(route("GET", "/v2/octavia/amphorae", |_| "/v2/octavia/amphorae".into(), none, OAdmin));
+    for (m, tail) in [("GET", ""), ("DELETE", ""), ("PUT", "/failover"), ("PUT", "/config"), ("GET", "/stats")] {
+        r_.push(route(m, &format!("/v2/octavia/amphorae/{{id}}{tail}"),
+            move |w| format!("/v2/octavia/amphorae/{}{tail}", w.amphora), none, OAdmin));
+    }
+    // ---- Neutron ----
+    crud(r_, "/v2.0/networks", |_| "/v2.0/networks".into(), |w| format!("/v2.0/networks/{}", w.network),
+        |_, _| Some(json!({"network": {"name": "n", "project_id": A}})),
+        Some(|_, _| Some(json!({"network": {"name": "m"}}))), NOWN);
+    crud(r_, "/v2.0/subnets", |_| "/v2.0/subnets".into(), |w| format!("/v2.0/subnets/{}", w.subnet),
+        |w, n| Some(json!({"subnet": {"network_id": w.network, "ip_version": 4,
+            "cidr": format!("10.{}.{}.0/24", 100 + n / 256, n % 256)}})),
+        Some(|_, _| Some(json!({"subnet": {"name": "m"}}))), NCHILD);
+    r_.push(route("GET", "/v2.0/subnetpools", |_| "/v2.0/subnetpools".into(), none, NList));
+    r_.push(route("GET", "/v2.0/subnetpools/{id}", |_| format!("/v2.0/subnetpools/{}", uuid::Uuid::nil()), none, Missing));
+    crud(r_, "/v2.0/ports", |_| "/v2.0/ports".into(), |w| format!("/v2.0/ports/{}", w.port),
+        |w, _| Some(json!({"port": {"network_id": w.network}})),
+        Some(|_, _| Some(json!({"port": {"name": "m"}}))), NCHILD);
+    crud(r_, "/v2.0/routers", |_| "/v2.0/routers".into(), |w| format!("/v2.0/routers/{}", w.router),
+        |_, _| Some(json!({"router": {"name": "r", "project_id": A}})),
+        Some(|_, _| Some(json!({"router": {"name": "m"}}))), NOWN);
+    r_.push(route("PUT", "/v2.0/routers/{id}/add_router_interface", |w| format!("/v2.0/routers/{}/add_router_interface", w.router),
+        |w, _| Some(json!({"subnet_id": w.subnet})), NWrite));
+    r_.push(route("PUT", "/v2.0/routers/{id}/remove_router_interface", |w| format!("/v2.0/routers/{}/remove_router_interface", w.router),
+        |w, _| Some(json!({"subnet_id": w.subnet2})), NWrite));
+    crud(r_, "/v2.0/floatingips", |_| "/v2.0/floatingips".into(), |w| format!("/v2.0/floatingips/{}", w.fip),
+        |w, _| Some(json!({"floatingip": {"floating_network_id": w.external, "project_id": A}})),
+        Some(|_, _| Some(json!({"floatingip": {"description": "x"}}))), NOWN);
+    crud(r_, "/v2.0/security-groups", |_| "/v2.0/security-groups".into(), |w| format!("/v2.0/security-groups/{}", w.sg),
+        |_, _| Some(json!({"security_group": {"name": "g", "project_id": A}})),
+        Some(|_, _| Some(json!({"security_group": {"description": "x"}}))), NOWN);
+    crud(r_, "/v2.0/security-group-rules", |_| "/v2.0/security-group-rules".into(), |w| format!("/v2.0/security-group-rules/{}", w.sg_rule),
+        |w, n| Some(json!({"security_group_rule": {"security_group_id": w.sg, "direction": "ingress",
+            "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 1000 + n, "port_range_max": 1000 + n}})),
+        None, NCHILD);
+    r_.push(route("GET", "/v2.0/extensions", |_| "/v2.0/extensions".into(), none, NList));
+    for c in ["networks", "subnets", "ports", "routers", "floatingips", "security-groups"] {
         let base = move |w: &World| format!("/v2.0/{c}/{}/tags", w.tagged(c));
         let one = move |w: &World| format!("/v2.0/{c}/{}/tags/t", w.tagged(c));
         let other = move |w: &World| format!("/v2.0/{c}/{}/tags/u", w.tagged(c));
         let t = format!("/v2.0/{c}/{{id}}/tags");
-        r.push(route("GET", &t, base, none, NRead));
-        r.push(route(
-            "PUT",
-            &t,
-            base,
-            |_, _| Some(json!({"tags": ["a"]})),
-            NWrite,
-        ));
-        r.push(route("DELETE", &t, base, none, NWrite));
-        r.push(route("GET", &format!("{t}/{{tag}}"), one, none, NRead));
-        r.push(route("PUT", &format!("{t}/{{tag}}"), other, none, NWrite));
-        r.push(route("DELETE", &format!("{t}/{{tag}}"), one, none, NWrite));
+        r_.push(route("GET", &t, base, none, NRead));
+        r_.push(route("PUT", &t, base, |_, _| Some(json!({"tags": ["a"]})), NWrite));
+        r_.push(route("DELETE", &t, base, none, NWrite));
+        r_.push(route("GET", &format!("{t}/{{tag}}"), one, none, NRead));
+        r_.push(route("PUT", &format!("{t}/{{tag}}"), other, none, NWrite));
+        r_.push(route("DELETE", &format!("{t}/{{tag}}"), one, none, NWrite));
     }
     r
 }
