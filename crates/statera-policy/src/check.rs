@@ -127,7 +127,7 @@ impl Check {
             // Credentials carry roles lowercase (`Enforcer::credentials`).
             Check::Role(m) => substitute(m, t).is_some_and(|role| {
                 let role = role.to_lowercase();
-                c.roles.iter().any(|r| *r == role)
+                c.roles.contains(&role)
             }),
             Check::Generic { key, matcher } => {
                 let Some(m) = substitute(matcher, t) else {
