@@ -88,8 +88,9 @@ impl RequestContext {
     }
 
     /// Whether the caller holds `role` (roles compare case-insensitively).
-    /// Handlers authorize by rule name instead; this is for the identity
-    /// API's own checks.
+    /// Not for handlers: they authorize by rule name (architecture test
+    /// `i_handlers_authorize_by_rule_name` refuses `.has_role(` anywhere in
+    /// the API but here).
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r.eq_ignore_ascii_case(role))
     }

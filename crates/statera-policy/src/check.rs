@@ -7,7 +7,7 @@
 //! A check is `@` (always), `!` (never), `rule:NAME`, `role:NAME` (roles
 //! compared case-insensitively), or `KEY:MATCH` — MATCH is a literal or a
 //! `%(target_key)s` substitution from the target, compared with the
-//! credential KEY (dotted keys walk nothing here: credentials are flat). A
+//! credential KEY (credentials are flat; `roles`, a list, matches a member). A
 //! literal KEY (`True:%(x)s`, `'abc':%(x)s`) compares the literal itself.
 //! Neutron's `field:RESOURCE:ATTR=VALUE` reads the target's ATTR. An empty
 //! check string means "always".
@@ -124,9 +124,10 @@ impl Check {
             Check::Rule(name) => rules
                 .check(name)
                 .is_some_and(|r| r.eval_at(t, c, rules, depth + 1)),
+            // Credentials carry roles lowercase (`Enforcer::credentials`).
             Check::Role(m) => substitute(m, t).is_some_and(|role| {
                 let role = role.to_lowercase();
-                c.roles.iter().any(|r| r.to_lowercase() == role)
+                c.roles.contains(&role)
             }),
             Check::Generic { key, matcher } => {
                 let Some(m) = substitute(matcher, t) else {
@@ -134,6 +135,10 @@ impl Check {
                 };
                 if let Some(lit) = literal(key) {
                     return m == lit;
+                }
+                if key == "roles" {
+                    // A list credential: membership, as oslo tests it.
+                    return c.roles.contains(&m);
                 }
                 c.values.get(key).is_some_and(|v| *v == m)
             }
@@ -391,6 +396,7 @@ mod tests {
         assert!(eval("is_admin:False", "x", &[]));
         assert!(!eval("is_admin:True", "x", &[]));
         assert!(eval("'p1':%(project_id)s", "x", &[]));
+        assert!(eval("roles:member", "x", &["member"]) && !eval("roles:Member", "x", &["member"]));
         assert!(eval("@", "x", &[]) && !eval("!", "x", &[]) && eval("", "x", &[]));
     }
 

@@ -239,3 +239,33 @@ fn the_listing_is_a_policy_file_of_the_effective_rules() {
         assert_eq!((name, check), (&rule.name, &rule.check_str));
     }
 }
+
+/// What one decision costs (run: `cargo test --release -p statera-policy
+/// --test enforcer -- --ignored --nocapture`): the credentials once per
+/// request, then the rule of the route.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn cost_of_a_decision() {
+    let e = Enforcer::defaults();
+    let c = caller("p1", &["member"]);
+    let t = target("p1");
+    let n = 200_000u32;
+    let start = std::time::Instant::now();
+    let mut allowed = 0u32;
+    for _ in 0..n {
+        let creds = e.credentials(&c);
+        allowed += u32::from(e.enforce(GET_LB, &t, &creds));
+    }
+    let per = start.elapsed() / n;
+    assert_eq!(allowed, n);
+    println!("credentials + {GET_LB}: {per:?} per request");
+    let creds = e.credentials(&c);
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(e.enforce("create_port:fixed_ips:ip_address", &t, &creds));
+    }
+    println!(
+        "create_port:fixed_ips:ip_address alone: {:?}",
+        start.elapsed() / n
+    );
+}

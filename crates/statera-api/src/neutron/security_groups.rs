@@ -649,6 +649,15 @@ async fn create_rule_inner(
     let project_id = input.project_id()?;
     only_default(&mut input, "remote_address_group_id", |_| false)?;
     input.finish()?;
+    // As for subnets and ports: the create rule first, as for a rule in the
+    // caller's (or the named project's) own group; the group itself next.
+    if !super::may_create(
+        &ctx,
+        "create_security_group_rule",
+        project_id.as_deref().unwrap_or(&ctx.project_id),
+    ) {
+        return Err(forbidden("create_security_group_rule"));
+    }
     let id = Uuid::new_v4();
     app.store
         .write(|txn| {

@@ -169,6 +169,15 @@ impl Harness {
 
     /// A harness whose API settings `change` adjusts (from the defaults below).
     pub async fn with_settings(change: impl FnOnce(&mut ApiSettings)) -> Harness {
+        Harness::with_state(change, |_| {}).await
+    }
+
+    /// A harness whose settings `change` adjusts and whose `AppState` (the
+    /// lab's: noauth, admin by default) `state` adjusts.
+    pub async fn with_state(
+        change: impl FnOnce(&mut ApiSettings),
+        state: impl FnOnce(&mut AppState),
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(
             Store::open(dir.path(), Durability::Normal)
@@ -202,7 +211,9 @@ impl Harness {
             neutron: Default::default(),
         };
         change(&mut settings);
-        let router = statera_api::app(AppState::lab(store.clone(), settings));
+        let mut app_state = AppState::lab(store.clone(), settings);
+        state(&mut app_state);
+        let router = statera_api::app(app_state);
         let plane = Arc::new(FakePlane::default());
         let mut planes: HashMap<String, Arc<dyn DataPlane>> = HashMap::new();
         planes.insert("native".to_string(), plane.clone());
