@@ -17,6 +17,7 @@ pub enum Service {
     Common,
     Octavia,
     Neutron,
+    Keystone,
     Statera,
 }
 
@@ -391,6 +392,121 @@ fn neutron() -> Vec<(String, String)> {
     rules.into_iter().map(|(n, c)| (n.to_string(), c)).collect()
 }
 
+/// The built-in Keystone's identity rules, by Keystone's names. Their base
+/// rules follow Keystone's defaults in spirit: writes need `admin`; lists and
+/// other users' objects an admin or a `reader` on the system scope; a user
+/// reads itself, a project-scoped caller its project, and application
+/// credentials are their owner's. `identity:admin` is `role:admin` only
+/// (`load-balancer_admin` administers load balancers, not identity).
+const KEYSTONE_BASE: &[(&str, &str)] = &[
+    ("identity:admin", "role:admin"),
+    (
+        "identity:system_reader",
+        "role:admin or (role:reader and system_scope:all)",
+    ),
+    ("identity:owner", "user_id:%(user_id)s"),
+];
+
+const KEYSTONE: &[(&str, &str)] = &[
+    ("identity:get_domain", "rule:identity:system_reader"),
+    ("identity:list_domains", "rule:identity:system_reader"),
+    ("identity:create_domain", "rule:identity:admin"),
+    ("identity:update_domain", "rule:identity:admin"),
+    ("identity:delete_domain", "rule:identity:admin"),
+    (
+        "identity:get_project",
+        "rule:identity:system_reader or project_id:%(project_id)s",
+    ),
+    ("identity:list_projects", "rule:identity:system_reader"),
+    (
+        "identity:list_user_projects",
+        "rule:identity:system_reader or rule:identity:owner",
+    ),
+    ("identity:create_project", "rule:identity:admin"),
+    ("identity:update_project", "rule:identity:admin"),
+    ("identity:delete_project", "rule:identity:admin"),
+    (
+        "identity:get_user",
+        "rule:identity:system_reader or rule:identity:owner",
+    ),
+    ("identity:list_users", "rule:identity:system_reader"),
+    ("identity:create_user", "rule:identity:admin"),
+    ("identity:update_user", "rule:identity:admin"),
+    ("identity:delete_user", "rule:identity:admin"),
+    ("identity:change_password", "rule:identity:owner"),
+    (
+        "identity:list_groups_for_user",
+        "rule:identity:system_reader or rule:identity:owner",
+    ),
+    ("identity:get_group", "rule:identity:system_reader"),
+    ("identity:list_groups", "rule:identity:system_reader"),
+    (
+        "identity:list_users_in_group",
+        "rule:identity:system_reader",
+    ),
+    (
+        "identity:check_user_in_group",
+        "rule:identity:system_reader",
+    ),
+    ("identity:create_group", "rule:identity:admin"),
+    ("identity:update_group", "rule:identity:admin"),
+    ("identity:delete_group", "rule:identity:admin"),
+    ("identity:add_user_to_group", "rule:identity:admin"),
+    ("identity:remove_user_from_group", "rule:identity:admin"),
+    ("identity:get_role", "rule:identity:system_reader"),
+    ("identity:list_roles", "rule:identity:system_reader"),
+    ("identity:create_role", "rule:identity:admin"),
+    ("identity:update_role", "rule:identity:admin"),
+    ("identity:delete_role", "rule:identity:admin"),
+    ("identity:get_implied_role", "rule:identity:system_reader"),
+    ("identity:list_implied_roles", "rule:identity:system_reader"),
+    (
+        "identity:list_role_inference_rules",
+        "rule:identity:system_reader",
+    ),
+    ("identity:create_implied_role", "rule:identity:admin"),
+    ("identity:delete_implied_role", "rule:identity:admin"),
+    ("identity:check_grant", "rule:identity:system_reader"),
+    ("identity:list_grants", "rule:identity:system_reader"),
+    ("identity:create_grant", "rule:identity:admin"),
+    ("identity:revoke_grant", "rule:identity:admin"),
+    (
+        "identity:list_role_assignments",
+        "rule:identity:system_reader",
+    ),
+    (
+        "identity:get_application_credential",
+        "rule:identity:admin or rule:identity:owner",
+    ),
+    (
+        "identity:list_application_credentials",
+        "rule:identity:admin or rule:identity:owner",
+    ),
+    (
+        "identity:create_application_credential",
+        "rule:identity:owner",
+    ),
+    (
+        "identity:delete_application_credential",
+        "rule:identity:admin or rule:identity:owner",
+    ),
+    ("identity:get_service", "rule:identity:system_reader"),
+    ("identity:list_services", "rule:identity:system_reader"),
+    ("identity:create_service", "rule:identity:admin"),
+    ("identity:update_service", "rule:identity:admin"),
+    ("identity:delete_service", "rule:identity:admin"),
+    ("identity:get_endpoint", "rule:identity:system_reader"),
+    ("identity:list_endpoints", "rule:identity:system_reader"),
+    ("identity:create_endpoint", "rule:identity:admin"),
+    ("identity:update_endpoint", "rule:identity:admin"),
+    ("identity:delete_endpoint", "rule:identity:admin"),
+    ("identity:get_region", "rule:identity:system_reader"),
+    ("identity:list_regions", "rule:identity:system_reader"),
+    ("identity:create_region", "rule:identity:admin"),
+    ("identity:update_region", "rule:identity:admin"),
+    ("identity:delete_region", "rule:identity:admin"),
+];
+
 /// Statera's own rules, for decisions neither API names.
 const STATERA: &[(&str, &str)] = &[
     // A port with Octavia's VIP device owner is made by the load-balancer
@@ -416,6 +532,12 @@ pub fn all() -> Vec<(Service, String, String)> {
             .map(|(res, act, c)| (Service::Octavia, format!("{LB}:{res}:{act}"), c.to_string())),
     );
     out.extend(neutron().into_iter().map(|(n, c)| (Service::Neutron, n, c)));
+    out.extend(
+        KEYSTONE_BASE
+            .iter()
+            .chain(KEYSTONE)
+            .map(|(n, c)| (Service::Keystone, n.to_string(), c.to_string())),
+    );
     out.extend(
         STATERA
             .iter()

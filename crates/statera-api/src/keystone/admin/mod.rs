@@ -7,8 +7,8 @@
 //! errors as `{"error": {code, title, message}}`. Every mutation is one
 //! `store.write` that validates inside it: a refused request changes nothing.
 //!
-//! Authorization is Keystone's default policy in spirit, kept in one table
-//! ([`POLICY`]) so that it can move into the general policy engine.
+//! Authorization asks statera-policy's `identity:*` rules (Keystone's names,
+//! Keystone's defaults in spirit; an operator's policy file overrides them).
 
 pub mod app_creds;
 pub mod catalog;
@@ -43,89 +43,6 @@ pub fn routes() -> Router<AppState> {
 
 // ---------------------------------------------------------------- policy
 
-/// Who may do an identity action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    /// The `admin` role (system or project admin: Keystone's `admin_required`).
-    Admin,
-    /// An admin, or `reader` (or `member`) on the system scope.
-    SystemReader,
-    /// A system reader, or the target user itself.
-    ReaderOrSelf,
-    /// A system reader, or a caller scoped to the target project.
-    ReaderOrOwnProject,
-    /// The target user itself only (application credentials, own password);
-    /// an admin may read and delete as well.
-    OwnerOrAdmin,
-    /// The target user itself, nobody else (changing one's own password).
-    SelfOnly,
-}
-
-/// Keystone's policy names and the rule each has here.
-pub const POLICY: &[(&str, Rule)] = &[
-    ("identity:get_domain", Rule::SystemReader),
-    ("identity:list_domains", Rule::SystemReader),
-    ("identity:create_domain", Rule::Admin),
-    ("identity:update_domain", Rule::Admin),
-    ("identity:delete_domain", Rule::Admin),
-    ("identity:get_project", Rule::ReaderOrOwnProject),
-    ("identity:list_projects", Rule::SystemReader),
-    ("identity:list_user_projects", Rule::ReaderOrSelf),
-    ("identity:create_project", Rule::Admin),
-    ("identity:update_project", Rule::Admin),
-    ("identity:delete_project", Rule::Admin),
-    ("identity:get_user", Rule::ReaderOrSelf),
-    ("identity:list_users", Rule::SystemReader),
-    ("identity:create_user", Rule::Admin),
-    ("identity:update_user", Rule::Admin),
-    ("identity:delete_user", Rule::Admin),
-    ("identity:change_password", Rule::SelfOnly),
-    ("identity:list_groups_for_user", Rule::ReaderOrSelf),
-    ("identity:get_group", Rule::SystemReader),
-    ("identity:list_groups", Rule::SystemReader),
-    ("identity:list_users_in_group", Rule::SystemReader),
-    ("identity:check_user_in_group", Rule::SystemReader),
-    ("identity:create_group", Rule::Admin),
-    ("identity:update_group", Rule::Admin),
-    ("identity:delete_group", Rule::Admin),
-    ("identity:add_user_to_group", Rule::Admin),
-    ("identity:remove_user_from_group", Rule::Admin),
-    ("identity:get_role", Rule::SystemReader),
-    ("identity:list_roles", Rule::SystemReader),
-    ("identity:create_role", Rule::Admin),
-    ("identity:update_role", Rule::Admin),
-    ("identity:delete_role", Rule::Admin),
-    ("identity:get_implied_role", Rule::SystemReader),
-    ("identity:list_implied_roles", Rule::SystemReader),
-    ("identity:list_role_inference_rules", Rule::SystemReader),
-    ("identity:create_implied_role", Rule::Admin),
-    ("identity:delete_implied_role", Rule::Admin),
-    ("identity:check_grant", Rule::SystemReader),
-    ("identity:list_grants", Rule::SystemReader),
-    ("identity:create_grant", Rule::Admin),
-    ("identity:revoke_grant", Rule::Admin),
-    ("identity:list_role_assignments", Rule::SystemReader),
-    ("identity:get_application_credential", Rule::OwnerOrAdmin),
-    ("identity:list_application_credentials", Rule::OwnerOrAdmin),
-    ("identity:create_application_credential", Rule::SelfOnly),
-    ("identity:delete_application_credential", Rule::OwnerOrAdmin),
-    ("identity:get_service", Rule::SystemReader),
-    ("identity:list_services", Rule::SystemReader),
-    ("identity:create_service", Rule::Admin),
-    ("identity:update_service", Rule::Admin),
-    ("identity:delete_service", Rule::Admin),
-    ("identity:get_endpoint", Rule::SystemReader),
-    ("identity:list_endpoints", Rule::SystemReader),
-    ("identity:create_endpoint", Rule::Admin),
-    ("identity:update_endpoint", Rule::Admin),
-    ("identity:delete_endpoint", Rule::Admin),
-    ("identity:get_region", Rule::SystemReader),
-    ("identity:list_regions", Rule::SystemReader),
-    ("identity:create_region", Rule::Admin),
-    ("identity:update_region", Rule::Admin),
-    ("identity:delete_region", Rule::Admin),
-];
-
 /// What an action is about, for the self and own-project rules.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Target<'a> {
@@ -148,44 +65,18 @@ impl<'a> Target<'a> {
     }
 }
 
-fn is_admin(ctx: &RequestContext) -> bool {
-    ctx.caller.has_role("admin")
-}
-
-fn is_system_reader(ctx: &RequestContext) -> bool {
-    is_admin(ctx)
-        || (ctx.caller.system_scope.is_some()
-            && (ctx.caller.has_role("reader") || ctx.caller.has_role("member")))
-}
-
-fn is_self(ctx: &RequestContext, target: &Target) -> bool {
-    matches!((ctx.caller.user_id.as_deref(), target.user_id), (Some(a), Some(b)) if a == b)
-}
-
-/// Whether `ctx` may do `action` on `target` ([`POLICY`]); an unknown action
-/// needs an admin.
+/// Whether `ctx` may do `action` on `target`: the identity rules are
+/// statera-policy's (`identity:*`, Keystone's names), so an operator's policy
+/// file governs them as it does Octavia's and Neutron's.
 pub fn allowed(ctx: &RequestContext, action: &str, target: Target) -> bool {
-    debug_assert!(
-        POLICY.iter().any(|(name, _)| *name == action),
-        "{action} is not in POLICY"
-    );
-    let rule = POLICY
-        .iter()
-        .find(|(name, _)| *name == action)
-        .map(|(_, r)| *r)
-        .unwrap_or(Rule::Admin);
-    match rule {
-        Rule::Admin => is_admin(ctx),
-        Rule::SystemReader => is_system_reader(ctx),
-        Rule::ReaderOrSelf => is_system_reader(ctx) || is_self(ctx, &target),
-        Rule::ReaderOrOwnProject => {
-            is_system_reader(ctx)
-                || matches!((ctx.caller.project_id.as_deref(), target.project_id),
-                    (Some(a), Some(b)) if a == b)
-        }
-        Rule::OwnerOrAdmin => is_admin(ctx) || is_self(ctx, &target),
-        Rule::SelfOnly => is_self(ctx, &target),
+    let mut t = statera_policy::Target::new();
+    if let Some(u) = target.user_id {
+        t.insert("user_id".into(), u.to_string());
     }
+    if let Some(p) = target.project_id {
+        t.insert("project_id".into(), p.to_string());
+    }
+    ctx.allowed_on(action, &t)
 }
 
 /// [`allowed`], or Keystone's 403.
