@@ -113,27 +113,44 @@ pub fn base_url(headers: &HeaderMap) -> String {
     format!("{proto}://{host}")
 }
 
+/// Who is calling, by the deployment's authenticator: a refused request is
+/// 401 in Keystone's shape (with `WWW-Authenticate`), an identity service
+/// that cannot be asked 503 in the route's shape.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Caller, ApiError> {
+    match state.auth.authenticate(headers).await {
+        Ok(caller) => Ok(caller),
+        Err(e @ AuthError::Unavailable(_)) => {
+            tracing::warn!(error = %e, "identity service unavailable");
+            Err(crate::styled(
+                ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                crate::style_of_path(path),
+            ))
+        }
+        Err(e) => {
+            if let AuthError::Invalid(reason) = &e {
+                tracing::info!(%reason, "token refused");
+            }
+            Err(ApiError::unauthorized(
+                state.auth.identity_uri(&base_url(headers)),
+            ))
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for RequestContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let base_url = base_url(&parts.headers);
-        let style = crate::style_of_path(parts.uri.path());
-        let caller = match state.auth.authenticate(&parts.headers).await {
-            Ok(caller) => caller,
-            Err(e @ AuthError::Unavailable(_)) => {
-                tracing::warn!(error = %e, "identity service unavailable");
-                return Err(crate::styled(
-                    ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-                    style,
-                ));
-            }
-            Err(e) => {
-                if let AuthError::Invalid(reason) = &e {
-                    tracing::info!(%reason, "token refused");
-                }
-                return Err(ApiError::unauthorized(state.auth.identity_uri(&base_url)));
-            }
+        // `lib.rs`'s authentication layer has already asked, for every route
+        // but discovery and token issue.
+        let caller = match parts.extensions.get::<Caller>() {
+            Some(caller) => caller.clone(),
+            None => authenticate(state, &parts.headers, parts.uri.path()).await?,
         };
         Ok(RequestContext::new(caller, state.policy.clone(), base_url))
     }

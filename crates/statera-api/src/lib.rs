@@ -197,8 +197,43 @@ pub fn app(state: AppState) -> Router {
         .merge(keystone::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(state, authentication))
         .layer(middleware::from_fn(conventions))
+}
+
+/// Requests answered without a token: version discovery (Octavia's, Neutron's
+/// and Keystone's), and the identity calls whose credentials are in the body
+/// (issuing a token; a user changing its own password with the old one).
+fn needs_no_token(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    let discovery = matches!(path, "/" | "/v2" | "/v2.0" | "/v3");
+    let read = method == Method::GET || method == Method::HEAD;
+    (read && discovery)
+        || (method == Method::POST
+            && (path == "/v3/auth/tokens"
+                || (path.starts_with("/v3/users/") && path.ends_with("/password"))))
+}
+
+/// Every other request is authenticated before routing, as keystonemiddleware
+/// does in front of Octavia and Neutron: a handler that forgot to ask who is
+/// calling still never serves an anonymous request. The caller is kept in the
+/// request's extensions for `RequestContext`.
+async fn authentication(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if needs_no_token(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    match context::authenticate(&state, req.headers(), req.uri().path()).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Rewrites the request before routing: a `.json` suffix and a trailing

@@ -9,7 +9,8 @@
 //! the object is hidden, as Neutron hides another project's objects); the
 //! measured statuses must fall in those classes, and docs/API.md carries the
 //! measured table ("Authorization matrix"). The route list (`routes`) is
-//! meant to be reused for more columns (no token, expired, revoked token).
+//! reused by the token test: every route answers 401 in Keystone's shape to
+//! no token, a malformed, an expired and a revoked built-in token.
 
 #[path = "octavia/support.rs"]
 mod support;
@@ -325,7 +326,9 @@ async fn send(
     path: &str,
     body: Option<Value>,
 ) -> Resp {
-    let mut headers = vec![("x-project-id", project)];
+    // The marker sends world-building and caller requests to the headers'
+    // authenticator in the token test (`TokensOrHeaders`); noauth ignores it.
+    let mut headers = vec![("x-project-id", project), ("x-matrix-caller", "1")];
     if let Some(r) = roles {
         headers.push(("x-roles", r));
     }
@@ -785,4 +788,146 @@ async fn an_operator_policy_file_governs_the_api() {
     )
     .await
     .expect(403);
+}
+
+/// The token side of the matrix: the built-in Keystone authenticates every
+/// request that carries no `x-matrix-caller` marker; the marked ones (the
+/// world's objects) authenticate by noauth headers.
+struct TokensOrHeaders {
+    builtin: statera_identity::builtin::Builtin,
+    headers: statera_identity::NoAuth,
+}
+
+impl statera_identity::Authenticator for TokensOrHeaders {
+    fn mode(&self) -> statera_identity::AuthMode {
+        statera_identity::AuthMode::Builtin
+    }
+    fn authenticate<'a>(
+        &'a self,
+        h: &'a axum::http::HeaderMap,
+    ) -> statera_identity::AuthFuture<'a> {
+        if h.contains_key("x-matrix-caller") {
+            self.headers.authenticate(h)
+        } else {
+            self.builtin.authenticate(h)
+        }
+    }
+    fn identity_uri(&self, base: &str) -> Option<String> {
+        self.builtin.identity_uri(base)
+    }
+    fn builtin(&self) -> Option<&statera_identity::builtin::Builtin> {
+        Some(&self.builtin)
+    }
+}
+
+/// Every route of the matrix × {no token, a malformed token, an expired
+/// token, a revoked token}: 401 in Keystone's shape with `WWW-Authenticate`,
+/// before any handler looks at the request (and a valid admin token is let
+/// through, so the 401s are the tokens' doing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_missing_malformed_expired_and_revoked_tokens() {
+    use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap};
+    use statera_identity::builtin::{Builtin, BuiltinSettings, key_repository};
+    let keys = tempfile::tempdir().unwrap();
+    let keys_path = keys.path().to_path_buf();
+    let h = Harness::with_state(
+        |_| {},
+        move |state| {
+            let builtin = Builtin::new(
+                state.store.clone(),
+                key_repository(&keys_path),
+                BuiltinSettings {
+                    token_expiration_s: 2,
+                    ..BuiltinSettings::default()
+                },
+            )
+            .unwrap();
+            state.auth = Arc::new(TokensOrHeaders {
+                builtin,
+                headers: statera_identity::NoAuth {
+                    default_project_id: PROJECT.to_string(),
+                    default_roles: Vec::new(),
+                },
+            });
+        },
+    )
+    .await;
+    HOST_SUBNET.get_or_init(|| h.subnet_id.to_string());
+    bootstrap(
+        &h.store,
+        &BootstrapOptions {
+            admin_password: Some("matrix-admin-pw".into()),
+            public_url: "http://statera.test:9876".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let issue = || async {
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"id": "default"}, "password": "matrix-admin-pw"}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}});
+        let r = h
+            .raw("POST", "/v3/auth/tokens", &[], Some(body.to_string()))
+            .await;
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text);
+        r.headers["x-subject-token"].to_str().unwrap().to_string()
+    };
+    let valid = issue().await;
+    let revoked = issue().await;
+    let r = h
+        .raw(
+            "DELETE",
+            "/v3/auth/tokens",
+            &[("x-auth-token", &valid), ("x-subject-token", &revoked)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text);
+    let expired = issue().await;
+    let w = world(&h, 1).await;
+    // The valid token gets past authentication on a read of every kind.
+    for path in ["/v2/lbaas/loadbalancers", "/v2.0/networks"] {
+        let r = h.raw("GET", path, &[("x-auth-token", &valid)], None).await;
+        assert_eq!(r.status.as_u16(), 200, "{path}: {}", r.text);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let mut failures = Vec::new();
+    let mut counter = 0;
+    for r in &routes() {
+        let path = (r.path)(&w);
+        for (what, token) in [
+            ("no token", None),
+            ("a malformed token", Some("gAAAAAB-not-a-token")),
+            ("an expired token", Some(expired.as_str())),
+            ("a revoked token", Some(revoked.as_str())),
+        ] {
+            counter += 1;
+            let headers: Vec<(&str, &str)> =
+                token.map(|t| ("x-auth-token", t)).into_iter().collect();
+            let body = (r.body)(&w, counter).map(|b| b.to_string());
+            let resp = h.raw(r.method, &path, &headers, body).await;
+            let ok = resp.status.as_u16() == 401
+                && resp.body["error"]["code"] == 401
+                && resp.body["error"]["message"]
+                    == "The request you have made requires authentication."
+                && resp
+                    .headers
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("Keystone uri="));
+            if !ok {
+                failures.push(format!(
+                    "  {} {} with {what}: {} {}",
+                    r.method, r.template, resp.status, resp.text
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} requests were not refused with Keystone's 401:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
