@@ -357,8 +357,13 @@ class OpenStackCli:
     endpoint: str
     executable: str = field(default_factory=openstack_cli_path)
     history: list[CliResult] = field(default_factory=list)
+    # With `clouds_yaml` set, the CLI authenticates as that file's cloud `statera` (the built-in
+    # Keystone's admin, say) instead of auth type none.
+    clouds_yaml: Path | None = None
 
     def base_args(self) -> list[str]:
+        if self.clouds_yaml is not None:
+            return ["--os-cloud", "statera"]
         return ["--os-auth-type", "none", "--os-endpoint", self.endpoint]
 
     def run(self, *args: str, expect_ok: bool = True, timeout: float = CLI_TIMEOUT) -> CliResult:
@@ -371,7 +376,10 @@ class OpenStackCli:
                 capture_output=True,
                 text=True,
                 timeout=timeout,
-                env=_env_without_openstack_settings(),
+                env={
+                    **_env_without_openstack_settings(),
+                    **({"OS_CLIENT_CONFIG_FILE": str(self.clouds_yaml)} if self.clouds_yaml else {}),
+                },
             )
         except subprocess.TimeoutExpired as e:
             raise AssertionError(

@@ -1,14 +1,10 @@
 """The built-in Keystone's admin API driven by the real `openstack` CLI (python-openstackclient)
 against a real `statera serve`.
 
-This runs under the lab's `noauth` mode (the e2e default): with auth type `none` the CLI sends
-every identity call to the endpoint it is given, here `<server>/v3`. Under `noauth` the two
-`GET /v3/projects` lookups keep answering any project (so `openstack loadbalancer quota set
---project X` works without a Keystone); everything else below is the admin API proper, on the
-server's store. Projects are therefore named by id. Application credentials need a user's token
-(the caller must be the credential's user), which auth type `none` cannot carry: they are covered
-by the Rust tests (crates/statera-api/tests/keystone_admin.rs) and belong in the token-based
-scenario.
+The server runs in the default auth mode, `builtin`, and the CLI signs in as its bootstrap
+admin with the `clouds.yaml` the first start wrote (auth type password, as any cloud's
+operator). Application credentials are covered by the Rust tests
+(crates/statera-api/tests/keystone_admin.rs).
 
 The steps share one server and a `state` dict and run in file order; a step whose prerequisite
 failed fails too.
@@ -17,7 +13,7 @@ failed fails too.
 from __future__ import annotations
 
 import pytest
-from conftest import OpenStackCli, http_get
+from conftest import OpenStackCli, http_get, start_statera
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +22,13 @@ def state():
 
 
 @pytest.fixture(scope="module")
-def ks(statera_server) -> OpenStackCli:
-    # The CLI starts with version discovery at /v3; without it nothing below can run.
-    discovery = http_get(statera_server.endpoint + "/v3")
-    if discovery.status != 200:
-        pytest.fail(f"GET /v3 (identity version discovery) answered {discovery.status}", pytrace=False)
-    return OpenStackCli(statera_server.endpoint + "/v3")
+def ks():
+    with start_statera(auth_args=[]) as server:
+        # The CLI starts with version discovery at /v3; without it nothing below can run.
+        discovery = http_get(server.endpoint + "/v3")
+        if discovery.status != 200:
+            pytest.fail(f"GET /v3 (identity version discovery) answered {discovery.status}", pytrace=False)
+        yield OpenStackCli(server.endpoint, clouds_yaml=server.data_dir / "data" / "clouds.yaml")
 
 
 def need(state, *keys):
@@ -128,7 +125,8 @@ def test_cleanup_removes_everything(ks, state):
     ks.run("role", "remove", "--project", project, "--user", user, "e2e-member")
     assert len(ks.json("role", "assignment", "list", "--user", user)) == 0
     ks.run("service", "delete", service)
-    assert ks.json("endpoint", "list") == []
+    # The service's endpoints went with it; the bootstrap catalog's stay.
+    assert [e for e in ks.json("endpoint", "list") if e["Region"] == "E2ERegion"] == []
     ks.run("region", "delete", "E2ERegion")
     ks.run("group", "delete", group)
     ks.run("user", "delete", user)
