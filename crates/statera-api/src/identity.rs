@@ -11,15 +11,45 @@
 use crate::AppState;
 use crate::list::Query;
 use axum::Json;
-use axum::extract::{OriginalUri, Path};
+use axum::extract::{OriginalUri, Path, State};
 use axum::routing::get;
 use axum::{Router, http::StatusCode};
 use serde_json::{Value, json};
 
+/// `/projects` and `/projects/{id}`: only under `noauth` (404 in another
+/// mode, where projects are the identity service's).
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/projects", get(list))
-        .route("/projects/{id}", get(show))
+        .route("/projects", get(list_route))
+        .route("/projects/{id}", get(show_route))
+}
+
+fn lab_only(state: &AppState) -> Result<(), (StatusCode, Json<Value>)> {
+    if state.auth.mode() == statera_identity::AuthMode::NoAuth {
+        Ok(())
+    } else {
+        Err(error(
+            404,
+            "Not Found",
+            "The resource could not be found.".to_string(),
+        ))
+    }
+}
+
+async fn show_route(
+    State(state): State<AppState>,
+    id: Path<String>,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    lab_only(&state)?;
+    show(id).await
+}
+
+async fn list_route(
+    State(state): State<AppState>,
+    uri: OriginalUri,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    lab_only(&state)?;
+    Ok(list(uri).await)
 }
 
 fn project(id: &str) -> Value {

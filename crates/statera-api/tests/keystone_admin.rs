@@ -496,6 +496,14 @@ async fn under_noauth_project_lookups_answer_any_project_and_writes_still_work()
         b.get("/v3/projects?name=abc").await.expect(200).body["projects"],
         json!([])
     );
+    // The unprefixed lab lookups do not exist outside noauth (they made up a
+    // project for any name, and `quota set` took it for a real one).
+    b.get("/projects/xyz")
+        .await
+        .error(404, "could not be found");
+    b.get("/projects?name=abc")
+        .await
+        .error(404, "could not be found");
 }
 
 #[tokio::test]
