@@ -549,3 +549,47 @@ async fn bootstrap_is_idempotent_and_keeps_the_password_unless_given() {
     );
     assert!(urls.contains(&"http://127.0.0.1:2/v3".to_string()));
 }
+
+#[tokio::test]
+async fn a_domain_role_named_admin_gives_no_admin_rights() {
+    let e = env().await;
+    let (uid, pid) = user_with_role(&e.store, "mallory", "pw-mallory", "reader").await;
+    // A domain-specific role named `admin` (and one named `Admin`), the
+    // second implying the global `member`, both assigned on the project.
+    let member = role_id(&e.store, "member");
+    let roles =
+        [("admin", Vec::new()), ("Admin", vec![member.clone()])].map(|(name, implies)| Role {
+            id: new_id(),
+            name: name.into(),
+            domain_id: Some(DEFAULT_DOMAIN_ID.into()),
+            description: String::new(),
+            implies,
+            options: Default::default(),
+            created_at: statera_model::now(),
+        });
+    let ids: Vec<String> = roles.iter().map(|r| r.id.clone()).collect();
+    e.store
+        .write(|txn| {
+            for (role, id) in roles.into_iter().zip(&ids) {
+                txn.put(role)?;
+                txn.put(RoleAssignment::new(
+                    Actor::User(uid.clone()),
+                    AssignmentTarget::Project(pid.clone()),
+                    id.clone(),
+                    false,
+                ))?;
+            }
+            Ok::<(), statera_store::StoreError>(())
+        })
+        .await
+        .unwrap();
+    let (token, info) = e
+        .auth
+        .issue(password("mallory", "pw-mallory", project("mallory-p")))
+        .await
+        .unwrap();
+    // Only the global roles: the one assigned and the one implied.
+    let caller = e.auth.validate(&token).unwrap().caller();
+    assert_eq!(caller.roles, vec!["member", "reader"]);
+    assert!(info.roles.iter().all(|r| r.domain_id.is_none()));
+}
