@@ -593,3 +593,75 @@ async fn a_domain_role_named_admin_gives_no_admin_rights() {
     assert_eq!(caller.roles, vec!["member", "reader"]);
     assert!(info.roles.iter().all(|r| r.domain_id.is_none()));
 }
+
+/// Run `attempts` (user, password) logins at once on `auth`; the results in order.
+async fn at_once(auth: &Arc<Builtin>, attempts: Vec<(&str, &str)>) -> Vec<Result<(), IssueError>> {
+    let tasks: Vec<_> = attempts
+        .into_iter()
+        .map(|(u, pw)| {
+            let (auth, req) = (auth.clone(), password(u, pw, ScopeRequest::Unscoped));
+            tokio::spawn(async move { auth.issue(req).await.map(|_| ()) })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lockout_holds_under_concurrent_guesses() {
+    let e = env().await;
+    let limit = BuiltinSettings::default().lockout_failure_attempts;
+    let auth = Arc::new(
+        Builtin::new(
+            e.store.clone(),
+            key_repository(&e.data),
+            BuiltinSettings::default(),
+        )
+        .unwrap(),
+    );
+    let (uid, _) = user_with_role(&e.store, "dave", "pw-dave", "member").await;
+    let failures = || {
+        e.store
+            .snapshot()
+            .users
+            .get(&uid)
+            .unwrap()
+            .failed_auth_count
+    };
+    // Concurrent logins with the right password are not refused.
+    let ok = at_once(&auth, vec![("dave", "pw-dave"); 10]).await;
+    assert!(ok.iter().all(|r| r.is_ok()), "{ok:?}");
+    // 39 wrong guesses at once, the right password last: refused, and only
+    // `limit` passwords were really checked (each records one failure).
+    let wrong = {
+        let auth = auth.clone();
+        tokio::spawn(async move { at_once(&auth, vec![("dave", "guess"); 39]).await })
+    };
+    // Let the 39 queue first (a password check takes far longer).
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let right = at_once(&auth, vec![("dave", "pw-dave")]).await;
+    let mut results = wrong.await.unwrap();
+    results.extend(right);
+    assert!(results.iter().all(|r| r.is_err()), "{results:?}");
+    let locked = results
+        .iter()
+        .filter(|r| matches!(r, Err(IssueError::Unauthorized(why)) if why.contains("locked")))
+        .count();
+    assert_eq!(locked, 40 - limit as usize, "{results:?}");
+    for _ in 0..100 {
+        if failures() >= limit {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(failures(), limit);
+    assert!(
+        auth.issue(password("dave", "pw-dave", ScopeRequest::Unscoped))
+            .await
+            .is_err()
+    );
+}

@@ -11,6 +11,7 @@
 
 pub mod bootstrap;
 pub mod keys;
+pub mod lockout;
 pub mod roles;
 pub mod token;
 
@@ -221,6 +222,7 @@ pub struct Builtin {
     keys: RwLock<LoadedKeys>,
     settings: BuiltinSettings,
     hashing: Arc<tokio::sync::Semaphore>,
+    attempts: Arc<lockout::Attempts>,
 }
 
 /// How often the key repository is looked at for a rotation (its mtime).
@@ -253,6 +255,10 @@ impl Builtin {
             repo,
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 settings.concurrent_password_checks.max(1),
+            )),
+            attempts: Arc::new(lockout::Attempts::new(
+                settings.lockout_failure_attempts,
+                settings.lockout_duration_s,
             )),
             settings,
         })
@@ -332,22 +338,13 @@ impl Builtin {
         .unwrap_or(false)
     }
 
-    fn locked(&self, user: &User) -> bool {
-        let limit = self.settings.lockout_failure_attempts;
-        limit > 0
-            && user.failed_auth_count >= limit
-            && user.last_failed_auth_at.is_some_and(|t| {
-                t.and_utc().timestamp() + self.settings.lockout_duration_s as i64
-                    > chrono::Utc::now().timestamp()
-            })
-    }
-
     /// Count a failed password for `user_id`, after the answer (so that a
-    /// wrong password answers in the time an unknown user does).
-    fn record_failure(&self, user_id: String) {
-        if self.settings.lockout_failure_attempts == 0 {
+    /// wrong password answers in the time an unknown user does); the
+    /// attempt's reservation is released once the failure is written.
+    fn record_failure(&self, user_id: String, reservation: Option<lockout::Reservation>) {
+        let Some(reservation) = reservation else {
             return;
-        }
+        };
         let store = self.store.clone();
         let duration = self.settings.lockout_duration_s as i64;
         let limit = self.settings.lockout_failure_attempts;
@@ -377,14 +374,23 @@ impl Builtin {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "a failed authentication was not recorded");
             }
+            drop(reservation);
         });
     }
 
     async fn clear_failures(&self, user: &User) -> Result<(), StoreError> {
-        if user.failed_auth_count == 0 {
+        // The row as of now (failures may have been written while this
+        // attempt waited its turn); no write when there is nothing to clear.
+        let id = user.id.clone();
+        if self
+            .store
+            .snapshot()
+            .users
+            .get(&id)
+            .is_none_or(|u| u.failed_auth_count == 0)
+        {
             return Ok(());
         }
-        let id = user.id.clone();
         self.store
             .write(|txn| {
                 if let Some(u) = txn.state().users.get(&id).cloned() {
@@ -411,18 +417,29 @@ impl Builtin {
                     self.verify(password, None).await;
                     return Err(unauthorized(format!("unknown user {user:?}")));
                 };
-                if self.locked(&found) {
-                    self.verify(password, None).await;
-                    return Err(unauthorized(format!("user {} is locked", found.id)));
-                }
+                // A slot among the user's attempts in flight, taken before
+                // the check and held until its failure is written (lockout
+                // holds under concurrent guesses; see `lockout`).
+                let reservation = if lockout::ignores_lockout(&found) {
+                    None
+                } else {
+                    match self.attempts.reserve(&self.store, &found.id).await {
+                        Ok(r) => r,
+                        Err(lockout::Refused::Locked) => {
+                            self.verify(password, None).await;
+                            return Err(unauthorized(format!("user {} is locked", found.id)));
+                        }
+                    }
+                };
                 if !self.verify(password, found.password_hash.clone()).await {
-                    self.record_failure(found.id.clone());
+                    self.record_failure(found.id.clone(), reservation);
                     return Err(unauthorized(format!(
                         "wrong password for user {}",
                         found.id
                     )));
                 }
                 self.clear_failures(&found).await?;
+                drop(reservation);
                 if found
                     .password_expires_at
                     .is_some_and(|t| t.and_utc().timestamp_micros() <= now)
