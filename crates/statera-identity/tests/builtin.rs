@@ -5,7 +5,7 @@
 use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap, new_project, new_user};
 use statera_identity::builtin::{
     AuthRequest, Builtin, BuiltinSettings, DomainRef, IssueError, Method, ProjectRef, ScopeRequest,
-    UserRef, key_repository,
+    UserRef, key_repository, lockout,
 };
 use statera_identity::password;
 use statera_model::identity::*;
@@ -663,5 +663,93 @@ async fn lockout_holds_under_concurrent_guesses() {
         auth.issue(password("dave", "pw-dave", ScopeRequest::Unscoped))
             .await
             .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_bootstrap_admin_cannot_be_locked_out_but_other_users_can() {
+    let e = env_with(BuiltinSettings {
+        lockout_failure_attempts: 2,
+        ..BuiltinSettings::default()
+    })
+    .await;
+    let admin = |store: &Store| {
+        store
+            .snapshot()
+            .users
+            .iter()
+            .find(|u| u.name == "admin")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        admin(&e.store).options.get(lockout::IGNORE_LOCKOUT),
+        Some(&serde_json::Value::Bool(true))
+    );
+    for _ in 0..5 {
+        assert!(
+            e.auth
+                .issue(password("admin", "guess", ScopeRequest::Unscoped))
+                .await
+                .is_err()
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        e.auth
+            .issue(password("admin", &e.admin_password, project("admin")))
+            .await
+            .is_ok()
+    );
+    // Someone else with the option is exempt too; without it, locked.
+    let (uid, _) = user_with_role(&e.store, "erin", "pw-erin", "member").await;
+    for _ in 0..3 {
+        let _ = e
+            .auth
+            .issue(password("erin", "guess", ScopeRequest::Unscoped))
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = e
+        .auth
+        .issue(password("erin", "pw-erin", ScopeRequest::Unscoped))
+        .await;
+    assert!(
+        matches!(r, Err(IssueError::Unauthorized(ref why)) if why.contains("locked")),
+        "{r:?}"
+    );
+    e.store
+        .write(|txn| {
+            let mut u = (**txn.state().users.get(&uid).unwrap()).clone();
+            u.options.insert(
+                lockout::IGNORE_LOCKOUT.into(),
+                serde_json::Value::Bool(true),
+            );
+            txn.put(u)
+        })
+        .await
+        .unwrap();
+    assert!(
+        e.auth
+            .issue(password("erin", "pw-erin", ScopeRequest::Unscoped))
+            .await
+            .is_ok()
+    );
+    // An admin made before the option existed gets it from a re-run bootstrap.
+    let mut old = (*admin(&e.store)).clone();
+    old.options.clear();
+    e.store.write(|txn| txn.put(old)).await.unwrap();
+    bootstrap(
+        &e.store,
+        &BootstrapOptions {
+            admin_password: None,
+            public_url: "http://127.0.0.1:1".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        admin(&e.store).options.get(lockout::IGNORE_LOCKOUT),
+        Some(&serde_json::Value::Bool(true))
     );
 }

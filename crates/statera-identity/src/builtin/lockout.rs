@@ -27,6 +27,14 @@ pub fn ignores_lockout(user: &User) -> bool {
         .is_some_and(|v| v.as_bool() == Some(true))
 }
 
+/// Clear `user`'s recorded failures (unlock it). The user admin API calls
+/// this when an admin sets `enabled: true` (`PATCH /v3/users/{id}`), as
+/// Keystone unlocks a locked user.
+pub fn unlock(user: &mut User) {
+    user.failed_auth_count = 0;
+    user.last_failed_auth_at = None;
+}
+
 struct Entry {
     /// At most `limit` attempts of the user at once.
     turns: Arc<Semaphore>,
