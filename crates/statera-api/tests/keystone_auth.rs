@@ -41,6 +41,7 @@ async fn ks_with(settings: BuiltinSettings) -> Ks {
         store: h.store.clone(),
         settings: Arc::new(api.unwrap()),
         auth: Arc::new(auth),
+        policy: Arc::new(statera_policy::Enforcer::defaults()),
     });
     Ks { h, _keys: keys }
 }
@@ -318,6 +319,19 @@ async fn a_wrong_password_and_an_unknown_user_look_the_same_and_lockout_slows_br
         ..BuiltinSettings::default()
     })
     .await;
+    // Bootstrap exempts the admin from lockout; this test locks an admin
+    // without the exemption (an operator cleared it).
+    let mut exempt = (**k
+        .h
+        .store
+        .snapshot()
+        .users
+        .iter()
+        .find(|u| u.name == "admin")
+        .unwrap())
+    .clone();
+    exempt.options.clear();
+    k.h.store.write(|txn| txn.put(exempt)).await.unwrap();
     let started = std::time::Instant::now();
     let wrong = k
         .post_tokens(password_body("admin", "wrong", admin_project_scope()))

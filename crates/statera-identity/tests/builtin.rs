@@ -753,3 +753,85 @@ async fn the_bootstrap_admin_cannot_be_locked_out_but_other_users_can() {
         Some(&serde_json::Value::Bool(true))
     );
 }
+
+#[tokio::test]
+async fn validation_work_stays_flat_with_20k_revocations() {
+    let e = env().await;
+    let (token, info) = e
+        .auth
+        .issue(password("admin", &e.admin_password, project("admin")))
+        .await
+        .unwrap();
+    let later = statera_model::now() + chrono::Duration::hours(1);
+    let row = |audit: Option<String>, user: Option<String>| Revocation {
+        id: new_id(),
+        audit_id: audit,
+        user_id: user,
+        project_id: None,
+        domain_id: None,
+        application_credential_id: None,
+        issued_before: statera_model::now(),
+        expires_at: later,
+    };
+    // 20 000 revoked tokens of others, and one revocation of another user.
+    e.store
+        .write(|txn| {
+            for i in 0..20_000 {
+                txn.put(row(Some(format!("other-audit-{i}")), None))?;
+            }
+            txn.put(row(None, Some("someone-else".into())))
+        })
+        .await
+        .unwrap();
+    assert!(e.auth.validate(&token).is_ok()); // builds the index once
+    let before = e.auth.revocation_comparisons();
+    for _ in 0..100 {
+        assert!(e.auth.validate(&token).is_ok());
+    }
+    let per_validation = (e.auth.revocation_comparisons() - before) / 100;
+    // One lookup per audit id and the one non-audit row; not 20 000.
+    assert!(per_validation <= 3, "{per_validation} rows per validation");
+    // The index follows the table: a revocation of this token counts at once.
+    e.auth.revoke(&info).await.unwrap();
+    assert!(e.auth.validate(&token).unwrap_err().contains("revoked"));
+}
+
+#[tokio::test]
+async fn revocations_of_one_user_are_bounded_per_minute() {
+    use statera_identity::builtin::{MAX_REVOCATIONS_PER_MINUTE, RevokeError};
+    let e = env().await;
+    let (token, _) = e
+        .auth
+        .issue(password("admin", &e.admin_password, project("admin")))
+        .await
+        .unwrap();
+    // Not across a minute boundary (the count is per minute).
+    let s = chrono::Utc::now().timestamp() % 60;
+    if s > 50 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - s) as u64)).await;
+    }
+    for i in 0..=MAX_REVOCATIONS_PER_MINUTE {
+        // Tokens are cheap to mint by rescoping: the reason for the bound.
+        let (_, info) = e
+            .auth
+            .issue(AuthRequest {
+                method: Method::Token {
+                    token: token.clone(),
+                },
+                scope: project("admin"),
+            })
+            .await
+            .unwrap();
+        let r = e.auth.revoke(&info).await;
+        if i < MAX_REVOCATIONS_PER_MINUTE {
+            r.unwrap();
+        } else {
+            assert!(
+                matches!(r, Err(RevokeError::TooMany { retry_after_s }) if (1..=60).contains(&retry_after_s)),
+                "{r:?}"
+            );
+        }
+    }
+    // The parent token itself is untouched (only rescoped children revoked).
+    assert!(e.auth.validate(&token).is_ok());
+}

@@ -17,8 +17,8 @@ use axum::{Json, Router};
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
 use statera_identity::builtin::{
-    AuthRequest, Builtin, DomainRef, IssueError, Method, ProjectRef, ScopeRequest, TokenInfo,
-    UserRef,
+    AuthRequest, Builtin, DomainRef, IssueError, Method, ProjectRef, RevokeError, ScopeRequest,
+    TokenInfo, UserRef,
 };
 use statera_model::identity::{Domain, Project};
 use statera_store::State as StoreState;
@@ -455,13 +455,20 @@ async fn revoke(
     State(state): State<AppState>,
     ctx: RequestContext,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let b = builtin(&state)?;
     let info = subject(b, &ctx, &headers)?;
-    b.revoke(&info)
-        .await
-        .map_err(|e| ApiError::from(e).in_style(Style::Keystone))?;
-    Ok(StatusCode::NO_CONTENT)
+    match b.revoke(&info).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e @ RevokeError::TooMany { retry_after_s }) => {
+            let mut resp =
+                keystone_error(StatusCode::TOO_MANY_REQUESTS, e.to_string()).into_response();
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after_s.into());
+            Ok(resp)
+        }
+        Err(RevokeError::Store(e)) => Err(ApiError::from(e).in_style(Style::Keystone)),
+    }
 }
 
 fn project_json(base: &str, p: &Project) -> Value {

@@ -12,6 +12,7 @@
 pub mod bootstrap;
 pub mod keys;
 pub mod lockout;
+mod revocations;
 pub mod roles;
 pub mod token;
 
@@ -223,6 +224,11 @@ pub struct Builtin {
     settings: BuiltinSettings,
     hashing: Arc<tokio::sync::Semaphore>,
     attempts: Arc<lockout::Attempts>,
+    revocations: revocations::Revocations,
+    /// Revocations per token user in the current minute: (minute, count).
+    revokes: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+    /// When expired revocations were last pruned (seconds since the epoch).
+    pruned_at: std::sync::atomic::AtomicI64,
 }
 
 /// How often the key repository is looked at for a rotation (its mtime).
@@ -260,6 +266,9 @@ impl Builtin {
                 settings.lockout_failure_attempts,
                 settings.lockout_duration_s,
             )),
+            revocations: revocations::Revocations::new(),
+            pruned_at: std::sync::atomic::AtomicI64::new(0),
+            revokes: Default::default(),
             settings,
         })
     }
@@ -308,10 +317,16 @@ impl Builtin {
         }
         let state = self.store.snapshot();
         let info = resolve(&state, payload)?;
-        if let Some(r) = revoked_by(&state, &info) {
-            return Err(format!("token revoked ({})", r.id));
+        if let Some(id) = self.revocations.revoked_by(&state, &info) {
+            return Err(format!("token revoked ({id})"));
         }
         Ok(info)
+    }
+
+    /// Revocation rows compared by validations so far (a hash lookup counts
+    /// one): the work the revocation check does, for tests and metrics.
+    pub fn revocation_comparisons(&self) -> u64 {
+        self.revocations.comparisons()
     }
 
     /// Sign `payload` with the primary key.
@@ -617,8 +632,10 @@ impl Builtin {
     }
 
     /// Revoke `info`'s token and every token rescoped from it (`DELETE
-    /// /v3/auth/tokens`); expired revocations are dropped on the way.
-    pub async fn revoke(&self, info: &TokenInfo) -> Result<(), StoreError> {
+    /// /v3/auth/tokens`); expired revocations are dropped on the way, at
+    /// most once per [`PRUNE_EVERY_S`] (not a scan of the table per write).
+    pub async fn revoke(&self, info: &TokenInfo) -> Result<(), RevokeError> {
+        self.count_revocation(&info.user.id)?;
         let audit = info.audit_ids().into_iter().next();
         let row = Revocation {
             id: new_id(),
@@ -630,24 +647,81 @@ impl Builtin {
             issued_before: micros_to_time(now_micros()),
             expires_at: info.expires_at(),
         };
+        let now_s = chrono::Utc::now().timestamp();
+        let last = self.pruned_at.load(std::sync::atomic::Ordering::Relaxed);
+        let prune = now_s - last >= PRUNE_EVERY_S
+            && self
+                .pruned_at
+                .compare_exchange(
+                    last,
+                    now_s,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok();
         self.store
             .write(|txn| {
-                let now = statera_model::now();
-                let expired: Vec<String> = txn
-                    .state()
-                    .revocations
-                    .iter()
-                    .filter(|r| r.expires_at < now)
-                    .map(|r| r.id.clone())
-                    .collect();
-                for id in expired {
-                    txn.delete::<Revocation>(&id);
+                if prune {
+                    let now = statera_model::now();
+                    let expired: Vec<String> = txn
+                        .state()
+                        .revocations
+                        .iter()
+                        .filter(|r| r.expires_at < now)
+                        .map(|r| r.id.clone())
+                        .collect();
+                    for id in expired {
+                        txn.delete::<Revocation>(&id);
+                    }
                 }
                 txn.put(row)
             })
-            .await
+            .await?;
+        Ok(())
+    }
+
+    /// Count a revocation of `user_id`'s tokens; refused past
+    /// [`MAX_REVOCATIONS_PER_MINUTE`] in the current minute (a user can mint
+    /// tokens by rescoping without a password check, so revocation rows
+    /// would otherwise grow as fast as it can send requests).
+    fn count_revocation(&self, user_id: &str) -> Result<(), RevokeError> {
+        let now = chrono::Utc::now().timestamp();
+        let minute = now / 60;
+        let mut counts = self.revokes.lock().expect("revocation counts lock");
+        if counts.len() > 10_000 {
+            counts.retain(|_, (m, _)| *m == minute);
+        }
+        let e = counts.entry(user_id.to_string()).or_insert((minute, 0));
+        if e.0 != minute {
+            *e = (minute, 0);
+        }
+        if e.1 >= MAX_REVOCATIONS_PER_MINUTE {
+            return Err(RevokeError::TooMany {
+                retry_after_s: (60 - now % 60).max(1) as u64,
+            });
+        }
+        e.1 += 1;
+        Ok(())
     }
 }
+
+/// Revocations of one user's tokens accepted per minute.
+pub const MAX_REVOCATIONS_PER_MINUTE: u32 = 60;
+
+/// Why a token was not revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    /// Too many revocations of this user's tokens this minute (429; safe to
+    /// retry after `retry_after_s`).
+    #[error("Too many token revocations for this user; retry in {retry_after_s} s.")]
+    TooMany { retry_after_s: u64 },
+    /// The store could not write the revocation (nothing written).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How often `revoke` prunes expired revocations, in seconds.
+pub const PRUNE_EVERY_S: i64 = 60;
 
 fn find_domain(state: &State, d: &DomainRef) -> Option<Arc<Domain>> {
     match d {
@@ -768,39 +842,6 @@ fn resolve(state: &State, payload: Payload) -> Result<TokenInfo, String> {
         domain,
         roles,
         application_credential,
-    })
-}
-
-/// The revocation that matches `info`, if any: every field it sets matches
-/// the token, and the token was issued at or before its `issued_before`.
-fn revoked_by<'s>(state: &'s State, info: &TokenInfo) -> Option<&'s Arc<Revocation>> {
-    let issued = info.payload.issued_at;
-    let audit = info.audit_ids();
-    let scope_project = info.project.as_ref().map(|p| p.id.as_str());
-    let domains: Vec<&str> = [
-        Some(info.user.domain_id.as_str()),
-        info.project.as_ref().map(|p| p.domain_id.as_str()),
-        info.domain.as_ref().map(|d| d.id.as_str()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    state.revocations.iter().find(|r| {
-        let any = r.audit_id.is_some()
-            || r.user_id.is_some()
-            || r.project_id.is_some()
-            || r.domain_id.is_some()
-            || r.application_credential_id.is_some();
-        any && issued <= r.issued_before.and_utc().timestamp_micros()
-            && r.audit_id.as_ref().is_none_or(|a| audit.contains(a))
-            && r.user_id.as_ref().is_none_or(|u| *u == info.user.id)
-            && r.project_id
-                .as_deref()
-                .is_none_or(|p| Some(p) == scope_project)
-            && r.domain_id.as_deref().is_none_or(|d| domains.contains(&d))
-            && r.application_credential_id
-                .as_deref()
-                .is_none_or(|c| info.payload.application_credential_id.as_deref() == Some(c))
     })
 }
 
