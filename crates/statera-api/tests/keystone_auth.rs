@@ -683,3 +683,127 @@ async fn horizons_login_sequence_works() {
             .await,
     );
 }
+
+impl Ks {
+    /// A user `name` (password `pw`) with `role` on `target`.
+    async fn user_with(&self, name: &str, pw: &str, role: &str, target: AssignmentTarget) {
+        let rid = self
+            .h
+            .store
+            .snapshot()
+            .roles
+            .iter()
+            .find(|r| r.name == role)
+            .unwrap()
+            .id
+            .clone();
+        let user = new_user(name, "default", Some(statera_identity::password::hash(pw)));
+        let uid = user.id.clone();
+        self.h
+            .store
+            .write(|txn| {
+                txn.put(user)?;
+                txn.put(RoleAssignment::new(Actor::User(uid), target, rid, false))
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn token_of(&self, user: &str, pw: &str, scope: Value) -> String {
+        let r = self
+            .post_tokens(password_body(user, pw, scope))
+            .await
+            .expect(201);
+        r.headers["x-subject-token"].to_str().unwrap().to_string()
+    }
+}
+
+#[tokio::test]
+async fn only_the_subject_or_a_system_admin_may_revoke_a_token() {
+    let k = ks().await;
+    let service_project =
+        k.h.store
+            .snapshot()
+            .projects
+            .iter()
+            .find(|p| p.name == "service")
+            .unwrap()
+            .id
+            .clone();
+    k.user_with(
+        "octavia",
+        "pw-svc",
+        "service",
+        AssignmentTarget::Project(service_project),
+    )
+    .await;
+    k.user_with(
+        "auditor",
+        "pw-aud",
+        "reader",
+        AssignmentTarget::System("all".into()),
+    )
+    .await;
+    let service = k
+        .token_of(
+            "octavia",
+            "pw-svc",
+            json!({"project": {"name": "service", "domain": {"id": "default"}}}),
+        )
+        .await;
+    let reader = k
+        .token_of("auditor", "pw-aud", json!({"system": {"all": true}}))
+        .await;
+    let (subject, _) = k.token(admin_project_scope()).await;
+    let (project_admin, _) = k.token(admin_project_scope()).await;
+    let (system_admin, _) = k.token(json!({"system": {"all": true}})).await;
+    // The service role validates, but neither checks nor revokes.
+    let path = "/v3/auth/tokens";
+    k.with_token("GET", path, &service, Some(&subject))
+        .await
+        .expect(200);
+    k.with_token("HEAD", path, &service, Some(&subject))
+        .await
+        .expect(403);
+    let r = k
+        .with_token("DELETE", path, &service, Some(&subject))
+        .await
+        .expect(403);
+    assert_eq!(r.body["error"]["code"], 403, "{}", r.text);
+    // A system reader validates and checks, but does not revoke.
+    k.with_token("GET", path, &reader, Some(&subject))
+        .await
+        .expect(200);
+    k.with_token("HEAD", path, &reader, Some(&subject))
+        .await
+        .expect(200);
+    k.with_token("DELETE", path, &reader, Some(&subject))
+        .await
+        .expect(403);
+    // Still valid after all those refusals.
+    k.with_token("GET", path, &subject, Some(&subject))
+        .await
+        .expect(200);
+    // A system-scoped admin revokes anyone's token; the subject its own.
+    k.with_token("DELETE", path, &system_admin, Some(&subject))
+        .await
+        .expect(204);
+    k.with_token("DELETE", path, &project_admin, Some(&project_admin))
+        .await
+        .expect(204);
+    let victim = k
+        .token_of(
+            "octavia",
+            "pw-svc",
+            json!({"project": {"name": "service", "domain": {"id": "default"}}}),
+        )
+        .await;
+    // A project-scoped admin does not revoke another user's token.
+    let (project_admin, _) = k.token(admin_project_scope()).await;
+    k.with_token("DELETE", path, &project_admin, Some(&victim))
+        .await
+        .expect(403);
+    k.with_token("DELETE", path, &victim, Some(&victim))
+        .await
+        .expect(204);
+}

@@ -404,19 +404,42 @@ async fn issue(
     }
 }
 
-/// The subject token of a validate or revoke call, if the caller may see it
-/// (its own token, or an admin's or a service's call): Keystone's
-/// `identity:validate_token` rule.
-fn subject(b: &Builtin, ctx: &RequestContext, headers: &HeaderMap) -> Result<TokenInfo, ApiError> {
+/// What is done with a subject token, for Keystone's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenOp {
+    /// `GET` (`identity:validate_token`): the subject, an `admin`, a
+    /// `service`, or a system reader.
+    Validate,
+    /// `HEAD` (`identity:check_token`): the subject, an `admin` or a system
+    /// reader.
+    Check,
+    /// `DELETE` (`identity:revoke_token`): the subject, or a system-scoped
+    /// `admin`.
+    Revoke,
+}
+
+/// The subject token of a validate, check or revoke call, if the caller may
+/// do `op` on it.
+fn subject(
+    b: &Builtin,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    op: TokenOp,
+) -> Result<TokenInfo, ApiError> {
     let subject = headers
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| bad_request("Expecting to find X-Subject-Token in the request headers."))?;
-    let privileged = ctx.has_role("admin")
-        || ctx.has_role("service")
-        || (ctx.caller.system_scope.is_some() && ctx.has_role("reader"));
+    let system = ctx.caller.system_scope.is_some();
+    let privileged = match op {
+        TokenOp::Validate => {
+            ctx.has_role("admin") || ctx.has_role("service") || (system && ctx.has_role("reader"))
+        }
+        TokenOp::Check => ctx.has_role("admin") || (system && ctx.has_role("reader")),
+        TokenOp::Revoke => system && ctx.has_role("admin"),
+    };
     let info = b.validate(subject).map_err(|reason| {
         tracing::info!(%reason, "subject token refused");
         keystone_error(
@@ -427,7 +450,11 @@ fn subject(b: &Builtin, ctx: &RequestContext, headers: &HeaderMap) -> Result<Tok
     if privileged || ctx.caller.user_id.as_deref() == Some(info.user.id.as_str()) {
         Ok(info)
     } else {
-        Err(forbidden("identity:validate_token"))
+        Err(forbidden(match op {
+            TokenOp::Validate => "identity:validate_token",
+            TokenOp::Check => "identity:check_token",
+            TokenOp::Revoke => "identity:revoke_token",
+        }))
     }
 }
 
@@ -435,11 +462,17 @@ fn subject(b: &Builtin, ctx: &RequestContext, headers: &HeaderMap) -> Result<Tok
 async fn validate(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
+    method: axum::http::Method,
     ctx: RequestContext,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let b = builtin(&state)?;
-    let info = subject(b, &ctx, &headers)?;
+    let op = if method == axum::http::Method::HEAD {
+        TokenOp::Check
+    } else {
+        TokenOp::Validate
+    };
+    let info = subject(b, &ctx, &headers, op)?;
     let token = headers
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
@@ -457,7 +490,7 @@ async fn revoke(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let b = builtin(&state)?;
-    let info = subject(b, &ctx, &headers)?;
+    let info = subject(b, &ctx, &headers, TokenOp::Revoke)?;
     match b.revoke(&info).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(e @ RevokeError::TooMany { retry_after_s }) => {
