@@ -835,3 +835,46 @@ async fn revocations_of_one_user_are_bounded_per_minute() {
     // The parent token itself is untouched (only rescoped children revoked).
     assert!(e.auth.validate(&token).is_ok());
 }
+
+#[tokio::test]
+async fn forged_tokens_from_the_future_or_living_too_long_are_refused() {
+    use statera_identity::builtin::token::{self, Payload, Scope};
+    let e = env().await;
+    let (good, info) = e
+        .auth
+        .issue(password("admin", &e.admin_password, project("admin")))
+        .await
+        .unwrap();
+    // A token with padding or whitespace is another spelling: refused.
+    assert!(e.auth.validate(&good).is_ok());
+    assert!(e.auth.validate(&format!("{good}=")).is_err());
+    assert!(e.auth.validate(&format!(" {good}")).is_err());
+    let mut h = http::HeaderMap::new();
+    h.insert("x-auth-token", format!("{good} ").parse().unwrap());
+    use statera_identity::Authenticator;
+    assert!(e.auth.authenticate(&h).await.is_err());
+    // Signed with the deployment's own key (as a leaked key would allow).
+    let keys = key_repository(&e.data).load().unwrap();
+    let now = chrono::Utc::now().timestamp_micros();
+    let hour = 3_600_000_000i64;
+    let forge = |issued_at: i64, expires_at: i64| {
+        token::seal(
+            keys.primary(),
+            &Payload {
+                issued_at,
+                expires_at,
+                audit_ids: vec![token::new_audit_id()],
+                ..info.payload.clone()
+            },
+        )
+    };
+    assert!(matches!(info.payload.scope, Scope::Project(_)));
+    // The same shape as an issued token passes (the forging is right) …
+    assert!(e.auth.validate(&forge(now, now + hour)).is_ok());
+    // … issued in the future (escapes revocations by issued_before): refused.
+    let future = e.auth.validate(&forge(now + hour, now + 2 * hour));
+    assert!(future.unwrap_err().contains("future"));
+    // … living longer than token_expiration_s: refused.
+    let long = e.auth.validate(&forge(now, now + 1000 * hour));
+    assert!(long.unwrap_err().contains("lifetime"));
+}

@@ -429,7 +429,6 @@ fn subject(
     let subject = headers
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
-        .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| bad_request("Expecting to find X-Subject-Token in the request headers."))?;
     let system = ctx.caller.system_scope.is_some();
@@ -476,8 +475,7 @@ async fn validate(
     let token = headers
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .trim();
+        .unwrap_or_default();
     let body = token_body(&state.store.snapshot(), &info, !nocatalog(&uri));
     Ok(with_subject(StatusCode::OK, token, body))
 }

@@ -231,6 +231,9 @@ pub struct Builtin {
     pruned_at: std::sync::atomic::AtomicI64,
 }
 
+/// Clock skew tolerated on a token's times, in seconds.
+pub const CLOCK_SKEW_S: i64 = 60;
+
 /// How often the key repository is looked at for a rotation (its mtime).
 const KEY_RECHECK: Duration = Duration::from_secs(1);
 
@@ -312,8 +315,20 @@ impl Builtin {
     pub fn validate(&self, token: &str) -> Result<TokenInfo, String> {
         let keys = self.keys();
         let payload = token::open(keys.all(), token)?;
-        if now_micros() >= payload.expires_at {
+        let now = now_micros();
+        if now >= payload.expires_at {
             return Err("token expired".into());
+        }
+        // What this server never issues (a forged token, a leaked key): one
+        // issued in the future would escape every revocation, one living
+        // longer than `token_expiration_s` would outlast them.
+        let skew = CLOCK_SKEW_S * 1_000_000;
+        if payload.issued_at > now + skew {
+            return Err("token issued in the future".into());
+        }
+        let lifetime = (self.settings.token_expiration_s as i64).saturating_mul(1_000_000);
+        if payload.expires_at.saturating_sub(payload.issued_at) > lifetime.saturating_add(skew) {
+            return Err("token lifetime longer than token_expiration_s".into());
         }
         let state = self.store.snapshot();
         let info = resolve(&state, payload)?;
@@ -851,7 +866,12 @@ impl Authenticator for Builtin {
     }
 
     fn authenticate<'a>(&'a self, headers: &'a http::HeaderMap) -> AuthFuture<'a> {
-        let result = match crate::header(headers, "x-auth-token") {
+        // The header as sent (not trimmed): only a canonical token passes.
+        let token = headers
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty());
+        let result = match token {
             None => Err(AuthError::Missing),
             Some(t) => self
                 .validate(t)
