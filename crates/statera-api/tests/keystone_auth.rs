@@ -319,6 +319,19 @@ async fn a_wrong_password_and_an_unknown_user_look_the_same_and_lockout_slows_br
         ..BuiltinSettings::default()
     })
     .await;
+    // Bootstrap exempts the admin from lockout; this test locks an admin
+    // without the exemption (an operator cleared it).
+    let mut exempt = (**k
+        .h
+        .store
+        .snapshot()
+        .users
+        .iter()
+        .find(|u| u.name == "admin")
+        .unwrap())
+    .clone();
+    exempt.options.clear();
+    k.h.store.write(|txn| txn.put(exempt)).await.unwrap();
     let started = std::time::Instant::now();
     let wrong = k
         .post_tokens(password_body("admin", "wrong", admin_project_scope()))
@@ -669,4 +682,128 @@ async fn horizons_login_sequence_works() {
         &k.with_token("GET", "/v2/lbaas/loadbalancers", &scoped, None)
             .await,
     );
+}
+
+impl Ks {
+    /// A user `name` (password `pw`) with `role` on `target`.
+    async fn user_with(&self, name: &str, pw: &str, role: &str, target: AssignmentTarget) {
+        let rid = self
+            .h
+            .store
+            .snapshot()
+            .roles
+            .iter()
+            .find(|r| r.name == role)
+            .unwrap()
+            .id
+            .clone();
+        let user = new_user(name, "default", Some(statera_identity::password::hash(pw)));
+        let uid = user.id.clone();
+        self.h
+            .store
+            .write(|txn| {
+                txn.put(user)?;
+                txn.put(RoleAssignment::new(Actor::User(uid), target, rid, false))
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn token_of(&self, user: &str, pw: &str, scope: Value) -> String {
+        let r = self
+            .post_tokens(password_body(user, pw, scope))
+            .await
+            .expect(201);
+        r.headers["x-subject-token"].to_str().unwrap().to_string()
+    }
+}
+
+#[tokio::test]
+async fn only_the_subject_or_a_system_admin_may_revoke_a_token() {
+    let k = ks().await;
+    let service_project =
+        k.h.store
+            .snapshot()
+            .projects
+            .iter()
+            .find(|p| p.name == "service")
+            .unwrap()
+            .id
+            .clone();
+    k.user_with(
+        "octavia",
+        "pw-svc",
+        "service",
+        AssignmentTarget::Project(service_project),
+    )
+    .await;
+    k.user_with(
+        "auditor",
+        "pw-aud",
+        "reader",
+        AssignmentTarget::System("all".into()),
+    )
+    .await;
+    let service = k
+        .token_of(
+            "octavia",
+            "pw-svc",
+            json!({"project": {"name": "service", "domain": {"id": "default"}}}),
+        )
+        .await;
+    let reader = k
+        .token_of("auditor", "pw-aud", json!({"system": {"all": true}}))
+        .await;
+    let (subject, _) = k.token(admin_project_scope()).await;
+    let (project_admin, _) = k.token(admin_project_scope()).await;
+    let (system_admin, _) = k.token(json!({"system": {"all": true}})).await;
+    // The service role validates, but neither checks nor revokes.
+    let path = "/v3/auth/tokens";
+    k.with_token("GET", path, &service, Some(&subject))
+        .await
+        .expect(200);
+    k.with_token("HEAD", path, &service, Some(&subject))
+        .await
+        .expect(403);
+    let r = k
+        .with_token("DELETE", path, &service, Some(&subject))
+        .await
+        .expect(403);
+    assert_eq!(r.body["error"]["code"], 403, "{}", r.text);
+    // A system reader validates and checks, but does not revoke.
+    k.with_token("GET", path, &reader, Some(&subject))
+        .await
+        .expect(200);
+    k.with_token("HEAD", path, &reader, Some(&subject))
+        .await
+        .expect(200);
+    k.with_token("DELETE", path, &reader, Some(&subject))
+        .await
+        .expect(403);
+    // Still valid after all those refusals.
+    k.with_token("GET", path, &subject, Some(&subject))
+        .await
+        .expect(200);
+    // A system-scoped admin revokes anyone's token; the subject its own.
+    k.with_token("DELETE", path, &system_admin, Some(&subject))
+        .await
+        .expect(204);
+    k.with_token("DELETE", path, &project_admin, Some(&project_admin))
+        .await
+        .expect(204);
+    let victim = k
+        .token_of(
+            "octavia",
+            "pw-svc",
+            json!({"project": {"name": "service", "domain": {"id": "default"}}}),
+        )
+        .await;
+    // A project-scoped admin does not revoke another user's token.
+    let (project_admin, _) = k.token(admin_project_scope()).await;
+    k.with_token("DELETE", path, &project_admin, Some(&victim))
+        .await
+        .expect(403);
+    k.with_token("DELETE", path, &victim, Some(&victim))
+        .await
+        .expect(204);
 }

@@ -5,7 +5,7 @@
 use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap, new_project, new_user};
 use statera_identity::builtin::{
     AuthRequest, Builtin, BuiltinSettings, DomainRef, IssueError, Method, ProjectRef, ScopeRequest,
-    UserRef, key_repository,
+    UserRef, key_repository, lockout,
 };
 use statera_identity::password;
 use statera_model::identity::*;
@@ -548,4 +548,333 @@ async fn bootstrap_is_idempotent_and_keeps_the_password_unless_given() {
         "{urls:?}"
     );
     assert!(urls.contains(&"http://127.0.0.1:2/v3".to_string()));
+}
+
+#[tokio::test]
+async fn a_domain_role_named_admin_gives_no_admin_rights() {
+    let e = env().await;
+    let (uid, pid) = user_with_role(&e.store, "mallory", "pw-mallory", "reader").await;
+    // A domain-specific role named `admin` (and one named `Admin`), the
+    // second implying the global `member`, both assigned on the project.
+    let member = role_id(&e.store, "member");
+    let roles =
+        [("admin", Vec::new()), ("Admin", vec![member.clone()])].map(|(name, implies)| Role {
+            id: new_id(),
+            name: name.into(),
+            domain_id: Some(DEFAULT_DOMAIN_ID.into()),
+            description: String::new(),
+            implies,
+            options: Default::default(),
+            created_at: statera_model::now(),
+        });
+    let ids: Vec<String> = roles.iter().map(|r| r.id.clone()).collect();
+    e.store
+        .write(|txn| {
+            for (role, id) in roles.into_iter().zip(&ids) {
+                txn.put(role)?;
+                txn.put(RoleAssignment::new(
+                    Actor::User(uid.clone()),
+                    AssignmentTarget::Project(pid.clone()),
+                    id.clone(),
+                    false,
+                ))?;
+            }
+            Ok::<(), statera_store::StoreError>(())
+        })
+        .await
+        .unwrap();
+    let (token, info) = e
+        .auth
+        .issue(password("mallory", "pw-mallory", project("mallory-p")))
+        .await
+        .unwrap();
+    // Only the global roles: the one assigned and the one implied.
+    let caller = e.auth.validate(&token).unwrap().caller();
+    assert_eq!(caller.roles, vec!["member", "reader"]);
+    assert!(info.roles.iter().all(|r| r.domain_id.is_none()));
+}
+
+/// Run `attempts` (user, password) logins at once on `auth`; the results in order.
+async fn at_once(auth: &Arc<Builtin>, attempts: Vec<(&str, &str)>) -> Vec<Result<(), IssueError>> {
+    let tasks: Vec<_> = attempts
+        .into_iter()
+        .map(|(u, pw)| {
+            let (auth, req) = (auth.clone(), password(u, pw, ScopeRequest::Unscoped));
+            tokio::spawn(async move { auth.issue(req).await.map(|_| ()) })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lockout_holds_under_concurrent_guesses() {
+    let e = env().await;
+    let limit = BuiltinSettings::default().lockout_failure_attempts;
+    let auth = Arc::new(
+        Builtin::new(
+            e.store.clone(),
+            key_repository(&e.data),
+            BuiltinSettings::default(),
+        )
+        .unwrap(),
+    );
+    let (uid, _) = user_with_role(&e.store, "dave", "pw-dave", "member").await;
+    let failures = || {
+        e.store
+            .snapshot()
+            .users
+            .get(&uid)
+            .unwrap()
+            .failed_auth_count
+    };
+    // Concurrent logins with the right password are not refused.
+    let ok = at_once(&auth, vec![("dave", "pw-dave"); 10]).await;
+    assert!(ok.iter().all(|r| r.is_ok()), "{ok:?}");
+    // 39 wrong guesses at once, the right password last: refused, and only
+    // `limit` passwords were really checked (each records one failure).
+    let wrong = {
+        let auth = auth.clone();
+        tokio::spawn(async move { at_once(&auth, vec![("dave", "guess"); 39]).await })
+    };
+    // Let the 39 queue first (a password check takes far longer).
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let right = at_once(&auth, vec![("dave", "pw-dave")]).await;
+    let mut results = wrong.await.unwrap();
+    results.extend(right);
+    assert!(results.iter().all(|r| r.is_err()), "{results:?}");
+    let locked = results
+        .iter()
+        .filter(|r| matches!(r, Err(IssueError::Unauthorized(why)) if why.contains("locked")))
+        .count();
+    assert_eq!(locked, 40 - limit as usize, "{results:?}");
+    for _ in 0..100 {
+        if failures() >= limit {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(failures(), limit);
+    assert!(
+        auth.issue(password("dave", "pw-dave", ScopeRequest::Unscoped))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_bootstrap_admin_cannot_be_locked_out_but_other_users_can() {
+    let e = env_with(BuiltinSettings {
+        lockout_failure_attempts: 2,
+        ..BuiltinSettings::default()
+    })
+    .await;
+    let admin = |store: &Store| {
+        store
+            .snapshot()
+            .users
+            .iter()
+            .find(|u| u.name == "admin")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        admin(&e.store).options.get(lockout::IGNORE_LOCKOUT),
+        Some(&serde_json::Value::Bool(true))
+    );
+    for _ in 0..5 {
+        assert!(
+            e.auth
+                .issue(password("admin", "guess", ScopeRequest::Unscoped))
+                .await
+                .is_err()
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        e.auth
+            .issue(password("admin", &e.admin_password, project("admin")))
+            .await
+            .is_ok()
+    );
+    // Someone else with the option is exempt too; without it, locked.
+    let (uid, _) = user_with_role(&e.store, "erin", "pw-erin", "member").await;
+    for _ in 0..3 {
+        let _ = e
+            .auth
+            .issue(password("erin", "guess", ScopeRequest::Unscoped))
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = e
+        .auth
+        .issue(password("erin", "pw-erin", ScopeRequest::Unscoped))
+        .await;
+    assert!(
+        matches!(r, Err(IssueError::Unauthorized(ref why)) if why.contains("locked")),
+        "{r:?}"
+    );
+    e.store
+        .write(|txn| {
+            let mut u = (**txn.state().users.get(&uid).unwrap()).clone();
+            u.options.insert(
+                lockout::IGNORE_LOCKOUT.into(),
+                serde_json::Value::Bool(true),
+            );
+            txn.put(u)
+        })
+        .await
+        .unwrap();
+    assert!(
+        e.auth
+            .issue(password("erin", "pw-erin", ScopeRequest::Unscoped))
+            .await
+            .is_ok()
+    );
+    // An admin made before the option existed gets it from a re-run bootstrap.
+    let mut old = (*admin(&e.store)).clone();
+    old.options.clear();
+    e.store.write(|txn| txn.put(old)).await.unwrap();
+    bootstrap(
+        &e.store,
+        &BootstrapOptions {
+            admin_password: None,
+            public_url: "http://127.0.0.1:1".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        admin(&e.store).options.get(lockout::IGNORE_LOCKOUT),
+        Some(&serde_json::Value::Bool(true))
+    );
+}
+
+#[tokio::test]
+async fn validation_work_stays_flat_with_20k_revocations() {
+    let e = env().await;
+    let (token, info) = e
+        .auth
+        .issue(password("admin", &e.admin_password, project("admin")))
+        .await
+        .unwrap();
+    let later = statera_model::now() + chrono::Duration::hours(1);
+    let row = |audit: Option<String>, user: Option<String>| Revocation {
+        id: new_id(),
+        audit_id: audit,
+        user_id: user,
+        project_id: None,
+        domain_id: None,
+        application_credential_id: None,
+        issued_before: statera_model::now(),
+        expires_at: later,
+    };
+    // 20 000 revoked tokens of others, and one revocation of another user.
+    e.store
+        .write(|txn| {
+            for i in 0..20_000 {
+                txn.put(row(Some(format!("other-audit-{i}")), None))?;
+            }
+            txn.put(row(None, Some("someone-else".into())))
+        })
+        .await
+        .unwrap();
+    assert!(e.auth.validate(&token).is_ok()); // builds the index once
+    let before = e.auth.revocation_comparisons();
+    for _ in 0..100 {
+        assert!(e.auth.validate(&token).is_ok());
+    }
+    let per_validation = (e.auth.revocation_comparisons() - before) / 100;
+    // One lookup per audit id and the one non-audit row; not 20 000.
+    assert!(per_validation <= 3, "{per_validation} rows per validation");
+    // The index follows the table: a revocation of this token counts at once.
+    e.auth.revoke(&info).await.unwrap();
+    assert!(e.auth.validate(&token).unwrap_err().contains("revoked"));
+}
+
+#[tokio::test]
+async fn revocations_of_one_user_are_bounded_per_minute() {
+    use statera_identity::builtin::{MAX_REVOCATIONS_PER_MINUTE, RevokeError};
+    let e = env().await;
+    let (token, _) = e
+        .auth
+        .issue(password("admin", &e.admin_password, project("admin")))
+        .await
+        .unwrap();
+    // Not across a minute boundary (the count is per minute).
+    let s = chrono::Utc::now().timestamp() % 60;
+    if s > 50 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - s) as u64)).await;
+    }
+    for i in 0..=MAX_REVOCATIONS_PER_MINUTE {
+        // Tokens are cheap to mint by rescoping: the reason for the bound.
+        let (_, info) = e
+            .auth
+            .issue(AuthRequest {
+                method: Method::Token {
+                    token: token.clone(),
+                },
+                scope: project("admin"),
+            })
+            .await
+            .unwrap();
+        let r = e.auth.revoke(&info).await;
+        if i < MAX_REVOCATIONS_PER_MINUTE {
+            r.unwrap();
+        } else {
+            assert!(
+                matches!(r, Err(RevokeError::TooMany { retry_after_s }) if (1..=60).contains(&retry_after_s)),
+                "{r:?}"
+            );
+        }
+    }
+    // The parent token itself is untouched (only rescoped children revoked).
+    assert!(e.auth.validate(&token).is_ok());
+}
+
+#[tokio::test]
+async fn forged_tokens_from_the_future_or_living_too_long_are_refused() {
+    use statera_identity::builtin::token::{self, Payload, Scope};
+    let e = env().await;
+    let (good, info) = e
+        .auth
+        .issue(password("admin", &e.admin_password, project("admin")))
+        .await
+        .unwrap();
+    // A token with padding or whitespace is another spelling: refused.
+    assert!(e.auth.validate(&good).is_ok());
+    assert!(e.auth.validate(&format!("{good}=")).is_err());
+    assert!(e.auth.validate(&format!(" {good}")).is_err());
+    let mut h = http::HeaderMap::new();
+    h.insert("x-auth-token", format!("{good} ").parse().unwrap());
+    use statera_identity::Authenticator;
+    assert!(e.auth.authenticate(&h).await.is_err());
+    // Signed with the deployment's own key (as a leaked key would allow).
+    let keys = key_repository(&e.data).load().unwrap();
+    let now = chrono::Utc::now().timestamp_micros();
+    let hour = 3_600_000_000i64;
+    let forge = |issued_at: i64, expires_at: i64| {
+        token::seal(
+            keys.primary(),
+            &Payload {
+                issued_at,
+                expires_at,
+                audit_ids: vec![token::new_audit_id()],
+                ..info.payload.clone()
+            },
+        )
+    };
+    assert!(matches!(info.payload.scope, Scope::Project(_)));
+    // The same shape as an issued token passes (the forging is right) …
+    assert!(e.auth.validate(&forge(now, now + hour)).is_ok());
+    // … issued in the future (escapes revocations by issued_before): refused.
+    let future = e.auth.validate(&forge(now + hour, now + 2 * hour));
+    assert!(future.unwrap_err().contains("future"));
+    // … living longer than token_expiration_s: refused.
+    let long = e.auth.validate(&forge(now, now + 1000 * hour));
+    assert!(long.unwrap_err().contains("lifetime"));
 }

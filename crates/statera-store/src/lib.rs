@@ -235,10 +235,41 @@ struct Unsettled {
 
 impl Store {
     /// Open (creating if needed) the store in `dir` and load its image.
+    ///
+    /// The database holds password hashes: a data directory made here is
+    /// 0700, and the database files (`statera.sqlite`, `-wal`, `-shm`) are
+    /// made, or set at every open, 0600.
     pub async fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)?;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        let db = dir.join("statera.sqlite");
+        // Made 0600 before SQLite opens it: SQLite gives the -wal and -shm
+        // files the database file's mode.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&db)?;
+        let private = |suffix: &str| -> std::io::Result<()> {
+            let path = dir.join(format!("statera.sqlite{suffix}"));
+            match std::fs::metadata(&path) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                }
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        };
+        for suffix in ["", "-wal", "-shm"] {
+            private(suffix)?;
+        }
         let opts = SqliteConnectOptions::new()
-            .filename(dir.join("statera.sqlite"))
+            .filename(&db)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(match durability {
@@ -253,6 +284,10 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        // The -wal/-shm files SQLite made now, should it not copy the mode.
+        for suffix in ["-wal", "-shm"] {
+            private(suffix)?;
+        }
         let state = load(&pool).await?;
         Ok(Store {
             inner: Arc::new(Inner {

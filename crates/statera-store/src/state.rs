@@ -55,6 +55,13 @@ impl<R: Record> Table<R> {
         self.rows.is_empty()
     }
 
+    /// Whether `other` is this very table, unchanged (shares its root; O(1)).
+    /// A cache derived from a table can key on it: any write to the table
+    /// makes a new root.
+    pub fn same_as(&self, other: &Table<R>) -> bool {
+        self.rows.ptr_eq(&other.rows)
+    }
+
     /// Every row, in key order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<R>> {
         self.rows.values()

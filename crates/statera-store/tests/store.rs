@@ -172,3 +172,34 @@ async fn a_write_whose_caller_gives_up_is_in_memory_exactly_when_it_is_on_disk()
     assert_eq!(reopened.snapshot().networks.len(), in_memory);
     assert_eq!(in_memory, 200, "the commit ran to its end");
 }
+
+#[tokio::test]
+async fn the_data_dir_is_0700_and_the_database_files_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // A fresh data dir (and its missing parent).
+    let dir = tmp.path().join("parent/data");
+    let store = Store::open(&dir, Durability::Normal).await.unwrap();
+    store.write(|txn| txn.put(network("n"))).await.unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    for f in ["statera.sqlite", "statera.sqlite-wal", "statera.sqlite-shm"] {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+    drop(store);
+    // Files an older version left world-readable are tightened at open.
+    for f in ["statera.sqlite", "statera.sqlite-wal", "statera.sqlite-shm"] {
+        let p = dir.join(f);
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let store = Store::open(&dir, Durability::Normal).await.unwrap();
+    assert_eq!(store.snapshot().networks.len(), 1);
+    for f in ["statera.sqlite", "statera.sqlite-wal", "statera.sqlite-shm"] {
+        let p = dir.join(f);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{f}");
+        }
+    }
+}

@@ -18,8 +18,8 @@ use axum::{Json, Router};
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
 use statera_identity::builtin::{
-    AuthRequest, Builtin, DomainRef, IssueError, Method, ProjectRef, ScopeRequest, TokenInfo,
-    UserRef,
+    AuthRequest, Builtin, DomainRef, IssueError, Method, ProjectRef, RevokeError, ScopeRequest,
+    TokenInfo, UserRef,
 };
 use statera_model::identity::{Domain, Project};
 use statera_store::State as StoreState;
@@ -404,19 +404,41 @@ async fn issue(
     }
 }
 
-/// The subject token of a validate or revoke call, if the caller may see it
-/// (its own token, or an admin's or a service's call): Keystone's
-/// `identity:validate_token` rule.
-fn subject(b: &Builtin, ctx: &RequestContext, headers: &HeaderMap) -> Result<TokenInfo, ApiError> {
+/// What is done with a subject token, for Keystone's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenOp {
+    /// `GET` (`identity:validate_token`): the subject, an `admin`, a
+    /// `service`, or a system reader.
+    Validate,
+    /// `HEAD` (`identity:check_token`): the subject, an `admin` or a system
+    /// reader.
+    Check,
+    /// `DELETE` (`identity:revoke_token`): the subject, or a system-scoped
+    /// `admin`.
+    Revoke,
+}
+
+/// The subject token of a validate, check or revoke call, if the caller may
+/// do `op` on it.
+fn subject(
+    b: &Builtin,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    op: TokenOp,
+) -> Result<TokenInfo, ApiError> {
     let subject = headers
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
-        .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| bad_request("Expecting to find X-Subject-Token in the request headers."))?;
-    let privileged = ctx.has_role("admin")
-        || ctx.has_role("service")
-        || (ctx.caller.system_scope.is_some() && ctx.has_role("reader"));
+    let system = ctx.caller.system_scope.is_some();
+    let privileged = match op {
+        TokenOp::Validate => {
+            ctx.has_role("admin") || ctx.has_role("service") || (system && ctx.has_role("reader"))
+        }
+        TokenOp::Check => ctx.has_role("admin") || (system && ctx.has_role("reader")),
+        TokenOp::Revoke => system && ctx.has_role("admin"),
+    };
     let info = b.validate(subject).map_err(|reason| {
         tracing::info!(%reason, "subject token refused");
         keystone_error(
@@ -427,7 +449,11 @@ fn subject(b: &Builtin, ctx: &RequestContext, headers: &HeaderMap) -> Result<Tok
     if privileged || ctx.caller.user_id.as_deref() == Some(info.user.id.as_str()) {
         Ok(info)
     } else {
-        Err(forbidden("identity:validate_token"))
+        Err(forbidden(match op {
+            TokenOp::Validate => "identity:validate_token",
+            TokenOp::Check => "identity:check_token",
+            TokenOp::Revoke => "identity:revoke_token",
+        }))
     }
 }
 
@@ -435,16 +461,21 @@ fn subject(b: &Builtin, ctx: &RequestContext, headers: &HeaderMap) -> Result<Tok
 async fn validate(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
+    method: axum::http::Method,
     ctx: RequestContext,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let b = builtin(&state)?;
-    let info = subject(b, &ctx, &headers)?;
+    let op = if method == axum::http::Method::HEAD {
+        TokenOp::Check
+    } else {
+        TokenOp::Validate
+    };
+    let info = subject(b, &ctx, &headers, op)?;
     let token = headers
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .trim();
+        .unwrap_or_default();
     let body = token_body(&state.store.snapshot(), &info, !nocatalog(&uri));
     Ok(with_subject(StatusCode::OK, token, body))
 }
@@ -455,13 +486,20 @@ async fn revoke(
     State(state): State<AppState>,
     ctx: RequestContext,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let b = builtin(&state)?;
-    let info = subject(b, &ctx, &headers)?;
-    b.revoke(&info)
-        .await
-        .map_err(|e| ApiError::from(e).in_style(Style::Keystone))?;
-    Ok(StatusCode::NO_CONTENT)
+    let info = subject(b, &ctx, &headers, TokenOp::Revoke)?;
+    match b.revoke(&info).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e @ RevokeError::TooMany { retry_after_s }) => {
+            let mut resp =
+                keystone_error(StatusCode::TOO_MANY_REQUESTS, e.to_string()).into_response();
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after_s.into());
+            Ok(resp)
+        }
+        Err(RevokeError::Store(e)) => Err(ApiError::from(e).in_style(Style::Keystone)),
+    }
 }
 
 fn project_json(base: &str, p: &Project) -> Value {

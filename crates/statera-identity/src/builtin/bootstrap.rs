@@ -3,9 +3,13 @@
 //! the `admin` role on the admin project and on the system, the default roles
 //! (admin ⇒ member ⇒ reader), Octavia's `load-balancer_*` roles, `service`,
 //! and the catalog (identity, load-balancer, network in `RegionOne`).
+//! The admin user gets Keystone's user option
+//! `ignore_lockout_failure_attempts: true`, so that nobody can lock the cloud
+//! admin out by guessing its password; an explicit `false` set since is kept.
 //! Idempotent: what exists is kept, an existing admin keeps its password
 //! unless one is given, endpoints take the given public URL.
 
+use crate::builtin::lockout::IGNORE_LOCKOUT;
 use crate::password;
 use statera_model::identity::*;
 use statera_store::{Store, StoreError, Txn};
@@ -288,21 +292,28 @@ pub async fn bootstrap(
                 .cloned();
             let (user_id, created) = match existing {
                 Some(u) => {
-                    if let Some(h) = &hash {
+                    let unexempt = !u.options.contains_key(IGNORE_LOCKOUT);
+                    if hash.is_some() || unexempt {
                         let mut u = (*u).clone();
-                        u.password_hash = Some(h.clone());
-                        u.failed_auth_count = 0;
-                        u.last_failed_auth_at = None;
-                        u.enabled = true;
+                        if let Some(h) = &hash {
+                            // A new password also unlocks and re-enables.
+                            u.password_hash = Some(h.clone());
+                            crate::builtin::lockout::unlock(&mut u);
+                            u.enabled = true;
+                        }
+                        if unexempt {
+                            u.options.insert(IGNORE_LOCKOUT.into(), true.into());
+                        }
                         txn.put(u)?;
                     }
                     (u.id.clone(), false)
                 }
                 None => {
-                    let user = User {
+                    let mut user = User {
                         default_project_id: Some(admin_project.clone()),
                         ..new_user(ADMIN, DEFAULT_DOMAIN_ID, hash.clone())
                     };
+                    user.options.insert(IGNORE_LOCKOUT.into(), true.into());
                     let id = user.id.clone();
                     txn.put(user)?;
                     (id, true)

@@ -11,6 +11,8 @@
 
 pub mod bootstrap;
 pub mod keys;
+pub mod lockout;
+mod revocations;
 pub mod roles;
 pub mod token;
 
@@ -221,7 +223,16 @@ pub struct Builtin {
     keys: RwLock<LoadedKeys>,
     settings: BuiltinSettings,
     hashing: Arc<tokio::sync::Semaphore>,
+    attempts: Arc<lockout::Attempts>,
+    revocations: revocations::Revocations,
+    /// Revocations per token user in the current minute: (minute, count).
+    revokes: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+    /// When expired revocations were last pruned (seconds since the epoch).
+    pruned_at: std::sync::atomic::AtomicI64,
 }
+
+/// Clock skew tolerated on a token's times, in seconds.
+pub const CLOCK_SKEW_S: i64 = 60;
 
 /// How often the key repository is looked at for a rotation (its mtime).
 const KEY_RECHECK: Duration = Duration::from_secs(1);
@@ -254,6 +265,13 @@ impl Builtin {
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 settings.concurrent_password_checks.max(1),
             )),
+            attempts: Arc::new(lockout::Attempts::new(
+                settings.lockout_failure_attempts,
+                settings.lockout_duration_s,
+            )),
+            revocations: revocations::Revocations::new(),
+            pruned_at: std::sync::atomic::AtomicI64::new(0),
+            revokes: Default::default(),
             settings,
         })
     }
@@ -297,15 +315,33 @@ impl Builtin {
     pub fn validate(&self, token: &str) -> Result<TokenInfo, String> {
         let keys = self.keys();
         let payload = token::open(keys.all(), token)?;
-        if now_micros() >= payload.expires_at {
+        let now = now_micros();
+        if now >= payload.expires_at {
             return Err("token expired".into());
+        }
+        // What this server never issues (a forged token, a leaked key): one
+        // issued in the future would escape every revocation, one living
+        // longer than `token_expiration_s` would outlast them.
+        let skew = CLOCK_SKEW_S * 1_000_000;
+        if payload.issued_at > now + skew {
+            return Err("token issued in the future".into());
+        }
+        let lifetime = (self.settings.token_expiration_s as i64).saturating_mul(1_000_000);
+        if payload.expires_at.saturating_sub(payload.issued_at) > lifetime.saturating_add(skew) {
+            return Err("token lifetime longer than token_expiration_s".into());
         }
         let state = self.store.snapshot();
         let info = resolve(&state, payload)?;
-        if let Some(r) = revoked_by(&state, &info) {
-            return Err(format!("token revoked ({})", r.id));
+        if let Some(id) = self.revocations.revoked_by(&state, &info) {
+            return Err(format!("token revoked ({id})"));
         }
         Ok(info)
+    }
+
+    /// Revocation rows compared by validations so far (a hash lookup counts
+    /// one): the work the revocation check does, for tests and metrics.
+    pub fn revocation_comparisons(&self) -> u64 {
+        self.revocations.comparisons()
     }
 
     /// Sign `payload` with the primary key.
@@ -332,22 +368,13 @@ impl Builtin {
         .unwrap_or(false)
     }
 
-    fn locked(&self, user: &User) -> bool {
-        let limit = self.settings.lockout_failure_attempts;
-        limit > 0
-            && user.failed_auth_count >= limit
-            && user.last_failed_auth_at.is_some_and(|t| {
-                t.and_utc().timestamp() + self.settings.lockout_duration_s as i64
-                    > chrono::Utc::now().timestamp()
-            })
-    }
-
     /// Count a failed password for `user_id`, after the answer (so that a
-    /// wrong password answers in the time an unknown user does).
-    fn record_failure(&self, user_id: String) {
-        if self.settings.lockout_failure_attempts == 0 {
+    /// wrong password answers in the time an unknown user does); the
+    /// attempt's reservation is released once the failure is written.
+    fn record_failure(&self, user_id: String, reservation: Option<lockout::Reservation>) {
+        let Some(reservation) = reservation else {
             return;
-        }
+        };
         let store = self.store.clone();
         let duration = self.settings.lockout_duration_s as i64;
         let limit = self.settings.lockout_failure_attempts;
@@ -377,14 +404,23 @@ impl Builtin {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "a failed authentication was not recorded");
             }
+            drop(reservation);
         });
     }
 
     async fn clear_failures(&self, user: &User) -> Result<(), StoreError> {
-        if user.failed_auth_count == 0 {
+        // The row as of now (failures may have been written while this
+        // attempt waited its turn); no write when there is nothing to clear.
+        let id = user.id.clone();
+        if self
+            .store
+            .snapshot()
+            .users
+            .get(&id)
+            .is_none_or(|u| u.failed_auth_count == 0)
+        {
             return Ok(());
         }
-        let id = user.id.clone();
         self.store
             .write(|txn| {
                 if let Some(u) = txn.state().users.get(&id).cloned() {
@@ -411,18 +447,29 @@ impl Builtin {
                     self.verify(password, None).await;
                     return Err(unauthorized(format!("unknown user {user:?}")));
                 };
-                if self.locked(&found) {
-                    self.verify(password, None).await;
-                    return Err(unauthorized(format!("user {} is locked", found.id)));
-                }
+                // A slot among the user's attempts in flight, taken before
+                // the check and held until its failure is written (lockout
+                // holds under concurrent guesses; see `lockout`).
+                let reservation = if lockout::ignores_lockout(&found) {
+                    None
+                } else {
+                    match self.attempts.reserve(&self.store, &found.id).await {
+                        Ok(r) => r,
+                        Err(lockout::Refused::Locked) => {
+                            self.verify(password, None).await;
+                            return Err(unauthorized(format!("user {} is locked", found.id)));
+                        }
+                    }
+                };
                 if !self.verify(password, found.password_hash.clone()).await {
-                    self.record_failure(found.id.clone());
+                    self.record_failure(found.id.clone(), reservation);
                     return Err(unauthorized(format!(
                         "wrong password for user {}",
                         found.id
                     )));
                 }
                 self.clear_failures(&found).await?;
+                drop(reservation);
                 if found
                     .password_expires_at
                     .is_some_and(|t| t.and_utc().timestamp_micros() <= now)
@@ -600,8 +647,10 @@ impl Builtin {
     }
 
     /// Revoke `info`'s token and every token rescoped from it (`DELETE
-    /// /v3/auth/tokens`); expired revocations are dropped on the way.
-    pub async fn revoke(&self, info: &TokenInfo) -> Result<(), StoreError> {
+    /// /v3/auth/tokens`); expired revocations are dropped on the way, at
+    /// most once per [`PRUNE_EVERY_S`] (not a scan of the table per write).
+    pub async fn revoke(&self, info: &TokenInfo) -> Result<(), RevokeError> {
+        self.count_revocation(&info.user.id)?;
         let audit = info.audit_ids().into_iter().next();
         let row = Revocation {
             id: new_id(),
@@ -613,24 +662,81 @@ impl Builtin {
             issued_before: micros_to_time(now_micros()),
             expires_at: info.expires_at(),
         };
+        let now_s = chrono::Utc::now().timestamp();
+        let last = self.pruned_at.load(std::sync::atomic::Ordering::Relaxed);
+        let prune = now_s - last >= PRUNE_EVERY_S
+            && self
+                .pruned_at
+                .compare_exchange(
+                    last,
+                    now_s,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok();
         self.store
             .write(|txn| {
-                let now = statera_model::now();
-                let expired: Vec<String> = txn
-                    .state()
-                    .revocations
-                    .iter()
-                    .filter(|r| r.expires_at < now)
-                    .map(|r| r.id.clone())
-                    .collect();
-                for id in expired {
-                    txn.delete::<Revocation>(&id);
+                if prune {
+                    let now = statera_model::now();
+                    let expired: Vec<String> = txn
+                        .state()
+                        .revocations
+                        .iter()
+                        .filter(|r| r.expires_at < now)
+                        .map(|r| r.id.clone())
+                        .collect();
+                    for id in expired {
+                        txn.delete::<Revocation>(&id);
+                    }
                 }
                 txn.put(row)
             })
-            .await
+            .await?;
+        Ok(())
+    }
+
+    /// Count a revocation of `user_id`'s tokens; refused past
+    /// [`MAX_REVOCATIONS_PER_MINUTE`] in the current minute (a user can mint
+    /// tokens by rescoping without a password check, so revocation rows
+    /// would otherwise grow as fast as it can send requests).
+    fn count_revocation(&self, user_id: &str) -> Result<(), RevokeError> {
+        let now = chrono::Utc::now().timestamp();
+        let minute = now / 60;
+        let mut counts = self.revokes.lock().expect("revocation counts lock");
+        if counts.len() > 10_000 {
+            counts.retain(|_, (m, _)| *m == minute);
+        }
+        let e = counts.entry(user_id.to_string()).or_insert((minute, 0));
+        if e.0 != minute {
+            *e = (minute, 0);
+        }
+        if e.1 >= MAX_REVOCATIONS_PER_MINUTE {
+            return Err(RevokeError::TooMany {
+                retry_after_s: (60 - now % 60).max(1) as u64,
+            });
+        }
+        e.1 += 1;
+        Ok(())
     }
 }
+
+/// Revocations of one user's tokens accepted per minute.
+pub const MAX_REVOCATIONS_PER_MINUTE: u32 = 60;
+
+/// Why a token was not revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    /// Too many revocations of this user's tokens this minute (429; safe to
+    /// retry after `retry_after_s`).
+    #[error("Too many token revocations for this user; retry in {retry_after_s} s.")]
+    TooMany { retry_after_s: u64 },
+    /// The store could not write the revocation (nothing written).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How often `revoke` prunes expired revocations, in seconds.
+pub const PRUNE_EVERY_S: i64 = 60;
 
 fn find_domain(state: &State, d: &DomainRef) -> Option<Arc<Domain>> {
     match d {
@@ -754,46 +860,18 @@ fn resolve(state: &State, payload: Payload) -> Result<TokenInfo, String> {
     })
 }
 
-/// The revocation that matches `info`, if any: every field it sets matches
-/// the token, and the token was issued at or before its `issued_before`.
-fn revoked_by<'s>(state: &'s State, info: &TokenInfo) -> Option<&'s Arc<Revocation>> {
-    let issued = info.payload.issued_at;
-    let audit = info.audit_ids();
-    let scope_project = info.project.as_ref().map(|p| p.id.as_str());
-    let domains: Vec<&str> = [
-        Some(info.user.domain_id.as_str()),
-        info.project.as_ref().map(|p| p.domain_id.as_str()),
-        info.domain.as_ref().map(|d| d.id.as_str()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    state.revocations.iter().find(|r| {
-        let any = r.audit_id.is_some()
-            || r.user_id.is_some()
-            || r.project_id.is_some()
-            || r.domain_id.is_some()
-            || r.application_credential_id.is_some();
-        any && issued <= r.issued_before.and_utc().timestamp_micros()
-            && r.audit_id.as_ref().is_none_or(|a| audit.contains(a))
-            && r.user_id.as_ref().is_none_or(|u| *u == info.user.id)
-            && r.project_id
-                .as_deref()
-                .is_none_or(|p| Some(p) == scope_project)
-            && r.domain_id.as_deref().is_none_or(|d| domains.contains(&d))
-            && r.application_credential_id
-                .as_deref()
-                .is_none_or(|c| info.payload.application_credential_id.as_deref() == Some(c))
-    })
-}
-
 impl Authenticator for Builtin {
     fn mode(&self) -> AuthMode {
         AuthMode::Builtin
     }
 
     fn authenticate<'a>(&'a self, headers: &'a http::HeaderMap) -> AuthFuture<'a> {
-        let result = match crate::header(headers, "x-auth-token") {
+        // The header as sent (not trimmed): only a canonical token passes.
+        let token = headers
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty());
+        let result = match token {
             None => Err(AuthError::Missing),
             Some(t) => self
                 .validate(t)

@@ -1,7 +1,8 @@
 //! Effective roles, as Keystone computes them for a token: the user's direct
 //! assignments and its groups' on the target, the assignments inherited from
 //! the project's domain and parent projects, then every role those imply
-//! (admin ⇒ member ⇒ reader).
+//! (admin ⇒ member ⇒ reader). Domain-specific roles are dropped after the
+//! expansion: only the global roles they imply reach a token.
 
 use statera_model::identity::{Actor, AssignmentTarget, Role, RoleAssignment};
 use statera_store::State;
@@ -113,9 +114,22 @@ pub fn with_implied(state: &State, ids: impl IntoIterator<Item = String>) -> Vec
 }
 
 /// The effective roles of `user_id` on `target`, implied ones included,
-/// sorted by name.
+/// sorted by name. Domain-specific roles (`domain_id` set) only count for
+/// the global roles they imply: as in Keystone, they never reach a token, so
+/// a domain role named `admin` grants nothing by its name.
 pub fn effective(state: &State, user_id: &str, target: Target<'_>) -> Vec<Arc<Role>> {
-    with_implied(state, assigned(state, user_id, target))
+    global_only(with_implied(state, assigned(state, user_id, target)))
+}
+
+/// `roles` without the domain-specific ones.
+pub fn global_only(mut roles: Vec<Arc<Role>>) -> Vec<Arc<Role>> {
+    roles.retain(|r| r.domain_id.is_none());
+    roles
+}
+
+/// Whether `mine` gives at least one effective (global) role on `target`.
+fn gives_roles(state: &State, mine: &[Arc<RoleAssignment>], target: Target<'_>) -> bool {
+    !global_only(with_implied(state, assigned_in(state, mine, target))).is_empty()
 }
 
 /// The enabled projects (in enabled domains) where `user_id` has a role.
@@ -125,7 +139,7 @@ pub fn projects_of(state: &State, user_id: &str) -> Vec<Arc<statera_model::ident
         .projects
         .iter()
         .filter(|p| p.enabled && domain_enabled(state, &p.domain_id))
-        .filter(|p| !assigned_in(state, &mine, Target::Project(&p.id)).is_empty())
+        .filter(|p| gives_roles(state, &mine, Target::Project(&p.id)))
         .cloned()
         .collect()
 }
@@ -137,7 +151,7 @@ pub fn domains_of(state: &State, user_id: &str) -> Vec<Arc<statera_model::identi
         .domains
         .iter()
         .filter(|d| d.enabled)
-        .filter(|d| !assigned_in(state, &mine, Target::Domain(&d.id)).is_empty())
+        .filter(|d| gives_roles(state, &mine, Target::Domain(&d.id)))
         .cloned()
         .collect()
 }

@@ -228,9 +228,11 @@ pub fn open<'k>(keys: impl IntoIterator<Item = &'k [u8]>, token: &str) -> Result
     if token.len() > MAX_TOKEN_CHARS {
         return Err("token too long".into());
     }
+    // Only the canonical text is accepted: no padding, no whitespace, no
+    // stray bits in the last character (the decoder refuses all three).
     let bytes = URL_SAFE_NO_PAD
-        .decode(token.trim_end_matches('='))
-        .map_err(|_| "token is not url-safe base64".to_string())?;
+        .decode(token)
+        .map_err(|_| "token is not canonical url-safe base64".to_string())?;
     if bytes.len() <= MAC_LEN {
         return Err("token too short".into());
     }
@@ -291,5 +293,32 @@ mod tests {
         assert!(open([&b"key"[..]], "not a token!").is_err());
         assert!(open([&b"key"[..]], "").is_err());
         assert!(open([&b"key"[..]], &"A".repeat(5000)).is_err());
+    }
+
+    #[test]
+    fn only_the_canonical_text_is_accepted() {
+        let t = seal(b"key", &sample());
+        assert!(open([&b"key"[..]], &t).is_ok());
+        for variant in [
+            format!("{t}="),
+            format!("{t}=="),
+            format!(" {t}"),
+            format!("{t} "),
+            format!("{t}\n"),
+        ] {
+            assert!(open([&b"key"[..]], &variant).is_err(), "{variant:?}");
+        }
+        // The same bytes with other bits in the unused tail of the last
+        // character (a second spelling of one token).
+        let bytes = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        if bytes.len() % 3 != 0 {
+            let mut other: Vec<char> = t.chars().collect();
+            let last = other.pop().unwrap();
+            let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let i = alphabet.iter().position(|&c| c as char == last).unwrap();
+            other.push(alphabet[i ^ 1] as char);
+            let other: String = other.into_iter().collect();
+            assert!(open([&b"key"[..]], &other).is_err(), "{other}");
+        }
     }
 }
