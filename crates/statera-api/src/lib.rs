@@ -54,31 +54,7 @@ pub struct ProviderInfo {
     pub unsupported_monitor_types: Vec<statera_model::HealthMonitorType>,
 }
 
-/// Deployment-wide quota defaults (−1 = unlimited).
-#[derive(Debug, Clone, Copy)]
-pub struct QuotaDefaults {
-    pub loadbalancer: i64,
-    pub listener: i64,
-    pub member: i64,
-    pub pool: i64,
-    pub healthmonitor: i64,
-    pub l7policy: i64,
-    pub l7rule: i64,
-}
-
-impl Default for QuotaDefaults {
-    fn default() -> Self {
-        QuotaDefaults {
-            loadbalancer: -1,
-            listener: -1,
-            member: -1,
-            pool: -1,
-            healthmonitor: -1,
-            l7policy: -1,
-            l7rule: -1,
-        }
-    }
-}
+pub use statera_service::QuotaDefaults;
 
 #[derive(Debug, Clone)]
 pub struct ApiSettings {

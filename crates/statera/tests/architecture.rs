@@ -167,6 +167,15 @@ fn c_controller_does_not_link_axum() {
 }
 
 #[test]
+fn i_service_links_no_http_stack() {
+    assert_no_dependency(
+        "i: the service layer knows nothing about HTTP (no axum, no hyper) nor the data plane",
+        "statera-service",
+        &["axum", "hyper", "statera-dataplane", "statera-controller"],
+    );
+}
+
+#[test]
 fn d_config_and_model_link_no_io_stack() {
     for krate in ["statera-config", "statera-model"] {
         assert_no_dependency(

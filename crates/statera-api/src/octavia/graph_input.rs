@@ -260,35 +260,47 @@ pub fn create(
     }
     let project = &lb.project_id;
     check_quota(
-        app,
+        &app.settings.quota_defaults,
         &s,
         project,
         QuotaKind::Listener,
         new_listeners.len() as i64,
     )?;
-    check_quota(app, &s, project, QuotaKind::Pool, new_pools.len() as i64)?;
     check_quota(
-        app,
+        &app.settings.quota_defaults,
+        &s,
+        project,
+        QuotaKind::Pool,
+        new_pools.len() as i64,
+    )?;
+    check_quota(
+        &app.settings.quota_defaults,
         &s,
         project,
         QuotaKind::Member,
         new_members.len() as i64,
     )?;
     check_quota(
-        app,
+        &app.settings.quota_defaults,
         &s,
         project,
         QuotaKind::HealthMonitor,
         new_monitors.len() as i64,
     )?;
     check_quota(
-        app,
+        &app.settings.quota_defaults,
         &s,
         project,
         QuotaKind::L7Policy,
         new_policies.len() as i64,
     )?;
-    check_quota(app, &s, project, QuotaKind::L7Rule, new_rules.len() as i64)?;
+    check_quota(
+        &app.settings.quota_defaults,
+        &s,
+        project,
+        QuotaKind::L7Rule,
+        new_rules.len() as i64,
+    )?;
     for x in new_pools {
         txn.put(x)?;
     }

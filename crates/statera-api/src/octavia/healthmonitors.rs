@@ -255,7 +255,13 @@ async fn create(
                 return Err(ApiError::conflict("This pool already has a health monitor"));
             }
             let pool = pool_for_change(s, pool_id)?;
-            check_quota(&app, s, &pool.project_id, QuotaKind::HealthMonitor, 1)?;
+            check_quota(
+                &app.settings.quota_defaults,
+                s,
+                &pool.project_id,
+                QuotaKind::HealthMonitor,
+                1,
+            )?;
             lock_lb(txn, pool.loadbalancer_id, &[h.id])?;
             touch_pool(txn, pool_id)?;
             txn.put(h.clone())?;

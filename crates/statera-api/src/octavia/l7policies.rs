@@ -321,9 +321,15 @@ async fn create(
             let position = fields.position.clone().value();
             fields.apply(&mut p)?;
             validate(&app, s, &listener, &p, &[])?;
-            check_quota(&app, s, &listener.project_id, QuotaKind::L7Policy, 1)?;
             check_quota(
-                &app,
+                &app.settings.quota_defaults,
+                s,
+                &listener.project_id,
+                QuotaKind::L7Policy,
+                1,
+            )?;
+            check_quota(
+                &app.settings.quota_defaults,
                 s,
                 &listener.project_id,
                 QuotaKind::L7Rule,
@@ -479,7 +485,7 @@ async fn delete(
                 .ok_or_else(|| ApiError::not_found("Listener", old.listener_id))?;
             lock_lb(txn, listener.loadbalancer_id, &[id])?;
             touch_listener(txn, listener.id)?;
-            mark_policy_deleted(txn, &s, id)?;
+            mark_policy_deleted(txn, id)?;
             touch_updated::<L7Policy>(txn, &id, |p| p.updated_at = Some(now()))?;
             Ok::<_, ApiError>(())
         })

@@ -310,7 +310,13 @@ async fn create(
                     "Too many rules on L7 policy {policy_id}"
                 )));
             }
-            check_quota(&app, s, &p.project_id, QuotaKind::L7Rule, 1)?;
+            check_quota(
+                &app.settings.quota_defaults,
+                s,
+                &p.project_id,
+                QuotaKind::L7Rule,
+                1,
+            )?;
             lock_for_rule(txn, &p, &l, r.id)?;
             txn.put(r.clone())?;
             Ok::<_, ApiError>(r)

@@ -244,7 +244,13 @@ async fn create(
             {
                 return Err(duplicate(m.address, m.protocol_port));
             }
-            check_quota(&app, s, &pool.project_id, QuotaKind::Member, 1)?;
+            check_quota(
+                &app.settings.quota_defaults,
+                s,
+                &pool.project_id,
+                QuotaKind::Member,
+                1,
+            )?;
             lock_lb(txn, pool.loadbalancer_id, &[m.id])?;
             touch_pool(txn, pool_id)?;
             txn.put(m.clone())?;
@@ -510,7 +516,7 @@ async fn batch_update(
                 txn.put(m)?;
             }
             check_quota(
-                &app,
+                &app.settings.quota_defaults,
                 &s,
                 &pool.project_id,
                 QuotaKind::Member,

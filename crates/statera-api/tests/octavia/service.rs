@@ -1,0 +1,204 @@
+//! The service layer (`statera_service`) against a real store: the tree walk
+//! sees every object under a load balancer by kind, the delete marking and
+//! the controller's removal go through it, locking refuses a busy load
+//! balancer with a retry-safe conflict, quotas count per project, and
+//! `authorize` asks the deployment's policy with the caller's roles.
+
+use crate::support::*;
+use statera_model::identity::Caller;
+use statera_model::{Listener, LoadBalancer, ProvisioningStatus};
+use statera_policy::Enforcer;
+use statera_service::{
+    Context, LbTree, QuotaDefaults, QuotaKind, ServiceError, StoreRead, check_quota, lock_lb,
+    mark_tree_deleted,
+};
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn uuid(s: &str) -> Uuid {
+    s.parse().unwrap()
+}
+
+/// lb → listener (policy → 2 rules) and its default pool (2 members, a
+/// monitor), plus a second listener and a pool no listener uses.
+async fn full_tree(h: &Harness) -> Uuid {
+    let lb = h.lb().await;
+    let l = h.listener(&lb, "HTTP", 80).await;
+    let p = h.default_pool(&l, "HTTP").await;
+    h.member(&p, "10.0.0.1", 8080).await;
+    h.member(&p, "10.0.0.2", 8080).await;
+    h.monitor(&p, "HTTP").await;
+    let pol = h.policy(&l).await;
+    h.rule(&pol, "/a").await;
+    h.rule(&pol, "/b").await;
+    h.listener(&lb, "TCP", 81).await;
+    h.pool(&lb, "TCP").await;
+    uuid(&lb)
+}
+
+#[tokio::test]
+async fn the_tree_walk_sees_every_object_under_a_load_balancer_by_kind() {
+    let h = Harness::new().await;
+    let lb = full_tree(&h).await;
+    let other = uuid(&h.lb().await);
+    let s = h.store.snapshot();
+    let tree = LbTree::of(&*s, lb);
+    assert_eq!(tree.lb.as_ref().map(|l| l.id), Some(lb));
+    assert!(tree.has_children());
+    assert_eq!(tree.listeners.len(), 2);
+    assert_eq!(tree.pools.len(), 2);
+    let policies: usize = tree.listeners.iter().map(|l| l.policies.len()).sum();
+    let rules: usize = tree
+        .listeners
+        .iter()
+        .flat_map(|l| &l.policies)
+        .map(|p| p.rules.len())
+        .sum();
+    let members: usize = tree.pools.iter().map(|p| p.members.len()).sum();
+    let monitors: usize = tree.pools.iter().map(|p| p.monitors.len()).sum();
+    assert_eq!((policies, rules, members, monitors), (1, 2, 2, 1));
+    // The controller made one amphora when it first served the LB.
+    assert_eq!(tree.amphorae.len(), 1);
+    // Another load balancer's tree is its own and empty.
+    let empty = LbTree::of(&*s, other);
+    assert!(!empty.has_children());
+    // The narrow interface agrees with the tables.
+    assert_eq!(StoreRead::children::<Listener>(&*s, lb).len(), 2);
+    assert_eq!(s.count_by_project::<LoadBalancer>(PROJECT), 2);
+    assert_eq!(s.count_by_project::<LoadBalancer>(OTHER_PROJECT), 0);
+}
+
+#[tokio::test]
+async fn delete_marking_and_the_controllers_removal_cover_the_whole_tree() {
+    let h = Harness::new().await;
+    let lb = full_tree(&h).await;
+    h.store
+        .write(|txn| {
+            mark_tree_deleted(txn, lb)?;
+            txn.enqueue(lb, &[lb])?;
+            Ok::<_, ServiceError>(())
+        })
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    let pending_delete = |st: ProvisioningStatus| st == ProvisioningStatus::PendingDelete;
+    assert!(pending_delete(
+        s.loadbalancers.get(&lb).unwrap().provisioning_status
+    ));
+    let statuses: Vec<ProvisioningStatus> = (s.listeners.iter().map(|o| o.provisioning_status))
+        .chain(s.pools.iter().map(|o| o.provisioning_status))
+        .chain(s.members.iter().map(|o| o.provisioning_status))
+        .chain(s.healthmonitors.iter().map(|o| o.provisioning_status))
+        .chain(s.l7policies.iter().map(|o| o.provisioning_status))
+        .chain(s.l7rules.iter().map(|o| o.provisioning_status))
+        .collect();
+    assert_eq!(statuses.len(), 10);
+    assert!(statuses.into_iter().all(pending_delete));
+    assert!(s.loadbalancers.get(&lb).unwrap().updated_at.is_some());
+    h.settle().await;
+    let s = h.store.snapshot();
+    assert!(s.loadbalancers.get(&lb).is_none());
+    assert_eq!(
+        (
+            s.listeners.len(),
+            s.pools.len(),
+            s.members.len(),
+            s.healthmonitors.len(),
+            s.l7policies.len(),
+            s.l7rules.len(),
+            s.amphorae.children(lb).count(),
+        ),
+        (0, 0, 0, 0, 0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn locking_a_busy_load_balancer_is_a_retry_safe_conflict() {
+    let h = Harness::new().await;
+    let lb = uuid(&h.lb().await);
+    h.store.write(|txn| lock_lb(txn, lb, &[lb])).await.unwrap();
+    let err = h
+        .store
+        .write(|txn| lock_lb(txn, lb, &[lb]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("Load Balancer {lb} is immutable and cannot be updated.")
+    );
+    assert!(err.retry_safe());
+    let missing = Uuid::new_v4();
+    let err = h
+        .store
+        .write(|txn| lock_lb(txn, missing, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Load Balancer {missing} not found.")
+    );
+    assert!(!err.retry_safe());
+}
+
+#[tokio::test]
+async fn quotas_count_per_project() {
+    let h = Harness::new().await;
+    h.lb().await;
+    let s = h.store.snapshot();
+    let one = QuotaDefaults {
+        loadbalancer: 1,
+        ..QuotaDefaults::default()
+    };
+    let err = check_quota(&one, &*s, PROJECT, QuotaKind::LoadBalancer, 1).unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)));
+    assert_eq!(
+        err.to_string(),
+        "Quota has been met for resources: Load Balancer"
+    );
+    check_quota(&one, &*s, OTHER_PROJECT, QuotaKind::LoadBalancer, 1).unwrap();
+    check_quota(
+        &QuotaDefaults::default(),
+        &*s,
+        PROJECT,
+        QuotaKind::LoadBalancer,
+        5,
+    )
+    .unwrap();
+}
+
+#[test]
+fn authorize_asks_the_policy_with_the_callers_roles_and_project() {
+    let policy = Arc::new(Enforcer::defaults());
+    let member = |project: &str, roles: &[&str]| {
+        Context::new(
+            Caller {
+                project_id: Some(project.to_string()),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                ..Caller::default()
+            },
+            policy.clone(),
+        )
+    };
+    let owner = member(PROJECT, &["member"]);
+    owner
+        .authorize("os_load-balancer_api:loadbalancer:get_one", PROJECT)
+        .unwrap();
+    let err = owner
+        .authorize("os_load-balancer_api:loadbalancer:get_one", OTHER_PROJECT)
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)));
+    assert_eq!(
+        err.to_string(),
+        "Policy does not allow this request to be performed."
+    );
+    // A reader may look but not change.
+    let reader = member(PROJECT, &["reader"]);
+    assert!(reader.allowed("os_load-balancer_api:loadbalancer:get_one", PROJECT));
+    assert!(!reader.allowed("os_load-balancer_api:loadbalancer:post", PROJECT));
+    // No roles at all: nothing.
+    let nobody = member(PROJECT, &[]);
+    assert!(!nobody.allowed("os_load-balancer_api:loadbalancer:get_one", PROJECT));
+    assert!(!nobody.is_admin());
+    assert!(member(PROJECT, &["admin"]).is_admin());
+}
