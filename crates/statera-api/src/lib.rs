@@ -428,3 +428,15 @@ async fn version_v2(headers: axum::http::HeaderMap) -> Json<Value> {
     let (id, updated) = VERSIONS[VERSIONS.len() - 1];
     Json(json!({"version": version_doc(&base, id, updated, true)}))
 }
+
+impl statera_service::octavia::Deployment for ApiSettings {
+    fn quota_defaults(&self) -> &QuotaDefaults {
+        &self.quota_defaults
+    }
+
+    fn unsupported_monitor_types(&self, provider: &str) -> &[statera_model::HealthMonitorType] {
+        self.provider(provider)
+            .map(|p| p.unsupported_monitor_types.as_slice())
+            .unwrap_or(&[])
+    }
+}

@@ -9,6 +9,8 @@
 //!   cascade delete marking); [`quota`]: per-project quotas;
 //! - [`auth`]: one `authorize(ctx, action, target)` over the deployment's
 //!   policy;
+//! - [`octavia`]: per-resource operations (`create/update/delete/show/list`)
+//!   on typed input ([`Opt`] fields), resource by resource;
 //! - [`error`]: what went wrong, by kind, with Octavia's messages; the wire
 //!   layer chooses statuses and shapes.
 //!
@@ -17,6 +19,8 @@
 pub mod auth;
 pub mod error;
 pub mod lb;
+pub mod octavia;
+pub mod opt;
 pub mod quota;
 pub mod store;
 pub mod tree;
@@ -24,6 +28,7 @@ pub mod tree;
 pub use auth::{Context, authorize, project_target};
 pub use error::{ServiceError, ServiceResult};
 pub use lb::*;
+pub use opt::Opt;
 pub use quota::{QuotaDefaults, QuotaKind, check_quota, quota_limit, quota_usage};
 pub use store::{Owned, StoreRead, StoreWrite};
 pub use tree::{LbTree, ListenerTree, PolicyTree, PoolTree, Visitor};

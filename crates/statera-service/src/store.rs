@@ -1,7 +1,7 @@
 //! The narrow interface the service reaches the store through.
 //!
 //! [`StoreRead`] reads (one object by key, the children of an object, how many
-//! objects of a kind a project owns); [`StoreWrite`] adds what a change does
+//! objects of a kind a project owns and which); [`StoreWrite`] adds what a change does
 //! (put, delete, enqueue work for the controller). Locking a load balancer is
 //! built on those ([`crate::lb::lock_lb`]). The in-memory image
 //! (`statera_store::State`, for reads) and a write transaction
@@ -46,6 +46,9 @@ pub trait StoreRead {
     fn children<R: Record>(&self, parent: Uuid) -> Vec<Arc<R>>;
     /// How many objects of kind `R` `project` owns.
     fn count_by_project<R: Owned>(&self, project: &str) -> usize;
+    /// The objects of kind `R` that `project` owns (every project's with
+    /// `None`), in key order.
+    fn list_by_project<R: Owned>(&self, project: Option<&str>) -> Vec<Arc<R>>;
 }
 
 /// What a change does, inside one transaction: all of it commits or none.
@@ -74,6 +77,14 @@ impl StoreRead for State {
             .filter(|o| o.project_id() == project)
             .count()
     }
+
+    fn list_by_project<R: Owned>(&self, project: Option<&str>) -> Vec<Arc<R>> {
+        R::table(self)
+            .iter()
+            .filter(|o| project.is_none_or(|p| o.project_id() == p))
+            .cloned()
+            .collect()
+    }
 }
 
 impl StoreRead for Txn {
@@ -87,6 +98,10 @@ impl StoreRead for Txn {
 
     fn count_by_project<R: Owned>(&self, project: &str) -> usize {
         self.state().count_by_project::<R>(project)
+    }
+
+    fn list_by_project<R: Owned>(&self, project: Option<&str>) -> Vec<Arc<R>> {
+        self.state().list_by_project::<R>(project)
     }
 }
 

@@ -200,7 +200,7 @@ pub fn create(
         gp.fields.apply(&mut p)?;
         pools::validate(&p)?;
         if let Some((kind, fields)) = gp.monitor {
-            check_monitor_supported(app, lb, kind)?;
+            statera_service::octavia::check_monitor_supported(&*app.settings, lb, kind)?;
             new_monitors.push(healthmonitors::build(&p, kind, fields)?);
         }
         let has_monitor = new_monitors.iter().any(|h| h.pool_id == p.id);

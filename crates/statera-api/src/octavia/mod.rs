@@ -78,29 +78,19 @@ impl AppState {
     }
 }
 
-/// Which projects' objects a list of `resource` (`loadbalancer`, …) shows:
-/// `None` = all (`os_load-balancer_api:RESOURCE:get_all-global`), else the
-/// one project, which `…:get_all` must allow (asking for another is 403).
+/// Which projects' objects a list of `resource` (`loadbalancer`, …) shows
+/// (`statera_service::octavia::list_scope`, the project asked for in the
+/// query's `project_id`): `None` = all.
 pub fn list_scope(
     ctx: &RequestContext,
     query: &Query,
     resource: &str,
 ) -> ApiResult<Option<String>> {
-    if ctx.allowed(
-        &format!("os_load-balancer_api:{resource}:get_all-global"),
-        "",
-    ) {
-        return Ok(None);
-    }
-    let project = query
-        .get("project_id")
-        .unwrap_or(&ctx.project_id)
-        .to_string();
-    ctx.authorize(
-        &format!("os_load-balancer_api:{resource}:get_all"),
-        &project,
-    )?;
-    Ok(Some(project))
+    Ok(statera_service::octavia::list_scope(
+        &ctx.service,
+        query.get("project_id"),
+        resource,
+    )?)
 }
 
 pub fn in_scope(scope: &Option<String>, project_id: &str) -> bool {
@@ -122,21 +112,4 @@ pub fn load_balancer(s: &State, id: Uuid) -> ApiResult<&Arc<LoadBalancer>> {
 /// Validation of the `tags` attribute (strings of at most 255 characters).
 pub fn tags(input: &mut crate::input::Input) -> ApiResult<crate::input::Opt<Vec<String>>> {
     input.string_list("tags", 255)
-}
-
-/// 501 when the load balancer's provider cannot run monitors of `kind`.
-pub fn check_monitor_supported(
-    app: &AppState,
-    lb: &LoadBalancer,
-    kind: HealthMonitorType,
-) -> ApiResult<()> {
-    match app.settings.provider(&lb.provider) {
-        Some(info) if info.unsupported_monitor_types.contains(&kind) => {
-            Err(ApiError::not_implemented(format!(
-                "Provider '{}' does not support a requested option: {kind} health monitors",
-                lb.provider
-            )))
-        }
-        _ => Ok(()),
-    }
 }

@@ -6,10 +6,12 @@
 
 use crate::support::*;
 use statera_model::identity::Caller;
-use statera_model::{Listener, LoadBalancer, ProvisioningStatus};
+use statera_model::{HealthMonitorType, Listener, LoadBalancer, ProvisioningStatus};
 use statera_policy::Enforcer;
+use statera_service::octavia::Deployment;
+use statera_service::octavia::healthmonitors as hm;
 use statera_service::{
-    Context, LbTree, QuotaDefaults, QuotaKind, ServiceError, StoreRead, check_quota, lock_lb,
+    Context, LbTree, Opt, QuotaDefaults, QuotaKind, ServiceError, StoreRead, check_quota, lock_lb,
     mark_tree_deleted,
 };
 use std::sync::Arc;
@@ -201,4 +203,170 @@ fn authorize_asks_the_policy_with_the_callers_roles_and_project() {
     assert!(!nobody.allowed("os_load-balancer_api:loadbalancer:get_one", PROJECT));
     assert!(!nobody.is_admin());
     assert!(member(PROJECT, &["admin"]).is_admin());
+}
+
+/// A deployment of defaults where `refused` monitor types get 501.
+struct Lab {
+    quotas: QuotaDefaults,
+    refused: Vec<HealthMonitorType>,
+}
+
+impl Deployment for Lab {
+    fn quota_defaults(&self) -> &QuotaDefaults {
+        &self.quotas
+    }
+
+    fn unsupported_monitor_types(&self, _provider: &str) -> &[HealthMonitorType] {
+        &self.refused
+    }
+}
+
+fn caller(project: &str, roles: &[&str]) -> Context {
+    Context::new(
+        Caller {
+            project_id: Some(project.to_string()),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..Caller::default()
+        },
+        Arc::new(Enforcer::defaults()),
+    )
+}
+
+fn monitor_fields(delay: i64) -> hm::MonitorFields {
+    hm::MonitorFields {
+        name: Opt::Set("probe".into()),
+        admin_state_up: Opt::Absent,
+        delay: Opt::Set(delay),
+        timeout: Opt::Set(3),
+        max_retries: Opt::Set(2),
+        max_retries_down: Opt::Absent,
+        http_method: Opt::Absent,
+        url_path: Opt::Set("/health".into()),
+        expected_codes: Opt::Absent,
+        http_version: Opt::Absent,
+        domain_name: Opt::Absent,
+        tags: Opt::Absent,
+    }
+}
+
+#[tokio::test]
+async fn health_monitor_operations_take_a_context_and_typed_input() {
+    let h = Harness::new().await;
+    let lb = h.lb().await;
+    let pool = uuid(&h.pool(&lb, "HTTP").await);
+    let owner = caller(PROJECT, &["member"]);
+    let stranger = caller(OTHER_PROJECT, &["member"]);
+    let lab = Lab {
+        quotas: QuotaDefaults::default(),
+        refused: vec![HealthMonitorType::Tcp],
+    };
+
+    let create = async |ctx: &Context, kind: HealthMonitorType, fields: hm::MonitorFields| {
+        h.store
+            .write(|txn| hm::create(ctx, txn, &lab, pool, kind, fields))
+            .await
+    };
+
+    // Another project's member may not add a monitor to this pool; the
+    // provider's missing feature is 501; nothing was written by either.
+    let err = create(&stranger, HealthMonitorType::Http, monitor_fields(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    let tcp = hm::MonitorFields {
+        url_path: Opt::Absent,
+        ..monitor_fields(5)
+    };
+    let err = create(&owner, HealthMonitorType::Tcp, tcp)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::NotImplemented(_)), "{err:?}");
+    assert!(h.store.snapshot().healthmonitors.is_empty());
+
+    // The owner's create: PENDING_CREATE, its pool and load balancer locked.
+    let created = create(&owner, HealthMonitorType::Http, monitor_fields(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.provisioning_status,
+        ProvisioningStatus::PendingCreate
+    );
+    assert_eq!(created.url_path.as_deref(), Some("/health"));
+    let s = h.store.snapshot();
+    assert_eq!(
+        s.loadbalancers.get(&uuid(&lb)).unwrap().provisioning_status,
+        ProvisioningStatus::PendingUpdate
+    );
+    // A second change while locked is a retry-safe conflict.
+    let err = h
+        .store
+        .write(|txn| hm::update(&owner, txn, created.id, monitor_fields(7)))
+        .await
+        .unwrap_err();
+    assert!(err.retry_safe(), "{err:?}");
+    h.settle().await;
+
+    // show and list see it for the owner only.
+    let s = h.store.snapshot();
+    assert_eq!(hm::show(&owner, &*s, created.id).unwrap().id, created.id);
+    assert!(matches!(
+        hm::show(&stranger, &*s, created.id),
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert_eq!(hm::list(&owner, &*s, None).unwrap().len(), 1);
+    assert!(hm::list(&stranger, &*s, None).unwrap().is_empty());
+    assert!(matches!(
+        hm::list(&stranger, &*s, Some(PROJECT)),
+        Err(ServiceError::Forbidden(_))
+    ));
+
+    // update validates the whole monitor on the model.
+    let mut bad = monitor_fields(5);
+    bad.url_path = Opt::Set("no-slash".into());
+    let err = h
+        .store
+        .write(|txn| hm::update(&owner, txn, created.id, bad))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Invalid input for field/attribute url_path. Value: 'no-slash'. Value should be a valid URL path starting with /"
+    );
+    let updated = h
+        .store
+        .write(|txn| hm::update(&owner, txn, created.id, monitor_fields(9)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.delay, updated.provisioning_status),
+        (9, ProvisioningStatus::PendingUpdate)
+    );
+    h.settle().await;
+
+    // delete: PENDING_DELETE, then the controller removes it.
+    h.store
+        .write(|txn| hm::delete(&owner, txn, created.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store
+            .snapshot()
+            .healthmonitors
+            .get(&created.id)
+            .unwrap()
+            .provisioning_status,
+        ProvisioningStatus::PendingDelete
+    );
+    h.settle().await;
+    assert!(h.store.snapshot().healthmonitors.is_empty());
+    let missing = Uuid::new_v4();
+    let err = h
+        .store
+        .write(|txn| hm::delete(&owner, txn, missing))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Health Monitor {missing} not found.")
+    );
 }
