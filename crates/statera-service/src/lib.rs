@@ -25,6 +25,12 @@ pub mod quota;
 pub mod store;
 pub mod tree;
 
+/// An id as a request names it: anything that is not a UUID simply names
+/// nothing (404 `<resource> <raw> not found.`).
+pub fn parse_id(raw: &str, resource: &str) -> ServiceResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ServiceError::not_found(resource, raw))
+}
+
 pub use auth::{Context, authorize, project_target};
 pub use error::{ServiceError, ServiceResult};
 pub use lb::*;

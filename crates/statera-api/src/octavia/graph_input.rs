@@ -128,7 +128,7 @@ pub fn parse(listeners: Vec<Value>, pools: Vec<Value>) -> ApiResult<Option<Graph
             let mut rules = Vec::new();
             for rv in pi.list("rules")?.value().unwrap_or_default() {
                 let mut ri = Input::from_value(rv, "rule")?;
-                rules.push(l7rules::RuleFields::parse_create(&mut ri)?);
+                rules.push(l7rules::parse_create(&mut ri)?);
                 ri.finish()?;
             }
             let action = pi

@@ -304,7 +304,7 @@ async fn create(
     let mut new_rules = Vec::with_capacity(rules.len());
     for r in rules {
         let mut ri = Input::from_value(r, "rule")?;
-        new_rules.push(l7rules::RuleFields::parse_create(&mut ri)?);
+        new_rules.push(l7rules::parse_create(&mut ri)?);
         ri.finish()?;
     }
     let id = app

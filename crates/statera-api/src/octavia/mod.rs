@@ -53,7 +53,7 @@ pub fn routes() -> Router<AppState> {
 
 /// A path id: anything that is not a UUID simply names nothing (404).
 pub fn path_id(raw: &str, resource: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(resource, raw))
+    Ok(statera_service::parse_id(raw, resource)?)
 }
 
 impl AppState {

@@ -6,10 +6,13 @@
 
 use crate::support::*;
 use statera_model::identity::Caller;
-use statera_model::{HealthMonitorType, Listener, LoadBalancer, ProvisioningStatus};
+use statera_model::{
+    HealthMonitorType, L7RuleCompareType, L7RuleType, Listener, LoadBalancer, ProvisioningStatus,
+};
 use statera_policy::Enforcer;
 use statera_service::octavia::Deployment;
 use statera_service::octavia::healthmonitors as hm;
+use statera_service::octavia::l7rules as l7r;
 use statera_service::{
     Context, LbTree, Opt, QuotaDefaults, QuotaKind, ServiceError, StoreRead, check_quota, lock_lb,
     mark_tree_deleted,
@@ -369,4 +372,99 @@ async fn health_monitor_operations_take_a_context_and_typed_input() {
         err.to_string(),
         format!("Health Monitor {missing} not found.")
     );
+}
+
+fn rule_fields(compare: L7RuleCompareType, value: &str) -> l7r::RuleFields {
+    l7r::RuleFields {
+        kind: Opt::Set(L7RuleType::Path),
+        compare_type: Opt::Set(compare),
+        key: Opt::Absent,
+        value: Opt::Set(value.into()),
+        invert: Opt::Absent,
+        admin_state_up: Opt::Absent,
+        tags: Opt::Absent,
+    }
+}
+
+#[tokio::test]
+async fn l7_rule_operations_take_a_context_and_typed_input() {
+    let h = Harness::new().await;
+    let lb = h.lb().await;
+    let l = h.listener(&lb, "HTTP", 80).await;
+    let policy = uuid(&h.policy(&l).await);
+    let other_policy = uuid(&h.policy(&l).await);
+    let owner = caller(PROJECT, &["member"]);
+    let stranger = caller(OTHER_PROJECT, &["member"]);
+    let quotas = QuotaDefaults::default();
+
+    let err = h
+        .store
+        .write(|txn| {
+            l7r::create(
+                &owner,
+                txn,
+                &quotas,
+                policy,
+                rule_fields(L7RuleCompareType::Regex, "("),
+            )
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("Error parsing L7Rule: Invalid L7 Rule: Invalid regex:"),
+        "{err}"
+    );
+    let rule = h
+        .store
+        .write(|txn| {
+            l7r::create(
+                &owner,
+                txn,
+                &quotas,
+                policy,
+                rule_fields(L7RuleCompareType::StartsWith, "/api"),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(rule.provisioning_status, ProvisioningStatus::PendingCreate);
+    let s = h.store.snapshot();
+    assert_eq!(
+        s.l7policies.get(&policy).unwrap().provisioning_status,
+        ProvisioningStatus::PendingUpdate
+    );
+    h.settle().await;
+
+    let s = h.store.snapshot();
+    let id = rule.id.to_string();
+    assert_eq!(l7r::show(&owner, &*s, policy, &id).unwrap().id, rule.id);
+    assert_eq!(l7r::list(&owner, &*s, policy).unwrap().len(), 1);
+    assert!(matches!(
+        l7r::show(&stranger, &*s, policy, &id),
+        Err(ServiceError::Forbidden(_))
+    ));
+    // A rule asked for under another policy, or by a name that is no UUID,
+    // is not found.
+    let err = l7r::show(&owner, &*s, other_policy, &id).unwrap_err();
+    assert_eq!(err.to_string(), format!("L7 Rule {id} not found."));
+    let err = l7r::show(&owner, &*s, policy, "nope").unwrap_err();
+    assert_eq!(err.to_string(), "L7 Rule nope not found.");
+
+    h.store
+        .write(|txn| l7r::delete(&owner, txn, policy, &id))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store
+            .snapshot()
+            .l7rules
+            .get(&rule.id)
+            .unwrap()
+            .provisioning_status,
+        ProvisioningStatus::PendingDelete
+    );
+    h.settle().await;
+    assert!(h.store.snapshot().l7rules.is_empty());
 }
