@@ -13,6 +13,7 @@ pub mod listeners;
 pub mod loadbalancers;
 pub mod members;
 pub mod pools;
+pub mod profiles;
 pub mod providers;
 pub mod quotas;
 

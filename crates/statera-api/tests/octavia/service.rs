@@ -5,6 +5,7 @@
 //! `authorize` asks the deployment's policy with the caller's roles.
 
 use crate::support::*;
+use serde_json::json;
 use statera_model::identity::Caller;
 use statera_model::{
     HealthMonitorType, L7RuleCompareType, L7RuleType, Listener, LoadBalancer, ProvisioningStatus,
@@ -467,4 +468,68 @@ async fn l7_rule_operations_take_a_context_and_typed_input() {
     );
     h.settle().await;
     assert!(h.store.snapshot().l7rules.is_empty());
+}
+
+/// Flavor profiles and availability zone profiles are one implementation
+/// (`octavia/profiles.rs`) over two kinds: the same answers, in each kind's
+/// own names.
+#[tokio::test]
+async fn both_kinds_of_profile_answer_alike() {
+    let h = Harness::new().await;
+    for (path, envelope, data, resource, users, user) in [
+        (
+            "/v2/lbaas/flavorprofiles",
+            "flavorprofile",
+            "flavor_data",
+            "Flavor profile",
+            "/v2/lbaas/flavors",
+            json!({"flavor": {"name": "f1", "flavor_profile_id": "ID"}}),
+        ),
+        (
+            "/v2/lbaas/availabilityzoneprofiles",
+            "availability_zone_profile",
+            "availability_zone_data",
+            "Availability Zone Profile",
+            "/v2/lbaas/availabilityzones",
+            json!({"availability_zone": {"name": "az1", "availability_zone_profile_id": "ID"}}),
+        ),
+    ] {
+        let r = h
+            .post(
+                path,
+                json!({ envelope: {"name": "p", "provider_name": "native", data: "{}"} }),
+            )
+            .await
+            .expect(201);
+        let id = r.body[envelope]["id"].as_str().unwrap().to_string();
+        assert_eq!(r.body[envelope][data], "{}");
+        h.put(&format!("{path}/{id}"), json!({ envelope: {"name": null} }))
+            .await
+            .error(400, "None is not a valid option for name");
+        h.put(&format!("{path}/{id}"), json!({ envelope: {"name": "q"} }))
+            .await
+            .expect(200);
+        let body = serde_json::to_string(&user).unwrap().replace("ID", &id);
+        h.post(users, serde_json::from_str(&body).unwrap())
+            .await
+            .expect(201);
+        let in_use = format!("{resource} {id} is in use and cannot be modified.");
+        h.put(&format!("{path}/{id}"), json!({ envelope: {data: "{}"} }))
+            .await
+            .error(409, &in_use);
+        h.delete(&format!("{path}/{id}")).await.error(409, &in_use);
+        let r = h.get(path).await.expect(200);
+        let plural = r
+            .body
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>();
+        assert!(plural.iter().any(|k| k.ends_with("profiles")), "{plural:?}");
+        let missing = Uuid::new_v4();
+        h.delete(&format!("{path}/{missing}"))
+            .await
+            .error(404, &format!("{resource} {missing} not found."));
+    }
 }
