@@ -135,7 +135,7 @@ pub fn parse(listeners: Vec<Value>, pools: Vec<Value>) -> ApiResult<Option<Graph
                 .enumeration("action", L7PolicyAction::ALL, |e| e.as_str())?
                 .required("action")?;
             pi.project_id()?;
-            let fields = l7policies::PolicyFields::parse(&mut pi)?;
+            let fields = l7policies::parse_fields(&mut pi)?;
             pi.finish()?;
             policies.push(GraphPolicy {
                 action,
@@ -244,7 +244,7 @@ pub fn create(
                 p.action = L7PolicyAction::RedirectToPool;
             }
             p.position = i as u32 + 1;
-            l7policies::validate(app, &s, &l, &p, &new_pools)?;
+            l7policies::validate(&s, &l, &p, &new_pools)?;
             if gpol.rules.len() > l7rules::MAX_RULES {
                 return Err(ApiError::conflict(format!(
                     "Too many rules on L7 policy {}",

@@ -8,11 +8,13 @@ use crate::support::*;
 use serde_json::json;
 use statera_model::identity::Caller;
 use statera_model::{
-    HealthMonitorType, L7RuleCompareType, L7RuleType, Listener, LoadBalancer, ProvisioningStatus,
+    HealthMonitorType, L7PolicyAction, L7RuleCompareType, L7RuleType, Listener, LoadBalancer,
+    ProvisioningStatus,
 };
 use statera_policy::Enforcer;
 use statera_service::octavia::Deployment;
 use statera_service::octavia::healthmonitors as hm;
+use statera_service::octavia::l7policies as l7p;
 use statera_service::octavia::l7rules as l7r;
 use statera_service::{
     Context, LbTree, Opt, QuotaDefaults, QuotaKind, ServiceError, StoreRead, check_quota, lock_lb,
@@ -532,4 +534,77 @@ async fn both_kinds_of_profile_answer_alike() {
             .await
             .error(404, &format!("{resource} {missing} not found."));
     }
+}
+
+fn policy_fields(position: Option<i64>) -> l7p::PolicyFields {
+    l7p::PolicyFields {
+        name: Opt::Absent,
+        description: Opt::Absent,
+        admin_state_up: Opt::Absent,
+        action: Opt::Absent,
+        redirect_pool_id: Opt::Absent,
+        redirect_url: Opt::Absent,
+        redirect_prefix: Opt::Absent,
+        redirect_http_code: Opt::Absent,
+        position: position.map_or(Opt::Absent, Opt::Set),
+        tags: Opt::Absent,
+    }
+}
+
+#[tokio::test]
+async fn l7_policy_operations_place_policies_and_cascade_to_rules() {
+    let h = Harness::new().await;
+    let lb = h.lb().await;
+    let l = uuid(&h.listener(&lb, "HTTP", 80).await);
+    let first = uuid(&h.policy(&l.to_string()).await);
+    let owner = caller(PROJECT, &["member"]);
+    let quotas = QuotaDefaults::default();
+
+    // A new policy with two rules, placed first: the old one moves to 2.
+    let id = h
+        .store
+        .write(|txn| {
+            l7p::create(
+                &owner,
+                txn,
+                &quotas,
+                l,
+                L7PolicyAction::Reject,
+                policy_fields(Some(1)),
+                vec![
+                    rule_fields(L7RuleCompareType::StartsWith, "/a"),
+                    rule_fields(L7RuleCompareType::StartsWith, "/b"),
+                ],
+            )
+        })
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    assert_eq!(s.l7policies.get(&id).unwrap().position, 1);
+    assert_eq!(s.l7policies.get(&first).unwrap().position, 2);
+    assert_eq!(s.l7rules.children(id).count(), 2);
+    assert_eq!(l7p::list(&owner, &*s, None).unwrap().len(), 2);
+    assert!(matches!(
+        l7p::show(&caller(OTHER_PROJECT, &["member"]), &*s, id),
+        Err(ServiceError::Forbidden(_))
+    ));
+    h.settle().await;
+
+    // Deleting it marks its rules too; the controller removes all three and
+    // renumbers the survivor.
+    h.store
+        .write(|txn| l7p::delete(&owner, txn, id))
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    assert!(
+        s.l7rules
+            .children(id)
+            .all(|r| r.provisioning_status == ProvisioningStatus::PendingDelete)
+    );
+    h.settle().await;
+    let s = h.store.snapshot();
+    assert!(s.l7policies.get(&id).is_none());
+    assert!(s.l7rules.is_empty());
+    assert_eq!(s.l7policies.get(&first).unwrap().position, 1);
 }

@@ -3,11 +3,12 @@
 //! the policy, validates on the model, locks and writes. The wire layer
 //! (statera-api) reads requests into the typed input and renders the result.
 //!
-//! Moved so far: health monitors, L7 rules. The other resources still do this work in
+//! Moved so far: health monitors, L7 rules, L7 policies. The other resources still do this work in
 //! statera-api's handlers, using the helpers of [`crate::lb`] and
 //! [`crate::quota`].
 
 pub mod healthmonitors;
+pub mod l7policies;
 pub mod l7rules;
 
 use crate::auth::Context;
