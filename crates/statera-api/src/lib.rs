@@ -439,4 +439,12 @@ impl statera_service::octavia::Deployment for ApiSettings {
             .map(|p| p.unsupported_monitor_types.as_slice())
             .unwrap_or(&[])
     }
+
+    fn reserved_ips(&self) -> &[IpAddr] {
+        &self.reserved_ips
+    }
+
+    fn own_sockets(&self) -> &[SocketAddr] {
+        &self.own_sockets
+    }
 }

@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod error;
 pub mod lb;
+pub mod neutron;
 pub mod octavia;
 pub mod opt;
 pub mod quota;

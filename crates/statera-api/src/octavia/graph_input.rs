@@ -206,7 +206,7 @@ pub fn create(
         let has_monitor = new_monitors.iter().any(|h| h.pool_id == p.id);
         let mut seen = std::collections::HashSet::new();
         for nm in gp.members {
-            let m = members::build(app, ctx, &s, &p, has_monitor, nm)?;
+            let m = members::build(&*app.settings, &ctx.service, &s, &p, has_monitor, nm)?;
             if !seen.insert((m.address, m.protocol_port)) {
                 return Err(ApiError::conflict(format!(
                     "Another member on this pool is already using ip {} on protocol_port {}",

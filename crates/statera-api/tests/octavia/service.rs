@@ -16,6 +16,7 @@ use statera_service::octavia::Deployment;
 use statera_service::octavia::healthmonitors as hm;
 use statera_service::octavia::l7policies as l7p;
 use statera_service::octavia::l7rules as l7r;
+use statera_service::octavia::members as mem;
 use statera_service::{
     Context, LbTree, Opt, QuotaDefaults, QuotaKind, ServiceError, StoreRead, check_quota, lock_lb,
     mark_tree_deleted,
@@ -215,6 +216,7 @@ fn authorize_asks_the_policy_with_the_callers_roles_and_project() {
 struct Lab {
     quotas: QuotaDefaults,
     refused: Vec<HealthMonitorType>,
+    own: Vec<std::net::SocketAddr>,
 }
 
 impl Deployment for Lab {
@@ -224,6 +226,14 @@ impl Deployment for Lab {
 
     fn unsupported_monitor_types(&self, _provider: &str) -> &[HealthMonitorType] {
         &self.refused
+    }
+
+    fn reserved_ips(&self) -> &[std::net::IpAddr] {
+        &[]
+    }
+
+    fn own_sockets(&self) -> &[std::net::SocketAddr] {
+        &self.own
     }
 }
 
@@ -265,6 +275,7 @@ async fn health_monitor_operations_take_a_context_and_typed_input() {
     let lab = Lab {
         quotas: QuotaDefaults::default(),
         refused: vec![HealthMonitorType::Tcp],
+        own: vec![],
     };
 
     let create = async |ctx: &Context, kind: HealthMonitorType, fields: hm::MonitorFields| {
@@ -607,4 +618,106 @@ async fn l7_policy_operations_place_policies_and_cascade_to_rules() {
     assert!(s.l7policies.get(&id).is_none());
     assert!(s.l7rules.is_empty());
     assert_eq!(s.l7policies.get(&first).unwrap().position, 1);
+}
+
+fn new_member(address: &str, port: u16) -> mem::NewMember {
+    mem::NewMember {
+        address: address.parse().unwrap(),
+        address_as_sent: None,
+        protocol_port: port,
+        subnet_id: None,
+        fields: mem::MemberFields {
+            name: Opt::Absent,
+            admin_state_up: Opt::Absent,
+            weight: Opt::Absent,
+            backup: Opt::Absent,
+            monitor_address: Opt::Absent,
+            monitor_port: Opt::Absent,
+            tags: Opt::Absent,
+        },
+    }
+}
+
+#[tokio::test]
+async fn member_operations_check_targets_and_batch_against_the_state_before() {
+    let h = Harness::new().await;
+    let lb = h.lb().await;
+    let pool = uuid(&h.pool(&lb, "TCP").await);
+    h.member(&pool.to_string(), "10.0.0.1", 80).await;
+    h.member(&pool.to_string(), "10.0.0.2", 80).await;
+    let owner = caller(PROJECT, &["member"]);
+    let lab = Lab {
+        quotas: QuotaDefaults {
+            member: 2,
+            ..QuotaDefaults::default()
+        },
+        refused: vec![],
+        own: vec![API_SOCKET.parse().unwrap()],
+    };
+
+    // Never at the service's own socket.
+    let err = h
+        .store
+        .write(|txn| mem::create(&owner, txn, &lab, pool, new_member("127.0.0.1", 9876)))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the load-balancing service itself listens there"),
+        "{err}"
+    );
+    // At its quota of 2: one more is refused...
+    let err = h
+        .store
+        .write(|txn| mem::create(&owner, txn, &lab, pool, new_member("10.0.0.3", 80)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    // ...and a batch is counted against the state before it: keeping .1,
+    // dropping .2, adding .3 and .4 under a quota of 3 is 2 + 2 - 1 = 3
+    // (counting its own rows, 4 + 1, would refuse it).
+    let three = Lab {
+        quotas: QuotaDefaults {
+            member: 3,
+            ..QuotaDefaults::default()
+        },
+        refused: vec![],
+        own: vec![],
+    };
+    h.store
+        .write(|txn| {
+            mem::batch_update(
+                &owner,
+                txn,
+                &three,
+                pool,
+                false,
+                vec![
+                    new_member("10.0.0.1", 80),
+                    new_member("10.0.0.3", 80),
+                    new_member("10.0.0.4", 80),
+                ],
+            )
+        })
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    let statuses: Vec<(String, ProvisioningStatus)> = mem::list(&owner, &*s, pool)
+        .unwrap()
+        .iter()
+        .map(|m| (m.address.to_string(), m.provisioning_status))
+        .collect();
+    assert_eq!(statuses.len(), 4, "{statuses:?}");
+    for (address, status) in statuses {
+        let expected = match address.as_str() {
+            "10.0.0.1" => ProvisioningStatus::PendingUpdate,
+            "10.0.0.2" => ProvisioningStatus::PendingDelete,
+            _ => ProvisioningStatus::PendingCreate,
+        };
+        assert_eq!(status, expected, "{address}");
+    }
+    h.settle().await;
+    assert_eq!(h.store.snapshot().members.len(), 3);
+    let err = mem::show(&owner, &*h.store.snapshot(), pool, "x").unwrap_err();
+    assert_eq!(err.to_string(), "Member x not found.");
 }

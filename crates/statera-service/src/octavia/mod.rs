@@ -3,13 +3,14 @@
 //! the policy, validates on the model, locks and writes. The wire layer
 //! (statera-api) reads requests into the typed input and renders the result.
 //!
-//! Moved so far: health monitors, L7 rules, L7 policies. The other resources still do this work in
+//! Moved so far: health monitors, L7 rules, L7 policies, members. The other resources still do this work in
 //! statera-api's handlers, using the helpers of [`crate::lb`] and
 //! [`crate::quota`].
 
 pub mod healthmonitors;
 pub mod l7policies;
 pub mod l7rules;
+pub mod members;
 
 use crate::auth::Context;
 use crate::error::{ServiceError, ServiceResult};
@@ -22,6 +23,11 @@ pub trait Deployment {
     fn quota_defaults(&self) -> &QuotaDefaults;
     /// Health monitor types provider `provider` cannot run (501).
     fn unsupported_monitor_types(&self, provider: &str) -> &[HealthMonitorType];
+    /// Addresses no member or monitor may point at (Octavia's `reserved_ips`).
+    fn reserved_ips(&self) -> &[std::net::IpAddr];
+    /// Sockets Statera itself listens on (its API): no member or monitor
+    /// may point at them.
+    fn own_sockets(&self) -> &[std::net::SocketAddr];
 }
 
 /// Which projects' objects a list of `resource` (`loadbalancer`, …) shows:
