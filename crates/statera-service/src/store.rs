@@ -35,7 +35,8 @@ owned!(
     Member,
     HealthMonitor,
     L7Policy,
-    L7Rule
+    L7Rule,
+    Quota
 );
 
 /// What the service reads.

@@ -17,6 +17,7 @@ use statera_service::octavia::healthmonitors as hm;
 use statera_service::octavia::l7policies as l7p;
 use statera_service::octavia::l7rules as l7r;
 use statera_service::octavia::members as mem;
+use statera_service::octavia::quotas as qt;
 use statera_service::{
     Context, LbTree, Opt, QuotaDefaults, QuotaKind, ServiceError, StoreRead, check_quota, lock_lb,
     mark_tree_deleted,
@@ -720,4 +721,63 @@ async fn member_operations_check_targets_and_batch_against_the_state_before() {
     assert_eq!(h.store.snapshot().members.len(), 3);
     let err = mem::show(&owner, &*h.store.snapshot(), pool, "x").unwrap_err();
     assert_eq!(err.to_string(), "Member x not found.");
+}
+
+#[tokio::test]
+async fn quota_operations_authorize_per_project_and_fill_defaults() {
+    let h = Harness::new().await;
+    let admin = caller(PROJECT, &["admin"]);
+    let owner = caller(PROJECT, &["member"]);
+    let d = QuotaDefaults {
+        pool: 7,
+        ..QuotaDefaults::default()
+    };
+    let fields = |lb: Opt<i64>| qt::QuotaFields {
+        loadbalancer: lb,
+        listener: Opt::Absent,
+        member: Opt::Absent,
+        pool: Opt::Absent,
+        healthmonitor: Opt::Absent,
+        l7policy: Opt::Absent,
+        l7rule: Opt::Absent,
+    };
+    // A member may not set its own quota; an admin may set another's.
+    let err = h
+        .store
+        .write(|txn| qt::update(&owner, txn, PROJECT, fields(Opt::Set(3))))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    let row = h
+        .store
+        .write(|txn| qt::update(&admin, txn, OTHER_PROJECT, fields(Opt::Set(3))))
+        .await
+        .unwrap();
+    assert_eq!((row.loadbalancer, row.pool), (Some(3), None));
+    let s = h.store.snapshot();
+    let eff = qt::show(&admin, &*s, &d, OTHER_PROJECT).unwrap();
+    assert_eq!((eff.loadbalancer, eff.pool), (Some(3), Some(7)));
+    // The owner reads its own (defaults only), not another's, and lists
+    // only its own rows (none).
+    assert_eq!(qt::show(&owner, &*s, &d, PROJECT).unwrap().pool, Some(7));
+    assert!(matches!(
+        qt::show(&owner, &*s, &d, OTHER_PROJECT),
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert!(qt::list(&owner, &*s, None).unwrap().is_empty());
+    assert_eq!(qt::list(&admin, &*s, None).unwrap().len(), 1);
+    // Null resets a limit; delete drops the row (and is idempotent).
+    let row = h
+        .store
+        .write(|txn| qt::update(&admin, txn, OTHER_PROJECT, fields(Opt::Null)))
+        .await
+        .unwrap();
+    assert_eq!(row.loadbalancer, None);
+    for _ in 0..2 {
+        h.store
+            .write(|txn| qt::delete(&admin, txn, OTHER_PROJECT))
+            .await
+            .unwrap();
+    }
+    assert!(h.store.snapshot().quotas.is_empty());
 }

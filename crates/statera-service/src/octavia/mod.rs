@@ -3,7 +3,7 @@
 //! the policy, validates on the model, locks and writes. The wire layer
 //! (statera-api) reads requests into the typed input and renders the result.
 //!
-//! Moved so far: health monitors, L7 rules, L7 policies, members. The other resources still do this work in
+//! Moved so far: health monitors, L7 rules, L7 policies, members, quotas. The other resources still do this work in
 //! statera-api's handlers, using the helpers of [`crate::lb`] and
 //! [`crate::quota`].
 
@@ -11,6 +11,7 @@ pub mod healthmonitors;
 pub mod l7policies;
 pub mod l7rules;
 pub mod members;
+pub mod quotas;
 
 use crate::auth::Context;
 use crate::error::{ServiceError, ServiceResult};
