@@ -6,8 +6,9 @@
 //! Keystone's shape before any handler runs. Handlers then authorize by
 //! rule name (`os_load-balancer_api:loadbalancer:get_one`, `create_port`, …)
 //! through [`RequestContext::authorize`] / [`RequestContext::allowed`],
-//! which ask the deployment's [`Enforcer`] (Octavia's and Neutron's defaults,
-//! overridden by the operator's policy file).
+//! thin forwarders to the service layer's [`Context`], which asks the
+//! deployment's [`Enforcer`] (Octavia's and Neutron's defaults, overridden by
+//! the operator's policy file).
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -15,7 +16,8 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use statera_identity::{AuthError, Caller};
-use statera_policy::{Credentials, Enforcer, Target};
+use statera_policy::{Enforcer, Target};
+use statera_service::Context;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -28,63 +30,45 @@ pub struct RequestContext {
     pub caller: Caller,
     /// Scheme and authority the client used, for links (`http://host:9876`).
     pub base_url: String,
-    /// The deployment's effective policy.
-    policy: Arc<Enforcer>,
-    /// The caller as the policy sees it (computed once per request).
-    creds: Credentials,
+    /// The caller under the deployment's policy, as the service layer takes it.
+    pub service: Context,
 }
 
-/// A policy target of one project (`{"project_id": …}`, as Octavia builds it).
-pub fn project_target(project_id: &str) -> Target {
-    let mut t = Target::new();
-    t.insert("project_id".into(), project_id.into());
-    t.insert("tenant_id".into(), project_id.into());
-    t
-}
+pub use statera_service::project_target;
 
 impl RequestContext {
     /// A context for `caller` under `policy` (the extractor below builds it
     /// from the request; tools and tests may build one directly).
     pub fn new(caller: Caller, policy: Arc<Enforcer>, base_url: String) -> RequestContext {
-        let creds = policy.credentials(&caller);
         RequestContext {
             project_id: caller.project().to_string(),
             roles: caller.roles.clone(),
+            service: Context::new(caller.clone(), policy),
             caller,
             base_url,
-            policy,
-            creds,
         }
     }
 
     /// Whether the policy rule `rule` allows the caller on an object of
-    /// `project_id`.
+    /// `project_id` ([`Context::allowed`]).
     pub fn allowed(&self, rule: &str, project_id: &str) -> bool {
-        self.allowed_on(rule, &project_target(project_id))
+        self.service.allowed(rule, project_id)
     }
 
-    /// Whether `rule` allows the caller on `target` (Neutron's rules read
-    /// more than the project: `network:project_id`, `shared`, …).
+    /// Whether `rule` allows the caller on `target` ([`Context::allowed_on`]).
     pub fn allowed_on(&self, rule: &str, target: &Target) -> bool {
-        debug_assert!(self.policy.knows(rule), "unknown policy rule {rule}");
-        self.policy.enforce(rule, target, &self.creds)
+        self.service.allowed_on(rule, target)
     }
 
-    /// [`RequestContext::allowed`], or 403 in the API's shape.
+    /// [`RequestContext::allowed`], or 403 in the API's shape
+    /// ([`Context::authorize`]).
     pub fn authorize(&self, rule: &str, project_id: &str) -> Result<(), ApiError> {
-        if self.allowed(rule, project_id) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
+        Ok(self.service.authorize(rule, project_id)?)
     }
 
     /// The cloud admin (`context_is_admin`, what oslo calls `is_admin`).
     pub fn is_admin(&self) -> bool {
-        self.creds
-            .values
-            .get("is_admin")
-            .is_some_and(|v| v == "True")
+        self.service.is_admin()
     }
 
     /// Whether the caller holds `role` (roles compare case-insensitively).

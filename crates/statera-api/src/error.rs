@@ -8,6 +8,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use statera_service::ServiceError;
 use statera_store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +150,21 @@ impl From<StoreError> for ApiError {
             )
         } else {
             ApiError::internal(format!("The store failed: {e}"))
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    /// The service's kinds of failure → Octavia's statuses (the message is
+    /// the service's, word for word).
+    fn from(e: ServiceError) -> ApiError {
+        match e {
+            ServiceError::Invalid(m) => ApiError::bad_request(m),
+            ServiceError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            ServiceError::Conflict(m) => ApiError::conflict(m),
+            ServiceError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+            ServiceError::NotImplemented(m) => ApiError::not_implemented(m),
+            ServiceError::Store(e) => ApiError::from(e),
         }
     }
 }

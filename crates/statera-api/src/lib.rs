@@ -54,31 +54,7 @@ pub struct ProviderInfo {
     pub unsupported_monitor_types: Vec<statera_model::HealthMonitorType>,
 }
 
-/// Deployment-wide quota defaults (−1 = unlimited).
-#[derive(Debug, Clone, Copy)]
-pub struct QuotaDefaults {
-    pub loadbalancer: i64,
-    pub listener: i64,
-    pub member: i64,
-    pub pool: i64,
-    pub healthmonitor: i64,
-    pub l7policy: i64,
-    pub l7rule: i64,
-}
-
-impl Default for QuotaDefaults {
-    fn default() -> Self {
-        QuotaDefaults {
-            loadbalancer: -1,
-            listener: -1,
-            member: -1,
-            pool: -1,
-            healthmonitor: -1,
-            l7policy: -1,
-            l7rule: -1,
-        }
-    }
-}
+pub use statera_service::QuotaDefaults;
 
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
@@ -486,4 +462,24 @@ async fn version_v2(headers: axum::http::HeaderMap) -> Json<Value> {
     let base = context::base_url(&headers);
     let (id, updated) = VERSIONS[VERSIONS.len() - 1];
     Json(json!({"version": version_doc(&base, id, updated, true)}))
+}
+
+impl statera_service::octavia::Deployment for ApiSettings {
+    fn quota_defaults(&self) -> &QuotaDefaults {
+        &self.quota_defaults
+    }
+
+    fn unsupported_monitor_types(&self, provider: &str) -> &[statera_model::HealthMonitorType] {
+        self.provider(provider)
+            .map(|p| p.unsupported_monitor_types.as_slice())
+            .unwrap_or(&[])
+    }
+
+    fn reserved_ips(&self) -> &[IpAddr] {
+        &self.reserved_ips
+    }
+
+    fn own_sockets(&self) -> &[SocketAddr] {
+        &self.own_sockets
+    }
 }

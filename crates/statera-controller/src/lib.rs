@@ -28,8 +28,11 @@ pub mod status;
 use statera_config::{
     DataPlane, DataPlaneError, LbConfig, ListenerReport, ListenerState, StatusReport,
 };
+use statera_model::status::Provisioned;
 use statera_model::*;
-use statera_store::{ListenerStats, PendingWork, State, Store, StoreError, Txn};
+use statera_service::tree::Remove;
+use statera_service::{LbTree, Visitor};
+use statera_store::{ListenerStats, PendingWork, Record, State, Store, StoreError, Txn};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -528,34 +531,18 @@ fn record_stats(
 
 /// Everything that belongs to a load balancer, children first.
 fn delete_tree(txn: &mut Txn, lb_id: Uuid) -> Result<(), StoreError> {
-    let s: State = txn.state().clone();
-    for l in s.listeners.children(lb_id) {
-        for p in s.l7policies.children(l.id) {
-            for r in s.l7rules.children(p.id) {
-                txn.delete::<L7Rule>(&r.id);
-            }
-            txn.delete::<L7Policy>(&p.id);
-        }
-        txn.delete::<ListenerStats>(&l.id);
-        txn.delete::<Listener>(&l.id);
+    let tree = LbTree::of(txn, lb_id);
+    for l in &tree.listeners {
+        txn.delete::<ListenerStats>(&l.listener.id);
     }
-    for p in s.pools.children(lb_id) {
-        for m in s.members.children(p.id) {
-            txn.delete::<Member>(&m.id);
-        }
-        for h in s.healthmonitors.children(p.id) {
-            txn.delete::<HealthMonitor>(&h.id);
-        }
-        txn.delete::<Pool>(&p.id);
-    }
-    for a in s.amphorae.children(lb_id) {
+    for a in &tree.amphorae {
         txn.delete::<Amphora>(&a.id);
     }
-    if let Some(lb) = s.loadbalancers.get(&lb_id) {
+    if let Some(lb) = &tree.lb {
+        let s: State = txn.state().clone();
         release_vip_port(txn, &s, lb)?;
     }
-    txn.delete::<LoadBalancer>(&lb_id);
-    Ok(())
+    tree.walk(&mut Remove(txn))
 }
 
 /// Delete the VIP port Statera made, or hand back a port the user brought.
@@ -587,16 +574,18 @@ fn release_vip_port(txn: &mut Txn, s: &State, lb: &LoadBalancer) -> Result<(), S
 
 /// The data plane serves version `served`: settle everything pending.
 fn complete(txn: &mut Txn, lb_id: Uuid, served: u64, host: &str) -> Result<(), StoreError> {
-    let s: State = txn.state().clone();
-    let Some(lb) = s.loadbalancers.get(&lb_id) else {
+    let tree = LbTree::of(txn, lb_id);
+    let Some(lb) = &tree.lb else {
         return Ok(());
     };
     let now = now();
     let mut compact_listeners = Vec::new();
-    for l in s.listeners.children(lb_id) {
+    for lt in &tree.listeners {
+        let l = &lt.listener;
         let mut policies_removed = false;
-        for p in s.l7policies.children(l.id) {
-            for r in s.l7rules.children(p.id) {
+        for pt in &lt.policies {
+            let p = &pt.policy;
+            for r in &pt.rules {
                 if r.provisioning_status == ProvisioningStatus::PendingDelete {
                     txn.delete::<L7Rule>(&r.id);
                 } else if r.provisioning_status.is_pending() {
@@ -636,19 +625,14 @@ fn complete(txn: &mut Txn, lb_id: Uuid, served: u64, host: &str) -> Result<(), S
             }
         }
     }
-    for p in s.pools.children(lb_id) {
+    for pt in &tree.pools {
+        let p = &pt.pool;
         if p.provisioning_status == ProvisioningStatus::PendingDelete {
-            for m in s.members.children(p.id) {
-                txn.delete::<Member>(&m.id);
-            }
-            for h in s.healthmonitors.children(p.id) {
-                txn.delete::<HealthMonitor>(&h.id);
-            }
-            txn.delete::<Pool>(&p.id);
+            pt.walk(&mut Remove(txn))?;
             continue;
         }
         let mut monitored = false;
-        for h in s.healthmonitors.children(p.id) {
+        for h in &pt.monitors {
             if h.provisioning_status == ProvisioningStatus::PendingDelete {
                 txn.delete::<HealthMonitor>(&h.id);
             } else {
@@ -662,7 +646,7 @@ fn complete(txn: &mut Txn, lb_id: Uuid, served: u64, host: &str) -> Result<(), S
                 }
             }
         }
-        for m in s.members.children(p.id) {
+        for m in &pt.members {
             if m.provisioning_status == ProvisioningStatus::PendingDelete {
                 txn.delete::<Member>(&m.id);
                 continue;
@@ -715,7 +699,7 @@ fn complete(txn: &mut Txn, lb_id: Uuid, served: u64, host: &str) -> Result<(), S
         lb.operating_status = OperatingStatus::Offline;
     }
     lb.updated_at = Some(now);
-    if s.amphorae.children(lb_id).next().is_none() {
+    if tree.amphorae.is_empty() {
         txn.put(Amphora {
             id: Uuid::new_v4(),
             loadbalancer_id: lb_id,
@@ -734,43 +718,49 @@ fn complete(txn: &mut Txn, lb_id: Uuid, served: u64, host: &str) -> Result<(), S
     Ok(())
 }
 
+/// Settles each pending object of a refused change: the subjects (and
+/// anything being created or deleted) go to ERROR, parents only locked along
+/// go back to ACTIVE.
+struct Settle<'a> {
+    txn: &'a mut Txn,
+    subjects: &'a [Uuid],
+}
+
+impl Settle<'_> {
+    fn status(&self, id: Uuid, st: ProvisioningStatus) -> ProvisioningStatus {
+        match st {
+            ProvisioningStatus::PendingUpdate if !self.subjects.contains(&id) => {
+                ProvisioningStatus::Active
+            }
+            other => statera_model::status::on_failure(other),
+        }
+    }
+}
+
+impl Visitor for Settle<'_> {
+    fn visit<R: Record + Provisioned>(&mut self, id: Uuid, row: &Arc<R>) -> Result<(), StoreError> {
+        let st = row.provisioning_status();
+        if !st.is_pending() {
+            return Ok(());
+        }
+        let mut o = (**row).clone();
+        o.set_provisioning_status(self.status(id, st));
+        self.txn.put(o)
+    }
+}
+
 /// The data plane refused: the objects the change was about (its subjects,
 /// and anything being created or deleted) go to ERROR; parents that were
 /// only locked along go back to ACTIVE.
 fn fail(txn: &mut Txn, lb_id: Uuid, subjects: &[Uuid]) -> Result<(), StoreError> {
-    let s: State = txn.state().clone();
-    let Some(lb) = s.loadbalancers.get(&lb_id) else {
+    let mut tree = LbTree::of(txn, lb_id);
+    let Some(lb) = tree.lb.take() else {
         return Ok(());
     };
-    let settle = |id: Uuid, st: ProvisioningStatus| match st {
-        ProvisioningStatus::PendingUpdate if !subjects.contains(&id) => ProvisioningStatus::Active,
-        other => statera_model::status::on_failure(other),
-    };
-    macro_rules! settle_all {
-        ($iter:expr) => {
-            for o in $iter {
-                if o.provisioning_status.is_pending() {
-                    let mut o = (**o).clone();
-                    o.provisioning_status = settle(o.id, o.provisioning_status);
-                    txn.put(o)?;
-                }
-            }
-        };
-    }
-    for l in s.listeners.children(lb_id) {
-        for p in s.l7policies.children(l.id) {
-            settle_all!(s.l7rules.children(p.id));
-        }
-        settle_all!(s.l7policies.children(l.id));
-    }
-    settle_all!(s.listeners.children(lb_id));
-    for p in s.pools.children(lb_id) {
-        settle_all!(s.members.children(p.id));
-        settle_all!(s.healthmonitors.children(p.id));
-    }
-    settle_all!(s.pools.children(lb_id));
-    let mut lb = (**lb).clone();
-    lb.provisioning_status = settle(lb.id, lb.provisioning_status);
+    let mut settle = Settle { txn, subjects };
+    tree.walk(&mut settle)?;
+    let mut lb = (*lb).clone();
+    lb.provisioning_status = settle.status(lb.id, lb.provisioning_status);
     lb.operating_status = if lb.provisioning_status == ProvisioningStatus::Error {
         OperatingStatus::Error
     } else {

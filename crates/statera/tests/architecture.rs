@@ -167,6 +167,15 @@ fn c_controller_does_not_link_axum() {
 }
 
 #[test]
+fn i_service_links_no_http_stack() {
+    assert_no_dependency(
+        "i: the service layer knows nothing about HTTP (no axum, no hyper) nor the data plane",
+        "statera-service",
+        &["axum", "hyper", "statera-dataplane", "statera-controller"],
+    );
+}
+
+#[test]
 fn d_config_and_model_link_no_io_stack() {
     for krate in ["statera-config", "statera-model"] {
         assert_no_dependency(
@@ -499,6 +508,45 @@ fn f_api_never_settles_a_status() {
         violations.is_empty(),
         "architecture rule (f: only the controller moves objects out of PENDING_*) violated — \
          the API writes ACTIVE/ERROR:\n{}",
+        violations.join("\n")
+    );
+}
+
+/// The Octavia resources whose handlers are wire only: their operations
+/// live in `statera_service::octavia::<resource>` (ARCHITECTURE.md, "The
+/// service layer"). Add a file here when its resource moves.
+const MOVED_TO_SERVICE: &[&str] = &[
+    "crates/statera-api/src/octavia/healthmonitors.rs",
+    "crates/statera-api/src/octavia/l7policies.rs",
+    "crates/statera-api/src/octavia/l7rules.rs",
+    "crates/statera-api/src/octavia/members.rs",
+    "crates/statera-api/src/octavia/quotas.rs",
+];
+
+#[test]
+fn j_moved_handlers_leave_the_store_and_the_policy_to_the_service() {
+    // In code (comments and strings aside): no write of a row, no read of the
+    // transaction's tables, no work enqueued, no policy check — the handler
+    // calls the service inside `store.write` and renders what it returns.
+    let forbidden = Regex::new(
+        r"\btxn\.(put|delete|enqueue|state)\b|\.authorize\(|\ballowed(_on)?\(|\bstatera_store::",
+    )
+    .unwrap();
+    let root = workspace_root();
+    let mut violations = Vec::new();
+    for f in MOVED_TO_SERVICE {
+        let path = root.join(f);
+        let lx = lexed(&path);
+        for (i, line) in lx.code_lines.iter().enumerate() {
+            if let Some(m) = forbidden.find(line) {
+                violations.push(format!("  {f}:{}: {}", i + 1, m.as_str()));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "architecture rule (j: a moved handler is wire only; the service reads and writes the \
+         store and asks the policy) violated:\n{}",
         violations.join("\n")
     );
 }

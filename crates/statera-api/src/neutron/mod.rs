@@ -340,7 +340,7 @@ pub(crate) fn port_visible(ctx: &RequestContext, s: &State, p: &Port) -> bool {
 /// own requests: Neutron's `admin_or_owner` rule. Unlike reading, Octavia's
 /// observer roles give no such right.
 pub(crate) fn owns(ctx: &RequestContext, project_id: &str) -> bool {
-    ctx.allowed("admin_or_owner", project_id)
+    statera_service::neutron::owns(&ctx.service, project_id)
 }
 
 /// The network `id` if the caller may put something on it: its own, a
@@ -355,15 +355,7 @@ pub(crate) fn usable_network(ctx: &RequestContext, s: &State, id: Uuid) -> Optio
 /// The subnet `id` if the caller may put something on it (its own, or on a
 /// network it may use).
 pub(crate) fn usable_subnet(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Subnet> {
-    s.subnets
-        .get(&id)
-        .filter(|x| {
-            owns(ctx, &x.project_id)
-                || s.networks
-                    .get(&x.network_id)
-                    .is_some_and(|n| owns(ctx, &n.project_id) || n.shared || n.external)
-        })
-        .map(|x| (**x).clone())
+    statera_service::neutron::usable_subnet(&ctx.service, s, id)
 }
 
 /// The port `id` if the caller may use it: its own, or on a network it owns.

@@ -163,7 +163,7 @@ async fn failover(
     app.store
         .write(|txn| {
             let a = amphora(txn.state(), &id)?;
-            lock_lb(txn, a.loadbalancer_id, &[a.loadbalancer_id])
+            Ok::<_, ApiError>(lock_lb(txn, a.loadbalancer_id, &[a.loadbalancer_id])?)
         })
         .await?;
     Ok(StatusCode::ACCEPTED)

@@ -1,10 +1,11 @@
 //! `/availabilityzones` (keyed by **name**) and `/availabilityzoneprofiles`
 //! (Octavia v2.14). Same shape as flavors: a profile binds a provider to
 //! metadata (`availability_zone_data`, JSON text); a zone names a profile.
-//! Reading zones is open to every reader; everything else is admin work.
+//! Reading zones is open to every reader; everything else is admin work. The
+//! profiles' routes are [`super::profiles`], shared with flavor profiles.
 
-use super::flavors::{in_use, invalid_option, not_null};
 use super::loadbalancers::one;
+use super::profiles::{self, ProfileKind, in_use, invalid_option};
 use super::providers::validate_metadata;
 use super::*;
 use crate::input::{Input, JsonBody, OctaviaJson};
@@ -22,14 +23,9 @@ pub fn routes() -> Router<AppState> {
             "/availabilityzones/{name}",
             get(show).put(update).delete(delete),
         )
-        .route(
+        .merge(profiles::routes::<ZoneProfiles>(
             "/availabilityzoneprofiles",
-            get(list_profiles).post(create_profile),
-        )
-        .route(
-            "/availabilityzoneprofiles/{id}",
-            get(show_profile).put(update_profile).delete(delete_profile),
-        )
+        ))
 }
 
 pub const AZ_ATTRS: &[&str] = &[
@@ -230,12 +226,44 @@ async fn delete(
 
 // --------------------------------------------- availability zone profiles
 
-fn profile(s: &State, raw: &str) -> ApiResult<Arc<AvailabilityZoneProfile>> {
-    let id = path_id(raw, AZ_PROFILE)?;
-    s.availability_zone_profiles
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(AZ_PROFILE, id))
+/// `/availabilityzoneprofiles`: [`super::profiles`] over zone profiles.
+pub struct ZoneProfiles;
+
+impl ProfileKind for ZoneProfiles {
+    type Profile = AvailabilityZoneProfile;
+    type User = AvailabilityZone;
+    const RESOURCE: &'static str = AZ_PROFILE;
+    const RULE: &'static str = "availability-zone-profile";
+    const ENVELOPE: &'static str = "availability_zone_profile";
+    const PLURAL: &'static str = "availability_zone_profiles";
+    const LINKS: &'static str = "availability_zone_profile_links";
+    const DATA: &'static str = "availability_zone_data";
+    const ATTRS: &'static [&'static str] = AZ_PROFILE_ATTRS;
+
+    fn render(p: &AvailabilityZoneProfile) -> Object {
+        render_profile(p)
+    }
+
+    fn new(name: String, provider_name: String, data: String) -> AvailabilityZoneProfile {
+        AvailabilityZoneProfile {
+            id: Uuid::new_v4(),
+            name,
+            provider_name,
+            availability_zone_data: data,
+        }
+    }
+
+    fn fields(p: &mut AvailabilityZoneProfile) -> (&mut String, &mut String, &mut String) {
+        (
+            &mut p.name,
+            &mut p.provider_name,
+            &mut p.availability_zone_data,
+        )
+    }
+
+    fn validate(app: &AppState, s: &State, provider_name: &str, data: &str) -> ApiResult<()> {
+        validate_profile(app, s, provider_name, data).map(drop)
+    }
 }
 
 /// `availability_zone_data` must be accepted by the profile's provider, and
@@ -297,167 +325,4 @@ pub fn check_vip_network(s: &State, az: &AvailabilityZone, vip_network: Uuid) ->
     Err(ApiError::validation(
         "Supplied VIP network_id is not allowed by the configuration of this deployment.",
     ))
-}
-
-async fn list_profiles(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    ctx.authorize(
-        "os_load-balancer_api:availability-zone-profile:get_all",
-        &ctx.project_id,
-    )?;
-    let s = app.store.snapshot();
-    let items = s
-        .availability_zone_profiles
-        .iter()
-        .map(|p| render_profile(p))
-        .collect();
-    app.collection(
-        &ctx,
-        &uri,
-        "availability_zone_profiles",
-        Some("availability_zone_profile_links"),
-        AZ_PROFILE_ATTRS,
-    )
-    .respond(items, &query(&uri))
-    .map(Json)
-}
-
-async fn show_profile(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    ctx.authorize(
-        "os_load-balancer_api:availability-zone-profile:get_one",
-        &ctx.project_id,
-    )?;
-    let s = app.store.snapshot();
-    let p = profile(&s, &id)?;
-    Ok(Json(one(
-        "availability_zone_profile",
-        render_profile(&p),
-        &query(&uri),
-    )))
-}
-
-async fn create_profile(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    JsonBody(body): OctaviaJson,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    ctx.authorize(
-        "os_load-balancer_api:availability-zone-profile:post",
-        &ctx.project_id,
-    )?;
-    let mut input = Input::from_envelope(body, "availability_zone_profile")?;
-    let name = input.string("name", 255)?.required("name")?;
-    let provider_name = input
-        .string("provider_name", 255)?
-        .required("provider_name")?;
-    let data = input
-        .string("availability_zone_data", 4096)?
-        .required("availability_zone_data")?;
-    input.finish()?;
-    let p = AvailabilityZoneProfile {
-        id: Uuid::new_v4(),
-        name,
-        provider_name,
-        availability_zone_data: data,
-    };
-    app.store
-        .write(|txn| {
-            validate_profile(
-                &app,
-                txn.state(),
-                &p.provider_name,
-                &p.availability_zone_data,
-            )?;
-            txn.put(p.clone())?;
-            Ok::<_, ApiError>(())
-        })
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"availability_zone_profile": render_profile(&p)})),
-    ))
-}
-
-async fn update_profile(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    JsonBody(body): OctaviaJson,
-) -> ApiResult<Json<Value>> {
-    ctx.authorize(
-        "os_load-balancer_api:availability-zone-profile:put",
-        &ctx.project_id,
-    )?;
-    let id = path_id(&id, AZ_PROFILE)?;
-    let mut input = Input::from_envelope(body, "availability_zone_profile")?;
-    let name = not_null(input.string("name", 255)?, "name")?;
-    let provider_name = not_null(input.string("provider_name", 255)?, "provider_name")?;
-    let data = not_null(
-        input.string("availability_zone_data", 4096)?,
-        "availability_zone_data",
-    )?;
-    input.finish()?;
-    let p = app
-        .store
-        .write(|txn| {
-            let s = txn.state();
-            let mut p = (**s
-                .availability_zone_profiles
-                .get(&id)
-                .ok_or_else(|| ApiError::not_found(AZ_PROFILE, id))?)
-            .clone();
-            if provider_name.is_some() || data.is_some() {
-                if s.availability_zones.children(id).next().is_some() {
-                    return Err(in_use(AZ_PROFILE, id));
-                }
-                let provider_name = provider_name.unwrap_or_else(|| p.provider_name.clone());
-                let data = data.unwrap_or_else(|| p.availability_zone_data.clone());
-                validate_profile(&app, s, &provider_name, &data)?;
-                p.provider_name = provider_name;
-                p.availability_zone_data = data;
-            }
-            if let Some(name) = name {
-                p.name = name;
-            }
-            txn.put(p.clone())?;
-            Ok::<_, ApiError>(p)
-        })
-        .await?;
-    Ok(Json(
-        json!({"availability_zone_profile": render_profile(&p)}),
-    ))
-}
-
-async fn delete_profile(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    ctx.authorize(
-        "os_load-balancer_api:availability-zone-profile:delete",
-        &ctx.project_id,
-    )?;
-    let id = path_id(&id, AZ_PROFILE)?;
-    app.store
-        .write(|txn| {
-            let s = txn.state();
-            if !s.availability_zone_profiles.contains(&id) {
-                return Err(ApiError::not_found(AZ_PROFILE, id));
-            }
-            if s.availability_zones.children(id).next().is_some() {
-                return Err(in_use(AZ_PROFILE, id));
-            }
-            txn.delete::<AvailabilityZoneProfile>(&id);
-            Ok(())
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }

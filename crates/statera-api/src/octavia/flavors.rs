@@ -2,12 +2,14 @@
 //!
 //! A flavor profile binds a provider to provider metadata (`flavor_data`,
 //! JSON text); a flavor names a profile for users. Reading flavors is open
-//! to every reader; everything else is admin work.
+//! to every reader; everything else is admin work. The profiles' routes are
+//! [`super::profiles`], shared with availability zone profiles.
 
 use super::loadbalancers::one;
+use super::profiles::{self, ProfileKind};
 use super::providers::validate_metadata;
 use super::*;
-use crate::input::{Input, JsonBody, OctaviaJson, Opt};
+use crate::input::{Input, JsonBody, OctaviaJson};
 use crate::list::Object;
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
@@ -19,11 +21,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/flavors", get(list).post(create))
         .route("/flavors/{id}", get(show).put(update).delete(delete))
-        .route("/flavorprofiles", get(list_profiles).post(create_profile))
-        .route(
-            "/flavorprofiles/{id}",
-            get(show_profile).put(update_profile).delete(delete_profile),
-        )
+        .merge(profiles::routes::<FlavorProfiles>("/flavorprofiles"))
 }
 
 pub const FLAVOR_ATTRS: &[&str] = &["id", "name", "description", "enabled", "flavor_profile_id"];
@@ -52,25 +50,7 @@ pub fn render_profile(p: &FlavorProfile) -> Object {
     o
 }
 
-/// A required attribute that a PUT may change but not clear (null is
-/// `None is not a valid option for <field>`).
-pub fn not_null<T>(v: Opt<T>, field: &str) -> ApiResult<Option<T>> {
-    match v {
-        Opt::Absent => Ok(None),
-        Opt::Null => Err(invalid_option("None", field)),
-        Opt::Set(v) => Ok(Some(v)),
-    }
-}
-
-/// `<value> is not a valid option for <option>` (Octavia's InvalidOption).
-pub fn invalid_option(value: impl std::fmt::Display, option: &str) -> ApiError {
-    ApiError::bad_request(format!("{value} is not a valid option for {option}"))
-}
-
-/// `<Object> <id> is in use and cannot be modified.` (Octavia's ObjectInUse).
-pub fn in_use(object: &str, id: impl std::fmt::Display) -> ApiError {
-    ApiError::conflict(format!("{object} {id} is in use and cannot be modified."))
-}
+pub use super::profiles::{in_use, invalid_option, not_null};
 
 // ---------------------------------------------------------------- flavors
 
@@ -224,12 +204,40 @@ async fn delete(
 
 // ------------------------------------------------------- flavor profiles
 
-fn profile(s: &State, raw: &str) -> ApiResult<Arc<FlavorProfile>> {
-    let id = path_id(raw, "Flavor profile")?;
-    s.flavor_profiles
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("Flavor profile", id))
+/// `/flavorprofiles`: [`super::profiles`] over flavor profiles.
+pub struct FlavorProfiles;
+
+impl ProfileKind for FlavorProfiles {
+    type Profile = FlavorProfile;
+    type User = Flavor;
+    const RESOURCE: &'static str = "Flavor profile";
+    const RULE: &'static str = "flavor-profile";
+    const ENVELOPE: &'static str = "flavorprofile";
+    const PLURAL: &'static str = "flavorprofiles";
+    const LINKS: &'static str = "flavorprofile_links";
+    const DATA: &'static str = "flavor_data";
+    const ATTRS: &'static [&'static str] = FLAVOR_PROFILE_ATTRS;
+
+    fn render(p: &FlavorProfile) -> Object {
+        render_profile(p)
+    }
+
+    fn new(name: String, provider_name: String, flavor_data: String) -> FlavorProfile {
+        FlavorProfile {
+            id: Uuid::new_v4(),
+            name,
+            provider_name,
+            flavor_data,
+        }
+    }
+
+    fn fields(p: &mut FlavorProfile) -> (&mut String, &mut String, &mut String) {
+        (&mut p.name, &mut p.provider_name, &mut p.flavor_data)
+    }
+
+    fn validate(app: &AppState, _: &State, provider_name: &str, data: &str) -> ApiResult<()> {
+        validate_profile(app, provider_name, data)
+    }
 }
 
 /// `flavor_data` must be accepted by the profile's provider (checked again
@@ -239,145 +247,4 @@ pub fn validate_profile(app: &AppState, provider_name: &str, flavor_data: &str) 
         &p.flavor_capabilities
     })
     .map(drop)
-}
-
-async fn list_profiles(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    ctx.authorize(
-        "os_load-balancer_api:flavor-profile:get_all",
-        &ctx.project_id,
-    )?;
-    let s = app.store.snapshot();
-    let items = s
-        .flavor_profiles
-        .iter()
-        .map(|p| render_profile(p))
-        .collect();
-    app.collection(
-        &ctx,
-        &uri,
-        "flavorprofiles",
-        Some("flavorprofile_links"),
-        FLAVOR_PROFILE_ATTRS,
-    )
-    .respond(items, &query(&uri))
-    .map(Json)
-}
-
-async fn show_profile(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    ctx.authorize(
-        "os_load-balancer_api:flavor-profile:get_one",
-        &ctx.project_id,
-    )?;
-    let s = app.store.snapshot();
-    let p = profile(&s, &id)?;
-    Ok(Json(one("flavorprofile", render_profile(&p), &query(&uri))))
-}
-
-async fn create_profile(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    JsonBody(body): OctaviaJson,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    ctx.authorize("os_load-balancer_api:flavor-profile:post", &ctx.project_id)?;
-    let mut input = Input::from_envelope(body, "flavorprofile")?;
-    let name = input.string("name", 255)?.required("name")?;
-    let provider_name = input
-        .string("provider_name", 255)?
-        .required("provider_name")?;
-    let flavor_data = input.string("flavor_data", 4096)?.required("flavor_data")?;
-    input.finish()?;
-    validate_profile(&app, &provider_name, &flavor_data)?;
-    let p = FlavorProfile {
-        id: Uuid::new_v4(),
-        name,
-        provider_name,
-        flavor_data,
-    };
-    app.store
-        .write(|txn| {
-            txn.put(p.clone())?;
-            Ok::<_, ApiError>(())
-        })
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"flavorprofile": render_profile(&p)})),
-    ))
-}
-
-async fn update_profile(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    JsonBody(body): OctaviaJson,
-) -> ApiResult<Json<Value>> {
-    ctx.authorize("os_load-balancer_api:flavor-profile:put", &ctx.project_id)?;
-    let id = path_id(&id, "Flavor profile")?;
-    let mut input = Input::from_envelope(body, "flavorprofile")?;
-    let name = not_null(input.string("name", 255)?, "name")?;
-    let provider_name = not_null(input.string("provider_name", 255)?, "provider_name")?;
-    let flavor_data = not_null(input.string("flavor_data", 4096)?, "flavor_data")?;
-    input.finish()?;
-    let p = app
-        .store
-        .write(|txn| {
-            let s = txn.state();
-            let mut p = (**s
-                .flavor_profiles
-                .get(&id)
-                .ok_or_else(|| ApiError::not_found("Flavor profile", id))?)
-            .clone();
-            if provider_name.is_some() || flavor_data.is_some() {
-                if s.flavors.children(id).next().is_some() {
-                    return Err(in_use("Flavor profile", id));
-                }
-                let provider_name = provider_name.unwrap_or_else(|| p.provider_name.clone());
-                let flavor_data = flavor_data.unwrap_or_else(|| p.flavor_data.clone());
-                validate_profile(&app, &provider_name, &flavor_data)?;
-                p.provider_name = provider_name;
-                p.flavor_data = flavor_data;
-            }
-            if let Some(name) = name {
-                p.name = name;
-            }
-            txn.put(p.clone())?;
-            Ok::<_, ApiError>(p)
-        })
-        .await?;
-    Ok(Json(json!({"flavorprofile": render_profile(&p)})))
-}
-
-async fn delete_profile(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    ctx.authorize(
-        "os_load-balancer_api:flavor-profile:delete",
-        &ctx.project_id,
-    )?;
-    let id = path_id(&id, "Flavor profile")?;
-    app.store
-        .write(|txn| {
-            let s = txn.state();
-            if !s.flavor_profiles.contains(&id) {
-                return Err(ApiError::not_found("Flavor profile", id));
-            }
-            if s.flavors.children(id).next().is_some() {
-                return Err(in_use("Flavor profile", id));
-            }
-            txn.delete::<FlavorProfile>(&id);
-            Ok(())
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -128,14 +128,14 @@ pub fn parse(listeners: Vec<Value>, pools: Vec<Value>) -> ApiResult<Option<Graph
             let mut rules = Vec::new();
             for rv in pi.list("rules")?.value().unwrap_or_default() {
                 let mut ri = Input::from_value(rv, "rule")?;
-                rules.push(l7rules::RuleFields::parse_create(&mut ri)?);
+                rules.push(l7rules::parse_create(&mut ri)?);
                 ri.finish()?;
             }
             let action = pi
                 .enumeration("action", L7PolicyAction::ALL, |e| e.as_str())?
                 .required("action")?;
             pi.project_id()?;
-            let fields = l7policies::PolicyFields::parse(&mut pi)?;
+            let fields = l7policies::parse_fields(&mut pi)?;
             pi.finish()?;
             policies.push(GraphPolicy {
                 action,
@@ -200,13 +200,13 @@ pub fn create(
         gp.fields.apply(&mut p)?;
         pools::validate(&p)?;
         if let Some((kind, fields)) = gp.monitor {
-            check_monitor_supported(app, lb, kind)?;
+            statera_service::octavia::check_monitor_supported(&*app.settings, lb, kind)?;
             new_monitors.push(healthmonitors::build(&p, kind, fields)?);
         }
         let has_monitor = new_monitors.iter().any(|h| h.pool_id == p.id);
         let mut seen = std::collections::HashSet::new();
         for nm in gp.members {
-            let m = members::build(app, ctx, &s, &p, has_monitor, nm)?;
+            let m = members::build(&*app.settings, &ctx.service, &s, &p, has_monitor, nm)?;
             if !seen.insert((m.address, m.protocol_port)) {
                 return Err(ApiError::conflict(format!(
                     "Another member on this pool is already using ip {} on protocol_port {}",
@@ -244,7 +244,7 @@ pub fn create(
                 p.action = L7PolicyAction::RedirectToPool;
             }
             p.position = i as u32 + 1;
-            l7policies::validate(app, &s, &l, &p, &new_pools)?;
+            l7policies::validate(&s, &l, &p, &new_pools)?;
             if gpol.rules.len() > l7rules::MAX_RULES {
                 return Err(ApiError::conflict(format!(
                     "Too many rules on L7 policy {}",
@@ -260,35 +260,47 @@ pub fn create(
     }
     let project = &lb.project_id;
     check_quota(
-        app,
+        &app.settings.quota_defaults,
         &s,
         project,
         QuotaKind::Listener,
         new_listeners.len() as i64,
     )?;
-    check_quota(app, &s, project, QuotaKind::Pool, new_pools.len() as i64)?;
     check_quota(
-        app,
+        &app.settings.quota_defaults,
+        &s,
+        project,
+        QuotaKind::Pool,
+        new_pools.len() as i64,
+    )?;
+    check_quota(
+        &app.settings.quota_defaults,
         &s,
         project,
         QuotaKind::Member,
         new_members.len() as i64,
     )?;
     check_quota(
-        app,
+        &app.settings.quota_defaults,
         &s,
         project,
         QuotaKind::HealthMonitor,
         new_monitors.len() as i64,
     )?;
     check_quota(
-        app,
+        &app.settings.quota_defaults,
         &s,
         project,
         QuotaKind::L7Policy,
         new_policies.len() as i64,
     )?;
-    check_quota(app, &s, project, QuotaKind::L7Rule, new_rules.len() as i64)?;
+    check_quota(
+        &app.settings.quota_defaults,
+        &s,
+        project,
+        QuotaKind::L7Rule,
+        new_rules.len() as i64,
+    )?;
     for x in new_pools {
         txn.put(x)?;
     }

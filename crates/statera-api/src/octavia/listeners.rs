@@ -475,7 +475,13 @@ async fn create(
             let mut l = new_listener(&lb, protocol, port);
             fields.apply(&mut l)?;
             validate(&app, s, &lb, &l, &[])?;
-            check_quota(&app, s, &lb.project_id, QuotaKind::Listener, 1)?;
+            check_quota(
+                &app.settings.quota_defaults,
+                s,
+                &lb.project_id,
+                QuotaKind::Listener,
+                1,
+            )?;
             lock_lb(txn, lb.id, &[l.id])?;
             let id = l.id;
             txn.put(l)?;
@@ -601,7 +607,7 @@ async fn delete(
                 .ok_or_else(|| ApiError::not_found("Listener", id))?;
             ctx.authorize("os_load-balancer_api:listener:delete", &l.project_id)?;
             lock_lb(txn, l.loadbalancer_id, &[id])?;
-            mark_listener_deleted(txn, &s, id)?;
+            mark_listener_deleted(txn, id)?;
             touch_updated::<Listener>(txn, &id, |l| l.updated_at = Some(now()))?;
             Ok::<_, ApiError>(())
         })

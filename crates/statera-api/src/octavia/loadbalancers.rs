@@ -215,7 +215,13 @@ async fn create(
                     Some(_) => {}
                 }
             }
-            check_quota(&app, s, &project_id, QuotaKind::LoadBalancer, 1)?;
+            check_quota(
+                &app.settings.quota_defaults,
+                s,
+                &project_id,
+                QuotaKind::LoadBalancer,
+                1,
+            )?;
             check_vip_sg_ids(&ctx, s, &vip_sg_ids)?;
             if vip_port_id.is_none() {
                 // The VIP port Statera creates is the project's, as Octavia's is:
@@ -343,19 +349,6 @@ async fn update(
     Ok(Json(
         json!({"loadbalancer": render::loadbalancer(&s, load_balancer(&s, id)?)}),
     ))
-}
-
-/// Mark a load balancer and everything under it PENDING_DELETE.
-pub fn mark_tree_deleted(txn: &mut Txn, lb_id: Uuid) -> ApiResult<()> {
-    let s = txn.state().clone();
-    for l in s.listeners.children(lb_id) {
-        mark_listener_deleted(txn, &s, l.id)?;
-    }
-    for p in s.pools.children(lb_id) {
-        mark_pool_deleted(txn, &s, p.id)?;
-    }
-    mark_deleted(txn, s.loadbalancers.get(&lb_id).cloned().into_iter())?;
-    touch_updated::<LoadBalancer>(txn, &lb_id, |lb| lb.updated_at = Some(now()))
 }
 
 async fn delete(

@@ -341,7 +341,13 @@ async fn create(
                     )));
                 }
             }
-            check_quota(&app, s, &lb.project_id, QuotaKind::Pool, 1)?;
+            check_quota(
+                &app.settings.quota_defaults,
+                s,
+                &lb.project_id,
+                QuotaKind::Pool,
+                1,
+            )?;
             lock_lb(txn, lb.id, &[p.id])?;
             let id = p.id;
             txn.put(p)?;
@@ -484,7 +490,7 @@ async fn delete(
                 l.updated_at = Some(now());
                 txn.put(l)?;
             }
-            mark_pool_deleted(txn, &s, id)?;
+            mark_pool_deleted(txn, id)?;
             touch_updated::<Pool>(txn, &id, |p| p.updated_at = Some(now()))?;
             Ok::<_, ApiError>(())
         })

@@ -18,5 +18,6 @@ mod listing;
 mod loadbalancers;
 mod members;
 mod pools;
+mod service;
 mod status;
 mod wire;

@@ -1,0 +1,88 @@
+//! The service's one error type: what went wrong, by kind, with the exact
+//! message Octavia gives. The wire layer picks the status and the shape
+//! (statera-api maps `Invalid` → 400, `NotFound` → 404, …); the service never
+//! knows about HTTP.
+
+use statera_store::StoreError;
+use std::fmt::Display;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is wrong (400): a field, a combination, a state the
+    /// request cannot apply to. Not worth retrying unchanged.
+    #[error("{0}")]
+    Invalid(String),
+    /// The object does not exist, or the caller may not know it does (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The object exists but cannot take the change now (409): its load
+    /// balancer is busy (retry later) or it clashes with another object.
+    #[error("{0}")]
+    Conflict(String),
+    /// The policy or a quota says no (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The deployment cannot do this (501: a provider's missing feature).
+    #[error("{0}")]
+    NotImplemented(String),
+    /// The store failed (the other side of the boundary): see
+    /// [`ServiceError::retry_safe`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+impl ServiceError {
+    /// Octavia's semantic validation failure (`Validation failure: …`).
+    pub fn validation(message: impl Display) -> ServiceError {
+        ServiceError::Invalid(format!("Validation failure: {message}"))
+    }
+
+    /// Octavia's field error: `Invalid input for field/attribute <f>. Value: '<v>'. <reason>`.
+    pub fn invalid_field(field: &str, value: impl Display, reason: impl Display) -> ServiceError {
+        ServiceError::Invalid(format!(
+            "Invalid input for field/attribute {field}. Value: '{value}'. {reason}"
+        ))
+    }
+
+    pub fn missing_field(field: &str) -> ServiceError {
+        ServiceError::invalid_field(field, "None", "Mandatory field missing.")
+    }
+
+    /// `<Resource Name> <id> not found.`
+    pub fn not_found(resource: &str, id: impl Display) -> ServiceError {
+        ServiceError::NotFound(format!("{resource} {id} not found."))
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ServiceError {
+        ServiceError::Conflict(message.into())
+    }
+
+    /// `<Resource> <id> is immutable and cannot be updated.`
+    pub fn immutable(resource: &str, id: impl Display) -> ServiceError {
+        ServiceError::Conflict(format!(
+            "{resource} {id} is immutable and cannot be updated."
+        ))
+    }
+
+    /// The policy refused (oslo's `PolicyNotAuthorized` message as Octavia renders it).
+    pub fn forbidden() -> ServiceError {
+        ServiceError::Forbidden("Policy does not allow this request to be performed.".into())
+    }
+
+    pub fn not_implemented(message: impl Into<String>) -> ServiceError {
+        ServiceError::NotImplemented(message.into())
+    }
+
+    /// Whether the same request may simply be sent again later: a busy load
+    /// balancer (409 immutable) or a store that could not take the write
+    /// (nothing was changed).
+    pub fn retry_safe(&self) -> bool {
+        match self {
+            ServiceError::Store(e) => e.is_unavailable() || e.is_disk_full(),
+            ServiceError::Conflict(m) => m.ends_with("is immutable and cannot be updated."),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Octavia's resources as operations: each takes the caller's [`Context`],
+//! the store (through [`StoreRead`]/[`StoreWrite`]) and typed input, checks
+//! the policy, validates on the model, locks and writes. The wire layer
+//! (statera-api) reads requests into the typed input and renders the result.
+//!
+//! Moved so far: health monitors, L7 rules, L7 policies, members, quotas. The other resources still do this work in
+//! statera-api's handlers, using the helpers of [`crate::lb`] and
+//! [`crate::quota`].
+
+pub mod healthmonitors;
+pub mod l7policies;
+pub mod l7rules;
+pub mod members;
+pub mod quotas;
+
+use crate::auth::Context;
+use crate::error::{ServiceError, ServiceResult};
+use crate::quota::QuotaDefaults;
+use statera_model::*;
+
+/// What operations need to know about the deployment (statera-api's
+/// `ApiSettings` implements it).
+pub trait Deployment {
+    fn quota_defaults(&self) -> &QuotaDefaults;
+    /// Health monitor types provider `provider` cannot run (501).
+    fn unsupported_monitor_types(&self, provider: &str) -> &[HealthMonitorType];
+    /// Addresses no member or monitor may point at (Octavia's `reserved_ips`).
+    fn reserved_ips(&self) -> &[std::net::IpAddr];
+    /// Sockets Statera itself listens on (its API): no member or monitor
+    /// may point at them.
+    fn own_sockets(&self) -> &[std::net::SocketAddr];
+}
+
+/// Which projects' objects a list of `resource` (`loadbalancer`, …) shows:
+/// `None` = all (`os_load-balancer_api:RESOURCE:get_all-global`), else the
+/// one project (`asked`, or the caller's own), which `…:get_all` must allow
+/// (asking for another is 403).
+pub fn list_scope(
+    ctx: &Context,
+    asked: Option<&str>,
+    resource: &str,
+) -> ServiceResult<Option<String>> {
+    if ctx.allowed(
+        &format!("os_load-balancer_api:{resource}:get_all-global"),
+        "",
+    ) {
+        return Ok(None);
+    }
+    let project = asked.unwrap_or(ctx.caller.project()).to_string();
+    ctx.authorize(
+        &format!("os_load-balancer_api:{resource}:get_all"),
+        &project,
+    )?;
+    Ok(Some(project))
+}
+
+/// 501 when the load balancer's provider cannot run monitors of `kind`.
+pub fn check_monitor_supported(
+    d: &impl Deployment,
+    lb: &LoadBalancer,
+    kind: HealthMonitorType,
+) -> ServiceResult<()> {
+    if d.unsupported_monitor_types(&lb.provider).contains(&kind) {
+        return Err(ServiceError::not_implemented(format!(
+            "Provider '{}' does not support a requested option: {kind} health monitors",
+            lb.provider
+        )));
+    }
+    Ok(())
+}
