@@ -70,6 +70,14 @@ fn one_arm_topology_and_teardown() {
         skip_or_fail("the netns driver needs root");
         return;
     }
+    for tool in ["ip", "nft"] {
+        if std::process::Command::new(tool).arg("-V").output().is_err() {
+            skip_or_fail(&format!(
+                "the netns driver needs `{tool}` (iproute2, nftables)"
+            ));
+            return;
+        }
+    }
     let prefix = format!("stnt{}-", std::process::id());
     let driver = Driver::new(&prefix);
     let names = driver.names().clone();
