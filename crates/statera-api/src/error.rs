@@ -27,6 +27,8 @@ pub struct ApiError {
     pub style: Style,
     /// `WWW-Authenticate` for a 401: where to get a token.
     pub www_authenticate: Option<String>,
+    /// `Retry-After` (seconds) for a 503 or 429 that a retry will get past.
+    pub retry_after_s: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -49,6 +51,7 @@ impl ApiError {
             neutron_type,
             style: Style::Octavia,
             www_authenticate: None,
+            retry_after_s: None,
         }
     }
 
@@ -101,6 +104,14 @@ impl ApiError {
         )
         .in_style(Style::Keystone);
         e.www_authenticate = identity_uri.map(|uri| format!("Keystone uri=\"{uri}\""));
+        e
+    }
+
+    /// 503 with `Retry-After: 1`: the service is saturated for a moment
+    /// and nothing was done, so the same request may be sent again.
+    pub fn busy(message: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message);
+        e.retry_after_s = Some(1);
         e
     }
 
@@ -195,6 +206,10 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut()
                 .insert(axum::http::header::WWW_AUTHENTICATE, v);
+        }
+        if let Some(s) = self.retry_after_s {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
         }
         resp
     }

@@ -22,8 +22,22 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 /// `builtin` as far as the router can tell; the caller comes from headers,
-/// and a request without `x-roles` is a system admin.
-struct HeaderAuth;
+/// and a request without `x-roles` is a system admin. The built-in Keystone
+/// over the same store is there for what the admin API asks of it (password
+/// hashes and checks through its bounded gate), not for authentication.
+struct HeaderAuth(statera_identity::builtin::Builtin);
+
+impl HeaderAuth {
+    fn over(store: &Arc<Store>, keys: &std::path::Path) -> Arc<dyn Authenticator> {
+        let b = statera_identity::builtin::Builtin::new(
+            store.clone(),
+            statera_identity::builtin::key_repository(keys),
+            Default::default(),
+        )
+        .unwrap();
+        Arc::new(HeaderAuth(b))
+    }
+}
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name)
@@ -34,6 +48,9 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
 impl Authenticator for HeaderAuth {
     fn mode(&self) -> AuthMode {
         AuthMode::Builtin
+    }
+    fn builtin(&self) -> Option<&statera_identity::builtin::Builtin> {
+        Some(&self.0)
     }
     fn authenticate<'a>(&'a self, h: &'a HeaderMap) -> AuthFuture<'a> {
         let caller = match header(h, "x-roles") {
@@ -108,15 +125,15 @@ fn settings() -> ApiSettings {
 impl H {
     /// Builtin mode, with the `default` domain (bootstrap's) in the store.
     async fn new() -> H {
-        H::with_auth(Some(Arc::new(HeaderAuth))).await
+        H::with_auth(true).await
     }
 
     /// `AppState::lab`: noauth.
     async fn noauth() -> H {
-        H::with_auth(None).await
+        H::with_auth(false).await
     }
 
-    async fn with_auth(auth: Option<Arc<dyn Authenticator>>) -> H {
+    async fn with_auth(header_auth: bool) -> H {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), Durability::Normal).await.unwrap());
         store
@@ -134,8 +151,8 @@ impl H {
             .await
             .unwrap();
         let mut state = AppState::lab(store.clone(), settings());
-        if let Some(a) = auth {
-            state.auth = a;
+        if header_auth {
+            state.auth = HeaderAuth::over(&store, &dir.path().join("token-keys"));
         }
         H {
             store,
@@ -475,6 +492,28 @@ async fn projects_have_keystones_shape_filters_hierarchy_and_cascade() {
     h.get(&format!("/v3/projects/{cid}"))
         .await
         .error(404, &format!("Could not find project: {cid}."));
+}
+
+#[tokio::test]
+async fn without_the_builtin_keystone_passwords_are_501_not_500() {
+    // Under noauth (or keystone) there is no built-in Keystone to keep a
+    // password: a clear 501 in Keystone's shape, and nothing written.
+    let h = H::noauth().await;
+    h.call(
+        "POST",
+        "/v3/users",
+        Some(json!({"user": {"name": "erin", "password": "pw"}})),
+    )
+    .await
+    .error(501, "built-in identity service only");
+    assert!(h.store.snapshot().users.is_empty());
+    h.call(
+        "POST",
+        "/v3/users/nobody/password",
+        Some(json!({"user": {"password": "a", "original_password": "b"}})),
+    )
+    .await
+    .error(501, "auth mode is noauth");
 }
 
 #[tokio::test]
@@ -1699,7 +1738,7 @@ async fn an_operator_policy_file_governs_the_identity_rules() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), Durability::Normal).await.unwrap());
     let mut state = AppState::lab(store.clone(), settings());
-    state.auth = Arc::new(HeaderAuth);
+    state.auth = HeaderAuth::over(&store, &dir.path().join("token-keys"));
     state.policy = Arc::new(policy);
     h.router = statera_api::app(state);
     h.store = store;

@@ -807,3 +807,159 @@ async fn only_the_subject_or_a_system_admin_may_revoke_a_token() {
         .await
         .expect(204);
 }
+
+/// A user `name` with `password` in the default domain (no roles).
+async fn add_user(k: &Ks, name: &str, password: &str) -> String {
+    let u = new_user(
+        name,
+        DEFAULT_DOMAIN_ID,
+        Some(statera_identity::password::hash(password)),
+    );
+    let id = u.id.clone();
+    k.h.store.write(|txn| txn.put(u)).await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn the_password_change_counts_failures_and_honours_lockout() {
+    // Before: POST /v3/users/{id}/password checked the original password
+    // without lockout, an unauthenticated way round it (any number of
+    // guesses, and a locked user could still change its password).
+    let k = ks_with(BuiltinSettings {
+        lockout_failure_attempts: 3,
+        ..BuiltinSettings::default()
+    })
+    .await;
+    let id = add_user(&k, "carol", "carol-pw").await;
+    let failures = || {
+        k.h.store
+            .snapshot()
+            .users
+            .get(&id)
+            .unwrap()
+            .failed_auth_count
+    };
+    let path = format!("/v3/users/{id}/password");
+    let k = &k;
+    let change = |original: &'static str| {
+        let path = path.clone();
+        let body = json!({"user": {"password": "n3w-pw", "original_password": original}});
+        async move { k.h.raw("POST", &path, &[], Some(body.to_string())).await }
+    };
+    for n in 1..=3 {
+        let r = change("guess").await;
+        assert_eq!(r.status.as_u16(), 401, "{}", r.text);
+        for _ in 0..200 {
+            if failures() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(failures(), n);
+    }
+    // Locked: neither the right password's token nor a change with it.
+    let token = k
+        .post_tokens(password_body("carol", "carol-pw", Value::Null))
+        .await;
+    assert_keystone_401(&token);
+    let r = change("carol-pw").await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.text);
+    let stored = k.h.store.snapshot().users.get(&id).unwrap().clone();
+    assert!(statera_identity::password::verify(
+        "carol-pw",
+        stored.password_hash.as_deref().unwrap()
+    ));
+}
+
+#[tokio::test]
+async fn a_right_password_change_clears_earlier_failures() {
+    let k = ks_with(BuiltinSettings {
+        lockout_failure_attempts: 3,
+        ..BuiltinSettings::default()
+    })
+    .await;
+    let id = add_user(&k, "dave", "dave-pw").await;
+    let path = format!("/v3/users/{id}/password");
+    let body = |original: &str| {
+        Some(json!({"user": {"password": "n3w-pw", "original_password": original}}).to_string())
+    };
+    let r = k.h.raw("POST", &path, &[], body("guess")).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.text);
+    for _ in 0..200 {
+        if k.h
+            .store
+            .snapshot()
+            .users
+            .get(&id)
+            .unwrap()
+            .failed_auth_count
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    k.h.raw("POST", &path, &[], body("dave-pw"))
+        .await
+        .expect(204);
+    let u = k.h.store.snapshot().users.get(&id).unwrap().clone();
+    assert_eq!((u.failed_auth_count, u.last_failed_auth_at), (0, None));
+    k.post_tokens(password_body("dave", "n3w-pw", Value::Null))
+        .await
+        .expect(201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_password_checks_gets_503_beyond_the_queue() {
+    // Before: every request waited its turn for argon2, however many there
+    // were (a flood held a connection and a body each, for ever longer),
+    // and the admin API's hashes and the password change did not queue at
+    // all (up to 512 blocking threads of 19 MiB each).
+    let k = Arc::new(
+        ks_with(BuiltinSettings {
+            concurrent_password_checks: 1,
+            queued_password_checks: 2,
+            ..BuiltinSettings::default()
+        })
+        .await,
+    );
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let k = k.clone();
+        flood.spawn(async move {
+            if i % 2 == 0 {
+                k.post_tokens(password_body("nobody", "guess", Value::Null))
+                    .await
+            } else {
+                let body = json!({"user": {"password": "x", "original_password": "guess"}});
+                k.h.raw(
+                    "POST",
+                    "/v3/users/nobody/password",
+                    &[],
+                    Some(body.to_string()),
+                )
+                .await
+            }
+        });
+    }
+    let (mut busy, mut refused) = (0, 0);
+    while let Some(r) = flood.join_next().await {
+        let r = r.unwrap();
+        match r.status.as_u16() {
+            503 => {
+                busy += 1;
+                assert_eq!(r.headers["retry-after"], "1");
+                assert_eq!(r.body["error"]["code"], 503, "{}", r.text);
+            }
+            401 => refused += 1,
+            other => panic!("{other}: {}", r.text),
+        }
+    }
+    // At most 3 in the gate at once (1 running, 2 waiting).
+    assert!(busy >= 20, "busy {busy}, refused {refused}");
+    assert!(refused >= 3, "busy {busy}, refused {refused}");
+    // The places are free again once the flood has passed.
+    k.post_tokens(password_body("admin", ADMIN_PW, admin_project_scope()))
+        .await
+        .expect(201);
+}

@@ -401,6 +401,7 @@ async fn issue(
             Err(ApiError::unauthorized(state.auth.identity_uri(&base)))
         }
         Err(IssueError::Store(e)) => Err(ApiError::from(e).in_style(Style::Keystone)),
+        Err(e @ IssueError::Busy) => Err(ApiError::busy(e.to_string()).in_style(Style::Keystone)),
     }
 }
 

@@ -42,6 +42,9 @@ pub struct BuiltinSettings {
     pub max_active_keys: usize,
     /// Password checks (argon2, CPU-heavy) run at once; more wait.
     pub concurrent_password_checks: usize,
+    /// Password checks and hashes allowed to wait for a turn; more are
+    /// refused at once with 503 (a flood of guesses queues no further).
+    pub queued_password_checks: usize,
 }
 
 impl Default for BuiltinSettings {
@@ -52,6 +55,7 @@ impl Default for BuiltinSettings {
             lockout_duration_s: 1800,
             max_active_keys: 3,
             concurrent_password_checks: 2,
+            queued_password_checks: 64,
         }
     }
 }
@@ -208,6 +212,23 @@ pub enum IssueError {
     /// The store could not record the attempt.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Too many password checks wait already (or the wait was too long):
+    /// 503, safe to retry after a moment; no attempt was counted.
+    #[error("The service is busy checking passwords; retry in a moment.")]
+    Busy,
+}
+
+/// The longest a password check waits for its turn before 503.
+const PASSWORD_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// One place in the password gate (waiting or running); freed on drop, so
+/// a request whose client went away frees its place too.
+struct GatePlace<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for GatePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 struct LoadedKeys {
@@ -223,6 +244,8 @@ pub struct Builtin {
     keys: RwLock<LoadedKeys>,
     settings: BuiltinSettings,
     hashing: Arc<tokio::sync::Semaphore>,
+    /// Password checks and hashes in the gate (waiting or running).
+    in_gate: std::sync::atomic::AtomicUsize,
     attempts: Arc<lockout::Attempts>,
     revocations: revocations::Revocations,
     /// Revocations per token user in the current minute: (minute, count).
@@ -265,6 +288,7 @@ impl Builtin {
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 settings.concurrent_password_checks.max(1),
             )),
+            in_gate: std::sync::atomic::AtomicUsize::new(0),
             attempts: Arc::new(lockout::Attempts::new(
                 settings.lockout_failure_attempts,
                 settings.lockout_duration_s,
@@ -349,23 +373,109 @@ impl Builtin {
         token::seal(self.keys().primary(), payload)
     }
 
-    /// Verify `secret` against `phc` on the blocking pool, at most
-    /// `concurrent_password_checks` at once.
-    async fn verify(&self, secret: String, phc: Option<String>) -> bool {
-        let permit = self.hashing.clone().acquire_owned().await;
+    /// Run argon2 work (`f`) on the blocking pool through the one bounded
+    /// gate every password check and hash passes: at most
+    /// `concurrent_password_checks` run at once, at most
+    /// `queued_password_checks` wait (each at most 10 s); beyond that
+    /// [`IssueError::Busy`] at once.
+    async fn argon2<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, IssueError> {
+        use std::sync::atomic::Ordering;
+        let running = self.settings.concurrent_password_checks.max(1);
+        let room = running + self.settings.queued_password_checks;
+        if self.in_gate.fetch_add(1, Ordering::AcqRel) >= room {
+            self.in_gate.fetch_sub(1, Ordering::AcqRel);
+            return Err(IssueError::Busy);
+        }
+        let _place = GatePlace(&self.in_gate);
+        let permit =
+            tokio::time::timeout(PASSWORD_QUEUE_WAIT, self.hashing.clone().acquire_owned())
+                .await
+                .map_err(|_| IssueError::Busy)?
+                .expect("the password semaphore is never closed");
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            match phc {
-                Some(phc) => password::verify(&secret, &phc),
-                None => {
-                    // The same work as a real check, for the same time.
-                    password::verify(&secret, password::decoy());
-                    false
-                }
+            f()
+        })
+        .await
+        .map_err(|_| IssueError::Busy)
+    }
+
+    /// Verify `secret` against `phc` (`None`: against a decoy, the same
+    /// work as a real check, for the same time, and false).
+    async fn verify(&self, secret: String, phc: Option<String>) -> Result<bool, IssueError> {
+        self.argon2(move || match phc {
+            Some(phc) => password::verify(&secret, &phc),
+            None => {
+                password::verify(&secret, password::decoy());
+                false
             }
         })
         .await
-        .unwrap_or(false)
+    }
+
+    /// A PHC hash of a new password or secret, through the same gate as the
+    /// checks (the admin API's user and application-credential writes).
+    pub async fn hash_secret(&self, secret: String) -> Result<String, IssueError> {
+        self.argon2(move || password::hash(&secret)).await
+    }
+
+    /// Check `user`'s password as authentication does: lockout (a locked
+    /// user is refused after the same work, a wrong password counts a
+    /// failure, a right one clears them), the decoy for an unknown user
+    /// (`None`). `POST /v3/auth/tokens` and the password change both come
+    /// here, so neither is a way round the other's lockout.
+    pub async fn check_password(
+        &self,
+        user: Option<&User>,
+        password: String,
+    ) -> Result<(), IssueError> {
+        let unauthorized = |why: String| IssueError::Unauthorized(why);
+        let Some(found) = user else {
+            self.verify(password, None).await?;
+            // The name typed is not logged: it may be a password typed in
+            // the wrong field.
+            return Err(unauthorized("unknown user".into()));
+        };
+        // A slot among the user's attempts in flight, taken before the check
+        // and held until its failure is written (lockout holds under
+        // concurrent guesses; see `lockout`).
+        let reservation = if lockout::ignores_lockout(found) {
+            None
+        } else {
+            match self.attempts.reserve(&self.store, &found.id).await {
+                Ok(r) => r,
+                Err(lockout::Refused::Locked) => {
+                    self.verify(password, None).await?;
+                    return Err(unauthorized(format!("user {} is locked", found.id)));
+                }
+            }
+        };
+        let Some(phc) = found.password_hash.clone() else {
+            self.verify(password, None).await?;
+            drop(reservation);
+            return Err(unauthorized(format!("user {} has no password", found.id)));
+        };
+        let ok = match self.verify(password, Some(phc)).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                // Not checked: nothing to count.
+                drop(reservation);
+                return Err(e);
+            }
+        };
+        if !ok {
+            self.record_failure(found.id.clone(), reservation);
+            return Err(unauthorized(format!(
+                "wrong password for user {}",
+                found.id
+            )));
+        }
+        self.clear_failures(found).await?;
+        drop(reservation);
+        Ok(())
     }
 
     /// Count a failed password for `user_id`, after the answer (so that a
@@ -443,33 +553,8 @@ impl Builtin {
         let (payload_base, scope_req) = match req.method {
             Method::Password { user, password } => {
                 let found = find_user(&state, &user);
-                let Some(found) = found else {
-                    self.verify(password, None).await;
-                    return Err(unauthorized(format!("unknown user {user:?}")));
-                };
-                // A slot among the user's attempts in flight, taken before
-                // the check and held until its failure is written (lockout
-                // holds under concurrent guesses; see `lockout`).
-                let reservation = if lockout::ignores_lockout(&found) {
-                    None
-                } else {
-                    match self.attempts.reserve(&self.store, &found.id).await {
-                        Ok(r) => r,
-                        Err(lockout::Refused::Locked) => {
-                            self.verify(password, None).await;
-                            return Err(unauthorized(format!("user {} is locked", found.id)));
-                        }
-                    }
-                };
-                if !self.verify(password, found.password_hash.clone()).await {
-                    self.record_failure(found.id.clone(), reservation);
-                    return Err(unauthorized(format!(
-                        "wrong password for user {}",
-                        found.id
-                    )));
-                }
-                self.clear_failures(&found).await?;
-                drop(reservation);
+                self.check_password(found.as_deref(), password).await?;
+                let found = found.expect("a checked password has a user");
                 if found
                     .password_expires_at
                     .is_some_and(|t| t.and_utc().timestamp_micros() <= now)
@@ -548,10 +633,10 @@ impl Builtin {
                     }
                 };
                 let Some(cred) = cred else {
-                    self.verify(secret, None).await;
+                    self.verify(secret, None).await?;
                     return Err(unauthorized("unknown application credential".into()));
                 };
-                if !self.verify(secret, Some(cred.secret_hash.clone())).await {
+                if !self.verify(secret, Some(cred.secret_hash.clone())).await? {
                     return Err(unauthorized(format!(
                         "wrong secret for application credential {}",
                         cred.id

@@ -159,7 +159,7 @@ async fn create(
         Some(s) if !s.is_empty() => s,
         _ => statera_identity::password::random_secret(SECRET_LEN),
     };
-    let secret_hash = hash_secret(secret.clone()).await?;
+    let secret_hash = hash_secret(&state, secret.clone()).await?;
     let caller_roles = ctx.caller.roles.clone();
     let c = write(&state, |txn| {
         let s = txn.state();

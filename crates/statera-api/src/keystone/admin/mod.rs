@@ -156,18 +156,44 @@ pub async fn write<T>(state: &AppState, f: impl FnOnce(&mut Txn) -> ApiResult<T>
     state.store.write(f).await.map_err(ks)
 }
 
-/// Hash a password or secret off the async runtime (argon2 costs tens of ms).
-pub async fn hash_secret(secret: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || statera_identity::password::hash(&secret))
+/// Hash a password or secret off the async runtime (argon2 costs tens of
+/// ms), through the built-in Keystone's bounded password gate: 503 with
+/// `Retry-After` when it is full.
+pub async fn hash_secret(state: &AppState, secret: String) -> ApiResult<String> {
+    passwords(state)?
+        .hash_secret(secret)
         .await
-        .map_err(|e| ks(ApiError::internal(format!("hashing failed: {e}"))))
+        .map_err(issue_error)
 }
 
-/// Verify a secret off the async runtime.
-pub async fn verify_secret(secret: String, phc: String) -> bool {
-    tokio::task::spawn_blocking(move || statera_identity::password::verify(&secret, &phc))
-        .await
-        .unwrap_or(false)
+/// The built-in Keystone, which keeps passwords and secrets; under another
+/// auth mode they are the external identity service's business (501).
+pub fn passwords(state: &AppState) -> ApiResult<&statera_identity::builtin::Builtin> {
+    state.auth.builtin().ok_or_else(|| {
+        kerr(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "Passwords and secrets are kept by the built-in identity service only \
+                 (this deployment's auth mode is {}).",
+                state.auth.mode().as_str()
+            ),
+        )
+    })
+}
+
+/// An [`IssueError`](statera_identity::builtin::IssueError) of a password
+/// check or hash in Keystone's shape.
+pub fn issue_error(e: statera_identity::builtin::IssueError) -> ApiError {
+    use statera_identity::builtin::IssueError;
+    match e {
+        IssueError::BadRequest(m) => bad_request(m),
+        IssueError::Unauthorized(reason) => {
+            tracing::info!(%reason, "authentication refused");
+            ApiError::unauthorized(None)
+        }
+        IssueError::Store(e) => ks(ApiError::from(e)),
+        e @ IssueError::Busy => ks(ApiError::busy(e.to_string())),
+    }
 }
 
 // ---------------------------------------------------------------- bodies

@@ -127,7 +127,7 @@ async fn create(
     let email = opt_str(&obj, "email", 255, true)?.flatten();
     let password = password_field(&obj, "password")?.flatten();
     let password_hash = match password {
-        Some(p) => Some(hash_secret(p).await?),
+        Some(p) => Some(hash_secret(&state, p).await?),
         None => None,
     };
     let mut u = User {
@@ -190,7 +190,7 @@ async fn update(
     let options = options_field(&obj)?;
     let extra = extra_of(&obj)?;
     let password_hash = match password_field(&obj, "password")? {
-        Some(Some(p)) => Some(Some(hash_secret(p).await?)),
+        Some(Some(p)) => Some(Some(hash_secret(&state, p).await?)),
         Some(None) => Some(None),
         None => None,
     };
@@ -312,20 +312,19 @@ async fn change_password(
             ));
         }
     };
+    let b = passwords(&state)?;
+    // The same check (and lockout) as a password authentication: a wrong
+    // original password counts a failure, a locked user is refused.
     let snap = state.store.snapshot();
     let user = snap.users.get(&id).filter(|u| u.enabled);
-    let phc = user
-        .and_then(|u| u.password_hash.clone())
-        .unwrap_or_else(|| statera_identity::password::decoy().to_string());
-    let ok = verify_secret(original, phc).await && user.is_some_and(|u| u.password_hash.is_some());
-    if !ok {
-        return Err(ApiError::unauthorized(None));
-    }
-    let new_hash = hash_secret(new).await?;
+    b.check_password(user.map(|u| &**u), original)
+        .await
+        .map_err(issue_error)?;
+    let new_hash = hash_secret(&state, new).await?;
     write(&state, |txn| {
         let mut u = fetch::<User>(txn.state(), &id)?;
         u.password_hash = Some(new_hash);
-        u.failed_auth_count = 0;
+        statera_identity::builtin::lockout::unlock(&mut u);
         txn.put(u)?;
         revoke(txn, |r| r.user_id = Some(id.clone()))
     })
