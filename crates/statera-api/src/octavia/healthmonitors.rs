@@ -4,19 +4,56 @@
 
 use super::*;
 use crate::input::{Input, JsonBody, OctaviaJson};
+use crate::list::Object;
 use crate::render;
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::post;
+use resource::Resource;
 use serde_json::{Value, json};
 use statera_service::octavia::healthmonitors as service;
 pub use statera_service::octavia::healthmonitors::{MonitorFields, build};
+use statera_service::{Context, ServiceResult};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthmonitors", get(list).post(create))
-        .route("/healthmonitors/{id}", get(show).put(update).delete(delete))
+    resource::routes::<Monitors>("/healthmonitors", post(create))
+}
+
+/// `/healthmonitors` in the shape every resource shares ([`resource`]).
+pub struct Monitors;
+
+impl Resource for Monitors {
+    type Model = HealthMonitor;
+    type Fields = MonitorFields;
+    const NAME: &'static str = "Health Monitor";
+    const ENVELOPE: &'static str = "healthmonitor";
+    const PLURAL: &'static str = "healthmonitors";
+    const LINKS: &'static str = "healthmonitors_links";
+    const ATTRS: &'static [&'static str] = render::HM_ATTRS;
+
+    fn render(_: &State, m: &HealthMonitor) -> Object {
+        render::healthmonitor(m)
+    }
+    fn show(ctx: &Context, s: &State, id: Uuid) -> ServiceResult<Arc<HealthMonitor>> {
+        service::show(ctx, s, id)
+    }
+    fn list(
+        ctx: &Context,
+        s: &State,
+        asked: Option<&str>,
+    ) -> ServiceResult<Vec<Arc<HealthMonitor>>> {
+        service::list(ctx, s, asked)
+    }
+    fn parse_update(input: &mut Input) -> ApiResult<MonitorFields> {
+        parse_fields(input)
+    }
+    fn update(ctx: &Context, txn: &mut Txn, id: Uuid, f: MonitorFields) -> ServiceResult<()> {
+        service::update(ctx, txn, id, f).map(drop)
+    }
+    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid) -> ServiceResult<()> {
+        service::delete(ctx, txn, id)
+    }
 }
 
 /// The mutable attributes of a monitor as a request states them, read the
@@ -63,69 +100,4 @@ async fn create(
         StatusCode::CREATED,
         Json(json!({"healthmonitor": render::healthmonitor(&hm)})),
     ))
-}
-
-async fn list(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let q = query(&uri);
-    let items = service::list(&ctx.service, &*app.store.snapshot(), q.get("project_id"))?
-        .iter()
-        .map(|h| render::healthmonitor(h))
-        .collect();
-    app.collection(
-        &ctx,
-        &uri,
-        "healthmonitors",
-        Some("healthmonitors_links"),
-        render::HM_ATTRS,
-    )
-    .respond(items, &q)
-    .map(Json)
-}
-
-async fn show(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let id = path_id(&id, "Health Monitor")?;
-    let h = service::show(&ctx.service, &*app.store.snapshot(), id)?;
-    Ok(Json(loadbalancers::one(
-        "healthmonitor",
-        render::healthmonitor(&h),
-        &query(&uri),
-    )))
-}
-
-async fn update(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    JsonBody(body): OctaviaJson,
-) -> ApiResult<Json<Value>> {
-    let id = path_id(&id, "Health Monitor")?;
-    let mut input = Input::from_root(body, "healthmonitor")?;
-    let fields = parse_fields(&mut input)?;
-    input.finish()?;
-    let hm = app
-        .store
-        .write(|txn| service::update(&ctx.service, txn, id, fields))
-        .await?;
-    Ok(Json(json!({"healthmonitor": render::healthmonitor(&hm)})))
-}
-
-async fn delete(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    let id = path_id(&id, "Health Monitor")?;
-    app.store
-        .write(|txn| service::delete(&ctx.service, txn, id))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -4,21 +4,60 @@
 
 use super::*;
 use crate::input::{Input, JsonBody, OctaviaJson};
+use crate::list::Object;
 use crate::render;
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::http::StatusCode;
-use axum::routing::get;
-use serde_json::{Value, json};
+use axum::routing::post;
+use resource::Resource;
+use serde_json::Value;
 use statera_service::octavia::l7policies as service;
 pub use statera_service::octavia::l7policies::{
     MAX_POSITION, PolicyFields, new_policy, place, validate,
 };
+use statera_service::{Context, ServiceResult};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/l7policies", get(list).post(create))
-        .route("/l7policies/{id}", get(show).put(update).delete(delete))
+    resource::routes::<Policies>("/l7policies", post(create))
+}
+
+/// `/l7policies` in the shape every resource shares ([`resource`]).
+pub struct Policies;
+
+impl Resource for Policies {
+    type Model = L7Policy;
+    type Fields = PolicyFields;
+    const NAME: &'static str = "L7 Policy";
+    const ENVELOPE: &'static str = "l7policy";
+    const PLURAL: &'static str = "l7policies";
+    const LINKS: &'static str = "l7policies_links";
+    const ATTRS: &'static [&'static str] = render::L7POLICY_ATTRS;
+
+    fn render(s: &State, p: &L7Policy) -> Object {
+        render::l7policy(s, p)
+    }
+    fn show(ctx: &Context, s: &State, id: Uuid) -> ServiceResult<Arc<L7Policy>> {
+        service::show(ctx, s, id)
+    }
+    fn list(ctx: &Context, s: &State, asked: Option<&str>) -> ServiceResult<Vec<Arc<L7Policy>>> {
+        service::list(ctx, s, asked)
+    }
+    fn parse_update(input: &mut Input) -> ApiResult<PolicyFields> {
+        parse_fields(input)
+    }
+    fn check_update(f: &PolicyFields) -> ApiResult<()> {
+        if f.is_empty() {
+            return Err(service::invalid("Invalid update options").into());
+        }
+        Ok(())
+    }
+    fn update(ctx: &Context, txn: &mut Txn, id: Uuid, f: PolicyFields) -> ServiceResult<()> {
+        service::update(ctx, txn, id, f)
+    }
+    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid) -> ServiceResult<()> {
+        service::delete(ctx, txn, id)
+    }
 }
 
 /// The mutable attributes of a policy as a request states them.
@@ -70,87 +109,8 @@ async fn create(
             )
         })
         .await?;
-    let s = app.store.snapshot();
-    let p = s
-        .l7policies
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("L7 Policy", id))?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"l7policy": render::l7policy(&s, p)})),
+        Json(resource::rendered::<Policies>(&app, id)?),
     ))
-}
-
-async fn list(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let q = query(&uri);
-    let s = app.store.snapshot();
-    let items = service::list(&ctx.service, &*s, q.get("project_id"))?
-        .iter()
-        .map(|p| render::l7policy(&s, p))
-        .collect();
-    app.collection(
-        &ctx,
-        &uri,
-        "l7policies",
-        Some("l7policies_links"),
-        render::L7POLICY_ATTRS,
-    )
-    .respond(items, &q)
-    .map(Json)
-}
-
-async fn show(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let id = path_id(&id, "L7 Policy")?;
-    let s = app.store.snapshot();
-    let p = service::show(&ctx.service, &*s, id)?;
-    Ok(Json(loadbalancers::one(
-        "l7policy",
-        render::l7policy(&s, &p),
-        &query(&uri),
-    )))
-}
-
-async fn update(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    JsonBody(body): OctaviaJson,
-) -> ApiResult<Json<Value>> {
-    let id = path_id(&id, "L7 Policy")?;
-    let mut input = Input::from_root(body, "l7policy")?;
-    let fields = parse_fields(&mut input)?;
-    input.finish()?;
-    if fields.is_empty() {
-        return Err(service::invalid("Invalid update options").into());
-    }
-    app.store
-        .write(|txn| service::update(&ctx.service, txn, id, fields))
-        .await?;
-    let s = app.store.snapshot();
-    let p = s
-        .l7policies
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("L7 Policy", id))?;
-    Ok(Json(json!({"l7policy": render::l7policy(&s, p)})))
-}
-
-async fn delete(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    let id = path_id(&id, "L7 Policy")?;
-    app.store
-        .write(|txn| service::delete(&ctx.service, txn, id))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }

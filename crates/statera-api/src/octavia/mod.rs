@@ -16,6 +16,7 @@ pub mod pools;
 pub mod profiles;
 pub mod providers;
 pub mod quotas;
+pub mod resource;
 
 use crate::AppState;
 use crate::context::RequestContext;

@@ -1,0 +1,125 @@
+//! The wire shape of an Octavia resource, written once: `GET /things`,
+//! `GET/PUT/DELETE /things/{id}` read the request, call the service layer's
+//! operation and render, the same way for every top-level resource whose
+//! operations live in `statera_service::octavia`. A [`Resource`] says what
+//! differs (names, rendering, which service functions); creation differs too
+//! much between resources (parents, populated children) and stays in each
+//! resource's module.
+
+use super::*;
+use crate::input::{Input, JsonBody, OctaviaJson};
+use crate::list::Object;
+use axum::Json;
+use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::http::StatusCode;
+use axum::routing::{MethodRouter, get};
+use serde_json::{Value, json};
+use statera_service::{Context, ServiceResult};
+use statera_store::Record;
+
+/// One top-level Octavia resource served by the service layer.
+pub trait Resource: Send + Sync + 'static {
+    type Model: Record<Key = Uuid>;
+    /// What an update states (the service's typed fields).
+    type Fields: Send;
+    /// `Health Monitor`, as messages name it.
+    const NAME: &'static str;
+    /// The body's envelope (`healthmonitor`).
+    const ENVELOPE: &'static str;
+    /// The collection's key (`healthmonitors`; its links key adds `_links`).
+    const PLURAL: &'static str;
+    const LINKS: &'static str;
+    const ATTRS: &'static [&'static str];
+
+    fn render(s: &State, m: &Self::Model) -> Object;
+    fn show(ctx: &Context, s: &State, id: Uuid) -> ServiceResult<Arc<Self::Model>>;
+    fn list(ctx: &Context, s: &State, asked: Option<&str>) -> ServiceResult<Vec<Arc<Self::Model>>>;
+    /// An update's attributes, read the way Octavia's WSME does.
+    fn parse_update(input: &mut Input) -> ApiResult<Self::Fields>;
+    /// A check of the whole update once every attribute was read.
+    fn check_update(_fields: &Self::Fields) -> ApiResult<()> {
+        Ok(())
+    }
+    fn update(ctx: &Context, txn: &mut Txn, id: Uuid, fields: Self::Fields) -> ServiceResult<()>;
+    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid) -> ServiceResult<()>;
+}
+
+/// The routes of `R` at `path` (`/healthmonitors`), with its own `create`.
+pub fn routes<R: Resource>(path: &str, create: MethodRouter<AppState>) -> Router<AppState> {
+    Router::new()
+        .route(path, get(list::<R>).merge(create))
+        .route(
+            &format!("{path}/{{id}}"),
+            get(show::<R>).put(update::<R>).delete(delete::<R>),
+        )
+}
+
+/// `R`'s object `id` as the store has it now, rendered in its envelope.
+pub fn rendered<R: Resource>(app: &AppState, id: Uuid) -> ApiResult<Value> {
+    let s = app.store.snapshot();
+    let m = R::Model::table(&s)
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(R::NAME, id))?;
+    Ok(json!({ R::ENVELOPE: R::render(&s, m) }))
+}
+
+async fn list<R: Resource>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    let q = query(&uri);
+    let s = app.store.snapshot();
+    let items = R::list(&ctx.service, &s, q.get("project_id"))?
+        .iter()
+        .map(|m| R::render(&s, m))
+        .collect();
+    app.collection(&ctx, &uri, R::PLURAL, Some(R::LINKS), R::ATTRS)
+        .respond(items, &q)
+        .map(Json)
+}
+
+async fn show<R: Resource>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(&id, R::NAME)?;
+    let s = app.store.snapshot();
+    let m = R::show(&ctx.service, &s, id)?;
+    Ok(Json(loadbalancers::one(
+        R::ENVELOPE,
+        R::render(&s, &m),
+        &query(&uri),
+    )))
+}
+
+async fn update<R: Resource>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): OctaviaJson,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(&id, R::NAME)?;
+    let mut input = Input::from_root(body, R::ENVELOPE)?;
+    let fields = R::parse_update(&mut input)?;
+    input.finish()?;
+    R::check_update(&fields)?;
+    app.store
+        .write(|txn| R::update(&ctx.service, txn, id, fields))
+        .await?;
+    rendered::<R>(&app, id).map(Json)
+}
+
+async fn delete<R: Resource>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = path_id(&id, R::NAME)?;
+    app.store
+        .write(|txn| R::delete(&ctx.service, txn, id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
