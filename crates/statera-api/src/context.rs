@@ -88,10 +88,16 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-/// The scheme and authority the client addressed, honouring proxy headers.
-pub fn base_url(headers: &HeaderMap) -> String {
-    let proto = header(headers, "x-forwarded-proto").unwrap_or("http");
-    let host = header(headers, "x-forwarded-host")
+/// The scheme and authority the client addressed, for links. The proxy
+/// headers (`X-Forwarded-Proto`, `X-Forwarded-Host`) count only when the
+/// operator says a proxy in front sets them (`[api] trust_proxy_headers`, as
+/// oslo.middleware's `enable_proxy_headers_parsing`): otherwise any client
+/// could make the answers name another host — the version document a shared
+/// cache keeps, say, would send everyone's passwords there.
+pub fn base_url(headers: &HeaderMap, trust_proxy_headers: bool) -> String {
+    let forwarded = |name| header(headers, name).filter(|_| trust_proxy_headers);
+    let proto = forwarded("x-forwarded-proto").unwrap_or("http");
+    let host = forwarded("x-forwarded-host")
         .or_else(|| header(headers, "host"))
         .unwrap_or("127.0.0.1:9876");
     format!("{proto}://{host}")
@@ -118,9 +124,10 @@ pub async fn authenticate(
             if let AuthError::Invalid(reason) = &e {
                 tracing::info!(%reason, "token refused");
             }
-            Err(ApiError::unauthorized(
-                state.auth.identity_uri(&base_url(headers)),
-            ))
+            Err(ApiError::unauthorized(state.auth.identity_uri(&base_url(
+                headers,
+                state.settings.trust_proxy_headers,
+            ))))
         }
     }
 }
@@ -129,7 +136,7 @@ impl FromRequestParts<AppState> for RequestContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let base_url = base_url(&parts.headers);
+        let base_url = base_url(&parts.headers, state.settings.trust_proxy_headers);
         // `lib.rs`'s authentication layer has already asked, for every route
         // but discovery and token issue.
         let caller = match parts.extensions.get::<Caller>() {

@@ -119,6 +119,7 @@ impl Fuzzer {
             host_address_space: Default::default(),
             own_sockets: vec!["127.0.0.1:9876".parse().expect("socket address")],
             neutron: Default::default(),
+            trust_proxy_headers: false,
         };
         let app = crate::app(AppState::lab(store.clone(), settings));
         let mut f = Fuzzer {

@@ -77,6 +77,9 @@ pub struct ApiSettings {
     /// Neutron quotas, `max_fixed_ips_per_port`, the host's interface
     /// addresses.
     pub neutron: neutron::quotas::NeutronSettings,
+    /// Whether `X-Forwarded-Proto`/`-Host` name the address clients used
+    /// (a proxy in front sets them); off, links use `Host`.
+    pub trust_proxy_headers: bool,
 }
 
 /// Octavia's names of its default provider (`[api_settings]
@@ -445,8 +448,11 @@ fn version_doc(base: &str, id: &str, updated: &str, current: bool) -> Value {
     })
 }
 
-async fn versions(headers: axum::http::HeaderMap) -> Json<Value> {
-    let base = context::base_url(&headers);
+async fn versions(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Json<Value> {
+    let base = context::base_url(&headers, state.settings.trust_proxy_headers);
     let n = VERSIONS.len();
     let list: Vec<Value> = VERSIONS
         .iter()
@@ -458,8 +464,11 @@ async fn versions(headers: axum::http::HeaderMap) -> Json<Value> {
 
 /// `GET /v2` and `GET /v2.0`: a version object (Octavia's bare string crashes
 /// keystoneauth when an endpoint override ends in /v2.0).
-async fn version_v2(headers: axum::http::HeaderMap) -> Json<Value> {
-    let base = context::base_url(&headers);
+async fn version_v2(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Json<Value> {
+    let base = context::base_url(&headers, state.settings.trust_proxy_headers);
     let (id, updated) = VERSIONS[VERSIONS.len() - 1];
     Json(json!({"version": version_doc(&base, id, updated, true)}))
 }

@@ -119,6 +119,7 @@ fn settings() -> ApiSettings {
         host_address_space: Default::default(),
         own_sockets: Vec::new(),
         neutron: Default::default(),
+        trust_proxy_headers: false,
     }
 }
 

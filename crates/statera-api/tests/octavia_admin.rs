@@ -81,6 +81,7 @@ async fn api() -> Api {
         host_address_space: Default::default(),
         own_sockets: vec![],
         neutron: Default::default(),
+        trust_proxy_headers: false,
     };
     let app = statera_api::app(AppState::lab(store.clone(), settings));
     Api {

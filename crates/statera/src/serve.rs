@@ -217,6 +217,7 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         neutron: settings
             .neutron
             .api_settings(Arc::new(statera_net::host::interface_addresses)),
+        trust_proxy_headers: settings.api.trust_proxy_headers,
     };
     let auth: Arc<dyn statera_identity::Authenticator> =
         match statera_identity::AuthMode::parse(&settings.auth.mode) {

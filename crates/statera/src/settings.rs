@@ -251,6 +251,9 @@ pub struct ApiSection {
     pub body_timeout_ms: u64,
     /// A keep-alive connection waits this long for its next request.
     pub idle_timeout_ms: u64,
+    /// Links honour `X-Forwarded-Proto`/`X-Forwarded-Host` (set it only
+    /// behind a proxy that sets them; oslo's `enable_proxy_headers_parsing`).
+    pub trust_proxy_headers: bool,
 }
 
 /// How the process's descriptors are shared out (see `FdBudget`).
@@ -355,6 +358,7 @@ impl Default for ApiSection {
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
+            trust_proxy_headers: false,
         }
     }
 }

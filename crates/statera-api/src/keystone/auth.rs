@@ -75,7 +75,7 @@ async fn discovery(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     builtin(&state)?;
-    let base = crate::context::base_url(&headers);
+    let base = crate::context::base_url(&headers, state.settings.trust_proxy_headers);
     Ok(Json(json!({"version": {
         "id": "v3.14",
         "status": "stable",
@@ -397,7 +397,7 @@ async fn issue(
         Err(IssueError::BadRequest(m)) => Err(bad_request(m)),
         Err(IssueError::Unauthorized(reason)) => {
             tracing::info!(%reason, "authentication refused");
-            let base = crate::context::base_url(&headers);
+            let base = crate::context::base_url(&headers, state.settings.trust_proxy_headers);
             Err(ApiError::unauthorized(state.auth.identity_uri(&base)))
         }
         Err(IssueError::Store(e)) => Err(ApiError::from(e).in_style(Style::Keystone)),

@@ -45,6 +45,7 @@ pub async fn api_with(change: impl FnOnce(&mut ApiSettings)) -> Api {
         host_address_space: Default::default(),
         own_sockets: Vec::new(),
         neutron: Default::default(),
+        trust_proxy_headers: false,
     };
     let mut settings = settings;
     change(&mut settings);

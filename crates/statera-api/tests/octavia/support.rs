@@ -209,6 +209,7 @@ impl Harness {
             host_address_space: Default::default(),
             own_sockets: vec![API_SOCKET.parse().unwrap()],
             neutron: Default::default(),
+            trust_proxy_headers: false,
         };
         change(&mut settings);
         let mut app_state = AppState::lab(store.clone(), settings);

@@ -99,3 +99,31 @@ async fn hyper_automatic_answers_carry_the_error_body() {
     assert_eq!(body["faultcode"], "Client");
     task.abort();
 }
+
+#[tokio::test]
+async fn proxy_headers_name_the_host_only_when_the_operator_trusts_them() {
+    // Before: any client's X-Forwarded-Host became the links of the answer,
+    // the version documents included (which a shared cache may keep and
+    // hand to everyone: clients would then authenticate at that host).
+    let forged = [
+        ("x-forwarded-host", "attacker.example"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let h = Harness::new().await;
+    for path in ["/", "/v2", "/v2/lbaas/loadbalancers"] {
+        let r = h.raw("GET", path, &forged, None).await.expect(200);
+        assert!(!r.text.contains("attacker.example"), "{path}: {}", r.text);
+    }
+    let r = h.raw("GET", "/", &forged, None).await.expect(200);
+    assert_eq!(
+        r.body["versions"][0]["links"][0]["href"],
+        "http://statera.test:9876/v2"
+    );
+    // Behind a proxy the operator names ([api] trust_proxy_headers).
+    let h = Harness::with_settings(|s| s.trust_proxy_headers = true).await;
+    let r = h.raw("GET", "/", &forged, None).await.expect(200);
+    assert_eq!(
+        r.body["versions"][0]["links"][0]["href"],
+        "https://attacker.example/v2"
+    );
+}

@@ -83,6 +83,7 @@ impl Api {
             host_address_space: Default::default(),
             own_sockets: vec![],
             neutron: Default::default(),
+            trust_proxy_headers: false,
         };
         let router = statera_api::app(AppState::lab(store.clone(), settings));
         Api {
