@@ -385,11 +385,7 @@ pub fn is_neutron_path(path: &str) -> bool {
 
 async fn unknown_route(req: Request) -> ApiError {
     let e = ApiError::new(StatusCode::NOT_FOUND, "The resource could not be found.");
-    if is_neutron_path(req.uri().path()) {
-        e.neutron("HTTPNotFound")
-    } else {
-        e
-    }
+    styled(e, style_of_path(req.uri().path()))
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
@@ -397,11 +393,7 @@ async fn method_not_allowed(req: Request) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         "The method specified is not allowed for this resource.",
     );
-    if is_neutron_path(req.uri().path()) {
-        e.neutron("HTTPMethodNotAllowed")
-    } else {
-        e
-    }
+    styled(e, style_of_path(req.uri().path()))
 }
 
 /// Octavia's API versions, oldest first; the last is CURRENT.

@@ -383,11 +383,11 @@ async fn handle<S>(request: hyper::Request<Incoming>, app: S, body_timeout: Dura
 where
     S: tower::Service<Request, Response = Response, Error = Infallible>,
 {
-    let neutron = statera_api::is_neutron_path(request.uri().path());
+    let style = statera_api::style_of_path(request.uri().path());
     let (parts, body) = request.into_parts();
     let bytes = match read_body(body, &parts.headers, body_timeout).await {
         Ok(bytes) => bytes,
-        Err(refusal) => return refusal.response(neutron, body_timeout),
+        Err(refusal) => return refusal.response(style, body_timeout),
     };
     let request = Request::from_parts(parts, Body::from(bytes));
     match app.oneshot(request).await {
@@ -427,7 +427,9 @@ async fn read_body(
 }
 
 impl BodyRefusal {
-    fn response(self, neutron: bool, timeout: Duration) -> Response {
+    /// The refusal in the route's error shape (Octavia's, Neutron's with
+    /// its exception name, Keystone's on `/v3`).
+    fn response(self, style: statera_api::error::Style, timeout: Duration) -> Response {
         let (status, message, neutron_type) = match self {
             BodyRefusal::Timeout => (
                 StatusCode::REQUEST_TIMEOUT,
@@ -449,10 +451,9 @@ impl BodyRefusal {
             ),
         };
         let error = ApiError::new(status, message);
-        let error = if neutron {
-            error.neutron(neutron_type)
-        } else {
-            error
+        let error = match style {
+            statera_api::error::Style::Neutron => error.neutron(neutron_type),
+            other => error.in_style(other),
         };
         let mut response = error.into_response();
         let headers = response.headers_mut();
@@ -485,7 +486,8 @@ mod tests {
     async fn server() -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
         let app = Router::new()
             .route("/", get(|| async { "ok" }))
-            .route("/v2/lbaas/echo", post(|body: Bytes| async move { body }));
+            .route("/v2/lbaas/echo", post(|body: Bytes| async move { body }))
+            .route("/v3/auth/tokens", post(|body: Bytes| async move { body }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -564,6 +566,27 @@ mod tests {
             data.starts_with("HTTP/1.1 200 ") && data.ends_with("hi"),
             "{data}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413_in_the_routes_shape() {
+        let (addr, _stop) = server().await;
+        for (path, shape) in [
+            ("/v2/lbaas/echo", "faultcode"),
+            ("/v3/auth/tokens", "error"),
+        ] {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                MAX_BODY_BYTES + 1
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let (data, _) = until_closed(&mut stream, Duration::from_secs(3)).await;
+            assert!(data.starts_with("HTTP/1.1 413 "), "{path}: {data}");
+            let body = data.split("\r\n\r\n").nth(1).unwrap();
+            let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert!(doc.get(shape).is_some(), "{path}: {doc}");
+        }
     }
 
     #[tokio::test]
