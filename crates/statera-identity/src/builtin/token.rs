@@ -311,7 +311,7 @@ mod tests {
         // The same bytes with other bits in the unused tail of the last
         // character (a second spelling of one token).
         let bytes = URL_SAFE_NO_PAD.decode(&t).unwrap();
-        if bytes.len() % 3 != 0 {
+        if !bytes.len().is_multiple_of(3) {
             let mut other: Vec<char> = t.chars().collect();
             let last = other.pop().unwrap();
             let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
