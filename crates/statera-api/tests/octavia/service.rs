@@ -8,8 +8,8 @@ use crate::support::*;
 use serde_json::json;
 use statera_model::identity::Caller;
 use statera_model::{
-    HealthMonitorType, L7PolicyAction, L7RuleCompareType, L7RuleType, Listener, LoadBalancer,
-    ProvisioningStatus,
+    HealthMonitorType, L7PolicyAction, L7RuleCompareType, L7RuleType, LbAlgorithm, Listener,
+    LoadBalancer, PoolProtocol, ProvisioningStatus, SessionPersistenceType,
 };
 use statera_policy::Enforcer;
 use statera_service::octavia::Deployment;
@@ -17,6 +17,7 @@ use statera_service::octavia::healthmonitors as hm;
 use statera_service::octavia::l7policies as l7p;
 use statera_service::octavia::l7rules as l7r;
 use statera_service::octavia::members as mem;
+use statera_service::octavia::pools as pl;
 use statera_service::octavia::quotas as qt;
 use statera_service::{
     Context, LbTree, Opt, QuotaDefaults, QuotaKind, ServiceError, StoreRead, check_quota, lock_lb,
@@ -780,4 +781,180 @@ async fn quota_operations_authorize_per_project_and_fill_defaults() {
             .unwrap();
     }
     assert!(h.store.snapshot().quotas.is_empty());
+}
+
+fn pool_fields(
+    persistence: Option<(Option<SessionPersistenceType>, Option<&str>)>,
+) -> pl::PoolFields {
+    pl::PoolFields {
+        name: Opt::Set("web".into()),
+        description: Opt::Absent,
+        admin_state_up: Opt::Absent,
+        lb_algorithm: Opt::Set(LbAlgorithm::LeastConnections),
+        session_persistence: persistence.map_or(Opt::Absent, |(kind, cookie)| {
+            Opt::Set(pl::SessionPersistenceFields {
+                kind: Ok(kind),
+                attributes: Ok(pl::SessionPersistenceAttributes {
+                    cookie_name: cookie.map(str::to_string),
+                    persistence_timeout: None,
+                    persistence_granularity: None,
+                }),
+            })
+        }),
+        tls_enabled: Opt::Absent,
+        tls_container_ref: Opt::Absent,
+        ca_tls_container_ref: Opt::Absent,
+        crl_container_ref: Opt::Absent,
+        tls_ciphers: Opt::Absent,
+        tls_versions: Opt::Absent,
+        alpn_protocols: Opt::Absent,
+        tags: Opt::Absent,
+    }
+}
+
+#[tokio::test]
+async fn pool_operations_authorize_validate_and_cascade_to_listeners_and_members() {
+    let h = Harness::new().await;
+    let lb = uuid(&h.lb().await);
+    let l = uuid(&h.listener(&lb.to_string(), "HTTP", 80).await);
+    let owner = caller(PROJECT, &["member"]);
+    let stranger = caller(OTHER_PROJECT, &["member"]);
+    let lab = Lab {
+        quotas: QuotaDefaults::default(),
+        refused: vec![],
+        own: vec![],
+    };
+    let on_listener = |fields: pl::PoolFields| pl::NewPool {
+        loadbalancer_id: None,
+        listener_id: Some(l),
+        protocol: PoolProtocol::Http,
+        fields,
+    };
+
+    // Another project's member may not add a pool to this listener (asked
+    // before anything else is said about the listener).
+    let err = h
+        .store
+        .write(|txn| pl::create(&stranger, txn, &lab, on_listener(pool_fields(None))))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    // The whole pool is validated: APP_COOKIE needs a cookie name; a bad
+    // cookie name is refused as the field.
+    let err = h
+        .store
+        .write(|txn| {
+            let fields = pool_fields(Some((Some(SessionPersistenceType::AppCookie), None)));
+            pl::create(&owner, txn, &lab, on_listener(fields))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Validation failure: Field `cookie_name` must be specified when using the `APP_COOKIE` session persistence type."
+    );
+    let err = h
+        .store
+        .write(|txn| {
+            let fields = pool_fields(Some((Some(SessionPersistenceType::AppCookie), Some("a b"))));
+            pl::create(&owner, txn, &lab, on_listener(fields))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Invalid input for field/attribute cookie_name. Value: 'a b'. Invalid cookie name"
+    );
+    // A persistence without a type on create is the missing field.
+    let err = h
+        .store
+        .write(|txn| {
+            pl::create(
+                &owner,
+                txn,
+                &lab,
+                on_listener(pool_fields(Some((None, None)))),
+            )
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Invalid input for field/attribute type. Value: 'None'. Mandatory field missing."
+    );
+    assert!(h.store.snapshot().pools.is_empty());
+
+    // Created on the listener: its default pool, the listener and the load
+    // balancer locked; a second change meanwhile is a retry-safe conflict.
+    let fields = pool_fields(Some((Some(SessionPersistenceType::SourceIp), None)));
+    let p = h
+        .store
+        .write(|txn| pl::create(&owner, txn, &lab, on_listener(fields)))
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    assert_eq!(p.provisioning_status, ProvisioningStatus::PendingCreate);
+    assert_eq!(p.lb_algorithm, LbAlgorithm::LeastConnections);
+    let listener = s.listeners.get(&l).unwrap();
+    assert_eq!(listener.default_pool_id, Some(p.id));
+    assert_eq!(
+        listener.provisioning_status,
+        ProvisioningStatus::PendingUpdate
+    );
+    assert_eq!(
+        s.loadbalancers.get(&lb).unwrap().provisioning_status,
+        ProvisioningStatus::PendingUpdate
+    );
+    let err = h
+        .store
+        .write(|txn| pl::update(&owner, txn, p.id, pool_fields(None)))
+        .await
+        .unwrap_err();
+    assert!(err.retry_safe(), "{err:?}");
+    h.settle().await;
+    // A listener has one default pool.
+    let err = h
+        .store
+        .write(|txn| pl::create(&owner, txn, &lab, on_listener(pool_fields(None))))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+
+    // An update without a persistence type keeps the pool's.
+    let updated = h
+        .store
+        .write(|txn| pl::update(&owner, txn, p.id, pool_fields(Some((None, None)))))
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.session_persistence.map(|sp| sp.kind),
+        Some(SessionPersistenceType::SourceIp)
+    );
+    h.settle().await;
+    let s = h.store.snapshot();
+    assert_eq!(pl::show(&owner, &*s, p.id).unwrap().id, p.id);
+    assert!(matches!(
+        pl::show(&stranger, &*s, p.id),
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert_eq!(pl::list(&owner, &*s, None).unwrap().len(), 1);
+    assert!(pl::list(&stranger, &*s, None).unwrap().is_empty());
+
+    // Delete cascades: the members go PENDING_DELETE with the pool, the
+    // listener loses its default pool; the controller removes them.
+    h.member(&p.id.to_string(), "10.0.0.1", 80).await;
+    h.store
+        .write(|txn| pl::delete(&owner, txn, p.id))
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    assert!(
+        s.members
+            .children(p.id)
+            .all(|m| m.provisioning_status == ProvisioningStatus::PendingDelete)
+    );
+    assert_eq!(s.listeners.get(&l).unwrap().default_pool_id, None);
+    h.settle().await;
+    let s = h.store.snapshot();
+    assert!(s.pools.is_empty() && s.members.is_empty());
 }
