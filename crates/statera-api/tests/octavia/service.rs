@@ -9,13 +9,14 @@ use serde_json::json;
 use statera_model::identity::Caller;
 use statera_model::{
     HealthMonitorType, L7PolicyAction, L7RuleCompareType, L7RuleType, LbAlgorithm, Listener,
-    LoadBalancer, PoolProtocol, ProvisioningStatus, SessionPersistenceType,
+    ListenerProtocol, LoadBalancer, PoolProtocol, ProvisioningStatus, SessionPersistenceType,
 };
 use statera_policy::Enforcer;
 use statera_service::octavia::Deployment;
 use statera_service::octavia::healthmonitors as hm;
 use statera_service::octavia::l7policies as l7p;
 use statera_service::octavia::l7rules as l7r;
+use statera_service::octavia::listeners as ls;
 use statera_service::octavia::members as mem;
 use statera_service::octavia::pools as pl;
 use statera_service::octavia::quotas as qt;
@@ -957,4 +958,187 @@ async fn pool_operations_authorize_validate_and_cascade_to_listeners_and_members
     h.settle().await;
     let s = h.store.snapshot();
     assert!(s.pools.is_empty() && s.members.is_empty());
+}
+
+fn listener_fields(headers: Vec<(&str, Result<&str, &str>)>) -> ls::ListenerFields {
+    ls::ListenerFields {
+        name: Opt::Set("front".into()),
+        description: Opt::Absent,
+        admin_state_up: Opt::Absent,
+        connection_limit: Opt::Absent,
+        default_pool_id: Opt::Absent,
+        insert_headers: if headers.is_empty() {
+            Opt::Absent
+        } else {
+            Opt::Set(
+                headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.map(str::to_string).map_err(str::to_string)))
+                    .collect(),
+            )
+        },
+        timeout_client_data: Opt::Absent,
+        timeout_member_connect: Opt::Absent,
+        timeout_member_data: Opt::Absent,
+        timeout_tcp_inspect: Opt::Absent,
+        default_tls_container_ref: Opt::Absent,
+        sni_container_refs: Opt::Absent,
+        client_ca_tls_container_ref: Opt::Absent,
+        client_authentication: Opt::Absent,
+        client_crl_container_ref: Opt::Absent,
+        allowed_cidrs: Opt::Absent,
+        tls_ciphers: Opt::Absent,
+        tls_versions: Opt::Absent,
+        alpn_protocols: Opt::Absent,
+        hsts_max_age: Opt::Absent,
+        hsts_include_subdomains: Opt::Absent,
+        hsts_preload: Opt::Absent,
+        tags: Opt::Absent,
+    }
+}
+
+#[tokio::test]
+async fn listener_operations_authorize_validate_whole_and_cascade_to_policies() {
+    let h = Harness::new().await;
+    let lb = uuid(&h.lb().await);
+    h.listener(&lb.to_string(), "TCP", 81).await;
+    let owner = caller(PROJECT, &["member"]);
+    let stranger = caller(OTHER_PROJECT, &["member"]);
+    let lab = Lab {
+        quotas: QuotaDefaults::default(),
+        refused: vec![],
+        own: vec![],
+    };
+    let new = |protocol: ListenerProtocol, port: u16, fields: ls::ListenerFields| ls::NewListener {
+        loadbalancer_id: lb,
+        protocol,
+        protocol_port: port,
+        fields,
+    };
+    let create = async |ctx: &Context, n: ls::NewListener| {
+        h.store.write(|txn| ls::create(ctx, txn, &lab, n)).await
+    };
+
+    // Another project's member may not add a listener.
+    let err = create(
+        &stranger,
+        new(ListenerProtocol::Http, 80, listener_fields(vec![])),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    // The whole listener is validated: TLS needs a certificate, headers
+    // need HTTP, a header value must be a string (once the names pass), a
+    // port is taken once per protocol family.
+    let err = create(
+        &owner,
+        new(
+            ListenerProtocol::TerminatedHttps,
+            443,
+            listener_fields(vec![]),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Validation failure: An SNI or default certificate container reference must be provided for TERMINATED_HTTPS listeners."
+    );
+    let xff = || vec![("X-Forwarded-For", Ok("True"))];
+    let err = create(
+        &owner,
+        new(ListenerProtocol::Udp, 53, listener_fields(xff())),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Validation failure: insert-headers is not a valid option for a UDP protocol listener."
+    );
+    let err = create(
+        &owner,
+        new(
+            ListenerProtocol::Http,
+            80,
+            listener_fields(vec![("X-Real-IP", Err("5"))]),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Invalid input for field/attribute insert_headers. Value: '5'. Values must be strings"
+    );
+    let err = create(
+        &owner,
+        new(ListenerProtocol::Http, 81, listener_fields(vec![])),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+    assert_eq!(h.store.snapshot().listeners.len(), 1);
+
+    // Created: PENDING_CREATE, its headers normalised, the load balancer
+    // locked; a second change meanwhile is a retry-safe conflict.
+    let l = create(
+        &owner,
+        new(ListenerProtocol::Http, 80, listener_fields(xff())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(l.provisioning_status, ProvisioningStatus::PendingCreate);
+    assert_eq!(
+        l.insert_headers.get("X-Forwarded-For").map(String::as_str),
+        Some("True")
+    );
+    assert_eq!(
+        h.store
+            .snapshot()
+            .loadbalancers
+            .get(&lb)
+            .unwrap()
+            .provisioning_status,
+        ProvisioningStatus::PendingUpdate
+    );
+    let err = h
+        .store
+        .write(|txn| ls::update(&owner, txn, &lab, l.id, listener_fields(vec![])))
+        .await
+        .unwrap_err();
+    assert!(err.retry_safe(), "{err:?}");
+    h.settle().await;
+
+    // Reads: the owner's, not another project's.
+    let s = h.store.snapshot();
+    assert_eq!(ls::show(&owner, &*s, l.id).unwrap().id, l.id);
+    assert!(matches!(
+        ls::stats(&stranger, &*s, l.id),
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert!(ls::stats(&owner, &*s, l.id).is_ok());
+    assert_eq!(ls::list(&owner, &*s, None).unwrap().len(), 2);
+    assert!(ls::list(&stranger, &*s, None).unwrap().is_empty());
+
+    // Delete cascades to its policies and their rules; the controller
+    // removes them all.
+    let pol = uuid(&h.policy(&l.id.to_string()).await);
+    h.rule(&pol.to_string(), "/a").await;
+    h.store
+        .write(|txn| ls::delete(&owner, txn, l.id))
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    assert_eq!(
+        s.l7policies.get(&pol).unwrap().provisioning_status,
+        ProvisioningStatus::PendingDelete
+    );
+    assert!(
+        s.l7rules
+            .children(pol)
+            .all(|r| r.provisioning_status == ProvisioningStatus::PendingDelete)
+    );
+    h.settle().await;
+    let s = h.store.snapshot();
+    assert!(s.listeners.get(&l.id).is_none());
+    assert!(s.l7policies.is_empty() && s.l7rules.is_empty());
 }

@@ -4,7 +4,7 @@
 //! (statera-api) reads requests into the typed input and renders the result.
 //!
 //! Moved so far: health monitors, L7 rules, L7 policies, members, quotas,
-//! pools. The other resources still do this work in
+//! pools, listeners. The other resources still do this work in
 //! statera-api's handlers, using the helpers of [`crate::lb`] and
 //! [`crate::quota`].
 
@@ -30,6 +30,11 @@ pub trait Deployment {
     fn quota_defaults(&self) -> &QuotaDefaults;
     /// Health monitor types provider `provider` cannot run (501).
     fn unsupported_monitor_types(&self, provider: &str) -> &[HealthMonitorType];
+    /// Listener protocols provider `provider` cannot run (501); none unless
+    /// the deployment says so.
+    fn unsupported_listener_protocols(&self, _provider: &str) -> &[ListenerProtocol] {
+        &[]
+    }
     /// Addresses no member or monitor may point at (Octavia's `reserved_ips`).
     fn reserved_ips(&self) -> &[std::net::IpAddr];
     /// Sockets Statera itself listens on (its API): no member or monitor
