@@ -221,5 +221,5 @@ async fn stats(
 ) -> ApiResult<Json<Value>> {
     let s = app.store.snapshot();
     let stats = service::stats(&ctx.service, &*s, path_id(&id, "Listener")?)?;
-    Ok(Json(loadbalancers::stats_body(stats.into_iter())))
+    Ok(Json(loadbalancers::stats_body(stats.unwrap_or_default())))
 }

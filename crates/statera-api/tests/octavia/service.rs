@@ -17,6 +17,7 @@ use statera_service::octavia::healthmonitors as hm;
 use statera_service::octavia::l7policies as l7p;
 use statera_service::octavia::l7rules as l7r;
 use statera_service::octavia::listeners as ls;
+use statera_service::octavia::loadbalancers as lbs;
 use statera_service::octavia::members as mem;
 use statera_service::octavia::pools as pl;
 use statera_service::octavia::quotas as qt;
@@ -1141,4 +1142,131 @@ async fn listener_operations_authorize_validate_whole_and_cascade_to_policies() 
     let s = h.store.snapshot();
     assert!(s.listeners.get(&l.id).is_none());
     assert!(s.l7policies.is_empty() && s.l7rules.is_empty());
+}
+
+fn lb_fields(name: &str, vip_sg_ids: Opt<Vec<Uuid>>) -> lbs::LoadBalancerFields {
+    lbs::LoadBalancerFields {
+        name: Opt::Set(name.into()),
+        description: Opt::Absent,
+        admin_state_up: Opt::Absent,
+        vip_qos_policy_id: Opt::Absent,
+        vip_sg_ids,
+        tags: Opt::Absent,
+    }
+}
+
+#[tokio::test]
+async fn load_balancer_operations_authorize_refuse_busy_and_cascade_the_tree() {
+    let h = Harness::new().await;
+    let lb = full_tree(&h).await;
+    let owner = caller(PROJECT, &["member"]);
+    let stranger = caller(OTHER_PROJECT, &["member"]);
+    let admin = caller(OTHER_PROJECT, &["admin"]);
+
+    // Another project's member may not change, fail over or delete it.
+    let err = h
+        .store
+        .write(|txn| lbs::update(&stranger, txn, lb, lb_fields("x", Opt::Absent)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    for ctx in [&stranger, &owner] {
+        let err = h
+            .store
+            .write(|txn| lbs::failover(ctx, txn, lb))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    }
+    // A missing one is 403 to who may not fail over any, 404 to an admin.
+    let missing = Uuid::new_v4();
+    let err = h
+        .store
+        .write(|txn| lbs::failover(&stranger, txn, missing))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    let err = h
+        .store
+        .write(|txn| lbs::failover(&admin, txn, missing))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Load Balancer {missing} not found.")
+    );
+    // A security group the caller may not use is answered as a missing one.
+    let sg = Uuid::new_v4();
+    let err = h
+        .store
+        .write(|txn| lbs::update(&owner, txn, lb, lb_fields("x", Opt::Set(vec![sg]))))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Validation failure: Security group {sg} not found.")
+    );
+    // Children need a cascade.
+    let err = h
+        .store
+        .write(|txn| lbs::delete(&owner, txn, lb, false))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Validation failure: Cannot delete Load Balancer {lb} - it has children")
+    );
+
+    // The owner's update: PENDING_UPDATE; meanwhile nothing else changes it.
+    let updated = h
+        .store
+        .write(|txn| lbs::update(&owner, txn, lb, lb_fields("renamed", Opt::Absent)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.name.as_deref(), updated.provisioning_status),
+        (Some("renamed"), ProvisioningStatus::PendingUpdate)
+    );
+    let err = h
+        .store
+        .write(|txn| lbs::delete(&owner, txn, lb, true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Invalid state PENDING_UPDATE of loadbalancer resource {lb}")
+    );
+    h.settle().await;
+
+    // Reads: the owner's only.
+    let s = h.store.snapshot();
+    assert_eq!(lbs::show(&owner, &*s, lb).unwrap().id, lb);
+    assert_eq!(lbs::status(&owner, &*s, lb).unwrap().id, lb);
+    assert_eq!(lbs::stats(&owner, &*s, lb).unwrap().bytes_in, 0);
+    assert!(matches!(
+        lbs::stats(&stranger, &*s, lb),
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert_eq!(lbs::list(&owner, &*s, None).unwrap().len(), 1);
+    assert!(lbs::list(&stranger, &*s, None).unwrap().is_empty());
+
+    // The cascade marks the whole tree; the controller removes it.
+    h.store
+        .write(|txn| lbs::delete(&owner, txn, lb, true))
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    assert!(
+        s.listeners
+            .iter()
+            .all(|l| l.provisioning_status == ProvisioningStatus::PendingDelete)
+    );
+    assert!(
+        s.members
+            .iter()
+            .all(|m| m.provisioning_status == ProvisioningStatus::PendingDelete)
+    );
+    h.settle().await;
+    let s = h.store.snapshot();
+    assert!(s.loadbalancers.is_empty() && s.pools.is_empty() && s.l7rules.is_empty());
 }

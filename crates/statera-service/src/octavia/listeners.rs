@@ -13,7 +13,8 @@ use crate::quota::{QuotaKind, check_quota};
 use crate::store::{StoreRead, StoreWrite};
 use ipnet::IpNet;
 use statera_model::*;
-use statera_store::ListenerStats;
+/// The counters a listener's data plane last reported.
+pub use statera_store::ListenerStats;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;

@@ -4,7 +4,8 @@
 //! (statera-api) reads requests into the typed input and renders the result.
 //!
 //! Moved so far: health monitors, L7 rules, L7 policies, members, quotas,
-//! pools, listeners. The other resources still do this work in
+//! pools, listeners, load balancers but their create (which plugs the VIP
+//! through statera-api's Neutron IPAM). The other resources still do this work in
 //! statera-api's handlers, using the helpers of [`crate::lb`] and
 //! [`crate::quota`].
 
@@ -12,6 +13,7 @@ pub mod healthmonitors;
 pub mod l7policies;
 pub mod l7rules;
 pub mod listeners;
+pub mod loadbalancers;
 pub mod members;
 pub mod pools;
 pub mod quotas;
