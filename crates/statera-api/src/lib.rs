@@ -476,6 +476,12 @@ impl statera_service::octavia::Deployment for ApiSettings {
             .unwrap_or(&[])
     }
 
+    fn unsupported_listener_protocols(&self, provider: &str) -> &[statera_model::ListenerProtocol] {
+        self.provider(provider)
+            .map(|p| p.unsupported_listener_protocols.as_slice())
+            .unwrap_or(&[])
+    }
+
     fn reserved_ips(&self) -> &[IpAddr] {
         &self.reserved_ips
     }

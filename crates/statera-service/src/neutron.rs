@@ -24,3 +24,10 @@ pub fn usable_subnet(ctx: &Context, s: &impl StoreRead, id: Uuid) -> Option<Subn
         })
         .map(|x| (*x).clone())
 }
+
+/// The security group `id` if the caller may use it (its own).
+pub fn usable_security_group(ctx: &Context, s: &impl StoreRead, id: Uuid) -> Option<SecurityGroup> {
+    s.get::<SecurityGroup>(&id)
+        .filter(|g| owns(ctx, &g.project_id))
+        .map(|g| (*g).clone())
+}

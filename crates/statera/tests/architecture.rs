@@ -519,7 +519,10 @@ const MOVED_TO_SERVICE: &[&str] = &[
     "crates/statera-api/src/octavia/healthmonitors.rs",
     "crates/statera-api/src/octavia/l7policies.rs",
     "crates/statera-api/src/octavia/l7rules.rs",
+    "crates/statera-api/src/octavia/listeners.rs",
+    "crates/statera-api/src/octavia/loadbalancers.rs",
     "crates/statera-api/src/octavia/members.rs",
+    "crates/statera-api/src/octavia/pools.rs",
     "crates/statera-api/src/octavia/quotas.rs",
 ];
 

@@ -371,18 +371,6 @@ pub(crate) fn usable_port(ctx: &RequestContext, s: &State, id: Uuid) -> Option<P
         .map(|p| (**p).clone())
 }
 
-/// The security group `id` if the caller may use it (its own).
-pub(crate) fn usable_security_group(
-    ctx: &RequestContext,
-    s: &State,
-    id: Uuid,
-) -> Option<SecurityGroup> {
-    s.security_groups
-        .get(&id)
-        .filter(|g| owns(ctx, &g.project_id))
-        .map(|g| (**g).clone())
-}
-
 /// An id to show the caller in an error about an object of `project_id`:
 /// the id when the caller may read that object, else a phrase that reveals
 /// nothing of another project's objects.

@@ -227,7 +227,7 @@ pub fn create(
         if let Some(name) = &gl.default_pool {
             l.default_pool_id = pools_by_name.get(name).map(|p| p.id);
         }
-        listeners::validate(app, &s, lb, &l, &new_pools)?;
+        listeners::validate(&*app.settings, &s, lb, &l, &new_pools)?;
         if let Some(other) = new_listeners.iter().find(|o| {
             o.protocol_port == l.protocol_port && o.protocol.family() == l.protocol.family()
         }) {

@@ -9,6 +9,7 @@ pub mod graph_input;
 pub mod healthmonitors;
 pub mod l7policies;
 pub mod l7rules;
+pub mod lb_create;
 pub mod listeners;
 pub mod loadbalancers;
 pub mod members;
@@ -78,25 +79,6 @@ impl AppState {
             strict_filters: true,
         }
     }
-}
-
-/// Which projects' objects a list of `resource` (`loadbalancer`, …) shows
-/// (`statera_service::octavia::list_scope`, the project asked for in the
-/// query's `project_id`): `None` = all.
-pub fn list_scope(
-    ctx: &RequestContext,
-    query: &Query,
-    resource: &str,
-) -> ApiResult<Option<String>> {
-    Ok(statera_service::octavia::list_scope(
-        &ctx.service,
-        query.get("project_id"),
-        resource,
-    )?)
-}
-
-pub fn in_scope(scope: &Option<String>, project_id: &str) -> bool {
-    scope.as_deref().is_none_or(|p| p == project_id)
 }
 
 /// Parse the raw query of a request.

@@ -8,15 +8,18 @@ use crate::support::*;
 use serde_json::json;
 use statera_model::identity::Caller;
 use statera_model::{
-    HealthMonitorType, L7PolicyAction, L7RuleCompareType, L7RuleType, Listener, LoadBalancer,
-    ProvisioningStatus,
+    HealthMonitorType, L7PolicyAction, L7RuleCompareType, L7RuleType, LbAlgorithm, Listener,
+    ListenerProtocol, LoadBalancer, PoolProtocol, ProvisioningStatus, SessionPersistenceType,
 };
 use statera_policy::Enforcer;
 use statera_service::octavia::Deployment;
 use statera_service::octavia::healthmonitors as hm;
 use statera_service::octavia::l7policies as l7p;
 use statera_service::octavia::l7rules as l7r;
+use statera_service::octavia::listeners as ls;
+use statera_service::octavia::loadbalancers as lbs;
 use statera_service::octavia::members as mem;
+use statera_service::octavia::pools as pl;
 use statera_service::octavia::quotas as qt;
 use statera_service::{
     Context, LbTree, Opt, QuotaDefaults, QuotaKind, ServiceError, StoreRead, check_quota, lock_lb,
@@ -780,4 +783,490 @@ async fn quota_operations_authorize_per_project_and_fill_defaults() {
             .unwrap();
     }
     assert!(h.store.snapshot().quotas.is_empty());
+}
+
+fn pool_fields(
+    persistence: Option<(Option<SessionPersistenceType>, Option<&str>)>,
+) -> pl::PoolFields {
+    pl::PoolFields {
+        name: Opt::Set("web".into()),
+        description: Opt::Absent,
+        admin_state_up: Opt::Absent,
+        lb_algorithm: Opt::Set(LbAlgorithm::LeastConnections),
+        session_persistence: persistence.map_or(Opt::Absent, |(kind, cookie)| {
+            Opt::Set(pl::SessionPersistenceFields {
+                kind: Ok(kind),
+                attributes: Ok(pl::SessionPersistenceAttributes {
+                    cookie_name: cookie.map(str::to_string),
+                    persistence_timeout: None,
+                    persistence_granularity: None,
+                }),
+            })
+        }),
+        tls_enabled: Opt::Absent,
+        tls_container_ref: Opt::Absent,
+        ca_tls_container_ref: Opt::Absent,
+        crl_container_ref: Opt::Absent,
+        tls_ciphers: Opt::Absent,
+        tls_versions: Opt::Absent,
+        alpn_protocols: Opt::Absent,
+        tags: Opt::Absent,
+    }
+}
+
+#[tokio::test]
+async fn pool_operations_authorize_validate_and_cascade_to_listeners_and_members() {
+    let h = Harness::new().await;
+    let lb = uuid(&h.lb().await);
+    let l = uuid(&h.listener(&lb.to_string(), "HTTP", 80).await);
+    let owner = caller(PROJECT, &["member"]);
+    let stranger = caller(OTHER_PROJECT, &["member"]);
+    let lab = Lab {
+        quotas: QuotaDefaults::default(),
+        refused: vec![],
+        own: vec![],
+    };
+    let on_listener = |fields: pl::PoolFields| pl::NewPool {
+        loadbalancer_id: None,
+        listener_id: Some(l),
+        protocol: PoolProtocol::Http,
+        fields,
+    };
+
+    // Another project's member may not add a pool to this listener (asked
+    // before anything else is said about the listener).
+    let err = h
+        .store
+        .write(|txn| pl::create(&stranger, txn, &lab, on_listener(pool_fields(None))))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    // The whole pool is validated: APP_COOKIE needs a cookie name; a bad
+    // cookie name is refused as the field.
+    let err = h
+        .store
+        .write(|txn| {
+            let fields = pool_fields(Some((Some(SessionPersistenceType::AppCookie), None)));
+            pl::create(&owner, txn, &lab, on_listener(fields))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Validation failure: Field `cookie_name` must be specified when using the `APP_COOKIE` session persistence type."
+    );
+    let err = h
+        .store
+        .write(|txn| {
+            let fields = pool_fields(Some((Some(SessionPersistenceType::AppCookie), Some("a b"))));
+            pl::create(&owner, txn, &lab, on_listener(fields))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Invalid input for field/attribute cookie_name. Value: 'a b'. Invalid cookie name"
+    );
+    // A persistence without a type on create is the missing field.
+    let err = h
+        .store
+        .write(|txn| {
+            pl::create(
+                &owner,
+                txn,
+                &lab,
+                on_listener(pool_fields(Some((None, None)))),
+            )
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Invalid input for field/attribute type. Value: 'None'. Mandatory field missing."
+    );
+    assert!(h.store.snapshot().pools.is_empty());
+
+    // Created on the listener: its default pool, the listener and the load
+    // balancer locked; a second change meanwhile is a retry-safe conflict.
+    let fields = pool_fields(Some((Some(SessionPersistenceType::SourceIp), None)));
+    let p = h
+        .store
+        .write(|txn| pl::create(&owner, txn, &lab, on_listener(fields)))
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    assert_eq!(p.provisioning_status, ProvisioningStatus::PendingCreate);
+    assert_eq!(p.lb_algorithm, LbAlgorithm::LeastConnections);
+    let listener = s.listeners.get(&l).unwrap();
+    assert_eq!(listener.default_pool_id, Some(p.id));
+    assert_eq!(
+        listener.provisioning_status,
+        ProvisioningStatus::PendingUpdate
+    );
+    assert_eq!(
+        s.loadbalancers.get(&lb).unwrap().provisioning_status,
+        ProvisioningStatus::PendingUpdate
+    );
+    let err = h
+        .store
+        .write(|txn| pl::update(&owner, txn, p.id, pool_fields(None)))
+        .await
+        .unwrap_err();
+    assert!(err.retry_safe(), "{err:?}");
+    h.settle().await;
+    // A listener has one default pool.
+    let err = h
+        .store
+        .write(|txn| pl::create(&owner, txn, &lab, on_listener(pool_fields(None))))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+
+    // An update without a persistence type keeps the pool's.
+    let updated = h
+        .store
+        .write(|txn| pl::update(&owner, txn, p.id, pool_fields(Some((None, None)))))
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.session_persistence.map(|sp| sp.kind),
+        Some(SessionPersistenceType::SourceIp)
+    );
+    h.settle().await;
+    let s = h.store.snapshot();
+    assert_eq!(pl::show(&owner, &*s, p.id).unwrap().id, p.id);
+    assert!(matches!(
+        pl::show(&stranger, &*s, p.id),
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert_eq!(pl::list(&owner, &*s, None).unwrap().len(), 1);
+    assert!(pl::list(&stranger, &*s, None).unwrap().is_empty());
+
+    // Delete cascades: the members go PENDING_DELETE with the pool, the
+    // listener loses its default pool; the controller removes them.
+    h.member(&p.id.to_string(), "10.0.0.1", 80).await;
+    h.store
+        .write(|txn| pl::delete(&owner, txn, p.id))
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    assert!(
+        s.members
+            .children(p.id)
+            .all(|m| m.provisioning_status == ProvisioningStatus::PendingDelete)
+    );
+    assert_eq!(s.listeners.get(&l).unwrap().default_pool_id, None);
+    h.settle().await;
+    let s = h.store.snapshot();
+    assert!(s.pools.is_empty() && s.members.is_empty());
+}
+
+fn listener_fields(headers: Vec<(&str, Result<&str, &str>)>) -> ls::ListenerFields {
+    ls::ListenerFields {
+        name: Opt::Set("front".into()),
+        description: Opt::Absent,
+        admin_state_up: Opt::Absent,
+        connection_limit: Opt::Absent,
+        default_pool_id: Opt::Absent,
+        insert_headers: if headers.is_empty() {
+            Opt::Absent
+        } else {
+            Opt::Set(
+                headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.map(str::to_string).map_err(str::to_string)))
+                    .collect(),
+            )
+        },
+        timeout_client_data: Opt::Absent,
+        timeout_member_connect: Opt::Absent,
+        timeout_member_data: Opt::Absent,
+        timeout_tcp_inspect: Opt::Absent,
+        default_tls_container_ref: Opt::Absent,
+        sni_container_refs: Opt::Absent,
+        client_ca_tls_container_ref: Opt::Absent,
+        client_authentication: Opt::Absent,
+        client_crl_container_ref: Opt::Absent,
+        allowed_cidrs: Opt::Absent,
+        tls_ciphers: Opt::Absent,
+        tls_versions: Opt::Absent,
+        alpn_protocols: Opt::Absent,
+        hsts_max_age: Opt::Absent,
+        hsts_include_subdomains: Opt::Absent,
+        hsts_preload: Opt::Absent,
+        tags: Opt::Absent,
+    }
+}
+
+#[tokio::test]
+async fn listener_operations_authorize_validate_whole_and_cascade_to_policies() {
+    let h = Harness::new().await;
+    let lb = uuid(&h.lb().await);
+    h.listener(&lb.to_string(), "TCP", 81).await;
+    let owner = caller(PROJECT, &["member"]);
+    let stranger = caller(OTHER_PROJECT, &["member"]);
+    let lab = Lab {
+        quotas: QuotaDefaults::default(),
+        refused: vec![],
+        own: vec![],
+    };
+    let new = |protocol: ListenerProtocol, port: u16, fields: ls::ListenerFields| ls::NewListener {
+        loadbalancer_id: lb,
+        protocol,
+        protocol_port: port,
+        fields,
+    };
+    let create = async |ctx: &Context, n: ls::NewListener| {
+        h.store.write(|txn| ls::create(ctx, txn, &lab, n)).await
+    };
+
+    // Another project's member may not add a listener.
+    let err = create(
+        &stranger,
+        new(ListenerProtocol::Http, 80, listener_fields(vec![])),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    // The whole listener is validated: TLS needs a certificate, headers
+    // need HTTP, a header value must be a string (once the names pass), a
+    // port is taken once per protocol family.
+    let err = create(
+        &owner,
+        new(
+            ListenerProtocol::TerminatedHttps,
+            443,
+            listener_fields(vec![]),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Validation failure: An SNI or default certificate container reference must be provided for TERMINATED_HTTPS listeners."
+    );
+    let xff = || vec![("X-Forwarded-For", Ok("True"))];
+    let err = create(
+        &owner,
+        new(ListenerProtocol::Udp, 53, listener_fields(xff())),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Validation failure: insert-headers is not a valid option for a UDP protocol listener."
+    );
+    let err = create(
+        &owner,
+        new(
+            ListenerProtocol::Http,
+            80,
+            listener_fields(vec![("X-Real-IP", Err("5"))]),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Invalid input for field/attribute insert_headers. Value: '5'. Values must be strings"
+    );
+    let err = create(
+        &owner,
+        new(ListenerProtocol::Http, 81, listener_fields(vec![])),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+    assert_eq!(h.store.snapshot().listeners.len(), 1);
+
+    // Created: PENDING_CREATE, its headers normalised, the load balancer
+    // locked; a second change meanwhile is a retry-safe conflict.
+    let l = create(
+        &owner,
+        new(ListenerProtocol::Http, 80, listener_fields(xff())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(l.provisioning_status, ProvisioningStatus::PendingCreate);
+    assert_eq!(
+        l.insert_headers.get("X-Forwarded-For").map(String::as_str),
+        Some("True")
+    );
+    assert_eq!(
+        h.store
+            .snapshot()
+            .loadbalancers
+            .get(&lb)
+            .unwrap()
+            .provisioning_status,
+        ProvisioningStatus::PendingUpdate
+    );
+    let err = h
+        .store
+        .write(|txn| ls::update(&owner, txn, &lab, l.id, listener_fields(vec![])))
+        .await
+        .unwrap_err();
+    assert!(err.retry_safe(), "{err:?}");
+    h.settle().await;
+
+    // Reads: the owner's, not another project's.
+    let s = h.store.snapshot();
+    assert_eq!(ls::show(&owner, &*s, l.id).unwrap().id, l.id);
+    assert!(matches!(
+        ls::stats(&stranger, &*s, l.id),
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert!(ls::stats(&owner, &*s, l.id).is_ok());
+    assert_eq!(ls::list(&owner, &*s, None).unwrap().len(), 2);
+    assert!(ls::list(&stranger, &*s, None).unwrap().is_empty());
+
+    // Delete cascades to its policies and their rules; the controller
+    // removes them all.
+    let pol = uuid(&h.policy(&l.id.to_string()).await);
+    h.rule(&pol.to_string(), "/a").await;
+    h.store
+        .write(|txn| ls::delete(&owner, txn, l.id))
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    assert_eq!(
+        s.l7policies.get(&pol).unwrap().provisioning_status,
+        ProvisioningStatus::PendingDelete
+    );
+    assert!(
+        s.l7rules
+            .children(pol)
+            .all(|r| r.provisioning_status == ProvisioningStatus::PendingDelete)
+    );
+    h.settle().await;
+    let s = h.store.snapshot();
+    assert!(s.listeners.get(&l.id).is_none());
+    assert!(s.l7policies.is_empty() && s.l7rules.is_empty());
+}
+
+fn lb_fields(name: &str, vip_sg_ids: Opt<Vec<Uuid>>) -> lbs::LoadBalancerFields {
+    lbs::LoadBalancerFields {
+        name: Opt::Set(name.into()),
+        description: Opt::Absent,
+        admin_state_up: Opt::Absent,
+        vip_qos_policy_id: Opt::Absent,
+        vip_sg_ids,
+        tags: Opt::Absent,
+    }
+}
+
+#[tokio::test]
+async fn load_balancer_operations_authorize_refuse_busy_and_cascade_the_tree() {
+    let h = Harness::new().await;
+    let lb = full_tree(&h).await;
+    let owner = caller(PROJECT, &["member"]);
+    let stranger = caller(OTHER_PROJECT, &["member"]);
+    let admin = caller(OTHER_PROJECT, &["admin"]);
+
+    // Another project's member may not change, fail over or delete it.
+    let err = h
+        .store
+        .write(|txn| lbs::update(&stranger, txn, lb, lb_fields("x", Opt::Absent)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    for ctx in [&stranger, &owner] {
+        let err = h
+            .store
+            .write(|txn| lbs::failover(ctx, txn, lb))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    }
+    // A missing one is 403 to who may not fail over any, 404 to an admin.
+    let missing = Uuid::new_v4();
+    let err = h
+        .store
+        .write(|txn| lbs::failover(&stranger, txn, missing))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    let err = h
+        .store
+        .write(|txn| lbs::failover(&admin, txn, missing))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Load Balancer {missing} not found.")
+    );
+    // A security group the caller may not use is answered as a missing one.
+    let sg = Uuid::new_v4();
+    let err = h
+        .store
+        .write(|txn| lbs::update(&owner, txn, lb, lb_fields("x", Opt::Set(vec![sg]))))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Validation failure: Security group {sg} not found.")
+    );
+    // Children need a cascade.
+    let err = h
+        .store
+        .write(|txn| lbs::delete(&owner, txn, lb, false))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Validation failure: Cannot delete Load Balancer {lb} - it has children")
+    );
+
+    // The owner's update: PENDING_UPDATE; meanwhile nothing else changes it.
+    let updated = h
+        .store
+        .write(|txn| lbs::update(&owner, txn, lb, lb_fields("renamed", Opt::Absent)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.name.as_deref(), updated.provisioning_status),
+        (Some("renamed"), ProvisioningStatus::PendingUpdate)
+    );
+    let err = h
+        .store
+        .write(|txn| lbs::delete(&owner, txn, lb, true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Invalid state PENDING_UPDATE of loadbalancer resource {lb}")
+    );
+    h.settle().await;
+
+    // Reads: the owner's only.
+    let s = h.store.snapshot();
+    assert_eq!(lbs::show(&owner, &*s, lb).unwrap().id, lb);
+    assert_eq!(lbs::status(&owner, &*s, lb).unwrap().id, lb);
+    assert_eq!(lbs::stats(&owner, &*s, lb).unwrap().bytes_in, 0);
+    assert!(matches!(
+        lbs::stats(&stranger, &*s, lb),
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert_eq!(lbs::list(&owner, &*s, None).unwrap().len(), 1);
+    assert!(lbs::list(&stranger, &*s, None).unwrap().is_empty());
+
+    // The cascade marks the whole tree; the controller removes it.
+    h.store
+        .write(|txn| lbs::delete(&owner, txn, lb, true))
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    assert!(
+        s.listeners
+            .iter()
+            .all(|l| l.provisioning_status == ProvisioningStatus::PendingDelete)
+    );
+    assert!(
+        s.members
+            .iter()
+            .all(|m| m.provisioning_status == ProvisioningStatus::PendingDelete)
+    );
+    h.settle().await;
+    let s = h.store.snapshot();
+    assert!(s.loadbalancers.is_empty() && s.pools.is_empty() && s.l7rules.is_empty());
 }

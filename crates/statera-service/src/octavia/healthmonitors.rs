@@ -1,6 +1,6 @@
 //! Health monitors: one per pool.
 
-use super::{Deployment, check_monitor_supported, list_scope};
+use super::{Deployment, check_monitor_supported, find, list_owned, show_owned};
 use crate::auth::Context;
 use crate::error::{ServiceError, ServiceResult};
 use crate::lb::{load_balancer, lock_lb, pool_for_change, touch_pool};
@@ -201,8 +201,7 @@ pub fn build(
 }
 
 fn get(s: &impl StoreRead, id: Uuid) -> ServiceResult<Arc<HealthMonitor>> {
-    s.get::<HealthMonitor>(&id)
-        .ok_or_else(|| ServiceError::not_found("Health Monitor", id))
+    find(s, id, "Health Monitor")
 }
 
 /// `POST /healthmonitors`: a monitor of `kind` on `pool_id`, PENDING_CREATE,
@@ -243,9 +242,7 @@ pub fn create(
 
 /// `GET /healthmonitors/{id}`.
 pub fn show(ctx: &Context, s: &impl StoreRead, id: Uuid) -> ServiceResult<Arc<HealthMonitor>> {
-    let h = get(s, id)?;
-    ctx.authorize("os_load-balancer_api:healthmonitor:get_one", &h.project_id)?;
-    Ok(h)
+    show_owned(ctx, s, id, "Health Monitor", "healthmonitor")
 }
 
 /// `GET /healthmonitors`: the monitors the caller may list (of project
@@ -255,8 +252,7 @@ pub fn list(
     s: &impl StoreRead,
     asked: Option<&str>,
 ) -> ServiceResult<Vec<Arc<HealthMonitor>>> {
-    let scope = list_scope(ctx, asked, "healthmonitor")?;
-    Ok(s.list_by_project::<HealthMonitor>(scope.as_deref()))
+    list_owned(ctx, s, asked, "healthmonitor")
 }
 
 /// `PUT /healthmonitors/{id}`: `fields` merged, the whole monitor validated,

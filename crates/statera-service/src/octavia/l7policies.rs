@@ -1,7 +1,7 @@
 //! L7 policies: ordered request-routing policies on HTTP listeners.
 
 use super::l7rules::{self, RuleFields};
-use super::list_scope;
+use super::{find, list_owned, show_owned};
 use crate::auth::Context;
 use crate::error::{ServiceError, ServiceResult};
 use crate::lb::{lock_lb, mark_policy_deleted, touch_listener, touch_updated};
@@ -272,8 +272,7 @@ pub fn place(
 }
 
 fn get(s: &impl StoreRead, id: Uuid) -> ServiceResult<Arc<L7Policy>> {
-    s.get::<L7Policy>(&id)
-        .ok_or_else(|| ServiceError::not_found("L7 Policy", id))
+    find(s, id, "L7 Policy")
 }
 
 fn listener(s: &impl StoreRead, id: Uuid) -> ServiceResult<Arc<Listener>> {
@@ -327,9 +326,7 @@ pub fn create(
 
 /// `GET /l7policies/{id}`.
 pub fn show(ctx: &Context, s: &impl StoreRead, id: Uuid) -> ServiceResult<Arc<L7Policy>> {
-    let p = get(s, id)?;
-    ctx.authorize("os_load-balancer_api:l7policy:get_one", &p.project_id)?;
-    Ok(p)
+    show_owned(ctx, s, id, "L7 Policy", "l7policy")
 }
 
 /// `GET /l7policies`: the policies the caller may list (of project `asked`
@@ -339,8 +336,7 @@ pub fn list(
     s: &impl StoreRead,
     asked: Option<&str>,
 ) -> ServiceResult<Vec<Arc<L7Policy>>> {
-    let scope = list_scope(ctx, asked, "l7policy")?;
-    Ok(s.list_by_project::<L7Policy>(scope.as_deref()))
+    list_owned(ctx, s, asked, "l7policy")
 }
 
 /// `PUT /l7policies/{id}`: merged, validated against its listener, moved

@@ -3,20 +3,28 @@
 //! the policy, validates on the model, locks and writes. The wire layer
 //! (statera-api) reads requests into the typed input and renders the result.
 //!
-//! Moved so far: health monitors, L7 rules, L7 policies, members, quotas. The other resources still do this work in
+//! Moved so far: health monitors, L7 rules, L7 policies, members, quotas,
+//! pools, listeners, load balancers but their create (which plugs the VIP
+//! through statera-api's Neutron IPAM). The other resources still do this work in
 //! statera-api's handlers, using the helpers of [`crate::lb`] and
 //! [`crate::quota`].
 
 pub mod healthmonitors;
 pub mod l7policies;
 pub mod l7rules;
+pub mod listeners;
+pub mod loadbalancers;
 pub mod members;
+pub mod pools;
 pub mod quotas;
 
 use crate::auth::Context;
 use crate::error::{ServiceError, ServiceResult};
 use crate::quota::QuotaDefaults;
+use crate::store::{Owned, StoreRead};
 use statera_model::*;
+use std::sync::Arc;
+use uuid::Uuid;
 
 /// What operations need to know about the deployment (statera-api's
 /// `ApiSettings` implements it).
@@ -24,6 +32,11 @@ pub trait Deployment {
     fn quota_defaults(&self) -> &QuotaDefaults;
     /// Health monitor types provider `provider` cannot run (501).
     fn unsupported_monitor_types(&self, provider: &str) -> &[HealthMonitorType];
+    /// Listener protocols provider `provider` cannot run (501); none unless
+    /// the deployment says so.
+    fn unsupported_listener_protocols(&self, _provider: &str) -> &[ListenerProtocol] {
+        &[]
+    }
     /// Addresses no member or monitor may point at (Octavia's `reserved_ips`).
     fn reserved_ips(&self) -> &[std::net::IpAddr];
     /// Sockets Statera itself listens on (its API): no member or monitor
@@ -52,6 +65,45 @@ pub fn list_scope(
         &project,
     )?;
     Ok(Some(project))
+}
+
+/// The objects of kind `R` the caller may list (`…:RESOURCE:get_all`, of
+/// project `asked` when given; see [`list_scope`]), in id order.
+pub fn list_owned<R: Owned>(
+    ctx: &Context,
+    s: &impl StoreRead,
+    asked: Option<&str>,
+    resource: &str,
+) -> ServiceResult<Vec<Arc<R>>> {
+    let scope = list_scope(ctx, asked, resource)?;
+    Ok(s.list_by_project::<R>(scope.as_deref()))
+}
+
+/// The object `id` of kind `R`, or 404 `<name> <id> not found.`.
+pub fn find<R: Owned<Key = Uuid>>(
+    s: &impl StoreRead,
+    id: Uuid,
+    name: &str,
+) -> ServiceResult<Arc<R>> {
+    s.get::<R>(&id)
+        .ok_or_else(|| ServiceError::not_found(name, id))
+}
+
+/// `GET /RESOURCEs/{id}`: the object `id` of kind `R` (404 `<name> <id> not
+/// found.`), which `…:RESOURCE:get_one` must allow.
+pub fn show_owned<R: Owned<Key = Uuid>>(
+    ctx: &Context,
+    s: &impl StoreRead,
+    id: Uuid,
+    name: &str,
+    resource: &str,
+) -> ServiceResult<Arc<R>> {
+    let o = find::<R>(s, id, name)?;
+    ctx.authorize(
+        &format!("os_load-balancer_api:{resource}:get_one"),
+        o.project_id(),
+    )?;
+    Ok(o)
 }
 
 /// 501 when the load balancer's provider cannot run monitors of `kind`.

@@ -1,7 +1,7 @@
 //! Octavia's quotas (`/quotas`): a project's own limits (a row, `null` =
 //! the deployment default) and the effective ones.
 
-use super::list_scope;
+use super::list_owned;
 use crate::auth::Context;
 use crate::error::ServiceResult;
 use crate::opt::Opt;
@@ -99,8 +99,7 @@ pub fn list(
     s: &impl StoreRead,
     asked: Option<&str>,
 ) -> ServiceResult<Vec<Arc<Quota>>> {
-    let scope = list_scope(ctx, asked, "quota")?;
-    Ok(s.list_by_project::<Quota>(scope.as_deref()))
+    list_owned(ctx, s, asked, "quota")
 }
 
 /// `GET /quotas/{project_id}`: the effective limits.
