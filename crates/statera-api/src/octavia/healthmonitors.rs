@@ -3,6 +3,7 @@
 //! `statera_service::octavia::healthmonitors`.
 
 use super::*;
+use crate::ApiSettings;
 use crate::input::{Input, JsonBody, OctaviaJson};
 use crate::list::Object;
 use crate::render;
@@ -48,10 +49,16 @@ impl Resource for Monitors {
     fn parse_update(input: &mut Input) -> ApiResult<MonitorFields> {
         parse_fields(input)
     }
-    fn update(ctx: &Context, txn: &mut Txn, id: Uuid, f: MonitorFields) -> ServiceResult<()> {
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        _: &ApiSettings,
+        id: Uuid,
+        f: MonitorFields,
+    ) -> ServiceResult<()> {
         service::update(ctx, txn, id, f).map(drop)
     }
-    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid) -> ServiceResult<()> {
+    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid, _: &Query) -> ServiceResult<()> {
         service::delete(ctx, txn, id)
     }
 }

@@ -3,6 +3,7 @@
 //! are `statera_service::octavia::l7policies`.
 
 use super::*;
+use crate::ApiSettings;
 use crate::input::{Input, JsonBody, OctaviaJson};
 use crate::list::Object;
 use crate::render;
@@ -52,10 +53,16 @@ impl Resource for Policies {
         }
         Ok(())
     }
-    fn update(ctx: &Context, txn: &mut Txn, id: Uuid, f: PolicyFields) -> ServiceResult<()> {
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        _: &ApiSettings,
+        id: Uuid,
+        f: PolicyFields,
+    ) -> ServiceResult<()> {
         service::update(ctx, txn, id, f)
     }
-    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid) -> ServiceResult<()> {
+    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid, _: &Query) -> ServiceResult<()> {
         service::delete(ctx, txn, id)
     }
 }

@@ -3,24 +3,69 @@
 //! `statera_service::octavia::listeners`.
 
 use super::*;
+use crate::ApiSettings;
 use crate::input::{Input, JsonBody, OctaviaJson, Opt};
+use crate::list::Object;
 use crate::render;
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
-use axum::routing::get;
-use serde_json::{Map, Value, json};
+use axum::routing::{get, post};
+use resource::Resource;
+use serde_json::{Map, Value};
 use statera_service::octavia::listeners as service;
 use statera_service::octavia::listeners::{HeaderValue, TIMEOUT_MAX};
 pub use statera_service::octavia::listeners::{
     ListenerFields, NewListener, new_listener, validate,
 };
+use statera_service::{Context, ServiceResult};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/listeners", get(list).post(create))
-        .route("/listeners/{id}", get(show).put(update).delete(delete))
+        .merge(resource::routes::<Listeners>("/listeners", post(create)))
         .route("/listeners/{id}/stats", get(stats))
+}
+
+/// `/listeners` in the shape every resource shares ([`resource`]).
+pub struct Listeners;
+
+impl Resource for Listeners {
+    type Model = Listener;
+    type Fields = ListenerFields;
+    const NAME: &'static str = "Listener";
+    const ENVELOPE: &'static str = "listener";
+    const PLURAL: &'static str = "listeners";
+    const LINKS: &'static str = "listeners_links";
+    const ATTRS: &'static [&'static str] = render::LISTENER_ATTRS;
+    const LAZY: bool = true;
+
+    fn render(s: &State, l: &Listener) -> Object {
+        render::listener(s, l)
+    }
+    fn summary(_: &State, l: &Listener) -> Object {
+        render::listener_summary(l)
+    }
+    fn show(ctx: &Context, s: &State, id: Uuid) -> ServiceResult<Arc<Listener>> {
+        service::show(ctx, s, id)
+    }
+    fn list(ctx: &Context, s: &State, asked: Option<&str>) -> ServiceResult<Vec<Arc<Listener>>> {
+        service::list(ctx, s, asked)
+    }
+    fn parse_update(input: &mut Input) -> ApiResult<ListenerFields> {
+        parse_fields(input)
+    }
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        settings: &ApiSettings,
+        id: Uuid,
+        f: ListenerFields,
+    ) -> ServiceResult<()> {
+        service::update(ctx, txn, settings, id, f).map(drop)
+    }
+    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid, _: &Query) -> ServiceResult<()> {
+        service::delete(ctx, txn, id)
+    }
 }
 
 fn enum_list<E: std::str::FromStr>(input: &mut Input, key: &str) -> ApiResult<Opt<Vec<E>>> {
@@ -131,87 +176,10 @@ async fn create(
         .write(|txn| service::create(&ctx.service, txn, &*app.settings, new))
         .await?
         .id;
-    let s = app.store.snapshot();
-    let l = s
-        .listeners
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("Listener", id))?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"listener": render::listener(&s, l)})),
+        Json(resource::rendered::<Listeners>(&app, id)?),
     ))
-}
-
-async fn list(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let q = query(&uri);
-    let s = app.store.snapshot();
-    let items = service::list(&ctx.service, &*s, q.get("project_id"))?;
-    app.collection(
-        &ctx,
-        &uri,
-        "listeners",
-        Some("listeners_links"),
-        render::LISTENER_ATTRS,
-    )
-    .respond_lazy(
-        items,
-        &q,
-        |x| render::listener_summary(x),
-        |x| render::listener(&s, x),
-    )
-    .map(Json)
-}
-
-async fn show(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let s = app.store.snapshot();
-    let l = service::show(&ctx.service, &*s, path_id(&id, "Listener")?)?;
-    Ok(Json(loadbalancers::one(
-        "listener",
-        render::listener(&s, &l),
-        &query(&uri),
-    )))
-}
-
-async fn update(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    JsonBody(body): OctaviaJson,
-) -> ApiResult<Json<Value>> {
-    let id = path_id(&id, "Listener")?;
-    let mut input = Input::from_root(body, "listener")?;
-    let fields = parse_fields(&mut input)?;
-    input.finish()?;
-    app.store
-        .write(|txn| service::update(&ctx.service, txn, &*app.settings, id, fields))
-        .await?;
-    let s = app.store.snapshot();
-    let l = s
-        .listeners
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("Listener", id))?;
-    Ok(Json(json!({"listener": render::listener(&s, l)})))
-}
-
-async fn delete(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    let id = path_id(&id, "Listener")?;
-    app.store
-        .write(|txn| service::delete(&ctx.service, txn, id))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn stats(

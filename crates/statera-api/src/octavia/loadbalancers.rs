@@ -4,64 +4,85 @@
 //! (plain or fully populated) is `lb_create.rs`, still in this crate.
 
 use super::*;
-use crate::input::{Input, JsonBody, OctaviaJson};
+use crate::ApiSettings;
+use crate::input::Input;
+use crate::list::Object;
 use crate::render;
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
+use resource::Resource;
 use serde_json::{Value, json};
 use statera_service::octavia::listeners::ListenerStats;
 use statera_service::octavia::loadbalancers as service;
 pub use statera_service::octavia::loadbalancers::LoadBalancerFields;
+use statera_service::{Context, ServiceResult};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/loadbalancers", get(list).post(super::lb_create::create))
-        .route("/loadbalancers/{id}", get(show).put(update).delete(delete))
+        .merge(resource::routes::<LoadBalancers>(
+            "/loadbalancers",
+            post(super::lb_create::create),
+        ))
         .route("/loadbalancers/{id}/stats", get(stats))
         .route("/loadbalancers/{id}/status", get(status_tree))
         .route("/loadbalancers/{id}/statuses", get(status_tree))
         .route("/loadbalancers/{id}/failover", put(failover))
 }
 
-async fn list(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let q = query(&uri);
-    let s = app.store.snapshot();
-    let items = service::list(&ctx.service, &*s, q.get("project_id"))?;
-    app.collection(
-        &ctx,
-        &uri,
-        "loadbalancers",
-        Some("loadbalancers_links"),
-        render::LB_ATTRS,
-    )
-    .respond_lazy(
-        items,
-        &q,
-        |x| render::loadbalancer_summary(x),
-        |x| render::loadbalancer(&s, x),
-    )
-    .map(Json)
-}
+/// `/loadbalancers` in the shape every resource shares ([`resource`]).
+pub struct LoadBalancers;
 
-async fn show(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let s = app.store.snapshot();
-    let lb = service::show(&ctx.service, &*s, path_id(&id, "Load Balancer")?)?;
-    Ok(Json(one(
-        "loadbalancer",
-        render::loadbalancer(&s, &lb),
-        &query(&uri),
-    )))
+impl Resource for LoadBalancers {
+    type Model = LoadBalancer;
+    type Fields = LoadBalancerFields;
+    const NAME: &'static str = "Load Balancer";
+    const ENVELOPE: &'static str = "loadbalancer";
+    const PLURAL: &'static str = "loadbalancers";
+    const LINKS: &'static str = "loadbalancers_links";
+    const ATTRS: &'static [&'static str] = render::LB_ATTRS;
+    const LAZY: bool = true;
+
+    fn render(s: &State, lb: &LoadBalancer) -> Object {
+        render::loadbalancer(s, lb)
+    }
+    fn summary(_: &State, lb: &LoadBalancer) -> Object {
+        render::loadbalancer_summary(lb)
+    }
+    fn show(ctx: &Context, s: &State, id: Uuid) -> ServiceResult<Arc<LoadBalancer>> {
+        service::show(ctx, s, id)
+    }
+    fn list(
+        ctx: &Context,
+        s: &State,
+        asked: Option<&str>,
+    ) -> ServiceResult<Vec<Arc<LoadBalancer>>> {
+        service::list(ctx, s, asked)
+    }
+    fn parse_update(input: &mut Input) -> ApiResult<LoadBalancerFields> {
+        Ok(LoadBalancerFields {
+            name: input.string("name", 255)?,
+            description: input.string("description", 255)?,
+            admin_state_up: input.boolean("admin_state_up")?,
+            vip_qos_policy_id: input.uuid("vip_qos_policy_id")?,
+            vip_sg_ids: input.uuid_list("vip_sg_ids")?,
+            tags: tags(input)?,
+        })
+    }
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        _: &ApiSettings,
+        id: Uuid,
+        f: LoadBalancerFields,
+    ) -> ServiceResult<()> {
+        service::update(ctx, txn, id, f).map(drop)
+    }
+    /// `?cascade=true` deletes the whole tree.
+    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid, q: &Query) -> ServiceResult<()> {
+        service::delete(ctx, txn, id, q.flag("cascade"))
+    }
 }
 
 /// A single-object body, with `fields=` applied.
@@ -73,46 +94,6 @@ pub fn one(envelope: &str, o: crate::list::Object, q: &Query) -> Value {
         crate::list::select_fields(o, &fields)
     };
     json!({ envelope: o })
-}
-
-async fn update(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    JsonBody(body): OctaviaJson,
-) -> ApiResult<Json<Value>> {
-    let id = path_id(&id, "Load Balancer")?;
-    let mut input = Input::from_root(body, "loadbalancer")?;
-    let fields = LoadBalancerFields {
-        name: input.string("name", 255)?,
-        description: input.string("description", 255)?,
-        admin_state_up: input.boolean("admin_state_up")?,
-        vip_qos_policy_id: input.uuid("vip_qos_policy_id")?,
-        vip_sg_ids: input.uuid_list("vip_sg_ids")?,
-        tags: tags(&mut input)?,
-    };
-    input.finish()?;
-    app.store
-        .write(|txn| service::update(&ctx.service, txn, id, fields))
-        .await?;
-    let s = app.store.snapshot();
-    Ok(Json(
-        json!({"loadbalancer": render::loadbalancer(&s, load_balancer(&s, id)?)}),
-    ))
-}
-
-async fn delete(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<StatusCode> {
-    let id = path_id(&id, "Load Balancer")?;
-    let cascade = query(&uri).flag("cascade");
-    app.store
-        .write(|txn| service::delete(&ctx.service, txn, id, cascade))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Listener counters as Octavia renders them.

@@ -4,23 +4,67 @@
 //! `statera_service::octavia::pools`.
 
 use super::*;
+use crate::ApiSettings;
 use crate::input::{Input, JsonBody, OctaviaJson, Opt};
+use crate::list::Object;
 use crate::render;
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::http::StatusCode;
-use axum::routing::get;
-use serde_json::{Map, Value, json};
+use axum::routing::post;
+use resource::Resource;
+use serde_json::{Map, Value};
 use statera_service::ServiceError;
 use statera_service::octavia::pools as service;
 pub use statera_service::octavia::pools::{
     NewPool, PoolFields, SessionPersistenceAttributes, SessionPersistenceFields, new_pool, validate,
 };
+use statera_service::{Context, ServiceResult};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/pools", get(list).post(create))
-        .route("/pools/{id}", get(show).put(update).delete(delete))
+    resource::routes::<Pools>("/pools", post(create))
+}
+
+/// `/pools` in the shape every resource shares ([`resource`]).
+pub struct Pools;
+
+impl Resource for Pools {
+    type Model = Pool;
+    type Fields = PoolFields;
+    const NAME: &'static str = "Pool";
+    const ENVELOPE: &'static str = "pool";
+    const PLURAL: &'static str = "pools";
+    const LINKS: &'static str = "pools_links";
+    const ATTRS: &'static [&'static str] = render::POOL_ATTRS;
+    const LAZY: bool = true;
+
+    fn render(s: &State, p: &Pool) -> Object {
+        render::pool(s, p)
+    }
+    fn summary(_: &State, p: &Pool) -> Object {
+        render::pool_summary(p)
+    }
+    fn show(ctx: &Context, s: &State, id: Uuid) -> ServiceResult<Arc<Pool>> {
+        service::show(ctx, s, id)
+    }
+    fn list(ctx: &Context, s: &State, asked: Option<&str>) -> ServiceResult<Vec<Arc<Pool>>> {
+        service::list(ctx, s, asked)
+    }
+    fn parse_update(input: &mut Input) -> ApiResult<PoolFields> {
+        parse_fields(input)
+    }
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        _: &ApiSettings,
+        id: Uuid,
+        f: PoolFields,
+    ) -> ServiceResult<()> {
+        service::update(ctx, txn, id, f).map(drop)
+    }
+    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid, _: &Query) -> ServiceResult<()> {
+        service::delete(ctx, txn, id)
+    }
 }
 
 /// An error of the wire's reading, reported by the service when it applies
@@ -117,79 +161,8 @@ async fn create(
         .write(|txn| service::create(&ctx.service, txn, &*app.settings, new))
         .await?
         .id;
-    let s = app.store.snapshot();
-    let p = s
-        .pools
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("Pool", id))?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"pool": render::pool(&s, p)})),
+        Json(resource::rendered::<Pools>(&app, id)?),
     ))
-}
-
-async fn list(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let q = query(&uri);
-    let s = app.store.snapshot();
-    let items = service::list(&ctx.service, &*s, q.get("project_id"))?;
-    app.collection(&ctx, &uri, "pools", Some("pools_links"), render::POOL_ATTRS)
-        .respond_lazy(
-            items,
-            &q,
-            |x| render::pool_summary(x),
-            |x| render::pool(&s, x),
-        )
-        .map(Json)
-}
-
-async fn show(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let s = app.store.snapshot();
-    let p = service::show(&ctx.service, &*s, path_id(&id, "Pool")?)?;
-    Ok(Json(loadbalancers::one(
-        "pool",
-        render::pool(&s, &p),
-        &query(&uri),
-    )))
-}
-
-async fn update(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    JsonBody(body): OctaviaJson,
-) -> ApiResult<Json<Value>> {
-    let id = path_id(&id, "Pool")?;
-    let mut input = Input::from_root(body, "pool")?;
-    let fields = parse_fields(&mut input)?;
-    input.finish()?;
-    app.store
-        .write(|txn| service::update(&ctx.service, txn, id, fields))
-        .await?;
-    let s = app.store.snapshot();
-    let p = s
-        .pools
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("Pool", id))?;
-    Ok(Json(json!({"pool": render::pool(&s, p)})))
-}
-
-async fn delete(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    let id = path_id(&id, "Pool")?;
-    app.store
-        .write(|txn| service::delete(&ctx.service, txn, id))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -7,6 +7,7 @@
 //! resource's module.
 
 use super::*;
+use crate::ApiSettings;
 use crate::input::{Input, JsonBody, OctaviaJson};
 use crate::list::Object;
 use axum::Json;
@@ -32,6 +33,13 @@ pub trait Resource: Send + Sync + 'static {
     const ATTRS: &'static [&'static str];
 
     fn render(s: &State, m: &Self::Model) -> Object;
+    /// Whether lists filter and sort on [`Resource::summary`] and render
+    /// only the page (`Collection::respond_lazy`).
+    const LAZY: bool = false;
+    /// What a list filters and sorts on when [`Resource::LAZY`].
+    fn summary(s: &State, m: &Self::Model) -> Object {
+        Self::render(s, m)
+    }
     fn show(ctx: &Context, s: &State, id: Uuid) -> ServiceResult<Arc<Self::Model>>;
     fn list(ctx: &Context, s: &State, asked: Option<&str>) -> ServiceResult<Vec<Arc<Self::Model>>>;
     /// An update's attributes, read the way Octavia's WSME does.
@@ -40,8 +48,15 @@ pub trait Resource: Send + Sync + 'static {
     fn check_update(_fields: &Self::Fields) -> ApiResult<()> {
         Ok(())
     }
-    fn update(ctx: &Context, txn: &mut Txn, id: Uuid, fields: Self::Fields) -> ServiceResult<()>;
-    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid) -> ServiceResult<()>;
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        settings: &ApiSettings,
+        id: Uuid,
+        fields: Self::Fields,
+    ) -> ServiceResult<()>;
+    /// The delete (`query`: its flags, as a load balancer's `cascade`).
+    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid, query: &Query) -> ServiceResult<()>;
 }
 
 /// The routes of `R` at `path` (`/healthmonitors`), with its own `create`.
@@ -70,13 +85,15 @@ async fn list<R: Resource>(
 ) -> ApiResult<Json<Value>> {
     let q = query(&uri);
     let s = app.store.snapshot();
-    let items = R::list(&ctx.service, &s, q.get("project_id"))?
-        .iter()
-        .map(|m| R::render(&s, m))
-        .collect();
-    app.collection(&ctx, &uri, R::PLURAL, Some(R::LINKS), R::ATTRS)
-        .respond(items, &q)
-        .map(Json)
+    let items = R::list(&ctx.service, &s, q.get("project_id"))?;
+    let collection = app.collection(&ctx, &uri, R::PLURAL, Some(R::LINKS), R::ATTRS);
+    if R::LAZY {
+        collection.respond_lazy(items, &q, |m| R::summary(&s, m), |m| R::render(&s, m))
+    } else {
+        let items = items.iter().map(|m| R::render(&s, m)).collect();
+        collection.respond(items, &q)
+    }
+    .map(Json)
 }
 
 async fn show<R: Resource>(
@@ -107,7 +124,7 @@ async fn update<R: Resource>(
     input.finish()?;
     R::check_update(&fields)?;
     app.store
-        .write(|txn| R::update(&ctx.service, txn, id, fields))
+        .write(|txn| R::update(&ctx.service, txn, &app.settings, id, fields))
         .await?;
     rendered::<R>(&app, id).map(Json)
 }
@@ -116,10 +133,12 @@ async fn delete<R: Resource>(
     ctx: RequestContext,
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
 ) -> ApiResult<StatusCode> {
     let id = path_id(&id, R::NAME)?;
+    let q = query(&uri);
     app.store
-        .write(|txn| R::delete(&ctx.service, txn, id))
+        .write(|txn| R::delete(&ctx.service, txn, id, &q))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
