@@ -445,7 +445,15 @@ impl Builtin {
         let reservation = if lockout::ignores_lockout(found) {
             None
         } else {
-            match self.attempts.reserve(&self.store, &found.id).await {
+            // Bounded like the gate: a queue of one user's guesses behind
+            // a full gate answers 503, it does not hold connections.
+            let reserved = tokio::time::timeout(
+                PASSWORD_QUEUE_WAIT,
+                self.attempts.reserve(&self.store, &found.id),
+            )
+            .await
+            .map_err(|_| IssueError::Busy)?;
+            match reserved {
                 Ok(r) => r,
                 Err(lockout::Refused::Locked) => {
                     self.verify(password, None).await?;

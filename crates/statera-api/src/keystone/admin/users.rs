@@ -317,12 +317,18 @@ async fn change_password(
     // original password counts a failure, a locked user is refused.
     let snap = state.store.snapshot();
     let user = snap.users.get(&id).filter(|u| u.enabled);
+    let checked = user.and_then(|u| u.password_hash.clone());
     b.check_password(user.map(|u| &**u), original)
         .await
         .map_err(issue_error)?;
     let new_hash = hash_secret(&state, new).await?;
     write(&state, |txn| {
         let mut u = fetch::<User>(txn.state(), &id)?;
+        // Only over the password that was checked: an admin's reset (or a
+        // disable) while this request waited for its hash wins.
+        if !u.enabled || u.password_hash != checked {
+            return Err(ApiError::unauthorized(None));
+        }
         u.password_hash = Some(new_hash);
         statera_identity::builtin::lockout::unlock(&mut u);
         txn.put(u)?;
