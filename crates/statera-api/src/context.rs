@@ -103,6 +103,49 @@ pub fn base_url(headers: &HeaderMap, trust_proxy_headers: bool) -> String {
     format!("{proto}://{host}")
 }
 
+/// The address of the connection a request came on, put in the request's
+/// extensions by the server (`statera`'s `api_server`); absent when the API
+/// is called in process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// Which client a request is from, for per-client bounds (the password gate's
+/// share): the connection's peer, or, when the operator trusts a proxy in
+/// front (`[api] trust_proxy_headers`), the last address in
+/// `X-Forwarded-For` — the one that proxy appended; the earlier ones are the
+/// client's own words. `None` for an in-process call.
+pub fn client_ip(parts: &Parts, trust_proxy_headers: bool) -> Option<std::net::IpAddr> {
+    if trust_proxy_headers {
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|a| a.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    parts.extensions.get::<PeerAddr>().map(|p| p.0.ip())
+}
+
+/// The client a request is from ([`client_ip`]), as a handler's argument.
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(Client(client_ip(parts, state.settings.trust_proxy_headers)))
+    }
+}
+
 /// Who is calling, by the deployment's authenticator: a refused request is
 /// 401 in Keystone's shape (with `WWW-Authenticate`), an identity service
 /// that cannot be asked 503 in the route's shape.

@@ -203,6 +203,24 @@ async fn authentication(
     mut req: Request,
     next: Next,
 ) -> Response {
+    // Behind an external Keystone the identity API is that Keystone's: the
+    // built-in one's routes would read and write tables nobody signs in
+    // with (and tokens cannot be issued here at all).
+    if state.auth.mode() == statera_identity::AuthMode::Keystone
+        && is_identity_path(req.uri().path())
+    {
+        let base = context::base_url(req.headers(), state.settings.trust_proxy_headers);
+        let keystone = state.auth.identity_uri(&base).unwrap_or_default();
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "This deployment's identity service is the Keystone at {keystone}; \
+                 Statera serves no identity API of its own."
+            ),
+        )
+        .in_style(error::Style::Keystone)
+        .into_response();
+    }
     if needs_no_token(req.method(), req.uri().path()) {
         return next.run(req).await;
     }

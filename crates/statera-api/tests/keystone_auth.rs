@@ -24,8 +24,17 @@ struct Ks {
 }
 
 async fn ks_with(settings: BuiltinSettings) -> Ks {
+    ks_with_api(settings, |_| {}).await
+}
+
+/// [`ks_with`] with the API's settings adjusted by `change`.
+async fn ks_with_api(settings: BuiltinSettings, change: impl FnOnce(&mut ApiSettings)) -> Ks {
     let mut api: Option<ApiSettings> = None;
-    let mut h = Harness::with_settings(|s| api = Some(s.clone())).await;
+    let mut h = Harness::with_settings(|s| {
+        change(s);
+        api = Some(s.clone());
+    })
+    .await;
     bootstrap(
         &h.store,
         &BootstrapOptions {
@@ -962,6 +971,198 @@ async fn a_flood_of_password_checks_gets_503_beyond_the_queue() {
     k.post_tokens(password_body("admin", ADMIN_PW, admin_project_scope()))
         .await
         .expect(201);
+}
+
+/// A flood of `n` wrong passwords, the `i`th from `from(i)` (peer and
+/// `X-Forwarded-For`); once its first 503 shows the flood holds all it can,
+/// `then` runs while the flood's admitted checks still hold their places.
+/// Returns the flood's admitted (401) and refused (503) counts and what
+/// `then` got.
+async fn flood_then(
+    k: &Arc<Ks>,
+    n: usize,
+    from: impl Fn(usize) -> (std::net::SocketAddr, Option<String>),
+    then: impl std::future::Future<Output = Resp>,
+) -> (usize, usize, Resp) {
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (k, (peer, xff)) = (k.clone(), from(i));
+        flood.spawn(async move {
+            let headers: Vec<(&str, &str)> = xff
+                .as_deref()
+                .map(|x| vec![("x-forwarded-for", x)])
+                .unwrap_or_default();
+            let body = password_body("nobody", "guess", Value::Null).to_string();
+            k.h.raw_from(Some(peer), "POST", "/v3/auth/tokens", &headers, Some(body))
+                .await
+                .status
+                .as_u16()
+        });
+    }
+    let (mut admitted, mut busy) = (0, 0);
+    let mut count = |code: u16| match code {
+        401 => admitted += 1,
+        503 => busy += 1,
+        other => panic!("flood answered {other}"),
+    };
+    loop {
+        let code = flood.join_next().await.expect("a flood answer").unwrap();
+        count(code);
+        if code == 503 {
+            break;
+        }
+    }
+    let got = then.await;
+    while let Some(code) = flood.join_next().await {
+        count(code.unwrap());
+    }
+    (admitted, busy, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_from_one_client_leaves_the_password_gate_open_to_others() {
+    // Before: one gate for everyone, so a flood of guesses from one address
+    // (no token needed) took every place and every other sign-in got 503.
+    let k = Arc::new(
+        ks_with(BuiltinSettings {
+            concurrent_password_checks: 1,
+            queued_password_checks: 4,
+            password_checks_per_client: 2,
+            ..BuiltinSettings::default()
+        })
+        .await,
+    );
+    let sign_in = |peer: &str, xff: Option<&str>| {
+        let (k, peer) = (k.clone(), peer.parse().unwrap());
+        let xff = xff.map(str::to_string);
+        async move {
+            let headers: Vec<(&str, &str)> = xff
+                .as_deref()
+                .map(|x| vec![("x-forwarded-for", x)])
+                .unwrap_or_default();
+            let body = password_body("admin", ADMIN_PW, admin_project_scope()).to_string();
+            k.h.raw_from(Some(peer), "POST", "/v3/auth/tokens", &headers, Some(body))
+                .await
+        }
+    };
+    // Made-up X-Forwarded-For values do not make one client many: the
+    // proxy headers are not trusted here.
+    let (admitted, busy, other) = flood_then(
+        &k,
+        12,
+        |i| {
+            (
+                "192.0.2.7:40000".parse().unwrap(),
+                Some(format!("10.0.0.{i}")),
+            )
+        },
+        sign_in("198.51.100.9:40001", None),
+    )
+    .await;
+    other.expect(201);
+    assert!(admitted <= 3, "admitted {admitted}, busy {busy}");
+    assert!(busy >= 9, "admitted {admitted}, busy {busy}");
+    // Addresses of one IPv6 /64 are one client; another /64 is another.
+    let (admitted, busy, other) = flood_then(
+        &k,
+        12,
+        |i| (format!("[2001:db8::{i:x}]:40000").parse().unwrap(), None),
+        sign_in("[2001:db8:0:1::1]:40001", None),
+    )
+    .await;
+    other.expect(201);
+    assert!(
+        admitted <= 3 && busy >= 9,
+        "admitted {admitted}, busy {busy}"
+    );
+    // Its places are free again once the flood has passed.
+    sign_in("192.0.2.7:40000", None).await.expect(201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behind_a_trusted_proxy_clients_are_told_apart_by_x_forwarded_for() {
+    let k = Arc::new(
+        ks_with_api(
+            BuiltinSettings {
+                concurrent_password_checks: 1,
+                queued_password_checks: 4,
+                password_checks_per_client: 2,
+                ..BuiltinSettings::default()
+            },
+            |s| s.trust_proxy_headers = true,
+        )
+        .await,
+    );
+    let proxy: std::net::SocketAddr = "192.0.2.1:50000".parse().unwrap();
+    let body = password_body("admin", ADMIN_PW, admin_project_scope()).to_string();
+    // The client's own claim comes first; the proxy appends the address it
+    // saw, and that last one counts.
+    let (admitted, busy, other) = flood_then(
+        &k,
+        12,
+        |i| (proxy, Some(format!("10.9.9.{i}, 203.0.113.5"))),
+        k.h.raw_from(
+            Some(proxy),
+            "POST",
+            "/v3/auth/tokens",
+            &[("x-forwarded-for", "203.0.113.5, 203.0.113.6")],
+            Some(body),
+        ),
+    )
+    .await;
+    other.expect(201);
+    assert!(
+        admitted <= 3 && busy >= 9,
+        "admitted {admitted}, busy {busy}"
+    );
+}
+
+#[tokio::test]
+async fn behind_an_external_keystone_statera_serves_no_identity_api() {
+    // Before: the built-in Keystone's routes answered in keystone mode too,
+    // over local tables nobody signs in with (a project or user created
+    // there did nothing), and token issue failed deep inside with 501.
+    let keystone =
+        statera_identity::keystone::Keystone::new(statera_identity::keystone::KeystoneConfig {
+            // Never asked: nothing here reaches the authenticator.
+            auth_url: "http://127.0.0.1:9/v3".into(),
+            username: "statera".into(),
+            password: "pw".into(),
+            user_domain_name: "Default".into(),
+            project_name: "service".into(),
+            project_domain_name: "Default".into(),
+            cache_seconds: 0,
+            timeout: std::time::Duration::from_millis(200),
+            www_authenticate_uri: Some("https://keystone.example.net/v3".into()),
+            cache_entries: 10,
+            cafile: None,
+        })
+        .unwrap();
+    let h = Harness::with_state(|_| {}, |st| st.auth = Arc::new(keystone)).await;
+    let token = [("x-auth-token", "anything")];
+    for (method, path, headers) in [
+        ("GET", "/v3", &[][..]),
+        ("POST", "/v3/auth/tokens", &[][..]),
+        ("GET", "/v3/auth/tokens", &token[..]),
+        ("GET", "/v3/users", &token[..]),
+        ("POST", "/v3/projects", &token[..]),
+        ("POST", "/v3/users/u1/password", &[][..]),
+        ("GET", "/v3/auth/catalog", &token[..]),
+    ] {
+        let body = (method == "POST").then(|| "{}".to_string());
+        let r = h.raw(method, path, headers, body).await;
+        assert_eq!(r.status.as_u16(), 404, "{method} {path}: {}", r.text);
+        assert_eq!(r.body["error"]["code"], 404, "{method} {path}: {}", r.text);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("https://keystone.example.net/v3"),
+            "{}",
+            r.text
+        );
+    }
+    assert!(h.store.snapshot().projects.is_empty());
 }
 
 #[tokio::test]

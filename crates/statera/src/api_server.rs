@@ -327,9 +327,15 @@ async fn serve_connection<S>(
         clock: clock.clone(),
     }));
     let service_clock = clock.clone();
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let app = app.clone();
         let clock = service_clock.clone();
+        // Who is on the other end, for per-client bounds (the password gate).
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(statera_api::context::PeerAddr(peer));
+        }
         async move {
             clock.set(BUSY, None);
             let response = handle(request, app, clock.limits.body_timeout).await;
@@ -487,7 +493,16 @@ mod tests {
         let app = Router::new()
             .route("/", get(|| async { "ok" }))
             .route("/v2/lbaas/echo", post(|body: Bytes| async move { body }))
-            .route("/v3/auth/tokens", post(|body: Bytes| async move { body }));
+            .route("/v3/auth/tokens", post(|body: Bytes| async move { body }))
+            .route(
+                "/peer",
+                get(|req: Request| async move {
+                    match req.extensions().get::<statera_api::context::PeerAddr>() {
+                        Some(p) => p.0.ip().to_string(),
+                        None => "none".to_string(),
+                    }
+                }),
+            );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -512,6 +527,22 @@ mod tests {
                 Ok(Ok(n)) => data.extend_from_slice(&buf[..n]),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_address_it_came_from() {
+        // The password gate shares its places out per client by this.
+        let (addr, _stop) = server().await;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.7:0".parse().unwrap()).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let (data, _) = until_closed(&mut stream, Duration::from_secs(3)).await;
+        assert!(data.starts_with("HTTP/1.1 200 "), "{data}");
+        assert!(data.ends_with("\r\n\r\n127.0.0.7"), "{data}");
     }
 
     #[tokio::test]

@@ -113,6 +113,13 @@ pub struct BuiltinSection {
     pub lockout_duration_s: u64,
     /// Token keys kept by `statera token-keys rotate`, the staged one included.
     pub max_active_keys: usize,
+    /// Password checks (argon2) run at once.
+    pub concurrent_password_checks: usize,
+    /// Password checks allowed to wait for a turn; more get 503.
+    pub queued_password_checks: usize,
+    /// Places in that gate one client (an IPv4 address, an IPv6 /64) may
+    /// hold; 0: no per-client share.
+    pub password_checks_per_client: usize,
 }
 
 impl Default for BuiltinSection {
@@ -124,6 +131,9 @@ impl Default for BuiltinSection {
             lockout_failure_attempts: d.lockout_failure_attempts,
             lockout_duration_s: d.lockout_duration_s,
             max_active_keys: d.max_active_keys,
+            concurrent_password_checks: d.concurrent_password_checks,
+            queued_password_checks: d.queued_password_checks,
+            password_checks_per_client: d.password_checks_per_client,
         }
     }
 }
@@ -135,7 +145,9 @@ impl BuiltinSection {
             lockout_failure_attempts: self.lockout_failure_attempts,
             lockout_duration_s: self.lockout_duration_s,
             max_active_keys: self.max_active_keys,
-            ..Default::default()
+            concurrent_password_checks: self.concurrent_password_checks,
+            queued_password_checks: self.queued_password_checks,
+            password_checks_per_client: self.password_checks_per_client,
         }
     }
 
@@ -520,6 +532,9 @@ impl Settings {
             anyhow::bail!(
                 "auth.builtin.max_active_keys must be at least 2 (a staged and a primary key)"
             );
+        }
+        if b.concurrent_password_checks == 0 {
+            anyhow::bail!("auth.builtin.concurrent_password_checks must be above 0");
         }
         if let Some(u) = &b.public_url
             && !(u.starts_with("http://") || u.starts_with("https://"))

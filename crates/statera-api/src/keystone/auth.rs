@@ -7,6 +7,7 @@
 //! validation live in `statera_identity::builtin`; this module reads
 //! Keystone's request bodies and renders Keystone's answers.
 
+use crate::context::Client;
 use crate::error::Style;
 use crate::{ApiError, AppState, RequestContext};
 use axum::body::Bytes;
@@ -382,13 +383,14 @@ fn nocatalog(uri: &axum::http::Uri) -> bool {
 /// `POST /v3/auth/tokens`.
 async fn issue(
     State(state): State<AppState>,
+    Client(client): Client,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b = builtin(&state)?;
     let req = auth_request(&body)?;
-    match b.issue(req).await {
+    match b.issue_for(client, req).await {
         Ok((token, info)) => {
             let snapshot = state.store.snapshot();
             let body = token_body(&snapshot, &info, !nocatalog(&uri));

@@ -252,6 +252,19 @@ impl Harness {
         headers: &[(&str, &str)],
         body: Option<String>,
     ) -> Resp {
+        self.raw_from(None, method, path, headers, body).await
+    }
+
+    /// [`Harness::raw`] as if on a connection from `peer` (the server puts
+    /// the peer's address in every request's extensions).
+    pub async fn raw_from(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Resp {
         let mut b = Request::builder()
             .method(Method::from_bytes(method.as_bytes()).unwrap())
             .uri(path)
@@ -266,6 +279,11 @@ impl Harness {
                 .unwrap(),
             None => b.body(Body::empty()).unwrap(),
         };
+        let mut req = req;
+        if let Some(peer) = peer {
+            req.extensions_mut()
+                .insert(statera_api::context::PeerAddr(peer));
+        }
         let svc = tower::Layer::layer(
             &tower::util::MapRequestLayer::new(statera_api::normalize_path),
             self.router.clone(),

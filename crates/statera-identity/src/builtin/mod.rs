@@ -24,6 +24,7 @@ use statera_model::identity::{
     new_id,
 };
 use statera_store::{State, Store, StoreError};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use token::{Payload, Scope};
@@ -45,6 +46,10 @@ pub struct BuiltinSettings {
     /// Password checks and hashes allowed to wait for a turn; more are
     /// refused at once with 503 (a flood of guesses queues no further).
     pub queued_password_checks: usize,
+    /// Places in the gate (running or waiting) one client may hold: an IPv4
+    /// address, or an IPv6 /64; beyond it that client gets 503 while others
+    /// still get their turn (0: no per-client share).
+    pub password_checks_per_client: usize,
 }
 
 impl Default for BuiltinSettings {
@@ -56,6 +61,7 @@ impl Default for BuiltinSettings {
             max_active_keys: 3,
             concurrent_password_checks: 2,
             queued_password_checks: 64,
+            password_checks_per_client: 16,
         }
     }
 }
@@ -221,13 +227,45 @@ pub enum IssueError {
 /// The longest a password check waits for its turn before 503.
 const PASSWORD_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
-/// One place in the password gate (waiting or running); freed on drop, so
-/// a request whose client went away frees its place too.
-struct GatePlace<'a>(&'a std::sync::atomic::AtomicUsize);
+/// Where a password check comes from: the client's address as the API saw
+/// it, for the gate's per-client share (`None`: an in-process caller, which
+/// has no share and is bounded by the gate alone).
+pub type Client = Option<IpAddr>;
+
+/// What a client's share is counted under: an IPv4 address (an IPv4-mapped
+/// IPv6 one as IPv4), or an IPv6 /64, which one host is given whole.
+fn share_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+/// One place in the password gate (waiting or running), and the client's
+/// share it counts against; freed on drop, so a request whose client went
+/// away frees its place too.
+struct GatePlace<'a> {
+    builtin: &'a Builtin,
+    share: Option<IpAddr>,
+}
 
 impl Drop for GatePlace<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if let Some(key) = self.share {
+            let mut shares = self.builtin.shares.lock().expect("share lock");
+            if let Some(n) = shares.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    shares.remove(&key);
+                }
+            }
+        }
+        self.builtin
+            .in_gate
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -246,6 +284,9 @@ pub struct Builtin {
     hashing: Arc<tokio::sync::Semaphore>,
     /// Password checks and hashes in the gate (waiting or running).
     in_gate: std::sync::atomic::AtomicUsize,
+    /// Places held per client (see [`share_key`]); a client's entry goes
+    /// when its last place does, so the map is never larger than the gate.
+    shares: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
     attempts: Arc<lockout::Attempts>,
     revocations: revocations::Revocations,
     /// Revocations per token user in the current minute: (minute, count).
@@ -289,6 +330,7 @@ impl Builtin {
                 settings.concurrent_password_checks.max(1),
             )),
             in_gate: std::sync::atomic::AtomicUsize::new(0),
+            shares: Default::default(),
             attempts: Arc::new(lockout::Attempts::new(
                 settings.lockout_failure_attempts,
                 settings.lockout_duration_s,
@@ -376,10 +418,13 @@ impl Builtin {
     /// Run argon2 work (`f`) on the blocking pool through the one bounded
     /// gate every password check and hash passes: at most
     /// `concurrent_password_checks` run at once, at most
-    /// `queued_password_checks` wait (each at most 10 s); beyond that
+    /// `queued_password_checks` wait (each at most 10 s), and one client
+    /// holds at most `password_checks_per_client` of those places, so that a
+    /// flood from one address cannot take every turn; beyond that
     /// [`IssueError::Busy`] at once.
     async fn argon2<T: Send + 'static>(
         &self,
+        client: Client,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, IssueError> {
         use std::sync::atomic::Ordering;
@@ -389,7 +434,23 @@ impl Builtin {
             self.in_gate.fetch_sub(1, Ordering::AcqRel);
             return Err(IssueError::Busy);
         }
-        let _place = GatePlace(&self.in_gate);
+        let mut place = GatePlace {
+            builtin: self,
+            share: None,
+        };
+        let share = self.settings.password_checks_per_client;
+        if let Some(ip) = client.filter(|_| share > 0) {
+            let key = share_key(ip);
+            let mut shares = self.shares.lock().expect("share lock");
+            let held = shares.entry(key).or_insert(0);
+            if *held >= share {
+                drop(shares);
+                tracing::debug!(client = %key, "a client holds its share of password checks: 503");
+                return Err(IssueError::Busy);
+            }
+            *held += 1;
+            place.share = Some(key);
+        }
         let permit =
             tokio::time::timeout(PASSWORD_QUEUE_WAIT, self.hashing.clone().acquire_owned())
                 .await
@@ -405,8 +466,13 @@ impl Builtin {
 
     /// Verify `secret` against `phc` (`None`: against a decoy, the same
     /// work as a real check, for the same time, and false).
-    async fn verify(&self, secret: String, phc: Option<String>) -> Result<bool, IssueError> {
-        self.argon2(move || match phc {
+    async fn verify(
+        &self,
+        client: Client,
+        secret: String,
+        phc: Option<String>,
+    ) -> Result<bool, IssueError> {
+        self.argon2(client, move || match phc {
             Some(phc) => password::verify(&secret, &phc),
             None => {
                 password::verify(&secret, password::decoy());
@@ -418,8 +484,8 @@ impl Builtin {
 
     /// A PHC hash of a new password or secret, through the same gate as the
     /// checks (the admin API's user and application-credential writes).
-    pub async fn hash_secret(&self, secret: String) -> Result<String, IssueError> {
-        self.argon2(move || password::hash(&secret)).await
+    pub async fn hash_secret(&self, client: Client, secret: String) -> Result<String, IssueError> {
+        self.argon2(client, move || password::hash(&secret)).await
     }
 
     /// Check `user`'s password as authentication does: lockout (a locked
@@ -431,10 +497,11 @@ impl Builtin {
         &self,
         user: Option<&User>,
         password: String,
+        client: Client,
     ) -> Result<(), IssueError> {
         let unauthorized = |why: String| IssueError::Unauthorized(why);
         let Some(found) = user else {
-            self.verify(password, None).await?;
+            self.verify(client, password, None).await?;
             // The name typed is not logged: it may be a password typed in
             // the wrong field.
             return Err(unauthorized("unknown user".into()));
@@ -456,17 +523,17 @@ impl Builtin {
             match reserved {
                 Ok(r) => r,
                 Err(lockout::Refused::Locked) => {
-                    self.verify(password, None).await?;
+                    self.verify(client, password, None).await?;
                     return Err(unauthorized(format!("user {} is locked", found.id)));
                 }
             }
         };
         let Some(phc) = found.password_hash.clone() else {
-            self.verify(password, None).await?;
+            self.verify(client, password, None).await?;
             drop(reservation);
             return Err(unauthorized(format!("user {} has no password", found.id)));
         };
-        let ok = match self.verify(password, Some(phc)).await {
+        let ok = match self.verify(client, password, Some(phc)).await {
             Ok(ok) => ok,
             Err(e) => {
                 // Not checked: nothing to count.
@@ -554,6 +621,16 @@ impl Builtin {
 
     /// `POST /v3/auth/tokens`: a new token and what it stands for.
     pub async fn issue(&self, req: AuthRequest) -> Result<(String, TokenInfo), IssueError> {
+        self.issue_for(None, req).await
+    }
+
+    /// [`Builtin::issue`] for a request from `client` (its password check
+    /// counts against that client's share of the gate).
+    pub async fn issue_for(
+        &self,
+        client: Client,
+        req: AuthRequest,
+    ) -> Result<(String, TokenInfo), IssueError> {
         let now = now_micros();
         let expires = now + (self.settings.token_expiration_s as i64).saturating_mul(1_000_000);
         let state = self.store.snapshot();
@@ -561,7 +638,8 @@ impl Builtin {
         let (payload_base, scope_req) = match req.method {
             Method::Password { user, password } => {
                 let found = find_user(&state, &user);
-                self.check_password(found.as_deref(), password).await?;
+                self.check_password(found.as_deref(), password, client)
+                    .await?;
                 let found = found.expect("a checked password has a user");
                 if found
                     .password_expires_at
@@ -641,10 +719,13 @@ impl Builtin {
                     }
                 };
                 let Some(cred) = cred else {
-                    self.verify(secret, None).await?;
+                    self.verify(client, secret, None).await?;
                     return Err(unauthorized("unknown application credential".into()));
                 };
-                if !self.verify(secret, Some(cred.secret_hash.clone())).await? {
+                if !self
+                    .verify(client, secret, Some(cred.secret_hash.clone()))
+                    .await?
+                {
                     return Err(unauthorized(format!(
                         "wrong secret for application credential {}",
                         cred.id
@@ -980,5 +1061,21 @@ impl Authenticator for Builtin {
 
     fn builtin(&self) -> Option<&Builtin> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_key;
+
+    #[test]
+    fn a_share_is_an_ipv4_address_or_an_ipv6_64() {
+        let key = |s: &str| share_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        // The same host over an IPv4-mapped address is the same client.
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }

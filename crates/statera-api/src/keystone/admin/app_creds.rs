@@ -96,6 +96,7 @@ fn requested_roles(obj: &Object) -> ApiResult<Option<Vec<RoleRef>>> {
 async fn create(
     State(state): State<AppState>,
     ctx: RequestContext,
+    client: Client,
     Path(user): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -159,7 +160,7 @@ async fn create(
         Some(s) if !s.is_empty() => s,
         _ => statera_identity::password::random_secret(SECRET_LEN),
     };
-    let secret_hash = hash_secret(&state, secret.clone()).await?;
+    let secret_hash = hash_secret(&state, client, secret.clone()).await?;
     let caller_roles = ctx.caller.roles.clone();
     let c = write(&state, |txn| {
         let s = txn.state();

@@ -19,6 +19,7 @@ pub mod projects;
 pub mod roles;
 pub mod users;
 
+use crate::context::Client;
 use crate::error::{ApiError, ApiResult, Style};
 use crate::{AppState, RequestContext};
 use axum::http::StatusCode;
@@ -159,9 +160,9 @@ pub async fn write<T>(state: &AppState, f: impl FnOnce(&mut Txn) -> ApiResult<T>
 /// Hash a password or secret off the async runtime (argon2 costs tens of
 /// ms), through the built-in Keystone's bounded password gate: 503 with
 /// `Retry-After` when it is full.
-pub async fn hash_secret(state: &AppState, secret: String) -> ApiResult<String> {
+pub async fn hash_secret(state: &AppState, client: Client, secret: String) -> ApiResult<String> {
     passwords(state)?
-        .hash_secret(secret)
+        .hash_secret(client.0, secret)
         .await
         .map_err(issue_error)
 }

@@ -110,6 +110,7 @@ fn extra_of(obj: &Object) -> ApiResult<std::collections::BTreeMap<String, Value>
 async fn create(
     State(state): State<AppState>,
     ctx: RequestContext,
+    client: Client,
     body: Bytes,
 ) -> ApiResult<Response> {
     authorize(&ctx, "identity:create_user", Target::default())?;
@@ -127,7 +128,7 @@ async fn create(
     let email = opt_str(&obj, "email", 255, true)?.flatten();
     let password = password_field(&obj, "password")?.flatten();
     let password_hash = match password {
-        Some(p) => Some(hash_secret(&state, p).await?),
+        Some(p) => Some(hash_secret(&state, client, p).await?),
         None => None,
     };
     let mut u = User {
@@ -169,6 +170,7 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     ctx: RequestContext,
+    client: Client,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -190,7 +192,7 @@ async fn update(
     let options = options_field(&obj)?;
     let extra = extra_of(&obj)?;
     let password_hash = match password_field(&obj, "password")? {
-        Some(Some(p)) => Some(Some(hash_secret(&state, p).await?)),
+        Some(Some(p)) => Some(Some(hash_secret(&state, client, p).await?)),
         Some(None) => Some(None),
         None => None,
     };
@@ -294,6 +296,7 @@ async fn delete(
 /// An unknown user and a wrong password get the same 401 after the same work.
 async fn change_password(
     State(state): State<AppState>,
+    client: Client,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -318,10 +321,10 @@ async fn change_password(
     let snap = state.store.snapshot();
     let user = snap.users.get(&id).filter(|u| u.enabled);
     let checked = user.and_then(|u| u.password_hash.clone());
-    b.check_password(user.map(|u| &**u), original)
+    b.check_password(user.map(|u| &**u), original, client.0)
         .await
         .map_err(issue_error)?;
-    let new_hash = hash_secret(&state, new).await?;
+    let new_hash = hash_secret(&state, client, new).await?;
     write(&state, |txn| {
         let mut u = fetch::<User>(txn.state(), &id)?;
         // Only over the password that was checked: an admin's reset (or a
