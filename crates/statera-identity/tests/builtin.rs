@@ -12,8 +12,11 @@ use statera_model::identity::*;
 use statera_store::{Durability, Store};
 use std::sync::Arc;
 
+#[path = "../../statera-store/tests/support/tmpfs.rs"]
+mod tmpfs;
+
 struct Env {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     data: std::path::PathBuf,
     store: Arc<Store>,
     auth: Builtin,
@@ -22,7 +25,14 @@ struct Env {
 
 async fn env_with(settings: BuiltinSettings) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let mut e = env_at(dir.path(), settings).await;
+    e._dir = Some(dir);
+    e
+}
+
+/// A bootstrapped store and its built-in Keystone under `root`.
+async fn env_at(root: &std::path::Path, settings: BuiltinSettings) -> Env {
+    let data = root.join("data");
     let store = Arc::new(Store::open(&data, Durability::Normal).await.unwrap());
     let out = bootstrap(
         &store,
@@ -36,7 +46,7 @@ async fn env_with(settings: BuiltinSettings) -> Env {
     assert!(out.created_admin);
     let auth = Builtin::new(store.clone(), key_repository(&data), settings).unwrap();
     Env {
-        _dir: dir,
+        _dir: None,
         data,
         store,
         auth,
@@ -485,6 +495,74 @@ async fn lockout_after_repeated_failures_refuses_even_the_right_password() {
             .unwrap()
             .last_failed_auth_at
             .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_the_store_cannot_record_still_counts_toward_lockout() {
+    // Before: a failure whose write the store refused (a full disk) was
+    // lost, so every guess made while the disk was full was free.
+    let fs = match tmpfs::Tmpfs::mount("8M") {
+        Ok(fs) => fs,
+        Err(why) => return tmpfs::skip_or_fail(&why),
+    };
+    let e = env_at(
+        &fs.dir,
+        BuiltinSettings {
+            lockout_failure_attempts: 3,
+            lockout_duration_s: 120,
+            ..BuiltinSettings::default()
+        },
+    )
+    .await;
+    let (uid, _) = user_with_role(&e.store, "carol", "pw-carol", "member").await;
+    let failures = || {
+        e.store
+            .snapshot()
+            .users
+            .get(&uid)
+            .unwrap()
+            .failed_auth_count
+    };
+    let filler = fs.fill();
+    for _ in 0..3 {
+        let r = e
+            .auth
+            .issue(password("carol", "x", ScopeRequest::Unscoped))
+            .await;
+        assert!(matches!(r, Err(IssueError::Unauthorized(_))), "{r:?}");
+    }
+    // Each failure's write has been tried (its reservation holds the next
+    // attempt back until then) and refused.
+    let locked = e
+        .auth
+        .issue(password("carol", "pw-carol", ScopeRequest::Unscoped))
+        .await;
+    assert!(
+        matches!(&locked, Err(IssueError::Unauthorized(why)) if why.contains("locked")),
+        "{locked:?}"
+    );
+    assert_eq!(
+        failures(),
+        0,
+        "the disk was full, yet a failure was written"
+    );
+    // Space again: the retried writes land, and the lock is the store's.
+    std::fs::remove_file(&filler).unwrap();
+    for _ in 0..100 {
+        if failures() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(failures(), 3);
+    let locked = e
+        .auth
+        .issue(password("carol", "pw-carol", ScopeRequest::Unscoped))
+        .await;
+    assert!(
+        matches!(locked, Err(IssueError::Unauthorized(_))),
+        "{locked:?}"
     );
 }
 

@@ -10,6 +10,11 @@
 //! attempts of one user run at once; more wait their turn (so concurrent
 //! logins with the right password are not refused while the user has no
 //! failures), then see the failures the earlier ones recorded.
+//!
+//! A failure the store refuses to record (a full disk) still counts: it is
+//! kept in memory ([`Unrecorded`]) and counted like a recorded one while its
+//! write is retried, until the write lands or the lockout duration has
+//! passed (when it would no longer count anyway).
 
 use statera_model::identity::User;
 use statera_store::Store;
@@ -39,6 +44,19 @@ struct Entry {
     /// At most `limit` attempts of the user at once.
     turns: Arc<Semaphore>,
     in_flight: u32,
+    /// Failures the store has not taken yet (being retried).
+    unrecorded: u32,
+    /// Bumped by a right password: the failures unrecorded before it are
+    /// not retried any more (a success clears the count).
+    epoch: u64,
+}
+
+impl Entry {
+    /// Nothing to remember: no attempt in flight or waiting (`held`: the
+    /// strong counts of `turns` that are not waiters), no failure unrecorded.
+    fn unused(&self, held: usize) -> bool {
+        self.in_flight == 0 && self.unrecorded == 0 && Arc::strong_count(&self.turns) <= held
+    }
 }
 
 /// The attempts in flight, per user id.
@@ -70,7 +88,59 @@ impl Drop for Reservation {
         if let Some(e) = users.get_mut(&self.user_id) {
             e.in_flight = e.in_flight.saturating_sub(1);
             // Our permit is still held: 2 = the map's and ours, no waiter.
-            if e.in_flight == 0 && Arc::strong_count(&e.turns) <= 2 {
+            if e.unused(2) {
+                users.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+impl Reservation {
+    /// The attempt failed and the store did not take its failure: count it
+    /// in memory instead (before the slot is given back, so that it is never
+    /// uncounted), until the returned guard is dropped.
+    pub(crate) fn into_unrecorded(self) -> Unrecorded {
+        let epoch = {
+            let mut users = self.attempts.users.lock().expect("attempts lock");
+            let e = users
+                .get_mut(&self.user_id)
+                .expect("kept while a turn is held");
+            e.unrecorded += 1;
+            e.epoch
+        };
+        Unrecorded {
+            attempts: self.attempts.clone(),
+            user_id: self.user_id.clone(),
+            epoch,
+        }
+    }
+}
+
+/// A failure counted in memory because the store refused it; uncounted
+/// (and the user's entry dropped when unused) when dropped.
+pub(crate) struct Unrecorded {
+    attempts: Arc<Attempts>,
+    user_id: String,
+    epoch: u64,
+}
+
+impl Unrecorded {
+    /// A right password came since: this failure no longer counts.
+    pub(crate) fn cleared(&self) -> bool {
+        let users = self.attempts.users.lock().expect("attempts lock");
+        users
+            .get(&self.user_id)
+            .is_none_or(|e| e.epoch != self.epoch)
+    }
+}
+
+impl Drop for Unrecorded {
+    fn drop(&mut self) {
+        let mut users = self.attempts.users.lock().expect("attempts lock");
+        if let Some(e) = users.get_mut(&self.user_id) {
+            e.unrecorded = e.unrecorded.saturating_sub(1);
+            // 1 = the map's own reference: no permit held, no waiter.
+            if e.unused(1) {
                 users.remove(&self.user_id);
             }
         }
@@ -96,6 +166,15 @@ impl Attempts {
         }
     }
 
+    /// A right password for `user_id`: failures not yet recorded stop being
+    /// retried (the store's count is cleared by the caller).
+    pub(crate) fn succeeded(&self, user_id: &str) {
+        let mut users = self.users.lock().expect("attempts lock");
+        if let Some(e) = users.get_mut(user_id) {
+            e.epoch += 1;
+        }
+    }
+
     /// Reserve an attempt for `user_id` (`None` when lockout does not apply
     /// to it): wait for a turn, then read the user's row as the store has it
     /// now and count the attempts in flight.
@@ -114,6 +193,8 @@ impl Attempts {
                 .or_insert_with(|| Entry {
                     turns: Arc::new(Semaphore::new(self.limit as usize)),
                     in_flight: 0,
+                    unrecorded: 0,
+                    epoch: 0,
                 })
                 .turns
                 .clone()
@@ -133,7 +214,9 @@ impl Attempts {
             match store.snapshot().users.get(&user_id.to_string()) {
                 None => false,
                 Some(user) if ignores_lockout(user) => true,
-                Some(user) => self.failures(user) + entry.in_flight <= self.limit,
+                Some(user) => {
+                    self.failures(user) + entry.unrecorded + entry.in_flight <= self.limit
+                }
             }
         };
         if !admitted {

@@ -548,6 +548,7 @@ impl Builtin {
                 found.id
             )));
         }
+        self.attempts.succeeded(&found.id);
         self.clear_failures(found).await?;
         drop(reservation);
         Ok(())
@@ -564,8 +565,8 @@ impl Builtin {
         let duration = self.settings.lockout_duration_s as i64;
         let limit = self.settings.lockout_failure_attempts;
         tokio::spawn(async move {
-            let r = store
-                .write(|txn| {
+            let write = || {
+                store.write(|txn| {
                     let Some(user) = txn.state().users.get(&user_id).cloned() else {
                         return Ok(());
                     };
@@ -585,11 +586,28 @@ impl Builtin {
                     }
                     txn.put(user)
                 })
-                .await;
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "a failed authentication was not recorded");
+            };
+            let Err(e) = write().await else {
+                drop(reservation);
+                return;
+            };
+            // Refused (a full disk): the failure still counts, in memory,
+            // while the write is retried; a guess is never free.
+            tracing::warn!(error = %e, user_id = %user_id, "a failed authentication was not recorded: counted in memory, retrying");
+            let counted = reservation.into_unrecorded();
+            let until = Instant::now() + Duration::from_secs(duration.max(0) as u64);
+            let mut pause = Duration::from_millis(250);
+            while Instant::now() < until && !counted.cleared() {
+                tokio::time::sleep(pause.min(until.saturating_duration_since(Instant::now())))
+                    .await;
+                match write().await {
+                    Ok(()) => {
+                        tracing::info!(user_id = %user_id, "a failed authentication was recorded on retry");
+                        return;
+                    }
+                    Err(_) => pause = (pause * 2).min(Duration::from_secs(30)),
+                }
             }
-            drop(reservation);
         });
     }
 
