@@ -172,7 +172,7 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::Invalid(m) => ApiError::bad_request(m),
             ServiceError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
-            ServiceError::Conflict(m) => ApiError::conflict(m),
+            ServiceError::Conflict(m) | ServiceError::Busy(m) => ApiError::conflict(m),
             ServiceError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             ServiceError::NotImplemented(m) => ApiError::not_implemented(m),
             ServiceError::Store(e) => ApiError::from(e),

@@ -3,6 +3,7 @@
 //! (statera-api maps `Invalid` → 400, `NotFound` → 404, …); the service never
 //! knows about HTTP.
 
+use statera_model::ProvisioningStatus;
 use statera_store::StoreError;
 use std::fmt::Display;
 
@@ -15,10 +16,15 @@ pub enum ServiceError {
     /// The object does not exist, or the caller may not know it does (404).
     #[error("{0}")]
     NotFound(String),
-    /// The object exists but cannot take the change now (409): its load
-    /// balancer is busy (retry later) or it clashes with another object.
+    /// The object clashes with another one (409): a second default pool,
+    /// a port already taken. Not worth retrying unchanged.
     #[error("{0}")]
     Conflict(String),
+    /// The object's load balancer (or the object) is busy with an earlier
+    /// change, `PENDING_*` (409 too, as Octavia answers): the same request
+    /// may be sent again once that change is applied.
+    #[error("{0}")]
+    Busy(String),
     /// The policy or a quota says no (403).
     #[error("{0}")]
     Forbidden(String),
@@ -59,11 +65,26 @@ impl ServiceError {
         ServiceError::Conflict(message.into())
     }
 
-    /// `<Resource> <id> is immutable and cannot be updated.`
-    pub fn immutable(resource: &str, id: impl Display) -> ServiceError {
-        ServiceError::Conflict(format!(
-            "{resource} {id} is immutable and cannot be updated."
-        ))
+    /// `<Resource> <id> is immutable and cannot be updated.`, for an object
+    /// in `status`: busy (retry-safe) while a change to it is being applied
+    /// (`PENDING_CREATE`/`_UPDATE`); a plain conflict otherwise (`ERROR`, or
+    /// `PENDING_DELETE`, which no retry gets past).
+    pub fn immutable(resource: &str, id: impl Display, status: ProvisioningStatus) -> ServiceError {
+        ServiceError::refused_in(
+            status,
+            format!("{resource} {id} is immutable and cannot be updated."),
+        )
+    }
+
+    /// A 409 for an object in `status`: [`ServiceError::Busy`] while a change
+    /// to it is applied (`PENDING_CREATE`/`_UPDATE`), else a plain conflict.
+    pub fn refused_in(status: ProvisioningStatus, message: String) -> ServiceError {
+        match status {
+            ProvisioningStatus::PendingCreate | ProvisioningStatus::PendingUpdate => {
+                ServiceError::Busy(message)
+            }
+            _ => ServiceError::Conflict(message),
+        }
     }
 
     /// The policy refused (oslo's `PolicyNotAuthorized` message as Octavia renders it).
@@ -81,7 +102,7 @@ impl ServiceError {
     pub fn retry_safe(&self) -> bool {
         match self {
             ServiceError::Store(e) => e.is_unavailable() || e.is_disk_full(),
-            ServiceError::Conflict(m) => m.ends_with("is immutable and cannot be updated."),
+            ServiceError::Busy(_) => true,
             _ => false,
         }
     }

@@ -22,7 +22,11 @@ pub fn load_balancer(s: &impl StoreRead, id: Uuid) -> ServiceResult<Arc<LoadBala
 pub fn lock_lb(txn: &mut impl StoreWrite, lb_id: Uuid, subjects: &[Uuid]) -> ServiceResult<()> {
     let lb = load_balancer(txn, lb_id)?;
     if !status::accepts_changes(lb.provisioning_status) {
-        return Err(ServiceError::immutable("Load Balancer", lb_id));
+        return Err(ServiceError::immutable(
+            "Load Balancer",
+            lb_id,
+            lb.provisioning_status,
+        ));
     }
     let mut lb = (*lb).clone();
     lb.provisioning_status = ProvisioningStatus::PendingUpdate;
@@ -76,13 +80,13 @@ pub fn pool_for_change(s: &impl StoreRead, pool_id: Uuid) -> ServiceResult<Arc<P
         .get::<Pool>(&pool_id)
         .ok_or_else(|| ServiceError::not_found("Pool", pool_id))?;
     if pool.provisioning_status != ProvisioningStatus::Active {
-        let lb_pending = s
+        let lb_status = s
             .get::<LoadBalancer>(&pool.loadbalancer_id)
-            .is_some_and(|lb| lb.provisioning_status.is_pending());
-        return Err(if lb_pending {
-            ServiceError::immutable("Load Balancer", pool.loadbalancer_id)
-        } else {
-            ServiceError::immutable("Pool", pool_id)
+            .map(|lb| lb.provisioning_status)
+            .filter(|st| st.is_pending());
+        return Err(match lb_status {
+            Some(st) => ServiceError::immutable("Load Balancer", pool.loadbalancer_id, st),
+            None => ServiceError::immutable("Pool", pool_id, pool.provisioning_status),
         });
     }
     Ok(pool)

@@ -135,12 +135,32 @@ async fn locking_a_busy_load_balancer_is_a_retry_safe_conflict() {
         .write(|txn| lock_lb(txn, lb, &[lb]))
         .await
         .unwrap_err();
-    assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+    assert!(matches!(err, ServiceError::Busy(_)), "{err:?}");
     assert_eq!(
         err.to_string(),
         format!("Load Balancer {lb} is immutable and cannot be updated.")
     );
     assert!(err.retry_safe());
+    // In ERROR the same 409 is no promise: nothing will clear it by itself.
+    h.store
+        .write(|txn| {
+            let mut l = (**txn.state().loadbalancers.get(&lb).unwrap()).clone();
+            l.provisioning_status = ProvisioningStatus::Error;
+            txn.put(l)
+        })
+        .await
+        .unwrap();
+    let err = h
+        .store
+        .write(|txn| lock_lb(txn, lb, &[lb]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Load Balancer {lb} is immutable and cannot be updated.")
+    );
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+    assert!(!err.retry_safe());
     let missing = Uuid::new_v4();
     let err = h
         .store
@@ -921,6 +941,8 @@ async fn pool_operations_authorize_validate_and_cascade_to_listeners_and_members
         .await
         .unwrap_err();
     assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+    // A clash: sending it again changes nothing.
+    assert!(!err.retry_safe(), "{err:?}");
 
     // An update without a persistence type keeps the pool's.
     let updated = h

@@ -215,13 +215,13 @@ pub fn policy_for_change(
         .get::<Listener>(&p.listener_id)
         .ok_or_else(|| ServiceError::not_found("Listener", p.listener_id))?;
     if p.provisioning_status != ProvisioningStatus::Active {
-        let lb_pending = s
+        let lb_status = s
             .get::<LoadBalancer>(&l.loadbalancer_id)
-            .is_some_and(|lb| lb.provisioning_status.is_pending());
-        return Err(if lb_pending {
-            ServiceError::immutable("Load Balancer", l.loadbalancer_id)
-        } else {
-            ServiceError::immutable("L7Policy", id)
+            .map(|lb| lb.provisioning_status)
+            .filter(|st| st.is_pending());
+        return Err(match lb_status {
+            Some(st) => ServiceError::immutable("Load Balancer", l.loadbalancer_id, st),
+            None => ServiceError::immutable("L7Policy", id, p.provisioning_status),
         });
     }
     Ok((p, l))

@@ -42,11 +42,15 @@ fn get(s: &impl StoreRead, id: Uuid) -> ServiceResult<Arc<LoadBalancer>> {
 }
 
 /// `Invalid state <status> of loadbalancer resource <id>` (409).
+/// Busy (retry-safe) while a change is applied, a plain conflict otherwise.
 fn invalid_state(lb: &LoadBalancer) -> ServiceError {
-    ServiceError::conflict(format!(
-        "Invalid state {} of loadbalancer resource {}",
-        lb.provisioning_status, lb.id
-    ))
+    ServiceError::refused_in(
+        lb.provisioning_status,
+        format!(
+            "Invalid state {} of loadbalancer resource {}",
+            lb.provisioning_status, lb.id
+        ),
+    )
 }
 
 /// A load balancer the caller may read under `…:loadbalancer:<action>`.
