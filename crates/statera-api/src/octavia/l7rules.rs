@@ -3,23 +3,20 @@
 //! operations are `statera_service::octavia::l7rules`.
 
 use super::*;
+use crate::ApiSettings;
 use crate::input::{Input, JsonBody, OctaviaJson};
 use crate::render;
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::post;
 use serde_json::{Value, json};
 use statera_service::octavia::l7rules as service;
 pub use statera_service::octavia::l7rules::{MAX_RULES, RuleFields, build};
+use statera_service::{Context, ServiceResult};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/l7policies/{policy_id}/rules", get(list).post(create))
-        .route(
-            "/l7policies/{policy_id}/rules/{id}",
-            get(show).put(update).delete(delete),
-        )
+    resource::child_routes::<Rules>("/l7policies/{policy_id}/rules", post(create))
 }
 
 /// The attributes of a rule as a request states them.
@@ -81,70 +78,43 @@ async fn create(
     ))
 }
 
-async fn list(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(policy_id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let q = query(&uri);
-    let policy_id = path_id(&policy_id, "L7 Policy")?;
-    let items = service::list(&ctx.service, &*app.store.snapshot(), policy_id)?
-        .iter()
-        .map(|r| render::l7rule(r))
-        .collect();
-    let mut c = app.collection(
-        &ctx,
-        &uri,
-        "rules",
-        Some("rules_links"),
-        render::L7RULE_ATTRS,
-    );
+/// L7 rules on the one nested wire shape ([`resource::Child`]).
+pub struct Rules;
+
+impl resource::Child for Rules {
+    type Model = L7Rule;
+    type Fields = RuleFields;
+    const PARENT: &'static str = "L7 Policy";
+    const ENVELOPE: &'static str = "rule";
+    const PLURAL: &'static str = "rules";
+    const LINKS: &'static str = "rules_links";
+    const ATTRS: &'static [&'static str] = render::L7RULE_ATTRS;
     // openstacksdk adds `?l7policy_id=` (the policy of the path) when it lists rules.
-    c.ignored = &["l7policy_id"];
-    c.respond(items, &q).map(Json)
-}
+    const IGNORED: &'static [&'static str] = &["l7policy_id"];
 
-async fn show(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path((policy_id, id)): Path<(String, String)>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let policy_id = path_id(&policy_id, "L7 Policy")?;
-    let r = service::show(&ctx.service, &*app.store.snapshot(), policy_id, &id)?;
-    Ok(Json(loadbalancers::one(
-        "rule",
-        render::l7rule(&r),
-        &query(&uri),
-    )))
-}
-
-async fn update(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path((policy_id, id)): Path<(String, String)>,
-    JsonBody(body): OctaviaJson,
-) -> ApiResult<Json<Value>> {
-    let policy_id = path_id(&policy_id, "L7 Policy")?;
-    let mut input = Input::from_root(body, "rule")?;
-    let fields = parse_fields(&mut input)?;
-    input.finish()?;
-    let rule = app
-        .store
-        .write(|txn| service::update(&ctx.service, txn, policy_id, &id, fields))
-        .await?;
-    Ok(Json(json!({"rule": render::l7rule(&rule)})))
-}
-
-async fn delete(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path((policy_id, id)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    let policy_id = path_id(&policy_id, "L7 Policy")?;
-    app.store
-        .write(|txn| service::delete(&ctx.service, txn, policy_id, &id))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    fn render(r: &L7Rule) -> crate::list::Object {
+        render::l7rule(r)
+    }
+    fn list(ctx: &Context, s: &State, policy_id: Uuid) -> ServiceResult<Vec<Arc<L7Rule>>> {
+        service::list(ctx, s, policy_id)
+    }
+    fn show(ctx: &Context, s: &State, policy_id: Uuid, id: &str) -> ServiceResult<Arc<L7Rule>> {
+        service::show(ctx, s, policy_id, id)
+    }
+    fn parse_update(input: &mut Input) -> ApiResult<RuleFields> {
+        parse_fields(input)
+    }
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        _settings: &ApiSettings,
+        policy_id: Uuid,
+        id: &str,
+        fields: RuleFields,
+    ) -> ServiceResult<L7Rule> {
+        service::update(ctx, txn, policy_id, id, fields)
+    }
+    fn delete(ctx: &Context, txn: &mut Txn, policy_id: Uuid, id: &str) -> ServiceResult<()> {
+        service::delete(ctx, txn, policy_id, id)
+    }
 }

@@ -3,27 +3,21 @@
 //! rendering; the operations are `statera_service::octavia::members`.
 
 use super::*;
+use crate::ApiSettings;
 use crate::input::{Input, JsonBody, OctaviaJson};
 use crate::render;
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::post;
 use serde_json::{Value, json};
 use statera_service::octavia::members as service;
 pub use statera_service::octavia::members::{MemberFields, NewMember, build, check_targets};
+use statera_service::{Context, ServiceResult};
 use std::collections::HashSet;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/pools/{pool_id}/members",
-            get(list).post(create).put(batch_update),
-        )
-        .route(
-            "/pools/{pool_id}/members/{id}",
-            get(show).put(update).delete(delete),
-        )
+    resource::child_routes::<Members>("/pools/{pool_id}/members", post(create).put(batch_update))
 }
 
 /// The mutable attributes of a member as a request states them.
@@ -81,83 +75,50 @@ async fn create(
     ))
 }
 
-async fn list(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(pool_id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let q = query(&uri);
-    let pool_id = path_id(&pool_id, "Pool")?;
-    let items = service::list(&ctx.service, &*app.store.snapshot(), pool_id)?
-        .iter()
-        .map(|m| {
-            let mut o = render::member(m);
-            o.insert("pool_id".into(), json!(pool_id));
-            o
-        })
-        .collect();
-    let mut c = app.collection(
-        &ctx,
-        &uri,
-        "members",
-        Some("members_links"),
-        render::MEMBER_ATTRS,
-    );
-    c.ignored = &["pool_id"];
-    let mut body = c.respond(items, &q)?;
-    if let Some(Value::Array(items)) = body.get_mut("members") {
-        for i in items {
-            if let Some(o) = i.as_object_mut() {
-                o.remove("pool_id");
-            }
-        }
+/// Members on the one nested wire shape ([`resource::Child`]).
+pub struct Members;
+
+impl resource::Child for Members {
+    type Model = Member;
+    type Fields = MemberFields;
+    const PARENT: &'static str = "Pool";
+    const ENVELOPE: &'static str = "member";
+    const PLURAL: &'static str = "members";
+    const LINKS: &'static str = "members_links";
+    const ATTRS: &'static [&'static str] = render::MEMBER_ATTRS;
+    const IGNORED: &'static [&'static str] = &["pool_id"];
+    const LIST_ONLY: &'static [&'static str] = &["pool_id"];
+
+    fn render(m: &Member) -> crate::list::Object {
+        render::member(m)
     }
-    Ok(Json(body))
-}
-
-async fn show(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path((pool_id, id)): Path<(String, String)>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    let pool_id = path_id(&pool_id, "Pool")?;
-    let m = service::show(&ctx.service, &*app.store.snapshot(), pool_id, &id)?;
-    Ok(Json(loadbalancers::one(
-        "member",
-        render::member(&m),
-        &query(&uri),
-    )))
-}
-
-async fn update(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path((pool_id, id)): Path<(String, String)>,
-    JsonBody(body): OctaviaJson,
-) -> ApiResult<Json<Value>> {
-    let pool_id = path_id(&pool_id, "Pool")?;
-    let mut input = Input::from_root(body, "member")?;
-    let fields = parse_fields(&mut input)?;
-    input.finish()?;
-    let member = app
-        .store
-        .write(|txn| service::update(&ctx.service, txn, &*app.settings, pool_id, &id, fields))
-        .await?;
-    Ok(Json(json!({"member": render::member(&member)})))
-}
-
-async fn delete(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path((pool_id, id)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    let pool_id = path_id(&pool_id, "Pool")?;
-    app.store
-        .write(|txn| service::delete(&ctx.service, txn, pool_id, &id))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    fn list_item(m: &Member, pool_id: Uuid) -> crate::list::Object {
+        let mut o = render::member(m);
+        o.insert("pool_id".into(), json!(pool_id));
+        o
+    }
+    fn list(ctx: &Context, s: &State, pool_id: Uuid) -> ServiceResult<Vec<Arc<Member>>> {
+        service::list(ctx, s, pool_id)
+    }
+    fn show(ctx: &Context, s: &State, pool_id: Uuid, id: &str) -> ServiceResult<Arc<Member>> {
+        service::show(ctx, s, pool_id, id)
+    }
+    fn parse_update(input: &mut Input) -> ApiResult<MemberFields> {
+        parse_fields(input)
+    }
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        settings: &ApiSettings,
+        pool_id: Uuid,
+        id: &str,
+        fields: MemberFields,
+    ) -> ServiceResult<Member> {
+        service::update(ctx, txn, settings, pool_id, id, fields)
+    }
+    fn delete(ctx: &Context, txn: &mut Txn, pool_id: Uuid, id: &str) -> ServiceResult<()> {
+        service::delete(ctx, txn, pool_id, id)
+    }
 }
 
 /// `PUT /pools/{id}/members`: make the pool's members what the body lists,

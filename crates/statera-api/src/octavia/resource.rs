@@ -142,3 +142,124 @@ async fn delete<R: Resource>(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// One Octavia resource nested under a parent (`/pools/{pool_id}/members`,
+/// `/l7policies/{policy_id}/rules`): the same wire shape with the parent's
+/// id in every path. Creation stays in the resource's module, as above.
+pub trait Child: Send + Sync + 'static {
+    type Model: Send + Sync + 'static;
+    /// What an update states (the service's typed fields).
+    type Fields: Send;
+    /// The parent as messages name it (`Pool`, `L7 Policy`).
+    const PARENT: &'static str;
+    const ENVELOPE: &'static str;
+    const PLURAL: &'static str;
+    const LINKS: &'static str;
+    const ATTRS: &'static [&'static str];
+    /// Query parameters a list accepts and does not filter on (the parent's
+    /// id, which clients add).
+    const IGNORED: &'static [&'static str] = &[];
+
+    fn render(m: &Self::Model) -> Object;
+    /// A list item: [`Child::render`], plus what only the list's filters
+    /// and sorting see ([`Child::LIST_ONLY`], removed before the answer).
+    fn list_item(m: &Self::Model, _parent: Uuid) -> Object {
+        Self::render(m)
+    }
+    const LIST_ONLY: &'static [&'static str] = &[];
+    fn list(ctx: &Context, s: &State, parent: Uuid) -> ServiceResult<Vec<Arc<Self::Model>>>;
+    fn show(ctx: &Context, s: &State, parent: Uuid, id: &str) -> ServiceResult<Arc<Self::Model>>;
+    /// An update's attributes, read the way Octavia's WSME does.
+    fn parse_update(input: &mut Input) -> ApiResult<Self::Fields>;
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        settings: &ApiSettings,
+        parent: Uuid,
+        id: &str,
+        fields: Self::Fields,
+    ) -> ServiceResult<Self::Model>;
+    fn delete(ctx: &Context, txn: &mut Txn, parent: Uuid, id: &str) -> ServiceResult<()>;
+}
+
+/// The routes of `C` at `path` (`/pools/{pool_id}/members`): `collection`
+/// holds its own create (and a batch update, for members).
+pub fn child_routes<C: Child>(path: &str, collection: MethodRouter<AppState>) -> Router<AppState> {
+    Router::new()
+        .route(path, get(child_list::<C>).merge(collection))
+        .route(
+            &format!("{path}/{{id}}"),
+            get(child_show::<C>)
+                .put(child_update::<C>)
+                .delete(child_delete::<C>),
+        )
+}
+
+async fn child_list<C: Child>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(parent): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    let q = query(&uri);
+    let parent = path_id(&parent, C::PARENT)?;
+    let items = C::list(&ctx.service, &app.store.snapshot(), parent)?
+        .iter()
+        .map(|m| C::list_item(m, parent))
+        .collect();
+    let mut c = app.collection(&ctx, &uri, C::PLURAL, Some(C::LINKS), C::ATTRS);
+    c.ignored = C::IGNORED;
+    let mut body = c.respond(items, &q)?;
+    if let Some(Value::Array(items)) = body.get_mut(C::PLURAL) {
+        for o in items.iter_mut().filter_map(Value::as_object_mut) {
+            for key in C::LIST_ONLY {
+                o.remove(*key);
+            }
+        }
+    }
+    Ok(Json(body))
+}
+
+async fn child_show<C: Child>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path((parent, id)): Path<(String, String)>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    let parent = path_id(&parent, C::PARENT)?;
+    let m = C::show(&ctx.service, &app.store.snapshot(), parent, &id)?;
+    Ok(Json(loadbalancers::one(
+        C::ENVELOPE,
+        C::render(&m),
+        &query(&uri),
+    )))
+}
+
+async fn child_update<C: Child>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path((parent, id)): Path<(String, String)>,
+    JsonBody(body): OctaviaJson,
+) -> ApiResult<Json<Value>> {
+    let parent = path_id(&parent, C::PARENT)?;
+    let mut input = Input::from_root(body, C::ENVELOPE)?;
+    let fields = C::parse_update(&mut input)?;
+    input.finish()?;
+    let m = app
+        .store
+        .write(|txn| C::update(&ctx.service, txn, &app.settings, parent, &id, fields))
+        .await?;
+    Ok(Json(json!({ C::ENVELOPE: C::render(&m) })))
+}
+
+async fn child_delete<C: Child>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path((parent, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let parent = path_id(&parent, C::PARENT)?;
+    app.store
+        .write(|txn| C::delete(&ctx.service, txn, parent, &id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
