@@ -1,43 +1,16 @@
-//! The "fully populated" load balancer create: listeners, pools, members,
-//! monitors, L7 policies and rules in one request, one transaction, one
-//! piece of controller work.
-//!
-//! Pools are defined once (anywhere in the request) and referenced elsewhere
-//! by `{"name": …}`.
+//! The "fully populated" load balancer create on the wire: reading the
+//! `listeners` and `pools` of the request into the service's
+//! [`Graph`] (pools are defined once, anywhere in the request, and
+//! referenced elsewhere by `{"name": …}`), and rendering what was created
+//! for the 201 body. The objects are built, checked and written by
+//! `statera_service::octavia::graph`.
 
 use super::*;
 use crate::input::Input;
 use crate::render;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 
-struct GraphPool {
-    name: String,
-    protocol: PoolProtocol,
-    fields: pools::PoolFields,
-    monitor: Option<(HealthMonitorType, healthmonitors::MonitorFields)>,
-    members: Vec<members::NewMember>,
-}
-
-struct GraphPolicy {
-    action: L7PolicyAction,
-    fields: l7policies::PolicyFields,
-    redirect_pool: Option<String>,
-    rules: Vec<l7rules::RuleFields>,
-}
-
-struct GraphListener {
-    protocol: ListenerProtocol,
-    port: u16,
-    fields: listeners::ListenerFields,
-    default_pool: Option<String>,
-    policies: Vec<GraphPolicy>,
-}
-
-pub struct Graph {
-    pools: Vec<GraphPool>,
-    listeners: Vec<GraphListener>,
-}
+pub use statera_service::octavia::graph::{Graph, GraphListener, GraphPolicy, GraphPool};
 
 /// The nested objects of a fully populated create, for the 201 body.
 pub struct Nested {
@@ -180,147 +153,14 @@ pub fn parse(listeners: Vec<Value>, pools: Vec<Value>) -> ApiResult<Option<Graph
     }))
 }
 
-/// Create every object of `graph` under `lb`, all PENDING_CREATE.
-pub fn create(
-    app: &AppState,
-    ctx: &RequestContext,
-    txn: &mut Txn,
-    lb: &LoadBalancer,
-    graph: Option<Graph>,
-) -> ApiResult<Option<Nested>> {
-    let Some(graph) = graph else { return Ok(None) };
-    let s = txn.state().clone();
-    let mut pools_by_name: HashMap<String, Pool> = HashMap::new();
-    let mut new_pools = Vec::new();
-    let mut new_members = Vec::new();
-    let mut new_monitors = Vec::new();
-    for gp in graph.pools {
-        let mut p = pools::new_pool(lb, gp.protocol, LbAlgorithm::RoundRobin);
-        p.name = Some(gp.name.clone());
-        gp.fields.apply(&mut p)?;
-        pools::validate(&p)?;
-        if let Some((kind, fields)) = gp.monitor {
-            statera_service::octavia::check_monitor_supported(&*app.settings, lb, kind)?;
-            new_monitors.push(healthmonitors::build(&p, kind, fields)?);
-        }
-        let has_monitor = new_monitors.iter().any(|h| h.pool_id == p.id);
-        let mut seen = std::collections::HashSet::new();
-        for nm in gp.members {
-            let m = members::build(&*app.settings, &ctx.service, &s, &p, has_monitor, nm)?;
-            if !seen.insert((m.address, m.protocol_port)) {
-                return Err(ApiError::conflict(format!(
-                    "Another member on this pool is already using ip {} on protocol_port {}",
-                    m.address, m.protocol_port
-                )));
-            }
-            new_members.push(m);
-        }
-        pools_by_name.insert(gp.name, p.clone());
-        new_pools.push(p);
-    }
-    let mut new_listeners: Vec<Listener> = Vec::new();
-    let mut new_policies = Vec::new();
-    let mut new_rules = Vec::new();
-    for gl in graph.listeners {
-        let mut l = listeners::new_listener(lb, gl.protocol, gl.port);
-        gl.fields.apply(&mut l)?;
-        if let Some(name) = &gl.default_pool {
-            l.default_pool_id = pools_by_name.get(name).map(|p| p.id);
-        }
-        listeners::validate(&*app.settings, &s, lb, &l, &new_pools)?;
-        if let Some(other) = new_listeners.iter().find(|o| {
-            o.protocol_port == l.protocol_port && o.protocol.family() == l.protocol.family()
-        }) {
-            return Err(ApiError::conflict(format!(
-                "Another Listener on this Load Balancer is already using protocol {} and protocol_port {}",
-                other.protocol, l.protocol_port
-            )));
-        }
-        for (i, gpol) in gl.policies.into_iter().enumerate() {
-            let mut p = l7policies::new_policy(&l, gpol.action);
-            gpol.fields.apply(&mut p)?;
-            if let Some(name) = &gpol.redirect_pool {
-                p.redirect_pool_id = pools_by_name.get(name).map(|x| x.id);
-                p.action = L7PolicyAction::RedirectToPool;
-            }
-            p.position = i as u32 + 1;
-            l7policies::validate(&s, &l, &p, &new_pools)?;
-            if gpol.rules.len() > l7rules::MAX_RULES {
-                return Err(ApiError::conflict(format!(
-                    "Too many rules on L7 policy {}",
-                    p.id
-                )));
-            }
-            for rf in gpol.rules {
-                new_rules.push(l7rules::build(&p, rf)?);
-            }
-            new_policies.push(p);
-        }
-        new_listeners.push(l);
-    }
-    let project = &lb.project_id;
-    check_quota(
-        &app.settings.quota_defaults,
-        &s,
-        project,
-        QuotaKind::Listener,
-        new_listeners.len() as i64,
-    )?;
-    check_quota(
-        &app.settings.quota_defaults,
-        &s,
-        project,
-        QuotaKind::Pool,
-        new_pools.len() as i64,
-    )?;
-    check_quota(
-        &app.settings.quota_defaults,
-        &s,
-        project,
-        QuotaKind::Member,
-        new_members.len() as i64,
-    )?;
-    check_quota(
-        &app.settings.quota_defaults,
-        &s,
-        project,
-        QuotaKind::HealthMonitor,
-        new_monitors.len() as i64,
-    )?;
-    check_quota(
-        &app.settings.quota_defaults,
-        &s,
-        project,
-        QuotaKind::L7Policy,
-        new_policies.len() as i64,
-    )?;
-    check_quota(
-        &app.settings.quota_defaults,
-        &s,
-        project,
-        QuotaKind::L7Rule,
-        new_rules.len() as i64,
-    )?;
-    for x in new_pools {
-        txn.put(x)?;
-    }
-    for x in new_members {
-        txn.put(x)?;
-    }
-    for x in new_monitors {
-        txn.put(x)?;
-    }
-    for x in &new_listeners {
-        txn.put(x.clone())?;
-    }
-    for x in new_policies {
-        txn.put(x)?;
-    }
-    for x in new_rules {
-        txn.put(x)?;
-    }
-    // The 201 body nests full objects, without back-references.
-    let s = txn.state();
+/// The 201 body's nested objects of a fully populated create: the listeners
+/// (`listeners`, in the request's order) and every pool of `lb`, full
+/// objects without back-references.
+pub fn nested(s: &State, lb: &LoadBalancer, listeners: &[Uuid]) -> Nested {
+    let new_listeners: Vec<&Arc<Listener>> = listeners
+        .iter()
+        .filter_map(|id| s.listeners.get(id))
+        .collect();
     let listeners: Vec<Value> = new_listeners
         .iter()
         .map(|l| {
@@ -373,8 +213,8 @@ pub fn create(
             Value::Object(o)
         })
         .collect();
-    Ok(Some(Nested {
+    Nested {
         listeners: Value::Array(listeners),
         pools: Value::Array(pools),
-    }))
+    }
 }

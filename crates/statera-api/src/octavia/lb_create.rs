@@ -3,8 +3,8 @@
 //! subset's IPAM (`neutron::ipam::plug_vip`, on the write transaction),
 //! checks the Neutron port quota and the host-address rule, the provider,
 //! flavor and availability zone against the deployment; the nested objects
-//! of a fully populated create are built by `graph_input.rs` with the
-//! service's builders.
+//! of a fully populated create are read by `graph_input.rs` and built by
+//! the service (`statera_service::octavia::graph`).
 
 use super::*;
 use crate::input::{Input, JsonBody, OctaviaJson};
@@ -192,15 +192,25 @@ pub async fn create(
                 config_version: 0,
             };
             txn.put(lb.clone())?;
-            let nested = super::graph_input::create(&app, &ctx, txn, &lb, graph)?;
+            let listeners = match graph {
+                Some(graph) => Some(statera_service::octavia::graph::create(
+                    &ctx.service,
+                    txn,
+                    &*app.settings,
+                    &lb,
+                    graph,
+                )?),
+                None => None,
+            };
             txn.enqueue(lb_id, &[lb_id])?;
-            Ok::<_, ApiError>(nested)
+            Ok::<_, ApiError>(listeners)
         })
         .await?;
     let s = app.store.snapshot();
     let lb = load_balancer(&s, lb_id)?;
     let mut o = render::loadbalancer(&s, lb);
-    if let Some(nested) = created {
+    if let Some(listeners) = created {
+        let nested = super::graph_input::nested(&s, lb, &listeners);
         o.insert("listeners".into(), nested.listeners);
         o.insert("pools".into(), nested.pools);
     }

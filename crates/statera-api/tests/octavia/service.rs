@@ -1292,3 +1292,95 @@ async fn load_balancer_operations_authorize_refuse_busy_and_cascade_the_tree() {
     let s = h.store.snapshot();
     assert!(s.loadbalancers.is_empty() && s.pools.is_empty() && s.l7rules.is_empty());
 }
+
+#[tokio::test]
+async fn a_fully_populated_graph_is_built_and_checked_whole_before_anything_is_written() {
+    use statera_service::octavia::graph::{self, Graph, GraphListener, GraphPool};
+    let h = Harness::new().await;
+    let lb = uuid(&h.lb().await);
+    let owner = caller(PROJECT, &["member"]);
+    let lab = Lab {
+        quotas: QuotaDefaults::default(),
+        refused: vec![],
+        own: vec![],
+    };
+    let listener = |port: u16, pool: Option<&str>| GraphListener {
+        protocol: ListenerProtocol::Http,
+        port,
+        fields: listener_fields(vec![]),
+        default_pool: pool.map(str::to_string),
+        policies: vec![],
+    };
+    let graph = |ports: &[u16]| Graph {
+        pools: vec![GraphPool {
+            name: "web".into(),
+            protocol: PoolProtocol::Http,
+            fields: pool_fields(None),
+            monitor: Some((HealthMonitorType::Http, monitor_fields(5))),
+            members: vec![new_member("10.0.0.1", 80), new_member("10.0.0.2", 80)],
+        }],
+        listeners: ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| listener(*p, (i == 0).then_some("web")))
+            .collect(),
+    };
+    let before = h.store.snapshot();
+    let counts = |s: &statera_store::State| {
+        (
+            s.listeners.len(),
+            s.pools.len(),
+            s.members.len(),
+            s.healthmonitors.len(),
+        )
+    };
+    let lb_row = (**before.loadbalancers.get(&lb).unwrap()).clone();
+    // Two listeners of the request on one port: a conflict, nothing written.
+    let err = h
+        .store
+        .write(|txn| graph::create(&owner, txn, &lab, &lb_row, graph(&[80, 80])))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+    assert_eq!(counts(&h.store.snapshot()), counts(&before));
+    // Over a quota (one pool allowed, and it is taken): 403, nothing written.
+    let tight = Lab {
+        quotas: QuotaDefaults {
+            pool: 0,
+            ..QuotaDefaults::default()
+        },
+        refused: vec![],
+        own: vec![],
+    };
+    let err = h
+        .store
+        .write(|txn| graph::create(&owner, txn, &tight, &lb_row, graph(&[80])))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+    assert_eq!(counts(&h.store.snapshot()), counts(&before));
+    // Whole: every object PENDING_CREATE under the load balancer, the
+    // listeners' ids in the request's order, the first on the pool.
+    let ids = h
+        .store
+        .write(|txn| graph::create(&owner, txn, &lab, &lb_row, graph(&[81, 80])))
+        .await
+        .unwrap();
+    let s = h.store.snapshot();
+    assert_eq!(counts(&s).0, counts(&before).0 + 2);
+    let ports: Vec<u16> = ids
+        .iter()
+        .map(|id| s.listeners.get(id).unwrap().protocol_port)
+        .collect();
+    assert_eq!(ports, [81, 80]);
+    let first = s.listeners.get(&ids[0]).unwrap();
+    let pool = s.pools.get(&first.default_pool_id.unwrap()).unwrap();
+    assert_eq!(pool.name.as_deref(), Some("web"));
+    assert_eq!(s.members.children(pool.id).count(), 2);
+    assert!(s.pool_monitor(pool.id).is_some());
+    assert!(
+        [first.provisioning_status, pool.provisioning_status]
+            .iter()
+            .all(|st| *st == ProvisioningStatus::PendingCreate)
+    );
+}

@@ -9,6 +9,7 @@
 //! statera-api's handlers, using the helpers of [`crate::lb`] and
 //! [`crate::quota`].
 
+pub mod graph;
 pub mod healthmonitors;
 pub mod l7policies;
 pub mod l7rules;
