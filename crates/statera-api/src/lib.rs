@@ -508,3 +508,27 @@ impl statera_service::octavia::Deployment for ApiSettings {
         &self.own_sockets
     }
 }
+
+impl statera_service::octavia::Providers for ApiSettings {
+    fn default_provider(&self) -> &str {
+        &self.default_provider
+    }
+
+    fn provider_available(&self, name: &str) -> Option<bool> {
+        self.provider(name).map(|p| p.available)
+    }
+
+    fn check_flavor_data(
+        &self,
+        provider: &str,
+        flavor_data: &str,
+    ) -> statera_service::ServiceResult<()> {
+        octavia::flavors::validate_profile(self, provider, flavor_data).map_err(|e| {
+            use statera_service::ServiceError;
+            match e.status {
+                StatusCode::NOT_IMPLEMENTED => ServiceError::NotImplemented(e.message),
+                _ => ServiceError::Invalid(e.message),
+            }
+        })
+    }
+}

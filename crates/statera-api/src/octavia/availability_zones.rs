@@ -275,16 +275,20 @@ impl ProfileKind for ZoneProfiles {
 /// checked and otherwise unused — Statera's controller reaches its data
 /// planes in process, with no management network; `valid_vip_networks` is
 /// enforced: a load balancer created in the zone must have its VIP on one of
-/// them ([`check_vip_network`]).
+/// them (`statera_service::octavia::loadbalancers::check_vip_network`).
 pub fn validate_profile(
     app: &AppState,
     s: &State,
     provider_name: &str,
     data: &str,
 ) -> ApiResult<serde_json::Map<String, Value>> {
-    let obj = validate_metadata(app, "availability_zone_data", provider_name, data, |p| {
-        &p.availability_zone_capabilities
-    })?;
+    let obj = validate_metadata(
+        &app.settings,
+        "availability_zone_data",
+        provider_name,
+        data,
+        |p| &p.availability_zone_capabilities,
+    )?;
     let mut networks: Vec<&str> = obj
         .get("valid_vip_networks")
         .and_then(Value::as_array)
@@ -298,31 +302,4 @@ pub fn validate_profile(
         }
     }
     Ok(obj)
-}
-
-/// A load balancer in zone `az` must have its VIP on one of the zone's
-/// `valid_vip_networks` when the zone's profile names any (Octavia's
-/// `network_allowed_by_config`).
-pub fn check_vip_network(s: &State, az: &AvailabilityZone, vip_network: Uuid) -> ApiResult<()> {
-    let Some(profile) = s
-        .availability_zone_profiles
-        .get(&az.availability_zone_profile_id)
-    else {
-        return Ok(());
-    };
-    let data: Value = serde_json::from_str(&profile.availability_zone_data).unwrap_or(Value::Null);
-    let Some(valid) = data.get("valid_vip_networks").and_then(Value::as_array) else {
-        return Ok(());
-    };
-    if valid.is_empty()
-        || valid
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|n| Uuid::parse_str(n).is_ok_and(|id| id == vip_network))
-    {
-        return Ok(());
-    }
-    Err(ApiError::validation(
-        "Supplied VIP network_id is not allowed by the configuration of this deployment.",
-    ))
 }

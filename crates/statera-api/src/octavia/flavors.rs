@@ -236,14 +236,18 @@ impl ProfileKind for FlavorProfiles {
     }
 
     fn validate(app: &AppState, _: &State, provider_name: &str, data: &str) -> ApiResult<()> {
-        validate_profile(app, provider_name, data)
+        validate_profile(&app.settings, provider_name, data)
     }
 }
 
 /// `flavor_data` must be accepted by the profile's provider (checked again
 /// when a load balancer is created with the flavor, as Octavia does).
-pub fn validate_profile(app: &AppState, provider_name: &str, flavor_data: &str) -> ApiResult<()> {
-    validate_metadata(app, "flavor_data", provider_name, flavor_data, |p| {
+pub fn validate_profile(
+    settings: &crate::ApiSettings,
+    provider_name: &str,
+    flavor_data: &str,
+) -> ApiResult<()> {
+    validate_metadata(settings, "flavor_data", provider_name, flavor_data, |p| {
         &p.flavor_capabilities
     })
     .map(drop)

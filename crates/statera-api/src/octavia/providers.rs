@@ -2,8 +2,8 @@
 //! and availability-zone metadata keys each accepts.
 
 use super::*;
-use crate::ProviderInfo;
 use crate::list::Object;
+use crate::{ApiSettings, ProviderInfo};
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::routing::get;
@@ -32,8 +32,8 @@ fn name_description(name: &str, description: &str) -> Object {
 }
 
 /// The provider `name` names, or 400 `Provider '<p>' is not enabled.`
-pub fn enabled_provider<'a>(app: &'a AppState, name: &str) -> ApiResult<&'a ProviderInfo> {
-    app.settings
+pub fn enabled_provider<'a>(settings: &'a ApiSettings, name: &str) -> ApiResult<&'a ProviderInfo> {
+    settings
         .provider(name)
         .ok_or_else(|| ApiError::bad_request(format!("Provider '{name}' is not enabled.")))
 }
@@ -94,7 +94,7 @@ async fn flavor_capabilities(
         "os_load-balancer_api:provider-flavor:get_all",
         &ctx.project_id,
     )?;
-    let p = enabled_provider(&app, &provider)?;
+    let p = enabled_provider(&app.settings, &provider)?;
     let items = p
         .flavor_capabilities
         .iter()
@@ -113,7 +113,7 @@ async fn availability_zone_capabilities(
         "os_load-balancer_api:provider-availability-zone:get_all",
         &ctx.project_id,
     )?;
-    let p = enabled_provider(&app, &provider)?;
+    let p = enabled_provider(&app.settings, &provider)?;
     let items = p
         .availability_zone_capabilities
         .iter()
@@ -132,7 +132,7 @@ async fn availability_zone_capabilities(
 /// 501 `Provider '<p>' does not support a requested option: …`.
 /// Returns the parsed object.
 pub fn validate_metadata(
-    app: &AppState,
+    settings: &ApiSettings,
     field: &str,
     provider: &str,
     data: &str,
@@ -140,7 +140,7 @@ pub fn validate_metadata(
 ) -> ApiResult<serde_json::Map<String, Value>> {
     let parsed: Value = serde_json::from_str(data)
         .map_err(|_| ApiError::bad_request(format!("{data} is not a valid option for {field}")))?;
-    let capabilities = capabilities(enabled_provider(app, provider)?);
+    let capabilities = capabilities(enabled_provider(settings, provider)?);
     let unsupported = |reason: String| {
         ApiError::not_implemented(format!(
             "Provider '{provider}' does not support a requested option: {reason}"

@@ -2,13 +2,15 @@
 //! create stays in statera-api for now: it plugs the VIP through the Neutron
 //! subset's IPAM on the write transaction.
 
+use super::graph::Graph;
 use super::listeners::ListenerStats;
-use super::{find, list_owned, show_owned};
+use super::{Providers, find, list_owned, show_owned};
 use crate::auth::Context;
 use crate::error::{ServiceError, ServiceResult};
 use crate::lb::mark_tree_deleted;
 use crate::neutron::usable_security_group;
 use crate::opt::Opt;
+use crate::quota::{QuotaKind, check_quota};
 use crate::store::{StoreRead, StoreWrite};
 use statera_model::*;
 use std::sync::Arc;
@@ -35,6 +37,185 @@ pub fn check_vip_sg_ids(ctx: &Context, s: &impl StoreRead, ids: &[Uuid]) -> Serv
         }
     }
     Ok(())
+}
+
+/// A load balancer to create, as its request states it (the VIP is plugged
+/// by the caller's network side, see [`create`]).
+pub struct NewLoadBalancer {
+    pub id: Uuid,
+    pub project_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub admin_state_up: bool,
+    pub vip_qos_policy_id: Option<Uuid>,
+    pub vip_sg_ids: Vec<Uuid>,
+    pub provider: Option<String>,
+    pub flavor_id: Option<Uuid>,
+    pub availability_zone: Option<String>,
+    pub tags: Vec<String>,
+    /// A fully populated create's nested objects.
+    pub graph: Option<Graph>,
+}
+
+/// Where a VIP was plugged.
+pub struct PluggedVip {
+    pub address: std::net::IpAddr,
+    pub port_id: Uuid,
+    pub subnet_id: Uuid,
+    pub network_id: Uuid,
+}
+
+/// `POST /loadbalancers`: the provider (the flavor's, else the one asked
+/// for, else the default) enabled, available and accepting the flavor; the
+/// availability zone enabled and allowing the VIP's network; the quota; the
+/// VIP's security groups usable; then `plug` (the network side: the VIP
+/// port, its address and quota) and the load balancer PENDING_CREATE with a
+/// fully populated create's objects ([`graph::create`]) and the controller's
+/// work. The listeners created, in the request's order, when populated.
+///
+/// Errors are `E`, the caller's, so that `plug` may fail in its own terms.
+pub fn create<T: StoreWrite, E: From<ServiceError>>(
+    ctx: &Context,
+    txn: &mut T,
+    d: &impl Providers,
+    new: NewLoadBalancer,
+    plug: impl FnOnce(&mut T) -> Result<PluggedVip, E>,
+) -> Result<Option<Vec<Uuid>>, E> {
+    ctx.authorize("os_load-balancer_api:loadbalancer:post", &new.project_id)?;
+    let flavor_provider = match new.flavor_id {
+        None => None,
+        Some(fid) => {
+            let f = txn
+                .get::<Flavor>(&fid)
+                .ok_or_else(|| ServiceError::validation(format!("Invalid flavor_id {fid}.")))?;
+            if !f.enabled {
+                return Err(ServiceError::validation(format!(
+                    "The selected flavor is not allowed in this deployment: {fid}"
+                ))
+                .into());
+            }
+            txn.get::<FlavorProfile>(&f.flavor_profile_id)
+                .map(|p| (p.provider_name.clone(), p.flavor_data.clone()))
+        }
+    };
+    let provider = match (&new.provider, &flavor_provider) {
+        (Some(p), Some((fp, _))) if p != fp => {
+            return Err(ServiceError::validation(format!(
+                "Flavor '{}' is not compatible with provider '{p}'",
+                new.flavor_id.map(|f| f.to_string()).unwrap_or_default()
+            ))
+            .into());
+        }
+        (Some(p), _) => p.clone(),
+        (None, Some((fp, _))) => fp.clone(),
+        (None, None) => d.default_provider().to_string(),
+    };
+    match d.provider_available(&provider) {
+        None => {
+            return Err(
+                ServiceError::Invalid(format!("Provider '{provider}' is not enabled.")).into(),
+            );
+        }
+        Some(false) => {
+            return Err(ServiceError::not_implemented(format!(
+                "Provider '{provider}' is not yet available in this deployment."
+            ))
+            .into());
+        }
+        Some(true) => {}
+    }
+    if let Some((_, data)) = &flavor_provider {
+        d.check_flavor_data(&provider, data)?;
+    }
+    let zone = match &new.availability_zone {
+        None => None,
+        Some(az) => match txn.get::<AvailabilityZone>(az) {
+            None => {
+                return Err(ServiceError::validation(format!(
+                    "Invalid availability zone name {az}."
+                ))
+                .into());
+            }
+            Some(z) if !z.enabled => {
+                return Err(ServiceError::validation(format!(
+                    "The selected availability_zone is not allowed in this deployment: {az}"
+                ))
+                .into());
+            }
+            Some(z) => Some(z),
+        },
+    };
+    check_quota(
+        d.quota_defaults(),
+        &*txn,
+        &new.project_id,
+        QuotaKind::LoadBalancer,
+        1,
+    )?;
+    check_vip_sg_ids(ctx, &*txn, &new.vip_sg_ids)?;
+    let vip = plug(txn)?;
+    if let Some(z) = &zone {
+        check_vip_network(&*txn, z, vip.network_id)?;
+    }
+    let lb = LoadBalancer {
+        id: new.id,
+        project_id: new.project_id,
+        name: new.name,
+        description: new.description,
+        admin_state_up: new.admin_state_up,
+        provisioning_status: ProvisioningStatus::PendingCreate,
+        operating_status: OperatingStatus::Offline,
+        vip_address: vip.address,
+        vip_port_id: vip.port_id,
+        vip_subnet_id: vip.subnet_id,
+        vip_network_id: vip.network_id,
+        vip_qos_policy_id: new.vip_qos_policy_id,
+        vip_sg_ids: new.vip_sg_ids,
+        additional_vips: Vec::new(),
+        provider,
+        flavor_id: new.flavor_id,
+        availability_zone: new.availability_zone,
+        tags: new.tags,
+        created_at: now(),
+        updated_at: None,
+        config_version: 0,
+    };
+    txn.put(lb.clone()).map_err(ServiceError::from)?;
+    let listeners = match new.graph {
+        Some(graph) => Some(super::graph::create(ctx, txn, d, &lb, graph)?),
+        None => None,
+    };
+    txn.enqueue(lb.id, &[lb.id]).map_err(ServiceError::from)?;
+    Ok(listeners)
+}
+
+/// A load balancer in zone `az` must have its VIP on one of the zone's
+/// `valid_vip_networks` when the zone's profile names any (Octavia's
+/// `network_allowed_by_config`).
+pub fn check_vip_network(
+    s: &impl StoreRead,
+    az: &AvailabilityZone,
+    vip_network: Uuid,
+) -> ServiceResult<()> {
+    let Some(profile) = s.get::<AvailabilityZoneProfile>(&az.availability_zone_profile_id) else {
+        return Ok(());
+    };
+    let data: serde_json::Value =
+        serde_json::from_str(&profile.availability_zone_data).unwrap_or_default();
+    let Some(valid) = data.get("valid_vip_networks").and_then(|v| v.as_array()) else {
+        return Ok(());
+    };
+    if valid.is_empty()
+        || valid
+            .iter()
+            .filter_map(|v| v.as_str())
+            .any(|n| Uuid::parse_str(n).is_ok_and(|id| id == vip_network))
+    {
+        return Ok(());
+    }
+    Err(ServiceError::validation(
+        "Supplied VIP network_id is not allowed by the configuration of this deployment.",
+    ))
 }
 
 fn get(s: &impl StoreRead, id: Uuid) -> ServiceResult<Arc<LoadBalancer>> {

@@ -45,6 +45,18 @@ pub trait Deployment {
     fn own_sockets(&self) -> &[std::net::SocketAddr];
 }
 
+/// What a load balancer's create asks of the deployment's providers.
+pub trait Providers: Deployment {
+    /// The provider of a load balancer that names none (and no flavor).
+    fn default_provider(&self) -> &str;
+    /// For an enabled provider (an alias of the default included): whether
+    /// load balancers can be created with it here; `None` if not enabled.
+    fn provider_available(&self, name: &str) -> Option<bool>;
+    /// The provider still accepts a flavor's metadata (501 for what it
+    /// cannot build, as Octavia checks at create).
+    fn check_flavor_data(&self, provider: &str, flavor_data: &str) -> ServiceResult<()>;
+}
+
 /// Which projects' objects a list of `resource` (`loadbalancer`, …) shows:
 /// `None` = all (`os_load-balancer_api:RESOURCE:get_all-global`), else the
 /// one project (`asked`, or the caller's own), which `…:get_all` must allow
