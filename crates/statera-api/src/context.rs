@@ -113,20 +113,26 @@ pub struct PeerAddr(pub std::net::SocketAddr);
 /// share): the connection's peer, or, when the operator trusts a proxy in
 /// front (`[api] trust_proxy_headers`), the last address in
 /// `X-Forwarded-For` — the one that proxy appended; the earlier ones are the
-/// client's own words. `None` for an in-process call.
+/// client's own words. An address with a port counts without it; a header
+/// that names no address counts as the unspecified address, one client of
+/// its own (not the proxy, whose share the proxy's other clients need).
+/// `None` for an in-process call.
 pub fn client_ip(parts: &Parts, trust_proxy_headers: bool) -> Option<std::net::IpAddr> {
-    if trust_proxy_headers {
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    if trust_proxy_headers
+        && let Some(last) = parts.headers.get_all("x-forwarded-for").iter().next_back()
+    {
+        let named = last
+            .to_str()
+            .ok()
             .and_then(|v| v.rsplit(',').next())
-            .and_then(|a| a.trim().parse().ok());
-        if forwarded.is_some() {
-            return forwarded;
-        }
+            .map(str::trim)
+            .and_then(|a| {
+                a.parse::<IpAddr>()
+                    .ok()
+                    .or_else(|| a.parse::<SocketAddr>().ok().map(|s| s.ip()))
+            });
+        return Some(named.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
     }
     parts.extensions.get::<PeerAddr>().map(|p| p.0.ip())
 }
@@ -187,5 +193,45 @@ impl FromRequestParts<AppState> for RequestContext {
             None => authenticate(state, &parts.headers, parts.uri.path()).await?,
         };
         Ok(RequestContext::new(caller, state.policy.clone(), base_url))
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::{PeerAddr, client_ip};
+
+    fn parts(xff: &[&str]) -> axum::http::request::Parts {
+        let mut b = axum::http::Request::builder();
+        for v in xff {
+            b = b.header("x-forwarded-for", *v);
+        }
+        let (mut parts, ()) = b.body(()).unwrap().into_parts();
+        parts
+            .extensions
+            .insert(PeerAddr("192.0.2.1:5000".parse().unwrap()));
+        parts
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_names_it_last() {
+        let ip = |xff: &[&str], trust| client_ip(&parts(xff), trust).map(|i| i.to_string());
+        let peer = Some("192.0.2.1".to_string());
+        // Not trusted: the header is the client's own words.
+        assert_eq!(ip(&["203.0.113.9"], false), peer);
+        assert_eq!(ip(&[], true), peer);
+        // Trusted: the last address of the last header, with or without a port.
+        let last = Some("203.0.113.6".to_string());
+        assert_eq!(ip(&["10.0.0.1, 203.0.113.6"], true), last);
+        assert_eq!(ip(&["10.0.0.1", "203.0.113.6"], true), last);
+        assert_eq!(ip(&["10.0.0.1, 203.0.113.6:4711"], true), last);
+        assert_eq!(
+            ip(&["[2001:db8::7]:4711"], true),
+            Some("2001:db8::7".to_string())
+        );
+        // Garbage is one client of its own, not the proxy.
+        assert_eq!(
+            ip(&["10.0.0.1, unknown"], true),
+            Some("0.0.0.0".to_string())
+        );
     }
 }

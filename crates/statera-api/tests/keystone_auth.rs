@@ -1062,12 +1062,13 @@ async fn a_flood_from_one_client_leaves_the_password_gate_open_to_others() {
     other.expect(201);
     assert!(admitted <= 3, "admitted {admitted}, busy {busy}");
     assert!(busy >= 9, "admitted {admitted}, busy {busy}");
-    // Addresses of one IPv6 /64 are one client; another /64 is another.
+    // Addresses of one IPv6 /48 (a site's many /64s) are one client;
+    // another /48 is another.
     let (admitted, busy, other) = flood_then(
         &k,
         12,
-        |i| (format!("[2001:db8::{i:x}]:40000").parse().unwrap(), None),
-        sign_in("[2001:db8:0:1::1]:40001", None),
+        |i| (format!("[2001:db8:0:{i:x}::1]:40000").parse().unwrap(), None),
+        sign_in("[2001:db8:1::1]:40001", None),
     )
     .await;
     other.expect(201);

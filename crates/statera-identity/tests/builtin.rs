@@ -564,6 +564,39 @@ async fn a_failure_the_store_cannot_record_still_counts_toward_lockout() {
         matches!(locked, Err(IssueError::Unauthorized(_))),
         "{locked:?}"
     );
+
+    // An administrator's unlock forgets the unwritten failures too, and
+    // their retries do not bring them back once space returns.
+    let (dave, _) = user_with_role(&e.store, "dave", "pw-dave", "member").await;
+    let filler = fs.fill();
+    for _ in 0..3 {
+        let r = e
+            .auth
+            .issue(password("dave", "x", ScopeRequest::Unscoped))
+            .await;
+        assert!(matches!(r, Err(IssueError::Unauthorized(_))), "{r:?}");
+    }
+    let r = e
+        .auth
+        .issue(password("dave", "pw-dave", ScopeRequest::Unscoped))
+        .await;
+    assert!(matches!(r, Err(IssueError::Unauthorized(_))), "{r:?}");
+    e.auth.forget_failures(&dave);
+    e.auth
+        .issue(password("dave", "pw-dave", ScopeRequest::Unscoped))
+        .await
+        .unwrap();
+    std::fs::remove_file(&filler).unwrap();
+    // The retries (after 0.25, 0.5, 1 s) have had their turn.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let dave_failures = e
+        .store
+        .snapshot()
+        .users
+        .get(&dave)
+        .unwrap()
+        .failed_auth_count;
+    assert_eq!(dave_failures, 0, "cleared failures were written back");
 }
 
 #[tokio::test]

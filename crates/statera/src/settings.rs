@@ -117,7 +117,7 @@ pub struct BuiltinSection {
     pub concurrent_password_checks: usize,
     /// Password checks allowed to wait for a turn; more get 503.
     pub queued_password_checks: usize,
-    /// Places in that gate one client (an IPv4 address, an IPv6 /64) may
+    /// Places in that gate one client (an IPv4 address, an IPv6 /48) may
     /// hold; 0: no per-client share.
     pub password_checks_per_client: usize,
 }

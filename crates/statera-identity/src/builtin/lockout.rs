@@ -14,7 +14,9 @@
 //! A failure the store refuses to record (a full disk) still counts: it is
 //! kept in memory ([`Unrecorded`]) and counted like a recorded one while its
 //! write is retried, until the write lands or the lockout duration has
-//! passed (when it would no longer count anyway).
+//! passed (when it would no longer count anyway). A right password or an
+//! administrator's unlock ([`Attempts::clear`]) forgets such failures at once
+//! and stops their retries, as it clears the recorded ones.
 
 use statera_model::identity::User;
 use statera_store::Store;
@@ -46,8 +48,10 @@ struct Entry {
     in_flight: u32,
     /// Failures the store has not taken yet (being retried).
     unrecorded: u32,
-    /// Bumped by a right password: the failures unrecorded before it are
-    /// not retried any more (a success clears the count).
+    /// Replaced by a right password or an unlock: the failures unrecorded
+    /// under an earlier epoch neither count nor are retried any more.
+    /// Unique across entries (from `Attempts::epochs`), so that a guard of
+    /// an entry since dropped never matches a new one.
     epoch: u64,
 }
 
@@ -64,6 +68,8 @@ pub(crate) struct Attempts {
     limit: u32,
     duration_s: i64,
     users: Mutex<HashMap<String, Entry>>,
+    /// The next entry epoch.
+    epochs: std::sync::atomic::AtomicU64,
 }
 
 /// Why an attempt was not let in.
@@ -102,6 +108,7 @@ impl Reservation {
     pub(crate) fn into_unrecorded(self) -> Unrecorded {
         let epoch = {
             let mut users = self.attempts.users.lock().expect("attempts lock");
+            // An entry exists while a turn is held (this reservation's).
             let e = users
                 .get_mut(&self.user_id)
                 .expect("kept while a turn is held");
@@ -125,7 +132,8 @@ pub(crate) struct Unrecorded {
 }
 
 impl Unrecorded {
-    /// A right password came since: this failure no longer counts.
+    /// A right password or an unlock came since: this failure no longer
+    /// counts.
     pub(crate) fn cleared(&self) -> bool {
         let users = self.attempts.users.lock().expect("attempts lock");
         users
@@ -138,7 +146,10 @@ impl Drop for Unrecorded {
     fn drop(&mut self) {
         let mut users = self.attempts.users.lock().expect("attempts lock");
         if let Some(e) = users.get_mut(&self.user_id) {
-            e.unrecorded = e.unrecorded.saturating_sub(1);
+            // A clear since zeroed the count this failure was part of.
+            if e.epoch == self.epoch {
+                e.unrecorded = e.unrecorded.saturating_sub(1);
+            }
             // 1 = the map's own reference: no permit held, no waiter.
             if e.unused(1) {
                 users.remove(&self.user_id);
@@ -153,6 +164,7 @@ impl Attempts {
             limit,
             duration_s: duration_s as i64,
             users: Mutex::new(HashMap::new()),
+            epochs: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -166,12 +178,20 @@ impl Attempts {
         }
     }
 
-    /// A right password for `user_id`: failures not yet recorded stop being
-    /// retried (the store's count is cleared by the caller).
-    pub(crate) fn succeeded(&self, user_id: &str) {
+    fn next_epoch(&self) -> u64 {
+        self.epochs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A right password for `user_id`, or an administrator's unlock: the
+    /// failures not yet recorded stop counting and being retried (the
+    /// store's count is cleared by the caller).
+    pub(crate) fn clear(&self, user_id: &str) {
+        let epoch = self.next_epoch();
         let mut users = self.users.lock().expect("attempts lock");
         if let Some(e) = users.get_mut(user_id) {
-            e.epoch += 1;
+            e.epoch = epoch;
+            e.unrecorded = 0;
         }
     }
 
@@ -194,7 +214,7 @@ impl Attempts {
                     turns: Arc::new(Semaphore::new(self.limit as usize)),
                     in_flight: 0,
                     unrecorded: 0,
-                    epoch: 0,
+                    epoch: self.next_epoch(),
                 })
                 .turns
                 .clone()

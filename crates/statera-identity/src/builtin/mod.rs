@@ -47,7 +47,7 @@ pub struct BuiltinSettings {
     /// refused at once with 503 (a flood of guesses queues no further).
     pub queued_password_checks: usize,
     /// Places in the gate (running or waiting) one client may hold: an IPv4
-    /// address, or an IPv6 /64; beyond it that client gets 503 while others
+    /// address, or an IPv6 /48; beyond it that client gets 503 while others
     /// still get their turn (0: no per-client share).
     pub password_checks_per_client: usize,
 }
@@ -233,29 +233,41 @@ const PASSWORD_QUEUE_WAIT: Duration = Duration::from_secs(10);
 pub type Client = Option<IpAddr>;
 
 /// What a client's share is counted under: an IPv4 address (an IPv4-mapped
-/// IPv6 one as IPv4), or an IPv6 /64, which one host is given whole.
+/// IPv6 one as IPv4), or an IPv6 /48 — a site's usual allocation, so that
+/// one holder of many /64s is still one client.
 fn share_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 80) - 1))),
         },
     }
 }
 
-/// One place in the password gate (waiting or running), and the client's
-/// share it counts against; freed on drop, so a request whose client went
-/// away frees its place too.
-struct GatePlace<'a> {
-    builtin: &'a Builtin,
+/// The places of the password gate: how many are taken (waiting or
+/// running), and by which client.
+#[derive(Default)]
+struct Gate {
+    taken: std::sync::atomic::AtomicUsize,
+    /// Places held per client (see [`share_key`]); a client's entry goes
+    /// when its last place does, so the map is never larger than the gate.
+    shares: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+}
+
+/// One place in the password gate, and the client's share it counts
+/// against; freed on drop: when the check is done, or when its request went
+/// away while it waited (a check already running keeps its place until its
+/// work ends, as it keeps its CPU).
+struct GatePlace {
+    gate: Arc<Gate>,
     share: Option<IpAddr>,
 }
 
-impl Drop for GatePlace<'_> {
+impl Drop for GatePlace {
     fn drop(&mut self) {
         if let Some(key) = self.share {
-            let mut shares = self.builtin.shares.lock().expect("share lock");
+            let mut shares = self.gate.shares.lock().expect("share lock");
             if let Some(n) = shares.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
@@ -263,8 +275,8 @@ impl Drop for GatePlace<'_> {
                 }
             }
         }
-        self.builtin
-            .in_gate
+        self.gate
+            .taken
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
@@ -283,16 +295,60 @@ pub struct Builtin {
     settings: BuiltinSettings,
     hashing: Arc<tokio::sync::Semaphore>,
     /// Password checks and hashes in the gate (waiting or running).
-    in_gate: std::sync::atomic::AtomicUsize,
-    /// Places held per client (see [`share_key`]); a client's entry goes
-    /// when its last place does, so the map is never larger than the gate.
-    shares: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+    gate: Arc<Gate>,
     attempts: Arc<lockout::Attempts>,
     revocations: revocations::Revocations,
     /// Revocations per token user in the current minute: (minute, count).
     revokes: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
     /// When expired revocations were last pruned (seconds since the epoch).
     pruned_at: std::sync::atomic::AtomicI64,
+}
+
+/// Write one failed authentication of `user_id` (at `failed_at`) to its row.
+/// `counted`, a retry's guard: the write is skipped once a right password or
+/// an unlock cleared the failure (checked inside the transaction), and once
+/// the failure would no longer count.
+async fn write_failure(
+    store: &Store,
+    user_id: &str,
+    failed_at: statera_model::Timestamp,
+    duration: i64,
+    limit: u32,
+    counted: Option<&lockout::Unrecorded>,
+) -> Result<(), StoreError> {
+    store
+        .write(|txn| {
+            if counted.is_some_and(|c| c.cleared()) {
+                return Ok(());
+            }
+            let Some(user) = txn.state().users.get(&user_id.to_string()).cloned() else {
+                return Ok(());
+            };
+            let now = statera_model::now();
+            if (now - failed_at).num_seconds() >= duration {
+                return Ok(());
+            }
+            let mut user = (*user).clone();
+            let stale = user
+                .last_failed_auth_at
+                .is_none_or(|t| (now - t).num_seconds() >= duration);
+            user.failed_auth_count = if stale {
+                1
+            } else {
+                user.failed_auth_count.saturating_add(1)
+            };
+            // When it failed, not when it was written: a late write does not
+            // lengthen the lockout.
+            user.last_failed_auth_at = Some(match user.last_failed_auth_at {
+                Some(t) if !stale && t > failed_at => t,
+                _ => failed_at,
+            });
+            if user.failed_auth_count == limit {
+                tracing::warn!(user_id = %user.id, "user locked after {limit} failed authentications");
+            }
+            txn.put(user)
+        })
+        .await
 }
 
 /// Clock skew tolerated on a token's times, in seconds.
@@ -329,8 +385,7 @@ impl Builtin {
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 settings.concurrent_password_checks.max(1),
             )),
-            in_gate: std::sync::atomic::AtomicUsize::new(0),
-            shares: Default::default(),
+            gate: Default::default(),
             attempts: Arc::new(lockout::Attempts::new(
                 settings.lockout_failure_attempts,
                 settings.lockout_duration_s,
@@ -430,18 +485,18 @@ impl Builtin {
         use std::sync::atomic::Ordering;
         let running = self.settings.concurrent_password_checks.max(1);
         let room = running + self.settings.queued_password_checks;
-        if self.in_gate.fetch_add(1, Ordering::AcqRel) >= room {
-            self.in_gate.fetch_sub(1, Ordering::AcqRel);
+        if self.gate.taken.fetch_add(1, Ordering::AcqRel) >= room {
+            self.gate.taken.fetch_sub(1, Ordering::AcqRel);
             return Err(IssueError::Busy);
         }
         let mut place = GatePlace {
-            builtin: self,
+            gate: self.gate.clone(),
             share: None,
         };
         let share = self.settings.password_checks_per_client;
         if let Some(ip) = client.filter(|_| share > 0) {
             let key = share_key(ip);
-            let mut shares = self.shares.lock().expect("share lock");
+            let mut shares = self.gate.shares.lock().expect("share lock");
             let held = shares.entry(key).or_insert(0);
             if *held >= share {
                 drop(shares);
@@ -458,6 +513,7 @@ impl Builtin {
                 .expect("the password semaphore is never closed");
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _place = place;
             f()
         })
         .await
@@ -548,7 +604,7 @@ impl Builtin {
                 found.id
             )));
         }
-        self.attempts.succeeded(&found.id);
+        self.attempts.clear(&found.id);
         self.clear_failures(found).await?;
         drop(reservation);
         Ok(())
@@ -564,30 +620,11 @@ impl Builtin {
         let store = self.store.clone();
         let duration = self.settings.lockout_duration_s as i64;
         let limit = self.settings.lockout_failure_attempts;
+        let failed_at = statera_model::now();
         tokio::spawn(async move {
-            let write = || {
-                store.write(|txn| {
-                    let Some(user) = txn.state().users.get(&user_id).cloned() else {
-                        return Ok(());
-                    };
-                    let mut user = (*user).clone();
-                    let now = statera_model::now();
-                    let stale = user
-                        .last_failed_auth_at
-                        .is_none_or(|t| (now - t).num_seconds() >= duration);
-                    user.failed_auth_count = if stale {
-                        1
-                    } else {
-                        user.failed_auth_count.saturating_add(1)
-                    };
-                    user.last_failed_auth_at = Some(now);
-                    if user.failed_auth_count == limit {
-                        tracing::warn!(user_id = %user.id, "user locked after {limit} failed authentications");
-                    }
-                    txn.put(user)
-                })
-            };
-            let Err(e) = write().await else {
+            let write =
+                |counted| write_failure(&store, &user_id, failed_at, duration, limit, counted);
+            let Err(e) = write(None).await else {
                 drop(reservation);
                 return;
             };
@@ -597,10 +634,16 @@ impl Builtin {
             let counted = reservation.into_unrecorded();
             let until = Instant::now() + Duration::from_secs(duration.max(0) as u64);
             let mut pause = Duration::from_millis(250);
-            while Instant::now() < until && !counted.cleared() {
-                tokio::time::sleep(pause.min(until.saturating_duration_since(Instant::now())))
-                    .await;
-                match write().await {
+            loop {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() || counted.cleared() {
+                    return;
+                }
+                tokio::time::sleep(pause.min(left)).await;
+                if Instant::now() >= until {
+                    return;
+                }
+                match write(Some(&counted)).await {
                     Ok(()) => {
                         tracing::info!(user_id = %user_id, "a failed authentication was recorded on retry");
                         return;
@@ -609,6 +652,12 @@ impl Builtin {
                 }
             }
         });
+    }
+
+    /// An administrator unlocked `user_id` or set its password: failures not
+    /// yet recorded (a full disk) are forgotten too, as the recorded ones.
+    pub fn forget_failures(&self, user_id: &str) {
+        self.attempts.clear(user_id);
     }
 
     async fn clear_failures(&self, user: &User) -> Result<(), StoreError> {
@@ -1092,8 +1141,9 @@ mod tests {
         assert_eq!(key("192.0.2.7"), "192.0.2.7");
         // The same host over an IPv4-mapped address is the same client.
         assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
-        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
-        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
-        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        // A /48 is one client: a site holds its many /64s.
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:2:2::1"));
     }
 }

@@ -1,6 +1,6 @@
-//! Load balancers: reads, update, delete (with cascade), failover. The
-//! create stays in statera-api for now: it plugs the VIP through the Neutron
-//! subset's IPAM on the write transaction.
+//! Load balancers: create (the VIP plugged by the caller's network side, a
+//! fully populated create's objects by [`super::graph`]), reads, update,
+//! delete (with cascade), failover.
 
 use super::graph::Graph;
 use super::listeners::ListenerStats;

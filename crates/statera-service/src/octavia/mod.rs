@@ -4,10 +4,10 @@
 //! (statera-api) reads requests into the typed input and renders the result.
 //!
 //! Moved so far: health monitors, L7 rules, L7 policies, members, quotas,
-//! pools, listeners, load balancers but their create (which plugs the VIP
-//! through statera-api's Neutron IPAM). The other resources still do this work in
-//! statera-api's handlers, using the helpers of [`crate::lb`] and
-//! [`crate::quota`].
+//! pools, listeners, load balancers (their create takes the VIP from the
+//! caller's `plug`: statera-api's Neutron IPAM). Flavors, availability zones
+//! and amphorae still do this work in statera-api's handlers, using the
+//! helpers of [`crate::lb`] and [`crate::quota`].
 
 pub mod graph;
 pub mod healthmonitors;

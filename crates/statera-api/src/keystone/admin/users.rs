@@ -196,6 +196,8 @@ async fn update(
         Some(None) => Some(None),
         None => None,
     };
+    // Both clear the user's failed authentications (an unlock).
+    let unlocks = password_hash.is_some() || enabled == Some(true);
     let u = write(&state, |txn| {
         let mut u = fetch::<User>(txn.state(), &id)?;
         if let Some(n) = name {
@@ -250,6 +252,10 @@ async fn update(
         Ok(u)
     })
     .await?;
+    if unlocks && let Some(b) = state.auth.builtin() {
+        // And those a full disk kept from being written.
+        b.forget_failures(&id);
+    }
     Ok(one(StatusCode::OK, "user", render(&ctx, &u)))
 }
 
