@@ -1067,7 +1067,12 @@ async fn a_flood_from_one_client_leaves_the_password_gate_open_to_others() {
     let (admitted, busy, other) = flood_then(
         &k,
         12,
-        |i| (format!("[2001:db8:0:{i:x}::1]:40000").parse().unwrap(), None),
+        |i| {
+            (
+                format!("[2001:db8:0:{i:x}::1]:40000").parse().unwrap(),
+                None,
+            )
+        },
         sign_in("[2001:db8:1::1]:40001", None),
     )
     .await;
