@@ -403,6 +403,7 @@ def test_connection_limit_holds(slow_server):
     try:
         for _ in range(MAX_CONNECTIONS):
             held.append(_connect(slow_server))
+        held_at = time.monotonic()
         time.sleep(0.3)
         opened = time.monotonic()
         with _connect(slow_server) as extra:
@@ -412,8 +413,12 @@ def test_connection_limit_holds(slow_server):
         assert status == 200
         # Served only once the held connections were closed at their header timeout.
         assert waited >= HEADER_MS / 1000 - 0.3 - 0.3, waited
+        # Each held connection is closed at its header timeout, within the scheduling margin: the
+        # extra one can be served as soon as the first slot frees, before the last of the held
+        # ones (timing out at the same moment) has been closed (seen once in CI on a loaded machine).
         for s in held:
-            assert _state(s) in ("closed", "reset"), "a held connection outlived the header timeout"
+            left = held_at + HEADER_MS / 1000 + MARGIN - time.monotonic()
+            _closed_after(s, max(left, 0.2))
     finally:
         for s in held:
             s.close()
