@@ -8,7 +8,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use statera_service::ServiceError;
+use statera_service::{Fault, ServiceError};
 use statera_store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +175,20 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(m) | ServiceError::Busy(m) => ApiError::conflict(m),
             ServiceError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             ServiceError::NotImplemented(m) => ApiError::not_implemented(m),
+            ServiceError::Neutron {
+                fault,
+                exception,
+                message,
+            } => {
+                let status = match fault {
+                    Fault::Invalid => StatusCode::BAD_REQUEST,
+                    Fault::NotFound => StatusCode::NOT_FOUND,
+                    Fault::Conflict => StatusCode::CONFLICT,
+                    Fault::Forbidden => StatusCode::FORBIDDEN,
+                };
+                ApiError::new(status, message).neutron(exception)
+            }
+            ServiceError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
             ServiceError::Store(e) => ApiError::from(e),
         }
     }

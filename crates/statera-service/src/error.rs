@@ -31,6 +31,18 @@ pub enum ServiceError {
     /// The deployment cannot do this (501: a provider's missing feature).
     #[error("{0}")]
     NotImplemented(String),
+    /// A Neutron error: which of the kinds above it is, with Neutron's
+    /// exception name (`NetworkNotFound`, `InvalidInput`) for its body.
+    #[error("{message}")]
+    Neutron {
+        fault: Fault,
+        exception: &'static str,
+        message: String,
+    },
+    /// Something this host must read for the answer could not be read (503:
+    /// its interface addresses); the same request may be sent again.
+    #[error("{0}")]
+    Unavailable(String),
     /// The store failed (the other side of the boundary): see
     /// [`ServiceError::retry_safe`].
     #[error(transparent)]
@@ -38,6 +50,15 @@ pub enum ServiceError {
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// The kind of a [`ServiceError::Neutron`], as the variants above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Invalid,
+    NotFound,
+    Conflict,
+    Forbidden,
+}
 
 impl ServiceError {
     /// Octavia's semantic validation failure (`Validation failure: …`).
@@ -102,7 +123,7 @@ impl ServiceError {
     pub fn retry_safe(&self) -> bool {
         match self {
             ServiceError::Store(e) => e.is_unavailable() || e.is_disk_full(),
-            ServiceError::Busy(_) => true,
+            ServiceError::Busy(_) | ServiceError::Unavailable(_) => true,
             _ => false,
         }
     }

@@ -33,7 +33,7 @@ pub fn parse_id(raw: &str, resource: &str) -> ServiceResult<uuid::Uuid> {
 }
 
 pub use auth::{Context, authorize, project_target};
-pub use error::{ServiceError, ServiceResult};
+pub use error::{Fault, ServiceError, ServiceResult};
 pub use lb::*;
 pub use opt::Opt;
 pub use quota::{QuotaDefaults, QuotaKind, check_quota, quota_limit, quota_usage};

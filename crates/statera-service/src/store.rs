@@ -36,7 +36,14 @@ owned!(
     HealthMonitor,
     L7Policy,
     L7Rule,
-    Quota
+    Quota,
+    Network,
+    Subnet,
+    Port,
+    Router,
+    FloatingIp,
+    SecurityGroup,
+    SecurityGroupRule
 );
 
 /// What the service reads.

@@ -10,11 +10,12 @@
 //! subnets) are visible to every project.
 
 pub mod floatingips;
-pub mod ipam;
+pub use statera_service::neutron::ipam;
 pub mod networks;
 pub mod ports;
 pub mod quotas;
 pub mod render;
+pub mod resource;
 pub mod routers;
 pub mod security_groups;
 pub mod subnetpools;
@@ -32,7 +33,7 @@ use serde_json::{Value, json};
 use statera_model::Router as L3Router;
 use statera_model::*;
 use statera_policy::Target;
-use statera_store::State;
+use statera_store::{State, Txn};
 use uuid::Uuid;
 
 /// The Neutron collections this API serves (for error shapes on unknown routes).
@@ -205,47 +206,40 @@ pub(crate) fn run<T>(body: impl FnOnce() -> ApiResult<T>) -> ApiResult<T> {
     neutron(body())
 }
 
+use statera_service::neutron as service;
+
 /// `<Resource> <id> could not be found.` with Neutron's exception name.
 pub(crate) fn not_found(
     resource: &str,
     id: impl std::fmt::Display,
     kind: &'static str,
 ) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("{resource} {id} could not be found."),
-    )
-    .neutron(kind)
+    service::not_found(resource, id, kind).into()
 }
 
 /// A path id: anything that is not a UUID names nothing (404).
 pub(crate) fn path_id(raw: &str, resource: &str, kind: &'static str) -> ApiResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| not_found(resource, raw, kind))
+    Ok(service::parse_id(raw, resource, kind)?)
 }
 
 /// Neutron's `InvalidInput` (400): `Invalid input for operation: …`.
 pub(crate) fn invalid_input(message: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("Invalid input for operation: {message}")).neutron("InvalidInput")
+    service::invalid_input(message).into()
 }
 
 /// A 400 about one attribute: `Invalid input for <field>. Reason: …`.
 pub(crate) fn invalid_field(field: &str, reason: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("Invalid input for {field}. Reason: {reason}."))
-        .neutron("HTTPBadRequest")
+    service::invalid_field(field, reason).into()
 }
 
 /// A 409 with Neutron's exception name.
 pub(crate) fn conflict(kind: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::conflict(message).neutron(kind)
+    service::conflict(kind, message).into()
 }
 
 /// `(rule:<action>) is disallowed by policy` (403).
 pub(crate) fn forbidden(action: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        format!("(rule:{action}) is disallowed by policy"),
-    )
-    .neutron("PolicyNotAuthorized")
+    service::forbidden(action).into()
 }
 
 /// The object inside envelope `name`.
@@ -275,142 +269,52 @@ pub(crate) fn only_default(
     }
 }
 
-fn py_bool(b: bool) -> String {
-    if b { "True" } else { "False" }.to_string()
-}
-
-/// The policy target of an object of `project_id` on network `n`: the
-/// object's project, the network's (`network:project_id`) and the
-/// network's `shared` / `router:external` (Neutron's field checks).
-pub(crate) fn network_target(project_id: &str, n: &Network) -> Target {
-    let mut t = project_target(project_id);
-    t.insert("network:project_id".into(), n.project_id.clone());
-    t.insert("network:tenant_id".into(), n.project_id.clone());
-    t.insert("shared".into(), py_bool(n.shared));
-    t.insert("router:external".into(), py_bool(n.external));
-    t
-}
-
-/// A subnet's policy target (Statera shows a network owner no other
-/// project's subnets: `network:project_id` is left out, so Neutron's
-/// network-owner alternatives of the subnet rules do not apply).
-pub(crate) fn subnet_target(s: &State, sub: &Subnet) -> Target {
-    let mut t = project_target(&sub.project_id);
-    if let Some(n) = s.networks.get(&sub.network_id) {
-        t.insert("shared".into(), py_bool(n.shared));
-        t.insert("router:external".into(), py_bool(n.external));
-    }
-    t
-}
+pub(crate) use service::{network_target, subnet_target};
 
 /// Whether a create `rule` allows the caller to create an object for
-/// `project_id` in that project's own tree (its own network, its own
-/// security group): asked before the parent is looked up, since Neutron
-/// refuses a non-admin naming another project whatever the parent.
+/// `project_id` in that project's own tree (see the service's `may_create`).
 pub(crate) fn may_create(ctx: &RequestContext, rule: &str, project_id: &str) -> bool {
-    let mut t = project_target(project_id);
-    for key in ["network:project_id", "security_group:project_id"] {
-        t.insert(key.into(), project_id.into());
-    }
-    ctx.allowed_on(rule, &t)
+    service::may_create(&ctx.service, rule, project_id)
 }
 
-/// Whether the caller sees network `n` (`get_network`).
-pub(crate) fn network_visible(ctx: &RequestContext, n: &Network) -> bool {
-    ctx.allowed_on("get_network", &network_target(&n.project_id, n))
-}
-
-/// Whether the caller sees subnet `sub` (`get_subnet`: its own, or on a
-/// network everyone sees).
+/// Whether the caller sees subnet `sub` (`get_subnet`).
 pub(crate) fn subnet_visible(ctx: &RequestContext, s: &State, sub: &Subnet) -> bool {
-    ctx.allowed_on("get_subnet", &subnet_target(s, sub))
+    service::subnet_visible(&ctx.service, s, sub)
 }
 
-/// Whether the caller sees port `p` (`get_port`: its own, or on a network
-/// it owns).
+/// Whether the caller sees port `p` (`get_port`).
 pub(crate) fn port_visible(ctx: &RequestContext, s: &State, p: &Port) -> bool {
-    let mut t = project_target(&p.project_id);
-    if let Some(n) = s.networks.get(&p.network_id) {
-        t.insert("network:project_id".into(), n.project_id.clone());
-    }
-    ctx.allowed_on("get_port", &t)
+    service::port_visible(&ctx.service, s, p)
 }
 
 /// Whether the caller may use objects of `project_id` in references of its
-/// own requests: Neutron's `admin_or_owner` rule. Unlike reading, Octavia's
-/// observer roles give no such right.
+/// own requests (Neutron's `admin_or_owner`).
 pub(crate) fn owns(ctx: &RequestContext, project_id: &str) -> bool {
-    statera_service::neutron::owns(&ctx.service, project_id)
+    service::owns(&ctx.service, project_id)
 }
 
-/// The network `id` if the caller may put something on it: its own, a
-/// shared one, or an external one (as Neutron shows them to everyone).
-pub(crate) fn usable_network(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Network> {
-    s.networks
-        .get(&id)
-        .filter(|n| owns(ctx, &n.project_id) || n.shared || n.external)
-        .map(|n| (**n).clone())
-}
-
-/// The subnet `id` if the caller may put something on it (its own, or on a
-/// network it may use).
-pub(crate) fn usable_subnet(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Subnet> {
-    statera_service::neutron::usable_subnet(&ctx.service, s, id)
-}
-
-/// The port `id` if the caller may use it: its own, or on a network it owns.
-pub(crate) fn usable_port(ctx: &RequestContext, s: &State, id: Uuid) -> Option<Port> {
-    s.ports
-        .get(&id)
-        .filter(|p| {
-            owns(ctx, &p.project_id)
-                || s.networks
-                    .get(&p.network_id)
-                    .is_some_and(|n| owns(ctx, &n.project_id))
-        })
-        .map(|p| (**p).clone())
-}
-
-/// An id to show the caller in an error about an object of `project_id`:
-/// the id when the caller may read that object, else a phrase that reveals
-/// nothing of another project's objects.
+/// An id to show the caller in an error about an object of `project_id`.
 pub(crate) fn shown_id(
     ctx: &RequestContext,
     project_id: &str,
     id: impl std::fmt::Display,
 ) -> String {
-    if ctx.allowed("admin_or_owner", project_id) {
-        id.to_string()
-    } else {
-        "(an object of another project)".to_string()
-    }
+    service::shown_id(&ctx.service, project_id, id)
 }
 
 /// The network `id`, visible to the caller, else 404 `NetworkNotFound`.
 pub(crate) fn visible_network(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Network> {
-    s.networks
-        .get(&id)
-        .filter(|n| network_visible(ctx, n))
-        .map(|n| (**n).clone())
-        .ok_or_else(|| not_found("Network", id, "NetworkNotFound"))
+    Ok((*service::visible_network(&ctx.service, s, id)?).clone())
 }
 
 /// The subnet `id`, visible to the caller, else 404 `SubnetNotFound`.
 pub(crate) fn visible_subnet(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Subnet> {
-    s.subnets
-        .get(&id)
-        .filter(|x| subnet_visible(ctx, s, x))
-        .map(|x| (**x).clone())
-        .ok_or_else(|| not_found("Subnet", id, "SubnetNotFound"))
+    Ok((*service::visible_subnet(&ctx.service, s, id)?).clone())
 }
 
 /// The port `id`, visible to the caller, else 404 `PortNotFound`.
 pub(crate) fn visible_port(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Port> {
-    s.ports
-        .get(&id)
-        .filter(|p| port_visible(ctx, s, p))
-        .map(|p| (**p).clone())
-        .ok_or_else(|| not_found("Port", id, "PortNotFound"))
+    Ok((*service::visible_port(&ctx.service, s, id)?).clone())
 }
 
 /// A Neutron list body: repeated filter keys OR'ed, unknown filters and the
@@ -459,7 +363,7 @@ pub(crate) fn one(envelope: &str, o: Object, uri: &Uri) -> Value {
 
 /// Neutron's generic `BadRequest` (400): `Bad <resource> request: <msg>.`
 pub(crate) fn bad_request(resource: &str, msg: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("Bad {resource} request: {msg}.")).neutron("BadRequest")
+    service::bad_request(resource, msg).into()
 }
 
 /// `Failed to parse request. Required attribute '<field>' not specified` (400).
@@ -474,11 +378,7 @@ pub(crate) fn required_attribute<T>(v: crate::input::Opt<T>, field: &str) -> Api
 
 /// The router `id`, visible to the caller, else 404 `RouterNotFound`.
 pub(crate) fn visible_router(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<L3Router> {
-    s.routers
-        .get(&id)
-        .filter(|r| ctx.allowed("get_router", &r.project_id))
-        .map(|r| (**r).clone())
-        .ok_or_else(|| router_not_found(id))
+    Ok((*service::visible_router(&ctx.service, s, id)?).clone())
 }
 
 /// The floating IP `id`, visible to the caller, else 404 `FloatingIPNotFound`.
@@ -487,27 +387,15 @@ pub(crate) fn visible_floating_ip(
     s: &State,
     id: Uuid,
 ) -> ApiResult<FloatingIp> {
-    s.floating_ips
-        .get(&id)
-        .filter(|f| ctx.allowed("get_floatingip", &f.project_id))
-        .map(|f| (**f).clone())
-        .ok_or_else(|| floating_ip_not_found(id))
+    Ok((*service::visible_floating_ip(&ctx.service, s, id)?).clone())
 }
 
 pub(crate) fn floating_ip_not_found(id: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("Floating IP {id} could not be found"),
-    )
-    .neutron("FloatingIPNotFound")
+    service::floating_ip_not_found(id).into()
 }
 
 pub(crate) fn security_group_not_found(id: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("Security group {id} does not exist"),
-    )
-    .neutron("SecurityGroupNotFound")
+    service::security_group_not_found(id).into()
 }
 
 /// The security group `id`, visible to the caller, else 404 `SecurityGroupNotFound`.
@@ -516,11 +404,7 @@ pub(crate) fn visible_security_group(
     s: &State,
     id: Uuid,
 ) -> ApiResult<SecurityGroup> {
-    s.security_groups
-        .get(&id)
-        .filter(|g| ctx.allowed("get_security_group", &g.project_id))
-        .map(|g| (**g).clone())
-        .ok_or_else(|| security_group_not_found(id))
+    Ok((*service::visible_security_group(&ctx.service, s, id)?).clone())
 }
 
 /// A path id: anything that is not a UUID names nothing (the 404 of `missing`).
@@ -529,9 +413,5 @@ pub(crate) fn path_uuid(raw: &str, missing: impl FnOnce(String) -> ApiError) -> 
 }
 
 pub(crate) fn router_not_found(id: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("Router {id} could not be found"),
-    )
-    .neutron("RouterNotFound")
+    service::router_not_found(id).into()
 }

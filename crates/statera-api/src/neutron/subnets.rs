@@ -1,14 +1,16 @@
 //! `/subnets`: list, create, show, update, delete; the CIDR, gateway and
 //! allocation-pool rules.
 
+pub(crate) use super::ipam::{
+    AddressSpace, default_gateway, default_pools, held_addresses, is_host_address, to_u128,
+};
 use super::*;
 use crate::input::{JsonBody, NeutronJson, Opt};
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::routing::get;
 use ipnet::IpNet;
-use statera_model::addressing::{HostAddressSpace, host_reserved_overlap, overlaps};
-use std::collections::HashSet;
+use statera_model::addressing::host_reserved_overlap;
 use std::net::IpAddr;
 use std::str::FromStr;
 
@@ -16,79 +18,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/subnets", get(list).post(create))
         .route("/subnets/{id}", get(show).put(update).delete(delete))
-}
-
-// ---- address arithmetic -------------------------------------------------
-
-fn to_u128(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(a) => u32::from(a) as u128,
-        IpAddr::V6(a) => u128::from(a),
-    }
-}
-
-fn from_u128(n: u128, like: &IpNet) -> IpAddr {
-    match like {
-        IpNet::V4(_) => IpAddr::V4((n as u32).into()),
-        IpNet::V6(_) => IpAddr::V6(n.into()),
-    }
-}
-
-/// The addresses of `cidr` a host may hold, as an inclusive range: all but
-/// the network address and (IPv4) the broadcast address; a single-address
-/// subnet holds that address. `None` when nothing is left (/31).
-fn host_range(cidr: &IpNet) -> Option<(u128, u128)> {
-    let first = to_u128(cidr.network());
-    let last = to_u128(cidr.broadcast());
-    if first == last {
-        return Some((first, last));
-    }
-    let lo = first + 1;
-    let hi = if cidr.addr().is_ipv4() {
-        last - 1
-    } else {
-        last
-    };
-    (lo <= hi).then_some((lo, hi))
-}
-
-/// Whether a port may hold `ip` on a subnet of `cidr`.
-pub(crate) fn is_host_address(cidr: &IpNet, ip: IpAddr) -> bool {
-    cidr.contains(&ip) && host_range(cidr).is_some_and(|(lo, hi)| (lo..=hi).contains(&to_u128(ip)))
-}
-
-/// Neutron's default gateway: the first host address.
-pub(crate) fn default_gateway(cidr: &IpNet) -> Option<IpAddr> {
-    match host_range(cidr) {
-        Some((lo, hi)) if lo < hi => Some(from_u128(lo, cidr)),
-        _ => None,
-    }
-}
-
-/// The whole host range of `cidr`, minus the gateway.
-pub(crate) fn default_pools(cidr: &IpNet, gateway: Option<IpAddr>) -> Vec<AllocationPool> {
-    let Some((lo, hi)) = host_range(cidr) else {
-        return Vec::new();
-    };
-    let mut ranges = vec![(lo, hi)];
-    if let Some(g) = gateway.filter(|g| cidr.contains(g)).map(to_u128)
-        && (lo..=hi).contains(&g)
-    {
-        ranges.clear();
-        if g > lo {
-            ranges.push((lo, g - 1));
-        }
-        if g < hi {
-            ranges.push((g + 1, hi));
-        }
-    }
-    ranges
-        .into_iter()
-        .map(|(a, b)| AllocationPool {
-            start: from_u128(a, cidr),
-            end: from_u128(b, cidr),
-        })
-        .collect()
 }
 
 fn show_pool(p: &AllocationPool) -> String {
@@ -626,7 +555,7 @@ async fn delete_subnet(ctx: RequestContext, app: AppState, id: String) -> ApiRes
                 .filter(|p| p.fixed_ips.iter().any(|f| f.subnet_id == id))
                 .map(|p| &**p)
                 .collect();
-            if let Some(user) = lb_user(&ctx, &s, id) {
+            if let Some(user) = statera_service::neutron::lb_user(&ctx.service, &s, id) {
                 return Err(conflict(
                     "SubnetInUse",
                     format!("Unable to complete operation on subnet {id}: {user} uses it."),
@@ -655,87 +584,6 @@ async fn delete_subnet(ctx: RequestContext, app: AppState, id: String) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// What of the load-balancing side uses subnet `id` (a VIP, an additional
-/// VIP, a member), if anything does.
-/// Ids of another project's objects are not shown.
-pub(crate) fn lb_user(ctx: &RequestContext, s: &State, id: Uuid) -> Option<String> {
-    if let Some(lb) = s
-        .loadbalancers
-        .iter()
-        .find(|lb| lb.vip_subnet_id == id || lb.additional_vips.iter().any(|v| v.subnet_id == id))
-    {
-        return Some(
-            if ctx.allowed("os_load-balancer_api:loadbalancer:get_one", &lb.project_id) {
-                format!("load balancer {}", lb.id)
-            } else {
-                "a load balancer of another project".to_string()
-            },
-        );
-    }
-    s.members.iter().find(|m| m.subnet_id == Some(id)).map(|m| {
-        if ctx.allowed("os_load-balancer_api:member:get_one", &m.project_id) {
-            format!("member {} of pool {}", m.id, m.pool_id)
-        } else {
-            "a member of another project".to_string()
-        }
-    })
-}
-
-/// Where a request allocates addresses: which subnets share the host's own
-/// kernel addresses (the network driver decides), and the addresses the
-/// host's interfaces hold, which are never handed out by allocation under
-/// the host driver (a load balancer given one would bind the host's own
-/// address). Asking for one by value is an admin's right (see
-/// `quotas::check_port_addresses`).
-#[derive(Debug, Clone, Default)]
-pub struct AddressSpace {
-    pub kind: HostAddressSpace,
-    pub host: Vec<IpAddr>,
-}
-
-impl AddressSpace {
-    pub fn holds(&self, cidr: &IpNet) -> bool {
-        self.kind.holds(cidr)
-    }
-
-    /// `taken` plus the host's own addresses: what allocation must avoid.
-    pub fn avoid(&self, mut taken: HashSet<IpAddr>) -> HashSet<IpAddr> {
-        taken.extend(self.host.iter().copied());
-        taken
-    }
-}
-
-/// The addresses of `subnet` held by ports other than `except`. On a subnet
-/// in the host's own address space (`space`), also every address held on
-/// another such subnet that overlaps it, whatever its network or project:
-/// there, one address is one kernel socket address, and two load balancers
-/// on it would share or steal each other's traffic.
-pub(crate) fn held_addresses(
-    s: &State,
-    space: &AddressSpace,
-    subnet: &Subnet,
-    except: Option<Uuid>,
-) -> HashSet<IpAddr> {
-    let on = |sub: &Subnet| {
-        s.ports
-            .children(sub.network_id)
-            .filter(|p| Some(p.id) != except)
-            .flat_map(|p| p.fixed_ips.iter())
-            .filter(|f| f.subnet_id == sub.id)
-            .map(|f| f.ip_address)
-            .collect::<Vec<_>>()
-    };
-    let mut held: HashSet<IpAddr> = on(subnet).into_iter().collect();
-    if space.holds(&subnet.cidr) {
-        for other in s.subnets.iter().filter(|o| {
-            o.id != subnet.id && space.holds(&o.cidr) && overlaps(&o.cidr, &subnet.cidr)
-        }) {
-            held.extend(on(other));
-        }
-    }
-    held
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -753,47 +601,6 @@ mod tests {
             start: ip(a),
             end: ip(b),
         }
-    }
-
-    #[test]
-    fn defaults() {
-        let c = net("10.0.0.0/24");
-        assert_eq!(default_gateway(&c), Some(ip("10.0.0.1")));
-        assert_eq!(
-            default_pools(&c, Some(ip("10.0.0.1"))),
-            [pool("10.0.0.2", "10.0.0.254")]
-        );
-        assert_eq!(default_pools(&c, None), [pool("10.0.0.1", "10.0.0.254")]);
-        assert_eq!(
-            default_pools(&c, Some(ip("10.0.0.100"))),
-            [
-                pool("10.0.0.1", "10.0.0.99"),
-                pool("10.0.0.101", "10.0.0.254")
-            ]
-        );
-        assert_eq!(
-            default_pools(&c, Some(ip("10.0.0.254"))),
-            [pool("10.0.0.1", "10.0.0.253")]
-        );
-        let v6 = net("2001:db8::/64");
-        assert_eq!(default_gateway(&v6), Some(ip("2001:db8::1")));
-        assert_eq!(
-            default_pools(&v6, Some(ip("2001:db8::1"))),
-            [pool("2001:db8::2", "2001:db8::ffff:ffff:ffff:ffff")]
-        );
-        // Tiny subnets.
-        assert_eq!(default_gateway(&net("10.0.0.0/31")), None);
-        assert!(default_pools(&net("10.0.0.0/31"), None).is_empty());
-        assert_eq!(default_gateway(&net("10.0.0.7/32")), None);
-        assert_eq!(
-            default_pools(&net("10.0.0.7/32"), None),
-            [pool("10.0.0.7", "10.0.0.7")]
-        );
-        assert_eq!(default_gateway(&net("10.0.0.0/30")), Some(ip("10.0.0.1")));
-        assert_eq!(
-            default_pools(&net("10.0.0.0/30"), Some(ip("10.0.0.1"))),
-            [pool("10.0.0.2", "10.0.0.2")]
-        );
     }
 
     #[test]
@@ -839,16 +646,5 @@ mod tests {
         assert_eq!(e.neutron_type, "GatewayConflictWithAllocationPools");
         let e = check_pools(&c, &[pool("2001:db8::1", "2001:db8::2")], g).unwrap_err();
         assert_eq!(e.neutron_type, "InvalidAllocationPool");
-    }
-
-    #[test]
-    fn host_addresses() {
-        let c = net("10.0.0.0/24");
-        assert!(is_host_address(&c, ip("10.0.0.1")));
-        assert!(!is_host_address(&c, ip("10.0.0.0")));
-        assert!(!is_host_address(&c, ip("10.0.0.255")));
-        assert!(!is_host_address(&c, ip("10.0.1.1")));
-        assert!(!is_host_address(&c, ip("::1")));
-        assert!(is_host_address(&net("10.0.0.7/32"), ip("10.0.0.7")));
     }
 }

@@ -3,18 +3,18 @@
 //! service's create (`statera_service::octavia::loadbalancers::create`:
 //! provider, flavor, availability zone, quota, the nested objects) with the
 //! network side given as its `plug`: the Neutron port quota and the VIP
-//! plugged through the Neutron subset's IPAM (`neutron::ipam::plug_vip`, on
-//! the write transaction), which is not yet in the service layer.
+//! plugged through the Neutron subset's IPAM
+//! (`statera_service::neutron::ipam::plug_lb_vip`, on the write transaction).
 
 use super::*;
 use crate::input::{Input, JsonBody, OctaviaJson};
-use crate::neutron::ipam;
 use crate::render;
 use axum::Json;
 use axum::extract::State as AxState;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use statera_service::octavia::loadbalancers::{self as service, NewLoadBalancer, PluggedVip};
+use statera_service::neutron::ipam::{self, VipRequest};
+use statera_service::octavia::loadbalancers::{self as service, NewLoadBalancer};
 
 pub async fn create(
     ctx: RequestContext,
@@ -54,11 +54,7 @@ pub async fn create(
         ));
     }
     let graph = super::graph_input::parse(listeners, pools)?;
-    if let Some(ip) = crate::neutron::quotas::requested_host_address(&app, &ctx, vip_address)? {
-        return Err(ApiError::validation(format!(
-            "vip_address {ip} is an address of this host; only an administrator may use it."
-        )));
-    }
+    ipam::check_vip_address(&ctx.service, &*app.settings, vip_address)?;
 
     let lb_id = Uuid::new_v4();
     let new = NewLoadBalancer {
@@ -75,37 +71,15 @@ pub async fn create(
         tags,
         graph,
     };
-    // The network side: the VIP port Statera creates is the project's, as
-    // Octavia's is, and counts against its Neutron port quota.
-    let plug = |txn: &mut Txn| -> ApiResult<PluggedVip> {
-        if vip_port_id.is_none() {
-            crate::neutron::quotas::check(
-                &app,
-                txn.state(),
-                &project_id,
-                crate::neutron::quotas::Resource::Port,
-                1,
-            )
-            .map_err(|e| ApiError::conflict(e.message))?;
-        }
-        let vip = ipam::plug_vip(
-            txn,
-            &ctx,
-            &crate::neutron::quotas::address_space(&app)?,
-            &project_id,
-            lb_id,
-            vip_subnet_id,
-            vip_network_id,
-            vip_port_id,
-            vip_address,
-        )?;
-        Ok(PluggedVip {
-            address: vip.address,
-            port_id: vip.port_id,
-            subnet_id: vip.subnet_id,
-            network_id: vip.network_id,
-        })
+    let vip = VipRequest {
+        subnet_id: vip_subnet_id,
+        network_id: vip_network_id,
+        port_id: vip_port_id,
+        address: vip_address,
     };
+    let settings = &*app.settings;
+    let plug =
+        |txn: &mut Txn| ipam::plug_lb_vip(&ctx.service, txn, settings, &project_id, lb_id, vip);
     let created = app
         .store
         .write(|txn| service::create(&ctx.service, txn, &*app.settings, new, plug))

@@ -1,0 +1,165 @@
+//! The wire shape of a Neutron resource, written once: `GET/POST /things`,
+//! `GET/PUT/DELETE /things/{id}` read the request (Neutron's envelope, its
+//! attribute rules), call the service layer's operation
+//! (`statera_service::neutron::<resource>`) and render, in Neutron's error
+//! shape whatever fails. A [`Resource`] says what differs: names, reading,
+//! rendering, which service functions. Actions beyond CRUD (a router's
+//! interfaces) are routes of the resource's own module.
+
+use super::*;
+use crate::ApiSettings;
+use crate::input::{JsonBody, NeutronJson};
+use axum::Json;
+use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::routing::get;
+use statera_service::{Context, ServiceError, ServiceResult};
+use std::sync::Arc;
+
+/// One Neutron collection served by the service layer.
+pub trait Resource: Send + Sync + 'static {
+    type Model: Send + Sync + 'static;
+    /// What a create states (the service's typed input).
+    type New: Send;
+    /// What an update states.
+    type Fields: Send;
+    /// The body's envelope (`network`).
+    const ENVELOPE: &'static str;
+    /// The collection (`networks`; its links key adds `_links`).
+    const PLURAL: &'static str;
+    /// What filters and `fields=` may name.
+    const ATTRS: &'static [&'static str];
+    /// Query parameters a list accepts and does not filter on.
+    const IGNORED: &'static [&'static str] = &[];
+
+    /// The 404 of an id that names nothing (anything not a UUID).
+    fn missing(raw: &str) -> ServiceError;
+    fn render(s: &State, m: &Self::Model) -> Object;
+    fn list(ctx: &Context, s: &State) -> ServiceResult<Vec<Arc<Self::Model>>>;
+    fn show(ctx: &Context, s: &State, id: Uuid) -> ServiceResult<Arc<Self::Model>>;
+    /// A create's attributes, read the way Neutron does.
+    fn parse_create(input: &mut Input) -> ApiResult<Self::New>;
+    fn create(
+        ctx: &Context,
+        txn: &mut Txn,
+        settings: &ApiSettings,
+        new: Self::New,
+    ) -> ServiceResult<Uuid>;
+    /// An update's attributes, read the way Neutron does.
+    fn parse_update(input: &mut Input) -> ApiResult<Self::Fields>;
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        settings: &ApiSettings,
+        id: Uuid,
+        fields: Self::Fields,
+    ) -> ServiceResult<()>;
+    fn delete(ctx: &Context, txn: &mut Txn, settings: &ApiSettings, id: Uuid) -> ServiceResult<()>;
+}
+
+/// The routes of `R` at `/<plural>`.
+pub fn routes<R: Resource>() -> Router<AppState> {
+    let path = format!("/{}", R::PLURAL);
+    Router::new()
+        .route(&path, get(list::<R>).post(create::<R>))
+        .route(
+            &format!("{path}/{{id}}"),
+            get(show::<R>).put(update::<R>).delete(delete::<R>),
+        )
+}
+
+fn id_of<R: Resource>(raw: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| R::missing(raw).into())
+}
+
+/// `R`'s object `id` as the caller sees it now, in its envelope.
+fn rendered<R: Resource>(app: &AppState, ctx: &RequestContext, id: Uuid) -> ApiResult<Value> {
+    let s = app.store.snapshot();
+    let m = R::show(&ctx.service, &s, id)?;
+    Ok(json!({ R::ENVELOPE: R::render(&s, &m) }))
+}
+
+async fn list<R: Resource>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    run(|| {
+        let s = app.store.snapshot();
+        let items = R::list(&ctx.service, &s)?
+            .iter()
+            .map(|m| R::render(&s, m))
+            .collect();
+        list_body(&app, &ctx, &uri, R::PLURAL, R::ATTRS, R::IGNORED, items).map(Json)
+    })
+}
+
+async fn show<R: Resource>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<Json<Value>> {
+    run(|| {
+        let s = app.store.snapshot();
+        let m = R::show(&ctx.service, &s, id_of::<R>(&id)?)?;
+        Ok(Json(one(R::ENVELOPE, R::render(&s, &m), &uri)))
+    })
+}
+
+async fn create<R: Resource>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    JsonBody(body): NeutronJson,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    neutron(
+        async {
+            let mut input = envelope(body, R::ENVELOPE)?;
+            let new = R::parse_create(&mut input)?;
+            input.finish()?;
+            let id = app
+                .store
+                .write(|txn| R::create(&ctx.service, txn, &app.settings, new))
+                .await?;
+            Ok((StatusCode::CREATED, Json(rendered::<R>(&app, &ctx, id)?)))
+        }
+        .await,
+    )
+}
+
+async fn update<R: Resource>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): NeutronJson,
+) -> ApiResult<Json<Value>> {
+    neutron(
+        async {
+            let id = id_of::<R>(&id)?;
+            let mut input = envelope(body, R::ENVELOPE)?;
+            let fields = R::parse_update(&mut input)?;
+            input.finish()?;
+            app.store
+                .write(|txn| R::update(&ctx.service, txn, &app.settings, id, fields))
+                .await?;
+            rendered::<R>(&app, &ctx, id).map(Json)
+        }
+        .await,
+    )
+}
+
+async fn delete<R: Resource>(
+    ctx: RequestContext,
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    neutron(
+        async {
+            let id = id_of::<R>(&id)?;
+            app.store
+                .write(|txn| R::delete(&ctx.service, txn, &app.settings, id))
+                .await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        .await,
+    )
+}
