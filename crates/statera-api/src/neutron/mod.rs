@@ -269,17 +269,12 @@ pub(crate) fn only_default(
     }
 }
 
-pub(crate) use service::{network_target, subnet_target};
+pub(crate) use service::network_target;
 
 /// Whether a create `rule` allows the caller to create an object for
 /// `project_id` in that project's own tree (see the service's `may_create`).
 pub(crate) fn may_create(ctx: &RequestContext, rule: &str, project_id: &str) -> bool {
     service::may_create(&ctx.service, rule, project_id)
-}
-
-/// Whether the caller sees subnet `sub` (`get_subnet`).
-pub(crate) fn subnet_visible(ctx: &RequestContext, s: &State, sub: &Subnet) -> bool {
-    service::subnet_visible(&ctx.service, s, sub)
 }
 
 /// Whether the caller sees port `p` (`get_port`).
