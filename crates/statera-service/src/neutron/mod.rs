@@ -10,6 +10,7 @@
 pub mod ipam;
 pub mod networks;
 pub mod quotas;
+pub mod security_groups;
 
 use crate::auth::{Context, project_target};
 use crate::error::{Fault, ServiceError, ServiceResult};
