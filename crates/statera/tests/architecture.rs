@@ -519,6 +519,8 @@ const MOVED_TO_SERVICE: &[&str] = &[
     "crates/statera-api/src/neutron/networks.rs",
     "crates/statera-api/src/neutron/resource.rs",
     "crates/statera-api/src/neutron/subnets.rs",
+    "crates/statera-api/src/neutron/security_groups.rs",
+    "crates/statera-api/src/neutron/tags.rs",
     "crates/statera-api/src/octavia/healthmonitors.rs",
     "crates/statera-api/src/octavia/l7policies.rs",
     "crates/statera-api/src/octavia/l7rules.rs",

@@ -23,7 +23,7 @@ pub mod subnets;
 pub mod tags;
 
 use crate::AppState;
-use crate::context::{RequestContext, project_target};
+use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult, Style};
 use crate::input::Input;
 use crate::list::{Collection, Object, Query, RepeatedFilters, select_fields};
@@ -32,7 +32,6 @@ use axum::http::{StatusCode, Uri};
 use serde_json::{Value, json};
 use statera_model::Router as L3Router;
 use statera_model::*;
-use statera_policy::Target;
 use statera_store::{State, Txn};
 use uuid::Uuid;
 

@@ -26,6 +26,14 @@ pub trait Resource: Send + Sync + 'static {
     const ENVELOPE: &'static str;
     /// The collection (`networks`; its links key adds `_links`).
     const PLURAL: &'static str;
+    /// The collection in paths, where it differs from [`Resource::PLURAL`]
+    /// (`security-groups`).
+    const PATH: &'static str = Self::PLURAL;
+    /// Whether objects change (`PUT /things/{id}`). Without it the route
+    /// has no PUT, which answers as any method a route lacks (405
+    /// `HTTPMethodNotAllowed`), and `parse_update`/`update` are never called
+    /// (see [`not_updatable`]).
+    const UPDATABLE: bool = true;
     /// What filters and `fields=` may name.
     const ATTRS: &'static [&'static str];
     /// Query parameters a list accepts and does not filter on.
@@ -56,15 +64,29 @@ pub trait Resource: Send + Sync + 'static {
     fn delete(ctx: &Context, txn: &mut Txn, settings: &ApiSettings, id: Uuid) -> ServiceResult<()>;
 }
 
-/// The routes of `R` at `/<plural>`.
+/// The routes of `R` at `/<path>`.
 pub fn routes<R: Resource>() -> Router<AppState> {
-    let path = format!("/{}", R::PLURAL);
+    let path = format!("/{}", R::PATH);
+    let item = if R::UPDATABLE {
+        get(show::<R>).put(update::<R>).delete(delete::<R>)
+    } else {
+        get(show::<R>).delete(delete::<R>)
+    };
     Router::new()
         .route(&path, get(list::<R>).post(create::<R>))
-        .route(
-            &format!("{path}/{{id}}"),
-            get(show::<R>).put(update::<R>).delete(delete::<R>),
-        )
+        .route(&format!("{path}/{{id}}"), item)
+}
+
+/// What `parse_update` of a resource without update
+/// ([`Resource::UPDATABLE`] false) answers, should it ever be called: what
+/// a PUT on its objects answers (with `Fields = Infallible`, its `update`
+/// is `match fields {}`).
+pub fn not_updatable<T>() -> ApiResult<T> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "The method specified is not allowed for this resource.",
+    )
+    .neutron("HTTPMethodNotAllowed"))
 }
 
 fn id_of<R: Resource>(raw: &str) -> ApiResult<Uuid> {

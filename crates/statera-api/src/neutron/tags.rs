@@ -1,145 +1,14 @@
 //! Neutron's tag sub-resource, `/<resources>/{id}/tags[/{tag}]`, which the
 //! `openstack network|subnet|port|router|floating ip|security group
-//! create|set --tag` commands use.
+//! create|set --tag` commands use, on the wire; the operations are
+//! `statera_service::neutron::tags`.
 
 use super::*;
 use crate::input::{JsonBody, NeutronJson};
 use axum::Json;
 use axum::extract::{Path, State as AxState};
 use axum::routing::get;
-use statera_store::{Record, Txn};
-
-/// A Neutron resource with tags.
-pub(crate) trait Tagged: Record<Key = Uuid> {
-    const COLLECTION: &'static str;
-    /// Neutron's resource name in policy rules (`update_network`, …).
-    const SINGULAR: &'static str;
-    fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self>;
-    fn not_found(raw: &str) -> ApiError;
-    fn project_id(&self) -> &str;
-    fn tags_mut(&mut self) -> &mut Vec<String>;
-    fn touch(&mut self);
-}
-
-impl Tagged for Network {
-    const COLLECTION: &'static str = "networks";
-    const SINGULAR: &'static str = "network";
-    fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
-        visible_network(ctx, s, id)
-    }
-    fn not_found(raw: &str) -> ApiError {
-        not_found("Network", raw, "NetworkNotFound")
-    }
-    fn project_id(&self) -> &str {
-        &self.project_id
-    }
-    fn tags_mut(&mut self) -> &mut Vec<String> {
-        &mut self.tags
-    }
-    fn touch(&mut self) {
-        self.updated_at = Some(now());
-    }
-}
-
-impl Tagged for Subnet {
-    const COLLECTION: &'static str = "subnets";
-    const SINGULAR: &'static str = "subnet";
-    fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
-        visible_subnet(ctx, s, id)
-    }
-    fn not_found(raw: &str) -> ApiError {
-        not_found("Subnet", raw, "SubnetNotFound")
-    }
-    fn project_id(&self) -> &str {
-        &self.project_id
-    }
-    fn tags_mut(&mut self) -> &mut Vec<String> {
-        &mut self.tags
-    }
-    fn touch(&mut self) {
-        self.updated_at = Some(now());
-    }
-}
-
-impl Tagged for Port {
-    const COLLECTION: &'static str = "ports";
-    const SINGULAR: &'static str = "port";
-    fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
-        visible_port(ctx, s, id)
-    }
-    fn not_found(raw: &str) -> ApiError {
-        not_found("Port", raw, "PortNotFound")
-    }
-    fn project_id(&self) -> &str {
-        &self.project_id
-    }
-    fn tags_mut(&mut self) -> &mut Vec<String> {
-        &mut self.tags
-    }
-    fn touch(&mut self) {
-        self.updated_at = Some(now());
-    }
-}
-
-impl Tagged for L3Router {
-    const COLLECTION: &'static str = "routers";
-    const SINGULAR: &'static str = "router";
-    fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
-        visible_router(ctx, s, id)
-    }
-    fn not_found(raw: &str) -> ApiError {
-        router_not_found(raw)
-    }
-    fn project_id(&self) -> &str {
-        &self.project_id
-    }
-    fn tags_mut(&mut self) -> &mut Vec<String> {
-        &mut self.tags
-    }
-    fn touch(&mut self) {
-        self.updated_at = Some(now());
-    }
-}
-
-impl Tagged for FloatingIp {
-    const COLLECTION: &'static str = "floatingips";
-    const SINGULAR: &'static str = "floatingip";
-    fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
-        visible_floating_ip(ctx, s, id)
-    }
-    fn not_found(raw: &str) -> ApiError {
-        floating_ip_not_found(raw)
-    }
-    fn project_id(&self) -> &str {
-        &self.project_id
-    }
-    fn tags_mut(&mut self) -> &mut Vec<String> {
-        &mut self.tags
-    }
-    fn touch(&mut self) {
-        self.updated_at = Some(now());
-    }
-}
-
-impl Tagged for SecurityGroup {
-    const COLLECTION: &'static str = "security-groups";
-    const SINGULAR: &'static str = "security_group";
-    fn visible(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Self> {
-        visible_security_group(ctx, s, id)
-    }
-    fn not_found(raw: &str) -> ApiError {
-        security_group_not_found(raw)
-    }
-    fn project_id(&self) -> &str {
-        &self.project_id
-    }
-    fn tags_mut(&mut self) -> &mut Vec<String> {
-        &mut self.tags
-    }
-    fn touch(&mut self) {
-        self.updated_at = Some(now());
-    }
-}
+use statera_service::neutron::tags::{self as service, Tagged};
 
 pub fn routes() -> Router<AppState> {
     fn one_kind<T: Tagged>() -> Router<AppState> {
@@ -161,47 +30,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn id_of<T: Tagged>(raw: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| T::not_found(raw))
-}
-
-fn tag_not_found<T: Tagged>(id: Uuid, tag: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("Tag {tag} could not be found for {} {id}.", T::COLLECTION),
-    )
-    .neutron("TagNotFound")
-}
-
-fn check_tag(tag: &str) -> ApiResult<()> {
-    if tag.is_empty() || tag.chars().count() > 255 {
-        return Err(invalid_field(
-            "tags",
-            format!("'{tag}' is not a valid tag (1 to 255 characters)"),
-        ));
-    }
-    Ok(())
-}
-
-/// Change the tags of object `id` with `f`; the object's tags after it.
-async fn change<T: Tagged>(
-    ctx: &RequestContext,
-    app: &AppState,
-    id: Uuid,
-    f: impl FnOnce(&mut Vec<String>) -> ApiResult<()>,
-) -> ApiResult<Vec<String>> {
-    app.store
-        .write(|txn: &mut Txn| {
-            let mut o = T::visible(ctx, txn.state(), id)?;
-            if !ctx.allowed(&format!("update_{}", T::SINGULAR), o.project_id()) {
-                return Err(forbidden(&format!("update_{}:tags", T::COLLECTION)));
-            }
-            f(o.tags_mut())?;
-            let tags = o.tags_mut().clone();
-            o.touch();
-            txn.put(o)?;
-            Ok(tags)
-        })
-        .await
+    Uuid::parse_str(raw).map_err(|_| T::not_found(raw).into())
 }
 
 async fn list<T: Tagged>(
@@ -210,8 +39,8 @@ async fn list<T: Tagged>(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     run(|| {
-        let mut o = T::visible(&ctx, &app.store.snapshot(), id_of::<T>(&id)?)?;
-        Ok(Json(json!({"tags": o.tags_mut()})))
+        let tags = service::list::<T>(&ctx.service, &*app.store.snapshot(), id_of::<T>(&id)?)?;
+        Ok(Json(json!({ "tags": tags })))
     })
 }
 
@@ -221,13 +50,8 @@ async fn check<T: Tagged>(
     Path((id, tag)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     run(|| {
-        let id = id_of::<T>(&id)?;
-        let mut o = T::visible(&ctx, &app.store.snapshot(), id)?;
-        if o.tags_mut().contains(&tag) {
-            Ok(StatusCode::NO_CONTENT)
-        } else {
-            Err(tag_not_found::<T>(id, &tag))
-        }
+        service::check::<T>(&ctx.service, &*app.store.snapshot(), id_of::<T>(&id)?, &tag)?;
+        Ok(StatusCode::NO_CONTENT)
     })
 }
 
@@ -245,21 +69,11 @@ async fn replace<T: Tagged>(
                 .value()
                 .ok_or_else(|| invalid_field("tags", "a list of tags is required"))?;
             input.finish()?;
-            for t in &tags {
-                check_tag(t)?;
-            }
-            let mut unique: Vec<String> = Vec::with_capacity(tags.len());
-            for t in tags {
-                if !unique.contains(&t) {
-                    unique.push(t);
-                }
-            }
-            let tags = change::<T>(&ctx, &app, id, |old| {
-                *old = unique;
-                Ok(())
-            })
-            .await?;
-            Ok(Json(json!({"tags": tags})))
+            let tags = app
+                .store
+                .write(|txn| service::replace::<T>(&ctx.service, txn, id, tags))
+                .await?;
+            Ok(Json(json!({ "tags": tags })))
         }
         .await,
     )
@@ -273,11 +87,9 @@ async fn clear<T: Tagged>(
     neutron(
         async {
             let id = id_of::<T>(&id)?;
-            change::<T>(&ctx, &app, id, |old| {
-                old.clear();
-                Ok(())
-            })
-            .await?;
+            app.store
+                .write(|txn| service::clear::<T>(&ctx.service, txn, id))
+                .await?;
             Ok(StatusCode::NO_CONTENT)
         }
         .await,
@@ -292,14 +104,9 @@ async fn add<T: Tagged>(
     neutron(
         async {
             let id = id_of::<T>(&id)?;
-            check_tag(&tag)?;
-            change::<T>(&ctx, &app, id, |old| {
-                if !old.contains(&tag) {
-                    old.push(tag);
-                }
-                Ok(())
-            })
-            .await?;
+            app.store
+                .write(|txn| service::add::<T>(&ctx.service, txn, id, tag))
+                .await?;
             Ok(StatusCode::CREATED)
         }
         .await,
@@ -314,15 +121,9 @@ async fn remove<T: Tagged>(
     neutron(
         async {
             let id = id_of::<T>(&id)?;
-            change::<T>(&ctx, &app, id, |old| {
-                let before = old.len();
-                old.retain(|t| *t != tag);
-                if old.len() == before {
-                    return Err(tag_not_found::<T>(id, &tag));
-                }
-                Ok(())
-            })
-            .await?;
+            app.store
+                .write(|txn| service::remove::<T>(&ctx.service, txn, id, &tag))
+                .await?;
             Ok(StatusCode::NO_CONTENT)
         }
         .await,

@@ -11,6 +11,8 @@ pub mod ipam;
 pub mod networks;
 pub mod quotas;
 pub mod subnets;
+pub mod security_groups;
+pub mod tags;
 
 use crate::auth::{Context, project_target};
 use crate::error::{Fault, ServiceError, ServiceResult};
