@@ -9,6 +9,7 @@
 
 pub mod ipam;
 pub mod networks;
+pub mod ports;
 pub mod quotas;
 
 use crate::auth::{Context, project_target};
