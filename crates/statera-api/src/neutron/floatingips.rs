@@ -13,21 +13,12 @@ use crate::input::{JsonBody, NeutronJson, Opt};
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::routing::get;
-use statera_store::{StoreError, Txn};
 use std::net::IpAddr;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/floatingips", get(list).post(create))
         .route("/floatingips/{id}", get(show).put(update).delete(delete))
-}
-
-/// The floating IPs associated with port `port_id`.
-pub(crate) fn of_port(s: &State, port_id: Uuid) -> impl Iterator<Item = &FloatingIp> {
-    s.floating_ips
-        .iter()
-        .filter(move |f| f.port_id == Some(port_id))
-        .map(|f| &**f)
 }
 
 /// Whether floating IP `f` is associated with a port that exists.
@@ -40,17 +31,6 @@ fn clear_association(f: &mut FloatingIp) {
     f.fixed_ip_address = None;
     f.router_id = None;
     f.updated_at = Some(now());
-}
-
-/// Let go of every floating IP associated with port `port_id` (the port is
-/// being deleted).
-pub(crate) fn disassociate_port(txn: &mut Txn, port_id: Uuid) -> Result<(), StoreError> {
-    let fips: Vec<FloatingIp> = of_port(txn.state(), port_id).cloned().collect();
-    for mut f in fips {
-        clear_association(&mut f);
-        txn.put(f)?;
-    }
-    Ok(())
 }
 
 /// Where an association lands: the port, its fixed IP, the router.

@@ -276,24 +276,10 @@ pub(crate) fn may_create(ctx: &RequestContext, rule: &str, project_id: &str) -> 
     service::may_create(&ctx.service, rule, project_id)
 }
 
-/// Whether the caller sees port `p` (`get_port`).
-pub(crate) fn port_visible(ctx: &RequestContext, s: &State, p: &Port) -> bool {
-    service::port_visible(&ctx.service, s, p)
-}
-
 /// Whether the caller may use objects of `project_id` in references of its
 /// own requests (Neutron's `admin_or_owner`).
 pub(crate) fn owns(ctx: &RequestContext, project_id: &str) -> bool {
     service::owns(&ctx.service, project_id)
-}
-
-/// An id to show the caller in an error about an object of `project_id`.
-pub(crate) fn shown_id(
-    ctx: &RequestContext,
-    project_id: &str,
-    id: impl std::fmt::Display,
-) -> String {
-    service::shown_id(&ctx.service, project_id, id)
 }
 
 /// The network `id`, visible to the caller, else 404 `NetworkNotFound`.

@@ -43,6 +43,12 @@ pub trait Resource: Send + Sync + 'static {
     fn missing(raw: &str) -> ServiceError;
     fn render(s: &State, m: &Self::Model) -> Object;
     fn list(ctx: &Context, s: &State) -> ServiceResult<Vec<Arc<Self::Model>>>;
+    /// The listed objects that the resource's own filters in `query` (those
+    /// the generic ones cannot express, named in [`Resource::IGNORED`])
+    /// select. By default all of them.
+    fn select(_query: &Query, items: Vec<Arc<Self::Model>>) -> ApiResult<Vec<Arc<Self::Model>>> {
+        Ok(items)
+    }
     fn show(ctx: &Context, s: &State, id: Uuid) -> ServiceResult<Arc<Self::Model>>;
     /// A create's attributes, read the way Neutron does.
     fn parse_create(input: &mut Input) -> ApiResult<Self::New>;
@@ -54,6 +60,20 @@ pub trait Resource: Send + Sync + 'static {
     ) -> ServiceResult<Uuid>;
     /// An update's attributes, read the way Neutron does.
     fn parse_update(input: &mut Input) -> ApiResult<Self::Fields>;
+    /// What an update checks after reading its attributes and before the
+    /// body's remaining ones are refused ([`Input::finish`]), on object `id`
+    /// as the caller sees it in `s` (an immutable attribute restated with its
+    /// current value is taken here). By default nothing.
+    fn check_update(
+        _ctx: &Context,
+        _s: &State,
+        _settings: &ApiSettings,
+        _id: Uuid,
+        _fields: &Self::Fields,
+        _input: &mut Input,
+    ) -> ApiResult<()> {
+        Ok(())
+    }
     fn update(
         ctx: &Context,
         txn: &mut Txn,
@@ -107,7 +127,7 @@ async fn list<R: Resource>(
 ) -> ApiResult<Json<Value>> {
     run(|| {
         let s = app.store.snapshot();
-        let items = R::list(&ctx.service, &s)?
+        let items = R::select(&Query::parse(uri.query()), R::list(&ctx.service, &s)?)?
             .iter()
             .map(|m| R::render(&s, m))
             .collect();
@@ -159,6 +179,14 @@ async fn update<R: Resource>(
             let id = id_of::<R>(&id)?;
             let mut input = envelope(body, R::ENVELOPE)?;
             let fields = R::parse_update(&mut input)?;
+            R::check_update(
+                &ctx.service,
+                &app.store.snapshot(),
+                &app.settings,
+                id,
+                &fields,
+                &mut input,
+            )?;
             input.finish()?;
             app.store
                 .write(|txn| R::update(&ctx.service, txn, &app.settings, id, fields))

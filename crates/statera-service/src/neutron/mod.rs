@@ -9,6 +9,7 @@
 
 pub mod ipam;
 pub mod networks;
+pub mod ports;
 pub mod quotas;
 pub mod subnets;
 pub mod security_groups;
