@@ -216,11 +216,6 @@ pub(crate) fn not_found(
     service::not_found(resource, id, kind).into()
 }
 
-/// A path id: anything that is not a UUID names nothing (404).
-pub(crate) fn path_id(raw: &str, resource: &str, kind: &'static str) -> ApiResult<Uuid> {
-    Ok(service::parse_id(raw, resource, kind)?)
-}
-
 /// Neutron's `InvalidInput` (400): `Invalid input for operation: …`.
 pub(crate) fn invalid_input(message: impl std::fmt::Display) -> ApiError {
     service::invalid_input(message).into()
@@ -266,14 +261,6 @@ pub(crate) fn only_default(
         )),
         _ => Ok(()),
     }
-}
-
-pub(crate) use service::network_target;
-
-/// Whether a create `rule` allows the caller to create an object for
-/// `project_id` in that project's own tree (see the service's `may_create`).
-pub(crate) fn may_create(ctx: &RequestContext, rule: &str, project_id: &str) -> bool {
-    service::may_create(&ctx.service, rule, project_id)
 }
 
 /// Whether the caller may use objects of `project_id` in references of its
@@ -372,19 +359,6 @@ pub(crate) fn visible_floating_ip(
 
 pub(crate) fn floating_ip_not_found(id: impl std::fmt::Display) -> ApiError {
     service::floating_ip_not_found(id).into()
-}
-
-pub(crate) fn security_group_not_found(id: impl std::fmt::Display) -> ApiError {
-    service::security_group_not_found(id).into()
-}
-
-/// The security group `id`, visible to the caller, else 404 `SecurityGroupNotFound`.
-pub(crate) fn visible_security_group(
-    ctx: &RequestContext,
-    s: &State,
-    id: Uuid,
-) -> ApiResult<SecurityGroup> {
-    Ok((*service::visible_security_group(&ctx.service, s, id)?).clone())
 }
 
 /// A path id: anything that is not a UUID names nothing (the 404 of `missing`).

@@ -11,8 +11,8 @@ pub mod ipam;
 pub mod networks;
 pub mod ports;
 pub mod quotas;
-pub mod subnets;
 pub mod security_groups;
+pub mod subnets;
 pub mod tags;
 
 use crate::auth::{Context, project_target};
