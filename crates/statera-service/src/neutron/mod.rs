@@ -7,9 +7,11 @@
 //! subnets) are visible to every project. What the Octavia operations need
 //! of this subset (which objects a caller may reference) is here too.
 
+pub mod floatingips;
 pub mod ipam;
 pub mod networks;
 pub mod quotas;
+pub mod routers;
 
 use crate::auth::{Context, project_target};
 use crate::error::{Fault, ServiceError, ServiceResult};
