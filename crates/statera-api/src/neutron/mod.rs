@@ -287,12 +287,6 @@ pub(crate) fn port_visible(ctx: &RequestContext, s: &State, p: &Port) -> bool {
     service::port_visible(&ctx.service, s, p)
 }
 
-/// Whether the caller may use objects of `project_id` in references of its
-/// own requests (Neutron's `admin_or_owner`).
-pub(crate) fn owns(ctx: &RequestContext, project_id: &str) -> bool {
-    service::owns(&ctx.service, project_id)
-}
-
 /// An id to show the caller in an error about an object of `project_id`.
 pub(crate) fn shown_id(
     ctx: &RequestContext,

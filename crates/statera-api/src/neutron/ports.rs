@@ -60,35 +60,6 @@ fn free_mac(s: &State, network_id: Uuid) -> String {
     }
 }
 
-/// A port Statera makes for a router or a floating IP (Neutron gives them no
-/// name and, for gateway and floating IP ports, no project).
-pub(crate) fn service_port(
-    s: &State,
-    network_id: Uuid,
-    project_id: &str,
-    device_owner: &str,
-    device_id: Uuid,
-    fixed_ips: Vec<FixedIp>,
-) -> Port {
-    Port {
-        id: Uuid::new_v4(),
-        project_id: project_id.to_string(),
-        network_id,
-        name: String::new(),
-        description: String::new(),
-        admin_state_up: true,
-        mac_address: free_mac(s, network_id),
-        fixed_ips,
-        device_owner: device_owner.to_string(),
-        device_id: device_id.to_string(),
-        security_groups: Vec::new(),
-        port_security_enabled: false,
-        tags: Vec::new(),
-        created_at: now(),
-        updated_at: None,
-    }
-}
-
 // ---- fixed IPs ----------------------------------------------------------------
 
 /// One entry of a request's `fixed_ips`.

@@ -46,6 +46,15 @@ pub trait Resource: Send + Sync + 'static {
     ) -> ServiceResult<Uuid>;
     /// An update's attributes, read the way Neutron does.
     fn parse_update(input: &mut Input) -> ApiResult<Self::Fields>;
+    /// An update's whole body: [`Resource::parse_update`], and nothing else
+    /// may be left. A resource that refuses unknown attributes only once
+    /// the object is found overrides this and carries that refusal to the
+    /// service in its `Fields`.
+    fn read_update(mut input: Input) -> ApiResult<Self::Fields> {
+        let fields = Self::parse_update(&mut input)?;
+        input.finish()?;
+        Ok(fields)
+    }
     fn update(
         ctx: &Context,
         txn: &mut Txn,
@@ -135,9 +144,7 @@ async fn update<R: Resource>(
     neutron(
         async {
             let id = id_of::<R>(&id)?;
-            let mut input = envelope(body, R::ENVELOPE)?;
-            let fields = R::parse_update(&mut input)?;
-            input.finish()?;
+            let fields = R::read_update(envelope(body, R::ENVELOPE)?)?;
             app.store
                 .write(|txn| R::update(&ctx.service, txn, &app.settings, id, fields))
                 .await?;
@@ -162,4 +169,33 @@ async fn delete<R: Resource>(
         }
         .await,
     )
+}
+
+/// The read-only attributes among `keys` that an update's body states, with
+/// their value when it is a string (they may be restated, not changed: the
+/// service compares them with the object's).
+pub(crate) fn restated(
+    input: &mut Input,
+    keys: &[&'static str],
+) -> Vec<(&'static str, Option<String>)> {
+    keys.iter()
+        .filter_map(|&key| match input.take(key) {
+            crate::input::Opt::Absent => None,
+            crate::input::Opt::Set(Value::String(v)) => Some((key, Some(v))),
+            _ => Some((key, None)),
+        })
+        .collect()
+}
+
+/// The refusal of whatever an update's body still holds (attributes
+/// Statera does not know), for a service that gives it once the object is
+/// found: Neutron's `HTTPBadRequest` with [`Input::finish`]'s message.
+pub(crate) fn leftover(input: Input) -> Option<ServiceError> {
+    input.finish().err().map(|e| {
+        statera_service::neutron::error(
+            statera_service::Fault::Invalid,
+            "HTTPBadRequest",
+            e.message,
+        )
+    })
 }
