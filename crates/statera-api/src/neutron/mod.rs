@@ -207,15 +207,6 @@ pub(crate) fn run<T>(body: impl FnOnce() -> ApiResult<T>) -> ApiResult<T> {
 
 use statera_service::neutron as service;
 
-/// `<Resource> <id> could not be found.` with Neutron's exception name.
-pub(crate) fn not_found(
-    resource: &str,
-    id: impl std::fmt::Display,
-    kind: &'static str,
-) -> ApiError {
-    service::not_found(resource, id, kind).into()
-}
-
 /// Neutron's `InvalidInput` (400): `Invalid input for operation: …`.
 pub(crate) fn invalid_input(message: impl std::fmt::Display) -> ApiError {
     service::invalid_input(message).into()
@@ -224,16 +215,6 @@ pub(crate) fn invalid_input(message: impl std::fmt::Display) -> ApiError {
 /// A 400 about one attribute: `Invalid input for <field>. Reason: …`.
 pub(crate) fn invalid_field(field: &str, reason: impl std::fmt::Display) -> ApiError {
     service::invalid_field(field, reason).into()
-}
-
-/// A 409 with Neutron's exception name.
-pub(crate) fn conflict(kind: &'static str, message: impl Into<String>) -> ApiError {
-    service::conflict(kind, message).into()
-}
-
-/// `(rule:<action>) is disallowed by policy` (403).
-pub(crate) fn forbidden(action: &str) -> ApiError {
-    service::forbidden(action).into()
 }
 
 /// The object inside envelope `name`.
@@ -261,27 +242,6 @@ pub(crate) fn only_default(
         )),
         _ => Ok(()),
     }
-}
-
-/// Whether the caller may use objects of `project_id` in references of its
-/// own requests (Neutron's `admin_or_owner`).
-pub(crate) fn owns(ctx: &RequestContext, project_id: &str) -> bool {
-    service::owns(&ctx.service, project_id)
-}
-
-/// The network `id`, visible to the caller, else 404 `NetworkNotFound`.
-pub(crate) fn visible_network(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Network> {
-    Ok((*service::visible_network(&ctx.service, s, id)?).clone())
-}
-
-/// The subnet `id`, visible to the caller, else 404 `SubnetNotFound`.
-pub(crate) fn visible_subnet(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Subnet> {
-    Ok((*service::visible_subnet(&ctx.service, s, id)?).clone())
-}
-
-/// The port `id`, visible to the caller, else 404 `PortNotFound`.
-pub(crate) fn visible_port(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<Port> {
-    Ok((*service::visible_port(&ctx.service, s, id)?).clone())
 }
 
 /// A Neutron list body: repeated filter keys OR'ed, unknown filters and the
@@ -328,11 +288,6 @@ pub(crate) fn one(envelope: &str, o: Object, uri: &Uri) -> Value {
     json!({ envelope: o })
 }
 
-/// Neutron's generic `BadRequest` (400): `Bad <resource> request: <msg>.`
-pub(crate) fn bad_request(resource: &str, msg: impl std::fmt::Display) -> ApiError {
-    service::bad_request(resource, msg).into()
-}
-
 /// `Failed to parse request. Required attribute '<field>' not specified` (400).
 pub(crate) fn required_attribute<T>(v: crate::input::Opt<T>, field: &str) -> ApiResult<T> {
     v.value().ok_or_else(|| {
@@ -341,24 +296,6 @@ pub(crate) fn required_attribute<T>(v: crate::input::Opt<T>, field: &str) -> Api
         ))
         .neutron("HTTPBadRequest")
     })
-}
-
-/// The router `id`, visible to the caller, else 404 `RouterNotFound`.
-pub(crate) fn visible_router(ctx: &RequestContext, s: &State, id: Uuid) -> ApiResult<L3Router> {
-    Ok((*service::visible_router(&ctx.service, s, id)?).clone())
-}
-
-/// The floating IP `id`, visible to the caller, else 404 `FloatingIPNotFound`.
-pub(crate) fn visible_floating_ip(
-    ctx: &RequestContext,
-    s: &State,
-    id: Uuid,
-) -> ApiResult<FloatingIp> {
-    Ok((*service::visible_floating_ip(&ctx.service, s, id)?).clone())
-}
-
-pub(crate) fn floating_ip_not_found(id: impl std::fmt::Display) -> ApiError {
-    service::floating_ip_not_found(id).into()
 }
 
 /// A path id: anything that is not a UUID names nothing (the 404 of `missing`).

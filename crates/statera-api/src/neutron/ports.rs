@@ -2,7 +2,6 @@
 //! attributes Statera does not model), the `fixed_ips` list filter,
 //! rendering; the operations are `statera_service::neutron::ports`.
 
-use super::ipam::AddressSpace;
 use super::resource::{self, Resource};
 use super::*;
 use crate::ApiSettings;
@@ -11,7 +10,7 @@ use statera_service::neutron::ports::{self as service, NewPort, PortFields};
 use statera_service::{Context, ServiceError, ServiceResult};
 use std::sync::Arc;
 
-pub(crate) use statera_service::neutron::ports::{FixedIpRequest, service_port};
+pub(crate) use statera_service::neutron::ports::FixedIpRequest;
 
 pub fn routes() -> Router<AppState> {
     resource::routes::<Ports>()
@@ -161,26 +160,6 @@ pub(crate) fn parse_mac(raw: &str) -> ApiResult<String> {
 }
 
 // ---- fixed IPs ----------------------------------------------------------------
-
-/// The fixed IPs a port of `network_id` gets for `requested`, as the router
-/// and floating IP handlers call it (see the service's `assign_fixed_ips`).
-pub(crate) fn assign_fixed_ips(
-    s: &State,
-    space: &AddressSpace,
-    network_id: Uuid,
-    port: Option<&Port>,
-    requested: Option<Vec<FixedIpRequest>>,
-    device_owner: &str,
-) -> ApiResult<Vec<FixedIp>> {
-    Ok(service::assign_fixed_ips(
-        s,
-        space,
-        network_id,
-        port,
-        requested,
-        device_owner,
-    )?)
-}
 
 /// A list of `{subnet_id, ip_address}` entries under `key`.
 pub(crate) fn fixed_ip_list(input: &mut Input, key: &str) -> ApiResult<Opt<Vec<FixedIpRequest>>> {

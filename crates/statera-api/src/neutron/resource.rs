@@ -74,6 +74,15 @@ pub trait Resource: Send + Sync + 'static {
     ) -> ApiResult<()> {
         Ok(())
     }
+    /// The end of an update's reading, once [`Resource::check_update`] has
+    /// passed: by default nothing may be left in the body. A resource that
+    /// refuses unknown attributes only once the object is found (after its
+    /// 404) overrides this and carries that refusal to the service in its
+    /// `Fields` ([`restated`], [`leftover`]).
+    fn finish_update(fields: Self::Fields, input: Input) -> ApiResult<Self::Fields> {
+        input.finish()?;
+        Ok(fields)
+    }
     fn update(
         ctx: &Context,
         txn: &mut Txn,
@@ -187,7 +196,7 @@ async fn update<R: Resource>(
                 &fields,
                 &mut input,
             )?;
-            input.finish()?;
+            let fields = R::finish_update(fields, input)?;
             app.store
                 .write(|txn| R::update(&ctx.service, txn, &app.settings, id, fields))
                 .await?;
@@ -212,4 +221,33 @@ async fn delete<R: Resource>(
         }
         .await,
     )
+}
+
+/// The read-only attributes among `keys` that an update's body states, with
+/// their value when it is a string (they may be restated, not changed: the
+/// service compares them with the object's).
+pub(crate) fn restated(
+    input: &mut Input,
+    keys: &[&'static str],
+) -> Vec<(&'static str, Option<String>)> {
+    keys.iter()
+        .filter_map(|&key| match input.take(key) {
+            crate::input::Opt::Absent => None,
+            crate::input::Opt::Set(Value::String(v)) => Some((key, Some(v))),
+            _ => Some((key, None)),
+        })
+        .collect()
+}
+
+/// The refusal of whatever an update's body still holds (attributes
+/// Statera does not know), for a service that gives it once the object is
+/// found: Neutron's `HTTPBadRequest` with [`Input::finish`]'s message.
+pub(crate) fn leftover(input: Input) -> Option<ServiceError> {
+    input.finish().err().map(|e| {
+        statera_service::neutron::error(
+            statera_service::Fault::Invalid,
+            "HTTPBadRequest",
+            e.message,
+        )
+    })
 }

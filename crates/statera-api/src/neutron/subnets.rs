@@ -2,7 +2,6 @@
 //! nameservers, host routes), rendering; the operations and the CIDR,
 //! gateway and allocation-pool rules are `statera_service::neutron::subnets`.
 
-pub(crate) use super::ipam::{AddressSpace, held_addresses};
 use super::resource::{self, Resource};
 use super::*;
 use crate::ApiSettings;

@@ -7,10 +7,12 @@
 //! subnets) are visible to every project. What the Octavia operations need
 //! of this subset (which objects a caller may reference) is here too.
 
+pub mod floatingips;
 pub mod ipam;
 pub mod networks;
 pub mod ports;
 pub mod quotas;
+pub mod routers;
 pub mod security_groups;
 pub mod subnets;
 pub mod tags;

@@ -156,9 +156,12 @@ fn check_no_gateway(s: &impl StoreRead, p: &Port) -> ServiceResult<()> {
     }
 }
 
+/// `IpAddressGenerationFailure` (409): the network has no free address.
+pub const ADDRESS_GENERATION_FAILURE: &str = "IpAddressGenerationFailure";
+
 fn exhausted(network_id: Uuid) -> ServiceError {
     conflict(
-        "IpAddressGenerationFailure",
+        ADDRESS_GENERATION_FAILURE,
         format!("No more IP addresses available on network {network_id}."),
     )
 }
