@@ -518,6 +518,8 @@ fn f_api_never_settles_a_status() {
 const MOVED_TO_SERVICE: &[&str] = &[
     "crates/statera-api/src/neutron/networks.rs",
     "crates/statera-api/src/neutron/resource.rs",
+    "crates/statera-api/src/octavia/availability_zones.rs",
+    "crates/statera-api/src/octavia/flavors.rs",
     "crates/statera-api/src/octavia/healthmonitors.rs",
     "crates/statera-api/src/octavia/l7policies.rs",
     "crates/statera-api/src/octavia/l7rules.rs",
@@ -525,6 +527,7 @@ const MOVED_TO_SERVICE: &[&str] = &[
     "crates/statera-api/src/octavia/loadbalancers.rs",
     "crates/statera-api/src/octavia/members.rs",
     "crates/statera-api/src/octavia/pools.rs",
+    "crates/statera-api/src/octavia/profiles.rs",
     "crates/statera-api/src/octavia/quotas.rs",
 ];
 
