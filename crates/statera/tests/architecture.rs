@@ -518,6 +518,7 @@ fn f_api_never_settles_a_status() {
 const MOVED_TO_SERVICE: &[&str] = &[
     "crates/statera-api/src/neutron/networks.rs",
     "crates/statera-api/src/neutron/resource.rs",
+    "crates/statera-api/src/octavia/amphorae.rs",
     "crates/statera-api/src/octavia/availability_zones.rs",
     "crates/statera-api/src/octavia/flavors.rs",
     "crates/statera-api/src/octavia/healthmonitors.rs",

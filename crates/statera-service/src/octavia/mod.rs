@@ -7,9 +7,9 @@
 //! pools, listeners, load balancers (their create takes the VIP from the
 //! caller's `plug`: statera-api's Neutron IPAM), flavors and availability
 //! zones with their profiles (one implementation, [`profiles`], over the two
-//! kinds). Amphorae still do this work in statera-api's handlers, using the
-//! helpers of [`crate::lb`] and [`crate::quota`].
+//! kinds), amphorae (the admin view of the data-plane instances).
 
+pub mod amphorae;
 pub mod availability_zones;
 pub mod flavors;
 pub mod graph;
