@@ -518,17 +518,13 @@ impl statera_service::octavia::Providers for ApiSettings {
         self.provider(name).map(|p| p.available)
     }
 
-    fn check_flavor_data(
-        &self,
-        provider: &str,
-        flavor_data: &str,
-    ) -> statera_service::ServiceResult<()> {
-        octavia::flavors::validate_profile(self, provider, flavor_data).map_err(|e| {
-            use statera_service::ServiceError;
-            match e.status {
-                StatusCode::NOT_IMPLEMENTED => ServiceError::NotImplemented(e.message),
-                _ => ServiceError::Invalid(e.message),
-            }
-        })
+    fn flavor_capabilities(&self, name: &str) -> Option<&[(String, String)]> {
+        self.provider(name)
+            .map(|p| p.flavor_capabilities.as_slice())
+    }
+
+    fn availability_zone_capabilities(&self, name: &str) -> Option<&[(String, String)]> {
+        self.provider(name)
+            .map(|p| p.availability_zone_capabilities.as_slice())
     }
 }

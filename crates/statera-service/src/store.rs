@@ -1,7 +1,8 @@
 //! The narrow interface the service reaches the store through.
 //!
 //! [`StoreRead`] reads (one object by key, the children of an object, how many
-//! objects of a kind a project owns and which); [`StoreWrite`] adds what a change does
+//! objects of a kind a project owns and which, every object of a kind);
+//! [`StoreWrite`] adds what a change does
 //! (put, delete, enqueue work for the controller). Locking a load balancer is
 //! built on those ([`crate::lb::lock_lb`]). The in-memory image
 //! (`statera_store::State`, for reads) and a write transaction
@@ -57,6 +58,9 @@ pub trait StoreRead {
     /// The objects of kind `R` that `project` owns (every project's with
     /// `None`), in key order.
     fn list_by_project<R: Owned>(&self, project: Option<&str>) -> Vec<Arc<R>>;
+    /// Every object of kind `R`, in key order: the scan of a kind no project
+    /// owns (flavors, availability zones, their profiles).
+    fn all<R: Record>(&self) -> Vec<Arc<R>>;
 }
 
 /// What a change does, inside one transaction: all of it commits or none.
@@ -93,6 +97,10 @@ impl StoreRead for State {
             .cloned()
             .collect()
     }
+
+    fn all<R: Record>(&self) -> Vec<Arc<R>> {
+        R::table(self).iter().cloned().collect()
+    }
 }
 
 impl StoreRead for Txn {
@@ -110,6 +118,10 @@ impl StoreRead for Txn {
 
     fn list_by_project<R: Owned>(&self, project: Option<&str>) -> Vec<Arc<R>> {
         self.state().list_by_project::<R>(project)
+    }
+
+    fn all<R: Record>(&self) -> Vec<Arc<R>> {
+        self.state().all::<R>()
     }
 }
 

@@ -524,6 +524,9 @@ const MOVED_TO_SERVICE: &[&str] = &[
     "crates/statera-api/src/neutron/security_groups.rs",
     "crates/statera-api/src/neutron/tags.rs",
     "crates/statera-api/src/neutron/routers.rs",
+    "crates/statera-api/src/octavia/amphorae.rs",
+    "crates/statera-api/src/octavia/availability_zones.rs",
+    "crates/statera-api/src/octavia/flavors.rs",
     "crates/statera-api/src/octavia/healthmonitors.rs",
     "crates/statera-api/src/octavia/l7policies.rs",
     "crates/statera-api/src/octavia/l7rules.rs",
@@ -531,6 +534,7 @@ const MOVED_TO_SERVICE: &[&str] = &[
     "crates/statera-api/src/octavia/loadbalancers.rs",
     "crates/statera-api/src/octavia/members.rs",
     "crates/statera-api/src/octavia/pools.rs",
+    "crates/statera-api/src/octavia/profiles.rs",
     "crates/statera-api/src/octavia/quotas.rs",
 ];
 

@@ -1,6 +1,8 @@
 //! `/octavia/amphorae`: the admin view of the data-plane instances serving
 //! load balancers (one row per served load balancer, kept by the
-//! controller). Every route is admin only.
+//! controller). Every route is admin only. The wire only (routes,
+//! rendering, the list's `project_id` filter); the operations are
+//! `statera_service::octavia::amphorae`.
 
 use super::loadbalancers::one;
 use super::*;
@@ -10,6 +12,7 @@ use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use serde_json::{Value, json};
+use statera_service::octavia::amphorae as service;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -72,15 +75,6 @@ pub fn render_amphora(a: &Amphora) -> Object {
     }
 }
 
-fn amphora(s: &State, raw: &str) -> ApiResult<Arc<Amphora>> {
-    let id = path_id(raw, "Amphora")?;
-    s.amphorae
-        .get(&id)
-        .filter(|a| a.status != AmphoraStatus::Deleted)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("Amphora", id))
-}
-
 /// `?project_id=` filters by the owning load balancer's project: the rows
 /// carry it under this key while the list is filtered, and lose it after.
 const PROJECT_KEY: &str = "project_id";
@@ -90,20 +84,11 @@ async fn list(
     AxState(app): AxState<AppState>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.authorize("os_load-balancer_api:amphora:get_all", &ctx.project_id)?;
-    let s = app.store.snapshot();
-    let items = s
-        .amphorae
-        .iter()
-        .filter(|a| a.status != AmphoraStatus::Deleted)
-        .map(|a| {
-            let mut o = render_amphora(a);
-            let project = s
-                .loadbalancers
-                .get(&a.loadbalancer_id)
-                .map(|lb| json!(lb.project_id))
-                .unwrap_or(Value::Null);
-            o.insert(PROJECT_KEY.into(), project);
+    let items = service::list(&ctx.service, &*app.store.snapshot())?
+        .into_iter()
+        .map(|(a, project)| {
+            let mut o = render_amphora(&a);
+            o.insert(PROJECT_KEY.into(), json!(project));
             o
         })
         .collect();
@@ -126,9 +111,7 @@ async fn show(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.authorize("os_load-balancer_api:amphora:get_one", &ctx.project_id)?;
-    let s = app.store.snapshot();
-    let a = amphora(&s, &id)?;
+    let a = service::show(&ctx.service, &*app.store.snapshot(), &id)?;
     Ok(Json(one("amphora", render_amphora(&a), &query(&uri))))
 }
 
@@ -138,16 +121,10 @@ async fn delete(
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.authorize("os_load-balancer_api:amphora:delete", &ctx.project_id)?;
+    // Before the write, as Octavia's policy check comes first.
+    service::authorize(&ctx.service, "delete")?;
     app.store
-        .write(|txn| {
-            let a = amphora(txn.state(), &id)?;
-            if a.status != AmphoraStatus::Error {
-                return Err(ApiError::immutable("Amphora", a.id));
-            }
-            txn.delete::<Amphora>(&a.id);
-            Ok(())
-        })
+        .write(|txn| service::delete(&ctx.service, txn, &id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -159,12 +136,9 @@ async fn failover(
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.authorize("os_load-balancer_api:amphora:put_failover", &ctx.project_id)?;
+    service::authorize(&ctx.service, "put_failover")?;
     app.store
-        .write(|txn| {
-            let a = amphora(txn.state(), &id)?;
-            Ok::<_, ApiError>(lock_lb(txn, a.loadbalancer_id, &[a.loadbalancer_id])?)
-        })
+        .write(|txn| service::failover(&ctx.service, txn, &id))
         .await?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -176,8 +150,7 @@ async fn config(
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.authorize("os_load-balancer_api:amphora:put_config", &ctx.project_id)?;
-    amphora(&app.store.snapshot(), &id)?;
+    service::config(&ctx.service, &*app.store.snapshot(), &id)?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -187,18 +160,14 @@ async fn stats(
     AxState(app): AxState<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    ctx.authorize("os_load-balancer_api:amphora:get_stats", &ctx.project_id)?;
-    let s = app.store.snapshot();
-    let a = amphora(&s, &id)?;
-    let items: Vec<Value> = s
-        .listeners
-        .children(a.loadbalancer_id)
-        .map(|l| {
-            let st = s.listener_stats.get(&l.id).map(|x| **x).unwrap_or_default();
+    let (a, listeners) = service::stats(&ctx.service, &*app.store.snapshot(), &id)?;
+    let items: Vec<Value> = listeners
+        .into_iter()
+        .map(|(listener_id, st)| {
             json!({
                 "id": a.id,
                 "loadbalancer_id": a.loadbalancer_id,
-                "listener_id": l.id,
+                "listener_id": listener_id,
                 "active_connections": st.active_connections,
                 "bytes_in": st.bytes_in,
                 "bytes_out": st.bytes_out,

@@ -1,54 +1,55 @@
-//! Provider profiles, written once: `/flavorprofiles` and
-//! `/availabilityzoneprofiles` are the same resource over two kinds (a
-//! profile binds a provider to provider metadata, JSON text; flavors or
-//! zones name it). [`ProfileKind`] says what differs: names, the data
-//! attribute, and how the metadata is validated. All of it is admin work.
+//! Flavors and availability zones with their profiles, wired once:
+//! `/flavors` + `/flavorprofiles` and `/availabilityzones` +
+//! `/availabilityzoneprofiles` are the same two resources over two kinds
+//! (`statera_service::octavia::profiles`, which holds the operations). A
+//! [`Wire`] says what differs on the wire: the envelopes, the collections'
+//! keys, the attributes and how an object renders. Both resources take the
+//! generic shape of [`resource`]; only the creates are here. The wire only:
+//! reading requests (the policy asked first, as Octavia does), rendering.
 
+use super::resource::{self, PathKey, Resource};
 use super::*;
+use crate::ApiSettings;
 use crate::input::{Input, JsonBody, OctaviaJson, Opt};
 use crate::list::Object;
 use axum::Json;
-use axum::extract::{OriginalUri, Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::post;
 use serde_json::{Value, json};
-use statera_store::Record;
+use statera_service::octavia::profiles::{
+    self as service, Key, Kind, NewOffering, NewProfile, OfferingFields, ProfileFields,
+    invalid_option,
+};
+use statera_service::{Context, ServiceResult};
+use std::marker::PhantomData;
 
-/// One kind of provider profile.
-pub trait ProfileKind: Send + Sync + 'static {
-    type Profile: Record<Key = Uuid>;
-    /// What names a profile (its parent index is the profile's id): a
-    /// profile named by one may not change provider or data, nor go.
-    type User: Record;
-    /// `Flavor profile`, as messages name it.
-    const RESOURCE: &'static str;
-    /// The policy rules' middle part (`flavor-profile`).
-    const RULE: &'static str;
-    /// The body's envelope (`flavorprofile`).
+/// One kind (flavors, availability zones) as the wire shows it.
+pub trait Wire: Kind {
+    /// The offering's envelope (`flavor`), collection key and links key.
     const ENVELOPE: &'static str;
-    /// The collection's key and its links key.
     const PLURAL: &'static str;
     const LINKS: &'static str;
-    /// The metadata attribute (`flavor_data`).
-    const DATA: &'static str;
     const ATTRS: &'static [&'static str];
+    fn render(o: &Self::Offering) -> Object;
 
-    fn render(p: &Self::Profile) -> Object;
-    fn new(name: String, provider_name: String, data: String) -> Self::Profile;
-    /// name, provider_name, data.
-    fn fields(p: &mut Self::Profile) -> (&mut String, &mut String, &mut String);
-    /// The provider must accept the metadata (and what it names must exist).
-    fn validate(app: &AppState, s: &State, provider_name: &str, data: &str) -> ApiResult<()>;
+    /// The profile's envelope (`flavorprofile`), collection and links keys.
+    const PROFILE_ENVELOPE: &'static str;
+    const PROFILE_PLURAL: &'static str;
+    const PROFILE_LINKS: &'static str;
+    const PROFILE_ATTRS: &'static [&'static str];
+    fn render_profile(p: &Self::Profile) -> Object;
 }
 
-/// The routes of one kind of profile at `path` (`/flavorprofiles`).
-pub fn routes<K: ProfileKind>(path: &str) -> Router<AppState> {
-    Router::new()
-        .route(path, get(list::<K>).post(create::<K>))
-        .route(
-            &format!("{path}/{{id}}"),
-            get(show::<K>).put(update::<K>).delete(delete::<K>),
-        )
+/// The routes of kind `K`: its offerings at `path` (`/flavors`), its
+/// profiles at `profiles_path` (`/flavorprofiles`).
+pub fn routes<K: Wire>(path: &str, profiles_path: &str) -> Router<AppState>
+where
+    Key<K>: PathKey,
+{
+    resource::routes::<Offerings<K>>(path, post(create::<K>)).merge(
+        resource::routes::<Profiles<K>>(profiles_path, post(create_profile::<K>)),
+    )
 }
 
 /// A required attribute that a PUT may change but not clear (null is
@@ -56,152 +57,174 @@ pub fn routes<K: ProfileKind>(path: &str) -> Router<AppState> {
 pub fn not_null<T>(v: Opt<T>, field: &str) -> ApiResult<Option<T>> {
     match v {
         Opt::Absent => Ok(None),
-        Opt::Null => Err(invalid_option("None", field)),
+        Opt::Null => Err(invalid_option("None", field).into()),
         Opt::Set(v) => Ok(Some(v)),
     }
 }
 
-/// `<value> is not a valid option for <option>` (Octavia's InvalidOption).
-pub fn invalid_option(value: impl std::fmt::Display, option: &str) -> ApiError {
-    ApiError::bad_request(format!("{value} is not a valid option for {option}"))
+// ------------------------------------------------------------- offerings
+
+/// The offerings of kind `K` in the shape every resource shares.
+pub struct Offerings<K>(PhantomData<fn() -> K>);
+
+impl<K: Wire> Resource for Offerings<K>
+where
+    Key<K>: PathKey,
+{
+    type Model = K::Offering;
+    type Fields = OfferingFields;
+    const NAME: &'static str = K::NAME;
+    const ENVELOPE: &'static str = K::ENVELOPE;
+    const PLURAL: &'static str = K::PLURAL;
+    const LINKS: &'static str = K::LINKS;
+    const ATTRS: &'static [&'static str] = K::ATTRS;
+
+    fn render(_: &State, o: &K::Offering) -> Object {
+        K::render(o)
+    }
+    fn admit(ctx: &Context, action: &str) -> ServiceResult<()> {
+        service::authorize::<K>(ctx, action)
+    }
+    fn input(body: Value) -> ApiResult<Input> {
+        Input::from_envelope(body, K::ENVELOPE)
+    }
+    fn show(ctx: &Context, s: &State, key: Key<K>) -> ServiceResult<Arc<K::Offering>> {
+        service::show::<K>(ctx, s, &key)
+    }
+    fn list(ctx: &Context, s: &State, _: Option<&str>) -> ServiceResult<Vec<Arc<K::Offering>>> {
+        service::list::<K>(ctx, s)
+    }
+    fn parse_update(input: &mut Input) -> ApiResult<OfferingFields> {
+        // A zone's name is its key: not an attribute an update states.
+        let name = match K::RENAMABLE {
+            true => not_null(input.string("name", 255)?, "name")?,
+            false => None,
+        };
+        Ok(OfferingFields {
+            name,
+            description: input.string("description", 255)?,
+            enabled: input.boolean("enabled")?,
+        })
+    }
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        _: &ApiSettings,
+        key: Key<K>,
+        f: OfferingFields,
+    ) -> ServiceResult<()> {
+        service::update::<K>(ctx, txn, &key, f).map(drop)
+    }
+    fn delete(ctx: &Context, txn: &mut Txn, key: Key<K>, _: &Query) -> ServiceResult<()> {
+        service::delete::<K>(ctx, txn, &key)
+    }
 }
 
-/// `<Object> <id> is in use and cannot be modified.` (Octavia's ObjectInUse).
-pub fn in_use(object: &str, id: impl std::fmt::Display) -> ApiError {
-    ApiError::conflict(format!("{object} {id} is in use and cannot be modified."))
-}
-
-fn rule<K: ProfileKind>(action: &str) -> String {
-    format!("os_load-balancer_api:{}:{action}", K::RULE)
-}
-
-fn in_use_by<K: ProfileKind>(s: &State, id: Uuid) -> bool {
-    K::User::table(s).children(id).next().is_some()
-}
-
-async fn list<K: ProfileKind>(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    ctx.authorize(&rule::<K>("get_all"), &ctx.project_id)?;
-    let s = app.store.snapshot();
-    let items = K::Profile::table(&s).iter().map(|p| K::render(p)).collect();
-    app.collection(&ctx, &uri, K::PLURAL, Some(K::LINKS), K::ATTRS)
-        .respond(items, &query(&uri))
-        .map(Json)
-}
-
-async fn show<K: ProfileKind>(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> ApiResult<Json<Value>> {
-    ctx.authorize(&rule::<K>("get_one"), &ctx.project_id)?;
-    let s = app.store.snapshot();
-    let id = path_id(&id, K::RESOURCE)?;
-    let p = K::Profile::table(&s)
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found(K::RESOURCE, id))?;
-    Ok(Json(loadbalancers::one(
-        K::ENVELOPE,
-        K::render(p),
-        &query(&uri),
-    )))
-}
-
-async fn create<K: ProfileKind>(
+async fn create<K: Wire>(
     ctx: RequestContext,
     AxState(app): AxState<AppState>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    ctx.authorize(&rule::<K>("post"), &ctx.project_id)?;
+    service::authorize::<K>(&ctx.service, "post")?;
     let mut input = Input::from_envelope(body, K::ENVELOPE)?;
     let name = input.string("name", 255)?.required("name")?;
-    let provider_name = input
-        .string("provider_name", 255)?
-        .required("provider_name")?;
-    let data = input.string(K::DATA, 4096)?.required(K::DATA)?;
+    // A zone is addressed by its name in the path: a zone named "" could
+    // never be shown, updated or deleted again.
+    if !K::RENAMABLE && name.is_empty() {
+        return Err(ApiError::invalid_field(
+            "name",
+            &name,
+            "Value should have a minimum character requirement of 1",
+        ));
+    }
+    let new = NewOffering {
+        name,
+        description: input.string("description", 255)?.value(),
+        enabled: input.boolean("enabled")?.or(true),
+        profile_id: input.uuid(K::PROFILE_ID)?.required(K::PROFILE_ID)?,
+    };
     input.finish()?;
-    let p = K::new(name, provider_name, data);
-    let p = app
+    let o = app
         .store
-        .write(|txn| {
-            let mut p = p;
-            let (_, provider_name, data) = K::fields(&mut p);
-            K::validate(&app, txn.state(), provider_name, data)?;
-            txn.put(p.clone())?;
-            Ok::<_, ApiError>(p)
-        })
+        .write(|txn| service::create::<K>(&ctx.service, txn, new))
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ K::ENVELOPE: K::render(&p) })),
+        Json(json!({ K::ENVELOPE: K::render(&o) })),
     ))
 }
 
-async fn update<K: ProfileKind>(
+// -------------------------------------------------------------- profiles
+
+/// The profiles of kind `K` in the shape every resource shares.
+pub struct Profiles<K>(PhantomData<fn() -> K>);
+
+impl<K: Wire> Resource for Profiles<K> {
+    type Model = K::Profile;
+    type Fields = ProfileFields;
+    const NAME: &'static str = K::PROFILE_NAME;
+    const ENVELOPE: &'static str = K::PROFILE_ENVELOPE;
+    const PLURAL: &'static str = K::PROFILE_PLURAL;
+    const LINKS: &'static str = K::PROFILE_LINKS;
+    const ATTRS: &'static [&'static str] = K::PROFILE_ATTRS;
+
+    fn render(_: &State, p: &K::Profile) -> Object {
+        K::render_profile(p)
+    }
+    fn admit(ctx: &Context, action: &str) -> ServiceResult<()> {
+        service::authorize_profile::<K>(ctx, action)
+    }
+    fn input(body: Value) -> ApiResult<Input> {
+        Input::from_envelope(body, K::PROFILE_ENVELOPE)
+    }
+    fn show(ctx: &Context, s: &State, id: Uuid) -> ServiceResult<Arc<K::Profile>> {
+        service::show_profile::<K>(ctx, s, id)
+    }
+    fn list(ctx: &Context, s: &State, _: Option<&str>) -> ServiceResult<Vec<Arc<K::Profile>>> {
+        service::list_profiles::<K>(ctx, s)
+    }
+    fn parse_update(input: &mut Input) -> ApiResult<ProfileFields> {
+        Ok(ProfileFields {
+            name: not_null(input.string("name", 255)?, "name")?,
+            provider_name: not_null(input.string("provider_name", 255)?, "provider_name")?,
+            data: not_null(input.string(K::DATA, 4096)?, K::DATA)?,
+        })
+    }
+    fn update(
+        ctx: &Context,
+        txn: &mut Txn,
+        settings: &ApiSettings,
+        id: Uuid,
+        f: ProfileFields,
+    ) -> ServiceResult<()> {
+        service::update_profile::<K>(ctx, txn, settings, id, f).map(drop)
+    }
+    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid, _: &Query) -> ServiceResult<()> {
+        service::delete_profile::<K>(ctx, txn, id)
+    }
+}
+
+async fn create_profile<K: Wire>(
     ctx: RequestContext,
     AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
     JsonBody(body): OctaviaJson,
-) -> ApiResult<Json<Value>> {
-    ctx.authorize(&rule::<K>("put"), &ctx.project_id)?;
-    let id = path_id(&id, K::RESOURCE)?;
-    let mut input = Input::from_envelope(body, K::ENVELOPE)?;
-    let name = not_null(input.string("name", 255)?, "name")?;
-    let provider_name = not_null(input.string("provider_name", 255)?, "provider_name")?;
-    let data = not_null(input.string(K::DATA, 4096)?, K::DATA)?;
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    service::authorize_profile::<K>(&ctx.service, "post")?;
+    let mut input = Input::from_envelope(body, K::PROFILE_ENVELOPE)?;
+    let new = NewProfile {
+        name: input.string("name", 255)?.required("name")?,
+        provider_name: input
+            .string("provider_name", 255)?
+            .required("provider_name")?,
+        data: input.string(K::DATA, 4096)?.required(K::DATA)?,
+    };
     input.finish()?;
     let p = app
         .store
-        .write(|txn| {
-            let s = txn.state();
-            let mut p = (**K::Profile::table(s)
-                .get(&id)
-                .ok_or_else(|| ApiError::not_found(K::RESOURCE, id))?)
-            .clone();
-            let (old_name, old_provider, old_data) = K::fields(&mut p);
-            if provider_name.is_some() || data.is_some() {
-                if in_use_by::<K>(s, id) {
-                    return Err(in_use(K::RESOURCE, id));
-                }
-                let provider_name = provider_name.unwrap_or_else(|| old_provider.clone());
-                let data = data.unwrap_or_else(|| old_data.clone());
-                K::validate(&app, s, &provider_name, &data)?;
-                *old_provider = provider_name;
-                *old_data = data;
-            }
-            if let Some(name) = name {
-                *old_name = name;
-            }
-            txn.put(p.clone())?;
-            Ok::<_, ApiError>(p)
-        })
+        .write(|txn| service::create_profile::<K>(&ctx.service, txn, &*app.settings, new))
         .await?;
-    Ok(Json(json!({ K::ENVELOPE: K::render(&p) })))
-}
-
-async fn delete<K: ProfileKind>(
-    ctx: RequestContext,
-    AxState(app): AxState<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    ctx.authorize(&rule::<K>("delete"), &ctx.project_id)?;
-    let id = path_id(&id, K::RESOURCE)?;
-    app.store
-        .write(|txn| {
-            let s = txn.state();
-            if !K::Profile::table(s).contains(&id) {
-                return Err(ApiError::not_found(K::RESOURCE, id));
-            }
-            if in_use_by::<K>(s, id) {
-                return Err(in_use(K::RESOURCE, id));
-            }
-            txn.delete::<K::Profile>(&id);
-            Ok(())
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ K::PROFILE_ENVELOPE: K::render_profile(&p) })),
+    ))
 }

@@ -122,51 +122,6 @@ async fn availability_zone_capabilities(
     respond(&app, &ctx, &uri, "availability_zone_capabilities", items)
 }
 
-/// Check provider metadata (`flavor_data`, `availability_zone_data`), in
-/// Octavia's order: the text must parse as JSON (`<data> is not a valid
-/// option for <field>`, 400), the provider must be enabled (400), and the
-/// provider must accept it: a JSON object whose keys are all among its
-/// `capabilities`, each value of the type the key takes, and no option
-/// Statera does not implement (`loadbalancer_topology: ACTIVE_STANDBY`).
-/// What the provider refuses is Octavia's `ProviderUnsupportedOptionError`:
-/// 501 `Provider '<p>' does not support a requested option: …`.
-/// Returns the parsed object.
-pub fn validate_metadata(
-    settings: &ApiSettings,
-    field: &str,
-    provider: &str,
-    data: &str,
-    capabilities: fn(&ProviderInfo) -> &[(String, String)],
-) -> ApiResult<serde_json::Map<String, Value>> {
-    let parsed: Value = serde_json::from_str(data)
-        .map_err(|_| ApiError::bad_request(format!("{data} is not a valid option for {field}")))?;
-    let capabilities = capabilities(enabled_provider(settings, provider)?);
-    let unsupported = |reason: String| {
-        ApiError::not_implemented(format!(
-            "Provider '{provider}' does not support a requested option: {reason}"
-        ))
-    };
-    let Value::Object(obj) = parsed else {
-        return Err(unsupported(format!("{data} is not of type 'object'")));
-    };
-    let unknown: Vec<String> = obj
-        .keys()
-        .filter(|k| !capabilities.iter().any(|(n, _)| n == *k))
-        .map(|k| format!("'{k}'"))
-        .collect();
-    if !unknown.is_empty() {
-        let verb = if unknown.len() == 1 { "was" } else { "were" };
-        return Err(unsupported(format!(
-            "Additional properties are not allowed ({} {verb} unexpected)",
-            unknown.join(", ")
-        )));
-    }
-    for (key, value) in &obj {
-        check_option(key, value).map_err(|reason| unsupported(format!("{key} {reason}")))?;
-    }
-    Ok(obj)
-}
-
 /// Octavia's availability-zone metadata keys, with what each means here
 /// (docs/API.md): what `statera serve` offers on every provider.
 pub fn octavia_availability_zone_capabilities() -> Vec<(String, String)> {
@@ -189,33 +144,4 @@ pub fn octavia_availability_zone_capabilities() -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, d)| (k.to_string(), d.to_string()))
     .collect()
-}
-
-/// The `loadbalancer_topology` values Statera builds.
-pub const TOPOLOGIES: &[&str] = &["SINGLE"];
-
-/// Whether `value` is one Statera accepts for metadata key `key` (the
-/// reason when not, in jsonschema's words as Octavia's drivers give them).
-fn check_option(key: &str, value: &Value) -> Result<(), String> {
-    let is_string_list = |v: &Value| matches!(v, Value::Array(a) if a.iter().all(Value::is_string));
-    match key {
-        "loadbalancer_topology" => match value.as_str() {
-            Some(t) if TOPOLOGIES.contains(&t) => Ok(()),
-            Some("ACTIVE_STANDBY") => Err(format!(
-                "'ACTIVE_STANDBY' is not one of {TOPOLOGIES:?}: Statera has no active/standby \
-                 topology yet; every load balancer is one data-plane instance (SINGLE)"
-            )),
-            _ => Err(format!("{value} is not one of {TOPOLOGIES:?}")),
-        },
-        "valid_vip_networks" if !is_string_list(value) => {
-            Err(format!("{value} is not of type 'array' of strings"))
-        }
-        "compute_zone" | "volume_zone" | "management_network" | "compute_flavor"
-        | "amp_image_tag"
-            if !value.is_string() =>
-        {
-            Err(format!("{value} is not of type 'string'"))
-        }
-        _ => Ok(()),
-    }
 }

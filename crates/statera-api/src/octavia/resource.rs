@@ -18,9 +18,30 @@ use serde_json::{Value, json};
 use statera_service::{Context, ServiceResult};
 use statera_store::Record;
 
+/// How a path names an object: a UUID (anything else names nothing, 404),
+/// or a name as it is (availability zones).
+pub trait PathKey: Sized {
+    fn from_path(raw: &str, resource: &str) -> ApiResult<Self>;
+}
+
+impl PathKey for Uuid {
+    fn from_path(raw: &str, resource: &str) -> ApiResult<Uuid> {
+        path_id(raw, resource)
+    }
+}
+
+impl PathKey for String {
+    fn from_path(raw: &str, _: &str) -> ApiResult<String> {
+        Ok(raw.to_string())
+    }
+}
+
+/// The key of a [`Resource`]'s objects (a UUID but for availability zones).
+pub type Key<R> = <<R as Resource>::Model as Record>::Key;
+
 /// One top-level Octavia resource served by the service layer.
 pub trait Resource: Send + Sync + 'static {
-    type Model: Record<Key = Uuid>;
+    type Model: Record<Key: PathKey>;
     /// What an update states (the service's typed fields).
     type Fields: Send;
     /// `Health Monitor`, as messages name it.
@@ -40,7 +61,18 @@ pub trait Resource: Send + Sync + 'static {
     fn summary(s: &State, m: &Self::Model) -> Object {
         Self::render(s, m)
     }
-    fn show(ctx: &Context, s: &State, id: Uuid) -> ServiceResult<Arc<Self::Model>>;
+    /// A check before the request is read (`action`: the policy's
+    /// `get_all`, `get_one`, `put`, `delete`): Octavia asks an admin
+    /// resource's rule first, whatever the path and the body say.
+    fn admit(_ctx: &Context, _action: &str) -> ServiceResult<()> {
+        Ok(())
+    }
+    /// The update body's envelope (`from_root` refuses other top-level keys
+    /// beside it; some resources ignore them).
+    fn input(body: Value) -> ApiResult<Input> {
+        Input::from_root(body, Self::ENVELOPE)
+    }
+    fn show(ctx: &Context, s: &State, id: Key<Self>) -> ServiceResult<Arc<Self::Model>>;
     fn list(ctx: &Context, s: &State, asked: Option<&str>) -> ServiceResult<Vec<Arc<Self::Model>>>;
     /// An update's attributes, read the way Octavia's WSME does.
     fn parse_update(input: &mut Input) -> ApiResult<Self::Fields>;
@@ -52,11 +84,11 @@ pub trait Resource: Send + Sync + 'static {
         ctx: &Context,
         txn: &mut Txn,
         settings: &ApiSettings,
-        id: Uuid,
+        id: Key<Self>,
         fields: Self::Fields,
     ) -> ServiceResult<()>;
     /// The delete (`query`: its flags, as a load balancer's `cascade`).
-    fn delete(ctx: &Context, txn: &mut Txn, id: Uuid, query: &Query) -> ServiceResult<()>;
+    fn delete(ctx: &Context, txn: &mut Txn, id: Key<Self>, query: &Query) -> ServiceResult<()>;
 }
 
 /// The routes of `R` at `path` (`/healthmonitors`), with its own `create`.
@@ -70,7 +102,7 @@ pub fn routes<R: Resource>(path: &str, create: MethodRouter<AppState>) -> Router
 }
 
 /// `R`'s object `id` as the store has it now, rendered in its envelope.
-pub fn rendered<R: Resource>(app: &AppState, id: Uuid) -> ApiResult<Value> {
+pub fn rendered<R: Resource>(app: &AppState, id: Key<R>) -> ApiResult<Value> {
     let s = app.store.snapshot();
     let m = R::Model::table(&s)
         .get(&id)
@@ -83,6 +115,7 @@ async fn list<R: Resource>(
     AxState(app): AxState<AppState>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
+    R::admit(&ctx.service, "get_all")?;
     let q = query(&uri);
     let s = app.store.snapshot();
     let items = R::list(&ctx.service, &s, q.get("project_id"))?;
@@ -102,7 +135,8 @@ async fn show<R: Resource>(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    let id = path_id(&id, R::NAME)?;
+    R::admit(&ctx.service, "get_one")?;
+    let id = Key::<R>::from_path(&id, R::NAME)?;
     let s = app.store.snapshot();
     let m = R::show(&ctx.service, &s, id)?;
     Ok(Json(loadbalancers::one(
@@ -118,13 +152,14 @@ async fn update<R: Resource>(
     Path(id): Path<String>,
     JsonBody(body): OctaviaJson,
 ) -> ApiResult<Json<Value>> {
-    let id = path_id(&id, R::NAME)?;
-    let mut input = Input::from_root(body, R::ENVELOPE)?;
+    R::admit(&ctx.service, "put")?;
+    let id = Key::<R>::from_path(&id, R::NAME)?;
+    let mut input = R::input(body)?;
     let fields = R::parse_update(&mut input)?;
     input.finish()?;
     R::check_update(&fields)?;
     app.store
-        .write(|txn| R::update(&ctx.service, txn, &app.settings, id, fields))
+        .write(|txn| R::update(&ctx.service, txn, &app.settings, id.clone(), fields))
         .await?;
     rendered::<R>(&app, id).map(Json)
 }
@@ -135,7 +170,8 @@ async fn delete<R: Resource>(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<StatusCode> {
-    let id = path_id(&id, R::NAME)?;
+    R::admit(&ctx.service, "delete")?;
+    let id = Key::<R>::from_path(&id, R::NAME)?;
     let q = query(&uri);
     app.store
         .write(|txn| R::delete(&ctx.service, txn, id, &q))

@@ -5,10 +5,13 @@
 //!
 //! Moved so far: health monitors, L7 rules, L7 policies, members, quotas,
 //! pools, listeners, load balancers (their create takes the VIP from the
-//! caller's `plug`: statera-api's Neutron IPAM). Flavors, availability zones
-//! and amphorae still do this work in statera-api's handlers, using the
-//! helpers of [`crate::lb`] and [`crate::quota`].
+//! caller's `plug`: statera-api's Neutron IPAM), flavors and availability
+//! zones with their profiles (one implementation, [`profiles`], over the two
+//! kinds), amphorae (the admin view of the data-plane instances).
 
+pub mod amphorae;
+pub mod availability_zones;
+pub mod flavors;
 pub mod graph;
 pub mod healthmonitors;
 pub mod l7policies;
@@ -17,6 +20,7 @@ pub mod listeners;
 pub mod loadbalancers;
 pub mod members;
 pub mod pools;
+pub mod profiles;
 pub mod quotas;
 
 use crate::auth::Context;
@@ -52,9 +56,16 @@ pub trait Providers: Deployment {
     /// For an enabled provider (an alias of the default included): whether
     /// load balancers can be created with it here; `None` if not enabled.
     fn provider_available(&self, name: &str) -> Option<bool>;
+    /// The flavor metadata keys (name, description) enabled provider `name`
+    /// accepts; `None` if it is not enabled.
+    fn flavor_capabilities(&self, name: &str) -> Option<&[(String, String)]>;
+    /// The availability-zone metadata keys, likewise.
+    fn availability_zone_capabilities(&self, name: &str) -> Option<&[(String, String)]>;
     /// The provider still accepts a flavor's metadata (501 for what it
     /// cannot build, as Octavia checks at create).
-    fn check_flavor_data(&self, provider: &str, flavor_data: &str) -> ServiceResult<()>;
+    fn check_flavor_data(&self, provider: &str, flavor_data: &str) -> ServiceResult<()> {
+        flavors::check_data(self, provider, flavor_data)
+    }
 }
 
 /// Which projects' objects a list of `resource` (`loadbalancer`, …) shows:
