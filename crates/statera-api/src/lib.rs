@@ -527,4 +527,8 @@ impl statera_service::octavia::Providers for ApiSettings {
         self.provider(name)
             .map(|p| p.availability_zone_capabilities.as_slice())
     }
+
+    fn provider_list(&self) -> Vec<(String, String)> {
+        self.provider_names()
+    }
 }

@@ -42,7 +42,7 @@ pub async fn create(
     let listeners = input.list("listeners")?.value().unwrap_or_default();
     let pools = input.list("pools")?.value().unwrap_or_default();
     input.finish()?;
-    ctx.authorize("os_load-balancer_api:loadbalancer:post", &project_id)?;
+    service::admit_create(&ctx.service, &project_id)?;
     if vip_subnet_id.is_none() && vip_network_id.is_none() && vip_port_id.is_none() {
         return Err(ApiError::validation(
             "VIP must contain one of: vip_port_id, vip_network_id, vip_subnet_id.",

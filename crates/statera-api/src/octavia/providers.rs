@@ -1,13 +1,14 @@
 //! `/providers`: the provider drivers this deployment knows, and the flavor
-//! and availability-zone metadata keys each accepts.
+//! and availability-zone metadata keys each accepts. The wire only: the
+//! reads are `statera_service::octavia::providers`.
 
 use super::*;
 use crate::list::Object;
-use crate::{ApiSettings, ProviderInfo};
 use axum::Json;
 use axum::extract::{OriginalUri, Path, State as AxState};
 use axum::routing::get;
 use serde_json::{Value, json};
+use statera_service::octavia::providers as service;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -29,13 +30,6 @@ fn name_description(name: &str, description: &str) -> Object {
     o.insert("name".into(), json!(name));
     o.insert("description".into(), json!(description));
     o
-}
-
-/// The provider `name` names, or 400 `Provider '<p>' is not enabled.`
-pub fn enabled_provider<'a>(settings: &'a ApiSettings, name: &str) -> ApiResult<&'a ProviderInfo> {
-    settings
-        .provider(name)
-        .ok_or_else(|| ApiError::bad_request(format!("Provider '{name}' is not enabled.")))
 }
 
 /// A list without links, in the deployment's order unless a sort is asked
@@ -74,10 +68,7 @@ async fn list(
     AxState(app): AxState<AppState>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.authorize("os_load-balancer_api:provider:get_all", &ctx.project_id)?;
-    let items = app
-        .settings
-        .provider_names()
+    let items = service::list(&ctx.service, &*app.settings)?
         .iter()
         .map(|(name, description)| name_description(name, description))
         .collect();
@@ -90,13 +81,7 @@ async fn flavor_capabilities(
     Path(provider): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.authorize(
-        "os_load-balancer_api:provider-flavor:get_all",
-        &ctx.project_id,
-    )?;
-    let p = enabled_provider(&app.settings, &provider)?;
-    let items = p
-        .flavor_capabilities
+    let items = service::flavor_capabilities(&ctx.service, &*app.settings, &provider)?
         .iter()
         .map(|(n, d)| name_description(n, d))
         .collect();
@@ -109,13 +94,7 @@ async fn availability_zone_capabilities(
     Path(provider): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Json<Value>> {
-    ctx.authorize(
-        "os_load-balancer_api:provider-availability-zone:get_all",
-        &ctx.project_id,
-    )?;
-    let p = enabled_provider(&app.settings, &provider)?;
-    let items = p
-        .availability_zone_capabilities
+    let items = service::availability_zone_capabilities(&ctx.service, &*app.settings, &provider)?
         .iter()
         .map(|(n, d)| name_description(n, d))
         .collect();

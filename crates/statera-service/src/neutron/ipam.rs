@@ -455,18 +455,18 @@ pub fn check_vip_address(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn net(s: &str) -> IpNet {
+    pub(crate) fn net(s: &str) -> IpNet {
         s.parse().unwrap()
     }
 
-    fn ip(s: &str) -> IpAddr {
+    pub(crate) fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
-    fn pool(a: &str, b: &str) -> AllocationPool {
+    pub(crate) fn pool(a: &str, b: &str) -> AllocationPool {
         AllocationPool {
             start: ip(a),
             end: ip(b),

@@ -421,20 +421,7 @@ pub fn delete(ctx: &Context, txn: &mut impl StoreWrite, id: Uuid) -> ServiceResu
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    fn pool(a: &str, b: &str) -> AllocationPool {
-        AllocationPool {
-            start: ip(a),
-            end: ip(b),
-        }
-    }
+    use crate::neutron::ipam::tests::{ip, net, pool};
 
     /// The fault and the exception name of a Neutron error.
     fn kind(e: ServiceError) -> (Fault, &'static str) {

@@ -65,6 +65,14 @@ pub struct PluggedVip {
     pub network_id: Uuid,
 }
 
+/// Whether the caller may create a load balancer in `project_id` at all:
+/// the wire asks this as soon as the request is read, so that the 403 wins
+/// over what it checks afterwards (the VIP's presence, the nested objects),
+/// as in Octavia. [`create`] asks it again.
+pub fn admit_create(ctx: &Context, project_id: &str) -> ServiceResult<()> {
+    ctx.authorize("os_load-balancer_api:loadbalancer:post", project_id)
+}
+
 /// `POST /loadbalancers`: the provider (the flavor's, else the one asked
 /// for, else the default) enabled, available and accepting the flavor; the
 /// availability zone enabled and allowing the VIP's network; the quota; the

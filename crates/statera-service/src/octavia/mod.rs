@@ -7,7 +7,8 @@
 //! pools, listeners, load balancers (their create takes the VIP from the
 //! caller's `plug`: statera-api's Neutron IPAM), flavors and availability
 //! zones with their profiles (one implementation, [`profiles`], over the two
-//! kinds), amphorae (the admin view of the data-plane instances).
+//! kinds), amphorae (the admin view of the data-plane instances), providers
+//! (what the deployment offers, by policy).
 
 pub mod amphorae;
 pub mod availability_zones;
@@ -21,6 +22,7 @@ pub mod loadbalancers;
 pub mod members;
 pub mod pools;
 pub mod profiles;
+pub mod providers;
 pub mod quotas;
 
 use crate::auth::Context;
@@ -61,6 +63,8 @@ pub trait Providers: Deployment {
     fn flavor_capabilities(&self, name: &str) -> Option<&[(String, String)]>;
     /// The availability-zone metadata keys, likewise.
     fn availability_zone_capabilities(&self, name: &str) -> Option<&[(String, String)]>;
+    /// The enabled providers (name, description), in the deployment's order.
+    fn provider_list(&self) -> Vec<(String, String)>;
     /// The provider still accepts a flavor's metadata (501 for what it
     /// cannot build, as Octavia checks at create).
     fn check_flavor_data(&self, provider: &str, flavor_data: &str) -> ServiceResult<()> {
