@@ -884,3 +884,111 @@ async fn member_subnets_are_in_use() {
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     assert_neutron_error(&v, "NetworkInUse");
 }
+
+/// An update's checks come in Neutron's order: the object must be visible
+/// (404, whatever else the body says), then restated immutable attributes
+/// must keep their value (400 `Cannot update read-only attribute`), then
+/// unknown attributes are refused (400). Subnets, routers and ports read
+/// their bodies through the generic wire layer's update hooks.
+#[tokio::test]
+async fn updates_check_visibility_then_read_only_then_unknown_attributes() {
+    let api = api().await;
+    let other = Some(("p2", "member"));
+    let net = api.network("order").await;
+    let sub = api.subnet(&net, "10.9.0.0/24", json!({})).await;
+    let sub_path = format!("/v2.0/subnets/{}", sub["id"].as_str().unwrap());
+    let message = |v: &Value| {
+        v["NeutronError"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+
+    // Restating an immutable attribute with its value (a string, or an
+    // integer for ip_version) is accepted.
+    let (st, v) = api
+        .put(
+            &sub_path,
+            json!({"subnet": {"cidr": "10.9.0.0/24", "ip_version": 4, "name": "kept"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["subnet"]["name"], "kept");
+    for (key, value) in [("cidr", json!("10.9.1.0/24")), ("ip_version", json!(6))] {
+        let (st, v) = api
+            .put(&sub_path, json!({"subnet": {key: value, "bogus": 1}}))
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        assert_neutron_error(&v, "HTTPBadRequest");
+        assert_eq!(
+            message(&v),
+            format!("Cannot update read-only attribute {key}")
+        );
+    }
+    let (st, v) = api.put(&sub_path, json!({"subnet": {"bogus": 1}})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_neutron_error(&v, "HTTPBadRequest");
+    assert!(message(&v).contains("bogus"), "{v}");
+    // Another project's subnet is a 404 before anything in the body counts.
+    let body = json!({"subnet": {"cidr": "10.9.1.0/24", "bogus": 1}}).to_string();
+    let (st, v) = api
+        .call_as(Method::PUT, &sub_path, Some(&body), other)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    assert_neutron_error(&v, "SubnetNotFound");
+
+    // Routers: the project is immutable.
+    let (st, v) = api
+        .post("/v2.0/routers", json!({"router": {"name": "r"}}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let router_path = format!("/v2.0/routers/{}", v["router"]["id"].as_str().unwrap());
+    let (st, v) = api
+        .put(
+            &router_path,
+            json!({"router": {"project_id": "p1", "name": "r2"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = api
+        .put(
+            &router_path,
+            json!({"router": {"project_id": "p9", "bogus": 1}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(message(&v), "Cannot update read-only attribute project_id");
+    let body = json!({"router": {"project_id": "p9", "bogus": 1}}).to_string();
+    let (st, v) = api
+        .call_as(Method::PUT, &router_path, Some(&body), other)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    assert_neutron_error(&v, "RouterNotFound");
+
+    // Ports: the network is immutable.
+    let (st, v) = api.port(json!({"network_id": net})).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let port_path = format!("/v2.0/ports/{}", v["port"]["id"].as_str().unwrap());
+    let (st, v) = api
+        .put(
+            &port_path,
+            json!({"port": {"network_id": net, "name": "p"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let elsewhere = api.network("elsewhere").await;
+    let (st, v) = api
+        .put(
+            &port_path,
+            json!({"port": {"network_id": elsewhere, "bogus": 1}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(message(&v), "Cannot update read-only attribute network_id");
+    let body = json!({"port": {"network_id": elsewhere, "bogus": 1}}).to_string();
+    let (st, v) = api
+        .call_as(Method::PUT, &port_path, Some(&body), other)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    assert_neutron_error(&v, "PortNotFound");
+}

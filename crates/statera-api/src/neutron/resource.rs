@@ -224,8 +224,9 @@ async fn delete<R: Resource>(
 }
 
 /// The read-only attributes among `keys` that an update's body states, with
-/// their value when it is a string (they may be restated, not changed: the
-/// service compares them with the object's).
+/// their value as text when it is a string or an integer (`ip_version: 4`);
+/// anything else restates nothing. They may be restated, not changed: the
+/// service compares them with the object's (`neutron::check_restated`).
 pub(crate) fn restated(
     input: &mut Input,
     keys: &[&'static str],
@@ -234,7 +235,8 @@ pub(crate) fn restated(
         .filter_map(|&key| match input.take(key) {
             crate::input::Opt::Absent => None,
             crate::input::Opt::Set(Value::String(v)) => Some((key, Some(v))),
-            _ => Some((key, None)),
+            crate::input::Opt::Set(v) => Some((key, v.as_i64().map(|n| n.to_string()))),
+            crate::input::Opt::Null => Some((key, None)),
         })
         .collect()
 }

@@ -10,7 +10,6 @@ use crate::input::{JsonBody, NeutronJson, Opt};
 use axum::Json;
 use axum::extract::{Path, State as AxState};
 use axum::routing::put;
-use statera_service::neutron::ports::FixedIpRequest;
 use statera_service::neutron::routers::{
     self as service, GatewayRequest, InterfaceInfo, InterfaceRequest, NewRouter, RouterFields,
 };
@@ -134,16 +133,7 @@ fn gateway_input(input: &mut Input) -> ApiResult<Opt<GatewayRequest>> {
         )
     })?;
     let enable_snat = g.boolean("enable_snat")?.value();
-    let fixed_ips = super::ports::fixed_ip_list(&mut g, "external_fixed_ips")?
-        .value()
-        .map(|list| {
-            list.into_iter()
-                .map(|f| FixedIpRequest {
-                    subnet_id: f.subnet_id,
-                    ip_address: f.ip_address,
-                })
-                .collect()
-        });
+    let fixed_ips = super::ports::fixed_ip_list(&mut g, "external_fixed_ips")?.value();
     only_default(&mut g, "qos_policy_id", |_| false)?;
     g.finish()?;
     Ok(Opt::Set(GatewayRequest {

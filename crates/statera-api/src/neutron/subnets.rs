@@ -69,7 +69,7 @@ impl Resource for Subnets {
         service::create(ctx, txn, settings, new)
     }
     fn parse_update(input: &mut Input) -> ApiResult<SubnetFields> {
-        let mut fields = SubnetFields {
+        let fields = SubnetFields {
             name: input.string("name", 255)?,
             description: input.string("description", 255)?,
             gateway_ip: input.ip("gateway_ip")?,
@@ -78,22 +78,18 @@ impl Resource for Subnets {
             dns_nameservers: nameservers_input(input)?,
             host_routes: route_list(input, "host_routes")?,
             tags: crate::octavia::tags(input)?,
-            read_only: Vec::new(),
-            unknown: None,
+            restated: Vec::new(),
+            rejected: None,
         };
         fixed_attributes(input)?;
-        // The immutable attributes are compared with the subnet's, and the
-        // attributes left over refused, once the subnet is found (a 404
-        // wins over both).
-        for key in READ_ONLY {
-            match input.take(key) {
-                Opt::Absent => {}
-                Opt::Set(v) => fields.read_only.push((key, restated(&v))),
-                Opt::Null => fields.read_only.push((key, None)),
-            }
-        }
-        let rest = std::mem::replace(input, Input::from_value(json!({}), Self::ENVELOPE)?);
-        fields.unknown = rest.finish().err().map(|e| e.message);
+        Ok(fields)
+    }
+    /// The immutable attributes are compared with the subnet's, and the
+    /// attributes left over refused, once the subnet is found (a 404 wins
+    /// over both).
+    fn finish_update(mut fields: SubnetFields, mut input: Input) -> ApiResult<SubnetFields> {
+        fields.restated = resource::restated(&mut input, &READ_ONLY);
+        fields.rejected = resource::leftover(input);
         Ok(fields)
     }
     fn update(
@@ -107,15 +103,6 @@ impl Resource for Subnets {
     }
     fn delete(ctx: &Context, txn: &mut Txn, _: &ApiSettings, id: Uuid) -> ServiceResult<()> {
         service::delete(ctx, txn, id)
-    }
-}
-
-/// A restated immutable attribute as text: a string, or an integer
-/// (`ip_version: 4`); anything else restates nothing.
-fn restated(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        other => other.as_i64().map(|n| n.to_string()),
     }
 }
 

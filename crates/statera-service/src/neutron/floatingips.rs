@@ -6,10 +6,11 @@
 //! router with its gateway on that external network and an interface on the
 //! fixed IP's subnet; the router carries the translation (`router_id`).
 
+use super::check_restated;
 use super::ipam::{self, AddressSpace, held_addresses};
 use super::ports::{ADDRESS_GENERATION_FAILURE, FixedIpRequest, assign_fixed_ips, service_port};
 use super::quotas::{self, NeutronConfig, QuotaResource};
-use super::routers::{check_restated, router_reaching};
+use super::routers::router_reaching;
 use super::{
     authorize, bad_request, conflict, error, not_found, visible_floating_ip, visible_network,
     visible_port,
@@ -66,7 +67,8 @@ pub fn associated(s: &impl StoreRead, f: &FloatingIp) -> bool {
     f.port_id.is_some_and(|p| s.get::<Port>(&p).is_some())
 }
 
-fn clear_association(f: &mut FloatingIp) {
+/// Floating IP `f` no longer associated with anything.
+pub(super) fn clear_association(f: &mut FloatingIp) {
     f.port_id = None;
     f.fixed_ip_address = None;
     f.router_id = None;

@@ -50,11 +50,6 @@ pub fn not_found(resource: &str, id: impl Display, exception: &'static str) -> S
     )
 }
 
-/// An id as a request names it: anything that is not a UUID names nothing.
-pub fn parse_id(raw: &str, resource: &str, exception: &'static str) -> ServiceResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| not_found(resource, raw, exception))
-}
-
 /// Neutron's `InvalidInput` (400): `Invalid input for operation: …`.
 pub fn invalid_input(message: impl Display) -> ServiceError {
     error(
@@ -94,6 +89,24 @@ pub fn forbidden(action: &str) -> ServiceError {
         "PolicyNotAuthorized",
         format!("(rule:{action}) is disallowed by policy"),
     )
+}
+
+/// Read-only attributes a body restates must keep their value (`current`
+/// gives it by name).
+pub fn check_restated(
+    restated: &[(&'static str, Option<String>)],
+    current: impl Fn(&str) -> String,
+) -> ServiceResult<()> {
+    for (key, given) in restated {
+        if given.as_deref() != Some(current(key).as_str()) {
+            return Err(error(
+                Fault::Invalid,
+                "HTTPBadRequest",
+                format!("Cannot update read-only attribute {key}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses with [`forbidden`] unless `rule` allows the caller on `project_id`.

@@ -397,28 +397,6 @@ fn check_not_claiming_l3(s: &impl StoreRead, p: &Port) -> ServiceResult<()> {
     }
 }
 
-/// The floating IPs associated with port `port_id`.
-fn floating_ips_of(s: &impl StoreRead, port_id: Uuid) -> Vec<Arc<FloatingIp>> {
-    s.list_by_project::<FloatingIp>(None)
-        .into_iter()
-        .filter(|f| f.port_id == Some(port_id))
-        .collect()
-}
-
-/// Let go of every floating IP associated with port `port_id` (the port is
-/// being deleted).
-fn disassociate_floating_ips(txn: &mut impl StoreWrite, port_id: Uuid) -> ServiceResult<()> {
-    for f in floating_ips_of(txn, port_id) {
-        let mut f = (*f).clone();
-        f.port_id = None;
-        f.fixed_ip_address = None;
-        f.router_id = None;
-        f.updated_at = Some(now());
-        txn.put(f)?;
-    }
-    Ok(())
-}
-
 // ---- security groups --------------------------------------------------------------------
 
 /// The groups a port of `project_id` asks for: each must exist and be the
@@ -734,7 +712,7 @@ pub fn update(
     }
     // A fixed IP a floating IP translates to stays until the floating IP
     // lets go of it.
-    for f in floating_ips_of(txn, id) {
+    for f in super::floatingips::of_port(txn, id) {
         if let Some(ip) = f.fixed_ip_address
             && !p.fixed_ips.iter().any(|x| x.ip_address == ip)
         {
@@ -770,7 +748,7 @@ pub fn delete(ctx: &Context, txn: &mut impl StoreWrite, id: Uuid) -> ServiceResu
         return Err(l3_port_in_use(&p));
     }
     // Neutron lets go of the floating IPs associated with the port.
-    disassociate_floating_ips(txn, id)?;
+    super::floatingips::disassociate_port(txn, id)?;
     txn.delete::<Port>(&id);
     Ok(())
 }

@@ -11,8 +11,8 @@ use super::ipam;
 use super::ports::{FixedIpRequest, assign_fixed_ips, service_port};
 use super::quotas::{self, NeutronConfig, QuotaResource};
 use super::{
-    authorize, bad_request, conflict, error, forbidden, not_found, owns, visible_network,
-    visible_port, visible_router, visible_subnet,
+    authorize, bad_request, check_restated, conflict, error, forbidden, not_found, owns,
+    visible_network, visible_port, visible_router, visible_subnet,
 };
 use crate::auth::Context;
 use crate::error::{Fault, ServiceError, ServiceResult};
@@ -78,26 +78,6 @@ pub struct InterfaceInfo {
     pub port_id: Uuid,
     pub network_id: Uuid,
     pub subnet_ids: Vec<Uuid>,
-}
-
-// ---- read-only attributes -----------------------------------------------------------------
-
-/// Read-only attributes a body restates must keep their value (`current`
-/// gives it by name).
-pub(super) fn check_restated(
-    restated: &[(&'static str, Option<String>)],
-    current: impl Fn(&str) -> String,
-) -> ServiceResult<()> {
-    for (key, given) in restated {
-        if given.as_deref() != Some(current(key).as_str()) {
-            return Err(error(
-                Fault::Invalid,
-                "HTTPBadRequest",
-                format!("Cannot update read-only attribute {key}"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 // ---- legs ---------------------------------------------------------------------------------
@@ -518,10 +498,7 @@ pub fn delete(ctx: &Context, txn: &mut impl StoreWrite, id: Uuid) -> ServiceResu
         .filter(|f| f.router_id == Some(id))
     {
         let mut f = (*f).clone();
-        f.port_id = None;
-        f.fixed_ip_address = None;
-        f.router_id = None;
-        f.updated_at = Some(now());
+        super::floatingips::clear_association(&mut f);
         txn.put(f)?;
     }
     if let Some(g) = &r.external_gateway {

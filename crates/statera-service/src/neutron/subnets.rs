@@ -4,8 +4,8 @@
 use super::ipam::{default_gateway, default_pools, is_host_address, to_u128};
 use super::quotas::{self, NeutronConfig, QuotaResource};
 use super::{
-    conflict, error, forbidden, invalid_field, invalid_input, lb_user, may_create, network_target,
-    subnet_target, subnet_visible, visible_network, visible_subnet,
+    check_restated, conflict, error, forbidden, invalid_field, invalid_input, lb_user, may_create,
+    network_target, subnet_target, subnet_visible, visible_network, visible_subnet,
 };
 use crate::auth::Context;
 use crate::error::{Fault, ServiceError, ServiceResult};
@@ -53,10 +53,10 @@ pub struct SubnetFields {
     /// the subnet is found: the attribute and its value as text (`None`: a
     /// value that is neither a string nor an integer, or null, which never
     /// restates anything).
-    pub read_only: Vec<(&'static str, Option<String>)>,
-    /// The refusal of the attributes the request holds beyond all of these
-    /// (its message), reported after the read-only ones.
-    pub unknown: Option<String>,
+    pub restated: Vec<(&'static str, Option<String>)>,
+    /// The wire layer's refusal of the attributes the request holds beyond
+    /// all of these, reported after the read-only ones.
+    pub rejected: Option<ServiceError>,
 }
 
 /// The immutable attributes an update may restate, in the order checked.
@@ -289,15 +289,6 @@ pub fn create(
     Ok(id)
 }
 
-/// `Cannot update read-only attribute <key>` (400).
-fn read_only(key: &str) -> ServiceError {
-    error(
-        Fault::Invalid,
-        "HTTPBadRequest",
-        format!("Cannot update read-only attribute {key}"),
-    )
-}
-
 /// Updates the subnet: 404 unless visible, then the restated immutable
 /// attributes, the request's unknown attributes, the policy, and the
 /// values' rules as each is applied (a new gateway must be free of ports;
@@ -309,19 +300,14 @@ pub fn update(
     f: SubnetFields,
 ) -> ServiceResult<()> {
     let mut sub = (*visible_subnet(ctx, txn, id)?).clone();
-    for (key, restated) in &f.read_only {
-        let current = match *key {
-            "cidr" => sub.cidr.to_string(),
-            "ip_version" => sub.ip_version().to_string(),
-            "network_id" => sub.network_id.to_string(),
-            _ => sub.project_id.clone(),
-        };
-        if restated.as_deref() != Some(current.as_str()) {
-            return Err(read_only(key));
-        }
-    }
-    if let Some(message) = f.unknown {
-        return Err(ServiceError::Invalid(message));
+    check_restated(&f.restated, |key| match key {
+        "cidr" => sub.cidr.to_string(),
+        "ip_version" => sub.ip_version().to_string(),
+        "network_id" => sub.network_id.to_string(),
+        _ => sub.project_id.clone(),
+    })?;
+    if let Some(e) = f.rejected {
+        return Err(e);
     }
     if !ctx.allowed_on("update_subnet", &subnet_target(txn, &sub)) {
         return Err(forbidden("update_subnet"));

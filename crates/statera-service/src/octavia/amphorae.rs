@@ -18,10 +18,7 @@ use uuid::Uuid;
 /// own project: what every operation asks first (and the wire, before a
 /// write, as Octavia asks it before anything else).
 pub fn authorize(ctx: &Context, action: &str) -> ServiceResult<()> {
-    ctx.authorize(
-        &format!("os_load-balancer_api:amphora:{action}"),
-        ctx.caller.project(),
-    )
+    super::authorize_own(ctx, "amphora", action)
 }
 
 /// The live amphora the path names (`raw`: anything but a UUID names

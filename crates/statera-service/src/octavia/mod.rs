@@ -72,6 +72,16 @@ pub trait Providers: Deployment {
     }
 }
 
+/// Octavia's rule `os_load-balancer_api:<resource>:<action>` on the
+/// caller's own project: what the admin resources (flavors, availability
+/// zones, their profiles, amphorae) and the provider reads ask.
+pub fn authorize_own(ctx: &Context, resource: &str, action: &str) -> ServiceResult<()> {
+    ctx.authorize(
+        &format!("os_load-balancer_api:{resource}:{action}"),
+        ctx.caller.project(),
+    )
+}
+
 /// Which projects' objects a list of `resource` (`loadbalancer`, …) shows:
 /// `None` = all (`os_load-balancer_api:RESOURCE:get_all-global`), else the
 /// one project (`asked`, or the caller's own), which `…:get_all` must allow

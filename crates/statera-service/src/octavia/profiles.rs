@@ -127,10 +127,7 @@ pub fn authorize_profile<K: Kind>(ctx: &Context, action: &str) -> ServiceResult<
 }
 
 fn rule(ctx: &Context, resource: &str, action: &str) -> ServiceResult<()> {
-    ctx.authorize(
-        &format!("os_load-balancer_api:{resource}:{action}"),
-        ctx.caller.project(),
-    )
+    super::authorize_own(ctx, resource, action)
 }
 
 // ------------------------------------------------------------- offerings

@@ -8,10 +8,7 @@ use crate::error::{ServiceError, ServiceResult};
 
 /// The enabled providers (name, description), in the deployment's order.
 pub fn list(ctx: &Context, d: &impl Providers) -> ServiceResult<Vec<(String, String)>> {
-    ctx.authorize(
-        "os_load-balancer_api:provider:get_all",
-        ctx.caller.project(),
-    )?;
+    super::authorize_own(ctx, "provider", "get_all")?;
     Ok(d.provider_list())
 }
 
@@ -26,10 +23,7 @@ pub fn flavor_capabilities<'a>(
     d: &'a impl Providers,
     provider: &str,
 ) -> ServiceResult<&'a [(String, String)]> {
-    ctx.authorize(
-        "os_load-balancer_api:provider-flavor:get_all",
-        ctx.caller.project(),
-    )?;
+    super::authorize_own(ctx, "provider-flavor", "get_all")?;
     d.flavor_capabilities(provider)
         .ok_or_else(|| not_enabled(provider))
 }
@@ -41,10 +35,7 @@ pub fn availability_zone_capabilities<'a>(
     d: &'a impl Providers,
     provider: &str,
 ) -> ServiceResult<&'a [(String, String)]> {
-    ctx.authorize(
-        "os_load-balancer_api:provider-availability-zone:get_all",
-        ctx.caller.project(),
-    )?;
+    super::authorize_own(ctx, "provider-availability-zone", "get_all")?;
     d.availability_zone_capabilities(provider)
         .ok_or_else(|| not_enabled(provider))
 }
