@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod identity;
 pub mod lb;
 pub mod neutron;
 pub mod octavia;

@@ -49,10 +49,7 @@ const INTERFACES: &[&str] = &["public", "internal", "admin"];
 // ---------------------------------------------------------------- services
 
 impl AdminResource for CatalogService {
-    const KIND: &'static str = "service";
     const PLURAL: &'static str = "services";
-    const GET: &'static str = "identity:get_service";
-    const LIST: &'static str = "identity:list_services";
     const FILTERS: &'static [&'static str] = &["type", "name"];
     fn render(ctx: &RequestContext, s: &Self) -> Value {
         render_service(ctx, s)
@@ -175,10 +172,7 @@ async fn delete_service(
 // ---------------------------------------------------------------- endpoints
 
 impl AdminResource for CatalogEndpoint {
-    const KIND: &'static str = "endpoint";
     const PLURAL: &'static str = "endpoints";
-    const GET: &'static str = "identity:get_endpoint";
-    const LIST: &'static str = "identity:list_endpoints";
     const FILTERS: &'static [&'static str] = &["interface", "service_id", "region_id"];
     fn render(ctx: &RequestContext, e: &Self) -> Value {
         render_endpoint(ctx, e)
@@ -344,10 +338,7 @@ async fn delete_endpoint(
 // ---------------------------------------------------------------- regions
 
 impl AdminResource for Region {
-    const KIND: &'static str = "region";
     const PLURAL: &'static str = "regions";
-    const GET: &'static str = "identity:get_region";
-    const LIST: &'static str = "identity:list_regions";
     const FILTERS: &'static [&'static str] = &["parent_region_id"];
     fn render(ctx: &RequestContext, r: &Self) -> Value {
         render_region(ctx, r)

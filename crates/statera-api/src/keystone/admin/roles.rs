@@ -29,10 +29,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 impl AdminResource for Role {
-    const KIND: &'static str = "role";
     const PLURAL: &'static str = "roles";
-    const GET: &'static str = "identity:get_role";
-    const LIST: &'static str = "identity:list_roles";
     const FILTERS: &'static [&'static str] = &["name", "domain_id"];
     fn render(ctx: &RequestContext, r: &Self) -> Value {
         render(ctx, r)

@@ -40,19 +40,13 @@ const KNOWN: &[&str] = &[
 ];
 
 impl AdminResource for User {
-    const KIND: &'static str = "user";
     const PLURAL: &'static str = "users";
-    const GET: &'static str = "identity:get_user";
-    const LIST: &'static str = "identity:list_users";
     const FILTERS: &'static [&'static str] = &["name", "domain_id", "enabled"];
     fn render(ctx: &RequestContext, u: &Self) -> Value {
         render(ctx, u)
     }
     fn sort_key(&self) -> String {
         self.name.clone()
-    }
-    fn target(id: &str) -> Target<'_> {
-        Target::user(id)
     }
 }
 
