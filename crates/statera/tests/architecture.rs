@@ -534,6 +534,9 @@ const KEYSTONE_ADMIN_ON_THE_SERVICE: &[&str] = &[
     "crates/statera-api/src/keystone/admin/domains.rs",
     "crates/statera-api/src/keystone/admin/projects.rs",
     "crates/statera-api/src/keystone/admin/groups.rs",
+    "crates/statera-api/src/keystone/admin/users.rs",
+    "crates/statera-api/src/keystone/admin/roles.rs",
+    "crates/statera-api/src/keystone/admin/grants.rs",
 ];
 
 #[test]

@@ -13,6 +13,7 @@
 
 pub mod catalog;
 pub mod domains;
+pub mod grants;
 pub mod groups;
 pub mod projects;
 pub mod roles;

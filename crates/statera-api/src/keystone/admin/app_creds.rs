@@ -190,9 +190,9 @@ async fn create(
                             .ok_or_else(|| not_found("role", n))?,
                         (None, None) => unreachable!("checked by requested_roles"),
                     };
-                    for r in std::iter::once(role.id.clone())
-                        .chain(super::roles::implied_closure(s, &role.id))
-                    {
+                    for r in std::iter::once(role.id.clone()).chain(
+                        statera_service::identity::roles::implied_closure(s, &role.id),
+                    ) {
                         if !ids.contains(&r) {
                             ids.push(r);
                         }
