@@ -11,6 +11,7 @@
 //! forgetting failed authentications, issuing tokens) is the wire's: it
 //! hands the service a hash, not a password.
 
+pub mod app_creds;
 pub mod catalog;
 pub mod domains;
 pub mod grants;

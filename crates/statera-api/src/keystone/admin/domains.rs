@@ -59,7 +59,7 @@ async fn create(
     ctx: RequestContext,
     body: Bytes,
 ) -> ApiResult<Response> {
-    identity::authorize(&ctx.service, service::CREATE, Target::default()).map_err(kse)?;
+    admit(&ctx, service::CREATE, Target::default())?;
     let obj = envelope(&body, "domain")?;
     only(&obj, FIELDS)?;
     let name = name_field(&obj, true, PROJECT_NAME_MAX)?.unwrap_or_default();
@@ -99,7 +99,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    identity::authorize(&ctx.service, service::UPDATE, Target::default()).map_err(kse)?;
+    admit(&ctx, service::UPDATE, Target::default())?;
     let obj = envelope(&body, "domain")?;
     only(
         &obj,

@@ -223,7 +223,7 @@ async fn list_assignments(
     ctx: RequestContext,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
-    identity::authorize(&ctx.service, service::LIST_ASSIGNMENTS, Target::default()).map_err(kse)?;
+    admit(&ctx, service::LIST_ASSIGNMENTS, Target::default())?;
     let q = crate::list::Query::parse(uri.query());
     // `?effective` and `?include_names` count as true with no value (Keystone).
     let flag = |k: &str| match q.get(k) {

@@ -53,7 +53,7 @@ async fn create(
     ctx: RequestContext,
     body: Bytes,
 ) -> ApiResult<Response> {
-    identity::authorize(&ctx.service, service::CREATE, Target::default()).map_err(kse)?;
+    admit(&ctx, service::CREATE, Target::default())?;
     let obj = envelope(&body, "group")?;
     only(&obj, &["name", "domain_id", "description"])?;
     let g = Group {
@@ -81,7 +81,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    identity::authorize(&ctx.service, service::UPDATE, Target::default()).map_err(kse)?;
+    admit(&ctx, service::UPDATE, Target::default())?;
     let obj = envelope(&body, "group")?;
     if obj.contains_key("domain_id") {
         return Err(bad_request("Update of `domain_id` is not allowed."));

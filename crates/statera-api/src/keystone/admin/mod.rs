@@ -7,8 +7,12 @@
 //! errors as `{"error": {code, title, message}}`. Every mutation is one
 //! `store.write` that validates inside it: a refused request changes nothing.
 //!
-//! Authorization asks statera-policy's `identity:*` rules (Keystone's names,
-//! Keystone's defaults in spirit; an operator's policy file overrides them).
+//! The wire only: routes, reading requests, rendering, Keystone's error
+//! shape ([`kse`]), and what needs the built-in Keystone itself (hashing
+//! passwords and secrets, its lockout's memory). The operations, with their
+//! authorization by statera-policy's `identity:*` rules (Keystone's names,
+//! Keystone's defaults in spirit; an operator's policy file overrides them),
+//! are `statera_service::identity`, group by group.
 
 pub mod app_creds;
 pub mod catalog;
@@ -27,10 +31,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 use statera_model::Timestamp;
-use statera_model::identity::Revocation;
 use statera_service::identity;
 use statera_service::{ServiceError, ServiceResult};
-use statera_store::{State as StoreState, Txn};
+use statera_store::Txn;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -48,14 +51,10 @@ pub fn routes() -> Router<AppState> {
 
 pub use statera_service::identity::{Resource, Target};
 
-/// Whether `ctx` may do `action` on `target` (the service's
-/// [`statera_service::identity::allowed`]).
-pub fn allowed(ctx: &RequestContext, action: &str, target: Target) -> bool {
-    identity::allowed(&ctx.service, action, target)
-}
-
-/// [`allowed`], or Keystone's 403.
-pub fn authorize(ctx: &RequestContext, action: &str, target: Target) -> ApiResult<()> {
+/// The service's policy check for `action` on `target`, asked before the
+/// request's body is read (as Keystone does: a 403 wins over a 400); the
+/// service asks it again inside the operation.
+pub fn admit(ctx: &RequestContext, action: &str, target: Target) -> ApiResult<()> {
     identity::authorize(&ctx.service, action, target).map_err(kse)
 }
 
@@ -72,22 +71,6 @@ pub fn kse(e: ServiceError) -> ApiError {
     ks(ApiError::from(e))
 }
 
-/// `Could not find <kind>: <id>.` (404)
-pub fn not_found(kind: &str, id: &str) -> ApiError {
-    kse(identity::not_found(kind, id))
-}
-
-/// 409 for a name taken in a domain (`... with name <name> at domain ID <d>.`).
-pub fn duplicate_in(kind: &str, name: &str, domain_id: &str) -> ApiError {
-    kse(identity::duplicate_in(kind, name, domain_id))
-}
-
-/// 409 for a name taken (`Conflict occurred attempting to store <kind> -
-/// Duplicate entry found with name <name>.`).
-pub fn duplicate(kind: &str, name: &str) -> ApiError {
-    kse(identity::duplicate(kind, name))
-}
-
 /// Keystone's schema validation failure (400).
 pub fn invalid(field: &str, reason: impl std::fmt::Display) -> ApiError {
     kerr(
@@ -101,19 +84,9 @@ pub fn bad_request(message: impl Into<String>) -> ApiError {
     kerr(StatusCode::BAD_REQUEST, message)
 }
 
-/// 403 that is not about policy (`ForbiddenNotSecurity`).
-pub fn forbidden(message: impl Into<String>) -> ApiError {
-    kerr(StatusCode::FORBIDDEN, message)
-}
-
 /// Any error in Keystone's shape (store failures arrive in Octavia's).
 pub fn ks(e: ApiError) -> ApiError {
     e.in_style(Style::Keystone)
-}
-
-/// One transaction; every error it returns in Keystone's shape.
-pub async fn write<T>(state: &AppState, f: impl FnOnce(&mut Txn) -> ApiResult<T>) -> ApiResult<T> {
-    state.store.write(f).await.map_err(ks)
 }
 
 /// One transaction of the service's; its error in Keystone's shape.
@@ -367,11 +340,6 @@ pub trait AdminResource: Resource {
     }
 }
 
-/// A copy of the record `id`, or Keystone's 404.
-pub fn fetch<R: Resource>(state: &StoreState, id: &str) -> ApiResult<R> {
-    identity::fetch::<R>(state, id).map_err(kse)
-}
-
 /// Whether a rendered object matches the query's filters: a string equals,
 /// a boolean parses equal, a list holds every value asked (`tags`).
 fn matches_filters(obj: &Value, q: &crate::list::Query, filters: &[&str]) -> bool {
@@ -419,19 +387,4 @@ pub async fn list<R: AdminResource>(
         .filter(|v| matches_filters(v, &q, R::FILTERS))
         .collect();
     Ok(collection(&ctx, R::PLURAL, &uri, items))
-}
-
-// ---------------------------------------------------------------- revocations
-
-/// A revocation of every token matching the given subject, issued until now.
-pub fn revoke(txn: &mut Txn, fill: impl FnOnce(&mut Revocation)) -> ApiResult<()> {
-    identity::revoke(txn, fill).map_err(kse)
-}
-
-/// Remove every role assignment `matches` selects.
-pub fn delete_assignments(
-    txn: &mut Txn,
-    matches: impl Fn(&statera_model::identity::RoleAssignment) -> bool,
-) {
-    identity::delete_assignments(txn, matches)
 }

@@ -77,7 +77,7 @@ async fn create(
     ctx: RequestContext,
     body: Bytes,
 ) -> ApiResult<Response> {
-    identity::authorize(&ctx.service, service::CREATE, Target::default()).map_err(kse)?;
+    admit(&ctx, service::CREATE, Target::default())?;
     let obj = envelope(&body, "project")?;
     only(&obj, FIELDS)?;
     if bool_field(&obj, "is_domain")? == Some(true) {
@@ -137,7 +137,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    identity::authorize(&ctx.service, service::UPDATE, Target::project(&id)).map_err(kse)?;
+    admit(&ctx, service::UPDATE, Target::project(&id))?;
     let obj = envelope(&body, "project")?;
     if obj.contains_key("domain_id") {
         return Err(bad_request("Update of `domain_id` is not allowed."));

@@ -103,7 +103,7 @@ async fn create(
     client: Client,
     body: Bytes,
 ) -> ApiResult<Response> {
-    identity::authorize(&ctx.service, service::CREATE, Target::default()).map_err(kse)?;
+    admit(&ctx, service::CREATE, Target::default())?;
     let obj = envelope(&body, "user")?;
     let name = name_field(&obj, true, NAME_MAX)?.unwrap_or_default();
     let domain_id = opt_str(&obj, "domain_id", 64, false)?
@@ -148,7 +148,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    identity::authorize(&ctx.service, service::UPDATE, Target::user(&id)).map_err(kse)?;
+    admit(&ctx, service::UPDATE, Target::user(&id))?;
     let obj = envelope(&body, "user")?;
     if let Some(v) = obj.get("id")
         && v.as_str() != Some(id.as_str())
