@@ -11,6 +11,9 @@
 //!   policy;
 //! - [`octavia`]: per-resource operations (`create/update/delete/show/list`)
 //!   on typed input ([`Opt`] fields), resource by resource;
+//! - [`neutron`]: the Neutron subset's operations; [`identity`]: the built-in
+//!   Keystone's admin operations (domains, projects, users, groups, roles,
+//!   grants, application credentials, the catalog), with Keystone's messages;
 //! - [`error`]: what went wrong, by kind, with Octavia's messages; the wire
 //!   layer chooses statuses and shapes.
 //!
@@ -18,6 +21,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod identity;
 pub mod lb;
 pub mod neutron;
 pub mod octavia;

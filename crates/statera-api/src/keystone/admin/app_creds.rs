@@ -2,13 +2,17 @@
 //! generated unless given and shown only in the create answer; the roles are
 //! a subset of the caller's on its token's project), list (`name`), show,
 //! delete (its tokens are revoked). Only the owning user creates; the owner
-//! or an admin reads and deletes.
+//! or an admin reads and deletes. The wire only (with the secret, drawn and
+//! hashed by the built-in Keystone): the operations are
+//! `statera_service::identity::app_creds`.
 
 use super::*;
 use axum::extract::{OriginalUri, Path, State};
 use axum::routing::get;
 use bytes::Bytes;
-use statera_model::identity::{ApplicationCredential, Role, new_id};
+use statera_model::identity::{ApplicationCredential, Role};
+use statera_service::StoreRead;
+use statera_service::identity::app_creds::{self as service, NewAppCred, RoleRef};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -27,15 +31,11 @@ const SECRET_MAX: usize = 4096;
 /// The length of a generated secret (Keystone: 64 random bytes, URL-safe base64).
 const SECRET_LEN: usize = 86;
 
-pub fn render(
-    ctx: &RequestContext,
-    state: &statera_store::State,
-    c: &ApplicationCredential,
-) -> Value {
+pub fn render(ctx: &RequestContext, state: &impl StoreRead, c: &ApplicationCredential) -> Value {
     let roles: Vec<Value> = c
         .role_ids
         .iter()
-        .filter_map(|r| state.roles.get(r))
+        .filter_map(|r| state.get::<Role>(r))
         .map(|r| json!({"id": r.id, "name": r.name, "domain_id": r.domain_id}))
         .collect();
     with_self(
@@ -66,10 +66,7 @@ fn parse_time(s: &str) -> Option<Timestamp> {
         .ok()
 }
 
-/// The roles asked for: `[{"id": …} | {"name": …}]`.
-/// A role reference: (id, name).
-type RoleRef = (Option<String>, Option<String>);
-
+/// The roles asked for: `[{"id": …} | {"name": …}]` (an id wins).
 fn requested_roles(obj: &Object) -> ApiResult<Option<Vec<RoleRef>>> {
     match obj.get("roles") {
         None | Some(Value::Null) => Ok(None),
@@ -82,10 +79,13 @@ fn requested_roles(obj: &Object) -> ApiResult<Option<Vec<RoleRef>>> {
                 only(o, &["id", "name", "domain_id"])?;
                 let id = o.get("id").and_then(Value::as_str).map(str::to_string);
                 let name = o.get("name").and_then(Value::as_str).map(str::to_string);
-                if id.is_none() && name.is_none() {
-                    return Err(invalid("roles", "a role needs an id or a name"));
-                }
-                out.push((id, name));
+                out.push(match (id, name) {
+                    (Some(i), _) => RoleRef::Id(i),
+                    (None, Some(n)) => RoleRef::Name(n),
+                    (None, None) => {
+                        return Err(invalid("roles", "a role needs an id or a name"));
+                    }
+                });
             }
             Ok(Some(out))
         }
@@ -100,17 +100,7 @@ async fn create(
     Path(user): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    if !allowed(
-        &ctx,
-        "identity:create_application_credential",
-        Target::user(&user),
-    ) {
-        return Err(kerr(
-            StatusCode::FORBIDDEN,
-            "You are not authorized to perform the requested action: Cannot create an \
-             application credential for another user.",
-        ));
-    }
+    service::admit_create(&ctx.service, &user).map_err(kse)?;
     let obj = envelope(&body, "application_credential")?;
     only(
         &obj,
@@ -161,76 +151,19 @@ async fn create(
         _ => statera_identity::password::random_secret(SECRET_LEN),
     };
     let secret_hash = hash_secret(&state, client, secret.clone()).await?;
-    let caller_roles = ctx.caller.roles.clone();
-    let c = write(&state, |txn| {
-        let s = txn.state();
-        if !s.users.contains(&user) {
-            return Err(not_found("user", &user));
-        }
-        // The roles the caller's token carries on its project, as records.
-        let held: Vec<&Role> = s
-            .roles
-            .iter()
-            .map(|r| r.as_ref())
-            .filter(|r| caller_roles.iter().any(|c| c.eq_ignore_ascii_case(&r.name)))
-            .collect();
-        let role_ids: Vec<String> = match &requested {
-            None => held.iter().map(|r| r.id.clone()).collect(),
-            Some(asked) => {
-                // Named roles, then what they imply; every one must be on
-                // the caller's token (no escalation through a credential).
-                let mut ids: Vec<String> = Vec::new();
-                for (id, name) in asked {
-                    let role = match (id, name) {
-                        (Some(i), _) => s.roles.get(i).ok_or_else(|| not_found("role", i))?,
-                        (None, Some(n)) => s
-                            .roles
-                            .iter()
-                            .find(|r| r.domain_id.is_none() && r.name.eq_ignore_ascii_case(n))
-                            .ok_or_else(|| not_found("role", n))?,
-                        (None, None) => unreachable!("checked by requested_roles"),
-                    };
-                    for r in std::iter::once(role.id.clone())
-                        .chain(super::roles::implied_closure(s, &role.id))
-                    {
-                        if !ids.contains(&r) {
-                            ids.push(r);
-                        }
-                    }
-                }
-                if ids.iter().any(|i| !held.iter().any(|h| &h.id == i)) {
-                    return Err(bad_request(
-                        "Invalid application credential: Cannot create an application \
-                         credential with unassigned role",
-                    ));
-                }
-                ids
-            }
-        };
-        if s.application_credentials
-            .iter()
-            .any(|c| c.user_id == user && c.name == name)
-        {
-            return Err(duplicate("application_credential", &name));
-        }
-        let c = ApplicationCredential {
-            id: new_id(),
-            name,
-            description,
-            user_id: user.clone(),
-            project_id,
-            secret_hash,
-            role_ids,
-            expires_at,
-            unrestricted,
-            created_at: statera_model::now(),
-        };
-        txn.put(c.clone())?;
-        Ok(c)
-    })
-    .await?;
+    let new = NewAppCred {
+        user_id: user,
+        project_id,
+        name,
+        description,
+        secret_hash,
+        expires_at,
+        unrestricted,
+        roles: requested,
+    };
+    let c = service_write(&state, |txn| service::create(&ctx.service, txn, new)).await?;
     let snap = state.store.snapshot();
-    let mut v = render(&ctx, &snap, &c);
+    let mut v = render(&ctx, &*snap, &c);
     v["secret"] = json!(secret);
     Ok(one(StatusCode::CREATED, "application_credential", v))
 }
@@ -241,24 +174,15 @@ async fn list(
     Path(user): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
-    authorize(
-        &ctx,
-        "identity:list_application_credentials",
-        Target::user(&user),
-    )?;
-    let q = crate::list::Query::parse(uri.query());
     let snap = state.store.snapshot();
-    if !snap.users.contains(&user) {
-        return Err(not_found("user", &user));
-    }
-    let mut creds: Vec<_> = snap
-        .application_credentials
+    let all = service::list(&ctx.service, &*snap, &user).map_err(kse)?;
+    let q = crate::list::Query::parse(uri.query());
+    let mut creds: Vec<_> = all
         .iter()
-        .filter(|c| c.user_id == user)
         .filter(|c| q.get("name").is_none_or(|n| c.name == n))
         .collect();
     creds.sort_by(|a, b| a.name.cmp(&b.name));
-    let items = creds.into_iter().map(|c| render(&ctx, &snap, c)).collect();
+    let items = creds.into_iter().map(|c| render(&ctx, &*snap, c)).collect();
     Ok(collection(&ctx, "application_credentials", &uri, items))
 }
 
@@ -267,21 +191,12 @@ async fn show(
     ctx: RequestContext,
     Path((user, cred)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    authorize(
-        &ctx,
-        "identity:get_application_credential",
-        Target::user(&user),
-    )?;
     let snap = state.store.snapshot();
-    let c = snap
-        .application_credentials
-        .get(&cred)
-        .filter(|c| c.user_id == user)
-        .ok_or_else(|| not_found("application credential", &cred))?;
+    let c = service::show(&ctx.service, &*snap, &user, &cred).map_err(kse)?;
     Ok(one(
         StatusCode::OK,
         "application_credential",
-        render(&ctx, &snap, c),
+        render(&ctx, &*snap, &c),
     ))
 }
 
@@ -290,22 +205,8 @@ async fn delete(
     ctx: RequestContext,
     Path((user, cred)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    authorize(
-        &ctx,
-        "identity:delete_application_credential",
-        Target::user(&user),
-    )?;
-    write(&state, |txn| {
-        if txn
-            .state()
-            .application_credentials
-            .get(&cred)
-            .is_none_or(|c| c.user_id != user)
-        {
-            return Err(not_found("application credential", &cred));
-        }
-        txn.delete::<ApplicationCredential>(&cred);
-        revoke(txn, |r| r.application_credential_id = Some(cred.clone()))
+    service_write(&state, |txn| {
+        service::delete(&ctx.service, txn, &user, &cred)
     })
     .await?;
     Ok(no_content())

@@ -2,13 +2,17 @@
 //! `/v3/endpoints` (filters `interface`, `service_id`, `region_id`),
 //! `/v3/regions` (filter `parent_region_id`; `PUT /v3/regions/{id}` creates
 //! with a chosen id). Deleting a service deletes its endpoints; a region
-//! with endpoints (its own or its sub-regions') cannot be deleted.
+//! with endpoints (its own or its sub-regions') cannot be deleted. The wire
+//! only: the operations are `statera_service::identity::catalog`.
 
 use super::*;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use bytes::Bytes;
 use statera_model::identity::{CatalogEndpoint, CatalogService, Region, new_id};
+use statera_service::identity::catalog::{
+    self as service, EndpointFields, RegionFields, ServiceFields,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -49,10 +53,7 @@ const INTERFACES: &[&str] = &["public", "internal", "admin"];
 // ---------------------------------------------------------------- services
 
 impl AdminResource for CatalogService {
-    const KIND: &'static str = "service";
     const PLURAL: &'static str = "services";
-    const GET: &'static str = "identity:get_service";
-    const LIST: &'static str = "identity:list_services";
     const FILTERS: &'static [&'static str] = &["type", "name"];
     fn render(ctx: &RequestContext, s: &Self) -> Value {
         render_service(ctx, s)
@@ -89,7 +90,7 @@ async fn create_service(
     ctx: RequestContext,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:create_service", Target::default())?;
+    admit(&ctx, service::CREATE_SERVICE, Target::default())?;
     let obj = envelope(&body, "service")?;
     only(&obj, &["type", "name", "description", "enabled"])?;
     let s = CatalogService {
@@ -101,11 +102,7 @@ async fn create_service(
         description: description_field(&obj)?.unwrap_or_default(),
         enabled: bool_field(&obj, "enabled")?.unwrap_or(true),
     };
-    let s = write(&state, |txn| {
-        txn.put(s.clone())?;
-        Ok(s)
-    })
-    .await?;
+    let s = service_write(&state, |txn| service::create_service(&ctx.service, txn, s)).await?;
     Ok(one(
         StatusCode::CREATED,
         "service",
@@ -119,29 +116,21 @@ async fn update_service(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:update_service", Target::default())?;
+    admit(&ctx, service::UPDATE_SERVICE, Target::default())?;
     let obj = envelope(&body, "service")?;
     only(&obj, &["type", "name", "description", "enabled"])?;
     let kind = service_type(&obj, false)?;
     let name = opt_str(&obj, "name", NAME_MAX, true)?;
     let description = description_field(&obj)?;
     let enabled = bool_field(&obj, "enabled")?;
-    let s = write(&state, |txn| {
-        let mut s = fetch::<CatalogService>(txn.state(), &id)?;
-        if let Some(k) = kind {
-            s.kind = k;
-        }
-        if let Some(n) = name {
-            s.name = n.unwrap_or_default();
-        }
-        if let Some(d) = description {
-            s.description = d;
-        }
-        if let Some(e) = enabled {
-            s.enabled = e;
-        }
-        txn.put(s.clone())?;
-        Ok(s)
+    let f = ServiceFields {
+        kind,
+        name,
+        description,
+        enabled,
+    };
+    let s = service_write(&state, |txn| {
+        service::update_service(&ctx.service, txn, &id, f)
     })
     .await?;
     Ok(one(StatusCode::OK, "service", render_service(&ctx, &s)))
@@ -152,21 +141,8 @@ async fn delete_service(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:delete_service", Target::default())?;
-    write(&state, |txn| {
-        fetch::<CatalogService>(txn.state(), &id)?;
-        let endpoints: Vec<String> = txn
-            .state()
-            .catalog_endpoints
-            .iter()
-            .filter(|e| e.service_id == id)
-            .map(|e| e.id.clone())
-            .collect();
-        for e in &endpoints {
-            txn.delete::<CatalogEndpoint>(e);
-        }
-        txn.delete::<CatalogService>(&id);
-        Ok(())
+    service_write(&state, |txn| {
+        service::delete_service(&ctx.service, txn, &id)
     })
     .await?;
     Ok(no_content())
@@ -175,10 +151,7 @@ async fn delete_service(
 // ---------------------------------------------------------------- endpoints
 
 impl AdminResource for CatalogEndpoint {
-    const KIND: &'static str = "endpoint";
     const PLURAL: &'static str = "endpoints";
-    const GET: &'static str = "identity:get_endpoint";
-    const LIST: &'static str = "identity:list_endpoints";
     const FILTERS: &'static [&'static str] = &["interface", "service_id", "region_id"];
     fn render(ctx: &RequestContext, e: &Self) -> Value {
         render_endpoint(ctx, e)
@@ -243,24 +216,12 @@ fn region_field(obj: &Object) -> ApiResult<Option<Option<String>>> {
     }
 }
 
-fn check_endpoint_refs(txn: &Txn, e: &CatalogEndpoint) -> ApiResult<()> {
-    if !txn.state().catalog_services.contains(&e.service_id) {
-        return Err(not_found("service", &e.service_id));
-    }
-    if let Some(r) = &e.region_id
-        && !txn.state().regions.contains(r)
-    {
-        return Err(not_found("region", r));
-    }
-    Ok(())
-}
-
 async fn create_endpoint(
     State(state): State<AppState>,
     ctx: RequestContext,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:create_endpoint", Target::default())?;
+    admit(&ctx, service::CREATE_ENDPOINT, Target::default())?;
     let obj = envelope(&body, "endpoint")?;
     only(&obj, ENDPOINT_FIELDS)?;
     let service_id = opt_str(&obj, "service_id", 64, false)?
@@ -274,12 +235,7 @@ async fn create_endpoint(
         region_id: region_field(&obj)?.flatten(),
         enabled: bool_field(&obj, "enabled")?.unwrap_or(true),
     };
-    let e = write(&state, |txn| {
-        check_endpoint_refs(txn, &e)?;
-        txn.put(e.clone())?;
-        Ok(e)
-    })
-    .await?;
+    let e = service_write(&state, |txn| service::create_endpoint(&ctx.service, txn, e)).await?;
     Ok(one(
         StatusCode::CREATED,
         "endpoint",
@@ -293,7 +249,7 @@ async fn update_endpoint(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:update_endpoint", Target::default())?;
+    admit(&ctx, service::UPDATE_ENDPOINT, Target::default())?;
     let obj = envelope(&body, "endpoint")?;
     only(&obj, ENDPOINT_FIELDS)?;
     let service_id = opt_str(&obj, "service_id", 64, false)?.flatten();
@@ -301,26 +257,15 @@ async fn update_endpoint(
     let url = url_field(&obj, false)?;
     let region = region_field(&obj)?;
     let enabled = bool_field(&obj, "enabled")?;
-    let e = write(&state, |txn| {
-        let mut e = fetch::<CatalogEndpoint>(txn.state(), &id)?;
-        if let Some(s) = service_id {
-            e.service_id = s;
-        }
-        if let Some(i) = interface {
-            e.interface = i;
-        }
-        if let Some(u) = url {
-            e.url = u;
-        }
-        if let Some(r) = region {
-            e.region_id = r;
-        }
-        if let Some(x) = enabled {
-            e.enabled = x;
-        }
-        check_endpoint_refs(txn, &e)?;
-        txn.put(e.clone())?;
-        Ok(e)
+    let f = EndpointFields {
+        service_id,
+        interface,
+        url,
+        region_id: region,
+        enabled,
+    };
+    let e = service_write(&state, |txn| {
+        service::update_endpoint(&ctx.service, txn, &id, f)
     })
     .await?;
     Ok(one(StatusCode::OK, "endpoint", render_endpoint(&ctx, &e)))
@@ -331,11 +276,8 @@ async fn delete_endpoint(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:delete_endpoint", Target::default())?;
-    write(&state, |txn| {
-        fetch::<CatalogEndpoint>(txn.state(), &id)?;
-        txn.delete::<CatalogEndpoint>(&id);
-        Ok(())
+    service_write(&state, |txn| {
+        service::delete_endpoint(&ctx.service, txn, &id)
     })
     .await?;
     Ok(no_content())
@@ -344,10 +286,7 @@ async fn delete_endpoint(
 // ---------------------------------------------------------------- regions
 
 impl AdminResource for Region {
-    const KIND: &'static str = "region";
     const PLURAL: &'static str = "regions";
-    const GET: &'static str = "identity:get_region";
-    const LIST: &'static str = "identity:list_regions";
     const FILTERS: &'static [&'static str] = &["parent_region_id"];
     fn render(ctx: &RequestContext, r: &Self) -> Value {
         render_region(ctx, r)
@@ -376,43 +315,8 @@ fn valid_region_id(id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Whether making `parent` the parent of `id` would close a loop.
-fn would_loop(state: &statera_store::State, id: &str, parent: &str) -> bool {
-    let mut at = Some(parent.to_string());
-    let mut steps = 0;
-    while let Some(p) = at {
-        if p == id || steps > 1024 {
-            return true;
-        }
-        at = state
-            .regions
-            .get(&p)
-            .and_then(|r| r.parent_region_id.clone());
-        steps += 1;
-    }
-    false
-}
-
-async fn store_region(state: &AppState, r: Region) -> ApiResult<Region> {
-    write(state, |txn| {
-        if txn.state().regions.contains(&r.id) {
-            return Err(kerr(
-                StatusCode::CONFLICT,
-                format!(
-                    "Conflict occurred attempting to store region - Duplicate ID, {}.",
-                    r.id
-                ),
-            ));
-        }
-        if let Some(p) = &r.parent_region_id
-            && !txn.state().regions.contains(p)
-        {
-            return Err(not_found("region", p));
-        }
-        txn.put(r.clone())?;
-        Ok(r)
-    })
-    .await
+async fn store_region(state: &AppState, ctx: &RequestContext, r: Region) -> ApiResult<Region> {
+    service_write(state, |txn| service::create_region(&ctx.service, txn, r)).await
 }
 
 async fn create_region(
@@ -420,7 +324,7 @@ async fn create_region(
     ctx: RequestContext,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:create_region", Target::default())?;
+    admit(&ctx, service::CREATE_REGION, Target::default())?;
     let obj = envelope(&body, "region")?;
     only(&obj, &["id", "description", "parent_region_id"])?;
     let id = match opt_str(&obj, "id", 255, true)?.flatten() {
@@ -435,7 +339,7 @@ async fn create_region(
         description: description_field(&obj)?.unwrap_or_default(),
         parent_region_id: opt_str(&obj, "parent_region_id", 255, true)?.flatten(),
     };
-    let r = store_region(&state, r).await?;
+    let r = store_region(&state, &ctx, r).await?;
     Ok(one(StatusCode::CREATED, "region", render_region(&ctx, &r)))
 }
 
@@ -445,7 +349,7 @@ async fn put_region(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:create_region", Target::default())?;
+    admit(&ctx, service::CREATE_REGION, Target::default())?;
     valid_region_id(&id)?;
     let obj = envelope(&body, "region")?;
     only(&obj, &["id", "description", "parent_region_id"])?;
@@ -461,7 +365,7 @@ async fn put_region(
         description: description_field(&obj)?.unwrap_or_default(),
         parent_region_id: opt_str(&obj, "parent_region_id", 255, true)?.flatten(),
     };
-    let r = store_region(&state, r).await?;
+    let r = store_region(&state, &ctx, r).await?;
     Ok(one(StatusCode::CREATED, "region", render_region(&ctx, &r)))
 }
 
@@ -471,31 +375,17 @@ async fn update_region(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:update_region", Target::default())?;
+    admit(&ctx, service::UPDATE_REGION, Target::default())?;
     let obj = envelope(&body, "region")?;
     only(&obj, &["description", "parent_region_id"])?;
     let description = description_field(&obj)?;
     let parent = opt_str(&obj, "parent_region_id", 255, true)?;
-    let r = write(&state, |txn| {
-        let mut r = fetch::<Region>(txn.state(), &id)?;
-        if let Some(d) = description {
-            r.description = d;
-        }
-        if let Some(p) = parent {
-            if let Some(p) = &p {
-                if !txn.state().regions.contains(p) {
-                    return Err(not_found("region", p));
-                }
-                if would_loop(txn.state(), &id, p) {
-                    return Err(bad_request(format!(
-                        "The specified parent region {p} would create a circular region hierarchy."
-                    )));
-                }
-            }
-            r.parent_region_id = p;
-        }
-        txn.put(r.clone())?;
-        Ok(r)
+    let f = RegionFields {
+        description,
+        parent_region_id: parent,
+    };
+    let r = service_write(&state, |txn| {
+        service::update_region(&ctx.service, txn, &id, f)
     })
     .await?;
     Ok(one(StatusCode::OK, "region", render_region(&ctx, &r)))
@@ -506,39 +396,6 @@ async fn delete_region(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:delete_region", Target::default())?;
-    write(&state, |txn| {
-        fetch::<Region>(txn.state(), &id)?;
-        // The region and every region below it.
-        let mut doomed = vec![id.clone()];
-        let mut i = 0;
-        while i < doomed.len() {
-            let children: Vec<String> = txn
-                .state()
-                .regions
-                .iter()
-                .filter(|r| r.parent_region_id.as_deref() == Some(doomed[i].as_str()))
-                .map(|r| r.id.clone())
-                .filter(|c| !doomed.contains(c))
-                .collect();
-            doomed.extend(children);
-            i += 1;
-        }
-        if txn
-            .state()
-            .catalog_endpoints
-            .iter()
-            .any(|e| e.region_id.as_ref().is_some_and(|r| doomed.contains(r)))
-        {
-            return Err(forbidden(format!(
-                "Unable to delete region {id} because it or its child regions have associated endpoints."
-            )));
-        }
-        for r in &doomed {
-            txn.delete::<Region>(r);
-        }
-        Ok(())
-    })
-    .await?;
+    service_write(&state, |txn| service::delete_region(&ctx.service, txn, &id)).await?;
     Ok(no_content())
 }

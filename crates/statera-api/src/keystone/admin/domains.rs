@@ -1,14 +1,14 @@
 //! `/v3/domains`: create, list (`name`, `enabled`), show, update, delete (a
 //! domain must be disabled first; its projects, users, groups, roles and
-//! assignments go with it, and its tokens are revoked).
+//! assignments go with it, and its tokens are revoked). The wire only: the
+//! operations are `statera_service::identity::domains`.
 
 use super::*;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use bytes::Bytes;
-use statera_model::identity::{
-    ApplicationCredential, AssignmentTarget, Domain, Group, Project, Role, User, new_id,
-};
+use statera_model::identity::{Domain, new_id};
+use statera_service::identity::domains::{self as service, DomainFields};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -20,10 +20,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 impl AdminResource for Domain {
-    const KIND: &'static str = "domain";
     const PLURAL: &'static str = "domains";
-    const GET: &'static str = "identity:get_domain";
-    const LIST: &'static str = "identity:list_domains";
     const FILTERS: &'static [&'static str] = &["name", "enabled"];
     fn render(ctx: &RequestContext, d: &Self) -> Value {
         render(ctx, d)
@@ -57,19 +54,12 @@ const FIELDS: &[&str] = &[
     "explicit_domain_id",
 ];
 
-fn name_taken(txn: &Txn, name: &str, except: &str) -> bool {
-    txn.state()
-        .domains
-        .iter()
-        .any(|d| d.id != except && d.name.eq_ignore_ascii_case(name))
-}
-
 async fn create(
     State(state): State<AppState>,
     ctx: RequestContext,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:create_domain", Target::default())?;
+    admit(&ctx, service::CREATE, Target::default())?;
     let obj = envelope(&body, "domain")?;
     only(&obj, FIELDS)?;
     let name = name_field(&obj, true, PROJECT_NAME_MAX)?.unwrap_or_default();
@@ -99,20 +89,7 @@ async fn create(
         options: options_field(&obj)?.unwrap_or_default(),
         created_at: statera_model::now(),
     };
-    let d = write(&state, |txn| {
-        if name_taken(txn, &d.name, "") {
-            return Err(duplicate("domain", &d.name));
-        }
-        if txn.state().domains.contains(&d.id) {
-            return Err(kerr(
-                StatusCode::CONFLICT,
-                format!("Conflict occurred attempting to store domain - Duplicate entry found with ID {}.", d.id),
-            ));
-        }
-        txn.put(d.clone())?;
-        Ok(d)
-    })
-    .await?;
+    let d = service_write(&state, |txn| service::create(&ctx.service, txn, d)).await?;
     Ok(one(StatusCode::CREATED, "domain", render(&ctx, &d)))
 }
 
@@ -122,7 +99,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:update_domain", Target::default())?;
+    admit(&ctx, service::UPDATE, Target::default())?;
     let obj = envelope(&body, "domain")?;
     only(
         &obj,
@@ -133,40 +110,14 @@ async fn update(
     {
         return Err(bad_request("Cannot change Domain ID."));
     }
-    let name = name_field(&obj, false, PROJECT_NAME_MAX)?;
-    let description = description_field(&obj)?;
-    let enabled = bool_field(&obj, "enabled")?;
-    let tags = tags_field(&obj)?;
-    let options = options_field(&obj)?;
-    let d = write(&state, |txn| {
-        let mut d = fetch::<Domain>(txn.state(), &id)?;
-        if let Some(n) = name {
-            if name_taken(txn, &n, &d.id) {
-                return Err(duplicate("domain", &n));
-            }
-            d.name = n;
-        }
-        if let Some(x) = description {
-            d.description = x;
-        }
-        if let Some(x) = tags {
-            d.tags = x;
-        }
-        if let Some(x) = options {
-            d.options.extend(x);
-            d.options.retain(|_, v| !v.is_null());
-        }
-        if let Some(e) = enabled {
-            if d.enabled && !e {
-                let did = d.id.clone();
-                revoke(txn, |r| r.domain_id = Some(did))?;
-            }
-            d.enabled = e;
-        }
-        txn.put(d.clone())?;
-        Ok(d)
-    })
-    .await?;
+    let f = DomainFields {
+        name: name_field(&obj, false, PROJECT_NAME_MAX)?,
+        description: description_field(&obj)?,
+        enabled: bool_field(&obj, "enabled")?,
+        tags: tags_field(&obj)?,
+        options: options_field(&obj)?,
+    };
+    let d = service_write(&state, |txn| service::update(&ctx.service, txn, &id, f)).await?;
     Ok(one(StatusCode::OK, "domain", render(&ctx, &d)))
 }
 
@@ -175,84 +126,6 @@ async fn delete(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:delete_domain", Target::default())?;
-    write(&state, |txn| {
-        let d = fetch::<Domain>(txn.state(), &id)?;
-        if d.enabled {
-            return Err(forbidden(
-                "Cannot delete a domain that is enabled, please disable it first.",
-            ));
-        }
-        let s = txn.state().clone();
-        let projects: Vec<String> = s
-            .projects
-            .iter()
-            .filter(|p| p.domain_id == id)
-            .map(|p| p.id.clone())
-            .collect();
-        let users: Vec<String> = s
-            .users
-            .iter()
-            .filter(|u| u.domain_id == id)
-            .map(|u| u.id.clone())
-            .collect();
-        let groups: Vec<String> = s
-            .groups
-            .iter()
-            .filter(|g| g.domain_id == id)
-            .map(|g| g.id.clone())
-            .collect();
-        let roles: Vec<String> = s
-            .roles
-            .iter()
-            .filter(|r| r.domain_id.as_deref() == Some(id.as_str()))
-            .map(|r| r.id.clone())
-            .collect();
-        delete_assignments(txn, |a| {
-            let on = match &a.target {
-                AssignmentTarget::Domain(d) => d == &id,
-                AssignmentTarget::Project(p) => projects.contains(p),
-                AssignmentTarget::System(_) => false,
-            };
-            let by = match &a.actor {
-                statera_model::identity::Actor::User(u) => users.contains(u),
-                statera_model::identity::Actor::Group(g) => groups.contains(g),
-            };
-            on || by || roles.contains(&a.role_id)
-        });
-        for p in &projects {
-            txn.delete::<Project>(p);
-        }
-        for u in &users {
-            txn.delete::<User>(u);
-        }
-        for g in &groups {
-            txn.delete::<Group>(g);
-        }
-        for r in &roles {
-            txn.delete::<Role>(r);
-        }
-        let creds: Vec<String> = s
-            .application_credentials
-            .iter()
-            .filter(|c| users.contains(&c.user_id) || projects.contains(&c.project_id))
-            .map(|c| c.id.clone())
-            .collect();
-        for c in &creds {
-            txn.delete::<ApplicationCredential>(c);
-        }
-        txn.delete::<Domain>(&id);
-        revoke(txn, |r| r.domain_id = Some(id.clone()))?;
-        // Tokens of its projects and users are revoked one by one too, so that
-        // no reading of the domain revocation is needed to refuse them.
-        for p in projects {
-            revoke(txn, |r| r.project_id = Some(p))?;
-        }
-        for u in users {
-            revoke(txn, |r| r.user_id = Some(u))?;
-        }
-        Ok(())
-    })
-    .await?;
+    service_write(&state, |txn| service::delete(&ctx.service, txn, &id)).await?;
     Ok(no_content())
 }

@@ -1,12 +1,14 @@
 //! `/v3/groups`: create, list (`name`, `domain_id`), show, update, delete;
 //! membership: `PUT/HEAD/DELETE /v3/groups/{g}/users/{u}`,
-//! `GET /v3/groups/{g}/users`.
+//! `GET /v3/groups/{g}/users`. The wire only: the operations are
+//! `statera_service::identity::groups`.
 
 use super::*;
 use axum::extract::{OriginalUri, Path, State};
 use axum::routing::get;
 use bytes::Bytes;
-use statera_model::identity::{Actor, Group, new_id};
+use statera_model::identity::{Group, new_id};
+use statera_service::identity::groups::{self as service, GroupFields};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -23,10 +25,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 impl AdminResource for Group {
-    const KIND: &'static str = "group";
     const PLURAL: &'static str = "groups";
-    const GET: &'static str = "identity:get_group";
-    const LIST: &'static str = "identity:list_groups";
     const FILTERS: &'static [&'static str] = &["name", "domain_id"];
     fn render(ctx: &RequestContext, g: &Self) -> Value {
         render(ctx, g)
@@ -49,19 +48,12 @@ pub fn render(ctx: &RequestContext, g: &Group) -> Value {
     )
 }
 
-fn name_taken(txn: &Txn, domain_id: &str, name: &str, except: &str) -> bool {
-    txn.state()
-        .groups
-        .iter()
-        .any(|g| g.id != except && g.domain_id == domain_id && g.name.eq_ignore_ascii_case(name))
-}
-
 async fn create(
     State(state): State<AppState>,
     ctx: RequestContext,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:create_group", Target::default())?;
+    admit(&ctx, service::CREATE, Target::default())?;
     let obj = envelope(&body, "group")?;
     only(&obj, &["name", "domain_id", "description"])?;
     let g = Group {
@@ -79,17 +71,7 @@ async fn create(
         members: Vec::new(),
         created_at: statera_model::now(),
     };
-    let g = write(&state, |txn| {
-        if !txn.state().domains.contains(&g.domain_id) {
-            return Err(not_found("domain", &g.domain_id));
-        }
-        if name_taken(txn, &g.domain_id, &g.name, "") {
-            return Err(duplicate_in("group", &g.name, &g.domain_id));
-        }
-        txn.put(g.clone())?;
-        Ok(g)
-    })
-    .await?;
+    let g = service_write(&state, |txn| service::create(&ctx.service, txn, g)).await?;
     Ok(one(StatusCode::CREATED, "group", render(&ctx, &g)))
 }
 
@@ -99,29 +81,17 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:update_group", Target::default())?;
+    admit(&ctx, service::UPDATE, Target::default())?;
     let obj = envelope(&body, "group")?;
     if obj.contains_key("domain_id") {
         return Err(bad_request("Update of `domain_id` is not allowed."));
     }
     only(&obj, &["name", "description"])?;
-    let name = name_field(&obj, false, NAME_MAX)?;
-    let description = description_field(&obj)?;
-    let g = write(&state, |txn| {
-        let mut g = fetch::<Group>(txn.state(), &id)?;
-        if let Some(n) = name {
-            if name_taken(txn, &g.domain_id, &n, &g.id) {
-                return Err(duplicate_in("group", &n, &g.domain_id));
-            }
-            g.name = n;
-        }
-        if let Some(x) = description {
-            g.description = x;
-        }
-        txn.put(g.clone())?;
-        Ok(g)
-    })
-    .await?;
+    let f = GroupFields {
+        name: name_field(&obj, false, NAME_MAX)?,
+        description: description_field(&obj)?,
+    };
+    let g = service_write(&state, |txn| service::update(&ctx.service, txn, &id, f)).await?;
     Ok(one(StatusCode::OK, "group", render(&ctx, &g)))
 }
 
@@ -130,18 +100,7 @@ async fn delete(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:delete_group", Target::default())?;
-    write(&state, |txn| {
-        let g = fetch::<Group>(txn.state(), &id)?;
-        delete_assignments(txn, |a| matches!(&a.actor, Actor::Group(x) if x == &id));
-        txn.delete::<Group>(&id);
-        // Its members lose what the group gave them.
-        for u in &g.members {
-            revoke(txn, |r| r.user_id = Some(u.clone()))?;
-        }
-        Ok(())
-    })
-    .await?;
+    service_write(&state, |txn| service::delete(&ctx.service, txn, &id)).await?;
     Ok(no_content())
 }
 
@@ -151,16 +110,10 @@ async fn members(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:list_users_in_group", Target::default())?;
-    let snap = state.store.snapshot();
-    let g = snap
-        .groups
-        .get(&id)
-        .ok_or_else(|| not_found("group", &id))?;
-    let mut users: Vec<_> = g.members.iter().filter_map(|u| snap.users.get(u)).collect();
+    let mut users = service::members(&ctx.service, &*state.store.snapshot(), &id).map_err(kse)?;
     users.sort_by(|a, b| a.name.cmp(&b.name));
     let items = users
-        .into_iter()
+        .iter()
         .map(|u| super::users::render(&ctx, u))
         .collect();
     Ok(collection(&ctx, "users", &uri, items))
@@ -171,21 +124,7 @@ async fn check_member(
     ctx: RequestContext,
     Path((id, user)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:check_user_in_group", Target::default())?;
-    let snap = state.store.snapshot();
-    let g = snap
-        .groups
-        .get(&id)
-        .ok_or_else(|| not_found("group", &id))?;
-    if !snap.users.contains(&user) {
-        return Err(not_found("user", &user));
-    }
-    if !g.members.contains(&user) {
-        return Err(kerr(
-            StatusCode::NOT_FOUND,
-            format!("User '{user}' not found in group '{id}'"),
-        ));
-    }
+    service::check_member(&ctx.service, &*state.store.snapshot(), &id, &user).map_err(kse)?;
     Ok(no_content())
 }
 
@@ -194,17 +133,8 @@ async fn add_member(
     ctx: RequestContext,
     Path((id, user)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:add_user_to_group", Target::default())?;
-    write(&state, |txn| {
-        let mut g = fetch::<Group>(txn.state(), &id)?;
-        if !txn.state().users.contains(&user) {
-            return Err(not_found("user", &user));
-        }
-        if !g.members.contains(&user) {
-            g.members.push(user.clone());
-            txn.put(g)?;
-        }
-        Ok(())
+    service_write(&state, |txn| {
+        service::add_member(&ctx.service, txn, &id, &user)
     })
     .await?;
     Ok(no_content())
@@ -215,21 +145,8 @@ async fn remove_member(
     ctx: RequestContext,
     Path((id, user)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:remove_user_from_group", Target::default())?;
-    write(&state, |txn| {
-        let mut g = fetch::<Group>(txn.state(), &id)?;
-        if !txn.state().users.contains(&user) {
-            return Err(not_found("user", &user));
-        }
-        if !g.members.contains(&user) {
-            return Err(kerr(
-                StatusCode::NOT_FOUND,
-                format!("User '{user}' not found in group '{id}'"),
-            ));
-        }
-        g.members.retain(|m| m != &user);
-        txn.put(g)?;
-        revoke(txn, |r| r.user_id = Some(user.clone()))
+    service_write(&state, |txn| {
+        service::remove_member(&ctx.service, txn, &id, &user)
     })
     .await?;
     Ok(no_content())

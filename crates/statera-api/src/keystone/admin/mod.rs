@@ -7,8 +7,12 @@
 //! errors as `{"error": {code, title, message}}`. Every mutation is one
 //! `store.write` that validates inside it: a refused request changes nothing.
 //!
-//! Authorization asks statera-policy's `identity:*` rules (Keystone's names,
-//! Keystone's defaults in spirit; an operator's policy file overrides them).
+//! The wire only: routes, reading requests, rendering, Keystone's error
+//! shape ([`kse`]), and what needs the built-in Keystone itself (hashing
+//! passwords and secrets, its lockout's memory). The operations, with their
+//! authorization by statera-policy's `identity:*` rules (Keystone's names,
+//! Keystone's defaults in spirit; an operator's policy file overrides them),
+//! are `statera_service::identity`, group by group.
 
 pub mod app_creds;
 pub mod catalog;
@@ -27,8 +31,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 use statera_model::Timestamp;
-use statera_model::identity::Revocation;
-use statera_store::{Record, State as StoreState, Txn};
+use statera_service::identity;
+use statera_service::{ServiceError, ServiceResult};
+use statera_store::Txn;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -44,52 +49,13 @@ pub fn routes() -> Router<AppState> {
 
 // ---------------------------------------------------------------- policy
 
-/// What an action is about, for the self and own-project rules.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Target<'a> {
-    pub user_id: Option<&'a str>,
-    pub project_id: Option<&'a str>,
-}
+pub use statera_service::identity::{Resource, Target};
 
-impl<'a> Target<'a> {
-    pub fn user(id: &'a str) -> Self {
-        Target {
-            user_id: Some(id),
-            project_id: None,
-        }
-    }
-    pub fn project(id: &'a str) -> Self {
-        Target {
-            user_id: None,
-            project_id: Some(id),
-        }
-    }
-}
-
-/// Whether `ctx` may do `action` on `target`: the identity rules are
-/// statera-policy's (`identity:*`, Keystone's names), so an operator's policy
-/// file governs them as it does Octavia's and Neutron's.
-pub fn allowed(ctx: &RequestContext, action: &str, target: Target) -> bool {
-    let mut t = statera_policy::Target::new();
-    if let Some(u) = target.user_id {
-        t.insert("user_id".into(), u.to_string());
-    }
-    if let Some(p) = target.project_id {
-        t.insert("project_id".into(), p.to_string());
-    }
-    ctx.allowed_on(action, &t)
-}
-
-/// [`allowed`], or Keystone's 403.
-pub fn authorize(ctx: &RequestContext, action: &str, target: Target) -> ApiResult<()> {
-    if allowed(ctx, action, target) {
-        Ok(())
-    } else {
-        Err(kerr(
-            StatusCode::FORBIDDEN,
-            format!("You are not authorized to perform the requested action: {action}."),
-        ))
-    }
+/// The service's policy check for `action` on `target`, asked before the
+/// request's body is read (as Keystone does: a 403 wins over a 400); the
+/// service asks it again inside the operation.
+pub fn admit(ctx: &RequestContext, action: &str, target: Target) -> ApiResult<()> {
+    identity::authorize(&ctx.service, action, target).map_err(kse)
 }
 
 // ---------------------------------------------------------------- errors
@@ -99,34 +65,10 @@ pub fn kerr(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError::new(status, message).in_style(Style::Keystone)
 }
 
-/// `Could not find <kind>: <id>.` (404)
-pub fn not_found(kind: &str, id: &str) -> ApiError {
-    kerr(
-        StatusCode::NOT_FOUND,
-        format!("Could not find {kind}: {id}."),
-    )
-}
-
-/// 409 for a name taken in a domain (`... with name <name> at domain ID <d>.`).
-pub fn duplicate_in(kind: &str, name: &str, domain_id: &str) -> ApiError {
-    kerr(
-        StatusCode::CONFLICT,
-        format!(
-            "Conflict occurred attempting to store {kind} - Duplicate entry found with name \
-             {name} at domain ID {domain_id}."
-        ),
-    )
-}
-
-/// 409 for a name taken (`Conflict occurred attempting to store <kind> -
-/// Duplicate entry found with name <name>.`).
-pub fn duplicate(kind: &str, name: &str) -> ApiError {
-    kerr(
-        StatusCode::CONFLICT,
-        format!(
-            "Conflict occurred attempting to store {kind} - Duplicate entry found with name {name}."
-        ),
-    )
+/// A service error in Keystone's shape: Invalid → 400, NotFound → 404,
+/// Conflict → 409, Forbidden → 403, the message word for word.
+pub fn kse(e: ServiceError) -> ApiError {
+    ks(ApiError::from(e))
 }
 
 /// Keystone's schema validation failure (400).
@@ -142,19 +84,17 @@ pub fn bad_request(message: impl Into<String>) -> ApiError {
     kerr(StatusCode::BAD_REQUEST, message)
 }
 
-/// 403 that is not about policy (`ForbiddenNotSecurity`).
-pub fn forbidden(message: impl Into<String>) -> ApiError {
-    kerr(StatusCode::FORBIDDEN, message)
-}
-
 /// Any error in Keystone's shape (store failures arrive in Octavia's).
 pub fn ks(e: ApiError) -> ApiError {
     e.in_style(Style::Keystone)
 }
 
-/// One transaction; every error it returns in Keystone's shape.
-pub async fn write<T>(state: &AppState, f: impl FnOnce(&mut Txn) -> ApiResult<T>) -> ApiResult<T> {
-    state.store.write(f).await.map_err(ks)
+/// One transaction of the service's; its error in Keystone's shape.
+pub async fn service_write<T>(
+    state: &AppState,
+    f: impl FnOnce(&mut Txn) -> ServiceResult<T>,
+) -> ApiResult<T> {
+    state.store.write(f).await.map_err(kse)
 }
 
 /// Hash a password or secret off the async runtime (argon2 costs tens of
@@ -209,8 +149,6 @@ pub const PROJECT_NAME_MAX: usize = 64;
 pub const PASSWORD_MAX: usize = 4096;
 /// The longest description accepted (Keystone's column is TEXT; bounded here).
 pub const DESCRIPTION_MAX: usize = 65_535;
-/// How long a token can live at most: a revocation is kept that long.
-pub const REVOCATION_KEEP: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// The object under `key` in a JSON body.
 pub fn envelope(body: &[u8], key: &str) -> ApiResult<Object> {
@@ -389,33 +327,17 @@ pub fn timestamp(t: &Timestamp) -> String {
 /// What the generic `show` and `list` need to know of a top-level identity
 /// record. Creates, updates and deletes stay per resource: their checks and
 /// cascades differ.
-pub trait AdminResource: Record<Key = String> {
-    /// The singular name: the envelope key and the kind in `Could not find`.
-    const KIND: &'static str;
+pub trait AdminResource: Resource {
     const PLURAL: &'static str;
-    const GET: &'static str;
-    const LIST: &'static str;
     /// Query keys compared with the rendered attribute of the same name.
     const FILTERS: &'static [&'static str];
     fn render(ctx: &RequestContext, r: &Self) -> Value;
     fn sort_key(&self) -> String;
-    /// What the read policy is about.
-    fn target(_id: &str) -> Target<'_> {
-        Target::default()
-    }
     /// Whether a list shows `r` whatever the filters (roles: only global
     /// roles unless `domain_id` is asked).
     fn listed(_q: &crate::list::Query, _r: &Self) -> bool {
         true
     }
-}
-
-/// A copy of the record `id`, or Keystone's 404.
-pub fn fetch<R: AdminResource>(state: &StoreState, id: &str) -> ApiResult<R> {
-    R::table(state)
-        .get(&id.to_string())
-        .map(|r| (**r).clone())
-        .ok_or_else(|| not_found(R::KIND, id))
 }
 
 /// Whether a rendered object matches the query's filters: a string equals,
@@ -441,8 +363,7 @@ pub async fn show<R: AdminResource>(
     ctx: RequestContext,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&ctx, R::GET, R::target(&id))?;
-    let r = fetch::<R>(&state.store.snapshot(), &id)?;
+    let r = identity::show::<R>(&ctx.service, &*state.store.snapshot(), &id).map_err(kse)?;
     Ok(one(StatusCode::OK, R::KIND, R::render(&ctx, &r)))
 }
 
@@ -452,10 +373,9 @@ pub async fn list<R: AdminResource>(
     ctx: RequestContext,
     axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
 ) -> ApiResult<Response> {
-    authorize(&ctx, R::LIST, Target::default())?;
+    let all = identity::list::<R>(&ctx.service, &*state.store.snapshot()).map_err(kse)?;
     let q = crate::list::Query::parse(uri.query());
-    let snap = state.store.snapshot();
-    let mut rows: Vec<&R> = R::table(&snap)
+    let mut rows: Vec<&R> = all
         .iter()
         .map(|r| r.as_ref())
         .filter(|r| R::listed(&q, r))
@@ -467,41 +387,4 @@ pub async fn list<R: AdminResource>(
         .filter(|v| matches_filters(v, &q, R::FILTERS))
         .collect();
     Ok(collection(&ctx, R::PLURAL, &uri, items))
-}
-
-// ---------------------------------------------------------------- revocations
-
-/// A revocation of every token matching the given subject, issued until now.
-pub fn revoke(txn: &mut Txn, fill: impl FnOnce(&mut Revocation)) -> ApiResult<()> {
-    let now = chrono::Utc::now().naive_utc();
-    let mut r = Revocation {
-        id: statera_model::identity::new_id(),
-        audit_id: None,
-        user_id: None,
-        project_id: None,
-        domain_id: None,
-        application_credential_id: None,
-        issued_before: now,
-        expires_at: now + REVOCATION_KEEP,
-    };
-    fill(&mut r);
-    txn.put(r)?;
-    Ok(())
-}
-
-/// Remove every role assignment `matches` selects.
-pub fn delete_assignments(
-    txn: &mut Txn,
-    matches: impl Fn(&statera_model::identity::RoleAssignment) -> bool,
-) {
-    let doomed: Vec<String> = txn
-        .state()
-        .role_assignments
-        .iter()
-        .filter(|a| matches(a))
-        .map(|a| a.id.clone())
-        .collect();
-    for id in doomed {
-        txn.delete::<statera_model::identity::RoleAssignment>(&id);
-    }
 }

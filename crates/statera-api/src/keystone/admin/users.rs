@@ -3,13 +3,16 @@
 //! proven by the original one); `GET /v3/users/{id}/groups` and
 //! `/v3/users/{id}/projects`. Passwords are stored as argon2id hashes and
 //! never rendered; disabling or deleting a user, or changing its password,
-//! revokes its tokens.
+//! revokes its tokens. The wire only (with the password hashing and the
+//! lockout's memory, which are the identity provider's): the operations are
+//! `statera_service::identity::users`.
 
 use super::*;
 use axum::extract::{OriginalUri, Path, State};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use statera_model::identity::{Actor, ApplicationCredential, Group, User, new_id};
+use statera_model::identity::{User, new_id};
+use statera_service::identity::users::{self as service, UserFields};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -40,19 +43,13 @@ const KNOWN: &[&str] = &[
 ];
 
 impl AdminResource for User {
-    const KIND: &'static str = "user";
     const PLURAL: &'static str = "users";
-    const GET: &'static str = "identity:get_user";
-    const LIST: &'static str = "identity:list_users";
     const FILTERS: &'static [&'static str] = &["name", "domain_id", "enabled"];
     fn render(ctx: &RequestContext, u: &Self) -> Value {
         render(ctx, u)
     }
     fn sort_key(&self) -> String {
         self.name.clone()
-    }
-    fn target(id: &str) -> Target<'_> {
-        Target::user(id)
     }
 }
 
@@ -82,13 +79,6 @@ pub fn render(ctx: &RequestContext, u: &User) -> Value {
     with_self(ctx, v, &format!("users/{}", u.id))
 }
 
-fn name_taken(txn: &Txn, domain_id: &str, name: &str, except: &str) -> bool {
-    txn.state()
-        .users
-        .iter()
-        .any(|u| u.id != except && u.domain_id == domain_id && u.name.eq_ignore_ascii_case(name))
-}
-
 fn password_field(obj: &Object, field: &str) -> ApiResult<Option<Option<String>>> {
     opt_str(obj, field, PASSWORD_MAX, true)
 }
@@ -113,7 +103,7 @@ async fn create(
     client: Client,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:create_user", Target::default())?;
+    admit(&ctx, service::CREATE, Target::default())?;
     let obj = envelope(&body, "user")?;
     let name = name_field(&obj, true, NAME_MAX)?.unwrap_or_default();
     let domain_id = opt_str(&obj, "domain_id", 64, false)?
@@ -131,7 +121,7 @@ async fn create(
         Some(p) => Some(hash_secret(&state, client, p).await?),
         None => None,
     };
-    let mut u = User {
+    let u = User {
         id: new_id(),
         name,
         domain_id,
@@ -147,23 +137,7 @@ async fn create(
         last_failed_auth_at: None,
         created_at: statera_model::now(),
     };
-    let u = write(&state, |txn| {
-        if !txn.state().domains.contains(&u.domain_id) {
-            return Err(not_found("domain", &u.domain_id));
-        }
-        if let Some(p) = &u.default_project_id
-            && !txn.state().projects.contains(p)
-        {
-            return Err(not_found("project", p));
-        }
-        if name_taken(txn, &u.domain_id, &u.name, "") {
-            return Err(duplicate_in("user", &u.name, &u.domain_id));
-        }
-        u.options.retain(|_, v| !v.is_null());
-        txn.put(u.clone())?;
-        Ok(u)
-    })
-    .await?;
+    let u = service_write(&state, |txn| service::create(&ctx.service, txn, u)).await?;
     Ok(one(StatusCode::CREATED, "user", render(&ctx, &u)))
 }
 
@@ -174,7 +148,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:update_user", Target::user(&id))?;
+    admit(&ctx, service::UPDATE, Target::user(&id))?;
     let obj = envelope(&body, "user")?;
     if let Some(v) = obj.get("id")
         && v.as_str() != Some(id.as_str())
@@ -198,60 +172,17 @@ async fn update(
     };
     // Both clear the user's failed authentications (an unlock).
     let unlocks = password_hash.is_some() || enabled == Some(true);
-    let u = write(&state, |txn| {
-        let mut u = fetch::<User>(txn.state(), &id)?;
-        if let Some(n) = name {
-            if name_taken(txn, &u.domain_id, &n, &u.id) {
-                return Err(duplicate_in("user", &n, &u.domain_id));
-            }
-            u.name = n;
-        }
-        if let Some(x) = description {
-            u.description = x;
-        }
-        if let Some(x) = default_project_id {
-            if let Some(p) = &x
-                && !txn.state().projects.contains(p)
-            {
-                return Err(not_found("project", p));
-            }
-            u.default_project_id = x;
-        }
-        if let Some(x) = email {
-            u.email = x;
-        }
-        if let Some(x) = options {
-            u.options.extend(x);
-            u.options.retain(|_, v| !v.is_null());
-        }
-        for (k, v) in extra {
-            if v.is_null() {
-                u.extra.remove(&k);
-            } else {
-                u.extra.insert(k, v);
-            }
-        }
-        let mut revoke_user = false;
-        if let Some(h) = password_hash {
-            u.password_hash = h;
-            u.failed_auth_count = 0;
-            revoke_user = true;
-        }
-        if let Some(e) = enabled {
-            revoke_user |= u.enabled && !e;
-            if e {
-                u.failed_auth_count = 0;
-            }
-            u.enabled = e;
-        }
-        if revoke_user {
-            let uid = u.id.clone();
-            revoke(txn, |r| r.user_id = Some(uid))?;
-        }
-        txn.put(u.clone())?;
-        Ok(u)
-    })
-    .await?;
+    let f = UserFields {
+        name,
+        description,
+        enabled,
+        default_project_id,
+        email,
+        options,
+        extra,
+        password_hash,
+    };
+    let u = service_write(&state, |txn| service::update(&ctx.service, txn, &id, f)).await?;
     if unlocks && let Some(b) = state.auth.builtin() {
         // And those a full disk kept from being written.
         b.forget_failures(&id);
@@ -264,36 +195,7 @@ async fn delete(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:delete_user", Target::user(&id))?;
-    write(&state, |txn| {
-        fetch::<User>(txn.state(), &id)?;
-        delete_assignments(txn, |a| matches!(&a.actor, Actor::User(u) if u == &id));
-        let groups: Vec<Group> = txn
-            .state()
-            .groups
-            .iter()
-            .filter(|g| g.members.contains(&id))
-            .map(|g| (**g).clone())
-            .collect();
-        for mut g in groups {
-            g.members.retain(|m| m != &id);
-            txn.put(g)?;
-        }
-        let creds: Vec<String> = txn
-            .state()
-            .application_credentials
-            .iter()
-            .filter(|c| c.user_id == id)
-            .map(|c| c.id.clone())
-            .collect();
-        for c in &creds {
-            txn.delete::<ApplicationCredential>(c);
-        }
-        txn.delete::<User>(&id);
-        revoke(txn, |r| r.user_id = Some(id.clone()))?;
-        Ok(())
-    })
-    .await?;
+    service_write(&state, |txn| service::delete(&ctx.service, txn, &id)).await?;
     Ok(no_content())
 }
 
@@ -324,26 +226,25 @@ async fn change_password(
     let b = passwords(&state)?;
     // The same check (and lockout) as a password authentication: a wrong
     // original password counts a failure, a locked user is refused.
-    let snap = state.store.snapshot();
-    let user = snap.users.get(&id).filter(|u| u.enabled);
-    let checked = user.and_then(|u| u.password_hash.clone());
-    b.check_password(user.map(|u| &**u), original, client.0)
+    let user = service::password_subject(&*state.store.snapshot(), &id);
+    let checked = user.as_ref().and_then(|u| u.password_hash.clone());
+    b.check_password(user.as_deref(), original, client.0)
         .await
         .map_err(issue_error)?;
     let new_hash = hash_secret(&state, client, new).await?;
-    write(&state, |txn| {
-        let mut u = fetch::<User>(txn.state(), &id)?;
-        // Only over the password that was checked: an admin's reset (or a
-        // disable) while this request waited for its hash wins.
-        if !u.enabled || u.password_hash != checked {
-            return Err(ApiError::unauthorized(None));
-        }
-        u.password_hash = Some(new_hash);
-        statera_identity::builtin::lockout::unlock(&mut u);
-        txn.put(u)?;
-        revoke(txn, |r| r.user_id = Some(id.clone()))
+    let changed = service_write(&state, |txn| {
+        service::change_password(
+            txn,
+            &id,
+            checked,
+            new_hash,
+            statera_identity::builtin::lockout::unlock,
+        )
     })
     .await?;
+    if !changed {
+        return Err(ks(ApiError::unauthorized(None)));
+    }
     Ok(no_content())
 }
 
@@ -353,20 +254,11 @@ async fn groups_of(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:list_groups_for_user", Target::user(&id))?;
-    let snap = state.store.snapshot();
-    if !snap.users.contains(&id) {
-        return Err(not_found("user", &id));
-    }
-    let mut groups: Vec<&Group> = snap
-        .groups
-        .iter()
-        .map(|g| g.as_ref())
-        .filter(|g| g.members.contains(&id))
-        .collect();
+    let mut groups =
+        service::groups_of(&ctx.service, &*state.store.snapshot(), &id).map_err(kse)?;
     groups.sort_by(|a, b| a.name.cmp(&b.name));
     let items = groups
-        .into_iter()
+        .iter()
         .map(|g| super::groups::render(&ctx, g))
         .collect();
     Ok(collection(&ctx, "groups", &uri, items))
@@ -380,17 +272,11 @@ async fn projects_of(
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
-    authorize(&ctx, "identity:list_user_projects", Target::user(&id))?;
-    let snap = state.store.snapshot();
-    if !snap.users.contains(&id) {
-        return Err(not_found("user", &id));
-    }
+    let all = service::projects_of(&ctx.service, &*state.store.snapshot(), &id).map_err(kse)?;
     let q = crate::list::Query::parse(uri.query());
     let enabled = q.get("enabled").map(query_bool);
-    let ids = super::grants::user_projects(&snap, &id);
-    let mut projects: Vec<_> = ids
+    let mut projects: Vec<_> = all
         .iter()
-        .filter_map(|p| snap.projects.get(p))
         .map(|p| p.as_ref())
         .filter(|p| q.get("name").is_none_or(|n| p.name == n))
         .filter(|p| q.get("domain_id").is_none_or(|d| p.domain_id == d))
