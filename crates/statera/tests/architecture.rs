@@ -532,7 +532,7 @@ const NAMES_STORE_TYPES: &[&str] = &[
 ];
 
 #[test]
-fn j_the_octavia_and_neutron_apis_leave_the_store_and_the_policy_to_the_service() {
+fn j_the_octavia_neutron_and_identity_admin_apis_leave_the_store_and_the_policy_to_the_service() {
     // In code (comments and strings aside): no write of a row, no read of the
     // transaction's tables, no work enqueued, no policy check — a handler
     // calls the service inside `store.write` (or on a snapshot) and renders
