@@ -205,6 +205,7 @@ async fn delete(
     ctx: RequestContext,
     Path((user, cred)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    admit(&ctx, service::DELETE, Target::user(&user))?;
     service_write(&state, |txn| {
         service::delete(&ctx.service, txn, &user, &cred)
     })

@@ -141,6 +141,7 @@ async fn delete_service(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    admit(&ctx, service::DELETE_SERVICE, Target::default())?;
     service_write(&state, |txn| {
         service::delete_service(&ctx.service, txn, &id)
     })
@@ -276,6 +277,7 @@ async fn delete_endpoint(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    admit(&ctx, service::DELETE_ENDPOINT, Target::default())?;
     service_write(&state, |txn| {
         service::delete_endpoint(&ctx.service, txn, &id)
     })
@@ -396,6 +398,7 @@ async fn delete_region(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    admit(&ctx, service::DELETE_REGION, Target::default())?;
     service_write(&state, |txn| service::delete_region(&ctx.service, txn, &id)).await?;
     Ok(no_content())
 }

@@ -81,6 +81,7 @@ async fn create_grant(
     Path(params): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let g = parse_route(matched.as_str(), &params);
+    admit(&ctx, service::CREATE, Target::default())?;
     service_write(&state, |txn| service::create(&ctx.service, txn, &g)).await?;
     Ok(no_content())
 }
@@ -103,6 +104,7 @@ async fn revoke_grant(
     Path(params): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let g = parse_route(matched.as_str(), &params);
+    admit(&ctx, service::REVOKE, Target::default())?;
     service_write(&state, |txn| service::delete(&ctx.service, txn, &g)).await?;
     Ok(no_content())
 }

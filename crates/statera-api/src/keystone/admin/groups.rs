@@ -100,6 +100,7 @@ async fn delete(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    admit(&ctx, service::DELETE, Target::default())?;
     service_write(&state, |txn| service::delete(&ctx.service, txn, &id)).await?;
     Ok(no_content())
 }
@@ -133,6 +134,7 @@ async fn add_member(
     ctx: RequestContext,
     Path((id, user)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    admit(&ctx, service::ADD_USER, Target::default())?;
     service_write(&state, |txn| {
         service::add_member(&ctx.service, txn, &id, &user)
     })
@@ -145,6 +147,7 @@ async fn remove_member(
     ctx: RequestContext,
     Path((id, user)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    admit(&ctx, service::REMOVE_USER, Target::default())?;
     service_write(&state, |txn| {
         service::remove_member(&ctx.service, txn, &id, &user)
     })

@@ -114,6 +114,7 @@ async fn delete(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    admit(&ctx, service::DELETE, Target::default())?;
     service_write(&state, |txn| service::delete(&ctx.service, txn, &id)).await?;
     Ok(no_content())
 }
@@ -150,6 +151,7 @@ async fn create_implied(
     ctx: RequestContext,
     Path((prior, implied)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    admit(&ctx, service::CREATE_IMPLIED, Target::default())?;
     let (p, i) = service_write(&state, |txn| {
         service::create_implied(&ctx.service, txn, &prior, &implied)
     })
@@ -169,6 +171,7 @@ async fn delete_implied(
     ctx: RequestContext,
     Path((prior, implied)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    admit(&ctx, service::DELETE_IMPLIED, Target::default())?;
     service_write(&state, |txn| {
         service::delete_implied(&ctx.service, txn, &prior, &implied)
     })

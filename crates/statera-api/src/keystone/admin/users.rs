@@ -195,6 +195,7 @@ async fn delete(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    admit(&ctx, service::DELETE, Target::user(&id))?;
     service_write(&state, |txn| service::delete(&ctx.service, txn, &id)).await?;
     Ok(no_content())
 }
