@@ -19,10 +19,23 @@
 //! The ordered record of pending work ([`PendingWork`]) is written in the
 //! same transaction as the change that creates it, so the controller can
 //! never miss work after a crash.
+//!
+//! The same store runs on PostgreSQL (`postgres.rs`), where several nodes
+//! share one database: every commit takes the one-row `statera_head` lock,
+//! brings the node's image up to the database's revision from the change
+//! log (`statera_log`) first, and appends its own changes to the log under
+//! the next revision, so the test-and-set of a write holds across nodes.
+//! Reads catch up the same way ([`Store::sync`]), woken by `NOTIFY` and a
+//! poll.
 
+mod postgres;
+mod schema;
 mod state;
 
-pub use state::{PendingWork, Record, State, Table};
+pub use postgres::{DeadControllers, PgOptions};
+pub use schema::{SchemaState, SchemaStatus, status as db_status, upgrade as db_upgrade};
+use state::with_records;
+pub use state::{Claim, PendingWork, Record, State, Table};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -72,6 +85,19 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The database cannot be reached (PostgreSQL down, restarting, or the
+    /// network to it lost): nothing was changed, and the request may be
+    /// retried once it is back.
+    #[error("the database is unavailable ({reason}); nothing was changed")]
+    Unavailable { reason: String },
+    /// The database's schema is not the one this binary knows: migrations
+    /// are pending (`statera db upgrade`) or the database holds migrations
+    /// of a newer Statera.
+    #[error("{0}")]
+    Schema(String),
+    /// `--store` names no backend this binary speaks.
+    #[error("{0}")]
+    Location(String),
 }
 
 impl StoreError {
@@ -81,7 +107,9 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::WriteFailed { .. } | StoreError::Unsettled { .. }
+            StoreError::WriteFailed { .. }
+                | StoreError::Unsettled { .. }
+                | StoreError::Unavailable { .. }
         )
     }
 
@@ -94,6 +122,12 @@ impl StoreError {
                 ..
             }
         )
+    }
+
+    pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
+        StoreError::Unavailable {
+            reason: e.to_string(),
+        }
     }
 
     fn write_failed(e: sqlx::Error) -> StoreError {
@@ -143,17 +177,17 @@ pub struct ListenerStats {
 }
 
 /// One change to one row, recorded by a [`Txn`].
-struct Change {
-    table: &'static str,
-    id: String,
-    doc: Option<String>,
+pub(crate) struct Change {
+    pub(crate) table: &'static str,
+    pub(crate) id: String,
+    pub(crate) doc: Option<String>,
 }
 
 /// A write in progress: a private copy of the state plus the changes made to it.
 pub struct Txn {
-    state: State,
-    changes: Vec<Change>,
-    enqueued: bool,
+    pub(crate) state: State,
+    pub(crate) changes: Vec<Change>,
+    pub(crate) enqueued: bool,
 }
 
 impl Txn {
@@ -208,14 +242,83 @@ impl Txn {
     }
 }
 
+/// A handle on the store; clones share it.
+#[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Where the store keeps its rows.
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// What `--store` names: SQLite in the data directory (the default) or a
+/// PostgreSQL database several nodes may share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    /// `store` as `--store` gives it (`postgres://…`, `postgresql://…`,
+    /// `sqlite:DIR`), or SQLite in `data_dir` when absent.
+    pub fn parse(store: Option<&str>, data_dir: &Path) -> Result<Location, StoreError> {
+        match store.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(Location::Sqlite(data_dir.to_path_buf())),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Location::Postgres(url.to_string()))
+            }
+            Some(url) if url.starts_with("sqlite:") => Ok(Location::Sqlite(
+                url.trim_start_matches("sqlite:")
+                    .trim_start_matches("//")
+                    .into(),
+            )),
+            Some(other) => Err(StoreError::Location(format!(
+                "--store '{}' names no backend: use postgres://USER@HOST:PORT/DATABASE, or leave it out for SQLite in the data directory",
+                redact(other)
+            ))),
+        }
+    }
+
+    /// The location as a log line may show it (a password hidden).
+    pub fn display(&self) -> String {
+        match self {
+            Location::Sqlite(dir) => format!("sqlite in {}", dir.display()),
+            Location::Postgres(url) => redact(url),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Location::Postgres(_))
+    }
+}
+
+/// `url` with the password of its user part replaced.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((auth, host)) => (auth, host),
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
 }
 
 /// What a write's commit task needs, shared with it.
-struct Inner {
-    pool: SqlitePool,
+pub(crate) struct Inner {
+    pub(crate) backend: Backend,
     state: ArcSwap<State>,
+    /// Orders publications: an older image never replaces a newer one.
+    publishing: std::sync::Mutex<()>,
+    /// One catch-up from the database at a time (PostgreSQL).
+    pub(crate) syncing: Mutex<()>,
     /// Serialises writers; holds the write whose commit failed with an
     /// unknown outcome, until the database is read back.
     writer: Arc<Mutex<Option<Unsettled>>>,
@@ -225,9 +328,34 @@ struct Inner {
     changes: tokio::sync::watch::Sender<u64>,
 }
 
+impl Inner {
+    fn new(backend: Backend, state: State) -> Inner {
+        Inner {
+            backend,
+            state: ArcSwap::from_pointee(state),
+            publishing: std::sync::Mutex::new(()),
+            syncing: Mutex::new(()),
+            writer: Arc::new(Mutex::new(None)),
+            work: Notify::new(),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    fn sqlite(&self) -> &SqlitePool {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(_) => unreachable!("a SQLite path on a PostgreSQL store"),
+        }
+    }
+
+    pub(crate) fn current(&self) -> Arc<State> {
+        self.state.load_full()
+    }
+}
+
 /// A transaction whose commit failed and whose effect on the database has
 /// not been read back yet.
-struct Unsettled {
+pub(crate) struct Unsettled {
     changes: Vec<Change>,
     state: State,
     enqueued: bool,
@@ -283,21 +411,50 @@ impl Store {
             .max_connections(1)
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        // The embedded default upgrades its own schema; a database written
+        // by a newer Statera is refused (sqlx: a migration it does not know).
+        schema::sqlite_migrator().run(&pool).await?;
         // The -wal/-shm files SQLite made now, should it not copy the mode.
         for suffix in ["-wal", "-shm"] {
             private(suffix)?;
         }
-        let state = load(&pool).await?;
+        let state = load_sqlite(&pool).await?;
         Ok(Store {
-            inner: Arc::new(Inner {
-                pool,
-                state: ArcSwap::from_pointee(state),
-                writer: Arc::new(Mutex::new(None)),
-                work: Notify::new(),
-                changes: tokio::sync::watch::Sender::new(0),
-            }),
+            inner: Arc::new(Inner::new(Backend::Sqlite(pool), state)),
         })
+    }
+
+    /// Opens the store `location` names: SQLite in a directory (made and
+    /// upgraded as [`Store::open`] does), or a PostgreSQL database whose
+    /// schema must be current (`statera db upgrade`), shared with the other
+    /// nodes that name it.
+    pub async fn open_at(
+        location: &Location,
+        durability: Durability,
+        pg: PgOptions,
+    ) -> Result<Store, StoreError> {
+        match location {
+            Location::Sqlite(dir) => Store::open(dir, durability).await,
+            Location::Postgres(url) => postgres::open(url, pg).await,
+        }
+    }
+
+    /// Whether several nodes may share this store (PostgreSQL): then
+    /// controllers claim load balancers ([`Claim`]) and heartbeat.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.backend, Backend::Postgres(_))
+    }
+
+    /// Brings the image up to the database's latest commit (PostgreSQL; a
+    /// no-op on SQLite, whose only writer is this process). After it, a
+    /// snapshot holds every change committed through any node before the
+    /// call. Fails with [`StoreError::Unavailable`] while the database
+    /// cannot be reached.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(_) => postgres::sync(&self.inner).await,
+        }
     }
 
     /// An immutable snapshot of everything, O(1) to take.
@@ -321,6 +478,9 @@ impl Store {
         E: From<StoreError>,
     {
         let mut writer = self.inner.writer.clone().lock_owned().await;
+        if let Backend::Postgres(_) = self.inner.backend {
+            return postgres::write(&self.inner, writer, f).await;
+        }
         if writer.is_some() {
             // In a task of its own too: an earlier failed commit is settled
             // whole, or stays unsettled, whatever the caller does.
@@ -348,6 +508,7 @@ impl Store {
         if txn.changes.is_empty() {
             return Ok(out);
         }
+        txn.state.rev += 1;
         let inner = self.inner.clone();
         let committed = tokio::spawn(async move { inner.commit_and_publish(writer, txn).await })
             .await
@@ -371,13 +532,49 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        self.inner.pool.close().await
+        match &self.inner.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// Records that controller `node` is alive (PostgreSQL; the database's
+    /// clock, so nodes' clocks need not agree).
+    pub async fn heartbeat(&self, node: &str) -> Result<(), StoreError> {
+        postgres::heartbeat(&self.inner, node).await
+    }
+
+    /// The controllers heard from within `timeout`, by node id.
+    pub async fn live_controllers(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        postgres::live_controllers(&self.inner, timeout).await
+    }
+
+    /// Locks the heartbeat rows of the controllers silent for longer than
+    /// `timeout` (other than `me`) with `FOR UPDATE SKIP LOCKED`, so that
+    /// two live controllers never adopt the same dead one's load balancers
+    /// at once; [`DeadControllers::forget`] removes them once adopted.
+    pub async fn dead_controllers(
+        &self,
+        me: &str,
+        timeout: std::time::Duration,
+    ) -> Result<DeadControllers, StoreError> {
+        postgres::dead_controllers(&self.inner, me, timeout).await
     }
 }
 
 impl Inner {
-    fn publish(&self, state: State, enqueued: bool) {
-        self.state.store(Arc::new(state));
+    /// Makes `state` the image, unless the image is already as new.
+    pub(crate) fn publish(&self, state: State, enqueued: bool) {
+        {
+            let _order = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+            if state.rev <= self.state.load().rev {
+                return;
+            }
+            self.state.store(Arc::new(state));
+        }
         if enqueued {
             self.work.notify_one();
         }
@@ -442,7 +639,7 @@ impl Inner {
         for c in changes {
             last.insert((c.table, &c.id), c.doc.as_deref());
         }
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.sqlite().acquire().await?;
         let result = async {
             for ((table, id), doc) in last {
                 let sql = format!("SELECT doc FROM {table} WHERE id = ?1");
@@ -468,7 +665,7 @@ impl Inner {
     /// it) in; the pool opens a fresh one for the next write.
     async fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
         let mut conn = self
-            .pool
+            .sqlite()
             .acquire()
             .await
             .map_err(StoreError::write_failed)?;
@@ -515,66 +712,55 @@ async fn discard(conn: PoolConnection<Sqlite>) {
     }
 }
 
-async fn load_table<R: Record>(pool: &SqlitePool, state: &mut State) -> Result<(), StoreError> {
-    let rows = sqlx::query(&format!("SELECT id, doc FROM {}", R::TABLE))
-        .fetch_all(pool)
-        .await?;
-    for row in rows {
-        let id: String = row.try_get("id")?;
-        let doc: String = row.try_get("doc")?;
-        let value: R = serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt {
+/// Decodes one row of `R`'s table into `state`: the id must be the
+/// document's key.
+pub(crate) fn decode_into<R: Record>(
+    state: &mut State,
+    id: &str,
+    doc: &str,
+) -> Result<(), StoreError> {
+    let value: R = serde_json::from_str(doc).map_err(|e| StoreError::Corrupt {
+        table: R::TABLE,
+        id: id.to_string(),
+        reason: e.to_string(),
+    })?;
+    if R::Key::from_str(id).ok().as_ref() != Some(&value.key()) {
+        return Err(StoreError::Corrupt {
             table: R::TABLE,
-            id: id.clone(),
-            reason: e.to_string(),
-        })?;
-        if R::Key::from_str(&id).ok().as_ref() != Some(&value.key()) {
-            return Err(StoreError::Corrupt {
-                table: R::TABLE,
-                id,
-                reason: "id does not match the document".into(),
-            });
-        }
-        R::table_mut(state).insert(value);
+            id: id.to_string(),
+            reason: "id does not match the document".into(),
+        });
     }
+    R::table_mut(state).insert(value);
     Ok(())
 }
 
-async fn load(pool: &SqlitePool) -> Result<State, StoreError> {
+/// The next pending-work sequence number after a load.
+pub(crate) fn settle_next_seq(state: &mut State) {
+    state.next_seq = state
+        .pending_work
+        .iter()
+        .map(|w| w.seq + 1)
+        .max()
+        .unwrap_or(1);
+}
+
+async fn load_sqlite(pool: &SqlitePool) -> Result<State, StoreError> {
     use statera_model::*;
     let mut s = State::default();
-    load_table::<LoadBalancer>(pool, &mut s).await?;
-    load_table::<Listener>(pool, &mut s).await?;
-    load_table::<Pool>(pool, &mut s).await?;
-    load_table::<Member>(pool, &mut s).await?;
-    load_table::<HealthMonitor>(pool, &mut s).await?;
-    load_table::<L7Policy>(pool, &mut s).await?;
-    load_table::<L7Rule>(pool, &mut s).await?;
-    load_table::<Quota>(pool, &mut s).await?;
-    load_table::<Flavor>(pool, &mut s).await?;
-    load_table::<FlavorProfile>(pool, &mut s).await?;
-    load_table::<AvailabilityZone>(pool, &mut s).await?;
-    load_table::<AvailabilityZoneProfile>(pool, &mut s).await?;
-    load_table::<Amphora>(pool, &mut s).await?;
-    load_table::<Network>(pool, &mut s).await?;
-    load_table::<Subnet>(pool, &mut s).await?;
-    load_table::<Port>(pool, &mut s).await?;
-    load_table::<Router>(pool, &mut s).await?;
-    load_table::<FloatingIp>(pool, &mut s).await?;
-    load_table::<SecurityGroup>(pool, &mut s).await?;
-    load_table::<SecurityGroupRule>(pool, &mut s).await?;
-    load_table::<ListenerStats>(pool, &mut s).await?;
-    load_table::<identity::Domain>(pool, &mut s).await?;
-    load_table::<identity::Project>(pool, &mut s).await?;
-    load_table::<identity::User>(pool, &mut s).await?;
-    load_table::<identity::Group>(pool, &mut s).await?;
-    load_table::<identity::Role>(pool, &mut s).await?;
-    load_table::<identity::RoleAssignment>(pool, &mut s).await?;
-    load_table::<identity::ApplicationCredential>(pool, &mut s).await?;
-    load_table::<identity::CatalogService>(pool, &mut s).await?;
-    load_table::<identity::CatalogEndpoint>(pool, &mut s).await?;
-    load_table::<identity::Region>(pool, &mut s).await?;
-    load_table::<identity::Revocation>(pool, &mut s).await?;
-    load_table::<PendingWork>(pool, &mut s).await?;
-    s.next_seq = s.pending_work.iter().map(|w| w.seq + 1).max().unwrap_or(1);
+    macro_rules! load {
+        ($($ty:ty),*) => {$(
+            for row in sqlx::query(&format!("SELECT id, doc FROM {}", <$ty as Record>::TABLE))
+                .fetch_all(pool)
+                .await?
+            {
+                let id: String = row.try_get("id")?;
+                let doc: String = row.try_get("doc")?;
+                decode_into::<$ty>(&mut s, &id, &doc)?;
+            }
+        )*};
+    }
+    with_records!(load);
+    settle_next_seq(&mut s);
     Ok(s)
 }

@@ -155,8 +155,72 @@ pub struct State {
     pub regions: Table<identity::Region>,
     pub revocations: Table<identity::Revocation>,
     pub pending_work: Table<PendingWork>,
+    pub lb_claims: Table<Claim>,
     pub(crate) next_seq: u64,
+    /// The database revision this image reflects: the number of commits
+    /// that made it (PostgreSQL's `statera_head.rev`; counted in memory
+    /// since the open on SQLite). A newer image never gives way to an older.
+    pub(crate) rev: u64,
 }
+
+/// Which controller serves a load balancer (several controllers sharing
+/// one PostgreSQL database; a single controller on SQLite claims nothing).
+/// Written in the same serialised commits as everything else, so a
+/// controller that checks its claim inside a write is fenced: once another
+/// controller adopted the load balancer, the old owner's writes about it
+/// are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub lb_id: Uuid,
+    /// The controller's node id (`statera serve --node-id`).
+    pub controller: String,
+    /// Bumped at every change of owner.
+    pub epoch: u64,
+}
+
+/// Calls `$m!` with every record type the store keeps (the one list: the
+/// load at open and the catch-up from PostgreSQL's log both use it).
+macro_rules! with_records {
+    ($m:ident) => {
+        $m!(
+            LoadBalancer,
+            Listener,
+            Pool,
+            Member,
+            HealthMonitor,
+            L7Policy,
+            L7Rule,
+            Quota,
+            Flavor,
+            FlavorProfile,
+            AvailabilityZone,
+            AvailabilityZoneProfile,
+            Amphora,
+            Network,
+            Subnet,
+            Port,
+            Router,
+            FloatingIp,
+            SecurityGroup,
+            SecurityGroupRule,
+            ListenerStats,
+            identity::Domain,
+            identity::Project,
+            identity::User,
+            identity::Group,
+            identity::Role,
+            identity::RoleAssignment,
+            identity::ApplicationCredential,
+            identity::CatalogService,
+            identity::CatalogEndpoint,
+            identity::Region,
+            identity::Revocation,
+            PendingWork,
+            Claim
+        )
+    };
+}
+pub(crate) use with_records;
 
 macro_rules! record {
     ($ty:ty, $key:ty, $table:literal, $field:ident, |$r:ident| key = $k:expr, parent = $p:expr) => {
@@ -447,7 +511,26 @@ record!(
     parent = Some(r.lb_id)
 );
 
+record!(
+    Claim,
+    Uuid,
+    "lb_claims",
+    lb_claims,
+    |r| key = r.lb_id,
+    parent = None
+);
+
 impl State {
+    /// The database revision this image reflects.
+    pub fn revision(&self) -> u64 {
+        self.rev
+    }
+
+    /// The controller that serves `lb_id`, when controllers share the store.
+    pub fn claim_of(&self, lb_id: Uuid) -> Option<&str> {
+        self.lb_claims.get(&lb_id).map(|c| c.controller.as_str())
+    }
+
     pub fn get<R: Record>(&self, key: &R::Key) -> Option<&Arc<R>> {
         R::table(self).get(key)
     }
