@@ -302,7 +302,7 @@ where
         let _one = inner.syncing.lock().await;
         base = inner.current();
         if head as u64 > base.rev
-            && let Some((state, work)) = catch_up(&mut *tx, pool, &base).await.map_err(E::from)?
+            && let Some((state, work)) = catch_up(&mut tx, pool, &base).await.map_err(E::from)?
         {
             inner.publish(state, work);
             base = inner.current();
