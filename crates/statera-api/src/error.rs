@@ -154,6 +154,14 @@ impl From<StoreError> for ApiError {
                 "The database cannot take writes: the disk under the data directory is full. \
                  Nothing was changed; retry when space has been freed.",
             )
+        } else if let StoreError::Unavailable { reason } = &e {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "The database cannot be reached right now ({reason}). Nothing was changed; \
+                     retry later."
+                ),
+            )
         } else if e.is_unavailable() {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -177,8 +177,37 @@ pub fn app(state: AppState) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
-        .layer(middleware::from_fn_with_state(state, authentication))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authentication,
+        ))
+        .layer(middleware::from_fn_with_state(state, coherent))
         .layer(middleware::from_fn(conventions))
+}
+
+/// Every request but version discovery first brings this node's image of
+/// the store up to the database's latest commit (a shared PostgreSQL store;
+/// nothing to do on SQLite): whichever node a client reaches, it reads what
+/// any node acknowledged before (tokens, revocations and policies' targets
+/// included, as authentication runs after). While the database cannot be
+/// reached the answer is 503 in the API's own shape, and nothing is read
+/// from a stale image.
+async fn coherent(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/" | "/v2" | "/v2.0" | "/v3") {
+        return next.run(req).await;
+    }
+    match state.store.sync().await {
+        Ok(()) => next.run(req).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "the store cannot be brought up to date: 503");
+            styled(ApiError::from(e), style_of_path(path)).into_response()
+        }
+    }
 }
 
 /// Requests answered without a token: version discovery (Octavia's, Neutron's

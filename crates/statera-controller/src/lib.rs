@@ -21,6 +21,9 @@
 
 pub mod config;
 pub mod network;
+pub mod sharing;
+
+pub use sharing::Sharing;
 
 pub use network::NetnsNetwork;
 pub mod status;
@@ -33,7 +36,7 @@ use statera_model::*;
 use statera_service::tree::Remove;
 use statera_service::{LbTree, Visitor};
 use statera_store::{ListenerStats, PendingWork, Record, State, Store, StoreError, Txn};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -64,6 +67,25 @@ pub struct Controller {
     network: Option<Arc<NetnsNetwork>>,
     /// Per load balancer, the listeners it is served without.
     unbound: HashMap<Uuid, Unbound>,
+    /// Several controllers share the store: this one's name and how long
+    /// a silent one keeps its load balancers.
+    sharing: Option<Sharing>,
+    /// The load balancers this controller's data planes were given.
+    served: HashSet<Uuid>,
+}
+
+/// Why the controller's own write about a load balancer did not happen.
+#[derive(Debug)]
+enum SettleError {
+    Store(StoreError),
+    /// Another controller serves the load balancer now (it adopted it).
+    NotMine,
+}
+
+impl From<StoreError> for SettleError {
+    fn from(e: StoreError) -> Self {
+        SettleError::Store(e)
+    }
 }
 
 impl Controller {
@@ -81,6 +103,38 @@ impl Controller {
             host,
             network: None,
             unbound: HashMap::new(),
+            sharing: None,
+            served: HashSet::new(),
+        }
+    }
+
+    /// Shares the store with other controllers (PostgreSQL): this one
+    /// serves the load balancers claimed for it, heartbeats, places new
+    /// load balancers on the least loaded live controller and adopts the
+    /// load balancers of one gone silent (see [`sharing`]).
+    pub fn with_sharing(mut self, sharing: Sharing) -> Controller {
+        self.host = sharing.node.clone();
+        self.sharing = Some(sharing);
+        self
+    }
+
+    /// Whether this controller serves `lb_id` (always, alone on the store).
+    fn owns(&self, s: &State, lb_id: Uuid) -> bool {
+        match &self.sharing {
+            None => true,
+            Some(sh) => s.claim_of(lb_id) == Some(sh.node.as_str()),
+        }
+    }
+
+    /// Refuses a settling write about a load balancer this controller no
+    /// longer serves (inside the write: fenced against an adoption).
+    fn fence(&self) -> impl Fn(&Txn, Uuid) -> Result<(), SettleError> + use<> {
+        let node = self.sharing.as_ref().map(|sh| sh.node.clone());
+        move |txn, lb_id| match &node {
+            Some(node) if txn.state().claim_of(lb_id) != Some(node.as_str()) => {
+                Err(SettleError::NotMine)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -122,16 +176,24 @@ impl Controller {
             network.reconcile(&self.store, true).await;
         }
         let s = self.store.snapshot();
+        let lbs: Vec<Uuid> = s.loadbalancers.iter().map(|lb| lb.id).collect();
+        self.restore_these(&s, &lbs).await;
+    }
+
+    /// Re-applies the last configuration of those of `lbs` that are
+    /// settled and this controller's.
+    async fn restore_these(&mut self, s: &State, lbs: &[Uuid]) {
         let mut by_provider: HashMap<&str, Vec<LbConfig>> = HashMap::new();
-        for lb in s.loadbalancers.iter() {
-            if lb.provisioning_status.is_pending() {
+        for lb in lbs.iter().filter_map(|id| s.loadbalancers.get(id)) {
+            if lb.provisioning_status.is_pending() || !self.owns(s, lb.id) {
                 continue;
             }
             if !self.planes.contains_key(&lb.provider) {
                 tracing::error!(lb = %lb.id, provider = %lb.provider, "no data plane for provider");
                 continue;
             }
-            let cfg = self.build(&s, lb, lb.config_version.max(1));
+            let cfg = self.build(s, lb, lb.config_version.max(1));
+            self.served.insert(lb.id);
             by_provider.entry(&lb.provider).or_default().push(cfg);
         }
         let mut providers = JoinSet::new();
@@ -194,10 +256,15 @@ impl Controller {
 
     /// Run until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        if self.sharing.is_some() {
+            self.share().await;
+        }
         self.restore().await;
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
         let mut unbound_tick = tokio::time::interval(UNBOUND_RETRY_INTERVAL);
         unbound_tick.tick().await;
+        let mut share_tick = tokio::time::interval(sharing::TICK);
+        share_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.drain_work().await;
             tokio::select! {
@@ -212,6 +279,7 @@ impl Controller {
                 _ = stats_tick.tick() => self.collect().await,
                 _ = unbound_tick.tick(), if !self.unbound.is_empty() => self.retry_unbound().await,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = share_tick.tick(), if self.sharing.is_some() => self.share().await,
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
                         break;
@@ -232,6 +300,20 @@ impl Controller {
                 if lb.provisioning_status.is_pending() && !todo.contains(&lb.id) {
                     todo.push(lb.id);
                 }
+            }
+            if self.sharing.is_some() {
+                // Work for a load balancer no controller serves yet places
+                // it first; another controller's work is its own.
+                let unplaced: Vec<Uuid> = todo
+                    .iter()
+                    .copied()
+                    .filter(|lb| s.claim_of(*lb).is_none())
+                    .collect();
+                if !unplaced.is_empty() {
+                    self.place(&unplaced).await;
+                }
+                let s = self.store.snapshot();
+                todo.retain(|lb| self.owns(&s, *lb));
             }
             if todo.is_empty() {
                 return;
@@ -269,12 +351,20 @@ impl Controller {
                 network.unplug(lb_id).await;
             }
             self.unbound.remove(&lb_id);
-            self.store
+            self.served.remove(&lb_id);
+            let fence = self.fence();
+            let deleted = self
+                .store
                 .write(|txn| {
+                    fence(txn, lb_id)?;
                     delete_tree(txn, lb_id)?;
-                    forget_work(txn, &seqs)
+                    txn.delete::<statera_store::Claim>(&lb_id);
+                    forget_work(txn, &seqs).map_err(SettleError::from)
                 })
-                .await?;
+                .await;
+            if self.settled(lb_id, deleted).await? {
+                return Ok(());
+            }
             for l in s.listeners.children(lb_id) {
                 self.last_counters.remove(&l.id);
             }
@@ -305,12 +395,19 @@ impl Controller {
         match result {
             Ok((served, left_out)) => {
                 self.set_unbound(lb_id, left_out);
-                self.store
+                self.served.insert(lb_id);
+                let fence = self.fence();
+                let completed = self
+                    .store
                     .write(|txn| {
+                        fence(txn, lb_id)?;
                         complete(txn, lb_id, served, &host)?;
-                        forget_work(txn, &seqs)
+                        forget_work(txn, &seqs).map_err(SettleError::from)
                     })
-                    .await?;
+                    .await;
+                if self.settled(lb_id, completed).await? {
+                    return Ok(());
+                }
                 tracing::info!(lb = %lb_id, version = served, "applied");
                 if let Some(report) = plane.as_ref().and_then(|p| p.report(lb_id)) {
                     self.ingest(vec![report]).await;
@@ -318,15 +415,50 @@ impl Controller {
             }
             Err(reason) => {
                 tracing::error!(lb = %lb_id, %reason, "data plane refused the configuration");
-                self.store
+                let fence = self.fence();
+                let failed = self
+                    .store
                     .write(|txn| {
+                        fence(txn, lb_id)?;
                         fail(txn, lb_id, &subjects)?;
-                        forget_work(txn, &seqs)
+                        forget_work(txn, &seqs).map_err(SettleError::from)
                     })
-                    .await?;
+                    .await;
+                self.settled(lb_id, failed).await?;
             }
         }
         Ok(())
+    }
+
+    /// The outcome of a fenced settling write: `Ok(true)` when the load
+    /// balancer turned out to be another controller's (it adopted it), in
+    /// which case this controller stops serving it and leaves the work to
+    /// the new owner.
+    async fn settled(
+        &mut self,
+        lb_id: Uuid,
+        outcome: Result<(), SettleError>,
+    ) -> Result<bool, StoreError> {
+        match outcome {
+            Ok(()) => Ok(false),
+            Err(SettleError::Store(e)) => Err(e),
+            Err(SettleError::NotMine) => {
+                tracing::warn!(lb = %lb_id, "another controller serves this load balancer now: leaving it");
+                self.leave(lb_id).await;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Stops serving `lb_id` here (another controller took it over).
+    async fn leave(&mut self, lb_id: Uuid) {
+        self.served.remove(&lb_id);
+        self.unbound.remove(&lb_id);
+        for plane in self.planes.values() {
+            if let Err(e) = plane.remove(lb_id).await {
+                tracing::debug!(lb = %lb_id, error = %e, "removing a load balancer left to another controller");
+            }
+        }
     }
 
     /// Poll every data plane for counters and write what changed.

@@ -488,7 +488,11 @@ pub(crate) async fn live_controllers(
 /// unlocked, for the next look).
 pub struct DeadControllers {
     tx: Option<Transaction<'static, Postgres>>,
+    /// The silent controllers whose rows this caller holds.
     pub ids: Vec<String>,
+    /// Every controller with a heartbeat row (silent or not, held by
+    /// anyone): an owner missing from it has no row at all.
+    pub known: Vec<String>,
 }
 
 impl DeadControllers {
@@ -525,5 +529,13 @@ pub(crate) async fn dead_controllers(
     .fetch_all(&mut *tx)
     .await
     .map_err(StoreError::unavailable)?;
-    Ok(DeadControllers { tx: Some(tx), ids })
+    let known: Vec<String> = sqlx::query_scalar("SELECT id FROM statera_controllers")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::unavailable)?;
+    Ok(DeadControllers {
+        tx: Some(tx),
+        ids,
+        known,
+    })
 }

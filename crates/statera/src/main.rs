@@ -21,7 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything in one process: API, controller, native data plane, SQLite store.
+    /// Run Statera: the API, the controller and the data planes (`--role`), over
+    /// SQLite in the data directory or a shared PostgreSQL database (`--store`).
     Serve(Box<settings::ServeArgs>),
     /// The authorization policy.
     #[command(subcommand)]
@@ -36,6 +37,65 @@ enum Command {
         #[command(subcommand)]
         command: identity::TokenKeysCommand,
     },
+    /// The store's schema: `status` (exit 0 current, 3 upgrade needed, 4 a
+    /// schema this Statera does not know) and `upgrade`.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Say whether the schema is current, behind, or unknown to this binary.
+    Status(DbArgs),
+    /// Apply the migrations this binary has and the database lacks (run it
+    /// on one node before starting the new version's `serve`).
+    Upgrade(DbArgs),
+}
+
+#[derive(clap::Args)]
+struct DbArgs {
+    /// `postgres://USER@HOST:PORT/DATABASE`; left out: SQLite in --data-dir.
+    #[arg(long, env = "STATERA_STORE")]
+    store: Option<String>,
+    #[arg(long, env = "STATERA_DATA_DIR", default_value = "./statera-data")]
+    data_dir: std::path::PathBuf,
+}
+
+fn run_db(command: DbCommand) -> anyhow::Result<std::process::ExitCode> {
+    use statera_store::{Location, SchemaState};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (args, upgrade) = match command {
+        DbCommand::Status(a) => (a, false),
+        DbCommand::Upgrade(a) => (a, true),
+    };
+    let location = Location::parse(args.store.as_deref(), &args.data_dir)?;
+    let status = runtime.block_on(async {
+        if upgrade {
+            statera_store::db_upgrade(&location).await
+        } else {
+            statera_store::db_status(&location).await
+        }
+    })?;
+    let (word, code) = match &status.state {
+        SchemaState::Current => ("current", 0),
+        SchemaState::UpgradeNeeded { .. } => ("upgrade needed", 3),
+        SchemaState::Unknown { .. } => ("unknown", 4),
+    };
+    println!("schema: {word}");
+    println!("store: {}", location.display());
+    println!("backend: {}", status.backend);
+    println!("applied: {:?}", status.applied);
+    println!("known: {:?}", status.known);
+    match &status.state {
+        SchemaState::UpgradeNeeded { pending } => println!("pending: {pending:?}"),
+        SchemaState::Unknown { versions } => println!("unknown: {versions:?}"),
+        SchemaState::Current => {}
+    }
+    Ok(std::process::ExitCode::from(code))
 }
 
 #[derive(Subcommand)]
@@ -49,9 +109,16 @@ enum PolicyCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    match cli.command {
+    if let Command::Db { command } = cli.command {
+        return run_db(command);
+    }
+    run(cli.command).map(|()| std::process::ExitCode::SUCCESS)
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => {
             let settings = settings::Settings::load(&args)?;
             settings::init_logging(&settings.log);
@@ -77,5 +144,6 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(identity::run_bootstrap(args)),
         Command::TokenKeys { command } => identity::run_token_keys(command),
+        Command::Db { .. } => unreachable!("handled in main"),
     }
 }

@@ -1,17 +1,19 @@
-//! `statera serve`: the API, the controller and the native data plane in one
-//! process, over one SQLite store.
+//! `statera serve`: the API, the controller and the data planes in one
+//! process, over the store: SQLite in the data directory by default, or a
+//! PostgreSQL database several nodes share (`--store`), each node running
+//! the roles `--role` names.
 
 use crate::api_server::{self, ServerLimits};
 use crate::settings::Settings;
 use anyhow::Context;
 use statera_api::{ApiSettings, AppState, ProviderInfo, QuotaDefaults};
 use statera_config::DataPlane;
-use statera_controller::{Controller, NetnsNetwork};
+use statera_controller::{Controller, NetnsNetwork, Sharing};
 use statera_dataplane::{Engine, EngineOptions, FdBudget};
 use statera_haproxy::{HaproxyOptions, HaproxyProvider};
 use statera_model::addressing::HostAddressSpace;
 use statera_model::{HealthMonitorType, ListenerProtocol};
-use statera_store::Store;
+use statera_store::{Location, PgOptions, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -130,12 +132,36 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
     // under it, and is given paths under it (its configuration file).
     settings.store.data_dir = std::path::absolute(&settings.store.data_dir)
         .with_context(|| format!("resolving {}", settings.store.data_dir.display()))?;
+    let location = Location::parse(settings.store.url.as_deref(), &settings.store.data_dir)?;
+    private_dir(&settings.store.data_dir)?;
     let store = Arc::new(
-        Store::open(&settings.store.data_dir, settings.store.durability)
-            .await
-            .with_context(|| {
-                format!("opening the store in {}", settings.store.data_dir.display())
-            })?,
+        Store::open_at(
+            &location,
+            settings.store.durability,
+            PgOptions {
+                max_connections: settings.store.max_connections.max(2),
+                ..PgOptions::default()
+            },
+        )
+        .await
+        .with_context(|| format!("opening the store ({})", location.display()))?,
+    );
+    let (runs_api, runs_controller) = (settings.node.runs("api"), settings.node.runs("controller"));
+    if store.is_shared() && runs_controller && settings.network.driver == "netns" {
+        anyhow::bail!(
+            "the netns network driver keeps a load balancer's namespace on the controller's host, \
+             which a shared store cannot move between controllers yet: use the host driver with --store postgres://…"
+        );
+    }
+    let node_id = match &settings.node.id {
+        Some(id) => id.clone(),
+        None => node_id(&settings.store.data_dir)?,
+    };
+    tracing::info!(
+        store = %location.display(),
+        node = %node_id,
+        roles = ?settings.node.roles,
+        "store opened"
     );
     ensure_host_network(&store, &settings).await?;
 
@@ -176,6 +202,12 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
     let mut controller = Controller::new(store.clone(), planes, report_rx, host);
+    if store.is_shared() {
+        controller = controller.with_sharing(Sharing {
+            node: node_id.clone(),
+            timeout: std::time::Duration::from_secs_f64(settings.node.controller_timeout_s),
+        });
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut network_task = None;
     if settings.network.driver == "netns" {
@@ -187,7 +219,17 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         controller = controller.with_network(network.clone());
         network_task = Some(tokio::spawn(network.run(store.clone(), stop_rx.clone())));
     }
-    let controller = tokio::spawn(controller.run(stop_rx));
+    let controller = if runs_controller {
+        Some(tokio::spawn(controller.run(stop_rx)))
+    } else {
+        drop(controller);
+        None
+    };
+    if !runs_api {
+        tracing::info!(node = %node_id, "statera controller running (no API on this node)");
+        shutdown_signal().await;
+        return stop(stop_tx, controller, network_task, haproxy, &store).await;
+    }
 
     let listener = tokio::net::TcpListener::bind(settings.api.listen)
         .await
@@ -261,9 +303,21 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         idle_timeout: ms(settings.api.idle_timeout_ms),
     };
     api_server::serve(listener, app, limits, shutdown_signal()).await;
+    stop(stop_tx, controller, network_task, haproxy, &store).await
+}
+
+async fn stop(
+    stop_tx: watch::Sender<bool>,
+    controller: Option<tokio::task::JoinHandle<()>>,
+    network_task: Option<tokio::task::JoinHandle<()>>,
+    haproxy: Option<Arc<HaproxyProvider>>,
+    store: &Store,
+) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    let _ = controller.await;
+    if let Some(controller) = controller {
+        let _ = controller.await;
+    }
     if let Some(task) = network_task {
         let _ = task.await;
     }
@@ -272,4 +326,38 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// The data directory, made 0700 if absent (it holds token keys and, on
+/// SQLite, the database).
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("making {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// This node's name, kept in `<data-dir>/node-id` (made at the first start:
+/// the host's name and a random suffix), so a restart on the same data
+/// directory is the same controller.
+fn node_id(dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "statera".into());
+    let id = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
 }

@@ -45,6 +45,23 @@ pub struct ServeArgs {
     /// `full` (fsync every commit) or `normal` (survives a process crash, not a power loss).
     #[arg(long, env = "STATERA_DURABILITY")]
     pub durability: Option<String>,
+    /// Where the objects live: `postgres://USER@HOST:PORT/DATABASE` (a
+    /// database several nodes share; `statera db upgrade` it first), or
+    /// left out for SQLite in the data directory.
+    #[arg(long, env = "STATERA_STORE")]
+    pub store: Option<String>,
+    /// What this node runs, comma-separated: `api` (the HTTP API),
+    /// `controller` (the controller and the data planes). Default: both.
+    #[arg(long, env = "STATERA_ROLE")]
+    pub role: Option<String>,
+    /// This controller's name among the deployment's (default: kept in
+    /// `<data-dir>/node-id`, made at the first start).
+    #[arg(long, env = "STATERA_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Seconds a controller may stay silent before a live one adopts its
+    /// load balancers (a shared store only).
+    #[arg(long, env = "STATERA_CONTROLLER_TIMEOUT")]
+    pub controller_timeout: Option<f64>,
     /// `text` or `json`.
     #[arg(long, env = "STATERA_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -77,6 +94,7 @@ pub struct ServeArgs {
 pub struct Settings {
     pub api: ApiSection,
     pub store: StoreSection,
+    pub node: NodeSection,
     pub network: NetworkSection,
     pub quotas: QuotaSection,
     pub neutron: NeutronSection,
@@ -293,6 +311,39 @@ impl Default for LimitsSection {
 pub struct StoreSection {
     pub data_dir: PathBuf,
     pub durability: Durability,
+    /// `postgres://…` for a shared PostgreSQL database; none: SQLite in
+    /// `data_dir`.
+    pub url: Option<String>,
+    /// PostgreSQL connections this node keeps at most.
+    pub max_connections: u32,
+}
+
+/// `[node]`: what this process runs and how it finds its peers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// `api`, `controller`, or both.
+    pub roles: Vec<String>,
+    pub id: Option<String>,
+    /// Seconds of silence after which a controller's load balancers are
+    /// adopted by a live one.
+    pub controller_timeout_s: f64,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            roles: vec!["api".into(), "controller".into()],
+            id: None,
+            controller_timeout_s: 5.0,
+        }
+    }
+}
+
+impl NodeSection {
+    pub fn runs(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -380,6 +431,8 @@ impl Default for StoreSection {
         StoreSection {
             data_dir: PathBuf::from("./statera-data"),
             durability: Durability::Full,
+            url: None,
+            max_connections: 8,
         }
     }
 }
@@ -442,6 +495,31 @@ impl Settings {
         }
         if let Some(v) = &args.namespace_prefix {
             s.network.namespace_prefix = v.clone();
+        }
+        if let Some(v) = &args.store {
+            s.store.url = Some(v.clone()).filter(|v| !v.trim().is_empty());
+        }
+        if let Some(v) = &args.role {
+            s.node.roles = v
+                .split(',')
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .collect();
+        }
+        if let Some(v) = &args.node_id {
+            s.node.id = Some(v.clone());
+        }
+        if let Some(v) = args.controller_timeout {
+            s.node.controller_timeout_s = v;
+        }
+        if s.node.roles.is_empty() || s.node.roles.iter().any(|r| r != "api" && r != "controller") {
+            anyhow::bail!(
+                "--role must list api, controller or both (comma-separated), not {:?}",
+                s.node.roles
+            );
+        }
+        if !(s.node.controller_timeout_s.is_finite() && s.node.controller_timeout_s >= 1.0) {
+            anyhow::bail!("--controller-timeout must be at least 1 second");
         }
         if let Some(v) = &args.durability {
             s.store.durability = match v.as_str() {

@@ -1,0 +1,243 @@
+//! Several controllers on one shared (PostgreSQL) store.
+//!
+//! Until data planes run apart from controllers (agents), a controller's
+//! data planes live in its own process, so a load balancer is served by one
+//! controller: the one its [`Claim`] names. The claims are rows of the store,
+//! written in the same serialised commits as everything else, which gives:
+//!
+//! - **placement**: work for a load balancer nobody serves yet makes the
+//!   controller that sees it first claim it for the least loaded live
+//!   controller (fewest claims; ties by name);
+//! - **exclusion**: a controller processes only its own load balancers'
+//!   work, and every write settling that work checks the claim inside the
+//!   transaction (`fence`), so one load balancer is worked on by one
+//!   controller at a time and a controller that lost a load balancer cannot
+//!   settle it;
+//! - **failover**: every controller heartbeats (the database's clock); one
+//!   silent for longer than the timeout has its heartbeat row locked by a
+//!   live controller with `FOR UPDATE SKIP LOCKED` (so two never adopt the
+//!   same one), its load balancers claimed again for the least loaded live
+//!   controllers, and the row removed. Each controller then serves what it
+//!   newly owns (a restore of the last configuration; pending work is
+//!   processed as usual) and stops serving what it lost.
+//!
+//! Nothing acknowledged is lost or done twice: pending work rows stay until
+//! the owner's settling write removes them in the same transaction as the
+//! statuses, and a configuration applied again is the same whole
+//! configuration.
+
+use crate::Controller;
+use statera_store::{Claim, State};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How often a sharing controller heartbeats and looks at claims.
+pub const TICK: Duration = Duration::from_millis(500);
+
+/// This controller among others.
+#[derive(Debug, Clone)]
+pub struct Sharing {
+    /// Its name (`--node-id`).
+    pub node: String,
+    /// How long a controller may stay silent before its load balancers are
+    /// adopted.
+    pub timeout: Duration,
+}
+
+/// The live controller with the fewest claims in `s` (ties by name).
+fn least_loaded<'a>(
+    s: &State,
+    live: &'a [String],
+    extra: &BTreeMap<&str, usize>,
+) -> Option<&'a str> {
+    let mut load: BTreeMap<&str, usize> = live.iter().map(|c| (c.as_str(), 0)).collect();
+    for claim in s.lb_claims.iter() {
+        if let Some(n) = load.get_mut(claim.controller.as_str()) {
+            *n += 1;
+        }
+    }
+    for (c, n) in extra {
+        if let Some(m) = load.get_mut(c) {
+            *m += n;
+        }
+    }
+    load.iter()
+        .min_by_key(|(name, n)| (**n, **name))
+        .and_then(|(name, _)| live.iter().find(|l| l == name).map(String::as_str))
+}
+
+impl Controller {
+    fn sharing(&self) -> &Sharing {
+        self.sharing.as_ref().expect("only called when sharing")
+    }
+
+    /// The live controllers, this one always among them.
+    async fn live(&self) -> Option<Vec<String>> {
+        let sh = self.sharing();
+        match self.store.live_controllers(sh.timeout).await {
+            Ok(mut live) => {
+                if !live.contains(&sh.node) {
+                    live.push(sh.node.clone());
+                    live.sort();
+                }
+                Some(live)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the live controllers");
+                None
+            }
+        }
+    }
+
+    /// Claims the load balancers of `lbs` that nobody serves yet for the
+    /// least loaded live controllers.
+    pub(crate) async fn place(&mut self, lbs: &[Uuid]) {
+        let Some(live) = self.live().await else {
+            return;
+        };
+        let placed = self
+            .store
+            .write(|txn| {
+                let mut extra: BTreeMap<&str, usize> = BTreeMap::new();
+                let mut placed = Vec::new();
+                for &lb_id in lbs {
+                    let s = txn.state();
+                    if s.claim_of(lb_id).is_some() || !s.loadbalancers.contains(&lb_id) {
+                        continue;
+                    }
+                    let Some(to) = least_loaded(s, &live, &extra) else {
+                        break;
+                    };
+                    *extra.entry(to).or_default() += 1;
+                    placed.push((lb_id, to.to_string()));
+                    txn.put(Claim {
+                        lb_id,
+                        controller: to.to_string(),
+                        epoch: 1,
+                    })?;
+                }
+                Ok::<_, statera_store::StoreError>(placed)
+            })
+            .await;
+        match placed {
+            Ok(placed) => {
+                for (lb, to) in placed {
+                    tracing::info!(%lb, controller = %to, "load balancer placed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot place load balancers; will retry"),
+        }
+    }
+
+    /// One round: heartbeat, adopt the load balancers of silent
+    /// controllers, serve what became this controller's and leave what
+    /// stopped being its.
+    pub(crate) async fn share(&mut self) {
+        let sh = self.sharing().clone();
+        if let Err(e) = self.store.heartbeat(&sh.node).await {
+            // Without a heartbeat others will adopt this controller's load
+            // balancers; it keeps serving until their claims move.
+            tracing::warn!(error = %e, "heartbeat failed");
+            return;
+        }
+        self.adopt().await;
+        let s = self.store.snapshot();
+        let lost: Vec<Uuid> = self
+            .served
+            .iter()
+            .copied()
+            .filter(|lb| s.loadbalancers.contains(lb) && !self.owns(&s, *lb))
+            .collect();
+        for lb in lost {
+            tracing::warn!(%lb, "this load balancer is another controller's now: leaving it");
+            self.leave(lb).await;
+        }
+        let gained: Vec<Uuid> = s
+            .lb_claims
+            .iter()
+            .filter(|c| c.controller == sh.node && !self.served.contains(&c.lb_id))
+            .map(|c| c.lb_id)
+            .collect();
+        if !gained.is_empty() {
+            tracing::info!(
+                count = gained.len(),
+                "serving load balancers adopted from another controller"
+            );
+            self.restore_these(&s, &gained).await;
+        }
+    }
+
+    /// Claims again, for the live controllers, the load balancers of every
+    /// controller silent for longer than the timeout.
+    async fn adopt(&mut self) {
+        let sh = self.sharing().clone();
+        let s = self.store.snapshot();
+        let owners: HashSet<&str> = s.lb_claims.iter().map(|c| c.controller.as_str()).collect();
+        let Some(live) = self.live().await else {
+            return;
+        };
+        if owners.iter().all(|o| live.iter().any(|l| l == o)) {
+            return;
+        }
+        let dead = match self.store.dead_controllers(&sh.node, sh.timeout).await {
+            Ok(dead) => dead,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for silent controllers");
+                return;
+            }
+        };
+        // Silent ones whose row this controller holds, and owners with no
+        // heartbeat row at all (placed on a controller just as it was
+        // adopted): the serialised write below settles any race on those.
+        let adoptable: HashSet<String> = owners
+            .iter()
+            .filter(|o| !live.iter().any(|l| l == *o))
+            .filter(|o| dead.ids.iter().any(|d| d == *o) || !dead.known.iter().any(|k| k == *o))
+            .map(|o| o.to_string())
+            .collect();
+        if adoptable.is_empty() {
+            return;
+        }
+        let moved = self
+            .store
+            .write(|txn| {
+                let mut extra: BTreeMap<&str, usize> = BTreeMap::new();
+                let mut moved = Vec::new();
+                let claims: Vec<Claim> = txn
+                    .state()
+                    .lb_claims
+                    .iter()
+                    .filter(|c| adoptable.contains(&c.controller))
+                    .map(|c| (**c).clone())
+                    .collect();
+                for claim in claims {
+                    let Some(to) = least_loaded(txn.state(), &live, &extra) else {
+                        break;
+                    };
+                    *extra.entry(to).or_default() += 1;
+                    moved.push((claim.lb_id, claim.controller.clone(), to.to_string()));
+                    txn.put(Claim {
+                        lb_id: claim.lb_id,
+                        controller: to.to_string(),
+                        epoch: claim.epoch + 1,
+                    })?;
+                }
+                Ok::<_, statera_store::StoreError>(moved)
+            })
+            .await;
+        match moved {
+            Ok(moved) => {
+                for (lb, from, to) in &moved {
+                    tracing::warn!(%lb, %from, %to, "controller silent: load balancer failed over");
+                }
+                if let Err(e) = dead.forget().await {
+                    tracing::warn!(error = %e, "cannot forget the silent controllers' heartbeats");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot adopt the silent controllers' load balancers")
+            }
+        }
+    }
+}
