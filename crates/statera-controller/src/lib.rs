@@ -257,9 +257,12 @@ impl Controller {
     /// Run until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         if self.sharing.is_some() {
+            // Serves what is claimed for this controller (a restore of
+            // those), after adopting what silent controllers left.
             self.share().await;
+        } else {
+            self.restore().await;
         }
-        self.restore().await;
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
         let mut unbound_tick = tokio::time::interval(UNBOUND_RETRY_INTERVAL);
         unbound_tick.tick().await;
@@ -337,7 +340,12 @@ impl Controller {
             .flat_map(|w| w.subjects.iter().copied())
             .collect();
         let Some(lb) = s.loadbalancers.get(&lb_id).cloned() else {
-            self.store.write(|txn| forget_work(txn, &seqs)).await?;
+            self.store
+                .write(|txn| {
+                    txn.delete::<statera_store::Claim>(&lb_id);
+                    forget_work(txn, &seqs)
+                })
+                .await?;
             return Ok(());
         };
         let plane = self.planes.get(&lb.provider).cloned();

@@ -222,6 +222,19 @@ impl Controller {
                         controller: to.to_string(),
                         epoch: claim.epoch + 1,
                     })?;
+                    // The amphora API shows where the load balancer runs now.
+                    let amphorae: Vec<_> = txn
+                        .state()
+                        .amphorae
+                        .iter()
+                        .filter(|a| a.loadbalancer_id == claim.lb_id)
+                        .map(|a| (**a).clone())
+                        .collect();
+                    for mut amphora in amphorae {
+                        amphora.compute_id = Some(to.to_string());
+                        amphora.updated_at = Some(statera_model::now());
+                        txn.put(amphora)?;
+                    }
                 }
                 Ok::<_, statera_store::StoreError>(moved)
             })

@@ -58,6 +58,12 @@ impl Api {
     /// With its store in `dir`.
     pub async fn in_dir(dir: &Path, cidr: &str) -> Api {
         let store = Arc::new(Store::open(dir, Durability::Full).await.unwrap());
+        Api::on_store(store, cidr).await
+    }
+
+    /// On `store` (one node of a shared one, say): the host network is
+    /// made unless a node made it already.
+    pub async fn on_store(store: Arc<Store>, cidr: &str) -> Api {
         let project = PROJECT.to_string();
         let (network, subnet) = statera_net::host::default_network(
             &project,
@@ -65,11 +71,15 @@ impl Api {
             statera_model::now(),
         )
         .unwrap();
-        let subnet_id = subnet.id;
-        store
+        let subnet_id = store
             .write(|txn| {
+                if let Some(existing) = txn.state().subnets.iter().find(|s| s.name == subnet.name) {
+                    return Ok(existing.id);
+                }
+                let id = subnet.id;
                 txn.put(network)?;
-                txn.put(subnet)
+                txn.put(subnet)?;
+                Ok::<_, statera_store::StoreError>(id)
             })
             .await
             .unwrap();
