@@ -9,6 +9,9 @@
 //! admin API is what answers `/v3/projects`; a second router in `noauth`
 //! shows the lab's project lookups are kept.
 
+#[path = "../../statera-store/tests/support/pg.rs"]
+mod pg;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -17,7 +20,7 @@ use serde_json::{Value, json};
 use statera_api::{ApiSettings, AppState};
 use statera_identity::{AuthFuture, AuthMode, Authenticator, Caller, split_roles};
 use statera_model::identity::{DEFAULT_DOMAIN_ID, Domain};
-use statera_store::{Durability, Store};
+use statera_store::Store;
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -136,7 +139,7 @@ impl H {
 
     async fn with_auth(header_auth: bool) -> H {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), Durability::Normal).await.unwrap());
+        let store = Arc::new(pg::test_store(dir.path()).await);
         store
             .write(|txn| {
                 txn.put(Domain {
@@ -1737,7 +1740,7 @@ async fn an_operator_policy_file_governs_the_identity_rules() {
         ])
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Durability::Normal).await.unwrap());
+    let store = Arc::new(pg::test_store(dir.path()).await);
     let mut state = AppState::lab(store.clone(), settings());
     state.auth = HeaderAuth::over(&store, &dir.path().join("token-keys"));
     state.policy = Arc::new(policy);

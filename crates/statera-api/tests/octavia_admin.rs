@@ -2,6 +2,9 @@
 //! quotas, providers and their capabilities, flavors and flavor profiles,
 //! availability zones and their profiles, and the admin amphora view.
 
+#[path = "../../statera-store/tests/support/pg.rs"]
+mod pg;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -9,7 +12,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use statera_api::{ApiSettings, AppState, ProviderInfo, QuotaDefaults};
 use statera_model::*;
-use statera_store::{Durability, ListenerStats, Store};
+use statera_store::{ListenerStats, Store};
 use std::sync::Arc;
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -67,7 +70,7 @@ fn providers() -> Vec<ProviderInfo> {
 
 async fn api() -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Durability::Normal).await.unwrap());
+    let store = Arc::new(pg::test_store(dir.path()).await);
     let settings = ApiSettings {
         default_project_id: ADMIN_PROJECT.into(),
         pagination_max_limit: 1000,

@@ -3,13 +3,16 @@
 
 #![allow(dead_code)] // each test file uses its own part of it
 
+#[path = "../../../statera-store/tests/support/pg.rs"]
+mod pg;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use statera_api::{ApiSettings, AppState, ProviderInfo, QuotaDefaults};
-use statera_store::{Durability, Store};
+
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -26,7 +29,7 @@ pub async fn api() -> Api {
 /// [`api`] with `change` applied to its settings.
 pub async fn api_with(change: impl FnOnce(&mut ApiSettings)) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Durability::Normal).await.unwrap();
+    let store = pg::test_store(dir.path()).await;
     let settings = ApiSettings {
         default_project_id: "p1".into(),
         pagination_max_limit: 1000,

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../statera-store/tests/support/pg.rs"]
+mod pg;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -13,7 +16,7 @@ use statera_api::{ApiSettings, AppState, ProviderInfo, QuotaDefaults};
 use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, StatusReport};
 use statera_controller::Controller;
 use statera_model::ListenerProtocol;
-use statera_store::{Durability, Store};
+use statera_store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -179,11 +182,7 @@ impl Harness {
         state: impl FnOnce(&mut AppState),
     ) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(
-            Store::open(dir.path(), Durability::Normal)
-                .await
-                .expect("open store"),
-        );
+        let store = Arc::new(pg::test_store(dir.path()).await);
         let (network, subnet) = statera_net::host::default_network(
             PROJECT,
             "127.170.0.0/24".parse().unwrap(),

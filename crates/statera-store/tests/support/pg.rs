@@ -55,3 +55,36 @@ pub fn with_database(url: &str, db: &str) -> String {
     }
     out
 }
+
+/// Which backend the suites that take it as a parameter run on:
+/// `STATERA_TEST_STORE=postgres` (with [`CLUSTER_VAR`] naming the cluster)
+/// or SQLite, the default. `scripts/test` runs those suites both ways.
+pub const BACKEND_VAR: &str = "STATERA_TEST_STORE";
+
+/// The store a test runs on: SQLite in `dir`, or, under
+/// `STATERA_TEST_STORE=postgres`, a fresh database of its own in the
+/// cluster (upgraded), the whole suite then running on PostgreSQL.
+pub async fn test_store(dir: &std::path::Path) -> statera_store::Store {
+    use statera_store::{Durability, Location, PgOptions, Store};
+    match std::env::var(BACKEND_VAR).as_deref() {
+        Ok("postgres") => {
+            let url = fresh_database("suite").await.unwrap_or_else(|| {
+                panic!("{BACKEND_VAR}=postgres needs {CLUSTER_VAR} to name a cluster")
+            });
+            let at = Location::Postgres(url);
+            statera_store::db_upgrade(&at).await.unwrap();
+            Store::open_at(
+                &at,
+                Durability::Normal,
+                PgOptions {
+                    max_connections: 4,
+                    ..PgOptions::default()
+                },
+            )
+            .await
+            .unwrap()
+        }
+        Ok("sqlite") | Err(_) => Store::open(dir, Durability::Normal).await.unwrap(),
+        Ok(other) => panic!("{BACKEND_VAR}={other}: use sqlite or postgres"),
+    }
+}
