@@ -154,13 +154,12 @@ impl From<StoreError> for ApiError {
                 "The database cannot take writes: the disk under the data directory is full. \
                  Nothing was changed; retry when space has been freed.",
             )
-        } else if let StoreError::Unavailable { reason } = &e {
+        } else if let StoreError::Unavailable { .. } = &e {
+            // The reason (logged above) may name the database's user or
+            // host: not for the client.
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "The database cannot be reached right now ({reason}). Nothing was changed; \
-                     retry later."
-                ),
+                "The database cannot be reached right now. Nothing was changed; retry later.",
             )
         } else if e.is_unavailable() {
             ApiError::new(

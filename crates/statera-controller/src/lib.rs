@@ -72,6 +72,8 @@ pub struct Controller {
     sharing: Option<Sharing>,
     /// The load balancers this controller's data planes were given.
     served: HashSet<Uuid>,
+    /// Since when this controller's heartbeats have been landing.
+    beat: sharing::Beat,
 }
 
 /// Why the controller's own write about a load balancer did not happen.
@@ -105,6 +107,7 @@ impl Controller {
             unbound: HashMap::new(),
             sharing: None,
             served: HashSet::new(),
+            beat: sharing::Beat::default(),
         }
     }
 
@@ -128,13 +131,24 @@ impl Controller {
 
     /// Refuses a settling write about a load balancer this controller no
     /// longer serves (inside the write: fenced against an adoption).
-    fn fence(&self) -> impl Fn(&Txn, Uuid) -> Result<(), SettleError> + use<> {
+    ///
+    /// `s` is the state the work was read from: the claim must still be
+    /// the same one (its epoch too, so that a load balancer that went to
+    /// another controller and came back while this one was busy is not
+    /// settled on the strength of the old claim).
+    fn fence(
+        &self,
+        s: &State,
+        lb_id: Uuid,
+    ) -> impl Fn(&Txn, Uuid) -> Result<(), SettleError> + use<> {
         let node = self.sharing.as_ref().map(|sh| sh.node.clone());
+        let epoch = s.lb_claims.get(&lb_id).map(|c| c.epoch);
         move |txn, lb_id| match &node {
-            Some(node) if txn.state().claim_of(lb_id) != Some(node.as_str()) => {
-                Err(SettleError::NotMine)
-            }
-            _ => Ok(()),
+            Some(node) => match txn.state().lb_claims.get(&lb_id) {
+                Some(c) if c.controller == *node && Some(c.epoch) == epoch => Ok(()),
+                _ => Err(SettleError::NotMine),
+            },
+            None => Ok(()),
         }
     }
 
@@ -256,7 +270,18 @@ impl Controller {
 
     /// Run until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        if self.sharing.is_some() {
+        let mut beating = None;
+        if let Some(sh) = &self.sharing {
+            // Heartbeats in a task of their own, so that long work (many
+            // changes, slow HAProxy starts) never makes this controller look
+            // dead to its peers.
+            self.beat.beat(&self.store, &sh.node).await;
+            beating = Some(sharing::AbortOnDrop(tokio::spawn(sharing::heartbeats(
+                self.store.clone(),
+                sh.node.clone(),
+                self.beat.clone(),
+                shutdown.clone(),
+            ))));
             // Serves what is claimed for this controller (a restore of
             // those), after adopting what silent controllers left.
             self.share().await;
@@ -291,6 +316,7 @@ impl Controller {
             }
         }
         self.collect().await;
+        drop(beating);
     }
 
     /// Process every load balancer with pending work, oldest first.
@@ -315,8 +341,10 @@ impl Controller {
                 if !unplaced.is_empty() {
                     self.place(&unplaced).await;
                 }
+                // Work left for a load balancer that is gone is anyone's
+                // to forget.
                 let s = self.store.snapshot();
-                todo.retain(|lb| self.owns(&s, *lb));
+                todo.retain(|lb| self.owns(&s, *lb) || !s.loadbalancers.contains(lb));
             }
             if todo.is_empty() {
                 return;
@@ -360,7 +388,7 @@ impl Controller {
             }
             self.unbound.remove(&lb_id);
             self.served.remove(&lb_id);
-            let fence = self.fence();
+            let fence = self.fence(&s, lb_id);
             let deleted = self
                 .store
                 .write(|txn| {
@@ -404,7 +432,7 @@ impl Controller {
             Ok((served, left_out)) => {
                 self.set_unbound(lb_id, left_out);
                 self.served.insert(lb_id);
-                let fence = self.fence();
+                let fence = self.fence(&s, lb_id);
                 let completed = self
                     .store
                     .write(|txn| {
@@ -423,7 +451,7 @@ impl Controller {
             }
             Err(reason) => {
                 tracing::error!(lb = %lb_id, %reason, "data plane refused the configuration");
-                let fence = self.fence();
+                let fence = self.fence(&s, lb_id);
                 let failed = self
                     .store
                     .write(|txn| {

@@ -13,9 +13,10 @@
 //!   transaction (`fence`), so one load balancer is worked on by one
 //!   controller at a time and a controller that lost a load balancer cannot
 //!   settle it;
-//! - **failover**: every controller heartbeats (the database's clock); one
-//!   silent for longer than the timeout has its heartbeat row locked by a
-//!   live controller with `FOR UPDATE SKIP LOCKED` (so two never adopt the
+//! - **failover**: every controller heartbeats (the database's clock, in a
+//!   task of its own so that long work does not silence it); one silent for
+//!   longer than the timeout has its heartbeat row locked by a live
+//!   controller whose own heartbeats have landed for a whole timeout with `FOR UPDATE SKIP LOCKED` (so two never adopt the
 //!   same one), its load balancers claimed again for the least loaded live
 //!   controllers, and the row removed. Each controller then serves what it
 //!   newly owns (a restore of the last configuration; pending work is
@@ -27,9 +28,10 @@
 //! configuration.
 
 use crate::Controller;
-use statera_store::{Claim, State};
+use statera_store::{Claim, State, Store};
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// How often a sharing controller heartbeats and looks at claims.
@@ -65,6 +67,68 @@ fn least_loaded<'a>(
     load.iter()
         .min_by_key(|(name, n)| (**n, **name))
         .and_then(|(name, _)| live.iter().find(|l| l == name).map(String::as_str))
+}
+
+/// Since when a controller's heartbeats have been landing without a miss.
+#[derive(Clone, Default)]
+pub(crate) struct Beat(Arc<Mutex<Option<Instant>>>);
+
+impl Beat {
+    /// Heartbeats once and records the outcome.
+    pub(crate) async fn beat(&self, store: &Store, node: &str) {
+        let ok = match store.heartbeat(node).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed");
+                false
+            }
+        };
+        let mut since = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match (ok, *since) {
+            (true, None) => *since = Some(Instant::now()),
+            (false, _) => *since = None,
+            (true, Some(_)) => {}
+        }
+    }
+
+    /// How long heartbeats have been landing, if the last one did.
+    pub(crate) fn healthy_for(&self) -> Option<Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed())
+    }
+}
+
+/// A task aborted when its handle is dropped (the heartbeats end with the
+/// controller's loop, however that ends).
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Heartbeats every [`TICK`] until `shutdown`.
+pub(crate) async fn heartbeats(
+    store: Arc<Store>,
+    node: String,
+    beat: Beat,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => beat.beat(&store, &node).await,
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl Controller {
@@ -135,28 +199,41 @@ impl Controller {
     /// stopped being its.
     pub(crate) async fn share(&mut self) {
         let sh = self.sharing().clone();
-        if let Err(e) = self.store.heartbeat(&sh.node).await {
-            // Without a heartbeat others will adopt this controller's load
-            // balancers; it keeps serving until their claims move.
-            tracing::warn!(error = %e, "heartbeat failed");
+        // Only a controller whose own heartbeats have landed for a whole
+        // timeout judges others silent: after the database was away, every
+        // controller's heartbeat is old, and none must take the others'
+        // load balancers before they had the time to beat again.
+        if self.beat.healthy_for() >= Some(sh.timeout) {
+            self.adopt().await;
+        }
+        if let Err(e) = self.store.sync().await {
+            tracing::debug!(error = %e, "cannot catch up with the store; keeping what is served");
             return;
         }
-        self.adopt().await;
         let s = self.store.snapshot();
+        // Served here but claimed for another controller (or for nobody:
+        // deleted through another): leave it.
         let lost: Vec<Uuid> = self
             .served
             .iter()
             .copied()
-            .filter(|lb| s.loadbalancers.contains(lb) && !self.owns(&s, *lb))
+            .filter(|lb| !self.owns(&s, *lb))
             .collect();
         for lb in lost {
             tracing::warn!(%lb, "this load balancer is another controller's now: leaving it");
             self.leave(lb).await;
         }
+        // Claimed here, settled, and not served yet (pending ones are the
+        // work queue's).
         let gained: Vec<Uuid> = s
             .lb_claims
             .iter()
             .filter(|c| c.controller == sh.node && !self.served.contains(&c.lb_id))
+            .filter(|c| {
+                s.loadbalancers
+                    .get(&c.lb_id)
+                    .is_some_and(|lb| !lb.provisioning_status.is_pending())
+            })
             .map(|c| c.lb_id)
             .collect();
         if !gained.is_empty() {

@@ -296,8 +296,23 @@ impl Location {
     }
 }
 
-/// `url` with the password of its user part replaced.
+/// `url` with its password (in the user part or a `password=` parameter)
+/// replaced.
 fn redact(url: &str) -> String {
+    let url = redact_user(url);
+    match url.find("password=") {
+        Some(i) => {
+            let rest = &url[i + "password=".len()..];
+            let end = rest
+                .find('&')
+                .map_or(url.len(), |j| i + "password=".len() + j);
+            format!("{}password=***{}", &url[..i], &url[end..])
+        }
+        None => url,
+    }
+}
+
+fn redact_user(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -319,6 +334,10 @@ pub(crate) struct Inner {
     publishing: std::sync::Mutex<()>,
     /// One catch-up from the database at a time (PostgreSQL).
     pub(crate) syncing: Mutex<()>,
+    /// Syncs begun and the latest one finished (PostgreSQL): callers that
+    /// arrive during a sync wait for the next, not for their own.
+    pub(crate) sync_begun: std::sync::atomic::AtomicU64,
+    pub(crate) sync_done: std::sync::atomic::AtomicU64,
     /// Serialises writers; holds the write whose commit failed with an
     /// unknown outcome, until the database is read back.
     writer: Arc<Mutex<Option<Unsettled>>>,
@@ -335,6 +354,8 @@ impl Inner {
             state: ArcSwap::from_pointee(state),
             publishing: std::sync::Mutex::new(()),
             syncing: Mutex::new(()),
+            sync_begun: Default::default(),
+            sync_done: Default::default(),
             writer: Arc::new(Mutex::new(None)),
             work: Notify::new(),
             changes: tokio::sync::watch::Sender::new(0),

@@ -43,6 +43,8 @@ const LOG_KEEP: i64 = 20_000;
 const PRUNE_EVERY: i64 = 1_000;
 /// The safety net under `NOTIFY`.
 const POLL: Duration = Duration::from_secs(1);
+/// Room for pending-work numbers within one commit (see `write`).
+const SEQ_SHIFT: u32 = 20;
 
 /// How a node connects to PostgreSQL.
 #[derive(Debug, Clone, Copy)]
@@ -67,10 +69,24 @@ impl Default for PgOptions {
     }
 }
 
-pub(crate) async fn connect(url: &str, opts: PgOptions) -> Result<PgPool, StoreError> {
-    let connect = PgConnectOptions::from_str(url)
+/// How every connection of a node is made: no statement, lock wait or open
+/// transaction of a stuck node can hold the others' writes (which queue on
+/// `statera_head`'s lock) for longer than a few seconds; the server ends a
+/// session idle inside a transaction (a node paused or cut off between its
+/// `FOR UPDATE` and its `COMMIT`), which releases the lock.
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    Ok(PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::Location(format!("--store: {e}")))?
-        .application_name("statera");
+        .application_name("statera")
+        .options([
+            ("lock_timeout", "5s"),
+            ("statement_timeout", "60s"),
+            ("idle_in_transaction_session_timeout", "10s"),
+        ]))
+}
+
+pub(crate) async fn connect(url: &str, opts: PgOptions) -> Result<PgPool, StoreError> {
+    let connect = connect_options(url)?;
     PgPoolOptions::new()
         .max_connections(opts.max_connections)
         .acquire_timeout(opts.acquire_timeout)
@@ -92,7 +108,7 @@ pub(crate) async fn open(url: &str, opts: PgOptions) -> Result<crate::Store, Sto
     };
     let inner = Arc::new(Inner::new(Backend::Postgres(pool), state));
     if opts.follow {
-        tokio::spawn(follow(Arc::downgrade(&inner)));
+        tokio::spawn(follow(Arc::downgrade(&inner), connect_options(url)?));
     }
     Ok(crate::Store { inner })
 }
@@ -115,18 +131,18 @@ async fn snapshot_tx(pool: &PgPool) -> Result<Transaction<'static, Postgres>, St
 }
 
 /// Every table, and the head's revision, in `tx`'s snapshot.
-async fn load(tx: &mut Transaction<'static, Postgres>) -> Result<State, StoreError> {
+async fn load(conn: &mut sqlx::PgConnection) -> Result<State, StoreError> {
     use crate::{Claim, ListenerStats, PendingWork};
     use statera_model::*;
     let mut s = State::default();
     let rev: i64 = sqlx::query_scalar("SELECT rev FROM statera_head")
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await
         .map_err(StoreError::unavailable)?;
     macro_rules! load {
         ($($ty:ty),*) => {$(
             for row in sqlx::query(&format!("SELECT id, doc FROM {}", <$ty as Record>::TABLE))
-                .fetch_all(&mut **tx)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(StoreError::unavailable)?
             {
@@ -178,14 +194,19 @@ fn apply_logged(
     })
 }
 
+/// What the change log says of an image.
+enum CatchUp {
+    /// The image is the database's latest.
+    Current,
+    /// The image brought up to date (and whether controllers' work changed).
+    Ahead(Box<State>, bool),
+    /// The log no longer reaches back to the image: every table must be
+    /// read again.
+    Behind,
+}
+
 /// `base` brought up to the database's latest commit, read through `conn`.
-/// `None` when it already is. When the log no longer reaches back to
-/// `base`, every table is read again.
-async fn catch_up(
-    conn: &mut sqlx::PgConnection,
-    pool: &PgPool,
-    base: &State,
-) -> Result<Option<(State, bool)>, StoreError> {
+async fn catch_up(conn: &mut sqlx::PgConnection, base: &State) -> Result<CatchUp, StoreError> {
     let rows =
         sqlx::query("SELECT rev, tbl, id, doc FROM statera_log WHERE rev > $1 ORDER BY rev, n")
             .bind(base.rev as i64)
@@ -193,7 +214,7 @@ async fn catch_up(
             .await
             .map_err(StoreError::unavailable)?;
     let Some(first) = rows.first() else {
-        return Ok(None);
+        return Ok(CatchUp::Current);
     };
     let first_rev: i64 = first.try_get("rev")?;
     if first_rev != base.rev as i64 + 1 {
@@ -202,10 +223,7 @@ async fn catch_up(
             log_starts = first_rev,
             "the change log no longer reaches this node's image: reloading every table"
         );
-        let mut tx = snapshot_tx(pool).await?;
-        let state = load(&mut tx).await?;
-        tx.commit().await.map_err(StoreError::unavailable)?;
-        return Ok(Some((state, true)));
+        return Ok(CatchUp::Behind);
     }
     let mut state = base.clone();
     let mut work = false;
@@ -221,41 +239,66 @@ async fn catch_up(
         }
         state.rev = rev as u64;
     }
-    Ok(Some((state, work)))
+    Ok(CatchUp::Ahead(Box::new(state), work))
 }
 
 /// [`crate::Store::sync`] on PostgreSQL.
+///
+/// Concurrent callers share the work: one sync runs at a time, and a
+/// caller returns as soon as a sync that *began after it arrived* has
+/// finished (that one saw every commit made before the caller arrived). A
+/// flood of requests costs the database one query at a time per node, not
+/// one per request.
 pub(crate) async fn sync(inner: &Inner) -> Result<(), StoreError> {
+    use std::sync::atomic::Ordering;
+    let arrived = inner.sync_begun.load(Ordering::SeqCst);
+    let _one = inner.syncing.lock().await;
+    if inner.sync_done.load(Ordering::SeqCst) > arrived {
+        return Ok(());
+    }
+    let ticket = inner.sync_begun.fetch_add(1, Ordering::SeqCst) + 1;
     let pool = pool(inner);
     let head: i64 = sqlx::query_scalar("SELECT rev FROM statera_head")
         .fetch_one(pool)
         .await
         .map_err(StoreError::unavailable)?;
-    if head as u64 <= inner.current().rev {
-        return Ok(());
-    }
-    let _one = inner.syncing.lock().await;
     let base = inner.current();
-    if head as u64 <= base.rev {
-        return Ok(());
+    if head as u64 > base.rev {
+        let outcome = {
+            let mut conn = pool.acquire().await.map_err(StoreError::unavailable)?;
+            catch_up(&mut conn, &base).await?
+        };
+        match outcome {
+            CatchUp::Current => {}
+            CatchUp::Ahead(state, work) => inner.publish(*state, work),
+            CatchUp::Behind => {
+                let mut tx = snapshot_tx(pool).await?;
+                let state = load(&mut tx).await?;
+                tx.commit().await.map_err(StoreError::unavailable)?;
+                inner.publish(state, true);
+            }
+        }
     }
-    let mut conn = pool.acquire().await.map_err(StoreError::unavailable)?;
-    if let Some((state, work)) = catch_up(&mut conn, pool, &base).await? {
-        inner.publish(state, work);
-    }
+    inner.sync_done.fetch_max(ticket, Ordering::SeqCst);
     Ok(())
 }
 
 /// Follows the other nodes' commits: on every `NOTIFY`, and every
 /// [`POLL`] whatever comes, until the store is dropped.
-async fn follow(inner: Weak<Inner>) {
+async fn follow(inner: Weak<Inner>, connect: PgConnectOptions) {
     let mut listener: Option<PgListener> = None;
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
         };
         if listener.is_none() {
-            match PgListener::connect_with(pool(&strong)).await {
+            // A connection of its own, not one of the pool's (a listener
+            // keeps it for good).
+            let own = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_lazy_with(connect.clone());
+            match PgListener::connect_with(&own).await {
                 Ok(mut l) => match l.listen(CHANNEL).await {
                     Ok(()) => listener = Some(l),
                     Err(e) => tracing::debug!(error = %e, "LISTEN failed; polling"),
@@ -296,17 +339,19 @@ where
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| E::from(StoreError::unavailable(e)))?;
-    // Holding the head: nobody else commits; bring the image to it.
+    // Holding the head: nobody else commits; bring the image to it, on
+    // this very connection (its reads are stable while the lock is held).
     let mut base = inner.current();
     if head as u64 > base.rev {
-        let _one = inner.syncing.lock().await;
-        base = inner.current();
-        if head as u64 > base.rev
-            && let Some((state, work)) = catch_up(&mut tx, pool, &base).await.map_err(E::from)?
-        {
-            inner.publish(state, work);
-            base = inner.current();
+        match catch_up(&mut tx, &base).await.map_err(E::from)? {
+            CatchUp::Current => {}
+            CatchUp::Ahead(state, work) => inner.publish(*state, work),
+            CatchUp::Behind => {
+                let state = load(&mut tx).await.map_err(E::from)?;
+                inner.publish(state, true);
+            }
         }
+        base = inner.current();
     }
     if base.rev != head as u64 {
         return Err(E::from(StoreError::Unavailable {
@@ -321,6 +366,11 @@ where
         changes: Vec::new(),
         enqueued: false,
     };
+    // Pending-work numbers are unique across nodes and never reused (a
+    // node that reloaded with no pending work would otherwise start again
+    // at 1): they start at the commit's revision shifted left, above every
+    // number an earlier commit gave.
+    txn.state.next_seq = txn.state.next_seq.max((head as u64 + 1) << SEQ_SHIFT);
     // An error here drops `tx`: rolled back, the head's lock released.
     let out = f(&mut txn)?;
     if txn.changes.is_empty() {
@@ -382,11 +432,21 @@ async fn commit(
         return Ok(());
     };
     tracing::error!(%error, "the COMMIT failed; looking up whether it landed");
-    let landed: Result<Option<Option<String>>, sqlx::Error> =
-        sqlx::query_scalar("SELECT token FROM statera_log WHERE rev = $1 AND n = 0")
+    let landed: Result<Option<Option<String>>, sqlx::Error> = async {
+        let mut look = pool(inner).begin().await?;
+        // Waits (up to lock_timeout) for the transaction that may still be
+        // committing on the server to end either way: it holds the head.
+        sqlx::query("SELECT rev FROM statera_head FOR SHARE")
+            .execute(&mut *look)
+            .await?;
+        let token = sqlx::query_scalar("SELECT token FROM statera_log WHERE rev = $1 AND n = 0")
             .bind(rev)
-            .fetch_optional(pool(inner))
-            .await;
+            .fetch_optional(&mut *look)
+            .await?;
+        look.rollback().await?;
+        Ok(token)
+    }
+    .await;
     match landed {
         Ok(Some(Some(t))) if t == token => {
             tracing::warn!("a commit that reported failure is in the database: publishing it");
@@ -397,6 +457,7 @@ async fn commit(
             reason: error.to_string(),
             disk_full: false,
         }),
+        // The outcome is unknown: the image settles it at its next catch-up.
         Err(e) => Err(StoreError::Unavailable {
             reason: format!("{error}; and whether it landed cannot be read: {e}"),
         }),

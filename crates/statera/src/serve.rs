@@ -139,7 +139,10 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
             &location,
             settings.store.durability,
             PgOptions {
-                max_connections: settings.store.max_connections.max(2),
+                // A write holds one connection while it may reload on it,
+                // adoption holds one across a write, heartbeats and syncs
+                // take their turns: fewer than 4 can stall a node.
+                max_connections: settings.store.max_connections.max(4),
                 ..PgOptions::default()
             },
         )
