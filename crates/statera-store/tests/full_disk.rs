@@ -5,6 +5,8 @@
 //! Needs root (it mounts a small tmpfs as the data directory): skipped with
 //! the reason on a developer's machine, a failure when `CI=true`.
 
+#[path = "support/objects.rs"]
+mod objects;
 #[path = "support/tmpfs.rs"]
 mod tmpfs;
 
@@ -13,22 +15,12 @@ use statera_store::{Durability, Store, StoreError};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tmpfs::{Tmpfs, skip_or_fail};
-use uuid::Uuid;
 
 fn network(name: String) -> Network {
     Network {
-        id: Uuid::new_v4(),
-        project_id: "p".into(),
-        name,
         // Rows of ~1 KiB fill the disk in a bounded number of writes.
         description: "x".repeat(900),
-        admin_state_up: true,
-        shared: false,
-        external: false,
-        mtu: 1500,
-        tags: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..objects::network(&name)
     }
 }
 

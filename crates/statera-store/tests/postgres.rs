@@ -3,31 +3,18 @@
 //! lost update), the change log's catch-up and reload, and the dead
 //! controllers' `SKIP LOCKED` lock.
 
+#[path = "support/objects.rs"]
+mod objects;
 #[path = "support/pg.rs"]
 mod pg;
 
+use objects::network;
 use statera_model::*;
 use statera_store::{
     Durability, Location, PgOptions, SchemaState, Store, StoreError, db_status, db_upgrade,
 };
 use std::time::Duration;
 use uuid::Uuid;
-
-fn network(name: &str) -> Network {
-    Network {
-        id: Uuid::new_v4(),
-        project_id: "p".into(),
-        name: name.into(),
-        description: String::new(),
-        admin_state_up: true,
-        shared: false,
-        external: false,
-        mtu: 1500,
-        tags: vec![],
-        created_at: now(),
-        updated_at: None,
-    }
-}
 
 #[derive(Debug)]
 enum Refused {

@@ -2,25 +2,12 @@
 //! durable from a failed write, everything back after reopening, and the
 //! parent index kept right.
 
+#[path = "support/objects.rs"]
+mod objects;
+use objects::network;
 use statera_model::*;
 use statera_store::{Durability, PendingWork, Store, StoreError};
 use uuid::Uuid;
-
-fn network(name: &str) -> Network {
-    Network {
-        id: Uuid::new_v4(),
-        project_id: "p".into(),
-        name: name.into(),
-        description: String::new(),
-        admin_state_up: true,
-        shared: false,
-        external: false,
-        mtu: 1500,
-        tags: vec![],
-        created_at: now(),
-        updated_at: None,
-    }
-}
 
 fn subnet(network_id: Uuid, cidr: &str) -> Subnet {
     Subnet {
