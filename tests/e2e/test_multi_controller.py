@@ -66,7 +66,7 @@ BURST_THREADS = 6
 BURST_MAX_OPS = 400  # per thread
 BURST_MAX_SECONDS = 90.0  # per thread, a hard bound if the driver never stops it
 BURST_MAX_LBS = 2  # per thread, alive at once
-BURST_MAX_CREATES = 8  # per thread (the host subnet is a /24: VIPs are finite)
+BURST_MAX_CREATES = 12  # per thread (the host subnet is a /24: VIPs are finite)
 WRITES_BACK_TIMEOUT = 30.0  # after PostgreSQL is back, writes succeed again within this
 SERVE_REFUSAL_TIMEOUT = 30.0  # serve on a schema it must refuse exits within this
 
@@ -476,7 +476,9 @@ class Client(threading.Thread):
         if len(self.own) < BURST_MAX_LBS and self.creates < BURST_MAX_CREATES:
             kinds += ["create"] * 3
         if self.own:
-            kinds += ["update"] * 4 + ["delete"]
+            kinds += ["update"] * 4
+            if self.creates < BURST_MAX_CREATES:  # the last ones stay, for the VIP checks
+                kinds += ["delete"]
         if not kinds:
             kinds = ["update"] if self.own else ["none"]
         kind = self.rng.choice(kinds)
