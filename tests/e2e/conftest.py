@@ -51,12 +51,12 @@ POLL_INTERVAL = 0.2
 
 # statera serve's own environment settings: a test passes what it means as flags, so a
 # developer's STATERA_STORE (say) never reaches a server the test did not mean to point there.
-_STATERA_SERVE_ENV = ("STATERA_STORE", "STATERA_ROLE", "STATERA_NODE_ID")
+_STATERA_SERVE_ENV = ("STATERA_STORE", "STATERA_ROLE", "STATERA_NODE_ID", "STATERA_CONTROLLER_TIMEOUT")
 
 
 def _env_without_openstack_settings() -> dict[str, str]:
     """The caller's environment minus OS_* variables, so a developer's own cloud settings never
-    leak into a test (nor statera serve's STATERA_STORE/ROLE/NODE_ID)."""
+    leak into a test (nor statera serve's STATERA_STORE, _ROLE, _NODE_ID, _CONTROLLER_TIMEOUT)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("OS_") and k not in _STATERA_SERVE_ENV}
 
 
