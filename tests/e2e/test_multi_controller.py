@@ -158,8 +158,10 @@ class Node:
     """One `statera serve` of the deployment: a fixed port, data dir and node id, so a restart is
     "the same" node."""
 
-    def __init__(self, idx: int, store: str, host_subnet: str | None, port: int | None = None):
+    def __init__(self, idx: int, store: str, host_subnet: str | None, port: int | None = None,
+                 role: str = "api,controller"):
         self.idx = idx
+        self.role = role
         self.port = port or free_port()
         self.store = store
         self.host_subnet = host_subnet or host_subnet_for_port(self.port)
@@ -175,7 +177,7 @@ class Node:
             data_dir=self.data_dir,
             port=self.port,
             store=self.store,
-            role="api,controller",
+            role=self.role,
             node_id=self.node_id,
             host_subnet=self.host_subnet,
             extra_args=["--controller-timeout", str(CONTROLLER_TIMEOUT)],
@@ -363,6 +365,34 @@ def test_lb_created_through_one_node_is_readable_everywhere_and_served(dep, back
     assert status == 200 and got["loadbalancer"]["description"] == "changed through node 2", (status, got)
     wait_active(node1.endpoint, lb["id"])
     delete_lbs(dep, [active])
+
+
+def test_api_only_and_controller_only_nodes(pg_cluster, backends):
+    """Roles split: an API-only node takes the create (nothing applies it while no controller
+    runs), a controller-only node (no API listener) then applies and serves it."""
+    names = {b.name for b in backends}
+    with pg_support.fresh_database(pg_cluster) as url:
+        api = Node(0, url, None, role="api")
+        ctl = Node(1, url, api.host_subnet, role="controller")
+        try:
+            api.start()
+            subnet = subnet_id(api.endpoint)
+            status, doc = call(api.endpoint, "POST", "/v2/lbaas/loadbalancers", lb_body("mc-split", subnet, backends))
+            assert status == 201, f"create through the API-only node -> {status} {doc}"
+            lb = doc["loadbalancer"]
+            time.sleep(1.0)
+            status, doc = call(api.endpoint, "GET", f"/v2/lbaas/loadbalancers/{lb['id']}")
+            assert status == 200 and doc["loadbalancer"]["provisioning_status"] == "PENDING_CREATE", (
+                f"with no controller running the load balancer should stay PENDING_CREATE: {status} {doc}")
+            ctl.start()
+            with pytest.raises(Unsent):
+                call(ctl.endpoint, "GET", "/")  # no API listener on a controller-only node
+            active = wait_active(api.endpoint, lb["id"])
+            assert active["vip_address"] == lb["vip_address"]
+            vip_serves(lb["vip_address"], names)
+        finally:
+            ctl.close()
+            api.close()
 
 
 # ---------------------------------------------------------------------------------------------
