@@ -6,6 +6,11 @@ Environment knobs (all optional):
   STATERA_ENDPOINT  use an already running server (e.g. http://127.0.0.1:9876) instead of
                     starting one per test module; see tests/e2e/README.md
   STATERA_CLI       the openstack CLI (default: .venv/bin/openstack, else `openstack` in PATH)
+  STATERA_E2E_STORES  the store backends the parametrized suites run on, comma-separated
+                    (default: sqlite,postgres); test ids carry [sqlite] / [postgres]
+  STATERA_TEST_POSTGRES  a PostgreSQL cluster to make the tests' databases on
+                    (postgres://postgres@127.0.0.1:PORT/postgres; scripts/test starts one);
+                    without it a throwaway cluster is started for the session (pg_support.py)
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from pathlib import Path
 
 import pytest
 
+import pg_support
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_KEEP_DIR = REPO_ROOT / "target" / "e2e-logs"
 
@@ -42,10 +49,15 @@ ACTIVE_TIMEOUT = 30.0  # an LB must be ACTIVE again this long after a change
 POLL_INTERVAL = 0.2
 
 
+# statera serve's own environment settings: a test passes what it means as flags, so a
+# developer's STATERA_STORE (say) never reaches a server the test did not mean to point there.
+_STATERA_SERVE_ENV = ("STATERA_STORE", "STATERA_ROLE", "STATERA_NODE_ID", "STATERA_CONTROLLER_TIMEOUT")
+
+
 def _env_without_openstack_settings() -> dict[str, str]:
     """The caller's environment minus OS_* variables, so a developer's own cloud settings never
-    leak into a test."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    leak into a test (nor statera serve's STATERA_STORE, _ROLE, _NODE_ID, _CONTROLLER_TIMEOUT)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("OS_") and k not in _STATERA_SERVE_ENV}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,6 +135,9 @@ class StateraServer:
     process: subprocess.Popen | None
     log_path: Path | None
     name: str = "statera"
+    store: str | None = None  # the --store URL (None: SQLite in the data dir)
+    role: str | None = None  # the --role given (None: the default, api and controller)
+    node_id: str | None = None  # the --node-id given
 
     @property
     def port(self) -> int:
@@ -181,6 +196,20 @@ def wait_until_answers(server: StateraServer, timeout: float) -> None:
     )
 
 
+CONTROLLER_START_GRACE = 2.0  # a node without an API listener must survive this long at start
+
+
+def wait_still_running(server: StateraServer, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(
+                f"statera exited with code {server.process.returncode} within {seconds:.0f} s of its start\n"
+                f"--- log tail ---\n{server.log_tail()}"
+            )
+        time.sleep(POLL_INTERVAL)
+
+
 def stop_server(server: StateraServer, timeout: float = SERVER_STOP_TIMEOUT) -> int | None:
     """SIGTERM, wait, SIGKILL if needed. Returns the exit code, or None if it had to be killed."""
     proc = server.process
@@ -206,6 +235,10 @@ def start_statera(
     wrapper: list[str] | None = None,
     nofile: int | None = None,
     auth_args: list[str] | None = None,
+    store: str | None = None,
+    role: str | None = None,
+    node_id: str | None = None,
+    host_subnet: str | None = None,
 ):
     """Start `statera serve` on a free port (or `port`) with its own data dir and a host subnet
     derived from the port; yield a StateraServer; on exit stop it (SIGTERM, then SIGKILL after
@@ -214,10 +247,15 @@ def start_statera(
     Passing the same data_dir and port again restarts "the same" server. `nofile` sets the
     child's RLIMIT_NOFILE (soft and hard) before it starts.
     `wrapper` is a command that execs the server (e.g. setpriv to drop privileges): it must
-    exec, not fork, so that signals reach statera itself. `auth_args` replace LAB_AUTH_ARGS."""
+    exec, not fork, so that signals reach statera itself. `auth_args` replace LAB_AUTH_ARGS.
+    `store` is the --store URL (PostgreSQL; None: SQLite in the data dir), `role` the --role
+    ("api", "controller", "api,controller"), `node_id` the --node-id; `host_subnet` replaces the
+    per-port subnet (all nodes sharing one database must be given the same one). A node without
+    the "api" role has no API listener: it counts as started when it is still running after
+    CONTROLLER_START_GRACE seconds."""
     binary = statera_binary()
     port = port or free_port()
-    subnet = host_subnet_for_port(port)
+    subnet = host_subnet or host_subnet_for_port(port)
     own_dir = data_dir is None
     if own_dir:
         data_dir = Path(tempfile.mkdtemp(prefix=f"statera-e2e-{port}-"))
@@ -234,6 +272,9 @@ def start_statera(
         "--host-subnet",
         subnet,
         *(LAB_AUTH_ARGS if auth_args is None else auth_args),
+        *(["--store", store] if store else []),
+        *(["--role", role] if role else []),
+        *(["--node-id", node_id] if node_id else []),
         *(extra_args or []),
     ]
     env = _env_without_openstack_settings()
@@ -259,11 +300,17 @@ def start_statera(
         process=proc,
         log_path=log_path,
         name=name,
+        store=store,
+        role=role,
+        node_id=node_id,
     )
     _RUNNING.append(server)
     killed = False
     try:
-        wait_until_answers(server, SERVER_START_TIMEOUT)
+        if role is None or "api" in role.split(","):
+            wait_until_answers(server, SERVER_START_TIMEOUT)
+        else:
+            wait_still_running(server, CONTROLLER_START_GRACE)
         yield server
     finally:
         code = stop_server(server)
@@ -282,9 +329,53 @@ def start_statera(
         )
 
 
+# ---------------------------------------------------------------------------------------------
+# Store backends: the suites that take `store_kind` (through `statera_server`, or directly) run
+# once per backend listed in STATERA_E2E_STORES; a module may narrow that list with a module-level
+# `E2E_STORES = ("sqlite",)`.
+
+STORE_KINDS = ("sqlite", "postgres")
+
+
+def e2e_stores() -> list[str]:
+    raw = os.environ.get("STATERA_E2E_STORES", ",".join(STORE_KINDS))
+    kinds = [k.strip() for k in raw.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in STORE_KINDS]
+    if unknown or not kinds:
+        raise pytest.UsageError(f"STATERA_E2E_STORES={raw!r}: give one or more of {', '.join(STORE_KINDS)}")
+    return kinds
+
+
+def pytest_generate_tests(metafunc):
+    if "store_kind" not in metafunc.fixturenames:
+        return
+    if os.environ.get("STATERA_ENDPOINT") and "statera_server" in metafunc.fixturenames:
+        return  # an external server: its store is whatever it was started with
+    allowed = getattr(metafunc.module, "E2E_STORES", STORE_KINDS)
+    kinds = [k for k in e2e_stores() if k in allowed]
+    if not kinds:
+        kinds = [allowed[0]]
+    metafunc.parametrize("store_kind", kinds, indirect=True, scope="module", ids=kinds)
+
+
 @pytest.fixture(scope="module")
-def statera_server():
-    """One server per test module (or the external one named by STATERA_ENDPOINT)."""
+def store_kind(request) -> str:
+    """The store backend of this module's servers: "sqlite" or "postgres" (a parameter, see
+    pytest_generate_tests); "sqlite" where a test is not parametrized."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """The session's PostgreSQL cluster (pg_support.py): STATERA_TEST_POSTGRES, or a throwaway
+    one started now and torn down at the end. Requested only by tests on the postgres store."""
+    yield from pg_support.session_cluster()
+
+
+@pytest.fixture(scope="module")
+def statera_server(store_kind, request):
+    """One server per test module and store backend (or the external one named by
+    STATERA_ENDPOINT). On PostgreSQL the server gets a fresh database of its own."""
     external = os.environ.get("STATERA_ENDPOINT")
     if external:
         server = StateraServer(
@@ -293,7 +384,7 @@ def statera_server():
         wait_until_answers(server, SERVER_START_TIMEOUT)
         yield server
         return
-    with start_statera() as server:
+    with pg_support.store_url(store_kind, request) as store, start_statera(store=store) as server:
         yield server
 
 

@@ -20,7 +20,8 @@ CHOSEN_FIP = "172.24.4.50"
 
 
 @pytest.fixture(scope="module")
-def state():
+def state(store_kind):
+    # One scenario's state per store backend (the module runs once per backend).
     return {}
 
 

@@ -18,6 +18,7 @@ from conftest import (
     free_port,
     http_get,
     poll,
+    start_backends,
     wait_gone,
     wait_http_ok,
     wait_lb_active,
@@ -28,8 +29,17 @@ UUID_LIKE = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0
 
 
 @pytest.fixture(scope="module")
-def state():
+def state(store_kind):
+    # One scenario's state per store backend (the module runs once per backend).
     return {}
+
+
+@pytest.fixture(scope="module")
+def backends(store_kind):
+    """conftest's backends, but fresh per store backend: test_08 and test_10 read what the
+    backends received, which must not include the other backend's run."""
+    with start_backends("backend-a", "backend-b") as bs:
+        yield bs
 
 
 def need(state, *keys):

@@ -9,6 +9,9 @@ answer is *acknowledged* and must survive; one that got an error answer changed 
 request per thread that was in flight at the kill has an *unknown* outcome (either result is
 correct). When a check fails, the full request log is written to target/e2e-logs/crash-*.json.
 
+Every test runs once per store backend (`store_kind`, STATERA_E2E_STORES): on PostgreSQL the
+restarted server is given the same data dir AND the same database as the killed one.
+
 Plain HTTP (urllib) against the API, like the server lifecycle tests.
 """
 
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+import pg_support
 from conftest import LOG_KEEP_DIR, free_port, http_get, poll, start_statera, wait_lb_active
 
 SETTLE_TIMEOUT = 20.0  # after the restart, every LB must leave PENDING_* within this
@@ -664,11 +668,20 @@ def create_seed_lbs(server, subnet, backends, ports, count) -> tuple[list[OwnedL
     return seeds, created
 
 
-def pending_on_disk(data_dir: Path) -> str:
+def pending_on_disk(data_dir: Path, store: str | None = None) -> str:
     """Diagnostics only (best effort, never fails the test): how much unfinished work the killed
-    server left in its store, read from a copy of the SQLite files, so the log shows whether the
-    restart had pending work to resume."""
+    server left in its store, read from a copy of the SQLite files (or from its PostgreSQL
+    database), so the log shows whether the restart had pending work to resume."""
     import sqlite3
+
+    if store:
+        try:
+            proc = pg_support.psql(store, "SELECT count(*) FROM pending_work", check=False)
+            if proc.returncode != 0:
+                return f"unknown ({proc.stderr.strip()})"
+            return f"{proc.stdout.strip()} pending-work rows"
+        except Exception as e:  # noqa: BLE001 - diagnostics only
+            return f"unknown ({e!r})"
 
     tmp = Path(tempfile.mkdtemp(prefix="statera-e2e-crash-peek-"))
     try:
@@ -707,7 +720,7 @@ def write_log(label: str, seed: int, kill_at: float | None, writers, exp, findin
 
 
 @pytest.mark.parametrize("window", KILL_WINDOWS, ids=[w[0] for w in KILL_WINDOWS])
-def test_sigkill_during_write_burst(window, backends):
+def test_sigkill_during_write_burst(window, backends, store_kind, request):
     label, earliest, latest = window
     seed = int(os.environ.get("STATERA_CRASH_SEED", str(time.time_ns() % 1_000_000)))
     rng = random.Random(seed)
@@ -717,116 +730,128 @@ def test_sigkill_during_write_burst(window, backends):
     data_dir = Path(tempfile.mkdtemp(prefix=f"statera-e2e-crash-{label}-"))
     port = free_port()
     ports = iter(range(FIRST_PORT, FIRST_PORT + 10_000))
-    writers: list[Writer] = []
     try:
-        with start_statera(data_dir=data_dir, port=port) as first:
-            subnet = subnet_id(first.endpoint)
-            seeds, seed_docs = create_seed_lbs(first, subnet, backends, ports, SEED_LBS)
-            go, first_ack = threading.Event(), threading.Event()
-            writers = [
-                Writer(i, first.endpoint, subnet, backends, seeds[i], ports, seed * 100 + i, go, first_ack)
-                for i in range(BURST_THREADS)
-            ]
-            for w in writers:
-                w.start()
-            t0 = time.monotonic()
-            go.set()
-            first_ack.wait(timeout=FIRST_ACK_TIMEOUT)
-            time.sleep(kill_after)
-            first.process.send_signal(signal.SIGKILL)  # this server's pid only
-            killed_at = time.monotonic() - t0
-            first.process.wait(timeout=10)
-            for w in writers:
-                w.join(timeout=REQUEST_TIMEOUT + 5)
-            alive = [w.name for w in writers if w.is_alive()]
-            assert not alive, f"write threads still running after the kill: {alive}"
-
-        ops = [o for w in writers for o in w.ops]
-        acked = [o for o in ops if o.outcome == "ack"]
-        unknown = [o for o in ops if o.outcome == "unknown"]
-        server_errors = [o.short() + f" {o.response}" for o in ops if o.status is not None and o.status >= 500]
-        by_kind = {}
-        for o in acked:
-            by_kind[o.kind] = by_kind.get(o.kind, 0) + 1
-        print(f"burst: {len(ops)} requests, {len(acked)} acknowledged {by_kind}, {len(unknown)} unanswered, "
-              f"{sum(o.outcome == 'rejected' for o in ops)} rejected; killed at {killed_at:.3f} s")
-        assert acked, (f"no write was acknowledged before the kill at {killed_at:.3f} s: the test checked "
-                       f"nothing (requests: {[o.short() for o in ops]})")
-        for w in writers:
-            # Only the last request of a thread may be unanswered (the one in flight at the kill).
-            assert all(o.outcome != "unknown" for o in w.ops[:-1]), f"{w.name}: unanswered request before its last"
-
-        exp = expectations(seed_docs, [w.ops for w in writers])
-        print(f"left on disk by the killed server: {pending_on_disk(data_dir)}")
-
-        with start_statera(data_dir=data_dir, port=port) as second:
-            findings, info = check_after_restart(second, exp, backends)
-            problems = findings.problems + [f"[no 500] during the burst: {e}" for e in server_errors]
-            # The whole request log (~1 MB) is kept only when something is wrong.
-            log = write_log(label, seed, killed_at, writers, exp, problems) if problems or info["errors"] else None
-            print(f"after restart: {len(info['pending_at_first_look'])} objects still PENDING_* at the first look, "
-                  f"{len(info['lbs'])} load balancers, {len(info['errors'])} in ERROR, "
-                  f"{len(info['vip_results'])} VIPs answered (attempts: {sorted(set(info['vip_results'].values()))}); "
-                  f"log {log}")
-            assert not problems, (
-                f"crash recovery ({label}, seed {seed}, killed {killed_at:.3f} s into the burst) found "
-                f"{len(problems)} problem(s):\n  " + "\n  ".join(problems[:40])
-                + f"\nrequest log: {log}\nunanswered at the kill: {[o.short() for o in unknown]}"
-            )
-            assert not info["errors"], (
-                f"load balancers in ERROR after the restart (every change in the burst was valid, so "
-                f"nothing should have been refused): {info['errors']}; request log: {log}"
-            )
+        with pg_support.store_url(store_kind, request) as store:
+            burst_kill_restart(label, seed, kill_after, data_dir, port, ports, store, backends)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def test_sigkill_right_after_fully_populated_create(backends):
+def burst_kill_restart(label, seed, kill_after, data_dir, port, ports, store, backends):
+    """The burst on a server at (data_dir, port, store), the SIGKILL, the restart on the same
+    three, and the checks."""
+    with start_statera(data_dir=data_dir, port=port, store=store) as first:
+        subnet = subnet_id(first.endpoint)
+        seeds, seed_docs = create_seed_lbs(first, subnet, backends, ports, SEED_LBS)
+        go, first_ack = threading.Event(), threading.Event()
+        writers = [
+            Writer(i, first.endpoint, subnet, backends, seeds[i], ports, seed * 100 + i, go, first_ack)
+            for i in range(BURST_THREADS)
+        ]
+        for w in writers:
+            w.start()
+        t0 = time.monotonic()
+        go.set()
+        first_ack.wait(timeout=FIRST_ACK_TIMEOUT)
+        time.sleep(kill_after)
+        first.process.send_signal(signal.SIGKILL)  # this server's pid only
+        killed_at = time.monotonic() - t0
+        first.process.wait(timeout=10)
+        for w in writers:
+            w.join(timeout=REQUEST_TIMEOUT + 5)
+        alive = [w.name for w in writers if w.is_alive()]
+        assert not alive, f"write threads still running after the kill: {alive}"
+
+    ops = [o for w in writers for o in w.ops]
+    acked = [o for o in ops if o.outcome == "ack"]
+    unknown = [o for o in ops if o.outcome == "unknown"]
+    server_errors = [o.short() + f" {o.response}" for o in ops if o.status is not None and o.status >= 500]
+    by_kind = {}
+    for o in acked:
+        by_kind[o.kind] = by_kind.get(o.kind, 0) + 1
+    print(f"burst: {len(ops)} requests, {len(acked)} acknowledged {by_kind}, {len(unknown)} unanswered, "
+          f"{sum(o.outcome == 'rejected' for o in ops)} rejected; killed at {killed_at:.3f} s")
+    assert acked, (f"no write was acknowledged before the kill at {killed_at:.3f} s: the test checked "
+                   f"nothing (requests: {[o.short() for o in ops]})")
+    for w in writers:
+        # Only the last request of a thread may be unanswered (the one in flight at the kill).
+        assert all(o.outcome != "unknown" for o in w.ops[:-1]), f"{w.name}: unanswered request before its last"
+
+    exp = expectations(seed_docs, [w.ops for w in writers])
+    print(f"left on disk by the killed server: {pending_on_disk(data_dir, store)}")
+
+    with start_statera(data_dir=data_dir, port=port, store=store) as second:
+        findings, info = check_after_restart(second, exp, backends)
+        problems = findings.problems + [f"[no 500] during the burst: {e}" for e in server_errors]
+        # The whole request log (~1 MB) is kept only when something is wrong.
+        log = write_log(label, seed, killed_at, writers, exp, problems) if problems or info["errors"] else None
+        print(f"after restart: {len(info['pending_at_first_look'])} objects still PENDING_* at the first look, "
+              f"{len(info['lbs'])} load balancers, {len(info['errors'])} in ERROR, "
+              f"{len(info['vip_results'])} VIPs answered (attempts: {sorted(set(info['vip_results'].values()))}); "
+              f"log {log}")
+        assert not problems, (
+            f"crash recovery ({label}, seed {seed}, killed {killed_at:.3f} s into the burst) found "
+            f"{len(problems)} problem(s):\n  " + "\n  ".join(problems[:40])
+            + f"\nrequest log: {log}\nunanswered at the kill: {[o.short() for o in unknown]}"
+        )
+        assert not info["errors"], (
+            f"load balancers in ERROR after the restart (every change in the burst was valid, so "
+            f"nothing should have been refused): {info['errors']}; request log: {log}"
+        )
+
+
+def test_sigkill_right_after_fully_populated_create(backends, store_kind, request):
     """The 201 of a fully populated create is an acknowledgement: killed at once (before the
     controller had any chance to apply it, most likely), the restarted server must finish the
     work and serve the VIP."""
     data_dir = Path(tempfile.mkdtemp(prefix="statera-e2e-crash-create-"))
     port = free_port()
     try:
-        with start_statera(data_dir=data_dir, port=port) as first:
-            subnet = subnet_id(first.endpoint)
-            status, doc = call(first.endpoint, "POST", "/v2/lbaas/loadbalancers",
-                               full_lb_body("crash-create", subnet, FIRST_PORT, backends))
-            first.process.send_signal(signal.SIGKILL)
-            first.process.wait(timeout=10)
-            assert status == 201, f"fully populated create -> {status} {doc}"
-            lb = doc["loadbalancer"]
-            assert lb["provisioning_status"] == "PENDING_CREATE", lb["provisioning_status"]
-            listener_ids = [l["id"] for l in lb["listeners"]]
-            pool_ids = [p["id"] for p in lb["pools"]]
-            member_ids = [m["id"] for p in lb["pools"] for m in p["members"]]
-            assert len(listener_ids) == 1 and len(pool_ids) == 1 and len(member_ids) == len(backends), lb
-
-        with start_statera(data_dir=data_dir, port=port) as second:
-            again = wait_lb_active(second, lb["id"], timeout=SETTLE_TIMEOUT)
-            assert again["vip_address"] == lb["vip_address"]
-            assert {x["id"] for x in again["listeners"]} == set(listener_ids)
-            assert {x["id"] for x in again["pools"]} == set(pool_ids)
-            for mid in member_ids:
-                status, m = call(second.endpoint, "GET", f"/v2/lbaas/pools/{pool_ids[0]}/members/{mid}")
-                assert status == 200 and m["member"]["provisioning_status"] == "ACTIVE", f"member {mid}: {status} {m}"
-            status, tree = call(second.endpoint, "GET", f"/v2/lbaas/loadbalancers/{lb['id']}/status")
-            assert status == 200, f"status tree -> {status} {tree}"
-            url = f"http://{lb['vip_address']}:{FIRST_PORT}/"
-            seen = set()
-            last = [None]
-
-            def both_backends():
-                try:
-                    r = http_get(url, timeout=2)
-                except OSError as e:
-                    last[0] = repr(e)
-                    return None
-                last[0] = f"{r.status} {r.body[:100]!r}"
-                if r.status == 200:
-                    seen.add(r.body.decode())
-                return seen >= {b.name for b in backends}
-
-            poll(both_backends, VIP_TIMEOUT, lambda: f"{url} to answer from every backend (seen {seen}, last {last[0]})")
+        with pg_support.store_url(store_kind, request) as store:
+            kill_after_create_and_restart(data_dir, port, store, backends)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def kill_after_create_and_restart(data_dir, port, store, backends):
+    """The create, the SIGKILL, the restart on the same (data_dir, port, store), the checks."""
+    with start_statera(data_dir=data_dir, port=port, store=store) as first:
+        subnet = subnet_id(first.endpoint)
+        status, doc = call(first.endpoint, "POST", "/v2/lbaas/loadbalancers",
+                           full_lb_body("crash-create", subnet, FIRST_PORT, backends))
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+        assert status == 201, f"fully populated create -> {status} {doc}"
+        lb = doc["loadbalancer"]
+        assert lb["provisioning_status"] == "PENDING_CREATE", lb["provisioning_status"]
+        listener_ids = [l["id"] for l in lb["listeners"]]
+        pool_ids = [p["id"] for p in lb["pools"]]
+        member_ids = [m["id"] for p in lb["pools"] for m in p["members"]]
+        assert len(listener_ids) == 1 and len(pool_ids) == 1 and len(member_ids) == len(backends), lb
+
+    with start_statera(data_dir=data_dir, port=port, store=store) as second:
+        again = wait_lb_active(second, lb["id"], timeout=SETTLE_TIMEOUT)
+        assert again["vip_address"] == lb["vip_address"]
+        assert {x["id"] for x in again["listeners"]} == set(listener_ids)
+        assert {x["id"] for x in again["pools"]} == set(pool_ids)
+        for mid in member_ids:
+            status, m = call(second.endpoint, "GET", f"/v2/lbaas/pools/{pool_ids[0]}/members/{mid}")
+            assert status == 200 and m["member"]["provisioning_status"] == "ACTIVE", f"member {mid}: {status} {m}"
+        status, tree = call(second.endpoint, "GET", f"/v2/lbaas/loadbalancers/{lb['id']}/status")
+        assert status == 200, f"status tree -> {status} {tree}"
+        url = f"http://{lb['vip_address']}:{FIRST_PORT}/"
+        seen = set()
+        last = [None]
+
+        def both_backends():
+            try:
+                r = http_get(url, timeout=2)
+            except OSError as e:
+                last[0] = repr(e)
+                return None
+            last[0] = f"{r.status} {r.body[:100]!r}"
+            if r.status == 200:
+                seen.add(r.body.decode())
+            return seen >= {b.name for b in backends}
+
+        poll(both_backends, VIP_TIMEOUT, lambda: f"{url} to answer from every backend (seen {seen}, last {last[0]})")

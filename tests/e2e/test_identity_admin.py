@@ -7,23 +7,26 @@ operator). Application credentials are covered by the Rust tests
 (crates/statera-api/tests/keystone_admin.rs).
 
 The steps share one server and a `state` dict and run in file order; a step whose prerequisite
-failed fails too.
+failed fails too. They run once per store backend (`store_kind`): on PostgreSQL the identity
+objects live in the server's own database.
 """
 
 from __future__ import annotations
 
 import pytest
+
+import pg_support
 from conftest import OpenStackCli, http_get, start_statera
 
 
 @pytest.fixture(scope="module")
-def state():
+def state(store_kind):
     return {}
 
 
 @pytest.fixture(scope="module")
-def ks():
-    with start_statera(auth_args=[]) as server:
+def ks(store_kind, request):
+    with pg_support.store_url(store_kind, request) as store, start_statera(auth_args=[], store=store) as server:
         # The CLI starts with version discovery at /v3; without it nothing below can run.
         discovery = http_get(server.endpoint + "/v3")
         if discovery.status != 200:

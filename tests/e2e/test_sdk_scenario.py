@@ -33,7 +33,8 @@ def conn(statera_server):
 
 
 @pytest.fixture(scope="module")
-def state():
+def state(store_kind):
+    # One scenario's state per store backend (the module runs once per backend).
     return {}
 
 

@@ -1,6 +1,7 @@
 """`statera serve` as a process: version discovery the clients need before anything else,
 graceful shutdown on SIGTERM, and a restart on the same data dir that serves the same VIPs again
-(the "Restart" flow of the design). Uses the plain HTTP API, like curl would."""
+(the "Restart" flow of the design), on each store backend (on PostgreSQL the restart is given the
+same database). Uses the plain HTTP API, like curl would."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import tempfile
 import shutil
 from pathlib import Path
 
+import pg_support
 from conftest import http_get, poll, start_statera, stop_server, wait_http_ok, wait_lb_active
 
 LISTENER_PORT = 8080
@@ -46,45 +48,50 @@ def test_discovery_documents():
         )
 
 
-def test_sigterm_and_restart_keep_serving(backends):
+def test_sigterm_and_restart_keep_serving(backends, store_kind, request):
     data_dir = Path(tempfile.mkdtemp(prefix="statera-e2e-restart-"))
     try:
-        with start_statera(data_dir=data_dir) as first:
-            port = first.port
-            subnet_id = first.api("GET", "/v2.0/subnets?name=host-subnet").json()["subnets"][0]["id"]
-            lb = _create(first, "/v2/lbaas/loadbalancers", "loadbalancer", {"name": "lb-restart", "vip_subnet_id": subnet_id})
-            vip = wait_lb_active(first, lb["id"])["vip_address"]
-            listener = _create(first, "/v2/lbaas/listeners", "listener", {
-                "name": "l", "protocol": "HTTP", "protocol_port": LISTENER_PORT, "loadbalancer_id": lb["id"],
-            })
-            wait_lb_active(first, lb["id"])
-            pool = _create(first, "/v2/lbaas/pools", "pool", {
-                "name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN", "listener_id": listener["id"],
-            })
-            wait_lb_active(first, lb["id"])
-            b = backends[0]
-            _create(first, f"/v2/lbaas/pools/{pool['id']}/members", "member", {"address": b.host, "protocol_port": b.port})
-            wait_lb_active(first, lb["id"])
-            url = f"http://{vip}:{LISTENER_PORT}/"
-            assert wait_http_ok(url).body.decode() == b.name
-
-            code = stop_server(first)
-            assert code == 0, f"statera exited with {code} on SIGTERM (None = had to be killed)"
-
-            def refused():
-                try:
-                    http_get(url, timeout=1)
-                    return False
-                except OSError:
-                    return True
-
-            poll(refused, 5, "the VIP to stop serving once the server is gone")
-
-        with start_statera(data_dir=data_dir, port=port) as second:
-            again = wait_lb_active(second, lb["id"])
-            assert again["vip_address"] == vip
-            assert wait_http_ok(url).body.decode() == b.name
-            r = second.api("DELETE", f"/v2/lbaas/loadbalancers/{lb['id']}?cascade=True")
-            assert r.status == 204, f"cascade delete -> {r.status} {r.body[:300]!r}"
+        with pg_support.store_url(store_kind, request) as store:
+            sigterm_and_restart(data_dir, store, backends)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def sigterm_and_restart(data_dir: Path, store: str | None, backends) -> None:
+    with start_statera(data_dir=data_dir, store=store) as first:
+        port = first.port
+        subnet_id = first.api("GET", "/v2.0/subnets?name=host-subnet").json()["subnets"][0]["id"]
+        lb = _create(first, "/v2/lbaas/loadbalancers", "loadbalancer", {"name": "lb-restart", "vip_subnet_id": subnet_id})
+        vip = wait_lb_active(first, lb["id"])["vip_address"]
+        listener = _create(first, "/v2/lbaas/listeners", "listener", {
+            "name": "l", "protocol": "HTTP", "protocol_port": LISTENER_PORT, "loadbalancer_id": lb["id"],
+        })
+        wait_lb_active(first, lb["id"])
+        pool = _create(first, "/v2/lbaas/pools", "pool", {
+            "name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN", "listener_id": listener["id"],
+        })
+        wait_lb_active(first, lb["id"])
+        b = backends[0]
+        _create(first, f"/v2/lbaas/pools/{pool['id']}/members", "member", {"address": b.host, "protocol_port": b.port})
+        wait_lb_active(first, lb["id"])
+        url = f"http://{vip}:{LISTENER_PORT}/"
+        assert wait_http_ok(url).body.decode() == b.name
+
+        code = stop_server(first)
+        assert code == 0, f"statera exited with {code} on SIGTERM (None = had to be killed)"
+
+        def refused():
+            try:
+                http_get(url, timeout=1)
+                return False
+            except OSError:
+                return True
+
+        poll(refused, 5, "the VIP to stop serving once the server is gone")
+
+    with start_statera(data_dir=data_dir, port=port, store=store) as second:
+        again = wait_lb_active(second, lb["id"])
+        assert again["vip_address"] == vip
+        assert wait_http_ok(url).body.decode() == b.name
+        r = second.api("DELETE", f"/v2/lbaas/loadbalancers/{lb['id']}?cascade=True")
+        assert r.status == 204, f"cascade delete -> {r.status} {r.body[:300]!r}"
