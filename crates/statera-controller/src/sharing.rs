@@ -47,26 +47,29 @@ pub struct Sharing {
     pub timeout: Duration,
 }
 
-/// The live controller with the fewest claims in `s` (ties by name).
-fn least_loaded<'a>(
-    s: &State,
-    live: &'a [String],
-    extra: &BTreeMap<&str, usize>,
-) -> Option<&'a str> {
-    let mut load: BTreeMap<&str, usize> = live.iter().map(|c| (c.as_str(), 0)).collect();
-    for claim in s.lb_claims.iter() {
-        if let Some(n) = load.get_mut(claim.controller.as_str()) {
-            *n += 1;
+/// Claims per live controller, counted once per write (a placement or an
+/// adoption of thousands of load balancers must not count every claim again
+/// for each: it runs under the store's write lock).
+struct Loads<'a>(BTreeMap<&'a str, usize>);
+
+impl<'a> Loads<'a> {
+    fn count(s: &State, live: &'a [String]) -> Loads<'a> {
+        let mut load: BTreeMap<&str, usize> = live.iter().map(|c| (c.as_str(), 0)).collect();
+        for claim in s.lb_claims.iter() {
+            if let Some(n) = load.get_mut(claim.controller.as_str()) {
+                *n += 1;
+            }
         }
+        Loads(load)
     }
-    for (c, n) in extra {
-        if let Some(m) = load.get_mut(c) {
-            *m += n;
-        }
+
+    /// The live controller with the fewest claims (ties by name), counted
+    /// from now on with one more.
+    fn take(&mut self) -> Option<&'a str> {
+        let (name, n) = self.0.iter_mut().min_by_key(|(name, n)| (**n, **name))?;
+        *n += 1;
+        Some(*name)
     }
-    load.iter()
-        .min_by_key(|(name, n)| (**n, **name))
-        .and_then(|(name, _)| live.iter().find(|l| l == name).map(String::as_str))
 }
 
 /// Since when a controller's heartbeats have been landing without a miss.
@@ -163,17 +166,16 @@ impl Controller {
         let placed = self
             .store
             .write(|txn| {
-                let mut extra: BTreeMap<&str, usize> = BTreeMap::new();
+                let mut loads = Loads::count(txn.state(), &live);
                 let mut placed = Vec::new();
                 for &lb_id in lbs {
                     let s = txn.state();
                     if s.claim_of(lb_id).is_some() || !s.loadbalancers.contains(&lb_id) {
                         continue;
                     }
-                    let Some(to) = least_loaded(s, &live, &extra) else {
+                    let Some(to) = loads.take() else {
                         break;
                     };
-                    *extra.entry(to).or_default() += 1;
                     placed.push((lb_id, to.to_string()));
                     txn.put(Claim {
                         lb_id,
@@ -279,7 +281,7 @@ impl Controller {
         let moved = self
             .store
             .write(|txn| {
-                let mut extra: BTreeMap<&str, usize> = BTreeMap::new();
+                let mut loads = Loads::count(txn.state(), &live);
                 let mut moved = Vec::new();
                 let claims: Vec<Claim> = txn
                     .state()
@@ -289,10 +291,9 @@ impl Controller {
                     .map(|c| (**c).clone())
                     .collect();
                 for claim in claims {
-                    let Some(to) = least_loaded(txn.state(), &live, &extra) else {
+                    let Some(to) = loads.take() else {
                         break;
                     };
-                    *extra.entry(to).or_default() += 1;
                     moved.push((claim.lb_id, claim.controller.clone(), to.to_string()));
                     txn.put(Claim {
                         lb_id: claim.lb_id,
@@ -303,8 +304,7 @@ impl Controller {
                     let amphorae: Vec<_> = txn
                         .state()
                         .amphorae
-                        .iter()
-                        .filter(|a| a.loadbalancer_id == claim.lb_id)
+                        .children(claim.lb_id)
                         .map(|a| (**a).clone())
                         .collect();
                     for mut amphora in amphorae {
