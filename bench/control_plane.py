@@ -19,9 +19,19 @@ What it does, every step bounded in count and time, all traffic on 127.0.0.0/8:
   listener (a bound VIP socket) and a pool of 2 members (no monitor: idle);
 * list latency at scale: a fresh server with 1,000 load balancers and 10,000 members (one pool of
   10 members each, no listener, so no socket is bound), then first page, a page via marker, a
-  pool's members, a filter by name: median and p99.
+  pool's members, a filter by name: median and p99;
+* stores and controllers (issue 15): for each store of --stores (sqlite, postgres) and each
+  node count of --controllers (1, 3; SQLite runs 1 only), N `statera serve --role
+  api,controller` on one store (PostgreSQL: a throwaway cluster, one fresh database per
+  deployment, `statera db upgrade` first), the client sending each request to the next node's
+  API port: plain creates/s with 1 and N clients, POST->201 and POST->ACTIVE one at a time, then
+  populated with plain creates (no listeners, so no sockets) to each count of --scale (at most
+  --populate-timeout seconds of creating each): the populate rate, list latency (first page, a
+  page via marker, a filter by name) with the nodes' and PostgreSQL's CPU per request, RSS of
+  each node, and every acknowledged create counted once on every node.
 
-Every process started is stopped by its pid, temporary dirs are removed. The results are printed
+Every process started is stopped by its pid, temporary dirs and databases are removed (and the
+PostgreSQL cluster stopped). The results are printed
 as a markdown table (and written to --output if given).
 """
 
