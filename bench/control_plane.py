@@ -763,6 +763,13 @@ class PgCluster:
         except (RuntimeError, OSError, subprocess.SubprocessError) as e:
             self.log(f"  (could not drop database {name}: {e})")
 
+    def xacts(self, name):
+        """(commits, rollbacks) of database `name` so far (pg_stat_database; the counters
+        reach it within a second or so of each transaction)."""
+        c, r = self.psql("postgres", "SELECT xact_commit, xact_rollback FROM pg_stat_database "
+                                     f"WHERE datname = '{name}'").strip().split("|")
+        return int(c), int(r)
+
     def db_size(self, name):
         return int(self.psql("postgres", f"SELECT pg_database_size('{name}')").strip())
 
@@ -1129,7 +1136,16 @@ def store_scenario(binary, store, nodes, scales, args, workdir, pg, log):
                 log(f"  already {have} LBs, more than {target}: skipped")
                 continue
             c0, p0 = dep.cpu_s(), (pg.cpu_s() if pg else 0.0)
+            if store == "postgres":
+                time.sleep(1.5)
+                x0 = pg.xacts(dep.db)
             pop = store_populate(dep, target, have, args.clients, args.populate_timeout, log)
+            if store == "postgres":
+                time.sleep(1.5)
+                x1 = pg.xacts(dep.db)
+                pop["xacts"] = tuple((b - a) / max(1, pop["created"]) for a, b in zip(x0, x1))
+                log(f"  PostgreSQL transactions per create: {pop['xacts'][0]:.1f} commits, "
+                    f"{pop['xacts'][1]:.1f} rollbacks (all nodes, reads included)")
             pop["cpu_per_create_ms"] = ms((dep.cpu_s() - c0) / max(1, pop["created"]))
             pop["pg_cpu_per_create_ms"] = (ms((pg.cpu_s() - p0) / max(1, pop["created"]))
                                            if store == "postgres" else None)
@@ -1216,6 +1232,10 @@ def report_stores(stores, args):
                 return f"{fmt_lat(x['lat'])} (CPU {cpu})"
             row(f"at {t:,}: {label}, median / p99 ms over {args.reps} (CPU ms/request: nodes "
                 f"+ PostgreSQL)", cell(lc))
+        row(f"at {t:,}: PostgreSQL transactions per create while populating: commits / "
+            f"rollbacks (all nodes, syncs and heartbeats included)",
+            cell(lambda s: f"{s['pop']['xacts'][0]:.1f} / {s['pop']['xacts'][1]:.1f}"
+                 if s["pop"].get("xacts") else "—"))
         row(f"at {t:,}: RSS of each node, MiB (fresh)",
             [", ".join(f"{x / 1024:.1f}" for x in s["rss_kib"]) + " ("
              + ", ".join(f"{x / 1024:.1f}" for x in r["rss_start_kib"]) + ")" if s else "—"
