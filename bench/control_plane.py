@@ -60,6 +60,11 @@ LISTENER_PORT = 8080  # unprivileged, so the benchmark needs no capability
 AMPHORA_TTS_S = 60  # Octavia amphora: ~1 minute to ACTIVE (known figure, not measured here)
 GOAL_TTS_MS = 50
 GOAL_PAGE_MS = 20
+# Every server gets this settings file (in the work dir): a load balancer's VIP port counts
+# against the project's Neutron port quota (500 by default, as in Neutron), which the thousands
+# of load balancers below would exceed.
+BENCH_CONFIG = "statera-bench.toml"
+BENCH_CONFIG_TEXT = "[neutron.quotas]\nport = -1\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,7 +298,8 @@ class Server:
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", f"127.0.0.1:{self.port}",
              "--data-dir", os.path.join(self.dir, "data"), "--host-subnet", HOST_SUBNET,
-             "--durability", durability, "--auth", "noauth", "--noauth-default-roles", "admin,member,reader"],
+             "--durability", durability, "--auth", "noauth", "--noauth-default-roles", "admin,member,reader",
+             "--config", os.path.join(workdir, BENCH_CONFIG)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.api = Api(self.port)
         deadline = time.monotonic() + 30
@@ -836,7 +842,8 @@ class Deployment:
         env.pop("STATERA_STORE", None)
         self.env = env
         common = ["--host-subnet", HOST_SUBNET, "--durability", durability, "--auth", "noauth",
-                  "--noauth-default-roles", "admin,member,reader"]
+                  "--noauth-default-roles", "admin,member,reader",
+                  "--config", os.path.join(workdir, BENCH_CONFIG)]
         if store == "postgres":
             self.db = f"statera_bench_{tag.replace('-', '_')}"
             pg.drop_db(self.db)
@@ -1422,6 +1429,8 @@ def main():
     try:
         # A private copy, so a concurrent `cargo build` cannot swap the binary between scenarios.
         shutil.copy2(binary, os.path.join(workdir, "statera"))
+        with open(os.path.join(workdir, BENCH_CONFIG), "w") as f:
+            f.write(BENCH_CONFIG_TEXT)
         binary = os.path.join(workdir, "statera")
         info["fsync"] = fsync_ms(workdir)
         for name in ("backend-1", "backend-2"):
