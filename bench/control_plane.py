@@ -1035,20 +1035,28 @@ def store_active(dep, tries, log):
 
 
 def count_lbs(dep):
-    """How many load balancers the store holds (one unbounded list, fields=id)."""
-    status, body = dep.api.request("GET", "/v2/lbaas/loadbalancers?fields=id")
-    expect(status, body, (200,), "count")
-    return len(body["loadbalancers"])
+    """How many load balancers the store holds (node 0's view)."""
+    return count_lbs_each(dep, dep.ports[:1])[0]
 
 
-def count_lbs_each(dep):
+def count_lbs_each(dep, ports=None):
+    """How many load balancers each node lists, walking the pages (a page holds at most
+    pagination_max_limit, 1,000 by default); negative if an id came twice."""
     out = []
-    for p in dep.ports:
+    for p in ports or dep.ports:
         api = Api(p, timeout=120)
+        ids, marker = [], None
         try:
-            status, body = api.request("GET", "/v2/lbaas/loadbalancers?fields=id")
-            expect(status, body, (200,), "count")
-            ids = [x["id"] for x in body["loadbalancers"]]
+            for _ in range(1000):
+                q = "/v2/lbaas/loadbalancers?limit=1000&fields=id" + (
+                    f"&marker={marker}" if marker else "")
+                status, body = api.request("GET", q)
+                expect(status, body, (200,), "count")
+                page = [x["id"] for x in body["loadbalancers"]]
+                ids += page
+                if len(page) < 1000:
+                    break
+                marker = page[-1]
             out.append(len(set(ids)) if len(set(ids)) == len(ids) else -len(ids))
         finally:
             api.close()
