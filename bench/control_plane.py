@@ -1227,10 +1227,11 @@ def report_stores(stores, args):
         def cell(f):
             return [f(s) if s else "—" for s in at]
 
-        row(f"**{t:,}**: populate, creates/s ({args.clients} clients; CPU per create: nodes "
-            f"+ PostgreSQL)",
+        row(f"**{t:,}**: populate, creates/s ({args.clients} clients; then until none is "
+            f"PENDING_CREATE; CPU per create: nodes + PostgreSQL)",
             cell(lambda s: f"{s['pop']['rate']:.0f}/s ({s['pop']['created']:,} in "
                            f"{s['pop']['wall']:.0f} s{', **bounded**' if s['pop']['bounded'] else ''}"
+                           f", + {s['pop']['settle_s']:.0f} s"
                            f"; {s['pop']['cpu_per_create_ms']:.1f}"
                            + (f" + {s['pop']['pg_cpu_per_create_ms']:.1f}"
                               if s['pop']['pg_cpu_per_create_ms'] is not None else "")
