@@ -831,7 +831,8 @@ class Deployment:
     node's data dir, or one PostgreSQL database (`statera db upgrade` first). Each node has its
     own data dir (its node id), API port and log; every node gets the same host subnet."""
 
-    def __init__(self, binary, store, nodes, workdir, pg, durability, tag):
+    def __init__(self, binary, store, nodes, workdir, pg, durability, tag,
+                 controller_timeout=None):
         self.binary = binary
         self.store = store
         self.dir = tempfile.mkdtemp(prefix=f"statera-bench-{tag}-", dir=workdir)
@@ -854,6 +855,8 @@ class Deployment:
             if r.returncode != 0:
                 raise RuntimeError(f"statera db upgrade: {r.stdout[-1000:]} {r.stderr[-1000:]}")
             common += ["--store", url, "--role", "api,controller"]
+            if controller_timeout is not None:
+                common += ["--controller-timeout", str(controller_timeout)]
         elif nodes != 1:
             raise RuntimeError("SQLite is one node's store")
         # The first node alone (it bootstraps the host network on a fresh store), then the rest.
@@ -1135,10 +1138,29 @@ def store_lists(dep, n_lbs, reps, log, pg=None):
     return results
 
 
+def warn_kinds(lines):
+    """WARN/ERROR log lines by kind (colours, timestamps, uuids and numbers taken out), most
+    frequent first: [(count, kind, first line)]."""
+    import re
+    kinds = {}
+    for line in lines:
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        kind = re.sub(r"^\S+\s+", "", plain)
+        kind = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", kind)
+        kind = re.sub(r"bench-node-\d+", "<node>", kind)
+        kind = re.sub(r"\d+(\.\d+)?", "<n>", kind)[:200]
+        if kind in kinds:
+            kinds[kind][0] += 1
+        else:
+            kinds[kind] = [1, plain[:400]]
+    return sorted(((c, k, first) for k, (c, first) in kinds.items()), reverse=True)
+
+
 def store_scenario(binary, store, nodes, scales, args, workdir, pg, log):
     tag = f"{store}-{nodes}"
     log(f"store={store}, {nodes} node(s) with api,controller")
-    dep = Deployment(binary, store, nodes, workdir, pg, args.durability[0], tag)
+    dep = Deployment(binary, store, nodes, workdir, pg, args.durability[0], tag,
+                     args.controller_timeout)
     res = {"store": store, "nodes": nodes, "rss_start_kib": None, "scales": []}
     try:
         time.sleep(0.5)
@@ -1173,9 +1195,13 @@ def store_scenario(binary, store, nodes, scales, args, workdir, pg, log):
             # Every acknowledged create is there exactly once, on every node (after the RSS, as
             # the unbounded list makes the node render every object).
             counts = count_lbs_each(dep)
+            status, body = dep.api.request(
+                "GET", "/v2/lbaas/loadbalancers?provisioning_status=ERROR&limit=1000&fields=id")
+            expect(status, body, (200,), "errors")
+            errors = len(body["loadbalancers"])
             res["scales"].append({"target": target, "pop": pop, "lists": lists, "rss_kib": rss,
                                   "db_bytes": db_bytes, "load": load, "n": have,
-                                  "counts": counts})
+                                  "counts": counts, "errors": errors})
             log(f"  RSS at {have} LBs: {', '.join(f'{r / 1024:.1f}' for r in rss)} MiB; "
                 f"nodes count {counts}")
             if any(c != have for c in counts):
@@ -1183,8 +1209,8 @@ def store_scenario(binary, store, nodes, scales, args, workdir, pg, log):
             if pop["bounded"]:
                 log(f"  populate stopped at its bound ({args.populate_timeout} s): no larger scale")
                 break
-        res["warnings"] = [l for i in range(nodes) for l in dep.log_lines(i, "WARN")
-                           + dep.log_lines(i, "ERROR")]
+        res["warnings"] = warn_kinds(l for i in range(nodes) for l in dep.log_lines(i, "WARN")
+                                     + dep.log_lines(i, "ERROR"))
     finally:
         dep.stop(keep_logs_in=args.keep_logs)
     return res
@@ -1262,8 +1288,19 @@ def report_stores(stores, args):
     w("")
     for r in stores:
         if r.get("warnings"):
-            w(f"{r['store']}, {r['nodes']} node(s): {len(r['warnings'])} WARN/ERROR log "
-              f"line(s), first: `{r['warnings'][0][:300]}`  ")
+            total = sum(c for c, _, _ in r["warnings"])
+            w(f"{r['store']}, {r['nodes']} node(s): {total:,} WARN/ERROR log line(s) over the "
+              f"nodes; most frequent kinds:")
+            w("")
+            for c, _, first in r["warnings"][:5]:
+                w(f"- {c:,} × `{first[:300]}`")
+            w("")
+    for r in stores:
+        for sc in r["scales"]:
+            if any(c != sc["n"] for c in sc["counts"]) or sc.get("errors"):
+                w(f"**{r['store']}, {r['nodes']} node(s), at {sc['target']:,}: acknowledged "
+                  f"creates {sc['n']:,}, each node lists {sc['counts']}, in ERROR: "
+                  f"{sc.get('errors')}**  ")
     return "\n".join(out)
 
 
@@ -1394,6 +1431,9 @@ def main():
                    help="the script that starts/stops a throwaway PostgreSQL cluster (default: "
                         "scripts/pg-cluster of this tree if it has one, else inline "
                         "initdb/pg_ctl)")
+    p.add_argument("--controller-timeout", type=float, default=None,
+                   help="`statera serve --controller-timeout` of the PostgreSQL nodes (default: "
+                        "Statera's)")
     p.add_argument("--keep-logs", default=None,
                    help="copy each stores-scenario node's log into this directory")
     p.add_argument("--output", help="also write the markdown table to this file")
