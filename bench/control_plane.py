@@ -1319,7 +1319,8 @@ def report(info, args, runs, mem, scale):
     w(f"Machine: {info['nproc']} CPUs (`nproc`), {info['cpu']}, Linux {info['kernel']}, "
       f"Python {info['python']}  ")
     w(f"Command: `bench/control-plane {' '.join(args.argv)}`".rstrip() + "  ")
-    w(f"Statera revision: {info['revision']}  ")
+    w(f"Statera revision: {info['revision']} (this tree's; a binary given with --binary may be "
+      f"another's)  ")
     w(f"Load average (1/5/15 min) at start: {info['load_start']}, at end: {info['load_end']}  ")
     w(f"Server: `statera serve` (release), host subnet {HOST_SUBNET}, subnet id from "
       f"{info.get('subnet_source', 'API')}, data dir on {info['fs']} (4 KiB write + fsync there: median "
@@ -1457,6 +1458,15 @@ def main():
         args.pg_cluster = script if os.access(script, os.X_OK) else ""
     args.durability = [d.strip() for d in args.durability.split(",") if d.strip()]
     skip = set(s.strip() for s in args.skip.split(",") if s.strip())
+    if "stores" not in skip and "postgres" in args.stores:
+        # Fail before hours of other scenarios rather than after them.
+        try:
+            PgCluster.find_bindir()
+        except RuntimeError as e:
+            sys.exit(f"{e}; or run with --stores sqlite or --skip stores")
+        if os.geteuid() != 0 and pwd_name() != "postgres":
+            sys.exit("the PostgreSQL scenarios run initdb/pg_ctl as the postgres user: run as "
+                     "root (or postgres), or with --stores sqlite or --skip stores")
     if not os.path.exists(args.binary):
         sys.exit(f"{args.binary} not found: build it with `cargo build --release -p statera`")
     binary = os.path.abspath(args.binary)
