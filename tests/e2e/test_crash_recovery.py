@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 import pg_support
+from api_call import NoAnswer, call
 from conftest import LOG_KEEP_DIR, free_port, http_get, poll, start_statera, wait_lb_active
 
 SETTLE_TIMEOUT = 20.0  # after the restart, every LB must leave PENDING_* within this
@@ -52,39 +53,7 @@ FIRST_ACK_TIMEOUT = 10.0
 
 
 # ---------------------------------------------------------------------------------------------
-# The API over urllib
-
-
-class NoAnswer(Exception):
-    """The request got no HTTP answer (connection refused/reset, timeout): outcome unknown."""
-
-
-def call(endpoint: str, method: str, path: str, body=None, timeout: float = REQUEST_TIMEOUT):
-    """One API request with urllib; returns (status, parsed JSON or None). Raises NoAnswer when
-    no HTTP response came back."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(endpoint + path, data=data, method=method)
-    req.add_header("X-Auth-Token", "e2e")
-    req.add_header("Accept", "application/json")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            status = resp.status
-    except urllib.error.HTTPError as e:
-        try:
-            raw = e.read()
-        except OSError:
-            raw = b""
-        status = e.code
-    except (OSError, http.client.HTTPException) as e:  # URLError is an OSError
-        raise NoAnswer(repr(e)) from None
-    try:
-        doc = json.loads(raw.decode() or "null")
-    except (ValueError, UnicodeDecodeError):
-        doc = {"_raw": raw[:300].decode(errors="replace")}
-    return status, doc
+# The API over urllib: api_call.py (call, NoAnswer)
 
 
 def subnet_id(endpoint: str) -> str:

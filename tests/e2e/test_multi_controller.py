@@ -38,6 +38,7 @@ from pathlib import Path
 import pytest
 
 import pg_support
+from api_call import NoAnswer, Unsent, call
 from conftest import (
     ACTIVE_TIMEOUT,
     LAB_AUTH_ARGS,
@@ -74,49 +75,7 @@ FAULT_KEYS = {"faultcode", "faultstring"}
 
 
 # ---------------------------------------------------------------------------------------------
-# The API over urllib
-
-
-class Unsent(Exception):
-    """The connection was refused: the request never reached a server (nothing changed)."""
-
-
-class NoAnswer(Exception):
-    """The request got no HTTP answer (reset, timeout): outcome unknown."""
-
-
-def call(endpoint: str, method: str, path: str, body=None, timeout: float = REQUEST_TIMEOUT):
-    """One API request; returns (status, parsed JSON or {"_raw": ...}). Raises Unsent or
-    NoAnswer when no HTTP response came back."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(endpoint + path, data=data, method=method)
-    req.add_header("X-Auth-Token", "e2e")
-    req.add_header("Accept", "application/json")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            status = resp.status
-    except urllib.error.HTTPError as e:
-        try:
-            raw = e.read()
-        except OSError:
-            raw = b""
-        status = e.code
-    except urllib.error.URLError as e:
-        if isinstance(e.reason, ConnectionRefusedError):
-            raise Unsent(repr(e)) from None
-        raise NoAnswer(repr(e)) from None
-    except ConnectionRefusedError as e:
-        raise Unsent(repr(e)) from None
-    except (OSError, http.client.HTTPException) as e:
-        raise NoAnswer(repr(e)) from None
-    try:
-        doc = json.loads(raw.decode() or "null")
-    except (ValueError, UnicodeDecodeError):
-        doc = {"_raw": raw[:300].decode(errors="replace")}
-    return status, doc
+# The API over urllib: api_call.py (call, NoAnswer)
 
 
 def octavia_fault(doc) -> bool:
