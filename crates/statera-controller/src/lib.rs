@@ -74,6 +74,8 @@ pub struct Controller {
     served: HashSet<Uuid>,
     /// Since when this controller's heartbeats have been landing.
     beat: sharing::Beat,
+    /// Told once every load balancer is served again after the start.
+    restored: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Why the controller's own write about a load balancer did not happen.
@@ -108,7 +110,16 @@ impl Controller {
             sharing: None,
             served: HashSet::new(),
             beat: sharing::Beat::default(),
+            restored: None,
         }
+    }
+
+    /// Sends on `tx` once `run` has served every load balancer again (the
+    /// restore at its start): a `statera serve` taking over from another
+    /// waits for it before telling the old one to stop accepting.
+    pub fn on_restored(mut self, tx: tokio::sync::oneshot::Sender<()>) -> Controller {
+        self.restored = Some(tx);
+        self
     }
 
     /// Shares the store with other controllers (PostgreSQL): this one
@@ -287,6 +298,9 @@ impl Controller {
             self.share().await;
         } else {
             self.restore().await;
+        }
+        if let Some(tx) = self.restored.take() {
+            let _ = tx.send(());
         }
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
         let mut unbound_tick = tokio::time::interval(UNBOUND_RETRY_INTERVAL);

@@ -5,11 +5,13 @@ use crate::l7::Policies;
 use crate::limits::{ConnectionLimits, EngineAdmission};
 use crate::listener::{self, AcceptTask};
 use crate::snapshot::{LbShared, Reporter, Served, Snapshot};
+use crate::sockets::SocketKey;
 use crate::udp::{self, UdpTask};
 use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSender, StatusReport};
 use statera_model::ListenerProtocol;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
@@ -62,6 +64,9 @@ struct Inner {
     probes: Registry,
     /// The process-wide connection ceiling and refusal count.
     admission: Arc<EngineAdmission>,
+    /// Listening sockets handed over by the process this one replaces, not
+    /// yet taken by an apply ([`Engine::inherit`]).
+    inherited: std::sync::Mutex<HashMap<SocketKey, OwnedFd>>,
 }
 
 /// One served load balancer: what tasks share, plus what only the engine
@@ -101,8 +106,91 @@ impl Engine {
                 control: tokio::sync::Mutex::new(HashMap::new()),
                 served: RwLock::new(HashMap::new()),
                 probes: Registry::default(),
+                inherited: std::sync::Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Listening sockets handed over by the process this one replaces
+    /// (`statera serve` taking over from a running one): an apply that
+    /// serves one of their addresses takes the socket instead of binding a
+    /// new one, so connections queued on it are served and none is refused.
+    pub fn inherit(&self, sockets: Vec<(SocketKey, OwnedFd)>) {
+        self.inherited_mut().extend(sockets);
+    }
+
+    /// Closes the handed-over sockets no apply took (their load balancers
+    /// are gone, or moved): nothing would accept their connections. Returns
+    /// how many.
+    pub fn release_inherited(&self) -> usize {
+        let left: Vec<SocketKey> = self.inherited_mut().drain().map(|(k, _)| k).collect();
+        for key in &left {
+            tracing::info!(address = %key.addr, udp = key.udp, "handed-over socket not served here: closed");
+        }
+        left.len()
+    }
+
+    fn inherited_mut(&self) -> std::sync::MutexGuard<'_, HashMap<SocketKey, OwnedFd>> {
+        self.inner
+            .inherited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The handed-over socket for `key`, if it is one and fits.
+    fn take_inherited(&self, key: SocketKey) -> Option<OwnedFd> {
+        self.inherited_mut().remove(&key)
+    }
+
+    /// Second descriptors of every listening socket, with what they are,
+    /// for a process taking over from this one.
+    pub async fn listening_sockets(&self) -> std::io::Result<Vec<(SocketKey, OwnedFd)>> {
+        let lbs = self.inner.control.lock().await;
+        let mut out = Vec::new();
+        for runtime in lbs.values() {
+            let netns = runtime.shared.load().config.vip.namespace.clone();
+            for (addr, task) in &runtime.sockets {
+                let key = SocketKey {
+                    netns: netns.clone(),
+                    addr: *addr,
+                    udp: false,
+                };
+                out.push((key, task.socket_fd()?));
+            }
+            for (addr, task) in &runtime.udp_sockets {
+                let key = SocketKey {
+                    netns: netns.clone(),
+                    addr: *addr,
+                    udp: true,
+                };
+                out.push((key, task.socket_fd()?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stops accepting on every listener (a process that took the sockets
+    /// over accepts on them now) and starts draining: connections in
+    /// progress finish — an HTTP keep-alive connection after its current
+    /// request — and are cut at the drain timeout. UDP sessions end.
+    pub async fn stop_accepting(&self) {
+        let mut lbs = self.inner.control.lock().await;
+        for runtime in lbs.values_mut() {
+            for (_, socket) in runtime.sockets.drain() {
+                socket.close().await;
+            }
+            for (_, socket) in runtime.udp_sockets.drain() {
+                socket.close().await;
+            }
+            for view in runtime.shared.load().by_addr.values() {
+                view.life.drain(runtime.drain_timeout);
+            }
+        }
+    }
+
+    /// How long connections of a removed listener may run.
+    pub fn drain_timeout(&self) -> Duration {
+        self.inner.options.drain_timeout
     }
 
     /// How many distinct health probes run (one per probe target and
@@ -161,22 +249,28 @@ impl Engine {
                 if current.is_some_and(|c| c.udp_sockets.contains_key(addr)) {
                     continue;
                 }
-                let socket = udp::bind(&netns, *addr).map_err(|e| DataPlaneError::Bind {
-                    address: format!("{addr}/udp"),
-                    reason: e.to_string(),
-                    listener,
-                })?;
+                let socket = match self.adopt(&netns, *addr, true, |fd| udp::adopt(fd, *addr)) {
+                    Some(socket) => socket,
+                    None => udp::bind(&netns, *addr).map_err(|e| DataPlaneError::Bind {
+                        address: format!("{addr}/udp"),
+                        reason: e.to_string(),
+                        listener,
+                    })?,
+                };
                 fresh_udp.push((*addr, socket));
                 continue;
             }
             if current.is_some_and(|c| c.sockets.contains_key(addr)) {
                 continue;
             }
-            let socket = listener::bind(&netns, *addr).map_err(|e| DataPlaneError::Bind {
-                address: addr.to_string(),
-                reason: e.to_string(),
-                listener,
-            })?;
+            let socket = match self.adopt(&netns, *addr, false, |fd| listener::adopt(fd, *addr)) {
+                Some(socket) => socket,
+                None => listener::bind(&netns, *addr).map_err(|e| DataPlaneError::Bind {
+                    address: addr.to_string(),
+                    reason: e.to_string(),
+                    listener,
+                })?,
+            };
             fresh.push((*addr, socket));
         }
 
@@ -280,6 +374,30 @@ impl Engine {
             socket.close().await;
         }
         Ok(version)
+    }
+
+    /// The handed-over socket for `addr`, made ready by `adopt`; `None`
+    /// (bind a new one) when there is none or it does not fit.
+    fn adopt<S>(
+        &self,
+        netns: &crate::sockets::Netns,
+        addr: SocketAddr,
+        udp: bool,
+        adopt: impl FnOnce(OwnedFd) -> std::io::Result<S>,
+    ) -> Option<S> {
+        let key = SocketKey {
+            netns: netns.as_deref().map(String::from),
+            addr,
+            udp,
+        };
+        let fd = self.take_inherited(key)?;
+        match adopt(fd) {
+            Ok(socket) => Some(socket),
+            Err(error) => {
+                tracing::warn!(%addr, udp, %error, "handed-over socket refused: binding a new one");
+                None
+            }
+        }
     }
 
     async fn remove_lb(&self, lb_id: Uuid) {

@@ -218,3 +218,4 @@ mod upstream;
 pub use engine::{Engine, EngineOptions};
 pub use health::{HealthOptions, PassiveOptions};
 pub use limits::{AcceptBackoff, ConnectionLimits, FdBudget};
+pub use sockets::SocketKey;

@@ -22,6 +22,7 @@ use crate::sockets::{Netns, new_socket};
 use crate::stats::ListenerStats;
 use socket2::{Domain, Protocol, Type};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -58,6 +59,18 @@ pub fn bind(netns: &Netns, addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// A listening socket handed over by the process this one replaces, checked
+/// to be what `addr` needs: a listening TCP socket bound to `addr`.
+pub fn adopt(fd: OwnedFd, addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::from(fd);
+    crate::sockets::check_inherited(&socket, Type::STREAM, addr)?;
+    if !socket.is_listener()? {
+        return Err(std::io::Error::other("not a listening socket"));
+    }
+    socket.set_nonblocking(true)?;
     TcpListener::from_std(socket.into())
 }
 
@@ -143,6 +156,9 @@ impl ListenerView {
 #[derive(Debug)]
 pub struct AcceptTask {
     task: JoinHandle<()>,
+    /// The socket, shared with the task: handed to the process that takes
+    /// over from this one ([`AcceptTask::socket_fd`]).
+    listener: Arc<TcpListener>,
 }
 
 impl Drop for AcceptTask {
@@ -153,20 +169,29 @@ impl Drop for AcceptTask {
 
 impl AcceptTask {
     pub fn spawn(listener: TcpListener, addr: SocketAddr, shared: Arc<LbShared>) -> AcceptTask {
+        let listener = Arc::new(listener);
         AcceptTask {
-            task: tokio::spawn(accept_loop(listener, addr, shared)),
+            task: tokio::spawn(accept_loop(listener.clone(), addr, shared)),
+            listener,
         }
     }
 
+    /// A second descriptor of the listening socket, for a process taking
+    /// over from this one.
+    pub fn socket_fd(&self) -> std::io::Result<OwnedFd> {
+        self.listener.as_fd().try_clone_to_owned()
+    }
+
     /// Stops accepting and returns once the socket is closed, so its address
-    /// can be bound again at once (dropping only schedules the close).
+    /// can be bound again at once (dropping only schedules the close). A
+    /// socket handed to another process stays open there.
     pub async fn close(mut self) {
         self.task.abort();
         let _ = (&mut self.task).await;
     }
 }
 
-async fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<LbShared>) {
+async fn accept_loop(listener: Arc<TcpListener>, addr: SocketAddr, shared: Arc<LbShared>) {
     let mut changed = shared.subscribe_changes();
     let mut backoff = AcceptBackoff::default();
     loop {

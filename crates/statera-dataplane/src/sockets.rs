@@ -19,6 +19,29 @@ pub fn netns_of(config: &statera_config::LbConfig) -> Netns {
     config.vip.namespace.as_deref().map(Arc::from)
 }
 
+/// A listening socket as one process hands it to the next (`statera serve`
+/// taking over from a running one): where it lives and what it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SocketKey {
+    /// The network namespace it was made in; `None`: the process's own.
+    pub netns: Option<String>,
+    pub addr: SocketAddr,
+    pub udp: bool,
+}
+
+/// Checks that a handed-over socket is of type `ty` and bound to `addr`, so
+/// a mixed-up handover never serves one address on another's socket.
+pub(crate) fn check_inherited(socket: &Socket, ty: Type, addr: SocketAddr) -> io::Result<()> {
+    if socket.r#type()? != ty {
+        return Err(io::Error::other("not a socket of the expected type"));
+    }
+    let local = socket.local_addr()?.as_socket();
+    if local != Some(addr) {
+        return Err(io::Error::other(format!("bound to {local:?}, not {addr}")));
+    }
+    Ok(())
+}
+
 /// A new socket in `netns`.
 pub fn new_socket(
     netns: &Netns,

@@ -77,6 +77,15 @@ pub fn bind(netns: &Netns, addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// A UDP socket handed over by the process this one replaces, checked to be
+/// bound to `addr`.
+pub fn adopt(fd: std::os::fd::OwnedFd, addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = socket2::Socket::from(fd);
+    crate::sockets::check_inherited(&socket, Type::DGRAM, addr)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
+}
+
 /// A member-side socket: bound on the VIP (an ephemeral port), connected to
 /// `member`.
 fn member_socket(netns: &Netns, vip: SocketAddr, member: SocketAddr) -> io::Result<UdpSocket> {
@@ -92,6 +101,8 @@ fn member_socket(netns: &Netns, vip: SocketAddr, member: SocketAddr) -> io::Resu
 #[derive(Debug)]
 pub struct UdpTask {
     task: JoinHandle<()>,
+    /// The socket, shared with the task (see [`UdpTask::socket_fd`]).
+    socket: Arc<UdpSocket>,
 }
 
 impl Drop for UdpTask {
@@ -102,9 +113,18 @@ impl Drop for UdpTask {
 
 impl UdpTask {
     pub fn spawn(socket: UdpSocket, addr: SocketAddr, shared: Arc<LbShared>) -> UdpTask {
+        let socket = Arc::new(socket);
         UdpTask {
-            task: tokio::spawn(serve(Arc::new(socket), addr, shared)),
+            task: tokio::spawn(serve(socket.clone(), addr, shared)),
+            socket,
         }
+    }
+
+    /// A second descriptor of the socket, for a process taking over from
+    /// this one.
+    pub fn socket_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        self.socket.as_fd().try_clone_to_owned()
     }
 
     /// Stops serving and returns once the socket is closed.

@@ -156,6 +156,23 @@ impl HaproxyProvider {
         self.reports_mut().clear();
     }
 
+    /// Forgets every HAProxy without stopping it, for a `statera serve`
+    /// taking over from this one: its provider starts a new HAProxy per load
+    /// balancer that takes the listening sockets from the old one (`-x`)
+    /// and then soft-stops it, so no connection is refused or cut.
+    pub async fn detach(&self) {
+        let mut lbs = self.inner.lbs.lock().await;
+        for (lb_id, lb) in lbs.drain() {
+            drop(lb.watcher.lock().unwrap_or_else(|e| e.into_inner()).take());
+            let mut run = lb.run.lock().await;
+            run.removed = true;
+            if let Some(master) = run.master.take() {
+                tracing::info!(lb = %lb_id, pid = master.pid(), "haproxy left running for the next statera");
+            }
+        }
+        self.reports_mut().clear();
+    }
+
     fn reports_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Uuid, StatusReport>> {
         self.inner
             .reports

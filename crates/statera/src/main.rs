@@ -1,6 +1,7 @@
 //! `statera`: read the settings, build the parts, run them.
 
 mod api_server;
+mod handover;
 mod identity;
 mod limits;
 mod serve;

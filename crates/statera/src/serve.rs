@@ -4,10 +4,12 @@
 //! the roles `--role` names.
 
 use crate::api_server::{self, ServerLimits};
+use crate::handover;
 use crate::settings::Settings;
 use anyhow::Context;
 use statera_api::{ApiSettings, AppState, ProviderInfo, QuotaDefaults};
 use statera_config::DataPlane;
+use statera_config::StatusReport;
 use statera_controller::{Controller, NetnsNetwork, Sharing};
 use statera_dataplane::{Engine, EngineOptions, FdBudget};
 use statera_haproxy::{HaproxyOptions, HaproxyProvider};
@@ -15,6 +17,7 @@ use statera_model::addressing::HostAddressSpace;
 use statera_model::{HealthMonitorType, ListenerProtocol};
 use statera_store::{Location, PgOptions, Store};
 use std::collections::HashMap;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
@@ -121,6 +124,31 @@ fn fd_budget(settings: &Settings, nofile: u64) -> anyhow::Result<FdBudget> {
     Ok(budget)
 }
 
+/// What outlives the control part (store, controller, API): the data
+/// planes, the API's listening socket, the lock on the data directory.
+struct Parts {
+    settings: Settings,
+    budget: FdBudget,
+    policy: Arc<statera_policy::Enforcer>,
+    location: Location,
+    engine: Engine,
+    planes: HashMap<String, Arc<dyn DataPlane>>,
+    haproxy: Option<Arc<HaproxyProvider>>,
+    /// Where the data planes' reports go: the running controller's channel.
+    reports: Arc<std::sync::Mutex<Option<mpsc::UnboundedSender<StatusReport>>>>,
+    /// The API's listening socket, bound once (or handed over) and kept
+    /// across control restarts: requests wait in its queue meanwhile.
+    api_socket: Option<std::net::TcpListener>,
+}
+
+/// Why the control part stopped.
+enum Stopped {
+    /// SIGTERM or Ctrl-C: stop everything.
+    Signal,
+    /// Another `statera serve` takes over.
+    Handover(std::os::unix::net::UnixStream),
+}
+
 pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
     let budget = fd_budget(&settings, nofile)?;
     // Refuse a bad policy before anything starts.
@@ -134,59 +162,51 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         .with_context(|| format!("resolving {}", settings.store.data_dir.display()))?;
     let location = Location::parse(settings.store.url.as_deref(), &settings.store.data_dir)?;
     private_dir(&settings.store.data_dir)?;
-    let store = Arc::new(
-        Store::open_at(
-            &location,
-            settings.store.durability,
-            PgOptions {
-                // A write holds one connection while it may reload on it,
-                // adoption holds one across a write, heartbeats and syncs
-                // take their turns: fewer than 4 can stall a node.
-                max_connections: settings.store.max_connections.max(4),
-                ..PgOptions::default()
-            },
-        )
-        .await
-        .with_context(|| format!("opening the store ({})", location.display()))?,
-    );
     let (runs_api, runs_controller) = (settings.node.runs("api"), settings.node.runs("controller"));
-    if store.is_shared() && runs_controller && settings.network.driver == "netns" {
+    let shared = matches!(location, Location::Postgres(_));
+    if shared && runs_controller && settings.network.driver == "netns" {
         anyhow::bail!(
             "the netns network driver keeps a load balancer's namespace on the controller's host, \
              which a shared store cannot move between controllers yet: use the host driver with --store postgres://…"
         );
     }
-    let node_id = match &settings.node.id {
-        Some(id) => id.clone(),
-        None => node_id(&settings.store.data_dir)?,
+
+    // One process serves a data directory: take it over from the one that
+    // does, if any (handover.rs).
+    let dir = settings.store.data_dir.clone();
+    let (lock, taken) = match handover::Lock::try_acquire(&dir)
+        .with_context(|| format!("locking {}", dir.join(handover::LOCK).display()))?
+    {
+        Some(lock) => (lock, None),
+        None => take_over(&dir).await?,
     };
-    tracing::info!(
-        store = %location.display(),
-        node = %node_id,
-        roles = ?settings.node.roles,
-        "store opened"
-    );
-    ensure_host_network(&store, &settings).await?;
 
     let (report_tx, report_rx) = mpsc::unbounded_channel();
-    let engine: Arc<dyn DataPlane> = Arc::new(Engine::with_options(
+    let engine = Engine::with_options(
         report_tx.clone(),
         EngineOptions {
             limits: budget.connections,
             ..EngineOptions::default()
         },
-    ));
+    );
+    let mut api_socket = None;
+    let taken = taken.map(|mut t| {
+        engine.inherit(std::mem::take(&mut t.sockets));
+        api_socket = t.api.take().map(std::net::TcpListener::from);
+        t
+    });
     let per_lb = budget
         .connections
         .per_lb
         .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     let mut planes = HashMap::new();
+    let native: Arc<dyn DataPlane> = Arc::new(engine.clone());
     // Octavia's names of its default provider serve load balancers on the
     // default provider (statera_api::DEFAULT_PROVIDER_ALIASES).
     for (alias, _) in statera_api::DEFAULT_PROVIDER_ALIASES {
-        planes.insert(alias.to_string(), engine.clone());
+        planes.insert(alias.to_string(), native.clone());
     }
-    planes.insert("native".to_string(), engine);
+    planes.insert("native".to_string(), native);
     // The HAProxy provider, when the executable is there: one process per load
     // balancer under <data-dir>/haproxy.
     let haproxy = statera_haproxy::find_haproxy().map(|binary| {
@@ -201,10 +221,209 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
     } else {
         tracing::warn!("no haproxy executable found: the haproxy provider is unavailable");
     }
+    let reports = Arc::new(std::sync::Mutex::new(None));
+    tokio::spawn(relay_reports(report_rx, reports.clone()));
+    if runs_api && api_socket.is_none() {
+        let socket = std::net::TcpListener::bind(settings.api.listen)
+            .with_context(|| format!("binding the API to {}", settings.api.listen))?;
+        api_socket = Some(socket);
+    }
+    if let Some(socket) = &api_socket {
+        socket.set_nonblocking(true)?;
+    }
+    let mut handover_rx = handover::listen(&dir)
+        .with_context(|| format!("listening on {}", handover::socket_path(&dir).display()))?;
+    let parts = Parts {
+        settings,
+        budget,
+        policy,
+        location,
+        engine,
+        planes,
+        haproxy,
+        reports,
+        api_socket,
+    };
+    let mut lock = Some(lock);
+    let mut taken = taken;
+    loop {
+        let stopped = control(&parts, &mut handover_rx, taken.take()).await?;
+        let mut stream = match stopped {
+            Stopped::Signal => {
+                if let Some(h) = &parts.haproxy {
+                    h.shutdown().await;
+                }
+                return Ok(());
+            }
+            Stopped::Handover(stream) => stream,
+        };
+        // The control part is down and the store closed: hand the sockets
+        // over, then let go of the data directory.
+        if let Some(h) = &parts.haproxy {
+            h.detach().await;
+        }
+        let sockets = parts.engine.listening_sockets().await?;
+        let api = parts
+            .api_socket
+            .as_ref()
+            .map(|s| s.as_fd().try_clone_to_owned())
+            .transpose()?;
+        drop(lock.take());
+        let n = sockets.len();
+        let given = tokio::task::spawn_blocking(move || {
+            handover::give(&mut stream, api.as_ref().map(|fd| fd.as_fd()), &sockets)?;
+            handover::wait_serving(&mut stream, HANDOVER_WAIT)
+        })
+        .await?;
+        match given {
+            Ok(true) => {
+                tracing::info!(
+                    sockets = n,
+                    "the new statera serves: draining this one's connections"
+                );
+                return drain(&parts.engine).await;
+            }
+            Ok(false) | Err(_) => {
+                if let Err(error) = &given {
+                    tracing::error!(%error, "handover failed");
+                }
+                // Serve on, unless the new process holds the data directory.
+                match handover::Lock::try_acquire(&dir)? {
+                    Some(l) => {
+                        tracing::warn!("the new statera serve did not take over: serving on");
+                        lock = Some(l);
+                    }
+                    None => {
+                        tracing::warn!(
+                            "the new statera serve holds the data directory: draining this one"
+                        );
+                        return drain(&parts.engine).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How long an old process waits for the new one to serve.
+const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Takes over from the `statera serve` holding `dir`: its sockets, then its
+/// lock.
+async fn take_over(
+    dir: &std::path::Path,
+) -> anyhow::Result<(handover::Lock, Option<handover::Taken>)> {
+    let d = dir.to_path_buf();
+    let taken = tokio::task::spawn_blocking(move || {
+        handover::take_over(&d, std::time::Duration::from_secs(120))
+    })
+    .await?
+    .with_context(|| format!("taking over from the statera serve on {}", dir.display()))?;
+    let Some(taken) = taken else {
+        anyhow::bail!(
+            "another process holds {} and does not hand over (an older statera serve?): stop it first",
+            dir.join(handover::LOCK).display()
+        );
+    };
+    tracing::info!(
+        from = taken.from_pid.unwrap_or_default(),
+        sockets = taken.sockets.len(),
+        api = taken.api.is_some(),
+        "taking over from the running statera serve"
+    );
+    let d = dir.to_path_buf();
+    let lock = tokio::task::spawn_blocking(move || {
+        handover::Lock::acquire_within(&d, std::time::Duration::from_secs(30))
+    })
+    .await??
+    .context("the running statera serve kept its lock")?;
+    Ok((lock, Some(taken)))
+}
+
+/// After a handover: no new connections here; the open ones finish, up to
+/// the drain timeout (or a second signal).
+async fn drain(engine: &Engine) -> anyhow::Result<()> {
+    engine.stop_accepting().await;
+    let until = tokio::time::Instant::now() + engine.drain_timeout();
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let open = engine.connections().1;
+        if open == 0 {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+            () = tokio::time::sleep_until(until) => {
+                tracing::warn!(open, "connections still open at the drain timeout are closed");
+                break;
+            }
+            () = &mut signal => break,
+        }
+    }
+    tracing::info!("handed over; exiting");
+    Ok(())
+}
+
+/// Forwards the data planes' reports to the running controller, if any.
+async fn relay_reports(
+    mut rx: mpsc::UnboundedReceiver<StatusReport>,
+    to: Arc<std::sync::Mutex<Option<mpsc::UnboundedSender<StatusReport>>>>,
+) {
+    while let Some(report) = rx.recv().await {
+        let guard = to.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = guard.as_ref() {
+            let _ = tx.send(report);
+        }
+    }
+}
+
+/// The control part: the store, the controller, the API. Returns when a
+/// signal or a handover stops it, with everything it started stopped and
+/// the store closed; the data planes serve on.
+async fn control(
+    parts: &Parts,
+    handover_rx: &mut mpsc::Receiver<std::os::unix::net::UnixStream>,
+    taken: Option<handover::Taken>,
+) -> anyhow::Result<Stopped> {
+    let settings = &parts.settings;
+    let location = &parts.location;
+    let (runs_api, runs_controller) = (settings.node.runs("api"), settings.node.runs("controller"));
+    let store = Arc::new(
+        Store::open_at(
+            location,
+            settings.store.durability,
+            PgOptions {
+                // A write holds one connection while it may reload on it,
+                // adoption holds one across a write, heartbeats and syncs
+                // take their turns: fewer than 4 can stall a node.
+                max_connections: settings.store.max_connections.max(4),
+                ..PgOptions::default()
+            },
+        )
+        .await
+        .with_context(|| format!("opening the store ({})", location.display()))?,
+    );
+    let node_id = match &settings.node.id {
+        Some(id) => id.clone(),
+        None => node_id(&settings.store.data_dir)?,
+    };
+    tracing::info!(
+        store = %location.display(),
+        node = %node_id,
+        roles = ?settings.node.roles,
+        "store opened"
+    );
+    ensure_host_network(&store, settings).await?;
+
+    let (report_tx, report_rx) = mpsc::unbounded_channel();
+    *parts.reports.lock().unwrap_or_else(|e| e.into_inner()) = Some(report_tx);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let mut controller = Controller::new(store.clone(), planes, report_rx, host);
+    let (restored_tx, restored_rx) = tokio::sync::oneshot::channel();
+    let mut controller = Controller::new(store.clone(), parts.planes.clone(), report_rx, host)
+        .on_restored(restored_tx);
     if store.is_shared() {
         controller = controller.with_sharing(Sharing {
             node: node_id.clone(),
@@ -228,21 +447,83 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         drop(controller);
         None
     };
+    // A process that took over tells the old one once it serves: every load
+    // balancer restored on the handed-over sockets.
+    let mut taken = taken;
+    let announce = async {
+        if runs_controller {
+            let _ = restored_rx.await;
+        }
+        if let Some(taken) = taken.take() {
+            parts.engine.release_inherited();
+            let told = tokio::task::spawn_blocking(move || taken.serving()).await;
+            if !matches!(told, Ok(Ok(()))) {
+                tracing::warn!("the process that handed over did not hear that this one serves");
+            }
+            tracing::info!("took over: serving");
+        }
+    };
+    let why: Arc<std::sync::Mutex<Option<Stopped>>> = Arc::default();
+    let stop_when = {
+        let why = why.clone();
+        async move {
+            let stopped = tokio::select! {
+                () = shutdown_signal() => Stopped::Signal,
+                Some(mut stream) = handover_rx.recv() => {
+                    match tokio::task::spawn_blocking(move || {
+                        handover::read_take(&mut stream, std::time::Duration::from_secs(10)).map(|pid| (pid, stream))
+                    }).await {
+                        Ok(Ok((pid, stream))) => {
+                            tracing::info!(pid, "a new statera serve takes over: stopping the API and the controller");
+                            Stopped::Handover(stream)
+                        }
+                        _ => {
+                            tracing::warn!("a handover request that said nothing: ignored");
+                            // Not a real request; stay up.
+                            std::future::pending::<Stopped>().await
+                        }
+                    }
+                }
+            };
+            *why.lock().unwrap_or_else(|e| e.into_inner()) = Some(stopped);
+        }
+    };
+
     if !runs_api {
         tracing::info!(node = %node_id, "statera controller running (no API on this node)");
-        shutdown_signal().await;
-        return stop(stop_tx, controller, network_task, haproxy, &store).await;
+        tokio::join!(announce, stop_when);
+    } else {
+        let Some(socket) = &parts.api_socket else {
+            anyhow::bail!("no API socket");
+        };
+        let listener = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
+        serve_api(&store, parts, listener, announce, stop_when).await?;
     }
+    let stopped = why
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or(Stopped::Signal);
+    *parts.reports.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    stop(stop_tx, controller, network_task, &store).await?;
+    Ok(stopped)
+}
 
-    let listener = tokio::net::TcpListener::bind(settings.api.listen)
-        .await
-        .with_context(|| format!("binding the API to {}", settings.api.listen))?;
+/// Serves the API on `listener` until `stop_when` resolves.
+async fn serve_api(
+    store: &Arc<Store>,
+    parts: &Parts,
+    listener: tokio::net::TcpListener,
+    announce: impl std::future::Future<Output = ()>,
+    stop_when: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let settings = &parts.settings;
     let q = settings.quotas;
     let api_settings = ApiSettings {
         default_project_id: settings.api.default_project_id.clone(),
         pagination_max_limit: settings.api.pagination_max_limit,
         default_provider: "native".to_string(),
-        providers: providers(haproxy.is_some()),
+        providers: providers(parts.haproxy.is_some()),
         quota_defaults: QuotaDefaults {
             loadbalancer: q.loadbalancer,
             listener: q.listener,
@@ -268,7 +549,7 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         match statera_identity::AuthMode::parse(&settings.auth.mode) {
             Some(statera_identity::AuthMode::Builtin) => {
                 let listen = listener.local_addr().unwrap_or(settings.api.listen);
-                Arc::new(crate::identity::start_builtin(&store, &settings, listen).await?)
+                Arc::new(crate::identity::start_builtin(store, settings, listen).await?)
             }
             Some(statera_identity::AuthMode::Keystone) => {
                 let keystone =
@@ -291,41 +572,40 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         store: store.clone(),
         settings: Arc::new(api_settings),
         auth,
-        policy,
+        policy: parts.policy.clone(),
     });
     let app = tower::Layer::layer(
         &tower::util::MapRequestLayer::new(statera_api::normalize_path),
         router,
     );
-    tracing::info!(listen = %settings.api.listen, data_dir = %settings.store.data_dir.display(), "statera serving");
+    tracing::info!(listen = %listener.local_addr().unwrap_or(settings.api.listen), data_dir = %settings.store.data_dir.display(), "statera serving");
     let ms = std::time::Duration::from_millis;
     let limits = ServerLimits {
-        max_connections: usize::try_from(budget.api_connections).unwrap_or(usize::MAX),
+        max_connections: usize::try_from(parts.budget.api_connections).unwrap_or(usize::MAX),
         header_timeout: ms(settings.api.header_timeout_ms),
         body_timeout: ms(settings.api.body_timeout_ms),
         idle_timeout: ms(settings.api.idle_timeout_ms),
     };
-    api_server::serve(listener, app, limits, shutdown_signal()).await;
-    stop(stop_tx, controller, network_task, haproxy, &store).await
+    let shutdown = async move {
+        tokio::join!(announce, stop_when);
+    };
+    api_server::serve(listener, app, limits, shutdown).await;
+    Ok(())
 }
 
 async fn stop(
     stop_tx: watch::Sender<bool>,
     controller: Option<tokio::task::JoinHandle<()>>,
     network_task: Option<tokio::task::JoinHandle<()>>,
-    haproxy: Option<Arc<HaproxyProvider>>,
     store: &Store,
 ) -> anyhow::Result<()> {
-    tracing::info!("shutting down");
+    tracing::info!("stopping the controller and closing the store");
     let _ = stop_tx.send(true);
     if let Some(controller) = controller {
         let _ = controller.await;
     }
     if let Some(task) = network_task {
         let _ = task.await;
-    }
-    if let Some(h) = haproxy {
-        h.shutdown().await;
     }
     store.close().await;
     Ok(())

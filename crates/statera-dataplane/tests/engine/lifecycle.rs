@@ -496,3 +496,79 @@ async fn two_load_balancers_never_share_a_listening_socket() {
     })
     .await;
 }
+
+/// A second engine (the process taking over) serves on the first one's
+/// listening socket: no bind conflict, and once the first stops accepting,
+/// connections are served by the second while a connection the first had
+/// accepted finishes there.
+#[tokio::test]
+async fn a_handed_over_socket_serves_in_the_next_engine() {
+    bounded(async {
+        let web = Backend::start("web").await;
+        let p = pool(vec![member(web.addr, 1)]);
+        let config = lb(
+            vip(241),
+            vec![listener(ListenerProtocol::Tcp, 8080, Some(p.id))],
+            vec![p],
+        );
+        let old = Harness::new();
+        old.apply(&config).await.unwrap();
+        let mut held = LineClient::connect(addr(vip(241), 8080)).await.unwrap();
+        assert_eq!(held.ask("one").await.unwrap(), "web one");
+
+        let sockets = old.engine.listening_sockets().await.unwrap();
+        assert_eq!(sockets.len(), 1);
+        assert_eq!(sockets[0].0.addr, addr(vip(241), 8080));
+        let new = Harness::new();
+        new.engine.inherit(sockets);
+        // Without the handed-over socket this bind would conflict.
+        new.apply(&config).await.unwrap();
+        assert_eq!(new.engine.release_inherited(), 0);
+        old.engine.stop_accepting().await;
+
+        for _ in 0..20 {
+            let mut c = LineClient::connect(addr(vip(241), 8080)).await.unwrap();
+            assert_eq!(c.ask("new").await.unwrap(), "web new");
+        }
+        assert_eq!(held.ask("still").await.unwrap(), "web still");
+        let total = |h: &Harness| {
+            let report = h.report(config.lb_id);
+            listener_stats(&report, config.listeners[0].id).total_connections
+        };
+        assert_eq!(total(&new), 20);
+        assert_eq!(total(&old), 1);
+        new.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+/// A handed-over socket that is not what its key says (another address) is
+/// refused: the engine binds its own instead of serving one address on
+/// another's socket.
+#[tokio::test]
+async fn a_handed_over_socket_for_another_address_is_not_used() {
+    bounded(async {
+        let web = Backend::start("web").await;
+        let p = pool(vec![member(web.addr, 1)]);
+        let config = lb(
+            vip(242),
+            vec![listener(ListenerProtocol::Tcp, 8080, Some(p.id))],
+            vec![p],
+        );
+        let other = std::net::TcpListener::bind(addr(vip(243), 8080)).unwrap();
+        let fd = std::os::fd::AsFd::as_fd(&other)
+            .try_clone_to_owned()
+            .unwrap();
+        let key = statera_dataplane::SocketKey {
+            netns: None,
+            addr: addr(vip(242), 8080),
+            udp: false,
+        };
+        let h = Harness::new();
+        h.engine.inherit(vec![(key, fd)]);
+        h.apply(&config).await.unwrap();
+        assert_eq!(get(addr(vip(242), 8080)).await.unwrap().body, "web");
+        h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
