@@ -142,7 +142,8 @@ pub async fn serve(
 
 /// Waits until the client sends its first byte (or closes): `false` when
 /// the connection should end instead, because the client stayed silent for
-/// the client data timeout or the listener is draining or cut meanwhile.
+/// the client data timeout (or for `FIRST_REQUEST_GRACE` once the listener
+/// drains), or the listener is cut meanwhile.
 ///
 /// No buffer exists before this returns `true`: 10,000 silent connections
 /// hold only their sockets and these small tasks.
@@ -152,13 +153,10 @@ async fn first_byte(
     life: &mut watch::Receiver<LifeState>,
 ) -> bool {
     let deadline = timeout.map(|limit| tokio::time::Instant::now() + limit);
-    let silent_too_long = async {
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(silent_too_long);
+    let mut silent_too_long = std::pin::pin!(tokio::time::sleep_until(
+        deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400))
+    ));
+    let mut timed = deadline.is_some();
     let mut byte = [0u8; 1];
     let mut watching_life = true;
     loop {
@@ -166,7 +164,7 @@ async fn first_byte(
             // A peek, not `readable()`: tokio reports a freshly registered
             // socket readable before anything arrived.
             peeked = client.peek(&mut byte) => return peeked.is_ok(),
-            () = &mut silent_too_long => {
+            () = &mut silent_too_long, if timed => {
                 tracing::debug!("HTTP client connection silent; closing");
                 return false;
             }
@@ -175,14 +173,29 @@ async fn first_byte(
                     watching_life = false;
                     continue;
                 }
-                if *life.borrow_and_update() != LifeState::Serving {
-                    // No request is in flight: nothing to finish.
-                    return false;
+                match *life.borrow_and_update() {
+                    LifeState::Serving => {}
+                    LifeState::Draining => {
+                        // A client that just connected is sending its
+                        // first request, and would not send it again on a
+                        // closed connection: it gets a moment to arrive
+                        // (and is served, as the last on this connection).
+                        let grace = tokio::time::Instant::now() + FIRST_REQUEST_GRACE;
+                        if !timed || silent_too_long.deadline() > grace {
+                            silent_too_long.as_mut().reset(grace);
+                            timed = true;
+                        }
+                    }
+                    LifeState::Cut => return false,
                 }
             }
         }
     }
 }
+
+/// How long a new connection that has sent nothing yet is waited for when
+/// its listener starts draining (a removed listener, a handover).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// One client connection and what its requests share.
 struct ClientConn {

@@ -38,7 +38,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -139,9 +139,15 @@ pub async fn serve<S>(
     }
 }
 
+/// How long a new connection that has sent nothing yet is waited for when
+/// the server stops (a handover or a shutdown).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
 /// Where a connection is, and until when it may stay there.
 #[derive(Debug)]
 struct Clock {
+    /// Some byte came in on the connection.
+    got_bytes: AtomicBool,
     epoch: Instant,
     phase: AtomicU8,
     /// Milliseconds since `epoch`; `u64::MAX`: no deadline.
@@ -169,6 +175,7 @@ impl Clock {
             deadline: AtomicU64::new(u64::MAX),
             limits,
             moved: Notify::new(),
+            got_bytes: AtomicBool::new(false),
         };
         clock.set(HEAD, Some(limits.header_timeout));
         clock
@@ -189,6 +196,22 @@ impl Clock {
     fn read(&self) {
         if self.phase.load(Ordering::Relaxed) == WAITING {
             self.set(HEAD, Some(self.limits.header_timeout));
+        } else if !self.got_bytes.swap(true, Ordering::Relaxed) {
+            self.moved.notify_one();
+        }
+        self.got_bytes.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the server may close the connection now without losing a
+    /// request: none is being read. A new connection is given
+    /// `FIRST_REQUEST_GRACE` (from `since`) to send its first bytes —
+    /// its client is sending a request, and would not send it again.
+    fn may_close(&self, since: Instant) -> bool {
+        match self.phase.load(Ordering::Relaxed) {
+            HEAD => {
+                !self.got_bytes.load(Ordering::Relaxed) && since.elapsed() >= FIRST_REQUEST_GRACE
+            }
+            _ => true,
         }
     }
 
@@ -352,8 +375,18 @@ async fn serve_connection<S>(
         .serve_connection(io, service);
     tokio::pin!(connection);
     let mut stopping = false;
+    // The server stops: since when, until this connection may be closed
+    // without cutting a request being read (then graceful_shutdown).
+    let mut stop_pending: Option<Instant> = None;
     loop {
+        if let Some(since) = stop_pending
+            && clock.may_close(since)
+        {
+            stop_pending = None;
+            connection.as_mut().graceful_shutdown();
+        }
         let deadline = clock.deadline();
+        let grace_end = stop_pending.map(|since| since + FIRST_REQUEST_GRACE);
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
@@ -368,9 +401,10 @@ async fn serve_connection<S>(
                 }
             }
             () = clock.moved.notified() => {}
+            () = sleep_until(grace_end), if grace_end.is_some_and(|at| at > Instant::now()) => {}
             _ = stop.changed(), if !stopping => {
                 stopping = true;
-                connection.as_mut().graceful_shutdown();
+                stop_pending = Some(Instant::now());
             }
         }
     }

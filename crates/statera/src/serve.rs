@@ -192,7 +192,20 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
     let mut api_socket = None;
     let taken = taken.map(|mut t| {
         engine.inherit(std::mem::take(&mut t.sockets));
-        api_socket = t.api.take().map(std::net::TcpListener::from);
+        // The old API socket serves on only where this process listens too
+        // (a changed --listen binds anew; the old socket closes with the
+        // old process).
+        api_socket = t
+            .api
+            .take()
+            .map(std::net::TcpListener::from)
+            .filter(|socket| {
+                let same = socket.local_addr().ok() == Some(settings.api.listen);
+                if !same {
+                    tracing::info!(listen = %settings.api.listen, "the API moves: not serving on the handed-over socket");
+                }
+                same && runs_api
+            });
         t
     });
     let per_lb = budget
