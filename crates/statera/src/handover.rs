@@ -110,7 +110,7 @@ pub fn listen(dir: &Path) -> io::Result<tokio::sync::mpsc::Receiver<UnixStream>>
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let listener = UnixListener::bind(&path)?;
+    let listener = via_short_path(&path, |p| UnixListener::bind(p))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     std::thread::Builder::new()
@@ -141,6 +141,25 @@ pub fn listen(dir: &Path) -> io::Result<tokio::sync::mpsc::Receiver<UnixStream>>
     Ok(rx)
 }
 
+/// The longest path a Unix socket address holds, with its NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Runs `f` on `path`, or, when `path` is too long for a Unix socket
+/// address (a deep data directory), on `/proc/self/fd/<its directory>/<name>`.
+fn via_short_path<T>(path: &Path, f: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+    if path.as_os_str().len() < MAX_SOCKET_PATH {
+        return f(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return f(path);
+    };
+    let dir = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+        .join(name);
+    f(&short)
+}
+
 /// The socket a process that wants to take over connects to.
 pub fn socket_path(dir: &Path) -> PathBuf {
     dir.join(SOCKET)
@@ -166,7 +185,7 @@ impl Taken {
 /// Asks the process serving on `dir` for its sockets (blocking: run it off
 /// the runtime). `Ok(None)`: nobody answers there.
 pub fn take_over(dir: &Path, within: Duration) -> io::Result<Option<Taken>> {
-    let mut stream = match UnixStream::connect(socket_path(dir)) {
+    let mut stream = match via_short_path(&socket_path(dir), |p| UnixStream::connect(p)) {
         Ok(stream) => stream,
         Err(e)
             if matches!(
@@ -394,6 +413,18 @@ mod tests {
         }
         let api = std::net::TcpListener::from(api_fd.unwrap());
         assert_eq!(api.local_addr().unwrap(), api_addr);
+    }
+
+    #[test]
+    fn a_deep_data_directory_still_listens_and_is_reached() {
+        let base = tempfile::tempdir().unwrap();
+        let deep = base.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        assert!(socket_path(&deep).as_os_str().len() > MAX_SOCKET_PATH);
+        let mut rx = listen(&deep).unwrap();
+        let connected = via_short_path(&socket_path(&deep), |p| UnixStream::connect(p));
+        assert!(connected.is_ok(), "{connected:?}");
+        assert!(rx.blocking_recv().is_some());
     }
 
     #[test]
