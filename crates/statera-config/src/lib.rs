@@ -257,6 +257,11 @@ pub enum DataPlaneError {
     },
     #[error("not supported by this provider: {0}")]
     Unsupported(String),
+    /// The data plane could not be reached (a remote agent not connected,
+    /// or not answering in time): nothing was refused, and sending the
+    /// same configuration again is safe.
+    #[error("data plane unavailable: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Other(String),
 }

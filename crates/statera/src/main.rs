@@ -1,5 +1,6 @@
 //! `statera`: read the settings, build the parts, run them.
 
+mod agent;
 mod api_server;
 mod handover;
 mod identity;
@@ -25,6 +26,13 @@ enum Command {
     /// Run Statera: the API, the controller and the data planes (`--role`), over
     /// SQLite in the data directory or a shared PostgreSQL database (`--store`).
     Serve(Box<settings::ServeArgs>),
+    /// Run the data planes as an agent of a controller (`statera serve
+    /// --agent-listen`), over gRPC with mutual TLS.
+    Agent(Box<agent::AgentArgs>),
+    /// The agents' certificates (on the controller): enrolment tokens, the
+    /// list, revocation.
+    #[command(subcommand)]
+    Agents(agent::AgentsCommand),
     /// The authorization policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -135,6 +143,19 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(serve::run(settings, nofile.soft))
         }
+        Command::Agent(args) => {
+            settings::init_logging(&settings::LogSection::default());
+            let nofile = limits::raise_nofile();
+            tracing::info!(
+                soft = nofile.soft,
+                "descriptor limit (RLIMIT_NOFILE) raised to the hard limit"
+            );
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(agent::run(*args))
+        }
+        Command::Agents(command) => agent::run_agents(command),
         Command::Policy(PolicyCommand::List { policy_file }) => {
             let enforcer = statera_policy::Enforcer::load(policy_file.as_deref())?;
             print!("{}", enforcer.listing());

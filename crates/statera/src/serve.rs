@@ -92,7 +92,7 @@ async fn ensure_host_network(store: &Store, settings: &Settings) -> anyhow::Resu
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("signal handler");
@@ -139,6 +139,9 @@ struct Parts {
     /// The API's listening socket, bound once (or handed over) and kept
     /// across control restarts: requests wait in its queue meanwhile.
     api_socket: Option<std::net::TcpListener>,
+    /// With `--agent-listen`: the agents' certificate authority; the load
+    /// balancers are served by agents (`statera agent`), not here.
+    agents: Option<Arc<statera_agent::pki::Pki>>,
 }
 
 /// Why the control part stopped.
@@ -222,20 +225,30 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
     planes.insert("native".to_string(), native);
     // The HAProxy provider, when the executable is there: one process per load
     // balancer under <data-dir>/haproxy.
-    let haproxy = statera_haproxy::find_haproxy().map(|binary| {
-        let mut options = HaproxyOptions::new(settings.store.data_dir.join("haproxy"));
-        options.binary = binary;
-        options.stop_timeout = std::time::Duration::from_secs(5);
-        options.lb_max_connections = per_lb;
-        Arc::new(HaproxyProvider::new(options, report_tx))
-    });
+    let agent_mode = settings.node.agent_listen.is_some();
+    let haproxy = statera_haproxy::find_haproxy()
+        .filter(|_| !agent_mode)
+        .map(|binary| {
+            let mut options = HaproxyOptions::new(settings.store.data_dir.join("haproxy"));
+            options.binary = binary;
+            options.stop_timeout = std::time::Duration::from_secs(5);
+            options.lb_max_connections = per_lb;
+            Arc::new(HaproxyProvider::new(options, report_tx))
+        });
     if let Some(h) = &haproxy {
         planes.insert("haproxy".to_string(), h.clone() as Arc<dyn DataPlane>);
-    } else {
+    } else if !agent_mode {
         tracing::warn!("no haproxy executable found: the haproxy provider is unavailable");
     }
     let reports = Arc::new(std::sync::Mutex::new(None));
     tokio::spawn(relay_reports(report_rx, reports.clone()));
+    let agents = if agent_mode {
+        let pki = statera_agent::pki::Pki::open(&dir)
+            .with_context(|| format!("opening the agents' CA in {}", dir.display()))?;
+        Some(Arc::new(pki))
+    } else {
+        None
+    };
     if runs_api && api_socket.is_none() {
         let socket = std::net::TcpListener::bind(settings.api.listen)
             .with_context(|| format!("binding the API to {}", settings.api.listen))?;
@@ -256,6 +269,7 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         haproxy,
         reports,
         api_socket,
+        agents,
     };
     let mut lock = Some(lock);
     let mut taken = taken;
@@ -318,12 +332,30 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
     }
 }
 
+/// Binds `addr`, retrying for a few seconds while another process (the one
+/// handing over) still holds it.
+async fn bind_retrying(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < until =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// How long an old process waits for the new one to serve.
 const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Takes over from the `statera serve` holding `dir`: its sockets, then its
 /// lock.
-async fn take_over(
+pub(crate) async fn take_over(
     dir: &std::path::Path,
 ) -> anyhow::Result<(handover::Lock, Option<handover::Taken>)> {
     let d = dir.to_path_buf();
@@ -355,7 +387,7 @@ async fn take_over(
 
 /// After a handover: no new connections here; the open ones finish, up to
 /// the drain timeout (or a second signal).
-async fn drain(engine: &Engine) -> anyhow::Result<()> {
+pub(crate) async fn drain(engine: &Engine) -> anyhow::Result<()> {
     engine.stop_accepting().await;
     let until = tokio::time::Instant::now() + engine.drain_timeout();
     let signal = shutdown_signal();
@@ -435,8 +467,46 @@ async fn control(
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
     let (restored_tx, restored_rx) = tokio::sync::oneshot::channel();
-    let mut controller = Controller::new(store.clone(), parts.planes.clone(), report_rx, host)
-        .on_restored(restored_tx);
+    // With agents: their endpoint runs with the control part (a handover
+    // closes it; agents reconnect to the new process) and the planes are
+    // theirs.
+    let (agent_stop_tx, agent_stop_rx) = watch::channel(false);
+    let mut agent_server = None;
+    let planes = match (&parts.agents, settings.node.agent_listen) {
+        (Some(pki), Some(listen)) => {
+            let report_tx = parts
+                .reports
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .context("no report channel")?;
+            let hub = statera_agent::hub::Hub::new(pki.clone(), report_tx);
+            let listener = bind_retrying(listen)
+                .await
+                .with_context(|| format!("binding the agents' endpoint to {listen}"))?;
+            tracing::info!(%listen, "agents' endpoint (gRPC, mutual TLS)");
+            let mut stop = agent_stop_rx.clone();
+            agent_server = Some((
+                hub.clone(),
+                tokio::spawn(hub.clone().serve(listener, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })),
+            ));
+            let mut planes: HashMap<String, Arc<dyn DataPlane>> = HashMap::new();
+            for name in statera_api::DEFAULT_PROVIDER_ALIASES
+                .iter()
+                .map(|(a, _)| *a)
+                .chain(["native"])
+            {
+                planes.insert(name.to_string(), Arc::new(hub.plane("native")));
+            }
+            planes.insert("haproxy".to_string(), Arc::new(hub.plane("haproxy")));
+            planes
+        }
+        _ => parts.planes.clone(),
+    };
+    let mut controller =
+        Controller::new(store.clone(), planes, report_rx, host).on_restored(restored_tx);
     if store.is_shared() {
         controller = controller.with_sharing(Sharing {
             node: node_id.clone(),
@@ -519,6 +589,19 @@ async fn control(
         .unwrap_or(Stopped::Signal);
     *parts.reports.lock().unwrap_or_else(|e| e.into_inner()) = None;
     stop(stop_tx, controller, network_task, &store).await?;
+    let _ = agent_stop_tx.send(true);
+    if let Some((hub, mut server)) = agent_server {
+        hub.close();
+        match tokio::time::timeout(std::time::Duration::from_secs(3), &mut server).await {
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "the agents' endpoint failed"),
+            Ok(Err(error)) => tracing::warn!(%error, "the agents' endpoint failed"),
+            Ok(Ok(Ok(()))) => {}
+            Err(_) => {
+                tracing::warn!("the agents' endpoint did not stop within 3 s: stopped");
+                server.abort();
+            }
+        }
+    }
     Ok(stopped)
 }
 
@@ -536,7 +619,12 @@ async fn serve_api(
         default_project_id: settings.api.default_project_id.clone(),
         pagination_max_limit: settings.api.pagination_max_limit,
         default_provider: "native".to_string(),
-        providers: providers(parts.haproxy.is_some()),
+        // With agents, HAProxy is theirs: offered when this host has it too
+        // (an agent without it refuses haproxy load balancers).
+        providers: providers(
+            parts.haproxy.is_some()
+                || (parts.agents.is_some() && statera_haproxy::find_haproxy().is_some()),
+        ),
         quota_defaults: QuotaDefaults {
             loadbalancer: q.loadbalancer,
             listener: q.listener,
@@ -626,7 +714,7 @@ async fn stop(
 
 /// The data directory, made 0700 if absent (it holds token keys and, on
 /// SQLite, the database).
-fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.exists() {
         std::fs::DirBuilder::new()

@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// load balancers (a shared store only).
     #[arg(long, env = "STATERA_CONTROLLER_TIMEOUT")]
     pub controller_timeout: Option<f64>,
+    /// Where agents (`statera agent`) connect (gRPC over mutual TLS). Given:
+    /// load balancers are served by agents, not in this process.
+    #[arg(long, env = "STATERA_AGENT_LISTEN")]
+    pub agent_listen: Option<std::net::SocketAddr>,
     /// `text` or `json`.
     #[arg(long, env = "STATERA_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -328,6 +332,8 @@ pub struct NodeSection {
     /// Seconds of silence after which a controller's load balancers are
     /// adopted by a live one.
     pub controller_timeout_s: f64,
+    /// Where agents connect; none: the data planes run in this process.
+    pub agent_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for NodeSection {
@@ -336,6 +342,7 @@ impl Default for NodeSection {
             roles: vec!["api".into(), "controller".into()],
             id: None,
             controller_timeout_s: 5.0,
+            agent_listen: None,
         }
     }
 }
@@ -511,6 +518,9 @@ impl Settings {
         }
         if let Some(v) = args.controller_timeout {
             s.node.controller_timeout_s = v;
+        }
+        if let Some(v) = args.agent_listen {
+            s.node.agent_listen = Some(v);
         }
         if s.node.roles.is_empty() || s.node.roles.iter().any(|r| r != "api" && r != "controller") {
             anyhow::bail!(

@@ -158,6 +158,15 @@ fn b_api_links_neither_dataplane_nor_controller() {
 }
 
 #[test]
+fn k_the_agent_protocol_links_no_store() {
+    assert_no_dependency(
+        "k: the agent protocol (what an agent process runs) knows no store and no controller",
+        "statera-agent",
+        &["sqlx", "statera-store", "statera-controller", "statera-api"],
+    );
+}
+
+#[test]
 fn c_controller_does_not_link_axum() {
     assert_no_dependency(
         "c: the controller knows nothing about HTTP serving (no axum)",

@@ -1,0 +1,627 @@
+//! The controller's side of the agent protocol: the gRPC endpoint agents
+//! connect to, and [`RemotePlane`], the `DataPlane` the controller drives
+//! them through.
+//!
+//! Placement: a load balancer is served by one agent. The hub learns where
+//! from each agent's `Hello` (what it serves already) and from the applies
+//! it sends; a load balancer nobody serves goes to the connected agent with
+//! the fewest.
+
+use crate::pki::Pki;
+use crate::proto::{
+    self, Ack, AgentMessage, ControllerMessage, EnrollRequest, EnrollResponse, agent_message,
+    controller_message,
+};
+use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSender, StatusReport};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+/// How long an apply waits for an agent to be connected (the one serving
+/// the load balancer, or any for a new one): agents reconnect within
+/// seconds of a controller's restart.
+pub const AGENT_WAIT: Duration = Duration::from_secs(20);
+/// How long an agent has to acknowledge a change.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new session has to say `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages queued to one agent before the sender waits.
+const QUEUE: usize = 256;
+
+/// The controller's agent endpoint and what it knows of the agents.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pki: Arc<Pki>,
+    report_tx: ReportSender,
+    state: Mutex<State>,
+    /// The latest report of each load balancer an agent serves.
+    reports: RwLock<HashMap<Uuid, StatusReport>>,
+    /// Bumped whenever an agent connects or goes.
+    changed: watch::Sender<u64>,
+    seq: AtomicU64,
+    /// When this hub started, and the agents it expects (certificates
+    /// issued and not revoked): until all of them are connected, or
+    /// [`AGENT_WAIT`] has passed, a load balancer no agent claims is not
+    /// placed (an agent not yet reconnected may serve it).
+    started: Instant,
+    expected: HashSet<String>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<String, Session>,
+    /// Load balancer → the agent serving it.
+    placement: HashMap<Uuid, String>,
+    /// Applies and removes waiting for their acknowledgement, by sequence.
+    pending: HashMap<u64, Pending>,
+    /// Load balancers removed while their agent was away: removed from it
+    /// when it says `Hello` again.
+    removed: HashSet<Uuid>,
+    next_session: u64,
+}
+
+struct Session {
+    id: u64,
+    tx: mpsc::Sender<Result<ControllerMessage, Status>>,
+    peer: Option<SocketAddr>,
+    version: String,
+    last_seen: Instant,
+}
+
+struct Pending {
+    agent: String,
+    lb_id: Uuid,
+    tx: oneshot::Sender<Result<Ack, DataPlaneError>>,
+}
+
+/// What the controller may show of an agent (the amphora view).
+#[derive(Debug, Clone)]
+pub struct AgentInfo {
+    pub name: String,
+    pub peer: Option<SocketAddr>,
+    pub version: String,
+    pub load_balancers: usize,
+    pub seen_ago: Duration,
+}
+
+impl Hub {
+    pub fn new(pki: Arc<Pki>, report_tx: ReportSender) -> Hub {
+        let expected = pki
+            .agents()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| !a.revoked)
+            .map(|a| a.name)
+            .collect();
+        Hub {
+            inner: Arc::new(Inner {
+                started: Instant::now(),
+                expected,
+                pki,
+                report_tx,
+                state: Mutex::new(State::default()),
+                reports: RwLock::new(HashMap::new()),
+                changed: watch::channel(0).0,
+                seq: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The `DataPlane` for load balancers of `provider`, served by agents.
+    pub fn plane(&self, provider: &str) -> RemotePlane {
+        RemotePlane {
+            hub: self.clone(),
+            provider: provider.to_string(),
+        }
+    }
+
+    /// Connected agents.
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        let state = self.state();
+        let mut out: Vec<AgentInfo> = state
+            .sessions
+            .iter()
+            .map(|(name, s)| AgentInfo {
+                name: name.clone(),
+                peer: s.peer,
+                version: s.version.clone(),
+                load_balancers: state.placement.values().filter(|a| *a == name).count(),
+                seen_ago: s.last_seen.elapsed(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Ends every agent's session (the controller stops): their streams
+    /// close, so the endpoint's graceful shutdown completes and the agents
+    /// reconnect, to whichever process serves next.
+    pub fn close(&self) {
+        let mut state = self.state();
+        state.sessions.clear();
+        for (_, p) in state.pending.drain() {
+            let _ = p.tx.send(Err(unavailable("the controller stops".into())));
+        }
+    }
+
+    /// The agent serving `lb_id`, if known.
+    pub fn placement(&self, lb_id: Uuid) -> Option<String> {
+        self.state().placement.get(&lb_id).cloned()
+    }
+
+    /// Serves the agent endpoint on `listener` (mutual TLS with the CA's
+    /// controller certificate) until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let (cert, key) = self
+            .inner
+            .pki
+            .controller_identity()
+            .map_err(|e| e.to_string())?;
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(cert, key))
+            .client_ca_root(Certificate::from_pem(self.inner.pki.ca_pem()))
+            // Enrolment comes without a client certificate; sessions are
+            // refused without one (see `session`).
+            .client_auth_optional(true);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tonic::transport::Server::builder()
+            .tls_config(tls)
+            .map_err(|e| e.to_string())?
+            .http2_keepalive_interval(Some(Duration::from_secs(5)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+            .add_service(proto::agent_server::AgentServer::new(self))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends `kind` to `agent` and waits for its acknowledgement.
+    async fn request(
+        &self,
+        agent: &str,
+        lb_id: Uuid,
+        kind: impl FnOnce(u64) -> controller_message::Kind,
+    ) -> Result<Ack, DataPlaneError> {
+        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let sender = {
+            let mut state = self.state();
+            let Some(session) = state.sessions.get(agent) else {
+                return Err(unavailable(format!("agent {agent} is not connected")));
+            };
+            let sender = session.tx.clone();
+            state.pending.insert(
+                seq,
+                Pending {
+                    agent: agent.to_string(),
+                    lb_id,
+                    tx,
+                },
+            );
+            sender
+        };
+        let message = ControllerMessage {
+            kind: Some(kind(seq)),
+        };
+        if sender.send(Ok(message)).await.is_err() {
+            self.state().pending.remove(&seq);
+            return Err(unavailable(format!("agent {agent} went away")));
+        }
+        match tokio::time::timeout(ACK_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(unavailable(format!("agent {agent} went away"))),
+            Err(_) => {
+                self.state().pending.remove(&seq);
+                Err(unavailable(format!(
+                    "agent {agent} did not acknowledge within {} s",
+                    ACK_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// The agent that serves (or is to serve) `lb_id`, waiting up to
+    /// [`AGENT_WAIT`] for it (or, for a new one, any agent) to connect.
+    async fn agent_for(&self, lb_id: Uuid) -> Result<String, DataPlaneError> {
+        let mut changed = self.inner.changed.subscribe();
+        let until = tokio::time::Instant::now() + AGENT_WAIT;
+        loop {
+            {
+                let state = self.state();
+                match state.placement.get(&lb_id) {
+                    Some(agent) if state.sessions.contains_key(agent) => return Ok(agent.clone()),
+                    Some(_) => {}
+                    None if self.inner.started.elapsed() < AGENT_WAIT
+                        && !self
+                            .inner
+                            .expected
+                            .iter()
+                            .all(|name| state.sessions.contains_key(name)) => {}
+                    None => {
+                        let least = state.sessions.keys().min_by_key(|name| {
+                            (
+                                state.placement.values().filter(|a| a == name).count(),
+                                (*name).clone(),
+                            )
+                        });
+                        if let Some(agent) = least {
+                            return Ok(agent.clone());
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                // The start's grace may end meanwhile.
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                () = tokio::time::sleep_until(until) => {
+                    let placed = self.state().placement.get(&lb_id).cloned();
+                    return Err(unavailable(match placed {
+                        Some(agent) => format!("agent {agent}, which serves load balancer {lb_id}, is not connected"),
+                        None => "no agent is connected".to_string(),
+                    }));
+                }
+            }
+        }
+    }
+
+    async fn apply(&self, provider: &str, config: Arc<LbConfig>) -> Result<u64, DataPlaneError> {
+        let lb_id = config.lb_id;
+        let agent = self.agent_for(lb_id).await?;
+        let body = serde_json::to_vec(&*config)
+            .map_err(|e| DataPlaneError::Other(format!("cannot encode the configuration: {e}")))?;
+        let version = config.version;
+        let provider = provider.to_string();
+        let ack = self
+            .request(&agent, lb_id, |seq| {
+                controller_message::Kind::Apply(proto::Apply {
+                    seq,
+                    lb_id: lb_id.to_string(),
+                    provider,
+                    version,
+                    config: body,
+                })
+            })
+            .await?;
+        if ack.version != version {
+            tracing::warn!(%agent, lb = %lb_id, sent = version, acknowledged = ack.version, "agent acknowledged another version: refused");
+            return Err(DataPlaneError::Other(format!(
+                "agent {agent} acknowledged version {} of load balancer {lb_id}, not {version}",
+                ack.version
+            )));
+        }
+        let mut state = self.state();
+        state.placement.insert(lb_id, agent);
+        state.removed.remove(&lb_id);
+        Ok(version)
+    }
+
+    async fn remove(&self, provider: &str, lb_id: Uuid) -> Result<(), DataPlaneError> {
+        let agent = {
+            let state = self.state();
+            match state.placement.get(&lb_id) {
+                Some(agent) if state.sessions.contains_key(agent) => Some(agent.clone()),
+                _ => None,
+            }
+        };
+        self.inner
+            .reports
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&lb_id);
+        let Some(agent) = agent else {
+            // Not served, or its agent is away: removed when it comes back.
+            let mut state = self.state();
+            if state.placement.remove(&lb_id).is_some() {
+                state.removed.insert(lb_id);
+            }
+            return Ok(());
+        };
+        let provider = provider.to_string();
+        self.request(&agent, lb_id, |seq| {
+            controller_message::Kind::Remove(proto::Remove {
+                seq,
+                lb_id: lb_id.to_string(),
+                provider,
+            })
+        })
+        .await?;
+        self.state().placement.remove(&lb_id);
+        Ok(())
+    }
+
+    fn report(&self, lb_id: Uuid) -> Option<StatusReport> {
+        self.inner
+            .reports
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&lb_id)
+            .cloned()
+    }
+
+    /// One message of `agent`'s session.
+    fn received(&self, agent: &str, message: AgentMessage) {
+        match message.kind {
+            Some(agent_message::Kind::Ack(ack)) => {
+                let pending = self.state().pending.remove(&ack.seq);
+                match pending {
+                    Some(p) if p.agent == agent && p.lb_id.to_string() == ack.lb_id => {
+                        let _ = p.tx.send(ack_result(ack));
+                    }
+                    Some(p) => {
+                        tracing::warn!(%agent, seq = ack.seq, lb = %ack.lb_id, "acknowledgement for another agent's or load balancer's request: refused");
+                        let _ = p.tx.send(Err(DataPlaneError::Other(format!(
+                            "agent {agent} answered request {} for load balancer {} it was not sent",
+                            ack.seq, ack.lb_id
+                        ))));
+                    }
+                    None => {
+                        tracing::warn!(%agent, seq = ack.seq, "acknowledgement of no pending request: ignored")
+                    }
+                }
+            }
+            Some(agent_message::Kind::Report(json)) => {
+                let report: StatusReport = match serde_json::from_slice(&json) {
+                    Ok(report) => report,
+                    Err(error) => {
+                        tracing::warn!(%agent, %error, "unreadable status report: ignored");
+                        return;
+                    }
+                };
+                let placed = self.state().placement.get(&report.lb_id).cloned();
+                if placed.as_deref() != Some(agent) {
+                    tracing::warn!(%agent, lb = %report.lb_id, "status report for a load balancer not placed on this agent: ignored");
+                    return;
+                }
+                self.inner
+                    .reports
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(report.lb_id, report.clone());
+                let _ = self.inner.report_tx.send(report);
+            }
+            Some(agent_message::Kind::Heartbeat(_)) => {}
+            Some(agent_message::Kind::Hello(_)) => {
+                tracing::warn!(%agent, "a second Hello in one session: ignored");
+            }
+            None => {}
+        }
+        if let Some(s) = self.state().sessions.get_mut(agent) {
+            s.last_seen = Instant::now();
+        }
+    }
+
+    /// `agent`'s session `id` ended: its pending requests fail (retry-safe).
+    fn ended(&self, agent: &str, id: u64) {
+        let mut state = self.state();
+        if state.sessions.get(agent).is_some_and(|s| s.id == id) {
+            state.sessions.remove(agent);
+            let gone: Vec<u64> = state
+                .pending
+                .iter()
+                .filter(|(_, p)| p.agent == agent)
+                .map(|(seq, _)| *seq)
+                .collect();
+            for seq in gone {
+                if let Some(p) = state.pending.remove(&seq) {
+                    let _ =
+                        p.tx.send(Err(unavailable(format!("agent {agent} went away"))));
+                }
+            }
+            tracing::warn!(%agent, "agent disconnected; it keeps serving what it has");
+        }
+        drop(state);
+        self.inner.changed.send_modify(|n| *n += 1);
+    }
+}
+
+fn unavailable(reason: String) -> DataPlaneError {
+    DataPlaneError::Unavailable(reason)
+}
+
+fn ack_result(ack: Ack) -> Result<Ack, DataPlaneError> {
+    if ack.error.is_empty() {
+        return Ok(ack);
+    }
+    Err(match ack.error_kind.as_str() {
+        "bind" => DataPlaneError::Bind {
+            address: ack.bind_address,
+            reason: ack.error,
+            listener: ack.bind_listener.parse().ok(),
+        },
+        "unsupported" => DataPlaneError::Unsupported(ack.error),
+        _ => DataPlaneError::Other(ack.error),
+    })
+}
+
+type SessionStream = ReceiverStream<Result<ControllerMessage, Status>>;
+
+#[tonic::async_trait]
+impl proto::agent_server::Agent for Hub {
+    type SessionStream = SessionStream;
+
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let peer = request.remote_addr();
+        let r = request.into_inner();
+        let pki = self.inner.pki.clone();
+        let name = r.name.clone();
+        let issued = tokio::task::spawn_blocking(move || pki.enroll(&r.token, &r.name, &r.csr_pem))
+            .await
+            .map_err(|_| Status::internal("enrolment failed"))?;
+        match issued {
+            Ok(cert_pem) => {
+                tracing::info!(agent = %name, ?peer, "agent enrolled: certificate issued");
+                Ok(Response::new(EnrollResponse {
+                    cert_pem,
+                    ca_pem: self.inner.pki.ca_pem().to_string(),
+                }))
+            }
+            Err(e) => {
+                tracing::warn!(agent = %name, ?peer, error = %e, "enrolment refused");
+                Err(match e {
+                    crate::pki::PkiError::BadToken => Status::permission_denied(e.to_string()),
+                    crate::pki::PkiError::BadName(_) | crate::pki::PkiError::BadCsr(_) => {
+                        Status::invalid_argument(e.to_string())
+                    }
+                    _ => Status::internal("enrolment failed"),
+                })
+            }
+        }
+    }
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let peer = request.remote_addr();
+        let Some(cert) = request.peer_certs().and_then(|c| c.first().cloned()) else {
+            tracing::warn!(?peer, "agent session without a client certificate: refused");
+            return Err(Status::unauthenticated("a client certificate is required"));
+        };
+        let pki = self.inner.pki.clone();
+        let der = cert.to_vec();
+        let agent = tokio::task::spawn_blocking(move || pki.agent_of(&der))
+            .await
+            .map_err(|_| Status::internal("certificate check failed"))?
+            .map_err(|_| Status::internal("certificate check failed"))?;
+        let Some(agent) = agent else {
+            tracing::warn!(
+                ?peer,
+                "agent certificate revoked or not issued here: refused"
+            );
+            return Err(Status::permission_denied(
+                "this certificate is revoked or was not issued by this controller",
+            ));
+        };
+        let mut inbound = request.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(AgentMessage {
+                kind: Some(agent_message::Kind::Hello(hello)),
+            }))) => hello,
+            _ => {
+                tracing::warn!(%agent, ?peer, "agent session without a Hello: refused");
+                return Err(Status::invalid_argument("the session starts with Hello"));
+            }
+        };
+        if hello.protocol != proto::PROTOCOL {
+            tracing::warn!(%agent, protocol = hello.protocol, "agent speaks another protocol version: refused");
+            return Err(Status::failed_precondition(format!(
+                "protocol {} is not {}",
+                hello.protocol,
+                proto::PROTOCOL
+            )));
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (id, stale) = {
+            let mut state = self.state();
+            state.next_session += 1;
+            let id = state.next_session;
+            // A newer session of the same agent replaces the older one.
+            state.sessions.insert(
+                agent.clone(),
+                Session {
+                    id,
+                    tx: tx.clone(),
+                    peer,
+                    version: hello.agent_version.clone(),
+                    last_seen: Instant::now(),
+                },
+            );
+            let mut stale = Vec::new();
+            for served in &hello.served {
+                let Ok(lb_id) = served.lb_id.parse::<Uuid>() else {
+                    continue;
+                };
+                if state.removed.remove(&lb_id) {
+                    stale.push((lb_id, served.provider.clone()));
+                    continue;
+                }
+                match state.placement.get(&lb_id) {
+                    Some(other) if other != &agent => {
+                        // Moved elsewhere while this agent was away.
+                        stale.push((lb_id, served.provider.clone()));
+                    }
+                    _ => {
+                        state.placement.insert(lb_id, agent.clone());
+                    }
+                }
+            }
+            (id, stale)
+        };
+        tracing::info!(%agent, ?peer, version = %hello.agent_version, serves = hello.served.len(), "agent connected");
+        self.inner.changed.send_modify(|n| *n += 1);
+        let hub = self.clone();
+        let name = agent.clone();
+        tokio::spawn(async move {
+            for (lb_id, provider) in stale {
+                tracing::info!(agent = %name, lb = %lb_id, "removing a load balancer the agent no longer serves");
+                let seq = hub.inner.seq.fetch_add(1, Ordering::Relaxed);
+                let _ = tx
+                    .send(Ok(ControllerMessage {
+                        kind: Some(controller_message::Kind::Remove(proto::Remove {
+                            seq,
+                            lb_id: lb_id.to_string(),
+                            provider,
+                        })),
+                    }))
+                    .await;
+            }
+            drop(tx);
+            loop {
+                match inbound.message().await {
+                    Ok(Some(message)) => hub.received(&name, message),
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(agent = %name, %status, "agent session ended");
+                        break;
+                    }
+                }
+            }
+            hub.ended(&name, id);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// The `DataPlane` for one provider's load balancers, served by agents.
+#[derive(Clone)]
+pub struct RemotePlane {
+    hub: Hub,
+    provider: String,
+}
+
+impl DataPlane for RemotePlane {
+    fn apply(&self, config: Arc<LbConfig>) -> BoxFuture<'_, Result<u64, DataPlaneError>> {
+        Box::pin(self.hub.apply(&self.provider, config))
+    }
+
+    fn remove(&self, lb_id: Uuid) -> BoxFuture<'_, Result<(), DataPlaneError>> {
+        Box::pin(self.hub.remove(&self.provider, lb_id))
+    }
+
+    fn report(&self, lb_id: Uuid) -> Option<StatusReport> {
+        self.hub.report(lb_id)
+    }
+}

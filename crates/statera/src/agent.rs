@@ -1,0 +1,213 @@
+//! `statera agent`: the data planes (the native engine and the HAProxy
+//! provider) in a process of their own, driven by a controller (`statera
+//! serve --agent-listen`) over gRPC with mutual TLS (crates/statera-agent).
+//! The agent serves what it was last told, kept on disk, whether or not a
+//! controller is connected; a second `statera agent` on the same data
+//! directory takes its sockets over (handover.rs), so upgrading an agent
+//! drops nothing either.
+
+use crate::handover;
+use anyhow::Context;
+use statera_agent::agent::{self as remote, Agent};
+use statera_config::{DataPlane, StatusReport};
+use statera_dataplane::{Engine, EngineOptions};
+use statera_haproxy::{HaproxyOptions, HaproxyProvider};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+#[derive(clap::Args)]
+pub struct AgentArgs {
+    /// The controller's agents' endpoint, HOST:PORT (its `statera serve
+    /// --agent-listen`).
+    #[arg(long, env = "STATERA_AGENT_CONTROLLER")]
+    controller: String,
+    /// Where the agent keeps its certificate, the configurations it serves
+    /// and its HAProxy processes' files.
+    #[arg(long, env = "STATERA_DATA_DIR", default_value = "./statera-agent-data")]
+    data_dir: PathBuf,
+    /// This agent's name, as its certificate will carry it (first start
+    /// only); default: the host's name.
+    #[arg(long, env = "STATERA_AGENT_NAME")]
+    name: Option<String>,
+    /// A one-time token from `statera agent-token create` on the controller
+    /// (first start only).
+    #[arg(long, env = "STATERA_AGENT_TOKEN")]
+    enroll_token: Option<String>,
+    /// The controller's agents' CA (its `<data-dir>/agent-pki/ca.pem`), to
+    /// check the controller at enrolment (first start only).
+    #[arg(long, env = "STATERA_AGENT_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let dir = std::path::absolute(&args.data_dir)
+        .with_context(|| format!("resolving {}", args.data_dir.display()))?;
+    crate::serve::private_dir(&dir)?;
+    let (lock, taken) = match handover::Lock::try_acquire(&dir)
+        .with_context(|| format!("locking {}", dir.join(handover::LOCK).display()))?
+    {
+        Some(lock) => (lock, None),
+        None => crate::serve::take_over(&dir).await?,
+    };
+    let credentials = match remote::load_credentials(&dir)? {
+        Some(c) => c,
+        None => {
+            let (Some(token), Some(ca_file)) = (&args.enroll_token, &args.ca_file) else {
+                anyhow::bail!(
+                    "this agent is not enrolled: give --enroll-token (from `statera agent-token create` \
+                     on the controller) and --ca-file (the controller's <data-dir>/agent-pki/ca.pem)"
+                );
+            };
+            let ca = std::fs::read_to_string(ca_file)
+                .with_context(|| format!("reading {}", ca_file.display()))?;
+            let name = match &args.name {
+                Some(n) => n.clone(),
+                None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "agent".into()),
+            };
+            let c = remote::enroll(&args.controller, &ca, token, &name, &dir)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            tracing::info!(agent = %name, "enrolled");
+            c
+        }
+    };
+
+    let (report_tx, mut reports) = mpsc::unbounded_channel::<StatusReport>();
+    let engine = Engine::with_options(report_tx.clone(), EngineOptions::default());
+    let taken = taken.map(|mut t| {
+        engine.inherit(std::mem::take(&mut t.sockets));
+        t
+    });
+    let mut planes: HashMap<String, Arc<dyn DataPlane>> = HashMap::new();
+    planes.insert("native".into(), Arc::new(engine.clone()));
+    let haproxy = statera_haproxy::find_haproxy().map(|binary| {
+        let mut options = HaproxyOptions::new(dir.join("haproxy"));
+        options.binary = binary;
+        options.stop_timeout = std::time::Duration::from_secs(5);
+        Arc::new(HaproxyProvider::new(options, report_tx))
+    });
+    if let Some(h) = &haproxy {
+        planes.insert("haproxy".into(), h.clone() as Arc<dyn DataPlane>);
+    }
+    let agent = Arc::new(Agent::new(planes, &dir)?);
+    let restored = agent.restore().await;
+    engine.release_inherited();
+    tracing::info!(restored, controller = %args.controller, "statera agent serving");
+    if let Some(taken) = taken {
+        tokio::task::spawn_blocking(move || taken.serving()).await??;
+    }
+    let mut handover_rx = handover::listen(&dir)?;
+    let mut lock = Some(lock);
+    loop {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let session = tokio::spawn(agent.clone().run(
+            args.controller.clone(),
+            credentials.clone(),
+            reports,
+            stop_rx,
+        ));
+        let stream = tokio::select! {
+            () = crate::serve::shutdown_signal() => None,
+            Some(stream) = handover_rx.recv() => Some(stream),
+        };
+        let _ = stop_tx.send(true);
+        reports = session.await?;
+        let Some(mut stream) = stream else {
+            // Stopped: the load balancers stop with it.
+            if let Some(h) = &haproxy {
+                h.shutdown().await;
+            }
+            return Ok(());
+        };
+        let pid = tokio::task::spawn_blocking(move || {
+            handover::read_take(&mut stream, std::time::Duration::from_secs(10))
+                .map(|p| (p, stream))
+        })
+        .await?;
+        let Ok((pid, mut stream)) = pid else {
+            tracing::warn!("a handover request that said nothing: ignored");
+            continue;
+        };
+        tracing::info!(pid, "a new statera agent takes over");
+        if let Some(h) = &haproxy {
+            h.detach().await;
+        }
+        let sockets = engine.listening_sockets().await?;
+        drop(lock.take());
+        let given = tokio::task::spawn_blocking(move || {
+            handover::give(&mut stream, None::<std::os::fd::BorrowedFd<'_>>, &sockets)?;
+            handover::wait_serving(&mut stream, std::time::Duration::from_secs(600))
+        })
+        .await?;
+        if matches!(given, Ok(true)) {
+            return crate::serve::drain(&engine).await;
+        }
+        match handover::Lock::try_acquire(&dir)? {
+            Some(l) => {
+                tracing::warn!("the new statera agent did not take over: serving on");
+                lock = Some(l);
+                // The HAProxy processes were let go: take them back (the
+                // native load balancers never stopped).
+                agent.restore().await;
+            }
+            None => return crate::serve::drain(&engine).await,
+        }
+    }
+}
+
+#[derive(clap::Subcommand)]
+pub enum AgentsCommand {
+    /// Make a one-time enrolment token for a new agent (printed once).
+    Token {
+        #[arg(long, env = "STATERA_DATA_DIR", default_value = "./statera-data")]
+        data_dir: PathBuf,
+        /// How long the token may be used.
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: u64,
+    },
+    /// The agents' certificates: name, fingerprint, revoked or not.
+    List {
+        #[arg(long, env = "STATERA_DATA_DIR", default_value = "./statera-data")]
+        data_dir: PathBuf,
+    },
+    /// Revoke an agent's certificates: its sessions are refused from its
+    /// next connection on.
+    Revoke {
+        name: String,
+        #[arg(long, env = "STATERA_DATA_DIR", default_value = "./statera-data")]
+        data_dir: PathBuf,
+    },
+}
+
+pub fn run_agents(command: AgentsCommand) -> anyhow::Result<()> {
+    use statera_agent::pki::Pki;
+    match command {
+        AgentsCommand::Token {
+            data_dir,
+            ttl_seconds,
+        } => {
+            let pki = Pki::open(&data_dir)?;
+            let token = pki.create_token(std::time::Duration::from_secs(ttl_seconds))?;
+            println!("{token}");
+            eprintln!(
+                "one-time enrolment token, valid {ttl_seconds} s; the agent also needs {}",
+                data_dir.join("agent-pki").join("ca.pem").display()
+            );
+        }
+        AgentsCommand::List { data_dir } => {
+            for a in Pki::open(&data_dir)?.agents()? {
+                let state = if a.revoked { "revoked" } else { "valid" };
+                println!("{}\t{}\t{state}", a.name, a.fingerprint);
+            }
+        }
+        AgentsCommand::Revoke { name, data_dir } => {
+            let n = Pki::open(&data_dir)?.revoke(&name)?;
+            println!("revoked {n} certificate(s) of {name}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+"""The data plane in its own process: `statera serve --agent-listen` drives `statera agent`
+over gRPC with mutual TLS (crates/statera-agent).
+
+- An agent enrols with a one-time token and the controller's CA, then serves what the controller
+  sends: a native and an haproxy load balancer answer through it.
+- Under continuous load (a fresh-connection and a keep-alive client per load balancer), the
+  controller is stopped (SIGTERM) and started again 5 times, once staying down for 10 s: no
+  request fails, counters never decrease — the agent serves on while no controller is there.
+- The agent is upgraded 5 times by handover (a second `statera agent` on its data directory takes
+  its sockets over): no request fails.
+- Refusals: a used token, a certificate from another CA, a revoked agent — each refused, and
+  nothing placed on them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import LOG_KEEP_DIR, free_port, poll, start_statera, statera_binary, stop_server, wait_lb_active
+from test_handover import Client, _lb, _total_connections
+
+E2E_STORES = ("sqlite",)
+RESTARTS = 5
+AGENT_UPGRADES = 5
+
+
+class Agent:
+    def __init__(self, name: str, controller: str, data_dir: Path, token: str | None = None,
+                 ca_file: Path | None = None):
+        self.name, self.data_dir = name, data_dir
+        self.log = data_dir.parent / f"{data_dir.name}-{time.monotonic_ns()}.log"
+        args = [str(statera_binary()), "agent", "--controller", controller, "--data-dir", str(data_dir),
+                "--name", name]
+        if token:
+            args += ["--enroll-token", token, "--ca-file", str(ca_file)]
+        env = {**os.environ, "RUST_LOG": "info", "NO_COLOR": "1"}
+        self.log_file = open(self.log, "ab")
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log_file,
+                                        stderr=subprocess.STDOUT, env=env)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> int | None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.log_file.close()
+        with contextlib.suppress(OSError):
+            LOG_KEEP_DIR.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.log, LOG_KEEP_DIR / f"agent-{self.name}-{self.log.name}")
+        return self.process.returncode
+
+
+def _token(serve_data: Path) -> str:
+    out = subprocess.run([str(statera_binary()), "agents", "token", "--data-dir", str(serve_data)],
+                         capture_output=True, text=True, timeout=30, check=True)
+    return out.stdout.strip()
+
+
+def _wait_log(what: str, read, timeout: float = 20) -> None:
+    poll(lambda: what in read(), timeout, f"{what!r} in the log")
+
+
+def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
+    providers = ["native"] + (["haproxy"] if shutil.which("haproxy") else [])
+    if len(providers) == 1 and os.environ.get("CI") == "true":
+        pytest.fail("no haproxy executable: the haproxy half of the agent test cannot run")
+    root = Path(tempfile.mkdtemp(prefix="statera-e2e-agents-"))
+    agent_port = free_port()
+    controller = f"127.0.0.1:{agent_port}"
+    serve_args = ["--agent-listen", controller]
+    agents: list[Agent] = []
+    clients: list[Client] = []
+    try:
+        with contextlib.ExitStack() as servers:
+            first = servers.enter_context(start_statera(data_dir=root, extra_args=serve_args))
+            port = first.port
+            serve_data = root / "data"
+            ca = serve_data / "agent-pki" / "ca.pem"
+            agent_dir = root / "agent-1"
+            agent = Agent("agent-1", controller, agent_dir, _token(serve_data), ca)
+            agents.append(agent)
+            _wait_log("agent: session with the controller", agent.text)
+
+            lbs = []
+            for i, provider in enumerate(providers):
+                lb_id, vip, listener_id = _lb(first, f"agent-{provider}", provider, 8080 + i, backends[0])
+                lbs.append((provider, lb_id, vip, 8080 + i, listener_id))
+            # Served by the agent: its kept configurations name them.
+            kept = {p.stem for p in (agent_dir / "configs").glob("*.json")}
+            assert {lb[1] for lb in lbs} <= kept, f"kept by the agent: {kept}"
+            for provider, _, vip, lport, _ in lbs:
+                for keep_alive in (False, True):
+                    kind = "keep-alive" if keep_alive else "fresh"
+                    clients.append(Client(f"{provider}/{kind}", vip, lport, backends[0].name.encode(), keep_alive))
+            for c in clients:
+                c.start()
+            time.sleep(1)
+            counters = {lb[4]: _total_connections(first, lb[4]) for lb in lbs}
+
+            # The controller stopped and started again: the agent serves on.
+            current = first
+            for n in range(RESTARTS):
+                before = sum(c.ok for c in clients)
+                assert stop_server(current) == 0
+                time.sleep(10 if n == 0 else 0.5)
+                current = servers.enter_context(start_statera(data_dir=root, port=port, extra_args=serve_args))
+                for provider, lb_id, _, _, listener_id in lbs:
+                    wait_lb_active(current, lb_id)
+                    now = _total_connections(current, listener_id)
+                    assert now >= counters[listener_id], f"restart {n + 1}: {provider} counters {counters[listener_id]} -> {now}"
+                    counters[listener_id] = now
+                assert sum(c.ok for c in clients) > before, f"restart {n + 1}: no request answered"
+            restart_summary = ", ".join(f"{c.name}: {c.ok} ok, {c.resent} resent, {len(c.failures)} failed" for c in clients)
+
+            # The agent upgraded by handover.
+            for n in range(AGENT_UPGRADES):
+                before = sum(c.ok for c in clients)
+                new = Agent("agent-1", controller, agent_dir)
+                agents.append(new)
+                try:
+                    code = agent.process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    pytest.fail(f"upgrade {n + 1}: the old agent did not exit\n{agent.text()[-3000:]}")
+                assert code == 0, f"upgrade {n + 1}: the old agent exited with {code}\n{agent.text()[-3000:]}"
+                agent = new
+                _wait_log("agent: session with the controller", agent.text)
+                deadline = time.monotonic() + 10
+                while sum(c.ok for c in clients) <= before and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert sum(c.ok for c in clients) > before, f"agent upgrade {n + 1}: no request answered"
+            # Still driven: a change reaches the agent.
+            r = current.api("PUT", f"/v2/lbaas/loadbalancers/{lbs[0][1]}", {"loadbalancer": {"description": "after"}})
+            assert r.status == 200, r.body[:300]
+            wait_lb_active(current, lbs[0][1])
+
+            for c in clients:
+                c.stop.set()
+            for c in clients:
+                c.join(timeout=30)
+            summary = ", ".join(f"{c.name}: {c.ok} ok, {c.resent} resent, {len(c.failures)} failed" for c in clients)
+            print(f"\nafter {RESTARTS} controller restarts: {restart_summary}\n"
+                  f"after {AGENT_UPGRADES} agent upgrades too: {summary}")
+            failures = [f"{c.name}: {f}" for c in clients for f in c.failures[:5]]
+            assert not failures, f"requests failed ({summary}):\n" + "\n".join(failures)
+
+            # Refusals.
+            token = _token(serve_data)
+            second = Agent("agent-2", controller, root / "agent-2", token, ca)
+            agents.append(second)
+            _wait_log("agent: session with the controller", second.text)
+            reused = Agent("agent-3", controller, root / "agent-3", token, ca)
+            agents.append(reused)
+            assert reused.process.wait(timeout=30) != 0
+            assert "enrolment refused" in reused.text(), reused.text()[-2000:]
+            out = subprocess.run([str(statera_binary()), "agents", "revoke", "agent-2", "--data-dir", str(serve_data)],
+                                 capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0, out.stderr
+            second.stop()
+            again = Agent("agent-2", controller, root / "agent-2")
+            agents.append(again)
+            _wait_log("session refused", again.text)
+            assert "revoked or not issued here: refused" in current.log_path.read_text(errors="replace")
+            # A certificate made by another CA.
+            forged_dir = root / "forged" / "agent-cert"
+            forged_dir.mkdir(parents=True)
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                            "-nodes", "-subj", "/CN=agent-1", "-days", "2",
+                            "-keyout", str(forged_dir / "key.pem"), "-out", str(forged_dir / "cert.pem")],
+                           check=True, capture_output=True, timeout=30)
+            shutil.copy(ca, forged_dir / "ca.pem")
+            forged = Agent("agent-1", controller, root / "forged")
+            agents.append(forged)
+            _wait_log("agent: no session with the controller", forged.text)
+            assert "agent: session with the controller" not in forged.text()
+            # Nothing was placed on the refused agents: the first agent serves all.
+            kept = {p.stem for p in (agent_dir / "configs").glob("*.json")}
+            assert {lb[1] for lb in lbs} <= kept
+            for provider, lb_id, _, _, _ in lbs:
+                r = current.api("DELETE", f"/v2/lbaas/loadbalancers/{lb_id}?cascade=True")
+                assert r.status == 204, r.body[:300]
+            stop_server(current)
+    finally:
+        for c in clients:
+            c.stop.set()
+        for a in agents:
+            a.stop()
+        shutil.rmtree(root, ignore_errors=True)
