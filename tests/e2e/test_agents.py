@@ -14,6 +14,7 @@ over gRPC with mutual TLS (crates/statera-agent).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import shutil
 import subprocess
@@ -195,6 +196,80 @@ def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
     finally:
         for c in clients:
             c.stop.set()
+        for a in agents:
+            a.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_killed_agents_load_balancers_serve_again_from_another(backends):
+    """Two agents; SIGKILL one under load: its load balancers serve again from the other within
+    --agent-timeout and a margin, on the same VIPs. The killed agent, started again, comes back
+    without them."""
+    root = Path(tempfile.mkdtemp(prefix="statera-e2e-agent-failover-"))
+    controller = f"127.0.0.1:{free_port()}"
+    timeout_s = 3
+    serve_args = ["--agent-listen", controller, "--agent-timeout", str(timeout_s)]
+    agents: list[Agent] = []
+    try:
+        with start_statera(data_dir=root, extra_args=serve_args) as server:
+            serve_data = root / "data"
+            ca = serve_data / "agent-pki" / "ca.pem"
+            for name in ("agent-1", "agent-2"):
+                a = Agent(name, controller, root / name, _token(serve_data), ca)
+                agents.append(a)
+                _wait_log("agent: session with the controller", a.text)
+            lbs = [_lb(server, f"fo-{i}", "native", 8080, backends[0]) for i in range(4)]
+            on = {name: {p.stem for p in (root / name / "configs").glob("*.json")} for name in ("agent-1", "agent-2")}
+            assert all(on.values()), f"placement should spread over both agents: {on}"
+            moved = [(lb_id, vip) for lb_id, vip, _ in lbs if lb_id in on["agent-2"]]
+
+            def answers(vip: str) -> bool:
+                try:
+                    c = http.client.HTTPConnection(vip, 8080, timeout=1)
+                    c.request("GET", "/")
+                    ok = c.getresponse().read() == backends[0].name.encode()
+                    c.close()
+                    return ok
+                except OSError:
+                    return False
+
+            assert all(answers(vip) for _, vip in moved)
+
+            def compute_id(lb_id: str) -> str | None:
+                r = server.api("GET", f"/v2/octavia/amphorae?loadbalancer_id={lb_id}")
+                assert r.status == 200, r.body[:300]
+                amphorae = r.json()["amphorae"]
+                return amphorae[0]["compute_id"] if amphorae else None
+
+            for lb_id, _ in moved:
+                poll(lambda: compute_id(lb_id) == "agent-2", 10, "the amphora API to name agent-2")
+            killed_at = time.monotonic()
+            agents[1].process.kill()
+            agents[1].process.wait(timeout=10)
+            back = {}
+            deadline = killed_at + timeout_s + 10
+            while len(back) < len(moved) and time.monotonic() < deadline:
+                for lb_id, vip in moved:
+                    if lb_id not in back and answers(vip):
+                        back[lb_id] = time.monotonic() - killed_at
+                time.sleep(0.05)
+            print(f"\nagent killed: {len(back)}/{len(moved)} load balancers served again by the other agent "
+                  f"after {', '.join(f'{t:.2f} s' for t in sorted(back.values()))} (--agent-timeout {timeout_s} s)")
+            assert len(back) == len(moved), f"not served again within {timeout_s + 10} s: {back}"
+            for lb_id, vip in moved:
+                assert wait_lb_active(server, lb_id)["vip_address"] == vip
+                # The amphora API shows the move.
+                poll(lambda: compute_id(lb_id) == "agent-1", 10, "the amphora API to name agent-1")
+            assert {lb for lb, _ in moved} <= {p.stem for p in (root / "agent-1" / "configs").glob("*.json")}
+            # The killed agent comes back without them: they stay with the other one.
+            again = Agent("agent-2", controller, root / "agent-2")
+            agents.append(again)
+            _wait_log("agent: session with the controller", again.text)
+            time.sleep(1)
+            assert all(answers(vip) for _, vip in moved)
+            text = server.log_path.read_text(errors="replace")
+            assert "failed over to another agent" in text
+    finally:
         for a in agents:
             a.stop()
         shutil.rmtree(root, ignore_errors=True)

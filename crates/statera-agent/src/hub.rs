@@ -55,6 +55,12 @@ struct Inner {
     /// placed (an agent not yet reconnected may serve it).
     started: Instant,
     expected: HashSet<String>,
+    /// An agent silent (no session, or no message) this long has its load
+    /// balancers moved to the other agents.
+    failover_after: Duration,
+    /// One change at a time per load balancer (the controller's and a
+    /// failover's).
+    locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Default)]
@@ -68,6 +74,11 @@ struct State {
     /// when it says `Hello` again.
     removed: HashSet<Uuid>,
     next_session: u64,
+    /// The last configuration each load balancer was served with, and its
+    /// provider: what a failover sends to another agent.
+    configs: HashMap<Uuid, (String, Arc<LbConfig>)>,
+    /// Agents whose session ended, since when.
+    gone: HashMap<String, Instant>,
 }
 
 struct Session {
@@ -81,6 +92,8 @@ struct Session {
 struct Pending {
     agent: String,
     lb_id: Uuid,
+    /// An `Apply` of this version (else a `Remove`).
+    applies: Option<u64>,
     tx: oneshot::Sender<Result<Ack, DataPlaneError>>,
 }
 
@@ -95,7 +108,7 @@ pub struct AgentInfo {
 }
 
 impl Hub {
-    pub fn new(pki: Arc<Pki>, report_tx: ReportSender) -> Hub {
+    pub fn new(pki: Arc<Pki>, report_tx: ReportSender, failover_after: Duration) -> Hub {
         let expected = pki
             .agents()
             .unwrap_or_default()
@@ -107,6 +120,8 @@ impl Hub {
             inner: Arc::new(Inner {
                 started: Instant::now(),
                 expected,
+                failover_after,
+                locks: Mutex::new(HashMap::new()),
                 pki,
                 report_tx,
                 state: Mutex::new(State::default()),
@@ -199,6 +214,7 @@ impl Hub {
         &self,
         agent: &str,
         lb_id: Uuid,
+        applies: Option<u64>,
         kind: impl FnOnce(u64) -> controller_message::Kind,
     ) -> Result<Ack, DataPlaneError> {
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
@@ -214,6 +230,7 @@ impl Hub {
                 Pending {
                     agent: agent.to_string(),
                     lb_id,
+                    applies,
                     tx,
                 },
             );
@@ -284,19 +301,37 @@ impl Hub {
         }
     }
 
+    fn lock_of(&self, lb_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.inner.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(lb_id).or_default().clone()
+    }
+
     async fn apply(&self, provider: &str, config: Arc<LbConfig>) -> Result<u64, DataPlaneError> {
+        let lock = self.lock_of(config.lb_id);
+        let _one = lock.lock().await;
+        let agent = self.agent_for(config.lb_id).await?;
+        self.apply_on(&agent, provider, config).await
+    }
+
+    /// Sends `config` to `agent` and waits for its acknowledgement of that
+    /// version; the load balancer is then placed there.
+    async fn apply_on(
+        &self,
+        agent: &str,
+        provider: &str,
+        config: Arc<LbConfig>,
+    ) -> Result<u64, DataPlaneError> {
         let lb_id = config.lb_id;
-        let agent = self.agent_for(lb_id).await?;
         let body = serde_json::to_vec(&*config)
             .map_err(|e| DataPlaneError::Other(format!("cannot encode the configuration: {e}")))?;
         let version = config.version;
-        let provider = provider.to_string();
+        let name = provider.to_string();
         let ack = self
-            .request(&agent, lb_id, |seq| {
+            .request(agent, lb_id, Some(version), |seq| {
                 controller_message::Kind::Apply(proto::Apply {
                     seq,
                     lb_id: lb_id.to_string(),
-                    provider,
+                    provider: name,
                     version,
                     config: body,
                 })
@@ -310,12 +345,113 @@ impl Hub {
             )));
         }
         let mut state = self.state();
-        state.placement.insert(lb_id, agent);
+        state.placement.insert(lb_id, agent.to_string());
         state.removed.remove(&lb_id);
+        state.configs.insert(lb_id, (provider.to_string(), config));
         Ok(version)
     }
 
+    /// Moves the load balancers of agents silent for `failover_after` to the
+    /// connected agents (the fewest first), with their last configuration:
+    /// same VIP, same version. Runs until the hub's endpoint stops.
+    pub async fn failovers(self, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let after = self.inner.failover_after;
+            // A session that stopped talking counts as gone.
+            let silent: Vec<(String, u64)> = self
+                .state()
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.last_seen.elapsed() >= after)
+                .map(|(name, s)| (name.clone(), s.id))
+                .collect();
+            for (agent, id) in silent {
+                tracing::warn!(%agent, "agent silent: its session is dropped");
+                self.ended(&agent, id);
+            }
+            let due: Vec<(String, Instant, Vec<Uuid>)> = {
+                let state = self.state();
+                state
+                    .gone
+                    .iter()
+                    .filter(|(_, since)| since.elapsed() >= after)
+                    .map(|(agent, since)| {
+                        let lbs = state
+                            .placement
+                            .iter()
+                            .filter(|(_, a)| *a == agent)
+                            .map(|(lb, _)| *lb)
+                            .collect();
+                        (agent.clone(), *since, lbs)
+                    })
+                    .collect()
+            };
+            for (agent, since, lbs) in due {
+                let mut left = 0;
+                for lb_id in lbs {
+                    if !self.fail_over(&agent, lb_id, since).await {
+                        left += 1;
+                    }
+                }
+                if left == 0 {
+                    self.state().gone.remove(&agent);
+                }
+            }
+        }
+    }
+
+    /// Moves `lb_id` off `from`; true when done (or nothing to do).
+    async fn fail_over(&self, from: &str, lb_id: Uuid, since: Instant) -> bool {
+        let lock = self.lock_of(lb_id);
+        let _one = lock.lock().await;
+        let (target, kept) = {
+            let state = self.state();
+            if state.placement.get(&lb_id).map(String::as_str) != Some(from) {
+                return true;
+            }
+            let Some(kept) = state.configs.get(&lb_id).cloned() else {
+                // Never applied by this hub (it started after): the
+                // controller's restore places it.
+                return true;
+            };
+            let target = state
+                .sessions
+                .keys()
+                .filter(|name| *name != from)
+                .min_by_key(|name| {
+                    (
+                        state.placement.values().filter(|a| a == name).count(),
+                        (*name).clone(),
+                    )
+                })
+                .cloned();
+            (target, kept)
+        };
+        let Some(target) = target else {
+            return false;
+        };
+        let (provider, config) = kept;
+        match self.apply_on(&target, &provider, config).await {
+            Ok(version) => {
+                tracing::warn!(lb = %lb_id, %from, to = %target, version, silent_ms = since.elapsed().as_millis() as u64, "load balancer failed over to another agent");
+                true
+            }
+            Err(error) => {
+                tracing::error!(lb = %lb_id, %from, to = %target, %error, "failover failed; tried again");
+                false
+            }
+        }
+    }
+
     async fn remove(&self, provider: &str, lb_id: Uuid) -> Result<(), DataPlaneError> {
+        let lock = self.lock_of(lb_id);
+        let _one = lock.lock().await;
+        self.state().configs.remove(&lb_id);
         let agent = {
             let state = self.state();
             match state.placement.get(&lb_id) {
@@ -337,7 +473,7 @@ impl Hub {
             return Ok(());
         };
         let provider = provider.to_string();
-        self.request(&agent, lb_id, |seq| {
+        self.request(&agent, lb_id, None, |seq| {
             controller_message::Kind::Remove(proto::Remove {
                 seq,
                 lb_id: lb_id.to_string(),
@@ -346,6 +482,11 @@ impl Hub {
         })
         .await?;
         self.state().placement.remove(&lb_id);
+        self.inner
+            .locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&lb_id);
         Ok(())
     }
 
@@ -362,9 +503,16 @@ impl Hub {
     fn received(&self, agent: &str, message: AgentMessage) {
         match message.kind {
             Some(agent_message::Kind::Ack(ack)) => {
-                let pending = self.state().pending.remove(&ack.seq);
+                let mut state = self.state();
+                let pending = state.pending.remove(&ack.seq);
                 match pending {
                     Some(p) if p.agent == agent && p.lb_id.to_string() == ack.lb_id => {
+                        // Placed as the Ack is read, so that the agent's
+                        // reports that follow it are taken.
+                        if ack.error.is_empty() && p.applies == Some(ack.version) {
+                            state.placement.insert(p.lb_id, agent.to_string());
+                        }
+                        drop(state);
                         let _ = p.tx.send(ack_result(ack));
                     }
                     Some(p) => {
@@ -387,8 +535,16 @@ impl Hub {
                         return;
                     }
                 };
-                let placed = self.state().placement.get(&report.lb_id).cloned();
-                if placed.as_deref() != Some(agent) {
+                let placed_here = {
+                    let state = self.state();
+                    state.placement.get(&report.lb_id).map(String::as_str) == Some(agent)
+                        // Sent before the Ack of the apply that places it.
+                        || state
+                            .pending
+                            .values()
+                            .any(|p| p.agent == agent && p.lb_id == report.lb_id && p.applies.is_some())
+                };
+                if !placed_here {
                     tracing::warn!(%agent, lb = %report.lb_id, "status report for a load balancer not placed on this agent: ignored");
                     return;
                 }
@@ -415,6 +571,7 @@ impl Hub {
         let mut state = self.state();
         if state.sessions.get(agent).is_some_and(|s| s.id == id) {
             state.sessions.remove(agent);
+            state.gone.insert(agent.to_string(), Instant::now());
             let gone: Vec<u64> = state
                 .pending
                 .iter()
@@ -538,6 +695,7 @@ impl proto::agent_server::Agent for Hub {
             let mut state = self.state();
             state.next_session += 1;
             let id = state.next_session;
+            state.gone.remove(&agent);
             // A newer session of the same agent replaces the older one.
             state.sessions.insert(
                 agent.clone(),
@@ -623,5 +781,9 @@ impl DataPlane for RemotePlane {
 
     fn report(&self, lb_id: Uuid) -> Option<StatusReport> {
         self.hub.report(lb_id)
+    }
+
+    fn placement(&self, lb_id: Uuid) -> Option<String> {
+        self.hub.placement(lb_id)
     }
 }

@@ -282,4 +282,10 @@ pub trait DataPlane: Send + Sync + 'static {
 
     /// The current report for one load balancer, if it is served here.
     fn report(&self, lb_id: Uuid) -> Option<StatusReport>;
+
+    /// Where the load balancer is served when not in this process (a remote
+    /// agent's name): what the amphora API shows as its compute_id.
+    fn placement(&self, _lb_id: Uuid) -> Option<String> {
+        None
+    }
 }

@@ -538,12 +538,14 @@ impl Controller {
             }
         }
         let mut last = self.last_counters.clone();
+        let planes = &self.planes;
         let res = self
             .store
             .write(|txn| {
                 for r in &reports {
                     status::apply_report(txn, r)?;
                     record_stats(txn, r, &mut last)?;
+                    show_placement(txn, planes, r.lb_id)?;
                 }
                 Ok::<_, StoreError>(())
             })
@@ -555,6 +557,34 @@ impl Controller {
             }
         }
     }
+}
+
+/// Keeps the amphora's compute_id naming where the load balancer is served,
+/// when its data plane says (an agent, which a failover may change).
+fn show_placement(
+    txn: &mut Txn,
+    planes: &HashMap<String, Arc<dyn DataPlane>>,
+    lb_id: Uuid,
+) -> Result<(), StoreError> {
+    let Some(lb) = txn.state().loadbalancers.get(&lb_id).cloned() else {
+        return Ok(());
+    };
+    let Some(placed) = planes.get(&lb.provider).and_then(|p| p.placement(lb_id)) else {
+        return Ok(());
+    };
+    let amphorae: Vec<Amphora> = txn
+        .state()
+        .amphorae
+        .children(lb_id)
+        .filter(|a| a.compute_id.as_deref() != Some(placed.as_str()))
+        .map(|a| (**a).clone())
+        .collect();
+    for mut amphora in amphorae {
+        amphora.compute_id = Some(placed.clone());
+        amphora.updated_at = Some(statera_model::now());
+        txn.put(amphora)?;
+    }
+    Ok(())
 }
 
 /// Makes the kernel hold `cfg`'s namespace before a data plane binds in it.

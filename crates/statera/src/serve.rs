@@ -480,7 +480,12 @@ async fn control(
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
                 .context("no report channel")?;
-            let hub = statera_agent::hub::Hub::new(pki.clone(), report_tx);
+            let hub = statera_agent::hub::Hub::new(
+                pki.clone(),
+                report_tx,
+                std::time::Duration::from_secs_f64(settings.node.agent_timeout_s),
+            );
+            tokio::spawn(hub.clone().failovers(agent_stop_rx.clone()));
             let listener = bind_retrying(listen)
                 .await
                 .with_context(|| format!("binding the agents' endpoint to {listen}"))?;

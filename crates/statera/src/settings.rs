@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// load balancers are served by agents, not in this process.
     #[arg(long, env = "STATERA_AGENT_LISTEN")]
     pub agent_listen: Option<std::net::SocketAddr>,
+    /// Seconds an agent may stay silent (disconnected, or connected and
+    /// saying nothing) before its load balancers move to other agents.
+    #[arg(long, env = "STATERA_AGENT_TIMEOUT")]
+    pub agent_timeout: Option<f64>,
     /// `text` or `json`.
     #[arg(long, env = "STATERA_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -334,6 +338,8 @@ pub struct NodeSection {
     pub controller_timeout_s: f64,
     /// Where agents connect; none: the data planes run in this process.
     pub agent_listen: Option<std::net::SocketAddr>,
+    /// Seconds of an agent's silence before its load balancers move.
+    pub agent_timeout_s: f64,
 }
 
 impl Default for NodeSection {
@@ -343,6 +349,7 @@ impl Default for NodeSection {
             id: None,
             controller_timeout_s: 5.0,
             agent_listen: None,
+            agent_timeout_s: 5.0,
         }
     }
 }
@@ -521,6 +528,12 @@ impl Settings {
         }
         if let Some(v) = args.agent_listen {
             s.node.agent_listen = Some(v);
+        }
+        if let Some(v) = args.agent_timeout {
+            s.node.agent_timeout_s = v;
+        }
+        if !(s.node.agent_timeout_s.is_finite() && s.node.agent_timeout_s >= 1.0) {
+            anyhow::bail!("--agent-timeout must be at least 1 second");
         }
         if s.node.roles.is_empty() || s.node.roles.iter().any(|r| r != "api" && r != "controller") {
             anyhow::bail!(
