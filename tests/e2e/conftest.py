@@ -356,6 +356,10 @@ def pytest_generate_tests(metafunc):
     if not kinds:
         kinds = [allowed[0]]
     metafunc.parametrize("store_kind", kinds, indirect=True, scope="module", ids=kinds)
+    if "data_plane" in metafunc.fixturenames:
+        planes = getattr(metafunc.module, "E2E_DATA_PLANES", None)
+        if planes:
+            metafunc.parametrize("data_plane", planes, indirect=True, scope="module", ids=list(planes))
 
 
 @pytest.fixture(scope="module")
@@ -372,10 +376,85 @@ def pg_cluster():
     yield from pg_support.session_cluster()
 
 
+# ---------------------------------------------------------------------------------------------
+# Data planes: a module that sets `E2E_DATA_PLANES = ("embedded", "agent")` runs once with the
+# data planes in `statera serve` (the default) and once with them in a `statera agent` process
+# the server drives over gRPC (`--agent-listen`).
+
+DATA_PLANES = ("embedded", "agent")
+
+
+class Agent:
+    """A `statera agent` process (enrolled with `token` and `ca_file` when given); its log is
+    copied to target/e2e-logs/ when stopped."""
+
+    def __init__(self, name: str, controller: str, data_dir: Path, token: str | None = None,
+                 ca_file: Path | None = None):
+        self.name, self.data_dir = name, data_dir
+        self.log = data_dir.parent / f"{data_dir.name}-{time.monotonic_ns()}.log"
+        args = [str(statera_binary()), "agent", "--controller", controller, "--data-dir", str(data_dir),
+                "--name", name]
+        if token:
+            args += ["--enroll-token", token, "--ca-file", str(ca_file)]
+        env = {**_env_without_openstack_settings(), "RUST_LOG": "info", "NO_COLOR": "1"}
+        self.log_file = open(self.log, "ab")
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log_file,
+                                        stderr=subprocess.STDOUT, env=env)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_session(self, timeout: float = 30) -> None:
+        poll(lambda: "agent: session with the controller" in self.text(), timeout,
+             f"{self.name}'s session with the controller")
+
+    def stop(self) -> int | None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.log_file.close()
+        with contextlib.suppress(OSError):
+            LOG_KEEP_DIR.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.log, LOG_KEEP_DIR / f"agent-{self.name}-{self.log.name}")
+        return self.process.returncode
+
+
+def agent_token(serve_data: Path) -> str:
+    """A one-time enrolment token from the controller whose data directory is `serve_data`."""
+    out = subprocess.run([str(statera_binary()), "agents", "token", "--data-dir", str(serve_data)],
+                         capture_output=True, text=True, timeout=30, check=True)
+    return out.stdout.strip()
+
+
+@contextlib.contextmanager
+def with_agent(server: StateraServer, controller: str, name: str = "agent-1"):
+    """An agent enrolled with `server` (started with --agent-listen `controller`), in the
+    server's directory, connected before this yields."""
+    serve_data = server.data_dir / "data"
+    agent = Agent(name, controller, server.data_dir / name, agent_token(serve_data),
+                  serve_data / "agent-pki" / "ca.pem")
+    try:
+        agent.wait_session()
+        yield agent
+    finally:
+        agent.stop()
+
+
 @pytest.fixture(scope="module")
-def statera_server(store_kind, request):
+def data_plane(request) -> str:
+    """Where this module's server runs its data planes: "embedded" or "agent"."""
+    return getattr(request, "param", "embedded")
+
+
+@pytest.fixture(scope="module")
+def statera_server(store_kind, data_plane, request):
     """One server per test module and store backend (or the external one named by
-    STATERA_ENDPOINT). On PostgreSQL the server gets a fresh database of its own."""
+    STATERA_ENDPOINT). On PostgreSQL the server gets a fresh database of its own. With the
+    "agent" data plane, the server drives a `statera agent` of its own."""
     external = os.environ.get("STATERA_ENDPOINT")
     if external:
         server = StateraServer(
@@ -383,6 +462,15 @@ def statera_server(store_kind, request):
         )
         wait_until_answers(server, SERVER_START_TIMEOUT)
         yield server
+        return
+    if data_plane == "agent":
+        controller = f"127.0.0.1:{free_port()}"
+        with (
+            pg_support.store_url(store_kind, request) as store,
+            start_statera(store=store, extra_args=["--agent-listen", controller]) as server,
+            with_agent(server, controller),
+        ):
+            yield server
         return
     with pg_support.store_url(store_kind, request) as store, start_statera(store=store) as server:
         yield server

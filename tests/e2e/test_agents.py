@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOG_KEEP_DIR, free_port, poll, start_statera, statera_binary, stop_server, wait_lb_active
+from conftest import Agent, agent_token, free_port, poll, start_statera, statera_binary, stop_server, wait_lb_active
 from test_handover import Client, _lb, _total_connections
 
 E2E_STORES = ("sqlite",)
@@ -32,42 +32,7 @@ RESTARTS = 5
 AGENT_UPGRADES = 5
 
 
-class Agent:
-    def __init__(self, name: str, controller: str, data_dir: Path, token: str | None = None,
-                 ca_file: Path | None = None):
-        self.name, self.data_dir = name, data_dir
-        self.log = data_dir.parent / f"{data_dir.name}-{time.monotonic_ns()}.log"
-        args = [str(statera_binary()), "agent", "--controller", controller, "--data-dir", str(data_dir),
-                "--name", name]
-        if token:
-            args += ["--enroll-token", token, "--ca-file", str(ca_file)]
-        env = {**os.environ, "RUST_LOG": "info", "NO_COLOR": "1"}
-        self.log_file = open(self.log, "ab")
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                        stderr=subprocess.STDOUT, env=env)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.log_file.close()
-        with contextlib.suppress(OSError):
-            LOG_KEEP_DIR.mkdir(parents=True, exist_ok=True)
-            shutil.copy(self.log, LOG_KEEP_DIR / f"agent-{self.name}-{self.log.name}")
-        return self.process.returncode
-
-
-def _token(serve_data: Path) -> str:
-    out = subprocess.run([str(statera_binary()), "agents", "token", "--data-dir", str(serve_data)],
-                         capture_output=True, text=True, timeout=30, check=True)
-    return out.stdout.strip()
+_token = agent_token
 
 
 def _wait_log(what: str, read, timeout: float = 20) -> None:
@@ -166,6 +131,17 @@ def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
             agents.append(reused)
             assert reused.process.wait(timeout=30) != 0
             assert "enrolment refused" in reused.text(), reused.text()[-2000:]
+            # A token does not let its holder become an enrolled agent.
+            taken_name = Agent("agent-1", controller, root / "agent-1-again", _token(serve_data), ca)
+            agents.append(taken_name)
+            assert taken_name.process.wait(timeout=30) != 0
+            assert "is enrolled: revoke it first" in taken_name.text(), taken_name.text()[-2000:]
+            # An agent started on the controller's data directory does not take it over.
+            intruder = Agent("agent-9", controller, serve_data)
+            agents.append(intruder)
+            assert intruder.process.wait(timeout=60) != 0
+            assert current.process.poll() is None and current.api("GET", "/").status == 200
+            assert "asked to take over this serve: refused" in current.log_path.read_text(errors="replace")
             out = subprocess.run([str(statera_binary()), "agents", "revoke", "agent-2", "--data-dir", str(serve_data)],
                                  capture_output=True, text=True, timeout=30)
             assert out.returncode == 0, out.stderr

@@ -37,6 +37,9 @@ from test_behaviour_support import (  # noqa: F401  (provider is a fixture)
     wait_traffic_only,
 )
 
+# Each behaviour runs with the data planes in `statera serve` and in a `statera agent`.
+E2E_DATA_PLANES = ("embedded", "agent")
+
 HM_FAST = {"type": "HTTP", "delay": 1, "timeout": 1, "max_retries": 2, "max_retries_down": 2,
            "url_path": "/health", "expected_codes": "200"}
 

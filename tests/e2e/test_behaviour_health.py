@@ -27,6 +27,9 @@ from test_behaviour_support import (  # noqa: F401  (provider is a fixture)
     wait_traffic_only,
 )
 
+# Each behaviour runs with the data planes in `statera serve` and in a `statera agent`.
+E2E_DATA_PLANES = ("embedded", "agent")
+
 DELAY, TIMEOUT, RISE, FALL = 1, 1, 2, 2
 HM = {"type": "HTTP", "delay": DELAY, "timeout": TIMEOUT, "max_retries": RISE, "max_retries_down": FALL,
       "url_path": "/health", "expected_codes": "200"}

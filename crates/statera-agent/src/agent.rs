@@ -120,6 +120,9 @@ type Served = HashMap<Uuid, (String, Arc<LbConfig>)>;
 pub struct Agent {
     planes: HashMap<String, Arc<dyn DataPlane>>,
     served: Mutex<Served>,
+    /// One change at a time per load balancer (the controller's, the
+    /// restore's).
+    locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     /// `<data-dir>/configs/`: each served configuration as JSON, with its
     /// provider, written once it is acknowledged.
     configs: PathBuf,
@@ -141,6 +144,7 @@ impl Agent {
         Ok(Agent {
             planes,
             served: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
             configs,
         })
     }
@@ -149,13 +153,15 @@ impl Agent {
         self.served.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Serves again every configuration kept on disk (at start, before any
-    /// controller is reached). Returns how many are served.
-    pub async fn restore(&self) -> usize {
+    /// Takes every configuration kept on disk as what this agent serves,
+    /// before serving it: the session's `Hello` then claims them, so a
+    /// controller that hears from this agent while it restores (an upgrade)
+    /// does not move them elsewhere. Returns how many.
+    pub fn claim_kept(&self) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.configs) else {
             return 0;
         };
-        let mut n = 0;
+        let mut served = self.served();
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_none_or(|e| e != "json") {
@@ -171,22 +177,54 @@ impl Agent {
                     continue;
                 }
             };
-            let Some(plane) = self.planes.get(&kept.provider) else {
+            if !self.planes.contains_key(&kept.provider) {
                 tracing::error!(provider = %kept.provider, "kept configuration for a provider this agent lacks: skipped");
                 continue;
+            }
+            served.insert(kept.config.lb_id, (kept.provider, Arc::new(kept.config)));
+        }
+        served.len()
+    }
+
+    /// Serves every claimed configuration (at start, or after a handover
+    /// that did not happen), one load balancer at a time with the
+    /// controller's changes: one the controller changed meanwhile is left
+    /// as it is. Returns how many are served.
+    pub async fn restore(&self) -> usize {
+        let claimed: Vec<(Uuid, String, Arc<LbConfig>)> = self
+            .served()
+            .iter()
+            .map(|(id, (p, c))| (*id, p.clone(), c.clone()))
+            .collect();
+        let mut n = 0;
+        for (lb_id, provider, config) in claimed {
+            let lock = self.lock_of(lb_id);
+            let _one = lock.lock().await;
+            let current = self.served().get(&lb_id).map(|(_, c)| c.version);
+            if current != Some(config.version) {
+                continue;
+            }
+            let Some(plane) = self.planes.get(&provider) else {
+                continue;
             };
-            let lb_id = kept.config.lb_id;
-            let config = Arc::new(kept.config);
             match plane.apply(config.clone()).await {
                 Ok(version) => {
                     tracing::info!(lb = %lb_id, version, "restored from the kept configuration");
-                    self.served().insert(lb_id, (kept.provider, config));
                     n += 1;
                 }
-                Err(error) => tracing::error!(lb = %lb_id, %error, "cannot restore"),
+                Err(error) => {
+                    // Not served: not claimed (the next Hello says so).
+                    tracing::error!(lb = %lb_id, %error, "cannot restore");
+                    self.served().remove(&lb_id);
+                }
             }
         }
         n
+    }
+
+    fn lock_of(&self, lb_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(lb_id).or_default().clone()
     }
 
     fn keep(&self, provider: &str, config: &LbConfig) -> std::io::Result<()> {
@@ -239,6 +277,8 @@ impl Agent {
             );
         }
         let config = Arc::new(config);
+        let lock = self.lock_of(config.lb_id);
+        let _one = lock.lock().await;
         match plane.apply(config.clone()).await {
             Ok(version) => {
                 if let Err(error) = self.keep(&apply.provider, &config) {
@@ -266,6 +306,8 @@ impl Agent {
         let Ok(lb_id) = remove.lb_id.parse::<Uuid>() else {
             return refused(ack, "not a load balancer id".into());
         };
+        let lock = self.lock_of(lb_id);
+        let _one = lock.lock().await;
         let provider = self
             .served()
             .get(&lb_id)

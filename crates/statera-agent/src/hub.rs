@@ -61,7 +61,16 @@ struct Inner {
     /// One change at a time per load balancer (the controller's and a
     /// failover's).
     locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    /// Whether a load balancer an agent says it serves exists, with that
+    /// provider (the controller answers from its store): what it may claim.
+    claims: Claims,
 }
+
+/// Says whether `(load balancer, provider)` is one an agent may claim.
+pub type Claims = Arc<dyn Fn(Uuid, &str) -> bool + Send + Sync>;
+
+/// The most load balancers one `Hello` may claim.
+const MAX_CLAIMS: usize = 100_000;
 
 #[derive(Default)]
 struct State {
@@ -83,6 +92,9 @@ struct State {
 
 struct Session {
     id: u64,
+    /// Its certificate's SHA-256 fingerprint, checked against the register
+    /// while it runs (a revocation ends it).
+    fingerprint: String,
     tx: mpsc::Sender<Result<ControllerMessage, Status>>,
     peer: Option<SocketAddr>,
     version: String,
@@ -108,7 +120,12 @@ pub struct AgentInfo {
 }
 
 impl Hub {
-    pub fn new(pki: Arc<Pki>, report_tx: ReportSender, failover_after: Duration) -> Hub {
+    pub fn new(
+        pki: Arc<Pki>,
+        report_tx: ReportSender,
+        failover_after: Duration,
+        claims: Claims,
+    ) -> Hub {
         let expected = pki
             .agents()
             .unwrap_or_default()
@@ -122,6 +139,7 @@ impl Hub {
                 expected,
                 failover_after,
                 locks: Mutex::new(HashMap::new()),
+                claims,
                 pki,
                 report_tx,
                 state: Mutex::new(State::default()),
@@ -239,9 +257,20 @@ impl Hub {
         let message = ControllerMessage {
             kind: Some(kind(seq)),
         };
-        if sender.send(Ok(message)).await.is_err() {
-            self.state().pending.remove(&seq);
-            return Err(unavailable(format!("agent {agent} went away")));
+        // An agent that stops reading its stream (its queue full) is not
+        // waited for longer than for an Ack.
+        match tokio::time::timeout(ACK_TIMEOUT, sender.send(Ok(message))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                self.state().pending.remove(&seq);
+                return Err(unavailable(format!("agent {agent} went away")));
+            }
+            Err(_) => {
+                self.state().pending.remove(&seq);
+                return Err(unavailable(format!(
+                    "agent {agent} does not read what it is sent"
+                )));
+            }
         }
         match tokio::time::timeout(ACK_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,
@@ -363,16 +392,32 @@ impl Hub {
             }
             let after = self.inner.failover_after;
             // A session that stopped talking counts as gone.
-            let silent: Vec<(String, u64)> = self
+            let silent: Vec<(String, u64, Instant)> = self
                 .state()
                 .sessions
                 .iter()
                 .filter(|(_, s)| s.last_seen.elapsed() >= after)
-                .map(|(name, s)| (name.clone(), s.id))
+                .map(|(name, s)| (name.clone(), s.id, s.last_seen))
                 .collect();
-            for (agent, id) in silent {
+            for (agent, id, since) in silent {
                 tracing::warn!(%agent, "agent silent: its session is dropped");
-                self.ended(&agent, id);
+                // Gone since it last spoke: failed over now, not after
+                // another timeout.
+                self.ended_since(&agent, id, since);
+            }
+            // A revoked certificate ends its session.
+            let sessions: Vec<(String, u64, String)> = self
+                .state()
+                .sessions
+                .iter()
+                .map(|(name, s)| (name.clone(), s.id, s.fingerprint.clone()))
+                .collect();
+            let valid = self.inner.pki.valid_fingerprints().unwrap_or_default();
+            for (agent, id, fingerprint) in sessions {
+                if !valid.contains(&fingerprint) {
+                    tracing::warn!(%agent, "agent certificate revoked: its session is ended");
+                    self.ended(&agent, id);
+                }
             }
             let due: Vec<(String, Instant, Vec<Uuid>)> = {
                 let state = self.state();
@@ -414,6 +459,10 @@ impl Hub {
             if state.placement.get(&lb_id).map(String::as_str) != Some(from) {
                 return true;
             }
+            if state.sessions.contains_key(from) {
+                // It came back meanwhile and serves it.
+                return true;
+            }
             let Some(kept) = state.configs.get(&lb_id).cloned() else {
                 // Never applied by this hub (it started after): the
                 // controller's restore places it.
@@ -439,6 +488,19 @@ impl Hub {
         match self.apply_on(&target, &provider, config).await {
             Ok(version) => {
                 tracing::warn!(lb = %lb_id, %from, to = %target, version, silent_ms = since.elapsed().as_millis() as u64, "load balancer failed over to another agent");
+                // Back while it moved: it must not serve it too.
+                if self.state().sessions.contains_key(from) {
+                    let provider = provider.clone();
+                    let _ = self
+                        .request(from, lb_id, None, |seq| {
+                            controller_message::Kind::Remove(proto::Remove {
+                                seq,
+                                lb_id: lb_id.to_string(),
+                                provider,
+                            })
+                        })
+                        .await;
+                }
                 true
             }
             Err(error) => {
@@ -504,27 +566,24 @@ impl Hub {
         match message.kind {
             Some(agent_message::Kind::Ack(ack)) => {
                 let mut state = self.state();
-                let pending = state.pending.remove(&ack.seq);
-                match pending {
-                    Some(p) if p.agent == agent && p.lb_id.to_string() == ack.lb_id => {
-                        // Placed as the Ack is read, so that the agent's
-                        // reports that follow it are taken.
-                        if ack.error.is_empty() && p.applies == Some(ack.version) {
-                            state.placement.insert(p.lb_id, agent.to_string());
-                        }
-                        drop(state);
-                        let _ = p.tx.send(ack_result(ack));
+                // Only the agent a request went to may answer it, and only
+                // for the load balancer it named: anything else is logged
+                // and leaves the request waiting for its real answer.
+                let mine = state
+                    .pending
+                    .get(&ack.seq)
+                    .is_some_and(|p| p.agent == agent && p.lb_id.to_string() == ack.lb_id);
+                if !mine {
+                    drop(state);
+                    tracing::warn!(%agent, seq = ack.seq, lb = %ack.lb_id, "acknowledgement of a request this agent was not sent: refused");
+                } else if let Some(p) = state.pending.remove(&ack.seq) {
+                    // Placed as the Ack is read, so that the agent's reports
+                    // that follow it are taken.
+                    if ack.error.is_empty() && p.applies == Some(ack.version) {
+                        state.placement.insert(p.lb_id, agent.to_string());
                     }
-                    Some(p) => {
-                        tracing::warn!(%agent, seq = ack.seq, lb = %ack.lb_id, "acknowledgement for another agent's or load balancer's request: refused");
-                        let _ = p.tx.send(Err(DataPlaneError::Other(format!(
-                            "agent {agent} answered request {} for load balancer {} it was not sent",
-                            ack.seq, ack.lb_id
-                        ))));
-                    }
-                    None => {
-                        tracing::warn!(%agent, seq = ack.seq, "acknowledgement of no pending request: ignored")
-                    }
+                    drop(state);
+                    let _ = p.tx.send(ack_result(ack));
                 }
             }
             Some(agent_message::Kind::Report(json)) => {
@@ -568,10 +627,14 @@ impl Hub {
 
     /// `agent`'s session `id` ended: its pending requests fail (retry-safe).
     fn ended(&self, agent: &str, id: u64) {
+        self.ended_since(agent, id, Instant::now());
+    }
+
+    fn ended_since(&self, agent: &str, id: u64, since: Instant) {
         let mut state = self.state();
         if state.sessions.get(agent).is_some_and(|s| s.id == id) {
             state.sessions.remove(agent);
-            state.gone.insert(agent.to_string(), Instant::now());
+            state.gone.insert(agent.to_string(), since);
             let gone: Vec<u64> = state
                 .pending
                 .iter()
@@ -642,6 +705,7 @@ impl proto::agent_server::Agent for Hub {
                     crate::pki::PkiError::BadName(_) | crate::pki::PkiError::BadCsr(_) => {
                         Status::invalid_argument(e.to_string())
                     }
+                    crate::pki::PkiError::NameTaken(_) => Status::already_exists(e.to_string()),
                     _ => Status::internal("enrolment failed"),
                 })
             }
@@ -682,6 +746,10 @@ impl proto::agent_server::Agent for Hub {
                 return Err(Status::invalid_argument("the session starts with Hello"));
             }
         };
+        if hello.served.len() > MAX_CLAIMS {
+            tracing::warn!(%agent, claims = hello.served.len(), "agent claims too many load balancers: refused");
+            return Err(Status::invalid_argument("too many load balancers claimed"));
+        }
         if hello.protocol != proto::PROTOCOL {
             tracing::warn!(%agent, protocol = hello.protocol, "agent speaks another protocol version: refused");
             return Err(Status::failed_precondition(format!(
@@ -701,6 +769,7 @@ impl proto::agent_server::Agent for Hub {
                 agent.clone(),
                 Session {
                     id,
+                    fingerprint: crate::pki::sha256_hex(&cert),
                     tx: tx.clone(),
                     peer,
                     version: hello.agent_version.clone(),
@@ -712,7 +781,8 @@ impl proto::agent_server::Agent for Hub {
                 let Ok(lb_id) = served.lb_id.parse::<Uuid>() else {
                     continue;
                 };
-                if state.removed.remove(&lb_id) {
+                if state.removed.remove(&lb_id) || !(self.inner.claims)(lb_id, &served.provider) {
+                    // Deleted, or not a load balancer of that provider.
                     stale.push((lb_id, served.provider.clone()));
                     continue;
                 }

@@ -16,6 +16,7 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,6 +31,8 @@ pub enum PkiError {
     BadCsr(String),
     #[error("no agent named {0}")]
     NoAgent(String),
+    #[error("an agent named {0} is enrolled: revoke it first (statera agents revoke {0})")]
+    NameTaken(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("certificate authority: {0}")]
@@ -40,6 +43,12 @@ impl From<rcgen::Error> for PkiError {
     fn from(e: rcgen::Error) -> Self {
         PkiError::Ca(e.to_string())
     }
+}
+
+/// Held while the registers are read and written.
+struct Guard<'a> {
+    _file: Option<std::fs::File>,
+    _inner: std::sync::MutexGuard<'a, ()>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,8 +167,22 @@ impl Pki {
         Ok(Issuer::from_ca_cert_pem(&self.ca_pem, key)?)
     }
 
-    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    /// Serialises the registers' read-modify-writes: within this process
+    /// (the mutex) and with `statera agents` commands run beside it (an
+    /// exclusive flock on `agent-pki/lock`).
+    fn guard(&self) -> Guard<'_> {
+        let inner = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("lock"))
+            .and_then(|f| f.lock().map(|()| f))
+            .ok();
+        Guard {
+            _file: file,
+            _inner: inner,
+        }
     }
 
     fn read<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> Result<T, PkiError> {
@@ -250,8 +273,9 @@ impl Pki {
         let cert = csr.signed_by(&self.issuer()?)?;
         let fingerprint = sha256_hex(cert.der());
         let mut agents: Vec<AgentCert> = self.read("agents.json")?;
-        for a in agents.iter_mut().filter(|a| a.name == name) {
-            a.revoked = true;
+        if agents.iter().any(|a| a.name == name && !a.revoked) {
+            // A token does not let its holder become an agent that exists.
+            return Err(PkiError::NameTaken(name.to_string()));
         }
         agents.push(AgentCert {
             name: name.to_string(),
@@ -289,6 +313,16 @@ impl Pki {
             .into_iter()
             .find(|a| a.fingerprint == fingerprint && !a.revoked)
             .map(|a| a.name))
+    }
+
+    /// The fingerprints of every certificate not revoked.
+    pub fn valid_fingerprints(&self) -> Result<HashSet<String>, PkiError> {
+        Ok(self
+            .agents()?
+            .into_iter()
+            .filter(|a| !a.revoked)
+            .map(|a| a.fingerprint)
+            .collect())
     }
 
     pub fn agents(&self) -> Result<Vec<AgentCert>, PkiError> {

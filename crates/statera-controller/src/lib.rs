@@ -703,7 +703,13 @@ fn record_stats(
     last: &mut HashMap<Uuid, statera_config::Stats>,
 ) -> Result<(), StoreError> {
     for l in &r.listeners {
-        if !txn.state().listeners.contains(&l.id) {
+        // Only the report's own load balancer's listeners count.
+        if txn
+            .state()
+            .listeners
+            .get(&l.id)
+            .is_none_or(|x| x.loadbalancer_id != r.lb_id)
+        {
             continue;
         }
         // Data planes keep their counters monotonic for as long as they run

@@ -99,7 +99,9 @@ pub fn apply_report(txn: &mut Txn, r: &StatusReport) -> Result<(), StoreError> {
         }
         let mut statuses = Vec::new();
         for mr in &pr.members {
-            let Some(m) = s.members.get(&mr.id) else {
+            // A report speaks only of its own load balancer's objects (a
+            // remote agent's report is not trusted with others').
+            let Some(m) = s.members.get(&mr.id).filter(|m| m.pool_id == pool.id) else {
                 continue;
             };
             let st = member_status(mr.health);
@@ -120,7 +122,11 @@ pub fn apply_report(txn: &mut Txn, r: &StatusReport) -> Result<(), StoreError> {
     }
     let mut listener_statuses = Vec::new();
     for lr in &r.listeners {
-        let Some(l) = s.listeners.get(&lr.id) else {
+        let Some(l) = s
+            .listeners
+            .get(&lr.id)
+            .filter(|l| l.loadbalancer_id == r.lb_id)
+        else {
             continue;
         };
         let st = match (lr.state, l.admin_state_up) {

@@ -49,7 +49,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("locking {}", dir.join(handover::LOCK).display()))?
     {
         Some(lock) => (lock, None),
-        None => crate::serve::take_over(&dir).await?,
+        None => crate::serve::take_over(&dir, "agent").await?,
     };
     let credentials = match remote::load_credentials(&dir)? {
         Some(c) => c,
@@ -76,7 +76,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     };
 
-    let (report_tx, mut reports) = mpsc::unbounded_channel::<StatusReport>();
+    let (report_tx, reports) = mpsc::unbounded_channel::<StatusReport>();
     let engine = Engine::with_options(report_tx.clone(), EngineOptions::default());
     let taken = taken.map(|mut t| {
         engine.inherit(std::mem::take(&mut t.sockets));
@@ -94,43 +94,40 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         planes.insert("haproxy".into(), h.clone() as Arc<dyn DataPlane>);
     }
     let agent = Arc::new(Agent::new(planes, &dir)?);
+    // What is kept on disk is claimed first, so that the session (started
+    // now: the controller must hear from this agent within its timeout)
+    // claims it while it is restored.
+    let claimed = agent.claim_kept();
+    let mut handover_rx = handover::listen(&dir)?;
+    let mut lock = Some(lock);
+    let (mut stop_tx, stop_rx) = watch::channel(false);
+    let mut session = tokio::spawn(agent.clone().run(
+        args.controller.clone(),
+        credentials.clone(),
+        reports,
+        stop_rx,
+    ));
     let restored = agent.restore().await;
     engine.release_inherited();
-    tracing::info!(restored, controller = %args.controller, "statera agent serving");
+    tracing::info!(claimed, restored, controller = %args.controller, "statera agent serving");
     if let Some(taken) = taken {
         tokio::task::spawn_blocking(move || taken.serving()).await??;
     }
-    let mut handover_rx = handover::listen(&dir)?;
-    let mut lock = Some(lock);
     loop {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let session = tokio::spawn(agent.clone().run(
-            args.controller.clone(),
-            credentials.clone(),
-            reports,
-            stop_rx,
-        ));
-        let stream = tokio::select! {
+        // The session runs on until a real handover request has been read
+        // (a connection that says nothing changes nothing).
+        let taken = tokio::select! {
             () = crate::serve::shutdown_signal() => None,
-            Some(stream) = handover_rx.recv() => Some(stream),
+            Some(taken) = handover::next_take(&mut handover_rx, "agent") => Some(taken),
         };
         let _ = stop_tx.send(true);
-        reports = session.await?;
-        let Some(mut stream) = stream else {
+        let reports = (&mut session).await?;
+        let Some((pid, mut stream)) = taken else {
             // Stopped: the load balancers stop with it.
             if let Some(h) = &haproxy {
                 h.shutdown().await;
             }
             return Ok(());
-        };
-        let pid = tokio::task::spawn_blocking(move || {
-            handover::read_take(&mut stream, std::time::Duration::from_secs(10))
-                .map(|p| (p, stream))
-        })
-        .await?;
-        let Ok((pid, mut stream)) = pid else {
-            tracing::warn!("a handover request that said nothing: ignored");
-            continue;
         };
         tracing::info!(pid, "a new statera agent takes over");
         if let Some(h) = &haproxy {
@@ -150,6 +147,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             Some(l) => {
                 tracing::warn!("the new statera agent did not take over: serving on");
                 lock = Some(l);
+                let (tx, rx) = watch::channel(false);
+                stop_tx = tx;
+                session = tokio::spawn(agent.clone().run(
+                    args.controller.clone(),
+                    credentials.clone(),
+                    reports,
+                    rx,
+                ));
                 // The HAProxy processes were let go: take them back (the
                 // native load balancers never stopped).
                 agent.restore().await;

@@ -45,8 +45,15 @@ const MAX_FRAME: usize = 1 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Message {
-    Take { pid: u32 },
-    Sockets { keys: Vec<Key>, last: bool },
+    /// `role`: `serve` or `agent`; a process takes over only from its kind.
+    Take {
+        pid: u32,
+        role: String,
+    },
+    Sockets {
+        keys: Vec<Key>,
+        last: bool,
+    },
     Serving,
 }
 
@@ -184,7 +191,7 @@ impl Taken {
 
 /// Asks the process serving on `dir` for its sockets (blocking: run it off
 /// the runtime). `Ok(None)`: nobody answers there.
-pub fn take_over(dir: &Path, within: Duration) -> io::Result<Option<Taken>> {
+pub fn take_over(dir: &Path, within: Duration, role: &str) -> io::Result<Option<Taken>> {
     let mut stream = match via_short_path(&socket_path(dir), |p| UnixStream::connect(p)) {
         Ok(stream) => stream,
         Err(e)
@@ -205,13 +212,22 @@ pub fn take_over(dir: &Path, within: Duration) -> io::Result<Option<Taken>> {
         &mut stream,
         &Message::Take {
             pid: std::process::id(),
+            role: role.to_string(),
         },
         &[],
     )?;
     let mut api = None;
     let mut sockets = Vec::new();
     loop {
-        let (message, fds) = read_frame(&mut stream)?;
+        let (message, fds) = match read_frame(&mut stream) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(io::Error::other(
+                    "the running process closed the handover (is it a statera of another kind, \
+                     `serve` and `agent` on one data directory?)",
+                ));
+            }
+            other => other?,
+        };
         let Message::Sockets { keys, last } = message else {
             return Err(io::Error::other("unexpected handover message"));
         };
@@ -241,14 +257,38 @@ pub fn take_over(dir: &Path, within: Duration) -> io::Result<Option<Taken>> {
     }))
 }
 
-/// The old process's side: reads the `Take`, returning the asking pid.
-pub fn read_take(stream: &mut UnixStream, within: Duration) -> io::Result<u32> {
+/// The old process's side: reads the `Take`, returning the asking pid and
+/// its role.
+pub fn read_take(stream: &mut UnixStream, within: Duration) -> io::Result<(u32, String)> {
     stream.set_read_timeout(Some(within))?;
     match read_frame(stream)?.0 {
-        Message::Take { pid } => Ok(pid),
+        Message::Take { pid, role } => Ok((pid, role)),
         other => Err(io::Error::other(format!(
             "unexpected handover message {other:?}"
         ))),
+    }
+}
+
+/// The next real request to take over from this process (a `role`
+/// process's `Take`, within 10 s of connecting); connections that say
+/// nothing, or come from another kind of process, are closed and logged.
+pub async fn next_take(
+    requests: &mut tokio::sync::mpsc::Receiver<UnixStream>,
+    role: &str,
+) -> Option<(u32, UnixStream)> {
+    loop {
+        let mut stream = requests.recv().await?;
+        let read = tokio::task::spawn_blocking(move || {
+            read_take(&mut stream, Duration::from_secs(10)).map(|taken| (taken, stream))
+        })
+        .await;
+        match read {
+            Ok(Ok(((pid, asking), stream))) if asking == role => return Some((pid, stream)),
+            Ok(Ok(((pid, asking), _))) => {
+                tracing::warn!(pid, role = %asking, "a statera {asking} asked to take over this {role}: refused");
+            }
+            _ => tracing::warn!("a handover request that said nothing: ignored"),
+        }
     }
 }
 

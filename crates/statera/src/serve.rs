@@ -174,6 +174,13 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         );
     }
 
+    if settings.node.agent_listen.is_some() && (shared || settings.network.driver == "netns") {
+        anyhow::bail!(
+            "--agent-listen works with one controller on SQLite and the host network driver for now \
+             (agents of several controllers sharing PostgreSQL, and load balancers' namespaces on \
+             agents' hosts, are not built yet)"
+        );
+    }
     // One process serves a data directory: take it over from the one that
     // does, if any (handover.rs).
     let dir = settings.store.data_dir.clone();
@@ -181,7 +188,7 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         .with_context(|| format!("locking {}", dir.join(handover::LOCK).display()))?
     {
         Some(lock) => (lock, None),
-        None => take_over(&dir).await?,
+        None => take_over(&dir, "serve").await?,
     };
 
     let (report_tx, report_rx) = mpsc::unbounded_channel();
@@ -357,10 +364,11 @@ const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 /// lock.
 pub(crate) async fn take_over(
     dir: &std::path::Path,
+    role: &'static str,
 ) -> anyhow::Result<(handover::Lock, Option<handover::Taken>)> {
     let d = dir.to_path_buf();
     let taken = tokio::task::spawn_blocking(move || {
-        handover::take_over(&d, std::time::Duration::from_secs(120))
+        handover::take_over(&d, std::time::Duration::from_secs(120), role)
     })
     .await?
     .with_context(|| format!("taking over from the statera serve on {}", dir.display()))?;
@@ -480,10 +488,32 @@ async fn control(
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
                 .context("no report channel")?;
+            // An agent may claim a load balancer that exists with that
+            // provider (its Hello is checked against the store).
+            let claims: statera_agent::hub::Claims = {
+                let store = store.clone();
+                Arc::new(move |lb_id, provider: &str| {
+                    store
+                        .snapshot()
+                        .loadbalancers
+                        .get(&lb_id)
+                        .is_some_and(|lb| {
+                            let native = lb.provider == "native"
+                                || statera_api::DEFAULT_PROVIDER_ALIASES
+                                    .iter()
+                                    .any(|(alias, _)| *alias == lb.provider);
+                            match provider {
+                                "native" => native,
+                                other => lb.provider == other,
+                            }
+                        })
+                })
+            };
             let hub = statera_agent::hub::Hub::new(
                 pki.clone(),
                 report_tx,
                 std::time::Duration::from_secs_f64(settings.node.agent_timeout_s),
+                claims,
             );
             tokio::spawn(hub.clone().failovers(agent_stop_rx.clone()));
             let listener = bind_retrying(listen)
@@ -557,20 +587,9 @@ async fn control(
         async move {
             let stopped = tokio::select! {
                 () = shutdown_signal() => Stopped::Signal,
-                Some(mut stream) = handover_rx.recv() => {
-                    match tokio::task::spawn_blocking(move || {
-                        handover::read_take(&mut stream, std::time::Duration::from_secs(10)).map(|pid| (pid, stream))
-                    }).await {
-                        Ok(Ok((pid, stream))) => {
-                            tracing::info!(pid, "a new statera serve takes over: stopping the API and the controller");
-                            Stopped::Handover(stream)
-                        }
-                        _ => {
-                            tracing::warn!("a handover request that said nothing: ignored");
-                            // Not a real request; stay up.
-                            std::future::pending::<Stopped>().await
-                        }
-                    }
+                Some((pid, stream)) = handover::next_take(handover_rx, "serve") => {
+                    tracing::info!(pid, "a new statera serve takes over: stopping the API and the controller");
+                    Stopped::Handover(stream)
                 }
             };
             *why.lock().unwrap_or_else(|e| e.into_inner()) = Some(stopped);
