@@ -543,12 +543,10 @@ impl Hub {
             })
         })
         .await?;
+        // Its lock entry stays: a change waiting on it must keep excluding
+        // the next one (entries are small, one per load balancer the hub
+        // has seen).
         self.state().placement.remove(&lb_id);
-        self.inner
-            .locks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&lb_id);
         Ok(())
     }
 
