@@ -355,11 +355,15 @@ def pytest_generate_tests(metafunc):
     kinds = [k for k in e2e_stores() if k in allowed]
     if not kinds:
         kinds = [allowed[0]]
+    planes = getattr(metafunc.module, "E2E_DATA_PLANES", None)
+    if planes and "data_plane" in metafunc.fixturenames:
+        # Agents work with one controller on SQLite (serve refuses --agent-listen with a shared
+        # store): the agent data plane runs on the sqlite store only.
+        combos = [(k, p) for p in planes for k in kinds if p == "embedded" or k == "sqlite"]
+        metafunc.parametrize(("store_kind", "data_plane"), combos, indirect=True, scope="module",
+                             ids=[f"{k}-{p}" for k, p in combos])
+        return
     metafunc.parametrize("store_kind", kinds, indirect=True, scope="module", ids=kinds)
-    if "data_plane" in metafunc.fixturenames:
-        planes = getattr(metafunc.module, "E2E_DATA_PLANES", None)
-        if planes:
-            metafunc.parametrize("data_plane", planes, indirect=True, scope="module", ids=list(planes))
 
 
 @pytest.fixture(scope="module")
