@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import shutil
 import subprocess
@@ -180,7 +181,8 @@ def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
 def test_a_killed_agents_load_balancers_serve_again_from_another(backends):
     """Two agents; SIGKILL one under load: its load balancers serve again from the other within
     --agent-timeout and a margin, on the same VIPs. The killed agent, started again, comes back
-    without them."""
+    without them. Then `PUT /loadbalancers/{id}/failover` moves one to it, and
+    `PUT /amphorae/{id}/failover` moves it back."""
     root = Path(tempfile.mkdtemp(prefix="statera-e2e-agent-failover-"))
     controller = f"127.0.0.1:{free_port()}"
     timeout_s = 3
@@ -243,8 +245,69 @@ def test_a_killed_agents_load_balancers_serve_again_from_another(backends):
             _wait_log("agent: session with the controller", again.text)
             time.sleep(1)
             assert all(answers(vip) for _, vip in moved)
+
+            def kept_by(name: str) -> set[str]:
+                return {p.stem for p in (root / name / "configs").glob("*.json")}
+
+            # Nor does it keep them (it would restore them at its next start).
+            poll(lambda: not kept_by("agent-2") & {lb for lb, _ in moved}, 10,
+                 "the returning agent to drop the configurations of what moved")
             text = server.log_path.read_text(errors="replace")
             assert "failed over to another agent" in text
+
+            # A failover asked through the API moves a load balancer to the other agent, and an
+            # amphora failover moves it back; its VIP serves after each.
+            lb_id, vip = moved[0]
+            for n, (path, to, off) in enumerate([
+                (f"/v2/lbaas/loadbalancers/{lb_id}/failover", "agent-2", "agent-1"),
+                (None, "agent-1", "agent-2"),
+            ]):
+                if path is None:
+                    r = server.api("GET", f"/v2/octavia/amphorae?loadbalancer_id={lb_id}")
+                    path = f"/v2/octavia/amphorae/{r.json()['amphorae'][0]['id']}/failover"
+                r = server.api("PUT", path)
+                assert r.status == 202, r.body[:300]
+                assert wait_lb_active(server, lb_id)["vip_address"] == vip
+                poll(lambda: compute_id(lb_id) == to, 10, f"the amphora API to name {to} after failover {n + 1}")
+                assert lb_id in kept_by(to) and lb_id not in kept_by(off), (kept_by("agent-1"), kept_by("agent-2"))
+                poll(lambda: answers(vip), 10, f"the VIP to answer after failover {n + 1}")
+            assert "failed over to another agent, as asked" in server.log_path.read_text(errors="replace")
+
+            # An availability zone whose profile names agent-2: its load balancers are placed on
+            # agent-2 only, and a failover with no other agent of the zone stays there.
+            r = server.api("POST", "/v2/lbaas/availabilityzoneprofiles", {"availability_zone_profile": {
+                "name": "only-agent-2", "provider_name": "native",
+                "availability_zone_data": json.dumps({"agents": ["agent-2"]})}})
+            assert r.status == 201, r.body[:300]
+            profile_id = r.json()["availability_zone_profile"]["id"]
+            r = server.api("POST", "/v2/lbaas/availabilityzones", {"availability_zone": {
+                "name": "zone-2", "availability_zone_profile_id": profile_id}})
+            assert r.status == 201, r.body[:300]
+            # Spreading by load alone would pick agent-1 on a tie (names break ties): make agent-2
+            # serve at least as many first, by failing load balancers over to it.
+            def served_by(name: str) -> list[str]:
+                r = server.api("GET", "/v2/octavia/amphorae")
+                return [a["loadbalancer_id"] for a in r.json()["amphorae"] if a["compute_id"] == name]
+
+            while len(served_by("agent-2")) < len(served_by("agent-1")):
+                lb_to_move = served_by("agent-1")[0]
+                assert server.api("PUT", f"/v2/lbaas/loadbalancers/{lb_to_move}/failover").status == 202
+                wait_lb_active(server, lb_to_move)
+                poll(lambda: lb_to_move in served_by("agent-2"), 10, "the failed-over load balancer on agent-2")
+            zoned = [_lb(server, f"zoned-{i}", "native", 8080, backends[0], availability_zone="zone-2")
+                     for i in range(2)]
+            for lb_id, vip, _ in zoned:
+                assert lb_id in kept_by("agent-2") and lb_id not in kept_by("agent-1")
+                assert answers(vip)
+            r = server.api("PUT", f"/v2/lbaas/loadbalancers/{zoned[0][0]}/failover")
+            assert r.status == 202, r.body[:300]
+            wait_lb_active(server, zoned[0][0])
+            assert zoned[0][0] in kept_by("agent-2") and zoned[0][0] not in kept_by("agent-1")
+            assert answers(zoned[0][1])
+            # A zone's agents must be a non-empty list of names.
+            r = server.api("POST", "/v2/lbaas/availabilityzoneprofiles", {"availability_zone_profile": {
+                "name": "bad", "provider_name": "native", "availability_zone_data": json.dumps({"agents": []})}})
+            assert r.status == 501, r.body[:300]
     finally:
         for a in agents:
             a.stop()

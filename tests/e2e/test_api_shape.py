@@ -107,6 +107,7 @@ def test_cli_lists_providers_and_subnet_pools(cli):
         "compute_zone",
         "management_network",
         "valid_vip_networks",
+        "agents",
     }, caps
     assert cli.json("subnet", "pool", "list") == []
     assert cli.json("subnet", "pool", "list", "--name", "nothing") == []

@@ -37,12 +37,12 @@ def _create(server, path, envelope, body):
     return r.json()[envelope]
 
 
-def _lb(server, name, provider, port, backend) -> tuple[str, str, str]:
-    """A load balancer with one HTTP listener on `port` and `backend` as its member; returns
-    (lb id, VIP, listener id)."""
+def _lb(server, name, provider, port, backend, **extra) -> tuple[str, str, str]:
+    """A load balancer with one HTTP listener on `port` and `backend` as its member (and the
+    `extra` attributes); returns (lb id, VIP, listener id)."""
     subnet_id = server.api("GET", "/v2.0/subnets?name=host-subnet").json()["subnets"][0]["id"]
     lb = _create(server, "/v2/lbaas/loadbalancers", "loadbalancer", {
-        "name": name, "vip_subnet_id": subnet_id, "provider": provider,
+        **extra, "name": name, "vip_subnet_id": subnet_id, "provider": provider,
         "listeners": [{
             "name": f"{name}-l", "protocol": "HTTP", "protocol_port": port,
             "default_pool": {

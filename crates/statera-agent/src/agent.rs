@@ -213,9 +213,13 @@ impl Agent {
                     n += 1;
                 }
                 Err(error) => {
-                    // Not served: not claimed (the next Hello says so).
-                    tracing::error!(lb = %lb_id, %error, "cannot restore");
+                    // Not served: not claimed (the next Hello says so), and
+                    // not kept (the Hello may already have been sent without
+                    // it, so no Remove would come; the controller places it
+                    // again from its store, here or elsewhere).
+                    tracing::error!(lb = %lb_id, %error, "cannot restore: the kept configuration is dropped");
                     self.served().remove(&lb_id);
+                    self.forget(lb_id);
                 }
             }
         }

@@ -61,13 +61,19 @@ struct Inner {
     /// One change at a time per load balancer (the controller's and a
     /// failover's).
     locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
-    /// Whether a load balancer an agent says it serves exists, with that
-    /// provider (the controller answers from its store): what it may claim.
-    claims: Claims,
+    /// What the controller's store says of load balancers.
+    directory: Arc<dyn Directory>,
 }
 
-/// Says whether `(load balancer, provider)` is one an agent may claim.
-pub type Claims = Arc<dyn Fn(Uuid, &str) -> bool + Send + Sync>;
+/// What the hub asks the controller's store about a load balancer.
+pub trait Directory: Send + Sync + 'static {
+    /// Whether `lb_id` exists with `provider`: what an agent's `Hello` may
+    /// claim.
+    fn may_claim(&self, lb_id: Uuid, provider: &str) -> bool;
+    /// The agents that may serve `lb_id` (its availability zone's profile's
+    /// `agents`), or `None` for any agent.
+    fn agents_for(&self, lb_id: Uuid) -> Option<Vec<String>>;
+}
 
 /// The most load balancers one `Hello` may claim.
 const MAX_CLAIMS: usize = 100_000;
@@ -88,6 +94,23 @@ struct State {
     configs: HashMap<Uuid, (String, Arc<LbConfig>)>,
     /// Agents whose session ended, since when.
     gone: HashMap<String, Instant>,
+}
+
+impl State {
+    /// The connected agent serving the fewest load balancers (by name on a
+    /// tie), among `allowed` (any when `None`), other than `except`.
+    fn least_loaded(&self, allowed: Option<&[String]>, except: Option<&str>) -> Option<String> {
+        let mut load: HashMap<&str, usize> = HashMap::new();
+        for agent in self.placement.values() {
+            *load.entry(agent.as_str()).or_default() += 1;
+        }
+        self.sessions
+            .keys()
+            .filter(|name| Some(name.as_str()) != except)
+            .filter(|name| allowed.is_none_or(|a| a.contains(name)))
+            .min_by_key(|name| (load.get(name.as_str()).copied().unwrap_or(0), *name))
+            .cloned()
+    }
 }
 
 struct Session {
@@ -124,7 +147,7 @@ impl Hub {
         pki: Arc<Pki>,
         report_tx: ReportSender,
         failover_after: Duration,
-        claims: Claims,
+        directory: Arc<dyn Directory>,
     ) -> Hub {
         let expected = pki
             .agents()
@@ -139,7 +162,7 @@ impl Hub {
                 expected,
                 failover_after,
                 locks: Mutex::new(HashMap::new()),
-                claims,
+                directory,
                 pki,
                 report_tx,
                 state: Mutex::new(State::default()),
@@ -286,10 +309,12 @@ impl Hub {
     }
 
     /// The agent that serves (or is to serve) `lb_id`, waiting up to
-    /// [`AGENT_WAIT`] for it (or, for a new one, any agent) to connect.
+    /// [`AGENT_WAIT`] for it (or, for a new one, any agent it may be placed
+    /// on) to connect.
     async fn agent_for(&self, lb_id: Uuid) -> Result<String, DataPlaneError> {
         let mut changed = self.inner.changed.subscribe();
         let until = tokio::time::Instant::now() + AGENT_WAIT;
+        let allowed = self.inner.directory.agents_for(lb_id);
         loop {
             {
                 let state = self.state();
@@ -303,14 +328,8 @@ impl Hub {
                             .iter()
                             .all(|name| state.sessions.contains_key(name)) => {}
                     None => {
-                        let least = state.sessions.keys().min_by_key(|name| {
-                            (
-                                state.placement.values().filter(|a| a == name).count(),
-                                (*name).clone(),
-                            )
-                        });
-                        if let Some(agent) = least {
-                            return Ok(agent.clone());
+                        if let Some(agent) = state.least_loaded(allowed.as_deref(), None) {
+                            return Ok(agent);
                         }
                     }
                 }
@@ -323,7 +342,13 @@ impl Hub {
                     let placed = self.state().placement.get(&lb_id).cloned();
                     return Err(unavailable(match placed {
                         Some(agent) => format!("agent {agent}, which serves load balancer {lb_id}, is not connected"),
-                        None => "no agent is connected".to_string(),
+                        None => match &allowed {
+                            Some(names) => format!(
+                                "none of the agents of load balancer {lb_id}'s availability zone ({}) is connected",
+                                names.join(", ")
+                            ),
+                            None => "no agent is connected".to_string(),
+                        },
                     }));
                 }
             }
@@ -381,7 +406,8 @@ impl Hub {
     }
 
     /// Moves the load balancers of agents silent for `failover_after` to the
-    /// connected agents (the fewest first), with their last configuration:
+    /// connected agents (the fewest first, of the load balancer's zone's
+    /// agents if it names them), with their last configuration:
     /// same VIP, same version. Runs until the hub's endpoint stops.
     pub async fn failovers(self, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -454,6 +480,7 @@ impl Hub {
     async fn fail_over(&self, from: &str, lb_id: Uuid, since: Instant) -> bool {
         let lock = self.lock_of(lb_id);
         let _one = lock.lock().await;
+        let allowed = self.inner.directory.agents_for(lb_id);
         let (target, kept) = {
             let state = self.state();
             if state.placement.get(&lb_id).map(String::as_str) != Some(from) {
@@ -468,18 +495,7 @@ impl Hub {
                 // controller's restore places it.
                 return true;
             };
-            let target = state
-                .sessions
-                .keys()
-                .filter(|name| *name != from)
-                .min_by_key(|name| {
-                    (
-                        state.placement.values().filter(|a| a == name).count(),
-                        (*name).clone(),
-                    )
-                })
-                .cloned();
-            (target, kept)
+            (state.least_loaded(allowed.as_deref(), Some(from)), kept)
         };
         let Some(target) = target else {
             return false;
@@ -490,16 +506,7 @@ impl Hub {
                 tracing::warn!(lb = %lb_id, %from, to = %target, version, silent_ms = since.elapsed().as_millis() as u64, "load balancer failed over to another agent");
                 // Back while it moved: it must not serve it too.
                 if self.state().sessions.contains_key(from) {
-                    let provider = provider.clone();
-                    let _ = self
-                        .request(from, lb_id, None, |seq| {
-                            controller_message::Kind::Remove(proto::Remove {
-                                seq,
-                                lb_id: lb_id.to_string(),
-                                provider,
-                            })
-                        })
-                        .await;
+                    let _ = self.remove_from(from, &provider, lb_id).await;
                 }
                 true
             }
@@ -508,6 +515,80 @@ impl Hub {
                 false
             }
         }
+    }
+
+    /// A failover asked through the API: `config`'s load balancer moves to
+    /// the connected agent serving the fewest (of its zone's agents, if its
+    /// zone names them), other than the one serving it, and is removed from that one first (on one host both would bind
+    /// the same VIP). With no other agent connected it is applied again
+    /// where it is. If the other agent refuses, it is served again where it
+    /// was and the refusal is returned.
+    async fn move_to_another(
+        &self,
+        provider: &str,
+        config: Arc<LbConfig>,
+    ) -> Result<u64, DataPlaneError> {
+        let lb_id = config.lb_id;
+        let lock = self.lock_of(lb_id);
+        let _one = lock.lock().await;
+        let allowed = self.inner.directory.agents_for(lb_id);
+        let (from, target) = {
+            let state = self.state();
+            let from = state
+                .placement
+                .get(&lb_id)
+                .filter(|a| state.sessions.contains_key(*a))
+                .cloned();
+            let placed = state.placement.get(&lb_id).map(String::as_str);
+            (from, state.least_loaded(allowed.as_deref(), placed))
+        };
+        let Some(target) = target else {
+            tracing::warn!(lb = %lb_id, "failover: no other agent is connected; applied again where it is");
+            let agent = self.agent_for(lb_id).await?;
+            return self.apply_on(&agent, provider, config).await;
+        };
+        if let Some(from) = &from {
+            self.remove_from(from, provider, lb_id).await?;
+            self.state().placement.remove(&lb_id);
+        }
+        match self.apply_on(&target, provider, config.clone()).await {
+            Ok(version) => {
+                tracing::warn!(lb = %lb_id, from = from.as_deref().unwrap_or("-"), to = %target, version, "load balancer failed over to another agent, as asked");
+                Ok(version)
+            }
+            Err(error) => {
+                tracing::error!(lb = %lb_id, to = %target, %error, "failover refused by the other agent");
+                if let Some(from) = &from {
+                    match self.apply_on(from, provider, config).await {
+                        Ok(_) => {
+                            tracing::warn!(lb = %lb_id, agent = %from, "served again where it was")
+                        }
+                        Err(again) => {
+                            tracing::error!(lb = %lb_id, agent = %from, error = %again, "cannot serve it again where it was")
+                        }
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Asks `agent` to stop serving `lb_id` and waits for its Ack.
+    async fn remove_from(
+        &self,
+        agent: &str,
+        provider: &str,
+        lb_id: Uuid,
+    ) -> Result<Ack, DataPlaneError> {
+        let provider = provider.to_string();
+        self.request(agent, lb_id, None, |seq| {
+            controller_message::Kind::Remove(proto::Remove {
+                seq,
+                lb_id: lb_id.to_string(),
+                provider,
+            })
+        })
+        .await
     }
 
     async fn remove(&self, provider: &str, lb_id: Uuid) -> Result<(), DataPlaneError> {
@@ -534,15 +615,7 @@ impl Hub {
             }
             return Ok(());
         };
-        let provider = provider.to_string();
-        self.request(&agent, lb_id, None, |seq| {
-            controller_message::Kind::Remove(proto::Remove {
-                seq,
-                lb_id: lb_id.to_string(),
-                provider,
-            })
-        })
-        .await?;
+        self.remove_from(&agent, provider, lb_id).await?;
         // Its lock entry stays: a change waiting on it must keep excluding
         // the next one (entries are small, one per load balancer the hub
         // has seen).
@@ -779,7 +852,9 @@ impl proto::agent_server::Agent for Hub {
                 let Ok(lb_id) = served.lb_id.parse::<Uuid>() else {
                     continue;
                 };
-                if state.removed.remove(&lb_id) || !(self.inner.claims)(lb_id, &served.provider) {
+                if state.removed.remove(&lb_id)
+                    || !self.inner.directory.may_claim(lb_id, &served.provider)
+                {
                     // Deleted, or not a load balancer of that provider.
                     stale.push((lb_id, served.provider.clone()));
                     continue;
@@ -845,6 +920,10 @@ impl DataPlane for RemotePlane {
 
     fn remove(&self, lb_id: Uuid) -> BoxFuture<'_, Result<(), DataPlaneError>> {
         Box::pin(self.hub.remove(&self.provider, lb_id))
+    }
+
+    fn fail_over(&self, config: Arc<LbConfig>) -> BoxFuture<'_, Result<u64, DataPlaneError>> {
+        Box::pin(self.hub.move_to_another(&self.provider, config))
     }
 
     fn report(&self, lb_id: Uuid) -> Option<StatusReport> {

@@ -283,6 +283,14 @@ pub trait DataPlane: Send + Sync + 'static {
     /// The current report for one load balancer, if it is served here.
     fn report(&self, lb_id: Uuid) -> Option<StatusReport>;
 
+    /// A failover (`PUT …/failover`): serve `config` somewhere else than
+    /// where it is served now, where this data plane has somewhere else (a
+    /// remote plane moves it to another agent); elsewhere it is applied
+    /// again in place. Returns the version now served.
+    fn fail_over(&self, config: Arc<LbConfig>) -> BoxFuture<'_, Result<u64, DataPlaneError>> {
+        self.apply(config)
+    }
+
     /// Where the load balancer is served when not in this process (a remote
     /// agent's name): what the amphora API shows as its compute_id.
     fn placement(&self, _lb_id: Uuid) -> Option<String> {

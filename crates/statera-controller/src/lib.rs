@@ -257,7 +257,7 @@ impl Controller {
                 continue;
             };
             let cfg = self.build(&s, lb, lb.config_version.max(1));
-            match apply_leaving_out(plane.as_ref(), cfg, |_| true).await {
+            match apply_leaving_out(plane.as_ref(), cfg, |_| true, false).await {
                 Ok((_, left_out)) => {
                     let bound: Vec<Uuid> = self.unbound[&lb_id]
                         .keys()
@@ -381,6 +381,7 @@ impl Controller {
             .children(lb_id)
             .flat_map(|w| w.subjects.iter().copied())
             .collect();
+        let failover = s.pending_work.children(lb_id).any(|w| w.failover);
         let Some(lb) = s.loadbalancers.get(&lb_id).cloned() else {
             self.store
                 .write(|txn| {
@@ -434,7 +435,7 @@ impl Controller {
         };
         let result = match &plane {
             Some(plane) => match plug(self.network.as_ref(), &self.store, &cfg).await {
-                Ok(()) => apply_leaving_out(plane.as_ref(), cfg, may_leave_out)
+                Ok(()) => apply_leaving_out(plane.as_ref(), cfg, may_leave_out, failover)
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e),
@@ -603,15 +604,23 @@ async fn plug(
 /// `may_leave_out` allows it, applies it again without that listener (and
 /// so on). Returns the version served and the listeners left out, with why.
 /// Other refusals, and a bind failure of a listener that may not be left
-/// out, refuse the whole configuration as before.
+/// out, refuse the whole configuration as before. With `failover`, each
+/// try is a [`DataPlane::fail_over`] (moved where the plane can).
 pub async fn apply_leaving_out(
     plane: &dyn DataPlane,
     mut cfg: LbConfig,
     may_leave_out: impl Fn(Uuid) -> bool,
+    failover: bool,
 ) -> Result<(u64, Unbound), DataPlaneError> {
     let mut left_out = Unbound::new();
     loop {
-        match plane.apply(Arc::new(cfg.clone())).await {
+        let sent = Arc::new(cfg.clone());
+        let result = if failover {
+            plane.fail_over(sent).await
+        } else {
+            plane.apply(sent).await
+        };
+        match result {
             Ok(version) => return Ok((version, left_out)),
             Err(DataPlaneError::Bind {
                 address,
@@ -653,7 +662,7 @@ async fn restore_provider(
                 tracing::error!(lb = %lb_id, error = %e, "cannot restore");
                 return (lb_id, Unbound::new());
             }
-            match apply_leaving_out(plane.as_ref(), cfg, |_| true).await {
+            match apply_leaving_out(plane.as_ref(), cfg, |_| true, false).await {
                 Ok((version, left_out)) => {
                     tracing::info!(lb = %lb_id, version, unbound = left_out.len(), "restored");
                     (lb_id, left_out)

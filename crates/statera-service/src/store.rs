@@ -72,6 +72,9 @@ pub trait StoreWrite: StoreRead {
     /// Record that the controller owes load balancer `lb_id` work about
     /// `subjects` (committed with the change, processed in commit order).
     fn enqueue(&mut self, lb_id: Uuid, subjects: &[Uuid]) -> Result<(), StoreError>;
+    /// Record that the controller owes load balancer `lb_id` a failover
+    /// (moved off what serves it, where its data plane can).
+    fn enqueue_failover(&mut self, lb_id: Uuid) -> Result<(), StoreError>;
 }
 
 impl StoreRead for State {
@@ -136,5 +139,9 @@ impl StoreWrite for Txn {
 
     fn enqueue(&mut self, lb_id: Uuid, subjects: &[Uuid]) -> Result<(), StoreError> {
         Txn::enqueue(self, lb_id, subjects)
+    }
+
+    fn enqueue_failover(&mut self, lb_id: Uuid) -> Result<(), StoreError> {
+        Txn::enqueue_failover(self, lb_id)
     }
 }

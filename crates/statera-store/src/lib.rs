@@ -226,6 +226,21 @@ impl Txn {
 
     /// Record that the controller owes load balancer `lb_id` work about `subjects`.
     pub fn enqueue(&mut self, lb_id: Uuid, subjects: &[Uuid]) -> Result<(), StoreError> {
+        self.enqueue_work(lb_id, subjects, false)
+    }
+
+    /// Record that the controller owes load balancer `lb_id` a failover:
+    /// the work of [`Txn::enqueue`], moving it off what serves it.
+    pub fn enqueue_failover(&mut self, lb_id: Uuid) -> Result<(), StoreError> {
+        self.enqueue_work(lb_id, &[lb_id], true)
+    }
+
+    fn enqueue_work(
+        &mut self,
+        lb_id: Uuid,
+        subjects: &[Uuid],
+        failover: bool,
+    ) -> Result<(), StoreError> {
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
         self.enqueued = true;
@@ -233,6 +248,7 @@ impl Txn {
             seq,
             lb_id,
             subjects: subjects.to_vec(),
+            failover,
         })
     }
 

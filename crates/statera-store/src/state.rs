@@ -117,6 +117,10 @@ pub struct PendingWork {
     /// they go to ERROR if the data plane refuses the change.
     #[serde(default)]
     pub subjects: Vec<Uuid>,
+    /// A failover was asked (`PUT …/failover`): the load balancer is to be
+    /// moved off what serves it, where its data plane can.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failover: bool,
 }
 
 /// Everything the store holds. Cloning is O(1).

@@ -488,32 +488,14 @@ async fn control(
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
                 .context("no report channel")?;
-            // An agent may claim a load balancer that exists with that
-            // provider (its Hello is checked against the store).
-            let claims: statera_agent::hub::Claims = {
-                let store = store.clone();
-                Arc::new(move |lb_id, provider: &str| {
-                    store
-                        .snapshot()
-                        .loadbalancers
-                        .get(&lb_id)
-                        .is_some_and(|lb| {
-                            let native = lb.provider == "native"
-                                || statera_api::DEFAULT_PROVIDER_ALIASES
-                                    .iter()
-                                    .any(|(alias, _)| *alias == lb.provider);
-                            match provider {
-                                "native" => native,
-                                other => lb.provider == other,
-                            }
-                        })
-                })
-            };
+            let directory = Arc::new(StoreDirectory {
+                store: store.clone(),
+            });
             let hub = statera_agent::hub::Hub::new(
                 pki.clone(),
                 report_tx,
                 std::time::Duration::from_secs_f64(settings.node.agent_timeout_s),
-                claims,
+                directory,
             );
             tokio::spawn(hub.clone().failovers(agent_stop_rx.clone()));
             let listener = bind_retrying(listen)
@@ -768,4 +750,42 @@ fn node_id(dir: &std::path::Path) -> anyhow::Result<String> {
     std::fs::write(&path, format!("{id}\n"))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(id)
+}
+
+/// What the agents' hub asks of the store: which load balancers an agent
+/// may claim, and which agents a load balancer's availability zone allows.
+struct StoreDirectory {
+    store: Arc<statera_store::Store>,
+}
+
+impl statera_agent::hub::Directory for StoreDirectory {
+    /// A load balancer that exists with that provider (an agent's `Hello`
+    /// is checked against the store).
+    fn may_claim(&self, lb_id: uuid::Uuid, provider: &str) -> bool {
+        self.store
+            .snapshot()
+            .loadbalancers
+            .get(&lb_id)
+            .is_some_and(|lb| {
+                let native = lb.provider == "native"
+                    || statera_api::DEFAULT_PROVIDER_ALIASES
+                        .iter()
+                        .any(|(alias, _)| *alias == lb.provider);
+                match provider {
+                    "native" => native,
+                    other => lb.provider == other,
+                }
+            })
+    }
+
+    /// The `agents` of the load balancer's availability zone's profile.
+    fn agents_for(&self, lb_id: uuid::Uuid) -> Option<Vec<String>> {
+        let s = self.store.snapshot();
+        let zone = s.loadbalancers.get(&lb_id)?.availability_zone.clone()?;
+        let zone = s.availability_zones.get(&zone)?;
+        let profile = s
+            .availability_zone_profiles
+            .get(&zone.availability_zone_profile_id)?;
+        statera_api::octavia::providers::zone_agents(&profile.availability_zone_data)
+    }
 }

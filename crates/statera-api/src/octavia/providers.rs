@@ -119,8 +119,30 @@ pub fn octavia_availability_zone_capabilities() -> Vec<(String, String)> {
             "valid_vip_networks",
             "The IDs of the networks a load balancer in this zone may have its VIP on.",
         ),
+        (
+            ZONE_AGENTS,
+            "The names of the agents (statera agent --name) that may serve this zone's load \
+             balancers, when statera serve drives agents (--agent-listen); any agent when \
+             absent.",
+        ),
     ]
     .into_iter()
     .map(|(k, d)| (k.to_string(), d.to_string()))
     .collect()
+}
+
+/// The availability-zone metadata key naming a zone's agents.
+pub const ZONE_AGENTS: &str = "agents";
+
+/// The agents a zone's `availability_zone_data` names (`None`: any agent).
+pub fn zone_agents(availability_zone_data: &str) -> Option<Vec<String>> {
+    let data: Value = serde_json::from_str(availability_zone_data).ok()?;
+    let names = data.get(ZONE_AGENTS)?.as_array()?;
+    Some(
+        names
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+    )
 }

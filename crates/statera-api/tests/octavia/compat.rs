@@ -218,12 +218,20 @@ async fn octavia_provider_names_are_the_default_provider() {
             ))
             .await
             .expect(200);
+        let names: Vec<&str> = r.body["availability_zone_capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         assert_eq!(
-            r.body["availability_zone_capabilities"]
-                .as_array()
-                .unwrap()
-                .len(),
-            3
+            names,
+            [
+                "compute_zone",
+                "management_network",
+                "valid_vip_networks",
+                "agents"
+            ]
         );
     }
     for alias in ["amphora", "octavia"] {

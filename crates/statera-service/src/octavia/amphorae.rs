@@ -71,11 +71,13 @@ pub fn delete(ctx: &Context, txn: &mut impl StoreWrite, raw: &str) -> ServiceRes
 }
 
 /// `PUT /amphorae/{id}/failover`: its load balancer must be ACTIVE (409
-/// otherwise); it goes PENDING_UPDATE and the controller is owed work.
+/// otherwise); it goes PENDING_UPDATE and the controller is owed a failover
+/// (with agents, a move to another one).
 pub fn failover(ctx: &Context, txn: &mut impl StoreWrite, raw: &str) -> ServiceResult<()> {
     authorize(ctx, "put_failover")?;
     let a = find(txn, raw)?;
-    lock_lb(txn, a.loadbalancer_id, &[a.loadbalancer_id])?;
+    lock_lb(txn, a.loadbalancer_id, &[])?;
+    txn.enqueue_failover(a.loadbalancer_id)?;
     Ok(())
 }
 

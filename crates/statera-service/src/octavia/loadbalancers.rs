@@ -362,7 +362,7 @@ pub fn delete(
 /// `PUT /loadbalancers/{id}/failover`: asked of the owner's project (of no
 /// project when the load balancer does not exist, so that only those who
 /// may fail over any load balancer learn it is missing), PENDING_UPDATE,
-/// the controller owed work.
+/// the controller owed a failover (with agents, a move to another one).
 pub fn failover(ctx: &Context, txn: &mut impl StoreWrite, id: Uuid) -> ServiceResult<()> {
     let owner = txn
         .get::<LoadBalancer>(&id)
@@ -377,6 +377,6 @@ pub fn failover(ctx: &Context, txn: &mut impl StoreWrite, id: Uuid) -> ServiceRe
     lb.provisioning_status = ProvisioningStatus::PendingUpdate;
     lb.updated_at = Some(now());
     txn.put(lb)?;
-    txn.enqueue(id, &[id])?;
+    txn.enqueue_failover(id)?;
     Ok(())
 }

@@ -387,6 +387,9 @@ fn check_option(key: &str, value: &Value) -> Result<(), String> {
         "valid_vip_networks" if !is_string_list(value) => {
             Err(format!("{value} is not of type 'array' of strings"))
         }
+        "agents" if !is_string_list(value) || value.as_array().is_some_and(Vec::is_empty) => Err(
+            format!("{value} is not a non-empty array of strings (agent names)"),
+        ),
         "compute_zone" | "volume_zone" | "management_network" | "compute_flavor"
         | "amp_image_tag"
             if !value.is_string() =>
@@ -438,6 +441,9 @@ mod tests {
         assert!(check_option("valid_vip_networks", &serde_json::json!("a")).is_err());
         assert!(check_option("compute_zone", &serde_json::json!(1)).is_err());
         assert!(check_option("compute_zone", &serde_json::json!("z")).is_ok());
+        assert!(check_option("agents", &serde_json::json!(["a-1"])).is_ok());
+        assert!(check_option("agents", &serde_json::json!([])).is_err());
+        assert!(check_option("agents", &serde_json::json!("a-1")).is_err());
         assert!(check_option("anything_else", &serde_json::json!(1)).is_ok());
     }
 }
