@@ -4,10 +4,11 @@ over gRPC with mutual TLS (crates/statera-agent).
 - An agent enrols with a one-time token and the controller's CA, then serves what the controller
   sends: a native and an haproxy load balancer answer through it.
 - Under continuous load (a fresh-connection and a keep-alive client per load balancer), the
-  controller is stopped (SIGTERM) and started again 5 times, once staying down for 10 s: no
-  request fails, counters never decrease — the agent serves on while no controller is there.
-- The agent is upgraded 5 times by handover (a second `statera agent` on its data directory takes
-  its sockets over): no request fails.
+  controller is stopped (SIGTERM) and started again 5 times, once staying down for 60 s: no
+  request fails, counters never decrease — the agent serves on while no controller is there, and
+  its health checks still take out a member that dies meanwhile.
+- The agent is upgraded 20 times by handover (a second `statera agent` on its data directory
+  takes its sockets over): no request fails.
 - Refusals: a used token, a certificate from another CA, a revoked agent — each refused, and
   nothing placed on them."""
 
@@ -25,12 +26,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Agent, agent_token, free_port, poll, start_statera, statera_binary, stop_server, wait_lb_active
-from test_handover import Client, _lb, _total_connections
+from conftest import (Agent, agent_token, free_port, poll, start_backends, start_statera, statera_binary,
+                      stop_server, wait_lb_active)
+from test_handover import Client, _create, _lb, _total_connections
 
 E2E_STORES = ("sqlite",)
 RESTARTS = 5
-AGENT_UPGRADES = 5
+AGENT_UPGRADES = 20
+CONTROLLER_AWAY_S = 60
 
 
 _token = agent_token
@@ -77,12 +80,54 @@ def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
             time.sleep(1)
             counters = {lb[4]: _total_connections(first, lb[4]) for lb in lbs}
 
+            # A load balancer with a health monitor over two members of its own, to show the agent
+            # enforces health while no controller is there.
+            hc = servers.enter_context(start_backends("hc-up", "hc-down"))
+            subnet_id = first.api("GET", "/v2.0/subnets?name=host-subnet").json()["subnets"][0]["id"]
+            hc_lb = _create(first, "/v2/lbaas/loadbalancers", "loadbalancer", {
+                "name": "agent-hc", "vip_subnet_id": subnet_id, "provider": "native",
+                "listeners": [{
+                    "name": "agent-hc-l", "protocol": "HTTP", "protocol_port": 8090,
+                    "default_pool": {
+                        "name": "agent-hc-p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                        "members": [{"address": b.host, "protocol_port": b.port} for b in hc],
+                        "healthmonitor": {"type": "TCP", "delay": 1, "timeout": 1, "max_retries": 1},
+                    },
+                }],
+            })
+            hc_vip = wait_lb_active(first, hc_lb["id"])["vip_address"]
+
+            def hc_answers() -> list[str]:
+                out = []
+                for _ in range(10):
+                    try:
+                        c = http.client.HTTPConnection(hc_vip, 8090, timeout=2)
+                        c.request("GET", "/")
+                        out.append(c.getresponse().read().decode())
+                        c.close()
+                    except OSError as e:
+                        out.append(f"error: {e}")
+                return out
+
+            poll(lambda: set(hc_answers()) == {"hc-up", "hc-down"}, 20, "both health-checked members to serve")
+
             # The controller stopped and started again: the agent serves on.
             current = first
             for n in range(RESTARTS):
                 before = sum(c.ok for c in clients)
                 assert stop_server(current) == 0
-                time.sleep(10 if n == 0 else 0.5)
+                if n == 0:
+                    # Away for a minute: traffic goes on, and a member that dies meanwhile is
+                    # taken out by the agent's own health checks.
+                    away = time.monotonic()
+                    hc[1].server.shutdown()
+                    hc[1].server.server_close()
+                    poll(lambda: set(hc_answers()) == {"hc-up"}, 15,
+                         "the agent to take the dead member out with no controller")
+                    print(f"\ncontroller away: the dead member was out after {time.monotonic() - away:.1f} s")
+                    time.sleep(max(0.0, CONTROLLER_AWAY_S - (time.monotonic() - away)))
+                else:
+                    time.sleep(0.5)
                 current = servers.enter_context(start_statera(data_dir=root, port=port, extra_args=serve_args))
                 for provider, lb_id, _, _, listener_id in lbs:
                     wait_lb_active(current, lb_id)
@@ -90,6 +135,7 @@ def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
                     assert now >= counters[listener_id], f"restart {n + 1}: {provider} counters {counters[listener_id]} -> {now}"
                     counters[listener_id] = now
                 assert sum(c.ok for c in clients) > before, f"restart {n + 1}: no request answered"
+            assert set(hc_answers()) == {"hc-up"}
             restart_summary = ", ".join(f"{c.name}: {c.ok} ok, {c.resent} resent, {len(c.failures)} failed" for c in clients)
 
             # The agent upgraded by handover.
@@ -108,6 +154,10 @@ def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
                 while sum(c.ok for c in clients) <= before and time.monotonic() < deadline:
                     time.sleep(0.05)
                 assert sum(c.ok for c in clients) > before, f"agent upgrade {n + 1}: no request answered"
+                for provider, _, _, _, listener_id in lbs:
+                    now = _total_connections(current, listener_id)
+                    assert now >= counters[listener_id], f"agent upgrade {n + 1}: {provider} counters {counters[listener_id]} -> {now}"
+                    counters[listener_id] = now
             # Still driven: a change reaches the agent.
             r = current.api("PUT", f"/v2/lbaas/loadbalancers/{lbs[0][1]}", {"loadbalancer": {"description": "after"}})
             assert r.status == 200, r.body[:300]
