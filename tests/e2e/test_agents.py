@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -41,6 +44,36 @@ _token = agent_token
 
 def _wait_log(what: str, read, timeout: float = 20) -> None:
     poll(lambda: what in read(), timeout, f"{what!r} in the log")
+
+
+@contextlib.contextmanager
+def _breakable_backend(name: str):
+    """An HTTP backend answering its name, or 503 once its `broken` event is set."""
+    broken = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            status, body = (503, b"broken") if broken.is_set() else (200, name.encode())
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield SimpleNamespace(name=name, host="127.0.0.1", port=srv.server_address[1], broken=broken)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=5)
 
 
 def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
@@ -80,9 +113,12 @@ def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
             time.sleep(1)
             counters = {lb[4]: _total_connections(first, lb[4]) for lb in lbs}
 
-            # A load balancer with a health monitor over two members of its own, to show the agent
-            # enforces health while no controller is there.
-            hc = servers.enter_context(start_backends("hc-up", "hc-down"))
+            # A load balancer with an HTTP health monitor over two members of its own, to show the
+            # agent enforces health while no controller is there. The second member goes bad by
+            # answering 503 (still accepting connections, so only a health check takes it out:
+            # without one its 503s would reach the clients).
+            hc = [*servers.enter_context(start_backends("hc-up")),
+                  servers.enter_context(_breakable_backend("hc-down"))]
             subnet_id = first.api("GET", "/v2.0/subnets?name=host-subnet").json()["subnets"][0]["id"]
             hc_lb = _create(first, "/v2/lbaas/loadbalancers", "loadbalancer", {
                 "name": "agent-hc", "vip_subnet_id": subnet_id, "provider": "native",
@@ -91,7 +127,8 @@ def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
                     "default_pool": {
                         "name": "agent-hc-p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
                         "members": [{"address": b.host, "protocol_port": b.port} for b in hc],
-                        "healthmonitor": {"type": "TCP", "delay": 1, "timeout": 1, "max_retries": 1},
+                        "healthmonitor": {"type": "HTTP", "delay": 1, "timeout": 1, "max_retries": 1,
+                                          "url_path": "/", "expected_codes": "200"},
                     },
                 }],
             })
@@ -120,8 +157,7 @@ def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
                     # Away for a minute: traffic goes on, and a member that dies meanwhile is
                     # taken out by the agent's own health checks.
                     away = time.monotonic()
-                    hc[1].server.shutdown()
-                    hc[1].server.server_close()
+                    hc[1].broken.set()
                     poll(lambda: set(hc_answers()) == {"hc-up"}, 15,
                          "the agent to take the dead member out with no controller")
                     print(f"\ncontroller away: the dead member was out after {time.monotonic() - away:.1f} s")
@@ -136,6 +172,14 @@ def test_agent_serves_across_controller_restarts_and_its_own_upgrades(backends):
                     counters[listener_id] = now
                 assert sum(c.ok for c in clients) > before, f"restart {n + 1}: no request answered"
             assert set(hc_answers()) == {"hc-up"}
+            # The controller, back, shows what the agent found.
+            pool_id = hc_lb["listeners"][0]["default_pool_id"]
+
+            def hc_down_status() -> str:
+                members = current.api("GET", f"/v2/lbaas/pools/{pool_id}/members").json()["members"]
+                return next(m["operating_status"] for m in members if m["protocol_port"] == hc[1].port)
+
+            poll(lambda: hc_down_status() == "ERROR", 20, "the bad member's operating_status ERROR")
             restart_summary = ", ".join(f"{c.name}: {c.ok} ok, {c.resent} resent, {len(c.failures)} failed" for c in clients)
 
             # The agent upgraded by handover.

@@ -189,8 +189,9 @@ impl Agent {
     /// Serves every claimed configuration (at start, or after a handover
     /// that did not happen), one load balancer at a time with the
     /// controller's changes: one the controller changed meanwhile is left
-    /// as it is. Returns how many are served.
-    pub async fn restore(&self) -> usize {
+    /// as it is (`at_start`: the process's first restore, not the one after
+    /// a handover that did not happen). Returns how many are served.
+    pub async fn restore(&self, at_start: bool) -> usize {
         let claimed: Vec<(Uuid, String, Arc<LbConfig>)> = self
             .served()
             .iter()
@@ -213,13 +214,20 @@ impl Agent {
                     n += 1;
                 }
                 Err(error) => {
-                    // Not served: not claimed (the next Hello says so), and
-                    // not kept (the Hello may already have been sent without
-                    // it, so no Remove would come; the controller places it
-                    // again from its store, here or elsewhere).
-                    tracing::error!(lb = %lb_id, %error, "cannot restore: the kept configuration is dropped");
+                    // Not served: not claimed (the next Hello says so). At
+                    // start, one whose address another process holds (it
+                    // was moved to another agent while this one was away)
+                    // is not kept either: the Hello may already have gone
+                    // without it, so no Remove would come, and the stale
+                    // copy would be served at the next start.
+                    let held_elsewhere = matches!(error, DataPlaneError::Bind { .. });
                     self.served().remove(&lb_id);
-                    self.forget(lb_id);
+                    if at_start && held_elsewhere {
+                        tracing::error!(lb = %lb_id, %error, "cannot restore: its address is held elsewhere, the kept configuration is dropped");
+                        self.forget(lb_id);
+                    } else {
+                        tracing::error!(lb = %lb_id, %error, "cannot restore");
+                    }
                 }
             }
         }

@@ -331,6 +331,15 @@ impl Hub {
                         if let Some(agent) = state.least_loaded(allowed.as_deref(), None) {
                             return Ok(agent);
                         }
+                        if let Some(names) = &allowed {
+                            // Its zone's agents are all away: refused now,
+                            // not after holding the controller's work for
+                            // the whole wait.
+                            return Err(unavailable(format!(
+                                "none of the agents of load balancer {lb_id}'s availability zone ({}) is connected",
+                                names.join(", ")
+                            )));
+                        }
                     }
                 }
             }
@@ -342,13 +351,7 @@ impl Hub {
                     let placed = self.state().placement.get(&lb_id).cloned();
                     return Err(unavailable(match placed {
                         Some(agent) => format!("agent {agent}, which serves load balancer {lb_id}, is not connected"),
-                        None => match &allowed {
-                            Some(names) => format!(
-                                "none of the agents of load balancer {lb_id}'s availability zone ({}) is connected",
-                                names.join(", ")
-                            ),
-                            None => "no agent is connected".to_string(),
-                        },
+                        None => "no agent is connected".to_string(),
                     }));
                 }
             }
@@ -532,15 +535,12 @@ impl Hub {
         let lock = self.lock_of(lb_id);
         let _one = lock.lock().await;
         let allowed = self.inner.directory.agents_for(lb_id);
-        let (from, target) = {
+        let (placed, from, target) = {
             let state = self.state();
-            let from = state
-                .placement
-                .get(&lb_id)
-                .filter(|a| state.sessions.contains_key(*a))
-                .cloned();
-            let placed = state.placement.get(&lb_id).map(String::as_str);
-            (from, state.least_loaded(allowed.as_deref(), placed))
+            let placed = state.placement.get(&lb_id).cloned();
+            let from = placed.clone().filter(|a| state.sessions.contains_key(a));
+            let target = state.least_loaded(allowed.as_deref(), placed.as_deref());
+            (placed, from, target)
         };
         let Some(target) = target else {
             tracing::warn!(lb = %lb_id, "failover: no other agent is connected; applied again where it is");
@@ -553,20 +553,44 @@ impl Hub {
         }
         match self.apply_on(&target, provider, config.clone()).await {
             Ok(version) => {
-                tracing::warn!(lb = %lb_id, from = from.as_deref().unwrap_or("-"), to = %target, version, "load balancer failed over to another agent, as asked");
+                tracing::warn!(lb = %lb_id, from = placed.as_deref().unwrap_or("-"), to = %target, version, "load balancer failed over to another agent, as asked");
+                // Its old agent, away when the move began, came back
+                // meanwhile (its Hello claimed it while it was still placed
+                // there): it must not serve it too.
+                if let Some(old) = placed.filter(|old| from.is_none() && *old != target)
+                    && self.state().sessions.contains_key(&old)
+                {
+                    let _ = self.remove_from(&old, provider, lb_id).await;
+                }
                 Ok(version)
             }
             Err(error) => {
                 tracing::error!(lb = %lb_id, to = %target, %error, "failover refused by the other agent");
-                if let Some(from) = &from {
-                    match self.apply_on(from, provider, config).await {
+                // It may apply it after all (a late answer): it must not
+                // serve it beside the old one.
+                if self.state().sessions.contains_key(&target) {
+                    let _ = self.remove_from(&target, provider, lb_id).await;
+                }
+                let back = match &from {
+                    Some(from) => match self.apply_on(from, provider, config).await {
                         Ok(_) => {
-                            tracing::warn!(lb = %lb_id, agent = %from, "served again where it was")
+                            tracing::warn!(lb = %lb_id, agent = %from, "served again where it was");
+                            true
                         }
                         Err(again) => {
-                            tracing::error!(lb = %lb_id, agent = %from, error = %again, "cannot serve it again where it was")
+                            tracing::error!(lb = %lb_id, agent = %from, error = %again, "cannot serve it again where it was");
+                            false
                         }
-                    }
+                    },
+                    None => false,
+                };
+                if !back {
+                    // Served nowhere now: no report may say otherwise.
+                    self.inner
+                        .reports
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&lb_id);
                 }
                 Err(error)
             }

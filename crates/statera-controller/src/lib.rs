@@ -427,8 +427,11 @@ impl Controller {
         // A listener that already was ACTIVE and is not what this change is
         // about (one left out at restore) does not block the change; one the
         // change creates or modifies does, as any refusal.
+        // A failover leaves nothing out: a listener the new place cannot
+        // bind refuses the move (it is served again where it was).
         let may_leave_out = |id: Uuid| {
-            !subjects.contains(&id)
+            !failover
+                && !subjects.contains(&id)
                 && s.listeners
                     .get(&id)
                     .is_some_and(|l| !l.provisioning_status.is_pending())

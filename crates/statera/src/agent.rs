@@ -107,7 +107,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         reports,
         stop_rx,
     ));
-    let restored = agent.restore().await;
+    let restored = agent.restore(true).await;
     engine.release_inherited();
     tracing::info!(claimed, restored, controller = %args.controller, "statera agent serving");
     if let Some(taken) = taken {
@@ -157,7 +157,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 ));
                 // The HAProxy processes were let go: take them back (the
                 // native load balancers never stopped).
-                agent.restore().await;
+                agent.restore(false).await;
             }
             None => return crate::serve::drain(&engine).await,
         }
