@@ -133,10 +133,14 @@ def main() -> int:
         data = os.path.join(root, "controller")
         env = {**os.environ, "RUST_LOG": "warn", "NO_COLOR": "1"}
         log = open(os.path.join(root, "controller.log"), "ab")
+        # Every VIP port counts against the project's Neutron port quota (500 by default).
+        settings = os.path.join(root, "statera-bench.toml")
+        with open(settings, "w") as f:
+            f.write("[neutron.quotas]\nport = -1\n")
         server = subprocess.Popen(
             [binary, "serve", "--listen", f"127.0.0.1:{api_port}", "--data-dir", data, "--host-subnet", a.subnet,
              "--auth", "noauth", "--noauth-default-roles", "admin,member,reader",
-             "--agent-listen", f"127.0.0.1:{agent_port}"],
+             "--agent-listen", f"127.0.0.1:{agent_port}", "--config", settings],
             stdout=log, stderr=subprocess.STDOUT, env=env)
         procs.append(server)
         wait(lambda: os.path.exists(os.path.join(data, "agent-pki", "ca.pem")), 30, "the controller")

@@ -75,6 +75,9 @@ pub trait Directory: Send + Sync + 'static {
     fn agents_for(&self, lb_id: Uuid) -> Option<Vec<String>>;
 }
 
+/// How many load balancers of a gone agent move at once.
+const FAILOVER_PARALLELISM: usize = 32;
+
 /// The most load balancers one `Hello` may claim.
 const MAX_CLAIMS: usize = 100_000;
 
@@ -94,13 +97,21 @@ struct State {
     configs: HashMap<Uuid, (String, Arc<LbConfig>)>,
     /// Agents whose session ended, since when.
     gone: HashMap<String, Instant>,
+    /// Load balancers being moved to each agent by a failover (not placed
+    /// until its Ack): counted as its load, so that moves running at once
+    /// spread.
+    moving: HashMap<String, usize>,
 }
 
 impl State {
     /// The connected agent serving the fewest load balancers (by name on a
     /// tie), among `allowed` (any when `None`), other than `except`.
     fn least_loaded(&self, allowed: Option<&[String]>, except: Option<&str>) -> Option<String> {
-        let mut load: HashMap<&str, usize> = HashMap::new();
+        let mut load: HashMap<&str, usize> = self
+            .moving
+            .iter()
+            .map(|(agent, n)| (agent.as_str(), *n))
+            .collect();
         for agent in self.placement.values() {
             *load.entry(agent.as_str()).or_default() += 1;
         }
@@ -466,9 +477,22 @@ impl Hub {
                     .collect()
             };
             for (agent, since, lbs) in due {
+                // Several at a time: one after the other, an agent's
+                // thousands of load balancers took seconds each thousand.
+                let mut moves = tokio::task::JoinSet::new();
                 let mut left = 0;
                 for lb_id in lbs {
-                    if !self.fail_over(&agent, lb_id, since).await {
+                    if moves.len() >= FAILOVER_PARALLELISM
+                        && !matches!(moves.join_next().await, Some(Ok(true)))
+                    {
+                        left += 1;
+                    }
+                    let hub = self.clone();
+                    let from = agent.clone();
+                    moves.spawn(async move { hub.fail_over(&from, lb_id, since).await });
+                }
+                while let Some(done) = moves.join_next().await {
+                    if !matches!(done, Ok(true)) {
                         left += 1;
                     }
                 }
@@ -485,7 +509,7 @@ impl Hub {
         let _one = lock.lock().await;
         let allowed = self.inner.directory.agents_for(lb_id);
         let (target, kept) = {
-            let state = self.state();
+            let mut state = self.state();
             if state.placement.get(&lb_id).map(String::as_str) != Some(from) {
                 return true;
             }
@@ -498,13 +522,27 @@ impl Hub {
                 // controller's restore places it.
                 return true;
             };
-            (state.least_loaded(allowed.as_deref(), Some(from)), kept)
+            let target = state.least_loaded(allowed.as_deref(), Some(from));
+            if let Some(target) = &target {
+                *state.moving.entry(target.clone()).or_default() += 1;
+            }
+            (target, kept)
         };
         let Some(target) = target else {
             return false;
         };
         let (provider, config) = kept;
-        match self.apply_on(&target, &provider, config).await {
+        let applied = self.apply_on(&target, &provider, config).await;
+        {
+            let mut state = self.state();
+            if let Some(n) = state.moving.get_mut(&target) {
+                *n -= 1;
+                if *n == 0 {
+                    state.moving.remove(&target);
+                }
+            }
+        }
+        match applied {
             Ok(version) => {
                 tracing::warn!(lb = %lb_id, %from, to = %target, version, silent_ms = since.elapsed().as_millis() as u64, "load balancer failed over to another agent");
                 // Back while it moved: it must not serve it too.
