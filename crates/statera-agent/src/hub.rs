@@ -937,10 +937,21 @@ impl proto::agent_server::Agent for Hub {
         self.inner.changed.send_modify(|n| *n += 1);
         let hub = self.clone();
         let name = agent.clone();
+        // The removes go out one change at a time with the load balancer's
+        // others (its lock), in a task of their own: the session's answers
+        // must be read meanwhile (a change holding the lock waits for one).
+        let remover = self.clone();
+        let stale_agent = agent.clone();
         tokio::spawn(async move {
             for (lb_id, provider) in stale {
-                tracing::info!(agent = %name, lb = %lb_id, "removing a load balancer the agent no longer serves");
-                let seq = hub.inner.seq.fetch_add(1, Ordering::Relaxed);
+                let lock = remover.lock_of(lb_id);
+                let _one = lock.lock().await;
+                if remover.state().placement.get(&lb_id) == Some(&stale_agent) {
+                    // A failover placed it on this agent meanwhile.
+                    continue;
+                }
+                tracing::info!(agent = %stale_agent, lb = %lb_id, "removing a load balancer the agent no longer serves");
+                let seq = remover.inner.seq.fetch_add(1, Ordering::Relaxed);
                 let _ = tx
                     .send(Ok(ControllerMessage {
                         kind: Some(controller_message::Kind::Remove(proto::Remove {
@@ -951,7 +962,8 @@ impl proto::agent_server::Agent for Hub {
                     }))
                     .await;
             }
-            drop(tx);
+        });
+        tokio::spawn(async move {
             loop {
                 match inbound.message().await {
                     Ok(Some(message)) => hub.received(&name, message),
