@@ -42,6 +42,11 @@ CONTROLLER_AWAY_S = 60
 _token = agent_token
 
 
+def _statera_version() -> str:
+    out = subprocess.run([str(statera_binary()), "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.split()[-1]
+
+
 def _wait_log(what: str, read, timeout: float = 20) -> None:
     poll(lambda: what in read(), timeout, f"{what!r} in the log")
 
@@ -315,6 +320,13 @@ def test_a_killed_agents_load_balancers_serve_again_from_another(backends):
 
             for lb_id, _ in moved:
                 poll(lambda: compute_id(lb_id) == "agent-2", 10, "the amphora API to name agent-2")
+            # The amphora shows the agent's host address (where it connects
+            # from) and its version, as Octavia's shows the amphora's
+            # management address and image.
+            amphora = server.api("GET", f"/v2/octavia/amphorae?loadbalancer_id={moved[0][0]}").json()["amphorae"][0]
+            assert amphora["lb_network_ip"] == "127.0.0.1", amphora
+            assert amphora["ha_ip"] == moved[0][1], amphora
+            assert amphora["image_id"] == _statera_version(), amphora
             killed_at = time.monotonic()
             agents[1].process.kill()
             agents[1].process.wait(timeout=10)

@@ -12,7 +12,9 @@ use crate::proto::{
     self, Ack, AgentMessage, ControllerMessage, EnrollRequest, EnrollResponse, agent_message,
     controller_message,
 };
-use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSender, StatusReport};
+use statera_config::{
+    BoxFuture, DataPlane, DataPlaneError, LbConfig, Placement, ReportSender, StatusReport,
+};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -225,9 +227,18 @@ impl Hub {
         }
     }
 
-    /// The agent serving `lb_id`, if known.
-    pub fn placement(&self, lb_id: Uuid) -> Option<String> {
-        self.state().placement.get(&lb_id).cloned()
+    /// The agent serving `lb_id`, if known, and what the controller knows
+    /// of it while it is connected (the address it connects from, its
+    /// version).
+    pub fn placement(&self, lb_id: Uuid) -> Option<Placement> {
+        let state = self.state();
+        let agent = state.placement.get(&lb_id)?;
+        let session = state.sessions.get(agent);
+        Some(Placement {
+            agent: agent.clone(),
+            address: session.and_then(|s| s.peer).map(|p| p.ip().to_canonical()),
+            version: session.map(|s| s.version.clone()).unwrap_or_default(),
+        })
     }
 
     /// Serves the agent endpoint on `listener` (mutual TLS with the CA's
@@ -883,6 +894,14 @@ impl proto::agent_server::Agent for Hub {
             tracing::warn!(%agent, claims = hello.served.len(), "agent claims too many load balancers: refused");
             return Err(Status::invalid_argument("too many load balancers claimed"));
         }
+        if hello.agent_version.len() > 64
+            || !hello.agent_version.chars().all(|c| c.is_ascii_graphic())
+        {
+            tracing::warn!(%agent, "agent names its version with more than 64 printable characters: refused");
+            return Err(Status::invalid_argument(
+                "the agent version is at most 64 printable characters",
+            ));
+        }
         if hello.protocol != proto::PROTOCOL {
             tracing::warn!(%agent, protocol = hello.protocol, "agent speaks another protocol version: refused");
             return Err(Status::failed_precondition(format!(
@@ -1004,7 +1023,7 @@ impl DataPlane for RemotePlane {
         self.hub.report(lb_id)
     }
 
-    fn placement(&self, lb_id: Uuid) -> Option<String> {
+    fn placement(&self, lb_id: Uuid) -> Option<Placement> {
         self.hub.placement(lb_id)
     }
 }

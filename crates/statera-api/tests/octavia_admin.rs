@@ -1148,6 +1148,7 @@ async fn put_amphora(api: &Api, lb: Uuid, status: AmphoraStatus) -> Uuid {
         ha_ip: Some("10.0.0.10".parse().unwrap()),
         ha_port_id: None,
         cached_zone: Some("az1".into()),
+        image_id: Some("1.2.3".into()),
         created_at: now(),
         updated_at: None,
     };
@@ -1247,6 +1248,7 @@ async fn amphorae_admin_view() {
     assert_eq!(a["cert_busy"], false);
     assert_eq!(a["cached_zone"], "az1");
     assert_eq!(a["updated_at"], Value::Null);
+    assert_eq!(a["image_id"], "1.2.3");
     for null in [
         "vrrp_ip",
         "vrrp_port_id",
@@ -1255,7 +1257,6 @@ async fn amphorae_admin_view() {
         "vrrp_interface",
         "vrrp_id",
         "vrrp_priority",
-        "image_id",
         "compute_flavor",
     ] {
         assert_eq!(a[null], Value::Null, "{null}");

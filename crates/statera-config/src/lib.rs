@@ -292,8 +292,18 @@ pub trait DataPlane: Send + Sync + 'static {
     }
 
     /// Where the load balancer is served when not in this process (a remote
-    /// agent's name): what the amphora API shows as its compute_id.
-    fn placement(&self, _lb_id: Uuid) -> Option<String> {
+    /// agent): what the amphora API shows of it.
+    fn placement(&self, _lb_id: Uuid) -> Option<Placement> {
         None
     }
+}
+
+/// Where a remote data plane serves a load balancer: the amphora API's
+/// compute_id (the agent's name), lb_network_ip (the address the agent
+/// connects from) and image_id (the agent's version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub agent: String,
+    pub address: Option<std::net::IpAddr>,
+    pub version: String,
 }

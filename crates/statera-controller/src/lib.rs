@@ -563,8 +563,10 @@ impl Controller {
     }
 }
 
-/// Keeps the amphora's compute_id naming where the load balancer is served,
-/// when its data plane says (an agent, which a failover may change).
+/// Keeps the amphora naming where the load balancer is served, when its
+/// data plane says (an agent, which a failover may change): its name, the
+/// address it connects from and its version (kept from the last time it was
+/// connected while it is away).
 fn show_placement(
     txn: &mut Txn,
     planes: &HashMap<String, Arc<dyn DataPlane>>,
@@ -576,15 +578,30 @@ fn show_placement(
     let Some(placed) = planes.get(&lb.provider).and_then(|p| p.placement(lb_id)) else {
         return Ok(());
     };
+    let shown = |a: &Amphora| {
+        let mut a = a.clone();
+        a.compute_id = Some(placed.agent.clone());
+        if let Some(ip) = placed.address {
+            a.lb_network_ip = Some(ip);
+        }
+        if !placed.version.is_empty() {
+            a.image_id = Some(placed.version.clone());
+        }
+        a
+    };
     let amphorae: Vec<Amphora> = txn
         .state()
         .amphorae
         .children(lb_id)
-        .filter(|a| a.compute_id.as_deref() != Some(placed.as_str()))
-        .map(|a| (**a).clone())
+        .map(|a| shown(a))
+        .filter(|a| {
+            txn.state()
+                .amphorae
+                .get(&a.id)
+                .is_none_or(|old| **old != *a)
+        })
         .collect();
     for mut amphora in amphorae {
-        amphora.compute_id = Some(placed.clone());
         amphora.updated_at = Some(statera_model::now());
         txn.put(amphora)?;
     }
@@ -940,6 +957,7 @@ fn complete(txn: &mut Txn, lb_id: Uuid, served: u64, host: &str) -> Result<(), S
             ha_ip: Some(lb.vip_address),
             ha_port_id: Some(lb.vip_port_id),
             cached_zone: lb.availability_zone.clone(),
+            image_id: Some(env!("CARGO_PKG_VERSION").to_string()),
             created_at: now,
             updated_at: None,
         })?;

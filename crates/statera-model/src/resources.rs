@@ -324,6 +324,10 @@ pub struct Amphora {
     pub ha_ip: Option<IpAddr>,
     pub ha_port_id: Option<Uuid>,
     pub cached_zone: Option<String>,
+    /// The version of the software serving it (an agent's, or this
+    /// binary's): Octavia's image_id.
+    #[serde(default)]
+    pub image_id: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
 }

@@ -67,7 +67,7 @@ pub fn render_amphora(a: &Amphora) -> Object {
         "cached_zone": a.cached_zone,
         "created_at": ts(&a.created_at),
         "updated_at": a.updated_at.as_ref().map(ts),
-        "image_id": null,
+        "image_id": a.image_id,
         "compute_flavor": null,
     }) {
         Value::Object(o) => o,
