@@ -62,7 +62,11 @@ struct Inner {
     failover_after: Duration,
     /// One change at a time per load balancer (the controller's and a
     /// failover's).
-    locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<Locks>,
+    /// One enrolment at a time (they are unauthenticated until the token
+    /// is checked): a flood of them costs one core's sliver, not the
+    /// controller.
+    enrolling: tokio::sync::Semaphore,
     /// What the controller's store says of load balancers.
     directory: Arc<dyn Directory>,
 }
@@ -76,6 +80,36 @@ pub trait Directory: Send + Sync + 'static {
     /// `agents`), or `None` for any agent.
     fn agents_for(&self, lb_id: Uuid) -> Option<Vec<String>>;
 }
+
+/// The per-load-balancer locks. An entry nobody holds is dropped when the
+/// map has doubled since the last sweep (deleted load balancers' entries do
+/// not pile up; the sweep's cost is spread over the insertions).
+#[derive(Default)]
+struct Locks {
+    map: HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>,
+    sweep_at: usize,
+}
+
+impl Locks {
+    const MIN_SWEEP: usize = 1024;
+
+    fn of(&mut self, lb_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        if self.map.len() >= self.sweep_at.max(Self::MIN_SWEEP) && !self.map.contains_key(&lb_id) {
+            self.map.retain(|_, lock| Arc::strong_count(lock) > 1);
+            self.sweep_at = 2 * self.map.len();
+        }
+        self.map.entry(lb_id).or_default().clone()
+    }
+}
+
+/// Longest enrolment fields accepted before any work is done.
+const MAX_TOKEN: usize = 256;
+const MAX_CSR: usize = 16 * 1024;
+/// How long a refused enrolment token holds the enrolment slot: at most a
+/// few guesses a second, whoever sends them.
+const BAD_TOKEN_PAUSE: Duration = Duration::from_millis(250);
+/// How long an enrolment waits for the slot.
+const ENROL_WAIT: Duration = Duration::from_secs(10);
 
 /// How many load balancers of a gone agent move at once.
 const FAILOVER_PARALLELISM: usize = 32;
@@ -174,7 +208,8 @@ impl Hub {
                 started: Instant::now(),
                 expected,
                 failover_after,
-                locks: Mutex::new(HashMap::new()),
+                locks: Mutex::new(Locks::default()),
+                enrolling: tokio::sync::Semaphore::new(1),
                 directory,
                 pki,
                 report_tx,
@@ -382,7 +417,7 @@ impl Hub {
 
     fn lock_of(&self, lb_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.inner.locks.lock().unwrap_or_else(|e| e.into_inner());
-        locks.entry(lb_id).or_default().clone()
+        locks.of(lb_id)
     }
 
     async fn apply(&self, provider: &str, config: Arc<LbConfig>) -> Result<u64, DataPlaneError> {
@@ -829,11 +864,33 @@ impl proto::agent_server::Agent for Hub {
     ) -> Result<Response<EnrollResponse>, Status> {
         let peer = request.remote_addr();
         let r = request.into_inner();
+        if r.token.len() > MAX_TOKEN || r.csr_pem.len() > MAX_CSR || r.name.len() > 253 {
+            tracing::warn!(
+                ?peer,
+                "enrolment with an oversized token, name or CSR: refused"
+            );
+            return Err(Status::invalid_argument(
+                "the token, name or CSR is longer than any valid one",
+            ));
+        }
+        let Ok(Ok(_slot)) = tokio::time::timeout(ENROL_WAIT, self.inner.enrolling.acquire()).await
+        else {
+            tracing::warn!(
+                ?peer,
+                "enrolment not served: other enrolments held the slot too long"
+            );
+            return Err(Status::resource_exhausted(
+                "too many enrolments at once; retry later",
+            ));
+        };
         let pki = self.inner.pki.clone();
         let name = r.name.clone();
         let issued = tokio::task::spawn_blocking(move || pki.enroll(&r.token, &r.name, &r.csr_pem))
             .await
             .map_err(|_| Status::internal("enrolment failed"))?;
+        if matches!(issued, Err(crate::pki::PkiError::BadToken)) {
+            tokio::time::sleep(BAD_TOKEN_PAUSE).await;
+        }
         match issued {
             Ok(cert_pem) => {
                 tracing::info!(agent = %name, ?peer, "agent enrolled: certificate issued");
@@ -1025,5 +1082,28 @@ impl DataPlane for RemotePlane {
 
     fn placement(&self, lb_id: Uuid) -> Option<Placement> {
         self.hub.placement(lb_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unheld_locks_of_gone_load_balancers_are_swept() {
+        let mut locks = Locks::default();
+        let held = locks.of(Uuid::new_v4());
+        for _ in 0..10 * Locks::MIN_SWEEP {
+            locks.of(Uuid::new_v4());
+        }
+        assert!(locks.map.len() <= Locks::MIN_SWEEP + 1, "{}", locks.map.len());
+        // A held lock survives the sweeps, and is the same lock.
+        let id = *locks
+            .map
+            .iter()
+            .find(|(_, l)| Arc::ptr_eq(l, &held))
+            .expect("the held lock is kept")
+            .0;
+        assert!(Arc::ptr_eq(&locks.of(id), &held));
     }
 }
