@@ -17,6 +17,10 @@ use uuid::Uuid;
 
 /// How often the agent says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How often the counters of the load balancers served here are sent, for
+/// those whose counters moved (a status change is sent at once): what the
+/// embedded data plane's controller reads at the same pace.
+pub const COUNTERS_EVERY: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -439,7 +443,10 @@ impl Agent {
         let mut client = proto::agent_client::AgentClient::new(channel);
         let (tx, rx) = mpsc::channel::<AgentMessage>(256);
         tx.send(self.hello()).await.map_err(|e| e.to_string())?;
+        // The counters last sent of each load balancer.
+        let mut sent = SentCounters::default();
         for report in self.current_reports() {
+            sent.record(&report);
             let _ = tx.send(report_message(&report)).await;
         }
         let mut inbound = client
@@ -449,6 +456,9 @@ impl Agent {
             .into_inner();
         tracing::info!(%controller, "session with the controller");
         let mut beat = tokio::time::interval(HEARTBEAT);
+        let mut counters = tokio::time::interval(COUNTERS_EVERY);
+        counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        counters.tick().await;
         loop {
             tokio::select! {
                 message = inbound.message() => {
@@ -474,8 +484,22 @@ impl Agent {
                     });
                 }
                 Some(report) = reports.recv() => {
+                    sent.record(&report);
                     if tx.send(report_message(&report)).await.is_err() {
                         return Err("session closed".into());
+                    }
+                }
+                _ = counters.tick() => {
+                    let current = self.current_reports();
+                    sent.keep(current.iter().map(|r| r.lb_id));
+                    for report in current {
+                        if !sent.moved(&report) {
+                            continue;
+                        }
+                        sent.record(&report);
+                        if tx.send(report_message(&report)).await.is_err() {
+                            return Err("session closed".into());
+                        }
                     }
                 }
                 _ = beat.tick() => {
@@ -493,6 +517,35 @@ impl Agent {
                 _ = shutdown.changed() => return Ok(()),
             }
         }
+    }
+}
+
+/// The counters last sent of each load balancer, so that the periodic send
+/// leaves out those that did not move.
+#[derive(Default)]
+struct SentCounters(HashMap<Uuid, Vec<(Uuid, u64, statera_config::Stats)>>);
+
+impl SentCounters {
+    fn of(report: &StatusReport) -> Vec<(Uuid, u64, statera_config::Stats)> {
+        report
+            .listeners
+            .iter()
+            .map(|l| (l.id, l.epoch, l.stats))
+            .collect()
+    }
+
+    fn record(&mut self, report: &StatusReport) {
+        self.0.insert(report.lb_id, Self::of(report));
+    }
+
+    fn moved(&self, report: &StatusReport) -> bool {
+        self.0.get(&report.lb_id) != Some(&Self::of(report))
+    }
+
+    /// Forgets the load balancers not served any more.
+    fn keep(&mut self, served: impl Iterator<Item = Uuid>) {
+        let served: std::collections::HashSet<Uuid> = served.collect();
+        self.0.retain(|id, _| served.contains(id));
     }
 }
 

@@ -724,9 +724,8 @@ impl Hub {
             return Ok(());
         };
         self.remove_from(&agent, provider, lb_id).await?;
-        // Its lock entry stays: a change waiting on it must keep excluding
-        // the next one (entries are small, one per load balancer the hub
-        // has seen).
+        // Its lock entry stays while a change waits on it (it must keep
+        // excluding the next one); `Locks` sweeps it once nobody holds it.
         self.state().placement.remove(&lb_id);
         Ok(())
     }
@@ -1096,7 +1095,11 @@ mod tests {
         for _ in 0..10 * Locks::MIN_SWEEP {
             locks.of(Uuid::new_v4());
         }
-        assert!(locks.map.len() <= Locks::MIN_SWEEP + 1, "{}", locks.map.len());
+        assert!(
+            locks.map.len() <= Locks::MIN_SWEEP + 1,
+            "{}",
+            locks.map.len()
+        );
         // A held lock survives the sweeps, and is the same lock.
         let id = *locks
             .map

@@ -196,6 +196,19 @@ pub struct ListenerReport {
     pub state: ListenerState,
     /// Cumulative since the data plane started serving this listener.
     pub stats: Stats,
+    /// Which run of counters `stats` are: a data plane that starts serving
+    /// the listener afresh (another process, another agent, the listener
+    /// served again after it was removed) counts from zero under a new
+    /// epoch ([`counter_epoch`]), and the controller counts it from zero;
+    /// under one epoch the counters never go down. 0 from a data plane
+    /// that does not say.
+    #[serde(default)]
+    pub epoch: u64,
+}
+
+/// A new, random, non-zero counter epoch (see [`ListenerReport::epoch`]).
+pub fn counter_epoch() -> u64 {
+    Uuid::new_v4().as_u64_pair().0 | 1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -35,7 +35,9 @@ use statera_model::status::Provisioned;
 use statera_model::*;
 use statera_service::tree::Remove;
 use statera_service::{LbTree, Visitor};
-use statera_store::{ListenerStats, PendingWork, Record, State, Store, StoreError, Txn};
+use statera_store::{
+    ListenerStats, PendingWork, Record, SeenCounters, State, Store, StoreError, Txn,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,8 +61,6 @@ pub struct Controller {
     /// Data planes by provider name.
     planes: HashMap<String, Arc<dyn DataPlane>>,
     reports: mpsc::UnboundedReceiver<StatusReport>,
-    /// Last cumulative counters seen per listener, to turn them into deltas.
-    last_counters: HashMap<Uuid, statera_config::Stats>,
     /// Name of this host, shown as the amphora's compute_id.
     host: String,
     /// The `netns` network driver, when enabled.
@@ -103,7 +103,6 @@ impl Controller {
             store,
             planes,
             reports,
-            last_counters: HashMap::new(),
             host,
             network: None,
             unbound: HashMap::new(),
@@ -416,9 +415,6 @@ impl Controller {
             if self.settled(lb_id, deleted).await? {
                 return Ok(());
             }
-            for l in s.listeners.children(lb_id) {
-                self.last_counters.remove(&l.id);
-            }
             tracing::info!(lb = %lb_id, "deleted");
             return Ok(());
         }
@@ -541,24 +537,20 @@ impl Controller {
                 mark_unbound(r, unbound);
             }
         }
-        let mut last = self.last_counters.clone();
         let planes = &self.planes;
         let res = self
             .store
             .write(|txn| {
                 for r in &reports {
                     status::apply_report(txn, r)?;
-                    record_stats(txn, r, &mut last)?;
+                    record_stats(txn, r)?;
                     show_placement(txn, planes, r.lb_id)?;
                 }
                 Ok::<_, StoreError>(())
             })
             .await;
-        match res {
-            Ok(()) => self.last_counters = last,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record status reports; the next reports carry them")
-            }
+        if let Err(e) = res {
+            tracing::error!(error = %e, "cannot record status reports; the next reports carry them")
         }
     }
 }
@@ -713,6 +705,7 @@ fn mark_unbound(r: &mut StatusReport, unbound: &Unbound) {
                 id: *id,
                 state: ListenerState::Down,
                 stats: statera_config::Stats::default(),
+                epoch: 0,
             }),
         }
     }
@@ -726,11 +719,13 @@ fn forget_work(txn: &mut Txn, seqs: &[u64]) -> Result<(), StoreError> {
 }
 
 /// Add the traffic of `r` since the last report to the stored counters.
-fn record_stats(
-    txn: &mut Txn,
-    r: &StatusReport,
-    last: &mut HashMap<Uuid, statera_config::Stats>,
-) -> Result<(), StoreError> {
+///
+/// What a data plane's counters add is what they have beyond what was
+/// taken in before under the same epoch (kept with the totals); under a new
+/// epoch (another process or agent, counting from zero) all of them. A
+/// lower reading under the same epoch is a stale report overtaken by a
+/// newer one: it adds nothing.
+fn record_stats(txn: &mut Txn, r: &StatusReport) -> Result<(), StoreError> {
     for l in &r.listeners {
         // Only the report's own load balancer's listeners count.
         if txn
@@ -741,19 +736,11 @@ fn record_stats(
         {
             continue;
         }
-        // Data planes keep their counters monotonic for as long as they run
-        // (and the controller starts afresh with them), so a lower reading is
-        // a stale report overtaken by a newer one: it adds nothing.
-        let prev = last.get(&l.id).copied().unwrap_or_default();
-        let seen = statera_config::Stats {
-            bytes_in: prev.bytes_in.max(l.stats.bytes_in),
-            bytes_out: prev.bytes_out.max(l.stats.bytes_out),
-            active_connections: l.stats.active_connections,
-            total_connections: prev.total_connections.max(l.stats.total_connections),
-            request_errors: prev.request_errors.max(l.stats.request_errors),
-        };
-        last.insert(l.id, seen);
-        let mut st = txn
+        // Nothing said of counters (a listener the data plane left out).
+        if l.epoch == 0 && l.stats == statera_config::Stats::default() {
+            continue;
+        }
+        let old = txn
             .state()
             .listener_stats
             .get(&l.id)
@@ -763,12 +750,28 @@ fn record_stats(
                 loadbalancer_id: r.lb_id,
                 ..Default::default()
             });
-        let old = st;
+        let prev = if old.seen.epoch == l.epoch {
+            old.seen
+        } else {
+            SeenCounters {
+                epoch: l.epoch,
+                ..Default::default()
+            }
+        };
+        let seen = SeenCounters {
+            epoch: l.epoch,
+            bytes_in: prev.bytes_in.max(l.stats.bytes_in),
+            bytes_out: prev.bytes_out.max(l.stats.bytes_out),
+            total_connections: prev.total_connections.max(l.stats.total_connections),
+            request_errors: prev.request_errors.max(l.stats.request_errors),
+        };
+        let mut st = old;
         st.bytes_in += seen.bytes_in - prev.bytes_in;
         st.bytes_out += seen.bytes_out - prev.bytes_out;
         st.total_connections += seen.total_connections - prev.total_connections;
         st.request_errors += seen.request_errors - prev.request_errors;
         st.active_connections = l.stats.active_connections;
+        st.seen = seen;
         if st != old {
             txn.put(st)?;
         }

@@ -167,6 +167,7 @@ impl Snapshot {
                     Some(_) => ListenerState::Open,
                 },
                 stats: slot.stats.read(),
+                epoch: slot.stats.epoch,
             })
             .collect();
         let pools = self

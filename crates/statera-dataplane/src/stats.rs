@@ -8,8 +8,10 @@
 use statera_config::Stats;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ListenerStats {
+    /// This run of counters (see `ListenerReport::epoch`).
+    pub epoch: u64,
     /// Bytes received from clients.
     pub bytes_in: AtomicU64,
     /// Bytes sent to clients.
@@ -24,6 +26,20 @@ pub struct ListenerStats {
     /// the process held its connection ceiling (`limits.rs`); each is in
     /// `request_errors` too, which is what Octavia's listener stats show.
     pub refused_connections: AtomicU64,
+}
+
+impl Default for ListenerStats {
+    fn default() -> Self {
+        ListenerStats {
+            epoch: statera_config::counter_epoch(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            active_connections: AtomicU64::new(0),
+            total_connections: AtomicU64::new(0),
+            request_errors: AtomicU64::new(0),
+            refused_connections: AtomicU64::new(0),
+        }
+    }
 }
 
 impl ListenerStats {

@@ -652,6 +652,7 @@ fn build_report(
                 id: listener.id,
                 state,
                 stats: counters.stats(listener.id),
+                epoch: counters.epoch,
             }
         })
         .collect();

@@ -133,14 +133,28 @@ impl Cumulative {
 }
 
 /// Listener counters kept monotonic across HAProxy workers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Counters {
+    /// This run of counters (see `ListenerReport::epoch`): from the first
+    /// HAProxy this process started for the load balancer.
+    pub epoch: u64,
     /// Sum of the last values of workers that are gone, per listener.
     retired: HashMap<Uuid, Cumulative>,
     /// The last values seen of each live worker (by pid), per listener.
     live: HashMap<u32, HashMap<Uuid, Cumulative>>,
     /// Active connections of the current worker, per listener.
     active: HashMap<Uuid, u64>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            epoch: statera_config::counter_epoch(),
+            retired: HashMap::new(),
+            live: HashMap::new(),
+            active: HashMap::new(),
+        }
+    }
 }
 
 impl Counters {

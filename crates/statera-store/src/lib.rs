@@ -174,6 +174,23 @@ pub struct ListenerStats {
     pub active_connections: u64,
     pub total_connections: u64,
     pub request_errors: u64,
+    /// The data plane's own cumulative counters these totals have taken in
+    /// so far, and their epoch: a report's counters add what they have
+    /// beyond these (all of them under a new epoch). Kept with the totals,
+    /// so a restarted or another controller neither adds them twice nor
+    /// loses what was served meanwhile.
+    #[serde(default)]
+    pub seen: SeenCounters,
+}
+
+/// A data plane's cumulative counters of one listener, as last taken in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenCounters {
+    pub epoch: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub total_connections: u64,
+    pub request_errors: u64,
 }
 
 /// One change to one row, recorded by a [`Txn`].

@@ -58,6 +58,7 @@ impl DataPlane for Counting {
                         bytes_in,
                         ..Stats::default()
                     },
+                    epoch: 1,
                 })
                 .collect(),
             pools: vec![],

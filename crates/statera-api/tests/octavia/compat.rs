@@ -421,6 +421,7 @@ fn all_up(h: &Harness, lb: &str) -> StatusReport {
                 id: l.id,
                 state: ListenerState::Open,
                 stats: Stats::default(),
+                epoch: 1,
             })
             .collect(),
         pools: c
