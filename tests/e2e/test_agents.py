@@ -410,6 +410,29 @@ def test_a_killed_agents_load_balancers_serve_again_from_another(backends):
             wait_lb_active(server, zoned[0][0])
             assert zoned[0][0] in kept_by("agent-2") and zoned[0][0] not in kept_by("agent-1")
             assert answers(zoned[0][1])
+            # The zone's only agent dies: its load balancers have nowhere to go. They are reported
+            # as served nowhere (operating status ERROR, listeners ERROR) instead of the last ONLINE
+            # report standing, and are ONLINE again when the agent comes back.
+            again.process.kill()
+            again.process.wait(timeout=10)
+
+            def operating(lb_id: str) -> tuple[str, set[str]]:
+                lb = server.api("GET", f"/v2/lbaas/loadbalancers/{lb_id}").json()["loadbalancer"]
+                listeners = {server.api("GET", f"/v2/lbaas/listeners/{ref['id']}").json()["listener"]
+                             ["operating_status"] for ref in lb["listeners"]}
+                return lb["operating_status"], listeners
+
+            for lb_id, _, _ in zoned:
+                poll(lambda: operating(lb_id) == ("ERROR", {"ERROR"}), timeout_s + 10,
+                     "a load balancer served nowhere to read ERROR")
+            assert "served nowhere" in server.log_path.read_text(errors="replace")
+            back = Agent("agent-2", controller, root / "agent-2")
+            agents.append(back)
+            back.wait_session()
+            for lb_id, vip, _ in zoned:
+                poll(lambda: operating(lb_id) == ("ONLINE", {"ONLINE"}), 15,
+                     "the zone's load balancers ONLINE again with their agent")
+                assert answers(vip)
             # A zone's agents must be a non-empty list of names.
             r = server.api("POST", "/v2/lbaas/availabilityzoneprofiles", {"availability_zone_profile": {
                 "name": "bad", "provider_name": "native", "availability_zone_data": json.dumps({"agents": []})}})

@@ -111,6 +111,16 @@ const BAD_TOKEN_PAUSE: Duration = Duration::from_millis(250);
 /// How long an enrolment waits for the slot.
 const ENROL_WAIT: Duration = Duration::from_secs(10);
 
+/// What became of a gone agent's load balancer.
+enum Moved {
+    /// Served by another agent (or its agent is back, or it needs nothing).
+    Done,
+    /// No connected agent may take it.
+    Nowhere,
+    /// The other agent did not take it.
+    Failed,
+}
+
 /// How many load balancers of a gone agent move at once.
 const FAILOVER_PARALLELISM: usize = 32;
 
@@ -137,6 +147,13 @@ struct State {
     /// until its Ack): counted as its load, so that moves running at once
     /// spread.
     moving: HashMap<String, usize>,
+    /// Load balancers of gone agents that no connected agent may take,
+    /// reported unserved (once), until placed again.
+    unserved: HashSet<Uuid>,
+    /// Gone agents all of whose load balancers had nowhere to go, and the
+    /// count of connections and departures then: not tried again until
+    /// an agent connects or goes.
+    stuck: HashMap<String, u64>,
 }
 
 impl State {
@@ -522,51 +539,63 @@ impl Hub {
                     })
                     .collect()
             };
+            let connections = *self.inner.changed.borrow();
             for (agent, since, lbs) in due {
+                if self.state().stuck.get(&agent) == Some(&connections) {
+                    continue;
+                }
                 // Several at a time: one after the other, an agent's
                 // thousands of load balancers took seconds each thousand.
                 let mut moves = tokio::task::JoinSet::new();
-                let mut left = 0;
+                let (mut failed, mut nowhere) = (0, 0);
+                let mut count =
+                    |outcome: Option<Result<Moved, tokio::task::JoinError>>| match outcome {
+                        Some(Ok(Moved::Done)) | None => {}
+                        Some(Ok(Moved::Nowhere)) => nowhere += 1,
+                        Some(Ok(Moved::Failed)) | Some(Err(_)) => failed += 1,
+                    };
                 for lb_id in lbs {
-                    if moves.len() >= FAILOVER_PARALLELISM
-                        && !matches!(moves.join_next().await, Some(Ok(true)))
-                    {
-                        left += 1;
+                    if moves.len() >= FAILOVER_PARALLELISM {
+                        count(moves.join_next().await);
                     }
                     let hub = self.clone();
                     let from = agent.clone();
                     moves.spawn(async move { hub.fail_over(&from, lb_id, since).await });
                 }
                 while let Some(done) = moves.join_next().await {
-                    if !matches!(done, Ok(true)) {
-                        left += 1;
-                    }
+                    count(Some(done));
                 }
-                if left == 0 {
-                    self.state().gone.remove(&agent);
+                let mut state = self.state();
+                if failed + nowhere == 0 {
+                    state.gone.remove(&agent);
+                    state.stuck.remove(&agent);
+                } else if failed == 0 {
+                    state.stuck.insert(agent.clone(), connections);
+                } else {
+                    state.stuck.remove(&agent);
                 }
             }
         }
     }
 
-    /// Moves `lb_id` off `from`; true when done (or nothing to do).
-    async fn fail_over(&self, from: &str, lb_id: Uuid, since: Instant) -> bool {
+    /// Moves `lb_id` off `from`.
+    async fn fail_over(&self, from: &str, lb_id: Uuid, since: Instant) -> Moved {
         let lock = self.lock_of(lb_id);
         let _one = lock.lock().await;
         let allowed = self.inner.directory.agents_for(lb_id);
         let (target, kept) = {
             let mut state = self.state();
             if state.placement.get(&lb_id).map(String::as_str) != Some(from) {
-                return true;
+                return Moved::Done;
             }
             if state.sessions.contains_key(from) {
                 // It came back meanwhile and serves it.
-                return true;
+                return Moved::Done;
             }
             let Some(kept) = state.configs.get(&lb_id).cloned() else {
                 // Never applied by this hub (it started after): the
                 // controller's restore places it.
-                return true;
+                return Moved::Done;
             };
             let target = state.least_loaded(allowed.as_deref(), Some(from));
             if let Some(target) = &target {
@@ -575,7 +604,8 @@ impl Hub {
             (target, kept)
         };
         let Some(target) = target else {
-            return false;
+            self.report_unserved(from, lb_id, &kept.1);
+            return Moved::Nowhere;
         };
         let (provider, config) = kept;
         let applied = self.apply_on(&target, &provider, config).await;
@@ -595,13 +625,45 @@ impl Hub {
                 if self.state().sessions.contains_key(from) {
                     let _ = self.remove_from(from, &provider, lb_id).await;
                 }
-                true
+                Moved::Done
             }
             Err(error) => {
                 tracing::error!(lb = %lb_id, %from, to = %target, %error, "failover failed; tried again");
-                false
+                Moved::Failed
             }
         }
+    }
+
+    /// Says once that `lb_id`, whose agent `from` is gone, is served
+    /// nowhere: no connected agent may take it.
+    fn report_unserved(&self, from: &str, lb_id: Uuid, config: &LbConfig) {
+        if !self.state().unserved.insert(lb_id) {
+            return;
+        }
+        tracing::error!(lb = %lb_id, %from, "agent gone and no other connected agent may serve its load balancer: it is served nowhere until one connects");
+        let report = StatusReport {
+            lb_id,
+            version: config.version,
+            listeners: config
+                .listeners
+                .iter()
+                .map(|l| statera_config::ListenerReport {
+                    id: l.id,
+                    state: statera_config::ListenerState::Down,
+                    stats: statera_config::Stats::default(),
+                    epoch: 0,
+                })
+                .collect(),
+            pools: Vec::new(),
+            unserved: true,
+        };
+        // No older report may say it is served.
+        self.inner
+            .reports
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(lb_id, report.clone());
+        let _ = self.inner.report_tx.send(report);
     }
 
     /// A failover asked through the API: `config`'s load balancer moves to
@@ -702,7 +764,11 @@ impl Hub {
     async fn remove(&self, provider: &str, lb_id: Uuid) -> Result<(), DataPlaneError> {
         let lock = self.lock_of(lb_id);
         let _one = lock.lock().await;
-        self.state().configs.remove(&lb_id);
+        {
+            let mut state = self.state();
+            state.configs.remove(&lb_id);
+            state.unserved.remove(&lb_id);
+        }
         let agent = {
             let state = self.state();
             match state.placement.get(&lb_id) {
@@ -785,6 +851,10 @@ impl Hub {
                     tracing::warn!(%agent, lb = %report.lb_id, "status report for a load balancer not placed on this agent: ignored");
                     return;
                 }
+                // Served again (an agent's report never says unserved).
+                let mut report = report;
+                report.unserved = false;
+                self.state().unserved.remove(&report.lb_id);
                 self.inner
                     .reports
                     .write()
@@ -972,6 +1042,7 @@ impl proto::agent_server::Agent for Hub {
             state.next_session += 1;
             let id = state.next_session;
             state.gone.remove(&agent);
+            state.stuck.remove(&agent);
             // A newer session of the same agent replaces the older one.
             state.sessions.insert(
                 agent.clone(),

@@ -188,6 +188,11 @@ pub struct StatusReport {
     pub version: u64,
     pub listeners: Vec<ListenerReport>,
     pub pools: Vec<PoolReport>,
+    /// Nothing serves the load balancer (its agent is gone and no other
+    /// may take it): its listeners are reported down and it is ERROR until
+    /// a report from where it is served again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unserved: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

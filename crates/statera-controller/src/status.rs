@@ -76,6 +76,9 @@ pub fn apply_report(txn: &mut Txn, r: &StatusReport) -> Result<(), StoreError> {
     let Some(lb) = s.loadbalancers.get(&r.lb_id) else {
         return Ok(());
     };
+    if r.unserved {
+        return unserved(txn, &s, lb);
+    }
     let served = served_pools(&s, lb);
     let mut pool_status_by_id: HashMap<Uuid, OperatingStatus> = HashMap::new();
     // Pools no listener serves (or the report leaves out) are OFFLINE.
@@ -164,6 +167,35 @@ pub fn apply_report(txn: &mut Txn, r: &StatusReport) -> Result<(), StoreError> {
     if lb.operating_status != lb_status {
         let mut lb = (**lb).clone();
         lb.operating_status = lb_status;
+        txn.put(lb)?;
+    }
+    Ok(())
+}
+
+/// Nothing serves `lb`: its enabled listeners and itself are ERROR (its
+/// pools and members keep what was last known of them: nothing checks them
+/// now).
+fn unserved(txn: &mut Txn, s: &State, lb: &LoadBalancer) -> Result<(), StoreError> {
+    for l in s.listeners.children(lb.id) {
+        let st = if l.admin_state_up {
+            OperatingStatus::Error
+        } else {
+            OperatingStatus::Offline
+        };
+        if l.operating_status != st && !l.provisioning_status.is_pending() {
+            let mut l = (**l).clone();
+            l.operating_status = st;
+            txn.put(l)?;
+        }
+    }
+    let st = if lb.admin_state_up {
+        OperatingStatus::Error
+    } else {
+        OperatingStatus::Offline
+    };
+    if lb.operating_status != st {
+        let mut lb = lb.clone();
+        lb.operating_status = st;
         txn.put(lb)?;
     }
     Ok(())

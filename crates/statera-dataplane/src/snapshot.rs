@@ -212,6 +212,7 @@ impl Snapshot {
             version: self.config.version,
             listeners,
             pools,
+            unserved: false,
         }
     }
 }

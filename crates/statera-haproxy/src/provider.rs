@@ -697,6 +697,7 @@ fn build_report(
         version: config.version,
         listeners,
         pools,
+        unserved: false,
     }
 }
 

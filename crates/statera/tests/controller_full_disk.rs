@@ -62,6 +62,7 @@ impl DataPlane for Counting {
                 })
                 .collect(),
             pools: vec![],
+            unserved: false,
         })
     }
 }

@@ -439,6 +439,7 @@ fn all_up(h: &Harness, lb: &str) -> StatusReport {
                     .collect(),
             })
             .collect(),
+        unserved: false,
     }
 }
 
