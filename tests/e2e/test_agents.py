@@ -433,6 +433,38 @@ def test_a_killed_agents_load_balancers_serve_again_from_another(backends):
                 poll(lambda: operating(lb_id) == ("ONLINE", {"ONLINE"}), 15,
                      "the zone's load balancers ONLINE again with their agent")
                 assert answers(vip)
+            # A change to a load balancer whose agent has just died is applied on another agent
+            # once the agent is gone past --agent-timeout (not held for the 20 s an agent is
+            # waited for, then ERROR, with the failover serving the old configuration).
+            lb_id, vip = moved[0]
+            assert compute_id(lb_id) == "agent-1"
+            pool_id = server.api("GET", f"/v2/lbaas/loadbalancers/{lb_id}").json()["loadbalancer"]["pools"][0]["id"]
+            old_member = server.api("GET", f"/v2/lbaas/pools/{pool_id}/members").json()["members"][0]["id"]
+            agents[0].process.kill()
+            agents[0].process.wait(timeout=10)
+            changed_at = time.monotonic()
+            r = server.api("POST", f"/v2/lbaas/pools/{pool_id}/members", {"member": {
+                "address": backends[1].host, "protocol_port": backends[1].port}})
+            assert r.status == 201, r.body[:300]
+            wait_lb_active(server, lb_id)
+            took = time.monotonic() - changed_at
+            assert compute_id(lb_id) == "agent-2"
+            assert server.api("DELETE", f"/v2/lbaas/pools/{pool_id}/members/{old_member}").status == 204
+            wait_lb_active(server, lb_id)
+
+            def answers_b() -> bool:
+                try:
+                    c = http.client.HTTPConnection(vip, 8080, timeout=1)
+                    c.request("GET", "/")
+                    ok = c.getresponse().read() == backends[1].name.encode()
+                    c.close()
+                    return ok
+                except OSError:
+                    return False
+
+            poll(answers_b, 10, "the changed load balancer to answer from its new member on agent-2")
+            print(f"\nchange to a load balancer of a killed agent: ACTIVE on the other agent after {took:.2f} s")
+            assert took < timeout_s + 10, took
             # A zone's agents must be a non-empty list of names.
             r = server.api("POST", "/v2/lbaas/availabilityzoneprofiles", {"availability_zone_profile": {
                 "name": "bad", "provider_name": "native", "availability_zone_data": json.dumps({"agents": []})}})

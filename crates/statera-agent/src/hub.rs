@@ -384,7 +384,8 @@ impl Hub {
 
     /// The agent that serves (or is to serve) `lb_id`, waiting up to
     /// [`AGENT_WAIT`] for it (or, for a new one, any agent it may be placed
-    /// on) to connect.
+    /// on) to connect; for one whose agent is gone past the failover
+    /// timeout, the agent a failover would move it to.
     async fn agent_for(&self, lb_id: Uuid) -> Result<String, DataPlaneError> {
         let mut changed = self.inner.changed.subscribe();
         let until = tokio::time::Instant::now() + AGENT_WAIT;
@@ -394,6 +395,27 @@ impl Hub {
                 let state = self.state();
                 match state.placement.get(&lb_id) {
                     Some(agent) if state.sessions.contains_key(agent) => return Ok(agent.clone()),
+                    // Its agent is gone for longer than the failover
+                    // timeout: the change goes where a failover would take
+                    // it (with this configuration, not the last one), or is
+                    // refused now if nowhere may take it, rather than
+                    // holding the controller's work for the whole wait.
+                    Some(agent)
+                        if state
+                            .gone
+                            .get(agent)
+                            .is_some_and(|since| since.elapsed() >= self.inner.failover_after) =>
+                    {
+                        return match state.least_loaded(allowed.as_deref(), Some(agent)) {
+                            Some(other) => {
+                                tracing::warn!(lb = %lb_id, gone = %agent, to = %other, "changed while its agent is gone: applied on another agent");
+                                Ok(other)
+                            }
+                            None => Err(unavailable(format!(
+                                "agent {agent}, which serves load balancer {lb_id}, is gone and no other agent that may serve it is connected"
+                            ))),
+                        };
+                    }
                     Some(_) => {}
                     None if self.inner.started.elapsed() < AGENT_WAIT
                         && !self
