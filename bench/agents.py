@@ -15,8 +15,8 @@ Every step is bounded in count and time, all traffic stays on 127.0.0.0/8:
   balancers it serves, for each agent;
 * push latency: --pushes times, a changed load balancer (its description: a new configuration
   version pushed to its agent), PUT -> provisioning_status ACTIVE, one at a time: median, p99;
-* the controller's idle CPU: its utime+stime over --idle seconds with nothing happening, as a
-  share of one core;
+* the controller's and each agent's idle CPU: utime+stime over --idle seconds with nothing
+  happening, as a share of one core;
 * failover: the agent serving the most load balancers is SIGKILLed; the time until every one of
   its load balancers answers on its VIP again (from another agent), polled round-robin.
 
@@ -236,12 +236,18 @@ def main() -> int:
         rows.append((f"push of a changed LbConfig, PUT -> ACTIVE ({a.pushes}, one at a time)",
                      f"median {statistics.median(times):.1f} ms, p99 {p99:.1f} ms"))
 
-        # The controller idle.
+        # The controller and the agents idle (heartbeats; every 5 s each agent reads its load
+        # balancers' counters and sends those that moved).
         c0, t0 = cpu_seconds(server.pid), time.monotonic()
+        a0 = {proc.pid: cpu_seconds(proc.pid) for proc in agents}
         time.sleep(a.idle)
-        idle = (cpu_seconds(server.pid) - c0) / (time.monotonic() - t0)
+        elapsed = time.monotonic() - t0
+        idle = (cpu_seconds(server.pid) - c0) / elapsed
         rows.append((f"controller CPU, idle ({a.idle:.0f} s, {a.lbs} load balancers, {a.agents} agents)",
                      f"{idle * 100:.1f} % of a core"))
+        agent_idle = [(cpu_seconds(proc.pid) - a0[proc.pid]) / elapsed for proc in agents]
+        rows.append((f"agent CPU, idle (each, {a.lbs // max(1, a.agents)} load balancers)",
+                     f"{min(agent_idle) * 100:.1f}-{max(agent_idle) * 100:.1f} % of a core"))
 
         # Failover: the busiest agent killed.
         victim = max(agents, key=lambda proc: len(placed[proc.pid]))
