@@ -147,6 +147,10 @@ struct State {
     /// until its Ack): counted as its load, so that moves running at once
     /// spread.
     moving: HashMap<String, usize>,
+    /// The version each load balancer was last moved with by an API
+    /// failover: the controller retrying that same work (its store refused
+    /// the settling write) does not move it again.
+    moved_as_asked: HashMap<Uuid, u64>,
     /// Load balancers of gone agents that no connected agent may take,
     /// reported unserved (once), until placed again.
     unserved: HashSet<Uuid>,
@@ -703,6 +707,17 @@ impl Hub {
         let lock = self.lock_of(lb_id);
         let _one = lock.lock().await;
         let allowed = self.inner.directory.agents_for(lb_id);
+        let done = {
+            let state = self.state();
+            (state.moved_as_asked.get(&lb_id) == Some(&config.version))
+                .then(|| state.placement.get(&lb_id).cloned())
+                .flatten()
+                .filter(|agent| state.sessions.contains_key(agent))
+        };
+        if let Some(agent) = done {
+            tracing::info!(lb = %lb_id, %agent, version = config.version, "failover already done with this version: applied again where it went");
+            return self.apply_on(&agent, provider, config).await;
+        }
         let (placed, from, target) = {
             let state = self.state();
             let placed = state.placement.get(&lb_id).cloned();
@@ -721,6 +736,7 @@ impl Hub {
         }
         match self.apply_on(&target, provider, config.clone()).await {
             Ok(version) => {
+                self.state().moved_as_asked.insert(lb_id, version);
                 tracing::warn!(lb = %lb_id, from = placed.as_deref().unwrap_or("-"), to = %target, version, "load balancer failed over to another agent, as asked");
                 // Its old agent, away when the move began, came back
                 // meanwhile (its Hello claimed it while it was still placed
@@ -790,6 +806,7 @@ impl Hub {
             let mut state = self.state();
             state.configs.remove(&lb_id);
             state.unserved.remove(&lb_id);
+            state.moved_as_asked.remove(&lb_id);
         }
         let agent = {
             let state = self.state();
