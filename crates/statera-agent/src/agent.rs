@@ -359,6 +359,13 @@ impl Agent {
         }
     }
 
+    /// The current report of one load balancer served here.
+    fn report_of(&self, lb_id: &str) -> Option<StatusReport> {
+        let lb_id = lb_id.parse::<Uuid>().ok()?;
+        let provider = self.served().get(&lb_id).map(|(p, _)| p.clone())?;
+        self.planes.get(&provider)?.report(lb_id)
+    }
+
     fn current_reports(&self) -> Vec<StatusReport> {
         let served: Vec<(Uuid, String)> = self
             .served()
@@ -478,7 +485,15 @@ impl Agent {
                     tokio::spawn(async move {
                         let ack = match kind {
                             controller_message::Kind::Apply(apply) => agent.apply(apply).await,
-                            controller_message::Kind::Remove(remove) => agent.remove(remove).await,
+                            controller_message::Kind::Remove(remove) => {
+                                // Its counters as they are, before they go
+                                // with it (it is still placed here until
+                                // the Ack, so the controller takes them).
+                                if let Some(report) = agent.report_of(&remove.lb_id) {
+                                    let _ = tx.send(report_message(&report)).await;
+                                }
+                                agent.remove(remove).await
+                            }
                         };
                         let _ = tx.send(AgentMessage { kind: Some(agent_message::Kind::Ack(ack)) }).await;
                     });

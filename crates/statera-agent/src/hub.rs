@@ -464,10 +464,20 @@ impl Hub {
     }
 
     async fn apply(&self, provider: &str, config: Arc<LbConfig>) -> Result<u64, DataPlaneError> {
-        let lock = self.lock_of(config.lb_id);
+        let lb_id = config.lb_id;
+        let lock = self.lock_of(lb_id);
         let _one = lock.lock().await;
-        let agent = self.agent_for(config.lb_id).await?;
-        self.apply_on(&agent, provider, config).await
+        let agent = self.agent_for(lb_id).await?;
+        let placed = self.state().placement.get(&lb_id).cloned();
+        let version = self.apply_on(&agent, provider, config).await?;
+        // Applied elsewhere than where it was (its agent gone): if that
+        // agent came back meanwhile, it must not serve it too.
+        if let Some(old) = placed.filter(|old| *old != agent)
+            && self.state().sessions.contains_key(&old)
+        {
+            let _ = self.remove_from(&old, provider, lb_id).await;
+        }
+        Ok(version)
     }
 
     /// Sends `config` to `agent` and waits for its acknowledgement of that
@@ -624,13 +634,15 @@ impl Hub {
                 return Moved::Done;
             };
             let target = state.least_loaded(allowed.as_deref(), Some(from));
-            if let Some(target) = &target {
-                *state.moving.entry(target.clone()).or_default() += 1;
+            match &target {
+                Some(target) => *state.moving.entry(target.clone()).or_default() += 1,
+                // Said under the same lock that found `from` away, so that
+                // it cannot overwrite the report of `from` come back.
+                None => self.report_unserved(&mut state, from, lb_id, &kept.1),
             }
             (target, kept)
         };
         let Some(target) = target else {
-            self.report_unserved(from, lb_id, &kept.1);
             return Moved::Nowhere;
         };
         let (provider, config) = kept;
@@ -662,8 +674,8 @@ impl Hub {
 
     /// Says once that `lb_id`, whose agent `from` is gone, is served
     /// nowhere: no connected agent may take it.
-    fn report_unserved(&self, from: &str, lb_id: Uuid, config: &LbConfig) {
-        if !self.state().unserved.insert(lb_id) {
+    fn report_unserved(&self, state: &mut State, from: &str, lb_id: Uuid, config: &LbConfig) {
+        if !state.unserved.insert(lb_id) {
             return;
         }
         tracing::error!(lb = %lb_id, %from, "agent gone and no other connected agent may serve its load balancer: it is served nowhere until one connects");
@@ -981,24 +993,39 @@ impl proto::agent_server::Agent for Hub {
                 "the token, name or CSR is longer than any valid one",
             ));
         }
-        let Ok(Ok(_slot)) = tokio::time::timeout(ENROL_WAIT, self.inner.enrolling.acquire()).await
-        else {
-            tracing::warn!(
-                ?peer,
-                "enrolment not served: other enrolments held the slot too long"
-            );
-            return Err(Status::resource_exhausted(
-                "too many enrolments at once; retry later",
-            ));
-        };
-        let pki = self.inner.pki.clone();
         let name = r.name.clone();
-        let issued = tokio::task::spawn_blocking(move || pki.enroll(&r.token, &r.name, &r.csr_pem))
-            .await
-            .map_err(|_| Status::internal("enrolment failed"))?;
-        if matches!(issued, Err(crate::pki::PkiError::BadToken)) {
-            tokio::time::sleep(BAD_TOKEN_PAUSE).await;
-        }
+        // In a task of its own: a client that gives up (resets its stream)
+        // does not free the slot early nor skip the pause.
+        let hub = self.clone();
+        let attempt = tokio::spawn(async move {
+            let Ok(Ok(_slot)) =
+                tokio::time::timeout(ENROL_WAIT, hub.inner.enrolling.acquire()).await
+            else {
+                return None;
+            };
+            let pki = hub.inner.pki.clone();
+            let issued =
+                tokio::task::spawn_blocking(move || pki.enroll(&r.token, &r.name, &r.csr_pem))
+                    .await
+                    .ok()?;
+            if matches!(issued, Err(crate::pki::PkiError::BadToken)) {
+                tokio::time::sleep(BAD_TOKEN_PAUSE).await;
+            }
+            Some(issued)
+        });
+        let issued = match attempt.await {
+            Ok(Some(issued)) => issued,
+            Ok(None) => {
+                tracing::warn!(
+                    ?peer,
+                    "enrolment not served: other enrolments held the slot too long"
+                );
+                return Err(Status::resource_exhausted(
+                    "too many enrolments at once; retry later",
+                ));
+            }
+            Err(_) => return Err(Status::internal("enrolment failed")),
+        };
         match issued {
             Ok(cert_pem) => {
                 tracing::info!(agent = %name, ?peer, "agent enrolled: certificate issued");

@@ -538,10 +538,20 @@ impl Controller {
             }
         }
         let planes = &self.planes;
+        let node = self.sharing.as_ref().map(|sh| sh.node.clone());
         let res = self
             .store
             .write(|txn| {
                 for r in &reports {
+                    // On a shared store, only what is still claimed for
+                    // this controller (fenced inside the write): one whose
+                    // load balancers were adopted meanwhile must not write
+                    // its engine's statuses and counters over the adopter's.
+                    if let Some(node) = &node
+                        && txn.state().claim_of(r.lb_id) != Some(node.as_str())
+                    {
+                        continue;
+                    }
                     status::apply_report(txn, r)?;
                     record_stats(txn, r)?;
                     show_placement(txn, planes, r.lb_id)?;
@@ -558,7 +568,8 @@ impl Controller {
 /// Keeps the amphora naming where the load balancer is served, when its
 /// data plane says (an agent, which a failover may change): its name, the
 /// address it connects from and its version (kept from the last time it was
-/// connected while it is away).
+/// connected while it is away); served in this process, this binary's
+/// version.
 fn show_placement(
     txn: &mut Txn,
     planes: &HashMap<String, Arc<dyn DataPlane>>,
@@ -567,17 +578,25 @@ fn show_placement(
     let Some(lb) = txn.state().loadbalancers.get(&lb_id).cloned() else {
         return Ok(());
     };
-    let Some(placed) = planes.get(&lb.provider).and_then(|p| p.placement(lb_id)) else {
+    let Some(plane) = planes.get(&lb.provider) else {
         return Ok(());
     };
+    let placed = plane.placement(lb_id);
     let shown = |a: &Amphora| {
         let mut a = a.clone();
-        a.compute_id = Some(placed.agent.clone());
-        if let Some(ip) = placed.address {
-            a.lb_network_ip = Some(ip);
-        }
-        if !placed.version.is_empty() {
-            a.image_id = Some(placed.version.clone());
+        match &placed {
+            Some(placed) => {
+                a.compute_id = Some(placed.agent.clone());
+                if let Some(ip) = placed.address {
+                    a.lb_network_ip = Some(ip);
+                }
+                if !placed.version.is_empty() {
+                    a.image_id = Some(placed.version.clone());
+                }
+            }
+            // Served in this process: this binary's version (after an
+            // upgrade by handover, the new one).
+            None => a.image_id = Some(env!("CARGO_PKG_VERSION").to_string()),
         }
         a
     };
@@ -721,10 +740,10 @@ fn forget_work(txn: &mut Txn, seqs: &[u64]) -> Result<(), StoreError> {
 /// Add the traffic of `r` since the last report to the stored counters.
 ///
 /// What a data plane's counters add is what they have beyond what was
-/// taken in before under the same epoch (kept with the totals); under a new
-/// epoch (another process or agent, counting from zero) all of them. A
-/// lower reading under the same epoch is a stale report overtaken by a
-/// newer one: it adds nothing.
+/// taken in before under the same epoch (kept with the totals, for the last
+/// few epochs); under an epoch not kept (another process or agent, counting
+/// from zero) all of them. A lower reading under one epoch is a stale
+/// report overtaken by a newer one: it adds nothing.
 fn record_stats(txn: &mut Txn, r: &StatusReport) -> Result<(), StoreError> {
     for l in &r.listeners {
         // Only the report's own load balancer's listeners count.
@@ -736,47 +755,72 @@ fn record_stats(txn: &mut Txn, r: &StatusReport) -> Result<(), StoreError> {
         {
             continue;
         }
-        // Nothing said of counters (a listener the data plane left out).
+        let old = txn.state().listener_stats.get(&l.id).map(|x| **x);
+        // Nothing said of counters (a listener nothing serves): nothing
+        // is active on it.
         if l.epoch == 0 && l.stats == statera_config::Stats::default() {
+            if let Some(mut st) = old.filter(|st| st.active_connections != 0) {
+                st.active_connections = 0;
+                txn.put(st)?;
+            }
             continue;
         }
-        let old = txn
-            .state()
-            .listener_stats
-            .get(&l.id)
-            .map(|x| **x)
-            .unwrap_or(ListenerStats {
-                listener_id: l.id,
-                loadbalancer_id: r.lb_id,
-                ..Default::default()
-            });
-        let prev = if old.seen.epoch == l.epoch {
-            old.seen
-        } else {
-            SeenCounters {
-                epoch: l.epoch,
-                ..Default::default()
-            }
-        };
-        let seen = SeenCounters {
-            epoch: l.epoch,
-            bytes_in: prev.bytes_in.max(l.stats.bytes_in),
-            bytes_out: prev.bytes_out.max(l.stats.bytes_out),
-            total_connections: prev.total_connections.max(l.stats.total_connections),
-            request_errors: prev.request_errors.max(l.stats.request_errors),
-        };
-        let mut st = old;
-        st.bytes_in += seen.bytes_in - prev.bytes_in;
-        st.bytes_out += seen.bytes_out - prev.bytes_out;
-        st.total_connections += seen.total_connections - prev.total_connections;
-        st.request_errors += seen.request_errors - prev.request_errors;
-        st.active_connections = l.stats.active_connections;
-        st.seen = seen;
+        let old = old.unwrap_or(ListenerStats {
+            listener_id: l.id,
+            loadbalancer_id: r.lb_id,
+            ..Default::default()
+        });
+        let st = take_in(old, l);
         if st != old {
             txn.put(st)?;
         }
     }
     Ok(())
+}
+
+/// `old` with what `l`'s counters add to it (see [`record_stats`]).
+fn take_in(old: ListenerStats, l: &ListenerReport) -> ListenerStats {
+    let prev = old
+        .seen
+        .iter()
+        .find(|s| s.epoch == l.epoch)
+        .copied()
+        .unwrap_or(SeenCounters {
+            epoch: l.epoch,
+            ..Default::default()
+        });
+    let seen = SeenCounters {
+        epoch: l.epoch,
+        bytes_in: prev.bytes_in.max(l.stats.bytes_in),
+        bytes_out: prev.bytes_out.max(l.stats.bytes_out),
+        total_connections: prev.total_connections.max(l.stats.total_connections),
+        request_errors: prev.request_errors.max(l.stats.request_errors),
+    };
+    let mut st = old;
+    st.bytes_in += seen.bytes_in - prev.bytes_in;
+    st.bytes_out += seen.bytes_out - prev.bytes_out;
+    st.total_connections += seen.total_connections - prev.total_connections;
+    st.request_errors += seen.request_errors - prev.request_errors;
+    st.active_connections = l.stats.active_connections;
+    st.seen = remember(&old.seen, seen);
+    st
+}
+
+/// `seen` first, then the other epochs of `kept` by recency (the oldest
+/// falls off).
+fn remember(
+    kept: &[SeenCounters; statera_store::SEEN_EPOCHS],
+    seen: SeenCounters,
+) -> [SeenCounters; statera_store::SEEN_EPOCHS] {
+    let mut out = [SeenCounters::default(); statera_store::SEEN_EPOCHS];
+    out[0] = seen;
+    for (slot, kept) in out[1..]
+        .iter_mut()
+        .zip(kept.iter().filter(|k| k.epoch != seen.epoch))
+    {
+        *slot = *kept;
+    }
+    out
 }
 
 /// Everything that belongs to a load balancer, children first.
@@ -1027,4 +1071,66 @@ pub fn config_for(s: &State, lb_id: Uuid) -> Option<LbConfig> {
     s.loadbalancers
         .get(&lb_id)
         .map(|lb| config::build(s, lb, lb.config_version))
+}
+
+#[cfg(test)]
+mod counter_tests {
+    use super::*;
+
+    fn report(epoch: u64, total: u64) -> ListenerReport {
+        ListenerReport {
+            id: Uuid::nil(),
+            state: ListenerState::Open,
+            stats: statera_config::Stats {
+                total_connections: total,
+                bytes_in: 10 * total,
+                ..Default::default()
+            },
+            epoch,
+        }
+    }
+
+    fn feed(reports: &[(u64, u64)]) -> ListenerStats {
+        reports
+            .iter()
+            .fold(ListenerStats::default(), |st, (epoch, total)| {
+                take_in(st, &report(*epoch, *total))
+            })
+    }
+
+    #[test]
+    fn each_run_of_counters_counts_once() {
+        // A restarted controller reading the same run again adds nothing.
+        assert_eq!(feed(&[(7, 40), (7, 40), (7, 50)]).total_connections, 50);
+        // Another run (a failover, a new process) counts from zero.
+        assert_eq!(feed(&[(7, 40), (9, 5), (9, 21)]).total_connections, 61);
+        // A stale (lower) reading of one run adds nothing.
+        assert_eq!(feed(&[(7, 40), (7, 30), (7, 41)]).total_connections, 41);
+        assert_eq!(feed(&[(7, 40), (7, 30), (7, 41)]).bytes_in, 410);
+    }
+
+    #[test]
+    fn an_older_run_reporting_after_a_newer_one_is_not_counted_again() {
+        // A handover called off: the new process's run B, then the old A
+        // again, then B's late report.
+        let st = feed(&[(1, 100), (2, 3), (1, 104), (2, 3), (1, 110)]);
+        assert_eq!(st.total_connections, 113);
+        // Reports of several runs interleaved (queued reports behind a
+        // newer read): each counted once.
+        let st = feed(&[(1, 10), (2, 5), (1, 10), (3, 1), (2, 6), (1, 12), (3, 2)]);
+        assert_eq!(st.total_connections, 12 + 6 + 2);
+    }
+
+    #[test]
+    fn the_oldest_run_is_forgotten_past_the_kept_few() {
+        let mut reports: Vec<(u64, u64)> = (1..=statera_store::SEEN_EPOCHS as u64)
+            .map(|e| (e, 10))
+            .collect();
+        assert_eq!(feed(&reports).total_connections, 10 * reports.len() as u64);
+        // One more run pushes the first out: it would count again.
+        reports.push((99, 10));
+        let st = feed(&reports);
+        assert!(st.seen.iter().all(|s| s.epoch != 1));
+        assert!(st.seen.iter().any(|s| s.epoch == 99));
+    }
 }

@@ -174,14 +174,19 @@ pub struct ListenerStats {
     pub active_connections: u64,
     pub total_connections: u64,
     pub request_errors: u64,
-    /// The data plane's own cumulative counters these totals have taken in
-    /// so far, and their epoch: a report's counters add what they have
-    /// beyond these (all of them under a new epoch). Kept with the totals,
-    /// so a restarted or another controller neither adds them twice nor
-    /// loses what was served meanwhile.
+    /// The data planes' own cumulative counters these totals have taken in
+    /// so far, by epoch, the latest first (the last few epochs: reports of
+    /// an older one may still come after a newer one's, as when a handover
+    /// is called off and the old process serves on): a report's counters
+    /// add what they have beyond its epoch's (all of them under an epoch
+    /// not here). Kept with the totals, so a restarted controller neither
+    /// adds them twice nor loses what was served meanwhile.
     #[serde(default)]
-    pub seen: SeenCounters,
+    pub seen: [SeenCounters; SEEN_EPOCHS],
 }
+
+/// How many counter epochs a listener's totals remember.
+pub const SEEN_EPOCHS: usize = 4;
 
 /// A data plane's cumulative counters of one listener, as last taken in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
