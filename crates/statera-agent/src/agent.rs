@@ -487,8 +487,10 @@ impl Agent {
                             controller_message::Kind::Apply(apply) => agent.apply(apply).await,
                             controller_message::Kind::Remove(remove) => {
                                 // Its counters as they are, before they go
-                                // with it (it is still placed here until
-                                // the Ack, so the controller takes them).
+                                // with it: the controller takes them when
+                                // the load balancer is still placed here
+                                // (a delete, an API failover), not when it
+                                // was moved away while this agent was gone.
                                 if let Some(report) = agent.report_of(&remove.lb_id) {
                                     let _ = tx.send(report_message(&report)).await;
                                 }

@@ -66,7 +66,7 @@ struct Inner {
     /// One enrolment at a time (they are unauthenticated until the token
     /// is checked): a flood of them costs one core's sliver, not the
     /// controller.
-    enrolling: tokio::sync::Semaphore,
+    enrolling: Arc<tokio::sync::Semaphore>,
     /// What the controller's store says of load balancers.
     directory: Arc<dyn Directory>,
 }
@@ -230,7 +230,7 @@ impl Hub {
                 expected,
                 failover_after,
                 locks: Mutex::new(Locks::default()),
-                enrolling: tokio::sync::Semaphore::new(1),
+                enrolling: Arc::new(tokio::sync::Semaphore::new(1)),
                 directory,
                 pki,
                 report_tx,
@@ -400,7 +400,8 @@ impl Hub {
                 match state.placement.get(&lb_id) {
                     Some(agent) if state.sessions.contains_key(agent) => return Ok(agent.clone()),
                     // Its agent is gone for longer than the failover
-                    // timeout: the change goes where a failover would take
+                    // timeout (or for so long that its failovers are done
+                    // with): the change goes where a failover would take
                     // it (with this configuration, not the last one), or is
                     // refused now if nowhere may take it, rather than
                     // holding the controller's work for the whole wait.
@@ -408,7 +409,7 @@ impl Hub {
                         if state
                             .gone
                             .get(agent)
-                            .is_some_and(|since| since.elapsed() >= self.inner.failover_after) =>
+                            .is_none_or(|since| since.elapsed() >= self.inner.failover_after) =>
                     {
                         return match state.least_loaded(allowed.as_deref(), Some(agent)) {
                             Some(other) => {
@@ -469,7 +470,19 @@ impl Hub {
         let _one = lock.lock().await;
         let agent = self.agent_for(lb_id).await?;
         let placed = self.state().placement.get(&lb_id).cloned();
-        let version = self.apply_on(&agent, provider, config).await?;
+        let elsewhere = placed.as_ref().is_some_and(|old| *old != agent);
+        let version = match self.apply_on(&agent, provider, config).await {
+            Ok(version) => version,
+            Err(error) => {
+                // Refused or unanswered on another agent than its own: a
+                // late apply there must not serve it beside its own agent
+                // come back.
+                if elsewhere && self.state().sessions.contains_key(&agent) {
+                    let _ = self.remove_from(&agent, provider, lb_id).await;
+                }
+                return Err(error);
+            }
+        };
         // Applied elsewhere than where it was (its agent gone): if that
         // agent came back meanwhile, it must not serve it too.
         if let Some(old) = placed.filter(|old| *old != agent)
@@ -629,16 +642,31 @@ impl Hub {
                 return Moved::Done;
             }
             let Some(kept) = state.configs.get(&lb_id).cloned() else {
-                // Never applied by this hub (it started after): the
-                // controller's restore places it.
-                return Moved::Done;
+                // Never applied by this hub (it started after, and its
+                // agent went before the restore reached it): there is no
+                // configuration to move. Served nowhere, and said so (its
+                // last report came from the agent that went); a change or
+                // a failover through the API places it again.
+                let last = self
+                    .inner
+                    .reports
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&lb_id)
+                    .map(|r| (r.version, r.listeners.iter().map(|l| l.id).collect()));
+                let (version, listeners) = last.unwrap_or_default();
+                self.report_unserved(&mut state, from, lb_id, version, listeners);
+                return Moved::Nowhere;
             };
             let target = state.least_loaded(allowed.as_deref(), Some(from));
             match &target {
                 Some(target) => *state.moving.entry(target.clone()).or_default() += 1,
                 // Said under the same lock that found `from` away, so that
                 // it cannot overwrite the report of `from` come back.
-                None => self.report_unserved(&mut state, from, lb_id, &kept.1),
+                None => {
+                    let listeners = kept.1.listeners.iter().map(|l| l.id).collect();
+                    self.report_unserved(&mut state, from, lb_id, kept.1.version, listeners);
+                }
             }
             (target, kept)
         };
@@ -674,19 +702,25 @@ impl Hub {
 
     /// Says once that `lb_id`, whose agent `from` is gone, is served
     /// nowhere: no connected agent may take it.
-    fn report_unserved(&self, state: &mut State, from: &str, lb_id: Uuid, config: &LbConfig) {
+    fn report_unserved(
+        &self,
+        state: &mut State,
+        from: &str,
+        lb_id: Uuid,
+        version: u64,
+        listeners: Vec<Uuid>,
+    ) {
         if !state.unserved.insert(lb_id) {
             return;
         }
         tracing::error!(lb = %lb_id, %from, "agent gone and no other connected agent may serve its load balancer: it is served nowhere until one connects");
         let report = StatusReport {
             lb_id,
-            version: config.version,
-            listeners: config
-                .listeners
-                .iter()
-                .map(|l| statera_config::ListenerReport {
-                    id: l.id,
+            version,
+            listeners: listeners
+                .into_iter()
+                .map(|id| statera_config::ListenerReport {
+                    id,
                     state: statera_config::ListenerState::Down,
                     stats: statera_config::Stats::default(),
                     epoch: 0,
@@ -728,7 +762,12 @@ impl Hub {
         };
         if let Some(agent) = done {
             tracing::info!(lb = %lb_id, %agent, version = config.version, "failover already done with this version: applied again where it went");
-            return self.apply_on(&agent, provider, config).await;
+            let applied = self.apply_on(&agent, provider, config).await;
+            if applied.is_err() {
+                // Asked again after this fails, it moves.
+                self.state().moved_as_asked.remove(&lb_id);
+            }
+            return applied;
         }
         let (placed, from, target) = {
             let state = self.state();
@@ -844,6 +883,12 @@ impl Hub {
         // Its lock entry stays while a change waits on it (it must keep
         // excluding the next one); `Locks` sweeps it once nobody holds it.
         self.state().placement.remove(&lb_id);
+        // The report the agent sent before removing it.
+        self.inner
+            .reports
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&lb_id);
         Ok(())
     }
 
@@ -994,37 +1039,34 @@ impl proto::agent_server::Agent for Hub {
             ));
         }
         let name = r.name.clone();
-        // In a task of its own: a client that gives up (resets its stream)
-        // does not free the slot early nor skip the pause.
-        let hub = self.clone();
+        // The wait for the slot ends with the request (a client that gives
+        // up waits no more); the enrolment and a wrong token's pause run
+        // in a task of their own holding the slot, so a client that gives
+        // up then does not free it early nor skip the pause.
+        let Ok(Ok(slot)) =
+            tokio::time::timeout(ENROL_WAIT, self.inner.enrolling.clone().acquire_owned()).await
+        else {
+            tracing::warn!(
+                ?peer,
+                "enrolment not served: other enrolments held the slot too long"
+            );
+            return Err(Status::resource_exhausted(
+                "too many enrolments at once; retry later",
+            ));
+        };
+        let pki = self.inner.pki.clone();
         let attempt = tokio::spawn(async move {
-            let Ok(Ok(_slot)) =
-                tokio::time::timeout(ENROL_WAIT, hub.inner.enrolling.acquire()).await
-            else {
-                return None;
-            };
-            let pki = hub.inner.pki.clone();
+            let _slot = slot;
             let issued =
                 tokio::task::spawn_blocking(move || pki.enroll(&r.token, &r.name, &r.csr_pem))
-                    .await
-                    .ok()?;
-            if matches!(issued, Err(crate::pki::PkiError::BadToken)) {
+                    .await;
+            if matches!(issued, Ok(Err(crate::pki::PkiError::BadToken))) {
                 tokio::time::sleep(BAD_TOKEN_PAUSE).await;
             }
-            Some(issued)
+            issued
         });
-        let issued = match attempt.await {
-            Ok(Some(issued)) => issued,
-            Ok(None) => {
-                tracing::warn!(
-                    ?peer,
-                    "enrolment not served: other enrolments held the slot too long"
-                );
-                return Err(Status::resource_exhausted(
-                    "too many enrolments at once; retry later",
-                ));
-            }
-            Err(_) => return Err(Status::internal("enrolment failed")),
+        let Ok(Ok(issued)) = attempt.await else {
+            return Err(Status::internal("enrolment failed"));
         };
         match issued {
             Ok(cert_pem) => {
