@@ -300,11 +300,11 @@ def test_a_killed_agents_load_balancers_serve_again_from_another(backends):
             assert all(on.values()), f"placement should spread over both agents: {on}"
             moved = [(lb_id, vip) for lb_id, vip, _ in lbs if lb_id in on["agent-2"]]
 
-            def answers(vip: str) -> bool:
+            def answers(vip: str, backend=backends[0]) -> bool:
                 try:
                     c = http.client.HTTPConnection(vip, 8080, timeout=1)
                     c.request("GET", "/")
-                    ok = c.getresponse().read() == backends[0].name.encode()
+                    ok = c.getresponse().read() == backend.name.encode()
                     c.close()
                     return ok
                 except OSError:
@@ -452,17 +452,7 @@ def test_a_killed_agents_load_balancers_serve_again_from_another(backends):
             assert server.api("DELETE", f"/v2/lbaas/pools/{pool_id}/members/{old_member}").status == 204
             wait_lb_active(server, lb_id)
 
-            def answers_b() -> bool:
-                try:
-                    c = http.client.HTTPConnection(vip, 8080, timeout=1)
-                    c.request("GET", "/")
-                    ok = c.getresponse().read() == backends[1].name.encode()
-                    c.close()
-                    return ok
-                except OSError:
-                    return False
-
-            poll(answers_b, 10, "the changed load balancer to answer from its new member on agent-2")
+            poll(lambda: answers(vip, backends[1]), 10, "the changed load balancer to answer from its new member on agent-2")
             print(f"\nchange to a load balancer of a killed agent: ACTIVE on the other agent after {took:.2f} s")
             assert took < timeout_s + 10, took
             # A zone's agents must be a non-empty list of names.
