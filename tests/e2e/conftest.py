@@ -389,17 +389,18 @@ DATA_PLANES = ("embedded", "agent")
 
 
 class Agent:
-    """A `statera agent` process (enrolled with `token` and `ca_file` when given); its log is
-    copied to target/e2e-logs/ when stopped."""
+    """A `statera agent` process (enrolled with `token` and `ca_file` when given, and given
+    `extra_args`); its log is copied to target/e2e-logs/ when stopped."""
 
     def __init__(self, name: str, controller: str, data_dir: Path, token: str | None = None,
-                 ca_file: Path | None = None):
+                 ca_file: Path | None = None, extra_args: list[str] | None = None):
         self.name, self.data_dir = name, data_dir
         self.log = data_dir.parent / f"{data_dir.name}-{time.monotonic_ns()}.log"
         args = [str(statera_binary()), "agent", "--controller", controller, "--data-dir", str(data_dir),
                 "--name", name]
         if token:
             args += ["--enroll-token", token, "--ca-file", str(ca_file)]
+        args += extra_args or []
         env = {**_env_without_openstack_settings(), "RUST_LOG": "info", "NO_COLOR": "1"}
         self.log_file = open(self.log, "ab")
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log_file,

@@ -238,6 +238,11 @@ impl Agent {
         n
     }
 
+    /// The load balancers claimed (kept on disk, or applied since).
+    pub fn claimed_ids(&self) -> std::collections::HashSet<Uuid> {
+        self.served().keys().copied().collect()
+    }
+
     fn lock_of(&self, lb_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(lb_id).or_default().clone()
@@ -601,4 +606,19 @@ fn set_error(ack: &mut Ack, error: DataPlaneError) {
             ack.error_kind = "other".into();
         }
     }
+}
+
+/// The name `credentials`' certificate was issued to (its common name).
+pub fn certified_name(credentials: &Credentials) -> Result<String, String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(credentials.cert_pem.as_bytes())
+        .map_err(|e| format!("unreadable agent certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("unreadable agent certificate: {e}"))?;
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| "the agent certificate names no agent".into())
 }

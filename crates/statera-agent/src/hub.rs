@@ -69,6 +69,8 @@ struct Inner {
     enrolling: Arc<tokio::sync::Semaphore>,
     /// What the controller's store says of load balancers.
     directory: Arc<dyn Directory>,
+    /// One fencing decision at a time (a gone agent's, its return's).
+    fencing: tokio::sync::Mutex<()>,
 }
 
 /// What the hub asks the controller's store about a load balancer.
@@ -79,6 +81,12 @@ pub trait Directory: Send + Sync + 'static {
     /// The agents that may serve `lb_id` (its availability zone's profile's
     /// `agents`), or `None` for any agent.
     fn agents_for(&self, lb_id: Uuid) -> Option<Vec<String>>;
+    /// Cuts `agent`'s host off the tenant networks (`fenced`) before its
+    /// load balancers are served elsewhere, or joins it again once what it
+    /// served and no longer serves has been removed from it. Blocking (run
+    /// off the async threads). Nothing to do where load balancers have no
+    /// namespaces on agents' hosts.
+    fn fence(&self, _agent: &str, _fenced: bool) {}
 }
 
 /// The per-load-balancer locks. An entry nobody holds is dropped when the
@@ -232,6 +240,7 @@ impl Hub {
                 locks: Mutex::new(Locks::default()),
                 enrolling: Arc::new(tokio::sync::Semaphore::new(1)),
                 directory,
+                fencing: tokio::sync::Mutex::new(()),
                 pki,
                 report_tx,
                 state: Mutex::new(State::default()),
@@ -593,6 +602,9 @@ impl Hub {
                 if self.state().stuck.get(&agent) == Some(&connections) {
                     continue;
                 }
+                // What it still plumbs on its host must not answer for
+                // addresses served elsewhere from now on.
+                self.fence(&agent, true).await;
                 // Several at a time: one after the other, an agent's
                 // thousands of load balancers took seconds each thousand.
                 let mut moves = tokio::task::JoinSet::new();
@@ -625,6 +637,16 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Fences `agent`'s host (unless it is connected again) or unfences it.
+    async fn fence(&self, agent: &str, fenced: bool) {
+        let _one = self.inner.fencing.lock().await;
+        if fenced && self.state().sessions.contains_key(agent) {
+            return;
+        }
+        let (directory, name) = (self.inner.directory.clone(), agent.to_string());
+        let _ = tokio::task::spawn_blocking(move || directory.fence(&name, fenced)).await;
     }
 
     /// Moves `lb_id` off `from`.
@@ -1205,17 +1227,14 @@ impl proto::agent_server::Agent for Hub {
                     continue;
                 }
                 tracing::info!(agent = %stale_agent, lb = %lb_id, "removing a load balancer the agent no longer serves");
-                let seq = remover.inner.seq.fetch_add(1, Ordering::Relaxed);
-                let _ = tx
-                    .send(Ok(ControllerMessage {
-                        kind: Some(controller_message::Kind::Remove(proto::Remove {
-                            seq,
-                            lb_id: lb_id.to_string(),
-                            provider,
-                        })),
-                    }))
-                    .await;
+                if let Err(error) = remover.remove_from(&stale_agent, &provider, lb_id).await {
+                    tracing::warn!(agent = %stale_agent, lb = %lb_id, %error, "the agent did not remove a load balancer it no longer serves");
+                }
             }
+            // Its stale copies gone, its host joins the networks again (a
+            // controller that started since does not know whether it was
+            // fenced: unfencing a host that was not changes nothing).
+            remover.fence(&stale_agent, false).await;
         });
         tokio::spawn(async move {
             loop {

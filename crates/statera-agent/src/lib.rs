@@ -18,6 +18,7 @@
 pub mod agent;
 pub mod hub;
 pub mod pki;
+pub mod plumbing;
 pub mod proto;
 
 /// The name the controller's agent endpoint presents in its certificate;

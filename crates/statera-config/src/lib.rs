@@ -55,6 +55,12 @@ pub struct Vip {
     /// `None`: this host's own namespace.
     #[serde(default)]
     pub namespace: Option<String>,
+    /// With agents and the `netns` driver: the VIP's namespace as the
+    /// controller computes it (leg, routes, ingress filter), for the agent
+    /// to build on its host before its data plane binds there (and to name
+    /// `namespace` after its own prefix). `None`: nothing to plumb.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plumbing: Option<statera_net::netns::LbPlumbing>,
 }
 
 /// The address a data plane's connections to a member at `member` leave

@@ -29,6 +29,7 @@ pub fn build(s: &State, lb: &LoadBalancer, version: u64) -> LbConfig {
             .unwrap_or_else(|| ipnet::IpNet::from(lb.vip_address)),
         gateway: subnet.and_then(|x| x.gateway_ip),
         namespace: None,
+        plumbing: None,
     };
     let listeners = s
         .listeners

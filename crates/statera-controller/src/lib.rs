@@ -172,6 +172,7 @@ impl Controller {
     fn build(&self, s: &State, lb: &LoadBalancer, version: u64) -> LbConfig {
         let mut cfg = config::build(s, lb, version);
         cfg.vip.namespace = self.network.as_ref().and_then(|n| n.namespace_for(s, lb));
+        cfg.vip.plumbing = self.network.as_ref().and_then(|n| n.plumbing_for(s, lb));
         cfg
     }
 

@@ -28,6 +28,11 @@ pub const SCAN_INTERVAL: Duration = Duration::from_secs(60);
 pub struct NetnsNetwork {
     driver: Arc<Driver>,
     lock: Mutex<()>,
+    /// Load balancers are served by agents, each plumbing its own on its
+    /// host from the configuration it is sent: this side keeps only the
+    /// switch (the networks' bridges, the hosts' trunks end there) and the
+    /// routers.
+    agents: bool,
 }
 
 /// Whether a subnet is served by the `host` driver (loopback VIPs) rather
@@ -288,7 +293,24 @@ impl NetnsNetwork {
         Ok(NetnsNetwork {
             driver: Arc::new(Driver::new(prefix)),
             lock: Mutex::new(()),
+            agents: false,
         })
+    }
+
+    /// The switch and routers only: load balancers' namespaces are their
+    /// agents' (each configuration carries its plumbing, [`Self::plumbing_for`]).
+    pub fn for_agents(prefix: &str) -> std::io::Result<NetnsNetwork> {
+        let mut network = NetnsNetwork::new(prefix)?;
+        network.agents = true;
+        Ok(network)
+    }
+
+    /// What an agent must build for `lb` on its host (agents only).
+    pub fn plumbing_for(&self, s: &State, lb: &LoadBalancer) -> Option<LbPlumbing> {
+        if !self.agents {
+            return None;
+        }
+        lb_plumbing(s, lb)
     }
 
     pub fn names(&self) -> &Names {
@@ -297,6 +319,10 @@ impl NetnsNetwork {
 
     /// The namespace `lb`'s data plane must use, if any.
     pub fn namespace_for(&self, s: &State, lb: &LoadBalancer) -> Option<String> {
+        if self.agents {
+            // The agent's, named after its prefix.
+            return None;
+        }
         let subnet = s.subnets.get(&lb.vip_subnet_id)?;
         (!host_subnet(subnet)).then(|| self.driver.names().lb(lb.id))
     }
@@ -321,6 +347,9 @@ impl NetnsNetwork {
 
     /// Removes `lb_id`'s namespace.
     pub async fn unplug(&self, lb_id: Uuid) {
+        if self.agents {
+            return;
+        }
         let _guard = self.lock.lock().await;
         let driver = self.driver.clone();
         let result = tokio::task::spawn_blocking(move || driver.remove_lb(lb_id)).await;
@@ -333,7 +362,10 @@ impl NetnsNetwork {
     pub async fn reconcile(&self, store: &Store, scan: bool) {
         let _guard = self.lock.lock().await;
         let s = store.snapshot();
-        let (desired, keep) = desired(&s);
+        let (mut desired, keep) = desired(&s);
+        if self.agents {
+            desired.lbs.clear();
+        }
         let driver = self.driver.clone();
         let result =
             tokio::task::spawn_blocking(move || driver.reconcile(&desired, &keep, scan)).await;

@@ -178,6 +178,7 @@ fn config(lb: usize) -> LbConfig {
             subnet_cidr: "127.104.0.0/16".parse().unwrap(),
             gateway: None,
             namespace: None,
+            plumbing: None,
         },
         listeners: Vec::new(),
         pools,

@@ -598,6 +598,7 @@ mod tests {
                 subnet_cidr: "127.0.0.0/8".parse().unwrap(),
                 gateway: None,
                 namespace: None,
+                plumbing: None,
             },
             listeners: vec![listener.clone()],
             pools,

@@ -9,6 +9,7 @@
 use crate::handover;
 use anyhow::Context;
 use statera_agent::agent::{self as remote, Agent};
+use statera_agent::plumbing::Plumbed;
 use statera_config::{DataPlane, StatusReport};
 use statera_dataplane::{Engine, EngineOptions};
 use statera_haproxy::{HaproxyOptions, HaproxyProvider};
@@ -39,6 +40,40 @@ pub struct AgentArgs {
     /// check the controller at enrolment (first start only).
     #[arg(long, env = "STATERA_AGENT_CA_FILE")]
     ca_file: Option<PathBuf>,
+    /// `host`: VIPs are this host's own addresses (loopback subnets);
+    /// `netns`: each load balancer's VIP in a namespace of its own on this
+    /// host, built from what the controller sends (needs root; the
+    /// controller runs `--network-driver netns` too).
+    #[arg(long, env = "STATERA_NETWORK_DRIVER", default_value = "host", value_parser = ["host", "netns"])]
+    network_driver: String,
+    /// With `netns`: the prefix of this host's namespaces (its switch
+    /// `<prefix>switch`, its load balancers' `<prefix>lb-<id>`): one of its
+    /// own per agent sharing a kernel.
+    #[arg(
+        long,
+        env = "STATERA_NAMESPACE_PREFIX",
+        default_value = "statera-agent-"
+    )]
+    namespace_prefix: String,
+    /// With `netns`: the switch namespace this host's bridges are trunked
+    /// to, one veth pair per network (the controller's `<its
+    /// prefix>switch`). One machine only: across machines the trunk would
+    /// be a VXLAN device per network, not built.
+    #[arg(
+        long,
+        env = "STATERA_UPLINK_NAMESPACE",
+        default_value = "statera-switch"
+    )]
+    uplink_namespace: String,
+}
+
+/// Up to 40 letters, digits, '-' or '_' (as `statera serve`'s).
+fn valid_prefix(prefix: &str) -> bool {
+    !prefix.is_empty()
+        && prefix.len() <= 40
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -51,6 +86,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Some(lock) => (lock, None),
         None => crate::serve::take_over(&dir, "agent").await?,
     };
+    let netns = args.network_driver == "netns";
+    if netns && !(valid_prefix(&args.namespace_prefix) && valid_prefix(&args.uplink_namespace)) {
+        anyhow::bail!(
+            "--namespace-prefix and --uplink-namespace are 1-40 letters, digits, '-' or '_'"
+        );
+    }
     let credentials = match remote::load_credentials(&dir)? {
         Some(c) => c,
         None => {
@@ -75,6 +116,24 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             c
         }
     };
+    // The name the certificate carries: what the controller fences this
+    // host's trunks by.
+    let name = remote::certified_name(&credentials).map_err(anyhow::Error::msg)?;
+    let network = if netns {
+        let network = statera_agent::plumbing::HostNetwork::new(
+            &args.namespace_prefix,
+            &args.uplink_namespace,
+            &name,
+        )
+        .context("starting the netns network driver")?;
+        tracing::info!(prefix = %args.namespace_prefix, uplink = %args.uplink_namespace, "network driver: netns");
+        Some(Arc::new(network))
+    } else {
+        None
+    };
+    let plumbed = |plane: Arc<dyn DataPlane>| -> Arc<dyn DataPlane> {
+        Arc::new(Plumbed::new(plane, network.clone()))
+    };
 
     let (report_tx, reports) = mpsc::unbounded_channel::<StatusReport>();
     let engine = Engine::with_options(report_tx.clone(), EngineOptions::default());
@@ -83,7 +142,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         t
     });
     let mut planes: HashMap<String, Arc<dyn DataPlane>> = HashMap::new();
-    planes.insert("native".into(), Arc::new(engine.clone()));
+    planes.insert("native".into(), plumbed(Arc::new(engine.clone())));
     let haproxy = statera_haproxy::find_haproxy().map(|binary| {
         let mut options = HaproxyOptions::new(dir.join("haproxy"));
         options.binary = binary;
@@ -91,13 +150,22 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Arc::new(HaproxyProvider::new(options, report_tx))
     });
     if let Some(h) = &haproxy {
-        planes.insert("haproxy".into(), h.clone() as Arc<dyn DataPlane>);
+        planes.insert("haproxy".into(), plumbed(h.clone() as Arc<dyn DataPlane>));
     }
     let agent = Arc::new(Agent::new(planes, &dir)?);
     // What is kept on disk is claimed first, so that the session (started
     // now: the controller must hear from this agent within its timeout)
     // claims it while it is restored.
     let claimed = agent.claim_kept();
+    if let Some(network) = &network {
+        // Namespaces of load balancers removed while this agent could not
+        // finish (or kept configurations lost) go.
+        let keep = agent.claimed_ids();
+        let network = network.clone();
+        tokio::task::spawn_blocking(move || network.remove_unkept(&keep))
+            .await?
+            .context("removing namespaces nothing serves")?;
+    }
     let mut handover_rx = handover::listen(&dir)?;
     let mut lock = Some(lock);
     let (mut stop_tx, stop_rx) = watch::channel(false);

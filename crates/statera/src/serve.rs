@@ -174,11 +174,10 @@ pub async fn run(mut settings: Settings, nofile: u64) -> anyhow::Result<()> {
         );
     }
 
-    if settings.node.agent_listen.is_some() && (shared || settings.network.driver == "netns") {
+    if settings.node.agent_listen.is_some() && shared {
         anyhow::bail!(
-            "--agent-listen works with one controller on SQLite and the host network driver for now \
-             (agents of several controllers sharing PostgreSQL, and load balancers' namespaces on \
-             agents' hosts, are not built yet)"
+            "--agent-listen works with one controller on SQLite for now (agents of several \
+             controllers sharing PostgreSQL are not built yet)"
         );
     }
     // One process serves a data directory: take it over from the one that
@@ -490,6 +489,9 @@ async fn control(
                 .context("no report channel")?;
             let directory = Arc::new(StoreDirectory {
                 store: store.clone(),
+                // Agents' hosts are trunked into this switch (netns).
+                switch: (settings.network.driver == "netns")
+                    .then(|| format!("{}switch", settings.network.namespace_prefix)),
             });
             let hub = statera_agent::hub::Hub::new(
                 pki.clone(),
@@ -533,10 +535,13 @@ async fn control(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut network_task = None;
     if settings.network.driver == "netns" {
-        let network = Arc::new(
-            NetnsNetwork::new(&settings.network.namespace_prefix)
-                .context("starting the netns network driver")?,
-        );
+        let prefix = &settings.network.namespace_prefix;
+        let network = if settings.node.agent_listen.is_some() {
+            NetnsNetwork::for_agents(prefix)
+        } else {
+            NetnsNetwork::new(prefix)
+        };
+        let network = Arc::new(network.context("starting the netns network driver")?);
         tracing::info!(prefix = %settings.network.namespace_prefix, "network driver: netns");
         controller = controller.with_network(network.clone());
         network_task = Some(tokio::spawn(network.run(store.clone(), stop_rx.clone())));
@@ -756,6 +761,8 @@ fn node_id(dir: &std::path::Path) -> anyhow::Result<String> {
 /// may claim, and which agents a load balancer's availability zone allows.
 struct StoreDirectory {
     store: Arc<statera_store::Store>,
+    /// The netns switch namespace agents' hosts are trunked into.
+    switch: Option<String>,
 }
 
 impl statera_agent::hub::Directory for StoreDirectory {
@@ -787,5 +794,20 @@ impl statera_agent::hub::Directory for StoreDirectory {
             .availability_zone_profiles
             .get(&zone.availability_zone_profile_id)?;
         statera_api::octavia::providers::zone_agents(&profile.availability_zone_data)
+    }
+
+    /// Takes the agent's trunks in the switch down, or up again.
+    fn fence(&self, agent: &str, fenced: bool) {
+        let Some(switch) = &self.switch else {
+            return;
+        };
+        match statera_net::netns::fence_host(switch, agent, fenced) {
+            Ok(0) => {}
+            Ok(trunks) if fenced => {
+                tracing::warn!(%agent, trunks, "agent's host fenced: its trunks to the switch are down")
+            }
+            Ok(trunks) => tracing::info!(%agent, trunks, "agent's host joined to the switch again"),
+            Err(error) => tracing::error!(%agent, %error, fenced, "cannot set the agent's trunks"),
+        }
     }
 }

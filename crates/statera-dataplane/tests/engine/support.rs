@@ -263,6 +263,7 @@ pub fn lb(vip: IpAddr, listeners: Vec<ListenerConfig>, pools: Vec<PoolConfig>) -
             subnet_cidr: "127.101.0.0/16".parse().unwrap(),
             gateway: None,
             namespace: None,
+            plumbing: None,
         },
         listeners,
         pools,

@@ -100,6 +100,7 @@ fn config(listeners: Vec<ListenerConfig>, pools: Vec<PoolConfig>) -> LbConfig {
             subnet_cidr: "192.0.2.0/24".parse().unwrap(),
             gateway: None,
             namespace: None,
+            plumbing: None,
         },
         listeners,
         pools,

@@ -345,6 +345,7 @@ pub fn http_lb(vip: IpAddr, port: u16, members: Vec<MemberConfig>) -> LbConfig {
             subnet_cidr: "127.0.0.0/8".parse().unwrap(),
             gateway: None,
             namespace: None,
+            plumbing: None,
         },
         listeners: vec![ListenerConfig {
             id: Uuid::new_v4(),

@@ -15,7 +15,7 @@ pub const LB_TABLE: &str = "statera";
 pub const ROUTER_TABLE: &str = "statera-nat";
 
 /// A port the load balancer listens on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ListenerPort {
     /// IP protocol: 6 (TCP) or 17 (UDP).
     pub protocol: u8,
@@ -25,7 +25,7 @@ pub struct ListenerPort {
 }
 
 /// An ingress security group rule, resolved to prefixes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IngressRule {
     pub ipv6: bool,
     /// IP protocol number; `None` = any.
@@ -40,7 +40,7 @@ pub struct IngressRule {
 }
 
 /// What ingress the VIP port lets in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Ingress {
     /// No security group on the port: what the load balancer listens on
     /// (Octavia's own VIP security group).
@@ -51,7 +51,7 @@ pub enum Ingress {
     Rules(Vec<IngressRule>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LbFilter {
     pub listeners: Vec<ListenerPort>,
     pub ingress: Ingress,

@@ -79,6 +79,11 @@ impl Names {
         format!("tap{}", short(port_id))
     }
 
+    /// This host's end of its trunk of a network (agents' hosts).
+    pub fn uplink(network_id: Uuid) -> String {
+        format!("up{}", short(network_id))
+    }
+
     pub fn vip_dev(port_id: Uuid) -> String {
         format!("vip-{}", short(port_id))
     }
@@ -93,7 +98,7 @@ impl Names {
 }
 
 /// One port plugged into its network's bridge.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Leg {
     pub port_id: Uuid,
     pub network_id: Uuid,
@@ -105,14 +110,14 @@ pub struct Leg {
     pub mtu: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Route {
     pub destination: IpNet,
     pub via: IpAddr,
 }
 
 /// A load balancer's namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LbPlumbing {
     pub lb_id: Uuid,
     pub leg: Leg,
@@ -603,6 +608,94 @@ impl Driver {
         Ok(())
     }
 
+    /// Joins this host's bridge of `network_id` to the same network's bridge
+    /// in `uplink` (the central switch namespace; on one machine, each
+    /// agent's "host" is its own switch namespace) with a veth pair: `up<net>`
+    /// here, a name of [`trunk_name`] there, whose alias
+    /// (`statera-trunk:<host>`) lets the controller find a host's trunks to
+    /// fence them. An existing trunk is left as it is (a fenced one stays
+    /// down: only the controller brings it up again).
+    pub fn ensure_trunk(
+        &self,
+        network_id: Uuid,
+        mtu: u32,
+        uplink: &str,
+        host: &str,
+    ) -> io::Result<()> {
+        let mut applied = self.applied();
+        self.ensure_bridge(&mut applied, network_id)?;
+        let sw = self.names.switch();
+        let up = Names::uplink(network_id);
+        if exec::links(&sw)?.iter().any(|l| l.name == up) {
+            return Ok(());
+        }
+        let br = Names::bridge(network_id);
+        if !exec::links(uplink)?.iter().any(|l| l.name == br) {
+            return Err(io::Error::other(format!(
+                "the switch namespace {uplink} has no bridge {br} for network {network_id} (yet)"
+            )));
+        }
+        let far = trunk_name(host, network_id);
+        let create = [
+            format!("link add {up} mtu {mtu} type veth peer name {far} netns {uplink}"),
+            format!("link set {up} alias {TRUNK_ALIAS}"),
+            format!("link set {up} master {br}"),
+            format!("link set {up} up"),
+        ];
+        if let Err(e) = exec::ip_batch(Some(&sw), &create) {
+            // The switch's end left by a host end deleted by hand: take it
+            // out and try once more.
+            let _ = exec::ip(&["-n", uplink, "link", "del", &far]);
+            exec::ip_batch(Some(&sw), &create).map_err(|_| e)?;
+        }
+        exec::ip_batch(
+            Some(uplink),
+            &[
+                format!("link set {far} alias {TRUNK_ALIAS}:{host}"),
+                format!("link set {far} master {br}"),
+                format!("link set {far} up"),
+            ],
+        )
+    }
+
+    /// Removes `lb_id`'s namespace, and this host's trunk and bridge of its
+    /// network when no other load balancer here is on it.
+    pub fn remove_lb_on_host(&self, lb_id: Uuid) -> io::Result<()> {
+        let mut applied = self.applied();
+        let network = applied.lbs.remove(&lb_id).map(|prev| {
+            self.remove_leg(&prev.leg);
+            prev.leg.network_id
+        });
+        exec::delete_namespace(&self.names.lb(lb_id))?;
+        if let Some(net) = network
+            && !applied.lbs.values().any(|l| l.leg.network_id == net)
+        {
+            let sw = self.names.switch();
+            let links = exec::links(&sw)?;
+            for name in [Names::uplink(net), Names::bridge(net)] {
+                if links.iter().any(|l| l.name == name) {
+                    exec::ip(&["-n", &sw, "link", "del", &name])?;
+                }
+            }
+            applied.bridges.remove(&net);
+        }
+        Ok(())
+    }
+
+    /// Removes the load balancer namespaces under the prefix that are not
+    /// in `keep` (an agent's start: what it served and no longer keeps).
+    pub fn remove_lb_namespaces_except(&self, keep: &HashSet<Uuid>) -> io::Result<()> {
+        let wanted: HashSet<String> = keep.iter().map(|id| self.names.lb(*id)).collect();
+        let lb_prefix = format!("{}lb-", self.names.prefix);
+        for ns in exec::list_namespaces()? {
+            if ns.starts_with(&lb_prefix) && !wanted.contains(&ns) {
+                tracing::info!(namespace = %ns, "netns: removing a load balancer namespace nothing serves");
+                exec::delete_namespace(&ns)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes everything under the prefix (the switch namespace included).
     pub fn teardown(&self) -> io::Result<()> {
         let mut applied = self.applied();
@@ -640,6 +733,73 @@ impl Driver {
     }
 }
 
+/// The alias of a trunk's ends (the switch's end adds `:<host>`).
+pub const TRUNK_ALIAS: &str = "statera-trunk";
+
+/// The switch's end of `host`'s trunk of `network_id`: `t`, 7 hex digits of
+/// the host's name's FNV-1a hash, 7 of the network id (15 characters, the
+/// kernel's limit). Only named at creation: a trunk is found again by its
+/// host's end.
+pub fn trunk_name(host: &str, network_id: Uuid) -> String {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in host.bytes() {
+        hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    format!(
+        "t{:07x}{}",
+        hash & 0x0fff_ffff,
+        &network_id.simple().to_string()[..7]
+    )
+}
+
+/// Takes every trunk of `host` in the switch namespace `switch` down
+/// (`fenced`: the host's load balancers were moved elsewhere while it was
+/// away, and what it still plumbs must not answer for their addresses) or up
+/// again. Returns how many trunks were set.
+pub fn fence_host(switch: &str, host: &str, fenced: bool) -> io::Result<usize> {
+    if !exec::namespace_exists(switch) {
+        return Ok(0);
+    }
+    let alias = format!("{TRUNK_ALIAS}:{host}");
+    let state = if fenced { "down" } else { "up" };
+    let lines: Vec<String> = exec::links(switch)?
+        .into_iter()
+        .filter(|l| l.alias.as_deref() == Some(alias.as_str()))
+        .map(|l| format!("link set {} {state}", l.name))
+        .collect();
+    exec::ip_batch(Some(switch), &lines)?;
+    Ok(lines.len())
+}
+
+impl LbPlumbing {
+    /// Whether this plumbing can be applied as it is: what a data-plane
+    /// agent checks of what its controller sends (the interface's name is
+    /// the one its port gives, the MAC a MAC, the MTU in range), before any
+    /// of it reaches `ip`.
+    pub fn check(&self) -> Result<(), String> {
+        let leg = &self.leg;
+        if leg.dev != Names::vip_dev(leg.port_id) {
+            return Err(format!(
+                "the VIP interface is named {:?}, not after its port",
+                leg.dev
+            ));
+        }
+        let mac_ok = leg.mac.len() == 17
+            && leg.mac.split(':').count() == 6
+            && leg
+                .mac
+                .split(':')
+                .all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()));
+        if !mac_ok {
+            return Err(format!("{:?} is not a MAC address", leg.mac));
+        }
+        if !(576..=9000).contains(&leg.mtu) {
+            return Err(format!("MTU {} is out of 576-9000", leg.mtu));
+        }
+        Ok(())
+    }
+}
+
 /// The global addresses on `dev` in `ns`.
 fn addresses(ns: &str, dev: &str) -> io::Result<Vec<IpNet>> {
     let out = exec::ip(&[
@@ -653,4 +813,61 @@ fn addresses(ns: &str, dev: &str) -> io::Result<Vec<IpNet>> {
             words.get(i + 1)?.parse().ok()
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firewall::{Ingress, LbFilter};
+
+    fn plumbing() -> LbPlumbing {
+        let port_id = Uuid::new_v4();
+        LbPlumbing {
+            lb_id: Uuid::new_v4(),
+            leg: Leg {
+                port_id,
+                network_id: Uuid::new_v4(),
+                dev: Names::vip_dev(port_id),
+                mac: "fa:16:3e:01:02:03".into(),
+                addresses: vec!["10.0.0.5/24".parse().unwrap()],
+                mtu: 1500,
+            },
+            routes: vec![Route {
+                destination: "0.0.0.0/0".parse().unwrap(),
+                via: "10.0.0.1".parse().unwrap(),
+            }],
+            filter: LbFilter {
+                listeners: Vec::new(),
+                ingress: Ingress::ListenersOnly,
+            },
+        }
+    }
+
+    #[test]
+    fn plumbing_travels_as_json_and_bad_fields_are_refused_before_ip_sees_them() {
+        let good = plumbing();
+        let text = serde_json::to_string(&good).unwrap();
+        let back: LbPlumbing = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, good);
+        assert_eq!(good.check(), Ok(()));
+        let mut bad = good.clone();
+        bad.leg.dev = "eth0\nlink del brq".into();
+        assert!(bad.check().is_err());
+        let mut bad = good.clone();
+        bad.leg.mac = "fa:16:3e:01:02:03 up".into();
+        assert!(bad.check().is_err());
+        let mut bad = good;
+        bad.leg.mtu = 65_000;
+        assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn trunk_names_fit_the_kernel_and_differ_by_host() {
+        let net = Uuid::new_v4();
+        let a = trunk_name("host-1", net);
+        assert_eq!(a.len(), 15);
+        assert_eq!(a, trunk_name("host-1", net));
+        assert_ne!(a, trunk_name("host-2", net));
+        assert!(Names::uplink(net).len() <= 15);
+    }
 }
