@@ -436,12 +436,13 @@ def agent_token(serve_data: Path) -> str:
 
 
 @contextlib.contextmanager
-def with_agent(server: StateraServer, controller: str, name: str = "agent-1"):
+def with_agent(server: StateraServer, controller: str, name: str = "agent-1",
+               extra_args: list[str] | None = None):
     """An agent enrolled with `server` (started with --agent-listen `controller`), in the
-    server's directory, connected before this yields."""
+    server's directory, given `extra_args`, connected before this yields."""
     serve_data = server.data_dir / "data"
     agent = Agent(name, controller, server.data_dir / name, agent_token(serve_data),
-                  serve_data / "agent-pki" / "ca.pem")
+                  serve_data / "agent-pki" / "ca.pem", extra_args)
     try:
         agent.wait_session()
         yield agent

@@ -1,5 +1,7 @@
 """One-arm mode on real network namespaces (the `netns` network driver), built entirely through
-Statera's API with the ordinary `openstack` CLI, for each provider (native, haproxy):
+Statera's API with the ordinary `openstack` CLI, for each provider (native, haproxy), with the
+data plane in `statera serve` and with it in a `statera agent` whose "host" (a namespace prefix
+of its own, its bridges trunked to the controller's switch) holds the load balancer's namespace:
 
   ns client 172.24.4.50 ── bridge of network "ext" (172.24.4.0/24, external)
   router r1: gateway 172.24.4.1, floating IP 172.24.4.100 → VIP, interface 10.20.0.1
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ACTIVE_TIMEOUT, OpenStackCli, poll, start_statera, wait_lb_active
+from conftest import ACTIVE_TIMEOUT, OpenStackCli, free_port, poll, start_statera, wait_lb_active, with_agent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the netns network driver needs root")
 
@@ -56,8 +58,10 @@ def short(uuid: str) -> str:
 class Topology:
     """What the test created outside Statera (namespaces, processes), removed by name/pid."""
 
-    def __init__(self, prefix: str, workdir: Path):
+    def __init__(self, prefix: str, workdir: Path, lb_prefix: str | None = None):
         self.prefix = prefix
+        # Where load balancers' namespaces live: the controller's prefix, or its agent's host's.
+        self.lb_prefix = lb_prefix or prefix
         self.workdir = workdir
         self.namespaces: list[str] = []
         self.processes: dict[str, subprocess.Popen] = {}
@@ -67,7 +71,12 @@ class Topology:
         return f"{self.prefix}switch"
 
     def lb_ns(self, lb_id: str) -> str:
-        return f"{self.prefix}lb-{lb_id}"
+        return f"{self.lb_prefix}lb-{lb_id}"
+
+    @property
+    def lb_switch(self) -> str:
+        """The switch namespace load balancers' legs are plugged into."""
+        return f"{self.lb_prefix}switch"
 
     def router_ns(self, router_id: str) -> str:
         return f"{self.prefix}router-{router_id}"
@@ -163,27 +172,38 @@ def ns_exists(name: str) -> bool:
     return Path("/run/netns", name).exists()
 
 
-def switch_links(topo: Topology) -> list[str]:
-    if not ns_exists(topo.switch):
+def switch_links(topo: Topology, switch: str | None = None) -> list[str]:
+    switch = switch or topo.switch
+    if not ns_exists(switch):
         return []
-    out = run("ip", "-n", topo.switch, "-o", "link", "show").stdout
+    out = run("ip", "-n", switch, "-o", "link", "show").stdout
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["native", "haproxy"])
+@pytest.fixture(scope="module", params=[("native", "embedded"), ("haproxy", "embedded"),
+                                        ("native", "agent"), ("haproxy", "agent")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def env(request):
-    provider = request.param
+    provider, placement = request.param
     if provider == "haproxy" and not any(
         os.access(os.path.join(d, "haproxy"), os.X_OK) for d in os.environ.get("PATH", "").split(":")
     ):
         pytest.fail("haproxy is not installed (scripts/test installs it)", pytrace=False)
-    prefix = f"st{os.getpid() % 100000}{provider[0]}-"
-    workdir = Path(tempfile.mkdtemp(prefix=f"statera-onearm-{provider}-"))
-    topo = Topology(prefix, workdir)
-    with start_statera(extra_args=["--network-driver", "netns", "--namespace-prefix", prefix]) as server:
+    prefix = f"st{os.getpid() % 100000}{provider[0]}{placement[0]}-"
+    workdir = Path(tempfile.mkdtemp(prefix=f"statera-onearm-{provider}-{placement}-"))
+    args = ["--network-driver", "netns", "--namespace-prefix", prefix]
+    agent_prefix = f"{prefix}a1-" if placement == "agent" else None
+    topo = Topology(prefix, workdir, agent_prefix)
+    controller = f"127.0.0.1:{free_port()}"
+    if placement == "agent":
+        args += ["--agent-listen", controller]
+    with start_statera(extra_args=args) as server, contextlib.ExitStack() as agent:
+        if placement == "agent":
+            agent.enter_context(with_agent(server, controller, "host-a1", extra_args=[
+                "--network-driver", "netns", "--namespace-prefix", agent_prefix, "--uplink-namespace", topo.switch]))
         try:
             yield {"provider": provider, "server": server, "cli": OpenStackCli(server.endpoint), "topo": topo, "state": {}}
         finally:
@@ -467,7 +487,7 @@ def test_11_teardown_leaves_nothing(env):
     assert ns_exists(lb_ns)
     cli.run("loadbalancer", "delete", "--cascade", "--wait", "lb1")
     poll(lambda: not ns_exists(lb_ns), 10, "the load balancer namespace to go")
-    assert f"tap{short(vip_port)}" not in switch_links(topo)
+    assert f"tap{short(vip_port)}" not in switch_links(topo, topo.lb_switch)
     # Its floating IP is disassociated (the port is gone), as Neutron does.
     fip = api(env, "GET", f"/v2.0/floatingips/{st['fip']}")["floatingip"]
     assert fip["port_id"] is None and fip["fixed_ip_address"] is None and fip["status"] == "DOWN", fip

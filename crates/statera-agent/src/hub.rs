@@ -85,8 +85,15 @@ pub trait Directory: Send + Sync + 'static {
     /// load balancers are served elsewhere, or joins it again once what it
     /// served and no longer serves has been removed from it. Blocking (run
     /// off the async threads). Nothing to do where load balancers have no
-    /// namespaces on agents' hosts.
-    fn fence(&self, _agent: &str, _fenced: bool) {}
+    /// namespaces on agents' hosts. An error: nothing may move off it.
+    fn fence(&self, _agent: &str, _fenced: bool) -> Result<(), String> {
+        Ok(())
+    }
+    /// Whether [`Directory::fence`] does anything (load balancers live on
+    /// agents' hosts' networks).
+    fn fences(&self) -> bool {
+        false
+    }
 }
 
 /// The per-load-balancer locks. An entry nobody holds is dropped when the
@@ -166,6 +173,10 @@ struct State {
     /// count of connections and departures then: not tried again until
     /// an agent connects or goes.
     stuck: HashMap<String, u64>,
+    /// Agents whose hosts are cut off the tenant networks
+    /// ([`Directory::fence`]): nothing is moved off an agent before it is
+    /// in here, and nothing is placed on one while it is.
+    fenced: HashSet<String>,
 }
 
 impl State {
@@ -182,7 +193,7 @@ impl State {
         }
         self.sessions
             .keys()
-            .filter(|name| Some(name.as_str()) != except)
+            .filter(|name| Some(name.as_str()) != except && !self.fenced.contains(*name))
             .filter(|name| allowed.is_none_or(|a| a.contains(name)))
             .min_by_key(|name| (load.get(name.as_str()).copied().unwrap_or(0), *name))
             .cloned()
@@ -404,7 +415,7 @@ impl Hub {
         let until = tokio::time::Instant::now() + AGENT_WAIT;
         let allowed = self.inner.directory.agents_for(lb_id);
         loop {
-            {
+            let elsewhere = {
                 let state = self.state();
                 match state.placement.get(&lb_id) {
                     Some(agent) if state.sessions.contains_key(agent) => return Ok(agent.clone()),
@@ -420,23 +431,25 @@ impl Hub {
                             .get(agent)
                             .is_none_or(|since| since.elapsed() >= self.inner.failover_after) =>
                     {
-                        return match state.least_loaded(allowed.as_deref(), Some(agent)) {
-                            Some(other) => {
-                                tracing::warn!(lb = %lb_id, gone = %agent, to = %other, "changed while its agent is gone: applied on another agent");
-                                Ok(other)
+                        match state.least_loaded(allowed.as_deref(), Some(agent)) {
+                            Some(other) => Some((agent.clone(), other)),
+                            None => {
+                                return Err(unavailable(format!(
+                                    "agent {agent}, which serves load balancer {lb_id}, is gone and no other agent that may serve it is connected"
+                                )));
                             }
-                            None => Err(unavailable(format!(
-                                "agent {agent}, which serves load balancer {lb_id}, is gone and no other agent that may serve it is connected"
-                            ))),
-                        };
+                        }
                     }
-                    Some(_) => {}
+                    Some(_) => None,
                     None if self.inner.started.elapsed() < AGENT_WAIT
                         && !self
                             .inner
                             .expected
                             .iter()
-                            .all(|name| state.sessions.contains_key(name)) => {}
+                            .all(|name| state.sessions.contains_key(name)) =>
+                    {
+                        None
+                    }
                     None => {
                         if let Some(agent) = state.least_loaded(allowed.as_deref(), None) {
                             return Ok(agent);
@@ -450,8 +463,22 @@ impl Hub {
                                 names.join(", ")
                             )));
                         }
+                        None
                     }
                 }
+            };
+            if let Some((gone, other)) = elsewhere {
+                // Its gone agent's host cut off first (or found back).
+                if self.fence_gone(&gone).await {
+                    tracing::warn!(lb = %lb_id, %gone, to = %other, "changed while its agent is gone: applied on another agent");
+                    return Ok(other);
+                }
+                if !self.state().sessions.contains_key(&gone) {
+                    return Err(unavailable(format!(
+                        "agent {gone}, which serves load balancer {lb_id}, is gone and its host cannot be fenced"
+                    )));
+                }
+                continue;
             }
             tokio::select! {
                 _ = changed.changed() => {}
@@ -546,10 +573,29 @@ impl Hub {
     /// same VIP, same version. Runs until the hub's endpoint stops.
     pub async fn failovers(self, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut absent_fenced = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.wait_for(|s| *s) => return,
+            }
+            if !absent_fenced && self.inner.started.elapsed() >= AGENT_WAIT {
+                // Agents that have not come back since this hub started may
+                // have died with their hosts still plumbed; load balancers
+                // nobody claimed are placed anew from now on.
+                absent_fenced = true;
+                let absent: Vec<String> = {
+                    let state = self.state();
+                    self.inner
+                        .expected
+                        .iter()
+                        .filter(|name| !state.sessions.contains_key(*name))
+                        .cloned()
+                        .collect()
+                };
+                for agent in absent {
+                    self.fence_gone(&agent).await;
+                }
             }
             let after = self.inner.failover_after;
             // A session that stopped talking counts as gone.
@@ -604,7 +650,9 @@ impl Hub {
                 }
                 // What it still plumbs on its host must not answer for
                 // addresses served elsewhere from now on.
-                self.fence(&agent, true).await;
+                if !self.fence_gone(&agent).await {
+                    continue;
+                }
                 // Several at a time: one after the other, an agent's
                 // thousands of load balancers took seconds each thousand.
                 let mut moves = tokio::task::JoinSet::new();
@@ -639,14 +687,56 @@ impl Hub {
         }
     }
 
-    /// Fences `agent`'s host (unless it is connected again) or unfences it.
-    async fn fence(&self, agent: &str, fenced: bool) {
+    /// Fences the host of `agent`, gone: whether it is (it may be moved
+    /// off); not when it is connected again or the fence failed.
+    async fn fence_gone(&self, agent: &str) -> bool {
         let _one = self.inner.fencing.lock().await;
-        if fenced && self.state().sessions.contains_key(agent) {
+        {
+            let state = self.state();
+            if state.sessions.contains_key(agent) {
+                return false;
+            }
+            if state.fenced.contains(agent) || !self.inner.directory.fences() {
+                return true;
+            }
+        }
+        match self.set_fence(agent, true).await {
+            Ok(()) => {
+                self.state().fenced.insert(agent.to_string());
+                true
+            }
+            Err(error) => {
+                tracing::error!(%agent, %error, "cannot fence the gone agent's host: its load balancers stay where they are");
+                false
+            }
+        }
+    }
+
+    /// Joins the host of `agent` to the networks again, if session `id` is
+    /// still its session.
+    async fn unfence(&self, agent: &str, id: u64) {
+        if !self.inner.directory.fences() {
             return;
         }
+        let _one = self.inner.fencing.lock().await;
+        if self.state().sessions.get(agent).map(|s| s.id) != Some(id) {
+            return;
+        }
+        match self.set_fence(agent, false).await {
+            Ok(()) => {
+                self.state().fenced.remove(agent);
+            }
+            Err(error) => {
+                tracing::error!(%agent, %error, "cannot join the agent's host to the networks again")
+            }
+        }
+    }
+
+    async fn set_fence(&self, agent: &str, fenced: bool) -> Result<(), String> {
         let (directory, name) = (self.inner.directory.clone(), agent.to_string());
-        let _ = tokio::task::spawn_blocking(move || directory.fence(&name, fenced)).await;
+        tokio::task::spawn_blocking(move || directory.fence(&name, fenced))
+            .await
+            .map_err(|e| e.to_string())?
     }
 
     /// Moves `lb_id` off `from`.
@@ -662,6 +752,11 @@ impl Hub {
             if state.sessions.contains_key(from) {
                 // It came back meanwhile and serves it.
                 return Moved::Done;
+            }
+            if self.inner.directory.fences() && !state.fenced.contains(from) {
+                // Back and gone again since it was fenced (and joined
+                // again): fenced anew before anything moves.
+                return Moved::Failed;
             }
             let Some(kept) = state.configs.get(&lb_id).cloned() else {
                 // Never applied by this hub (it started after, and its
@@ -806,6 +901,14 @@ impl Hub {
         if let Some(from) = &from {
             self.remove_from(from, provider, lb_id).await?;
             self.state().placement.remove(&lb_id);
+        } else if let Some(old) = &placed
+            && !self.fence_gone(old).await
+        {
+            // Away, and its host not cut off: it may still answer for the
+            // address.
+            return Err(unavailable(format!(
+                "agent {old}, which serves load balancer {lb_id}, is away and its host could not be fenced"
+            )));
         }
         match self.apply_on(&target, provider, config.clone()).await {
             Ok(version) => {
@@ -1219,22 +1322,45 @@ impl proto::agent_server::Agent for Hub {
         let remover = self.clone();
         let stale_agent = agent.clone();
         tokio::spawn(async move {
+            let mut removes = tokio::task::JoinSet::new();
+            let mut failed = 0;
             for (lb_id, provider) in stale {
-                let lock = remover.lock_of(lb_id);
-                let _one = lock.lock().await;
-                if remover.state().placement.get(&lb_id) == Some(&stale_agent) {
-                    // A failover placed it on this agent meanwhile.
-                    continue;
+                if removes.len() >= FAILOVER_PARALLELISM
+                    && !matches!(removes.join_next().await, Some(Ok(true)))
+                {
+                    failed += 1;
                 }
-                tracing::info!(agent = %stale_agent, lb = %lb_id, "removing a load balancer the agent no longer serves");
-                if let Err(error) = remover.remove_from(&stale_agent, &provider, lb_id).await {
-                    tracing::warn!(agent = %stale_agent, lb = %lb_id, %error, "the agent did not remove a load balancer it no longer serves");
+                let (hub, agent) = (remover.clone(), stale_agent.clone());
+                removes.spawn(async move {
+                    let lock = hub.lock_of(lb_id);
+                    let _one = lock.lock().await;
+                    if hub.state().placement.get(&lb_id) == Some(&agent) {
+                        // A failover placed it on this agent meanwhile.
+                        return true;
+                    }
+                    tracing::info!(%agent, lb = %lb_id, "removing a load balancer the agent no longer serves");
+                    match hub.remove_from(&agent, &provider, lb_id).await {
+                        Ok(_) => true,
+                        Err(error) => {
+                            tracing::warn!(%agent, lb = %lb_id, %error, "the agent did not remove a load balancer it no longer serves");
+                            false
+                        }
+                    }
+                });
+            }
+            while let Some(done) = removes.join_next().await {
+                if !matches!(done, Ok(true)) {
+                    failed += 1;
                 }
+            }
+            if failed > 0 {
+                tracing::error!(agent = %stale_agent, failed, "the agent's host stays fenced: it may still plumb load balancers served elsewhere");
+                return;
             }
             // Its stale copies gone, its host joins the networks again (a
             // controller that started since does not know whether it was
             // fenced: unfencing a host that was not changes nothing).
-            remover.fence(&stale_agent, false).await;
+            remover.unfence(&stale_agent, id).await;
         });
         tokio::spawn(async move {
             loop {

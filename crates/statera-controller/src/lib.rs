@@ -76,6 +76,13 @@ pub struct Controller {
     beat: sharing::Beat,
     /// Told once every load balancer is served again after the start.
     restored: Option<tokio::sync::oneshot::Sender<()>>,
+    /// With agents and the `netns` driver: the plumbing each load
+    /// balancer's last configuration carried, to send it again when what it
+    /// is made of changes without a change of the load balancer (a
+    /// security group rule, the VIP port's groups, a subnet's routes).
+    plumbed: HashMap<Uuid, statera_net::netns::LbPlumbing>,
+    /// Store changes not yet looked at for that.
+    replumb_changes: Option<watch::Receiver<u64>>,
 }
 
 /// Why the controller's own write about a load balancer did not happen.
@@ -110,6 +117,8 @@ impl Controller {
             served: HashSet::new(),
             beat: sharing::Beat::default(),
             restored: None,
+            plumbed: HashMap::new(),
+            replumb_changes: None,
         }
     }
 
@@ -164,16 +173,83 @@ impl Controller {
 
     /// Plugs load balancers into namespaces with the `netns` driver.
     pub fn with_network(mut self, network: Arc<NetnsNetwork>) -> Controller {
+        if network.on_agents() {
+            self.replumb_changes = Some(self.store.changes());
+        }
         self.network = Some(network);
         self
     }
 
-    /// `lb`'s config, placed in its namespace (netns driver).
-    fn build(&self, s: &State, lb: &LoadBalancer, version: u64) -> LbConfig {
+    /// `lb`'s config, placed in its namespace (netns driver), or carrying
+    /// the plumbing its agent builds (recorded as sent).
+    fn build(&mut self, s: &State, lb: &LoadBalancer, version: u64) -> LbConfig {
         let mut cfg = config::build(s, lb, version);
         cfg.vip.namespace = self.network.as_ref().and_then(|n| n.namespace_for(s, lb));
         cfg.vip.plumbing = self.network.as_ref().and_then(|n| n.plumbing_for(s, lb));
+        match &cfg.vip.plumbing {
+            Some(p) => self.plumbed.insert(lb.id, p.clone()),
+            None => self.plumbed.remove(&lb.id),
+        };
         cfg
+    }
+
+    /// With agents and the `netns` driver, after store changes: sends the
+    /// configuration again (same version) of each settled load balancer
+    /// whose plumbing changed though the load balancer did not (its VIP
+    /// port's security groups or their rules, its subnet's routes, its
+    /// network's MTU), so its agent's host follows as the embedded driver's
+    /// reconciler does.
+    async fn replumb(&mut self) {
+        let Some(changes) = &mut self.replumb_changes else {
+            return;
+        };
+        if !changes.has_changed().unwrap_or(false) {
+            return;
+        }
+        changes.borrow_and_update();
+        let Some(network) = self.network.clone() else {
+            return;
+        };
+        let s = self.store.snapshot();
+        self.plumbed.retain(|id, _| s.loadbalancers.contains(id));
+        let stale: Vec<Uuid> = self
+            .plumbed
+            .iter()
+            .filter(|(id, sent)| {
+                s.loadbalancers.get(id).is_some_and(|lb| {
+                    !lb.provisioning_status.is_pending()
+                        && self.served.contains(&lb.id)
+                        && network.plumbing_for(&s, lb).as_ref() != Some(*sent)
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for lb_id in stale {
+            let Some(lb) = s.loadbalancers.get(&lb_id).cloned() else {
+                continue;
+            };
+            let Some(plane) = self.planes.get(&lb.provider).cloned() else {
+                continue;
+            };
+            let before = self.plumbed.get(&lb_id).cloned();
+            let mut cfg = self.build(&s, &lb, lb.config_version.max(1));
+            // Served as it is: without the listeners it is served without.
+            if let Some(unbound) = self.unbound.get(&lb_id) {
+                cfg.listeners.retain(|l| !unbound.contains_key(&l.id));
+            }
+            match plane.apply(Arc::new(cfg)).await {
+                Ok(_) => {
+                    tracing::info!(lb = %lb_id, "its network plumbing changed: sent again to its data plane")
+                }
+                Err(error) => {
+                    tracing::error!(lb = %lb_id, %error, "its network plumbing changed and could not be sent again; tried at the next change");
+                    match before {
+                        Some(p) => self.plumbed.insert(lb_id, p),
+                        None => self.plumbed.remove(&lb_id),
+                    };
+                }
+            }
+        }
     }
 
     /// The listeners `lb_id` is served without (a failed bind), with why.
@@ -309,6 +385,7 @@ impl Controller {
         share_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.drain_work().await;
+            self.replumb().await;
             tokio::select! {
                 _ = self.store.work_enqueued() => {}
                 Some(report) = self.reports.recv() => {
@@ -626,8 +703,14 @@ async fn plug(
     store: &Store,
     cfg: &LbConfig,
 ) -> Result<(), String> {
-    match (network, &cfg.vip.namespace) {
-        (Some(network), Some(_)) => network.plug(store, cfg.lb_id).await,
+    match (network, &cfg.vip.namespace, &cfg.vip.plumbing) {
+        (Some(network), Some(_), _) => network.plug(store, cfg.lb_id).await,
+        // An agent's host trunks into the network's bridge: it must exist
+        // (the reconciler's pass after the network's creation may not have
+        // run yet).
+        (Some(network), None, Some(plumbing)) => {
+            network.ensure_network(plumbing.leg.network_id).await
+        }
         _ => Ok(()),
     }
 }

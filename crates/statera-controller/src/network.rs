@@ -305,6 +305,11 @@ impl NetnsNetwork {
         Ok(network)
     }
 
+    /// Whether load balancers' namespaces are their agents'.
+    pub fn on_agents(&self) -> bool {
+        self.agents
+    }
+
     /// What an agent must build for `lb` on its host (agents only).
     pub fn plumbing_for(&self, s: &State, lb: &LoadBalancer) -> Option<LbPlumbing> {
         if !self.agents {
@@ -343,6 +348,17 @@ impl NetnsNetwork {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot plug the VIP port: {e}"))
+    }
+
+    /// Makes a network's bridge exist in the switch (agents' hosts trunk
+    /// into it).
+    pub async fn ensure_network(&self, network_id: Uuid) -> Result<(), String> {
+        let _guard = self.lock.lock().await;
+        let driver = self.driver.clone();
+        tokio::task::spawn_blocking(move || driver.ensure_network(network_id))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot make the network's bridge: {e}"))
     }
 
     /// Removes `lb_id`'s namespace.

@@ -46,15 +46,12 @@ pub struct AgentArgs {
     /// controller runs `--network-driver netns` too).
     #[arg(long, env = "STATERA_NETWORK_DRIVER", default_value = "host", value_parser = ["host", "netns"])]
     network_driver: String,
-    /// With `netns`: the prefix of this host's namespaces (its switch
-    /// `<prefix>switch`, its load balancers' `<prefix>lb-<id>`): one of its
-    /// own per agent sharing a kernel.
-    #[arg(
-        long,
-        env = "STATERA_NAMESPACE_PREFIX",
-        default_value = "statera-agent-"
-    )]
-    namespace_prefix: String,
+    /// With `netns` (required): the prefix of this host's namespaces (its
+    /// switch `<prefix>switch`, its load balancers' `<prefix>lb-<id>`): one
+    /// of its own per agent sharing a kernel (an agent removes the load
+    /// balancer namespaces under its prefix that it does not serve).
+    #[arg(long, env = "STATERA_NAMESPACE_PREFIX")]
+    namespace_prefix: Option<String>,
     /// With `netns`: the switch namespace this host's bridges are trunked
     /// to, one veth pair per network (the controller's `<its
     /// prefix>switch`). One machine only: across machines the trunk would
@@ -87,10 +84,21 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         None => crate::serve::take_over(&dir, "agent").await?,
     };
     let netns = args.network_driver == "netns";
-    if netns && !(valid_prefix(&args.namespace_prefix) && valid_prefix(&args.uplink_namespace)) {
-        anyhow::bail!(
-            "--namespace-prefix and --uplink-namespace are 1-40 letters, digits, '-' or '_'"
-        );
+    let prefix = args.namespace_prefix.clone().unwrap_or_default();
+    if netns {
+        if !(valid_prefix(&prefix) && valid_prefix(&args.uplink_namespace)) {
+            anyhow::bail!(
+                "with --network-driver netns, --namespace-prefix (one of its own per agent) and \
+                 --uplink-namespace are 1-40 letters, digits, '-' or '_'"
+            );
+        }
+        if args.uplink_namespace.starts_with(&prefix) {
+            // Its own switch, or a namespace it would take as its own.
+            anyhow::bail!(
+                "--uplink-namespace {} is under this agent's own --namespace-prefix {prefix}",
+                args.uplink_namespace
+            );
+        }
     }
     let credentials = match remote::load_credentials(&dir)? {
         Some(c) => c,
@@ -120,13 +128,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // host's trunks by.
     let name = remote::certified_name(&credentials).map_err(anyhow::Error::msg)?;
     let network = if netns {
-        let network = statera_agent::plumbing::HostNetwork::new(
-            &args.namespace_prefix,
-            &args.uplink_namespace,
-            &name,
-        )
-        .context("starting the netns network driver")?;
-        tracing::info!(prefix = %args.namespace_prefix, uplink = %args.uplink_namespace, "network driver: netns");
+        let network =
+            statera_agent::plumbing::HostNetwork::new(&prefix, &args.uplink_namespace, &name)
+                .context("starting the netns network driver")?;
+        tracing::info!(%prefix, uplink = %args.uplink_namespace, "network driver: netns");
         Some(Arc::new(network))
     } else {
         None

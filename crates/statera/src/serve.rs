@@ -797,9 +797,9 @@ impl statera_agent::hub::Directory for StoreDirectory {
     }
 
     /// Takes the agent's trunks in the switch down, or up again.
-    fn fence(&self, agent: &str, fenced: bool) {
+    fn fence(&self, agent: &str, fenced: bool) -> Result<(), String> {
         let Some(switch) = &self.switch else {
-            return;
+            return Ok(());
         };
         match statera_net::netns::fence_host(switch, agent, fenced) {
             Ok(0) => {}
@@ -807,7 +807,12 @@ impl statera_agent::hub::Directory for StoreDirectory {
                 tracing::warn!(%agent, trunks, "agent's host fenced: its trunks to the switch are down")
             }
             Ok(trunks) => tracing::info!(%agent, trunks, "agent's host joined to the switch again"),
-            Err(error) => tracing::error!(%agent, %error, fenced, "cannot set the agent's trunks"),
+            Err(error) => return Err(format!("cannot set the agent's trunks: {error}")),
         }
+        Ok(())
+    }
+
+    fn fences(&self) -> bool {
+        self.switch.is_some()
     }
 }

@@ -608,58 +608,100 @@ impl Driver {
         Ok(())
     }
 
-    /// Joins this host's bridge of `network_id` to the same network's bridge
-    /// in `uplink` (the central switch namespace; on one machine, each
-    /// agent's "host" is its own switch namespace) with a veth pair: `up<net>`
-    /// here, a name of [`trunk_name`] there, whose alias
-    /// (`statera-trunk:<host>`) lets the controller find a host's trunks to
-    /// fence them. An existing trunk is left as it is (a fenced one stays
-    /// down: only the controller brings it up again).
-    pub fn ensure_trunk(
+    /// Makes a network's bridge exist in the switch namespace (before a
+    /// host's trunk is joined to it).
+    pub fn ensure_network(&self, network_id: Uuid) -> io::Result<()> {
+        let mut applied = self.applied();
+        self.ensure_bridge(&mut applied, network_id)
+    }
+
+    /// An agent's host: makes `lb`'s namespace exist as described, on this
+    /// host's bridge of its network, that bridge joined to the same
+    /// network's bridge in `uplink` (the switch namespace; on one machine,
+    /// each host is its own switch namespace) — one lock for both, so that
+    /// a removal of the network's last other load balancer cannot take the
+    /// trunk away in between. The trunk is a veth pair: `up<net>` here, a
+    /// name of [`trunk_name`] there, whose alias (`statera-trunk:<host>`)
+    /// lets the controller find a host's trunks to fence them. An existing
+    /// trunk is left as it is (a fenced one stays down: only the controller
+    /// brings it up again).
+    pub fn ensure_lb_on_host(&self, lb: &LbPlumbing, uplink: &str, host: &str) -> io::Result<()> {
+        if uplink == self.names.switch() {
+            return Err(io::Error::other(
+                "a host's trunks cannot end in its own switch namespace",
+            ));
+        }
+        let mut applied = self.applied();
+        self.ensure_trunk_locked(&mut applied, lb.leg.network_id, lb.leg.mtu, uplink, host)?;
+        self.ensure_lb_locked(&mut applied, lb)
+    }
+
+    fn ensure_trunk_locked(
         &self,
+        applied: &mut Applied,
         network_id: Uuid,
         mtu: u32,
         uplink: &str,
         host: &str,
     ) -> io::Result<()> {
-        let mut applied = self.applied();
-        self.ensure_bridge(&mut applied, network_id)?;
+        self.ensure_bridge(applied, network_id)?;
         let sw = self.names.switch();
         let up = Names::uplink(network_id);
         if exec::links(&sw)?.iter().any(|l| l.name == up) {
             return Ok(());
         }
         let br = Names::bridge(network_id);
-        if !exec::links(uplink)?.iter().any(|l| l.name == br) {
+        let far = trunk_name(host, network_id);
+        let alias = format!("{TRUNK_ALIAS}:{host}");
+        let uplink_links = exec::links(uplink)?;
+        if !uplink_links.iter().any(|l| l.name == br) {
             return Err(io::Error::other(format!(
                 "the switch namespace {uplink} has no bridge {br} for network {network_id} (yet)"
             )));
         }
-        let far = trunk_name(host, network_id);
-        let create = [
-            format!("link add {up} mtu {mtu} type veth peer name {far} netns {uplink}"),
-            format!("link set {up} alias {TRUNK_ALIAS}"),
-            format!("link set {up} master {br}"),
-            format!("link set {up} up"),
-        ];
-        if let Err(e) = exec::ip_batch(Some(&sw), &create) {
-            // The switch's end left by a host end deleted by hand: take it
-            // out and try once more.
-            let _ = exec::ip(&["-n", uplink, "link", "del", &far]);
-            exec::ip_batch(Some(&sw), &create).map_err(|_| e)?;
+        // This host's switch end left behind (its own end deleted by hand):
+        // taken out first. Another host's of the same name is not touched
+        // (the creation below then fails).
+        if uplink_links
+            .iter()
+            .any(|l| l.name == far && l.alias.as_deref() == Some(alias.as_str()))
+        {
+            exec::ip(&["-n", uplink, "link", "del", &far])?;
         }
         exec::ip_batch(
+            Some(&sw),
+            &[
+                format!("link add {up} mtu {mtu} type veth peer name {far} netns {uplink}"),
+                format!("link set {up} alias {TRUNK_ALIAS}"),
+                format!("link set {up} master {br}"),
+                format!("link set {up} up"),
+            ],
+        )?;
+        let joined = exec::ip_batch(
             Some(uplink),
             &[
-                format!("link set {far} alias {TRUNK_ALIAS}:{host}"),
+                format!("link set {far} mtu {mtu}"),
+                format!("link set {far} alias {alias}"),
                 format!("link set {far} master {br}"),
                 format!("link set {far} up"),
             ],
-        )
+        );
+        if joined.is_err() {
+            // Half made: not left for a later call to take as done.
+            let _ = exec::ip(&["-n", &sw, "link", "del", &up]);
+        }
+        joined
+    }
+
+    /// Whether `lb_id`'s namespace exists.
+    pub fn lb_exists(&self, lb_id: Uuid) -> bool {
+        exec::namespace_exists(&self.names.lb(lb_id))
     }
 
     /// Removes `lb_id`'s namespace, and this host's trunk and bridge of its
-    /// network when no other load balancer here is on it.
+    /// network when nothing else is plugged into that bridge any more (as
+    /// the kernel says: a load balancer restored after a restart may not be
+    /// in this process's memory yet).
     pub fn remove_lb_on_host(&self, lb_id: Uuid) -> io::Result<()> {
         let mut applied = self.applied();
         let network = applied.lbs.remove(&lb_id).map(|prev| {
@@ -671,13 +713,29 @@ impl Driver {
             && !applied.lbs.values().any(|l| l.leg.network_id == net)
         {
             let sw = self.names.switch();
+            let (up, br) = (Names::uplink(net), Names::bridge(net));
             let links = exec::links(&sw)?;
-            for name in [Names::uplink(net), Names::bridge(net)] {
-                if links.iter().any(|l| l.name == name) {
-                    exec::ip(&["-n", &sw, "link", "del", &name])?;
+            let in_use = links
+                .iter()
+                .any(|l| l.master.as_deref() == Some(br.as_str()) && l.name != up);
+            if !in_use {
+                for name in [&up, &br] {
+                    if links.iter().any(|l| &l.name == name) {
+                        exec::ip(&["-n", &sw, "link", "del", name])?;
+                    }
                 }
+                applied.bridges.remove(&net);
             }
-            applied.bridges.remove(&net);
+        }
+        // The host's last load balancer gone: its switch goes too, once
+        // nothing is left in it.
+        if applied.lbs.is_empty() && exec::namespace_exists(&self.names.switch()) {
+            let sw = self.names.switch();
+            if exec::links(&sw)?.iter().all(|l| l.name == "lo") {
+                exec::delete_namespace(&sw)?;
+                applied.switch = false;
+                applied.bridges.clear();
+            }
         }
         Ok(())
     }
