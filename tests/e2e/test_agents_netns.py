@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Agent, agent_token, free_port, poll, start_statera, wait_lb_active
+from netns_support import namespaces, run, short
 
 E2E_STORES = ("sqlite",)
 SUBNET = "10.43.0.0/24"
@@ -50,23 +51,6 @@ def _root():
         if os.environ.get("CI") == "true":
             pytest.fail("the netns network driver needs root, and CI runs as root")
         pytest.skip("the netns network driver needs root")
-
-
-def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    if check and p.returncode != 0:
-        raise AssertionError(f"$ {' '.join(cmd)}\nexit {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def short(u: str) -> str:
-    return u.replace("-", "")[:11]
-
-
-def namespaces(prefix: str) -> set[str]:
-    if not os.path.isdir("/run/netns"):
-        return set()
-    return {n for n in os.listdir("/run/netns") if n.startswith(prefix)}
 
 
 def links(ns: str) -> dict[str, tuple[str, str]]:

@@ -12,28 +12,12 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, poll, start_statera, wait_lb_active
+from netns_support import namespaces, run, short
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the netns network driver needs root")
 
 VIP = "10.40.0.10"
 CLIENT = "10.40.0.50"
-
-
-def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    if check and p.returncode != 0:
-        raise AssertionError(f"$ {' '.join(cmd)}\nexit {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def short(u: str) -> str:
-    return u.replace("-", "")[:11]
-
-
-def namespaces(prefix: str) -> set[str]:
-    if not os.path.isdir("/run/netns"):
-        return set()
-    return {n for n in os.listdir("/run/netns") if n.startswith(prefix)}
 
 
 def switch_links(prefix: str) -> set[str]:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ACTIVE_TIMEOUT, OpenStackCli, free_port, poll, start_statera, wait_lb_active, with_agent
+from netns_support import run, short
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the netns network driver needs root")
 
@@ -42,17 +43,6 @@ VIP = "10.20.0.10"
 PLAIN_DNAT_IP = "10.20.0.20"
 MEMBERS = {"web1": "10.20.0.11", "web2": "10.20.0.12", "web3": "10.20.0.13"}
 DELAY, TIMEOUT, RISE, FALL = 1, 1, 2, 2
-
-
-def run(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"$ {' '.join(cmd)}\nexit {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def short(uuid: str) -> str:
-    return uuid.replace("-", "")[:11]
 
 
 class Topology:
