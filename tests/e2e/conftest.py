@@ -390,14 +390,16 @@ DATA_PLANES = ("embedded", "agent")
 
 class Agent:
     """A `statera agent` process (enrolled with `token` and `ca_file` when given, and given
-    `extra_args`); its log is copied to target/e2e-logs/ when stopped."""
+    `extra_args`; started through `wrapper`, a command that execs it, e.g. `ip netns exec NS`);
+    its log is copied to target/e2e-logs/ when stopped."""
 
     def __init__(self, name: str, controller: str, data_dir: Path, token: str | None = None,
-                 ca_file: Path | None = None, extra_args: list[str] | None = None):
+                 ca_file: Path | None = None, extra_args: list[str] | None = None,
+                 wrapper: list[str] | None = None):
         self.name, self.data_dir = name, data_dir
         self.log = data_dir.parent / f"{data_dir.name}-{time.monotonic_ns()}.log"
-        args = [str(statera_binary()), "agent", "--controller", controller, "--data-dir", str(data_dir),
-                "--name", name]
+        args = [*(wrapper or []), str(statera_binary()), "agent", "--controller", controller,
+                "--data-dir", str(data_dir), "--name", name]
         if token:
             args += ["--enroll-token", token, "--ca-file", str(ca_file)]
         args += extra_args or []

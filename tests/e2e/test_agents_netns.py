@@ -1,9 +1,11 @@
 """Agents with the netns network driver: the multi-host picture on one machine.
 
 The controller (`statera serve --network-driver netns --agent-listen`) keeps the switch: one
-bridge per tenant network in `<prefix>switch`, and the routers. Each agent is a "host": its
-namespaces under a prefix of its own, a bridge per network in its own switch namespace, trunked
-to the controller's bridge of that network by a veth pair. A load balancer's namespace (its VIP
+bridge per tenant network in `<prefix>switch`, and the routers. Each agent is a "host": a network
+namespace of its own that the agent process runs in (`nsenter --net`; it reaches the controller
+over the controller's Unix socket, `unix:<data-dir>/agents.sock`, which no network namespace
+hides), holding a bridge per network, each trunked to the controller's bridge of that network by
+a veth pair; its load balancers' namespaces are under a prefix of its own. A load balancer's namespace (its VIP
 leg, routes and ingress filter, computed by the controller and carried in its configuration) is
 built on the host of the agent serving it.
 
@@ -115,9 +117,21 @@ def test_load_balancers_live_on_their_agents_hosts_and_move_with_a_killed_agent(
     member = None
 
     def start_agent(name: str, token: str | None = None) -> Agent:
-        a = Agent(name, controller, root / name, token, root / "data" / "agent-pki" / "ca.pem" if token else None,
+        # In its host's namespace (its switch: the host's bridges live there, as in a
+        # hypervisor's root namespace), reaching the controller over its Unix socket.
+        host_ns = f"{hosts[name]}switch"
+        if host_ns not in namespaces(host_ns):
+            run("ip", "netns", "add", host_ns)
+        a = Agent(name, f"unix:{root / 'data' / 'agents.sock'}", root / name, token,
+                  root / "data" / "agent-pki" / "ca.pem" if token else None,
                   extra_args=["--network-driver", "netns", "--namespace-prefix", hosts[name],
-                              "--uplink-namespace", switch])
+                              "--uplink-namespace", switch],
+                  # nsenter, not `ip netns exec`: that one also gives the process a mount
+                  # namespace of its own, where the namespaces the agent names would stay.
+                  wrapper=["nsenter", f"--net=/run/netns/{host_ns}"])
+        # nsenter enters the namespace and execs: the agent process itself lives there.
+        poll(lambda: os.stat(f"/proc/{a.process.pid}/ns/net").st_ino == os.stat(f"/run/netns/{host_ns}").st_ino,
+             5, f"{name}'s agent in its host's namespace")
         agents[name] = a
         return a
 

@@ -87,12 +87,11 @@ pub async fn enroll(
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem))
         .domain_name(crate::CONTROLLER_NAME);
-    let channel = Endpoint::from_shared(format!("https://{controller}"))
-        .map_err(|e| e.to_string())?
+    let endpoint = endpoint(controller)?
         .tls_config(tls)
         .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
+        .connect_timeout(Duration::from_secs(10));
+    let channel = connect(controller, endpoint)
         .await
         .map_err(|e| format!("cannot reach the controller at {controller}: {e}"))?;
     let mut client = proto::agent_client::AgentClient::new(channel);
@@ -115,6 +114,49 @@ pub async fn enroll(
         key_pem,
         ca_pem: response.ca_pem,
     })
+}
+
+/// The controller's agents' endpoint as an agent names it: `HOST:PORT`, or
+/// `unix:PATH`, its Unix socket (`<its data dir>/agents.sock`), which an
+/// agent reaches from any network namespace of the same machine.
+fn endpoint(controller: &str) -> Result<Endpoint, String> {
+    // Over a Unix socket the authority is only a name: the certificate is
+    // checked against CONTROLLER_NAME either way.
+    let uri = match controller.strip_prefix("unix:") {
+        Some(_) => format!("https://{}", crate::CONTROLLER_NAME),
+        None => format!("https://{controller}"),
+    };
+    Endpoint::from_shared(uri).map_err(|e| e.to_string())
+}
+
+async fn connect(
+    controller: &str,
+    endpoint: Endpoint,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let Some(path) = controller.strip_prefix("unix:") else {
+        return endpoint.connect().await;
+    };
+    let path = PathBuf::from(path);
+    endpoint
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                // A path too long for a socket address is reached through
+                // its directory's descriptor.
+                let stream = match (path.parent(), path.file_name()) {
+                    (Some(dir), Some(name)) if path.as_os_str().len() >= 100 => {
+                        let dir = std::fs::File::open(dir)?;
+                        let short = Path::new("/proc/self/fd")
+                            .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+                            .join(name);
+                        tokio::net::UnixStream::connect(short).await?
+                    }
+                    _ => tokio::net::UnixStream::connect(&path).await?,
+                };
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
 }
 
 /// What the agent serves: load balancer → (provider, configuration).
@@ -442,14 +484,13 @@ impl Agent {
                 &credentials.key_pem,
             ))
             .domain_name(crate::CONTROLLER_NAME);
-        let channel = Endpoint::from_shared(format!("https://{controller}"))
-            .map_err(|e| e.to_string())?
+        let endpoint = endpoint(controller)?
             .tls_config(tls)
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_secs(5))
             .http2_keep_alive_interval(Duration::from_secs(2))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect()
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = connect(controller, endpoint)
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
         let mut client = proto::agent_client::AgentClient::new(channel);

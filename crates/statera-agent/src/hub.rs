@@ -324,6 +324,28 @@ impl Hub {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), String> {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        self.router()?
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Serves the same endpoint on a Unix socket (agents of this machine in
+    /// other network namespaces reach it; the same mutual TLS).
+    pub async fn serve_unix(
+        self,
+        listener: tokio::net::UnixListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        self.router()?
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn router(self) -> Result<tonic::transport::server::Router, String> {
         use tonic::transport::{Certificate, Identity, ServerTlsConfig};
         let (cert, key) = self
             .inner
@@ -336,16 +358,12 @@ impl Hub {
             // Enrolment comes without a client certificate; sessions are
             // refused without one (see `session`).
             .client_auth_optional(true);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        tonic::transport::Server::builder()
+        Ok(tonic::transport::Server::builder()
             .tls_config(tls)
             .map_err(|e| e.to_string())?
             .http2_keepalive_interval(Some(Duration::from_secs(5)))
             .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-            .add_service(proto::agent_server::AgentServer::new(self))
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-            .map_err(|e| e.to_string())
+            .add_service(proto::agent_server::AgentServer::new(self)))
     }
 
     /// Sends `kind` to `agent` and waits for its acknowledgement.
@@ -1220,7 +1238,15 @@ impl proto::agent_server::Agent for Hub {
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let peer = request.remote_addr();
-        let Some(cert) = request.peer_certs().and_then(|c| c.first().cloned()) else {
+        // Over TCP or over the Unix socket.
+        let certs = request.peer_certs().or_else(|| {
+            use tonic::transport::server::{TlsConnectInfo, UdsConnectInfo};
+            request
+                .extensions()
+                .get::<TlsConnectInfo<UdsConnectInfo>>()
+                .and_then(|info| info.peer_certs())
+        });
+        let Some(cert) = certs.and_then(|c| c.first().cloned()) else {
             tracing::warn!(?peer, "agent session without a client certificate: refused");
             return Err(Status::unauthenticated("a client certificate is required"));
         };

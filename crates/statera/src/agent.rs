@@ -20,8 +20,10 @@ use tokio::sync::{mpsc, watch};
 
 #[derive(clap::Args)]
 pub struct AgentArgs {
-    /// The controller's agents' endpoint, HOST:PORT (its `statera serve
-    /// --agent-listen`).
+    /// The controller's agents' endpoint: HOST:PORT (its `statera serve
+    /// --agent-listen`), or `unix:PATH`, the same endpoint on its Unix
+    /// socket `<its data dir>/agents.sock` (an agent on the controller's
+    /// machine in another network namespace).
     #[arg(long, env = "STATERA_AGENT_CONTROLLER")]
     controller: String,
     /// Where the agent keeps its certificate, the configurations it serves

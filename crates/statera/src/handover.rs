@@ -153,7 +153,10 @@ const MAX_SOCKET_PATH: usize = 107;
 
 /// Runs `f` on `path`, or, when `path` is too long for a Unix socket
 /// address (a deep data directory), on `/proc/self/fd/<its directory>/<name>`.
-fn via_short_path<T>(path: &Path, f: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+pub(crate) fn via_short_path<T>(
+    path: &Path,
+    f: impl FnOnce(&Path) -> io::Result<T>,
+) -> io::Result<T> {
     if path.as_os_str().len() < MAX_SOCKET_PATH {
         return f(path);
     }

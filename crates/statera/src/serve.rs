@@ -504,6 +504,16 @@ async fn control(
                 .await
                 .with_context(|| format!("binding the agents' endpoint to {listen}"))?;
             tracing::info!(%listen, "agents' endpoint (gRPC, mutual TLS)");
+            // The same endpoint on a Unix socket in the data directory:
+            // agents of this machine in other network namespaces (each its
+            // own "host") reach it whatever their network.
+            let socket = settings.store.data_dir.join(AGENTS_SOCKET);
+            let unix = bind_unix(&socket)
+                .with_context(|| format!("binding the agents' endpoint to {}", socket.display()))?;
+            let mut stop = agent_stop_rx.clone();
+            tokio::spawn(hub.clone().serve_unix(unix, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
             let mut stop = agent_stop_rx.clone();
             agent_server = Some((
                 hub.clone(),
@@ -759,6 +769,25 @@ fn node_id(dir: &std::path::Path) -> anyhow::Result<String> {
 
 /// What the agents' hub asks of the store: which load balancers an agent
 /// may claim, and which agents a load balancer's availability zone allows.
+/// The agents' endpoint's Unix socket, in the data directory.
+pub const AGENTS_SOCKET: &str = "agents.sock";
+
+/// Binds a Unix socket at `path` (0600: the endpoint is mutual TLS anyway,
+/// but only its owner needs to reach it), replacing one left by a process
+/// that stopped (or the one a handover replaces: its process stops serving
+/// it).
+fn bind_unix(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    // A deep data directory: bound through its descriptor's short path.
+    let listener = handover::via_short_path(path, |p| tokio::net::UnixListener::bind(p))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
 struct StoreDirectory {
     store: Arc<statera_store::Store>,
     /// The netns switch namespace agents' hosts are trunked into.

@@ -220,6 +220,19 @@ pub fn namespace_exists(ns: &str) -> bool {
     ns_path(ns).exists()
 }
 
+/// Whether `ns` is the namespace this process runs in (an agent started in
+/// its host's namespace).
+pub fn is_own_namespace(ns: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(ns_path(ns)),
+        std::fs::metadata("/proc/self/ns/net"),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 /// Creates the namespace `ns` (with `lo` up) if it does not exist.
 pub fn add_namespace(ns: &str) -> io::Result<()> {
     if ensure_namespace(ns)? {

@@ -728,14 +728,17 @@ impl Driver {
             }
         }
         // The host's last load balancer gone: its switch goes too, once
-        // nothing is left in it.
-        if applied.lbs.is_empty() && exec::namespace_exists(&self.names.switch()) {
-            let sw = self.names.switch();
-            if exec::links(&sw)?.iter().all(|l| l.name == "lo") {
-                exec::delete_namespace(&sw)?;
-                applied.switch = false;
-                applied.bridges.clear();
-            }
+        // nothing is left in it (unless this process runs in it: the
+        // agent's host namespace itself).
+        let sw = self.names.switch();
+        if applied.lbs.is_empty()
+            && exec::namespace_exists(&sw)
+            && !exec::is_own_namespace(&sw)
+            && exec::links(&sw)?.iter().all(|l| l.name == "lo")
+        {
+            exec::delete_namespace(&sw)?;
+            applied.switch = false;
+            applied.bridges.clear();
         }
         Ok(())
     }
