@@ -177,6 +177,12 @@ struct State {
     /// ([`Directory::fence`]): nothing is moved off an agent before it is
     /// in here, and nothing is placed on one while it is.
     fenced: HashSet<String>,
+    /// Moves off each agent under way: its host is not joined to the
+    /// networks again before they are done (and it is sent a Remove).
+    leaving: HashMap<String, usize>,
+    /// Enrolled agents absent when the start's grace ended, not fenced yet:
+    /// load balancers nobody claims are not placed anew until they are.
+    absent_unfenced: Option<HashSet<String>>,
 }
 
 impl State {
@@ -468,6 +474,14 @@ impl Hub {
                     {
                         None
                     }
+                    // Past the grace, not before the absent agents' hosts
+                    // are cut off (the failovers task does it).
+                    None if self.inner.directory.fences()
+                        && self.inner.started.elapsed() >= AGENT_WAIT
+                        && state.absent_unfenced.as_ref().is_none_or(|p| !p.is_empty()) =>
+                    {
+                        None
+                    }
                     None => {
                         if let Some(agent) = state.least_loaded(allowed.as_deref(), None) {
                             return Ok(agent);
@@ -591,28 +605,36 @@ impl Hub {
     /// same VIP, same version. Runs until the hub's endpoint stops.
     pub async fn failovers(self, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let mut absent_fenced = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            if !absent_fenced && self.inner.started.elapsed() >= AGENT_WAIT {
+            if self.inner.started.elapsed() >= AGENT_WAIT {
                 // Agents that have not come back since this hub started may
-                // have died with their hosts still plumbed; load balancers
-                // nobody claimed are placed anew from now on.
-                absent_fenced = true;
+                // have died with their hosts still plumbed: fenced (tried
+                // again each tick until done) before load balancers nobody
+                // claimed are placed anew.
                 let absent: Vec<String> = {
-                    let state = self.state();
-                    self.inner
-                        .expected
-                        .iter()
-                        .filter(|name| !state.sessions.contains_key(*name))
-                        .cloned()
-                        .collect()
+                    let mut state = self.state();
+                    let sessions: HashSet<String> = state.sessions.keys().cloned().collect();
+                    let pending = state.absent_unfenced.get_or_insert_with(|| {
+                        self.inner
+                            .expected
+                            .iter()
+                            .filter(|name| !sessions.contains(*name))
+                            .cloned()
+                            .collect()
+                    });
+                    pending.retain(|name| !sessions.contains(name));
+                    pending.iter().cloned().collect()
                 };
                 for agent in absent {
-                    self.fence_gone(&agent).await;
+                    if self.fence_gone(&agent).await
+                        && let Some(pending) = &mut self.state().absent_unfenced
+                    {
+                        pending.remove(&agent);
+                    }
                 }
             }
             let after = self.inner.failover_after;
@@ -714,10 +736,12 @@ impl Hub {
             if state.sessions.contains_key(agent) {
                 return false;
             }
-            if state.fenced.contains(agent) || !self.inner.directory.fences() {
+            if !self.inner.directory.fences() {
                 return true;
             }
         }
+        // Set again even when recorded as fenced: an unfencing that failed
+        // half-way may have left some of its trunks up.
         match self.set_fence(agent, true).await {
             Ok(()) => {
                 self.state().fenced.insert(agent.to_string());
@@ -795,7 +819,10 @@ impl Hub {
             };
             let target = state.least_loaded(allowed.as_deref(), Some(from));
             match &target {
-                Some(target) => *state.moving.entry(target.clone()).or_default() += 1,
+                Some(target) => {
+                    *state.moving.entry(target.clone()).or_default() += 1;
+                    *state.leaving.entry(from.to_string()).or_default() += 1;
+                }
                 // Said under the same lock that found `from` away, so that
                 // it cannot overwrite the report of `from` come back.
                 None => {
@@ -819,12 +846,16 @@ impl Hub {
                 }
             }
         }
-        match applied {
+        let moved = match applied {
             Ok(version) => {
                 tracing::warn!(lb = %lb_id, %from, to = %target, version, silent_ms = since.elapsed().as_millis() as u64, "load balancer failed over to another agent");
                 // Back while it moved: it must not serve it too.
-                if self.state().sessions.contains_key(from) {
-                    let _ = self.remove_from(from, &provider, lb_id).await;
+                let session = self.state().sessions.get(from).map(|s| s.id);
+                if let Some(id) = session
+                    && let Err(error) = self.remove_from(from, &provider, lb_id).await
+                {
+                    tracing::warn!(lb = %lb_id, agent = %from, %error, "the agent back during its load balancer's move did not remove it: fenced, and its session ended");
+                    self.refence(from, id).await;
                 }
                 Moved::Done
             }
@@ -832,7 +863,31 @@ impl Hub {
                 tracing::error!(lb = %lb_id, %from, to = %target, %error, "failover failed; tried again");
                 Moved::Failed
             }
+        };
+        let mut state = self.state();
+        if let Some(n) = state.leaving.get_mut(from) {
+            *n -= 1;
+            if *n == 0 {
+                state.leaving.remove(from);
+            }
         }
+        moved
+    }
+
+    /// Cuts `agent`'s host off again and ends its session `id` (it may
+    /// still serve a load balancer served elsewhere): its next session's
+    /// Hello claims what it serves, gets the Removes, and joins it again.
+    async fn refence(&self, agent: &str, id: u64) {
+        if self.inner.directory.fences() {
+            let _one = self.inner.fencing.lock().await;
+            match self.set_fence(agent, true).await {
+                Ok(()) => {
+                    self.state().fenced.insert(agent.to_string());
+                }
+                Err(error) => tracing::error!(%agent, %error, "cannot fence the agent's host"),
+            }
+        }
+        self.ended(agent, id);
     }
 
     /// Says once that `lb_id`, whose agent `from` is gone, is served
@@ -1380,8 +1435,16 @@ impl proto::agent_server::Agent for Hub {
                 }
             }
             if failed > 0 {
-                tracing::error!(agent = %stale_agent, failed, "the agent's host stays fenced: it may still plumb load balancers served elsewhere");
+                // Not joined again while it may plumb what is served
+                // elsewhere; its next session tries again.
+                tracing::error!(agent = %stale_agent, failed, "the agent did not remove load balancers served elsewhere: its host stays fenced and its session is ended");
+                remover.refence(&stale_agent, id).await;
                 return;
+            }
+            // Moves off it still under way end with a Remove to it.
+            let until = Instant::now() + 3 * ACK_TIMEOUT;
+            while remover.state().leaving.contains_key(&stale_agent) && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             // Its stale copies gone, its host joins the networks again (a
             // controller that started since does not know whether it was

@@ -83,6 +83,10 @@ pub struct Controller {
     plumbed: HashMap<Uuid, statera_net::netns::LbPlumbing>,
     /// Store changes not yet looked at for that.
     replumb_changes: Option<watch::Receiver<u64>>,
+    /// Load balancers whose plumbing could not be sent again (told by the
+    /// task that sends it), to be sent at the next pass.
+    replumb_failed: (mpsc::UnboundedSender<Uuid>, mpsc::UnboundedReceiver<Uuid>),
+    replumb_retry: HashSet<Uuid>,
 }
 
 /// Why the controller's own write about a load balancer did not happen.
@@ -119,6 +123,8 @@ impl Controller {
             restored: None,
             plumbed: HashMap::new(),
             replumb_changes: None,
+            replumb_failed: mpsc::unbounded_channel(),
+            replumb_retry: HashSet::new(),
         }
     }
 
@@ -198,12 +204,17 @@ impl Controller {
     /// whose plumbing changed though the load balancer did not (its VIP
     /// port's security groups or their rules, its subnet's routes, its
     /// network's MTU), so its agent's host follows as the embedded driver's
-    /// reconciler does.
+    /// reconciler does. The sends run in a task of their own, eight at a
+    /// time (one whose agent is away must not hold up the controller's
+    /// work); one that fails is sent again at the next pass.
     async fn replumb(&mut self) {
         let Some(changes) = &mut self.replumb_changes else {
             return;
         };
-        if !changes.has_changed().unwrap_or(false) {
+        while let Ok(lb_id) = self.replumb_failed.1.try_recv() {
+            self.replumb_retry.insert(lb_id);
+        }
+        if !changes.has_changed().unwrap_or(false) && self.replumb_retry.is_empty() {
             return;
         }
         changes.borrow_and_update();
@@ -212,6 +223,7 @@ impl Controller {
         };
         let s = self.store.snapshot();
         self.plumbed.retain(|id, _| s.loadbalancers.contains(id));
+        let retry = std::mem::take(&mut self.replumb_retry);
         let stale: Vec<Uuid> = self
             .plumbed
             .iter()
@@ -219,11 +231,13 @@ impl Controller {
                 s.loadbalancers.get(id).is_some_and(|lb| {
                     !lb.provisioning_status.is_pending()
                         && self.served.contains(&lb.id)
-                        && network.plumbing_for(&s, lb).as_ref() != Some(*sent)
+                        && (retry.contains(&lb.id)
+                            || network.plumbing_for(&s, lb).as_ref() != Some(*sent))
                 })
             })
             .map(|(id, _)| *id)
             .collect();
+        let mut sends = Vec::new();
         for lb_id in stale {
             let Some(lb) = s.loadbalancers.get(&lb_id).cloned() else {
                 continue;
@@ -231,25 +245,39 @@ impl Controller {
             let Some(plane) = self.planes.get(&lb.provider).cloned() else {
                 continue;
             };
-            let before = self.plumbed.get(&lb_id).cloned();
             let mut cfg = self.build(&s, &lb, lb.config_version.max(1));
             // Served as it is: without the listeners it is served without.
             if let Some(unbound) = self.unbound.get(&lb_id) {
                 cfg.listeners.retain(|l| !unbound.contains_key(&l.id));
             }
-            match plane.apply(Arc::new(cfg)).await {
-                Ok(_) => {
-                    tracing::info!(lb = %lb_id, "its network plumbing changed: sent again to its data plane")
-                }
-                Err(error) => {
-                    tracing::error!(lb = %lb_id, %error, "its network plumbing changed and could not be sent again; tried at the next change");
-                    match before {
-                        Some(p) => self.plumbed.insert(lb_id, p),
-                        None => self.plumbed.remove(&lb_id),
-                    };
-                }
-            }
+            sends.push((plane, Arc::new(cfg)));
         }
+        if sends.is_empty() {
+            return;
+        }
+        let failed = self.replumb_failed.0.clone();
+        tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(RESTORE_PARALLELISM));
+            let mut tasks = JoinSet::new();
+            for (plane, cfg) in sends {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let failed = failed.clone();
+                tasks.spawn(async move {
+                    let _slot = slot;
+                    let lb_id = cfg.lb_id;
+                    match plane.apply(cfg).await {
+                        Ok(_) => tracing::info!(lb = %lb_id, "its network plumbing changed: sent again to its data plane"),
+                        Err(error) => {
+                            tracing::error!(lb = %lb_id, %error, "its network plumbing changed and could not be sent again; tried again");
+                            let _ = failed.send(lb_id);
+                        }
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        });
     }
 
     /// The listeners `lb_id` is served without (a failed bind), with why.

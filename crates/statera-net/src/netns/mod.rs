@@ -823,13 +823,21 @@ pub fn fence_host(switch: &str, host: &str, fenced: bool) -> io::Result<usize> {
     }
     let alias = format!("{TRUNK_ALIAS}:{host}");
     let state = if fenced { "down" } else { "up" };
-    let lines: Vec<String> = exec::links(switch)?
+    let trunks: Vec<String> = exec::links(switch)?
         .into_iter()
         .filter(|l| l.alias.as_deref() == Some(alias.as_str()))
-        .map(|l| format!("link set {} {state}", l.name))
+        .map(|l| l.name)
         .collect();
-    exec::ip_batch(Some(switch), &lines)?;
-    Ok(lines.len())
+    // One at a time: a trunk its host removes meanwhile is no error, and
+    // does not leave the others as they were.
+    for name in &trunks {
+        if let Err(e) = exec::ip(&["-n", switch, "link", "set", name, state])
+            && exec::links(switch)?.iter().any(|l| &l.name == name)
+        {
+            return Err(e);
+        }
+    }
+    Ok(trunks.len())
 }
 
 impl LbPlumbing {
