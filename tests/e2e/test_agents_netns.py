@@ -17,6 +17,9 @@ built on the host of the agent serving it.
   served again from the other host on the same VIP; the dead host's trunks are taken down
   (fenced: its leftover namespace still holds the VIP's MAC and address). The killed agent,
   started again, has its stale namespace removed and its trunks up again.
+- The controller restarted while the agent now serving it is dead: when the new controller's
+  grace for absent agents ends, that agent's host is fenced and the load balancer is served from
+  the other host.
 
 Needs root (CI runs as root); everything is removed by name or pid."""
 
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Agent, agent_token, free_port, poll, start_statera, wait_lb_active
+from conftest import Agent, agent_token, free_port, poll, start_statera, stop_server, wait_lb_active
 from netns_support import namespaces, run, short
 
 E2E_STORES = ("sqlite",)
@@ -248,12 +251,29 @@ def test_load_balancers_live_on_their_agents_hosts_and_move_with_a_killed_agent(
             for _ in range(20):
                 assert get(client_ns) == "member"
 
+            # The controller restarted while the serving agent is dead: the new one knows of no
+            # placement. When its start's grace ends (20 s), the absent agent's host is fenced
+            # and the load balancer, claimed by no agent, is placed anew.
+            agents[other].process.send_signal(signal.SIGKILL)
+            agents[other].process.wait(timeout=10)
+            port = server.port
+            assert stop_server(server) == 0
+        with start_statera(data_dir=root, port=port, extra_args=serve_args) as server:
+            restarted = time.monotonic()
+            poll(lambda: set(trunks_of(switch, other).values()) == {"DOWN"}, 40,
+                 f"{other}'s host fenced after the controller's restart")
+            poll(lambda: placed_on() == first and get(client_ns) == "member", 40,
+                 f"the load balancer served from {first}'s host after the controller's restart")
+            print(f"controller restarted with {other}'s agent dead: served from {first}'s host "
+                  f"{time.monotonic() - restarted:.1f} s after its start")
+            assert f"{hosts[first]}lb-{lb['id']}" in namespaces(hosts[first])
+
             # Deleted: removed from its host; nothing of it left there.
             r = server.api("DELETE", f"/v2/lbaas/loadbalancers/{lb['id']}?cascade=true")
             assert r.status == 204, r.body
-            poll(lambda: not namespaces(hosts[other]) - {f"{hosts[other]}switch"}, 15,
-                 f"the namespace removed from {other}'s host")
-            assert not trunks_of(switch, other), links(switch)
+            poll(lambda: not namespaces(hosts[first]) - {f"{hosts[first]}switch"}, 15,
+                 f"the namespace removed from {first}'s host")
+            assert not trunks_of(switch, first), links(switch)
     finally:
         if member is not None:
             member.kill()

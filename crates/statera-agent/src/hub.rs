@@ -436,7 +436,12 @@ impl Hub {
     /// timeout, the agent a failover would move it to.
     async fn agent_for(&self, lb_id: Uuid) -> Result<String, DataPlaneError> {
         let mut changed = self.inner.changed.subscribe();
-        let until = tokio::time::Instant::now() + AGENT_WAIT;
+        // The wait counts from the end of the start's grace: a restore's
+        // apply of a load balancer whose agent does not come back is placed
+        // anew when the grace ends (and absent hosts are fenced), not
+        // refused just then.
+        let grace_left = AGENT_WAIT.saturating_sub(self.inner.started.elapsed());
+        let until = tokio::time::Instant::now() + grace_left + AGENT_WAIT;
         let allowed = self.inner.directory.agents_for(lb_id);
         loop {
             let elsewhere = {
