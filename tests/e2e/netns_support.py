@@ -5,6 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
+
+def require_root() -> None:
+    """The netns driver needs root: skipped with the reason on a developer's machine, a failure
+    under CI=true (CI runs as root)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the netns network driver needs root, and CI runs as root")
+        pytest.skip("the netns network driver needs root")
+
 
 def run(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
     """Runs `cmd`; with `check`, a non-zero exit fails the test with its output."""

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Agent, agent_token, free_port, poll, start_statera, stop_server, wait_lb_active
-from netns_support import namespaces, run, short
+from netns_support import namespaces, require_root, run, short
 
 E2E_STORES = ("sqlite",)
 SUBNET = "10.43.0.0/24"
@@ -50,12 +50,9 @@ TIMEOUT_S = 3
 UPGRADES = 3
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _root():
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the netns network driver needs root, and CI runs as root")
-        pytest.skip("the netns network driver needs root")
+    require_root()
 
 
 def links(ns: str) -> dict[str, tuple[str, str]]:

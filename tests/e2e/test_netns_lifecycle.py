@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, poll, start_statera, wait_lb_active
-from netns_support import namespaces, run, short
+from netns_support import namespaces, require_root, run, short
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the netns network driver needs root")
+@pytest.fixture(scope="module", autouse=True)
+def _root():
+    require_root()
 
 VIP = "10.40.0.10"
 CLIENT = "10.40.0.50"

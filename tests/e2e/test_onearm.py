@@ -31,9 +31,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ACTIVE_TIMEOUT, OpenStackCli, free_port, poll, start_statera, wait_lb_active, with_agent
-from netns_support import run, short
+from netns_support import require_root, run, short
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the netns network driver needs root")
+@pytest.fixture(scope="module", autouse=True)
+def _root():
+    require_root()
 
 BACKEND = Path(__file__).with_name("onearm_backend.py")
 CLIENT_IP = "172.24.4.50"
