@@ -29,25 +29,18 @@ import concurrent.futures
 import datetime
 import http.client
 import ipaddress
-import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from agents_common import api, free_port, report, stop_all, wait
 import http.server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kib(pid: int) -> int:
@@ -62,26 +55,6 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def api(port: int, method: str, path: str, body=None, timeout: float = 30):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"X-Auth-Token": "bench", "Content-Type": "application/json"}
-    c.request(method, path, body=data, headers=headers)
-    r = c.getresponse()
-    raw = r.read()
-    c.close()
-    return r.status, (json.loads(raw) if raw else None)
-
-
-def wait(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def answers(vip: str, port: int) -> bool:
@@ -272,23 +245,12 @@ def main() -> int:
                      f"first serving again after {first_back or 0:.1f} s, all after {all_back:.1f} s"
                      + (f" ({len(left)} NOT back)" if left else "")))
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         backend.shutdown()
         shutil.rmtree(root, ignore_errors=True)
     head = (f"{datetime.date.today()}, {platform.node()}, {os.cpu_count()} CPUs, "
             f"{a.agents} agents, {a.lbs} load balancers, binary {os.path.basename(binary)}")
-    text = f"{head}\n\n| measure | result |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
-    print(text)
-    if a.output:
-        with open(a.output, "w") as f:
-            f.write(text)
+    report(head, rows, a.output)
     return 0
 
 

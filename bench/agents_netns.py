@@ -27,17 +27,16 @@ removed. Results are printed as a markdown table (and written to --output if giv
 import argparse
 import concurrent.futures
 import datetime
-import http.client
 import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from agents_common import api, free_port, report, stop_all, wait
 
 PROBE = r"""
 import socket, sys, time, json
@@ -62,22 +61,6 @@ print(json.dumps({"first": first, "all": time.monotonic() - start, "left": len(l
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def api(port: int, method: str, path: str, body=None, timeout: float = 60):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    data = json.dumps(body).encode() if body is not None else None
-    c.request(method, path, body=data, headers={"X-Auth-Token": "bench", "Content-Type": "application/json"})
-    r = c.getresponse()
-    raw = r.read()
-    c.close()
-    return r.status, (json.loads(raw) if raw else None)
-
-
 def ok(port: int, method: str, path: str, body=None):
     status, doc = api(port, method, path, body)
     if status >= 300:
@@ -90,15 +73,6 @@ def run(*cmd: str) -> str:
     if p.returncode != 0:
         raise SystemExit(f"$ {' '.join(cmd)}: {p.stderr}")
     return p.stdout
-
-
-def wait(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def namespaces(prefix: str) -> list[str]:
@@ -211,24 +185,13 @@ def main() -> int:
                      f"first serving again after {result['first'] or 0:.1f} s, all after {result['all']:.1f} s"
                      + (f" ({result['left']} NOT back)" if result["left"] else "")))
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         for ns in sorted(namespaces(prefix), key=lambda n: n.endswith("switch")):
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
     head = (f"{datetime.date.today()}, {platform.node()}, {os.cpu_count()} CPUs, {a.agents} agents (netns hosts), "
             f"{a.lbs} load balancers, binary {os.path.basename(binary)}")
-    text = f"{head}\n\n| measure | result |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
-    print(text)
-    if a.output:
-        with open(a.output, "w") as f:
-            f.write(text)
+    report(head, rows, a.output)
     return 0
 
 
