@@ -16,6 +16,8 @@ pub enum Style {
     Octavia,
     Neutron,
     Keystone,
+    /// Barbican's `{"code", "title", "description"}` (the key manager).
+    Barbican,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +198,7 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(status, message).neutron(exception)
             }
             ServiceError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            ServiceError::Internal(m) => ApiError::internal(m),
             ServiceError::Store(e) => ApiError::from(e),
         }
     }
@@ -218,6 +221,11 @@ impl IntoResponse for ApiError {
                     "title": self.status.canonical_reason().unwrap_or("Error"),
                     "message": self.message,
                 }
+            }),
+            Style::Barbican => json!({
+                "code": self.status.as_u16(),
+                "title": self.status.canonical_reason().unwrap_or("Error"),
+                "description": self.message,
             }),
         };
         let mut resp = (self.status, axum::Json(body)).into_response();

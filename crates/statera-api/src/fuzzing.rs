@@ -364,6 +364,16 @@ pub fn check_error_shape(path: &str, status: StatusCode, body: &Value) -> Result
                 return Err("Octavia error fields".into());
             }
         }
+        crate::error::Style::Barbican => {
+            let mut keys: Vec<&str> = o.keys().map(|k| k.as_str()).collect();
+            keys.sort_unstable();
+            if keys != ["code", "description", "title"]
+                || o["code"] != status.as_u16()
+                || !o["title"].is_string()
+            {
+                return Err("Barbican error fields".into());
+            }
+        }
         crate::error::Style::Keystone => {
             let e = o
                 .get("error")

@@ -10,6 +10,7 @@
 //! the store that moves objects into PENDING_* and records pending work. They
 //! never call a provider or a data plane: the controller does that.
 
+pub mod barbican;
 pub mod context;
 pub mod error;
 #[doc(hidden)]
@@ -142,6 +143,8 @@ pub struct AppState {
     pub auth: Arc<dyn statera_identity::Authenticator>,
     /// What callers may do: the effective policy rules.
     pub policy: Arc<statera_policy::Enforcer>,
+    /// The key manager's key-encryption key and per-project bounds.
+    pub key_manager: Arc<statera_service::keymanager::KeyManager>,
 }
 
 impl AppState {
@@ -157,7 +160,19 @@ impl AppState {
             settings: Arc::new(settings),
             auth,
             policy: Arc::new(statera_policy::Enforcer::defaults()),
+            key_manager: Arc::new(lab_key_manager()),
         }
+    }
+}
+
+/// A key manager with a fresh random key-encryption key and Barbican-like
+/// bounds (tests and tools).
+pub fn lab_key_manager() -> statera_service::keymanager::KeyManager {
+    use statera_service::keymanager::{Kek, KeyManager};
+    KeyManager {
+        kek: Kek::from_base64(&Kek::generate_base64()).expect("a generated key is valid"),
+        max_secrets: 500,
+        max_containers: 500,
     }
 }
 
@@ -174,6 +189,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/v2.0", v2)
         .merge(identity::routes())
         .merge(keystone::routes())
+        .merge(barbican::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
@@ -198,7 +214,7 @@ async fn coherent(
     next: Next,
 ) -> Response {
     let path = req.uri().path();
-    if matches!(path, "/" | "/v2" | "/v2.0" | "/v3") {
+    if matches!(path, "/" | "/v2" | "/v2.0" | "/v3") || barbican::needs_no_token(path) {
         return next.run(req).await;
     }
     match state.store.sync().await {
@@ -215,7 +231,7 @@ async fn coherent(
 /// (issuing a token; a user changing its own password with the old one).
 fn needs_no_token(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
-    let discovery = matches!(path, "/" | "/v2" | "/v2.0" | "/v3");
+    let discovery = matches!(path, "/" | "/v2" | "/v2.0" | "/v3") || barbican::needs_no_token(path);
     let read = method == Method::GET || method == Method::HEAD;
     (read && discovery)
         || (method == Method::POST
@@ -314,23 +330,26 @@ async fn conventions(req: Request, next: Next) -> Response {
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
-    let acceptable = match req
-        .headers()
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    {
-        None | Some("") => true,
-        Some(accept) => accept.split(',').any(|t| {
-            let t = t
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            t == "application/json" || t == "*/*" || t == "application/*" || t.is_empty()
-        }),
-    };
+    // The key manager reads `Accept` itself (a secret's payload is text or
+    // bytes as asked).
+    let acceptable = barbican::is_key_manager_path(req.uri().path())
+        || match req
+            .headers()
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+        {
+            None | Some("") => true,
+            Some(accept) => accept.split(',').any(|t| {
+                let t = t
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                t == "application/json" || t == "*/*" || t == "application/*" || t.is_empty()
+            }),
+        };
     let mut response = if uri_len > MAX_URI_BYTES {
         styled(
             ApiError::new(
@@ -368,6 +387,8 @@ pub fn style_of_path(path: &str) -> error::Style {
         error::Style::Neutron
     } else if is_identity_path(path) {
         error::Style::Keystone
+    } else if barbican::is_key_manager_path(path) {
+        error::Style::Barbican
     } else {
         error::Style::Octavia
     }
@@ -383,6 +404,7 @@ pub fn styled(e: ApiError, style: error::Style) -> ApiError {
     match style {
         error::Style::Neutron => neutron::neutron_error(e),
         error::Style::Keystone => e.in_style(error::Style::Keystone),
+        error::Style::Barbican => e.in_style(error::Style::Barbican),
         error::Style::Octavia => e,
     }
 }

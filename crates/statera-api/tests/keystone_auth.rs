@@ -51,6 +51,7 @@ async fn ks_with_api(settings: BuiltinSettings, change: impl FnOnce(&mut ApiSett
         settings: Arc::new(api.unwrap()),
         auth: Arc::new(auth),
         policy: Arc::new(statera_policy::Enforcer::defaults()),
+        key_manager: Arc::new(statera_api::lab_key_manager()),
     });
     Ks { h, _keys: keys }
 }
@@ -157,8 +158,8 @@ async fn discovery_and_password_tokens_in_every_scope() {
         .iter()
         .map(|s| s["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types.len(), 3);
-    for kind in ["identity", "load-balancer", "network"] {
+    assert_eq!(types.len(), 4);
+    for kind in ["identity", "load-balancer", "network", "key-manager"] {
         assert!(types.contains(&kind), "{types:?}");
     }
     let lb = t["catalog"]
@@ -481,7 +482,7 @@ async fn auth_lists_user_projects_and_application_credentials() {
         .with_token("GET", "/v3/auth/catalog", &token, None)
         .await
         .expect(200);
-    assert_eq!(r.body["catalog"].as_array().unwrap().len(), 3);
+    assert_eq!(r.body["catalog"].as_array().unwrap().len(), 4);
     k.with_token("GET", "/v3/auth/domains", &token, None)
         .await
         .expect(200);
@@ -668,7 +669,7 @@ async fn horizons_login_sequence_works() {
     let t = &r.body["token"];
     assert_eq!(t["project"]["id"], project.as_str());
     assert_eq!(t["user"]["domain"]["id"], "default");
-    assert_eq!(t["catalog"].as_array().unwrap().len(), 3);
+    assert_eq!(t["catalog"].as_array().unwrap().len(), 4);
     assert!(!t["roles"].as_array().unwrap().is_empty());
     let scoped = r.headers["x-subject-token"].to_str().unwrap().to_string();
     // 5. Every page: the user's projects again, and the load balancers.

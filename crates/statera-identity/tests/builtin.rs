@@ -2,7 +2,9 @@
 //! tamper, expiry, key rotation, revocation, role and enablement changes,
 //! application credentials, lockout.
 
-use statera_identity::builtin::bootstrap::{BootstrapOptions, bootstrap, new_project, new_user};
+use statera_identity::builtin::bootstrap::{
+    BootstrapOptions, add_missing_services, bootstrap, new_project, new_user,
+};
 use statera_identity::builtin::{
     AuthRequest, Builtin, BuiltinSettings, DomainRef, IssueError, Method, ProjectRef, ScopeRequest,
     UserRef, key_repository, lockout,
@@ -599,6 +601,61 @@ async fn a_failure_the_store_cannot_record_still_counts_toward_lockout() {
     assert_eq!(dave_failures, 0, "cleared failures were written back");
 }
 
+/// A store bootstrapped before a service existed gets it at the next start,
+/// and nothing else changes.
+#[tokio::test]
+async fn missing_catalog_services_are_added_once() {
+    let e = env().await;
+    let km = e
+        .store
+        .snapshot()
+        .catalog_services
+        .iter()
+        .find(|s| s.kind == "key-manager")
+        .map(|s| s.id.clone())
+        .expect("bootstrap lists the key manager");
+    e.store
+        .write(|txn| {
+            let eps: Vec<String> = txn
+                .state()
+                .catalog_endpoints
+                .iter()
+                .filter(|ep| ep.service_id == km)
+                .map(|ep| ep.id.clone())
+                .collect();
+            for ep in &eps {
+                txn.delete::<CatalogEndpoint>(ep);
+            }
+            txn.delete::<CatalogService>(&km);
+            Ok::<_, statera_store::StoreError>(())
+        })
+        .await
+        .unwrap();
+    let before = e.store.snapshot();
+    let added = add_missing_services(&e.store, "http://lb.test:9876")
+        .await
+        .unwrap();
+    assert_eq!(added, ["key-manager"]);
+    let after = e.store.snapshot();
+    assert_eq!(
+        after.catalog_services.len(),
+        before.catalog_services.len() + 1
+    );
+    let url: Vec<String> = after
+        .catalog_endpoints
+        .iter()
+        .filter(|ep| ep.url.ends_with("/key-manager"))
+        .map(|ep| ep.url.clone())
+        .collect();
+    assert_eq!(url, ["http://lb.test:9876/key-manager"]);
+    assert!(
+        add_missing_services(&e.store, "http://lb.test:9876")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn bootstrap_is_idempotent_and_keeps_the_password_unless_given() {
     let e = env().await;
@@ -617,7 +674,7 @@ async fn bootstrap_is_idempotent_and_keeps_the_password_unless_given() {
     assert_eq!(before.users.len(), after.users.len());
     assert_eq!(before.roles.len(), after.roles.len());
     assert_eq!(before.role_assignments.len(), after.role_assignments.len());
-    assert_eq!(after.catalog_endpoints.len(), 3);
+    assert_eq!(after.catalog_endpoints.len(), 4);
     assert!(
         e.auth
             .issue(password("admin", &e.admin_password, project("admin")))
@@ -653,7 +710,7 @@ async fn bootstrap_is_idempotent_and_keeps_the_password_unless_given() {
         .iter()
         .map(|x| x.url.clone())
         .collect();
-    assert_eq!(urls.len(), 3);
+    assert_eq!(urls.len(), 4);
     assert!(
         urls.iter().all(|u| u.starts_with("http://127.0.0.1:2")),
         "{urls:?}"

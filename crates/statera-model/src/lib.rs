@@ -9,6 +9,7 @@
 pub mod addressing;
 pub mod enums;
 pub mod identity;
+pub mod keymanager;
 pub mod resources;
 pub mod status;
 

@@ -18,6 +18,7 @@ pub enum Service {
     Octavia,
     Neutron,
     Keystone,
+    Barbican,
     Statera,
 }
 
@@ -507,6 +508,119 @@ const KEYSTONE: &[(&str, &str)] = &[
     ("identity:delete_region", "rule:identity:admin"),
 ];
 
+/// Barbican's rules (the key manager), by Barbican's names. Barbican's
+/// effective defaults are its legacy rules (roles `admin`, `creator`,
+/// `observer`, `audit`), under which a plain `member` may do nothing; its new
+/// defaults are written for Keystone's `admin`/`member`/`reader`. This
+/// deployment's Keystone hands out the latter, so each rule here is the union
+/// of both: a `member` of the project works with its secrets as Barbican's
+/// new defaults say, and a deployment using Barbican's legacy roles keeps
+/// them. Users on an object's read ACL may read it and its payload, whatever
+/// their project or roles (as in Barbican).
+fn barbican() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = [
+        ("admin", "role:admin"),
+        ("observer", "role:observer"),
+        ("creator", "role:creator"),
+        ("audit", "role:audit"),
+        ("service_admin", "role:key-manager:service-admin"),
+        (
+            "all_users",
+            "rule:admin or rule:observer or rule:creator or rule:audit or rule:service_admin",
+        ),
+        (
+            "all_but_audit",
+            "rule:admin or rule:observer or rule:creator",
+        ),
+        ("admin_or_creator", "rule:admin or rule:creator"),
+        // Statera's: who writes key-manager objects in a project (Barbican's
+        // new `member`, its legacy `admin`/`creator`).
+        ("key-manager:writer", "role:member or rule:admin_or_creator"),
+        // Who reads them (new `member`, legacy everyone but `audit`).
+        ("key-manager:reader", "role:member or rule:all_but_audit"),
+        ("secrets:post", "rule:key-manager:writer"),
+        ("secrets:get", "rule:key-manager:reader"),
+        ("containers:post", "rule:key-manager:writer"),
+        ("containers:get", "rule:key-manager:reader"),
+    ]
+    .iter()
+    .map(|(n, c)| (n.to_string(), c.to_string()))
+    .collect();
+    for k in ["secret", "container"] {
+        let base = [
+            (
+                format!("{k}_project_match"),
+                format!("project_id:%(target.{k}.project_id)s"),
+            ),
+            (
+                format!("{k}_acl_read"),
+                format!("'read':%(target.{k}.read)s"),
+            ),
+            (
+                format!("{k}_private_read"),
+                format!("'False':%(target.{k}.read_project_access)s"),
+            ),
+            (
+                format!("{k}_creator_user"),
+                format!("user_id:%(target.{k}.creator_id)s"),
+            ),
+            (
+                format!("{k}_project_admin"),
+                format!("rule:admin and rule:{k}_project_match"),
+            ),
+            (
+                format!("{k}_non_private_read"),
+                format!(
+                    "(role:member or rule:all_users) and rule:{k}_project_match and not rule:{k}_private_read"
+                ),
+            ),
+            (
+                format!("{k}_decrypt_non_private_read"),
+                format!(
+                    "rule:key-manager:reader and rule:{k}_project_match and not rule:{k}_private_read"
+                ),
+            ),
+            (
+                format!("{k}_project_creator"),
+                format!(
+                    "rule:key-manager:writer and rule:{k}_project_match and rule:{k}_creator_user"
+                ),
+            ),
+            (
+                format!("{k}_owner_write"),
+                format!(
+                    "rule:key-manager:writer and rule:{k}_project_match and (rule:{k}_creator_user or not rule:{k}_private_read)"
+                ),
+            ),
+        ];
+        out.extend(base);
+        let read = format!(
+            "rule:{k}_non_private_read or rule:{k}_project_creator or rule:{k}_project_admin or rule:{k}_acl_read"
+        );
+        let write = format!("rule:{k}_project_admin or rule:{k}_owner_write");
+        let acl_read = format!(
+            "rule:{k}_project_admin or (rule:key-manager:reader and rule:{k}_project_match and (rule:{k}_creator_user or not rule:{k}_private_read))"
+        );
+        out.push((format!("{k}:get"), read.clone()));
+        out.push((format!("{k}:delete"), write.clone()));
+        out.push((format!("{k}_acls:get"), acl_read));
+        out.push((format!("{k}_acls:put_patch"), write.clone()));
+        out.push((format!("{k}_acls:delete"), write.clone()));
+        for a in ["get", "post", "delete"] {
+            out.push((format!("{k}_consumers:{a}"), read.clone()));
+        }
+    }
+    out.push((
+        "secret:decrypt".into(),
+        "rule:secret_decrypt_non_private_read or rule:secret_project_creator or rule:secret_project_admin or rule:secret_acl_read".into(),
+    ));
+    out.push((
+        "secret:put".into(),
+        "rule:secret_project_admin or rule:secret_owner_write".into(),
+    ));
+    out
+}
+
 /// Statera's own rules, for decisions neither API names.
 const STATERA: &[(&str, &str)] = &[
     // A port with Octavia's VIP device owner is made by the load-balancer
@@ -537,6 +651,11 @@ pub fn all() -> Vec<(Service, String, String)> {
             .iter()
             .chain(KEYSTONE)
             .map(|(n, c)| (Service::Keystone, n.to_string(), c.to_string())),
+    );
+    out.extend(
+        barbican()
+            .into_iter()
+            .map(|(n, c)| (Service::Barbican, n, c)),
     );
     out.extend(
         STATERA

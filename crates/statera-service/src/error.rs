@@ -43,6 +43,10 @@ pub enum ServiceError {
     /// its interface addresses); the same request may be sent again.
     #[error("{0}")]
     Unavailable(String),
+    /// The deployment is broken in a way no retry fixes (a sealed payload
+    /// this node's key cannot open): 500, logged where it happened.
+    #[error("{0}")]
+    Internal(String),
     /// The store failed (the other side of the boundary): see
     /// [`ServiceError::retry_safe`].
     #[error(transparent)]

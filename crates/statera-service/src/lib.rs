@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod error;
 pub mod identity;
+pub mod keymanager;
 pub mod lb;
 pub mod neutron;
 pub mod octavia;

@@ -158,6 +158,8 @@ pub struct State {
     pub catalog_endpoints: Table<identity::CatalogEndpoint>,
     pub regions: Table<identity::Region>,
     pub revocations: Table<identity::Revocation>,
+    pub secrets: Table<keymanager::Secret>,
+    pub secret_containers: Table<keymanager::SecretContainer>,
     pub pending_work: Table<PendingWork>,
     pub lb_claims: Table<Claim>,
     pub(crate) next_seq: u64,
@@ -219,6 +221,8 @@ macro_rules! with_records {
             identity::CatalogEndpoint,
             identity::Region,
             identity::Revocation,
+            keymanager::Secret,
+            keymanager::SecretContainer,
             PendingWork,
             Claim
         )
@@ -504,6 +508,22 @@ record!(
     "revocations",
     revocations,
     |r| key = r.id.clone(),
+    parent = None
+);
+record!(
+    keymanager::Secret,
+    Uuid,
+    "secrets",
+    secrets,
+    |r| key = r.id,
+    parent = None
+);
+record!(
+    keymanager::SecretContainer,
+    Uuid,
+    "secret_containers",
+    secret_containers,
+    |r| key = r.id,
     parent = None
 );
 record!(

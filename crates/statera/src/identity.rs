@@ -6,7 +6,8 @@ use crate::settings::{ServeArgs, Settings};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use statera_identity::builtin::bootstrap::{
-    BootstrapOptions, BootstrapOutcome, bootstrap, is_fresh, write_clouds_yaml,
+    BootstrapOptions, BootstrapOutcome, add_missing_services, bootstrap, is_fresh,
+    write_clouds_yaml,
 };
 use statera_identity::builtin::{Builtin, key_repository};
 use statera_store::Store;
@@ -64,6 +65,12 @@ pub async fn start_builtin(
             );
         }
     } else {
+        let added = add_missing_services(store, &public_url)
+            .await
+            .context("adding the catalog's new services")?;
+        if !added.is_empty() {
+            tracing::info!(services = ?added, "catalog: added the services this Statera serves that it lacked");
+        }
         // A data directory moved to another address keeps its old catalog:
         // clients would be sent there. Say so (bootstrap rewrites it).
         let expected = format!("{public_url}/v3");

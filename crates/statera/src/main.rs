@@ -4,6 +4,7 @@ mod agent;
 mod api_server;
 mod handover;
 mod identity;
+mod key_manager;
 mod limits;
 mod serve;
 mod settings;

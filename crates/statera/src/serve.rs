@@ -690,11 +690,19 @@ async fn serve_api(
             }),
         };
     tracing::info!(mode = auth.mode().as_str(), "authentication");
+    let sealed_with = store
+        .snapshot()
+        .secrets
+        .iter()
+        .filter_map(|s| s.payload.as_ref().map(|p| p.kek_id.clone()))
+        .collect();
+    let key_manager = Arc::new(crate::key_manager::load(settings, &sealed_with)?);
     let router = statera_api::app(AppState {
         store: store.clone(),
         settings: Arc::new(api_settings),
         auth,
         policy: parts.policy.clone(),
+        key_manager,
     });
     let app = tower::Layer::layer(
         &tower::util::MapRequestLayer::new(statera_api::normalize_path),

@@ -109,6 +109,32 @@ pub struct Settings {
     pub log: LogSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
+    pub key_manager: KeyManagerSection,
+}
+
+/// `[key_manager]`: the Barbican-compatible secret store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeyManagerSection {
+    /// The key-encryption key: a file holding 32 random bytes, base64 (for
+    /// example `head -c 32 /dev/urandom | base64`), readable by Statera
+    /// only. Default: `<data-dir>/key-manager.kek`, made on the first start.
+    /// Several API nodes sharing a store need the same file.
+    pub kek_file: Option<PathBuf>,
+    /// Secrets a project may hold (every secret is kept in memory, sealed).
+    pub max_secrets_per_project: usize,
+    /// Containers a project may hold.
+    pub max_containers_per_project: usize,
+}
+
+impl Default for KeyManagerSection {
+    fn default() -> Self {
+        KeyManagerSection {
+            kek_file: None,
+            max_secrets_per_project: 500,
+            max_containers_per_project: 500,
+        }
+    }
 }
 
 /// How requests are authenticated (`statera_identity::AuthMode`).

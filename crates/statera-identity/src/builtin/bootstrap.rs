@@ -38,7 +38,35 @@ pub const SERVICES: &[(&str, &str, &str)] = &[
     ("identity", "keystone", "/v3"),
     ("load-balancer", "octavia", ""),
     ("network", "neutron", ""),
+    ("key-manager", "barbican", "/key-manager"),
 ];
+
+/// The catalog services this Statera serves that the store's catalog lacks
+/// (a store bootstrapped by an older Statera), added with their public
+/// endpoint; existing services and endpoints are left as they are. Returns
+/// the types added.
+pub async fn add_missing_services(
+    store: &Store,
+    public_url: &str,
+) -> Result<Vec<String>, StoreError> {
+    let missing: Vec<&str> = {
+        let state = store.snapshot();
+        SERVICES
+            .iter()
+            .map(|(kind, _, _)| *kind)
+            .filter(|kind| !state.catalog_services.iter().any(|s| s.kind == *kind))
+            .collect()
+    };
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let public_url = public_url.to_string();
+    let added = missing.iter().map(|k| k.to_string()).collect();
+    store
+        .write(move |txn| ensure_catalog(txn, &public_url, false))
+        .await?;
+    Ok(added)
+}
 
 #[derive(Debug, Clone)]
 pub struct BootstrapOptions {
@@ -185,7 +213,14 @@ fn ensure_assignment(
     Ok(())
 }
 
-fn ensure_catalog(txn: &mut Txn, public_url: &str) -> Result<(), StoreError> {
+/// The catalog's region, services and public endpoints; with
+/// `update_existing` an existing service's endpoint is moved to
+/// `public_url`, without it only missing services are added.
+fn ensure_catalog(
+    txn: &mut Txn,
+    public_url: &str,
+    update_existing: bool,
+) -> Result<(), StoreError> {
     if txn.state().regions.get(&REGION.to_string()).is_none() {
         txn.put(Region {
             id: REGION.to_string(),
@@ -201,6 +236,7 @@ fn ensure_catalog(txn: &mut Txn, public_url: &str) -> Result<(), StoreError> {
             .find(|s| s.kind == *kind)
             .map(|s| s.id.clone());
         let service_id = match found {
+            Some(_) if !update_existing => continue,
             Some(id) => id,
             None => {
                 let id = new_id();
@@ -332,7 +368,7 @@ pub async fn bootstrap(
                 AssignmentTarget::System("all".to_string()),
                 admin_role,
             )?;
-            ensure_catalog(txn, &public_url)?;
+            ensure_catalog(txn, &public_url, true)?;
             Ok(BootstrapOutcome {
                 admin_user_id: user_id,
                 admin_project_id: admin_project,

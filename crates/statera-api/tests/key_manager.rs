@@ -1,0 +1,921 @@
+//! The key manager (Barbican v1 subset) through the whole API router:
+//! payloads in and out as Barbican's clients send and read them, sealing at
+//! rest, Barbican's errors, and who may see what (projects, ACLs, roles).
+
+#[path = "octavia/support.rs"]
+mod support;
+
+use serde_json::{Value, json};
+use statera_model::keymanager::Secret;
+use support::*;
+use uuid::Uuid;
+
+const A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+const B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+const KM: &str = "/key-manager/v1";
+
+/// A caller: project, user, roles.
+#[derive(Clone, Copy)]
+struct Who(&'static str, &'static str, &'static str);
+
+const ALICE: Who = Who(A, "alice", "member,reader");
+const ALBERT: Who = Who(A, "albert", "member,reader");
+const AUDREY: Who = Who(A, "audrey", "reader");
+const BOB: Who = Who(B, "bob", "member,reader");
+
+async fn send(
+    h: &Harness,
+    who: Who,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> Resp {
+    let mut hs = vec![
+        ("x-project-id", who.0),
+        ("x-user-id", who.1),
+        ("x-roles", who.2),
+    ];
+    hs.extend_from_slice(headers);
+    h.raw(method, path, &hs, body).await
+}
+
+async fn json_req(h: &Harness, who: Who, method: &str, path: &str, body: Value) -> Resp {
+    send(h, who, method, path, &[], Some(body.to_string())).await
+}
+
+async fn get(h: &Harness, who: Who, path: &str, accept: &str) -> Resp {
+    send(h, who, "GET", path, &[("accept", accept)], None).await
+}
+
+/// Barbican's error shape, with `needle` in the description.
+#[track_caller]
+fn barbican_error(r: Resp, status: u16, needle: &str) {
+    let r = r.expect(status);
+    let mut keys: Vec<&String> = r.body.as_object().expect("an object").keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["code", "description", "title"], "{}", r.text);
+    assert_eq!(r.body["code"], status);
+    let d = r.body["description"].as_str().unwrap_or_default();
+    assert!(d.contains(needle), "description {d:?} lacks {needle:?}");
+}
+
+fn id_of(reference: &Value) -> String {
+    reference
+        .as_str()
+        .expect("a ref")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn store_text(h: &Harness, who: Who, name: &str, payload: &str) -> String {
+    let r = json_req(
+        h,
+        who,
+        "POST",
+        &format!("{KM}/secrets"),
+        json!({"name": name, "payload": payload, "payload_content_type": "text/plain"}),
+    )
+    .await
+    .expect(201);
+    id_of(&r.body["secret_ref"])
+}
+
+#[tokio::test]
+async fn secrets_round_trip_sealed_at_rest() {
+    let h = Harness::new().await;
+    let r = json_req(
+        &h,
+        ALICE,
+        "POST",
+        &format!("{KM}/secrets"),
+        json!({"name": " s1 ", "payload": "  the text payload\n", "payload_content_type": "text/plain",
+               "algorithm": "aes", "bit_length": 256, "mode": "cbc", "secret_type": "passphrase"}),
+    )
+    .await
+    .expect(201);
+    let reference = r.body["secret_ref"].as_str().unwrap().to_string();
+    assert!(reference.starts_with("http://statera.test:9876/key-manager/v1/secrets/"));
+    assert_eq!(r.headers["location"], reference.as_str());
+    let id = id_of(&r.body["secret_ref"]);
+
+    // Metadata: exactly Barbican's keys (the client refuses others);
+    // consumers only from microversion 1.1.
+    let m = get(&h, ALICE, &format!("{KM}/secrets/{id}"), "application/json")
+        .await
+        .expect(200);
+    assert_fields(
+        &m.body,
+        &[
+            "algorithm",
+            "bit_length",
+            "content_types",
+            "created",
+            "creator_id",
+            "expiration",
+            "mode",
+            "name",
+            "secret_ref",
+            "secret_type",
+            "status",
+            "updated",
+        ],
+    );
+    assert_eq!(m.body["name"], "s1", "strings are stripped");
+    assert_eq!(m.body["creator_id"], "alice");
+    assert_eq!(m.body["content_types"]["default"], "text/plain");
+    assert_eq!(m.headers["openstack-api-version"], "key-manager 1.0");
+    let m = send(
+        &h,
+        ALICE,
+        "GET",
+        &format!("{KM}/secrets/{id}"),
+        &[("openstack-api-version", "key-manager 1.1")],
+        None,
+    )
+    .await
+    .expect(200);
+    assert_eq!(m.body["consumers"], json!([]));
+
+    // The payload as asked: text, anything, bytes.
+    let p = get(
+        &h,
+        ALICE,
+        &format!("{KM}/secrets/{id}/payload"),
+        "text/plain",
+    )
+    .await
+    .expect(200);
+    assert_eq!(p.text, "the text payload");
+    assert_eq!(p.headers["content-type"], "text/plain");
+    let p = get(&h, ALICE, &format!("{KM}/secrets/{id}/payload"), "*/*")
+        .await
+        .expect(200);
+    assert_eq!(p.text, "the text payload");
+    // The deprecated form: the secret's URL with a payload type.
+    let p = get(
+        &h,
+        ALICE,
+        &format!("{KM}/secrets/{id}"),
+        "application/octet-stream",
+    )
+    .await
+    .expect(200);
+    assert_eq!(p.text, "the text payload");
+    barbican_error(
+        get(
+            &h,
+            ALICE,
+            &format!("{KM}/secrets/{id}/payload"),
+            "image/png",
+        )
+        .await,
+        406,
+        "Wrong payload content-type.",
+    );
+
+    // Binary, base64 on the way in, raw bytes out; not UTF-8 so not text.
+    let bytes: Vec<u8> = (0u8..=255).collect();
+    let b64 = base64_encode(&bytes);
+    let r = json_req(
+        &h,
+        ALICE,
+        "POST",
+        &format!("{KM}/secrets/"),
+        json!({"payload": b64, "payload_content_type": "application/octet-stream",
+               "payload_content_encoding": "base64"}),
+    )
+    .await
+    .expect(201);
+    let bin = id_of(&r.body["secret_ref"]);
+    let raw = h
+        .raw(
+            "GET",
+            &format!("{KM}/secrets/{bin}/payload"),
+            &[
+                ("x-project-id", A),
+                ("x-user-id", "alice"),
+                ("x-roles", "member"),
+                ("accept", "application/octet-stream"),
+            ],
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(raw.headers["content-type"], "application/octet-stream");
+    assert_eq!(raw.text.len(), String::from_utf8_lossy(&bytes).len());
+    barbican_error(
+        get(
+            &h,
+            ALICE,
+            &format!("{KM}/secrets/{bin}/payload"),
+            "text/plain",
+        )
+        .await,
+        406,
+        "Wrong payload content-type.",
+    );
+
+    // At rest: sealed, bound to the secret (the store never holds clear text).
+    let snap = h.store.snapshot();
+    let s = snap.get::<Secret>(&Uuid::parse_str(&id).unwrap()).unwrap();
+    let sealed = s.payload.as_ref().expect("sealed");
+    assert!(!sealed.ciphertext.contains("the text payload"));
+    let doc = serde_json::to_string(s.as_ref()).unwrap();
+    assert!(!doc.contains("the text payload"));
+
+    // Delete: gone, 404 in Barbican's shape.
+    send(
+        &h,
+        ALICE,
+        "DELETE",
+        &format!("{KM}/secrets/{id}"),
+        &[],
+        None,
+    )
+    .await
+    .expect(204);
+    barbican_error(
+        get(&h, ALICE, &format!("{KM}/secrets/{id}"), "application/json").await,
+        404,
+        "Secret not found.",
+    );
+    barbican_error(
+        get(
+            &h,
+            ALICE,
+            &format!("{KM}/secrets/not-a-uuid"),
+            "application/json",
+        )
+        .await,
+        404,
+        "Provided secret id is invalid.",
+    );
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[tokio::test]
+async fn two_step_payload_once() {
+    let h = Harness::new().await;
+    let r = json_req(
+        &h,
+        ALICE,
+        "POST",
+        &format!("{KM}/secrets"),
+        json!({"name": "later"}),
+    )
+    .await
+    .expect(201);
+    let id = id_of(&r.body["secret_ref"]);
+    let m = get(&h, ALICE, &format!("{KM}/secrets/{id}"), "application/json")
+        .await
+        .expect(200);
+    assert!(m.body.get("content_types").is_none());
+    barbican_error(
+        get(
+            &h,
+            ALICE,
+            &format!("{KM}/secrets/{id}/payload"),
+            "text/plain",
+        )
+        .await,
+        404,
+        "Sorry but your secret has no payload.",
+    );
+    let put = |ct: &'static str, enc: Option<&'static str>, body: &'static str| {
+        let h = &h;
+        let path = format!("{KM}/secrets/{id}");
+        async move {
+            let mut hs = vec![("content-type", ct)];
+            if let Some(e) = enc {
+                hs.push(("content-encoding", e));
+            }
+            send(h, ALICE, "PUT", &path, &hs, Some(body.to_string())).await
+        }
+    };
+    barbican_error(
+        put("application/json", None, "{}").await,
+        415,
+        "is not supported for PUT",
+    );
+    barbican_error(
+        put("image/png", None, "x").await,
+        415,
+        "Expected content types",
+    );
+    barbican_error(
+        put("application/octet-stream", Some("gzip"), "x").await,
+        400,
+        "base64",
+    );
+    put("application/octet-stream", Some("base64"), "aGVsbG8=")
+        .await
+        .expect(204);
+    barbican_error(
+        put("text/plain", None, "again").await,
+        409,
+        "already has data",
+    );
+    let p = get(&h, ALICE, &format!("{KM}/secrets/{id}/payload"), "*/*")
+        .await
+        .expect(200);
+    assert_eq!(p.text, "hello");
+    assert_eq!(p.headers["content-type"], "application/octet-stream");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_in_barbicans_words() {
+    let h = Harness::new().await;
+    let secrets = format!("{KM}/secrets");
+    let post = |body: Value| json_req(&h, ALICE, "POST", &secrets, body);
+    barbican_error(
+        post(json!({"payload": "x"})).await,
+        400,
+        "'payload_content_type' must also be supplied",
+    );
+    barbican_error(
+        post(json!({"payload": "x", "payload_content_type": "image/png"})).await,
+        400,
+        "payload_content_type is not one of",
+    );
+    barbican_error(
+        post(json!({"payload": "x", "payload_content_type": "application/octet-stream"})).await,
+        400,
+        "payload_content_encoding",
+    );
+    barbican_error(
+        post(
+            json!({"payload": "!!", "payload_content_type": "application/octet-stream",
+                    "payload_content_encoding": "base64"}),
+        )
+        .await,
+        400,
+        "Invalid payload for payload_content_encoding",
+    );
+    barbican_error(
+        post(json!({"payload": "  ", "payload_content_type": "text/plain"})).await,
+        400,
+        "must be non empty",
+    );
+    barbican_error(
+        post(json!({"secret_type": "hologram"})).await,
+        400,
+        "Invalid property: 'secret_type'",
+    );
+    barbican_error(
+        post(json!({"bit_length": 0})).await,
+        400,
+        "Invalid property: 'bit_length'",
+    );
+    barbican_error(
+        post(json!({"expiration": "2001-01-01T00:00:00"})).await,
+        400,
+        "'expiration' is before current time",
+    );
+    barbican_error(
+        post(json!({"expiration": "soon"})).await,
+        400,
+        "Invalid date for 'expiration'",
+    );
+    barbican_error(
+        post(json!({"payload": "x".repeat(20_001), "payload_content_type": "text/plain"})).await,
+        413,
+        "too large",
+    );
+    barbican_error(
+        send(
+            &h,
+            ALICE,
+            "POST",
+            &format!("{KM}/secrets"),
+            &[],
+            Some("{not json".into()),
+        )
+        .await,
+        400,
+        "Malformed JSON",
+    );
+    barbican_error(
+        send(
+            &h,
+            ALICE,
+            "POST",
+            &format!("{KM}/secrets"),
+            &[("content-type", "text/plain")],
+            Some("{}".into()),
+        )
+        .await,
+        415,
+        "application/json",
+    );
+    // Nothing was stored by any of them.
+    let l = get(&h, ALICE, &format!("{KM}/secrets"), "application/json")
+        .await
+        .expect(200);
+    assert_eq!(l.body["total"], 0);
+}
+
+#[tokio::test]
+async fn an_expired_secret_is_not_found() {
+    let h = Harness::new().await;
+    let id = store_text(&h, ALICE, "old", "payload").await;
+    let uuid = Uuid::parse_str(&id).unwrap();
+    h.store
+        .write(|txn| {
+            let mut s = (**txn.state().get::<Secret>(&uuid).unwrap()).clone();
+            s.expiration = Some(statera_model::now() - chrono::TimeDelta::seconds(1));
+            txn.put(s)
+        })
+        .await
+        .unwrap();
+    barbican_error(
+        get(
+            &h,
+            ALICE,
+            &format!("{KM}/secrets/{id}/payload"),
+            "text/plain",
+        )
+        .await,
+        404,
+        "Secret not found.",
+    );
+    let l = get(&h, ALICE, &format!("{KM}/secrets"), "application/json")
+        .await
+        .expect(200);
+    assert_eq!(l.body["total"], 0);
+}
+
+#[tokio::test]
+async fn projects_acls_and_roles() {
+    let h = Harness::new().await;
+    let id = store_text(&h, ALICE, "alices", "alice's key").await;
+    let path = format!("{KM}/secrets/{id}");
+
+    // Another project: exactly what a missing secret answers, everywhere.
+    let missing = format!("{KM}/secrets/{}", Uuid::new_v4());
+    for p in [path.clone(), missing.clone()] {
+        barbican_error(
+            get(&h, BOB, &p, "application/json").await,
+            404,
+            "Secret not found.",
+        );
+        barbican_error(
+            get(&h, BOB, &format!("{p}/payload"), "text/plain").await,
+            404,
+            "Secret not found.",
+        );
+        barbican_error(
+            send(&h, BOB, "DELETE", &p, &[], None).await,
+            404,
+            "Secret not found.",
+        );
+        barbican_error(
+            get(&h, BOB, &format!("{p}/acl"), "application/json").await,
+            404,
+            "Secret not found.",
+        );
+    }
+    let l = get(&h, BOB, &format!("{KM}/secrets"), "application/json")
+        .await
+        .expect(200);
+    assert_eq!(l.body["total"], 0);
+    // B cannot launder A's secret into a container of its own.
+    barbican_error(
+        json_req(
+            &h,
+            BOB,
+            "POST",
+            &format!("{KM}/containers"),
+            json!({"type": "generic", "secret_refs": [
+                {"name": "k", "secret_ref": format!("http://statera.test:9876{path}")}]}),
+        )
+        .await,
+        404,
+        "Secret provided for 'k' doesn't exist.",
+    );
+
+    // Alice gives Bob read access: he reads it (not lists it, not deletes it).
+    json_req(
+        &h,
+        ALICE,
+        "PUT",
+        &format!("{path}/acl"),
+        json!({"read": {"users": ["bob"]}}),
+    )
+    .await
+    .expect(200);
+    let acl = get(&h, ALICE, &format!("{path}/acl"), "application/json")
+        .await
+        .expect(200);
+    assert_eq!(acl.body["read"]["users"], json!(["bob"]));
+    assert_eq!(acl.body["read"]["project-access"], true);
+    let p = get(&h, BOB, &format!("{path}/payload"), "text/plain")
+        .await
+        .expect(200);
+    assert_eq!(p.text, "alice's key");
+    barbican_error(
+        send(&h, BOB, "DELETE", &path, &[], None).await,
+        403,
+        "Secret deletion attempt not allowed",
+    );
+    let l = get(
+        &h,
+        BOB,
+        &format!("{KM}/secrets?acl_only=true"),
+        "application/json",
+    )
+    .await
+    .expect(200);
+    assert_eq!(l.body["total"], 1);
+
+    // Private: Albert (same project, not the creator) is refused; Alice and
+    // Bob (on the ACL) still read it.
+    json_req(
+        &h,
+        ALICE,
+        "PATCH",
+        &format!("{path}/acl"),
+        json!({"read": {"project-access": false}}),
+    )
+    .await
+    .expect(200);
+    barbican_error(
+        get(&h, ALBERT, &format!("{path}/payload"), "text/plain").await,
+        403,
+        "Secret payload retrieval attempt not allowed",
+    );
+    get(&h, ALICE, &format!("{path}/payload"), "text/plain")
+        .await
+        .expect(200);
+    get(&h, BOB, &format!("{path}/payload"), "text/plain")
+        .await
+        .expect(200);
+    // PATCH kept the users; DELETE resets to the project's default.
+    let acl = get(&h, ALICE, &format!("{path}/acl"), "application/json")
+        .await
+        .expect(200);
+    assert_eq!(acl.body["read"]["users"], json!(["bob"]));
+    let d = send(&h, ALICE, "DELETE", &format!("{path}/acl"), &[], None)
+        .await
+        .expect(200);
+    assert_eq!(d.body, Value::Null);
+    barbican_error(
+        get(&h, BOB, &path, "application/json").await,
+        404,
+        "Secret not found.",
+    );
+    get(&h, ALBERT, &format!("{path}/payload"), "text/plain")
+        .await
+        .expect(200);
+
+    // A reader lists nothing and stores nothing (Barbican's new defaults).
+    barbican_error(
+        get(&h, AUDREY, &format!("{KM}/secrets"), "application/json").await,
+        403,
+        "attempt not allowed",
+    );
+    barbican_error(
+        json_req(
+            &h,
+            AUDREY,
+            "POST",
+            &format!("{KM}/secrets"),
+            json!({"name": "x"}),
+        )
+        .await,
+        403,
+        "Secret creation attempt not allowed",
+    );
+    // Bad ACL bodies.
+    barbican_error(
+        json_req(
+            &h,
+            ALICE,
+            "PUT",
+            &format!("{path}/acl"),
+            json!({"write": {}}),
+        )
+        .await,
+        400,
+        "schema 'ACL'",
+    );
+    barbican_error(
+        json_req(
+            &h,
+            ALICE,
+            "PUT",
+            &format!("{path}/acl"),
+            json!({"read": {"project-access": "no"}}),
+        )
+        .await,
+        400,
+        "schema 'ACL'",
+    );
+}
+
+#[tokio::test]
+async fn containers_and_consumers() {
+    let h = Harness::new().await;
+    let cert = store_text(&h, ALICE, "cert", "-----BEGIN CERTIFICATE-----").await;
+    let key = store_text(&h, ALICE, "key", "-----BEGIN PRIVATE KEY-----").await;
+    let r = |id: &str| format!("http://statera.test:9876{KM}/secrets/{id}");
+    let containers = format!("{KM}/containers");
+    let post = |body: Value| json_req(&h, ALICE, "POST", &containers, body);
+    barbican_error(
+        post(json!({"type": "certificate", "secret_refs": [{"name": "private_key", "secret_ref": r(&key)}]}))
+            .await,
+        400,
+        "The minimum required reference name is 'certificate'",
+    );
+    barbican_error(
+        post(json!({"type": "certificate", "secret_refs": [{"name": "cert", "secret_ref": r(&cert)}]}))
+            .await,
+        400,
+        "reference names are allowed for Certificate type",
+    );
+    barbican_error(
+        post(json!({"secret_refs": []})).await,
+        400,
+        "'type' is a required property",
+    );
+    barbican_error(
+        post(json!({"type": "generic", "secret_refs": [{"name": "a", "secret_ref": "http://x/v1/other/1"}]}))
+            .await,
+        400,
+        "Provided field value is not supported",
+    );
+    let c = post(
+        json!({"name": "tls", "type": "certificate", "secret_refs": [
+        {"name": "certificate", "secret_ref": r(&cert)},
+        {"name": "private_key", "secret_ref": r(&key)}]}),
+    )
+    .await
+    .expect(201);
+    let cid = id_of(&c.body["container_ref"]);
+    let path = format!("{KM}/containers/{cid}");
+    let g = get(&h, ALICE, &path, "application/json").await.expect(200);
+    assert_eq!(g.body["type"], "certificate");
+    assert_eq!(g.body["secret_refs"][0]["name"], "certificate");
+    assert_eq!(g.body["secret_refs"][0]["secret_ref"], r(&cert));
+    barbican_error(
+        get(&h, BOB, &path, "application/json").await,
+        404,
+        "Secrets container not found.",
+    );
+
+    // Consumers: registered once however often, listed, removed.
+    let consumer = json!({"name": "lbaas", "URL": "http://octavia/listeners/1"});
+    for _ in 0..2 {
+        let c = json_req(
+            &h,
+            ALICE,
+            "POST",
+            &format!("{path}/consumers"),
+            consumer.clone(),
+        )
+        .await
+        .expect(200);
+        assert_eq!(c.body["consumers"], json!([consumer.clone()]));
+    }
+    let l = get(&h, ALICE, &format!("{path}/consumers"), "application/json")
+        .await
+        .expect(200);
+    assert_eq!(l.body["total"], 1);
+    assert_eq!(l.body["consumers"][0]["URL"], "http://octavia/listeners/1");
+    json_req(
+        &h,
+        ALICE,
+        "DELETE",
+        &format!("{path}/consumers"),
+        consumer.clone(),
+    )
+    .await
+    .expect(200);
+    barbican_error(
+        json_req(
+            &h,
+            ALICE,
+            "DELETE",
+            &format!("{path}/consumers"),
+            consumer.clone(),
+        )
+        .await,
+        404,
+        "Consumer not found.",
+    );
+    barbican_error(
+        json_req(
+            &h,
+            ALICE,
+            "POST",
+            &format!("{path}/consumers"),
+            json!({"name": "x"}),
+        )
+        .await,
+        400,
+        "'URL' is a required property",
+    );
+
+    // Deleting a secret takes it out of its containers.
+    send(
+        &h,
+        ALICE,
+        "DELETE",
+        &format!("{KM}/secrets/{key}"),
+        &[],
+        None,
+    )
+    .await
+    .expect(204);
+    let g = get(&h, ALICE, &path, "application/json").await.expect(200);
+    assert_eq!(g.body["secret_refs"].as_array().unwrap().len(), 1);
+
+    // A secret with consumers is deleted at 1.2 only with force.
+    let v12 = [("openstack-api-version", "key-manager 1.2")];
+    let sc = json!({"service": "octavia", "resource_type": "listener", "resource_id": "l1"});
+    let s = send(
+        &h,
+        ALICE,
+        "POST",
+        &format!("{KM}/secrets/{cert}/consumers"),
+        &v12,
+        Some(sc.to_string()),
+    )
+    .await
+    .expect(200);
+    assert_eq!(s.body["consumers"][0]["service"], "octavia");
+    barbican_error(
+        send(
+            &h,
+            ALICE,
+            "DELETE",
+            &format!("{KM}/secrets/{cert}"),
+            &v12,
+            None,
+        )
+        .await,
+        400,
+        "Secret cannot be deleted as it has consumers.",
+    );
+    send(
+        &h,
+        ALICE,
+        "DELETE",
+        &format!("{KM}/secrets/{cert}?force=true"),
+        &v12,
+        None,
+    )
+    .await
+    .expect(204);
+    send(&h, ALICE, "DELETE", &path, &[], None)
+        .await
+        .expect(204);
+    barbican_error(
+        get(&h, ALICE, &path, "application/json").await,
+        404,
+        "Secrets container not found.",
+    );
+}
+
+#[tokio::test]
+async fn lists_page_and_filter() {
+    let h = Harness::new().await;
+    for i in 0..5 {
+        store_text(&h, ALICE, &format!("s{i}"), "x").await;
+    }
+    let l = get(
+        &h,
+        ALICE,
+        &format!("{KM}/secrets?limit=2&offset=2"),
+        "application/json",
+    )
+    .await
+    .expect(200);
+    assert_eq!(l.body["total"], 5);
+    assert_eq!(l.body["secrets"].as_array().unwrap().len(), 2);
+    assert!(
+        l.body["next"]
+            .as_str()
+            .unwrap()
+            .ends_with("limit=2&offset=4")
+    );
+    assert!(
+        l.body["previous"]
+            .as_str()
+            .unwrap()
+            .ends_with("limit=2&offset=0")
+    );
+    let l = get(
+        &h,
+        ALICE,
+        &format!("{KM}/secrets?name=s3"),
+        "application/json",
+    )
+    .await
+    .expect(200);
+    assert_eq!(l.body["total"], 1);
+    let l = get(
+        &h,
+        ALICE,
+        &format!("{KM}/secrets?sort=name:desc&limit=1"),
+        "application/json",
+    )
+    .await
+    .expect(200);
+    assert_eq!(l.body["secrets"][0]["name"], "s4");
+    barbican_error(
+        get(
+            &h,
+            ALICE,
+            &format!("{KM}/secrets?sort=colour"),
+            "application/json",
+        )
+        .await,
+        400,
+        "invalid query string",
+    );
+    let l = get(
+        &h,
+        ALICE,
+        &format!("{KM}/secrets?created=gt:2000-01-01T00:00:00"),
+        "application/json",
+    )
+    .await
+    .expect(200);
+    assert_eq!(l.body["total"], 5);
+}
+
+#[tokio::test]
+async fn a_project_holds_a_bounded_number_of_secrets() {
+    let h = Harness::with_state(
+        |_| {},
+        |s| {
+            let mut km = statera_api::lab_key_manager();
+            km.max_secrets = 2;
+            s.key_manager = std::sync::Arc::new(km);
+        },
+    )
+    .await;
+    store_text(&h, ALICE, "1", "x").await;
+    store_text(&h, ALICE, "2", "x").await;
+    barbican_error(
+        json_req(
+            &h,
+            ALICE,
+            "POST",
+            &format!("{KM}/secrets"),
+            json!({"name": "3"}),
+        )
+        .await,
+        403,
+        "quota has been reached",
+    );
+    // Another project has its own share.
+    store_text(&h, BOB, "1", "x").await;
+}
+
+#[tokio::test]
+async fn version_discovery() {
+    let h = Harness::new().await;
+    // No token needed for the root document.
+    let r = h.raw("GET", "/key-manager", &[], None).await.expect(300);
+    assert_eq!(r.body["versions"]["values"][0]["id"], "v1");
+    let r = h
+        .raw(
+            "GET",
+            "/key-manager/",
+            &[("openstack-api-version", "key-manager 1.1")],
+            None,
+        )
+        .await
+        .expect(300);
+    assert_eq!(r.body["versions"][0]["max_version"], "1.2");
+    assert_eq!(
+        r.body["versions"][0]["links"][0]["href"],
+        "http://statera.test:9876/key-manager/v1/"
+    );
+    assert_eq!(r.headers["openstack-api-version"], "key-manager 1.1");
+    let r = get(&h, ALICE, "/key-manager/v1", "application/json")
+        .await
+        .expect(200);
+    assert_eq!(r.body["version"]["id"], "v1");
+    barbican_error(
+        send(
+            &h,
+            ALICE,
+            "GET",
+            &format!("{KM}/secrets"),
+            &[("openstack-api-version", "key-manager 2.0")],
+            None,
+        )
+        .await,
+        406,
+        "Invalid microversion",
+    );
+}
