@@ -15,7 +15,10 @@ Environment knobs (all optional):
 
 from __future__ import annotations
 
+import atexit
+import base64
 import contextlib
+import hashlib
 import http.client
 import http.server
 import ipaddress
@@ -227,6 +230,24 @@ def stop_server(server: StateraServer, timeout: float = SERVER_STOP_TIMEOUT) -> 
 _name_counter = itertools.count(1)
 
 
+_KEK_DIR: Path | None = None
+
+
+def shared_kek_file(store: str) -> Path:
+    """The key-encryption key file of every node on the shared store `store` (nodes sharing a
+    store need the same key; the first node records its id and others refuse a different one).
+    One per store URL, in a directory removed when the session ends."""
+    global _KEK_DIR
+    if _KEK_DIR is None:
+        _KEK_DIR = Path(tempfile.mkdtemp(prefix="statera-keks-"))
+        atexit.register(shutil.rmtree, _KEK_DIR, True)
+    path = _KEK_DIR / hashlib.sha256(store.encode()).hexdigest()[:16]
+    if not path.exists():
+        path.write_text(base64.b64encode(os.urandom(32)).decode())
+        path.chmod(0o600)
+    return path
+
+
 @contextlib.contextmanager
 def start_statera(
     data_dir: Path | None = None,
@@ -272,7 +293,7 @@ def start_statera(
         "--host-subnet",
         subnet,
         *(LAB_AUTH_ARGS if auth_args is None else auth_args),
-        *(["--store", store] if store else []),
+        *(["--store", store, "--kek-file", str(shared_kek_file(store))] if store else []),
         *(["--role", role] if role else []),
         *(["--node-id", node_id] if node_id else []),
         *(extra_args or []),

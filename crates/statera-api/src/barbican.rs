@@ -146,6 +146,12 @@ fn asked_version(headers: &HeaderMap) -> Result<Minor, Km> {
         .find_map(|s| s.strip_prefix("key-manager "))
         .map(str::trim);
     let Some(ours) = ours else {
+        if v.split(',').any(|s| s.trim() == "key-manager") {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "Invalid microversion header: key-manager names no version",
+            ));
+        }
         return Ok(Minor(0));
     };
     if ours == "latest" {
@@ -153,9 +159,9 @@ fn asked_version(headers: &HeaderMap) -> Result<Minor, Km> {
     }
     let parsed = ours
         .split_once('.')
-        .and_then(|(a, b)| Some((a.parse::<u8>().ok()?, b.parse::<u8>().ok()?)));
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
     match parsed {
-        Some((1, m)) if m <= MAX_MINOR => Ok(Minor(m)),
+        Some((1, m)) if m <= u64::from(MAX_MINOR) => Ok(Minor(m as u8)),
         Some(_) => Err(err(
             StatusCode::NOT_ACCEPTABLE,
             format!("Invalid microversion: key-manager {ours}"),
@@ -406,7 +412,7 @@ fn opt_string(
 ) -> Result<Option<String>, Km> {
     match o.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
+        Some(Value::String(s)) if s.len() <= max => Ok(Some(s.clone())),
         Some(Value::String(s)) => Err(invalid(schema, format!("'{s}' is too long"), key)),
         Some(v) => Err(invalid(schema, format!("{v} is not of type 'string'"), key)),
     }
@@ -837,6 +843,9 @@ fn payload_response(
     if let Ok(v) = HeaderValue::from_str(&sent_as) {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
+    // A secret in clear: no cache keeps it.
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 
@@ -1148,7 +1157,7 @@ fn read_acl(headers: &HeaderMap, body: &Bytes) -> Result<AclRead, Km> {
         Some(Value::Array(us)) => Some(
             us.iter()
                 .map(|u| match u {
-                    Value::String(s) if s.chars().count() <= 255 => Ok(s.clone()),
+                    Value::String(s) if s.len() <= 255 => Ok(s.clone()),
                     v => Err(invalid(A, format!("{v} is not a user id"), "read")),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
@@ -1220,7 +1229,7 @@ fn bounded_string(
     schema: &str,
 ) -> Result<String, Km> {
     match o.get(key) {
-        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= max => Ok(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= max => Ok(s.clone()),
         Some(Value::String(s)) if s.is_empty() => {
             Err(invalid(schema, format!("'{s}' is too short"), key))
         }

@@ -22,6 +22,7 @@ const ALICE: Who = Who(A, "alice", "member,reader");
 const ALBERT: Who = Who(A, "albert", "member,reader");
 const AUDREY: Who = Who(A, "audrey", "reader");
 const BOB: Who = Who(B, "bob", "member,reader");
+const BERTA_ADMIN: Who = Who(B, "berta", "admin,member,reader");
 
 async fn send(
     h: &Harness,
@@ -481,6 +482,12 @@ async fn projects_acls_and_roles() {
             "Secret not found.",
         );
     }
+    // An admin of another project learns no more than a member.
+    barbican_error(
+        get(&h, BERTA_ADMIN, &path, "application/json").await,
+        404,
+        "Secret not found.",
+    );
     let l = get(&h, BOB, &format!("{KM}/secrets"), "application/json")
         .await
         .expect(200);
@@ -918,4 +925,107 @@ async fn version_discovery() {
         406,
         "Invalid microversion",
     );
+}
+
+#[tokio::test]
+async fn consumers_belong_to_the_project_that_registered_them() {
+    let h = Harness::new().await;
+    let id = store_text(&h, ALICE, "shared", "x").await;
+    let path = format!("{KM}/secrets/{id}");
+    json_req(
+        &h,
+        ALICE,
+        "PUT",
+        &format!("{path}/acl"),
+        json!({"read": {"users": ["bob"]}}),
+    )
+    .await
+    .expect(200);
+    let mine = json!({"service": "octavia", "resource_type": "listener", "resource_id": "a"});
+    json_req(
+        &h,
+        ALICE,
+        "POST",
+        &format!("{path}/consumers"),
+        mine.clone(),
+    )
+    .await
+    .expect(200);
+    // Bob (on the ACL) registers his own, but cannot remove Alice's.
+    barbican_error(
+        json_req(
+            &h,
+            BOB,
+            "DELETE",
+            &format!("{path}/consumers"),
+            mine.clone(),
+        )
+        .await,
+        403,
+        "only the creator of a consumer can delete it",
+    );
+    // Nor take the owner's share: at most ten of his.
+    for i in 0..10 {
+        json_req(
+            &h,
+            BOB,
+            "POST",
+            &format!("{path}/consumers"),
+            json!({"service": "x", "resource_type": "y", "resource_id": i.to_string()}),
+        )
+        .await
+        .expect(200);
+    }
+    barbican_error(
+        json_req(
+            &h,
+            BOB,
+            "POST",
+            &format!("{path}/consumers"),
+            json!({"service": "x", "resource_type": "y", "resource_id": "11"}),
+        )
+        .await,
+        403,
+        "quota has been reached",
+    );
+    // The owner's project may remove any consumer of its secret.
+    json_req(
+        &h,
+        ALICE,
+        "DELETE",
+        &format!("{path}/consumers"),
+        json!({"service": "x", "resource_type": "y", "resource_id": "0"}),
+    )
+    .await
+    .expect(200);
+}
+
+#[tokio::test]
+async fn expired_secrets_leave_the_quota() {
+    let h = Harness::with_state(
+        |_| {},
+        |s| {
+            let mut km = statera_api::lab_key_manager();
+            km.max_secrets = 2;
+            s.key_manager = std::sync::Arc::new(km);
+        },
+    )
+    .await;
+    let a = store_text(&h, ALICE, "1", "x").await;
+    let b = store_text(&h, ALICE, "2", "x").await;
+    h.store
+        .write(|txn| {
+            for id in [&a, &b] {
+                let uuid = Uuid::parse_str(id).unwrap();
+                let mut s = (**txn.state().get::<Secret>(&uuid).unwrap()).clone();
+                s.expiration = Some(statera_model::now() - chrono::TimeDelta::seconds(1));
+                txn.put(s)?;
+            }
+            Ok::<_, statera_store::StoreError>(())
+        })
+        .await
+        .unwrap();
+    store_text(&h, ALICE, "3", "x").await;
+    // The expired ones are gone from the store, not only hidden.
+    assert_eq!(h.store.snapshot().secrets.len(), 1);
 }

@@ -70,6 +70,10 @@ pub struct AclEntry {
 /// A secret consumer (Barbican API 1.1): a service resource using the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretConsumer {
+    /// The project that registered it (only it or the secret's project may
+    /// remove it).
+    #[serde(default)]
+    pub project_id: String,
     pub service: String,
     pub resource_type: String,
     pub resource_id: String,
@@ -107,7 +111,19 @@ pub struct ContainerSecret {
 /// listener using a certificate container).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerConsumer {
+    /// The project that registered it.
+    #[serde(default)]
+    pub project_id: String,
     pub name: String,
     pub url: String,
     pub created_at: Timestamp,
+}
+
+/// The deployment's key-encryption key, by id (one row, `id` = `kek`): the
+/// first node to start records its key's id, and a node holding another
+/// key refuses to start, so no two nodes seal with different keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KekRecord {
+    pub id: String,
+    pub kek_id: String,
 }

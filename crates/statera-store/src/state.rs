@@ -160,6 +160,7 @@ pub struct State {
     pub revocations: Table<identity::Revocation>,
     pub secrets: Table<keymanager::Secret>,
     pub secret_containers: Table<keymanager::SecretContainer>,
+    pub kek: Table<keymanager::KekRecord>,
     pub pending_work: Table<PendingWork>,
     pub lb_claims: Table<Claim>,
     pub(crate) next_seq: u64,
@@ -223,6 +224,7 @@ macro_rules! with_records {
             identity::Revocation,
             keymanager::Secret,
             keymanager::SecretContainer,
+            keymanager::KekRecord,
             PendingWork,
             Claim
         )
@@ -524,6 +526,14 @@ record!(
     "secret_containers",
     secret_containers,
     |r| key = r.id,
+    parent = None
+);
+record!(
+    keymanager::KekRecord,
+    String,
+    "key_manager_keys",
+    kek,
+    |r| key = r.id.clone(),
     parent = None
 );
 record!(

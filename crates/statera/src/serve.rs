@@ -690,13 +690,7 @@ async fn serve_api(
             }),
         };
     tracing::info!(mode = auth.mode().as_str(), "authentication");
-    let sealed_with = store
-        .snapshot()
-        .secrets
-        .iter()
-        .filter_map(|s| s.payload.as_ref().map(|p| p.kek_id.clone()))
-        .collect();
-    let key_manager = Arc::new(crate::key_manager::load(settings, &sealed_with)?);
+    let key_manager = Arc::new(crate::key_manager::start(settings, store).await?);
     let router = statera_api::app(AppState {
         store: store.clone(),
         settings: Arc::new(api_settings),

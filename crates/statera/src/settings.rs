@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// listeners), whatever its listeners' `connection_limit`s say.
     #[arg(long, env = "STATERA_LB_MAX_CONNECTIONS")]
     pub lb_max_connections: Option<u32>,
+    /// The key manager's key-encryption key file (`[key_manager] kek_file`):
+    /// every node sharing a store needs the same one.
+    #[arg(long, env = "STATERA_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -521,6 +525,9 @@ impl Settings {
             }
             None => Settings::default(),
         };
+        if let Some(v) = &args.kek_file {
+            s.key_manager.kek_file = Some(v.clone());
+        }
         if let Some(v) = args.listen {
             s.api.listen = v;
         }

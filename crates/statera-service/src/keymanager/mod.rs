@@ -15,6 +15,7 @@
 //!   memory: one tenant may not fill it).
 
 pub mod seal;
+pub mod tls;
 
 use crate::{Context, ServiceError, ServiceResult, StoreRead, StoreWrite};
 use statera_model::keymanager::*;
@@ -156,8 +157,8 @@ pub fn authorize_op(ctx: &Context, rule: &str, target: &Target, op: &str) -> Ser
 }
 
 /// The object `id` as the caller may act on it under `rule`: missing,
-/// expired, or outside the caller's reach (another project, not on its ACL,
-/// not an admin) is `G::NOT_FOUND`; a refused rule is the 403 of `op`.
+/// expired, or refused to a caller outside its project and not on its ACL
+/// is `G::NOT_FOUND`; refused to an insider, the 403 of `op`.
 pub fn guarded<G: Guarded>(
     ctx: &Context,
     s: &impl StoreRead,
@@ -169,14 +170,19 @@ pub fn guarded<G: Guarded>(
         .get::<G>(&id)
         .filter(|o| !o.expired(now()))
         .ok_or_else(|| ServiceError::NotFound(G::NOT_FOUND.into()))?;
-    let within = ctx.caller.project_id.as_deref() == Some(o.project())
-        || on_acl(o.acl(), user_of(ctx))
-        || ctx.is_admin();
-    if !within {
-        return Err(ServiceError::NotFound(G::NOT_FOUND.into()));
+    if ctx.allowed_on(rule, &target_of(ctx, o.as_ref())) {
+        return Ok(o);
     }
-    authorize_op(ctx, rule, &target_of(ctx, o.as_ref()), op)?;
-    Ok(o)
+    // Refused: inside the project or on the ACL, Barbican's 403; anyone
+    // else learns nothing of the object (an admin of another project
+    // included: no default rule lets one in).
+    let insider =
+        ctx.caller.project_id.as_deref() == Some(o.project()) || on_acl(o.acl(), user_of(ctx));
+    Err(if insider {
+        not_allowed(op)
+    } else {
+        ServiceError::NotFound(G::NOT_FOUND.into())
+    })
 }
 
 fn caller_project(ctx: &Context, op: &str) -> ServiceResult<String> {
@@ -207,11 +213,21 @@ pub const CONTAINER_GET: &str = "container:get";
 pub const CONTAINER_DELETE: &str = "container:delete";
 
 /// A payload as the wire read it: bytes and its normalised content type
-/// (`text/plain`, `application/octet-stream`, `application/pkcs8`).
-#[derive(Debug, Clone)]
+/// (`text/plain`, `application/octet-stream`, `application/pkcs8`). Its
+/// `Debug` shows the length, never the bytes.
+#[derive(Clone)]
 pub struct Payload {
     pub bytes: Vec<u8>,
     pub content_type: String,
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field("len", &self.bytes.len())
+            .field("content_type", &self.content_type)
+            .finish()
+    }
 }
 
 /// A secret create as the wire read and checked it.
@@ -240,15 +256,20 @@ pub fn create_secret(
             "Provided object does not match schema 'Secret': 'expiration' is before current time. Invalid property: 'expiration'".into(),
         ));
     }
-    let held = s
+    let at = now();
+    let mine: Vec<Arc<Secret>> = s
         .all::<Secret>()
-        .iter()
+        .into_iter()
         .filter(|x| x.project_id == project)
-        .count();
-    if held >= km.max_secrets {
+        .collect();
+    // Expired secrets are gone for every reader: they leave the project's
+    // count and the store here (their container references with them).
+    for x in mine.iter().filter(|x| x.expired(at)) {
+        forget_secret(s, x.id)?;
+    }
+    if mine.iter().filter(|x| !x.expired(at)).count() >= km.max_secrets {
         return Err(quota_reached("Secret"));
     }
-    let at = now();
     let id = Uuid::new_v4();
     let (content_type, payload) = match new.payload {
         Some(p) => (
@@ -349,6 +370,11 @@ pub fn delete_secret(
             "Secret deletion issue seen - Secret cannot be deleted as it has consumers.".into(),
         ));
     }
+    forget_secret(s, id)
+}
+
+/// Removes a secret and its references in containers.
+fn forget_secret(s: &mut impl StoreWrite, id: Uuid) -> ServiceResult<()> {
     for c in s.all::<SecretContainer>() {
         if c.secret_refs.iter().any(|r| r.secret_id == id) {
             let mut c = (*c).clone();
@@ -618,7 +644,7 @@ pub fn change_acl<G: Guarded + Clone>(
     id: Uuid,
     change: AclChange,
 ) -> ServiceResult<()> {
-    const MAX_USERS: usize = 100;
+    const MAX_USERS: usize = 50;
     let action = match change {
         AclChange::Delete => "delete",
         _ => "put_patch",
@@ -669,8 +695,33 @@ pub fn change_acl<G: Guarded + Clone>(
 
 // ---------------------------------------------------------------- consumers
 
-/// At most this many consumers per secret or container.
-pub const MAX_CONSUMERS: usize = 100;
+/// At most this many consumers per secret or container, and of those at
+/// most [`MAX_FOREIGN_CONSUMERS`] registered by any one project other than
+/// the object's (a reader on the ACL cannot fill the owner's share).
+pub const MAX_CONSUMERS: usize = 50;
+pub const MAX_FOREIGN_CONSUMERS: usize = 10;
+
+/// Whether `project` may register one more consumer among `registered`
+/// (the projects of the object's consumers) on an object of `owner`.
+fn consumer_room(registered: &[&str], owner: &str, project: &str) -> bool {
+    registered.len() < MAX_CONSUMERS
+        && (project == owner
+            || registered.iter().filter(|p| **p == project).count() < MAX_FOREIGN_CONSUMERS)
+}
+
+/// Barbican's refusal to remove another project's consumer.
+fn not_consumer_creator() -> ServiceError {
+    ServiceError::Forbidden(
+        "Not Allowed. Sorry, only the creator of a consumer can delete it.".into(),
+    )
+}
+
+/// Whether the caller may remove a consumer `registered_by` on an object of
+/// `owner`.
+fn may_remove(ctx: &Context, registered_by: &str, owner: &str) -> bool {
+    let p = ctx.caller.project_id.as_deref().unwrap_or("");
+    p == registered_by || p == owner
+}
 
 fn consumer_rule<G: Guarded>(action: &str) -> String {
     format!("{}_consumers:{action}", G::KIND)
@@ -692,11 +743,14 @@ pub fn add_container_consumer(
         "ContainerConsumer creation",
     )?;
     let mut c = (*c).clone();
+    let project = ctx.caller.project_id.clone().unwrap_or_default();
     if !c.consumers.iter().any(|x| x.name == name && x.url == url) {
-        if c.consumers.len() >= MAX_CONSUMERS {
+        let registered: Vec<&str> = c.consumers.iter().map(|x| x.project_id.as_str()).collect();
+        if !consumer_room(&registered, &c.project_id, &project) {
             return Err(quota_reached("ContainerConsumer"));
         }
         c.consumers.push(ContainerConsumer {
+            project_id: project,
             name,
             url,
             created_at: now(),
@@ -722,11 +776,17 @@ pub fn remove_container_consumer(
         "ContainerConsumer deletion",
     )?;
     let mut c = (*c).clone();
-    let before = c.consumers.len();
-    c.consumers.retain(|x| !(x.name == name && x.url == url));
-    if c.consumers.len() == before {
+    let Some(at) = c
+        .consumers
+        .iter()
+        .position(|x| x.name == name && x.url == url)
+    else {
         return Err(ServiceError::NotFound("Consumer not found.".into()));
+    };
+    if !may_remove(ctx, &c.consumers[at].project_id, &c.project_id) {
+        return Err(not_consumer_creator());
     }
+    c.consumers.remove(at);
     c.updated_at = now();
     s.put(c.clone())?;
     Ok(c)
@@ -763,14 +823,17 @@ pub fn add_secret_consumer(
         "SecretConsumer creation",
     )?;
     let mut x = (*x).clone();
+    let project = ctx.caller.project_id.clone().unwrap_or_default();
     let same = |c: &SecretConsumer| {
         c.service == service && c.resource_type == resource_type && c.resource_id == resource_id
     };
     if !x.consumers.iter().any(same) {
-        if x.consumers.len() >= MAX_CONSUMERS {
+        let registered: Vec<&str> = x.consumers.iter().map(|c| c.project_id.as_str()).collect();
+        if !consumer_room(&registered, &x.project_id, &project) {
             return Err(quota_reached("SecretConsumer"));
         }
         x.consumers.push(SecretConsumer {
+            project_id: project,
             service,
             resource_type,
             resource_id,
@@ -798,13 +861,15 @@ pub fn remove_secret_consumer(
         "SecretConsumer deletion",
     )?;
     let mut x = (*x).clone();
-    let before = x.consumers.len();
-    x.consumers.retain(|c| {
-        !(c.service == service && c.resource_type == resource_type && c.resource_id == resource_id)
-    });
-    if x.consumers.len() == before {
+    let Some(at) = x.consumers.iter().position(|c| {
+        c.service == service && c.resource_type == resource_type && c.resource_id == resource_id
+    }) else {
         return Err(ServiceError::NotFound("Consumer not found.".into()));
+    };
+    if !may_remove(ctx, &x.consumers[at].project_id, &x.project_id) {
+        return Err(not_consumer_creator());
     }
+    x.consumers.remove(at);
     x.updated_at = now();
     s.put(x.clone())?;
     Ok(x)
