@@ -11,6 +11,7 @@
 //! never call a provider or a data plane: the controller does that.
 
 pub mod barbican;
+pub mod certificates;
 pub mod context;
 pub mod error;
 #[doc(hidden)]

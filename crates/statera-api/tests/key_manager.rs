@@ -1029,3 +1029,226 @@ async fn expired_secrets_leave_the_quota() {
     // The expired ones are gone from the store, not only hidden.
     assert_eq!(h.store.snapshot().secrets.len(), 1);
 }
+
+// ---------------------------------------------------------------- certificate references
+
+/// A member of the harness's project (its load balancers are that project's).
+const TINA: Who = Who(PROJECT, "tina", "member,reader");
+
+struct Issued {
+    cert_pem: String,
+    key: rcgen::KeyPair,
+}
+
+fn issue(names: &[&str]) -> Issued {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let key = KeyPair::generate().unwrap();
+    let mut p =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    if let Some(cn) = names.first() {
+        p.distinguished_name.push(DnType::CommonName, *cn);
+    }
+    let cert = p.self_signed(&key).unwrap();
+    Issued {
+        cert_pem: cert.pem(),
+        key,
+    }
+}
+
+fn pkcs12(i: &Issued, password: &str) -> Vec<u8> {
+    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+    let der = rustls_pem_der(&i.cert_pem);
+    let chain = PrivateKeyChain::new(
+        vec![7u8; 20],
+        PrivateKey::from_der(&i.key.serialize_der()).unwrap(),
+        [Certificate::from_der(&der).unwrap()],
+    );
+    let mut ks = KeyStore::new();
+    ks.add_entry("tls", KeyStoreEntry::PrivateKeyChain(chain));
+    ks.writer(password).write().unwrap()
+}
+
+fn rustls_pem_der(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+async fn store_binary(h: &Harness, who: Who, bytes: &[u8]) -> String {
+    let r = json_req(
+        h,
+        who,
+        "POST",
+        &format!("{KM}/secrets"),
+        json!({"payload": base64_encode(bytes), "payload_content_type": "application/octet-stream",
+               "payload_content_encoding": "base64"}),
+    )
+    .await
+    .expect(201);
+    r.body["secret_ref"].as_str().unwrap().to_string()
+}
+
+async fn https_listener(h: &Harness, lb: &str, port: u16, extra: Value) -> Resp {
+    let mut body = json!({"loadbalancer_id": lb, "protocol": "TERMINATED_HTTPS",
+                          "protocol_port": port});
+    merge(&mut body, extra);
+    json_req(
+        h,
+        TINA,
+        "POST",
+        "/v2/lbaas/listeners",
+        json!({ "listener": body }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn certificate_references_are_read_with_the_callers_rights() {
+    let h = Harness::new().await;
+    let lb = h.lb().await;
+    let good = issue(&["www.example.com"]);
+    let mine = store_binary(&h, TINA, &pkcs12(&good, "")).await;
+    let theirs = store_binary(&h, BOB, &pkcs12(&good, "")).await;
+
+    // Another project's bundle reads as nothing, in Octavia's words.
+    let r = https_listener(&h, &lb, 443, json!({"default_tls_container_ref": theirs})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.fault(),
+        format!("Could not retrieve certificate: ['{theirs}']")
+    );
+    // So does a bare made-up reference, listed with it.
+    let made_up = format!("http://statera.test:9876{KM}/secrets/{}", Uuid::new_v4());
+    let r = https_listener(
+        &h,
+        &lb,
+        443,
+        json!({"default_tls_container_ref": mine, "sni_container_refs": [theirs, made_up]}),
+    )
+    .await;
+    assert_eq!(
+        r.fault(),
+        format!("Could not retrieve certificate: ['{theirs}', '{made_up}']")
+    );
+
+    // A bundle with a password: Octavia's PKCS#12 message.
+    let locked = store_binary(&h, TINA, &pkcs12(&good, "pw")).await;
+    let r = https_listener(&h, &lb, 443, json!({"default_tls_container_ref": locked})).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.fault().starts_with("The PKCS12 bundle is unreadable."),
+        "{}",
+        r.fault()
+    );
+    // A certificate naming no host.
+    let nameless = store_binary(&h, TINA, &pkcs12(&issue(&[]), "")).await;
+    let r = https_listener(&h, &lb, 443, json!({"default_tls_container_ref": nameless})).await;
+    assert_eq!(
+        r.fault(),
+        "No CN or DNSName(s) found in certificate. The certificate is invalid."
+    );
+    // A client CA that is not PEM.
+    let r = https_listener(
+        &h,
+        &lb,
+        443,
+        json!({"default_tls_container_ref": mine, "client_ca_tls_container_ref": mine}),
+    )
+    .await;
+    assert!(
+        r.fault().starts_with(
+            "Validation failure: The client authentication CA certificate is invalid."
+        ),
+        "{}",
+        r.fault()
+    );
+
+    // A container whose key is not the certificate's.
+    let cert = store_text(&h, TINA, "crt", &good.cert_pem).await;
+    let wrong = store_text(
+        &h,
+        TINA,
+        "key",
+        &rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .await;
+    let c = json_req(
+        &h,
+        TINA,
+        "POST",
+        &format!("{KM}/containers"),
+        json!({"type": "certificate", "secret_refs": [
+            {"name": "certificate", "secret_ref": format!("http://statera.test:9876{KM}/secrets/{cert}")},
+            {"name": "private_key", "secret_ref": format!("http://statera.test:9876{KM}/secrets/{wrong}")}]}),
+    )
+    .await
+    .expect(201);
+    let container = c.body["container_ref"].as_str().unwrap().to_string();
+    let r = https_listener(
+        &h,
+        &lb,
+        443,
+        json!({"default_tls_container_ref": container}),
+    )
+    .await;
+    assert_eq!(
+        r.fault(),
+        format!("Could not retrieve certificate: ['{container}']")
+    );
+
+    // The caller's own, readable bundle passes; the provider then says what
+    // it serves (this harness's native provider: no TERMINATED_HTTPS yet).
+    let r = https_listener(&h, &lb, 443, json!({"default_tls_container_ref": mine})).await;
+    assert_eq!(r.status, 501, "{}", r.text);
+    assert!(r.fault().contains("TERMINATED_HTTPS"), "{}", r.text);
+
+    // A pool's client certificate, and a fully populated create: the same.
+    let r = json_req(
+        &h,
+        TINA,
+        "POST",
+        "/v2/lbaas/pools",
+        json!({"pool": {"loadbalancer_id": lb, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                        "tls_enabled": true, "tls_container_ref": theirs}}),
+    )
+    .await;
+    assert_eq!(
+        r.fault(),
+        format!("Could not retrieve certificate: ['{theirs}']")
+    );
+    let r = json_req(
+        &h,
+        TINA,
+        "POST",
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": h.subnet_id, "listeners": [
+            {"protocol": "TERMINATED_HTTPS", "protocol_port": 8443,
+             "default_tls_container_ref": theirs}]}}),
+    )
+    .await;
+    assert_eq!(
+        r.fault(),
+        format!("Could not retrieve certificate: ['{theirs}']")
+    );
+
+    // References on an HTTP listener: Octavia's own refusal, not a lookup.
+    let r = json_req(
+        &h,
+        TINA,
+        "POST",
+        "/v2/lbaas/listeners",
+        json!({"listener": {"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80,
+                            "default_tls_container_ref": theirs}}),
+    )
+    .await;
+    assert!(
+        r.fault().contains(
+            "Certificate container references are not allowed on HTTP protocol listeners."
+        ),
+        "{}",
+        r.text
+    );
+}

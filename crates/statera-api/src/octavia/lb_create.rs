@@ -54,6 +54,19 @@ pub async fn create(
         ));
     }
     let graph = super::graph_input::parse(listeners, pools)?;
+    if let Some(g) = &graph {
+        let refs = g
+            .listeners
+            .iter()
+            .flat_map(|l| crate::certificates::listener_refs(l.protocol, &l.fields))
+            .chain(
+                g.pools
+                    .iter()
+                    .flat_map(|p| crate::certificates::pool_refs(&p.fields)),
+            )
+            .collect();
+        crate::certificates::check(&app, &ctx, refs).await?;
+    }
     ipam::check_vip_address(&ctx.service, &*app.settings, vip_address)?;
 
     let lb_id = Uuid::new_v4();

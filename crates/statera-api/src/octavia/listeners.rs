@@ -54,6 +54,17 @@ impl Resource for Listeners {
     fn parse_update(input: &mut Input) -> ApiResult<ListenerFields> {
         parse_fields(input)
     }
+    fn tls_refs(
+        s: &State,
+        id: &Uuid,
+        f: &ListenerFields,
+    ) -> Vec<statera_service::keymanager::tls::TlsRef> {
+        // An unknown listener: the update's own 404 answers.
+        s.listeners
+            .get(id)
+            .map(|l| crate::certificates::listener_refs(l.protocol, f))
+            .unwrap_or_default()
+    }
     fn update(
         ctx: &Context,
         txn: &mut Txn,
@@ -165,6 +176,12 @@ async fn create(
     let loadbalancer_id = input.uuid("loadbalancer_id")?.required("loadbalancer_id")?;
     let (protocol, protocol_port, _project, fields) = parse_create(&mut input)?;
     input.finish()?;
+    crate::certificates::check(
+        &app,
+        &ctx,
+        crate::certificates::listener_refs(protocol, &fields),
+    )
+    .await?;
     let new = NewListener {
         loadbalancer_id,
         protocol,

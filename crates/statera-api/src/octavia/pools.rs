@@ -50,6 +50,13 @@ impl Resource for Pools {
     fn list(ctx: &Context, s: &State, asked: Option<&str>) -> ServiceResult<Vec<Arc<Pool>>> {
         service::list(ctx, s, asked)
     }
+    fn tls_refs(
+        _s: &State,
+        _id: &Uuid,
+        f: &PoolFields,
+    ) -> Vec<statera_service::keymanager::tls::TlsRef> {
+        crate::certificates::pool_refs(f)
+    }
     fn parse_update(input: &mut Input) -> ApiResult<PoolFields> {
         parse_fields(input)
     }
@@ -150,6 +157,7 @@ async fn create(
     let listener_id = input.uuid("listener_id")?.value();
     let (protocol, fields) = parse_create(&mut input)?;
     input.finish()?;
+    crate::certificates::check(&app, &ctx, crate::certificates::pool_refs(&fields)).await?;
     let new = NewPool {
         loadbalancer_id,
         listener_id,

@@ -80,6 +80,15 @@ pub trait Resource: Send + Sync + 'static {
     fn check_update(_fields: &Self::Fields) -> ApiResult<()> {
         Ok(())
     }
+    /// The certificate references the update sets on object `id`, checked
+    /// for the caller before the transaction (`crate::certificates`).
+    fn tls_refs(
+        _s: &State,
+        _id: &Key<Self>,
+        _fields: &Self::Fields,
+    ) -> Vec<statera_service::keymanager::tls::TlsRef> {
+        Vec::new()
+    }
     fn update(
         ctx: &Context,
         txn: &mut Txn,
@@ -158,6 +167,8 @@ async fn update<R: Resource>(
     let fields = R::parse_update(&mut input)?;
     input.finish()?;
     R::check_update(&fields)?;
+    let refs = R::tls_refs(&app.store.snapshot(), &id, &fields);
+    crate::certificates::check(&app, &ctx, refs).await?;
     app.store
         .write(|txn| R::update(&ctx.service, txn, &app.settings, id.clone(), fields))
         .await?;

@@ -1,0 +1,198 @@
+//! The certificate references of listeners and pools, read as Octavia reads
+//! them, with the caller's rights: a reference the caller cannot decrypt is
+//! the same 400 as one that names nothing.
+//!
+//! A certificate reference names a secret holding a PKCS#12 bundle
+//! (Octavia's preferred form) or a certificate container (certificate,
+//! private key, intermediates, passphrase). A client CA or CRL reference
+//! names a secret holding PEM.
+//!
+//! Reading a PKCS#12 bundle costs key-derivation work, bounded by
+//! `statera-tls`; callers run [`check_refs`] off the async runtime and
+//! outside any write transaction.
+
+use super::*;
+use statera_tls::{CertBundle, CertError};
+
+/// One reference of a request, by what it must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsRef {
+    /// A certificate and key (`default_tls_container_ref`,
+    /// `sni_container_refs`, a pool's `tls_container_ref`).
+    Certificate(String),
+    /// PEM CA certificates (`client_ca_tls_container_ref`,
+    /// `ca_tls_container_ref`).
+    Ca(String),
+    /// A PEM CRL (`client_crl_container_ref`, `crl_container_ref`).
+    Crl(String),
+}
+
+/// What a reference names: `…/secrets/<uuid>` or `…/containers/<uuid>` (a
+/// URL as the key manager renders it; the host part is not compared, as a
+/// deployment has several names), or a bare secret UUID.
+fn target(r: &str) -> Option<(bool, Uuid)> {
+    let path = r.split(['?', '#']).next()?.trim_end_matches('/');
+    let mut segs = path.rsplit('/');
+    let id = Uuid::parse_str(segs.next()?).ok()?;
+    match segs.next() {
+        None => Some((false, id)),
+        Some("secrets") => Some((false, id)),
+        Some("containers") => Some((true, id)),
+        Some(_) => None,
+    }
+}
+
+fn pkcs12_unreadable(detail: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Invalid(format!(
+        "The PKCS12 bundle is unreadable. Please check the PKCS12 bundle validity. In addition, make sure it does not require a pass phrase. Error: {detail}"
+    ))
+}
+
+/// Why one certificate reference failed: unreadable (Octavia lists those
+/// refs), or an error of its own.
+enum Failure {
+    Unreadable,
+    Own(ServiceError),
+}
+
+/// The certificate and key a reference names, read with the caller's rights.
+pub fn certificate(
+    ctx: &Context,
+    km: &KeyManager,
+    s: &impl StoreRead,
+    r: &str,
+) -> Result<CertBundle, ServiceError> {
+    certificate_inner(ctx, km, s, r).map_err(|f| match f {
+        Failure::Unreadable => could_not_retrieve(&[r]),
+        Failure::Own(e) => e,
+    })
+}
+
+fn certificate_inner(
+    ctx: &Context,
+    km: &KeyManager,
+    s: &impl StoreRead,
+    r: &str,
+) -> Result<CertBundle, Failure> {
+    let (container, id) = target(r).ok_or(Failure::Unreadable)?;
+    let payload = |id: Uuid| -> Result<Vec<u8>, Failure> {
+        let secret = guarded::<Secret>(ctx, s, id, SECRET_DECRYPT, "Secret payload retrieval")
+            .map_err(|_| Failure::Unreadable)?;
+        open_payload(km, &secret)
+            .map(|(bytes, _)| bytes)
+            .map_err(|_| Failure::Unreadable)
+    };
+    let named = |e: CertError| match e {
+        CertError::NoHostNames => Failure::Own(ServiceError::Invalid(e.to_string())),
+        CertError::TooCostly(_) => Failure::Own(ServiceError::validation(e)),
+        _ => Failure::Unreadable,
+    };
+    if !container {
+        let bytes = payload(id)?;
+        return statera_tls::from_pkcs12(&bytes).map_err(|e| match e {
+            CertError::Pkcs12(d) => Failure::Own(pkcs12_unreadable(d)),
+            CertError::NoHostNames | CertError::TooCostly(_) => named(e),
+            other => Failure::Own(pkcs12_unreadable(other)),
+        });
+    }
+    let c = guarded::<SecretContainer>(ctx, s, id, CONTAINER_GET, "Container retrieval")
+        .map_err(|_| Failure::Unreadable)?;
+    if c.kind != "certificate" {
+        return Err(Failure::Unreadable);
+    }
+    let part = |name: &str| -> Result<Option<Vec<u8>>, Failure> {
+        match c.secret_refs.iter().find(|r| r.name == name) {
+            Some(r) => payload(r.secret_id).map(Some),
+            None => Ok(None),
+        }
+    };
+    let cert = part("certificate")?.ok_or(Failure::Unreadable)?;
+    let key = part("private_key")?.ok_or(Failure::Unreadable)?;
+    let pass = part("private_key_passphrase")?;
+    let inter = part("intermediates")?;
+    statera_tls::from_pem(&cert, &key, pass.as_deref(), inter.as_deref()).map_err(named)
+}
+
+/// Octavia's 400 for references it could not read.
+fn could_not_retrieve(refs: &[&str]) -> ServiceError {
+    let list: Vec<String> = refs.iter().map(|r| format!("'{r}'")).collect();
+    ServiceError::Invalid(format!(
+        "Could not retrieve certificate: [{}]",
+        list.join(", ")
+    ))
+}
+
+/// The PEM payload of a CA or CRL reference (a secret), with the caller's
+/// rights.
+fn pem_payload(ctx: &Context, km: &KeyManager, s: &impl StoreRead, r: &str) -> Option<Vec<u8>> {
+    let (false, id) = target(r)? else {
+        return None;
+    };
+    let secret = guarded::<Secret>(ctx, s, id, SECRET_DECRYPT, "Secret payload retrieval").ok()?;
+    open_payload(km, &secret).ok().map(|(b, _)| b)
+}
+
+/// Every reference of one request: certificates first (all unreadable ones
+/// in one message, as Octavia lists them), then CAs, then CRLs.
+pub fn check_refs(
+    ctx: &Context,
+    km: &KeyManager,
+    s: &impl StoreRead,
+    refs: &[TlsRef],
+) -> ServiceResult<()> {
+    let mut unreadable: Vec<&str> = Vec::new();
+    for r in refs {
+        if let TlsRef::Certificate(r) = r {
+            match certificate_inner(ctx, km, s, r) {
+                Ok(_) => {}
+                Err(Failure::Unreadable) => unreadable.push(r),
+                Err(Failure::Own(e)) => return Err(e),
+            }
+        }
+    }
+    if !unreadable.is_empty() {
+        return Err(could_not_retrieve(&unreadable));
+    }
+    for r in refs {
+        if let TlsRef::Ca(r) = r {
+            let pem = pem_payload(ctx, km, s, r).ok_or_else(|| could_not_retrieve(&[r]))?;
+            statera_tls::certs_from_pem(&pem).map_err(|e| {
+                ServiceError::validation(format!(
+                    "The client authentication CA certificate is invalid. It must be a valid x509 PEM format certificate. Error: {e}"
+                ))
+            })?;
+        }
+    }
+    for r in refs {
+        if let TlsRef::Crl(r) = r {
+            let pem = pem_payload(ctx, km, s, r).ok_or_else(|| could_not_retrieve(&[r]))?;
+            statera_tls::crls_from_pem(&pem).map_err(|e| {
+                ServiceError::validation(format!(
+                    "The client authentication certificate revocation list is invalid. It must be a valid x509 PEM format certificate revocation list. Error: {e}"
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_name_secrets_or_containers() {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            target(&format!("http://h:9876/key-manager/v1/secrets/{id}")),
+            Some((false, id))
+        );
+        assert_eq!(
+            target(&format!("https://kms/v1/containers/{id}/")),
+            Some((true, id))
+        );
+        assert_eq!(target(&id.to_string()), Some((false, id)));
+        assert_eq!(target(&format!("http://h/v1/orders/{id}")), None);
+        assert_eq!(target("http://h/v1/secrets/not-a-uuid"), None);
+    }
+}

@@ -1,0 +1,170 @@
+use super::*;
+use p12_keystore::{
+    Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain,
+};
+use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+/// A CA and a leaf it signed for `names` (the first also the CN).
+struct Pki {
+    ca_pem: String,
+    leaf_pem: String,
+    leaf_key: KeyPair,
+}
+
+fn pki(names: &[&str]) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "Test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    leaf.distinguished_name = rcgen::DistinguishedName::new();
+    if let Some(cn) = names.first() {
+        leaf.distinguished_name.push(DnType::CommonName, *cn);
+    }
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        leaf_pem: leaf_cert.pem(),
+        leaf_key,
+    }
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+fn p12(p: &Pki, key: &KeyPair, password: &str, iterations: Option<u32>) -> Vec<u8> {
+    let chain = PrivateKeyChain::new(
+        vec![1u8; 20],
+        PrivateKey::from_der(&key.serialize_der()).unwrap(),
+        [
+            Certificate::from_der(&der_of(&p.leaf_pem)).unwrap(),
+            Certificate::from_der(&der_of(&p.ca_pem)).unwrap(),
+        ],
+    );
+    let mut ks = KeyStore::new();
+    ks.add_entry("server", KeyStoreEntry::PrivateKeyChain(chain));
+    let mut w = ks
+        .writer(password)
+        .encryption_algorithm(EncryptionAlgorithm::PbeWithHmacSha256AndAes256);
+    if let Some(n) = iterations {
+        w = w.encryption_iterations(n).mac_iterations(n);
+    }
+    w.write().unwrap()
+}
+
+#[test]
+fn a_pkcs12_bundle_gives_its_chain_leaf_first_and_its_key() {
+    let p = pki(&["www.example.com", "*.example.org"]);
+    let b = from_pkcs12(&p12(&p, &p.leaf_key, "", None)).unwrap();
+    assert_eq!(b.chain.len(), 2);
+    assert_eq!(b.chain[0].as_ref(), der_of(&p.leaf_pem).as_slice());
+    assert_eq!(b.names, ["www.example.com", "*.example.org"]);
+    b.certified_key().unwrap();
+    // Its KDF work is counted and within bounds.
+    let work = kdf_work(&p12(&p, &p.leaf_key, "", None)).unwrap();
+    assert!(work > 0 && work <= MAX_KDF_ITERATIONS, "{work}");
+}
+
+#[test]
+fn pkcs12_refusals() {
+    let p = pki(&["www.example.com"]);
+    // A password: Octavia needs bundles without one.
+    let e = from_pkcs12(&p12(&p, &p.leaf_key, "secret", None)).unwrap_err();
+    assert!(
+        matches!(e, CertError::Pkcs12(ref m) if m.contains("pass phrase")),
+        "{e}"
+    );
+    // Not PKCS#12 at all.
+    assert!(matches!(
+        from_pkcs12(b"-----BEGIN CERTIFICATE-----").unwrap_err(),
+        CertError::Pkcs12(_)
+    ));
+    // A key that is not the certificate's.
+    let other = KeyPair::generate().unwrap();
+    assert_eq!(
+        from_pkcs12(&p12(&p, &other, "", None)).unwrap_err(),
+        CertError::MismatchedKey
+    );
+    // Key derivation beyond the bound: refused before any is run.
+    let costly = p12(&p, &p.leaf_key, "", Some(450_000));
+    assert!(matches!(
+        kdf_work(&costly).unwrap_err(),
+        CertError::TooCostly(_)
+    ));
+    assert!(matches!(
+        from_pkcs12(&costly).unwrap_err(),
+        CertError::TooCostly(_)
+    ));
+}
+
+#[test]
+fn a_certificate_container_in_pem() {
+    let p = pki(&["api.example.com"]);
+    let key = p.leaf_key.serialize_pem();
+    let b = from_pem(
+        p.leaf_pem.as_bytes(),
+        key.as_bytes(),
+        None,
+        Some(p.ca_pem.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(b.chain.len(), 2);
+    assert_eq!(b.names, ["api.example.com"]);
+    assert_eq!(
+        from_pem(b"not a cert", key.as_bytes(), None, None).unwrap_err(),
+        CertError::UnreadableCert
+    );
+    let other = KeyPair::generate().unwrap().serialize_pem();
+    assert_eq!(
+        from_pem(p.leaf_pem.as_bytes(), other.as_bytes(), None, None).unwrap_err(),
+        CertError::MismatchedKey
+    );
+    assert_eq!(
+        from_pem(p.leaf_pem.as_bytes(), b"junk", None, None).unwrap_err(),
+        CertError::UnreadableKey
+    );
+    let encrypted =
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMA==\n-----END ENCRYPTED PRIVATE KEY-----\n";
+    assert_eq!(
+        from_pem(p.leaf_pem.as_bytes(), encrypted.as_bytes(), None, None).unwrap_err(),
+        CertError::NeedsPassphrase
+    );
+}
+
+#[test]
+fn a_certificate_without_host_names_is_refused() {
+    let p = pki(&[]);
+    let key = p.leaf_key.serialize_pem();
+    assert_eq!(
+        from_pem(p.leaf_pem.as_bytes(), key.as_bytes(), None, None).unwrap_err(),
+        CertError::NoHostNames
+    );
+}
+
+#[test]
+fn kdf_parameters_are_read_from_der() {
+    // PBKDF2 OID, then SEQUENCE { OCTET STRING(2), INTEGER 0x0f4240 (1,000,000) }
+    let mut der = PBKDF2_OID.to_vec();
+    der.extend([
+        0x30, 0x09, 0x04, 0x02, 0xaa, 0xbb, 0x02, 0x03, 0x0f, 0x42, 0x40,
+    ]);
+    assert_eq!(kdf_work(&der).unwrap(), 1_000_000);
+    der.extend(PBKDF2_OID);
+    der.extend([
+        0x30, 0x09, 0x04, 0x02, 0xaa, 0xbb, 0x02, 0x03, 0x0f, 0x42, 0x40,
+    ]);
+    assert!(matches!(kdf_work(&der), Err(CertError::TooCostly(_))));
+    // Parameters that cannot be read are refused, not skipped.
+    let mut bad = PBKDF2_OID.to_vec();
+    bad.extend([0x05, 0x00]);
+    assert!(matches!(kdf_work(&bad), Err(CertError::TooCostly(_))));
+    assert!(matches!(kdf_work(SCRYPT_OID), Err(CertError::TooCostly(_))));
+}
