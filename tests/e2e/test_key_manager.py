@@ -5,7 +5,9 @@ which lists the service as `key-manager` in its catalog.
 A text secret, a PKCS#12 bundle made by openssl (stored from the file and read back byte for
 byte), a certificate container; another project's user sees nothing until the owner adds it to
 the secret's read ACL; the payloads are sealed on disk; a restart keeps them readable, and a
-start without the key-encryption key the secrets were sealed with is refused.
+start without the key-encryption key the secrets were sealed with is refused. A TERMINATED_HTTPS
+listener's certificate reference is read with the caller's rights (another project's bundle is
+Octavia's 400).
 """
 
 from __future__ import annotations
@@ -125,6 +127,22 @@ def test_secrets_containers_and_acls_with_the_barbican_client():
             run_cli(tenant, "tenant", "secret", "delete", ref, expect_ok=False)
             admin("acl", "user", "remove", "--user", bob, ref)
             run_cli(tenant, "tenant", "secret", "get", ref, "--payload", expect_ok=False)
+
+            # A TERMINATED_HTTPS listener names its certificate by reference, read with the
+            # caller's rights: another project's bundle is Octavia's 400, one's own passes the
+            # check (and the native provider, which does not terminate TLS yet, answers 501).
+            lb = yaml.safe_load(admin("loadbalancer", "create", "--name", "tls-lb", "--vip-subnet-id",
+                                      "host-subnet", "--wait", "-f", "yaml"))
+            theirs = run_cli(tenant, "tenant", "secret", "store", "--name", "b-bundle", "--file",
+                             str(work / "server.p12"), "-f", "value", "-c", "Secret href").stdout.decode().strip()
+            out = run_cli(clouds, "statera", "loadbalancer", "listener", "create", "--protocol",
+                          "TERMINATED_HTTPS", "--protocol-port", "443", "--default-tls-container-ref",
+                          theirs, lb["id"], expect_ok=False)
+            assert f"Could not retrieve certificate: ['{theirs}']".encode() in out.stderr, out.stderr
+            out = run_cli(clouds, "statera", "loadbalancer", "listener", "create", "--protocol",
+                          "TERMINATED_HTTPS", "--protocol-port", "443", "--default-tls-container-ref",
+                          p12, lb["id"], expect_ok=False)
+            assert b"HTTP 501" in out.stderr and b"TERMINATED_HTTPS" in out.stderr, out.stderr
 
             # Sealed at rest: no payload in the database files.
             for f in (server.data_dir / "data").glob("statera.sqlite*"):
