@@ -1,11 +1,13 @@
 //! The certificate references of a listener or pool request, checked before
 //! its transaction: each must be readable by the caller and hold what it
 //! should (`statera_service::keymanager::tls::check_refs`, Octavia's
-//! messages). Reading a PKCS#12 bundle costs key-derivation work (bounded
-//! per input by `statera-tls`), so checks run on the blocking pool, at most
-//! [`CONCURRENT`] at once deployment-wide, and never under the store's write
-//! lock; a check that waits longer than [`WAIT`] for its turn is 503 with
-//! `Retry-After`.
+//! messages). Reading a PKCS#12 bundle costs key-derivation work (done in
+//! a child process under CPU and memory limits, `statera_tls::isolated`),
+//! so checks run on the blocking pool, at most [`CONCURRENT`] at once in
+//! this process and one at a time per project, never under the store's
+//! write lock; a check that cannot have its turn (its project's is taken, or
+//! none frees within [`WAIT`]) is 503 with `Retry-After`. A request names at
+//! most [`MAX_REFS`] distinct references.
 
 use crate::AppState;
 use crate::context::RequestContext;
@@ -21,33 +23,74 @@ use tokio::sync::Semaphore;
 
 pub const CONCURRENT: usize = 2;
 pub const WAIT: Duration = Duration::from_secs(10);
+/// The most distinct references one request may name.
+pub const MAX_REFS: usize = 16;
+/// This process's checks in flight (each reads bundles in a limited child).
 static GATE: Semaphore = Semaphore::const_new(CONCURRENT);
+/// Projects with a check in flight: one at a time each, so one tenant
+/// never holds every turn.
+static BUSY: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-/// Checks `refs` for the caller (nothing to do without any).
-pub async fn check(app: &AppState, ctx: &RequestContext, refs: Vec<TlsRef>) -> ApiResult<()> {
+fn busy() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Certificate checks are busy; retry shortly.",
+    );
+    e.retry_after_s = Some(1);
+    e
+}
+
+/// The project's turn, released when dropped.
+struct Turn(String);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut b = BUSY.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = b.iter().position(|p| *p == self.0) {
+            b.swap_remove(i);
+        }
+    }
+}
+
+fn project_turn(project: &str) -> Option<Turn> {
+    let mut b = BUSY.lock().unwrap_or_else(|p| p.into_inner());
+    if b.iter().any(|p| p == project) {
+        return None;
+    }
+    b.push(project.to_string());
+    Some(Turn(project.to_string()))
+}
+
+/// Checks `refs` for the caller (nothing to do without any): each distinct
+/// reference once, at most [`MAX_REFS`] of them.
+pub async fn check(app: &AppState, ctx: &RequestContext, mut refs: Vec<TlsRef>) -> ApiResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    refs.retain(|r| seen.insert(r.clone()));
     if refs.is_empty() {
         return Ok(());
     }
+    if refs.len() > MAX_REFS {
+        return Err(ApiError::validation(format!(
+            "A request names at most {MAX_REFS} certificate references."
+        )));
+    }
+    let turn = project_turn(&ctx.project_id).ok_or_else(busy)?;
     let permit = match tokio::time::timeout(WAIT, GATE.acquire()).await {
         Ok(Ok(p)) => p,
-        _ => {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Certificate checks are busy; retry shortly.",
-            );
-            e.retry_after_s = Some(1);
-            return Err(e);
-        }
+        _ => return Err(busy()),
     };
     let snap = app.store.snapshot();
     let km = app.key_manager.clone();
     let svc = ctx.service.clone();
     tokio::task::spawn_blocking(move || {
-        let _turn = permit;
+        let _turn = (permit, turn);
         check_refs(&svc, &km, snap.as_ref(), &refs)
     })
     .await
-    .map_err(|e| ApiError::internal(format!("a certificate check failed: {e}")))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "a certificate check failed");
+        ApiError::internal("A certificate check failed.")
+    })?
     .map_err(ApiError::from)
 }
 
@@ -58,11 +101,14 @@ fn set(o: &Opt<String>) -> Option<String> {
     }
 }
 
-/// The references a listener's fields set, for a listener of `protocol`
-/// (none unless TERMINATED_HTTPS: on other protocols the service refuses
-/// references with Octavia's own message).
+/// The references a listener's fields set, for a listener of `protocol`.
 pub fn listener_refs(protocol: ListenerProtocol, f: &ListenerFields) -> Vec<TlsRef> {
-    if protocol != ListenerProtocol::TerminatedHttps {
+    // The protocols the service accepts references on (others are refused
+    // there with Octavia's own message, before any lookup matters).
+    if !matches!(
+        protocol,
+        ListenerProtocol::TerminatedHttps | ListenerProtocol::Prometheus
+    ) {
         return Vec::new();
     }
     let mut refs: Vec<TlsRef> = set(&f.default_tls_container_ref)

@@ -174,6 +174,7 @@ pub fn lab_key_manager() -> statera_service::keymanager::KeyManager {
         kek: Kek::from_base64(&Kek::generate_base64()).expect("a generated key is valid"),
         max_secrets: 500,
         max_containers: 500,
+        pkcs12: statera_tls::Isolation::InProcess,
     }
 }
 

@@ -16,6 +16,10 @@
 //! ([`kdf_work`]); past [`MAX_KDF_ITERATIONS`] in all, or any scrypt, the
 //! input is refused.
 
+pub mod isolated;
+
+pub use isolated::{Isolation, read_pkcs12};
+
 use pkcs8::der::Decode as _;
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::sign::CertifiedKey;
@@ -24,8 +28,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
 
 /// The most PBKDF2/PKCS#12-KDF iterations one input may ask for, all
-/// derivations together (~0.3 s of one core with SHA-256).
-pub const MAX_KDF_ITERATIONS: u64 = 1_200_000;
+/// derivations the outer DER names together (an iteration may cost several
+/// hash blocks: 3DES's PBE runs the KDF three times). What encrypted
+/// contents name is bounded by reading bundles in a limited child process
+/// ([`isolated`]).
+pub const MAX_KDF_ITERATIONS: u64 = 600_000;
 /// The most certificates one chain or CA bundle holds.
 pub const MAX_CERTS: usize = 16;
 
@@ -88,7 +95,7 @@ fn certified(
     Ok(ck)
 }
 
-fn checked(
+pub(crate) fn checked(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<CertBundle, CertError> {

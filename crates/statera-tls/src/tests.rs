@@ -94,7 +94,7 @@ fn pkcs12_refusals() {
         CertError::MismatchedKey
     );
     // Key derivation beyond the bound: refused before any is run.
-    let costly = p12(&p, &p.leaf_key, "", Some(450_000));
+    let costly = p12(&p, &p.leaf_key, "", Some(250_000));
     assert!(matches!(
         kdf_work(&costly).unwrap_err(),
         CertError::TooCostly(_)
@@ -151,15 +151,15 @@ fn a_certificate_without_host_names_is_refused() {
 
 #[test]
 fn kdf_parameters_are_read_from_der() {
-    // PBKDF2 OID, then SEQUENCE { OCTET STRING(2), INTEGER 0x0f4240 (1,000,000) }
+    // PBKDF2 OID, then SEQUENCE { OCTET STRING(2), INTEGER 0x07a120 (500,000) }
     let mut der = PBKDF2_OID.to_vec();
     der.extend([
-        0x30, 0x09, 0x04, 0x02, 0xaa, 0xbb, 0x02, 0x03, 0x0f, 0x42, 0x40,
+        0x30, 0x09, 0x04, 0x02, 0xaa, 0xbb, 0x02, 0x03, 0x07, 0xa1, 0x20,
     ]);
-    assert_eq!(kdf_work(&der).unwrap(), 1_000_000);
+    assert_eq!(kdf_work(&der).unwrap(), 500_000);
     der.extend(PBKDF2_OID);
     der.extend([
-        0x30, 0x09, 0x04, 0x02, 0xaa, 0xbb, 0x02, 0x03, 0x0f, 0x42, 0x40,
+        0x30, 0x09, 0x04, 0x02, 0xaa, 0xbb, 0x02, 0x03, 0x07, 0xa1, 0x20,
     ]);
     assert!(matches!(kdf_work(&der), Err(CertError::TooCostly(_))));
     // Parameters that cannot be read are refused, not skipped.
@@ -167,4 +167,62 @@ fn kdf_parameters_are_read_from_der() {
     bad.extend([0x05, 0x00]);
     assert!(matches!(kdf_work(&bad), Err(CertError::TooCostly(_))));
     assert!(matches!(kdf_work(SCRYPT_OID), Err(CertError::TooCostly(_))));
+}
+
+/// A stand-in for the reader process that misbehaves as `body` says.
+fn script(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let p = dir.join("reader");
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn a_reader_that_burns_cpu_is_stopped_by_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = script(dir.path(), "exec yes > /dev/null");
+    let t = std::time::Instant::now();
+    let e = read_pkcs12(b"x", &Isolation::Subprocess { exe }).unwrap_err();
+    assert!(matches!(e, CertError::TooCostly(_)), "{e}");
+    assert!(t.elapsed() < isolated::WALL + std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn a_reader_that_hangs_is_killed_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = script(dir.path(), "exec sleep 30");
+    let t = std::time::Instant::now();
+    let e = read_pkcs12(b"x", &Isolation::Subprocess { exe }).unwrap_err();
+    assert!(matches!(e, CertError::TooCostly(_)), "{e}");
+    assert!(t.elapsed() < isolated::WALL + std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn a_readers_answer_is_checked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // A well-formed "ok" whose key is not the certificate's.
+    let p = pki(&["www.example.com"]);
+    let other = KeyPair::generate().unwrap();
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let answer = format!(
+        "ok\n{}\n{}\n",
+        b64(&other.serialize_der()),
+        b64(&der_of(&p.leaf_pem))
+    );
+    let exe = script(
+        dir.path(),
+        &format!("cat > /dev/null; printf '{}'", answer.replace('\n', "\\n")),
+    );
+    assert_eq!(
+        read_pkcs12(b"x", &Isolation::Subprocess { exe }).unwrap_err(),
+        CertError::MismatchedKey
+    );
+    // An error line comes back as the error.
+    let exe = script(dir.path(), "cat > /dev/null; echo 'err no-names '");
+    assert_eq!(
+        read_pkcs12(b"x", &Isolation::Subprocess { exe }).unwrap_err(),
+        CertError::NoHostNames
+    );
 }

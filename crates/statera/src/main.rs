@@ -53,6 +53,10 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Internal: read a PKCS#12 bundle from stdin (the key manager runs this
+    /// under CPU and memory limits; not for operators).
+    #[command(hide = true)]
+    InternalReadPkcs12,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +125,9 @@ enum PolicyCommand {
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    if let Command::InternalReadPkcs12 = cli.command {
+        std::process::exit(statera_tls::isolated::child_main());
+    }
     if let Command::Db { command } = cli.command {
         return run_db(command);
     }
@@ -168,5 +175,6 @@ fn run(command: Command) -> anyhow::Result<()> {
             .block_on(identity::run_bootstrap(args)),
         Command::TokenKeys { command } => identity::run_token_keys(command),
         Command::Db { .. } => unreachable!("handled in main"),
+        Command::InternalReadPkcs12 => unreachable!("handled in main"),
     }
 }

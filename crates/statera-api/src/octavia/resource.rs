@@ -167,8 +167,14 @@ async fn update<R: Resource>(
     let fields = R::parse_update(&mut input)?;
     input.finish()?;
     R::check_update(&fields)?;
-    let refs = R::tls_refs(&app.store.snapshot(), &id, &fields);
-    crate::certificates::check(&app, &ctx, refs).await?;
+    let snap = app.store.snapshot();
+    let refs = R::tls_refs(&snap, &id, &fields);
+    if !refs.is_empty() {
+        // The object must be the caller's to see before its references
+        // cost anything (a 404 answers otherwise).
+        R::show(&ctx.service, &snap, id.clone())?;
+        crate::certificates::check(&app, &ctx, refs).await?;
+    }
     app.store
         .write(|txn| R::update(&ctx.service, txn, &app.settings, id.clone(), fields))
         .await?;

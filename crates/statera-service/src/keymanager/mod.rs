@@ -35,6 +35,9 @@ pub struct KeyManager {
     pub kek: Kek,
     pub max_secrets: usize,
     pub max_containers: usize,
+    /// How tenants' PKCS#12 bundles are read (`statera serve`: in a child
+    /// process under CPU and memory limits).
+    pub pkcs12: statera_tls::Isolation,
 }
 
 pub const SECRET_TYPES: &[&str] = &[

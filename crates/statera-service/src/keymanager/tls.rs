@@ -15,7 +15,7 @@ use super::*;
 use statera_tls::{CertBundle, CertError};
 
 /// One reference of a request, by what it must hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TlsRef {
     /// A certificate and key (`default_tls_container_ref`,
     /// `sni_container_refs`, a pool's `tls_container_ref`).
@@ -89,7 +89,7 @@ fn certificate_inner(
     };
     if !container {
         let bytes = payload(id)?;
-        return statera_tls::from_pkcs12(&bytes).map_err(|e| match e {
+        return statera_tls::read_pkcs12(&bytes, &km.pkcs12).map_err(|e| match e {
             CertError::Pkcs12(d) => Failure::Own(pkcs12_unreadable(d)),
             CertError::NoHostNames | CertError::TooCostly(_) => named(e),
             other => Failure::Own(pkcs12_unreadable(other)),
