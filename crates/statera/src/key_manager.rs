@@ -110,9 +110,11 @@ fn load(settings: &Settings, recorded: Option<&str>) -> anyhow::Result<KeyManage
         max_secrets: settings.key_manager.max_secrets_per_project,
         max_containers: settings.key_manager.max_containers_per_project,
         // Tenants' bundles are read by this very binary in a child process
-        // under limits (`statera internal-read-pkcs12`).
+        // under limits (`statera internal-read-pkcs12`): `/proc/self/exe`,
+        // which stays this process's executable even when an upgrade has
+        // replaced or removed the file it was started from.
         pkcs12: statera_tls::Isolation::Subprocess {
-            exe: std::env::current_exe().context("finding this executable")?,
+            exe: PathBuf::from("/proc/self/exe"),
         },
     })
 }
