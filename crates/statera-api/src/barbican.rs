@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use statera_model::Timestamp;
-use statera_model::keymanager::{Acl, Secret, SecretContainer};
+use statera_model::keymanager::{Acl, ContainerConsumer, Secret, SecretConsumer, SecretContainer};
 use statera_service::keymanager::{
     self as km, AclChange, Guarded, MAX_SECRET_BYTES, NewContainer, NewSecret, Payload,
     SecretFilter,
@@ -1243,22 +1243,28 @@ fn bounded_string(
     }
 }
 
-fn container_consumer_body(headers: &HeaderMap, body: &Bytes) -> Result<(String, String), Km> {
+/// A container consumer body `{name, URL}` (its project set by the service).
+fn container_consumer_body(headers: &HeaderMap, body: &Bytes) -> Result<ContainerConsumer, Km> {
     let o = json_body(headers, body)?;
-    Ok((
-        bounded_string(&o, "name", 36, "Consumer")?,
-        bounded_string(&o, "URL", 255, "Consumer")?,
-    ))
+    Ok(ContainerConsumer {
+        project_id: String::new(),
+        name: bounded_string(&o, "name", 36, "Consumer")?,
+        url: bounded_string(&o, "URL", 255, "Consumer")?,
+        created_at: statera_model::now(),
+    })
 }
 
-fn secret_consumer_body(headers: &HeaderMap, body: &Bytes) -> Result<(String, String, String), Km> {
+/// A secret consumer body `{service, resource_type, resource_id}`.
+fn secret_consumer_body(headers: &HeaderMap, body: &Bytes) -> Result<SecretConsumer, Km> {
     const S: &str = "Secret Consumer";
     let o = json_body(headers, body)?;
-    Ok((
-        bounded_string(&o, "service", 255, S)?,
-        bounded_string(&o, "resource_type", 255, S)?,
-        bounded_string(&o, "resource_id", 255, S)?,
-    ))
+    Ok(SecretConsumer {
+        project_id: String::new(),
+        service: bounded_string(&o, "service", 255, S)?,
+        resource_type: bounded_string(&o, "resource_type", 255, S)?,
+        resource_id: bounded_string(&o, "resource_id", 255, S)?,
+        created_at: statera_model::now(),
+    })
 }
 
 fn consumer_list(items: Vec<Value>, url: &str, q: &BTreeMap<String, String>) -> Response {
@@ -1295,14 +1301,14 @@ async fn container_consumer(
     add: bool,
 ) -> KmResult {
     let id = path_uuid(&id, "container")?;
-    let (name, url) = container_consumer_body(&headers, &body)?;
+    let consumer = container_consumer_body(&headers, &body)?;
     let c = state
         .store
         .write(|txn| {
             if add {
-                km::add_container_consumer(&ctx.service, txn, id, name, url)
+                km::add_consumer::<SecretContainer>(&ctx.service, txn, id, consumer)
             } else {
-                km::remove_container_consumer(&ctx.service, txn, id, &name, &url)
+                km::remove_consumer::<SecretContainer>(&ctx.service, txn, id, &consumer)
             }
         })
         .await?;
@@ -1317,7 +1323,7 @@ async fn list_container_consumers(
 ) -> KmResult {
     let id = path_uuid(&id, "container")?;
     let snap = state.store.snapshot();
-    let c = km::container_consumers(&ctx.service, snap.as_ref(), id)?;
+    let c = km::consumers_of::<SecretContainer>(&ctx.service, snap.as_ref(), id)?;
     let items = c
         .consumers
         .iter()
@@ -1364,14 +1370,14 @@ async fn secret_consumer(
     add: bool,
 ) -> KmResult {
     let id = path_uuid(&id, "secret")?;
-    let (service, rtype, rid) = secret_consumer_body(&headers, &body)?;
+    let consumer = secret_consumer_body(&headers, &body)?;
     let s = state
         .store
         .write(|txn| {
             if add {
-                km::add_secret_consumer(&ctx.service, txn, id, service, rtype, rid)
+                km::add_consumer::<Secret>(&ctx.service, txn, id, consumer)
             } else {
-                km::remove_secret_consumer(&ctx.service, txn, id, &service, &rtype, &rid)
+                km::remove_consumer::<Secret>(&ctx.service, txn, id, &consumer)
             }
         })
         .await?;
@@ -1386,7 +1392,7 @@ async fn list_secret_consumers(
 ) -> KmResult {
     let id = path_uuid(&id, "secret")?;
     let snap = state.store.snapshot();
-    let s = km::secret_consumers(&ctx.service, snap.as_ref(), id)?;
+    let s = km::consumers_of::<Secret>(&ctx.service, snap.as_ref(), id)?;
     let items = s
         .consumers
         .iter()

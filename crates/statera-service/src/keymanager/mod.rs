@@ -730,160 +730,116 @@ fn consumer_rule<G: Guarded>(action: &str) -> String {
     format!("{}_consumers:{action}", G::KIND)
 }
 
-/// Registers a container consumer (idempotent).
-pub fn add_container_consumer(
-    ctx: &Context,
-    s: &mut impl StoreWrite,
-    id: Uuid,
-    name: String,
-    url: String,
-) -> ServiceResult<SecretContainer> {
-    let c = guarded::<SecretContainer>(
-        ctx,
-        s,
-        id,
-        &consumer_rule::<SecretContainer>("post"),
-        "ContainerConsumer creation",
-    )?;
-    let mut c = (*c).clone();
-    let project = ctx.caller.project_id.clone().unwrap_or_default();
-    if !c.consumers.iter().any(|x| x.name == name && x.url == url) {
-        let registered: Vec<&str> = c.consumers.iter().map(|x| x.project_id.as_str()).collect();
-        if !consumer_room(&registered, &c.project_id, &project) {
-            return Err(quota_reached("ContainerConsumer"));
-        }
-        c.consumers.push(ContainerConsumer {
-            project_id: project,
-            name,
-            url,
-            created_at: now(),
-        });
-        c.updated_at = now();
-        s.put(c.clone())?;
-    }
-    Ok(c)
+/// An object services register as consumers of: secrets (`{service,
+/// resource_type, resource_id}`) and containers (`{name, URL}`).
+pub trait Consumed: Guarded + Clone {
+    type Consumer: Clone;
+    /// `SecretConsumer`, `ContainerConsumer` (Barbican's messages).
+    const CONSUMER: &'static str;
+    fn consumers(&self) -> &Vec<Self::Consumer>;
+    fn consumers_mut(&mut self) -> &mut Vec<Self::Consumer>;
+    /// The project that registered it.
+    fn registrant(c: &Self::Consumer) -> &str;
+    fn set_registrant(c: &mut Self::Consumer, project: String);
+    /// Whether two consumers name the same registration.
+    fn same(a: &Self::Consumer, b: &Self::Consumer) -> bool;
 }
 
-pub fn remove_container_consumer(
+impl Consumed for Secret {
+    type Consumer = SecretConsumer;
+    const CONSUMER: &'static str = "SecretConsumer";
+    fn consumers(&self) -> &Vec<SecretConsumer> {
+        &self.consumers
+    }
+    fn consumers_mut(&mut self) -> &mut Vec<SecretConsumer> {
+        &mut self.consumers
+    }
+    fn registrant(c: &SecretConsumer) -> &str {
+        &c.project_id
+    }
+    fn set_registrant(c: &mut SecretConsumer, project: String) {
+        c.project_id = project;
+    }
+    fn same(a: &SecretConsumer, b: &SecretConsumer) -> bool {
+        a.service == b.service
+            && a.resource_type == b.resource_type
+            && a.resource_id == b.resource_id
+    }
+}
+
+impl Consumed for SecretContainer {
+    type Consumer = ContainerConsumer;
+    const CONSUMER: &'static str = "ContainerConsumer";
+    fn consumers(&self) -> &Vec<ContainerConsumer> {
+        &self.consumers
+    }
+    fn consumers_mut(&mut self) -> &mut Vec<ContainerConsumer> {
+        &mut self.consumers
+    }
+    fn registrant(c: &ContainerConsumer) -> &str {
+        &c.project_id
+    }
+    fn set_registrant(c: &mut ContainerConsumer, project: String) {
+        c.project_id = project;
+    }
+    fn same(a: &ContainerConsumer, b: &ContainerConsumer) -> bool {
+        a.name == b.name && a.url == b.url
+    }
+}
+
+/// Registers `consumer` on object `id` for the caller's project
+/// (idempotent); the object after.
+pub fn add_consumer<G: Consumed>(
     ctx: &Context,
     s: &mut impl StoreWrite,
     id: Uuid,
-    name: &str,
-    url: &str,
-) -> ServiceResult<SecretContainer> {
-    let c = guarded::<SecretContainer>(
-        ctx,
-        s,
-        id,
-        &consumer_rule::<SecretContainer>("delete"),
-        "ContainerConsumer deletion",
-    )?;
-    let mut c = (*c).clone();
-    let Some(at) = c
-        .consumers
-        .iter()
-        .position(|x| x.name == name && x.url == url)
-    else {
+    mut consumer: G::Consumer,
+) -> ServiceResult<G> {
+    let op = format!("{} creation", G::CONSUMER);
+    let mut o = (*guarded::<G>(ctx, s, id, &consumer_rule::<G>("post"), &op)?).clone();
+    let project = ctx.caller.project_id.clone().unwrap_or_default();
+    if o.consumers().iter().any(|c| G::same(c, &consumer)) {
+        return Ok(o);
+    }
+    let registered: Vec<&str> = o.consumers().iter().map(G::registrant).collect();
+    if !consumer_room(&registered, o.project(), &project) {
+        return Err(quota_reached(G::CONSUMER));
+    }
+    G::set_registrant(&mut consumer, project);
+    o.consumers_mut().push(consumer);
+    o.touch(now());
+    s.put(o.clone())?;
+    Ok(o)
+}
+
+/// Removes the registration `key` names from object `id` (only its
+/// registrant's project or the object's may); the object after.
+pub fn remove_consumer<G: Consumed>(
+    ctx: &Context,
+    s: &mut impl StoreWrite,
+    id: Uuid,
+    key: &G::Consumer,
+) -> ServiceResult<G> {
+    let op = format!("{} deletion", G::CONSUMER);
+    let mut o = (*guarded::<G>(ctx, s, id, &consumer_rule::<G>("delete"), &op)?).clone();
+    let Some(at) = o.consumers().iter().position(|c| G::same(c, key)) else {
         return Err(ServiceError::NotFound("Consumer not found.".into()));
     };
-    if !may_remove(ctx, &c.consumers[at].project_id, &c.project_id) {
+    if !may_remove(ctx, G::registrant(&o.consumers()[at]), o.project()) {
         return Err(not_consumer_creator());
     }
-    c.consumers.remove(at);
-    c.updated_at = now();
-    s.put(c.clone())?;
-    Ok(c)
+    o.consumers_mut().remove(at);
+    o.touch(now());
+    s.put(o.clone())?;
+    Ok(o)
 }
 
-pub fn container_consumers(
+/// Object `id`, for listing its consumers.
+pub fn consumers_of<G: Consumed>(
     ctx: &Context,
     s: &impl StoreRead,
     id: Uuid,
-) -> ServiceResult<Arc<SecretContainer>> {
-    guarded::<SecretContainer>(
-        ctx,
-        s,
-        id,
-        &consumer_rule::<SecretContainer>("get"),
-        "ContainerConsumers(s) retrieval",
-    )
-}
-
-/// Registers a secret consumer (idempotent).
-pub fn add_secret_consumer(
-    ctx: &Context,
-    s: &mut impl StoreWrite,
-    id: Uuid,
-    service: String,
-    resource_type: String,
-    resource_id: String,
-) -> ServiceResult<Secret> {
-    let x = guarded::<Secret>(
-        ctx,
-        s,
-        id,
-        &consumer_rule::<Secret>("post"),
-        "SecretConsumer creation",
-    )?;
-    let mut x = (*x).clone();
-    let project = ctx.caller.project_id.clone().unwrap_or_default();
-    let same = |c: &SecretConsumer| {
-        c.service == service && c.resource_type == resource_type && c.resource_id == resource_id
-    };
-    if !x.consumers.iter().any(same) {
-        let registered: Vec<&str> = x.consumers.iter().map(|c| c.project_id.as_str()).collect();
-        if !consumer_room(&registered, &x.project_id, &project) {
-            return Err(quota_reached("SecretConsumer"));
-        }
-        x.consumers.push(SecretConsumer {
-            project_id: project,
-            service,
-            resource_type,
-            resource_id,
-            created_at: now(),
-        });
-        x.updated_at = now();
-        s.put(x.clone())?;
-    }
-    Ok(x)
-}
-
-pub fn remove_secret_consumer(
-    ctx: &Context,
-    s: &mut impl StoreWrite,
-    id: Uuid,
-    service: &str,
-    resource_type: &str,
-    resource_id: &str,
-) -> ServiceResult<Secret> {
-    let x = guarded::<Secret>(
-        ctx,
-        s,
-        id,
-        &consumer_rule::<Secret>("delete"),
-        "SecretConsumer deletion",
-    )?;
-    let mut x = (*x).clone();
-    let Some(at) = x.consumers.iter().position(|c| {
-        c.service == service && c.resource_type == resource_type && c.resource_id == resource_id
-    }) else {
-        return Err(ServiceError::NotFound("Consumer not found.".into()));
-    };
-    if !may_remove(ctx, &x.consumers[at].project_id, &x.project_id) {
-        return Err(not_consumer_creator());
-    }
-    x.consumers.remove(at);
-    x.updated_at = now();
-    s.put(x.clone())?;
-    Ok(x)
-}
-
-pub fn secret_consumers(ctx: &Context, s: &impl StoreRead, id: Uuid) -> ServiceResult<Arc<Secret>> {
-    guarded::<Secret>(
-        ctx,
-        s,
-        id,
-        &consumer_rule::<Secret>("get"),
-        "SecretConsumers(s) retrieval",
-    )
+) -> ServiceResult<Arc<G>> {
+    let op = format!("{}s(s) retrieval", G::CONSUMER);
+    guarded::<G>(ctx, s, id, &consumer_rule::<G>("get"), &op)
 }
