@@ -3,7 +3,7 @@
 //! header), the framing rules a proxy must get exactly right (RFC 9112 §6),
 //! and the chunked transfer coding checked as it streams through.
 //!
-//! The HTTP proxy (`http.rs`) forwards heads as the bytes they arrived as,
+//! The HTTP proxy (`http/`) forwards heads as the bytes they arrived as,
 //! rewriting only what must change, and bodies as they come: this module says
 //! where a head ends, what it asks for, and where its body ends.
 

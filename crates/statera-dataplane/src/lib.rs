@@ -83,7 +83,7 @@
 //!   passive health failure; that client's next session avoids it). Each
 //!   session counts as a connection of its listener and member, and
 //!   against `connection_limit`.
-//! - **HTTP** (`http.rs` over `h1.rs`). HTTP listeners speak HTTP/1.1 and
+//! - **HTTP** (`http/` over `h1.rs`). HTTP listeners speak HTTP/1.1 and
 //!   1.0 with keep-alive (and pipelining) to clients, with no HTTP library
 //!   in between: heads are parsed in place (`httparse`, byte ranges into the
 //!   read buffer) and forwarded as the bytes they arrived as, less what must

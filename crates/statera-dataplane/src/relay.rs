@@ -1,5 +1,5 @@
 //! One client connection: admission (drain state, `allowed_cidrs`,
-//! counters), then either the HTTP proxy (`http.rs`, for HTTP listeners) or
+//! counters), then either the HTTP proxy (`http/`, for HTTP listeners) or
 //! the layer 4 relay here (TCP and HTTPS passthrough listeners): member
 //! selection with bounded retries, and bytes copied as they come. The member
 //! sees the connection come from this host (the full-proxy source NAT of

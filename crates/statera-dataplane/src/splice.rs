@@ -5,7 +5,7 @@
 //! when its first bytes arrive (an idle connection holds none), and a
 //! direction that cannot get one (out of file descriptors) copies through a
 //! small buffer instead. The HTTP proxy moves large response bodies the
-//! same way ([`Pipe`], `http.rs`).
+//! same way ([`Pipe`], `http/`).
 
 use rustix::pipe::{PipeFlags, SpliceFlags};
 use std::io;

@@ -8,7 +8,7 @@
 //! end and the member left it open; it is taken out newest
 //! first (the warmest socket), and closed after [`IDLE_TIMEOUT`] unused. Members of PROXY pools never share connections
 //! between clients: the header names one client, so their idle sets belong to
-//! the client connection instead of the member (see `http.rs`).
+//! the client connection instead of the member (see `http/`).
 
 use crate::proxy_protocol;
 use crate::sockets::{Netns, connect_tcp_from};
@@ -103,7 +103,7 @@ pub fn proxy_header(
 ///
 /// No task of its own and no HTTP library in between: the client
 /// connection's task writes the request's bytes to it and reads the
-/// response from it (`http.rs`). `buf` holds what was read from the member
+/// response from it (`http/`). `buf` holds what was read from the member
 /// and not yet relayed.
 pub struct Upstream {
     pub stream: TcpStream,
