@@ -101,21 +101,7 @@ fn random_hex(n: usize) -> Result<String, PkiError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Writes `text` to `path` whole (a temporary file renamed), mode 0600.
-pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
+pub(crate) use statera_config::write_private;
 
 fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())

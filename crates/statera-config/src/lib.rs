@@ -10,14 +10,34 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use statera_model::{
-    HealthMonitorType, HttpMethod, L7PolicyAction, L7RuleCompareType, L7RuleType, LbAlgorithm,
-    ListenerProtocol, PoolProtocol, SessionPersistenceType,
+    AlpnProtocol, ClientAuthentication, HealthMonitorType, HttpMethod, L7PolicyAction,
+    L7RuleCompareType, L7RuleType, LbAlgorithm, ListenerProtocol, PoolProtocol,
+    SessionPersistenceType, TlsVersion,
 };
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// Writes `text` to `path` whole (a temporary file beside it, synced, then
+/// renamed), readable by its owner only: for whatever a data plane keeps of
+/// a configuration on disk, which may hold private keys
+/// ([`ListenerTls`]).
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
 
 /// Everything one load balancer's data plane needs, whole.
 ///
@@ -94,6 +114,63 @@ pub struct ListenerConfig {
     pub allowed_cidrs: Vec<IpNet>,
     /// Enabled policies in position order.
     pub l7policies: Vec<L7PolicyConfig>,
+    /// TERMINATED_HTTPS: the certificates and settings, read from the key
+    /// manager by the controller. `None` on a TERMINATED_HTTPS listener:
+    /// its certificate could not be read (a data plane refuses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+}
+
+/// What a TERMINATED_HTTPS listener serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenerTls {
+    /// The default certificate first, then the SNI ones in the order the
+    /// listener names them; a client's SNI picks the one whose names match
+    /// (wildcards included), else the default.
+    pub certificates: Vec<TlsCertificate>,
+    pub client_authentication: ClientAuthentication,
+    /// PEM CA certificates clients are verified against.
+    pub client_ca_pem: Option<String>,
+    /// PEM CRLs of those CAs.
+    pub client_crl_pem: Option<String>,
+    /// Accepted versions; empty: the data plane's defaults.
+    pub versions: Vec<TlsVersion>,
+    /// OpenSSL cipher names, colon-separated, as Octavia takes them.
+    pub ciphers: Option<String>,
+    pub alpn_protocols: Vec<AlpnProtocol>,
+    pub hsts: Option<Hsts>,
+}
+
+/// One certificate chain and its key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TlsCertificate {
+    /// The reference it was read from (for names in files and errors).
+    pub reference: String,
+    /// PEM, leaf first, then intermediates.
+    pub chain_pem: String,
+    pub key_pem: PrivateKeyPem,
+    /// The leaf's CN and DNS names.
+    pub names: Vec<String>,
+}
+
+/// A PEM private key. Its `Debug` says nothing of it, so a configuration
+/// logged or printed in a test failure leaks no key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PrivateKeyPem(pub String);
+
+impl std::fmt::Debug for PrivateKeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKeyPem(<redacted>)")
+    }
+}
+
+/// `Strict-Transport-Security` added to every response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hsts {
+    pub max_age: u64,
+    pub include_subdomains: bool,
+    pub preload: bool,
 }
 
 /// Listener timeouts, in milliseconds as the API states them.
@@ -111,6 +188,30 @@ pub struct InsertHeaders {
     pub x_forwarded_for: bool,
     pub x_forwarded_port: bool,
     pub x_forwarded_proto: bool,
+    /// TERMINATED_HTTPS: what the client's certificate tells the member.
+    #[serde(default)]
+    pub client_cert: ClientCertHeaders,
+}
+
+/// The `X-SSL-*` headers a TERMINATED_HTTPS listener adds, each asked for
+/// by its `insert_headers` key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCertHeaders {
+    /// `X-SSL-Client-Verify`: 0 when verified, else the verify error code.
+    pub verify: bool,
+    /// `X-SSL-Client-Has-Cert`: whether the client showed a certificate.
+    pub has_cert: bool,
+    /// `X-SSL-Client-DN`: its subject.
+    pub dn: bool,
+    /// `X-SSL-Client-CN`: its subject's CN.
+    pub cn: bool,
+    /// `X-SSL-Issuer`: its issuer.
+    pub issuer: bool,
+    /// `X-SSL-Client-SHA1`: the SHA-1 of its DER, hex.
+    pub sha1: bool,
+    /// `X-SSL-Client-Not-Before` / `-Not-After`: its validity.
+    pub not_before: bool,
+    pub not_after: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

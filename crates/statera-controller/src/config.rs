@@ -89,9 +89,21 @@ pub fn build(s: &State, lb: &LoadBalancer, version: u64) -> LbConfig {
                     x_forwarded_for: l.inserts_header("X-Forwarded-For"),
                     x_forwarded_port: l.inserts_header("X-Forwarded-Port"),
                     x_forwarded_proto: l.inserts_header("X-Forwarded-Proto"),
+                    client_cert: ClientCertHeaders {
+                        verify: l.inserts_header("X-SSL-Client-Verify"),
+                        has_cert: l.inserts_header("X-SSL-Client-Has-Cert"),
+                        dn: l.inserts_header("X-SSL-Client-DN"),
+                        cn: l.inserts_header("X-SSL-Client-CN"),
+                        issuer: l.inserts_header("X-SSL-Issuer"),
+                        sha1: l.inserts_header("X-SSL-Client-SHA1"),
+                        not_before: l.inserts_header("X-SSL-Client-Not-Before"),
+                        not_after: l.inserts_header("X-SSL-Client-Not-After"),
+                    },
                 },
                 allowed_cidrs: l.allowed_cidrs.clone(),
                 l7policies,
+                // Filled by the controller, which holds the key manager.
+                tls: None,
             }
         })
         .collect();

@@ -27,6 +27,7 @@ pub use sharing::Sharing;
 
 pub use network::NetnsNetwork;
 pub mod status;
+mod tls;
 
 use statera_config::{
     DataPlane, DataPlaneError, LbConfig, ListenerReport, ListenerState, StatusReport,
@@ -87,6 +88,9 @@ pub struct Controller {
     /// task that sends it), to be sent at the next pass.
     replumb_failed: (mpsc::UnboundedSender<Uuid>, mpsc::UnboundedReceiver<Uuid>),
     replumb_retry: HashSet<Uuid>,
+    /// TERMINATED_HTTPS listeners' certificates (none: such listeners are
+    /// sent without them, and refused by their data plane).
+    certificates: Option<tls::Certificates>,
 }
 
 /// Why the controller's own write about a load balancer did not happen.
@@ -125,6 +129,7 @@ impl Controller {
             replumb_changes: None,
             replumb_failed: mpsc::unbounded_channel(),
             replumb_retry: HashSet::new(),
+            certificates: None,
         }
     }
 
@@ -177,6 +182,15 @@ impl Controller {
         }
     }
 
+    /// Reads TERMINATED_HTTPS listeners' certificates from this key manager.
+    pub fn with_key_manager(
+        mut self,
+        km: Arc<statera_service::keymanager::KeyManager>,
+    ) -> Controller {
+        self.certificates = Some(tls::Certificates::new(km));
+        self
+    }
+
     /// Plugs load balancers into namespaces with the `netns` driver.
     pub fn with_network(mut self, network: Arc<NetnsNetwork>) -> Controller {
         if network.on_agents() {
@@ -190,6 +204,21 @@ impl Controller {
     /// the plumbing its agent builds (recorded as sent).
     fn build(&mut self, s: &State, lb: &LoadBalancer, version: u64) -> LbConfig {
         let mut cfg = config::build(s, lb, version);
+        for l in &mut cfg.listeners {
+            if l.protocol != ListenerProtocol::TerminatedHttps {
+                continue;
+            }
+            let (Some(certs), Some(listener)) = (&mut self.certificates, s.listeners.get(&l.id))
+            else {
+                continue;
+            };
+            match certs.listener(s, &lb.project_id, listener) {
+                Ok(t) => l.tls = Some(t),
+                Err(why) => {
+                    tracing::warn!(lb = %lb.id, listener = %l.id, %why, "TERMINATED_HTTPS listener cannot be served")
+                }
+            }
+        }
         cfg.vip.namespace = self.network.as_ref().and_then(|n| n.namespace_for(s, lb));
         cfg.vip.plumbing = self.network.as_ref().and_then(|n| n.plumbing_for(s, lb));
         match &cfg.vip.plumbing {

@@ -572,6 +572,7 @@ mod tests {
             insert_headers: InsertHeaders::default(),
             allowed_cidrs: Vec::new(),
             l7policies: policies,
+            tls: None,
         };
         let pools = pools
             .iter()

@@ -9,7 +9,7 @@ use statera_config::{
     MemberReport, PoolReport, ReportSender, StatusReport,
 };
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
@@ -190,9 +190,15 @@ impl HaproxyProvider {
         let options = RenderOptions {
             stats_socket: Paths::stats_socket_for_haproxy(),
             maxconn_cap: inner.maxconn_cap,
+            dir: paths.dir.clone(),
         };
         // 1. Render: refuses what HAProxy cannot serve here.
         let text = render::render(&config, &options)?;
+        let tls_dir = render::tls::tls_dir(&config, &paths.dir);
+        let files = Files {
+            tls: render::tls::tls_files(&config, &tls_dir),
+            tls_dir,
+        };
 
         let lb = {
             let mut lbs = inner.lbs.lock().await;
@@ -228,7 +234,7 @@ impl HaproxyProvider {
                 )));
             }
             if text != run.text || !run.master.as_ref().is_some_and(Master::is_running) {
-                lb.load(inner, &mut run, &text)
+                lb.load(inner, &mut run, &text, &files)
                     .await
                     .map_err(|e| name_listener(e, &config))?;
             }
@@ -247,7 +253,7 @@ impl HaproxyProvider {
             ))),
             Ok(()) => {
                 run.config = config.clone();
-                lb.load(inner, &mut run, &text)
+                lb.load(inner, &mut run, &text, &files)
                     .await
                     .map_err(|e| name_listener(e, &config))
             }
@@ -312,9 +318,18 @@ impl Lb {
     /// Checks `text` with `haproxy -c`, then makes HAProxy serve it: a
     /// reload when the master runs, a start otherwise. On any failure the
     /// previous configuration stays on disk and in service.
-    async fn load(&self, inner: &Inner, run: &mut Run, text: &str) -> Result<(), DataPlaneError> {
+    async fn load(
+        &self,
+        inner: &Inner,
+        run: &mut Run,
+        text: &str,
+        files: &Files,
+    ) -> Result<(), DataPlaneError> {
         let paths = &self.paths;
         let io = |what: &str, e: std::io::Error| DataPlaneError::Other(format!("{what}: {e}"));
+        files
+            .write()
+            .map_err(|e| io("cannot write the certificate files", e))?;
         std::fs::write(&paths.candidate, text)
             .map_err(|e| io(&format!("cannot write {}", paths.candidate.display()), e))?;
         if let Err(message) = process::check_config(&inner.options.binary, &paths.candidate).await {
@@ -362,6 +377,7 @@ impl Lb {
         match result {
             Ok(()) => {
                 run.text = text.to_string();
+                files.prune_others(&paths.dir);
                 Ok(())
             }
             Err(error) => {
@@ -487,6 +503,46 @@ impl Lb {
         run.removed = true;
         if let Some(master) = run.master.take() {
             master.stop(inner.options.stop_timeout).await;
+        }
+    }
+}
+
+/// The files a configuration needs besides haproxy.cfg: TERMINATED_HTTPS
+/// listeners' certificates, keys, CAs and CRLs, in a directory named by
+/// their contents (`render::tls`).
+struct Files {
+    tls_dir: PathBuf,
+    tls: Vec<render::tls::TlsFile>,
+}
+
+impl Files {
+    /// Writes them (directories 0700, files 0600: they hold private keys),
+    /// each whole.
+    fn write(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        for f in &self.tls {
+            if let Some(parent) = f.path.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)?;
+            }
+            statera_config::write_private(&f.path, &f.contents)?;
+        }
+        Ok(())
+    }
+
+    /// Once HAProxy serves this configuration (it read its files when it
+    /// loaded them), every other certificate directory goes.
+    fn prune_others(&self, lb_dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(lb_dir.join("tls")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let keep = !self.tls.is_empty() && e.path() == self.tls_dir;
+            if !keep {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct RenderOptions {
     /// most what fits under the hard `RLIMIT_NOFILE` (HAProxy refuses to
     /// start when `2 × maxconn` descriptors do not).
     pub maxconn_cap: u32,
+    /// The load balancer's directory (absolute): TERMINATED_HTTPS
+    /// listeners' files go under it (`tls::tls_dir`).
+    pub dir: PathBuf,
 }
 
 /// Renders `config` as a complete haproxy.cfg, or refuses it.
@@ -87,11 +90,14 @@ pub fn served_listeners(config: &LbConfig) -> Result<Vec<&ListenerConfig>, DataP
                 ));
             }
             ListenerProtocol::TerminatedHttps => {
-                return Err(DataPlaneError::Unsupported(format!(
-                    "TERMINATED_HTTPS listeners are not supported by the haproxy provider yet: \
-                     the configuration carries no certificates (listener {})",
-                    listener.id
-                )));
+                if listener.tls.is_none() {
+                    return Err(DataPlaneError::Other(format!(
+                        "TERMINATED_HTTPS listener {}: its certificates could not be read from \
+                         the key manager (a reference deleted, expired or no longer the \
+                         project's; the controller's log says which)",
+                        listener.id
+                    )));
+                }
             }
             ListenerProtocol::Prometheus => {
                 return Err(DataPlaneError::Unsupported(format!(
@@ -100,7 +106,7 @@ pub fn served_listeners(config: &LbConfig) -> Result<Vec<&ListenerConfig>, DataP
                 )));
             }
         }
-        if !listener.l7policies.is_empty() && listener.protocol != ListenerProtocol::Http {
+        if !listener.l7policies.is_empty() && !is_http(listener) {
             return Err(DataPlaneError::Unsupported(format!(
                 "L7 policies on a {} listener: only HTTP listeners evaluate them (listener {})",
                 listener.protocol, listener.id
@@ -200,12 +206,16 @@ fn render_defaults(out: &mut String) {
     );
 }
 
+/// Whether HAProxy sees HTTP on `listener` (after TLS, for TERMINATED_HTTPS).
+fn is_http(listener: &ListenerConfig) -> bool {
+    matches!(
+        listener.protocol,
+        ListenerProtocol::Http | ListenerProtocol::TerminatedHttps
+    )
+}
+
 fn mode(listener: &ListenerConfig) -> &'static str {
-    if listener.protocol == ListenerProtocol::Http {
-        "http"
-    } else {
-        "tcp"
-    }
+    if is_http(listener) { "http" } else { "tcp" }
 }
 
 fn socket_addr(addr: SocketAddr) -> String {
@@ -231,9 +241,13 @@ fn render_frontend(
         // it under the client, which would lose that request.
         out.push_str("    option idle-close-on-response\n");
     }
+    let bind_tls = match &listener.tls {
+        Some(t) => tls::bind_options(listener, t, &tls::tls_dir(config, &options.dir))?,
+        None => String::new(),
+    };
     let _ = writeln!(
         out,
-        "    bind {}",
+        "    bind {}{bind_tls}",
         socket_addr(SocketAddr::new(config.vip.address, listener.protocol_port))
     );
     let _ = writeln!(out, "    maxconn {}", connection_limit(listener, options));
@@ -265,7 +279,15 @@ fn render_frontend(
             out.push_str("    http-request set-header X-Forwarded-Port %[dst_port]\n");
         }
         if h.x_forwarded_proto {
-            out.push_str("    http-request set-header X-Forwarded-Proto http\n");
+            let proto = if listener.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let _ = writeln!(out, "    http-request set-header X-Forwarded-Proto {proto}");
+        }
+        if let Some(t) = &listener.tls {
+            tls::http_lines(out, t, &h.client_cert)?;
         }
     }
     if normalizes_paths(listener) {
@@ -290,7 +312,7 @@ fn render_frontend(
 /// Whether an L7 rule of `listener` (of a policy that is rendered: one with
 /// rules) reads the path: then requests are normalised before the rules.
 fn normalizes_paths(listener: &ListenerConfig) -> bool {
-    listener.protocol == ListenerProtocol::Http
+    is_http(listener)
         && listener
             .l7policies
             .iter()
@@ -723,6 +745,8 @@ fn server_line(
 fn plain_addr(addr: IpAddr) -> String {
     addr.to_string()
 }
+
+pub mod tls;
 
 #[cfg(test)]
 mod tests;

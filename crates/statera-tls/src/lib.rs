@@ -83,6 +83,44 @@ impl CertBundle {
     pub fn certified_key(&self) -> Result<Arc<CertifiedKey>, CertError> {
         certified(&self.chain, &self.key).map(Arc::new)
     }
+
+    /// The chain as PEM, leaf first.
+    pub fn chain_pem(&self) -> String {
+        let mut out = String::new();
+        for cert in &self.chain {
+            pem_block(&mut out, "CERTIFICATE", cert.as_ref());
+        }
+        out
+    }
+
+    /// The key as PEM (its own form: PKCS#8, PKCS#1 or SEC1), decrypted.
+    pub fn key_pem(&self) -> String {
+        let label = match &self.key {
+            PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+            PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
+            _ => "PRIVATE KEY",
+        };
+        let mut out = String::new();
+        pem_block(&mut out, label, self.key.secret_der());
+        out
+    }
+}
+
+/// Appends `der` as a PEM block (RFC 7468: base64 in lines of 64).
+fn pem_block(out: &mut String, label: &str, der: &[u8]) {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    for line in text.as_bytes().chunks(64) {
+        // Base64 is ASCII.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
 }
 
 fn certified(

@@ -226,3 +226,23 @@ fn a_readers_answer_is_checked_again() {
         CertError::NoHostNames
     );
 }
+
+#[test]
+fn a_bundle_written_as_pem_reads_back_the_same() {
+    let p = pki(&["www.example.com"]);
+    let b = from_pkcs12(&p12(&p, &p.leaf_key, "", None)).unwrap();
+    let chain = b.chain_pem();
+    let key = b.key_pem();
+    assert!(
+        chain.starts_with("-----BEGIN CERTIFICATE-----\n"),
+        "{chain}"
+    );
+    assert!(chain.lines().all(|l| l.len() <= 64));
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{key}");
+    assert_eq!(certs_from_pem(chain.as_bytes()).unwrap(), b.chain);
+    // (A container's certificate is its leaf: the rest are its intermediates.)
+    let again = from_pem(chain.as_bytes(), key.as_bytes(), None, None).unwrap();
+    assert_eq!(again.chain[0], b.chain[0]);
+    assert_eq!(again.key.secret_der(), b.key.secret_der());
+    assert_eq!(again.names, b.names);
+}

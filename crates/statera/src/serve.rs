@@ -54,7 +54,6 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
             availability_zone_capabilities:
                 statera_api::octavia::providers::octavia_availability_zone_capabilities(),
             unsupported_listener_protocols: vec![
-                ListenerProtocol::TerminatedHttps,
                 ListenerProtocol::Udp,
                 ListenerProtocol::Sctp,
                 ListenerProtocol::Prometheus,
@@ -467,6 +466,8 @@ async fn control(
         "store opened"
     );
     ensure_host_network(&store, settings).await?;
+    // The API serves it; the controller reads listeners' certificates from it.
+    let key_manager = Arc::new(crate::key_manager::start(settings, &store).await?);
 
     let (report_tx, report_rx) = mpsc::unbounded_channel();
     *parts.reports.lock().unwrap_or_else(|e| e.into_inner()) = Some(report_tx);
@@ -534,8 +535,9 @@ async fn control(
         }
         _ => parts.planes.clone(),
     };
-    let mut controller =
-        Controller::new(store.clone(), planes, report_rx, host).on_restored(restored_tx);
+    let mut controller = Controller::new(store.clone(), planes, report_rx, host)
+        .on_restored(restored_tx)
+        .with_key_manager(key_manager.clone());
     if store.is_shared() {
         controller = controller.with_sharing(Sharing {
             node: node_id.clone(),
@@ -601,7 +603,7 @@ async fn control(
             anyhow::bail!("no API socket");
         };
         let listener = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
-        serve_api(&store, parts, listener, announce, stop_when).await?;
+        serve_api(&store, key_manager, parts, listener, announce, stop_when).await?;
     }
     let stopped = why
         .lock()
@@ -629,6 +631,7 @@ async fn control(
 /// Serves the API on `listener` until `stop_when` resolves.
 async fn serve_api(
     store: &Arc<Store>,
+    key_manager: Arc<statera_service::keymanager::KeyManager>,
     parts: &Parts,
     listener: tokio::net::TcpListener,
     announce: impl std::future::Future<Output = ()>,
@@ -690,7 +693,6 @@ async fn serve_api(
             }),
         };
     tracing::info!(mode = auth.mode().as_str(), "authentication");
-    let key_manager = Arc::new(crate::key_manager::start(settings, store).await?);
     let router = statera_api::app(AppState {
         store: store.clone(),
         settings: Arc::new(api_settings),

@@ -72,6 +72,7 @@ async fn forwarded_headers_as_the_member_sees_them() {
             x_forwarded_for: true,
             x_forwarded_port: true,
             x_forwarded_proto: true,
+            ..Default::default()
         };
         let without = listener(ListenerProtocol::Http, 8081, Some(p.id));
         let config = lb(vip(51), vec![with, without], vec![p]);

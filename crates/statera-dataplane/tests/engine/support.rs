@@ -287,6 +287,7 @@ pub fn listener(protocol: ListenerProtocol, port: u16, pool: Option<Uuid>) -> Li
         insert_headers: InsertHeaders::default(),
         allowed_cidrs: Vec::new(),
         l7policies: Vec::new(),
+        tls: None,
     }
 }
 

@@ -21,6 +21,7 @@ fn options() -> RenderOptions {
     RenderOptions {
         stats_socket: PathBuf::from("/run/statera/lb/stats.sock"),
         maxconn_cap: MAX_GLOBAL_MAXCONN,
+        dir: PathBuf::from("/run/statera/lb"),
     }
 }
 
@@ -41,6 +42,7 @@ fn listener(n: u128, protocol: ListenerProtocol, port: u16) -> ListenerConfig {
         insert_headers: InsertHeaders::default(),
         allowed_cidrs: Vec::new(),
         l7policies: Vec::new(),
+        tls: None,
     }
 }
 
@@ -225,6 +227,7 @@ fn http_frontend() {
         x_forwarded_for: true,
         x_forwarded_port: true,
         x_forwarded_proto: true,
+        ..Default::default()
     };
     l.allowed_cidrs = vec![
         "10.0.0.0/8".parse().unwrap(),
@@ -323,11 +326,8 @@ fn datagram_and_unsupported_listeners_are_refused() {
         }
         other => panic!("{other:?}"),
     }
-    for protocol in [
-        ListenerProtocol::Sctp,
-        ListenerProtocol::TerminatedHttps,
-        ListenerProtocol::Prometheus,
-    ] {
+    // (TERMINATED_HTTPS is served: terminated_https_* below.)
+    for protocol in [ListenerProtocol::Sctp, ListenerProtocol::Prometheus] {
         let cfg = config(vec![listener(L1, protocol, 53)], vec![]);
         assert!(matches!(
             render(&cfg, &options()),
@@ -930,4 +930,153 @@ fn members_are_reached_from_the_vip_when_it_can_be_their_source() {
             None => assert!(!line.contains(" source "), "{line}"),
         }
     }
+}
+
+fn tls_listener(tls: statera_config::ListenerTls) -> ListenerConfig {
+    let mut l = listener(L1, ListenerProtocol::TerminatedHttps, 443);
+    l.tls = Some(tls);
+    l
+}
+
+fn tls(auth: statera_model::ClientAuthentication) -> statera_config::ListenerTls {
+    use statera_config::{Hsts, PrivateKeyPem, TlsCertificate};
+    let cert = |n: &str| TlsCertificate {
+        reference: format!("http://km/v1/secrets/{n}"),
+        chain_pem: format!("-----BEGIN CERTIFICATE-----\n{n}\n-----END CERTIFICATE-----\n"),
+        key_pem: PrivateKeyPem(format!(
+            "-----BEGIN PRIVATE KEY-----\n{n}-key\n-----END PRIVATE KEY-----\n"
+        )),
+        names: vec![n.to_string()],
+    };
+    statera_config::ListenerTls {
+        certificates: vec![cert("default"), cert("sni")],
+        client_authentication: auth,
+        client_ca_pem: Some("CA".into()),
+        client_crl_pem: Some("CRL".into()),
+        versions: vec![
+            statera_model::TlsVersion::TlsV1_3,
+            statera_model::TlsVersion::TlsV1,
+        ],
+        ciphers: Some("ECDHE-ECDSA-AES256-GCM-SHA384:!aNULL".into()),
+        alpn_protocols: vec![
+            statera_model::AlpnProtocol::H2,
+            statera_model::AlpnProtocol::Http11,
+        ],
+        hsts: Some(Hsts {
+            max_age: 600,
+            include_subdomains: true,
+            preload: true,
+        }),
+    }
+}
+
+#[test]
+fn terminated_https_binds_with_its_certificates_and_settings() {
+    use statera_model::ClientAuthentication;
+    let mut l = tls_listener(tls(ClientAuthentication::Mandatory));
+    l.insert_headers.x_forwarded_proto = true;
+    l.insert_headers.client_cert.verify = true;
+    l.insert_headers.client_cert.cn = true;
+    let cfg = config(vec![l], vec![pool(P1, PoolProtocol::Http)]);
+    let text = rendered(&cfg);
+    let dir = tls::tls_dir(&cfg, &options().dir);
+    assert!(dir.starts_with("/run/statera/lb/tls/"), "{}", dir.display());
+    let ldir = dir.join(id(L1).to_string());
+    let front = section(&text, &format!("frontend {}", id(L1)));
+    assert!(front.contains(&"mode http".to_string()), "{front:?}");
+    let bind = format!(
+        "bind 192.0.2.10:443 ssl crt-list {} ca-file {} verify required crl-file {} \
+         ssl-min-ver TLSv1.0 ssl-max-ver TLSv1.3 no-tlsv11 no-tlsv12 \
+         ciphers ECDHE-ECDSA-AES256-GCM-SHA384:!aNULL alpn h2,http/1.1",
+        ldir.join("crt-list").display(),
+        ldir.join("client-ca.pem").display(),
+        ldir.join("client-crl.pem").display(),
+    );
+    assert!(front.contains(&bind), "{bind}\nnot in {front:?}");
+    for line in [
+        "http-request set-header X-Forwarded-Proto https",
+        "http-request set-header X-SSL-Client-Verify %[ssl_c_verify]",
+        "http-request set-header X-SSL-Client-CN %{+Q}[ssl_c_s_dn(cn)]",
+        // Not asked for: taken off, so a client cannot send its own.
+        "http-request del-header X-SSL-Client-DN",
+        "http-response set-header Strict-Transport-Security \"max-age=600; includeSubDomains; preload\"",
+    ] {
+        assert!(
+            front.contains(&line.to_string()),
+            "{line}\nnot in {front:?}"
+        );
+    }
+
+    // The files: each certificate with its key, the list (default first), CA, CRL.
+    let files = tls::tls_files(&cfg, &dir);
+    let by_name = |n: &str| {
+        files
+            .iter()
+            .find(|f| f.path == ldir.join(n))
+            .unwrap_or_else(|| panic!("no {n} in {files:?}"))
+            .contents
+            .clone()
+    };
+    assert_eq!(
+        by_name("crt-list"),
+        format!(
+            "{}\n{}\n",
+            ldir.join("0.pem").display(),
+            ldir.join("1.pem").display()
+        )
+    );
+    assert!(
+        by_name("0.pem").contains("default\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY")
+    );
+    assert!(by_name("1.pem").contains("sni-key"));
+    assert_eq!(by_name("client-ca.pem"), "CA");
+    assert_eq!(by_name("client-crl.pem"), "CRL");
+    assert_eq!(files.len(), 5);
+    // A key never shows in a configuration's Debug.
+    assert!(!format!("{cfg:?}").contains("default-key"));
+}
+
+#[test]
+fn terminated_https_directories_follow_the_certificates_only() {
+    use statera_model::ClientAuthentication;
+    let a = config(
+        vec![tls_listener(tls(ClientAuthentication::None))],
+        vec![pool(P1, PoolProtocol::Http)],
+    );
+    let text = rendered(&a);
+    let bind = section(&text, &format!("frontend {}", id(L1)))
+        .into_iter()
+        .find(|l| l.starts_with("bind "))
+        .unwrap();
+    assert!(
+        !bind.contains("verify") && !bind.contains("ca-file"),
+        "{bind}"
+    );
+    // Another version, same certificates: the same directory (nothing to reload for them).
+    let mut b = a.clone();
+    b.version = 2;
+    b.listeners[0].timeouts.client_data_ms += 1;
+    assert_eq!(
+        tls::tls_dir(&a, &options().dir),
+        tls::tls_dir(&b, &options().dir)
+    );
+    // A rotated certificate: another directory.
+    let mut c = a.clone();
+    c.listeners[0].tls.as_mut().unwrap().certificates[0].chain_pem += "x";
+    assert_ne!(
+        tls::tls_dir(&a, &options().dir),
+        tls::tls_dir(&c, &options().dir)
+    );
+    // Unreadable certificates (none in the configuration): refused, saying so.
+    let mut d = a.clone();
+    d.listeners[0].tls = None;
+    let err = render(&d, &options()).unwrap_err().to_string();
+    assert!(
+        err.contains("could not be read from the key manager"),
+        "{err}"
+    );
+    // Cipher strings cannot break out of the bind line.
+    let mut e = a.clone();
+    e.listeners[0].tls.as_mut().unwrap().ciphers = Some("AES128 crt /etc/x".into());
+    assert!(render(&e, &options()).is_err());
 }

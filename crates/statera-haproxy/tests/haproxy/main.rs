@@ -602,6 +602,7 @@ fn haproxy_check(h: &Harness, cfg: &statera_config::LbConfig, name: &str) {
         &RenderOptions {
             stats_socket: dir.join("stats.sock"),
             maxconn_cap: 5000,
+            dir: dir.clone(),
         },
     )
     .unwrap();

@@ -364,9 +364,11 @@ pub fn http_lb(vip: IpAddr, port: u16, members: Vec<MemberConfig>) -> LbConfig {
                 x_forwarded_for: true,
                 x_forwarded_port: true,
                 x_forwarded_proto: true,
+                ..Default::default()
             },
             allowed_cidrs: Vec::new(),
             l7policies: Vec::new(),
+            tls: None,
         }],
         pools: vec![PoolConfig {
             id: pool_id,

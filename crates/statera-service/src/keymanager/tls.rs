@@ -55,29 +55,62 @@ enum Failure {
     Own(ServiceError),
 }
 
-/// The certificate and key a reference names, read with the caller's rights.
+/// Who reads a reference.
+#[derive(Clone, Copy)]
+pub enum Reader<'a> {
+    /// A request's caller, with its rights (the API's checks).
+    Caller(&'a Context),
+    /// The controller, for a load balancer of this project: objects the
+    /// project owns, unexpired (what the API let the project's member
+    /// reference; an ACL grants users, not the load balancer).
+    Project(&'a str),
+}
+
+impl Reader<'_> {
+    fn read<G: Guarded>(
+        self,
+        s: &impl StoreRead,
+        id: Uuid,
+        rule: &str,
+        op: &str,
+    ) -> Option<Arc<G>> {
+        match self {
+            Reader::Caller(ctx) => guarded::<G>(ctx, s, id, rule, op).ok(),
+            Reader::Project(project) => s
+                .get::<G>(&id)
+                .filter(|o| o.project() == project && !o.expired(now())),
+        }
+    }
+}
+
+/// The certificate and key a reference names, as `reader` may read it; a
+/// PKCS#12 bundle is read by `read_pkcs12` (the key manager's isolated
+/// reader, or a cache in front of it).
 pub fn certificate(
-    ctx: &Context,
+    reader: Reader<'_>,
     km: &KeyManager,
     s: &impl StoreRead,
     r: &str,
+    read_pkcs12: impl FnOnce(&[u8]) -> Result<CertBundle, CertError>,
 ) -> Result<CertBundle, ServiceError> {
-    certificate_inner(ctx, km, s, r).map_err(|f| match f {
+    certificate_inner(reader, km, s, r, read_pkcs12).map_err(|f| match f {
         Failure::Unreadable => could_not_retrieve(&[r]),
         Failure::Own(e) => e,
     })
 }
 
 fn certificate_inner(
-    ctx: &Context,
+    reader: Reader<'_>,
     km: &KeyManager,
     s: &impl StoreRead,
     r: &str,
+    read_pkcs12: impl FnOnce(&[u8]) -> Result<CertBundle, CertError>,
 ) -> Result<CertBundle, Failure> {
     let (container, id) = target(r).ok_or(Failure::Unreadable)?;
     let payload = |id: Uuid| -> Result<Vec<u8>, Failure> {
-        let secret = guarded::<Secret>(ctx, s, id, SECRET_DECRYPT, "Secret payload retrieval")
-            .map_err(|_| Failure::Unreadable)?;
+        let secret = reader
+            .read::<Secret>(s, id, SECRET_DECRYPT, "Secret payload retrieval")
+            .ok_or(Failure::Unreadable)?;
         open_payload(km, &secret)
             .map(|(bytes, _)| bytes)
             .map_err(|_| Failure::Unreadable)
@@ -89,14 +122,15 @@ fn certificate_inner(
     };
     if !container {
         let bytes = payload(id)?;
-        return statera_tls::read_pkcs12(&bytes, &km.pkcs12).map_err(|e| match e {
+        return read_pkcs12(&bytes).map_err(|e| match e {
             CertError::Pkcs12(d) => Failure::Own(pkcs12_unreadable(d)),
             CertError::NoHostNames | CertError::TooCostly(_) => named(e),
             other => Failure::Own(pkcs12_unreadable(other)),
         });
     }
-    let c = guarded::<SecretContainer>(ctx, s, id, CONTAINER_GET, "Container retrieval")
-        .map_err(|_| Failure::Unreadable)?;
+    let c = reader
+        .read::<SecretContainer>(s, id, CONTAINER_GET, "Container retrieval")
+        .ok_or(Failure::Unreadable)?;
     if c.kind != "certificate" {
         return Err(Failure::Unreadable);
     }
@@ -122,13 +156,18 @@ fn could_not_retrieve(refs: &[&str]) -> ServiceError {
     ))
 }
 
-/// The PEM payload of a CA or CRL reference (a secret), with the caller's
-/// rights.
-fn pem_payload(ctx: &Context, km: &KeyManager, s: &impl StoreRead, r: &str) -> Option<Vec<u8>> {
+/// The PEM payload of a CA or CRL reference (a secret), as `reader` may
+/// read it.
+pub fn pem_payload(
+    reader: Reader<'_>,
+    km: &KeyManager,
+    s: &impl StoreRead,
+    r: &str,
+) -> Option<Vec<u8>> {
     let (false, id) = target(r)? else {
         return None;
     };
-    let secret = guarded::<Secret>(ctx, s, id, SECRET_DECRYPT, "Secret payload retrieval").ok()?;
+    let secret = reader.read::<Secret>(s, id, SECRET_DECRYPT, "Secret payload retrieval")?;
     open_payload(km, &secret).ok().map(|(b, _)| b)
 }
 
@@ -143,7 +182,8 @@ pub fn check_refs(
     let mut unreadable: Vec<&str> = Vec::new();
     for r in refs {
         if let TlsRef::Certificate(r) = r {
-            match certificate_inner(ctx, km, s, r) {
+            let read = |b: &[u8]| statera_tls::read_pkcs12(b, &km.pkcs12);
+            match certificate_inner(Reader::Caller(ctx), km, s, r, read) {
                 Ok(_) => {}
                 Err(Failure::Unreadable) => unreadable.push(r),
                 Err(Failure::Own(e)) => return Err(e),
@@ -155,7 +195,8 @@ pub fn check_refs(
     }
     for r in refs {
         if let TlsRef::Ca(r) = r {
-            let pem = pem_payload(ctx, km, s, r).ok_or_else(|| could_not_retrieve(&[r]))?;
+            let pem = pem_payload(Reader::Caller(ctx), km, s, r)
+                .ok_or_else(|| could_not_retrieve(&[r]))?;
             statera_tls::certs_from_pem(&pem).map_err(|e| {
                 ServiceError::validation(format!(
                     "The client authentication CA certificate is invalid. It must be a valid x509 PEM format certificate. Error: {e}"
@@ -165,7 +206,8 @@ pub fn check_refs(
     }
     for r in refs {
         if let TlsRef::Crl(r) = r {
-            let pem = pem_payload(ctx, km, s, r).ok_or_else(|| could_not_retrieve(&[r]))?;
+            let pem = pem_payload(Reader::Caller(ctx), km, s, r)
+                .ok_or_else(|| could_not_retrieve(&[r]))?;
             statera_tls::crls_from_pem(&pem).map_err(|e| {
                 ServiceError::validation(format!(
                     "The client authentication certificate revocation list is invalid. It must be a valid x509 PEM format certificate revocation list. Error: {e}"

@@ -1,0 +1,178 @@
+"""TERMINATED_HTTPS on the haproxy provider, the whole certificate flow with the real clients.
+
+Certificates made here with openssl (a CA, a server certificate, an SNI wildcard one, a client
+certificate); `openstack secret store` of each PKCS#12 bundle and of the CA; `openstack
+loadbalancer listener create --protocol TERMINATED_HTTPS` with a default and an SNI reference,
+client authentication, TLS versions, ALPN, HSTS and the X-SSL headers; then curl and openssl
+s_client through the VIP: the certificate chosen by SNI, HTTP/2 by ALPN, what the member sees,
+client authentication OPTIONAL then MANDATORY (a change applied by a reload), the keys on disk
+readable by their owner only. The native provider does not terminate TLS yet (its 501 is in
+test_key_manager.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import start_statera
+from test_behaviour_support import http_members
+from test_key_manager import BUILTIN, openssl, run_cli
+
+CURL_TIMEOUT = 20
+
+
+def make_pki(work: Path) -> None:
+    """ca.crt/ca.key; www (CN and SAN www.example.com), wild (*.sni.example) and client
+    certificates signed by it; www.p12 and wild.p12 without a password."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=Statera Test CA",
+            "-days", "30", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=work)
+    for name, cn, ext in [
+        ("www", "www.example.com", "subjectAltName=DNS:www.example.com\nextendedKeyUsage=serverAuth\n"),
+        ("wild", "*.sni.example", "subjectAltName=DNS:*.sni.example\nextendedKeyUsage=serverAuth\n"),
+        ("client", "tenant-client", "extendedKeyUsage=clientAuth\n"),
+    ]:
+        (work / f"{name}.ext").write_text(ext)
+        openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
+                cwd=work)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext", cwd=work)
+    for name in ("www", "wild"):
+        openssl("pkcs12", "-export", "-inkey", f"{name}.key", "-in", f"{name}.crt", "-certfile", "ca.crt",
+                "-passout", "pass:", "-out", f"{name}.p12", cwd=work)
+
+
+def curl(work: Path, vip: str, port: int, *args: str, host: str = "www.example.com",
+         check: bool = True) -> subprocess.CompletedProcess:
+    cmd = ["curl", "-sS", "--max-time", "10", "--cacert", str(work / "ca.crt"),
+           "--resolve", f"{host}:{port}:{vip}", *args, f"https://{host}:{port}/"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CURL_TIMEOUT)
+    if check:
+        assert proc.returncode == 0, f"$ {' '.join(cmd)}\nexit {proc.returncode}\n{proc.stderr}"
+    return proc
+
+
+def served_subject(vip: str, port: int, servername: str | None) -> str:
+    """The subject of the certificate the listener shows for `servername` (no SNI: None)."""
+    args = ["openssl", "s_client", "-connect", f"{vip}:{port}"]
+    args += ["-servername", servername] if servername else ["-noservername"]
+    proc = subprocess.run(args, input="", capture_output=True, text=True, timeout=CURL_TIMEOUT)
+    for line in proc.stdout.splitlines():
+        if line.startswith("subject="):
+            return line
+    raise AssertionError(f"no certificate from {vip}:{port} ({servername}): {proc.stdout}\n{proc.stderr}")
+
+
+def wait_active(admin, kind: str, ident: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = yaml.safe_load(admin("loadbalancer", *kind.split(), "show", ident, "-f", "yaml"))
+        if shown["provisioning_status"] in ("ACTIVE", "ERROR") or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.3)
+
+
+def test_terminated_https_on_haproxy_with_the_real_clients():
+    if shutil.which("haproxy") is None:
+        pytest.fail("haproxy is not installed (scripts/test installs it)")
+    if shutil.which("curl") is None:
+        pytest.fail("curl is not installed (scripts/test installs it)")
+    work = Path(tempfile.mkdtemp(prefix="statera-tls-"))
+    try:
+        make_pki(work)
+        with start_statera(auth_args=BUILTIN) as server, http_members("a") as (member,):
+            clouds = server.data_dir / "data" / "clouds.yaml"
+
+            def admin(*args: str, expect_ok: bool = True) -> str:
+                return run_cli(clouds, "statera", *args, expect_ok=expect_ok).stdout.decode()
+
+            def store(name: str, *how: str) -> str:
+                return admin("secret", "store", "--name", name, *how, "-f", "value", "-c", "Secret href").strip()
+
+            www = store("www", "--file", str(work / "www.p12"))
+            wild = store("wild", "--file", str(work / "wild.p12"))
+            ca = store("client-ca", "--payload", (work / "ca.crt").read_text(),
+                       "--payload-content-type", "text/plain")
+
+            lb = yaml.safe_load(admin("loadbalancer", "create", "--name", "tls", "--provider", "haproxy",
+                                      "--vip-subnet-id", "host-subnet", "--wait", "-f", "yaml"))
+            vip = lb["vip_address"]
+            port = 8443
+            listener = yaml.safe_load(admin(
+                "loadbalancer", "listener", "create", "--name", "https", "--protocol", "TERMINATED_HTTPS",
+                "--protocol-port", str(port), "--default-tls-container-ref", www,
+                "--sni-container-refs", wild, "--client-ca-tls-container-ref", ca,
+                "--client-authentication", "OPTIONAL", "--tls-version", "TLSv1.2", "--tls-version", "TLSv1.3",
+                "--alpn-protocol", "h2", "--alpn-protocol", "http/1.1",
+                "--hsts-max-age", "31536000", "--hsts-include-subdomains",
+                "--insert-headers", "X-Forwarded-Proto=true,X-SSL-Client-Verify=true,"
+                                    "X-SSL-Client-Has-Cert=true,X-SSL-Client-CN=true",
+                lb["id"], "--wait", "-f", "yaml"))
+            pool = yaml.safe_load(admin("loadbalancer", "pool", "create", "--name", "p", "--protocol", "HTTP",
+                                        "--lb-algorithm", "ROUND_ROBIN", "--listener", listener["id"],
+                                        "--wait", "-f", "yaml"))
+            admin("loadbalancer", "member", "create", "--address", "127.0.0.1", "--protocol-port",
+                  str(member.port), pool["id"], "--wait")
+            assert wait_active(admin, "listener", listener["id"])["provisioning_status"] == "ACTIVE"
+
+            # HTTPS through the VIP, verified against the test CA; HSTS on the response.
+            got = curl(work, vip, port, "-D", str(work / "head.txt"))
+            seen = json.loads(got.stdout)
+            head = (work / "head.txt").read_text().lower()
+            assert "strict-transport-security: max-age=31536000; includesubdomains" in head, head
+            # What the member sees: the scheme, no client certificate.
+            h = {k.lower(): v for k, v in seen["headers"].items()}
+            assert h["x-forwarded-proto"] == "https", h
+            assert h["x-ssl-client-has-cert"] == "0", h
+
+            # The certificate follows SNI (wildcards too); no or unknown SNI gets the default.
+            assert "CN = www.example.com" in served_subject(vip, port, "www.example.com")
+            assert "CN = *.sni.example" in served_subject(vip, port, "api.sni.example")
+            assert "CN = www.example.com" in served_subject(vip, port, "other.example")
+            assert "CN = www.example.com" in served_subject(vip, port, None)
+            got = curl(work, vip, port, host="api.sni.example")
+            assert json.loads(got.stdout)["member"] == "a"
+
+            # HTTP/2 by ALPN.
+            got = curl(work, vip, port, "--http2", "-o", "/dev/null", "-w", "%{http_version}")
+            assert got.stdout.strip() == "2", got.stdout
+
+            # A client certificate, verified, as the member sees it.
+            got = curl(work, vip, port, "--cert", str(work / "client.crt"), "--key", str(work / "client.key"))
+            h = {k.lower(): v for k, v in json.loads(got.stdout)["headers"].items()}
+            assert h["x-ssl-client-has-cert"] == "1" and h["x-ssl-client-verify"] == "0", h
+            assert "tenant-client" in h["x-ssl-client-cn"], h
+            # A client cannot forge the headers the member trusts.
+            got = curl(work, vip, port, "-H", "X-SSL-Client-Verify: 0", "-H", "X-SSL-Client-CN: admin")
+            h = {k.lower(): v for k, v in json.loads(got.stdout)["headers"].items()}
+            assert h["x-ssl-client-has-cert"] == "0" and "admin" not in h.get("x-ssl-client-cn", ""), h
+
+            # MANDATORY: a client without a certificate is refused at the handshake.
+            admin("loadbalancer", "listener", "set", "--client-authentication", "MANDATORY",
+                  listener["id"], "--wait")
+            refused = curl(work, vip, port, check=False)
+            assert refused.returncode != 0, refused.stdout
+            curl(work, vip, port, "--cert", str(work / "client.crt"), "--key", str(work / "client.key"))
+
+            # Keys on disk: readable by their owner only.
+            tls_root = server.data_dir / "data" / "haproxy" / lb["id"] / "tls"
+            pems = list(tls_root.rglob("*.pem"))
+            assert pems, f"no certificate files under {tls_root}"
+            for f in pems:
+                assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+            assert len(list(tls_root.iterdir())) == 1, "an older certificate directory was left"
+
+            admin("loadbalancer", "delete", "--cascade", lb["id"], "--wait")
+            assert not tls_root.exists()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
