@@ -5,18 +5,24 @@ certificate); `openstack secret store` of each PKCS#12 bundle and of the CA; `op
 loadbalancer listener create --protocol TERMINATED_HTTPS` with a default and an SNI reference,
 client authentication, TLS versions, ALPN, HSTS and the X-SSL headers; then curl and openssl
 s_client through the VIP: the certificate chosen by SNI, HTTP/2 by ALPN, what the member sees,
-client authentication OPTIONAL then MANDATORY (a change applied by a reload), the keys on disk
-readable by their owner only. The native provider does not terminate TLS yet (its 501 is in
+client authentication OPTIONAL then MANDATORY (a change applied by a reload), a client
+certificate revoked in the CRL refused, an SSL_CONN_HAS_CERT L7 rule, a pool re-encrypting to a
+TLS member that requires the load balancer's client certificate (verified against the CA), a
+certificate deleted from the key manager takes only its listener out (ERROR) at the next
+change, the keys on disk readable by their owner only. The native provider does not terminate TLS yet (its 501 is in
 test_key_manager.py).
 """
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
+import ssl
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,9 +53,75 @@ def make_pki(work: Path) -> None:
                 cwd=work)
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                 "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext", cwd=work)
-    for name in ("www", "wild"):
+    for name in ("www", "wild", "client"):
         openssl("pkcs12", "-export", "-inkey", f"{name}.key", "-in", f"{name}.crt", "-certfile", "ca.crt",
                 "-passout", "pass:", "-out", f"{name}.p12", cwd=work)
+    # A member's server certificate, and a client certificate revoked in the CA's CRL.
+    for name, cn, ext in [
+        ("member", "member.internal", "subjectAltName=DNS:member.internal\nextendedKeyUsage=serverAuth\n"),
+        ("revoked", "revoked-client", "extendedKeyUsage=clientAuth\n"),
+    ]:
+        (work / f"{name}.ext").write_text(ext)
+        openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
+                cwd=work)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext", cwd=work)
+    (work / "index.txt").write_text("")
+    (work / "crlnumber").write_text("01\n")
+    (work / "ca.cnf").write_text("[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\ncrlnumber=crlnumber\n"
+                                 "default_md=sha256\ndefault_crl_days=30\n")
+    openssl("ca", "-config", "ca.cnf", "-revoke", "revoked.crt", "-keyfile", "ca.key", "-cert", "ca.crt", cwd=work)
+    openssl("ca", "-config", "ca.cnf", "-gencrl", "-keyfile", "ca.key", "-cert", "ca.crt", "-out", "ca.crl",
+            cwd=work)
+
+
+class TlsMember:
+    """An HTTPS member on 127.0.0.1 (certificate member.internal from the test CA) that requires
+    a client certificate from the same CA and answers JSON: the client certificate's CN and the
+    TLS version it was reached with."""
+
+    def __init__(self, work: Path):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(work / "member.crt", work / "member.key")
+        ctx.load_verify_locations(work / "ca.crt")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                peer = self.connection.getpeercert() or {}
+                cn = [v for rdn in peer.get("subject", ()) for k, v in rdn if k == "commonName"]
+                body = json.dumps({"client_cn": cn, "version": self.connection.version()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = super().get_request()
+                return ctx.wrap_socket(sock, server_side=True), addr
+
+            def handle_error(self, request, client_address):
+                pass  # failed handshakes are part of the test
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def curl(work: Path, vip: str, port: int, *args: str, host: str = "www.example.com",
@@ -90,7 +162,8 @@ def test_terminated_https_on_haproxy_with_the_real_clients():
     work = Path(tempfile.mkdtemp(prefix="statera-tls-"))
     try:
         make_pki(work)
-        with start_statera(auth_args=BUILTIN) as server, http_members("a") as (member,):
+        with start_statera(auth_args=BUILTIN) as server, http_members("a") as (member,), \
+                TlsMember(work) as tls_member:
             clouds = server.data_dir / "data" / "clouds.yaml"
 
             def admin(*args: str, expect_ok: bool = True) -> str:
@@ -103,6 +176,9 @@ def test_terminated_https_on_haproxy_with_the_real_clients():
             wild = store("wild", "--file", str(work / "wild.p12"))
             ca = store("client-ca", "--payload", (work / "ca.crt").read_text(),
                        "--payload-content-type", "text/plain")
+            crl = store("client-crl", "--payload", (work / "ca.crl").read_text(),
+                        "--payload-content-type", "text/plain")
+            lb_client = store("lb-client", "--file", str(work / "client.p12"))
 
             lb = yaml.safe_load(admin("loadbalancer", "create", "--name", "tls", "--provider", "haproxy",
                                       "--vip-subnet-id", "host-subnet", "--wait", "-f", "yaml"))
@@ -112,6 +188,7 @@ def test_terminated_https_on_haproxy_with_the_real_clients():
                 "loadbalancer", "listener", "create", "--name", "https", "--protocol", "TERMINATED_HTTPS",
                 "--protocol-port", str(port), "--default-tls-container-ref", www,
                 "--sni-container-refs", wild, "--client-ca-tls-container-ref", ca,
+                "--client-crl-container-ref", crl,
                 "--client-authentication", "OPTIONAL", "--tls-version", "TLSv1.2", "--tls-version", "TLSv1.3",
                 "--alpn-protocol", "h2", "--alpn-protocol", "http/1.1",
                 "--hsts-max-age", "31536000", "--hsts-include-subdomains",
@@ -157,12 +234,61 @@ def test_terminated_https_on_haproxy_with_the_real_clients():
             h = {k.lower(): v for k, v in json.loads(got.stdout)["headers"].items()}
             assert h["x-ssl-client-has-cert"] == "0" and "admin" not in h.get("x-ssl-client-cn", ""), h
 
+            # A revoked client certificate (in the CRL) is refused at the handshake.
+            revoked = curl(work, vip, port, "--cert", str(work / "revoked.crt"), "--key",
+                           str(work / "revoked.key"), check=False)
+            assert revoked.returncode != 0, revoked.stdout
+
+            # An L7 rule on the client certificate: without one, REJECT (403).
+            policy = yaml.safe_load(admin("loadbalancer", "l7policy", "create", "--action", "REJECT",
+                                          listener["id"], "--wait", "-f", "yaml"))
+            admin("loadbalancer", "l7rule", "create", "--type", "SSL_CONN_HAS_CERT", "--compare-type",
+                  "EQUAL_TO", "--value", "True", "--invert", policy["id"], "--wait")
+            assert curl(work, vip, port, "-o", "/dev/null", "-w", "%{http_code}").stdout == "403"
+            got = curl(work, vip, port, "--cert", str(work / "client.crt"), "--key", str(work / "client.key"))
+            assert json.loads(got.stdout)["member"] == "a"
+            admin("loadbalancer", "l7policy", "delete", policy["id"])
+
+            # Re-encryption: a plain HTTP listener whose pool speaks TLS to a member that
+            # requires a client certificate; the member is verified against the CA.
+            plain = yaml.safe_load(admin("loadbalancer", "listener", "create", "--protocol", "HTTP",
+                                         "--protocol-port", "8080", lb["id"], "--wait", "-f", "yaml"))
+            tls_pool = yaml.safe_load(admin(
+                "loadbalancer", "pool", "create", "--protocol", "HTTP", "--lb-algorithm", "ROUND_ROBIN",
+                "--listener", plain["id"], "--enable-tls", "--tls-container-ref", lb_client,
+                "--ca-tls-container-ref", ca, "--tls-version", "TLSv1.2", "--tls-version", "TLSv1.3",
+                "--wait", "-f", "yaml"))
+            admin("loadbalancer", "member", "create", "--address", "127.0.0.1", "--protocol-port",
+                  str(tls_member.port), tls_pool["id"], "--wait")
+            got = subprocess.run(["curl", "-sS", "--max-time", "10", f"http://{vip}:8080/"],
+                                 capture_output=True, text=True, timeout=CURL_TIMEOUT)
+            assert got.returncode == 0, got.stderr
+            seen = json.loads(got.stdout)
+            assert seen["client_cn"] == ["tenant-client"], seen
+            assert seen["version"] in ("TLSv1.2", "TLSv1.3"), seen
+
             # MANDATORY: a client without a certificate is refused at the handshake.
             admin("loadbalancer", "listener", "set", "--client-authentication", "MANDATORY",
                   listener["id"], "--wait")
             refused = curl(work, vip, port, check=False)
             assert refused.returncode != 0, refused.stdout
             curl(work, vip, port, "--cert", str(work / "client.crt"), "--key", str(work / "client.key"))
+
+            # A certificate deleted from the key manager: the next change (of another listener)
+            # serves the load balancer without the listener that named it (ERROR), never the
+            # whole load balancer down.
+            admin("secret", "delete", wild)
+            admin("loadbalancer", "listener", "set", "--name", "plain-renamed", plain["id"], "--wait")
+            assert yaml.safe_load(admin("loadbalancer", "show", lb["id"], "-f", "yaml"))[
+                "provisioning_status"] == "ACTIVE"
+            deadline = time.monotonic() + 30
+            while yaml.safe_load(admin("loadbalancer", "listener", "show", listener["id"], "-f", "yaml"))[
+                    "operating_status"] != "ERROR":
+                assert time.monotonic() < deadline, "the listener with a deleted certificate is not ERROR"
+                time.sleep(0.5)
+            got = subprocess.run(["curl", "-sS", "--max-time", "10", f"http://{vip}:8080/"],
+                                 capture_output=True, text=True, timeout=CURL_TIMEOUT)
+            assert got.returncode == 0 and json.loads(got.stdout)["client_cn"] == ["tenant-client"], got
 
             # Keys on disk: readable by their owner only.
             tls_root = server.data_dir / "data" / "haproxy" / lb["id"] / "tls"

@@ -1120,6 +1120,32 @@ async fn certificate_references_are_read_with_the_callers_rights() {
         r.fault(),
         format!("Could not retrieve certificate: ['{theirs}']")
     );
+    // Even when its read ACL names the caller: a load balancer reads its certificates as
+    // its own project, which could never read this one.
+    let path = theirs.split(KM).nth(1).unwrap().to_string();
+    json_req(
+        &h,
+        BOB,
+        "PUT",
+        &format!("{KM}{path}/acl"),
+        json!({"read": {"users": ["tina"]}}),
+    )
+    .await
+    .expect(200);
+    let id = path.rsplit('/').next().unwrap().to_string();
+    get(
+        &h,
+        TINA,
+        &format!("{KM}/secrets/{id}/payload"),
+        "application/octet-stream",
+    )
+    .await
+    .expect(200);
+    let r = https_listener(&h, &lb, 443, json!({"default_tls_container_ref": theirs})).await;
+    assert_eq!(
+        r.fault(),
+        format!("Could not retrieve certificate: ['{theirs}']")
+    );
     // So does a bare made-up reference, listed with it.
     let made_up = format!("http://statera.test:9876{KM}/secrets/{}", Uuid::new_v4());
     let r = https_listener(

@@ -245,6 +245,43 @@ pub struct PoolConfig {
     pub session_persistence: Option<SessionPersistenceConfig>,
     pub members: Vec<MemberConfig>,
     pub health_monitor: Option<HealthMonitorConfig>,
+    /// `tls_enabled`: connections to members (and HTTPS/TLS-HELLO checks)
+    /// over TLS with these settings. `None`: plain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PoolTls>,
+}
+
+/// How a pool speaks TLS to its members (re-encryption).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolTls {
+    /// Set when the controller could not read the pool's references: the
+    /// pool must not be served (and never in plain text instead).
+    pub unreadable: Option<String>,
+    /// The certificate shown to members that ask for one.
+    pub client_certificate: Option<TlsCertificate>,
+    /// Members are verified against these PEM CAs; `None`: not verified
+    /// (Octavia's behaviour without `ca_tls_container_ref`).
+    pub ca_pem: Option<String>,
+    pub crl_pem: Option<String>,
+    /// Empty: the data plane's defaults.
+    pub versions: Vec<TlsVersion>,
+    pub ciphers: Option<String>,
+    pub alpn_protocols: Vec<AlpnProtocol>,
+}
+
+impl PoolTls {
+    /// A pool whose references could not be read, and why.
+    pub fn unreadable(why: String) -> PoolTls {
+        PoolTls {
+            unreadable: Some(why),
+            client_certificate: None,
+            ca_pem: None,
+            crl_pem: None,
+            versions: Vec::new(),
+            ciphers: None,
+            alpn_protocols: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

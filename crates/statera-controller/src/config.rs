@@ -157,6 +157,8 @@ pub fn build(s: &State, lb: &LoadBalancer, version: u64) -> LbConfig {
                     http_version: h.http_version,
                     domain_name: h.domain_name.clone(),
                 }),
+            // Filled by the controller, which holds the key manager.
+            tls: None,
         })
         .collect();
     LbConfig {

@@ -204,6 +204,37 @@ impl Controller {
     /// the plumbing its agent builds (recorded as sent).
     fn build(&mut self, s: &State, lb: &LoadBalancer, version: u64) -> LbConfig {
         let mut cfg = config::build(s, lb, version);
+        if cfg
+            .listeners
+            .iter()
+            .any(|l| l.protocol == ListenerProtocol::TerminatedHttps)
+            || cfg
+                .pools
+                .iter()
+                .any(|p| s.pools.get(&p.id).is_some_and(|p| p.tls_enabled))
+        {
+            // Reading certificates may wait for a child process or a key
+            // derivation: not on the async worker, where it would hold up
+            // other tasks (a current-thread runtime, in tests, just waits).
+            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                    tokio::task::block_in_place(|| self.add_tls(s, lb, &mut cfg))
+                }
+                _ => self.add_tls(s, lb, &mut cfg),
+            }
+        }
+        cfg.vip.namespace = self.network.as_ref().and_then(|n| n.namespace_for(s, lb));
+        cfg.vip.plumbing = self.network.as_ref().and_then(|n| n.plumbing_for(s, lb));
+        match &cfg.vip.plumbing {
+            Some(p) => self.plumbed.insert(lb.id, p.clone()),
+            None => self.plumbed.remove(&lb.id),
+        };
+        cfg
+    }
+
+    /// TERMINATED_HTTPS listeners' and TLS pools' certificates, from the
+    /// key manager.
+    fn add_tls(&mut self, s: &State, lb: &LoadBalancer, cfg: &mut LbConfig) {
         for l in &mut cfg.listeners {
             if l.protocol != ListenerProtocol::TerminatedHttps {
                 continue;
@@ -219,13 +250,21 @@ impl Controller {
                 }
             }
         }
-        cfg.vip.namespace = self.network.as_ref().and_then(|n| n.namespace_for(s, lb));
-        cfg.vip.plumbing = self.network.as_ref().and_then(|n| n.plumbing_for(s, lb));
-        match &cfg.vip.plumbing {
-            Some(p) => self.plumbed.insert(lb.id, p.clone()),
-            None => self.plumbed.remove(&lb.id),
-        };
-        cfg
+        for p in &mut cfg.pools {
+            let Some(pool) = s.pools.get(&p.id).filter(|p| p.tls_enabled) else {
+                continue;
+            };
+            let tls = match &mut self.certificates {
+                Some(certs) => certs.pool(s, &lb.project_id, pool),
+                None => {
+                    statera_config::PoolTls::unreadable("this controller has no key manager".into())
+                }
+            };
+            if let Some(why) = &tls.unreadable {
+                tracing::warn!(lb = %lb.id, pool = %p.id, %why, "TLS pool cannot be served");
+            }
+            p.tls = Some(tls);
+        }
     }
 
     /// With agents and the `netns` driver, after store changes: sends the
@@ -801,7 +840,8 @@ pub async fn apply_leaving_out(
             }) if may_leave_out(id) && cfg.listeners.iter().any(|l| l.id == id) => {
                 tracing::error!(
                     lb = %cfg.lb_id, listener = %id, %address, %reason,
-                    "the listener cannot bind: its load balancer is served without it \
+                    "the listener cannot be served (its socket cannot be bound, or its \
+                     certificates no longer read): its load balancer is served without it \
                      (operating_status ERROR) and it is tried again later"
                 );
                 left_out.insert(id, format!("cannot bind {address}: {reason}"));

@@ -162,6 +162,7 @@ fn config(lb: usize) -> LbConfig {
                     http_version: None,
                     domain_name: None,
                 }),
+                tls: None,
             }
         })
         .collect();

@@ -584,6 +584,7 @@ mod tests {
                 session_persistence: None,
                 members: Vec::new(),
                 health_monitor: None,
+                tls: None,
             })
             .collect();
         let config = LbConfig {

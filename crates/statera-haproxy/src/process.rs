@@ -224,7 +224,9 @@ impl Master {
             .arg("-p")
             .arg(&paths.pid_file)
             .arg("-S")
-            .arg(format!("unix@{MASTER_SOCKET}"));
+            // Owner only: through the master CLI the workers answer at
+            // admin level (`dump ssl cert` prints private keys).
+            .arg(format!("unix@{MASTER_SOCKET},mode,600"));
         // A HAProxy left by an earlier run still holds the listening sockets
         // and nothing else may bind them (`noreuseport`): the new one takes
         // them from its stats socket (`expose-fd listeners`), as a reload

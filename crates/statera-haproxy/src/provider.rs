@@ -9,6 +9,7 @@ use statera_config::{
     MemberReport, PoolReport, ReportSender, StatusReport,
 };
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -246,7 +247,12 @@ impl HaproxyProvider {
 
         // A new load balancer (for this provider instance).
         let stale = process::stale_master(&paths);
-        let started = match std::fs::create_dir_all(&paths.dir) {
+        // Owner only: it holds the sockets and, with TLS, private keys.
+        let made = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&paths.dir);
+        let started = match made {
             Err(e) => Err(DataPlaneError::Other(format!(
                 "cannot create {}: {e}",
                 paths.dir.display()
@@ -334,6 +340,7 @@ impl Lb {
             .map_err(|e| io(&format!("cannot write {}", paths.candidate.display()), e))?;
         if let Err(message) = process::check_config(&inner.options.binary, &paths.candidate).await {
             let _ = std::fs::remove_file(&paths.candidate);
+            files.forget_unless_served(&run.text);
             return Err(DataPlaneError::Other(format!(
                 "haproxy refused the configuration: {message}"
             )));
@@ -386,6 +393,7 @@ impl Lb {
                 if !run.text.is_empty() {
                     let _ = std::fs::write(&paths.config, &run.text);
                 }
+                files.forget_unless_served(&run.text);
                 Err(load_error(error))
             }
         }
@@ -519,7 +527,6 @@ impl Files {
     /// Writes them (directories 0700, files 0600: they hold private keys),
     /// each whole.
     fn write(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt as _;
         for f in &self.tls {
             if let Some(parent) = f.path.parent() {
                 std::fs::DirBuilder::new()
@@ -530,6 +537,15 @@ impl Files {
             statera_config::write_private(&f.path, &f.contents)?;
         }
         Ok(())
+    }
+
+    /// After a configuration was refused: its certificate directory goes,
+    /// unless the configuration in service (`served`, its text) names it.
+    fn forget_unless_served(&self, served: &str) {
+        let named = self.tls_dir.to_str().is_some_and(|d| served.contains(d));
+        if !self.tls.is_empty() && !named {
+            let _ = std::fs::remove_dir_all(&self.tls_dir);
+        }
     }
 
     /// Once HAProxy serves this configuration (it read its files when it

@@ -63,7 +63,7 @@ pub fn render(config: &LbConfig, options: &RenderOptions) -> Result<String, Data
     }
     for listener in &served {
         for pool in pools_of(config, listener) {
-            render_backend(&mut out, config.vip.address, listener, pool, options)?;
+            render_backend(&mut out, config, listener, pool, options)?;
         }
     }
     Ok(out)
@@ -91,12 +91,16 @@ pub fn served_listeners(config: &LbConfig) -> Result<Vec<&ListenerConfig>, DataP
             }
             ListenerProtocol::TerminatedHttps => {
                 if listener.tls.is_none() {
-                    return Err(DataPlaneError::Other(format!(
-                        "TERMINATED_HTTPS listener {}: its certificates could not be read from \
-                         the key manager (a reference deleted, expired or no longer the \
-                         project's; the controller's log says which)",
-                        listener.id
-                    )));
+                    // This listener only: the controller serves the load
+                    // balancer without it (ERROR) and tries it again later.
+                    return Err(unservable(
+                        config,
+                        listener,
+                        "its certificates could not be read from the key manager (a reference \
+                         deleted, expired or no longer the project's; the controller's log says \
+                         which)"
+                            .into(),
+                    ));
                 }
             }
             ListenerProtocol::Prometheus => {
@@ -124,6 +128,18 @@ pub fn served_listeners(config: &LbConfig) -> Result<Vec<&ListenerConfig>, DataP
         served.push(listener);
     }
     Ok(served)
+}
+
+/// `listener` cannot be served as configured though the rest can: the same
+/// answer as a socket that cannot be bound, so the controller leaves out
+/// this listener (operating status ERROR) where the change is not about it,
+/// and tries it again later.
+fn unservable(config: &LbConfig, listener: &ListenerConfig, reason: String) -> DataPlaneError {
+    DataPlaneError::Bind {
+        address: socket_addr(SocketAddr::new(config.vip.address, listener.protocol_port)),
+        reason,
+        listener: Some(listener.id),
+    }
 }
 
 /// The enabled pools `listener` sends traffic to: its default pool, then
@@ -504,11 +520,26 @@ pub fn quote(value: &str) -> Result<String, DataPlaneError> {
 
 fn render_backend(
     out: &mut String,
-    vip: IpAddr,
+    config: &LbConfig,
     listener: &ListenerConfig,
     pool: &PoolConfig,
     options: &RenderOptions,
 ) -> Result<(), DataPlaneError> {
+    let vip = config.vip.address;
+    let server_tls = match &pool.tls {
+        Some(t) => match &t.unreadable {
+            Some(why) => {
+                let why = format!("its pool {} (tls_enabled): {why}", pool.id);
+                return Err(unservable(config, listener, why));
+            }
+            None => Some(tls::server_options(
+                pool,
+                t,
+                &tls::tls_dir(config, &options.dir),
+            )?),
+        },
+        None => None,
+    };
     let mode = mode(listener);
     let t = &listener.timeouts;
     let _ = writeln!(out, "backend {}", backend_name(pool.id, listener.id));
@@ -578,7 +609,7 @@ fn render_backend(
             .as_ref()
             .is_some_and(|sp| sp.kind == SessionPersistenceType::HttpCookie);
     for member in &pool.members {
-        let mut line = server_line(member, monitor, cookies, proxy);
+        let mut line = server_line(member, monitor, cookies, proxy, server_tls.as_deref());
         // Members see the VIP as the source (`statera_config::member_source`),
         // health checks included.
         if let Some(source) = statera_config::member_source(vip, member.address) {
@@ -699,6 +730,7 @@ fn server_line(
     monitor: Option<&HealthMonitorConfig>,
     cookies: bool,
     proxy: Option<&str>,
+    tls: Option<&str>,
 ) -> String {
     let mut line = format!(
         "server {} {} weight {}",
@@ -720,12 +752,22 @@ fn server_line(
         if let Some(port) = member.monitor_port {
             let _ = write!(line, " port {port}");
         }
-        if matches!(
+        let tls_check = matches!(
             hm.kind,
             HealthMonitorType::Https | HealthMonitorType::TlsHello
-        ) {
-            line.push_str(" check-ssl verify none");
+        );
+        match tls {
+            // A pool over TLS: checks go over the server's own TLS settings
+            // (`check-ssl` only when they go to another port, where HAProxy
+            // would check in clear).
+            Some(_) if tls_check && member.monitor_port.is_some() => line.push_str(" check-ssl"),
+            Some(_) => {}
+            None if tls_check => line.push_str(" check-ssl verify none"),
+            None => {}
         }
+    }
+    if let Some(tls) = tls {
+        line.push_str(tls);
     }
     if cookies {
         let _ = write!(line, " cookie {}", member.id);

@@ -36,7 +36,7 @@ pub const MAX_KDF_ITERATIONS: u64 = 600_000;
 /// The most certificates one chain or CA bundle holds.
 pub const MAX_CERTS: usize = 16;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CertError {
     /// Octavia's `UnreadablePKCS12` detail.
     #[error("{0}")]
@@ -57,6 +57,55 @@ pub enum CertError {
     TooCostly(String),
     #[error("more than {MAX_CERTS} certificates")]
     TooMany,
+}
+
+/// What a certificate reference holds, before it is read: a PKCS#12 bundle
+/// or a certificate container's PEM parts.
+#[derive(Clone, Copy)]
+pub enum CertInput<'a> {
+    Pkcs12(&'a [u8]),
+    Pem {
+        cert: &'a [u8],
+        key: &'a [u8],
+        passphrase: Option<&'a [u8]>,
+        intermediates: Option<&'a [u8]>,
+    },
+}
+
+impl CertInput<'_> {
+    /// Reads it: a PKCS#12 bundle as `how` says (a child process for
+    /// tenants' bundles), PEM parts here (their key derivation is bounded
+    /// by [`kdf_work`]).
+    pub fn read(self, how: &Isolation) -> Result<CertBundle, CertError> {
+        match self {
+            CertInput::Pkcs12(data) => read_pkcs12(data, how),
+            CertInput::Pem {
+                cert,
+                key,
+                passphrase,
+                intermediates,
+            } => from_pem(cert, key, passphrase, intermediates),
+        }
+    }
+
+    /// Its parts, each once, in a fixed order (what a digest of it covers).
+    pub fn parts(&self) -> [Option<&[u8]>; 5] {
+        match *self {
+            CertInput::Pkcs12(data) => [Some(b"pkcs12"), Some(data), None, None, None],
+            CertInput::Pem {
+                cert,
+                key,
+                passphrase,
+                intermediates,
+            } => [
+                Some(b"pem"),
+                Some(cert),
+                Some(key),
+                passphrase,
+                intermediates,
+            ],
+        }
+    }
 }
 
 /// A certificate chain (leaf first) and its private key, checked.

@@ -300,6 +300,7 @@ pub fn pool(members: Vec<MemberConfig>) -> PoolConfig {
         session_persistence: None,
         members,
         health_monitor: None,
+        tls: None,
     }
 }
 

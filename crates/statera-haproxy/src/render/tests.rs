@@ -68,6 +68,7 @@ fn pool(n: u128, protocol: PoolProtocol) -> PoolConfig {
         session_persistence: None,
         members: vec![member(M1, 80), member(M2, 81)],
         health_monitor: None,
+        tls: None,
     }
 }
 
@@ -986,7 +987,7 @@ fn terminated_https_binds_with_its_certificates_and_settings() {
     assert!(front.contains(&"mode http".to_string()), "{front:?}");
     let bind = format!(
         "bind 192.0.2.10:443 ssl crt-list {} ca-file {} verify required crl-file {} \
-         ssl-min-ver TLSv1.0 ssl-max-ver TLSv1.3 no-tlsv11 no-tlsv12 \
+         ssl-min-ver TLSv1.0 ssl-max-ver TLSv1.3 \
          ciphers ECDHE-ECDSA-AES256-GCM-SHA384:!aNULL alpn h2,http/1.1",
         ldir.join("crt-list").display(),
         ldir.join("client-ca.pem").display(),
@@ -1070,13 +1071,83 @@ fn terminated_https_directories_follow_the_certificates_only() {
     // Unreadable certificates (none in the configuration): refused, saying so.
     let mut d = a.clone();
     d.listeners[0].tls = None;
-    let err = render(&d, &options()).unwrap_err().to_string();
-    assert!(
-        err.contains("could not be read from the key manager"),
-        "{err}"
-    );
+    // This listener only is refused, as one that cannot bind (the controller serves the rest).
+    match render(&d, &options()) {
+        Err(DataPlaneError::Bind {
+            listener, reason, ..
+        }) => {
+            assert_eq!(listener, Some(id(L1)));
+            assert!(
+                reason.contains("could not be read from the key manager"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     // Cipher strings cannot break out of the bind line.
     let mut e = a.clone();
     e.listeners[0].tls.as_mut().unwrap().ciphers = Some("AES128 crt /etc/x".into());
     assert!(render(&e, &options()).is_err());
+}
+
+#[test]
+fn pools_over_tls_verify_their_members_and_check_over_the_same_tls() {
+    use statera_config::{PoolTls, PrivateKeyPem, TlsCertificate};
+    let mut p = pool(P1, PoolProtocol::Http);
+    p.tls = Some(PoolTls {
+        unreadable: None,
+        client_certificate: Some(TlsCertificate {
+            reference: "r".into(),
+            chain_pem: "CHAIN\n".into(),
+            key_pem: PrivateKeyPem("KEY\n".into()),
+            names: vec!["lb".into()],
+        }),
+        ca_pem: Some("CA".into()),
+        crl_pem: Some("CRL".into()),
+        versions: vec![statera_model::TlsVersion::TlsV1_2],
+        ciphers: None,
+        alpn_protocols: vec![statera_model::AlpnProtocol::Http11],
+    });
+    p.health_monitor = Some(monitor(HealthMonitorType::Https));
+    let cfg = config(vec![listener(L1, ListenerProtocol::Http, 80)], vec![p]);
+    let text = rendered(&cfg);
+    let pdir = tls::tls_dir(&cfg, &options().dir).join(format!("pool-{}", id(P1)));
+    let back = section(&text, &format!("backend {}", backend_name(id(P1), id(L1))));
+    let server = back.iter().find(|l| l.starts_with("server ")).unwrap();
+    let want = format!(
+        " ssl verify required ca-file {} crl-file {} crt {} ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.2 alpn http/1.1",
+        pdir.join("ca.pem").display(),
+        pdir.join("crl.pem").display(),
+        pdir.join("client.pem").display()
+    );
+    assert!(server.contains(&want), "{server}\nshould hold {want}");
+    // The HTTPS check uses the server's TLS, not an unverified one of its own.
+    assert!(!server.contains("verify none"), "{server}");
+    let files = tls::tls_files(&cfg, &tls::tls_dir(&cfg, &options().dir));
+    let client = files
+        .iter()
+        .find(|f| f.path == pdir.join("client.pem"))
+        .unwrap();
+    assert_eq!(client.contents, "CHAIN\nKEY\n");
+    assert_eq!(files.len(), 3);
+
+    // Without a CA members are not verified (Octavia's behaviour).
+    let mut plain = cfg.clone();
+    let t = plain.pools[0].tls.as_mut().unwrap();
+    t.ca_pem = None;
+    t.crl_pem = None;
+    let server = section(
+        &rendered(&plain),
+        &format!("backend {}", backend_name(id(P1), id(L1))),
+    )
+    .into_iter()
+    .find(|l| l.starts_with("server "))
+    .unwrap();
+    assert!(server.contains(" ssl verify none crt "), "{server}");
+
+    // References that did not read: refused, never served in plain text.
+    let mut bad = cfg.clone();
+    bad.pools[0].tls = Some(PoolTls::unreadable("certificate r: gone".into()));
+    let err = render(&bad, &options()).unwrap_err().to_string();
+    assert!(err.contains("tls_enabled") && err.contains("gone"), "{err}");
 }

@@ -1,6 +1,6 @@
-//! TERMINATED_HTTPS: the files HAProxy reads (certificates with their keys,
-//! a crt-list, client CA and CRL) and the `bind` options and headers that
-//! name them.
+//! TERMINATED_HTTPS and pools over TLS: the files HAProxy reads
+//! (certificates with their keys, a crt-list, CAs and CRLs) and the `bind`
+//! and `server` options and headers that name them.
 //!
 //! The files of one set of certificates live in a directory named after
 //! their contents (`<lb dir>/tls/<digest>/<listener>/`): the rendered text
@@ -9,37 +9,76 @@
 //! files of the configuration being served are never rewritten under it.
 
 use super::quote;
-use statera_config::{ClientCertHeaders, DataPlaneError, LbConfig, ListenerConfig, ListenerTls};
+use statera_config::{
+    ClientCertHeaders, DataPlaneError, LbConfig, ListenerConfig, ListenerTls, PoolConfig, PoolTls,
+};
 use statera_model::{AlpnProtocol, ClientAuthentication, TlsVersion};
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 /// One file HAProxy reads; every one is written readable by its owner only
 /// (they hold private keys, or sit beside them).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TlsFile {
     pub path: PathBuf,
     pub contents: String,
 }
 
+impl std::fmt::Debug for TlsFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Its contents may be a private key.
+        f.debug_struct("TlsFile")
+            .field("path", &self.path)
+            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
+            .finish()
+    }
+}
+
 /// The directory of `config`'s certificate files under the load balancer's
 /// directory `lb_dir`: named by a digest of what they hold.
 pub fn tls_dir(config: &LbConfig, lb_dir: &Path) -> PathBuf {
-    // The same in every process of one build (a new build may name the
-    // directory differently: one reload); it names a directory and guards
-    // nothing.
-    let mut h = std::hash::DefaultHasher::new();
-    for l in tls_listeners(config) {
-        l.0.id.hash(&mut h);
-        for c in &l.1.certificates {
-            c.chain_pem.hash(&mut h);
-            c.key_pem.0.hash(&mut h);
+    // SHA-256: tenants choose what is hashed, and two sets of certificates
+    // must never share a directory.
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut add = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    for (l, tls) in tls_listeners(config) {
+        add(l.id.as_bytes());
+        for c in &tls.certificates {
+            add(c.chain_pem.as_bytes());
+            add(c.key_pem.0.as_bytes());
         }
-        l.1.client_ca_pem.hash(&mut h);
-        l.1.client_crl_pem.hash(&mut h);
+        add(tls.client_ca_pem.as_deref().unwrap_or("-").as_bytes());
+        add(tls.client_crl_pem.as_deref().unwrap_or("-").as_bytes());
     }
-    lb_dir.join("tls").join(format!("{:016x}", h.finish()))
+    for (p, tls) in tls_pools(config) {
+        add(p.id.as_bytes());
+        if let Some(c) = &tls.client_certificate {
+            add(c.chain_pem.as_bytes());
+            add(c.key_pem.0.as_bytes());
+        }
+        add(tls.ca_pem.as_deref().unwrap_or("-").as_bytes());
+        add(tls.crl_pem.as_deref().unwrap_or("-").as_bytes());
+    }
+    let digest = h.finish();
+    let name: String = digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    lb_dir.join("tls").join(name)
+}
+
+fn tls_pools(config: &LbConfig) -> impl Iterator<Item = (&PoolConfig, &PoolTls)> {
+    config
+        .pools
+        .iter()
+        .filter_map(|p| p.tls.as_ref().map(|t| (p, t)))
+}
+
+fn pool_dir(dir: &Path, pool: &PoolConfig) -> PathBuf {
+    dir.join(format!("pool-{}", pool.id))
 }
 
 fn tls_listeners(config: &LbConfig) -> impl Iterator<Item = (&ListenerConfig, &ListenerTls)> {
@@ -87,7 +126,71 @@ pub fn tls_files(config: &LbConfig, dir: &Path) -> Vec<TlsFile> {
             });
         }
     }
+    for (p, tls) in tls_pools(config) {
+        let pdir = pool_dir(dir, p);
+        if let Some(c) = &tls.client_certificate {
+            files.push(TlsFile {
+                path: pdir.join("client.pem"),
+                contents: format!("{}{}", c.chain_pem, c.key_pem.0),
+            });
+        }
+        if let Some(ca) = &tls.ca_pem {
+            files.push(TlsFile {
+                path: pdir.join("ca.pem"),
+                contents: ca.clone(),
+            });
+        }
+        if let Some(crl) = &tls.crl_pem {
+            files.push(TlsFile {
+                path: pdir.join("crl.pem"),
+                contents: crl.clone(),
+            });
+        }
+    }
     files
+}
+
+/// What a `server` line of a pool over TLS adds: `ssl`, the member verified
+/// against the pool's CA (and CRL) or not at all without one (as in
+/// Octavia), the client certificate, versions, ciphers, ALPN. Health checks
+/// of such a server go over the same TLS.
+pub fn server_options(
+    pool: &PoolConfig,
+    tls: &PoolTls,
+    dir: &Path,
+) -> Result<String, DataPlaneError> {
+    if let Some(why) = &tls.unreadable {
+        return Err(DataPlaneError::Other(format!(
+            "pool {} (tls_enabled): {why}",
+            pool.id
+        )));
+    }
+    let pdir = pool_dir(dir, pool);
+    let mut out = String::from(" ssl");
+    match &tls.ca_pem {
+        Some(_) => {
+            let _ = write!(
+                out,
+                " verify required ca-file {}",
+                pdir.join("ca.pem").display()
+            );
+            if tls.crl_pem.is_some() {
+                let _ = write!(out, " crl-file {}", pdir.join("crl.pem").display());
+            }
+        }
+        None => out.push_str(" verify none"),
+    }
+    if tls.client_certificate.is_some() {
+        let _ = write!(out, " crt {}", pdir.join("client.pem").display());
+    }
+    versions(&mut out, &tls.versions);
+    ciphers(
+        &mut out,
+        tls.ciphers.as_deref(),
+        &format!("pool {}", pool.id),
+    )?;
+    alpn(&mut out, &tls.alpn_protocols);
+    Ok(out)
 }
 
 /// What follows `bind <address>` for a TERMINATED_HTTPS listener.
@@ -112,41 +215,58 @@ pub fn bind_options(
             let _ = write!(out, " crl-file {}", ldir.join("client-crl.pem").display());
         }
     }
-    let versions: Vec<&str> = tls.versions.iter().map(|v| version(*v)).collect();
-    if let (Some(min), Some(max)) = (
-        tls.versions.iter().min_by_key(|v| rank(**v)),
-        tls.versions.iter().max_by_key(|v| rank(**v)),
-    ) {
-        let _ = write!(
-            out,
-            " ssl-min-ver {} ssl-max-ver {}",
-            version(*min),
-            version(*max)
-        );
-        // A version between them that is not listed is refused too.
-        for v in ALL_VERSIONS {
-            if rank(v) > rank(*min) && rank(v) < rank(*max) && !versions.contains(&version(v)) {
-                let _ = write!(out, " {}", no_version(v));
-            }
-        }
-    }
-    if let Some(ciphers) = &tls.ciphers {
-        if !ciphers
+    versions(&mut out, &tls.versions);
+    ciphers(
+        &mut out,
+        tls.ciphers.as_deref(),
+        &format!("listener {}", listener.id),
+    )?;
+    alpn(&mut out, &tls.alpn_protocols);
+    Ok(out)
+}
+
+/// `ssl-min-ver`/`ssl-max-ver` around the listed versions. A version
+/// between them that is not listed is accepted too: HAProxy ignores its
+/// `no-tlsv1x` words once a minimum or maximum is set, and OpenSSL only
+/// knows a range (Octavia's rendering ends the same way).
+fn versions(out: &mut String, listed: &[TlsVersion]) {
+    let (Some(min), Some(max)) = (
+        listed.iter().min_by_key(|v| rank(**v)),
+        listed.iter().max_by_key(|v| rank(**v)),
+    ) else {
+        return;
+    };
+    let _ = write!(
+        out,
+        " ssl-min-ver {} ssl-max-ver {}",
+        version(*min),
+        version(*max)
+    );
+}
+
+/// An OpenSSL cipher string, which cannot leave its word of the line.
+fn ciphers(out: &mut String, ciphers: Option<&str>, owner: &str) -> Result<(), DataPlaneError> {
+    let Some(ciphers) = ciphers else {
+        return Ok(());
+    };
+    if ciphers.is_empty()
+        || !ciphers
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b":-_+!@=.".contains(&b))
-        {
-            return Err(DataPlaneError::Unsupported(format!(
-                "tls_ciphers of listener {} holds characters no OpenSSL cipher string has",
-                listener.id
-            )));
-        }
-        let _ = write!(out, " ciphers {ciphers}");
+    {
+        return Err(DataPlaneError::Unsupported(format!(
+            "tls_ciphers of {owner} holds characters no OpenSSL cipher string has"
+        )));
     }
-    if !tls.alpn_protocols.is_empty() {
-        let alpn: Vec<&str> = tls.alpn_protocols.iter().map(|p| alpn(*p)).collect();
-        let _ = write!(out, " alpn {}", alpn.join(","));
+    let _ = write!(out, " ciphers {ciphers}");
+    Ok(())
+}
+
+fn alpn(out: &mut String, protocols: &[AlpnProtocol]) {
+    if !protocols.is_empty() {
+        let names: Vec<&str> = protocols.iter().map(|p| alpn_name(*p)).collect();
+        let _ = write!(out, " alpn {}", names.join(","));
     }
-    Ok(out)
 }
 
 /// The `http-request`/`http-response` lines of a TERMINATED_HTTPS listener:
@@ -221,17 +341,7 @@ fn version(v: TlsVersion) -> &'static str {
     }
 }
 
-fn no_version(v: TlsVersion) -> &'static str {
-    match v {
-        TlsVersion::SslV3 => "no-sslv3",
-        TlsVersion::TlsV1 => "no-tlsv10",
-        TlsVersion::TlsV1_1 => "no-tlsv11",
-        TlsVersion::TlsV1_2 => "no-tlsv12",
-        TlsVersion::TlsV1_3 => "no-tlsv13",
-    }
-}
-
-fn alpn(p: AlpnProtocol) -> &'static str {
+fn alpn_name(p: AlpnProtocol) -> &'static str {
     match p {
         AlpnProtocol::H2 => "h2",
         AlpnProtocol::Http11 => "http/1.1",

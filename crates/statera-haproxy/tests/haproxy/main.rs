@@ -465,6 +465,7 @@ async fn a_config_using_every_feature_passes_haproxy_check() {
                 kind: hm,
                 ..tcp_monitor()
             }),
+            tls: None,
         });
     }
     let rule = |kind, compare, key: Option<&str>, value: &str, invert| L7RuleConfig {

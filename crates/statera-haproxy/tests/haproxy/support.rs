@@ -378,6 +378,7 @@ pub fn http_lb(vip: IpAddr, port: u16, members: Vec<MemberConfig>) -> LbConfig {
             session_persistence: None,
             members,
             health_monitor: None,
+            tls: None,
         }],
     }
 }

@@ -12,7 +12,7 @@
 //! outside any write transaction.
 
 use super::*;
-use statera_tls::{CertBundle, CertError};
+use statera_tls::{CertBundle, CertError, CertInput};
 
 /// One reference of a request, by what it must hold.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,7 +58,12 @@ enum Failure {
 /// Who reads a reference.
 #[derive(Clone, Copy)]
 pub enum Reader<'a> {
-    /// A request's caller, with its rights (the API's checks).
+    /// A request's caller, with its rights (the API's checks), and only
+    /// objects of the caller's own project: a load balancer reads its
+    /// certificates as its project (`Project` below), so a reference to
+    /// another project's object that an ACL lets the caller read would
+    /// pass here and never serve. (Octavia reads those through its service
+    /// user's ACL entry; Statera has no such user.)
     Caller(&'a Context),
     /// The controller, for a load balancer of this project: objects the
     /// project owns, unexpired (what the API let the project's member
@@ -75,7 +80,9 @@ impl Reader<'_> {
         op: &str,
     ) -> Option<Arc<G>> {
         match self {
-            Reader::Caller(ctx) => guarded::<G>(ctx, s, id, rule, op).ok(),
+            Reader::Caller(ctx) => guarded::<G>(ctx, s, id, rule, op)
+                .ok()
+                .filter(|o| ctx.caller.project_id.as_deref() == Some(o.project())),
             Reader::Project(project) => s
                 .get::<G>(&id)
                 .filter(|o| o.project() == project && !o.expired(now())),
@@ -83,17 +90,17 @@ impl Reader<'_> {
     }
 }
 
-/// The certificate and key a reference names, as `reader` may read it; a
-/// PKCS#12 bundle is read by `read_pkcs12` (the key manager's isolated
-/// reader, or a cache in front of it).
+/// The certificate and key a reference names, as `reader` may read it,
+/// read by `read` (`CertInput::read` with the key manager's isolation, or a
+/// cache in front of it).
 pub fn certificate(
     reader: Reader<'_>,
     km: &KeyManager,
     s: &impl StoreRead,
     r: &str,
-    read_pkcs12: impl FnOnce(&[u8]) -> Result<CertBundle, CertError>,
+    read: impl FnOnce(CertInput<'_>) -> Result<CertBundle, CertError>,
 ) -> Result<CertBundle, ServiceError> {
-    certificate_inner(reader, km, s, r, read_pkcs12).map_err(|f| match f {
+    certificate_inner(reader, km, s, r, read).map_err(|f| match f {
         Failure::Unreadable => could_not_retrieve(&[r]),
         Failure::Own(e) => e,
     })
@@ -104,7 +111,7 @@ fn certificate_inner(
     km: &KeyManager,
     s: &impl StoreRead,
     r: &str,
-    read_pkcs12: impl FnOnce(&[u8]) -> Result<CertBundle, CertError>,
+    read: impl FnOnce(CertInput<'_>) -> Result<CertBundle, CertError>,
 ) -> Result<CertBundle, Failure> {
     let (container, id) = target(r).ok_or(Failure::Unreadable)?;
     let payload = |id: Uuid| -> Result<Vec<u8>, Failure> {
@@ -122,7 +129,7 @@ fn certificate_inner(
     };
     if !container {
         let bytes = payload(id)?;
-        return read_pkcs12(&bytes).map_err(|e| match e {
+        return read(CertInput::Pkcs12(&bytes)).map_err(|e| match e {
             CertError::Pkcs12(d) => Failure::Own(pkcs12_unreadable(d)),
             CertError::NoHostNames | CertError::TooCostly(_) => named(e),
             other => Failure::Own(pkcs12_unreadable(other)),
@@ -144,7 +151,13 @@ fn certificate_inner(
     let key = part("private_key")?.ok_or(Failure::Unreadable)?;
     let pass = part("private_key_passphrase")?;
     let inter = part("intermediates")?;
-    statera_tls::from_pem(&cert, &key, pass.as_deref(), inter.as_deref()).map_err(named)
+    read(CertInput::Pem {
+        cert: &cert,
+        key: &key,
+        passphrase: pass.as_deref(),
+        intermediates: inter.as_deref(),
+    })
+    .map_err(named)
 }
 
 /// Octavia's 400 for references it could not read.
@@ -182,7 +195,7 @@ pub fn check_refs(
     let mut unreadable: Vec<&str> = Vec::new();
     for r in refs {
         if let TlsRef::Certificate(r) = r {
-            let read = |b: &[u8]| statera_tls::read_pkcs12(b, &km.pkcs12);
+            let read = |input: CertInput<'_>| input.read(&km.pkcs12);
             match certificate_inner(Reader::Caller(ctx), km, s, r, read) {
                 Ok(_) => {}
                 Err(Failure::Unreadable) => unreadable.push(r),
