@@ -37,16 +37,21 @@ CURL_TIMEOUT = 20
 
 
 def make_pki(work: Path) -> None:
-    """ca.crt/ca.key; www (CN and SAN www.example.com), wild (*.sni.example) and client
-    certificates signed by it; www.p12 and wild.p12 without a password."""
+    """ca.crt/ca.key; www (CN and SAN www.example.com), wild (*.sni.example), client, member
+    (member.internal) and revoked certificates signed by it; www.p12, wild.p12 and client.p12
+    without a password; ca.crl revoking `revoked`."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
     openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=Statera Test CA",
             "-days", "30", "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=work)
+    server, client = "extendedKeyUsage=serverAuth\n", "extendedKeyUsage=clientAuth\n"
     for name, cn, ext in [
-        ("www", "www.example.com", "subjectAltName=DNS:www.example.com\nextendedKeyUsage=serverAuth\n"),
-        ("wild", "*.sni.example", "subjectAltName=DNS:*.sni.example\nextendedKeyUsage=serverAuth\n"),
-        ("client", "tenant-client", "extendedKeyUsage=clientAuth\n"),
+        ("www", "www.example.com", "subjectAltName=DNS:www.example.com\n" + server),
+        ("wild", "*.sni.example", "subjectAltName=DNS:*.sni.example\n" + server),
+        ("client", "tenant-client", client),
+        # A member's server certificate, and a client certificate revoked in the CA's CRL.
+        ("member", "member.internal", "subjectAltName=DNS:member.internal\n" + server),
+        ("revoked", "revoked-client", client),
     ]:
         (work / f"{name}.ext").write_text(ext)
         openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
@@ -56,16 +61,6 @@ def make_pki(work: Path) -> None:
     for name in ("www", "wild", "client"):
         openssl("pkcs12", "-export", "-inkey", f"{name}.key", "-in", f"{name}.crt", "-certfile", "ca.crt",
                 "-passout", "pass:", "-out", f"{name}.p12", cwd=work)
-    # A member's server certificate, and a client certificate revoked in the CA's CRL.
-    for name, cn, ext in [
-        ("member", "member.internal", "subjectAltName=DNS:member.internal\nextendedKeyUsage=serverAuth\n"),
-        ("revoked", "revoked-client", "extendedKeyUsage=clientAuth\n"),
-    ]:
-        (work / f"{name}.ext").write_text(ext)
-        openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
-                cwd=work)
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext", cwd=work)
     (work / "index.txt").write_text("")
     (work / "crlnumber").write_text("01\n")
     (work / "ca.cnf").write_text("[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\ncrlnumber=crlnumber\n"
