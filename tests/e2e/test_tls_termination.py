@@ -5,6 +5,7 @@ certificate); `openstack secret store` of each PKCS#12 bundle and of the CA; `op
 loadbalancer listener create --protocol TERMINATED_HTTPS` with a default and an SNI reference,
 client authentication, TLS versions, ALPN, HSTS and the X-SSL headers; then curl and openssl
 s_client through the VIP: the certificate chosen by SNI, HTTP/2 by ALPN, what the member sees,
+the default certificate rotated under load (new handshakes get the new one, no request fails),
 client authentication OPTIONAL then MANDATORY (a change applied by a reload), a client
 certificate revoked in the CRL refused, an SSL_CONN_HAS_CERT L7 rule, a pool re-encrypting to a
 TLS member that requires the load balancer's client certificate (verified against the CA), a
@@ -18,6 +19,7 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
+import socket
 import ssl
 import stat
 import subprocess
@@ -47,6 +49,7 @@ def make_pki(work: Path) -> None:
     server, client = "extendedKeyUsage=serverAuth\n", "extendedKeyUsage=clientAuth\n"
     for name, cn, ext in [
         ("www", "www.example.com", "subjectAltName=DNS:www.example.com\n" + server),
+        ("www2", "www.example.com", "subjectAltName=DNS:www.example.com\n" + server),
         ("wild", "*.sni.example", "subjectAltName=DNS:*.sni.example\n" + server),
         ("client", "tenant-client", client),
         # A member's server certificate, and a client certificate revoked in the CA's CRL.
@@ -58,7 +61,7 @@ def make_pki(work: Path) -> None:
                 cwd=work)
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                 "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext", cwd=work)
-    for name in ("www", "wild", "client"):
+    for name in ("www", "www2", "wild", "client"):
         openssl("pkcs12", "-export", "-inkey", f"{name}.key", "-in", f"{name}.crt", "-certfile", "ca.crt",
                 "-passout", "pass:", "-out", f"{name}.p12", cwd=work)
     (work / "index.txt").write_text("")
@@ -140,6 +143,46 @@ def served_subject(vip: str, port: int, servername: str | None) -> str:
     raise AssertionError(f"no certificate from {vip}:{port} ({servername}): {proc.stdout}\n{proc.stderr}")
 
 
+class HttpsLoad:
+    """A client thread doing HTTPS GETs through the VIP, a fresh connection (and handshake) per
+    request, verified against the test CA, for at most `duration` s: counts answers and errors
+    and records the serial number of each certificate it was shown, in order."""
+
+    def __init__(self, work: Path, vip: str, port: int, duration: float = 60.0):
+        self.ctx = ssl.create_default_context(cafile=str(work / "ca.crt"))
+        self.vip, self.port, self.duration = vip, port, duration
+        self.ok, self.errors, self.serials = 0, [], []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        deadline = time.monotonic() + self.duration
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.vip, self.port), timeout=10) as raw, \
+                        self.ctx.wrap_socket(raw, server_hostname="www.example.com") as tls:
+                    serial = tls.getpeercert()["serialNumber"]
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n")
+                    answer = b""
+                    while chunk := tls.recv(65536):
+                        answer += chunk
+                if not answer.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(answer[:80])
+                self.ok += 1
+                if not self.serials or self.serials[-1] != serial:
+                    self.serials.append(serial)
+            except Exception as e:  # noqa: BLE001 (every failure counts)
+                self.errors.append(repr(e))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
 def wait_active(admin, kind: str, ident: str, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -218,6 +261,18 @@ def test_terminated_https_on_haproxy_with_the_real_clients():
             # HTTP/2 by ALPN.
             got = curl(work, vip, port, "--http2", "-o", "/dev/null", "-w", "%{http_version}")
             assert got.stdout.strip() == "2", got.stdout
+
+            # Rotation under load: the default certificate replaced while a client makes a new
+            # connection per request; new handshakes get the new one, no request fails.
+            www2 = store("www2", "--file", str(work / "www2.p12"))
+            with HttpsLoad(work, vip, port) as load:
+                time.sleep(2)
+                admin("loadbalancer", "listener", "set", "--default-tls-container-ref", www2,
+                      listener["id"], "--wait")
+                time.sleep(2)
+            assert load.errors == [], f"{load.ok} ok, errors: {load.errors[:5]}"
+            assert load.ok > 20 and len(load.serials) == 2, (load.ok, load.serials)
+            assert "CN = www.example.com" in served_subject(vip, port, "www.example.com")
 
             # A client certificate, verified, as the member sees it.
             got = curl(work, vip, port, "--cert", str(work / "client.crt"), "--key", str(work / "client.key"))
