@@ -1278,3 +1278,52 @@ async fn certificate_references_are_read_with_the_callers_rights() {
         r.text
     );
 }
+
+#[tokio::test]
+async fn a_client_crl_must_be_the_client_cas() {
+    use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let pem = p.self_signed(&key).unwrap().pem();
+        (pem, Issuer::new(p, key))
+    };
+    let (ca1, issuer1) = ca("CA one");
+    let (ca2, _) = ca("CA two");
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2026, 1, 1),
+        next_update: rcgen::date_time_ymd(2036, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer1)
+    .unwrap()
+    .pem()
+    .unwrap();
+
+    let h = Harness::new().await;
+    let lb = h.lb().await;
+    let href = |id: String| format!("http://statera.test:9876{KM}/secrets/{id}");
+    let bundle = store_binary(&h, TINA, &pkcs12(&issue(&["www.example.com"]), "")).await;
+    let ca1 = href(store_text(&h, TINA, "ca1", &ca1).await);
+    let ca2 = href(store_text(&h, TINA, "ca2", &ca2).await);
+    let crl = href(store_text(&h, TINA, "crl", &crl).await);
+    let with = |ca: &str| {
+        json!({"default_tls_container_ref": bundle, "client_authentication": "MANDATORY",
+               "client_ca_tls_container_ref": ca, "client_crl_container_ref": crl})
+    };
+    let r = https_listener(&h, &lb, 443, with(&ca2)).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.fault(),
+        "Validation failure: The CRL specified is not valid for client certificate authority reference supplied."
+    );
+    // The CA that signed it: the references pass (then this harness's provider's 501).
+    let r = https_listener(&h, &lb, 443, with(&ca1)).await;
+    assert_eq!(r.status, 501, "{}", r.text);
+}

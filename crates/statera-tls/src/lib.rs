@@ -356,6 +356,22 @@ pub fn crls_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         .collect()
 }
 
+/// Whether every CRL of `crls` (DER) is signed by one of `cas` (Octavia's
+/// check that a client CRL belongs to the client CA).
+pub fn crls_signed_by(crls: &[Vec<u8>], cas: &[CertificateDer<'_>]) -> bool {
+    let cas: Vec<_> = cas
+        .iter()
+        .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+        .map(|(_, c)| c)
+        .collect();
+    crls.iter().all(|der| {
+        x509_parser::parse_x509_crl(der).is_ok_and(|(_, crl)| {
+            cas.iter()
+                .any(|ca| crl.verify_signature(ca.public_key()).is_ok())
+        })
+    })
+}
+
 // ------------------------------------------------------------------ bounds
 
 /// DER of PBKDF2's OID (1.2.840.113549.1.5.12).

@@ -246,3 +246,39 @@ fn a_bundle_written_as_pem_reads_back_the_same() {
     assert_eq!(again.key.secret_der(), b.key.secret_der());
     assert_eq!(again.names, b.names);
 }
+
+/// A self-signed CA: its certificate (DER) and its issuer.
+fn ca(name: &str) -> (Vec<u8>, Issuer<'static, KeyPair>) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let cert = params.self_signed(&key).unwrap();
+    (cert.der().to_vec(), Issuer::new(params, key))
+}
+
+#[test]
+fn a_crl_belongs_to_the_ca_that_signed_it() {
+    let (ca1, issuer1) = ca("CA one");
+    let (ca2, _) = ca("CA two");
+    let now = rcgen::date_time_ymd(2026, 1, 1);
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: now,
+        next_update: rcgen::date_time_ymd(2036, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer1)
+    .unwrap();
+    let crls = crls_from_pem(crl.pem().unwrap().as_bytes()).unwrap();
+    let der = |d: &[u8]| CertificateDer::from(d.to_vec());
+    assert!(crls_signed_by(&crls, &[der(&ca1)]));
+    assert!(crls_signed_by(&crls, &[der(&ca2), der(&ca1)]));
+    assert!(!crls_signed_by(&crls, &[der(&ca2)]));
+}

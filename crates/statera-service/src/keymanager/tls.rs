@@ -206,26 +206,34 @@ pub fn check_refs(
     if !unreadable.is_empty() {
         return Err(could_not_retrieve(&unreadable));
     }
+    let mut cas = Vec::new();
     for r in refs {
         if let TlsRef::Ca(r) = r {
             let pem = pem_payload(Reader::Caller(ctx), km, s, r)
                 .ok_or_else(|| could_not_retrieve(&[r]))?;
-            statera_tls::certs_from_pem(&pem).map_err(|e| {
+            let certs = statera_tls::certs_from_pem(&pem).map_err(|e| {
                 ServiceError::validation(format!(
                     "The client authentication CA certificate is invalid. It must be a valid x509 PEM format certificate. Error: {e}"
                 ))
             })?;
+            cas.extend(certs);
         }
     }
     for r in refs {
         if let TlsRef::Crl(r) = r {
             let pem = pem_payload(Reader::Caller(ctx), km, s, r)
                 .ok_or_else(|| could_not_retrieve(&[r]))?;
-            statera_tls::crls_from_pem(&pem).map_err(|e| {
+            let crls = statera_tls::crls_from_pem(&pem).map_err(|e| {
                 ServiceError::validation(format!(
                     "The client authentication certificate revocation list is invalid. It must be a valid x509 PEM format certificate revocation list. Error: {e}"
                 ))
             })?;
+            // Octavia's check: the CRL is the CA's (signed by it).
+            if !cas.is_empty() && !statera_tls::crls_signed_by(&crls, &cas) {
+                return Err(ServiceError::validation(
+                    "The CRL specified is not valid for client certificate authority reference supplied.",
+                ));
+            }
         }
     }
     Ok(())
