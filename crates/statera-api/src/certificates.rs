@@ -61,9 +61,15 @@ fn project_turn(project: &str) -> Option<Turn> {
     Some(Turn(project.to_string()))
 }
 
-/// Checks `refs` for the caller (nothing to do without any): each distinct
+/// Checks `refs` for the caller, for a load balancer of project `owner`
+/// (`None`: the caller's; nothing to do without references): each distinct
 /// reference once, at most [`MAX_REFS`] of them.
-pub async fn check(app: &AppState, ctx: &RequestContext, mut refs: Vec<TlsRef>) -> ApiResult<()> {
+pub async fn check(
+    app: &AppState,
+    ctx: &RequestContext,
+    mut refs: Vec<TlsRef>,
+    owner: Option<String>,
+) -> ApiResult<()> {
     let mut seen = std::collections::HashSet::new();
     refs.retain(|r| seen.insert(r.clone()));
     if refs.is_empty() {
@@ -84,7 +90,8 @@ pub async fn check(app: &AppState, ctx: &RequestContext, mut refs: Vec<TlsRef>) 
     let svc = ctx.service.clone();
     tokio::task::spawn_blocking(move || {
         let _turn = (permit, turn);
-        check_refs(&svc, &km, snap.as_ref(), &refs)
+        let owner = owner.unwrap_or_else(|| svc.caller.project_id.clone().unwrap_or_default());
+        check_refs(&svc, &km, snap.as_ref(), &refs, &owner)
     })
     .await
     .map_err(|e| {

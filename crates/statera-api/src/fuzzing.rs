@@ -83,6 +83,7 @@ fn providers() -> Vec<ProviderInfo> {
                 ListenerProtocol::Sctp,
             ],
             unsupported_monitor_types: vec![HealthMonitorType::Sctp],
+            pool_tls: false,
         },
         ProviderInfo {
             name: "haproxy".into(),
@@ -92,6 +93,7 @@ fn providers() -> Vec<ProviderInfo> {
             availability_zone_capabilities: vec![],
             unsupported_listener_protocols: vec![ListenerProtocol::Udp],
             unsupported_monitor_types: vec![HealthMonitorType::Ping],
+            pool_tls: true,
         },
     ]
 }

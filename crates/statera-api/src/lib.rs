@@ -54,6 +54,8 @@ pub struct ProviderInfo {
     pub unsupported_listener_protocols: Vec<statera_model::ListenerProtocol>,
     /// Health monitor types this provider answers with 501.
     pub unsupported_monitor_types: Vec<statera_model::HealthMonitorType>,
+    /// Whether it re-encrypts to members (`tls_enabled` pools; 501 if not).
+    pub pool_tls: bool,
 }
 
 pub use statera_service::QuotaDefaults;
@@ -551,6 +553,10 @@ impl statera_service::octavia::Deployment for ApiSettings {
         self.provider(provider)
             .map(|p| p.unsupported_listener_protocols.as_slice())
             .unwrap_or(&[])
+    }
+
+    fn supports_pool_tls(&self, provider: &str) -> bool {
+        self.provider(provider).is_none_or(|p| p.pool_tls)
     }
 
     fn reserved_ips(&self) -> &[IpAddr] {

@@ -46,6 +46,7 @@ fn providers() -> Vec<ProviderInfo> {
             )],
             unsupported_listener_protocols: vec![ListenerProtocol::Udp],
             unsupported_monitor_types: Vec::new(),
+            pool_tls: false,
         },
         ProviderInfo {
             name: "haproxy".into(),
@@ -64,6 +65,7 @@ fn providers() -> Vec<ProviderInfo> {
             ],
             unsupported_listener_protocols: vec![],
             unsupported_monitor_types: Vec::new(),
+            pool_tls: true,
         },
     ]
 }

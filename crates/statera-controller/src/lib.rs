@@ -239,8 +239,11 @@ impl Controller {
             if l.protocol != ListenerProtocol::TerminatedHttps {
                 continue;
             }
-            let (Some(certs), Some(listener)) = (&mut self.certificates, s.listeners.get(&l.id))
-            else {
+            let Some(listener) = s.listeners.get(&l.id) else {
+                continue;
+            };
+            let Some(certs) = &mut self.certificates else {
+                tracing::warn!(lb = %lb.id, listener = %l.id, "TERMINATED_HTTPS listener cannot be served: this controller has no key manager");
                 continue;
             };
             match certs.listener(s, &lb.project_id, listener) {
@@ -597,11 +600,30 @@ impl Controller {
         // A listener that already was ACTIVE and is not what this change is
         // about (one left out at restore) does not block the change; one the
         // change creates or modifies does, as any refusal.
-        // A failover leaves nothing out: a listener the new place cannot
+        // A failover leaves out nothing new: a listener the new place cannot
         // bind refuses the move (it is served again where it was).
+        // A listener that reaches a pool the change is about (its default
+        // pool, or one its policies redirect to) is what the change is about
+        // too: a TLS pool whose references no longer read fails the change.
+        let uses_subject = |id: Uuid| {
+            s.listeners.get(&id).is_some_and(|l| {
+                l.default_pool_id.is_some_and(|p| subjects.contains(&p))
+                    || s.l7policies
+                        .children(id)
+                        .any(|p| p.redirect_pool_id.is_some_and(|p| subjects.contains(&p)))
+            })
+        };
+        // A failover moves what is served: listeners already served without
+        // (a certificate that no longer reads) may stay out.
+        let already_out: HashSet<Uuid> = self
+            .unbound
+            .get(&lb_id)
+            .map(|u| u.keys().copied().collect())
+            .unwrap_or_default();
         let may_leave_out = |id: Uuid| {
-            !failover
+            (!failover || already_out.contains(&id))
                 && !subjects.contains(&id)
+                && !uses_subject(id)
                 && s.listeners
                     .get(&id)
                     .is_some_and(|l| !l.provisioning_status.is_pending())

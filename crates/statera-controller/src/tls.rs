@@ -23,13 +23,16 @@ use std::sync::Arc;
 
 /// Bundles remembered at most (a few KiB each).
 const MAX_REMEMBERED: usize = 1024;
+/// How long a failed read is remembered before it is tried again.
+const RETRY_FAILED_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub struct Certificates {
     km: Arc<KeyManager>,
     /// Inputs read (bundles, containers' parts), by the SHA-256 of their
-    /// bytes, with what reading them gave: a payload never changes, so
-    /// neither does the result, a failure included.
-    read: HashMap<Vec<u8>, Result<CertBundle, CertError>>,
+    /// bytes, with what reading them gave and when: a payload never
+    /// changes, so neither does a success; a failure is tried again after
+    /// [`RETRY_FAILED_AFTER`].
+    read: HashMap<Vec<u8>, (Result<CertBundle, CertError>, std::time::Instant)>,
 }
 
 impl Certificates {
@@ -157,14 +160,19 @@ impl Certificates {
             ctx.update(bytes);
         }
         let digest = ctx.finish().as_ref().to_vec();
-        if let Some(known) = self.read.get(&digest) {
-            return known.clone();
+        match self.read.get(&digest) {
+            // A failure may have been the reader's (a child that could not
+            // start, a deadline under load): read again after a while.
+            Some((Err(_), at)) if at.elapsed() > RETRY_FAILED_AFTER => {}
+            Some((known, _)) => return known.clone(),
+            None => {}
         }
         let result = input.read(&self.km.pkcs12);
         if self.read.len() >= MAX_REMEMBERED {
             self.read.clear();
         }
-        self.read.insert(digest, result.clone());
+        self.read
+            .insert(digest, (result.clone(), std::time::Instant::now()));
         result
     }
 }

@@ -426,6 +426,14 @@ fn served_listeners(config: &LbConfig) -> Result<Vec<Served>, DataPlaneError> {
     if !config.admin_state_up {
         return Ok(Vec::new());
     }
+    // Refused rather than served in plain text: the API answers 501 for
+    // these, this is the last line.
+    if let Some(p) = config.pools.iter().find(|p| p.tls.is_some()) {
+        return Err(DataPlaneError::Unsupported(format!(
+            "pools over TLS (tls_enabled) are not yet served by the native data plane (pool {})",
+            p.id
+        )));
+    }
     let mut served: Vec<Served> = Vec::new();
     for (index, listener) in config.listeners.iter().enumerate() {
         if !listener.admin_state_up {

@@ -251,7 +251,12 @@ impl HaproxyProvider {
         let made = std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&paths.dir);
+            .create(&paths.dir)
+            // One made by an earlier version keeps its mode otherwise.
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&paths.dir, std::fs::Permissions::from_mode(0o700))
+            });
         let started = match made {
             Err(e) => Err(DataPlaneError::Other(format!(
                 "cannot create {}: {e}",

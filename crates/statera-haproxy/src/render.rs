@@ -758,9 +758,14 @@ fn server_line(
         );
         match tls {
             // A pool over TLS: checks go over the server's own TLS settings
-            // (`check-ssl` only when they go to another port, where HAProxy
-            // would check in clear).
-            Some(_) if tls_check && member.monitor_port.is_some() => line.push_str(" check-ssl"),
+            // (`check-ssl` when they go to another address or port, where
+            // HAProxy would check in clear).
+            Some(_)
+                if tls_check
+                    && (member.monitor_port.is_some() || member.monitor_address.is_some()) =>
+            {
+                line.push_str(" check-ssl")
+            }
             Some(_) => {}
             None if tls_check => line.push_str(" check-ssl verify none"),
             None => {}

@@ -356,20 +356,27 @@ pub fn crls_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         .collect()
 }
 
-/// Whether every CRL of `crls` (DER) is signed by one of `cas` (Octavia's
-/// check that a client CRL belongs to the client CA).
+/// Whether the first CRL of `crls` (DER) is signed by one of `cas`
+/// (Octavia's check that a client CRL belongs to the client CA; it reads
+/// the first one only, so a file with an intermediate's CRL after the
+/// root's passes). A signature whose algorithm ring cannot verify (RSA under
+/// 2048 bits, P-521, …) is not held against it: only a signature that is
+/// checked and wrong is.
 pub fn crls_signed_by(crls: &[Vec<u8>], cas: &[CertificateDer<'_>]) -> bool {
-    let cas: Vec<_> = cas
-        .iter()
+    let Some(first) = crls.first() else {
+        return true;
+    };
+    let Ok((_, crl)) = x509_parser::parse_x509_crl(first) else {
+        return false;
+    };
+    cas.iter()
         .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
-        .map(|(_, c)| c)
-        .collect();
-    crls.iter().all(|der| {
-        x509_parser::parse_x509_crl(der).is_ok_and(|(_, crl)| {
-            cas.iter()
-                .any(|ca| crl.verify_signature(ca.public_key()).is_ok())
+        .any(|(_, ca)| {
+            !matches!(
+                crl.verify_signature(ca.public_key()),
+                Err(x509_parser::error::X509Error::SignatureVerificationError)
+            )
         })
-    })
 }
 
 // ------------------------------------------------------------------ bounds

@@ -38,6 +38,7 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
                 ListenerProtocol::Sctp,
             ],
             unsupported_monitor_types: vec![HealthMonitorType::Sctp],
+            pool_tls: false,
         },
         ProviderInfo {
             name: "haproxy".to_string(),
@@ -65,6 +66,7 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
                 HealthMonitorType::UdpConnect,
                 HealthMonitorType::Sctp,
             ],
+            pool_tls: true,
         },
     ]
 }

@@ -65,7 +65,7 @@ pub async fn create(
                     .flat_map(|p| crate::certificates::pool_refs(&p.fields)),
             )
             .collect();
-        crate::certificates::check(&app, &ctx, refs).await?;
+        crate::certificates::check(&app, &ctx, refs, Some(project_id.clone())).await?;
     }
     ipam::check_vip_address(&ctx.service, &*app.settings, vip_address)?;
 

@@ -65,6 +65,9 @@ impl Resource for Listeners {
             .map(|l| crate::certificates::listener_refs(l.protocol, f))
             .unwrap_or_default()
     }
+    fn owner(l: &Listener) -> Option<String> {
+        Some(l.project_id.clone())
+    }
     fn update(
         ctx: &Context,
         txn: &mut Txn,
@@ -176,10 +179,13 @@ async fn create(
     let loadbalancer_id = input.uuid("loadbalancer_id")?.required("loadbalancer_id")?;
     let (protocol, protocol_port, _project, fields) = parse_create(&mut input)?;
     input.finish()?;
+    let owner =
+        (app.store.snapshot().loadbalancers.get(&loadbalancer_id)).map(|lb| lb.project_id.clone());
     crate::certificates::check(
         &app,
         &ctx,
         crate::certificates::listener_refs(protocol, &fields),
+        owner,
     )
     .await?;
     let new = NewListener {

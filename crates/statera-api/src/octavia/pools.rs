@@ -57,17 +57,20 @@ impl Resource for Pools {
     ) -> Vec<statera_service::keymanager::tls::TlsRef> {
         crate::certificates::pool_refs(f)
     }
+    fn owner(p: &Pool) -> Option<String> {
+        Some(p.project_id.clone())
+    }
     fn parse_update(input: &mut Input) -> ApiResult<PoolFields> {
         parse_fields(input)
     }
     fn update(
         ctx: &Context,
         txn: &mut Txn,
-        _: &ApiSettings,
+        settings: &ApiSettings,
         id: Uuid,
         f: PoolFields,
     ) -> ServiceResult<()> {
-        service::update(ctx, txn, id, f).map(drop)
+        service::update(ctx, txn, settings, id, f).map(drop)
     }
     fn delete(ctx: &Context, txn: &mut Txn, id: Uuid, _: &Query) -> ServiceResult<()> {
         service::delete(ctx, txn, id)
@@ -157,7 +160,14 @@ async fn create(
     let listener_id = input.uuid("listener_id")?.value();
     let (protocol, fields) = parse_create(&mut input)?;
     input.finish()?;
-    crate::certificates::check(&app, &ctx, crate::certificates::pool_refs(&fields)).await?;
+    let owner = {
+        let snap = app.store.snapshot();
+        let lb_id = loadbalancer_id.or_else(|| {
+            listener_id.and_then(|l| snap.listeners.get(&l).map(|l| l.loadbalancer_id))
+        });
+        lb_id.and_then(|id| snap.loadbalancers.get(&id).map(|lb| lb.project_id.clone()))
+    };
+    crate::certificates::check(&app, &ctx, crate::certificates::pool_refs(&fields), owner).await?;
     let new = NewPool {
         loadbalancer_id,
         listener_id,

@@ -89,6 +89,12 @@ pub trait Resource: Send + Sync + 'static {
     ) -> Vec<statera_service::keymanager::tls::TlsRef> {
         Vec::new()
     }
+    /// The project whose load balancer the object belongs to (its
+    /// certificate references must be that project's); `None`: the
+    /// caller's.
+    fn owner(_model: &Self::Model) -> Option<String> {
+        None
+    }
     fn update(
         ctx: &Context,
         txn: &mut Txn,
@@ -172,8 +178,8 @@ async fn update<R: Resource>(
     if !refs.is_empty() {
         // The object must be the caller's to see before its references
         // cost anything (a 404 answers otherwise).
-        R::show(&ctx.service, &snap, id.clone())?;
-        crate::certificates::check(&app, &ctx, refs).await?;
+        let shown = R::show(&ctx.service, &snap, id.clone())?;
+        crate::certificates::check(&app, &ctx, refs, R::owner(&shown)).await?;
     }
     app.store
         .write(|txn| R::update(&ctx.service, txn, &app.settings, id.clone(), fields))

@@ -42,6 +42,7 @@ pub async fn api_with(change: impl FnOnce(&mut ApiSettings)) -> Api {
             availability_zone_capabilities: Vec::new(),
             unsupported_listener_protocols: Vec::new(),
             unsupported_monitor_types: Vec::new(),
+            pool_tls: false,
         }],
         quota_defaults: QuotaDefaults::default(),
         reserved_ips: Vec::new(),

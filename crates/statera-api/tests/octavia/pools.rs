@@ -306,7 +306,7 @@ async fn session_persistence_rules() {
 
 #[tokio::test]
 async fn tls_defaults_follow_tls_enabled() {
-    let h = Harness::new().await;
+    let h = re_encrypting_harness().await;
     let lb = h.lb().await;
     let r = post(&h, &lb, json!({"tls_enabled": true}))
         .await
@@ -371,7 +371,7 @@ async fn pool_delete_takes_members_and_monitor() {
 
 #[tokio::test]
 async fn tls_can_be_turned_off_again() {
-    let h = Harness::new().await;
+    let h = re_encrypting_harness().await;
     let lb = h.lb().await;
     let r = post(&h, &lb, json!({"tls_enabled": true}))
         .await
@@ -396,4 +396,33 @@ async fn tls_can_be_turned_off_again() {
     )
     .await
     .expect(201);
+}
+
+/// This harness's fake data plane, stood in for a provider that re-encrypts
+/// to members (the haproxy provider; the native one does not yet).
+async fn re_encrypting_harness() -> Harness {
+    Harness::with_settings(|s| s.providers.iter_mut().for_each(|p| p.pool_tls = true)).await
+}
+
+#[tokio::test]
+async fn pools_over_tls_are_501_where_the_provider_cannot_re_encrypt() {
+    let h = Harness::new().await;
+    let lb = h.lb().await;
+    let r = post(&h, &lb, json!({"tls_enabled": true})).await;
+    assert_eq!(r.status, 501, "{}", r.text);
+    assert_eq!(
+        r.fault(),
+        "Provider 'native' does not support a requested option: pools over TLS (tls_enabled)"
+    );
+    // Nor turned on later.
+    let r = post(&h, &lb, json!({})).await.expect(201);
+    let pid = id(&r.body["pool"]);
+    h.settle().await;
+    let r = h
+        .put(
+            &format!("/v2/lbaas/pools/{pid}"),
+            json!({"pool": {"tls_enabled": true}}),
+        )
+        .await;
+    assert_eq!(r.status, 501, "{}", r.text);
 }

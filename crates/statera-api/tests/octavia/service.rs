@@ -929,7 +929,7 @@ async fn pool_operations_authorize_validate_and_cascade_to_listeners_and_members
     );
     let err = h
         .store
-        .write(|txn| pl::update(&owner, txn, p.id, pool_fields(None)))
+        .write(|txn| pl::update(&owner, txn, &lab, p.id, pool_fields(None)))
         .await
         .unwrap_err();
     assert!(err.retry_safe(), "{err:?}");
@@ -947,7 +947,7 @@ async fn pool_operations_authorize_validate_and_cascade_to_listeners_and_members
     // An update without a persistence type keeps the pool's.
     let updated = h
         .store
-        .write(|txn| pl::update(&owner, txn, p.id, pool_fields(Some((None, None)))))
+        .write(|txn| pl::update(&owner, txn, &lab, p.id, pool_fields(Some((None, None)))))
         .await
         .unwrap();
     assert_eq!(

@@ -78,6 +78,7 @@ pub fn providers() -> Vec<ProviderInfo> {
                 ListenerProtocol::Sctp,
             ],
             unsupported_monitor_types: vec![statera_model::HealthMonitorType::Sctp],
+            pool_tls: false,
         },
         ProviderInfo {
             name: "haproxy".to_string(),
@@ -91,6 +92,7 @@ pub fn providers() -> Vec<ProviderInfo> {
                 statera_model::HealthMonitorType::UdpConnect,
                 statera_model::HealthMonitorType::Sctp,
             ],
+            pool_tls: true,
         },
     ]
 }

@@ -58,13 +58,14 @@ enum Failure {
 /// Who reads a reference.
 #[derive(Clone, Copy)]
 pub enum Reader<'a> {
-    /// A request's caller, with its rights (the API's checks), and only
-    /// objects of the caller's own project: a load balancer reads its
-    /// certificates as its project (`Project` below), so a reference to
-    /// another project's object that an ACL lets the caller read would
-    /// pass here and never serve. (Octavia reads those through its service
-    /// user's ACL entry; Statera has no such user.)
-    Caller(&'a Context),
+    /// A request's caller, with its rights (the API's checks), for a load
+    /// balancer of the given project: only that project's objects, since
+    /// the load balancer reads its certificates as its project (`Project`
+    /// below), so a reference to another project's object that an ACL lets
+    /// the caller read would pass here and never serve. (Octavia reads
+    /// those through its service user's ACL entry; Statera has no such
+    /// user.)
+    Caller(&'a Context, &'a str),
     /// The controller, for a load balancer of this project: objects the
     /// project owns, unexpired (what the API let the project's member
     /// reference; an ACL grants users, not the load balancer).
@@ -80,9 +81,9 @@ impl Reader<'_> {
         op: &str,
     ) -> Option<Arc<G>> {
         match self {
-            Reader::Caller(ctx) => guarded::<G>(ctx, s, id, rule, op)
+            Reader::Caller(ctx, project) => guarded::<G>(ctx, s, id, rule, op)
                 .ok()
-                .filter(|o| ctx.caller.project_id.as_deref() == Some(o.project())),
+                .filter(|o| o.project() == project),
             Reader::Project(project) => s
                 .get::<G>(&id)
                 .filter(|o| o.project() == project && !o.expired(now())),
@@ -184,19 +185,21 @@ pub fn pem_payload(
     open_payload(km, &secret).ok().map(|(b, _)| b)
 }
 
-/// Every reference of one request: certificates first (all unreadable ones
-/// in one message, as Octavia lists them), then CAs, then CRLs.
+/// Every reference of one request for a load balancer of `project`:
+/// certificates first (all unreadable ones in one message, as Octavia lists
+/// them), then CAs, then CRLs.
 pub fn check_refs(
     ctx: &Context,
     km: &KeyManager,
     s: &impl StoreRead,
     refs: &[TlsRef],
+    project: &str,
 ) -> ServiceResult<()> {
     let mut unreadable: Vec<&str> = Vec::new();
     for r in refs {
         if let TlsRef::Certificate(r) = r {
             let read = |input: CertInput<'_>| input.read(&km.pkcs12);
-            match certificate_inner(Reader::Caller(ctx), km, s, r, read) {
+            match certificate_inner(Reader::Caller(ctx, project), km, s, r, read) {
                 Ok(_) => {}
                 Err(Failure::Unreadable) => unreadable.push(r),
                 Err(Failure::Own(e)) => return Err(e),
@@ -209,7 +212,7 @@ pub fn check_refs(
     let mut cas = Vec::new();
     for r in refs {
         if let TlsRef::Ca(r) = r {
-            let pem = pem_payload(Reader::Caller(ctx), km, s, r)
+            let pem = pem_payload(Reader::Caller(ctx, project), km, s, r)
                 .ok_or_else(|| could_not_retrieve(&[r]))?;
             let certs = statera_tls::certs_from_pem(&pem).map_err(|e| {
                 ServiceError::validation(format!(
@@ -221,7 +224,7 @@ pub fn check_refs(
     }
     for r in refs {
         if let TlsRef::Crl(r) = r {
-            let pem = pem_payload(Reader::Caller(ctx), km, s, r)
+            let pem = pem_payload(Reader::Caller(ctx, project), km, s, r)
                 .ok_or_else(|| could_not_retrieve(&[r]))?;
             let crls = statera_tls::crls_from_pem(&pem).map_err(|e| {
                 ServiceError::validation(format!(

@@ -66,6 +66,7 @@ pub fn create(
         p.name = Some(gp.name.clone());
         gp.fields.apply(&mut p)?;
         pools::validate(&p)?;
+        super::check_pool_tls_supported(d, lb, &p)?;
         if let Some((kind, fields)) = gp.monitor {
             check_monitor_supported(d, lb, kind)?;
             new_monitors.push(healthmonitors::build(&p, kind, fields)?);

@@ -44,6 +44,11 @@ pub trait Deployment {
     fn unsupported_listener_protocols(&self, _provider: &str) -> &[ListenerProtocol] {
         &[]
     }
+    /// Whether provider `provider` speaks TLS to members (`tls_enabled`
+    /// pools; 501 otherwise, never a pool served in plain text).
+    fn supports_pool_tls(&self, _provider: &str) -> bool {
+        true
+    }
     /// Addresses no member or monitor may point at (Octavia's `reserved_ips`).
     fn reserved_ips(&self) -> &[std::net::IpAddr];
     /// Sockets Statera itself listens on (its API): no member or monitor
@@ -142,6 +147,22 @@ pub fn show_owned<R: Owned<Key = Uuid>>(
         o.project_id(),
     )?;
     Ok(o)
+}
+
+/// 501 when `p` re-encrypts (`tls_enabled`) and the load balancer's
+/// provider cannot.
+pub fn check_pool_tls_supported(
+    d: &impl Deployment,
+    lb: &LoadBalancer,
+    p: &Pool,
+) -> ServiceResult<()> {
+    if p.tls_enabled && !d.supports_pool_tls(&lb.provider) {
+        return Err(ServiceError::not_implemented(format!(
+            "Provider '{}' does not support a requested option: pools over TLS (tls_enabled)",
+            lb.provider
+        )));
+    }
+    Ok(())
 }
 
 /// 501 when the load balancer's provider cannot run monitors of `kind`.

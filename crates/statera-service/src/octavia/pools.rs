@@ -296,6 +296,7 @@ pub fn create(
     let mut p = new_pool(&lb, new.protocol, LbAlgorithm::RoundRobin);
     new.fields.apply(&mut p)?;
     validate(&p)?;
+    super::check_pool_tls_supported(d, &lb, &p)?;
     if let Some(l) = &listener {
         if let Some(existing) = l.default_pool_id {
             return Err(ServiceError::conflict(format!(
@@ -347,6 +348,7 @@ pub fn list(
 pub fn update(
     ctx: &Context,
     txn: &mut impl StoreWrite,
+    d: &impl Deployment,
     id: Uuid,
     fields: PoolFields,
 ) -> ServiceResult<Pool> {
@@ -355,6 +357,7 @@ pub fn update(
     let mut p = (*old).clone();
     fields.apply(&mut p)?;
     validate(&p)?;
+    super::check_pool_tls_supported(d, &*load_balancer(txn, p.loadbalancer_id)?, &p)?;
     lock_lb(txn, p.loadbalancer_id, &[p.id])?;
     p.provisioning_status = ProvisioningStatus::PendingUpdate;
     p.updated_at = Some(now());
