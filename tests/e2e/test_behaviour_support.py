@@ -496,9 +496,14 @@ class Load:
     `keepalive=False`: a fresh connection per request. Records every outcome."""
 
     def __init__(self, host: str, port: int, path: str = "/", duration: float = 60.0,
-                 keepalive: bool = False, source: str | None = None, pause: float = 0.0):
+                 keepalive: bool = False, source: str | None = None, pause: float = 0.0,
+                 resend_on_reused_close: bool = False):
         self.host, self.port, self.path = host, port, path
         self.duration, self.keepalive, self.source, self.pause = duration, keepalive, source, pause
+        # Do as browsers and HTTP libraries do: a request whose reused keep-alive connection
+        # was closed before any answer is sent again on a new one (counted in `resent`).
+        self.resend_on_reused_close = resend_on_reused_close
+        self.resent = 0
         self.ok = 0
         self.by_member: dict[str, int] = {}
         self.errors: list[str] = []
@@ -524,10 +529,14 @@ class Load:
         deadline = time.monotonic() + self.duration
         conn = None
         src = (self.source, 0) if self.source else None
+        reused = False
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(self.host, self.port, timeout=10, source_address=src)
+                    reused = False
+                elif self.keepalive:
+                    reused = True
                 conn.request("GET", self.path)
                 resp = conn.getresponse()
                 resp.read()
@@ -543,6 +552,13 @@ class Load:
                     conn.close()
                     conn = None
             except (OSError, http.client.HTTPException) as e:
+                closed = isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                if reused and closed and self.resend_on_reused_close:
+                    self.resent += 1
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    conn = None
+                    continue
                 self.errors.append(f"{time.monotonic():.3f} {e!r}")
                 self._record(f"ERR:{e!r}")
                 with contextlib.suppress(Exception):
