@@ -1225,11 +1225,9 @@ async fn certificate_references_are_read_with_the_callers_rights() {
         format!("Could not retrieve certificate: ['{container}']")
     );
 
-    // The caller's own, readable bundle passes; the provider then says what
-    // it serves (this harness's native provider: no TERMINATED_HTTPS yet).
+    // The caller's own, readable bundle passes.
     let r = https_listener(&h, &lb, 443, json!({"default_tls_container_ref": mine})).await;
-    assert_eq!(r.status, 501, "{}", r.text);
-    assert!(r.fault().contains("TERMINATED_HTTPS"), "{}", r.text);
+    assert_eq!(r.status, 201, "{}", r.text);
 
     // A pool's client certificate, and a fully populated create: the same.
     let r = json_req(
@@ -1323,7 +1321,7 @@ async fn a_client_crl_must_be_the_client_cas() {
         r.fault(),
         "Validation failure: The CRL specified is not valid for client certificate authority reference supplied."
     );
-    // The CA that signed it: the references pass (then this harness's provider's 501).
+    // The CA that signed it: the references pass.
     let r = https_listener(&h, &lb, 443, with(&ca1)).await;
-    assert_eq!(r.status, 501, "{}", r.text);
+    assert_eq!(r.status, 201, "{}", r.text);
 }

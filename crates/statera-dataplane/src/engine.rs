@@ -6,8 +6,11 @@ use crate::limits::{ConnectionLimits, EngineAdmission};
 use crate::listener::{self, AcceptTask};
 use crate::snapshot::{LbShared, Reporter, Served, Snapshot};
 use crate::sockets::SocketKey;
+use crate::tls::ServerTls;
 use crate::udp::{self, UdpTask};
-use statera_config::{BoxFuture, DataPlane, DataPlaneError, LbConfig, ReportSender, StatusReport};
+use statera_config::{
+    BoxFuture, DataPlane, DataPlaneError, LbConfig, ListenerConfig, ReportSender, StatusReport,
+};
 use statera_model::ListenerProtocol;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -232,7 +235,9 @@ impl Engine {
         }
 
         // 1. Decide, refusing what this engine cannot serve.
-        let served = served_listeners(&config)?;
+        let previous = current.map(|c| c.shared.load());
+        let served = served_listeners(&config, previous.as_deref())?;
+        drop(previous);
         let plan = health::plan(&config)?;
 
         // 2. Bind every address not bound yet. On error, what was bound here
@@ -422,7 +427,10 @@ impl Engine {
 /// The listeners `config` serves, with their compiled L7 policies; refuses
 /// what this engine cannot serve, and policies that do not compile (an
 /// invalid regex, a redirect to a pool that is not there).
-fn served_listeners(config: &LbConfig) -> Result<Vec<Served>, DataPlaneError> {
+fn served_listeners(
+    config: &LbConfig,
+    previous: Option<&Snapshot>,
+) -> Result<Vec<Served>, DataPlaneError> {
     if !config.admin_state_up {
         return Ok(Vec::new());
     }
@@ -444,13 +452,8 @@ fn served_listeners(config: &LbConfig) -> Result<Vec<Served>, DataPlaneError> {
             | ListenerProtocol::Http
             | ListenerProtocol::Https
             | ListenerProtocol::Prometheus
+            | ListenerProtocol::TerminatedHttps
             | ListenerProtocol::Udp => {}
-            ListenerProtocol::TerminatedHttps => {
-                return Err(DataPlaneError::Unsupported(format!(
-                    "TERMINATED_HTTPS listeners are not yet served by the native data plane (listener {})",
-                    listener.id
-                )));
-            }
             other => {
                 return Err(DataPlaneError::Unsupported(format!(
                     "{other} listeners are not yet served by the native data plane (listener {})",
@@ -461,7 +464,11 @@ fn served_listeners(config: &LbConfig) -> Result<Vec<Served>, DataPlaneError> {
         // Refused rather than ignored: an ignored REJECT would let through
         // what the user blocked. Octavia only accepts policies on HTTP-aware
         // listeners anyway.
-        if !listener.l7policies.is_empty() && listener.protocol != ListenerProtocol::Http {
+        let http = matches!(
+            listener.protocol,
+            ListenerProtocol::Http | ListenerProtocol::TerminatedHttps
+        );
+        if !listener.l7policies.is_empty() && !http {
             return Err(DataPlaneError::Unsupported(format!(
                 "L7 policies on a {} listener: only HTTP listeners evaluate them (listener {})",
                 listener.protocol, listener.id
@@ -480,14 +487,51 @@ fn served_listeners(config: &LbConfig) -> Result<Vec<Served>, DataPlaneError> {
                 listener.protocol_port
             )));
         }
+        let tls = match listener.protocol {
+            ListenerProtocol::TerminatedHttps => {
+                Some(server_tls(listener, addr, previous).map_err(|reason| {
+                    // Only this listener is left out (its certificate could
+                    // not be read, or does not serve): the others go on.
+                    DataPlaneError::Bind {
+                        address: addr.to_string(),
+                        reason,
+                        listener: Some(listener.id),
+                    }
+                })?)
+            }
+            _ => None,
+        };
         served.push(Served {
             index,
             addr,
             policies: Arc::new(policies),
             udp,
+            tls,
         });
     }
     Ok(served)
+}
+
+/// What rustls serves for a TERMINATED_HTTPS listener: the one it served
+/// at `addr` when its TLS settings have not changed (its ticket key, so
+/// sessions resume over the change; nothing parsed again), else built anew.
+fn server_tls(
+    listener: &ListenerConfig,
+    addr: SocketAddr,
+    previous: Option<&Snapshot>,
+) -> Result<Arc<ServerTls>, String> {
+    let tls = listener
+        .tls
+        .as_ref()
+        .ok_or_else(|| "its certificate could not be read from the key manager".to_string())?;
+    if let Some(kept) = previous
+        .and_then(|p| p.by_addr.get(&addr))
+        .and_then(|view| view.tls.as_ref())
+        .filter(|kept| kept.source == *tls)
+    {
+        return Ok(kept.clone());
+    }
+    ServerTls::build(tls).map(Arc::new)
 }
 
 impl DataPlane for Engine {

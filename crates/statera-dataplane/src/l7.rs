@@ -28,6 +28,7 @@
 //!   `/x/../admin` are all `/admin`. The haproxy provider renders the same
 //!   steps as `http-request normalize-uri` lines.
 
+use crate::tls::PeerCert;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{StatusCode, Uri};
 use regex::{Regex, RegexBuilder};
@@ -109,8 +110,15 @@ enum Subject {
     FileType,
     Header(HeaderName),
     Cookie(String),
-    /// A property of the client's TLS certificate: absent on plain HTTP.
-    ClientCertificate,
+    /// Whether the client showed a certificate (`SSL_CONN_HAS_CERT`: the
+    /// rule's value is not read, as HAProxy's `ssl_c_used`).
+    HasCert,
+    /// The certificate's verify result (`SSL_VERIFY_RESULT`): 0 for a
+    /// verified one; no certificate, no result.
+    VerifyResult,
+    /// A field of the certificate's subject (`SSL_DN_FIELD`, keyed by its
+    /// short name: `CN`, `O`, …).
+    DnField(String),
 }
 
 #[derive(Debug)]
@@ -180,11 +188,18 @@ impl Policies {
     /// evaluates them in that order whatever their order in the file; clients
     /// of the API rely on the reference's behaviour, so this engine does the
     /// same. Position only orders policies of the same rank.
-    pub fn decide(&self, uri: &Uri, normalized: Option<&str>, headers: &HeaderMap) -> Decision {
+    pub fn decide(
+        &self,
+        uri: &Uri,
+        normalized: Option<&str>,
+        headers: &HeaderMap,
+        cert: Option<&PeerCert>,
+    ) -> Decision {
         if self.policies.is_empty() {
             return Decision::Default;
         }
-        let request = RequestView::new(uri, normalized, headers);
+        let mut request = RequestView::new(uri, normalized, headers);
+        request.cert = cert;
         for rank in [Rank::Reject, Rank::Redirect, Rank::Pool] {
             let matched = self
                 .policies
@@ -286,9 +301,9 @@ fn compile_rule(rule: &L7RuleConfig) -> Result<Rule, String> {
                 .map_err(|_| format!("{:?} is not a header name", rule.key))?,
         ),
         L7RuleType::Cookie => Subject::Cookie(key()?.to_string()),
-        L7RuleType::SslConnHasCert | L7RuleType::SslVerifyResult | L7RuleType::SslDnField => {
-            Subject::ClientCertificate
-        }
+        L7RuleType::SslConnHasCert => Subject::HasCert,
+        L7RuleType::SslVerifyResult => Subject::VerifyResult,
+        L7RuleType::SslDnField => Subject::DnField(key()?.to_string()),
     };
     let host = matches!(subject, Subject::Host);
     let mut value = rule.value.clone();
@@ -332,7 +347,17 @@ impl Rule {
                 .iter()
                 .any(|v| test(v.to_str().ok())),
             Subject::Cookie(name) => test(cookie(request.headers, name)),
-            Subject::ClientCertificate => false,
+            Subject::HasCert => request.cert.is_some_and(|c| c.has_cert),
+            Subject::VerifyResult => {
+                // Only verified certificates complete a handshake: 0. The
+                // number is compared as HAProxy's `ssl_c_verify eq N`.
+                let code = match &self.test {
+                    Test::EqualTo(v) => v.trim().parse::<u32>().ok(),
+                    _ => None,
+                };
+                request.cert.is_some_and(|c| c.has_cert) && code == Some(0)
+            }
+            Subject::DnField(field) => test(request.cert.and_then(|c| c.field(field))),
         };
         raw != self.invert
     }
@@ -344,6 +369,8 @@ struct RequestView<'a> {
     host: Option<String>,
     path: &'a str,
     headers: &'a HeaderMap,
+    /// TERMINATED_HTTPS: the client's certificate (`None` on plain HTTP).
+    cert: Option<&'a PeerCert>,
 }
 
 impl<'a> RequestView<'a> {
@@ -367,6 +394,7 @@ impl<'a> RequestView<'a> {
             }),
             path,
             headers,
+            cert: None,
         }
     }
 }
@@ -783,7 +811,7 @@ mod tests {
         .unwrap();
         let decide = |target: &str, headers: &[(&str, &str)]| {
             let (uri, headers) = request(target, headers);
-            policies.decide(&uri, None, &headers)
+            policies.decide(&uri, None, &headers, None)
         };
         assert_eq!(decide("/admin/x", &[]), Decision::Reject);
         assert_eq!(decide("/admin/x", &[("x-admin", "1")]), Decision::Default);
@@ -804,7 +832,7 @@ mod tests {
         let policies = compile(vec![to_a, to_b, to_url, prefix, reject]).unwrap();
         let decide = |target: &str| {
             let (uri, headers) = request(target, &[]);
-            policies.decide(&uri, None, &headers)
+            policies.decide(&uri, None, &headers, None)
         };
         assert_eq!(decide("/x"), Decision::Pool(pool_a));
         assert_eq!(
@@ -825,7 +853,7 @@ mod tests {
         let policies = compile(vec![prefix]).unwrap();
         let (uri, headers) = request("/a/b?c=d&e", &[]);
         assert_eq!(
-            policies.decide(&uri, None, &headers),
+            policies.decide(&uri, None, &headers, None),
             Decision::Redirect {
                 status: StatusCode::PERMANENT_REDIRECT,
                 location: HeaderValue::from_static("https://new.example.com/a/b?c=d&e"),
@@ -945,13 +973,16 @@ mod tests {
             let normalized = std::str::from_utf8(&normalized).unwrap();
             let (uri, headers) = request(target, &[]);
             assert_eq!(
-                policies.decide(&uri, Some(normalized), &headers),
+                policies.decide(&uri, Some(normalized), &headers, None),
                 Decision::Reject,
                 "{target}"
             );
         }
         let (uri, headers) = request("/ADMIN", &[]);
-        assert_eq!(policies.decide(&uri, None, &headers), Decision::Default);
+        assert_eq!(
+            policies.decide(&uri, None, &headers, None),
+            Decision::Default
+        );
         // Every compare type reads the same normalised path.
         for (compare, value) in [
             (C::EqualTo, "/admin/users"),
@@ -973,7 +1004,7 @@ mod tests {
                 let normalized = std::str::from_utf8(&normalized).unwrap();
                 let (uri, headers) = request(target, &[]);
                 assert_eq!(
-                    policies.decide(&uri, Some(normalized), &headers),
+                    policies.decide(&uri, Some(normalized), &headers, None),
                     Decision::Reject,
                     "{compare:?} {value} on {target}"
                 );

@@ -212,6 +212,7 @@ mod snapshot;
 mod sockets;
 mod splice;
 mod stats;
+mod tls;
 mod udp;
 mod upstream;
 

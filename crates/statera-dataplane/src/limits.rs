@@ -48,6 +48,9 @@ pub struct ConnectionLimits {
     /// Connections of one load balancer over all its listeners. A listener's
     /// own `connection_limit` (Octavia's -1 included) never lets it past this.
     pub per_lb: Option<u64>,
+    /// TLS handshakes in progress at once over all load balancers (one may
+    /// hold half); `None`: [`MAX_HANDSHAKES`].
+    pub handshakes: Option<u64>,
 }
 
 /// How the descriptor table is shared out (see the module docs).
@@ -106,6 +109,7 @@ impl FdBudget {
             connections: ConnectionLimits {
                 total: Some(total),
                 per_lb: Some(per_lb),
+                handshakes: None,
             },
         })
     }
@@ -146,7 +150,16 @@ pub struct EngineAdmission {
     limits: ConnectionLimits,
     total: Gauge,
     refused: AtomicU64,
+    /// TLS handshakes in progress over the process.
+    handshakes: Gauge,
 }
+
+/// TLS handshakes in progress at once over the process (one load balancer
+/// may hold half). Each holds a ClientHello being read and rustls' state,
+/// and its first answer costs a private-key signature: a client starting
+/// handshakes and abandoning them takes these, not memory or CPU without
+/// end. A connection that has sent nothing yet holds none.
+pub const MAX_HANDSHAKES: u64 = 4096;
 
 impl EngineAdmission {
     pub fn new(limits: ConnectionLimits) -> Arc<EngineAdmission> {
@@ -154,6 +167,7 @@ impl EngineAdmission {
             limits,
             total: Gauge::new(limits.total),
             refused: AtomicU64::new(0),
+            handshakes: Gauge::new(Some(limits.handshakes.unwrap_or(MAX_HANDSHAKES))),
         })
     }
 
@@ -165,6 +179,9 @@ impl EngineAdmission {
             lb: Gauge::new(self.limits.per_lb),
             refused: AtomicU64::new(0),
             log: RateLimit::default(),
+            handshakes: Gauge::new(Some(
+                (self.limits.handshakes.unwrap_or(MAX_HANDSHAKES) / 2).max(1),
+            )),
         })
     }
 
@@ -210,6 +227,7 @@ pub struct LbAdmission {
     lb: Gauge,
     refused: AtomicU64,
     log: RateLimit,
+    handshakes: Gauge,
 }
 
 impl LbAdmission {
@@ -259,6 +277,37 @@ impl LbAdmission {
 #[derive(Debug)]
 pub struct Slot {
     lb: Arc<LbAdmission>,
+}
+
+impl Slot {
+    /// A place for this connection's TLS handshake under both handshake
+    /// ceilings ([`MAX_HANDSHAKES`]), held until dropped; `None` when one
+    /// is held.
+    pub fn handshake(&self) -> Option<HandshakeSlot> {
+        if !self.lb.handshakes.try_take() {
+            return None;
+        }
+        if !self.lb.engine.handshakes.try_take() {
+            self.lb.handshakes.give_back();
+            return None;
+        }
+        Some(HandshakeSlot {
+            lb: self.lb.clone(),
+        })
+    }
+}
+
+/// One TLS handshake in progress.
+#[derive(Debug)]
+pub struct HandshakeSlot {
+    lb: Arc<LbAdmission>,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.lb.engine.handshakes.give_back();
+        self.lb.handshakes.give_back();
+    }
 }
 
 impl Drop for Slot {
@@ -392,6 +441,7 @@ mod tests {
         let engine = EngineAdmission::new(ConnectionLimits {
             total: Some(3),
             per_lb: Some(2),
+            handshakes: None,
         });
         let (a, b) = (engine.for_lb(Uuid::nil()), engine.for_lb(Uuid::max()));
         let a1 = a.admit().unwrap();

@@ -138,6 +138,8 @@ pub struct ListenerView {
     pub life: Arc<ListenerLife>,
     /// The listener's L7 policies, compiled (empty for L4 listeners).
     pub policies: Arc<Policies>,
+    /// TERMINATED_HTTPS: the certificates and settings of its handshakes.
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 impl ListenerView {

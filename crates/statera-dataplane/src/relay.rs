@@ -57,7 +57,6 @@ pub async fn serve(
     shared: Arc<crate::snapshot::LbShared>,
     admitted: Admitted,
 ) {
-    let _admitted = admitted;
     let mut life = view.life.subscribe();
     if *life.borrow() != LifeState::Serving {
         return;
@@ -83,7 +82,10 @@ pub async fn serve(
         .await;
         return;
     }
-    if listener.protocol == ListenerProtocol::Http {
+    if matches!(
+        listener.protocol,
+        ListenerProtocol::Http | ListenerProtocol::TerminatedHttps
+    ) {
         crate::http::serve(
             client,
             peer,
@@ -91,6 +93,7 @@ pub async fn serve(
             view.clone(),
             shared,
             &mut life,
+            &admitted._slot,
         )
         .await;
         return;

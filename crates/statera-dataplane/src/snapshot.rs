@@ -39,6 +39,8 @@ pub struct Served {
     pub policies: Arc<Policies>,
     /// A UDP listener (its socket is a datagram one, apart from TCP ones).
     pub udp: bool,
+    /// TERMINATED_HTTPS: what rustls serves.
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 #[derive(Debug)]
@@ -110,6 +112,7 @@ impl Snapshot {
                         limiter,
                         life,
                         policies: served.policies.clone(),
+                        tls: served.tls.clone(),
                     });
                     if served.udp {
                         udp_by_addr.insert(served.addr, view.clone());

@@ -33,10 +33,7 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
             )],
             availability_zone_capabilities:
                 statera_api::octavia::providers::octavia_availability_zone_capabilities(),
-            unsupported_listener_protocols: vec![
-                ListenerProtocol::TerminatedHttps,
-                ListenerProtocol::Sctp,
-            ],
+            unsupported_listener_protocols: vec![ListenerProtocol::Sctp],
             unsupported_monitor_types: vec![HealthMonitorType::Sctp],
             pool_tls: false,
         },

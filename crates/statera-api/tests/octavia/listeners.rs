@@ -386,8 +386,8 @@ async fn tls_rules() {
     )
     .await
     .expect(400);
-    // … that the caller can read from the key manager (the readable case, and
-    // the native provider's 501 after it, in tests/key_manager.rs).
+    // … that the caller can read from the key manager (the readable case is
+    // in tests/key_manager.rs).
     post(
         &h,
         &lb,

@@ -73,10 +73,7 @@ pub fn providers() -> Vec<ProviderInfo> {
             )],
             availability_zone_capabilities:
                 statera_api::octavia::providers::octavia_availability_zone_capabilities(),
-            unsupported_listener_protocols: vec![
-                ListenerProtocol::TerminatedHttps,
-                ListenerProtocol::Sctp,
-            ],
+            unsupported_listener_protocols: vec![ListenerProtocol::Sctp],
             unsupported_monitor_types: vec![statera_model::HealthMonitorType::Sctp],
             pool_tls: false,
         },

@@ -304,6 +304,7 @@ impl ClientConn {
             map.as_ref(),
             close,
             x.head.minor,
+            self.tls.as_ref().and_then(|t| t.server.hsts.as_deref()),
         );
         conn.buf.drain(..response.len);
         let relayed = self
@@ -402,6 +403,7 @@ impl ClientConn {
             }
             if matches!(framing, Framing::Length(_))
                 && remaining >= SPLICE_MIN
+                && self.client.plain().is_some()
                 && let Ok(pipe) = crate::splice::Pipe::new()
             {
                 return self.splice_body(up, pipe, remaining, member_timeout).await;
@@ -464,14 +466,16 @@ impl ClientConn {
                     Err(_) => return Err(Side::Member),
                 }
             }
-            match timed(&mut self.timer, self.client_timeout, self.client.writable()).await {
+            // Only plain client connections get here (TLS bodies go
+            // through the proxy's memory to be encrypted).
+            let Some(client) = self.client.plain() else {
+                return Err(Side::Client);
+            };
+            match timed(&mut self.timer, self.client_timeout, client.writable()).await {
                 Some(Ok(())) => {}
                 Some(Err(_)) | None => return Err(Side::Client),
             }
-            match self
-                .client
-                .try_io(Interest::WRITABLE, || pipe.drain(&self.client))
-            {
+            match client.try_io(Interest::WRITABLE, || pipe.drain(client)) {
                 Ok(n) => {
                     self.view
                         .stats

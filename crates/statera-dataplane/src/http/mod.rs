@@ -113,6 +113,7 @@ pub async fn serve(
     view: Arc<ListenerView>,
     shared: Arc<LbShared>,
     life: &mut watch::Receiver<LifeState>,
+    slot: &crate::limits::Slot,
 ) {
     let Ok(vip) = client.local_addr() else {
         return;
@@ -124,11 +125,39 @@ pub async fn serve(
     // The first head, like every other, must be in within one client
     // timeout of the proxy starting to wait for it: the connection's start.
     let first_deadline = client_timeout.map(|limit| Instant::now() + limit);
-    if !first_byte(&client, client_timeout, life).await {
+    let Some(first) = first_byte(&client, client_timeout, life).await else {
         return;
-    }
+    };
+    let (client, tls) = match &view.tls {
+        None => (ClientStream::Plain(client), None),
+        Some(accepted_with) => {
+            // The newest certificates for this address: a rotated one
+            // serves every handshake that starts after the change.
+            let server = shared
+                .load()
+                .by_addr
+                .get(&vip)
+                .and_then(|v| v.tls.clone())
+                .unwrap_or_else(|| accepted_with.clone());
+            let Some((stream, tls)) = Box::pin(handshake(
+                client,
+                first,
+                server,
+                slot,
+                &view,
+                client_timeout,
+                life,
+            ))
+            .await
+            else {
+                return;
+            };
+            (stream, Some(tls))
+        }
+    };
     let conn = ClientConn {
         client,
+        tls,
         buf: Vec::with_capacity(CLIENT_BUFFER),
         out: Vec::with_capacity(1024),
         peer,
@@ -147,8 +176,8 @@ pub async fn serve(
     Box::pin(conn.run(life)).await;
 }
 
-/// Waits until the client sends its first byte (or closes): `false` when
-/// the connection should end instead, because the client stayed silent for
+/// Waits until the client sends its first byte (or closes): that byte, or
+/// `None` when the connection should end instead, because the client stayed silent for
 /// the client data timeout (or for `FIRST_REQUEST_GRACE` once the listener
 /// drains), or the listener is cut meanwhile.
 ///
@@ -158,7 +187,7 @@ async fn first_byte(
     client: &TcpStream,
     timeout: Option<Duration>,
     life: &mut watch::Receiver<LifeState>,
-) -> bool {
+) -> Option<u8> {
     let deadline = timeout.map(|limit| tokio::time::Instant::now() + limit);
     let mut silent_too_long = std::pin::pin!(tokio::time::sleep_until(
         deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400))
@@ -170,10 +199,12 @@ async fn first_byte(
         tokio::select! {
             // A peek, not `readable()`: tokio reports a freshly registered
             // socket readable before anything arrived.
-            peeked = client.peek(&mut byte) => return peeked.is_ok(),
+            peeked = client.peek(&mut byte) => {
+                return matches!(peeked, Ok(1..)).then_some(byte[0]);
+            }
             () = &mut silent_too_long, if timed => {
                 tracing::debug!("HTTP client connection silent; closing");
-                return false;
+                return None;
             }
             changed = life.changed(), if watching_life => {
                 if changed.is_err() {
@@ -193,7 +224,7 @@ async fn first_byte(
                             timed = true;
                         }
                     }
-                    LifeState::Cut => return false,
+                    LifeState::Cut => return None,
                 }
             }
         }
@@ -206,7 +237,9 @@ const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// One client connection and what its requests share.
 struct ClientConn {
-    client: TcpStream,
+    client: ClientStream,
+    /// TERMINATED_HTTPS: the client's certificate, the listener's TLS.
+    tls: Option<Box<ConnTls>>,
     /// What was read from the client and not yet forwarded: a head (at the
     /// start), the part of its body that came with it, maybe the next
     /// request.
@@ -435,7 +468,12 @@ impl ClientConn {
             let normalized = normalized
                 .as_deref()
                 .and_then(|n| std::str::from_utf8(n).ok());
-            match policies.decide(&uri, normalized, map.as_ref().expect("made above")) {
+            match policies.decide(
+                &uri,
+                normalized,
+                map.as_ref().expect("made above"),
+                self.tls.as_ref().map(|t| &t.peer),
+            ) {
                 Decision::Reject => return self.refuse(&head, StatusCode::FORBIDDEN).await,
                 Decision::Redirect { status, location } => {
                     let keep = head.keep_alive && head.framing() == Framing::Empty;
@@ -488,6 +526,10 @@ impl ClientConn {
                     .then_some(listener.protocol_port),
                 forwarded_proto: listener.insert_headers.x_forwarded_proto,
                 cookies: if strip_cookie { map.as_ref() } else { None },
+                tls: self
+                    .tls
+                    .as_ref()
+                    .map(|t| (&t.peer, listener.insert_headers.client_cert)),
             },
         );
         let timeouts = listener.timeouts;
@@ -637,6 +679,13 @@ impl ClientConn {
                 .fetch_add(n as u64, Ordering::Relaxed);
             IoSlice::advance_slices(&mut parts, n);
         }
+        if matches!(self.client, ClientStream::Tls(_)) {
+            // rustls takes the bytes before they are all on the socket.
+            match timed(&mut self.timer, self.client_timeout, self.client.flush()).await {
+                Some(result) => result?,
+                None => return Err(io::ErrorKind::TimedOut.into()),
+            }
+        }
         Ok(())
     }
 }
@@ -671,8 +720,10 @@ enum HeadEvent {
 mod forward;
 mod pump;
 mod rewrite;
+mod stream;
 mod wait;
 
 use pump::*;
 use rewrite::*;
+use stream::*;
 use wait::*;

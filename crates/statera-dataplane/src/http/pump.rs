@@ -93,8 +93,8 @@ pub(super) enum PumpError {
 /// Copies the rest of a request body from the client to the member (`buf`
 /// is empty: what came with the head was sent). Returns where the body ended
 /// in `buf` (bytes after it are the client's next request).
-pub(super) async fn pump_body<W: AsyncWrite + Unpin>(
-    client: &mut TcpStream,
+pub(super) async fn pump_body<C: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut C,
     buf: &mut Vec<u8>,
     member: &mut W,
     mut body: Body,

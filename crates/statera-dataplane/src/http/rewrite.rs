@@ -95,6 +95,11 @@ pub(super) struct RequestEdits<'a> {
     /// The `Cookie` headers to send instead of the client's (the proxy's
     /// own cookie taken out).
     pub(super) cookies: Option<&'a HeaderMap>,
+    /// TERMINATED_HTTPS: the client's certificate and the `X-SSL-*`
+    /// headers the listener adds from it. Every `X-SSL-*` header of
+    /// [`crate::tls::CLIENT_CERT_HEADERS`] the client sent is dropped, so
+    /// none can be forged; `X-Forwarded-Proto` says `https`.
+    pub(super) tls: Option<(&'a crate::tls::PeerCert, statera_config::ClientCertHeaders)>,
 }
 
 /// Writes the head a member gets for the request `head` (in `buf`).
@@ -134,6 +139,10 @@ pub(super) fn write_request_head(
             || (edits.forwarded_port.is_some() && name.eq_ignore_ascii_case(b"x-forwarded-port"))
             || (edits.forwarded_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
             || (edits.cookies.is_some() && name.eq_ignore_ascii_case(b"cookie"))
+            || (edits.tls.is_some()
+                && crate::tls::CLIENT_CERT_HEADERS
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name)))
             // `Connection: host` cannot make the host hop-by-hop: it names
             // the resource (RFC 9110 §7.6.1: end-to-end fields are never
             // connection options).
@@ -176,7 +185,14 @@ pub(super) fn write_request_head(
         let _ = write!(out, "X-Forwarded-Port: {port}\r\n");
     }
     if edits.forwarded_proto {
-        out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+        out.extend_from_slice(if edits.tls.is_some() {
+            b"X-Forwarded-Proto: https\r\n"
+        } else {
+            b"X-Forwarded-Proto: http\r\n"
+        });
+    }
+    if let Some((peer, wanted)) = &edits.tls {
+        peer.write_headers(out, wanted);
     }
     match head.framing() {
         Framing::Length(n) => {
@@ -201,6 +217,7 @@ pub(super) fn write_response_head(
     map: Option<&HeaderMap>,
     close: bool,
     client_minor: u8,
+    hsts: Option<&[u8]>,
 ) {
     use std::io::Write as _;
     out.clear();
@@ -213,6 +230,7 @@ pub(super) fn write_response_head(
     let keep = |name: &[u8]| {
         !(is_hop_by_hop(name)
             || (!head.bodiless && name.eq_ignore_ascii_case(b"content-length"))
+            || (hsts.is_some() && name.eq_ignore_ascii_case(b"strict-transport-security"))
             || named_by_connection(buf, head, name))
     };
     match map {
@@ -243,6 +261,11 @@ pub(super) fn write_response_head(
         // response never gets here, see `relay_response`.)
         Framing::UntilClose if head.codings => transfer_encoding(out, buf, head),
         _ => {}
+    }
+    if let Some(hsts) = hsts {
+        // The listener's, in place of any the member sent (HAProxy's
+        // `http-response set-header`).
+        out.extend_from_slice(hsts);
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -311,6 +334,7 @@ mod tests {
             forwarded_port: None,
             forwarded_proto: false,
             cookies: None,
+            tls: None,
         }
     }
 
@@ -355,6 +379,7 @@ mod tests {
             forwarded_port: Some(8080),
             forwarded_proto: true,
             cookies: None,
+            tls: None,
         };
         assert_eq!(
             forwarded(raw, "/x", edits),
@@ -472,7 +497,7 @@ mod tests {
             let head = h1::parse_response(raw.as_bytes(), to_head)
                 .unwrap()
                 .unwrap();
-            write_response_head(&mut out, raw.as_bytes(), &head, None, close, minor);
+            write_response_head(&mut out, raw.as_bytes(), &head, None, close, minor, None);
             assert_eq!(String::from_utf8_lossy(&out), expected, "{raw:?}");
         }
     }

@@ -133,6 +133,7 @@ async fn connections_past_the_ceilings_are_refused_and_counted() {
             limits: ConnectionLimits {
                 total: Some(5),
                 per_lb: Some(3),
+                handshakes: None,
             },
             ..EngineOptions::default()
         });

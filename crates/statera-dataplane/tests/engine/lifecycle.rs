@@ -198,7 +198,7 @@ async fn unsupported_listeners_are_refused_unless_disabled() {
         let h = Harness::new();
         h.apply(&config).await.unwrap();
 
-        for protocol in [ListenerProtocol::Sctp, ListenerProtocol::TerminatedHttps] {
+        for protocol in [ListenerProtocol::Sctp] {
             let mut next = config.clone();
             next.version = 2;
             next.listeners.push(listener(protocol, 9000, None));

@@ -20,4 +20,5 @@ mod reports;
 mod support;
 mod support_health;
 mod support_http;
+mod tls;
 mod udp;

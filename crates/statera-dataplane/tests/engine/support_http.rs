@@ -299,8 +299,8 @@ impl HttpReply {
 pub struct HttpClient {
     /// The client's own address (what a PROXY header should name).
     pub local: SocketAddr,
-    read: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    write: tokio::net::tcp::OwnedWriteHalf,
+    read: BufReader<Box<dyn tokio::io::AsyncRead + Unpin + Send>>,
+    write: Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
 }
 
 impl HttpClient {
@@ -311,17 +311,26 @@ impl HttpClient {
     pub async fn connect_from(source: Option<IpAddr>, to: SocketAddr) -> HttpClient {
         let stream = connect_from(source, to).await.unwrap();
         let local = stream.local_addr().unwrap();
-        let (read, write) = stream.into_split();
+        Self::over(stream, local)
+    }
+
+    /// A client over any connection (a TLS one, say) from `local`.
+    pub fn over<S>(stream: S, local: SocketAddr) -> HttpClient
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
         HttpClient {
             local,
-            read: BufReader::new(read),
-            write,
+            read: BufReader::new(Box::new(read)),
+            write: Box::new(write),
         }
     }
 
     /// Sends raw bytes as they are.
     pub async fn send(&mut self, raw: &[u8]) -> io::Result<()> {
-        self.write.write_all(raw).await
+        self.write.write_all(raw).await?;
+        self.write.flush().await
     }
 
     /// `GET path` with any extra header lines, and `Host: statera.test`

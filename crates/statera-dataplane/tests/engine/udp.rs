@@ -282,6 +282,7 @@ async fn sessions_count_under_the_load_balancers_ceiling() {
             limits: statera_dataplane::ConnectionLimits {
                 total: None,
                 per_lb: Some(2),
+                handshakes: None,
             },
             ..Default::default()
         });
