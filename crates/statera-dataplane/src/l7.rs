@@ -113,9 +113,12 @@ enum Subject {
     /// Whether the client showed a certificate (`SSL_CONN_HAS_CERT`: the
     /// rule's value is not read, as HAProxy's `ssl_c_used`).
     HasCert,
-    /// The certificate's verify result (`SSL_VERIFY_RESULT`): 0 for a
-    /// verified one; no certificate, no result.
-    VerifyResult,
+    /// Whether the connection's verify result is this code
+    /// (`SSL_VERIFY_RESULT`, as HAProxy's `ssl_c_verify eq N` whatever the
+    /// compare type). Only verified certificates complete a handshake, so
+    /// every TLS connection's result is 0, with a certificate or without
+    /// (OpenSSL's X509_V_OK); plain HTTP has none.
+    VerifyResult(u32),
     /// A field of the certificate's subject (`SSL_DN_FIELD`, keyed by its
     /// short name: `CN`, `O`, …).
     DnField(String),
@@ -302,7 +305,12 @@ fn compile_rule(rule: &L7RuleConfig) -> Result<Rule, String> {
         ),
         L7RuleType::Cookie => Subject::Cookie(key()?.to_string()),
         L7RuleType::SslConnHasCert => Subject::HasCert,
-        L7RuleType::SslVerifyResult => Subject::VerifyResult,
+        L7RuleType::SslVerifyResult => Subject::VerifyResult(
+            rule.value
+                .trim()
+                .parse()
+                .map_err(|_| format!("SSL_VERIFY_RESULT value {:?} is not a number", rule.value))?,
+        ),
         L7RuleType::SslDnField => Subject::DnField(key()?.to_string()),
     };
     let host = matches!(subject, Subject::Host);
@@ -348,15 +356,7 @@ impl Rule {
                 .any(|v| test(v.to_str().ok())),
             Subject::Cookie(name) => test(cookie(request.headers, name)),
             Subject::HasCert => request.cert.is_some_and(|c| c.has_cert),
-            Subject::VerifyResult => {
-                // Only verified certificates complete a handshake: 0. The
-                // number is compared as HAProxy's `ssl_c_verify eq N`.
-                let code = match &self.test {
-                    Test::EqualTo(v) => v.trim().parse::<u32>().ok(),
-                    _ => None,
-                };
-                request.cert.is_some_and(|c| c.has_cert) && code == Some(0)
-            }
+            Subject::VerifyResult(code) => request.cert.is_some() && *code == 0,
             Subject::DnField(field) => test(request.cert.and_then(|c| c.field(field))),
         };
         raw != self.invert

@@ -49,7 +49,7 @@ pub struct ConnectionLimits {
     /// own `connection_limit` (Octavia's -1 included) never lets it past this.
     pub per_lb: Option<u64>,
     /// TLS handshakes in progress at once over all load balancers (one may
-    /// hold half); `None`: [`MAX_HANDSHAKES`].
+    /// hold a quarter); `None`: [`MAX_HANDSHAKES`].
     pub handshakes: Option<u64>,
 }
 
@@ -155,10 +155,14 @@ pub struct EngineAdmission {
 }
 
 /// TLS handshakes in progress at once over the process (one load balancer
-/// may hold half). Each holds a ClientHello being read and rustls' state,
-/// and its first answer costs a private-key signature: a client starting
-/// handshakes and abandoning them takes these, not memory or CPU without
-/// end. A connection that has sent nothing yet holds none.
+/// may hold a quarter). A handshake takes its place once its whole
+/// ClientHello is in (a connection that sent nothing, or part of a hello,
+/// holds none: its connection slot bounds it) and keeps it until the
+/// handshake ends, at most 10 s: a client that starts handshakes and leaves
+/// them after the server's answer holds places, not memory without end.
+/// This bounds handshakes at once, not per second: the signatures run on
+/// the runtime's workers, so a load balancer's handshake rate shares their
+/// CPU with every other load balancer's traffic (as in HAProxy's threads).
 pub const MAX_HANDSHAKES: u64 = 4096;
 
 impl EngineAdmission {
@@ -180,7 +184,7 @@ impl EngineAdmission {
             refused: AtomicU64::new(0),
             log: RateLimit::default(),
             handshakes: Gauge::new(Some(
-                (self.limits.handshakes.unwrap_or(MAX_HANDSHAKES) / 2).max(1),
+                (self.limits.handshakes.unwrap_or(MAX_HANDSHAKES) / 4).max(1),
             )),
         })
     }

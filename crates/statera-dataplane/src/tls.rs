@@ -52,6 +52,9 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct ServerTls {
     pub config: Arc<ServerConfig>,
+    /// The same without ALPN: for clients that offer only protocols the
+    /// listener does not list.
+    pub without_alpn: Arc<ServerConfig>,
     /// The `Strict-Transport-Security` line added to member responses.
     pub hsts: Option<Box<[u8]>>,
     /// What it was built from: an unchanged listener keeps its `ServerTls`
@@ -128,8 +131,11 @@ impl ServerTls {
             line.push_str("\r\n");
             line.into_bytes().into_boxed_slice()
         });
+        let mut without_alpn = config.clone();
+        without_alpn.alpn_protocols.clear();
         Ok(ServerTls {
             config: Arc::new(config),
+            without_alpn: Arc::new(without_alpn),
             hsts,
             source: tls.clone(),
         })
@@ -204,9 +210,18 @@ const TLS12: [(&str, SupportedCipherSuite); 6] = [
     ),
 ];
 
-/// The TLS 1.2 suites an OpenSSL name stands for: the suite itself, or the
-/// ones an alias covers.
+/// The TLS 1.2 suites an OpenSSL name stands for: the suite itself, the
+/// ones an alias covers, or (`A+B`) those both parts cover.
 fn tls12_named(name: &str) -> Vec<SupportedCipherSuite> {
+    if name.contains('+') {
+        let mut parts = name.split('+').filter(|p| !p.is_empty());
+        let mut out = parts.next().map(tls12_named).unwrap_or_default();
+        for part in parts {
+            let more = tls12_named(part);
+            out.retain(|s| more.contains(s));
+        }
+        return out;
+    }
     let by = |keep: &dyn Fn(&str) -> bool| -> Vec<SupportedCipherSuite> {
         TLS12
             .iter()
@@ -216,76 +231,68 @@ fn tls12_named(name: &str) -> Vec<SupportedCipherSuite> {
     };
     match name {
         "ALL" | "DEFAULT" | "HIGH" | "ECDHE" | "EECDH" | "kECDHE" | "kEECDH" | "AEAD"
-        | "TLSv1.2" => by(&|_| true),
+        | "TLSv1.2" | "SSLv3" | "TLSv1" => by(&|_| true),
         "AESGCM" | "AES" => by(&|n| n.contains("-AES")),
         "AES128" => by(&|n| n.contains("AES128")),
         "AES256" => by(&|n| n.contains("AES256")),
         "CHACHA20" => by(&|n| n.contains("CHACHA20")),
-        "aRSA" | "RSA" | "ECDHE-RSA" => by(&|n| n.starts_with("ECDHE-RSA")),
+        // `RSA` is OpenSSL's static RSA key exchange (kRSA): none of these.
+        "aRSA" | "ECDHE-RSA" => by(&|n| n.starts_with("ECDHE-RSA")),
         "aECDSA" | "ECDSA" | "ECDHE-ECDSA" => by(&|n| n.starts_with("ECDHE-ECDSA")),
-        "SHA256" => by(&|n| n.ends_with("SHA256") || n.contains("CHACHA20")),
+        "SHA256" => by(&|n| n.ends_with("SHA256")),
         "SHA384" => by(&|n| n.ends_with("SHA384")),
         exact => by(&|n| n == exact),
     }
 }
 
-/// The suites the listener offers, in the listed order (see the module
-/// notes).
+/// The suites the listener offers (see the module notes): all three TLS
+/// 1.3 suites (HAProxy renders `tls_ciphers` as `ciphers`, which OpenSSL
+/// applies to TLS 1.2 and older only), then the TLS 1.2 suites the list
+/// leaves, in its order. As in OpenSSL, `-NAME` takes suites out of the
+/// list so far (a later word may add them back) and `!NAME` takes them out
+/// for good.
 fn cipher_suites(
     list: Option<&str>,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<Vec<SupportedCipherSuite>, String> {
+    let mut suites: Vec<SupportedCipherSuite> = TLS13.iter().map(|(_, s)| *s).collect();
     let Some(list) = list.map(str::trim).filter(|l| !l.is_empty()) else {
-        let mut all: Vec<SupportedCipherSuite> = TLS13.iter().map(|(_, s)| *s).collect();
-        all.extend(TLS12.iter().map(|(_, s)| *s));
-        return Ok(all);
+        suites.extend(TLS12.iter().map(|(_, s)| *s));
+        return Ok(suites);
     };
     let mut tls12: Vec<SupportedCipherSuite> = Vec::new();
-    let mut tls13: Vec<SupportedCipherSuite> = Vec::new();
-    let mut removed: Vec<SupportedCipherSuite> = Vec::new();
+    let mut banned: Vec<SupportedCipherSuite> = Vec::new();
     for word in list.split([':', ',', ' ']).filter(|w| !w.is_empty()) {
-        let (remove, name) = match word.as_bytes()[0] {
-            b'!' | b'-' => (true, &word[1..]),
-            b'+' => (false, &word[1..]),
-            _ => (false, word),
-        };
-        if let Some((_, suite)) = TLS13.iter().find(|(n, _)| *n == name) {
-            if remove {
-                removed.push(*suite);
-            } else if !tls13.contains(suite) {
-                tls13.push(*suite);
+        match word.as_bytes()[0] {
+            b'!' => banned.extend(tls12_named(&word[1..])),
+            b'-' => {
+                let out = tls12_named(&word[1..]);
+                tls12.retain(|s| !out.contains(s));
             }
-            continue;
-        }
-        for suite in tls12_named(name) {
-            if remove {
-                removed.push(suite);
-            } else if !tls12.contains(&suite) {
-                tls12.push(suite);
+            // `+NAME` moves suites to the end in OpenSSL; the set is the same.
+            b'+' => {}
+            _ => {
+                for suite in tls12_named(word) {
+                    if !tls12.contains(&suite) {
+                        tls12.push(suite);
+                    }
+                }
             }
         }
     }
-    if tls13.is_empty() {
-        tls13 = TLS13.iter().map(|(_, s)| *s).collect();
-    }
-    tls12.retain(|s| !removed.contains(s));
-    tls13.retain(|s| !removed.contains(s));
-    let speaks =
-        |v: &rustls::SupportedProtocolVersion| versions.iter().any(|w| w.version == v.version);
-    if speaks(&rustls::version::TLS12) && tls12.is_empty() {
+    tls12.retain(|s| !banned.contains(s));
+    let speaks12 = versions
+        .iter()
+        .any(|v| v.version == rustls::version::TLS12.version);
+    if speaks12 && tls12.is_empty() {
         return Err(format!(
             "tls_ciphers {list:?} name no TLSv1.2 cipher suite this data plane has \
              (it has {})",
             TLS12.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
         ));
     }
-    if speaks(&rustls::version::TLS13) && tls13.is_empty() {
-        return Err(format!(
-            "tls_ciphers {list:?} leave TLSv1.3 no cipher suite"
-        ));
-    }
-    tls13.extend(tls12);
-    Ok(tls13)
+    suites.extend(tls12);
+    Ok(suites)
 }
 
 /// Picks a certificate by the client's SNI (see the module notes).
@@ -368,7 +375,7 @@ pub struct PeerCert {
     pub dn: String,
     pub issuer: String,
     /// The subject's fields, in order, by OpenSSL short name.
-    pub fields: Vec<(&'static str, String)>,
+    pub fields: Vec<(String, String)>,
     /// SHA-1 of the DER, uppercase hex.
     pub sha1: String,
     /// `YYMMDDhhmmssZ`, as OpenSSL prints an ASN.1 time.
@@ -397,12 +404,17 @@ impl PeerCert {
         out
     }
 
-    /// The first value of a subject field (`CN`, `O`, … by OpenSSL short
-    /// name, case as given), as HAProxy's `ssl_c_s_dn(field)`.
+    /// The first value of a subject field, named as OpenSSL names it (short
+    /// or long name: `CN` or `commonName`, case-sensitive; a dotted OID),
+    /// as HAProxy's `ssl_c_s_dn(field)`.
     pub fn field(&self, name: &str) -> Option<&str> {
+        let short = DN_NAMES
+            .iter()
+            .find(|(_, short, long)| *short == name || *long == name)
+            .map_or(name, |(_, short, _)| *short);
         self.fields
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| n == short)
             .map(|(_, v)| v.as_str())
     }
 
@@ -411,11 +423,16 @@ impl PeerCert {
         let quoted = |out: &mut Vec<u8>, name: &str, value: &str| {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": \"");
-            for b in value.bytes().take_while(|b| *b >= 0x20 && *b != 0x7f) {
-                if b == b'"' || b == b'\\' {
-                    out.push(b'\\');
+            // Control bytes escaped, never passed (a CR or LF would end
+            // the header) nor cut (the member would read another name).
+            for b in value.bytes() {
+                match b {
+                    b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+                    0..0x20 | 0x7f => {
+                        out.extend_from_slice(format!("\\x{b:02X}").as_bytes());
+                    }
+                    _ => out.push(b),
                 }
-                out.push(b);
             }
             out.extend_from_slice(b"\"\r\n");
         };
@@ -464,36 +481,66 @@ pub const CLIENT_CERT_HEADERS: [&[u8]; 8] = [
     b"x-ssl-client-not-after",
 ];
 
-fn dn_fields(name: &x509_parser::x509::X509Name<'_>) -> Vec<(&'static str, String)> {
-    use x509_parser::oid_registry as oids;
+/// Attribute types by OID, with OpenSSL's short and long names.
+const DN_NAMES: [(&str, &str, &str); 19] = [
+    ("2.5.4.3", "CN", "commonName"),
+    ("2.5.4.4", "SN", "surname"),
+    ("2.5.4.5", "serialNumber", "serialNumber"),
+    ("2.5.4.6", "C", "countryName"),
+    ("2.5.4.7", "L", "localityName"),
+    ("2.5.4.8", "ST", "stateOrProvinceName"),
+    ("2.5.4.9", "street", "streetAddress"),
+    ("2.5.4.10", "O", "organizationName"),
+    ("2.5.4.11", "OU", "organizationalUnitName"),
+    ("2.5.4.12", "title", "title"),
+    ("2.5.4.17", "postalCode", "postalCode"),
+    ("2.5.4.41", "name", "name"),
+    ("2.5.4.42", "GN", "givenName"),
+    ("2.5.4.43", "initials", "initials"),
+    ("2.5.4.46", "dnQualifier", "dnQualifier"),
+    ("2.5.4.65", "pseudonym", "pseudonym"),
+    ("0.9.2342.19200300.100.1.1", "UID", "userId"),
+    ("0.9.2342.19200300.100.1.25", "DC", "domainComponent"),
+    ("1.2.840.113549.1.9.1", "emailAddress", "emailAddress"),
+];
+
+/// A name's fields in order, each by OpenSSL's short name (the dotted OID
+/// when OpenSSL has none here), values as text (BMPString and
+/// UniversalString decoded; other undecodable bytes replaced).
+fn dn_fields(name: &x509_parser::x509::X509Name<'_>) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for rdn in name.iter() {
         for attr in rdn.iter() {
-            let oid = attr.attr_type();
-            let short = if *oid == oids::OID_X509_COMMON_NAME {
-                "CN"
-            } else if *oid == oids::OID_X509_COUNTRY_NAME {
-                "C"
-            } else if *oid == oids::OID_X509_STATE_OR_PROVINCE_NAME {
-                "ST"
-            } else if *oid == oids::OID_X509_LOCALITY_NAME {
-                "L"
-            } else if *oid == oids::OID_X509_ORGANIZATION_NAME {
-                "O"
-            } else if *oid == oids::OID_X509_ORGANIZATIONAL_UNIT {
-                "OU"
-            } else if *oid == oids::OID_PKCS9_EMAIL_ADDRESS {
-                "emailAddress"
-            } else if *oid == oids::OID_X509_SERIALNUMBER {
-                "serialNumber"
-            } else if *oid == oids::OID_DOMAIN_COMPONENT {
-                "DC"
-            } else {
-                "UNDEF"
-            };
+            let oid = attr.attr_type().to_id_string();
+            let short = DN_NAMES
+                .iter()
+                .find(|(o, _, _)| *o == oid)
+                .map_or(oid.clone(), |(_, short, _)| short.to_string());
+            let any = attr.attr_value();
             let value = match attr.as_str() {
                 Ok(text) => text.to_string(),
-                Err(_) => String::from_utf8_lossy(attr.attr_value().data).into_owned(),
+                Err(_) => match any.tag().0 {
+                    // BMPString: UTF-16BE.
+                    30 => char::decode_utf16(
+                        any.data
+                            .chunks(2)
+                            .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])),
+                    )
+                    .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+                    .collect(),
+                    // UniversalString: UTF-32BE.
+                    28 => any
+                        .data
+                        .chunks(4)
+                        .map(|c| {
+                            let mut b = [0u8; 4];
+                            b[..c.len()].copy_from_slice(c);
+                            char::from_u32(u32::from_be_bytes(b))
+                                .unwrap_or(char::REPLACEMENT_CHARACTER)
+                        })
+                        .collect(),
+                    _ => String::from_utf8_lossy(any.data).into_owned(),
+                },
             };
             out.push((short, value));
         }
@@ -501,7 +548,7 @@ fn dn_fields(name: &x509_parser::x509::X509Name<'_>) -> Vec<(&'static str, Strin
     out
 }
 
-fn one_line(fields: &[(&'static str, String)]) -> String {
+fn one_line(fields: &[(String, String)]) -> String {
     let mut out = String::new();
     for (name, value) in fields {
         out.push('/');
@@ -559,10 +606,18 @@ mod tests {
     #[test]
     fn aliases_and_removals() {
         let v = versions(&[]).unwrap();
-        let got = cipher_suites(Some("HIGH:!aRSA:!CHACHA20"), &v).unwrap();
-        let n = names(&got[3..]);
+        let tls12 = |list: &str| names(&cipher_suites(Some(list), &v).unwrap()[3..]);
+        let n = tls12("HIGH:!aRSA:!CHACHA20");
         assert_eq!(n.len(), 2, "{n:?}");
         assert!(n.iter().all(|n| n.contains("ECDSA") && n.contains("AES")));
+        // `A+B`: both; `EDH` (DHE) has none here.
+        assert_eq!(tls12("EECDH+AESGCM:EDH+AESGCM").len(), 4);
+        // `RSA` is static RSA key exchange: `!RSA` takes none of these.
+        assert_eq!(tls12("ECDHE-RSA-AES128-GCM-SHA256:!RSA").len(), 1);
+        // `-` takes out of the list so far; a later word adds back. `!` is
+        // for good.
+        assert_eq!(tls12("HIGH:-CHACHA20:ECDHE-RSA-CHACHA20-POLY1305").len(), 5);
+        assert_eq!(tls12("HIGH:!CHACHA20:ECDHE-RSA-CHACHA20-POLY1305").len(), 4);
         let err = cipher_suites(Some("DHE-RSA-AES128-SHA"), &v).unwrap_err();
         assert!(err.contains("no TLSv1.2 cipher suite"), "{err}");
         // Only TLS 1.3 spoken: a TLS 1.2 list that matches nothing is fine.
@@ -573,12 +628,36 @@ mod tests {
                 .len(),
             3
         );
+        // TLS 1.3 names do not restrict TLS 1.3 (HAProxy's `ciphers`).
         let got = cipher_suites(
             Some("TLS_AES_256_GCM_SHA384:ECDHE-RSA-AES128-GCM-SHA256"),
             &v,
         )
         .unwrap();
-        assert_eq!(got.len(), 2);
+        assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn header_values_escape_what_could_end_or_change_them() {
+        let peer = PeerCert {
+            has_cert: true,
+            fields: vec![("CN".into(), "admin\r\nX-Evil: 1\u{1}\"q\"".into())],
+            ..PeerCert::default()
+        };
+        let mut out = Vec::new();
+        peer.write_headers(
+            &mut out,
+            &statera_config::ClientCertHeaders {
+                cn: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "X-SSL-Client-CN: \"admin\\x0D\\x0AX-Evil: 1\\x01\\\"q\\\"\"\r\n"
+        );
+        assert_eq!(peer.field("commonName"), peer.field("CN"));
+        assert_eq!(peer.field("cn"), None);
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub async fn serve(
             (stream, Some(tls))
         }
     };
-    let conn = ClientConn {
+    let mut conn = ClientConn {
         client,
         tls,
         buf: Vec::with_capacity(CLIENT_BUFFER),
@@ -173,7 +173,14 @@ pub async fn serve(
         life: life.clone(),
     };
     // Boxed: the task of a connection that never sends a byte stays small.
-    Box::pin(conn.run(life)).await;
+    Box::pin(async {
+        conn.run(life).await;
+        if conn.tls.is_some() {
+            // close_notify (a no-op after `linger`'s).
+            let _ = conn.client.close().await;
+        }
+    })
+    .await;
 }
 
 /// Waits until the client sends its first byte (or closes): that byte, or
@@ -303,7 +310,7 @@ enum SendError {
 type Keep = bool;
 
 impl ClientConn {
-    async fn run(mut self, life: &mut watch::Receiver<LifeState>) {
+    async fn run(&mut self, life: &mut watch::Receiver<LifeState>) {
         let mut stop = Stop::new(life.clone());
         loop {
             let head = match self.read_head(&mut stop).await {
@@ -635,7 +642,7 @@ impl ClientConn {
     /// so closing does not reset the connection and lose the response we
     /// just wrote. Bounded in time and bytes.
     async fn linger(&mut self) {
-        if self.client.shutdown().await.is_err() {
+        if self.client.close().await.is_err() {
             return;
         }
         let deadline = Instant::now() + LINGER;

@@ -3,12 +3,18 @@
 //!
 //! The handshake runs in the connection's own task once the client has
 //! sent its first byte (a silent connection costs what a plaintext one
-//! does, and holds no handshake place), under three bounds: the first byte
-//! must open a TLS handshake record (anything else is closed at once), a
-//! place under the handshake ceilings must be free
+//! does), under three bounds: the first byte must open a TLS handshake
+//! record (anything else is closed at once); once the whole ClientHello is
+//! in, a place under the handshake ceilings must be free for the rest
 //! ([`crate::limits::MAX_HANDSHAKES`]; none free: the connection is closed
-//! and counted as refused), and the handshake must end within the client
+//! and counted as refused), so a client that sends part of a hello and
+//! stops holds no place; and the whole handshake must end within the client
 //! data timeout, at most [`HANDSHAKE_TIMEOUT`]. A cut listener ends it too.
+//!
+//! A TLS connection the proxy ends gets a close_notify (bounded by
+//! [`CLOSE_NOTIFY_WAIT`]: a client that reads nothing cannot hold the
+//! connection open), so a client can tell a response that ended from one cut
+//! short.
 
 use super::*;
 use crate::limits::Slot;
@@ -20,6 +26,10 @@ use tokio::io::ReadBuf;
 /// handshake that holds a place under the ceiling should not hold it for
 /// minutes).
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the proxy waits for its close_notify (and any response bytes
+/// still queued before it) to leave when it closes a TLS connection.
+pub(super) const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 
 /// A TLS record of type handshake starts with this byte.
 const HANDSHAKE_RECORD: u8 = 0x16;
@@ -36,6 +46,18 @@ impl ClientStream {
         match self {
             ClientStream::Plain(tcp) => Some(tcp),
             ClientStream::Tls(_) => None,
+        }
+    }
+}
+
+impl ClientStream {
+    /// Ends our side: FIN on TCP; close_notify then FIN on TLS, within
+    /// [`CLOSE_NOTIFY_WAIT`] (a TLS shutdown first writes what rustls still
+    /// holds, which a client that reads nothing would never take).
+    pub(super) async fn close(&mut self) -> io::Result<()> {
+        match tokio::time::timeout(CLOSE_NOTIFY_WAIT, self.shutdown()).await {
+            Ok(result) => result,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
     }
 }
@@ -122,15 +144,47 @@ pub(super) async fn handshake(
         tracing::debug!("TERMINATED_HTTPS client sent something else than a TLS handshake");
         return None;
     }
+    let limit = client_timeout.map_or(HANDSHAKE_TIMEOUT, |t| t.min(HANDSHAKE_TIMEOUT));
+    let deadline = tokio::time::Instant::now() + limit;
+    // 1. The ClientHello, read whole (rustls bounds its size) before any
+    //    place is taken or any key used: a client that sends part of one
+    //    and stops holds its connection slot only.
+    let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), client);
+    let start = tokio::select! {
+        done = tokio::time::timeout_at(deadline, hello) => match done {
+            Ok(Ok(start)) => start,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "TLS ClientHello refused");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("TLS ClientHello too slow; closing");
+                return None;
+            }
+        },
+        _ = life.wait_for(|state| *state == LifeState::Cut) => return None,
+    };
+    // 2. The rest, signature included, under the handshake ceilings.
     let Some(_place) = slot.handshake() else {
         view.stats.refuse_connection();
         tracing::debug!("TLS handshakes at their ceiling; connection refused");
         return None;
     };
-    let limit = client_timeout.map_or(HANDSHAKE_TIMEOUT, |t| t.min(HANDSHAKE_TIMEOUT));
-    let accept = tokio_rustls::TlsAcceptor::from(server.config.clone()).accept(client);
+    // A client offering only protocols the listener does not speak goes on
+    // without ALPN, as OpenSSL (HAProxy) lets it, rather than get rustls'
+    // fatal no_application_protocol alert.
+    let ours = &server.config.alpn_protocols;
+    let overlap = start
+        .client_hello()
+        .alpn()
+        .is_none_or(|mut offered| offered.any(|p| ours.iter().any(|o| o.as_slice() == p)));
+    let config = if overlap {
+        server.config.clone()
+    } else {
+        server.without_alpn.clone()
+    };
     let stream = tokio::select! {
-        done = tokio::time::timeout(limit, accept) => match done {
+        done = tokio::time::timeout_at(deadline, start.into_stream(config)) => match done {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
                 tracing::debug!(%error, "TLS handshake failed");

@@ -234,8 +234,24 @@ async fn sni_picks_the_certificate_and_requests_cross_with_https_headers() {
         // Keep-alive over TLS: a second request on the same connection.
         let again = client.get("/y", &[]).await.unwrap();
         assert_eq!(again.status, 200);
+        // A client offering only h2 goes on without ALPN (as OpenSSL
+        // lets it), rather than get a fatal alert.
+        let h2_only = connector(&pki, None, &[b"h2"]);
+        let stream = handshake(&h2_only, to, "www.example.test").await.unwrap();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), None);
+        // The proxy ends a connection with close_notify: the client sees a
+        // clean end, not a cut one.
+        let mut stream = handshake(&c, to, "www.example.test").await.unwrap();
+        stream
+            .write_all(b"GET /z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut all = Vec::new();
+        let read = tokio::time::timeout(IO_DEADLINE, stream.read_to_end(&mut all)).await;
+        assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+        assert!(all.starts_with(b"HTTP/1.1 200"));
         let seen = member.seen();
-        assert_eq!(seen.len(), 2);
+        assert_eq!(seen.len(), 3);
         assert_eq!(seen[0].header("x-forwarded-proto"), vec!["https"]);
         assert!(
             seen[0].header("x-ssl-client-cn").is_empty(),
@@ -522,6 +538,30 @@ async fn a_rotated_certificate_serves_new_handshakes_and_keeps_open_connections(
     .await;
 }
 
+/// The records of a ClientHello for bench.test-like names, as a client
+/// would send them first.
+fn client_hello(pki: &Pki) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut conn = rustls::ClientConnection::new(
+        Arc::new(config),
+        ServerName::try_from("www.example.test").unwrap(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    out
+}
+
 fn peer_serial(stream: &Tls) -> u64 {
     let der = &stream.get_ref().1.peer_certificates().unwrap()[0];
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
@@ -612,10 +652,10 @@ async fn handshakes_are_bounded_per_load_balancer_and_silence_holds_no_place() {
         let pki = Pki::new();
         let server = pki.leaf("www.example.test", &["www.example.test"], 60);
         let member = HttpMember::start("m").await;
-        // Two handshakes over the process, one per load balancer.
+        // Four handshakes over the process, one per load balancer.
         let h = Harness::with_options(statera_dataplane::EngineOptions {
             limits: statera_dataplane::ConnectionLimits {
-                handshakes: Some(2),
+                handshakes: Some(4),
                 ..Default::default()
             },
             ..Default::default()
@@ -636,13 +676,19 @@ async fn handshakes_are_bounded_per_load_balancer_and_silence_holds_no_place() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut http = client_over(handshake(&c, a, sni).await.unwrap());
         assert_eq!(http.get("/", &[]).await.unwrap().status, 200);
-        // A handshake begun and left holds A's one place: A refuses the
-        // next, B still serves.
-        let mut stalled = TcpStream::connect(a).await.unwrap();
-        stalled
+        // Part of a ClientHello holds no place.
+        let mut partial = TcpStream::connect(a).await.unwrap();
+        partial
             .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
             .await
             .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut http = client_over(handshake(&c, a, sni).await.unwrap());
+        assert_eq!(http.get("/", &[]).await.unwrap().status, 200);
+        // A whole ClientHello, then nothing: the handshake holds A's one
+        // place (until it times out); A refuses the next, B still serves.
+        let mut stalled = TcpStream::connect(a).await.unwrap();
+        stalled.write_all(&client_hello(&pki)).await.unwrap();
         let refused_at_a = eventually(Duration::from_secs(3), async || {
             handshake(&c, a, sni).await.is_err()
         })

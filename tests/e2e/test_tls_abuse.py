@@ -1,0 +1,194 @@
+"""Bad input against the native data plane's TERMINATED_HTTPS: the process stays up and other
+clients are served.
+
+Two load balancers on the native provider, A (attacked) and B (another tenant's, say), each with
+a TERMINATED_HTTPS listener whose certificate is made here by openssl and stored through the key
+manager's API. Against A, in turn: a malformed ClientHello and plain HTTP on the TLS port (both
+closed), 1,500 connections that send the first bytes of a ClientHello and stop (they hold no
+handshake place: A itself still serves), 10,000 of them (A is held at its own connection
+ceiling, B is served, the statera process's memory growth is bounded), then
+1,100 connections that send a whole ClientHello and stop (they take A's handshake places, a
+quarter of the process's, for at most 10 s: B is served throughout, and A again once they time
+out). curl through both VIPs is the other client at every step; the statera process must still
+be running at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import resource
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import start_statera
+from test_behaviour_support import http_members
+from test_key_manager import openssl
+
+PARTIAL = 10_000
+PARTIAL_UNDER_CEILING = 1_500
+STALLED = 1_100  # more than one load balancer's quarter of the 4,096 handshake places
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def client_hello() -> bytes:
+    """The first flight of a real TLS client (Python's OpenSSL) for www.example.com."""
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="www.example.com")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def curl_ok(work: Path, vip: str, port: int) -> bool:
+    proc = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "--cacert", str(work / "www.crt"), "--resolve",
+         f"www.example.com:{port}:{vip}", f"https://www.example.com:{port}/"],
+        capture_output=True, text=True, timeout=20)
+    return proc.returncode == 0
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the peer closes the connection (alert bytes before the close allowed)."""
+    sock.settimeout(seconds)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            if not sock.recv(4096):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+    return False
+
+
+def test_handshake_abuse_leaves_the_process_up_and_other_clients_served():
+    for tool in ("openssl", "curl"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (scripts/test installs it)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = PARTIAL + STALLED + 200
+    if hard != resource.RLIM_INFINITY and hard < need:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below the {need} sockets this test opens")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))
+    work = Path(tempfile.mkdtemp(prefix="statera-tls-abuse-"))
+    held: list[socket.socket] = []
+    try:
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", "www.key", "-out", "www.crt", "-subj", "/CN=www.example.com", "-days", "30",
+                "-addext", "subjectAltName=DNS:www.example.com", cwd=work)
+        openssl("pkcs12", "-export", "-inkey", "www.key", "-in", "www.crt", "-passout", "pass:",
+                "-out", "www.p12", cwd=work)
+        with start_statera() as server, http_members("a") as (member,):
+            r = server.api("POST", "/key-manager/v1/secrets", {
+                "name": "www", "payload": base64.b64encode((work / "www.p12").read_bytes()).decode(),
+                "payload_content_type": "application/octet-stream",
+                "payload_content_encoding": "base64"})
+            assert r.status == 201, r.body
+            ref = r.json()["secret_ref"]
+            subnet = server.api("GET", "/v2.0/subnets?name=host-subnet").json()["subnets"][0]["id"]
+            vips = {}
+            for name in ("a", "b"):
+                r = server.api("POST", "/v2/lbaas/loadbalancers", {"loadbalancer": {
+                    "name": name, "vip_subnet_id": subnet, "provider": "native",
+                    "listeners": [{"protocol": "TERMINATED_HTTPS", "protocol_port": 8443,
+                                   "default_tls_container_ref": ref,
+                                   "default_pool": {"name": f"{name}-pool"}}],
+                    "pools": [{"name": f"{name}-pool", "protocol": "HTTP",
+                               "lb_algorithm": "ROUND_ROBIN",
+                               "members": [{"address": "127.0.0.1", "protocol_port": member.port}]}],
+                }})
+                assert r.status == 201, r.body
+                lb = r.json()["loadbalancer"]
+                deadline = time.monotonic() + 60
+                while server.api("GET", f"/v2/lbaas/loadbalancers/{lb['id']}").json()[
+                        "loadbalancer"]["provisioning_status"] != "ACTIVE":
+                    assert time.monotonic() < deadline, "load balancer not ACTIVE"
+                    time.sleep(0.2)
+                vips[name] = lb["vip_address"]
+            a, b, port = vips["a"], vips["b"], 8443
+            assert curl_ok(work, a, port) and curl_ok(work, b, port)
+            pid = server.process.pid
+
+            # A malformed ClientHello (a handshake record of garbage), and plain HTTP: closed.
+            for junk in (b"\x16\x03\x01\x00\x30" + os.urandom(48), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
+                with socket.create_connection((a, port), timeout=5) as s:
+                    s.sendall(junk)
+                    assert closed_within(s, 12), junk[:8]
+            assert curl_ok(work, a, port)
+
+            hello = client_hello()
+
+            def partial(n: int) -> None:
+                """`n` connections to A that send the first bytes of a ClientHello and stop."""
+                for _ in range(n):
+                    s = socket.socket()
+                    try:
+                        s.connect((a, port))
+                        s.send(hello[:20])
+                    except OSError:
+                        s.close()
+                        continue
+                    held.append(s)
+
+            # More partial handshakes than A's handshake places (a quarter of 4,096), fewer than
+            # its connection ceiling: they hold no place, A itself still serves.
+            partial(PARTIAL_UNDER_CEILING)
+            assert curl_ok(work, a, port), "partial ClientHellos took A's handshake places"
+            for s in held:
+                s.close()
+            held.clear()
+
+            # 10,000 handshakes begun and left: A is held at its own connection ceiling (the rest
+            # are accepted and reset), B is served, memory stays bounded.
+            before = rss_kib(pid)
+            partial(PARTIAL)
+            grown = rss_kib(pid) - before
+            assert curl_ok(work, b, port), "B not served while A is flooded"
+            print(f"{len(held)} connections with a partial ClientHello (A keeps those under its "
+                  f"ceiling, resets the rest); statera's RSS +{grown / 1024:.1f} MiB")
+            assert grown < 400 * 1024, f"RSS grew by {grown} KiB"
+            for s in held:
+                s.close()
+            held.clear()
+            deadline = time.monotonic() + 20
+            while not curl_ok(work, a, port):
+                assert time.monotonic() < deadline, "A does not serve again after the flood"
+                time.sleep(0.5)
+
+            # Whole ClientHellos, then silence: A's handshake places are taken (for at most
+            # 10 s); B is served throughout.
+            for _ in range(STALLED):
+                s = socket.create_connection((a, port), timeout=5)
+                s.sendall(hello)
+                held.append(s)
+            t0 = time.monotonic()
+            assert curl_ok(work, b, port), "B not served while A's handshake places are held"
+            for s in held:
+                s.close()
+            held.clear()
+            deadline = t0 + 20
+            while not curl_ok(work, a, port):
+                assert time.monotonic() < deadline, "A does not serve again after the flood"
+                time.sleep(0.5)
+            assert server.process.poll() is None, "statera exited"
+    finally:
+        for s in held:
+            s.close()
+        shutil.rmtree(work, ignore_errors=True)
