@@ -156,9 +156,13 @@ def pin(pids, cpu):
                        capture_output=True, timeout=10)
 
 
+# The CPUs this script may use (and its children inherited): what unpinning restores.
+ALLOWED = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+
+
 def unpin(pids):
     for pid in pids:
-        subprocess.run(["taskset", "-a", "-p", "-c", f"0-{os.cpu_count() - 1}", str(pid)],
+        subprocess.run(["taskset", "-a", "-p", "-c", ALLOWED, str(pid)],
                        check=False, capture_output=True, timeout=10)
 
 
@@ -249,6 +253,7 @@ def main():
     procs = []
     nginx = srv = None
     results = {}
+    pinned_pids = []
     try:
         shutil.copy2(args.binary, os.path.join(work, "statera"))
         make_certs(work)
@@ -267,6 +272,7 @@ def main():
             pinned = kind == "pinned"
             proxies = pids["native"]() + pids["haproxy"]()
             if pinned:
+                pinned_pids = proxies + [nginx.proc.pid]
                 pin(proxies, 0)
                 pin([nginx.proc.pid], 1)
             log(f"layout {kind}, {conns} connections: warm-up")
@@ -286,11 +292,13 @@ def main():
                             f"  cpu {r['cpu_us_per'] or 0:.0f} us/op"
                             + (f"  errors {r['errors']}" if r.get("errors") else ""))
             if pinned:
-                unpin(proxies + [nginx.proc.pid])
+                unpin(pinned_pids)
+                pinned_pids = []
         speed = dp.first_line(["sh", "-c", "openssl speed -seconds 2 ecdsap256 rsa2048 2>/dev/null"
                                " | grep -E '^ *(rsa 2048|256 bits ecdsa)' | tr -s ' ' | paste -sd';'"])
         info["openssl_speed"] = speed
     finally:
+        unpin(pinned_pids)
         for proc in list(procs):
             dp.stop_pid(proc, 5)
         if srv is not None:

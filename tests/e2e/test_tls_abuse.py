@@ -8,8 +8,8 @@ closed), 1,500 connections that send the first bytes of a ClientHello and stop (
 handshake place: A itself still serves), 10,000 of them (A is held at its own connection
 ceiling, B is served, the statera process's memory growth is bounded), then
 1,100 connections that send a whole ClientHello and stop (they take A's handshake places, a
-quarter of the process's, for at most 10 s: B is served throughout, and A again once they time
-out). curl through both VIPs is the other client at every step; the statera process must still
+quarter of the process's: A refuses new handshakes, B is served throughout, and A serves again
+once they time out after 10 s, the stalled clients still connected). curl through both VIPs is the other client at every step; the statera process must still
 be running at the end.
 """
 
@@ -139,6 +139,7 @@ def test_handshake_abuse_leaves_the_process_up_and_other_clients_served():
                 """`n` connections to A that send the first bytes of a ClientHello and stop."""
                 for _ in range(n):
                     s = socket.socket()
+                    s.settimeout(5)
                     try:
                         s.connect((a, port))
                         s.send(hello[:20])
@@ -172,23 +173,29 @@ def test_handshake_abuse_leaves_the_process_up_and_other_clients_served():
                 assert time.monotonic() < deadline, "A does not serve again after the flood"
                 time.sleep(0.5)
 
-            # Whole ClientHellos, then silence: A's handshake places are taken (for at most
-            # 10 s); B is served throughout.
+            # Whole ClientHellos, then silence: they take A's handshake places, so A refuses new
+            # handshakes; B is served throughout; the places come back when those handshakes
+            # time out (10 s), with the stalled clients still connected.
             for _ in range(STALLED):
-                s = socket.create_connection((a, port), timeout=5)
-                s.sendall(hello)
+                s = socket.socket()
                 held.append(s)
+                s.settimeout(5)
+                s.connect((a, port))
+                s.sendall(hello)
             t0 = time.monotonic()
+            while curl_ok(work, a, port):
+                assert time.monotonic() < t0 + 10, "A's handshake places were never full"
+                time.sleep(0.2)
             assert curl_ok(work, b, port), "B not served while A's handshake places are held"
+            while not curl_ok(work, a, port):
+                assert time.monotonic() < t0 + 25, "A does not serve again after the stall"
+                time.sleep(0.5)
             for s in held:
                 s.close()
             held.clear()
-            deadline = t0 + 20
-            while not curl_ok(work, a, port):
-                assert time.monotonic() < deadline, "A does not serve again after the flood"
-                time.sleep(0.5)
             assert server.process.poll() is None, "statera exited"
     finally:
         for s in held:
             s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         shutil.rmtree(work, ignore_errors=True)

@@ -231,7 +231,7 @@ fn tls12_named(name: &str) -> Vec<SupportedCipherSuite> {
     };
     match name {
         "ALL" | "DEFAULT" | "HIGH" | "ECDHE" | "EECDH" | "kECDHE" | "kEECDH" | "AEAD"
-        | "TLSv1.2" | "SSLv3" | "TLSv1" => by(&|_| true),
+        | "TLSv1.2" => by(&|_| true),
         "AESGCM" | "AES" => by(&|n| n.contains("-AES")),
         "AES128" => by(&|n| n.contains("AES128")),
         "AES256" => by(&|n| n.contains("AES256")),
@@ -239,8 +239,9 @@ fn tls12_named(name: &str) -> Vec<SupportedCipherSuite> {
         // `RSA` is OpenSSL's static RSA key exchange (kRSA): none of these.
         "aRSA" | "ECDHE-RSA" => by(&|n| n.starts_with("ECDHE-RSA")),
         "aECDSA" | "ECDSA" | "ECDHE-ECDSA" => by(&|n| n.starts_with("ECDHE-ECDSA")),
-        "SHA256" => by(&|n| n.ends_with("SHA256")),
-        "SHA384" => by(&|n| n.ends_with("SHA384")),
+        // `SSLv3`/`TLSv1` are suites whose minimum version is that one, and
+        // `SHA256`/`SHA384` MACs: none of these AEAD suites. Like every
+        // name not listed, they match nothing.
         exact => by(&|n| n == exact),
     }
 }
@@ -404,17 +405,13 @@ impl PeerCert {
         out
     }
 
-    /// The first value of a subject field, named as OpenSSL names it (short
-    /// or long name: `CN` or `commonName`, case-sensitive; a dotted OID),
-    /// as HAProxy's `ssl_c_s_dn(field)`.
+    /// The first value of a subject field by its short name, any case
+    /// (`CN`, `cn`, `O`; a dotted OID for one without), as HAProxy's
+    /// `ssl_c_s_dn(field)` compares it.
     pub fn field(&self, name: &str) -> Option<&str> {
-        let short = DN_NAMES
-            .iter()
-            .find(|(_, short, long)| *short == name || *long == name)
-            .map_or(name, |(_, short, _)| *short);
         self.fields
             .iter()
-            .find(|(n, _)| n == short)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
@@ -618,6 +615,8 @@ mod tests {
         // for good.
         assert_eq!(tls12("HIGH:-CHACHA20:ECDHE-RSA-CHACHA20-POLY1305").len(), 5);
         assert_eq!(tls12("HIGH:!CHACHA20:ECDHE-RSA-CHACHA20-POLY1305").len(), 4);
+        // Common lists that ban old versions or MACs keep these suites.
+        assert_eq!(tls12("HIGH:!aNULL:!SSLv3:!TLSv1:!SHA256:!SHA384").len(), 6);
         let err = cipher_suites(Some("DHE-RSA-AES128-SHA"), &v).unwrap_err();
         assert!(err.contains("no TLSv1.2 cipher suite"), "{err}");
         // Only TLS 1.3 spoken: a TLS 1.2 list that matches nothing is fine.
@@ -656,8 +655,9 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "X-SSL-Client-CN: \"admin\\x0D\\x0AX-Evil: 1\\x01\\\"q\\\"\"\r\n"
         );
-        assert_eq!(peer.field("commonName"), peer.field("CN"));
-        assert_eq!(peer.field("cn"), None);
+        assert_eq!(peer.field("cn"), peer.field("CN"));
+        assert!(peer.field("CN").is_some());
+        assert_eq!(peer.field("commonName"), None);
     }
 
     #[test]

@@ -99,7 +99,10 @@ impl ClientConn {
                         }
                         sent
                     }
-                    Err(SendError::ClientGone) => return false,
+                    Err(SendError::ClientGone) => {
+                        self.clean = false;
+                        return false;
+                    }
                     Err(SendError::MalformedBody) => {
                         tracing::debug!(peer = %self.peer, "malformed chunked request body");
                         return self.refuse_closing(StatusCode::BAD_REQUEST).await;
@@ -322,6 +325,7 @@ impl ClientConn {
             ),
             Err(Side::Member) => {
                 tracing::debug!("member failed mid-response");
+                self.clean = false;
                 self.view
                     .stats
                     .request_errors
@@ -334,7 +338,10 @@ impl ClientConn {
                 self.proxy_error(StatusCode::BAD_GATEWAY, true).await;
                 (false, false)
             }
-            Err(Side::Client) => (false, false),
+            Err(Side::Client) => {
+                self.clean = false;
+                (false, false)
+            }
         }
     }
 

@@ -158,6 +158,8 @@ pub async fn serve(
     let mut conn = ClientConn {
         client,
         tls,
+        clean: true,
+        closed: false,
         buf: Vec::with_capacity(CLIENT_BUFFER),
         out: Vec::with_capacity(1024),
         peer,
@@ -175,8 +177,9 @@ pub async fn serve(
     // Boxed: the task of a connection that never sends a byte stays small.
     Box::pin(async {
         conn.run(life).await;
-        if conn.tls.is_some() {
-            // close_notify (a no-op after `linger`'s).
+        // close_notify only after a response that ended (not a cut one,
+        // which the client must see cut), and only once.
+        if conn.tls.is_some() && conn.clean && !conn.closed {
             let _ = conn.client.close().await;
         }
     })
@@ -247,6 +250,12 @@ struct ClientConn {
     client: ClientStream,
     /// TERMINATED_HTTPS: the client's certificate, the listener's TLS.
     tls: Option<Box<ConnTls>>,
+    /// Whether every response so far went out whole: a TLS connection ends
+    /// with close_notify only then, so a client can tell a response cut by
+    /// a member's failure (or a cut listener) from one that ended.
+    clean: bool,
+    /// Whether our side was shut already (`linger`).
+    closed: bool,
     /// What was read from the client and not yet forwarded: a head (at the
     /// start), the part of its body that came with it, maybe the next
     /// request.
@@ -332,18 +341,23 @@ impl ClientConn {
                 let mut exchange = std::pin::pin!(self.exchange(head));
                 std::future::poll_fn(|cx| {
                     if let Poll::Ready(keep) = exchange.as_mut().poll(cx) {
-                        return Poll::Ready(keep);
+                        return Poll::Ready(Some(keep));
                     }
                     // Draining lets the request finish; cut ends it.
                     loop {
                         match stop.poll_next(cx) {
-                            Poll::Ready(LifeState::Cut) => return Poll::Ready(false),
+                            Poll::Ready(LifeState::Cut) => return Poll::Ready(None),
                             Poll::Ready(_) => continue,
                             Poll::Pending => return Poll::Pending,
                         }
                     }
                 })
                 .await
+            };
+            let Some(keep) = keep else {
+                // Cut mid-exchange: whatever was under way stays cut.
+                self.clean = false;
+                return;
             };
             if !keep || stop.draining {
                 // Draining: the request in flight is done; take no other.
@@ -642,6 +656,7 @@ impl ClientConn {
     /// so closing does not reset the connection and lose the response we
     /// just wrote. Bounded in time and bytes.
     async fn linger(&mut self) {
+        self.closed = true;
         if self.client.close().await.is_err() {
             return;
         }

@@ -706,3 +706,37 @@ async fn handshakes_are_bounded_per_load_balancer_and_silence_holds_no_place() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_response_cut_by_its_member_ends_without_close_notify() {
+    use crate::support_http::{Behaviour, ExpectProxy};
+    bounded(async {
+        let pki = Pki::new();
+        let server = pki.leaf("www.example.test", &["www.example.test"], 70);
+        let member = HttpMember::start_with("m", Behaviour::DieMidBody, ExpectProxy::None).await;
+        let pool = pool(vec![member_of(member.addr)]);
+        let mut l = listener(ListenerProtocol::TerminatedHttps, 443, Some(pool.id));
+        l.tls = Some(listener_tls(vec![served(&server, &["www.example.test"])]));
+        let vip = vip(217);
+        let h = Harness::new();
+        h.apply(&lb(vip, vec![l], vec![pool])).await.unwrap();
+        let c = connector(&pki, None, &[]);
+        let mut stream = handshake(&c, addr(vip, 443), "www.example.test")
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut all = Vec::new();
+        let read = tokio::time::timeout(IO_DEADLINE, stream.read_to_end(&mut all))
+            .await
+            .unwrap();
+        // The head and part of the body came; the end is a bare close, which
+        // the client sees as a cut (a close_notify would say it ended).
+        assert!(all.starts_with(b"HTTP/1.1 200"), "{all:?}");
+        let error = read.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "{error}");
+    })
+    .await;
+}
