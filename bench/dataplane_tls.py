@@ -166,6 +166,18 @@ def unpin(pids):
                        check=False, capture_output=True, timeout=10)
 
 
+def wait_bounded(proc, seconds, procs):
+    """Waits for `proc` at most `seconds`, then stops it; either way it leaves `procs`."""
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        procs.remove(proc)
+        if proc.poll() is None:
+            dp.stop_pid(proc, 5)
+
+
 def run_row(row, vip, pids, duration, conns, pinned, workdir, procs):
     key, _, port, kind, path, extra, _ = row
     prefix = ["taskset", "-c", "1"] if pinned else []
@@ -177,12 +189,7 @@ def run_row(row, vip, pids, duration, conns, pinned, workdir, procs):
         with open(out_path, "wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
             procs.append(proc)
-            try:
-                proc.wait(duration + 30)
-            finally:
-                procs.remove(proc)
-                if proc.poll() is None:
-                    dp.stop_pid(proc, 5)
+            wait_bounded(proc, duration + 30, procs)
         with open(out_path) as f:
             text = f.read()
         if proc.returncode != 0:
@@ -203,11 +210,8 @@ def run_row(row, vip, pids, duration, conns, pinned, workdir, procs):
         count = 0
         for i, (proc, out) in enumerate(running):
             try:
-                proc.wait(duration + 30)
+                wait_bounded(proc, duration + 30, procs)
             finally:
-                procs.remove(proc)
-                if proc.poll() is None:
-                    dp.stop_pid(proc, 5)
                 out.close()
             with open(os.path.join(workdir, f"stime{i}.out")) as f:
                 text = f.read()

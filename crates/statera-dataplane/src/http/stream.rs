@@ -150,20 +150,7 @@ pub(super) async fn handshake(
     //    place is taken or any key used: a client that sends part of one
     //    and stops holds its connection slot only.
     let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), client);
-    let start = tokio::select! {
-        done = tokio::time::timeout_at(deadline, hello) => match done {
-            Ok(Ok(start)) => start,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "TLS ClientHello refused");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!("TLS ClientHello too slow; closing");
-                return None;
-            }
-        },
-        _ = life.wait_for(|state| *state == LifeState::Cut) => return None,
-    };
+    let start = within(deadline, life, "TLS ClientHello", hello).await?;
     // 2. The rest, signature included, under the handshake ceilings.
     let Some(_place) = slot.handshake() else {
         view.stats.refuse_connection();
@@ -183,20 +170,7 @@ pub(super) async fn handshake(
     } else {
         server.without_alpn.clone()
     };
-    let stream = tokio::select! {
-        done = tokio::time::timeout_at(deadline, start.into_stream(config)) => match done {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "TLS handshake failed");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!("TLS handshake too slow; closing");
-                return None;
-            }
-        },
-        _ = life.wait_for(|state| *state == LifeState::Cut) => return None,
-    };
+    let stream = within(deadline, life, "TLS handshake", start.into_stream(config)).await?;
     let peer = PeerCert::of(
         stream
             .get_ref()
@@ -208,4 +182,28 @@ pub(super) async fn handshake(
         ClientStream::Tls(Box::new(stream)),
         Box::new(ConnTls { peer, server }),
     ))
+}
+
+/// `step`'s result if it succeeds by `deadline` and before the listener is
+/// cut; `None` otherwise (logged as `what` failing or too slow).
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    life: &mut watch::Receiver<LifeState>,
+    what: &str,
+    step: impl std::future::Future<Output = io::Result<T>>,
+) -> Option<T> {
+    tokio::select! {
+        done = tokio::time::timeout_at(deadline, step) => match done {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "{what} failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("{what} too slow; closing");
+                None
+            }
+        },
+        _ = life.wait_for(|state| *state == LifeState::Cut) => None,
+    }
 }
