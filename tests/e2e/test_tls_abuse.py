@@ -6,11 +6,12 @@ a TERMINATED_HTTPS listener whose certificate is made here by openssl and stored
 manager's API. Against A, in turn: a malformed ClientHello and plain HTTP on the TLS port (both
 closed), 1,500 connections that send the first bytes of a ClientHello and stop (they hold no
 handshake place: A itself still serves), 10,000 of them (A is held at its own connection
-ceiling, B is served, the statera process's memory growth is bounded), then
-1,100 connections that send a whole ClientHello and stop (they take A's handshake places, a
-quarter of the process's: A refuses new handshakes, B is served throughout, and A serves again
-once they time out after 10 s, the stalled clients still connected). curl through both VIPs is the other client at every step; the statera process must still
-be running at the end.
+ceiling, B is served, the statera process's memory growth is bounded), then connections that
+send a whole ClientHello and stop, until A closes one: exactly 1,024 are answered (they hold A's
+handshake places, a quarter of the process's), the rest are refused, a new client of A is refused,
+B is served throughout, and A serves again once those handshakes time out after 10 s, the stalled
+clients still connected. curl through both VIPs is the other client at every step; the statera
+process must still be running at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import os
 import resource
+import selectors
 import shutil
 import socket
 import ssl
@@ -34,7 +36,7 @@ from test_key_manager import openssl
 
 PARTIAL = 10_000
 PARTIAL_UNDER_CEILING = 1_500
-STALLED = 1_100  # more than one load balancer's quarter of the 4,096 handshake places
+STALLED_PLACES = 4096 // 4  # one load balancer's quarter of the process's handshake places
 
 
 def rss_kib(pid: int) -> int:
@@ -78,12 +80,34 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
     return False
 
 
+def verdicts(socks: list[socket.socket], seconds: float) -> dict[str, int]:
+    """For each socket (the client has sent a whole ClientHello): did the server answer (bytes
+    of its first flight, left unread) or close it, within `seconds`?"""
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    out = {"answered": 0, "closed": 0}
+    deadline = time.monotonic() + seconds
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=max(0.0, deadline - time.monotonic())):
+            s = key.fileobj
+            sel.unregister(s)
+            try:
+                data = s.recv(1, socket.MSG_PEEK)
+            except OSError:
+                data = b""
+            out["answered" if data else "closed"] += 1
+    out["undecided"] = len(sel.get_map())
+    sel.close()
+    return out
+
+
 def test_handshake_abuse_leaves_the_process_up_and_other_clients_served():
     for tool in ("openssl", "curl"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (scripts/test installs it)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = PARTIAL + STALLED + 200
+    need = PARTIAL + 2 * STALLED_PLACES + 300
     if hard != resource.RLIM_INFINITY and hard < need:
         pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below the {need} sockets this test opens")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))
@@ -175,17 +199,31 @@ def test_handshake_abuse_leaves_the_process_up_and_other_clients_served():
 
             # Whole ClientHellos, then silence: they take A's handshake places, so A refuses new
             # handshakes; B is served throughout; the places come back when those handshakes
-            # time out (10 s), with the stalled clients still connected.
-            for _ in range(STALLED):
-                s = socket.socket()
-                held.append(s)
-                s.settimeout(5)
-                s.connect((a, port))
-                s.sendall(hello)
+            # time out (10 s), with the stalled clients still connected. Each stalled connection
+            # is sent in batches and waited on until A has either answered it (its first flight:
+            # it holds a place) or closed it (no place was free), so the step does not depend on
+            # how fast this machine is.
+            answered = refused = 0
             t0 = time.monotonic()
-            while curl_ok(work, a, port):
-                assert time.monotonic() < t0 + 10, "A's handshake places were never full"
-                time.sleep(0.2)
+            while refused == 0:
+                assert answered < 2 * STALLED_PLACES, f"{answered} stalled handshakes answered, none refused"
+                batch = []
+                for _ in range(100):
+                    s = socket.socket()
+                    held.append(s)
+                    s.settimeout(5)
+                    s.connect((a, port))
+                    s.sendall(hello)
+                    batch.append(s)
+                got = verdicts(batch, 5)
+                answered, refused = answered + got["answered"], refused + got["closed"]
+                assert got["undecided"] == 0, f"A neither answered nor closed: {got}"
+            elapsed = time.monotonic() - t0
+            print(f"stalled handshakes: {answered} answered (holding places), {refused} refused, "
+                  f"in {elapsed:.1f} s")
+            assert answered == STALLED_PLACES, f"{answered} handshake places, not {STALLED_PLACES}"
+            assert elapsed < 8, "too slow to fill A's places before the first ones time out"
+            assert not curl_ok(work, a, port), "A served a new handshake with its places full"
             assert curl_ok(work, b, port), "B not served while A's handshake places are held"
             while not curl_ok(work, a, port):
                 assert time.monotonic() < t0 + 25, "A does not serve again after the stall"
