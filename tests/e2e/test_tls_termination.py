@@ -9,10 +9,9 @@ data plane does not offer h2 yet and answers HTTP/1.1), what the member sees, th
 certificate rotated under load (new handshakes get the new one, no request fails), client
 authentication OPTIONAL then MANDATORY, a client certificate revoked in the CRL refused, an
 SSL_CONN_HAS_CERT L7 rule, a certificate deleted from the key manager takes only its listener out
-(ERROR) at the next change. On haproxy also: a pool re-encrypting to a TLS member that requires
-the load balancer's client certificate (verified against the CA; the native provider answers
-501 to such a pool), and the keys on disk readable by their owner only (native keeps them in
-memory).
+(ERROR) at the next change. A pool re-encrypting to a TLS member that requires the load balancer's
+client certificate (the member verified against the CA). On haproxy also: the keys on disk
+readable by their owner only (native keeps them in memory).
 """
 
 from __future__ import annotations
@@ -310,29 +309,17 @@ def test_terminated_https_with_the_real_clients(provider):
                 "--listener", plain["id"], "--enable-tls", "--tls-container-ref", lb_client,
                 "--ca-tls-container-ref", ca, "--tls-version", "TLSv1.2", "--tls-version", "TLSv1.3",
                 "--wait", "-f", "yaml"]
-            if provider == "haproxy":
-                tls_pool = yaml.safe_load(admin(*tls_pool_args))
-                admin("loadbalancer", "member", "create", "--address", "127.0.0.1", "--protocol-port",
-                      str(tls_member.port), tls_pool["id"], "--wait")
-            else:
-                out = run_cli(clouds, "statera", *tls_pool_args, expect_ok=False)
-                assert b"HTTP 501" in out.stderr and b"tls_enabled" in out.stderr, out.stderr
-                plain_pool = yaml.safe_load(admin(
-                    "loadbalancer", "pool", "create", "--protocol", "HTTP", "--lb-algorithm",
-                    "ROUND_ROBIN", "--listener", plain["id"], "--wait", "-f", "yaml"))
-                admin("loadbalancer", "member", "create", "--address", "127.0.0.1", "--protocol-port",
-                      str(member.port), plain_pool["id"], "--wait")
+            tls_pool = yaml.safe_load(admin(*tls_pool_args))
+            admin("loadbalancer", "member", "create", "--address", "127.0.0.1", "--protocol-port",
+                  str(tls_member.port), tls_pool["id"], "--wait")
 
             def plain_listener_serves() -> None:
                 got = subprocess.run(["curl", "-sS", "--max-time", "10", f"http://{vip}:8080/"],
                                      capture_output=True, text=True, timeout=CURL_TIMEOUT)
                 assert got.returncode == 0, got.stderr
                 seen = json.loads(got.stdout)
-                if provider == "haproxy":
-                    assert seen["client_cn"] == ["tenant-client"], seen
-                    assert seen["version"] in ("TLSv1.2", "TLSv1.3"), seen
-                else:
-                    assert seen["member"] == "a", seen
+                assert seen["client_cn"] == ["tenant-client"], seen
+                assert seen["version"] in ("TLSv1.2", "TLSv1.3"), seen
 
             plain_listener_serves()
 

@@ -4,14 +4,16 @@ use crate::health::{self, HealthOptions, ProbeKey, Registry};
 use crate::l7::Policies;
 use crate::limits::{ConnectionLimits, EngineAdmission};
 use crate::listener::{self, AcceptTask};
-use crate::snapshot::{LbShared, Reporter, Served, Snapshot};
+use crate::member_tls::MemberTls;
+use crate::snapshot::{LbShared, PoolTlsMap, Reporter, Served, Snapshot};
 use crate::sockets::SocketKey;
 use crate::tls::ServerTls;
 use crate::udp::{self, UdpTask};
 use statera_config::{
-    BoxFuture, DataPlane, DataPlaneError, LbConfig, ListenerConfig, ReportSender, StatusReport,
+    BoxFuture, DataPlane, DataPlaneError, LbConfig, ListenerConfig, PoolTls, ReportSender,
+    StatusReport,
 };
-use statera_model::ListenerProtocol;
+use statera_model::{L7PolicyAction, ListenerProtocol};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -236,9 +238,9 @@ impl Engine {
 
         // 1. Decide, refusing what this engine cannot serve.
         let previous = current.map(|c| c.shared.load());
-        let served = served_listeners(&config, previous.as_deref())?;
+        let (served, pool_tls) = served_listeners(&config, previous.as_deref())?;
         drop(previous);
-        let plan = health::plan(&config)?;
+        let plan = health::plan(&config, &pool_tls)?;
 
         // 2. Bind every address not bound yet. On error, what was bound here
         //    is dropped (closed) and the current config keeps serving.
@@ -303,8 +305,15 @@ impl Engine {
                         .map(|t| t.is_up())
                 };
                 let targets = self.inner.probes.acquire(lb_id, &reporter, &plan, initial);
-                let next =
-                    Snapshot::build(config, &served, Some(&prev), &targets, reporter, options);
+                let next = Snapshot::build(
+                    config,
+                    &served,
+                    &pool_tls,
+                    Some(&prev),
+                    &targets,
+                    reporter,
+                    options,
+                );
                 let prev = runtime.shared.publish(next);
                 for life in prev.ended_lives(&runtime.shared.load()) {
                     life.drain(self.inner.options.drain_timeout);
@@ -314,7 +323,9 @@ impl Engine {
             None => {
                 let reporter = Arc::new(Reporter::default());
                 let targets = self.inner.probes.acquire(lb_id, &reporter, &plan, |_| None);
-                let first = Snapshot::build(config, &served, None, &targets, reporter, options);
+                let first = Snapshot::build(
+                    config, &served, &pool_tls, None, &targets, reporter, options,
+                );
                 let shared = LbShared::new(
                     first,
                     self.inner.report_tx.clone(),
@@ -424,24 +435,25 @@ impl Engine {
     }
 }
 
-/// The listeners `config` serves, with their compiled L7 policies; refuses
-/// what this engine cannot serve, and policies that do not compile (an
-/// invalid regex, a redirect to a pool that is not there).
+/// The listeners `config` serves, with their compiled L7 policies, and the
+/// TLS of its pools over TLS; refuses what this engine cannot serve, and
+/// policies that do not compile (an invalid regex, a redirect to a pool that
+/// is not there). A listener whose certificate, or whose pool's TLS, does
+/// not build is left out alone (`Bind` for that listener).
 fn served_listeners(
     config: &LbConfig,
     previous: Option<&Snapshot>,
-) -> Result<Vec<Served>, DataPlaneError> {
+) -> Result<(Vec<Served>, PoolTlsMap), DataPlaneError> {
     if !config.admin_state_up {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), PoolTlsMap::new()));
     }
-    // Refused rather than served in plain text: the API answers 501 for
-    // these, this is the last line.
-    if let Some(p) = config.pools.iter().find(|p| p.tls.is_some()) {
-        return Err(DataPlaneError::Unsupported(format!(
-            "pools over TLS (tls_enabled) are not yet served by the native data plane (pool {})",
-            p.id
-        )));
-    }
+    // Each pool over TLS built once (or kept), or why it cannot be served;
+    // never served in plain text instead.
+    let pool_tls: HashMap<Uuid, Result<Arc<MemberTls>, String>> = config
+        .pools
+        .iter()
+        .filter_map(|pool| Some((pool.id, member_tls(pool.id, pool.tls.as_ref()?, previous))))
+        .collect();
     let mut served: Vec<Served> = Vec::new();
     for (index, listener) in config.listeners.iter().enumerate() {
         if !listener.admin_state_up {
@@ -487,17 +499,35 @@ fn served_listeners(
                 listener.protocol_port
             )));
         }
+        let bind_error = |reason: String| DataPlaneError::Bind {
+            address: addr.to_string(),
+            reason,
+            listener: Some(listener.id),
+        };
+        let redirects = listener
+            .l7policies
+            .iter()
+            .filter(|p| p.action == L7PolicyAction::RedirectToPool)
+            .filter_map(|p| p.redirect_pool_id);
+        for pool in listener.default_pool_id.into_iter().chain(redirects) {
+            match pool_tls.get(&pool) {
+                Some(Err(why)) => {
+                    return Err(bind_error(format!("its pool {pool} (tls_enabled): {why}")));
+                }
+                Some(Ok(_)) if !http => {
+                    return Err(bind_error(format!(
+                        "its pool {pool} is over TLS (tls_enabled), which the native data plane \
+                         serves behind HTTP and TERMINATED_HTTPS listeners only"
+                    )));
+                }
+                _ => {}
+            }
+        }
         let tls = match listener.protocol {
             ListenerProtocol::TerminatedHttps => {
-                Some(server_tls(listener, addr, previous).map_err(|reason| {
-                    // Only this listener is left out (its certificate could
-                    // not be read, or does not serve): the others go on.
-                    DataPlaneError::Bind {
-                        address: addr.to_string(),
-                        reason,
-                        listener: Some(listener.id),
-                    }
-                })?)
+                // Only this listener is left out (its certificate could not
+                // be read, or does not serve): the others go on.
+                Some(server_tls(listener, addr, previous).map_err(bind_error)?)
             }
             _ => None,
         };
@@ -509,7 +539,28 @@ fn served_listeners(
             tls,
         });
     }
-    Ok(served)
+    let pool_tls = pool_tls
+        .into_iter()
+        .filter_map(|(id, tls)| Some((id, tls.ok()?)))
+        .collect();
+    Ok((served, pool_tls))
+}
+
+/// A pool's TLS toward its members: the one it had when its settings have
+/// not changed (its session cache; nothing parsed again), else built anew.
+fn member_tls(
+    pool: Uuid,
+    tls: &PoolTls,
+    previous: Option<&Snapshot>,
+) -> Result<Arc<MemberTls>, String> {
+    if let Some(kept) = previous
+        .and_then(|p| p.pools.get(&pool))
+        .and_then(|p| p.tls.as_ref())
+        .filter(|kept| kept.source == *tls)
+    {
+        return Ok(kept.clone());
+    }
+    MemberTls::build(tls).map(Arc::new)
 }
 
 /// What rustls serves for a TERMINATED_HTTPS listener: the one it served

@@ -17,6 +17,7 @@
 use crate::balance::{self, BalancedMember, Balancer, PickContext};
 use crate::health::passive::{Outcome, Passive};
 use crate::health::{HealthOptions, Target};
+use crate::member_tls::MemberTls;
 use crate::persistence::{Affinity, Persistence};
 use crate::snapshot::Reporter;
 use crate::stats::ListenerStats;
@@ -51,6 +52,8 @@ pub struct PoolRuntime {
     /// Whether members coming back are ramped in (dynamic algorithms).
     ramps: bool,
     health: HealthOptions,
+    /// A pool over TLS: how its members are connected to.
+    pub tls: Option<Arc<MemberTls>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,12 +153,14 @@ impl PoolRuntime {
     /// The runtime for `config`, carrying over from `prev` (the same pool in
     /// the config served before) the balancer and each member's load, idle
     /// connections and passive health; `targets` are the probe targets of
-    /// probed members, by member id.
+    /// probed members, by member id; `tls` its TLS toward members when it is
+    /// over TLS.
     pub fn build(
         config: &PoolConfig,
         prev: Option<&PoolRuntime>,
         targets: &HashMap<Uuid, Arc<Target>>,
         health: HealthOptions,
+        tls: Option<Arc<MemberTls>>,
     ) -> PoolRuntime {
         let members: Vec<MemberRuntime> = config
             .members
@@ -168,9 +173,15 @@ impl PoolRuntime {
                 let stats = prev_member.map(|pm| pm.stats.clone()).unwrap_or_default();
                 let addr = SocketAddr::new(m.address, m.protocol_port);
                 // Connections opened for another protocol (a pool switched to
-                // or from PROXY) are not reused.
+                // or from PROXY) or other TLS settings are not reused.
+                let same_tls = |p: &&PoolRuntime| match (&p.tls, &tls) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    _ => false,
+                };
                 let idle = prev
                     .filter(|p| p.protocol == config.protocol)
+                    .filter(same_tls)
                     .and(prev_member)
                     .filter(|pm| pm.addr == addr)
                     .map(|pm| pm.idle.clone())
@@ -233,6 +244,7 @@ impl PoolRuntime {
                 LbAlgorithm::RoundRobin | LbAlgorithm::LeastConnections
             ),
             health,
+            tls,
         }
     }
 

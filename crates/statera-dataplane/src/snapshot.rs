@@ -43,6 +43,10 @@ pub struct Served {
     pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
+/// The TLS toward members of each pool over TLS that can be served, by
+/// pool id.
+pub type PoolTlsMap = HashMap<Uuid, Arc<crate::member_tls::MemberTls>>;
+
 #[derive(Debug)]
 pub struct Snapshot {
     pub config: Arc<LbConfig>,
@@ -69,12 +73,14 @@ pub struct ListenerSlot {
 }
 
 impl Snapshot {
-    /// The snapshot for `config`, serving the listeners in `served`, carrying
+    /// The snapshot for `config`, serving the listeners in `served` (and
+    /// the pools over TLS in `pool_tls` over their TLS), carrying
     /// runtime state over from `prev`; `targets` are the probe targets of the
     /// probed members (by member id).
     pub fn build(
         config: Arc<LbConfig>,
         served: &[Served],
+        pool_tls: &PoolTlsMap,
         prev: Option<&Snapshot>,
         targets: &HashMap<Uuid, Arc<Target>>,
         reporter: Arc<Reporter>,
@@ -131,7 +137,13 @@ impl Snapshot {
                 let prev = prev.and_then(|p| p.pools.get(&pool.id)).map(|p| &**p);
                 (
                     pool.id,
-                    Arc::new(PoolRuntime::build(pool, prev, targets, health)),
+                    Arc::new(PoolRuntime::build(
+                        pool,
+                        prev,
+                        targets,
+                        health,
+                        pool_tls.get(&pool.id).cloned(),
+                    )),
                 )
             })
             .collect();

@@ -43,7 +43,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SupportedCipherSuite};
-use statera_config::ListenerTls;
+use statera_config::{ListenerTls, TlsCertificate};
 use statera_model::{AlpnProtocol, ClientAuthentication, TlsVersion};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,21 +77,13 @@ impl ServerTls {
                 let ca = tls.client_ca_pem.as_deref().ok_or_else(|| {
                     format!("client authentication {mode} without a client CA certificate")
                 })?;
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in statera_tls::certs_from_pem(ca.as_bytes())
-                    .map_err(|e| format!("client CA: {e}"))?
-                {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("client CA certificate: {e}"))?;
-                }
-                let mut builder =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                let mut builder = WebPkiClientVerifier::builder_with_provider(
+                    roots(ca, "client CA")?,
+                    provider.clone(),
+                );
                 if let Some(crl) = tls.client_crl_pem.as_deref() {
-                    let crls = statera_tls::crls_from_pem(crl.as_bytes())
-                        .map_err(|e| format!("client CRL: {e}"))?;
                     builder = builder
-                        .with_crls(crls.into_iter().map(CertificateRevocationListDer::from))
+                        .with_crls(crls(crl, "client CRL")?)
                         .enforce_revocation_expiration();
                 }
                 if mode == ClientAuthentication::Optional {
@@ -144,7 +136,7 @@ impl ServerTls {
 
 /// The versions of the listed range this data plane speaks; all it speaks
 /// when none are listed.
-fn versions(
+pub(crate) fn versions(
     listed: &[TlsVersion],
 ) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
     let rank = |v: &TlsVersion| match v {
@@ -252,7 +244,7 @@ fn tls12_named(name: &str) -> Vec<SupportedCipherSuite> {
 /// leaves, in its order. As in OpenSSL, `-NAME` takes suites out of the
 /// list so far (a later word may add them back) and `!NAME` takes them out
 /// for good.
-fn cipher_suites(
+pub(crate) fn cipher_suites(
     list: Option<&str>,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<Vec<SupportedCipherSuite>, String> {
@@ -296,6 +288,46 @@ fn cipher_suites(
     Ok(suites)
 }
 
+/// The trust anchors of a PEM bundle (`what` names it in errors).
+pub(crate) fn roots(pem: &str, what: &str) -> Result<Arc<rustls::RootCertStore>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in statera_tls::certs_from_pem(pem.as_bytes()).map_err(|e| format!("{what}: {e}"))? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{what} certificate: {e}"))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The CRLs of a PEM bundle (`what` names it in errors).
+pub(crate) fn crls(
+    pem: &str,
+    what: &str,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls = statera_tls::crls_from_pem(pem.as_bytes()).map_err(|e| format!("{what}: {e}"))?;
+    Ok(crls
+        .into_iter()
+        .map(CertificateRevocationListDer::from)
+        .collect())
+}
+
+/// A certificate with its chain and key, as rustls presents it.
+pub(crate) fn certified_key(cert: &TlsCertificate) -> Result<Arc<CertifiedKey>, String> {
+    statera_tls::from_pem(
+        cert.chain_pem.as_bytes(),
+        cert.key_pem.0.as_bytes(),
+        None,
+        None,
+    )
+    .and_then(|mut bundle| {
+        // `from_pem` keeps the first certificate of its first argument; the
+        // rest of the chain is its intermediates.
+        bundle.chain = statera_tls::certs_from_pem(cert.chain_pem.as_bytes())?;
+        bundle.certified_key()
+    })
+    .map_err(|e| format!("certificate {}: {e}", cert.reference))
+}
+
 /// Picks a certificate by the client's SNI (see the module notes).
 #[derive(Debug)]
 struct SniResolver {
@@ -313,19 +345,7 @@ impl SniResolver {
             wildcard: HashMap::new(),
         };
         for (i, cert) in tls.certificates.iter().enumerate() {
-            let bundle = statera_tls::from_pem(
-                cert.chain_pem.as_bytes(),
-                cert.key_pem.0.as_bytes(),
-                None,
-                None,
-            )
-            .and_then(|mut bundle| {
-                // `from_pem` keeps the first certificate of its first
-                // argument; the rest of the chain is its intermediates.
-                bundle.chain = statera_tls::certs_from_pem(cert.chain_pem.as_bytes())?;
-                bundle.certified_key()
-            })
-            .map_err(|e| format!("certificate {}: {e}", cert.reference))?;
+            let bundle = certified_key(cert)?;
             resolver.keys.push(bundle);
             for name in &cert.names {
                 let name = name.trim_end_matches('.').to_ascii_lowercase();

@@ -1,5 +1,6 @@
 //! Connections to members: opening them (TCP connect within the listener's
-//! connect timeout, then the PROXY header when the pool wants one) and, for
+//! connect timeout, then the PROXY header when the pool wants one, then for
+//! HTTP pools over TLS the handshake, within the same timeout) and, for
 //! HTTP, keeping idle keep-alive connections for the next request.
 //!
 //! Each member has its own small idle set ([`IdleConns`]), carried from one
@@ -10,16 +11,18 @@
 //! between clients: the header names one client, so their idle sets belong to
 //! the client connection instead of the member (see `http/`).
 
+use crate::member_tls::MemberTls;
 use crate::proxy_protocol;
 use crate::sockets::{Netns, connect_tcp_from};
 use crate::stats::ListenerStats;
+use crate::stream::{MaybeTls, MemberStream};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -106,7 +109,7 @@ pub fn proxy_header(
 /// response from it (`http/`). `buf` holds what was read from the member
 /// and not yet relayed.
 pub struct Upstream {
-    pub stream: TcpStream,
+    pub stream: MemberStream,
     pub buf: Vec<u8>,
     /// The member's counters: reads count as its `bytes_out`, writes as its
     /// `bytes_in`.
@@ -153,9 +156,12 @@ impl Upstream {
         Ok(n)
     }
 
-    /// Writes all of `bytes` to the member.
+    /// Writes all of `bytes` to the member (out of rustls too, over TLS).
     pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes).await?;
+        if let MaybeTls::Tls(tls) = &mut self.stream {
+            tls.flush().await?;
+        }
         self.stats
             .bytes_in
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -164,7 +170,7 @@ impl Upstream {
 
     /// See [`ack_now`].
     pub fn ack_now(&self) {
-        ack_now(&self.stream);
+        ack_now(self.stream.socket());
     }
 
     /// Whether it can take another request: nothing unread is left, and
@@ -176,29 +182,58 @@ impl Upstream {
             return false;
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            // Readable: the member's close (or stray bytes), unless the
-            // mark is left from a read that filled its buffer exactly.
-            Poll::Ready(Ok(())) => matches!(
-                self.stream.try_read(&mut [0u8; 1]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock
-            ),
+        match &mut self.stream {
+            MaybeTls::Plain(tcp) => match tcp.poll_read_ready(&mut cx) {
+                Poll::Pending => true,
+                Poll::Ready(Err(_)) => false,
+                // Readable: the member's close (or stray bytes), unless the
+                // mark is left from a read that filled its buffer exactly.
+                Poll::Ready(Ok(())) => matches!(
+                    tcp.try_read(&mut [0u8; 1]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock
+                ),
+            },
+            // A read through rustls: records that carry no data (TLS 1.3
+            // session tickets sent after the response) are taken in on the
+            // way; data, a close_notify, the member's close or an error
+            // mean the connection cannot be used again.
+            MaybeTls::Tls(tls) => {
+                let mut byte = [0u8; 1];
+                let mut buf = tokio::io::ReadBuf::new(&mut byte);
+                matches!(
+                    std::pin::Pin::new(&mut **tls).poll_read(&mut cx, &mut buf),
+                    Poll::Pending
+                )
+            }
         }
     }
 }
 
-/// Opens an HTTP/1.1 connection to `addr` (after the PROXY header, if any).
+/// Opens an HTTP/1.1 connection to `addr` (after the PROXY header, if any),
+/// over the pool's TLS when it has some: the handshake is part of the
+/// connect, within the same timeout.
 pub async fn open(
     netns: &Netns,
     source: Option<IpAddr>,
     addr: SocketAddr,
     connect_timeout: Option<Duration>,
     proxy_header: Option<&[u8]>,
+    tls: Option<&MemberTls>,
     stats: Arc<ListenerStats>,
 ) -> io::Result<Upstream> {
-    let stream = connect(netns, source, addr, connect_timeout, proxy_header).await?;
+    let open = async {
+        let tcp = connect(netns, source, addr, None, proxy_header).await?;
+        io::Result::Ok(match tls {
+            None => MaybeTls::Plain(tcp),
+            Some(tls) => MaybeTls::Tls(Box::new(tls.connect(tcp, addr.ip()).await?)),
+        })
+    };
+    let stream = match connect_timeout {
+        Some(limit) => tokio::time::timeout(limit, open)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))?,
+        None => open.await?,
+    };
     Ok(Upstream {
         stream,
         buf: Vec::new(),
@@ -375,7 +410,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), async {
             let (addr, accepted) = member(false).await;
             let idle = Arc::new(IdleConns::default());
-            let mut conn = open(&None, None, addr, None, None, Default::default())
+            let mut conn = open(&None, None, addr, None, None, None, Default::default())
                 .await
                 .unwrap();
             assert_eq!(get(&mut conn).await, "ok");
@@ -401,7 +436,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), async {
             let (addr, _) = member(true).await;
             let idle = Arc::new(IdleConns::default());
-            let mut conn = open(&None, None, addr, None, None, Default::default())
+            let mut conn = open(&None, None, addr, None, None, None, Default::default())
                 .await
                 .unwrap();
             assert_eq!(get(&mut conn).await, "ok");

@@ -35,7 +35,7 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
                 statera_api::octavia::providers::octavia_availability_zone_capabilities(),
             unsupported_listener_protocols: vec![ListenerProtocol::Sctp],
             unsupported_monitor_types: vec![HealthMonitorType::Sctp],
-            pool_tls: false,
+            pool_tls: true,
         },
         ProviderInfo {
             name: "haproxy".to_string(),

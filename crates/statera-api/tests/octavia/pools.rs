@@ -399,7 +399,7 @@ async fn tls_can_be_turned_off_again() {
 }
 
 /// This harness's fake data plane, stood in for a provider that re-encrypts
-/// to members (the haproxy provider; the native one does not yet).
+/// to members (as both of Statera's providers do).
 async fn re_encrypting_harness() -> Harness {
     Harness::with_settings(|s| s.providers.iter_mut().for_each(|p| p.pool_tls = true)).await
 }

@@ -5,10 +5,11 @@
 //! or `HTTP/1.1` when `http_version` is 1.1, with `Host: <domain_name>` or
 //! else the member's address, and `Connection: close`. Only the status line
 //! is read; the connection is then closed. HTTPS sends the same over TLS
-//! (`tls.rs`: no certificate verification).
+//! (`connect.rs`: no certificate verification, or the pool's TLS).
 
 use super::codes::ExpectedCodes;
-use super::{Probe, tls, within};
+use super::connect::{ProbeTls, connect};
+use super::{Probe, within};
 use crate::sockets::Netns;
 use statera_config::BoxFuture;
 use statera_model::HttpMethod;
@@ -19,15 +20,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// What an HTTP(S) probe sends and accepts (part of the probe key).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HttpCheck {
-    pub tls: bool,
+    pub tls: ProbeTls,
     pub method: HttpMethod,
     pub path: String,
     pub codes: ExpectedCodes,
     /// HTTP/1.1 rather than HTTP/1.0.
     pub http11: bool,
     pub host: String,
-    /// SNI for HTTPS: `domain_name` when set.
-    pub sni: Option<String>,
 }
 
 #[derive(Debug)]
@@ -113,16 +112,8 @@ impl Probe for HttpProbe {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(within(timeout, async move {
-            if self.check.tls {
-                let stream = tls::handshake(&netns, target, self.check.sni.as_deref()).await?;
-                self.exchange(stream).await
-            } else {
-                let stream = crate::sockets::connect_tcp(&netns, target)
-                    .await
-                    .map_err(|e| format!("connect: {e}"))?;
-                let _ = stream.set_nodelay(true);
-                self.exchange(stream).await
-            }
+            let stream = connect(&netns, target, &self.check.tls).await?;
+            self.exchange(stream).await
         }))
     }
 }
@@ -143,13 +134,12 @@ mod tests {
     #[test]
     fn the_request_is_rendered_once() {
         let probe = HttpProbe::new(HttpCheck {
-            tls: false,
+            tls: ProbeTls::Clear,
             method: HttpMethod::Head,
             path: "/healthz".into(),
             codes: ExpectedCodes::default(),
             http11: true,
             host: "app.example".into(),
-            sni: None,
         });
         let text = String::from_utf8(probe.request.clone()).unwrap();
         assert!(

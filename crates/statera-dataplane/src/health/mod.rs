@@ -19,13 +19,22 @@
 //!
 //! | Octavia type | file | a probe succeeds when |
 //! |---|---|---|
-//! | `TCP` | `tcp.rs` | a TCP connection is established |
+//! | `TCP` | `connect.rs` | a TCP connection is established |
 //! | `HTTP` | `http.rs` | the status line of the answer to `http_method url_path HTTP/<http_version>` (1.0 unless set), with `Host: <domain_name>` or else the member's address, is in `expected_codes` |
 //! | `HTTPS` | `http.rs` | the same over TLS, certificate not verified (HAProxy's `check-ssl verify none`); SNI is `domain_name` when set |
-//! | `TLS-HELLO` | `tls.rs` | a TLS handshake completes (no HTTP, certificate not verified) |
+//! | `TLS-HELLO` | `connect.rs` | a TLS handshake completes (no HTTP, certificate not verified) |
 //! | `PING` | `ping.rs` | an ICMP echo is answered |
 //! | `UDP-CONNECT` | `udp.rs` | a datagram sent draws no ICMP port unreachable within `timeout` (silence is up, as in Octavia's check) |
 //! | `SCTP` | — | never: an apply with an enabled SCTP monitor is refused (`Unsupported`) |
+//!
+//! **Pools over TLS** are probed as HAProxy checks a `server … ssl` line:
+//! at the member's own address and port every kind but `PING` and
+//! `UDP-CONNECT` goes over the pool's TLS (`TCP`: the handshake completes;
+//! `HTTP` and `HTTPS`: the request goes over it), verified and with the
+//! client certificate as the pool's traffic is; at a `monitor_address` or
+//! `monitor_port`, `HTTPS` and `TLS-HELLO` use the pool's TLS and `TCP` and
+//! `HTTP` go in clear (HAProxy's `check-ssl` then). A pool over TLS whose
+//! settings do not build (no listener can serve it) is not probed.
 //!
 //! Every probe must end within `timeout`; one that does not fails.
 //!
@@ -54,16 +63,17 @@
 //! Octavia's HAProxy provider drops the `check` options.
 
 pub mod codes;
+mod connect;
 mod http;
 pub mod passive;
 mod ping;
-mod tcp;
-mod tls;
 mod udp;
 
+use crate::member_tls::MemberTls;
 use crate::snapshot::Reporter;
 use crate::sockets::Netns;
 use codes::ExpectedCodes;
+use connect::{PoolTlsRef, ProbeTls};
 use statera_config::{BoxFuture, DataPlaneError, LbConfig, MemberConfig};
 use statera_model::{HealthMonitorType, HttpMethod};
 use std::collections::{HashMap, HashSet};
@@ -124,9 +134,10 @@ where
 /// What is probed and how: the probe kind with its request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ProbeKind {
-    Tcp,
+    /// `TCP` and `TLS-HELLO`: the connection is made (with TLS: the
+    /// handshake completes).
+    Connect(ProbeTls),
     Http(http::HttpCheck),
-    TlsHello,
     Ping,
     UdpConnect,
 }
@@ -134,9 +145,8 @@ pub enum ProbeKind {
 impl ProbeKind {
     fn build(&self) -> Arc<dyn Probe> {
         match self {
-            ProbeKind::Tcp => Arc::new(tcp::TcpProbe),
+            ProbeKind::Connect(tls) => Arc::new(connect::ConnectProbe(tls.clone())),
             ProbeKind::Http(check) => Arc::new(http::HttpProbe::new(check.clone())),
-            ProbeKind::TlsHello => Arc::new(tls::TlsHelloProbe),
             ProbeKind::Ping => Arc::new(ping::PingProbe::new()),
             ProbeKind::UdpConnect => Arc::new(udp::UdpProbe),
         }
@@ -163,24 +173,27 @@ pub type Plan = HashMap<Uuid, ProbeKey>;
 
 /// The probes `config` asks for, or why it cannot be served: an enabled SCTP
 /// monitor (`Unsupported`), malformed `expected_codes` (`Other`).
-pub fn plan(config: &LbConfig) -> Result<Plan, DataPlaneError> {
+/// `pool_tls`: the built TLS of the pools over TLS that are served.
+pub fn plan(
+    config: &LbConfig,
+    pool_tls: &HashMap<Uuid, Arc<MemberTls>>,
+) -> Result<Plan, DataPlaneError> {
     let mut plan = Plan::new();
     let netns = crate::sockets::netns_of(config);
     for pool in &config.pools {
         let Some(monitor) = pool.health_monitor.as_ref().filter(|m| m.admin_state_up) else {
             continue;
         };
-        let kind = match monitor.kind {
-            HealthMonitorType::Sctp => {
-                return Err(DataPlaneError::Unsupported(
-                    "SCTP health monitors are not supported by the native data plane".into(),
-                ));
-            }
-            HealthMonitorType::Tcp => None,
-            HealthMonitorType::TlsHello => Some(ProbeKind::TlsHello),
-            HealthMonitorType::Ping => Some(ProbeKind::Ping),
-            HealthMonitorType::UdpConnect => Some(ProbeKind::UdpConnect),
-            HealthMonitorType::Http | HealthMonitorType::Https => None,
+        if monitor.kind == HealthMonitorType::Sctp {
+            return Err(DataPlaneError::Unsupported(
+                "SCTP health monitors are not supported by the native data plane".into(),
+            ));
+        }
+        let own_tls = match (&pool.tls, pool_tls.get(&pool.id)) {
+            (None, _) => None,
+            (Some(_), Some(tls)) => Some(PoolTlsRef(tls.clone())),
+            // Its TLS did not build: no listener serves it.
+            (Some(_), None) => continue,
         };
         let codes = match &monitor.expected_codes {
             Some(text) if monitor.kind.is_http() => ExpectedCodes::parse(text).map_err(|e| {
@@ -188,23 +201,38 @@ pub fn plan(config: &LbConfig) -> Result<Plan, DataPlaneError> {
             })?,
             _ => ExpectedCodes::default(),
         };
+        let tls_kind = matches!(
+            monitor.kind,
+            HealthMonitorType::Https | HealthMonitorType::TlsHello
+        );
         for member in pool.members.iter().filter(|m| m.admin_state_up) {
             let target = SocketAddr::new(
                 member.monitor_address.unwrap_or(member.address),
                 member.monitor_port.unwrap_or(member.protocol_port),
             );
-            let kind = match (&kind, monitor.kind) {
-                (Some(kind), _) => kind.clone(),
-                (None, HealthMonitorType::Tcp) => ProbeKind::Tcp,
-                (None, kind) => ProbeKind::Http(http::HttpCheck {
-                    tls: kind == HealthMonitorType::Https,
-                    method: monitor.http_method.unwrap_or(HttpMethod::Get),
-                    path: monitor.url_path.clone().unwrap_or_else(|| "/".into()),
-                    codes: codes.clone(),
-                    http11: monitor.http_version.is_some_and(|v| v >= 1.05),
-                    host: host_header(monitor.domain_name.as_deref(), member, target.port()),
+            let elsewhere = member.monitor_address.is_some() || member.monitor_port.is_some();
+            let tls = match &own_tls {
+                Some(own) if tls_kind || !elsewhere => ProbeTls::Pool(own.clone()),
+                _ if monitor.kind == HealthMonitorType::Https => ProbeTls::AnyCert {
                     sni: monitor.domain_name.clone(),
-                }),
+                },
+                _ if tls_kind => ProbeTls::AnyCert { sni: None },
+                _ => ProbeTls::Clear,
+            };
+            let kind = match monitor.kind {
+                HealthMonitorType::Ping => ProbeKind::Ping,
+                HealthMonitorType::UdpConnect => ProbeKind::UdpConnect,
+                HealthMonitorType::Http | HealthMonitorType::Https => {
+                    ProbeKind::Http(http::HttpCheck {
+                        tls,
+                        method: monitor.http_method.unwrap_or(HttpMethod::Get),
+                        path: monitor.url_path.clone().unwrap_or_else(|| "/".into()),
+                        codes: codes.clone(),
+                        http11: monitor.http_version.is_some_and(|v| v >= 1.05),
+                        host: host_header(monitor.domain_name.as_deref(), member, target.port()),
+                    })
+                }
+                _ => ProbeKind::Connect(tls),
             };
             plan.insert(
                 member.id,
@@ -468,6 +496,10 @@ async fn run(target: Weak<Target>, probe: Arc<dyn Probe>, key: ProbeKey) {
 
 /// The keys of `old` that `new` no longer uses (released once the new
 /// snapshot is out).
+#[expect(
+    clippy::mutable_key_type,
+    reason = "a key's pool TLS (with its session cache inside) hashes and compares by pointer"
+)]
 pub fn unused_keys(old: &HashSet<ProbeKey>, new: &Plan) -> Vec<ProbeKey> {
     let kept: HashSet<&ProbeKey> = new.values().collect();
     old.iter().filter(|k| !kept.contains(k)).cloned().collect()
@@ -481,7 +513,7 @@ mod tests {
         ProbeKey {
             target,
             netns: None,
-            kind: ProbeKind::Tcp,
+            kind: ProbeKind::Connect(ProbeTls::Clear),
             delay,
             timeout: Duration::from_secs(1),
             rise: 2,

@@ -74,6 +74,7 @@ impl ClientConn {
                         member.addr,
                         x.connect_timeout,
                         proxy_header.as_deref(),
+                        pool.tls.as_deref(),
                         member.stats.clone(),
                     )
                     .await
@@ -207,43 +208,26 @@ impl ClientConn {
         };
         self.buf.clear();
         let framing = x.head.framing();
+        let body = Body {
+            remaining,
+            chunked: (framing == Framing::Chunked).then_some(chunked),
+        };
         let Upstream {
             stream, buf, stats, ..
         } = up;
         let stats: &crate::stats::ListenerStats = stats;
-        let (mut member_read, mut member_write) = stream.split();
-        let mut pumped: Option<Result<usize, PumpError>> = None;
-        let waited = {
-            let mut pump = std::pin::pin!(pump_body(
-                &mut self.client,
-                &mut self.buf,
-                &mut member_write,
-                Body {
-                    remaining,
-                    chunked: (framing == Framing::Chunked).then_some(chunked),
-                },
-                self.client_timeout,
-                &self.view.stats,
-                stats,
-            ));
-            let mut read = std::pin::pin!(read_head_from(&mut member_read, buf, stats, x.to_head));
-            // While the body is coming, the client's timeout governs (each
-            // of its reads); the member's starts once the body is through:
-            // a slow client is not a slow member.
-            let early = tokio::select! {
-                biased;
-                head = &mut read => Some(head),
-                result = &mut pump => {
-                    pumped = Some(result);
-                    None
-                }
-            };
-            match early {
-                Some(head) => Some(head),
-                None if matches!(pumped, Some(Err(PumpError::Client | PumpError::Malformed))) => {
-                    Some(Err(MemberFailure::Lost))
-                }
-                None => timed(&mut self.timer, x.member_timeout, &mut read).await,
+        // Plain TCP splits into halves for free; a TLS stream's halves share
+        // it under a lock.
+        let (waited, pumped) = match stream {
+            MaybeTls::Plain(tcp) => {
+                let (member_read, member_write) = tcp.split();
+                self.send_body_watching(member_read, member_write, buf, stats, x, body)
+                    .await
+            }
+            MaybeTls::Tls(_) => {
+                let (member_read, member_write) = tokio::io::split(stream);
+                self.send_body_watching(member_read, member_write, buf, stats, x, body)
+                    .await
             }
         };
         let request_complete = match pumped {
@@ -262,6 +246,53 @@ impl ClientConn {
             Some(Err(_)) => Err(SendError::Member(MemberFailure::Broken)),
             None => Err(SendError::Member(MemberFailure::TimedOut)),
         }
+    }
+
+    /// The rest of a request body to the member while watching for its
+    /// response head: the head (or how the wait failed, `None`: timed out)
+    /// and how the body went (`None`: the head came first).
+    async fn send_body_watching<R: MemberRead, W: AsyncWrite + Unpin>(
+        &mut self,
+        mut member_read: R,
+        mut member_write: W,
+        buf: &mut Vec<u8>,
+        stats: &crate::stats::ListenerStats,
+        x: &Exchange,
+        body: Body,
+    ) -> (
+        Option<Result<Head, MemberFailure>>,
+        Option<Result<usize, PumpError>>,
+    ) {
+        let mut pumped: Option<Result<usize, PumpError>> = None;
+        let mut pump = std::pin::pin!(pump_body(
+            &mut self.client,
+            &mut self.buf,
+            &mut member_write,
+            body,
+            self.client_timeout,
+            &self.view.stats,
+            stats,
+        ));
+        let mut read = std::pin::pin!(read_head_from(&mut member_read, buf, stats, x.to_head));
+        // While the body is coming, the client's timeout governs (each of
+        // its reads); the member's starts once the body is through: a slow
+        // client is not a slow member.
+        let early = tokio::select! {
+            biased;
+            head = &mut read => Some(head),
+            result = &mut pump => {
+                pumped = Some(result);
+                None
+            }
+        };
+        let waited = match early {
+            Some(head) => Some(head),
+            None if matches!(pumped, Some(Err(PumpError::Client | PumpError::Malformed))) => {
+                Some(Err(MemberFailure::Lost))
+            }
+            None => timed(&mut self.timer, x.member_timeout, &mut read).await,
+        };
+        (waited, pumped)
     }
 
     /// Relays a member's response (its head parsed from `conn.buf`) to the
@@ -411,6 +442,7 @@ impl ClientConn {
             if matches!(framing, Framing::Length(_))
                 && remaining >= SPLICE_MIN
                 && self.client.plain().is_some()
+                && up.stream.plain().is_some()
                 && let Ok(pipe) = crate::splice::Pipe::new()
             {
                 return self.splice_body(up, pipe, remaining, member_timeout).await;
@@ -443,6 +475,11 @@ impl ClientConn {
         member_timeout: Option<Duration>,
     ) -> Result<(), Side> {
         use tokio::io::Interest;
+        // Only plain connections on both sides get here (TLS bodies go
+        // through the proxy's memory to be encrypted or decrypted).
+        let Some(member) = up.stream.plain() else {
+            return Err(Side::Member);
+        };
         // Only large bodies come here; a small read is still acknowledged at
         // once (see `upstream::SMALL_READ`).
         let mut small = false;
@@ -455,14 +492,11 @@ impl ClientConn {
                 if small {
                     up.ack_now();
                 }
-                match timed(&mut self.timer, member_timeout, up.stream.readable()).await {
+                match timed(&mut self.timer, member_timeout, member.readable()).await {
                     Some(Ok(())) => {}
                     Some(Err(_)) | None => return Err(Side::Member),
                 }
-                match up
-                    .stream
-                    .try_io(Interest::READABLE, || pipe.fill(&up.stream, max))
-                {
+                match member.try_io(Interest::READABLE, || pipe.fill(member, max)) {
                     Ok(0) => return Err(Side::Member),
                     Ok(n) => {
                         small = n < upstream::SMALL_READ;
@@ -473,8 +507,6 @@ impl ClientConn {
                     Err(_) => return Err(Side::Member),
                 }
             }
-            // Only plain client connections get here (TLS bodies go
-            // through the proxy's memory to be encrypted).
             let Some(client) = self.client.plain() else {
                 return Err(Side::Client);
             };

@@ -67,6 +67,7 @@ use crate::listener::{LifeState, ListenerView};
 use crate::persistence::{Affinity, Persistence};
 use crate::pool::{MemberRuntime, PoolRuntime};
 use crate::snapshot::{LbShared, Snapshot};
+use crate::stream::{MaybeTls, MemberStream};
 use crate::upstream::{self, IdleConns, Upstream};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{StatusCode, Uri};

@@ -39,7 +39,11 @@ pub(super) async fn read_head_from<R: MemberRead>(
                 }
                 Ok(Some(head)) => return Ok(head),
                 // Part of a head: the rest may wait for our ACK.
-                Ok(None) => upstream::ack_now(stream.socket()),
+                Ok(None) => {
+                    if let Some(socket) = stream.socket() {
+                        upstream::ack_now(socket);
+                    }
+                }
                 Err(why) => {
                     tracing::debug!(why, "member sent no HTTP/1 response head");
                     return Err(MemberFailure::Broken);
@@ -59,18 +63,27 @@ pub(super) async fn read_head_from<R: MemberRead>(
 
 /// A member connection, or its read half, to read a response from.
 pub(super) trait MemberRead: AsyncRead + Unpin {
-    fn socket(&self) -> &TcpStream;
+    /// Its socket, to acknowledge at once (`upstream::ack_now`); `None`
+    /// from the read half of a TLS connection, whose socket is behind the
+    /// halves' lock.
+    fn socket(&self) -> Option<&TcpStream>;
 }
 
-impl MemberRead for TcpStream {
-    fn socket(&self) -> &TcpStream {
-        self
+impl MemberRead for MemberStream {
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(MemberStream::socket(self))
     }
 }
 
 impl MemberRead for tokio::net::tcp::ReadHalf<'_> {
-    fn socket(&self) -> &TcpStream {
-        self.as_ref()
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(self.as_ref())
+    }
+}
+
+impl MemberRead for tokio::io::ReadHalf<&mut MemberStream> {
+    fn socket(&self) -> Option<&TcpStream> {
+        None
     }
 }
 
@@ -129,6 +142,8 @@ pub(super) async fn pump_body<C: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             .write_all(&buf[..take])
             .await
             .map_err(|_| PumpError::Member)?;
+        // Out of rustls onto the socket, over TLS (free on TCP).
+        member.flush().await.map_err(|_| PumpError::Member)?;
         member_stats
             .bytes_in
             .fetch_add(take as u64, Ordering::Relaxed);

@@ -19,7 +19,6 @@
 use super::*;
 use crate::limits::Slot;
 use crate::tls::{PeerCert, ServerTls};
-use tokio::io::ReadBuf;
 
 /// The longest a TLS handshake may take from its first byte, whatever the
 /// client data timeout (HAProxy bounds it by `timeout client` alone; a
@@ -34,21 +33,8 @@ pub(super) const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 /// A TLS record of type handshake starts with this byte.
 const HANDSHAKE_RECORD: u8 = 0x16;
 
-pub(super) enum ClientStream {
-    Plain(TcpStream),
-    /// Boxed: rustls' state is large, and plaintext connections stay small.
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
-
-impl ClientStream {
-    /// The socket, when bytes can be spliced to it.
-    pub(super) fn plain(&self) -> Option<&TcpStream> {
-        match self {
-            ClientStream::Plain(tcp) => Some(tcp),
-            ClientStream::Tls(_) => None,
-        }
-    }
-}
+/// A client connection: plain, or TLS (TERMINATED_HTTPS).
+pub(super) type ClientStream = crate::stream::MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
 
 impl ClientStream {
     /// Ends our side: FIN on TCP; close_notify then FIN on TLS, within
@@ -58,67 +44,6 @@ impl ClientStream {
         match tokio::time::timeout(CLOSE_NOTIFY_WAIT, self.shutdown()).await {
             Ok(result) => result,
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
-        }
-    }
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            ClientStream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            ClientStream::Plain(s) => s.is_write_vectored(),
-            ClientStream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

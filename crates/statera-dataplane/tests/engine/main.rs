@@ -15,6 +15,7 @@ mod member_sockets;
 mod metrics;
 mod persistence;
 mod proxy_protocol;
+mod reencrypt;
 mod relay;
 mod reports;
 mod support;

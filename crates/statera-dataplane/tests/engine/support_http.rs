@@ -7,7 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// How an [`HttpMember`] answers.
@@ -22,6 +23,19 @@ pub enum Behaviour {
     CloseWithoutAnswer,
     /// Sends a head announcing 100 bytes, 10 of them, then closes.
     DieMidBody,
+    /// `200` with a body of [`BIG_BODY`] bytes (`0123456789` repeated).
+    Big,
+}
+
+/// The length of a [`Behaviour::Big`] body.
+pub const BIG_BODY: usize = 1 << 20;
+
+/// What a TLS member learnt of one connection's handshake.
+#[derive(Debug, Clone)]
+pub struct TlsPeer {
+    /// The CN of the client certificate shown, if any.
+    pub client_cn: Option<String>,
+    pub alpn: Option<Vec<u8>>,
 }
 
 /// What kind of PROXY header an [`HttpMember`] expects first on each
@@ -67,6 +81,8 @@ pub struct HttpMember {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     connections: Arc<AtomicUsize>,
+    /// TLS members: each completed handshake, in order.
+    tls_peers: Arc<Mutex<Vec<TlsPeer>>>,
     task: JoinHandle<()>,
 }
 
@@ -86,31 +102,72 @@ impl HttpMember {
         behaviour: Behaviour,
         proxy: ExpectProxy,
     ) -> HttpMember {
+        Self::serve(name, behaviour, proxy, None).await
+    }
+
+    /// A member speaking HTTP/1.1 over TLS as `config` says (certificate,
+    /// client certificates asked for, ALPN).
+    pub async fn start_tls(
+        name: &'static str,
+        behaviour: Behaviour,
+        config: Arc<rustls::ServerConfig>,
+    ) -> HttpMember {
+        Self::serve(name, behaviour, ExpectProxy::None, Some(config)).await
+    }
+
+    async fn serve(
+        name: &'static str,
+        behaviour: Behaviour,
+        proxy: ExpectProxy,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> HttpMember {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (seen2, connections2) = (seen.clone(), connections.clone());
+        let tls_peers = Arc::new(Mutex::new(Vec::new()));
+        let (seen2, connections2, peers2) = (seen.clone(), connections.clone(), tls_peers.clone());
         let task = tokio::spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 let connection = connections2.fetch_add(1, Ordering::SeqCst);
-                tasks.spawn(serve_member(
-                    stream,
-                    name,
-                    behaviour,
-                    proxy,
-                    connection,
-                    seen2.clone(),
-                ));
+                let seen = seen2.clone();
+                let Some(config) = tls.clone() else {
+                    tasks.spawn(serve_member(
+                        stream, name, behaviour, proxy, connection, seen,
+                    ));
+                    continue;
+                };
+                let peers = peers2.clone();
+                tasks.spawn(async move {
+                    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+                    let Ok(Ok(stream)) = tokio::time::timeout(IO_DEADLINE, accept).await else {
+                        return;
+                    };
+                    let conn = stream.get_ref().1;
+                    peers.lock().unwrap().push(TlsPeer {
+                        client_cn: conn
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|der| common_name(der.as_ref())),
+                        alpn: conn.alpn_protocol().map(|p| p.to_vec()),
+                    });
+                    serve_member(stream, name, behaviour, proxy, connection, seen).await
+                });
             }
         });
         HttpMember {
             addr,
             seen,
             connections,
+            tls_peers,
             task,
         }
+    }
+
+    /// The handshakes a TLS member completed.
+    pub fn tls_peers(&self) -> Vec<TlsPeer> {
+        self.tls_peers.lock().unwrap().clone()
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -122,15 +179,26 @@ impl HttpMember {
     }
 }
 
-async fn serve_member(
-    stream: TcpStream,
+/// The CN of a DER certificate.
+fn common_name(der: &[u8]) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn serve_member<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
     name: &'static str,
     behaviour: Behaviour,
     proxy: ExpectProxy,
     connection: usize,
     seen: Arc<Mutex<Vec<Seen>>>,
 ) {
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     let mut read = BufReader::new(read);
     let served = async {
         let proxy_header = match proxy {
@@ -171,6 +239,19 @@ async fn serve_member(
                         name.len()
                     );
                     write.write_all(response.as_bytes()).await?;
+                    write.flush().await?;
+                }
+                Behaviour::Big => {
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG_BODY}\r\n\r\n");
+                    write.write_all(head.as_bytes()).await?;
+                    let body: Vec<u8> = b"0123456789"
+                        .iter()
+                        .copied()
+                        .cycle()
+                        .take(BIG_BODY)
+                        .collect();
+                    write.write_all(&body).await?;
+                    write.flush().await?;
                 }
                 Behaviour::CloseWithoutAnswer => return Ok(()),
                 Behaviour::DieMidBody => {

@@ -16,22 +16,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-struct Pki {
-    ca_pem: String,
-    ca_der: CertificateDer<'static>,
+pub struct Pki {
+    pub ca_pem: String,
+    pub ca_der: CertificateDer<'static>,
     issuer: Issuer<'static, KeyPair>,
 }
 
 /// A certificate signed by the test CA, as the controller hands it over.
-struct Leaf {
-    chain_pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-    serial: u64,
+pub struct Leaf {
+    pub chain_pem: String,
+    pub key_pem: String,
+    pub der: CertificateDer<'static>,
+    pub serial: u64,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub fn new() -> Pki {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -50,7 +50,7 @@ impl Pki {
         }
     }
 
-    fn leaf(&self, cn: &str, names: &[&str], serial: u64) -> Leaf {
+    pub fn leaf(&self, cn: &str, names: &[&str], serial: u64) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -72,7 +72,7 @@ impl Pki {
         }
     }
 
-    fn crl(&self, revoked: &Leaf) -> String {
+    pub fn crl(&self, revoked: &Leaf) -> String {
         rcgen::CertificateRevocationListParams {
             this_update: rcgen::date_time_ymd(2026, 1, 1),
             next_update: rcgen::date_time_ymd(2036, 1, 1),
@@ -93,7 +93,7 @@ impl Pki {
     }
 }
 
-fn served(leaf: &Leaf, names: &[&str]) -> TlsCertificate {
+pub fn served(leaf: &Leaf, names: &[&str]) -> TlsCertificate {
     TlsCertificate {
         reference: format!("test-{}", leaf.serial),
         chain_pem: leaf.chain_pem.clone(),

@@ -35,7 +35,7 @@ pub fn provider(name: &str) -> ProviderInfo {
         availability_zone_capabilities: vec![],
         unsupported_listener_protocols: vec![],
         unsupported_monitor_types: vec![],
-        pool_tls: name != "native",
+        pool_tls: true,
     }
 }
 
