@@ -54,6 +54,9 @@ pub struct PoolRuntime {
     health: HealthOptions,
     /// A pool over TLS: how its members are connected to.
     pub tls: Option<Arc<MemberTls>>,
+    /// Over TLS, but its TLS did not build: no member is used (its
+    /// listeners are left out; this guards any other way to it).
+    tls_unservable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +247,7 @@ impl PoolRuntime {
                 LbAlgorithm::RoundRobin | LbAlgorithm::LeastConnections
             ),
             health,
+            tls_unservable: config.tls.is_some() && tls.is_none(),
             tls,
         }
     }
@@ -321,7 +325,7 @@ impl PoolRuntime {
         affinity: &Affinity,
         tried: &[usize],
     ) -> Option<usize> {
-        if !self.admin_state_up {
+        if !self.admin_state_up || self.tls_unservable {
             return None;
         }
         let now = Instant::now();

@@ -164,6 +164,10 @@ async fn connect_member(
         .default_pool_id
         .and_then(|id| snapshot.pools.get(&id))
         .ok_or(ConnectError::NoPool)?;
+    if pool.tls.is_some() {
+        // Never reached: a TLS pool behind an L4 listener leaves it out.
+        return Err(ConnectError::NoUsableMember(pool.id));
+    }
     let affinity = pool.affinity(peer, None);
     let connect_timeout = millis(listener.timeouts.member_connect_ms);
     let proxy_header = upstream::proxy_header(pool.protocol, peer, vip);

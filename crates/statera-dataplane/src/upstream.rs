@@ -116,8 +116,34 @@ pub struct Upstream {
     pub stats: Arc<ListenerStats>,
     /// The room the next read of a body of unknown length gets.
     read_size: usize,
+    /// What it was opened for: a parked connection serves a request only
+    /// for the same member address, PROXY header kind and pool TLS (the
+    /// same `MemberTls`), so a configuration change never sends a request
+    /// over a connection opened under other rules (plain text to a pool
+    /// now over TLS, a member verified under a CA since replaced).
+    opened_for: OpenedFor,
     /// When it was parked last.
     parked_at: Instant,
+}
+
+/// What a member connection was opened for (see `Upstream::opened_for`).
+#[derive(Clone)]
+pub struct OpenedFor {
+    pub addr: SocketAddr,
+    pub protocol: statera_model::PoolProtocol,
+    pub tls: Option<Arc<MemberTls>>,
+}
+
+impl OpenedFor {
+    fn same(&self, other: &OpenedFor) -> bool {
+        self.addr == other.addr
+            && self.protocol == other.protocol
+            && match (&self.tls, &other.tls) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
 }
 
 /// What a member connection's read buffer starts at; it grows to what a
@@ -209,23 +235,32 @@ impl Upstream {
     }
 }
 
-/// Opens an HTTP/1.1 connection to `addr` (after the PROXY header, if any),
-/// over the pool's TLS when it has some: the handshake is part of the
-/// connect, within the same timeout.
+/// Opens an HTTP/1.1 connection to `opened_for.addr` (after the PROXY
+/// header, if any), over the pool's TLS when it has some: the handshake is
+/// part of the connect, within the same timeout, and within
+/// [`TLS_HANDSHAKE_LIMIT`] whatever that timeout is (a member that accepts
+/// and never answers cannot hold a request without end).
 pub async fn open(
     netns: &Netns,
     source: Option<IpAddr>,
-    addr: SocketAddr,
+    opened_for: OpenedFor,
     connect_timeout: Option<Duration>,
     proxy_header: Option<&[u8]>,
-    tls: Option<&MemberTls>,
     stats: Arc<ListenerStats>,
 ) -> io::Result<Upstream> {
+    let addr = opened_for.addr;
+    let tls = opened_for.tls.clone();
     let open = async {
         let tcp = connect(netns, source, addr, None, proxy_header).await?;
-        io::Result::Ok(match tls {
+        io::Result::Ok(match tls.as_deref() {
             None => MaybeTls::Plain(tcp),
-            Some(tls) => MaybeTls::Tls(Box::new(tls.connect(tcp, addr.ip()).await?)),
+            Some(tls) => {
+                let handshake = tls.connect(tcp, addr.ip());
+                match tokio::time::timeout(TLS_HANDSHAKE_LIMIT, handshake).await {
+                    Ok(stream) => MaybeTls::Tls(Box::new(stream?)),
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
         })
     };
     let stream = match connect_timeout {
@@ -240,8 +275,12 @@ pub async fn open(
         stats,
         read_size: READ_BUFFER,
         parked_at: Instant::now(),
+        opened_for,
     })
 }
+
+/// The longest a TLS handshake with a member may take.
+pub const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
 /// A member's (or, for PROXY pools, a client connection's) idle connections.
 ///
@@ -270,12 +309,16 @@ impl IdleConns {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The most recently parked connection that is still open and ready, if
-    /// any. Those found closed or too old are dropped on the way.
-    pub fn take(&self) -> Option<Upstream> {
+    /// The most recently parked connection opened for `opened_for` that is
+    /// still open and ready, if any. Those found closed, too old or opened
+    /// for something else are dropped on the way.
+    pub fn take(&self, opened_for: &OpenedFor) -> Option<Upstream> {
         loop {
             let mut conn = self.lock().pop()?;
-            if conn.parked_at.elapsed() < IDLE_TIMEOUT && conn.ready_for_reuse() {
+            if conn.parked_at.elapsed() < IDLE_TIMEOUT
+                && conn.opened_for.same(opened_for)
+                && conn.ready_for_reuse()
+            {
                 return Some(conn);
             }
         }
@@ -385,6 +428,14 @@ mod tests {
         (addr, accepted)
     }
 
+    fn plain(addr: SocketAddr) -> OpenedFor {
+        OpenedFor {
+            addr,
+            protocol: statera_model::PoolProtocol::Http,
+            tls: None,
+        }
+    }
+
     async fn get(conn: &mut Upstream) -> String {
         conn.write_all(b"GET / HTTP/1.1\r\nhost: m\r\n\r\n")
             .await
@@ -410,14 +461,14 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), async {
             let (addr, accepted) = member(false).await;
             let idle = Arc::new(IdleConns::default());
-            let mut conn = open(&None, None, addr, None, None, None, Default::default())
+            let mut conn = open(&None, None, plain(addr), None, None, Default::default())
                 .await
                 .unwrap();
             assert_eq!(get(&mut conn).await, "ok");
             idle.park(conn);
             assert_eq!(idle.len(), 1);
 
-            let mut again = idle.take().expect("the parked connection");
+            let mut again = idle.take(&plain(addr)).expect("the parked connection");
             assert_eq!(get(&mut again).await, "ok");
             assert_eq!(accepted.load(Ordering::Relaxed), 1, "one connection only");
             idle.park(again);
@@ -425,7 +476,7 @@ mod tests {
             // Unused past the idle timeout: closed by the reaper, not handed out.
             tokio::time::sleep(IDLE_TIMEOUT + Duration::from_millis(300)).await;
             assert_eq!(idle.len(), 0);
-            assert!(idle.take().is_none());
+            assert!(idle.take(&plain(addr)).is_none());
         })
         .await
         .unwrap();
@@ -436,14 +487,17 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), async {
             let (addr, _) = member(true).await;
             let idle = Arc::new(IdleConns::default());
-            let mut conn = open(&None, None, addr, None, None, None, Default::default())
+            let mut conn = open(&None, None, plain(addr), None, None, Default::default())
                 .await
                 .unwrap();
             assert_eq!(get(&mut conn).await, "ok");
             idle.park(conn);
             // The member's FIN arrives while nothing polls the parked connection.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            assert!(idle.take().is_none(), "a closed connection was handed out");
+            assert!(
+                idle.take(&plain(addr)).is_none(),
+                "a closed connection was handed out"
+            );
             assert_eq!(idle.len(), 0);
         })
         .await

@@ -61,6 +61,11 @@ impl HttpProbe {
             .write_all(&self.request)
             .await
             .map_err(|e| format!("sending the request: {e}"))?;
+        // Out of rustls too, over TLS.
+        stream
+            .flush()
+            .await
+            .map_err(|e| format!("sending the request: {e}"))?;
         let mut head = Vec::with_capacity(128);
         let mut buf = [0u8; 256];
         let line_end = loop {

@@ -62,19 +62,27 @@ impl ClientConn {
             // Counted from the attempt to the end of the response body.
             let in_flight = member.start();
             let idle = self.idle_for(pool, member);
+            let opened_for = upstream::OpenedFor {
+                addr: member.addr,
+                protocol: pool.protocol,
+                tls: pool.tls.clone(),
+            };
             let mut fresh_only = false;
             loop {
-                let pooled = if fresh_only { None } else { idle.take() };
+                let pooled = if fresh_only {
+                    None
+                } else {
+                    idle.take(&opened_for)
+                };
                 let reused = pooled.is_some();
                 let mut up = match pooled {
                     Some(up) => up,
                     None => match upstream::open(
                         &self.snapshot.netns,
                         statera_config::member_source(self.vip.ip(), member.addr.ip()),
-                        member.addr,
+                        opened_for.clone(),
                         x.connect_timeout,
                         proxy_header.as_deref(),
-                        pool.tls.as_deref(),
                         member.stats.clone(),
                     )
                     .await
@@ -453,6 +461,14 @@ impl ClientConn {
             }
             match timed(&mut self.timer, member_timeout, up.read_more(expected)).await {
                 Some(Ok(0)) if framing == Framing::UntilClose => return Ok(()),
+                // A TLS member that closes without close_notify (as many
+                // do after a body that lasts until the close) has ended it.
+                Some(Err(e))
+                    if framing == Framing::UntilClose
+                        && e.kind() == io::ErrorKind::UnexpectedEof =>
+                {
+                    return Ok(());
+                }
                 Some(Ok(0)) | Some(Err(_)) => return Err(Side::Member),
                 Some(Ok(n)) => small = n < upstream::SMALL_READ,
                 None => {

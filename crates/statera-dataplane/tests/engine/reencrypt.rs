@@ -13,6 +13,7 @@ use statera_config::{DataPlane, DataPlaneError, MemberHealth, PoolTls};
 use statera_model::{AlpnProtocol, HealthMonitorType, ListenerProtocol};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A member's rustls server: `leaf` as its certificate, asking for a
 /// client certificate of `pki` when `client_ca` (and refusing a handshake
@@ -258,6 +259,100 @@ async fn probes_of_a_pool_over_tls_go_over_its_tls() {
                 .all(|p| p.client_cn.as_deref() == Some("lb-client"))
         );
         h.engine.remove(config.lb_id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_kept_alive_plain_member_connection_never_carries_a_request_once_the_pool_is_over_tls() {
+    bounded(async {
+        // A PROXY pool: its idle member connections belong to the client
+        // connection, and outlive configuration changes with it.
+        let m =
+            HttpMember::start_with("m", Behaviour::Answer, crate::support_http::ExpectProxy::V1)
+                .await;
+        let mut p = pool(vec![member(m.addr, 1)]);
+        p.protocol = statera_model::PoolProtocol::Proxy;
+        let l = listener(ListenerProtocol::Http, 80, Some(p.id));
+        let vip = vip(222);
+        let mut config = lb(vip, vec![l], vec![p]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        let mut c = HttpClient::connect(addr(vip, 80)).await;
+        assert_eq!(c.get("/plain", &[]).await.unwrap().status, 200);
+        // The pool goes over TLS; the member still speaks plain text.
+        config.version += 1;
+        config.pools[0].tls = Some(pool_tls(None, None));
+        h.apply(&config).await.unwrap();
+        let reply = c.get("/after", &[]).await.unwrap();
+        assert_eq!(reply.status, 503, "{}", reply.head);
+        assert_eq!(
+            m.seen().len(),
+            1,
+            "a request went in plain text to a member of a TLS pool"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_member_that_never_answers_the_handshake_is_given_up_without_a_connect_timeout() {
+    bounded(async {
+        // Accepts, reads, never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                kept.push(s);
+            }
+        });
+        let mut p = pool(vec![member(silent_addr, 1)]);
+        p.tls = Some(pool_tls(None, None));
+        let mut l = listener(ListenerProtocol::Http, 80, Some(p.id));
+        l.timeouts.member_connect_ms = 0;
+        let vip = vip(223);
+        let h = Harness::new();
+        h.apply(&lb(vip, vec![l], vec![p])).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let mut c = tokio::net::TcpStream::connect(addr(vip, 80)).await.unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(25), c.read_to_end(&mut reply))
+            .await
+            .expect("the request hung on a silent handshake")
+            .unwrap();
+        assert!(reply.starts_with(b"HTTP/1.1 503"), "{reply:?}");
+        assert!(started.elapsed() >= Duration::from_secs(9));
+        held.abort();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_until_close_from_a_tls_member_ends_whole_without_close_notify() {
+    bounded(async {
+        let pki = Pki::new();
+        let cert = pki.leaf("m", &["m"], 60);
+        let m = HttpMember::start_tls("m", Behaviour::UntilClose, member_tls(&cert, None)).await;
+        let mut p = pool(vec![member(m.addr, 1)]);
+        p.tls = Some(pool_tls(None, None));
+        let l = listener(ListenerProtocol::Http, 80, Some(p.id));
+        let id = l.id;
+        let vip = vip(224);
+        let config = lb(vip, vec![l], vec![p]);
+        let h = Harness::new();
+        h.apply(&config).await.unwrap();
+        let mut c = HttpClient::connect(addr(vip, 80)).await;
+        let reply = c.get("/", &[]).await.unwrap();
+        assert_eq!(
+            (reply.status, reply.body_text().as_str()),
+            (200, "until-close")
+        );
+        let stats = listener_stats(&h.report(config.lb_id), id);
+        assert_eq!(stats.request_errors, 0, "{stats:?}");
     })
     .await;
 }

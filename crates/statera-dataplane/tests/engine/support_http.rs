@@ -25,6 +25,9 @@ pub enum Behaviour {
     DieMidBody,
     /// `200` with a body of [`BIG_BODY`] bytes (`0123456789` repeated).
     Big,
+    /// `200` with no length, the body `until-close`, then closes (over TLS:
+    /// without close_notify).
+    UntilClose,
 }
 
 /// The length of a [`Behaviour::Big`] body.
@@ -254,6 +257,13 @@ async fn serve_member<S: AsyncRead + AsyncWrite + Send + 'static>(
                     write.flush().await?;
                 }
                 Behaviour::CloseWithoutAnswer => return Ok(()),
+                Behaviour::UntilClose => {
+                    write
+                        .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-close")
+                        .await?;
+                    write.flush().await?;
+                    return Ok(());
+                }
                 Behaviour::DieMidBody => {
                     write
                         .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
