@@ -9,9 +9,9 @@ metadata delivered, a call the member aborts (grpc-status NOT_FOUND and its mess
 trailers-only response), a server stream and a client stream, and 50 calls at once on one
 channel (multiplexed on one connection).
 
-The native data plane does not speak HTTP/2 yet (a pool whose ALPN names only h2 puts its
-listener in ERROR), so its case is a strict expected failure: it turns into a failure to be
-noticed once native HTTP/2 lands.
+The native data plane speaks HTTP/2 to clients but not yet to members (a pool whose ALPN names
+only h2 does not build, and the change creating it fails), so its case is a strict expected
+failure: it turns into a failure to be noticed once native h2 to members lands.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class GrpcMember:
 
 @pytest.mark.parametrize("provider", [
     pytest.param("native", marks=pytest.mark.xfail(
-        strict=True, reason="the native data plane does not speak HTTP/2 yet")),
+        strict=True, reason="the native data plane does not speak HTTP/2 to members yet")),
     "haproxy",
 ])
 def test_grpc_through_a_terminated_https_listener(provider):

@@ -4,8 +4,8 @@ Certificates made here with openssl (a CA, a server certificate, an SNI wildcard
 certificate); `openstack secret store` of each PKCS#12 bundle and of the CA; `openstack
 loadbalancer listener create --protocol TERMINATED_HTTPS` with a default and an SNI reference,
 client authentication, TLS versions, ALPN, HSTS and the X-SSL headers; then curl and openssl
-s_client through the VIP: the certificate chosen by SNI, HTTP/2 by ALPN (HAProxy's; the native
-data plane does not offer h2 yet and answers HTTP/1.1), what the member sees, the default
+s_client through the VIP: the certificate chosen by SNI, HTTP/2 by ALPN (and HTTP/1.1 without
+it), what the member sees, the default
 certificate rotated under load (new handshakes get the new one, no request fails), client
 authentication OPTIONAL then MANDATORY, a client certificate revoked in the CRL refused, an
 SSL_CONN_HAS_CERT L7 rule, a certificate deleted from the key manager takes only its listener out
@@ -259,9 +259,17 @@ def test_terminated_https_with_the_real_clients(provider):
             got = curl(work, vip, port, host="api.sni.example")
             assert json.loads(got.stdout)["member"] == "a"
 
-            # HTTP/2 by ALPN on haproxy; native does not offer h2 yet (HTTP/1.1 it is).
-            got = curl(work, vip, port, "--http2", "-o", "/dev/null", "-w", "%{http_version}")
-            assert got.stdout.strip() == ("2" if provider == "haproxy" else "1.1"), got.stdout
+            # HTTP/2 by ALPN; the member still sees what an HTTP/1.1 client's request shows.
+            got = curl(work, vip, port, "--http2", "-w", "\n%{http_version}")
+            body, version = got.stdout.rsplit("\n", 1)
+            assert version == "2", got.stdout
+            seen = json.loads(body)
+            assert seen["member"] == "a", seen
+            h = {k.lower(): v for k, v in seen["headers"].items()}
+            assert h.get("x-forwarded-proto") == "https" and h.get("x-ssl-client-has-cert") == "0", h
+            # Without h2 offered, HTTP/1.1.
+            got = curl(work, vip, port, "--http1.1", "-o", "/dev/null", "-w", "%{http_version}")
+            assert got.stdout.strip() == "1.1", got.stdout
 
             # Rotation under load: the default certificate replaced while a client makes a new
             # connection per request; new handshakes get the new one, no request fails.

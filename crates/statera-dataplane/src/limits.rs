@@ -284,6 +284,13 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Another place under the same ceilings, for one HTTP/2 stream of
+    /// this connection: each stream may hold a member connection of its
+    /// own, so streams count as connections do (`Err`: none is free).
+    pub fn another(&self) -> Result<Slot, Refusal> {
+        self.lb.admit()
+    }
+
     /// A place for this connection's TLS handshake under both handshake
     /// ceilings ([`MAX_HANDSHAKES`]), held until dropped; `None` when one
     /// is held.

@@ -36,7 +36,7 @@ pub enum MaybeTls<T> {
 /// A connection to a member.
 pub type MemberStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 
-impl<T: TlsOverTcp> MaybeTls<T> {
+impl<T> MaybeTls<T> {
     /// The socket, when bytes can be spliced to or from it.
     pub fn plain(&self) -> Option<&TcpStream> {
         match self {
@@ -44,7 +44,9 @@ impl<T: TlsOverTcp> MaybeTls<T> {
             MaybeTls::Tls(_) => None,
         }
     }
+}
 
+impl<T: TlsOverTcp> MaybeTls<T> {
     /// The TCP socket under it either way.
     pub fn socket(&self) -> &TcpStream {
         match self {
@@ -54,7 +56,7 @@ impl<T: TlsOverTcp> MaybeTls<T> {
     }
 }
 
-impl<T: TlsOverTcp> AsyncRead for MaybeTls<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTls<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -67,7 +69,7 @@ impl<T: TlsOverTcp> AsyncRead for MaybeTls<T> {
     }
 }
 
-impl<T: TlsOverTcp> AsyncWrite for MaybeTls<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

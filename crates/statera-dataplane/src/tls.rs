@@ -24,9 +24,9 @@
 //!   suites are restricted only when it names some (OpenSSL keeps them apart
 //!   too). A list that leaves a spoken version without any suite is refused
 //!   (OpenSSL's "no cipher match").
-//! - **ALPN**: `http/1.1` and `http/1.0` as listed. `h2` is not offered:
-//!   this data plane does not speak HTTP/2 yet, and a client offered it
-//!   would use it.
+//! - **ALPN**: `h2`, `http/1.1` and `http/1.0` as listed, in the listed
+//!   order of preference (Octavia's default lists `h2` first). A client
+//!   that chooses `h2` is served over HTTP/2 (`http/http2.rs`).
 //! - **Client certificates**: NONE asks for none; OPTIONAL asks, and
 //!   accepts a client without one; MANDATORY refuses a handshake without one.
 //!   A certificate shown is verified against the client CA and its CRLs
@@ -103,10 +103,10 @@ impl ServerTls {
         config.alpn_protocols = tls
             .alpn_protocols
             .iter()
-            .filter_map(|p| match p {
-                AlpnProtocol::H2 => None,
-                AlpnProtocol::Http11 => Some(b"http/1.1".to_vec()),
-                AlpnProtocol::Http10 => Some(b"http/1.0".to_vec()),
+            .map(|p| match p {
+                AlpnProtocol::H2 => b"h2".to_vec(),
+                AlpnProtocol::Http11 => b"http/1.1".to_vec(),
+                AlpnProtocol::Http10 => b"http/1.0".to_vec(),
             })
             .collect();
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
@@ -389,7 +389,7 @@ impl ResolvesServerCert for SniResolver {
 /// What the client's certificate says, as the `X-SSL-*` headers and the
 /// `SSL_*` L7 rules read it. A connection without a certificate has
 /// `has_cert` false and the rest empty.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PeerCert {
     pub has_cert: bool,
     /// Subject and issuer as OpenSSL's one-line form: `/C=FR/O=x/CN=y`.

@@ -156,25 +156,27 @@ pub async fn serve(
             (stream, Some(tls))
         }
     };
-    let mut conn = ClientConn {
-        client,
-        tls,
-        clean: true,
-        closed: false,
-        buf: Vec::with_capacity(CLIENT_BUFFER),
-        out: Vec::with_capacity(1024),
+    let origin = Origin {
         peer,
-        peer_text: peer.ip().to_canonical().to_string(),
         vip,
         snapshot,
         view,
         shared,
-        own_idle: HashMap::new(),
-        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         client_timeout,
-        first_deadline,
-        life: life.clone(),
     };
+    // A TLS client that chose h2: its streams are served apart.
+    let (client, tls) = match (client, tls) {
+        (MaybeTls::Tls(secure), Some(conn_tls)) if conn_tls.h2 => match *secure {
+            Secure::Left(stream) => {
+                // Boxed, as `run` below: a silent connection's task stays small.
+                Box::pin(http2::serve(stream, *conn_tls, origin, life, slot)).await;
+                return;
+            }
+            other => (MaybeTls::Tls(Box::new(other)), Some(conn_tls)),
+        },
+        other => other,
+    };
+    let mut conn = ClientConn::new(client, tls, origin, first_deadline, life.clone());
     // Boxed: the task of a connection that never sends a byte stays small.
     Box::pin(async {
         conn.run(life).await;
@@ -286,6 +288,46 @@ struct ClientConn {
     first_deadline: Option<Instant>,
     /// The listener's life, to tell a response that it is the last.
     life: watch::Receiver<LifeState>,
+}
+
+/// Where a client connection comes from and what it was accepted with.
+struct Origin {
+    peer: SocketAddr,
+    vip: SocketAddr,
+    snapshot: Arc<Snapshot>,
+    view: Arc<ListenerView>,
+    shared: Arc<LbShared>,
+    client_timeout: Option<Duration>,
+}
+
+impl ClientConn {
+    fn new(
+        client: ClientStream,
+        tls: Option<Box<ConnTls>>,
+        origin: Origin,
+        first_deadline: Option<Instant>,
+        life: watch::Receiver<LifeState>,
+    ) -> ClientConn {
+        ClientConn {
+            client,
+            tls,
+            clean: true,
+            closed: false,
+            buf: Vec::with_capacity(CLIENT_BUFFER),
+            out: Vec::with_capacity(1024),
+            peer: origin.peer,
+            peer_text: origin.peer.ip().to_canonical().to_string(),
+            vip: origin.vip,
+            snapshot: origin.snapshot,
+            view: origin.view,
+            shared: origin.shared,
+            own_idle: HashMap::new(),
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            client_timeout: origin.client_timeout,
+            first_deadline,
+            life,
+        }
+    }
 }
 
 /// How waiting for a request head ended, other than with a head.
@@ -741,6 +783,7 @@ enum HeadEvent {
 }
 
 mod forward;
+mod http2;
 mod pump;
 mod rewrite;
 mod stream;

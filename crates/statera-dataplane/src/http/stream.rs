@@ -33,8 +33,15 @@ pub(super) const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 /// A TLS record of type handshake starts with this byte.
 const HANDSHAKE_RECORD: u8 = 0x16;
 
-/// A client connection: plain, or TLS (TERMINATED_HTTPS).
-pub(super) type ClientStream = crate::stream::MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
+/// A client connection: plain, or TLS (TERMINATED_HTTPS), or one HTTP/2
+/// stream of a TLS connection carried to the HTTP/1.1 machinery as bytes
+/// (`h2.rs`).
+pub(super) type ClientStream = crate::stream::MaybeTls<Secure>;
+
+/// What comes over a TERMINATED_HTTPS connection.
+pub(super) type Secure = tokio_util::either::Either<TlsStream, tokio::io::DuplexStream>;
+
+pub(super) type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
 impl ClientStream {
     /// Ends our side: FIN on TCP; close_notify then FIN on TLS, within
@@ -49,9 +56,12 @@ impl ClientStream {
 }
 
 /// What a TLS connection carries beside its stream.
+#[derive(Clone)]
 pub(super) struct ConnTls {
     pub(super) peer: PeerCert,
     pub(super) server: Arc<ServerTls>,
+    /// The client chose HTTP/2 by ALPN.
+    pub(super) h2: bool,
 }
 
 /// Completes the TLS handshake of a client whose first byte has arrived:
@@ -103,9 +113,10 @@ pub(super) async fn handshake(
             .peer_certificates()
             .and_then(|c| c.first()),
     );
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     Some((
-        ClientStream::Tls(Box::new(stream)),
-        Box::new(ConnTls { peer, server }),
+        ClientStream::Tls(Box::new(tokio_util::either::Either::Left(stream))),
+        Box::new(ConnTls { peer, server, h2 }),
     ))
 }
 

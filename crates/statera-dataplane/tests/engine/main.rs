@@ -8,6 +8,7 @@ mod health;
 mod health_monitors;
 mod health_passive;
 mod http;
+mod http2;
 mod http_framing;
 mod l7;
 mod lifecycle;
