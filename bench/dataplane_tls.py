@@ -2,7 +2,7 @@
 """TLS benchmark of the data plane (issue 16): TERMINATED_HTTPS served by the native engine
 (rustls with ring) against HAProxy (OpenSSL), the same load balancer objects, in the same run.
 
-Python 3 standard library plus the `openssl`, `wrk`, `nginx` and `haproxy` executables. Run it
+Python 3 standard library plus the `openssl`, `wrk`, `h2load`, `nginx` and `haproxy` executables. Run it
 through `bench/dataplane-tls`, which builds the binary first, or directly:
 `python3 bench/dataplane_tls.py --binary target/release/statera`.
 
@@ -24,6 +24,8 @@ What it does, every step bounded in time, all traffic on 127.0.0.0/8:
     session across its reconnects, OpenSSL's SSL_clear, so these handshakes resume; req/s);
   - `full-ecdsa` and `full-rsa`: full handshakes, one HTTP request each (`openssl s_time -new`,
     P processes at once; handshakes/s), on the ECDSA and the RSA listener;
+  - `h2`: 100-byte responses over HTTP/2 (h2load from nghttp2-client: C/16 connections, at
+    least one, each with up to C streams in flight in all; req/s);
   and for every run the proxy's CPU time (utime + stime from /proc, all threads; for HAProxy
   its load balancer's processes) per request or handshake;
 * layouts (`--layouts`): `unpinned-C` (no CPU pinning, wrk with C connections, s_time with
@@ -67,6 +69,8 @@ ROWS = [
      "/small", [], "rps"),
     ("full-rsa", "full handshakes, RSA-2048 (openssl s_time -new)", RSA_PORT, "stime", "/small",
      [], "rps"),
+    ("h2", "small responses (100 B) over HTTP/2 (h2load, C/16 connections × 16 streams)",
+     ECDSA_PORT, "h2load", "/small", [], "rps"),
 ]
 
 
@@ -104,7 +108,8 @@ def create_lb(srv, provider, ports, ec_ref, rsa_ref):
         "name": name, "vip_subnet_id": srv.subnet_id, "provider": provider,
         "listeners": [
             {"name": f"{name}-ec", "protocol": "TERMINATED_HTTPS", "protocol_port": ECDSA_PORT,
-             "default_tls_container_ref": ec_ref, "default_pool": {"name": f"{name}-pool"}},
+             "default_tls_container_ref": ec_ref, "alpn_protocols": ["h2", "http/1.1"],
+             "default_pool": {"name": f"{name}-pool"}},
             {"name": f"{name}-rsa", "protocol": "TERMINATED_HTTPS", "protocol_port": RSA_PORT,
              "default_tls_container_ref": rsa_ref, "default_pool": {"name": f"{name}-pool"}},
         ],
@@ -196,6 +201,28 @@ def run_row(row, vip, pids, duration, conns, pinned, workdir, procs):
             raise RuntimeError(f"wrk failed: {' '.join(cmd)}\n{text}")
         r = dp.parse_wrk(text)
         count = r["requests"]
+    elif kind == "h2load":
+        clients = max(1, conns // 16)
+        streams = max(1, conns // clients)
+        cmd = prefix + ["h2load", "-t", str(min(2, clients)), "-c", str(clients), "-m",
+                        str(streams), "-D", str(duration), f"https://{vip}:{port}{path}"]
+        out_path = os.path.join(workdir, "h2load.out")
+        with open(out_path, "wb") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            procs.append(proc)
+            wait_bounded(proc, duration + 30, procs)
+        with open(out_path) as f:
+            text = f.read()
+        m = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", text)
+        done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, "
+                         r"(\d+) failed, (\d+) errored", text)
+        if proc.returncode != 0 or not m or not done:
+            raise RuntimeError(f"h2load failed: {' '.join(cmd)}\n{text}")
+        count = int(done.group(2))
+        r = {"rps": float(m.group(1)), "mibps": 0.0,
+             "errors": int(done.group(3)) + int(done.group(4))}
+        if "h2" not in text.split("Application protocol:", 1)[-1][:20]:
+            raise RuntimeError(f"h2load did not negotiate h2:\n{text}")
     else:
         parallel = 4 if conns >= 16 else 1
         running = []
@@ -236,7 +263,7 @@ def main():
     p.add_argument("--tmpdir", default="/tmp")
     p.add_argument("--output")
     args = p.parse_args()
-    for tool in ("openssl", "wrk", "nginx", "haproxy", "taskset"):
+    for tool in ("openssl", "wrk", "h2load", "nginx", "haproxy", "taskset"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed")
     rows = [r for r in ROWS if r[0] in args.rows.split(",")]

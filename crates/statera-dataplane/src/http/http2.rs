@@ -24,10 +24,17 @@
 //! resets before they are accepted are h2's to bound (20 pending); streams
 //! reset after acceptance (the "rapid reset" attack, each of which would
 //! start a member request) end the connection with GOAWAY
-//! ENHANCE_YOUR_CALM once more than [`RESET_ALLOWANCE`] of them outnumber
-//! half the streams that completed. The connection closes gracefully
+//! ENHANCE_YOUR_CALM past [`RESET_ALLOWANCE`] within [`RESET_WINDOW`]. A
+//! stream whose client opens no window for the client data timeout is
+//! reset (so it does not hold its place). The connection closes gracefully
 //! (GOAWAY) when no stream was open for the client data timeout, and when
-//! its listener drains; a cut listener drops it and its streams.
+//! its listener drains (streams already accepted are served); a cut
+//! listener drops it and its streams.
+//!
+//! Not carried yet: trailers (dropped both ways; gRPC needs h2 to members
+//! anyway), a request body while the response waits for the client's
+//! window (bounded by the timeouts), and PROXY pools' idle member
+//! connections across streams (each stream opens its own).
 
 use super::*;
 use ::h2::server::{Builder, SendResponse};
@@ -40,9 +47,10 @@ use tokio::task::JoinSet;
 
 /// Streams open at once on one connection.
 const MAX_STREAMS: u32 = 100;
-/// Client resets of accepted streams tolerated per connection before the
-/// ratio to completed streams is looked at.
+/// Client resets of accepted streams tolerated per connection within one
+/// [`RESET_WINDOW`].
 const RESET_ALLOWANCE: u64 = 100;
+const RESET_WINDOW: Duration = Duration::from_secs(10);
 /// Bytes of the in-memory pipe between a stream and its HTTP/1.1 side.
 const BRIDGE_BUFFER: usize = 16 * 1024;
 /// How long a connection that said GOAWAY waits for its client to leave.
@@ -118,7 +126,8 @@ pub(super) async fn serve(
     tokio::pin!(idle);
     // Set once GOAWAY went out: the client gets this long to leave.
     let mut leaving: Option<Instant> = None;
-    let (mut completed, mut resets) = (0u64, 0u64);
+    // Client resets of accepted streams in the current window.
+    let (mut window_start, mut resets) = (Instant::now(), 0u64);
     loop {
         let goaway_over = async {
             match leaving {
@@ -145,12 +154,15 @@ pub(super) async fn serve(
                 },
             },
             Some(ended) = streams.join_next(), if !streams.is_empty() => {
-                match ended {
-                    Ok(StreamEnd::Reset) => resets += 1,
-                    _ => completed += 1,
+                if matches!(ended, Ok(StreamEnd::Reset)) {
+                    if window_start.elapsed() > RESET_WINDOW {
+                        window_start = Instant::now();
+                        resets = 0;
+                    }
+                    resets += 1;
                 }
-                if resets > RESET_ALLOWANCE && resets > completed / 2 && leaving.is_none() {
-                    tracing::debug!(peer = %shared.peer, resets, completed, "HTTP/2 streams reset too often; GOAWAY");
+                if resets > RESET_ALLOWANCE && leaving.is_none() {
+                    tracing::debug!(peer = %shared.peer, resets, "HTTP/2 streams reset too often; GOAWAY");
                     conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                     streams.abort_all();
                     leaving = Some(Instant::now() + GOAWAY_WAIT);
@@ -171,7 +183,7 @@ pub(super) async fn serve(
                     conn.graceful_shutdown();
                 }
             },
-            () = goaway_over => break,
+            () = goaway_over, if streams.is_empty() => break,
         }
     }
     // Dropping the streams ends their member requests (and `conn` closes
@@ -207,6 +219,10 @@ async fn serve_stream(
         None,
         shared.life.clone(),
     );
+    // The head is in before the HTTP/1.1 side starts: a stream accepted
+    // while the listener drains is served (it reads no head it has to wait
+    // for, so the drain does not turn it away).
+    conn.buf.extend_from_slice(&head);
     let (clean_tx, clean_rx) = oneshot::channel();
     let mut life = shared.life.clone();
     let serve = async move {
@@ -218,7 +234,8 @@ async fn serve_stream(
     let (from, to) = tokio::io::split(ours);
     let to_head = request.method() == http::Method::HEAD;
     let body = request.into_body();
-    let bridge = bridge(head, chunked, to_head, body, from, to, respond, clean_rx);
+    let limit = shared.client_timeout;
+    let bridge = bridge(chunked, to_head, limit, body, from, to, respond, clean_rx);
     tokio::pin!(serve, bridge);
     let mut served = false;
     loop {
@@ -230,13 +247,27 @@ async fn serve_stream(
 }
 
 /// The HTTP/1.1 request head a stream's request becomes, and whether its
-/// body goes chunked (`None`: it names no authority).
+/// body goes chunked (`None`: no usable authority, or a path that is not
+/// an origin form).
 fn request_head(request: &Request<RecvStream>) -> Option<(Vec<u8>, bool)> {
     let headers = request.headers();
     let authority = match request.uri().authority() {
         Some(authority) => authority.as_str().as_bytes(),
         None => headers.get(header::HOST)?.as_bytes(),
     };
+    // RFC 9113 §8.3.1: no userinfo in `:authority`; `:path` is an origin
+    // form (or `*` for OPTIONS), never an absolute one that would name
+    // another host than the one the rules read.
+    if authority.contains(&b'@') || authority.is_empty() {
+        return None;
+    }
+    if request.method() != http::Method::CONNECT {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let asterisk = path == "*" && request.method() == http::Method::OPTIONS;
+        if !path.starts_with('/') && !asterisk {
+            return None;
+        }
+    }
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(request.method().as_str().as_bytes());
     out.push(b' ');
@@ -295,9 +326,9 @@ fn bodiless(status: StatusCode) -> Response<()> {
     reason = "one stream's parts, taken apart once"
 )]
 async fn bridge(
-    head: Vec<u8>,
     chunked: bool,
     to_head: bool,
+    limit: Option<Duration>,
     mut body: RecvStream,
     mut from: ReadHalf<DuplexStream>,
     mut to: WriteHalf<DuplexStream>,
@@ -305,7 +336,6 @@ async fn bridge(
     clean: oneshot::Receiver<bool>,
 ) -> StreamEnd {
     let send_request = async {
-        to.write_all(&head).await?;
         while let Some(data) = body.data().await {
             let data = data.map_err(io::Error::other)?;
             let n = data.len();
@@ -330,6 +360,11 @@ async fn bridge(
     let response = loop {
         match h1::parse_response(&buf, to_head) {
             Ok(Some(head)) if head.status < 200 => {
+                // `100 Continue` (the HTTP/1.1 side's word to a client that
+                // expects it) goes on; other interim answers do not.
+                if head.status == 100 {
+                    let _ = respond.send_informational(bodiless(StatusCode::CONTINUE));
+                }
                 buf.drain(..head.len);
                 continue;
             }
@@ -405,7 +440,7 @@ async fn bridge(
                 remaining -= take;
                 let data = Bytes::copy_from_slice(&buf[..take as usize]);
                 buf.drain(..take as usize);
-                if !send_all(&mut send, data).await {
+                if !send_all(&mut send, data, limit).await {
                     return StreamEnd::Reset;
                 }
                 remaining == 0
@@ -418,7 +453,7 @@ async fn bridge(
                 };
                 for r in ranges.drain(..) {
                     let data = Bytes::copy_from_slice(&buf[r]);
-                    if !send_all(&mut send, data).await {
+                    if !send_all(&mut send, data, limit).await {
                         return StreamEnd::Reset;
                     }
                 }
@@ -428,7 +463,7 @@ async fn bridge(
             _ => {
                 let data = Bytes::copy_from_slice(&buf);
                 buf.clear();
-                if !send_all(&mut send, data).await {
+                if !send_all(&mut send, data, limit).await {
                     return StreamEnd::Reset;
                 }
                 false
@@ -466,14 +501,26 @@ async fn bridge(
     }
 }
 
-/// Sends `data` on the stream as the client's window allows; `false` when
-/// the stream is gone (reset by the client).
-async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes) -> bool {
+/// Sends `data` on the stream as the client's window allows, each wait for
+/// window within `limit` (the client data timeout: a client that opens no
+/// window holds its stream, and its place, no longer); `false` when the
+/// stream is gone (reset by the client, or by us on that timeout).
+async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes, limit: Option<Duration>) -> bool {
     while !data.is_empty() {
         send.reserve_capacity(data.len());
-        let granted = match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
-            Some(Ok(n)) => n,
-            Some(Err(_)) | None => return false,
+        let window = std::future::poll_fn(|cx| send.poll_capacity(cx));
+        let waited = match limit {
+            Some(limit) => tokio::time::timeout(limit, window).await,
+            None => Ok(window.await),
+        };
+        let granted = match waited {
+            Ok(Some(Ok(n))) => n,
+            Ok(Some(Err(_)) | None) => return false,
+            Err(_) => {
+                tracing::debug!("HTTP/2 client opened no window in time; stream reset");
+                send.send_reset(Reason::CANCEL);
+                return false;
+            }
         };
         if granted == 0 {
             continue;

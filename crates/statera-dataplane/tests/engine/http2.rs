@@ -35,6 +35,20 @@ fn h2_listener_tls(pki: &Pki) -> ListenerTls {
 
 /// An HTTP/2 client connection to `to` (ALPN h2, the test CA trusted).
 async fn h2_client(pki: &Pki, to: SocketAddr) -> ::h2::client::SendRequest<Bytes> {
+    h2_client_with(pki, to, ::h2::client::Builder::new())
+        .await
+        .0
+}
+
+/// The same with `builder`'s settings; also how its connection ended.
+async fn h2_client_with(
+    pki: &Pki,
+    to: SocketAddr,
+    builder: ::h2::client::Builder,
+) -> (
+    ::h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), ::h2::Error>>,
+) {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca_der.clone()).unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -51,11 +65,8 @@ async fn h2_client(pki: &Pki, to: SocketAddr) -> ::h2::client::SendRequest<Bytes
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (send, conn) = ::h2::client::handshake(tls).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
+    let (send, conn) = builder.handshake(tls).await.unwrap();
+    (send, tokio::spawn(conn))
 }
 
 fn request(method: &str, path: &str) -> http::Request<()> {
@@ -108,9 +119,15 @@ async fn clients_choosing_h2_are_served_over_http2_by_http11_members() {
             .unwrap();
         let mut c = h2_client(&pki, addr(vip, 443)).await;
 
-        let (parts, body) = exchange(&mut c, request("GET", "/a?b=c"), None)
-            .await
-            .unwrap();
+        // Forged headers a member trusts do not get through.
+        let mut first = request("GET", "/a?b=c");
+        first
+            .headers_mut()
+            .insert("x-ssl-client-cn", "forged".parse().unwrap());
+        first
+            .headers_mut()
+            .insert("x-forwarded-proto", "http".parse().unwrap());
+        let (parts, body) = exchange(&mut c, first, None).await.unwrap();
         assert_eq!(parts.status, 200);
         assert_eq!(body, b"m");
         assert_eq!(parts.headers["x-member"], "m");
@@ -120,6 +137,11 @@ async fn clients_choosing_h2_are_served_over_http2_by_http11_members() {
         assert_eq!(seen[0].request_line(), "GET /a?b=c HTTP/1.1");
         assert_eq!(seen[0].header("host"), vec!["www.example.test"]);
         assert_eq!(seen[0].header("x-forwarded-proto"), vec!["https"]);
+        assert!(
+            seen[0].header("x-ssl-client-cn").is_empty(),
+            "{}",
+            seen[0].head
+        );
 
         // Cookie crumbs are one line again; a body without a length goes
         // chunked.
@@ -131,6 +153,7 @@ async fn clients_choosing_h2_are_served_over_http2_by_http11_members() {
         let last = m.seen().pop().unwrap();
         assert_eq!(last.header("cookie"), vec!["a=1; b=2"]);
         assert_eq!(last.body, b"0123456789");
+        assert_eq!(last.header("transfer-encoding"), vec!["chunked"]);
 
         // HEAD: no body.
         let (parts, body) = exchange(&mut c, request("HEAD", "/h"), None).await.unwrap();
@@ -237,14 +260,27 @@ async fn a_rapid_reset_flood_is_sent_away_and_others_are_served() {
         // them (reset before the proxy took them: h2's bound), then paced
         // (reset after: ours), each for at most 10,000 streams or 10 s.
         for paced in [false, true] {
-            let c = h2_client(&pki, addr(vip, 443)).await;
+            let (c, conn) =
+                h2_client_with(&pki, addr(vip, 443), ::h2::client::Builder::new()).await;
             let (opened, sent_away) = flood(&c, paced).await;
             assert!(
                 sent_away,
                 "{opened} streams reset and the connection still open (paced: {paced})"
             );
-            eprintln!(
-                "paced {paced}: sent away after {opened} streams, {} reached the member",
+            drop(c);
+            let ended = tokio::time::timeout(IO_DEADLINE, conn)
+                .await
+                .unwrap()
+                .unwrap();
+            let reason = ended.err().and_then(|e| e.reason());
+            assert_eq!(
+                reason,
+                Some(::h2::Reason::ENHANCE_YOUR_CALM),
+                "paced: {paced}, after {opened} streams"
+            );
+            assert!(
+                m.seen().len() < opened / 2,
+                "most reset streams reached the member ({} of {opened})",
                 m.seen().len()
             );
         }
@@ -289,4 +325,38 @@ async fn flood(c: &::h2::client::SendRequest<Bytes>, paced: bool) -> (usize, boo
         }
         (opened, sent_away)
     }
+}
+
+#[tokio::test]
+async fn a_client_that_opens_no_window_loses_its_stream_within_the_client_timeout() {
+    bounded(async {
+        let pki = Pki::new();
+        let m = HttpMember::start("m").await;
+        let p = pool(vec![member(m.addr, 1)]);
+        let mut l = listener(ListenerProtocol::TerminatedHttps, 443, Some(p.id));
+        l.tls = Some(h2_listener_tls(&pki));
+        l.timeouts.client_data_ms = 1_000;
+        let vip = vip(228);
+        let h = Harness::new();
+        h.apply(&lb(vip, vec![l], vec![p])).await.unwrap();
+        let mut builder = ::h2::client::Builder::new();
+        builder.initial_window_size(0);
+        let (c, _conn) = h2_client_with(&pki, addr(vip, 443), builder).await;
+        let mut send = c.ready().await.unwrap();
+        let (response, _) = send.send_request(request("GET", "/"), true).unwrap();
+        let response = tokio::time::timeout(IO_DEADLINE, response)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        // No window is ever opened: the body cannot come, and the stream is
+        // reset rather than held.
+        let mut body = response.into_body();
+        let got = tokio::time::timeout(Duration::from_secs(5), body.data()).await;
+        match got {
+            Ok(Some(Err(e))) => assert_eq!(e.reason(), Some(::h2::Reason::CANCEL), "{e}"),
+            other => panic!("the stream was held: {other:?}"),
+        }
+    })
+    .await;
 }
