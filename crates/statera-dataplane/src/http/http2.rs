@@ -43,7 +43,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
-use tokio::task::JoinSet;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 /// Streams open at once on one connection.
 const MAX_STREAMS: u32 = 100;
@@ -119,7 +120,11 @@ pub(super) async fn serve(
         client_timeout,
         life: life.clone(),
     });
-    let mut streams: JoinSet<StreamEnd> = JoinSet::new();
+    // The streams run in this task (not one task each): frames of many
+    // streams leave in one write, without wake-ups across workers.
+    let mut streams: FuturesUnordered<
+        std::pin::Pin<Box<dyn std::future::Future<Output = StreamEnd> + Send>>,
+    > = FuturesUnordered::new();
     let mut stop = Stop::new(life.clone());
     let idle_limit = client_timeout.unwrap_or(Duration::from_secs(86_400));
     let idle = tokio::time::sleep(idle_limit);
@@ -144,7 +149,7 @@ pub(super) async fn serve(
                 }
                 Some(Ok((request, mut respond))) => match slot.another() {
                     Ok(place) => {
-                        streams.spawn(serve_stream(request, respond, shared.clone(), place));
+                        streams.push(Box::pin(serve_stream(request, respond, shared.clone(), place)));
                     }
                     Err(refusal) => {
                         tracing::debug!(%refusal, "HTTP/2 stream refused");
@@ -153,8 +158,8 @@ pub(super) async fn serve(
                     }
                 },
             },
-            Some(ended) = streams.join_next(), if !streams.is_empty() => {
-                if matches!(ended, Ok(StreamEnd::Reset)) {
+            Some(ended) = streams.next(), if !streams.is_empty() => {
+                if matches!(ended, StreamEnd::Reset) {
                     if window_start.elapsed() > RESET_WINDOW {
                         window_start = Instant::now();
                         resets = 0;
@@ -164,7 +169,7 @@ pub(super) async fn serve(
                 if resets > RESET_ALLOWANCE && leaving.is_none() {
                     tracing::debug!(peer = %shared.peer, resets, "HTTP/2 streams reset too often; GOAWAY");
                     conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
-                    streams.abort_all();
+                    streams.clear();
                     leaving = Some(Instant::now() + GOAWAY_WAIT);
                 }
                 if streams.is_empty() {
@@ -188,7 +193,7 @@ pub(super) async fn serve(
     }
     // Dropping the streams ends their member requests (and `conn` closes
     // the connection) when the loop ends early.
-    streams.abort_all();
+    streams.clear();
 }
 
 /// One stream: its request to the HTTP/1.1 side, the response back.
