@@ -40,11 +40,11 @@ use super::*;
 use ::h2::server::{Builder, SendResponse};
 use ::h2::{Reason, RecvStream, SendStream};
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use http::{Request, Response};
 use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 
 /// Streams open at once on one connection.
 const MAX_STREAMS: u32 = 100;
