@@ -84,6 +84,7 @@ fn providers() -> Vec<ProviderInfo> {
             ],
             unsupported_monitor_types: vec![HealthMonitorType::Sctp],
             pool_tls: false,
+            pool_h2: true,
         },
         ProviderInfo {
             name: "haproxy".into(),
@@ -94,6 +95,7 @@ fn providers() -> Vec<ProviderInfo> {
             unsupported_listener_protocols: vec![ListenerProtocol::Udp],
             unsupported_monitor_types: vec![HealthMonitorType::Ping],
             pool_tls: true,
+            pool_h2: true,
         },
     ]
 }

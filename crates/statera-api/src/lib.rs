@@ -56,6 +56,9 @@ pub struct ProviderInfo {
     pub unsupported_monitor_types: Vec<statera_model::HealthMonitorType>,
     /// Whether it re-encrypts to members (`tls_enabled` pools; 501 if not).
     pub pool_tls: bool,
+    /// Whether it speaks HTTP/2 to members: a pool over TLS whose
+    /// `alpn_protocols` name only `h2` is 501 if not.
+    pub pool_h2: bool,
 }
 
 pub use statera_service::QuotaDefaults;
@@ -557,6 +560,10 @@ impl statera_service::octavia::Deployment for ApiSettings {
 
     fn supports_pool_tls(&self, provider: &str) -> bool {
         self.provider(provider).is_none_or(|p| p.pool_tls)
+    }
+
+    fn supports_pool_h2(&self, provider: &str) -> bool {
+        self.provider(provider).is_none_or(|p| p.pool_h2)
     }
 
     fn reserved_ips(&self) -> &[IpAddr] {

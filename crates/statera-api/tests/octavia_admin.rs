@@ -47,6 +47,7 @@ fn providers() -> Vec<ProviderInfo> {
             unsupported_listener_protocols: vec![ListenerProtocol::Udp],
             unsupported_monitor_types: Vec::new(),
             pool_tls: false,
+            pool_h2: true,
         },
         ProviderInfo {
             name: "haproxy".into(),
@@ -66,6 +67,7 @@ fn providers() -> Vec<ProviderInfo> {
             unsupported_listener_protocols: vec![],
             unsupported_monitor_types: Vec::new(),
             pool_tls: true,
+            pool_h2: true,
         },
     ]
 }

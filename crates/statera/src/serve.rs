@@ -36,6 +36,8 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
             unsupported_listener_protocols: vec![ListenerProtocol::Sctp],
             unsupported_monitor_types: vec![HealthMonitorType::Sctp],
             pool_tls: true,
+            // Members get HTTP/1.1 from the native data plane (no h2 yet).
+            pool_h2: false,
         },
         ProviderInfo {
             name: "haproxy".to_string(),
@@ -64,6 +66,7 @@ fn providers(haproxy_available: bool) -> Vec<ProviderInfo> {
                 HealthMonitorType::Sctp,
             ],
             pool_tls: true,
+            pool_h2: true,
         },
     ]
 }

@@ -43,6 +43,7 @@ pub async fn api_with(change: impl FnOnce(&mut ApiSettings)) -> Api {
             unsupported_listener_protocols: Vec::new(),
             unsupported_monitor_types: Vec::new(),
             pool_tls: false,
+            pool_h2: true,
         }],
         quota_defaults: QuotaDefaults::default(),
         reserved_ips: Vec::new(),

@@ -426,3 +426,49 @@ async fn pools_over_tls_are_501_where_the_provider_cannot_re_encrypt() {
         .await;
     assert_eq!(r.status, 501, "{}", r.text);
 }
+
+#[tokio::test]
+async fn pools_asking_http2_only_to_members_are_501_where_the_provider_speaks_http11_to_them() {
+    let h = Harness::with_settings(|s| {
+        s.providers.iter_mut().for_each(|p| {
+            p.pool_tls = true;
+            p.pool_h2 = false;
+        })
+    })
+    .await;
+    let lb = h.lb().await;
+    let r = post(
+        &h,
+        &lb,
+        json!({"tls_enabled": true, "alpn_protocols": ["h2"]}),
+    )
+    .await;
+    assert_eq!(r.status, 501, "{}", r.text);
+    assert_eq!(
+        r.fault(),
+        "Provider 'native' does not support a requested option: HTTP/2 to members \
+         (alpn_protocols naming only h2)"
+    );
+    // h2 among others is fine (HTTP/1.1 is offered), as is the default list.
+    post(
+        &h,
+        &lb,
+        json!({"tls_enabled": true, "alpn_protocols": ["h2", "http/1.1"]}),
+    )
+    .await
+    .expect(201);
+    h.settle().await;
+    let r = post(&h, &lb, json!({"tls_enabled": true}))
+        .await
+        .expect(201);
+    let pid = id(&r.body["pool"]);
+    h.settle().await;
+    // Nor asked for later.
+    let r = h
+        .put(
+            &format!("/v2/lbaas/pools/{pid}"),
+            json!({"pool": {"alpn_protocols": ["h2"]}}),
+        )
+        .await;
+    assert_eq!(r.status, 501, "{}", r.text);
+}

@@ -76,6 +76,7 @@ pub fn providers() -> Vec<ProviderInfo> {
             unsupported_listener_protocols: vec![ListenerProtocol::Sctp],
             unsupported_monitor_types: vec![statera_model::HealthMonitorType::Sctp],
             pool_tls: false,
+            pool_h2: true,
         },
         ProviderInfo {
             name: "haproxy".to_string(),
@@ -90,6 +91,7 @@ pub fn providers() -> Vec<ProviderInfo> {
                 statera_model::HealthMonitorType::Sctp,
             ],
             pool_tls: true,
+            pool_h2: true,
         },
     ]
 }

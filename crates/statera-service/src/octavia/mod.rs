@@ -49,6 +49,11 @@ pub trait Deployment {
     fn supports_pool_tls(&self, _provider: &str) -> bool {
         true
     }
+    /// Whether provider `provider` speaks HTTP/2 to members (a pool over
+    /// TLS whose ALPN names only `h2`; 501 otherwise).
+    fn supports_pool_h2(&self, _provider: &str) -> bool {
+        true
+    }
     /// Addresses no member or monitor may point at (Octavia's `reserved_ips`).
     fn reserved_ips(&self) -> &[std::net::IpAddr];
     /// Sockets Statera itself listens on (its API): no member or monitor
@@ -150,7 +155,8 @@ pub fn show_owned<R: Owned<Key = Uuid>>(
 }
 
 /// 501 when `p` re-encrypts (`tls_enabled`) and the load balancer's
-/// provider cannot.
+/// provider cannot, or asks for HTTP/2 only to members and the provider
+/// speaks HTTP/1.1 to them.
 pub fn check_pool_tls_supported(
     d: &impl Deployment,
     lb: &LoadBalancer,
@@ -159,6 +165,16 @@ pub fn check_pool_tls_supported(
     if p.tls_enabled && !d.supports_pool_tls(&lb.provider) {
         return Err(ServiceError::not_implemented(format!(
             "Provider '{}' does not support a requested option: pools over TLS (tls_enabled)",
+            lb.provider
+        )));
+    }
+    let h2_only = p.alpn_protocols.as_ref().is_some_and(|alpn| {
+        !alpn.is_empty() && alpn.iter().all(|a| *a == statera_model::AlpnProtocol::H2)
+    });
+    if p.tls_enabled && h2_only && !d.supports_pool_h2(&lb.provider) {
+        return Err(ServiceError::not_implemented(format!(
+            "Provider '{}' does not support a requested option: HTTP/2 to members \
+             (alpn_protocols naming only h2)",
             lb.provider
         )));
     }

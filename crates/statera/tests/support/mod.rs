@@ -36,6 +36,7 @@ pub fn provider(name: &str) -> ProviderInfo {
         unsupported_listener_protocols: vec![],
         unsupported_monitor_types: vec![],
         pool_tls: true,
+        pool_h2: true,
     }
 }
 
