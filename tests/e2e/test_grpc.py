@@ -28,7 +28,10 @@ import pytest
 from conftest import start_statera
 from test_tls_termination import make_pki
 
-grpc = pytest.importorskip("grpc", reason="grpcio is not installed (scripts/test installs it)")
+try:
+    import grpc
+except ImportError:  # skipped in the test (a failure under CI=true), not at collection
+    grpc = None
 
 SERVICE = "/statera.test.Echo/"
 
@@ -73,6 +76,8 @@ class GrpcMember:
 
 @pytest.mark.parametrize("provider", ["native", "haproxy"])
 def test_grpc_through_a_terminated_https_listener(provider):
+    if grpc is None:
+        pytest.skip("grpcio is not installed (scripts/test installs it)")
     if provider == "haproxy" and shutil.which("haproxy") is None:
         pytest.skip("haproxy is not installed (scripts/test installs it)")
     if shutil.which("openssl") is None:
